@@ -1,0 +1,49 @@
+"""The demo API: three routes of different cost, instrumented by the trimtab middleware."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .middleware import TrimtabMiddleware
+
+PRODUCTS_ROUTE = "/products/{id}"
+
+
+def build_app(instance: str, slowness: float = 1.0, product_ttl: float = 10.0,
+              seed: int | None = None) -> TrimtabMiddleware:
+    """An API instance; ``slowness`` multiplies every handler's cost."""
+    rng = random.Random(seed)
+
+    async def product(request: Request) -> Response:
+        await asyncio.sleep(0.012 * slowness * rng.uniform(0.7, 1.4))
+        pid = request.path_params["id"]
+        body = json.dumps({"id": pid, "name": f"product {pid}", "instance": instance})
+        return Response(body, media_type="application/json",
+                        headers={"cache-control": "public, max-age=60"})
+
+    async def search(request: Request) -> Response:
+        # Log-normal with a heavy tail: median ~35 ms, p99 several hundred ms.
+        await asyncio.sleep(min(2.0, 0.035 * slowness * rng.lognormvariate(0.0, 0.8)))
+        query = request.query_params.get("q", "")
+        return JSONResponse({"q": query, "hits": rng.randint(0, 50), "instance": instance})
+
+    async def orders(request: Request) -> Response:
+        await request.body()
+        await asyncio.sleep(0.02 * slowness * rng.uniform(0.6, 1.6))
+        if rng.random() < 0.01:
+            return JSONResponse({"error": "payment declined"}, status_code=502)
+        return JSONResponse({"order": rng.randint(1, 10**9), "instance": instance}, status_code=201)
+
+    app = Starlette(routes=[
+        Route("/products/{id}", product, methods=["GET"]),
+        Route("/search", search, methods=["GET"]),
+        Route("/orders", orders, methods=["POST"]),
+    ])
+    return TrimtabMiddleware(app, instance=instance, ttls={PRODUCTS_ROUTE: product_ttl})

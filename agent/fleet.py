@@ -1,0 +1,76 @@
+"""The demo fleet: three API instances, the built-in balancer and a traffic generator."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+
+from .procs import free_port, spawn, stop_all, wait_http
+
+INSTANCE_SLOWNESS = {"api-1": 1.0, "api-2": 1.0, "api-3": 2.5}
+
+
+@dataclass
+class Target:
+    """Something the cockpit scrapes."""
+
+    name: str
+    url: str
+    kind: str  # "instance" or "balancer"
+
+
+@dataclass
+class DemoFleet:
+    """Starts the demo processes on free loopback ports; ``stop()`` leaves none behind."""
+
+    rps: float = 100.0
+    log_dir: str | None = None
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+    balancer_url: str = ""
+
+    def start(self) -> DemoFleet:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        backends = []
+        for name, slowness in INSTANCE_SLOWNESS.items():
+            port = free_port()
+            proc = self._spawn(name, ["instance", "--name", name, "--port", str(port),
+                                      "--slowness", str(slowness)])
+            url = f"http://127.0.0.1:{port}"
+            backends.append((name, url, proc))
+            self.targets.append(Target(name, f"{url}/metrics", "instance"))
+        for _, url, proc in backends:
+            wait_http(f"{url}/metrics", proc)
+        port = free_port()
+        spec = [f"{name}={url}" for name, url, _ in backends]
+        proc = self._spawn("balancer", ["balance", "--port", str(port), *spec])
+        self.balancer_url = f"http://127.0.0.1:{port}"
+        wait_http(f"{self.balancer_url}/_trimtab/metrics", proc)
+        self.targets.append(Target("balancer", f"{self.balancer_url}/_trimtab/metrics", "balancer"))
+        self._spawn("loadgen", ["loadgen", "--url", self.balancer_url, "--rps", str(self.rps)])
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        log = f"{self.log_dir}/{name}.log" if self.log_dir else None
+        proc = spawn(args, log)
+        self.procs.append(proc)
+        return proc
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+    def stop(self) -> None:
+        stop_all(self.procs)
+
+    def __enter__(self) -> DemoFleet:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

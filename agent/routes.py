@@ -1,0 +1,74 @@
+"""Route resolution: the framework template, else configured patterns, else collapsed ids.
+
+The number of distinct routes is capped so that a flood of random paths can
+grow neither memory nor /metrics.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+UNMATCHED = "<unmatched>"
+OTHER = "<other>"
+
+_ID_SEGMENT = re.compile(
+    r"^(?:\d+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|[0-9a-fA-F]{16,})$"
+)
+
+
+def collapse_ids(path: str) -> str:
+    """Replace numeric, UUID and long-hex path segments with ``{id}``."""
+    return "/".join("{id}" if _ID_SEGMENT.match(seg) else seg for seg in path.split("/"))
+
+
+class RouteResolver:
+    """Maps an ASGI scope to a bounded set of route names."""
+
+    def __init__(self, framework_routes: Sequence[Any] | None = None,
+                 patterns: Iterable[str] = (), max_routes: int = 200) -> None:
+        self._framework_routes = list(framework_routes or [])
+        self._patterns = [(p, _compile_template(p)) for p in patterns]
+        self._known: set[str] = set()
+        self.max_routes = max_routes
+        self.folded = 0
+
+    def resolve(self, scope: dict[str, Any]) -> str:
+        """Route name for a request, counted against the cap."""
+        return self._cap(self._raw_route(scope))
+
+    def _raw_route(self, scope: dict[str, Any]) -> str:
+        path: str = scope.get("path", "/")
+        if self._framework_routes:
+            from starlette.routing import Match  # local: agent works without starlette routes
+
+            for route in self._framework_routes:
+                match, _ = route.matches(scope)
+                if match == Match.FULL:
+                    return getattr(route, "path", path)
+            if not self._patterns:
+                return UNMATCHED
+        for template, regex in self._patterns:
+            if regex.match(path):
+                return template
+        if self._patterns:
+            return UNMATCHED
+        return collapse_ids(path)
+
+    def _cap(self, route: str) -> str:
+        if route in self._known or route == UNMATCHED:
+            return route
+        if len(self._known) >= self.max_routes:
+            self.folded += 1
+            return OTHER
+        self._known.add(route)
+        return route
+
+
+def _compile_template(template: str) -> re.Pattern[str]:
+    """``/users/{id}`` → a regex matching one path segment per placeholder."""
+    parts = re.split(r"(\{[^}]+\})", template)
+    body = "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts)
+    return re.compile(f"^{body}$")

@@ -1,0 +1,1 @@
+"""trimtab app: composition root, CLI, Qt-free models and the Qt window."""

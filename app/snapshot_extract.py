@@ -1,0 +1,54 @@
+"""Turns one parsed scrape into the cumulative counters the model derives series from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trimtab.collectors.exposition import Exposition
+
+HIST_BUCKET = "trimtab_http_request_duration_seconds_bucket"
+REQUESTS = "trimtab_http_requests_total"
+CACHE = "trimtab_cache_requests_total"
+LB_REQUESTS = "trimtab_balancer_requests_total"
+LB_EXPECTED = "trimtab_balancer_expected_share"
+LB_WEIGHT = "trimtab_balancer_server_weight"
+
+
+@dataclass
+class Counters:
+    """Cumulative values of one target at one scrape."""
+
+    buckets: dict[str, dict[float, float]] = field(default_factory=dict)  # route → le → count
+    requests: dict[str, float] = field(default_factory=dict)  # route → all requests
+    errors: dict[str, float] = field(default_factory=dict)  # route → 5xx requests
+    cache: dict[tuple[str, str], float] = field(default_factory=dict)  # (route, result) → n
+    lb_requests: dict[str, float] = field(default_factory=dict)  # server → n
+    lb_expected: dict[str, float] = field(default_factory=dict)  # server → share
+    lb_weight: dict[str, float] = field(default_factory=dict)  # server → weight
+
+
+def extract(expo: Exposition) -> Counters:
+    """Pick out what the cockpit charts; everything else is ignored here."""
+    out = Counters()
+    for name, labels, value, _ts in expo.samples:
+        if name == HIST_BUCKET:
+            lab = dict(labels)
+            per_route = out.buckets.setdefault(lab.get("route", "?"), {})
+            le = float(lab["le"])
+            per_route[le] = per_route.get(le, 0.0) + value
+        elif name == REQUESTS:
+            lab = dict(labels)
+            route = lab.get("route", "?")
+            out.requests[route] = out.requests.get(route, 0.0) + value
+            if lab.get("status", "").startswith("5"):
+                out.errors[route] = out.errors.get(route, 0.0) + value
+        elif name == CACHE:
+            lab = dict(labels)
+            out.cache[(lab.get("route", "?"), lab.get("result", "?"))] = value
+        elif name == LB_REQUESTS:
+            out.lb_requests[dict(labels)["server"]] = value
+        elif name == LB_EXPECTED:
+            out.lb_expected[dict(labels)["server"]] = value
+        elif name == LB_WEIGHT:
+            out.lb_weight[dict(labels)["server"]] = value
+    return out

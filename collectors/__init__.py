@@ -1,0 +1,1 @@
+"""trimtab collectors: scraping, parsing and Prometheus semantics. Never imports Qt."""

@@ -1,0 +1,129 @@
+"""The scrape engine: one worker thread, one asyncio loop, one shared httpx.AsyncClient.
+
+Each target has its own task, so a hung target never delays the others; a
+scrape never overlaps itself because each task awaits its own scrape before
+sleeping to the next tick; the timeout is always below the interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import httpx
+
+from .exposition import Exposition, ParseError, parse
+
+ACCEPT = "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1"
+
+
+@dataclass(frozen=True)
+class ScrapeTarget:
+    name: str
+    url: str
+    kind: str = "instance"  # "instance" | "balancer"
+    interval: float = 1.0
+    timeout: float = 0.8
+
+
+@dataclass
+class ScrapeResult:
+    target: ScrapeTarget
+    timestamp: float
+    up: bool
+    duration: float
+    exposition: Exposition | None = None
+    error: str = ""
+
+
+@dataclass
+class ScrapeEngine:
+    """Scrapes ``targets`` in a background thread and hands each result to ``sink``."""
+
+    targets: Sequence[ScrapeTarget]
+    sink: Callable[[ScrapeResult], None]
+    on_cycle: Callable[[float], None] | None = None
+    cycle_interval: float = 1.0
+    max_body_bytes: int = 16 * 1024 * 1024
+    _thread: threading.Thread | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _stop: asyncio.Event | None = None
+    _ready: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> ScrapeEngine:
+        for t in self.targets:
+            if t.timeout >= t.interval:
+                raise ValueError(f"target {t.name}: timeout {t.timeout} must be below interval {t.interval}")
+        self._thread = threading.Thread(target=self._run, name="trimtab-scrape", daemon=True)
+        self._thread.start()
+        self._ready.wait(5.0)
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self._ready.set()
+        limits = httpx.Limits(max_connections=max(10, len(self.targets) * 2))
+        async with httpx.AsyncClient(limits=limits, headers={"accept": ACCEPT}) as client:
+            tasks = [asyncio.create_task(self._target_loop(client, t)) for t in self.targets]
+            if self.on_cycle is not None:
+                tasks.append(asyncio.create_task(self._cycle_loop()))
+            await self._stop.wait()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _cycle_loop(self) -> None:
+        assert self.on_cycle is not None and self._stop is not None
+        while not self._stop.is_set():
+            await asyncio.sleep(self.cycle_interval)
+            self.on_cycle(time.time())
+
+    async def _target_loop(self, client: httpx.AsyncClient, target: ScrapeTarget) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            self.sink(await self.scrape_once(client, target))
+            next_at += target.interval
+            now = loop.time()
+            if next_at < now:  # fell behind: skip missed ticks rather than scrape back to back
+                next_at = now + target.interval
+            await asyncio.sleep(next_at - now)
+
+    async def scrape_once(self, client: httpx.AsyncClient, target: ScrapeTarget) -> ScrapeResult:
+        """One scrape, bounded by the target's timeout and the body size limit."""
+        started = time.time()
+        t0 = time.perf_counter()
+        try:
+            body = await asyncio.wait_for(self._fetch(client, target), target.timeout)
+            exposition = parse(body)
+        except (httpx.HTTPError, OSError, asyncio.TimeoutError, ParseError, ValueError) as exc:
+            error = str(exc) or type(exc).__name__
+            if isinstance(exc, asyncio.TimeoutError):
+                error = f"timed out after {target.timeout:.1f} s"
+            return ScrapeResult(target, started, False, time.perf_counter() - t0, error=error)
+        return ScrapeResult(target, started, True, time.perf_counter() - t0, exposition)
+
+    async def _fetch(self, client: httpx.AsyncClient, target: ScrapeTarget) -> str:
+        async with client.stream("GET", target.url) as response:
+            if response.status_code != 200:
+                raise ValueError(f"HTTP {response.status_code}")
+            chunks, size = [], 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > self.max_body_bytes:
+                    raise ValueError(f"body larger than {self.max_body_bytes} bytes")
+                chunks.append(chunk)
+        return b"".join(chunks).decode("utf-8")

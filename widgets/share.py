@@ -1,0 +1,51 @@
+"""Expected vs observed request share per backend, as grouped bars."""
+
+from __future__ import annotations
+
+import math
+
+import pyqtgraph as pg
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+EXPECTED_COLOUR = "#999999"
+OBSERVED_COLOUR = "#56B4E9"
+
+
+class ShareBarsView(QWidget):
+    """Bars per server: grey = expected (w / Σw), blue = observed over the rate window."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.plot = pg.PlotWidget()
+        self.plot.setTitle("Balancer: expected vs observed share")
+        self.plot.setLabel("left", "share of requests", units="%")
+        self.plot.setLabel("bottom", "backend server")
+        self.plot.showGrid(y=True, alpha=0.25)
+        self.plot.setYRange(0, 100, padding=0.02)
+        self.plot.setMouseEnabled(x=False, y=False)
+        legend = self.plot.addLegend(offset=(-8, 8), labelTextSize="9pt")
+        self._expected = pg.BarGraphItem(x=[], height=[], width=0.35, brush=EXPECTED_COLOUR)
+        self._observed = pg.BarGraphItem(x=[], height=[], width=0.35, brush=OBSERVED_COLOUR)
+        self.plot.addItem(self._expected)
+        self.plot.addItem(self._observed)
+        legend.addItem(self._expected, "expected (w / Σw)")
+        legend.addItem(self._observed, "observed (last 10 s)")
+        self._empty = QLabel("No balancer data yet: start the demo or add a balancer target.")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.plot, 1)
+        layout.addWidget(self._empty)
+        self.rows: list[tuple[str, float, float]] = []
+
+    def set_rows(self, rows: list[tuple[str, float, float]]) -> None:
+        """``rows`` = (server, expected 0..1, observed 0..1)."""
+        self.rows = list(rows)
+        xs = list(range(len(rows)))
+        pct = [(0.0 if math.isnan(e) else e * 100, 0.0 if math.isnan(o) else o * 100)
+               for _, e, o in rows]
+        self._expected.setOpts(x=[x - 0.19 for x in xs], height=[e for e, _ in pct])
+        self._observed.setOpts(x=[x + 0.19 for x in xs], height=[o for _, o in pct])
+        self.plot.getAxis("bottom").setTicks([[(x, name) for x, (name, _, _) in zip(xs, rows)]])
+        if rows:
+            self.plot.setXRange(-0.6, len(rows) - 0.4, padding=0)
+        self._empty.setVisible(not rows)
