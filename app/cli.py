@@ -29,20 +29,23 @@ def run_demo(args: argparse.Namespace) -> int:
     from .window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    # Until Qt's loop runs, Ctrl-C / SIGTERM interrupt start-up (KeyboardInterrupt → cleanup).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     log_dir = tempfile.mkdtemp(prefix="trimtab-demo-")
     print(f"trimtab: starting the demo fleet (logs in {log_dir}) ...", flush=True)
     fleet = DemoFleet(rps=args.rps, log_dir=log_dir)
     engine: ScrapeEngine | None = None
     try:
         fleet.start()
-        print(f"trimtab: balancer at {fleet.balancer_url}; "
-              + ", ".join(f"{t.name} {t.url}" for t in fleet.targets), flush=True)
         model = FleetModel()
         engine = start_collection(fleet, model)
         window = MainWindow(model)
         window.show()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: app.quit())
+        print(f"trimtab: balancer at {fleet.balancer_url}; "
+              + ", ".join(f"{t.name} {t.url}" for t in fleet.targets), flush=True)
+        print("trimtab: cockpit open; close the window or press Ctrl-C to stop.", flush=True)
         wake = QTimer()  # lets Python run its signal handlers while Qt's loop is in C++
         wake.timeout.connect(lambda: None)
         wake.start(200)
@@ -78,7 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:  # Ctrl-C before the window opened; children are already stopped
+        print("trimtab: interrupted, demo stopped.", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# trimtab's two entry points on a fresh Debian/Ubuntu machine:
+#   ./run.sh demo   installs what the cockpit needs and starts the demo fleet with the window
+#   ./run.sh test   installs everything the tests need (haproxy, redis-server, promtool, Qt's
+#                   libraries, Python packages) and runs the full suite headless
+set -euo pipefail
+cd "$(dirname "$0")"
+
+QT_LIBS="libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 libfreetype6 libdbus-1-3
+ libglib2.0-0 libx11-xcb1 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1
+ libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1"
+TEST_PKGS="haproxy redis-server prometheus"
+PY=${PYTHON:-python3}
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "run.sh: installing system packages: ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+python_env() {
+  "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || { echo "run.sh: trimtab needs Python 3.11+ (found $("$PY" --version 2>&1)); set PYTHON=" >&2; exit 1; }
+  "$PY" -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
+  [ -x .venv/bin/python ] || "$PY" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".$1"
+}
+
+case "${1:-}" in
+  demo)
+    shift
+    # shellcheck disable=SC2086
+    apt_install $QT_LIBS
+    python_env ""
+    exec .venv/bin/trimtab demo "$@"
+    ;;
+  test)
+    shift
+    # shellcheck disable=SC2086
+    apt_install $QT_LIBS $TEST_PKGS
+    python_env "[test]"
+    export QT_QPA_PLATFORM=offscreen
+    exec .venv/bin/python -m pytest -q "$@"
+    ;;
+  *)
+    echo "usage: ./run.sh demo [--screenshot PNG --after SECONDS] | ./run.sh test [pytest args]" >&2
+    exit 2
+    ;;
+esac
