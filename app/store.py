@@ -1,0 +1,288 @@
+"""Store: scrape history in SQLite (sqlite-utils), one transaction per scrape cycle.
+
+Layout (schema in ``store_schema``): each :meth:`Store.write_cycle` appends one
+``head`` row holding the whole cycle as two packed arrays, so a cycle costs one
+INSERT however many samples it has. Every ``chunk_cycles`` cycles the head is
+folded, inside that cycle's transaction, into a raw ``block`` (the cycles'
+timestamps, stored once) and one compressed ``chunk`` per series. Everything a
+committed call wrote is on disk when it returns; a crash loses at most the
+call in progress (WAL + synchronous=NORMAL survives SIGKILL).
+
+:meth:`Store.apply_retention` rolls raw data up into 60 s and 600 s steps and
+drops what is past retention; :meth:`Store.query` serves at most ``max_points``
+per series from the coarsest tier fine enough for the request.
+
+Thread safety: every public method holds one lock, so the collector thread can
+write while another thread queries; calls run one at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from .store_codec import encode_raw_chunk, encode_times
+from .store_read import HeadEntry, Reader, flatten, runs
+from .store_rollup import Retention, RetentionReport, query_series, roll_and_expire
+from .store_schema import StoreError, connect, transaction
+
+Labels = tuple[tuple[str, str], ...]
+Row = tuple[str, str, Labels, float]
+
+__all__ = ["Labels", "Retention", "RetentionReport", "Row", "SeriesKey", "Store", "StoreError"]
+
+
+class SeriesKey(NamedTuple):
+    """Identity of a stored series; ``labels`` sorted by name."""
+
+    target: str
+    name: str
+    labels: Labels
+
+
+class Store:
+    """A trimtab history database at ``path`` (created if missing).
+
+    ``chunk_cycles`` is how many cycles are folded into one compressed chunk;
+    ``retention`` says how long each tier is kept (see :class:`Retention`).
+    Raises :class:`StoreError` (a ``ValueError``) if the file is corrupt or not
+    a trimtab store.
+    """
+
+    def __init__(self, path: str | Path, *, chunk_cycles: int = 240,
+                 retention: Retention | None = None) -> None:
+        if not isinstance(chunk_cycles, int) or not 2 <= chunk_cycles <= 100_000:
+            raise ValueError(f"chunk_cycles must be an int in 2..100000, got {chunk_cycles!r}")
+        self.path = Path(path)
+        self.chunk_cycles = chunk_cycles
+        self.retention = retention or Retention()
+        self._lock = threading.RLock()
+        self._db = connect(self.path)
+        self._conn = self._db.conn
+        self._reader = Reader(self._conn)
+        self._ids: dict[tuple[str, str, Labels], int] = {}
+        self._keys: dict[int, SeriesKey] = {}
+        self._canon: dict[tuple[str, str, str], int] = {}
+        try:
+            self._load()
+        except Exception as exc:
+            self._conn.close()
+            raise StoreError(f"{self.path}: unreadable store: {exc}") from exc
+
+    def _load(self) -> None:
+        for sid, target, name, labels in self._conn.execute(
+                "SELECT id, target, name, labels FROM series"):
+            key = SeriesKey(target, name, tuple(sorted(json.loads(labels).items())))
+            self._keys[sid] = key
+            self._canon[(target, name, labels)] = sid
+        self._head = [HeadEntry(c, t, np.frombuffer(i, "<i8").astype(np.int64),
+                                np.frombuffer(v, "<f8").astype(np.float64))
+                      for c, t, i, v in self._conn.execute(
+                          "SELECT cycle, t, ids, vals FROM head ORDER BY cycle")]
+        self._next_sid = max(self._keys, default=0) + 1
+        meta = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
+        self._last_cycle = int(meta.get("last_cycle", 0))
+        self._last_t = float(meta["last_t"]) if "last_t" in meta else -math.inf
+        if self._head:
+            self._last_cycle, self._last_t = self._head[-1].cycle, self._head[-1].t
+
+    # --- writing -------------------------------------------------------------------
+
+    def write_cycle(self, t: float, rows: Iterable[Row]) -> int:
+        """Write one scrape cycle in one transaction; return its cycle id once committed.
+
+        ``rows`` are ``(target, name, labels, value)``; ``labels`` a tuple of
+        ``(name, value)`` string pairs in any order. NaN and ±Inf values are kept.
+        ``t`` (unix seconds) must be finite and later than the previous cycle's.
+        Bad input raises ``ValueError`` and writes nothing.
+        """
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
+            raise ValueError(f"cycle time must be a finite number, got {t!r}")
+        t = float(t)
+        with self._lock:
+            self._check_open()
+            if t <= self._last_t:
+                raise ValueError(f"cycle time {t} is not after the previous cycle ({self._last_t})")
+            ids, vals, new = self._resolve(rows)
+            entry = HeadEntry(self._last_cycle + 1, t, ids, vals)
+            fold = len(self._head) + 1 >= self.chunk_cycles
+            with transaction(self._conn):
+                if new:
+                    self._conn.executemany(
+                        "INSERT INTO series (id, target, name, labels) VALUES (?, ?, ?, ?)",
+                        [(sid, k.target, k.name, canon) for sid, k, canon in new])
+                self._conn.execute("INSERT INTO head VALUES (?, ?, ?, ?)", (
+                    entry.cycle, t, ids.astype("<i8").tobytes(), vals.astype("<f8").tobytes()))
+                if fold:
+                    self._fold([*self._head, entry])
+            self._commit_memory(entry, new, fold)
+            return entry.cycle
+
+    def _commit_memory(self, entry: HeadEntry, new: list[tuple[int, SeriesKey, str]],
+                       folded: bool) -> None:
+        """Mirror a committed cycle in memory (only after COMMIT, so a failure leaves none)."""
+        self._next_sid += len(new)
+        for sid, key, canon in new:
+            self._keys[sid] = key
+            self._canon[(key.target, key.name, canon)] = sid
+        self._head = [] if folded else [*self._head, entry]
+        self._last_cycle, self._last_t = entry.cycle, entry.t
+
+    def _resolve(self, rows: Iterable[Row]) -> tuple[np.ndarray, np.ndarray,
+                                                     list[tuple[int, SeriesKey, str]]]:
+        """Series ids (sorted) and values of ``rows``; new series are returned, not stored."""
+        sids: list[int] = []
+        vals: list[float] = []
+        new: dict[tuple[str, str, str], tuple[int, SeriesKey, str]] = {}
+        get = self._ids.get
+        row: object = None
+        try:
+            for row in rows:
+                target, name, labels, value = row
+                sid = get((target, name, labels))
+                if sid is None:
+                    sid = self._series_id(target, name, labels, new)
+                sids.append(sid)
+                vals.append(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"bad row {row!r}: {exc}") from exc
+        try:
+            values = np.array(vals) if vals else np.empty(0)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"sample values must be floats: {exc}") from exc
+        if values.dtype.kind not in "fiu" or values.ndim != 1:
+            bad = next((v for v in vals if isinstance(v, bool)
+                        or not isinstance(v, (int, float))), values.dtype)
+            raise ValueError(f"sample values must be floats, got {bad!r}")
+        ids = np.array(sids, dtype=np.int64)
+        order = np.argsort(ids, kind="stable")
+        ids, values = ids[order], values[order].astype(np.float64)
+        if len(ids) > 1 and bool((ids[1:] == ids[:-1]).any()):
+            dup = self._keys.get(int(ids[1:][ids[1:] == ids[:-1]][0]))
+            raise ValueError(f"a series appears twice in one cycle: {dup or 'new series'}")
+        return ids, values, list(new.values())
+
+    def _series_id(self, target: str, name: str, labels: Labels,
+                   new: dict[tuple[str, str, str], tuple[int, SeriesKey, str]]) -> int:
+        """Validate an unseen (target, name, labels) and find or allocate its id."""
+        if not isinstance(target, str) or not isinstance(name, str) or not name:
+            raise ValueError("target and name must be strings, name non-empty")
+        if not isinstance(labels, tuple) or not all(
+                isinstance(p, tuple) and len(p) == 2 and all(isinstance(s, str) for s in p)
+                for p in labels):
+            raise ValueError("labels must be a tuple of (str, str) pairs")
+        mapping = dict(labels)
+        if len(mapping) != len(labels):
+            raise ValueError("duplicate label name")
+        canon = json.dumps(mapping, sort_keys=True, separators=(",", ":"))
+        sid = self._canon.get((target, name, canon))
+        if sid is None:
+            if (target, name, canon) not in new:
+                next_id = self._next_sid + len(new)
+                new[(target, name, canon)] = (
+                    next_id, SeriesKey(target, name, tuple(sorted(mapping.items()))), canon)
+            return new[(target, name, canon)][0]
+        self._ids[(target, name, labels)] = sid
+        return sid
+
+    def _fold(self, entries: list[HeadEntry]) -> None:
+        """Turn head cycles into one raw block + one chunk per series (caller's transaction)."""
+        times = np.array([e.t for e in entries])
+        cur = self._conn.execute(
+            "INSERT INTO blocks (tier, t0, t1, n, times) VALUES (0, ?, ?, ?, ?)",
+            (float(times[0]), float(times[-1]), len(entries), encode_times(times)))
+        block_id = cur.lastrowid
+        ids, pos, vals = flatten(entries)
+        self._conn.executemany("INSERT INTO chunks VALUES (?, ?, ?)", (
+            (int(ids[s]), block_id, encode_raw_chunk(pos[s:e], vals[s:e], len(entries)))
+            for s, e in runs(ids)))
+        self._conn.execute("DELETE FROM head WHERE cycle <= ?", (entries[-1].cycle,))
+        self._conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
+            ("last_cycle", str(entries[-1].cycle)), ("last_t", repr(entries[-1].t))])
+
+    # --- reading -------------------------------------------------------------------
+
+    def query(self, name: str, matchers: dict[str, str] | None = None, *, start: float,
+              end: float, max_points: int, target: str | None = None,
+              agg: str = "last") -> dict[SeriesKey, tuple[np.ndarray, np.ndarray]]:
+        """Samples of metric ``name`` with ``start <= t <= end``, ≤ ``max_points`` per series.
+
+        ``matchers`` are label equalities; ``target`` restricts to one target.
+        When a series has more points than ``max_points`` the range is cut into
+        ``max_points`` equal steps and each step gives one point at the time of
+        its newest sample; its value by ``agg``: ``"last"`` (the newest value:
+        use it for counters and histogram buckets, rates stay exact between the
+        returned points), ``"min"``, ``"max"`` or ``"mean"`` (gauges; NaN
+        samples ignored). The source tier is the coarsest whose resolution
+        (raw, 60 s, 600 s) fits the step, falling back to finer or coarser tiers
+        where it has no data. Series without points in range are left out.
+        """
+        with self._lock:
+            self._check_open()
+            wanted = {sid: key for sid, key in self._keys.items() if key.name == name
+                      and (target is None or key.target == target)
+                      and (not matchers or matchers.items() <= dict(key.labels).items())}
+            found = query_series(self._reader, self._conn, self._head, list(wanted), start,
+                                 end, max_points, agg)
+            return {wanted[sid]: pair for sid, pair in found.items()}
+
+    def series(self, name_prefix: str = "", target: str | None = None) -> list[SeriesKey]:
+        """Every stored series whose name starts with ``name_prefix``, sorted."""
+        with self._lock:
+            self._check_open()
+            return sorted(k for k in self._keys.values() if k.name.startswith(name_prefix)
+                          and (target is None or k.target == target))
+
+    def targets(self) -> list[str]:
+        """Every target that has a stored series, sorted."""
+        with self._lock:
+            self._check_open()
+            return sorted({k.target for k in self._keys.values()})
+
+    def last_cycle(self) -> tuple[int, float] | None:
+        """(id, time) of the newest committed cycle, or None for an empty store."""
+        with self._lock:
+            return None if self._last_cycle == 0 else (self._last_cycle, self._last_t)
+
+    # --- maintenance ---------------------------------------------------------------
+
+    def apply_retention(self, now: float) -> RetentionReport:
+        """Roll raw data into 60 s / 600 s steps and delete data past retention.
+
+        Call it every few minutes from the writer thread. Only complete rollup
+        pieces (an hour of 60 s steps, a day of 600 s steps) are written, each
+        in its own transaction; data is deleted only once rolled up.
+        """
+        if isinstance(now, bool) or not isinstance(now, (int, float)) or not math.isfinite(now):
+            raise ValueError(f"now must be a finite number, got {now!r}")
+        with self._lock:
+            self._check_open()
+            return roll_and_expire(self._reader, self._conn, self._head, self._last_t,
+                                   float(now), self.retention)
+
+    def close(self) -> None:
+        """Checkpoint the WAL into the main file and close. Safe to call twice."""
+        with self._lock:
+            if self._conn is None:
+                return
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                self._conn.close()
+                self._conn = None  # type: ignore[assignment]
+
+    def _check_open(self) -> None:
+        if self._conn is None:
+            raise ValueError("store is closed")
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,216 @@
+"""Tier choice for queries, rollups raw → 60 s → 600 s, and retention.
+
+A rollup point summarises one step of one series (see ``store_codec.Points``):
+time and value of the newest raw sample in the step, plus min, max, sum and
+count. Keeping the *newest cumulative value* of counters and histogram buckets
+keeps histograms mergeable: a rate or ``histogram_quantile`` between two
+rollup points equals the one computed from the raw samples at those same two
+instants. Limitation: a counter reset inside a step hides the increase before
+the reset within that step (as it would between two raw scrapes that far apart).
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .store_codec import Points
+from .store_read import HeadEntry, Reader
+from .store_schema import transaction
+
+STEPS = (0.0, 60.0, 600.0)  # resolution per tier; tier 0 is raw
+PIECES = (0.0, 3600.0, 86400.0)  # a rollup block spans one piece: 60 / 144 steps per chunk
+AGGS = ("last", "min", "max", "mean")
+_SQL_BATCH = 500
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Seconds each tier is kept: raw, 60 s steps, 600 s steps.
+
+    Data leaves a tier only after it has been rolled into the next one, so a
+    raw retention shorter than an hour still loses nothing.
+    """
+
+    raw: float = 6 * 3600.0
+    minute: float = 7 * 86400.0
+    ten_minute: float = 90 * 86400.0
+
+    def __post_init__(self) -> None:
+        for name in ("raw", "minute", "ten_minute"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"retention {name} must be a positive number, got {value!r}")
+
+    def keep(self, tier: int) -> float:
+        """Retention in seconds of ``tier``."""
+        return (self.raw, self.minute, self.ten_minute)[tier]
+
+
+@dataclass
+class RetentionReport:
+    """What :func:`roll_and_expire` did: rollup blocks written and blocks deleted, per tier."""
+
+    rolled: dict[int, int] = field(default_factory=lambda: {1: 0, 2: 0})
+    deleted: dict[int, int] = field(default_factory=lambda: {0: 0, 1: 0, 2: 0})
+
+
+def watermark(conn: sqlite3.Connection, tier: int) -> float | None:
+    """Rollup tier ``tier`` holds every complete step before this time."""
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (f"watermark_{tier}",)).fetchone()
+    return None if row is None else float(row[0])
+
+
+def _set_watermark(conn: sqlite3.Connection, tier: int, value: float) -> None:
+    conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"watermark_{tier}", repr(value)))
+
+
+def _first_time(conn: sqlite3.Connection, head: Sequence[HeadEntry], tier: int,
+                after: float) -> float | None:
+    """Earliest time ≥ ``after`` the tier may have data for (a lower bound)."""
+    row = conn.execute("SELECT MIN(t0) FROM blocks WHERE tier = ? AND t1 >= ?",
+                       (tier, after)).fetchone()
+    found = [max(row[0], after)] if row[0] is not None else []
+    if tier == 0:
+        found += [e.t for e in head if e.t >= after][:1]
+    return min(found, default=None)
+
+
+def _coverage(conn: sqlite3.Connection, head: Sequence[HeadEntry],
+              tier: int) -> tuple[float, float] | None:
+    lo = _first_time(conn, head, tier, -math.inf)
+    hi = math.inf if tier == 0 else watermark(conn, tier)
+    return None if lo is None or hi is None or lo >= hi else (lo, hi)
+
+
+def plan(conn: sqlite3.Connection, head: Sequence[HeadEntry], lo: float, hi: float,
+         preferred: int) -> list[tuple[int, float, float]]:
+    """Split ``[lo, hi)`` into (tier, lo, hi) pieces: each time from the first tier
+    that covers it in the order preferred, finer ones, coarser ones."""
+    order = [preferred, *range(preferred - 1, -1, -1), *range(preferred + 1, 3)]
+    remaining, out = [(lo, hi)], []
+    for tier in order:
+        cover = _coverage(conn, head, tier)
+        if cover is None:
+            continue
+        left = []
+        for a, b in remaining:
+            x, y = max(a, cover[0]), min(b, cover[1])
+            if x >= y:
+                left.append((a, b))
+                continue
+            out.append((tier, x, y))
+            left += [piece for piece in ((a, x), (y, b)) if piece[0] < piece[1]]
+        remaining = left
+    return sorted(out, key=lambda piece: piece[1])
+
+
+def query_series(reader: Reader, conn: sqlite3.Connection, head: Sequence[HeadEntry],
+                 sids: list[int], start: float, end: float, max_points: int,
+                 agg: str) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Points per series for ``Store.query`` (validated here)."""
+    for name, value in (("start", start), ("end", end)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if end < start:
+        raise ValueError(f"end {end} is before start {start}")
+    if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1:
+        raise ValueError(f"max_points must be a positive int, got {max_points!r}")
+    if agg not in AGGS:
+        raise ValueError(f"agg must be one of {AGGS}, got {agg!r}")
+    if not sids:
+        return {}
+    step = (end - start) / max_points
+    preferred = 2 if step >= STEPS[2] else 1 if step >= STEPS[1] else 0
+    parts: dict[int, list[Points]] = {}
+    for tier, lo, hi in plan(conn, head, float(start), math.nextafter(end, math.inf), preferred):
+        for sid, points in reader.iter_points(tier, head, sids, lo, hi):
+            parts.setdefault(sid, []).append(points)
+    out = {}
+    for sid, pieces in parts.items():
+        points = Points.concat(pieces)
+        if len(points) > max_points:
+            bucket = np.clip(np.floor((points.t - start) / step), 0, max_points - 1)
+            points = points.aggregate(bucket.astype(np.int64))
+        out[sid] = (points.t, points.select(agg))
+    return out
+
+
+def roll_and_expire(reader: Reader, conn: sqlite3.Connection, head: Sequence[HeadEntry],
+                    last_t: float, now: float, retention: Retention) -> RetentionReport:
+    """Write every complete rollup piece not yet written, then delete expired blocks."""
+    report = RetentionReport()
+    for tier in (1, 2):
+        report.rolled[tier] = _roll_tier(reader, conn, head, tier, last_t)
+    doomed: dict[int, list[int]] = {}
+    for tier in (0, 1, 2):
+        cutoff = now - retention.keep(tier)
+        if tier < 2:  # never drop what the next tier does not hold yet
+            cutoff = min(cutoff, watermark(conn, tier + 1) or -math.inf)
+        doomed[tier] = [r[0] for r in conn.execute(
+            "SELECT id FROM blocks WHERE tier = ? AND t1 < ?", (tier, cutoff))]
+    with transaction(conn):
+        for tier, ids in doomed.items():
+            for i in range(0, len(ids), _SQL_BATCH):
+                batch = ids[i:i + _SQL_BATCH]
+                marks = ",".join("?" * len(batch))
+                conn.execute(f"DELETE FROM chunks WHERE block_id IN ({marks})", batch)
+                conn.execute(f"DELETE FROM blocks WHERE id IN ({marks})", batch)
+            report.deleted[tier] = len(ids)
+    reader.forget(i for ids in doomed.values() for i in ids)
+    return report
+
+
+def _roll_tier(reader: Reader, conn: sqlite3.Connection, head: Sequence[HeadEntry],
+               tier: int, last_t: float) -> int:
+    """Roll complete pieces of tier ``tier - 1`` into ``tier``; return blocks written."""
+    piece = PIECES[tier]
+    # Cycle times only increase, so every step before the newest cycle's is complete.
+    complete = last_t if tier == 1 else (watermark(conn, 1) or -math.inf)
+    if not math.isfinite(complete):
+        return 0
+    limit = math.floor(complete / piece) * piece
+    stored = watermark(conn, tier)
+    mark = stored
+    if mark is None:
+        first = _first_time(conn, head, tier - 1, -math.inf)
+        if first is None:
+            return 0
+        mark = math.floor(first / piece) * piece
+    written = 0
+    while mark + piece <= limit:
+        nxt = _first_time(conn, head, tier - 1, mark)
+        if nxt is None or nxt >= limit:
+            mark = limit  # nothing left to roll before the limit
+            break
+        mark = max(mark, math.floor(nxt / piece) * piece)
+        if mark + piece > limit:
+            break
+        written += _roll_piece(reader, conn, head, tier, mark, mark + piece)
+        mark += piece
+    if mark != stored:
+        with transaction(conn):
+            _set_watermark(conn, tier, mark)
+    return written
+
+
+def _roll_piece(reader: Reader, conn: sqlite3.Connection, head: Sequence[HeadEntry],
+                tier: int, lo: float, hi: float) -> int:
+    """One rollup block for ``[lo, hi)`` plus its watermark, in one transaction."""
+    step = STEPS[tier]
+    chunks = [(sid, points.aggregate(np.floor(points.t / step).astype(np.int64)).encode())
+              for sid, points in reader.iter_points(tier - 1, head, None, lo, hi)]
+    with transaction(conn):
+        if chunks:
+            block_id = conn.execute(
+                "INSERT INTO blocks (tier, t0, t1, n, times) VALUES (?, ?, ?, ?, NULL)",
+                (tier, lo, hi, round((hi - lo) / step))).lastrowid
+            conn.executemany("INSERT INTO chunks VALUES (?, ?, ?)",
+                             [(sid, block_id, blob) for sid, blob in chunks])
+        _set_watermark(conn, tier, hi)
+    return 1 if chunks else 0
