@@ -13,6 +13,8 @@ from trimtab.collectors.scrape import ScrapeEngine, ScrapeTarget
 
 from .model import FleetModel
 
+PAGES = ("overview", "routes", "fleet")
+
 
 def start_collection(fleet: DemoFleet, model: FleetModel) -> ScrapeEngine:
     """Scrape every fleet target each second into ``model``."""
@@ -40,6 +42,8 @@ def run_demo(args: argparse.Namespace) -> int:
         model = FleetModel()
         engine = start_collection(fleet, model)
         window = MainWindow(model)
+        if args.page:
+            window.tabs.setCurrentIndex(PAGES.index(args.page))
         window.show()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: app.quit())
@@ -75,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--screenshot", metavar="PATH", help="save a PNG of the window and exit")
     demo.add_argument("--after", type=float, default=20.0, metavar="SECONDS",
                       help="with --screenshot: seconds to wait before the shot")
+    demo.add_argument("--page", choices=PAGES, help="page to open on (default: the last one used)")
     demo.set_defaults(func=run_demo)
     return parser
 

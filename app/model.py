@@ -12,6 +12,9 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
 
 from trimtab.collectors.promql import Quantile, counter_delta, histogram_quantile, sum_buckets
 from trimtab.collectors.scrape import ScrapeResult
@@ -20,6 +23,14 @@ from .ring import Ring
 from .snapshot_extract import Counters, extract
 
 QUANTILES = (0.5, 0.95, 0.99)
+
+
+class Pair(NamedTuple):
+    """A target's counters at the start and end of the rate window."""
+
+    old: Counters
+    new: Counters
+    seconds: float
 
 
 @dataclass
@@ -31,6 +42,22 @@ class TargetHealth:
     duration: float = 0.0
     error: str = "not scraped yet"
     samples: int = 0
+
+
+@dataclass
+class RouteStats:
+    """One row of the slow-routes table: fleet-wide figures over the rate window."""
+
+    route: str
+    quantiles: dict[float, Quantile]
+    rate: float  # requests per second, summed over instances
+    error_ratio: float  # 5xx / all, NaN when idle
+
+    @property
+    def time_spent(self) -> float:
+        """p95 × rate: seconds of handler time per second, the default ranking."""
+        p95 = self.quantiles.get(0.95)
+        return p95.value * self.rate if p95 is not None else 0.0
 
 
 @dataclass
@@ -51,7 +78,7 @@ class FleetModel:
     version: int = 0
     health: dict[str, TargetHealth] = field(default_factory=dict)
     series: dict[tuple[str, str], Ring] = field(default_factory=dict)
-    quantiles: dict[str, dict[float, Quantile]] = field(default_factory=dict)
+    routes: dict[str, RouteStats] = field(default_factory=dict)
     share: list[ShareRow] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _history: dict[str, deque[tuple[float, Counters]]] = field(default_factory=dict)
@@ -79,15 +106,16 @@ class FleetModel:
             self._derive_share(now, pairs)
             self.version += 1
 
-    def _window_pairs(self, now: float) -> Iterable[tuple[Counters, Counters]]:
+    def _window_pairs(self, now: float) -> Iterable[Pair]:
         """(oldest in window, newest) per fresh target; stale targets drop out (a gap)."""
         for hist in self._history.values():
             if len(hist) < 2 or now - hist[-1][0] > self.stale_after:
                 continue
             newest_t, newest = hist[-1]
-            oldest = next((c for t, c in hist if t >= newest_t - self.rate_window), None)
-            if oldest is not None and oldest is not newest:
-                yield oldest, newest
+            oldest_t, oldest = next(((t, c) for t, c in hist if t >= newest_t - self.rate_window),
+                                    hist[-1])
+            if oldest is not newest:
+                yield Pair(oldest, newest, newest_t - oldest_t)
 
     def _append(self, metric: str, key: str, now: float, value: float) -> None:
         ring = self.series.get((metric, key))
@@ -95,26 +123,32 @@ class FleetModel:
             ring = self.series[(metric, key)] = Ring(self.capacity)
         ring.append(now, value)
 
-    def _derive_latency(self, now: float, pairs: list[tuple[Counters, Counters]]) -> None:
-        routes = {r for _, new in pairs for r in new.buckets} | {k for m, k in self.series if m == "p95"}
-        self.quantiles = {}
+    def _derive_latency(self, now: float, pairs: list[Pair]) -> None:
+        routes = {r for p in pairs for r in p.new.buckets} | {k for m, k in self.series if m == "p95"}
+        self.routes = {}
         for route in sorted(routes):
-            per_target = [_delta_map(old.buckets.get(route, {}), new.buckets.get(route, {}))
-                          for old, new in pairs if route in new.buckets]
+            per_target = [_delta_map(p.old.buckets.get(route, {}), p.new.buckets.get(route, {}))
+                          for p in pairs if route in p.new.buckets]
             summed = sum_buckets(per_target)
             results = {q: histogram_quantile(q, summed) for q in QUANTILES}
-            self.quantiles[route] = {q: r for q, r in results.items() if r is not None}
             for q, r in results.items():
                 self._append(f"p{round(q * 100)}", route, now, r.value if r else math.nan)
-            reqs = sum(counter_delta(o.requests.get(route, 0.0), n.requests.get(route, 0.0))
-                       for o, n in pairs)
-            errs = sum(counter_delta(o.errors.get(route, 0.0), n.errors.get(route, 0.0))
-                       for o, n in pairs)
-            self._append("error_ratio", route, now, errs / reqs if reqs else math.nan)
+            reqs = sum(counter_delta(p.old.requests.get(route, 0.0), p.new.requests.get(route, 0.0))
+                       for p in pairs)
+            errs = sum(counter_delta(p.old.errors.get(route, 0.0), p.new.errors.get(route, 0.0))
+                       for p in pairs)
+            rate = sum(counter_delta(p.old.requests.get(route, 0.0), p.new.requests.get(route, 0.0))
+                       / p.seconds for p in pairs if p.seconds > 0)
+            error_ratio = errs / reqs if reqs else math.nan
+            self._append("error_ratio", route, now, error_ratio)
+            self._append("rate", route, now, rate)
+            if any(r is not None for r in results.values()):
+                self.routes[route] = RouteStats(
+                    route, {q: r for q, r in results.items() if r is not None}, rate, error_ratio)
 
-    def _derive_cache(self, now: float, pairs: list[tuple[Counters, Counters]]) -> None:
+    def _derive_cache(self, now: float, pairs: list[Pair]) -> None:
         totals: dict[tuple[str, str], float] = {}
-        for old, new in pairs:
+        for old, new, _ in pairs:
             for key, value in new.cache.items():
                 totals[key] = totals.get(key, 0.0) + counter_delta(old.cache.get(key, 0.0), value)
         routes = {r for r, _ in totals} | {k for m, k in self.series if m == "hit_ratio"}
@@ -122,8 +156,8 @@ class FleetModel:
             hits, misses = totals.get((route, "hit"), 0.0), totals.get((route, "miss"), 0.0)
             self._append("hit_ratio", route, now, hits / (hits + misses) if hits + misses else math.nan)
 
-    def _derive_share(self, now: float, pairs: list[tuple[Counters, Counters]]) -> None:
-        lb = [(o, n) for o, n in pairs if n.lb_requests]
+    def _derive_share(self, now: float, pairs: list[Pair]) -> None:
+        lb = [(o, n) for o, n, _ in pairs if n.lb_requests]
         if not lb:
             for (metric, key) in list(self.series):
                 if metric == "share":
@@ -137,10 +171,21 @@ class FleetModel:
         for row in self.share:
             self._append("share", row.server, now, row.observed)
 
-    def snapshot(self, metric: str) -> dict[str, tuple]:
-        """Copies of every series of one metric, keyed by route or server (GUI thread)."""
+    def snapshot(self, metric: str, since: float | None = None,
+                 keys: Iterable[str] | None = None) -> dict[str, tuple]:
+        """Copies of the series of one metric keyed by route or server, from ``since`` on."""
+        wanted = set(keys) if keys is not None else None
         with self.lock:
-            return {key: ring.arrays() for (m, key), ring in self.series.items() if m == metric}
+            out = {}
+            for (m, key), ring in self.series.items():
+                if m != metric or (wanted is not None and key not in wanted):
+                    continue
+                t, v = ring.arrays()
+                if since is not None:
+                    start = int(np.searchsorted(t, since))
+                    t, v = t[start:], v[start:]
+                out[key] = (t, v)
+            return out
 
     def read(self, fn: Callable[[FleetModel], object]) -> object:
         """Run ``fn`` under the lock, for consistent multi-field reads."""

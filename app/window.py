@@ -1,45 +1,38 @@
-"""The main window: wires FleetModel to the thin views. GUI thread only, no I/O here."""
+"""The main window: tabs of pages over one FleetModel. GUI thread only, no I/O here."""
 
 from __future__ import annotations
 
 import time
 
-import numpy as np
-from PySide6.QtCore import QTimer, Slot
-from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import QGridLayout, QLabel, QMainWindow, QWidget
+from PySide6.QtCore import QSettings, QTimer, Slot
+from PySide6.QtGui import QAction, QKeySequence, QShortcut
+from PySide6.QtWidgets import QComboBox, QLabel, QMainWindow, QTabWidget, QToolBar
 
-from trimtab.widgets.share import ShareBarsView
-from trimtab.widgets.timeseries import TimeSeriesView
-
+from . import format as fmt
 from .model import FleetModel
+from .pages import FleetPage, OverviewPage, RoutesPage
+
+LIVE_WINDOWS = (("last 5 min", 300), ("last 15 min", 900), ("last 60 min", 3600))
 
 
 class MainWindow(QMainWindow):
-    """Polls ``model.version`` a few times a second and refreshes the views when it moved."""
+    """Polls ``model.version`` a few times a second and refreshes the visible page when it moved."""
 
     def __init__(self, model: FleetModel, refresh_hz: float = 4.0) -> None:
         super().__init__()
         self.model = model
         self.setWindowTitle("trimtab — fleet cockpit")
         self.resize(1400, 860)
-        self.latency = TimeSeriesView("p95 latency per route (fleet, 10 s rate window)",
-                                      "p95 latency", "s",
-                                      "No latency data yet: waiting for the first two scrapes.")
-        self.hit_ratio = TimeSeriesView("Cache hit ratio per route", "hit ratio (%)", "",
-                                        "No cache lookups yet: only routes with a TTL are cached.",
-                                        y_range=(0, 100))
-        self.share_time = TimeSeriesView("Request share per backend over time", "share (%)", "",
-                                         "No balancer data yet.", y_range=(0, 100))
-        self.share_bars = ShareBarsView()
-        grid = QGridLayout()
-        grid.addWidget(self.latency, 0, 0)
-        grid.addWidget(self.hit_ratio, 0, 1)
-        grid.addWidget(self.share_time, 1, 0)
-        grid.addWidget(self.share_bars, 1, 1)
-        central = QWidget()
-        central.setLayout(grid)
-        self.setCentralWidget(central)
+        self.overview = OverviewPage(model)
+        self.routes = RoutesPage(model)
+        self.fleet = FleetPage(model)
+        self.tabs = QTabWidget()
+        for page, name in ((self.overview, "Overview"), (self.routes, "Slow routes"),
+                           (self.fleet, "Fleet")):
+            self.tabs.addTab(page, name)
+        self.tabs.currentChanged.connect(self._force_refresh)
+        self.setCentralWidget(self.tabs)
+        self._build_toolbar()
         self.status = QLabel("no targets yet: add one or start the demo (trimtab demo)")
         self.statusBar().addWidget(self.status, 1)
         self.paused = False
@@ -47,30 +40,66 @@ class MainWindow(QMainWindow):
         self._timer = QTimer(self)
         self._timer.timeout.connect(self.refresh)
         self._timer.start(int(1000 / refresh_hz))
-        QShortcut(QKeySequence("Space"), self, activated=self.toggle_pause)
+        for index in range(self.tabs.count()):
+            QShortcut(QKeySequence(f"Ctrl+{index + 1}"), self,
+                      activated=lambda i=index: self.tabs.setCurrentIndex(i))
         QShortcut(QKeySequence("Ctrl+Q"), self, activated=self.close)
+        self._restore_layout()
+
+    def _build_toolbar(self) -> None:
+        bar = QToolBar("View")
+        bar.setObjectName("view-toolbar")
+        self.range_box = QComboBox()
+        for label, seconds in LIVE_WINDOWS:
+            self.range_box.addItem(label, seconds)
+        self.range_box.setCurrentIndex(1)
+        self.range_box.setToolTip("Live window shown on every chart")
+        self.range_box.currentIndexChanged.connect(self._force_refresh)
+        bar.addWidget(QLabel(" Range: "))
+        bar.addWidget(self.range_box)
+        self.pause_action = QAction("Pause", self, checkable=True)
+        self.pause_action.setShortcut(QKeySequence("Space"))
+        self.pause_action.setToolTip("Freeze the charts; collection goes on (Space)")
+        self.pause_action.toggled.connect(self.set_paused)
+        bar.addAction(self.pause_action)
+        self.addToolBar(bar)
+
+    @property
+    def live_window(self) -> float:
+        return float(self.range_box.currentData())
+
+    @Slot(bool)
+    def set_paused(self, paused: bool) -> None:
+        """Freeze the charts (data keeps being collected) or resume them."""
+        self.paused = paused
+        if self.pause_action.isChecked() != paused:
+            self.pause_action.setChecked(paused)
+        self._force_refresh()
 
     @Slot()
     def toggle_pause(self) -> None:
-        """Freeze the charts (data keeps being collected) or resume them."""
-        self.paused = not self.paused
+        self.set_paused(not self.paused)
+
+    @Slot()
+    def _force_refresh(self, *_: object) -> None:
         self._seen_version = -1
         self.refresh()
 
     @Slot()
     def refresh(self) -> None:
-        """Copy what changed out of the model and hand it to the views."""
-        if self.model.version == self._seen_version and not self.paused:
+        """Copy what changed out of the model and hand it to the visible page only."""
+        if self.model.version == self._seen_version:
             return
         self._refresh_status()
         if self.paused:
+            self._seen_version = self.model.version
             return
         self._seen_version = self.model.version
-        self.latency.set_series(self.model.snapshot("p95"))
-        self.hit_ratio.set_series(_percent(self.model.snapshot("hit_ratio")))
-        self.share_time.set_series(_percent(self.model.snapshot("share")))
-        rows = self.model.read(lambda m: [(r.server, r.expected, r.observed) for r in m.share])
-        self.share_bars.set_rows(rows)  # type: ignore[arg-type]
+        now = time.time()
+        page = self.tabs.currentWidget()
+        page.refresh(now - self.live_window)  # type: ignore[attr-defined]
+        for chart in page.charts:  # type: ignore[attr-defined]
+            chart.set_x_window(now - self.live_window, now)
 
     def _refresh_status(self) -> None:
         health = self.model.read(lambda m: list(m.health.values()))
@@ -79,13 +108,22 @@ class MainWindow(QMainWindow):
         up = sum(1 for h in health if h.up)  # type: ignore[attr-defined]
         last = max(h.last_scrape for h in health)  # type: ignore[attr-defined]
         down = [f"{h.name}: {h.error}" for h in health if not h.up]  # type: ignore[attr-defined]
-        text = f"{up}/{len(health)} targets up · last scrape {time.time() - last:.1f} s ago"
+        text = f"{up}/{len(health)} targets up · last scrape {fmt.ago(time.time() - last)}"
         if down:
             text += " · down: " + "; ".join(down)
         if self.paused:
             text += " · PAUSED (Space to resume)"
         self.status.setText(text)
 
+    def _restore_layout(self) -> None:
+        settings = QSettings("trimtab", "trimtab")
+        geometry = settings.value("window/geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        self.tabs.setCurrentIndex(int(settings.value("window/tab", 0)))
 
-def _percent(series: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, tuple]:
-    return {k: (t, v * 100.0) for k, (t, v) in series.items()}
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        settings = QSettings("trimtab", "trimtab")
+        settings.setValue("window/geometry", self.saveGeometry())
+        settings.setValue("window/tab", self.tabs.currentIndex())
+        super().closeEvent(event)

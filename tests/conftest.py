@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# QSettings (window layout) must not leak between test runs or into the user's config.
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="trimtab-test-config-")
 
 
 def require_binary(name: str) -> str:

@@ -41,12 +41,16 @@ class TimeSeriesView(QWidget):
             t, v = series[key]
             curve = self.curves.get(key)
             if curve is None:
-                pen = pg.mkPen(colour(len(self.curves)), width=1)
+                pen = pg.mkPen(colour(len(self.curves)), width=1.5)
                 curve = self.curves[key] = self.plot.plot(name=key, pen=pen, connect="finite")
             curve.setData(t, v, connect="finite")
         self.data = dict(series)
         has_points = any(np.isfinite(v).any() for _, v in series.values())
         self._empty.setVisible(not has_points)
+
+    def set_x_window(self, start: float, end: float) -> None:
+        """Show ``[start, end]`` (unix seconds) on the time axis; used for live windows."""
+        self.plot.setXRange(start, end, padding=0.0)
 
     def point_count(self) -> int:
         """Finite points currently held (for tests and the status bar)."""

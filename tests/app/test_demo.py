@@ -57,19 +57,79 @@ def test_window_views_hold_live_data(qtbot, model: FleetModel) -> None:
     window = MainWindow(model)
     qtbot.addWidget(window)
     window.show()
+    window.tabs.setCurrentWidget(window.overview)
 
     def views_filled() -> None:
-        assert {"/products/{id}", "/search", "/orders"} <= set(window.latency.data)
-        assert window.latency.point_count() > 0
-        assert window.hit_ratio.point_count() > 0
-        assert window.share_time.point_count() > 0
-        assert [r[0] for r in window.share_bars.rows] == ["api-1", "api-2", "api-3"]
+        assert {"/products/{id}", "/search", "/orders"} <= set(window.overview.latency.data)
+        assert window.overview.latency.point_count() > 0
+        assert window.overview.hit_ratio.point_count() > 0
+        assert window.overview.share_time.point_count() > 0
+        assert [r[0] for r in window.overview.share_bars.rows] == ["api-1", "api-2", "api-3"]
 
     qtbot.waitUntil(views_filled, timeout=20_000)
     # Equal weights: each backend expects a third and gets roughly a third.
-    for _server, expected, observed in window.share_bars.rows:
+    for _server, expected, observed in window.overview.share_bars.rows:
         assert expected == pytest.approx(1 / 3)
         assert 0.2 < observed < 0.47
+    window.close()
+
+
+def test_slow_routes_table_ranks_and_selects(qtbot, model: FleetModel) -> None:
+    from trimtab.app.window import MainWindow
+
+    window = MainWindow(model)
+    qtbot.addWidget(window)
+    window.show()
+    window.tabs.setCurrentWidget(window.routes)
+    table = window.routes.table
+    qtbot.waitUntil(lambda: table.rowCount() >= 3, timeout=20_000)
+    # Default ranking: time spent (p95 × rate), largest first.
+    spent = [float(t.split()[0]) for t in table.column_texts(6)]
+    assert spent == sorted(spent, reverse=True)
+    # p95 is shown with the bucket bounds it lies between, e.g. "36 ms (35.2–44)".
+    assert all("(" in text and "–" in text for text in table.column_texts(2))
+    assert table.select_key("/search")
+    qtbot.waitUntil(lambda: window.routes.percentiles.point_count() > 0, timeout=10_000)
+    assert set(window.routes.percentiles.data) == {"p50", "p95", "p99"}
+    t, p50 = window.routes.percentiles.data["p50"]
+    _, p99 = window.routes.percentiles.data["p99"]
+    finite = ~(p50 != p50) & ~(p99 != p99)
+    assert (p50[finite] <= p99[finite]).all()
+    # Sorting by another column keeps the selection.
+    table.sortItems(4)
+    assert table.selected_key() == "/search"
+    window.close()
+
+
+def test_pause_freezes_the_views_while_collection_goes_on(qtbot, model: FleetModel) -> None:
+    from trimtab.app.window import MainWindow
+
+    window = MainWindow(model)
+    qtbot.addWidget(window)
+    window.show()
+    window.tabs.setCurrentWidget(window.overview)
+    qtbot.waitUntil(lambda: window.overview.latency.point_count() > 0, timeout=20_000)
+    window.pause_action.trigger()
+    frozen = window.overview.latency.point_count()
+    version = model.version
+    qtbot.waitUntil(lambda: model.version > version + 2, timeout=10_000)
+    window.refresh()
+    assert window.overview.latency.point_count() == frozen
+    assert "PAUSED" in window.status.text()
+    window.pause_action.trigger()
+    qtbot.waitUntil(lambda: window.overview.latency.point_count() > frozen, timeout=10_000)
+    window.close()
+
+
+def test_fleet_page_lists_every_target_up(qtbot, model: FleetModel) -> None:
+    from trimtab.app.window import MainWindow
+
+    window = MainWindow(model)
+    qtbot.addWidget(window)
+    window.show()
+    window.tabs.setCurrentWidget(window.fleet)
+    qtbot.waitUntil(lambda: window.fleet.table.rowCount() == 4, timeout=20_000)
+    qtbot.waitUntil(lambda: set(window.fleet.table.column_texts(2)) == {"up"}, timeout=10_000)
     window.close()
 
 

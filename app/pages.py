@@ -1,0 +1,147 @@
+"""The window's pages: each wires part of the FleetModel to thin widgets (GUI thread)."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+from PySide6.QtCore import Qt, Slot
+from PySide6.QtWidgets import QGridLayout, QLabel, QSplitter, QVBoxLayout, QWidget
+
+from trimtab.widgets.share import ShareBarsView
+from trimtab.widgets.table import SortableTable
+from trimtab.widgets.timeseries import TimeSeriesView
+
+from . import format as fmt
+from .model import FleetModel
+
+
+def _percent(series: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, tuple]:
+    return {k: (t, v * 100.0) for k, (t, v) in series.items()}
+
+
+class OverviewPage(QWidget):
+    """p95 per route, hit ratio per route, share over time, expected vs observed share."""
+
+    def __init__(self, model: FleetModel) -> None:
+        super().__init__()
+        self.model = model
+        self.latency = TimeSeriesView("p95 latency per route (fleet, 10 s rate window)",
+                                      "p95 latency", "s",
+                                      "No latency data yet: waiting for the first two scrapes.")
+        self.hit_ratio = TimeSeriesView("Cache hit ratio per route", "hit ratio (%)", "",
+                                        "No cache lookups yet: only routes with a TTL are cached.",
+                                        y_range=(0, 100))
+        self.share_time = TimeSeriesView("Request share per backend over time", "share (%)", "",
+                                         "No balancer data yet.", y_range=(0, 100))
+        self.share_bars = ShareBarsView()
+        grid = QGridLayout(self)
+        grid.addWidget(self.latency, 0, 0)
+        grid.addWidget(self.hit_ratio, 0, 1)
+        grid.addWidget(self.share_time, 1, 0)
+        grid.addWidget(self.share_bars, 1, 1)
+        self.charts = [self.latency, self.hit_ratio, self.share_time]
+
+    def refresh(self, since: float) -> None:
+        self.latency.set_series(self.model.snapshot("p95", since))
+        self.hit_ratio.set_series(_percent(self.model.snapshot("hit_ratio", since)))
+        self.share_time.set_series(_percent(self.model.snapshot("share", since)))
+        rows = self.model.read(lambda m: [(r.server, r.expected, r.observed) for r in m.share])
+        self.share_bars.set_rows(rows)  # type: ignore[arg-type]
+
+
+ROUTE_HEADERS = ("route", "p50 (bucket, ms)", "p95 (bucket, ms)", "p99 (bucket, ms)", "rate",
+                 "errors", "time spent (p95 × rate)")
+
+
+class RoutesPage(QWidget):
+    """The slow-routes table, ranked by time spent; the selected route's percentiles over time."""
+
+    def __init__(self, model: FleetModel) -> None:
+        super().__init__()
+        self.model = model
+        self.table = SortableTable(ROUTE_HEADERS)
+        self.table.sortItems(len(ROUTE_HEADERS) - 1, Qt.SortOrder.DescendingOrder)
+        self.table.row_selected.connect(self.select_route)
+        self.selected: str | None = None
+        self.percentiles = TimeSeriesView("Percentiles of the selected route", "latency", "s",
+                                          "Select a route in the table to see its percentiles.")
+        self.errors = TimeSeriesView("Error ratio (5xx) of the selected route", "errors (%)", "",
+                                     "Select a route in the table.", y_range=(0, 100))
+        self.hint = QLabel("No routes yet: no target has served a request. Start the demo "
+                           "(trimtab demo) or add a target.")
+        charts = QSplitter(Qt.Orientation.Horizontal)
+        charts.addWidget(self.percentiles)
+        charts.addWidget(self.errors)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.table)
+        split.addWidget(charts)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.hint)
+        layout.addWidget(split, 1)
+        self.charts = [self.percentiles, self.errors]
+
+    @Slot(str)
+    def select_route(self, route: str) -> None:
+        self.selected = route
+        self.percentiles.plot.setTitle(f"Percentiles of {route}")
+        self.errors.plot.setTitle(f"Error ratio (5xx) of {route}")
+        self.refresh(time.time() - 900)
+
+    def refresh(self, since: float) -> None:
+        stats = self.model.read(lambda m: list(m.routes.values()))
+        rows = []
+        for s in stats:  # type: ignore[attr-defined]
+            q = s.quantiles
+            cells = [(s.route, s.route)]
+            for level in (0.5, 0.95, 0.99):
+                est = q.get(level)
+                cells.append((fmt.quantile(est), est.value if est else -1.0))
+            cells += [(fmt.rate(s.rate), s.rate),
+                      (fmt.percent(s.error_ratio), -1.0 if math.isnan(s.error_ratio) else s.error_ratio),
+                      (f"{s.time_spent:.3f} s/s", s.time_spent)]
+            rows.append((s.route, cells))
+        self.table.set_rows(rows)
+        self.hint.setVisible(not rows)
+        if self.selected is None and rows:
+            self.table.selectRow(0)  # the most expensive route, so the charts are never idle
+        if self.selected is None:
+            return
+        series = {f"p{p}": self.model.snapshot(f"p{p}", since, [self.selected]).get(self.selected)
+                  for p in (50, 95, 99)}
+        self.percentiles.set_series({k: v for k, v in series.items() if v is not None})
+        err = self.model.snapshot("error_ratio", since, [self.selected])
+        self.errors.set_series(_percent({"5xx %": err[self.selected]} if err else {}))
+
+
+FLEET_HEADERS = ("target", "kind", "state", "last scrape", "scrape duration", "samples", "error")
+
+
+class FleetPage(QWidget):
+    """Targets with up/down, last scrape, scrape duration and the error text."""
+
+    def __init__(self, model: FleetModel) -> None:
+        super().__init__()
+        self.model = model
+        self.table = SortableTable(FLEET_HEADERS)
+        self.hint = QLabel("No targets yet: add one or start the demo (trimtab demo).")
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.hint)
+        layout.addWidget(self.table, 1)
+        self.charts: list[TimeSeriesView] = []
+
+    def refresh(self, since: float) -> None:
+        now = time.time()
+        health = self.model.read(lambda m: list(m.health.values()))
+        rows, down = [], set()
+        for h in health:  # type: ignore[attr-defined]
+            if not h.up:
+                down.add(h.name)
+            rows.append((h.name, [
+                (h.name, h.name), (h.kind, h.kind), ("up" if h.up else "DOWN", int(h.up)),
+                (fmt.ago(now - h.last_scrape), now - h.last_scrape),
+                (fmt.duration(h.duration), h.duration), (str(h.samples), h.samples),
+                (h.error or "", h.error or "")]))
+        self.table.set_rows(rows, highlight=down)
+        self.hint.setVisible(not rows)
