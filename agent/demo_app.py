@@ -4,21 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .auth import TokenAuth
 from .middleware import TrimtabMiddleware
 
 PRODUCTS_ROUTE = "/products/{id}"
 
 
 def build_app(instance: str, slowness: float = 1.0, product_ttl: float = 10.0,
-              seed: int | None = None) -> TrimtabMiddleware:
-    """An API instance; ``slowness`` multiplies every handler's cost."""
+              seed: int | None = None, tokens: TokenAuth | str | None = None,
+              state_dir: str | None = None, **middleware: Any) -> TrimtabMiddleware:
+    """An API instance; ``slowness`` multiplies every handler's cost.
+
+    ``tokens`` defaults to ``$TRIMTAB_TOKENS`` and ``state_dir`` to
+    ``$TRIMTAB_STATE_DIR``; other keywords go to :class:`TrimtabMiddleware`.
+    """
     rng = random.Random(seed)
 
     async def product(request: Request) -> Response:
@@ -46,4 +54,16 @@ def build_app(instance: str, slowness: float = 1.0, product_ttl: float = 10.0,
         Route("/search", search, methods=["GET"]),
         Route("/orders", orders, methods=["POST"]),
     ])
-    return TrimtabMiddleware(app, instance=instance, ttls={PRODUCTS_ROUTE: product_ttl})
+    return TrimtabMiddleware(app, instance=instance, ttls={PRODUCTS_ROUTE: product_ttl},
+                             tokens=tokens, state_dir=state_dir, **middleware)
+
+
+def app_from_env() -> TrimtabMiddleware:
+    """Factory for ``uvicorn --factory trimtab.agent.demo_app:app_from_env --workers N``.
+
+    Reads ``TRIMTAB_INSTANCE`` (default ``api``), ``TRIMTAB_SLOWNESS``,
+    ``TRIMTAB_PRODUCT_TTL``, plus the tokens and state dir variables.
+    """
+    return build_app(os.environ.get("TRIMTAB_INSTANCE", "api"),
+                     slowness=float(os.environ.get("TRIMTAB_SLOWNESS", "1.0")),
+                     product_ttl=float(os.environ.get("TRIMTAB_PRODUCT_TTL", "10.0")))

@@ -1,20 +1,33 @@
 """Cheap per-route counters and a prometheus-client Collector that exports them.
 
 The hot path (``observe``) is a dict lookup, a bisect and a few integer adds;
-families are built fresh only when /metrics is scraped.
+families are built fresh only when /metrics is scraped. In OpenMetrics mode
+each latency bucket carries the trace id of the last request that fell in it
+(an exemplar), so a slow bucket on a chart leads to a concrete trace.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Exemplar
 
 from .buckets import LATENCY_BUCKETS
+
+# Client-supplied methods are free text: anything else is folded so it cannot grow /metrics.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
+                           "CONNECT"})
+
+
+def method_label(method: str) -> str:
+    """The method, or ``OTHER`` for anything non-standard."""
+    return method if method in KNOWN_METHODS else "OTHER"
 
 
 @dataclass
@@ -22,6 +35,7 @@ class _Hist:
     counts: list[int]
     total: float = 0.0
     count: int = 0
+    exemplars: dict[int, tuple[str, float, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -35,19 +49,25 @@ class RouteMetrics:
     requests: dict[tuple[str, str, str], int] = field(default_factory=dict)
     latency: dict[tuple[str, str], _Hist] = field(default_factory=dict)
     cache: dict[tuple[str, str], int] = field(default_factory=dict)
+    exceptions: dict[str, int] = field(default_factory=dict)
+    cache_errors: dict[tuple[str, str], int] = field(default_factory=dict)
     folded_routes: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        """Record one finished request."""
+    def observe(self, route: str, method: str, status: int, seconds: float,
+                trace_id: str | None = None) -> None:
+        """Record one finished request (``trace_id`` becomes the bucket's exemplar)."""
         key = (route, method)
         with self._lock:
             hist = self.latency.get(key)
             if hist is None:
                 hist = self.latency[key] = _Hist([0] * (len(self.buckets) + 1))
-            hist.counts[bisect_left(self.buckets, seconds)] += 1
+            index = bisect_left(self.buckets, seconds)
+            hist.counts[index] += 1
             hist.total += seconds
             hist.count += 1
+            if trace_id is not None:
+                hist.exemplars[index] = (trace_id, seconds, time.time())
             rkey = (route, method, str(status))
             self.requests[rkey] = self.requests.get(rkey, 0) + 1
 
@@ -57,54 +77,94 @@ class RouteMetrics:
         with self._lock:
             self.cache[key] = self.cache.get(key, 0) + 1
 
+    def exception(self, route: str) -> None:
+        """Count a request whose handler raised."""
+        with self._lock:
+            self.exceptions[route] = self.exceptions.get(route, 0) + 1
+
+    def cache_error(self, store: str, op: str) -> None:
+        """Count a failed or timed-out cache store operation (the request went to the origin)."""
+        with self._lock:
+            self.cache_errors[(store, op)] = self.cache_errors.get((store, op), 0) + 1
+
 
 class RouteMetricsCollector(Collector):
     """Yields fresh metric families from a :class:`RouteMetrics` on every scrape."""
 
-    def __init__(self, metrics: RouteMetrics, instance: str, extras: bool = True) -> None:
+    def __init__(self, metrics: RouteMetrics, instance: str, extras: bool = True,
+                 gauges: Callable[[], dict[str, tuple[str, float]]] | None = None) -> None:
         self._m = metrics
         self._instance = instance
         self._extras = extras  # cache, folding and identity families: API instances only
+        self._gauges = gauges  # name -> (help, value), read at scrape time
 
     def collect(self) -> Iterator:
         m = self._m
         p = m.prefix
         with m._lock:
             requests = dict(m.requests)
-            latency = {k: (list(h.counts), h.total, h.count) for k, h in m.latency.items()}
-            cache = dict(m.cache)
+            latency = {k: (list(h.counts), h.total, dict(h.exemplars))
+                       for k, h in m.latency.items()}
             in_flight = m.in_flight
-            folded = m.folded_routes
         reqs = CounterMetricFamily(f"{p}_requests", "HTTP requests by route, method and status.",
                                    labels=[m.route_label, "method", "status"])
         for (route, method, status), n in sorted(requests.items()):
             reqs.add_metric([route, method, status], n)
         yield reqs
-        hist = HistogramMetricFamily(f"{p}_request_duration_seconds",
-                                     "HTTP request latency by route and method.",
-                                     labels=[m.route_label, "method"], unit="seconds")
-        bounds = [repr(b) for b in m.buckets] + ["+Inf"]
-        for (route, method), (counts, total, count) in sorted(latency.items()):
-            running, cumulative = 0, []
-            for bound, n in zip(bounds, counts):
-                running += n
-                cumulative.append((bound, running))
-            hist.add_metric([route, method], cumulative, total)
-        yield hist
+        yield self._histogram(latency)
         flight = GaugeMetricFamily(f"{p}_requests_in_flight", "Requests being served now.")
         flight.add_metric([], in_flight)
         yield flight
-        if not self._extras:
-            return
+        if self._extras:
+            yield from self._extra_families()
+
+    def _histogram(self, latency: dict) -> HistogramMetricFamily:
+        m = self._m
+        hist = HistogramMetricFamily(f"{m.prefix}_request_duration_seconds",
+                                     "HTTP request latency by route and method.",
+                                     labels=[m.route_label, "method"], unit="seconds")
+        bounds = [repr(b) for b in m.buckets] + ["+Inf"]
+        for (route, method), (counts, total, exemplars) in sorted(latency.items()):
+            running, cumulative = 0, []
+            for index, (bound, n) in enumerate(zip(bounds, counts)):
+                running += n
+                ex = exemplars.get(index)
+                if ex is None:
+                    cumulative.append((bound, running))
+                else:
+                    cumulative.append((bound, running, Exemplar({"trace_id": ex[0]}, ex[1], ex[2])))
+            hist.add_metric([route, method], cumulative, total)
+        return hist
+
+    def _extra_families(self) -> Iterator:
+        m = self._m
+        with m._lock:
+            cache, exceptions = dict(m.cache), dict(m.exceptions)
+            errors, folded = dict(m.cache_errors), m.folded_routes
         cache_fam = CounterMetricFamily("trimtab_cache_requests", "Response cache lookups by result.",
                                         labels=["route", "result"])
         for (route, result), n in sorted(cache.items()):
             cache_fam.add_metric([route, result], n)
         yield cache_fam
+        err_fam = CounterMetricFamily("trimtab_cache_errors",
+                                      "Cache store operations that failed or timed out.",
+                                      labels=["store", "op"])
+        for (store, op), n in sorted(errors.items()):
+            err_fam.add_metric([store, op], n)
+        yield err_fam
+        exc = CounterMetricFamily(f"{m.prefix}_exceptions", "Requests whose handler raised.",
+                                  labels=[m.route_label])
+        for route, n in sorted(exceptions.items()):
+            exc.add_metric([route], n)
+        yield exc
         fold = CounterMetricFamily("trimtab_routes_folded",
                                    "Requests whose route was folded into the overflow bucket.")
         fold.add_metric([], folded)
         yield fold
+        for name, (help_text, value) in sorted((self._gauges() if self._gauges else {}).items()):
+            gauge = GaugeMetricFamily(name, help_text)
+            gauge.add_metric([], value)
+            yield gauge
         info = GaugeMetricFamily("trimtab_agent_info", "Agent identity.", labels=["instance"])
         info.add_metric([self._instance], 1)
         yield info

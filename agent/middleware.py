@@ -1,123 +1,196 @@
-"""A pure ASGI middleware: per-route metrics, the response cache, and /metrics.
+"""A pure ASGI middleware: per-route metrics, traces, the response cache, and the control API.
 
 Pure ASGI (not Starlette's BaseHTTPMiddleware) because it runs on every request
 in front of production traffic and must add microseconds, not milliseconds.
+
+Usage::
+
+    app = TrimtabMiddleware(starlette_or_fastapi_app, instance="api-1",
+                            ttls={"/products/{id}": 10.0},
+                            tokens="alice:write:S1",      # default: $TRIMTAB_TOKENS
+                            state_dir="/var/lib/trimtab") # default: $TRIMTAB_STATE_DIR
+
+- ``/metrics`` (open, Prometheus text or OpenMetrics with trace-id exemplars).
+- ``/_trimtab/...`` (token required): see :mod:`.control`, plus
+  ``GET traces`` (:mod:`.traces`), ``GET cache/whatif?route=&ttls=``
+  (:mod:`.whatif`) and ``POST cache/invalidate`` with ``{"route": ...}`` or
+  ``{"prefix": ...}`` (journaled).
+- With a ``state_dir`` the config and journal are files shared by every worker
+  (``uvicorn --workers N``) and kept across restarts; without one they live in
+  memory and a multi-process worker refuses to start (never silent divergence).
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from .cache import CachedResponse, MemoryStore, cache_key, request_bypasses, response_storable
-from .metrics import RouteMetrics, RouteMetricsCollector
+from .auth import TokenAuth
+from .cache import MemoryStore, Store
+from .config import ConfigStore, refuse_unshared_multiprocess
+from .control import PREFIX, ControlAPI
+from .control_extras import add_extra_endpoints
+from .journal import Journal
+from .metrics import RouteMetrics, RouteMetricsCollector, method_label
+from .response_cache import ResponseCache
 from .routes import RouteResolver
+from .traces import Tracer
+from .whatif import WhatIf
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+STATE_DIR_ENV = "TRIMTAB_STATE_DIR"
+
+
+class _Exchange:
+    """Watches one request's messages: status, completion, client disconnect."""
+
+    __slots__ = ("_send", "_receive", "status", "started", "complete", "disconnected")
+
+    def __init__(self, send: Send, receive: Receive) -> None:
+        self._send, self._receive = send, receive
+        self.status, self.started, self.complete, self.disconnected = 500, False, False, False
+
+    async def send(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.status, self.started = message["status"], True
+        elif kind == "http.response.body" and not message.get("more_body", False):
+            self.complete = True
+        await self._send(message)
+
+    async def receive(self) -> dict[str, Any]:
+        message = await self._receive()
+        if message["type"] == "http.disconnect" and not self.complete:
+            self.disconnected = True
+        return message
 
 
 class TrimtabMiddleware:
-    """Wraps an ASGI app; serves ``/metrics`` and caches routes that have a TTL."""
+    """Wraps an ASGI app; serves ``/metrics`` and ``/_trimtab/``; caches routes with a TTL."""
 
     def __init__(self, app: ASGIApp, instance: str = "api", ttls: dict[str, float] | None = None,
                  patterns: tuple[str, ...] = (), max_routes: int = 200,
-                 store: MemoryStore | None = None, metrics_path: str = "/metrics") -> None:
+                 store: Store | None = None, metrics_path: str = "/metrics",
+                 tokens: TokenAuth | str | None = None, state_dir: str | None = None,
+                 trace_capacity: int = 2048, max_body: int = 64 * 1024,
+                 cache_timeout: float = 0.05) -> None:
         self.app = app
         self.instance = instance
-        self.ttls: dict[str, float] = dict(ttls or {})
-        self.store = store or MemoryStore()
-        self.metrics = RouteMetrics()
         self.metrics_path = metrics_path
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(RouteMetricsCollector(self.metrics, instance))
+        self.metrics = RouteMetrics()
         self.resolver = RouteResolver(getattr(app, "routes", None), patterns, max_routes)
+        state = state_dir if state_dir is not None else os.environ.get(STATE_DIR_ENV) or None
+        refuse_unshared_multiprocess(state is not None)
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", instance)
+        self.store: Store = store or MemoryStore()
+        self.config = ConfigStore(instance, dict(ttls or {}), self.resolver.templates,
+                                  Path(state, f"config-{safe}.json") if state else None,
+                                  self.store.name)
+        self.journal = Journal(Path(state, f"journal-{safe}.jsonl") if state else None)
+        self.auth = tokens if isinstance(tokens, TokenAuth) else (
+            TokenAuth.from_env() if tokens is None else TokenAuth.from_spec(tokens))
+        self.tracer = Tracer(instance, trace_capacity)
+        self.whatif = WhatIf()
+        self.cache = ResponseCache(self.store, self.metrics, timeout=cache_timeout)
+        self.control = ControlAPI(self.config, self.journal, self.auth, max_body)
+        add_extra_endpoints(self.control, self.tracer, self.whatif, self.cache)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(RouteMetricsCollector(self.metrics, instance, gauges=self._gauges))
+
+    def _gauges(self) -> dict[str, tuple[str, float]]:
+        used = getattr(self.store, "bytes_used", None)
+        out = {"trimtab_control_unauthenticated": (
+            "Control API requests refused with 401 (not journaled).",
+            float(self.control.unauthenticated))}
+        if used is not None:
+            out["trimtab_cache_memory_bytes"] = ("Bytes held by the in-memory cache.", float(used))
+        return out
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if scope["path"] == self.metrics_path:
+        path = scope["path"]
+        if path == self.metrics_path:
             await self._serve_metrics(scope, send)
-            return
+        elif path.startswith(PREFIX):
+            await self.control(scope, receive, send)  # type: ignore[arg-type]
+        else:
+            await self._handle(scope, receive, send)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
-        route = self.resolver.resolve(scope)
-        self.metrics.folded_routes = self.resolver.folded
-        status_box = [500]
+        settings = self.config.settings()
+        method = method_label(scope["method"])
+        span, token = self.tracer.begin(_header(scope, b"traceparent"))
+        ex = _Exchange(send, receive)
+        route: str | None = None
+        result = "off"
         self.metrics.in_flight += 1
         try:
-            ttl = self.ttls.get(route, 0.0)
-            if ttl > 0 and scope["method"] in ("GET", "HEAD"):
-                await self._cached(scope, receive, send, route, ttl, status_box)
-            else:
-                await self.app(scope, receive, _status_recorder(send, status_box))
+            if settings.enabled and method in ("GET", "HEAD"):
+                route = self.resolver.resolve(scope)
+                self.whatif.observe(route, _whatif_key(scope), time.time())
+                ttl = settings.ttls.get(route)
+                if ttl:
+                    result = await self.cache.handle(self.app, scope, ex.receive, ex.send, route,
+                                                     ttl, route in settings.allow_auth, span)
+                    self.metrics.cache_result(route, result)
+            if result == "off":
+                await self._origin(scope, ex, span)
+        except asyncio.CancelledError:
+            ex.disconnected = True  # some servers cancel the app when the client goes away
+            raise
+        except Exception:
+            route = route or self.resolver.resolve_after(scope)
+            self.metrics.exception(route)
+            raise
         finally:
             self.metrics.in_flight -= 1
-            self.metrics.observe(route, scope["method"], status_box[0], time.perf_counter() - start)
+            route = route or self.resolver.resolve_after(scope)
+            self.metrics.folded_routes = self.resolver.folded
+            # 499 (nginx): the client went away before the response was complete.
+            status = 499 if ex.disconnected else ex.status
+            seconds = time.perf_counter() - start
+            self.metrics.observe(route, method, status, seconds, span.trace_id)
+            self.tracer.end(span, token, route=route, method=method, status=status,
+                            cache=result, seconds=seconds)
 
-    async def _cached(self, scope: Scope, receive: Receive, send: Send, route: str, ttl: float,
-                      status_box: list[int]) -> None:
-        headers = dict(scope.get("headers") or ())
-        if request_bypasses(headers):
-            self.metrics.cache_result(route, "bypass")
-            await self.app(scope, receive, _status_recorder(send, status_box))
-            return
-        host = headers.get(b"host", b"").decode("latin-1")
-        key = cache_key(route, scope["method"], host, scope["path"], scope.get("query_string", b""))
-        now = time.time()
-        hit = self.store.get(key, now)
-        if hit is not None:
-            self.metrics.cache_result(route, "hit")
-            status_box[0] = hit.status
-            age = str(int(now - hit.stored_at)).encode()
-            await send({"type": "http.response.start", "status": hit.status,
-                        "headers": [*hit.headers, (b"age", age), (b"x-trimtab-cache", b"hit")]})
-            await send({"type": "http.response.body", "body": hit.body})
-            return
-        self.metrics.cache_result(route, "miss")
-        captured: dict[str, Any] = {"body": []}
-
-        async def capture(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                status_box[0] = message["status"]
-                captured["status"] = message["status"]
-                captured["headers"] = list(message.get("headers") or ())
-                message = {**message, "headers": [*captured["headers"], (b"x-trimtab-cache", b"miss")]}
-            elif message["type"] == "http.response.body":
-                captured["body"].append(message.get("body", b""))
-                if not message.get("more_body", False):
-                    self._store(key, captured, ttl)
-            await send(message)
-
-        await self.app(scope, receive, capture)
-
-    def _store(self, key: str, captured: dict[str, Any], ttl: float) -> None:
-        status, headers = captured.get("status", 500), captured.get("headers", [])
-        if not response_storable(status, headers):
-            return
-        now = time.time()
-        self.store.put(key, CachedResponse(status, tuple(headers), b"".join(captured["body"]),
-                                           now, now + ttl))
+    async def _origin(self, scope: Scope, ex: _Exchange, span: Any) -> None:
+        t0, wall = time.perf_counter(), time.time()
+        try:
+            await self.app(scope, ex.receive, ex.send)
+        finally:
+            span.child("handler", wall, time.perf_counter() - t0)
 
     async def _serve_metrics(self, scope: Scope, send: Send) -> None:
-        accept = dict(scope.get("headers") or ()).get(b"accept", b"").decode("latin-1")
+        accept = (_header(scope, b"accept") or b"").decode("latin-1")
         encoder, content_type = choose_encoder(accept)
         body = encoder(self.registry)
         await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", content_type.encode())]})
+                    "headers": [(b"content-type", content_type.encode()),
+                                (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
 
-def _status_recorder(send: Send, status_box: list[int]) -> Send:
-    async def wrapped(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            status_box[0] = message["status"]
-        await send(message)
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers") or ():
+        if key == name:
+            return bytes(value)
+    return None
 
-    return wrapped
+
+def _whatif_key(scope: Scope) -> str:
+    query = scope.get("query_string", b"")
+    return f"{scope['path']}?{query.decode('latin-1')}" if query else scope["path"]

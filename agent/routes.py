@@ -12,6 +12,7 @@ from typing import Any
 
 UNMATCHED = "<unmatched>"
 OTHER = "<other>"
+MEMO_MAX = 4096  # (method, path) -> route memo; cleared when full so a flood stays bounded
 
 _ID_SEGMENT = re.compile(
     r"^(?:\d+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -32,12 +33,32 @@ class RouteResolver:
         self._framework_routes = list(framework_routes or [])
         self._patterns = [(p, _compile_template(p)) for p in patterns]
         self._known: set[str] = set()
+        self._memo: dict[tuple[str, str], str] = {}
         self.max_routes = max_routes
         self.folded = 0
 
+    @property
+    def templates(self) -> list[str]:
+        """Every route the app declares (framework templates and configured patterns)."""
+        names = [template_of(r) for r in self._framework_routes]
+        return [n for n in names if n] + [p for p, _ in self._patterns]
+
     def resolve(self, scope: dict[str, Any]) -> str:
-        """Route name for a request, counted against the cap."""
-        return self._cap(self._raw_route(scope))
+        """Route name for a request before the app ran, counted against the cap."""
+        key = (scope.get("method", ""), scope.get("path", "/"))
+        raw = self._memo.get(key)
+        if raw is None:
+            raw = self._raw_route(scope)
+            if len(self._memo) >= MEMO_MAX:
+                self._memo.clear()
+            self._memo[key] = raw
+        return self._cap(raw)
+
+    def resolve_after(self, scope: dict[str, Any]) -> str:
+        """Route name after the app ran: the framework's own match (``scope["route"]``) if any."""
+        route = scope.get("route")
+        template = template_of(route) if route is not None else None
+        return self._cap(template) if template else self.resolve(scope)
 
     def _raw_route(self, scope: dict[str, Any]) -> str:
         path: str = scope.get("path", "/")
@@ -47,7 +68,7 @@ class RouteResolver:
             for route in self._framework_routes:
                 match, _ = route.matches(scope)
                 if match == Match.FULL:
-                    return getattr(route, "path", path)
+                    return template_of(route) or path
             if not self._patterns:
                 return UNMATCHED
         for template, regex in self._patterns:
@@ -65,6 +86,11 @@ class RouteResolver:
             return OTHER
         self._known.add(route)
         return route
+
+
+def template_of(route: Any) -> str | None:
+    """A Starlette/FastAPI route's template (``/users/{id}``, converters stripped)."""
+    return getattr(route, "path_format", None) or getattr(route, "path", None)
 
 
 def _compile_template(template: str) -> re.Pattern[str]:

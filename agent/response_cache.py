@@ -1,0 +1,163 @@
+"""Serving a request through the response cache, with a store that may fail.
+
+A cache outage never becomes an API outage: every store call is bounded by
+``timeout``; on an error or timeout the request goes to the origin, the error
+is counted (``trimtab_cache_errors_total{store,op}``) and the store is skipped
+for ``cooldown`` seconds so a dead Redis does not add its timeout to every
+request. Stores (:class:`~.cache.MemoryStore`, :class:`~.redis_store.RedisStore`)
+are in :mod:`.cache` and :mod:`.redis_store`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .cache import (KEYED_HEADERS, CachedResponse, Store, cache_directives, cache_key,
+                    has_credentials, response_storable, route_prefix, variant_key, vary_names)
+from .metrics import RouteMetrics
+from .traces import RequestSpan
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+App = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
+
+
+class ResponseCache:
+    """Looks up, serves and stores responses for routes with a TTL."""
+
+    def __init__(self, store: Store, metrics: RouteMetrics, timeout: float = 0.05,
+                 cooldown: float = 1.0, max_entry_bytes: int = 1024 * 1024) -> None:
+        self.store, self.metrics = store, metrics
+        self.timeout, self.cooldown, self.max_entry_bytes = timeout, cooldown, max_entry_bytes
+        self._down_until = 0.0
+        self._pending: set[asyncio.Task[None]] = set()
+        self._bounded = store.name != "memory"  # in-process dict calls cannot hang
+
+    async def handle(self, app: App, scope: dict[str, Any], receive: Receive, send: Send,
+                     route: str, ttl: float, allow_auth: bool, span: RequestSpan) -> str:
+        """Serve one request; returns the cache result (hit, miss, bypass or error)."""
+        headers = dict(scope.get("headers") or ())
+        with_creds = has_credentials(headers)
+        if with_creds and not allow_auth:
+            await self._origin(app, scope, receive, send, span)
+            return "bypass"
+        host = headers.get(b"host", b"").decode("latin-1")
+        keyed = tuple(headers.get(h, b"").decode("latin-1") for h in KEYED_HEADERS)
+        base = cache_key(route, scope["method"], host, scope["path"],
+                         scope.get("query_string", b""), keyed)
+        t0, wall = time.perf_counter(), time.time()
+        hit, ok = await self._lookup(base, headers, wall)
+        span.child("cache.lookup", wall, time.perf_counter() - t0, store=self.store.name,
+                   result="hit" if hit else ("miss" if ok else "error"))
+        if hit is not None and (not with_creds or hit.shared_with_auth):
+            age = str(max(0, int(time.time() - hit.stored_at))).encode()
+            await send({"type": "http.response.start", "status": hit.status,
+                        "headers": [*hit.headers, (b"age", age), (b"x-trimtab-cache", b"hit")]})
+            await send({"type": "http.response.body",
+                        "body": b"" if scope["method"] == "HEAD" else hit.body})
+            return "hit"
+        captured = await self._origin_capture(app, scope, receive, send, span)
+        if ok and captured is not None:
+            pending = self._store_later(base, headers, captured, ttl, with_creds)
+            if pending is not None:
+                await pending
+        return "miss" if ok else "error"
+
+    async def _lookup(self, base: str, headers: dict[bytes, bytes], now: float
+                      ) -> tuple[CachedResponse | None, bool]:
+        """(entry or None, store healthy); follows a Vary marker to the request's variant."""
+        item = await self._call("get", self.store.get(base, now))
+        if item is False:
+            return None, False
+        if item is None or not item.vary:
+            return item, True
+        variant = await self._call("get", self.store.get(variant_key(base, item.vary, headers),
+                                                         now))
+        return (None, False) if variant is False else (variant, True)
+
+    async def _call(self, op: str, coro: Awaitable[Any]) -> Any:
+        """Run a store call; False on error, timeout or while cooling down (never raises)."""
+        if time.monotonic() < self._down_until:
+            coro.close()  # type: ignore[attr-defined]
+            self.metrics.cache_error(self.store.name, f"{op}_skipped")
+            return False
+        try:
+            return await (asyncio.wait_for(coro, self.timeout) if self._bounded else coro)
+        except Exception:  # noqa: BLE001 - any store failure must fall back to the origin
+            self.metrics.cache_error(self.store.name, op)
+            self._down_until = time.monotonic() + self.cooldown
+            return False
+
+    async def _origin(self, app: App, scope: dict[str, Any], receive: Receive, send: Send,
+                      span: RequestSpan) -> None:
+        t0, wall = time.perf_counter(), time.time()
+        try:
+            await app(scope, receive, send)
+        finally:
+            span.child("handler", wall, time.perf_counter() - t0)
+
+    async def _origin_capture(self, app: App, scope: dict[str, Any], receive: Receive,
+                              send: Send, span: RequestSpan) -> dict[str, Any] | None:
+        """Call the app, forwarding its response and keeping a copy (None when too big)."""
+        cap: dict[str, Any] = {"body": [], "size": 0, "complete": False}
+
+        async def capture(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                cap["status"], cap["headers"] = message["status"], list(message.get("headers", ()))
+                message = {**message, "headers": [*cap["headers"], (b"x-trimtab-cache", b"miss")]}
+            elif message["type"] == "http.response.body" and cap["body"] is not None:
+                chunk = message.get("body", b"")
+                cap["size"] += len(chunk)
+                # A huge or endless stream is passed through, never buffered.
+                cap["body"] = cap["body"] + [chunk] if cap["size"] <= self.max_entry_bytes else None
+                cap["complete"] = not message.get("more_body", False)
+            await send(message)
+
+        await self._origin(app, scope, receive, capture, span)
+        return cap if cap["body"] is not None and cap["complete"] else None
+
+    def _store_later(self, base: str, headers: dict[bytes, bytes], cap: dict[str, Any],
+                     ttl: float, with_creds: bool) -> Awaitable[None] | None:
+        """Store a captured response: awaitable for in-process stores, a background task
+        (the client already has its response) for remote ones."""
+        status, resp_headers = cap.get("status", 500), cap.get("headers", [])
+        if not response_storable(status, resp_headers):
+            return None
+        shared = bool(cache_directives(resp_headers) & {b"public", b"s-maxage"})
+        if with_creds and not shared:
+            return None  # RFC 9111 §3.5: a response to an authorised request needs public/s-maxage
+        now = time.time()
+        item = CachedResponse(status, tuple(resp_headers), b"".join(cap["body"]), now, now + ttl,
+                              (), shared)
+        vary = vary_names(resp_headers)
+        if not self._bounded:
+            return self._put(base, headers, item, vary)  # in-process: store before returning
+        task = asyncio.get_running_loop().create_task(self._put(base, headers, item, vary))
+        self._pending.add(task)  # keep a reference until done (asyncio holds only weak ones)
+        task.add_done_callback(self._pending.discard)
+        return None
+
+    async def _put(self, base: str, headers: dict[bytes, bytes], item: CachedResponse,
+                   vary: tuple[bytes, ...]) -> None:
+        if vary:
+            marker = CachedResponse(0, (), b"", item.stored_at, item.expires_at, vary)
+            if await self._call("put", self.store.put(base, marker)) is False:
+                return
+            await self._call("put", self.store.put(variant_key(base, vary, headers), item))
+        else:
+            await self._call("put", self.store.put(base, item))
+
+    async def flush(self) -> None:
+        """Wait for pending stores (tests, shutdown)."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    async def invalidate(self, route: str | None = None, prefix: str | None = None) -> int:
+        """Drop a route's entries or every key starting with ``prefix``; -1 if the store failed."""
+        target = route_prefix(route) if route is not None else (prefix or "")
+        self._down_until = 0.0  # an explicit operator action deserves a real attempt
+        count = await self._call("invalidate", self.store.invalidate_prefix(target))
+        return -1 if count is False else int(count)

@@ -1,0 +1,161 @@
+"""Request traces: one span per request, child spans, W3C traceparent, a bounded ring buffer.
+
+API::
+
+    tracer = Tracer("api-1", capacity=2048)
+    with tracer.span("db.query", table="users"):      # in user code, inside a request
+        ...
+    current_traceparent()   # "00-<trace>-<span>-01" for outgoing calls, or None
+    tracer.query(since=cursor, min_ms=50, route="/search", limit=100)
+        # -> {"traces": [...], "next": cursor, "dropped": n}
+
+A trace record (JSON-ready)::
+
+    {"cursor": 17, "trace_id": "4bf9...", "span_id": "00f0...", "parent_id": "..."|None,
+     "name": "GET /products/{id}", "route": ..., "method": ..., "status": 200,
+     "instance": "api-1", "cache": "hit"|"miss"|"bypass"|"off", "start": unix_s,
+     "duration_ms": 12.3, "children": [{"span_id", "name", "start", "duration_ms", "tags"}]}
+
+An incoming ``traceparent`` (version 00, non-zero ids) is honoured: the request
+span joins that trace as a child of the caller's span. A malformed one is
+ignored and a new trace starts, as the W3C spec requires. Children per request
+are capped (``MAX_CHILDREN``) so a loop of spans cannot grow memory.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import random
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_CHILDREN = 64
+_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+# Ids need uniqueness, not secrecy: a seeded Mersenne Twister is ~10x cheaper than urandom.
+# Reseed in forked workers, or two workers would mint the same ids.
+_rand = random.Random()
+os.register_at_fork(after_in_child=_rand.seed)
+
+
+@dataclass
+class RequestSpan:
+    """The span of one request while it runs; children are appended by :meth:`Tracer.span`."""
+
+    trace_id: str
+    span_id: str
+    parent_id: str | None
+    start: float
+    children: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def traceparent(self) -> str:
+        """W3C header value naming this span as the parent."""
+        return f"00-{self.trace_id}-{self.span_id}-01"
+
+    def child(self, name: str, start: float, seconds: float, **tags: Any) -> None:
+        """Record a finished child span (dropped beyond ``MAX_CHILDREN``)."""
+        if len(self.children) < MAX_CHILDREN:
+            self.children.append({"span_id": f"{_rand.getrandbits(64):016x}", "name": name,
+                                  "start": start, "duration_ms": seconds * 1000.0,
+                                  "tags": {k: str(v) for k, v in tags.items()}})
+
+
+_current: contextvars.ContextVar[RequestSpan | None] = contextvars.ContextVar(
+    "trimtab_span", default=None)
+
+
+def current_span() -> RequestSpan | None:
+    """The request span of the running request, if any."""
+    return _current.get()
+
+
+def current_traceparent() -> str | None:
+    """The ``traceparent`` value to put on outgoing calls from the current request."""
+    span = _current.get()
+    return span.traceparent if span is not None else None
+
+
+def parse_traceparent(value: bytes | str | None) -> tuple[str, str] | None:
+    """(trace id, parent span id) from a valid W3C header, else None."""
+    if value is None:
+        return None
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    match = _TRACEPARENT.match(text.strip().lower())
+    if match is None or set(match[1]) == {"0"} or set(match[2]) == {"0"}:
+        return None
+    return match[1], match[2]
+
+
+class Tracer:
+    """Creates request spans and keeps the last ``capacity`` finished ones."""
+
+    def __init__(self, instance: str, capacity: int = 2048) -> None:
+        self.instance = instance
+        self._ring: deque[dict[str, Any]] = deque(maxlen=capacity)
+        self._cursor = 0
+        self._lock = threading.Lock()
+
+    def begin(self, traceparent: bytes | None) -> tuple[RequestSpan, contextvars.Token[Any]]:
+        """Start a request span (joining the caller's trace when valid) and make it current."""
+        parent = parse_traceparent(traceparent)
+        trace_id = parent[0] if parent else f"{_rand.getrandbits(128):032x}"
+        span = RequestSpan(trace_id, f"{_rand.getrandbits(64):016x}",
+                           parent[1] if parent else None, time.time())
+        return span, _current.set(span)
+
+    def end(self, span: RequestSpan, token: contextvars.Token[Any], *, route: str, method: str,
+            status: int, cache: str, seconds: float) -> None:
+        """Finish the request span and store it in the ring buffer."""
+        _current.reset(token)
+        record = {"trace_id": span.trace_id, "span_id": span.span_id,
+                  "parent_id": span.parent_id, "name": f"{method} {route}", "route": route,
+                  "method": method, "status": status, "instance": self.instance, "cache": cache,
+                  "start": span.start, "duration_ms": seconds * 1000.0,
+                  "children": span.children}
+        with self._lock:
+            self._cursor += 1
+            record["cursor"] = self._cursor
+            self._ring.append(record)
+
+    @contextmanager
+    def span(self, name: str, **tags: Any) -> Iterator[None]:
+        """Time a block of user code as a child of the current request span (no-op outside)."""
+        parent = _current.get()
+        start, t0 = time.time(), time.perf_counter()
+        try:
+            yield
+        finally:
+            if parent is not None:
+                parent.child(name, start, time.perf_counter() - t0, **tags)
+
+    def query(self, since: int = 0, min_ms: float = 0.0, route: str | None = None,
+              limit: int = 100) -> dict[str, Any]:
+        """Finished traces after cursor ``since`` matching the filters, oldest first.
+
+        ``next`` is the cursor to pass next time (it moves past filtered-out
+        records too); ``dropped`` counts records after ``since`` that the ring
+        buffer already overwrote.
+        """
+        with self._lock:
+            records = list(self._ring)
+        oldest = records[0]["cursor"] if records else self._cursor + 1
+        dropped = max(0, oldest - since - 1)
+        out: list[dict[str, Any]] = []
+        nxt = max(since, self._cursor) if not records else max(since, records[-1]["cursor"])
+        for record in records:
+            if record["cursor"] <= since:
+                continue
+            if record["duration_ms"] < min_ms or (route is not None and record["route"] != route):
+                continue
+            out.append(record)
+            if len(out) >= limit:
+                nxt = record["cursor"]
+                break
+        return {"traces": out, "next": nxt, "dropped": dropped}
