@@ -199,7 +199,7 @@ class Store:
             (float(times[0]), float(times[-1]), len(entries), encode_times(times)))
         block_id = cur.lastrowid
         ids, pos, vals = flatten(entries)
-        self._conn.executemany("INSERT INTO chunks VALUES (?, ?, ?)", (
+        self._conn.executemany("INSERT INTO chunks (series_id, block_id, blob) VALUES (?, ?, ?)", (
             (int(ids[s]), block_id, encode_raw_chunk(pos[s:e], vals[s:e], len(entries)))
             for s, e in runs(ids)))
         self._conn.execute("DELETE FROM head WHERE cycle <= ?", (entries[-1].cycle,))
@@ -267,11 +267,15 @@ class Store:
                                    float(now), self.retention)
 
     def close(self) -> None:
-        """Checkpoint the WAL into the main file and close. Safe to call twice."""
+        """Fold pending cycles into chunks, checkpoint the WAL and close. Safe to call twice."""
         with self._lock:
             if self._conn is None:
                 return
             try:
+                if self._head:  # the head stores 16 bytes/sample; chunks a fraction of that
+                    with transaction(self._conn):
+                        self._fold(self._head)
+                    self._head = []
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             finally:
                 self._conn.close()

@@ -167,9 +167,10 @@ class Points:
             return self
         starts = np.flatnonzero(np.concatenate(([True], bucket[1:] != bucket[:-1])))
         ends = np.concatenate((starts[1:], [len(bucket)])) - 1
-        return Points(self.t[ends], self.last[ends], np.fmin.reduceat(self.mn, starts),
-                      np.fmax.reduceat(self.mx, starts), np.add.reduceat(self.sm, starts),
-                      np.add.reduceat(self.cnt, starts))
+        with np.errstate(invalid="ignore"):  # inf + -inf in a sum is NaN, as it should be
+            return Points(self.t[ends], self.last[ends], np.fmin.reduceat(self.mn, starts),
+                          np.fmax.reduceat(self.mx, starts), np.add.reduceat(self.sm, starts),
+                          np.add.reduceat(self.cnt, starts))
 
     def select(self, agg: str) -> np.ndarray:
         """The values a chart shows for ``agg`` in ``last``/``min``/``max``/``mean``."""

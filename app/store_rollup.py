@@ -210,7 +210,7 @@ def _roll_piece(reader: Reader, conn: sqlite3.Connection, head: Sequence[HeadEnt
             block_id = conn.execute(
                 "INSERT INTO blocks (tier, t0, t1, n, times) VALUES (?, ?, ?, ?, NULL)",
                 (tier, lo, hi, round((hi - lo) / step))).lastrowid
-            conn.executemany("INSERT INTO chunks VALUES (?, ?, ?)",
+            conn.executemany("INSERT INTO chunks (series_id, block_id, blob) VALUES (?, ?, ?)",
                              [(sid, block_id, blob) for sid, blob in chunks])
         _set_watermark(conn, tier, hi)
     return 1 if chunks else 0

@@ -14,7 +14,9 @@ Tables (all readable with sqlite-utils or Datasette; blobs are described in
 - ``blocks(id, tier, t0, t1, n, times)``: tier 0 = raw, a fold of ``n`` cycles
   whose timestamps are the ``times`` column (shared by all its chunks), ``t0``/
   ``t1`` its first and last; tier 1/2 = 60 s / 600 s rollups over ``[t0, t1)``.
-- ``chunks(series_id, block_id, blob)``: one series' data in one block.
+- ``chunks(id, series_id, block_id, blob)``: one series' data in one block.
+  A rowid table on purpose: a WITHOUT ROWID row spills blobs over ~1 kB into
+  overflow pages that waste most of a page each.
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ CREATE TABLE IF NOT EXISTS blocks (
     n INTEGER NOT NULL, times BLOB);
 CREATE INDEX IF NOT EXISTS blocks_tier_t1 ON blocks (tier, t1);
 CREATE TABLE IF NOT EXISTS chunks (
-    series_id INTEGER NOT NULL, block_id INTEGER NOT NULL, blob BLOB NOT NULL,
-    PRIMARY KEY (series_id, block_id)) WITHOUT ROWID;
+    id INTEGER PRIMARY KEY, series_id INTEGER NOT NULL, block_id INTEGER NOT NULL,
+    blob BLOB NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS chunks_series_block ON chunks (series_id, block_id);
 CREATE INDEX IF NOT EXISTS chunks_block ON chunks (block_id);
 """
 
