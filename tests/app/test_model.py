@@ -1,0 +1,103 @@
+"""FleetModel derivations from synthetic scrapes: quantiles, rates, resets, staleness."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from trimtab.app import format as fmt
+from trimtab.app.model import FleetModel
+from trimtab.collectors.exposition import parse
+from trimtab.collectors.promql import Quantile
+from trimtab.collectors.scrape import ScrapeResult, ScrapeTarget
+
+API = ScrapeTarget("api-1", "http://127.0.0.1:1/metrics")
+API2 = ScrapeTarget("api-2", "http://127.0.0.1:2/metrics")
+
+
+def exposition(n: int, at: float = 0.22, errors: int = 0) -> str:
+    """A histogram with buckets 0.2 / 0.3 / 0.45 where all ``n`` observations sit at ``at``."""
+    bucket = lambda le: n if at <= le else 0  # noqa: E731
+    lines = ["# TYPE trimtab_http_request_duration_seconds histogram"]
+    for le in ("0.2", "0.3", "0.45", "+Inf"):
+        count = n if le == "+Inf" else bucket(float(le))
+        lines.append(f'trimtab_http_request_duration_seconds_bucket{{route="/r",method="GET",le="{le}"}} {count}')
+    lines += [f'trimtab_http_requests_total{{route="/r",method="GET",status="200"}} {n - errors}',
+              f'trimtab_http_requests_total{{route="/r",method="GET",status="500"}} {errors}']
+    return "\n".join(lines) + "\n"
+
+
+def scrape(model: FleetModel, target: ScrapeTarget, t: float, text: str | None) -> None:
+    expo = parse(text) if text is not None else None
+    model.ingest(ScrapeResult(target, t, expo is not None, 0.01, expo, "" if expo else "refused"))
+
+
+def test_p95_matches_histogram_quantile_check_values() -> None:
+    model = FleetModel()
+    scrape(model, API, 100.0, exposition(0))
+    scrape(model, API, 101.0, exposition(100, at=0.22))
+    model.tick(101.0)
+    stats = model.routes["/r"]
+    assert stats.quantiles[0.95] == Quantile(pytest.approx(0.295), 0.2, 0.3)
+    assert stats.rate == pytest.approx(100.0)
+    assert fmt.quantile(stats.quantiles[0.95]) == "295 ms (200–300)"
+
+
+def test_rates_are_summed_across_instances_before_the_quantile() -> None:
+    model = FleetModel()
+    for target, at in ((API, 0.22), (API2, 0.32)):
+        scrape(model, target, 100.0, exposition(0, at))
+        scrape(model, target, 101.0, exposition(100, at))
+    model.tick(101.0)
+    p95 = model.routes["/r"].quantiles[0.95]
+    # 200 observations: rank 190 lies in the 0.3–0.45 bucket (100 of them there).
+    assert (p95.lower, p95.upper) == (0.3, 0.45)
+    assert p95.value == pytest.approx(0.3 + 0.15 * (190 - 100) / 100)
+
+
+def test_counter_reset_is_never_a_negative_rate() -> None:
+    model = FleetModel()
+    scrape(model, API, 100.0, exposition(500))
+    scrape(model, API, 101.0, exposition(20))  # the process restarted
+    model.tick(101.0)
+    assert model.routes["/r"].rate == pytest.approx(20.0)
+
+
+def test_error_ratio_counts_5xx() -> None:
+    model = FleetModel()
+    scrape(model, API, 100.0, exposition(0))
+    scrape(model, API, 101.0, exposition(100, errors=5))
+    model.tick(101.0)
+    assert model.routes["/r"].error_ratio == pytest.approx(0.05)
+
+
+def test_a_stale_target_becomes_a_gap_not_a_flat_line() -> None:
+    model = FleetModel(stale_after=5.0)
+    scrape(model, API, 100.0, exposition(0))
+    scrape(model, API, 101.0, exposition(100))
+    model.tick(101.0)
+    scrape(model, API, 102.0, None)  # down from now on
+    model.tick(110.0)
+    _, values = model.snapshot("p95")["/r"]
+    assert math.isfinite(values[0]) and math.isnan(values[-1])
+    assert model.health["api-1"].up is False
+    assert model.health["api-1"].error == "refused"
+
+
+def test_inf_bucket_is_flagged_as_a_lower_bound() -> None:
+    model = FleetModel()
+    scrape(model, API, 100.0, exposition(0, at=9.0))
+    scrape(model, API, 101.0, exposition(100, at=9.0))
+    model.tick(101.0)
+    p95 = model.routes["/r"].quantiles[0.95]
+    assert p95.in_inf_bucket and p95.value == 0.45
+    assert fmt.quantile(p95).startswith("≥ 450 ms")
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (0.000512, "512 µs"), (0.0042, "4.2 ms"), (0.1834, "183 ms"), (2.5, "2.50 s"),
+    (math.nan, "–"),
+])
+def test_duration_format(seconds: float, text: str) -> None:
+    assert fmt.duration(seconds) == text
