@@ -1,0 +1,111 @@
+"""Real ``uvicorn --workers 2``: a config change reaches every worker, or the agent refuses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from trimtab.agent.procs import free_port, stop_all, wait_http
+
+TOKENS = "alice:write:w-secret"
+W = {"authorization": "Bearer w-secret"}
+FACTORY = "trimtab.agent.demo_app:app_from_env"
+
+
+def _uvicorn(port: int, log: Path, env_extra: dict[str, str],
+             unset: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "TRIMTAB_TOKENS": TOKENS, "TRIMTAB_INSTANCE": "api-w",
+           "TRIMTAB_SLOWNESS": "0", **env_extra}
+    for name in unset:
+        env.pop(name, None)
+    with open(log, "wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", FACTORY,
+                                 "--workers", "2", "--host", "127.0.0.1", "--port", str(port),
+                                 "--log-level", "warning"],
+                                stdout=out, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+
+
+@pytest.fixture()
+def workers(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    proc = _uvicorn(port, tmp_path / "uvicorn.log", {"TRIMTAB_STATE_DIR": str(tmp_path / "st")})
+    try:
+        wait_http(f"http://127.0.0.1:{port}/metrics", proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """Stop uvicorn and its worker processes (they share its session)."""
+    pgid = proc.pid
+    stop_all([proc])
+    try:
+        os.killpg(pgid, 9)  # any worker the supervisor left behind
+    except ProcessLookupError:
+        pass
+
+
+def _health_by_pid(url: str, want: int, deadline_s: float = 30.0) -> dict[int, int]:
+    """Poll health on fresh connections until two workers report version ``want``."""
+    seen: dict[int, int] = {}
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        with httpx.Client(headers=W, timeout=5.0) as client:  # new connection each time
+            body = client.get(f"{url}/_trimtab/health").json()
+        seen[body["pid"]] = body["config_version"]
+        if len(seen) >= 2 and all(v == want for v in seen.values()):
+            return seen
+    return seen
+
+
+def test_config_change_reaches_every_worker(workers: str) -> None:
+    assert len(_health_by_pid(workers, 1)) == 2  # two distinct workers answer
+    with httpx.Client(headers=W, timeout=5.0) as client:
+        etag = client.get(f"{workers}/_trimtab/config").headers["etag"]
+        r = client.patch(f"{workers}/_trimtab/config", headers={"if-match": etag},
+                         json={"routes": {"/search": {"ttl": 42}}, "reason": "workers"})
+        assert r.status_code == 200, r.text
+    seen = _health_by_pid(workers, 2)
+    assert len(seen) == 2 and set(seen.values()) == {2}, seen
+    # Whichever worker answers, the document and the journal are the same.
+    for _ in range(6):
+        with httpx.Client(headers=W, timeout=5.0) as client:
+            doc = client.get(f"{workers}/_trimtab/config").json()
+            journal = client.get(f"{workers}/_trimtab/journal").json()["entries"]
+        assert doc["routes"]["/search"]["ttl"] == 42.0
+        assert [(e["id"], e["result"]) for e in journal] == [(1, "accepted")]
+
+
+def test_stale_if_match_is_refused_across_workers(workers: str) -> None:
+    with httpx.Client(headers=W, timeout=5.0) as client:
+        etag = client.get(f"{workers}/_trimtab/config").headers["etag"]
+        first = client.patch(f"{workers}/_trimtab/config", headers={"if-match": etag},
+                             json={"routes": {"/search": {"ttl": 1}}})
+    with httpx.Client(headers=W, timeout=5.0) as other:  # likely another worker
+        second = other.patch(f"{workers}/_trimtab/config", headers={"if-match": etag},
+                             json={"routes": {"/search": {"ttl": 2}}})
+    assert first.status_code == 200 and second.status_code == 412
+
+
+def test_workers_without_shared_state_refuse_with_a_clear_message(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "uvicorn.log"
+    proc = _uvicorn(port, log, {}, unset=("TRIMTAB_STATE_DIR",))
+    try:
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline and b"TRIMTAB_STATE_DIR" not in log.read_bytes():
+            time.sleep(0.1)
+        assert b"would diverge between workers" in log.read_bytes()
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1.0)
+    finally:
+        _stop_group(proc)
