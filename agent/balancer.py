@@ -1,14 +1,27 @@
-"""The built-in balancer: an asyncio reverse proxy with smooth weighted round robin.
+"""The built-in balancer: an asyncio reverse proxy (served as an ASGI app by uvicorn).
 
-Served as an ASGI app by uvicorn. Its own metrics are under ``/_trimtab/metrics``
-so they never collide with the API's paths it proxies.
+- Policies: smooth weighted round robin (default), weighted least connections,
+  consistent hashing on client IP (:mod:`.lb_policies`).
+- Per-server state ready / drain / maint and weight, changed through the control
+  API under ``/_trimtab/balancer`` (:mod:`.balance_control`); a change applies
+  from the next request because picks read the live values.
+- Optional active health checks (``health_path``) with rise/fall counts.
+- W3C ``traceparent`` propagated; one span per proxied request, served as Zipkin
+  v2 JSON from ``/_trimtab/traces`` (read token).
+- Metrics under ``/_trimtab/metrics`` (no token: the cockpit scrapes them), so
+  they never collide with the proxied API's paths.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import re
+import secrets
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -17,139 +30,277 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
+from .auth import READ, AuthError, TokenAuth
+from .balance_control import BackendError, ControlApp
+from .journal import Journal
+from .lb_policies import (
+    STATES,
+    Server,
+    ServerStatus,
+    SmoothWeightedRoundRobin,
+    check_state,
+    check_weight,
+    expected_share,
+    make_policy,
+)
 from .metrics import RouteMetrics, RouteMetricsCollector
+
+__all__ = ["Balancer", "BuiltinBackend", "Server", "SmoothWeightedRoundRobin"]
 
 HOP_HEADERS = {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer",
                b"upgrade", b"proxy-authorization", b"proxy-authenticate", b"host",
-               b"content-length"}
-
-
-@dataclass
-class Server:
-    name: str
-    url: str
-    weight: int = 1
-    state: str = "ready"
-    current: int = 0
-    requests: int = 0
-    errors: int = 0
-    in_flight: int = 0
-
-
-@dataclass
-class SmoothWeightedRoundRobin:
-    """nginx's smooth weighted round robin over servers that are ready with weight > 0."""
-
-    servers: list[Server] = field(default_factory=list)
-
-    def pick(self) -> Server | None:
-        live = [s for s in self.servers if s.state == "ready" and s.weight > 0]
-        if not live:
-            return None
-        total = 0
-        best = live[0]
-        for server in live:
-            server.current += server.weight
-            total += server.weight
-            if server.current > best.current:
-                best = server
-        best.current -= total
-        return best
-
-    def expected_share(self) -> dict[str, float]:
-        live = [s for s in self.servers if s.state == "ready"]
-        total = sum(s.weight for s in live)
-        return {s.name: (s.weight / total if total and s in live else 0.0) for s in self.servers}
+               b"content-length", b"traceparent"}
+# httpx hands us the decoded body, so the upstream's encoding header would now be a lie.
+RESPONSE_DROP = HOP_HEADERS | {b"content-encoding"}
+_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 
 
 class BalancerCollector(Collector):
+    """Per-server families, built fresh on every scrape."""
+
     def __init__(self, balancer: Balancer) -> None:
         self._b = balancer
 
     def collect(self) -> Iterator:
-        servers = self._b.policy.servers
-        share = self._b.policy.expected_share()
-        reqs = CounterMetricFamily("trimtab_balancer_requests", "Requests sent to each server.",
-                                   labels=["server"])
-        errs = CounterMetricFamily("trimtab_balancer_errors", "Proxy errors per server.",
-                                   labels=["server"])
-        weight = GaugeMetricFamily("trimtab_balancer_server_weight", "Configured weight.",
-                                   labels=["server"])
-        expected = GaugeMetricFamily("trimtab_balancer_expected_share",
-                                     "w / sum(w) over ready servers.", labels=["server"])
-        flight = GaugeMetricFamily("trimtab_balancer_in_flight", "Requests in flight per server.",
-                                   labels=["server"])
+        servers = self._b.servers
+        share = expected_share([s.status() for s in servers])
+        fams = {
+            "requests": CounterMetricFamily("trimtab_balancer_requests",
+                                            "Requests sent to each server.", labels=["server"]),
+            "errors": CounterMetricFamily("trimtab_balancer_errors",
+                                          "Proxy errors (connect, timeout) per server.",
+                                          labels=["server"]),
+            "weight": GaugeMetricFamily("trimtab_balancer_server_weight", "Configured weight.",
+                                        labels=["server"]),
+            "expected": GaugeMetricFamily("trimtab_balancer_expected_share",
+                                          "w / sum(w) over servers up and ready.",
+                                          labels=["server"]),
+            "flight": GaugeMetricFamily("trimtab_balancer_in_flight",
+                                        "Requests in flight per server.", labels=["server"]),
+            "up": GaugeMetricFamily("trimtab_balancer_server_up",
+                                    "1 when the server passes health checks.", labels=["server"]),
+            "state": GaugeMetricFamily("trimtab_balancer_server_state",
+                                       "1 for the server's admin state.",
+                                       labels=["server", "state"]),
+        }
         for s in servers:
-            reqs.add_metric([s.name], s.requests)
-            errs.add_metric([s.name], s.errors)
-            weight.add_metric([s.name], s.weight)
-            expected.add_metric([s.name], share[s.name])
-            flight.add_metric([s.name], s.in_flight)
-        yield from (reqs, errs, weight, expected, flight)
+            fams["requests"].add_metric([s.name], s.requests)
+            fams["errors"].add_metric([s.name], s.errors)
+            fams["weight"].add_metric([s.name], s.weight)
+            fams["expected"].add_metric([s.name], share[s.name])
+            fams["flight"].add_metric([s.name], s.in_flight)
+            fams["up"].add_metric([s.name], 1 if s.healthy else 0)
+            for state in STATES:
+                fams["state"].add_metric([s.name, state], 1 if s.state == state else 0)
+        yield from fams.values()
+
+
+class BuiltinBackend:
+    """The control API's view of a :class:`Balancer` (in-process, on the event loop)."""
+
+    target = "balancer"
+
+    def __init__(self, balancer: Balancer) -> None:
+        self._b = balancer
+        self.policy = balancer.policy.name
+
+    async def servers(self) -> list[ServerStatus]:
+        """Live servers."""
+        return [s.status() for s in self._b.servers]
+
+    async def apply(self, server: str, field: str, value: Any) -> None:
+        """Set weight or state; the next pick sees it."""
+        target = next((s for s in self._b.servers if s.name == server), None)
+        if target is None:
+            raise BackendError(422, f"unknown server {server!r}")
+        if field == "weight":
+            target.weight = check_weight(value)
+        else:
+            target.state = check_state(value)
+
+    async def reconcile(self) -> list[dict[str, Any]]:
+        """Nothing to reconcile: the balancer's memory is the truth."""
+        return []
+
+    def extra(self) -> dict[str, Any]:
+        """No back-end specific fields."""
+        return {}
 
 
 class Balancer:
     """ASGI reverse proxy in front of ``servers``."""
 
-    def __init__(self, servers: Sequence[Server], timeout: float = 10.0) -> None:
-        self.policy = SmoothWeightedRoundRobin(list(servers))
+    def __init__(self, servers: Sequence[Server], timeout: float = 10.0, policy: str = "swrr",
+                 health_path: str | None = None, health_interval: float = 1.0,
+                 fall: int = 2, rise: int = 2, auth: TokenAuth | None = None,
+                 journal: Journal | None = None, max_spans: int = 2000) -> None:
+        self.servers = list(servers)
+        if len({s.name for s in self.servers}) != len(self.servers) or not self.servers:
+            raise ValueError("servers must be non-empty with unique names")
+        self.policy = make_policy(policy)
+        self.health_path, self.health_interval = health_path, health_interval
+        self.fall, self.rise = fall, rise
+        self._streak = {s.name: 0 for s in self.servers}  # +n passes / -n failures in a row
         self.latency = RouteMetrics(prefix="trimtab_balancer_upstream", route_label="server")
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(BalancerCollector(self))
         self.registry.register(RouteMetricsCollector(self.latency, "balancer", extras=False))
+        self.auth = auth if auth is not None else TokenAuth.from_env()
+        self.control = ControlApp(BuiltinBackend(self), self.auth, journal or Journal(None))
+        self.spans: deque[dict[str, Any]] = deque(maxlen=max_spans)
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
         self._client = httpx.AsyncClient(timeout=timeout, limits=limits)
+        self._health_task: asyncio.Task[None] | None = None
+
+    @property
+    def by_name(self) -> dict[str, Server]:
+        """Servers keyed by name."""
+        return {s.name: s for s in self.servers}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
-        if scope["path"] == "/_trimtab/metrics":
+        if scope["type"] != "http":
+            return
+        path = scope["path"]
+        if path == "/_trimtab/metrics":
             accept = dict(scope.get("headers") or ()).get(b"accept", b"").decode("latin-1")
             encoder, ctype = choose_encoder(accept)
             await _respond(send, 200, encoder(self.registry), ctype.encode())
-            return
-        server = self.policy.pick()
-        if server is None:
-            await _respond(send, 503, b'{"error":"no server is ready"}', b"application/json")
-            return
-        await self._proxy(server, scope, receive, send)
+        elif path.startswith("/_trimtab/balancer"):
+            await self.control(scope, receive, send)
+        elif path == "/_trimtab/traces":
+            await self._traces(scope, send)
+        else:
+            client = (scope.get("client") or ("", 0))[0]
+            server = self.policy.pick(self.servers, client)
+            if server is None:
+                await _respond(send, 503, b'{"error":"no server is ready"}', b"application/json")
+                return
+            await self._proxy(server, scope, receive, send)
 
     async def _proxy(self, server: Server, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await _read_body(receive)
+        trace_id, parent, flags = _incoming_trace(scope["headers"])
+        span_id = secrets.token_hex(8)
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in HOP_HEADERS]
-        url = server.url + scope["path"] + (("?" + scope["query_string"].decode()) if scope["query_string"] else "")
+        headers.append((b"traceparent", f"00-{trace_id}-{span_id}-{flags}".encode()))
+        query = scope["query_string"].decode("latin-1")
+        url = server.url + scope["path"] + ("?" + query if query else "")
         server.requests += 1
         server.in_flight += 1
-        start = time.perf_counter()
+        start, wall = time.perf_counter(), time.time()
         status = 502
         try:
-            upstream = await self._client.request(scope["method"], url, headers=headers, content=body)
+            upstream = await self._client.request(scope["method"], url, headers=headers,
+                                                  content=body)
             status = upstream.status_code
-            out = [(k.encode(), v.encode()) for k, v in upstream.headers.items()
-                   if k.encode().lower() not in HOP_HEADERS]
+            out = [(k, v) for k, v in upstream.headers.raw if k.lower() not in RESPONSE_DROP]
             await _respond(send, status, upstream.content, None, out)
         except httpx.HTTPError:
             server.errors += 1
             await _respond(send, 502, b'{"error":"upstream failed"}', b"application/json")
         finally:
             server.in_flight -= 1
-            self.latency.observe(server.name, scope["method"], status, time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            self.latency.observe(server.name, scope["method"], status, elapsed)
+            self._record_span(trace_id, span_id, parent, scope, server, status, wall, elapsed)
+
+    def _record_span(self, trace_id: str, span_id: str, parent: str | None,
+                     scope: dict[str, Any], server: Server, status: int, wall: float,
+                     elapsed: float) -> None:
+        span: dict[str, Any] = {
+            "traceId": trace_id, "id": span_id, "name": f"proxy {scope['method']}",
+            "kind": "SERVER", "timestamp": int(wall * 1e6), "duration": max(1, int(elapsed * 1e6)),
+            "localEndpoint": {"serviceName": "trimtab-balancer"},
+            "tags": {"http.method": scope["method"], "http.path": scope["path"],
+                     "http.status_code": str(status), "trimtab.upstream": server.name}}
+        if parent:
+            span["parentId"] = parent
+        self.spans.append(span)
+
+    async def _traces(self, scope: dict[str, Any], send: Any) -> None:
+        try:
+            self.auth.authenticate(scope["headers"], need=READ)
+        except AuthError as err:
+            await err.send(send)
+            return
+        body = json.dumps(list(self.spans)).encode()
+        await _respond(send, 200, body, b"application/json")
+
+    async def check_health(self) -> None:
+        """One round of active checks; ``fall`` failures mark down, ``rise`` passes mark up."""
+        assert self.health_path is not None
+        results = await asyncio.gather(*(self._probe(s) for s in self.servers))
+        for server, ok in zip(self.servers, results):
+            streak = self._streak[server.name]
+            streak = max(1, streak + 1) if ok else min(-1, streak - 1)
+            self._streak[server.name] = streak
+            if server.healthy and streak <= -self.fall:
+                server.healthy = False
+            elif not server.healthy and streak >= self.rise:
+                server.healthy = True
+
+    async def _probe(self, server: Server) -> bool:
+        try:
+            resp = await self._client.get(server.url + str(self.health_path),
+                                          timeout=max(0.2, self.health_interval))
+            return 200 <= resp.status_code < 400
+        except httpx.HTTPError:
+            return False
+
+    async def _health_loop(self) -> None:
+        while True:
+            await self.check_health()
+            await asyncio.sleep(self.health_interval)
+
+    async def start(self) -> None:
+        """Start health checks (when configured) and the control API's sampler."""
+        if self.health_path and self._health_task is None:
+            self._health_task = asyncio.create_task(self._health_loop())
+        await self.control.start()
+
+    async def aclose(self) -> None:
+        """Stop background work and close the upstream connection pool."""
+        if self._health_task is not None:
+            self._health_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health_task
+            self._health_task = None
+        await self.control.stop()
+        await self._client.aclose()
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                await self.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self._client.aclose()
+                await self.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _incoming_trace(headers: Sequence[tuple[bytes, bytes]]) -> tuple[str, str | None, str]:
+    """(trace id, parent span id, flags) from a valid traceparent, else a new trace."""
+    for name, value in headers:
+        if name.lower() == b"traceparent":
+            match = _TRACEPARENT.match(value.decode("latin-1").strip().lower())
+            if match and match.group(1) != "0" * 32 and match.group(2) != "0" * 16:
+                return match.group(1), match.group(2), match.group(3)
+            break
+    return secrets.token_hex(16), None, "01"
+
+
+async def _read_body(receive: Any) -> bytes:
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
 
 
 async def _respond(send: Any, status: int, body: bytes, ctype: bytes | None,
@@ -160,3 +311,45 @@ async def _respond(send: Any, status: int, body: bytes, ctype: bytes | None,
     hdrs.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": hdrs})
     await send({"type": "http.response.body", "body": body})
+
+
+def parse_servers(specs: Sequence[str], weights: Sequence[str] = ()) -> list[Server]:
+    """``NAME=URL`` specs plus optional ``NAME=W`` weights into servers (ValueError if bad)."""
+    servers = []
+    for spec in specs:
+        name, sep, url = spec.partition("=")
+        if not sep or not name or not url.startswith(("http://", "https://")):
+            raise ValueError(f"server must be NAME=URL, got {spec!r}")
+        servers.append(Server(name, url.rstrip("/")))
+    by_name = {s.name: s for s in servers}
+    for spec in weights:
+        name, _, raw = spec.partition("=")
+        if name not in by_name or not raw.isdigit():
+            raise ValueError(f"--weight must be NAME=W for a known server, got {spec!r}")
+        by_name[name].weight = by_name[name].initial_weight = check_weight(int(raw))
+    return servers
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``trimtab agent balance --port P [--policy swrr|leastconn|iphash] NAME=URL ...``."""
+    import argparse
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser(prog="trimtab agent balance", description=main.__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--policy", default="swrr", choices=("swrr", "leastconn", "iphash"))
+    parser.add_argument("--weight", action="append", default=[], metavar="NAME=W")
+    parser.add_argument("--health-path", default=None, help="e.g. /healthz; no checks if unset")
+    parser.add_argument("--health-interval", type=float, default=1.0)
+    parser.add_argument("--journal", default=None, help="JSONL journal file (memory if unset)")
+    parser.add_argument("servers", nargs="+", metavar="NAME=URL")
+    args = parser.parse_args(argv)
+    try:
+        servers = parse_servers(args.servers, args.weight)
+    except ValueError as err:
+        parser.error(str(err))
+    app = Balancer(servers, policy=args.policy, health_path=args.health_path,
+                   health_interval=args.health_interval, journal=Journal(args.journal))
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)

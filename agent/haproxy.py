@@ -9,15 +9,23 @@ uptime) and either re-applies that state or reports the drift.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import re
 import socket
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
 
-STATES = ("ready", "drain", "maint")
-MAX_WEIGHT = 256
+from .lb_policies import InvalidInput, ServerStatus, check_state, check_weight
+
+T = TypeVar("T")
+
+__all__ = ["Desired", "Drift", "HAProxyAdapter", "HAProxyBackend", "HAProxyError", "HAProxyRefused",
+           "HAProxyTimeout", "HAProxyUnavailable", "InvalidInput", "ReloadReport",
+           "RuntimeClient", "build_app", "check_name", "main"]
+
 # srv_admin_state bits (HAProxy src/server.h): forced/inherited/config/resolver/health maint.
 _MAINT_BITS = 0x01 | 0x02 | 0x04 | 0x20 | 0x40
 _DRAIN_BITS = 0x08 | 0x10
@@ -47,35 +55,11 @@ class HAProxyRefused(HAProxyError):
         self.answer = answer
 
 
-class InvalidInput(HAProxyError, ValueError):
-    """A value was refused before anything was sent; ``field`` names the culprit."""
-
-    def __init__(self, field_name: str, message: str) -> None:
-        super().__init__(f"{field_name}: {message}")
-        self.field = field_name
-
-
 def check_name(field_name: str, value: object) -> str:
     """``value`` if it is a safe backend/server name, else :class:`InvalidInput`."""
     if not isinstance(value, str) or not _NAME.match(value):
         raise InvalidInput(field_name, f"must match {_NAME.pattern}, got {value!r}")
     return value
-
-
-def check_weight(value: object, maximum: int = MAX_WEIGHT) -> int:
-    """``value`` as an int in 0..maximum; strings, floats and booleans are refused."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput("weight", f"must be an integer 0..{maximum}, got {value!r}")
-    if not 0 <= value <= maximum:
-        raise InvalidInput("weight", f"must be between 0 and {maximum}, got {value}")
-    return value
-
-
-def check_state(value: object) -> str:
-    """``value`` if it is ready, drain or maint."""
-    if value not in STATES:
-        raise InvalidInput("state", f"must be one of {', '.join(STATES)}, got {value!r}")
-    return str(value)
 
 
 @dataclass(frozen=True)
@@ -193,19 +177,6 @@ def _remaining(deadline: float) -> float:
     if left <= 0:
         raise TimeoutError("deadline passed")
     return left
-
-
-@dataclass(frozen=True)
-class ServerStatus:
-    """One server as a balancer back-end reports it (shared by both back-ends)."""
-
-    name: str
-    weight: int
-    state: str  # ready | drain | maint
-    up: bool
-    picks: int  # cumulative times the balancer chose it (HAProxy's lbtot)
-    in_flight: int = 0
-    initial_weight: int | None = None
 
 
 @dataclass(frozen=True)
@@ -328,3 +299,120 @@ class HAProxyAdapter:
                 continue
             done.append(d)
         return done
+
+
+class HAProxyBackend:
+    """The control API's view of an :class:`HAProxyAdapter`; socket calls run in a thread."""
+
+    def __init__(self, adapter: HAProxyAdapter) -> None:
+        self.adapter = adapter
+        self.target = f"haproxy/{adapter.backend}"
+        self.policy = "haproxy"
+        self.last_report: ReloadReport | None = None
+        self.reloads = 0
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        # Lazy import keeps this module usable without the control API's dependencies.
+        from .balance_control import BackendError
+
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except InvalidInput as err:
+            raise BackendError(422, str(err)) from err
+        except HAProxyRefused as err:
+            raise BackendError(422, str(err)) from err
+        except HAProxyTimeout as err:
+            raise BackendError(504, str(err)) from err
+        except HAProxyError as err:
+            raise BackendError(503, str(err)) from err
+
+    async def servers(self) -> list[ServerStatus]:
+        """Live servers from ``show stat`` and ``show servers state``."""
+        return await self._call(self.adapter.servers)
+
+    async def apply(self, server: str, field: str, value: Any) -> None:
+        """``set weight`` or ``set server ... state``."""
+        fn = self.adapter.set_weight if field == "weight" else self.adapter.set_state
+        await self._call(fn, server, value)
+
+    async def reconcile(self) -> list[dict[str, Any]]:
+        """Detect a reload; journal-ready events for what was re-applied."""
+        report = await self._call(self.adapter.check_reload)
+        self.last_report = report
+        self.reloads += report.reloaded
+        why = f"haproxy reloaded (pid {report.old_pid} -> {report.new_pid}); restoring desired state"
+        return [{"who": "trimtab-agent", "what": f"servers.{d.server}.{d.field}",
+                 "old": d.actual, "new": d.desired, "reason": why, "result": "accepted"}
+                for d in report.reapplied]
+
+    def extra(self) -> dict[str, Any]:
+        """Drift (desired vs live) and the last reload seen."""
+        rep = self.last_report
+        return {"reapply": self.adapter.reapply, "reloads_seen": self.reloads,
+                "desired": {k: asdict(v) for k, v in sorted(self.adapter.desired.items())},
+                "drift": [asdict(d) for d in rep.drift] if rep else [],
+                "haproxy_pid": rep.new_pid if rep else None}
+
+
+def build_app(socket_path: str, backend: str, journal_path: str | None, reapply: bool = True,
+              timeout: float = 2.0, interval: float = 1.0) -> Any:
+    """The HAProxy control agent as an ASGI app; desired state is seeded from the journal."""
+    from .auth import TokenAuth
+    from .balance_control import ControlApp, desired_from_journal
+    from .journal import Journal
+
+    journal = Journal(journal_path)
+    target = f"haproxy/{backend}"
+    desired = {name: Desired(weight=v.get("weight"), state=v.get("state"))
+               for name, v in desired_from_journal(journal, target).items()}
+    adapter = HAProxyAdapter(RuntimeClient(socket_path, timeout), backend, reapply, desired)
+    control = ControlApp(HAProxyBackend(adapter), TokenAuth.from_env(), journal,
+                         interval=interval)
+    return _ControlServer(control)
+
+
+class _ControlServer:
+    """Routes ``/_trimtab/balancer...`` to the control app and runs its loop in lifespan."""
+
+    def __init__(self, control: Any) -> None:
+        self.control = control
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await self.control.start()
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await self.control.stop()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        elif scope["type"] == "http":
+            await self.control(scope, receive, send)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``trimtab agent haproxy --socket PATH --backend B --port P [--journal F] [--no-reapply]``."""
+    import argparse
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser(prog="trimtab agent haproxy", description=main.__doc__)
+    parser.add_argument("--socket", required=True, help="stats socket path or ipv4@host:port")
+    parser.add_argument("--backend", required=True, help="HAProxy backend to control")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--journal", default=None, help="JSONL journal file (desired state)")
+    parser.add_argument("--no-reapply", action="store_true",
+                        help="after a reload, report drift instead of restoring weights/states")
+    parser.add_argument("--timeout", type=float, default=2.0, help="runtime API timeout, s")
+    parser.add_argument("--interval", type=float, default=1.0, help="reload check period, s")
+    args = parser.parse_args(argv)
+    app = build_app(args.socket, args.backend, args.journal, not args.no_reapply,
+                    args.timeout, args.interval)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()

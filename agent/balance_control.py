@@ -1,0 +1,400 @@
+"""One control API over both balancer back-ends (built-in proxy, HAProxy adapter).
+
+Served under ``/_trimtab/balancer``:
+
+- ``GET  /_trimtab/balancer[?window=S]`` (read): servers with weight, state,
+  health, expected share (w / Σw over servers up and ready) and observed share
+  over the last S seconds; ``ETag`` = hash of every server's weight and state.
+- ``PATCH /_trimtab/balancer`` (write, ``If-Match`` required):
+  ``{"servers": {"s1": {"weight": 3, "state": "drain"}}, "reason": "...", "force": false}``.
+  Validated whole, applied all-or-nothing (rolled back if the back-end refuses
+  an item midway), one journal entry per item, accepted or refused.
+- ``GET  /_trimtab/balancer/journal`` (read) and ``POST /_trimtab/balancer/revert``
+  (write, ``If-Match``; ``{"id": N, "reason": "..."}``): revert is a new change.
+
+Guard rails: a change that sets every weight to zero, or leaves no server ready
+and up with weight > 0, is refused (409) unless ``force`` is true *and* a reason
+is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Protocol
+from urllib.parse import parse_qs
+
+from .auth import READ, WRITE, AuthError, Principal, TokenAuth
+from .journal import ACCEPTED, REFUSED, Journal
+from .lb_policies import InvalidInput, ServerStatus, check_state, check_weight, expected_share
+
+PREFIX = "/_trimtab/balancer"
+FIELDS = ("weight", "state")
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class BackendError(Exception):
+    """The back-end could not apply a valid request; ``status`` is the HTTP answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Backend(Protocol):
+    """What the control API needs from a balancer back-end."""
+
+    target: str  # journal target, e.g. "balancer" or "haproxy/be"
+    policy: str
+
+    async def servers(self) -> list[ServerStatus]:
+        """Live servers; raises :class:`BackendError`."""
+
+    async def apply(self, server: str, field: str, value: Any) -> None:
+        """Set one server's ``weight`` or ``state``; raises :class:`BackendError`."""
+
+    async def reconcile(self) -> list[dict[str, Any]]:
+        """Periodic check (e.g. HAProxy reload); journal-ready events it produced."""
+
+    def extra(self) -> dict[str, Any]:
+        """Back-end specific fields for the GET document (drift, reload, ...)."""
+
+
+class HTTPError(Exception):
+    """An API refusal: status and a JSON body naming the field."""
+
+    def __init__(self, status: int, field: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.field, self.message = status, field, message
+
+
+@dataclass(frozen=True)
+class Item:
+    """One requested change of one server field."""
+
+    server: str
+    field: str
+    old: Any
+    new: Any
+
+
+def etag(servers: Iterable[ServerStatus], policy: str) -> str:
+    """Version of the controllable configuration (weights, states, policy)."""
+    doc = json.dumps([policy, sorted((s.name, s.weight, s.state) for s in servers)])
+    return '"' + hashlib.sha256(doc.encode()).hexdigest()[:16] + '"'
+
+
+def guard_rail(before: list[ServerStatus], after: list[ServerStatus]) -> str | None:
+    """Why ``after`` is dangerous, or None. Only refuses what the change makes worse."""
+    if all(s.weight == 0 for s in after) and not all(s.weight == 0 for s in before):
+        return "this change sets every weight to zero"
+
+    def serving(servers: list[ServerStatus]) -> bool:
+        return any(s.state == "ready" and s.up and s.weight > 0 for s in servers)
+
+    if serving(before) and not serving(after):
+        return "this change leaves no server ready, up and with weight > 0 (the last one)"
+    return None
+
+
+def desired_from_journal(journal: Journal, target: str) -> dict[str, dict[str, Any]]:
+    """Latest accepted value per server and field for ``target``: the desired state."""
+    out: dict[str, dict[str, Any]] = {}
+    for entry in journal.list():
+        if entry.target != target or entry.result != ACCEPTED:
+            continue
+        _, server, field = (entry.what.split(".", 2) + ["", ""])[:3]
+        if entry.what.startswith("servers.") and field in FIELDS:
+            out.setdefault(server, {})[field] = entry.new
+    return out
+
+
+class ShareWindow:
+    """Cumulative pick counts sampled over time; observed share over the last N seconds."""
+
+    def __init__(self, horizon: float = 3600.0) -> None:
+        self.horizon = horizon
+        self._samples: deque[tuple[float, dict[str, int]]] = deque()
+
+    def add(self, picks: dict[str, int], now: float | None = None) -> None:
+        """Record a sample; drop those older than the horizon."""
+        t = time.monotonic() if now is None else now
+        self._samples.append((t, dict(picks)))
+        while self._samples and self._samples[0][0] < t - self.horizon:
+            self._samples.popleft()
+
+    def observed(self, window: float, now: float | None = None) -> dict[str, float | None]:
+        """Share of picks per server since the oldest sample inside ``window``."""
+        if not self._samples:
+            return {}
+        t = time.monotonic() if now is None else now
+        latest = self._samples[-1][1]
+        base = next((p for ts, p in self._samples if ts >= t - window), latest)
+        delta = {k: max(0, v - base.get(k, 0)) for k, v in latest.items()}
+        total = sum(delta.values())
+        return {k: (v / total if total else None) for k, v in delta.items()}
+
+
+class ControlApp:
+    """ASGI handler for ``/_trimtab/balancer...`` over one :class:`Backend`."""
+
+    def __init__(self, backend: Backend, auth: TokenAuth, journal: Journal,
+                 window: float = 30.0, interval: float = 1.0) -> None:
+        self.backend, self.auth, self.journal = backend, auth, journal
+        self.window, self.interval = window, interval
+        self.shares = ShareWindow()
+        self._lock = asyncio.Lock()  # one change at a time: If-Match check and apply are atomic
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Begin sampling picks and reconciling (HAProxy reloads) every ``interval``."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        """Stop the background loop."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(BackendError):
+                await self.tick()
+            await asyncio.sleep(self.interval)
+
+    async def tick(self) -> None:
+        """One sample of pick counters plus one reconcile pass (journaled)."""
+        async with self._lock:
+            for event in await self.backend.reconcile():
+                self.journal.record(target=self.backend.target, **event)
+            servers = await self.backend.servers()
+        self.shares.add({s.name: s.picks for s in servers})
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Send) -> None:
+        path, method = scope["path"].rstrip("/"), scope["method"]
+        routes = {(PREFIX, "GET"): (READ, self._get), (PREFIX, "PATCH"): (WRITE, self._patch),
+                  (PREFIX + "/journal", "GET"): (READ, self._journal),
+                  (PREFIX + "/revert", "POST"): (WRITE, self._revert)}
+        if (path, method) not in routes:
+            known = any(p == path for p, _ in routes)
+            await _json(send, 405 if known else 404,
+                        {"error": "method_not_allowed" if known else "not_found", "path": path})
+            return
+        need, handler = routes[(path, method)]
+        try:
+            who = self.auth.authenticate(scope["headers"], need=need)
+        except AuthError as err:
+            await err.send(send)
+            return
+        try:
+            status, body, headers = await handler(scope, receive, who)
+        except HTTPError as err:
+            status, body, headers = err.status, {"error": err.message, "field": err.field}, []
+        except BackendError as err:
+            status, body, headers = err.status, {"error": str(err), "field": "backend"}, []
+        await _json(send, status, body, headers)
+
+    async def document(self, window: float | None = None) -> tuple[dict[str, Any], str]:
+        """The GET body and its ETag."""
+        servers = await self.backend.servers()
+        self.shares.add({s.name: s.picks for s in servers})
+        win = self.window if window is None else window
+        observed, expected = self.shares.observed(win), expected_share(servers)
+        rows = [{**asdict(s), "expected_share": expected[s.name],
+                 "observed_share": observed.get(s.name)} for s in servers]
+        tag = etag(servers, self.backend.policy)
+        return {"version": tag, "target": self.backend.target, "policy": self.backend.policy,
+                "window_seconds": win, "servers": rows, **self.backend.extra()}, tag
+
+    async def _get(self, scope: dict[str, Any], receive: Any, who: Principal) -> _Reply:
+        window = _query_window(scope)
+        doc, tag = await self.document(window)
+        return 200, doc, [(b"etag", tag.encode())]
+
+    async def _journal(self, scope: dict[str, Any], receive: Any, who: Principal) -> _Reply:
+        entries = [e.to_dict() for e in self.journal.list() if e.target == self.backend.target]
+        return 200, {"entries": entries}, []
+
+    async def _patch(self, scope: dict[str, Any], receive: Any, who: Principal) -> _Reply:
+        body = await self._body(receive, who)
+        reason, force = self._reason_force(body, who)
+        async with self._lock:
+            servers = await self.backend.servers()
+            self._check_version(scope, servers, who, reason)
+            items = self._parse_items(body.get("servers"), servers, who, reason)
+            return await self._change(items, servers, who, reason, force, reverts=None)
+
+    async def _revert(self, scope: dict[str, Any], receive: Any, who: Principal) -> _Reply:
+        body = await self._body(receive, who)
+        reason, force = self._reason_force(body, who)
+        entry_id = body.get("id")
+        entry = (self.journal.get(entry_id)
+                 if isinstance(entry_id, int) and not isinstance(entry_id, bool) else None)
+        if (entry is None or entry.target != self.backend.target or entry.result != ACCEPTED
+                or not entry.what.startswith("servers.")):
+            self._refuse(who, "revert", None, entry_id, reason, 422, "id",
+                         "must be the id of an accepted change of this balancer")
+        assert entry is not None
+        _, server, field = entry.what.split(".", 2)
+        async with self._lock:
+            servers = await self.backend.servers()
+            self._check_version(scope, servers, who, reason)
+            items = self._parse_items({server: {field: entry.old}}, servers, who, reason)
+            return await self._change(items, servers, who, reason, force, reverts=entry.id)
+
+    async def _change(self, items: list[Item], servers: list[ServerStatus], who: Principal,
+                      reason: str, force: bool, reverts: int | None) -> _Reply:
+        after = _apply_items(servers, items)
+        danger = guard_rail(servers, after)
+        if danger and not force:
+            self._refuse_items(items, who, reason, danger + "; send force with a reason", reverts)
+            raise HTTPError(409, "servers", danger + "; send \"force\": true with a reason")
+        done: list[Item] = []
+        try:
+            for item in items:
+                if item.old != item.new:
+                    await self.backend.apply(item.server, item.field, item.new)
+                done.append(item)
+        except BackendError as err:
+            await self._roll_back(done)
+            self._refuse_items(items, who, reason, f"nothing applied: {err}", reverts)
+            raise
+        entries = [self.journal.record(who=who.name, target=self.backend.target,
+                                       what=f"servers.{i.server}.{i.field}", old=i.old, new=i.new,
+                                       reason=reason, result=ACCEPTED, reverts=reverts,
+                                       detail="forced past guard rail" if danger else "")
+                   for i in items]
+        doc, tag = await self.document()
+        return 200, {**doc, "applied": [e.to_dict() for e in entries]}, [(b"etag", tag.encode())]
+
+    async def _roll_back(self, done: list[Item]) -> None:
+        for item in reversed(done):
+            # Best effort: the back-end just failed, it may fail again; the journal says so.
+            with contextlib.suppress(BackendError):
+                await self.backend.apply(item.server, item.field, item.old)
+
+    async def _body(self, receive: Any, who: Principal) -> dict[str, Any]:
+        raw = b""
+        while True:
+            message = await receive()
+            raw += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        try:
+            body = json.loads(raw or b"null")
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            self._refuse(who, "request", None, None, "", 400, "body", "must be a JSON object")
+        return body  # type: ignore[return-value]
+
+    def _reason_force(self, body: dict[str, Any], who: Principal) -> tuple[str, bool]:
+        reason, force = body.get("reason", ""), body.get("force", False)
+        if not isinstance(reason, str) or len(reason) > 500:
+            self._refuse(who, "request", None, None, "", 422, "reason",
+                         "must be a string of at most 500 characters")
+        if not isinstance(force, bool):
+            self._refuse(who, "request", None, None, reason, 422, "force", "must be true or false")
+        if force and not reason.strip():
+            self._refuse(who, "request", None, None, reason, 422, "reason",
+                         "force needs a reason")
+        return reason, force
+
+    def _check_version(self, scope: dict[str, Any], servers: list[ServerStatus],
+                       who: Principal, reason: str) -> None:
+        match = dict(scope["headers"]).get(b"if-match", b"").decode("latin-1").strip()
+        current = etag(servers, self.backend.policy)
+        if not match:
+            self._refuse(who, "request", None, None, reason, 428, "If-Match",
+                         f"required; current version is {current}")
+        if match != current and match != "*":
+            self._refuse(who, "request", match, current, reason, 412, "If-Match",
+                         f"stale version {match}; current is {current}")
+
+    def _parse_items(self, spec: Any, servers: list[ServerStatus], who: Principal,
+                     reason: str) -> list[Item]:
+        if not isinstance(spec, dict) or not spec:
+            self._refuse(who, "servers", None, spec, reason, 422, "servers",
+                         "must be a non-empty object {name: {weight?, state?}}")
+        by_name = {s.name: s for s in servers}
+        items = []
+        for name, change in spec.items():
+            path = f"servers.{name}"
+            if name not in by_name:
+                self._refuse(who, path, None, change, reason, 422, path, "unknown server")
+            if not isinstance(change, dict) or not change or set(change) - set(FIELDS):
+                self._refuse(who, path, None, change, reason, 422, path,
+                             "must be an object with only 'weight' and/or 'state'")
+            for field, value in change.items():
+                old = getattr(by_name[name], field)
+                try:
+                    new = check_weight(value) if field == "weight" else check_state(value)
+                except InvalidInput as err:
+                    self._refuse(who, f"{path}.{field}", old, value, reason, 422,
+                                 f"{path}.{field}", str(err))
+                items.append(Item(name, field, old, new))
+        return items
+
+    def _refuse(self, who: Principal, what: str, old: Any, new: Any, reason: str,
+                status: int, field: str, message: str) -> None:
+        """Journal a refused change, then raise the HTTP error for it."""
+        self.journal.record(who=who.name, target=self.backend.target, what=what,
+                            old=_jsonable(old), new=_jsonable(new), reason=reason,
+                            result=REFUSED, detail=f"{field}: {message}")
+        raise HTTPError(status, field, message)
+
+    def _refuse_items(self, items: list[Item], who: Principal, reason: str, detail: str,
+                      reverts: int | None) -> None:
+        for i in items:
+            self.journal.record(who=who.name, target=self.backend.target,
+                                what=f"servers.{i.server}.{i.field}", old=i.old, new=i.new,
+                                reason=reason, result=REFUSED, detail=detail, reverts=reverts)
+
+
+_Reply = tuple[int, dict[str, Any], list[tuple[bytes, bytes]]]
+
+
+def _apply_items(servers: list[ServerStatus], items: list[Item]) -> list[ServerStatus]:
+    after = {s.name: s for s in servers}
+    for i in items:
+        after[i.server] = replace(after[i.server], **{i.field: i.new})
+    return list(after.values())
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value, allow_nan=False)
+        return value
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _query_window(scope: dict[str, Any]) -> float | None:
+    raw = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("window")
+    if not raw:
+        return None
+    try:
+        window = float(raw[0])
+    except ValueError:
+        window = -1.0
+    if not 1.0 <= window <= 3600.0:
+        raise HTTPError(422, "window", "must be a number of seconds between 1 and 3600")
+    return window
+
+
+async def _json(send: Send, status: int, body: Any,
+                headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    data = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"cache-control", b"no-store"),
+                            (b"content-length", str(len(data)).encode()), *(headers or [])]})
+    await send({"type": "http.response.body", "body": data})

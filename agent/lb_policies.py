@@ -1,0 +1,202 @@
+"""Servers, input rules and the built-in balancer's picking policies.
+
+All policies choose only among *eligible* servers: state ``ready``, passing
+health checks and weight > 0. They run on the event loop thread, so a weight
+or state change made there takes effect from the very next pick.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+STATES = ("ready", "drain", "maint")
+MAX_WEIGHT = 256  # HAProxy's bound; the built-in balancer uses the same so both APIs agree
+POLICIES = ("swrr", "leastconn", "iphash")
+
+
+class InvalidInput(ValueError):
+    """A value was refused before anything changed; ``field`` names the culprit."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+
+
+def check_weight(value: object, maximum: int = MAX_WEIGHT) -> int:
+    """``value`` as an int in 0..maximum; strings, floats and booleans are refused."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput("weight", f"must be an integer 0..{maximum}, got {value!r}")
+    if not 0 <= value <= maximum:
+        raise InvalidInput("weight", f"must be between 0 and {maximum}, got {value}")
+    return value
+
+
+def check_state(value: object) -> str:
+    """``value`` if it is ready, drain or maint."""
+    if value not in STATES:
+        raise InvalidInput("state", f"must be one of {', '.join(STATES)}, got {value!r}")
+    return str(value)
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """One server as either back-end reports it to the control API."""
+
+    name: str
+    weight: int
+    state: str  # ready | drain | maint
+    up: bool  # health: passing checks (HAProxy: status not DOWN/MAINT)
+    picks: int  # cumulative times the balancer chose it (HAProxy's lbtot)
+    in_flight: int = 0
+    initial_weight: int | None = None
+
+
+@dataclass(eq=False)
+class Server:
+    """A built-in balancer upstream and its live counters."""
+
+    name: str
+    url: str
+    weight: int = 1
+    state: str = "ready"
+    healthy: bool = True
+    current: int = 0  # SWRR running value
+    requests: int = 0
+    errors: int = 0
+    in_flight: int = 0
+    initial_weight: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        check_weight(self.weight)
+        check_state(self.state)
+        self.initial_weight = self.weight
+
+    @property
+    def eligible(self) -> bool:
+        """May receive new load-balanced requests."""
+        return self.state == "ready" and self.healthy and self.weight > 0
+
+    def status(self) -> ServerStatus:
+        """Snapshot for the control API."""
+        return ServerStatus(self.name, self.weight, self.state, self.healthy, self.requests,
+                            self.in_flight, self.initial_weight)
+
+
+def expected_share(servers: Sequence[ServerStatus]) -> dict[str, float]:
+    """w / Σw over servers that are up and ready (not draining, not in maintenance)."""
+    live = [s for s in servers if s.state == "ready" and s.up]
+    total = sum(s.weight for s in live)
+    return {s.name: (s.weight / total if total and s in live else 0.0) for s in servers}
+
+
+class Policy(Protocol):
+    """Chooses the upstream for one request."""
+
+    name: str
+
+    def pick(self, servers: Sequence[Server], client: str) -> Server | None:
+        """An eligible server, or None when there is none."""
+
+
+class SmoothWeightedRoundRobin:
+    """nginx's smooth weighted round robin: exact shares, spread out rather than bursty."""
+
+    name = "swrr"
+
+    def pick(self, servers: Sequence[Server], client: str = "") -> Server | None:
+        """Add every weight to its running value, take the largest, subtract the total."""
+        best: Server | None = None
+        total = 0
+        for server in servers:
+            if not server.eligible:
+                continue
+            server.current += server.weight
+            total += server.weight
+            if best is None or server.current > best.current:
+                best = server
+        if best is not None:
+            best.current -= total
+        return best
+
+
+class LeastConnections:
+    """Fewest in-flight requests relative to weight; ties resolved by SWRR among the tied."""
+
+    name = "leastconn"
+
+    def __init__(self) -> None:
+        self._tie = SmoothWeightedRoundRobin()
+
+    def pick(self, servers: Sequence[Server], client: str = "") -> Server | None:
+        """Weighted least connections (in_flight / weight, lowest wins)."""
+        live = [s for s in servers if s.eligible]
+        if not live:
+            return None
+        # Cross-multiplied comparison keeps it exact (no float ties that are not ties).
+        best = min(live, key=lambda s: s.in_flight / s.weight)
+        tied = [s for s in live if s.in_flight * best.weight == best.in_flight * s.weight]
+        return self._tie.pick(tied) if len(tied) > 1 else best
+
+
+class ConsistentHash:
+    """A hash ring keyed on client IP; ``points`` virtual nodes per unit of weight.
+
+    Node ids are ``name#i``, so raising one server's weight only adds points for
+    it: clients move to that server and nowhere else (stable across weight changes).
+    """
+
+    name = "iphash"
+
+    def __init__(self, points: int = 40) -> None:
+        self.points = points
+        self._key: tuple[tuple[str, int], ...] = ()
+        self._hashes: list[int] = []
+        self._owners: list[str] = []
+
+    @staticmethod
+    def _hash(text: str) -> int:
+        return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+
+    def _ring(self, servers: Sequence[Server]) -> None:
+        key = tuple((s.name, s.weight) for s in servers)
+        if key == self._key:
+            return
+        ring = sorted((self._hash(f"{s.name}#{i}"), s.name)
+                      for s in servers for i in range(s.weight * self.points))
+        self._key = key
+        self._hashes = [h for h, _ in ring]
+        self._owners = [n for _, n in ring]
+
+    def pick(self, servers: Sequence[Server], client: str = "") -> Server | None:
+        """The first eligible server clockwise from the client's hash."""
+        self._ring(servers)
+        if not self._hashes:
+            return None
+        by_name = {s.name: s for s in servers}
+        start = bisect.bisect(self._hashes, self._hash(client))
+        seen: set[str] = set()
+        for i in range(len(self._owners)):
+            name = self._owners[(start + i) % len(self._owners)]
+            if name in seen:
+                continue
+            seen.add(name)
+            if by_name[name].eligible:
+                return by_name[name]
+            if len(seen) == len(by_name):
+                break
+        return None
+
+
+def make_policy(name: str) -> Policy:
+    """A fresh policy by name: swrr, leastconn or iphash."""
+    if name == "swrr":
+        return SmoothWeightedRoundRobin()
+    if name == "leastconn":
+        return LeastConnections()
+    if name == "iphash":
+        return ConsistentHash()
+    raise InvalidInput("policy", f"must be one of {', '.join(POLICIES)}, got {name!r}")

@@ -1,0 +1,102 @@
+"""Picking policies of the built-in balancer: exact, deterministic properties."""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+
+from trimtab.agent.lb_policies import (
+    ConsistentHash,
+    InvalidInput,
+    LeastConnections,
+    Server,
+    SmoothWeightedRoundRobin,
+    expected_share,
+    make_policy,
+)
+
+
+def servers(**weights: int) -> list[Server]:
+    return [Server(name, f"http://{name}", weight=w) for name, w in weights.items()]
+
+
+def test_swrr_matches_nginx_sequence_and_exact_split() -> None:
+    pool = servers(a=5, b=1, c=1)
+    policy = SmoothWeightedRoundRobin()
+    assert [policy.pick(pool).name for _ in range(7)] == list("aabacaa")  # type: ignore[union-attr]
+    pool = servers(s1=3, s2=1)
+    counts = collections.Counter(policy.pick(pool).name for _ in range(2000))  # type: ignore[union-attr]
+    assert counts == {"s1": 1500, "s2": 500}
+
+
+def test_weight_and_state_changes_apply_from_the_next_pick() -> None:
+    pool = servers(s1=1, s2=1)
+    policy = SmoothWeightedRoundRobin()
+    policy.pick(pool)
+    pool[1].state = "drain"
+    assert {policy.pick(pool).name for _ in range(10)} == {"s1"}  # type: ignore[union-attr]
+    pool[1].state = "ready"
+    pool[0].weight = 0
+    assert {policy.pick(pool).name for _ in range(10)} == {"s2"}  # type: ignore[union-attr]
+    pool[1].healthy = False
+    assert policy.pick(pool) is None
+    pool[0].weight, pool[1].state, pool[1].healthy = 1, "maint", True
+    assert policy.pick(pool).name == "s1"  # type: ignore[union-attr]
+
+
+def test_leastconn_prefers_fewest_in_flight_per_weight_and_rotates_ties() -> None:
+    pool = servers(s1=1, s2=2, s3=1)
+    policy = LeastConnections()
+    pool[0].in_flight, pool[1].in_flight, pool[2].in_flight = 3, 4, 5
+    assert policy.pick(pool).name == "s2"  # type: ignore[union-attr]  # 4/2 < 3/1
+    pool[1].in_flight = 6  # 6/2 == 3/1: a tie between s1 and s2, shared 1:2 by weight
+    ties = collections.Counter(policy.pick(pool).name for _ in range(30))  # type: ignore[union-attr]
+    assert ties == {"s1": 10, "s2": 20}
+    pool[0].state = "drain"
+    assert policy.pick(pool).name == "s2"  # type: ignore[union-attr]
+
+
+def clients(n: int) -> list[str]:
+    return [f"10.{i // 65536}.{(i // 256) % 256}.{i % 256}" for i in range(n)]
+
+
+def test_iphash_is_sticky_and_spreads_by_weight() -> None:
+    pool = servers(s1=3, s2=1)
+    policy = ConsistentHash()
+    first = {ip: policy.pick(pool, ip).name for ip in clients(8000)}  # type: ignore[union-attr]
+    again = {ip: policy.pick(pool, ip).name for ip in clients(8000)}  # type: ignore[union-attr]
+    assert first == again
+    share = collections.Counter(first.values())["s1"] / 8000
+    assert 0.70 <= share <= 0.80
+
+
+def test_iphash_is_stable_across_weight_changes_and_failures() -> None:
+    pool = servers(s1=2, s2=2, s3=2)
+    policy = ConsistentHash()
+    ips = clients(5000)
+    before = {ip: policy.pick(pool, ip).name for ip in ips}  # type: ignore[union-attr]
+    pool[2].weight = 4
+    after = {ip: policy.pick(pool, ip).name for ip in ips}  # type: ignore[union-attr]
+    moved = [ip for ip in ips if before[ip] != after[ip]]
+    assert moved and all(after[ip] == "s3" for ip in moved)  # only towards the heavier server
+    pool[0].state = "drain"
+    drained = {ip: policy.pick(pool, ip).name for ip in ips}  # type: ignore[union-attr]
+    assert all(drained[ip] == after[ip] for ip in ips if after[ip] != "s1")
+    assert "s1" not in drained.values()
+
+
+def test_expected_share_counts_only_ready_and_up() -> None:
+    pool = servers(s1=3, s2=1, s3=4)
+    pool[2].state = "drain"
+    assert expected_share([s.status() for s in pool]) == {"s1": 0.75, "s2": 0.25, "s3": 0.0}
+    pool[1].healthy = False
+    assert expected_share([s.status() for s in pool]) == {"s1": 1.0, "s2": 0.0, "s3": 0.0}
+
+
+@pytest.mark.parametrize("weight", [9000, -1, "abc", 1.5, True])
+def test_server_refuses_bad_weight(weight: object) -> None:
+    with pytest.raises(InvalidInput, match="weight"):
+        Server("s1", "http://x", weight=weight)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="policy"):
+        make_policy("random")
