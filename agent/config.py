@@ -141,6 +141,17 @@ class ConfigStore:
                 else:
                     self._write(self._doc)
 
+    def add_routes(self, routes: Iterable[str]) -> None:
+        """Make routes discovered after start (e.g. FastAPI ``add_middleware``) configurable."""
+        with self._lock:
+            new = set(routes) - set(self.known_routes)
+            if not new:
+                return
+            self.known_routes = tuple(sorted(set(self.known_routes) | new))
+            for route in new:
+                self._doc["routes"].setdefault(route, {"ttl": 0.0, "allow_auth": False})
+            self._settings = _settings_of(self._doc)
+
     def settings(self) -> Settings:
         """The current settings; in file mode, reloads when another worker changed them."""
         if self.path is not None:

@@ -127,7 +127,16 @@ class TrimtabMiddleware:
         elif path.startswith(PREFIX):
             await self.control(scope, receive, send)  # type: ignore[arg-type]
         else:
+            if not self.resolver.has_framework_routes:
+                self._adopt_routes(scope)
             await self._handle(scope, receive, send)
+
+    def _adopt_routes(self, scope: Scope) -> None:
+        """Added with ``app.add_middleware``, we wrap an inner app: find the route table."""
+        routes = getattr(scope.get("app"), "routes", None)
+        if routes:
+            self.resolver.adopt(routes)
+            self.config.add_routes(self.resolver.templates)
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()

@@ -38,6 +38,16 @@ class RouteResolver:
         self.folded = 0
 
     @property
+    def has_framework_routes(self) -> bool:
+        """True once the app's own route table is known."""
+        return bool(self._framework_routes)
+
+    def adopt(self, framework_routes: Sequence[Any]) -> None:
+        """Use a route table found later (``scope["app"].routes``, FastAPI add_middleware)."""
+        self._framework_routes = list(framework_routes)
+        self._memo.clear()
+
+    @property
     def templates(self) -> list[str]:
         """Every route the app declares (framework templates and configured patterns)."""
         names = [template_of(r) for r in self._framework_routes]

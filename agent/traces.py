@@ -3,7 +3,7 @@
 API::
 
     tracer = Tracer("api-1", capacity=2048)
-    with tracer.span("db.query", table="users"):      # in user code, inside a request
+    with span("db.query", table="users"):      # in user code, inside a request (module function)
         ...
     current_traceparent()   # "00-<trace>-<span>-01" for outgoing calls, or None
     tracer.query(since=cursor, min_ms=50, route="/search", limit=100)
@@ -93,6 +93,18 @@ def parse_traceparent(value: bytes | str | None) -> tuple[str, str] | None:
     return match[1], match[2]
 
 
+@contextmanager
+def span(name: str, **tags: Any) -> Iterator[None]:
+    """Time a block of user code as a child of the current request span (no-op outside one)."""
+    parent = _current.get()
+    start, t0 = time.time(), time.perf_counter()
+    try:
+        yield
+    finally:
+        if parent is not None:
+            parent.child(name, start, time.perf_counter() - t0, **tags)
+
+
 class Tracer:
     """Creates request spans and keeps the last ``capacity`` finished ones."""
 
@@ -124,16 +136,9 @@ class Tracer:
             record["cursor"] = self._cursor
             self._ring.append(record)
 
-    @contextmanager
-    def span(self, name: str, **tags: Any) -> Iterator[None]:
-        """Time a block of user code as a child of the current request span (no-op outside)."""
-        parent = _current.get()
-        start, t0 = time.time(), time.perf_counter()
-        try:
-            yield
-        finally:
-            if parent is not None:
-                parent.child(name, start, time.perf_counter() - t0, **tags)
+    def span(self, name: str, **tags: Any) -> Any:
+        """Same as the module-level :func:`span`."""
+        return span(name, **tags)
 
     def query(self, since: int = 0, min_ms: float = 0.0, route: str | None = None,
               limit: int = 100) -> dict[str, Any]:
