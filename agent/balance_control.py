@@ -228,10 +228,21 @@ class ControlApp:
         body = await self._body(receive, who)
         reason, force = self._reason_force(body, who)
         async with self._lock:
-            servers = await self.backend.servers()
+            servers = await self._servers_or_journal(who, body.get("servers"), reason)
             self._check_version(scope, servers, who, reason)
             items = self._parse_items(body.get("servers"), servers, who, reason)
             return await self._change(items, servers, who, reason, force, reverts=None)
+
+    async def _servers_or_journal(self, who: Principal, new: Any,
+                                  reason: str) -> list[ServerStatus]:
+        """Live servers; a back-end that cannot even be read is a journaled refusal."""
+        try:
+            return await self.backend.servers()
+        except BackendError as err:
+            self.journal.record(who=who.name, target=self.backend.target, what="servers",
+                                old=None, new=_jsonable(new), reason=reason, result=REFUSED,
+                                detail=f"nothing applied: back-end unreachable: {err}")
+            raise
 
     async def _revert(self, scope: dict[str, Any], receive: Any, who: Principal) -> _Reply:
         body = await self._body(receive, who)
@@ -246,7 +257,7 @@ class ControlApp:
         assert entry is not None
         _, server, field = entry.what.split(".", 2)
         async with self._lock:
-            servers = await self.backend.servers()
+            servers = await self._servers_or_journal(who, {server: {field: entry.old}}, reason)
             self._check_version(scope, servers, who, reason)
             items = self._parse_items({server: {field: entry.old}}, servers, who, reason)
             return await self._change(items, servers, who, reason, force, reverts=entry.id)
