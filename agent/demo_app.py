@@ -15,17 +15,21 @@ from starlette.routing import Route
 
 from .auth import TokenAuth
 from .middleware import TrimtabMiddleware
+from .redis_store import RedisStore
 
 PRODUCTS_ROUTE = "/products/{id}"
 
 
 def build_app(instance: str, slowness: float = 1.0, product_ttl: float = 10.0,
               seed: int | None = None, tokens: TokenAuth | str | None = None,
-              state_dir: str | None = None, **middleware: Any) -> TrimtabMiddleware:
+              state_dir: str | None = None, redis_url: str | None = None,
+              **middleware: Any) -> TrimtabMiddleware:
     """An API instance; ``slowness`` multiplies every handler's cost.
 
-    ``tokens`` defaults to ``$TRIMTAB_TOKENS`` and ``state_dir`` to
-    ``$TRIMTAB_STATE_DIR``; other keywords go to :class:`TrimtabMiddleware`.
+    ``tokens`` defaults to ``$TRIMTAB_TOKENS``, ``state_dir`` to
+    ``$TRIMTAB_STATE_DIR`` and ``redis_url`` (a shared Redis response store
+    instead of the in-memory LRU) to ``$TRIMTAB_REDIS_URL``; other keywords go
+    to :class:`TrimtabMiddleware`.
     """
     rng = random.Random(seed)
 
@@ -54,6 +58,9 @@ def build_app(instance: str, slowness: float = 1.0, product_ttl: float = 10.0,
         Route("/search", search, methods=["GET"]),
         Route("/orders", orders, methods=["POST"]),
     ])
+    redis_url = redis_url if redis_url is not None else os.environ.get("TRIMTAB_REDIS_URL")
+    if redis_url and "store" not in middleware:
+        middleware["store"] = RedisStore(redis_url)
     return TrimtabMiddleware(app, instance=instance, ttls={PRODUCTS_ROUTE: product_ttl},
                              tokens=tokens, state_dir=state_dir, **middleware)
 
