@@ -1,34 +1,101 @@
-"""Parser for the Prometheus text format 0.0.4 and OpenMetrics 1.0 (sample lines).
+"""Parser for the Prometheus text format 0.0.4 and OpenMetrics 1.0.
 
-Returns flat samples; family metadata (TYPE) is kept alongside. Malformed input
-raises :class:`ParseError` naming the line, and nothing of that scrape is used.
+Output: flat :class:`Sample` tuples in exposition order plus family metadata.
+Conventions (chosen to equal ``prometheus_client``'s parsers on valid input):
+
+- timestamps are float **seconds** in both formats (0.0.4 carries integer
+  milliseconds and is divided by 1000, as prometheus_client does);
+- values are floats (``NaN``, ``+Inf``, ``-Inf`` included); labels are sorted
+  by name; sample names are exactly as exposed (``_total`` kept).
+
+Malformed input raises :class:`ParseError` naming the 1-based line; nothing of
+that scrape is returned. Value semantics (monotonic buckets, negative counters)
+are not checked, like the Prometheus server; structure is (duplicate series,
+metadata order, ``# EOF``, family contiguity in OpenMetrics).
+
+:class:`TargetParser` parses successive scrapes of one target: when every line
+but the values repeats the previous scrape, only the values are parsed.
 """
 
 from __future__ import annotations
 
-import math
 import re
+from bisect import bisect_left
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from itertools import repeat
+from operator import itemgetter
+from typing import Callable, NamedTuple, NoReturn
 
 Labels = tuple[tuple[str, str], ...]
+TEXT = "text"
+OPENMETRICS = "openmetrics"
 
-_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\\n]|\\.)*)"\s*(,?)\s*')
-_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-_ESCAPES = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
-_ESCAPE_RE = re.compile(r'\\[\\"n]')
+_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+_QUOTED = r'"([^"\\]*(?:\\.[^"\\]*)*)"'  # unrolled loops: sre runs them far faster than alternations
+
+
+def _block(group: str) -> str:
+    """A label set; its quoted values may hold ``{ } #`` and spaces."""
+    return r'\{(?P<' + group + r'>[^"}]*(?:"[^"\\]*(?:\\.[^"\\]*)*"[^"}]*)*)\}'
+
+
+_NUM = r"[+-]?(?:[0-9]+\.?[0-9]*(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?)"
+_VALUE = re.compile(_NUM + r"|[+-]?[iI][nN][fF](?:[iI][nN][iI][tT][yY])?|[nN][aA][nN]")
+_TS = {TEXT: re.compile(r"-?[0-9]+"), OPENMETRICS: re.compile(_NUM)}
+_METRIC_NAME = re.compile(_NAME)
+_SAMPLE = {
+    TEXT: re.compile(rf"[ \t]*(?P<series>(?P<name>{_NAME})(?:[ \t]*{_block('labels')})?)"
+                     r"[ \t]+(?P<value>[^ \t]+)(?:[ \t]+(?P<ts>[^ \t]+))?[ \t]*"),
+    OPENMETRICS: re.compile(rf"(?P<series>(?P<name>{_NAME})(?:{_block('labels')})?) (?P<value>[^ ]+)"
+                            rf"(?: (?P<ts>[^ #][^ ]*))?"
+                            rf"(?: # {_block('xlabels')} (?P<xv>[^ ]+)(?: (?P<xts>[^ ]+))?)?"),
+}
+_LABEL = r'([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*' + _QUOTED
+_LABEL_OM = r'([a-zA-Z_][a-zA-Z0-9_]*)=' + _QUOTED
+_LABELS = {TEXT: re.compile(_LABEL), OPENMETRICS: re.compile(_LABEL_OM)}
+_TEXT_LABEL_SET = re.compile(rf"[ \t]*(?:{_LABEL}[ \t]*,[ \t]*)*(?:{_LABEL}[ \t]*,?[ \t]*)?")
+_NONE: frozenset[str] = frozenset()
+_tuple_new = tuple.__new__
+_NOT_SAMPLE_START = frozenset(" \t#")
+_Series = tuple[str, Labels, frozenset[str], int]
+_BOUND_SPLITS = (("le", 'le="', ',le="'), ("quantile", 'quantile="', ',quantile="'))
+_BOUND_OK = {"le": frozenset(("le",)), "quantile": frozenset(("quantile",))}
+_UNESCAPE = re.compile(r"\\(.)")
+_LABEL_ESCAPES = {"\\": "\\", "n": "\n", '"': '"'}
+_HELP_ESCAPES = {TEXT: {"\\": "\\", "n": "\n"}, OPENMETRICS: _LABEL_ESCAPES}
+_SUFFIXES = {
+    TEXT: {"counter": ("",), "gauge": ("",), "untyped": ("",), "summary": ("", "_count", "_sum"),
+           "histogram": ("_bucket", "_count", "_sum")},
+    OPENMETRICS: {"counter": ("_total", "_created"), "gauge": ("",), "unknown": ("",),
+                  "summary": ("", "_count", "_sum", "_created"), "stateset": ("",), "info": ("_info",),
+                  "histogram": ("_bucket", "_count", "_sum", "_created"),
+                  "gaugehistogram": ("_bucket", "_gcount", "_gsum")},
+}
+_TYPE_SUFFIXES = ("_total", "_bucket", "_count", "_sum", "_created", "_gcount", "_gsum", "_info")
+_MAX_EXEMPLAR_LABEL_CHARS = 128  # OpenMetrics 1.0 limit on an exemplar's label names + values
 
 
 class ParseError(ValueError):
-    """A malformed exposition; ``line_no`` is 1-based."""
+    """A malformed exposition; ``line_no`` is 1-based, ``reason`` says what is wrong."""
 
     def __init__(self, line_no: int, line: str, reason: str) -> None:
         super().__init__(f"line {line_no}: {reason}: {line[:120]!r}")
         self.line_no = line_no
+        self.reason = reason
 
 
 class Sample(NamedTuple):
+    """One sample; ``timestamp`` is in seconds or None."""
+
     name: str
+    labels: Labels
+    value: float
+    timestamp: float | None = None
+
+
+class Exemplar(NamedTuple):
+    """An OpenMetrics exemplar attached to a bucket or counter sample."""
+
     labels: Labels
     value: float
     timestamp: float | None = None
@@ -36,84 +103,426 @@ class Sample(NamedTuple):
 
 @dataclass
 class Exposition:
+    """One parsed scrape. ``exemplars`` maps an index into ``samples`` to its exemplar."""
+
     samples: list[Sample] = field(default_factory=list)
-    types: dict[str, str] = field(default_factory=dict)
+    types: dict[str, str] = field(default_factory=dict)  # family name as its TYPE line spells it
+    helps: dict[str, str] = field(default_factory=dict)
+    units: dict[str, str] = field(default_factory=dict)
+    exemplars: dict[int, Exemplar] = field(default_factory=dict)
+    format: str = TEXT
+
+    def type_of(self, sample_name: str) -> str:
+        """The declared type of the family ``sample_name`` belongs to ("untyped" if none)."""
+        if sample_name in self.types:
+            return self.types[sample_name]
+        for suffix in _TYPE_SUFFIXES:
+            if sample_name.endswith(suffix) and sample_name[: -len(suffix)] in self.types:
+                return self.types[sample_name[: -len(suffix)]]
+        return "untyped"
+
+    def created(self) -> dict[tuple[str, Labels], float]:
+        """``_created`` samples keyed by (name without ``_created``, labels).
+
+        A counter ``x_total`` or histogram ``x_bucket`` finds its creation time
+        under ``x``; a change of it between scrapes is a counter reset.
+        """
+        return {(s.name[:-8], s.labels): s.value for s in self.samples if s.name.endswith("_created")}
 
 
-def _unescape(value: str) -> str:
-    if "\\" not in value:
+def detect_format(text: str, content_type: str | None = None) -> str:
+    """OpenMetrics if the Content-Type says so; without one, if the body ends in ``# EOF``."""
+    if content_type is not None:
+        return OPENMETRICS if "application/openmetrics-text" in content_type.lower() else TEXT
+    tail = text.rstrip("\r\n")
+    return OPENMETRICS if tail == "# EOF" or tail.endswith("\n# EOF") else TEXT
+
+
+def parse(text: str, content_type: str | None = None) -> Exposition:
+    """Parse one exposition (see :func:`detect_format`); raises :class:`ParseError`."""
+    return TargetParser().parse(text, content_type)
+
+
+def _split_lines(text: str) -> list[str]:
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the final newline ends the last line; it does not open a new one
+    return lines
+
+
+def _picker(indexes: list[int]) -> Callable[[list[str]], tuple[str, ...]]:
+    """Picks ``indexes`` out of a list as a tuple, in C (itemgetter) when there are several."""
+    if len(indexes) > 1:
+        return itemgetter(*indexes)
+    return lambda seq: tuple(seq[i] for i in indexes)
+
+
+class _Floats(dict[str, float]):
+    """Value token → float; a token is validated once, when first seen."""
+
+    def __missing__(self, token: str) -> float:
+        if _VALUE.fullmatch(token) is None:
+            raise ValueError(f"invalid value {token!r}")
+        value = self[token] = float(token)
         return value
-    return _ESCAPE_RE.sub(lambda m: _ESCAPES[m.group(0)], value)
 
 
-def _parse_value(token: str) -> float:
-    try:
-        return float(token)
-    except ValueError:
-        lowered = token.lower()
-        if lowered in ("nan", "+inf", "-inf", "inf"):
-            return float(lowered)
-        raise
+@dataclass
+class _Layout:
+    """What a scrape looked like apart from its values; see ``TargetParser._fast``."""
+
+    fmt: str
+    n_lines: int
+    literal: Callable[[list[str]], tuple[str, ...]]  # comment and blank lines: must repeat exactly
+    literal_lines: tuple[str, ...]
+    sample: Callable[[list[str]], tuple[str, ...]]
+    prefixes: list[str]  # each sample line up to and including the space before its value
+    prefix_chars: int
+    names: list[str]
+    labels: list[Labels]
+    meta: tuple[dict[str, str], dict[str, str], dict[str, str]]  # types, helps, units
 
 
-def _parse_labels(line: str, start: int, line_no: int) -> tuple[Labels, int]:
-    """Parse from just after ``{``; return labels and the index after ``}``."""
-    labels: list[tuple[str, str]] = []
-    pos = start
-    while True:
-        if pos < len(line) and line[pos] == "}":
-            return tuple(labels), pos + 1
-        match = _LABEL.match(line, pos)
+class TargetParser:
+    """Parses successive scrapes of one target, reusing what repeats.
+
+    If every line except the value tokens equals the previous successful
+    scrape (same series, same order, same comments, no timestamps or
+    exemplars), everything but the values is known to be unchanged and valid,
+    so only the values are parsed. Otherwise the full parser runs, with parsed
+    label sets cached by their exact text. Not thread-safe: one per target.
+    """
+
+    def __init__(self) -> None:
+        self._floats = _Floats()
+        self._series: dict[str, _Series] = {}
+        self._bases: dict[str, tuple[list[str], Labels]] = {}
+        self._ids: dict[tuple[str, Labels], int] = {}
+        self._layout: _Layout | None = None
+
+    def parse(self, text: str, content_type: str | None = None) -> Exposition:
+        """Parse one scrape of this target; raises :class:`ParseError`."""
+        fmt = detect_format(text, content_type)
+        lines = _split_lines(text)
+        layout = self._layout
+        if layout is not None and layout.fmt == fmt and layout.n_lines == len(lines):
+            expo = self._fast(layout, lines)
+            if expo is not None:
+                return expo
+        self._layout = None
+        full = _Full(fmt, self._floats, (self._series, self._bases, self._ids))
+        expo = full.run(lines)
+        self._layout = full.layout(len(lines))
+        self._trim(len(expo.samples))
+        return expo
+
+    def _fast(self, layout: _Layout, lines: list[str]) -> Exposition | None:
+        """Values only; None when anything but a value differs (the full parser then decides)."""
+        if layout.literal(lines) != layout.literal_lines:
+            return None
+        sample_lines = layout.sample(lines)
+        # removeprefix leaves a line whole when its prefix differs; then the lengths
+        # cannot add up, since every prefix is at least two characters long.
+        tokens = list(map(str.removeprefix, sample_lines, layout.prefixes))
+        if sum(map(len, tokens)) + layout.prefix_chars != sum(map(len, sample_lines)):
+            return None
+        try:
+            # A token with a space, tab or anything but a number fails here: it
+            # could be a timestamp or exemplar, which only the full parser reads.
+            values = list(map(self._floats.__getitem__, tokens))
+        except ValueError:
+            return None
+        samples = list(map(tuple.__new__, repeat(Sample), zip(layout.names, layout.labels, values, repeat(None))))
+        self._trim(len(samples))
+        types, helps, units = layout.meta
+        return Exposition(samples, dict(types), dict(helps), dict(units), {}, layout.fmt)
+
+    def _trim(self, n_samples: int) -> None:
+        """Keep the caches bounded when series or values churn."""
+        if len(self._floats) > 4 * n_samples + 4096:
+            self._floats.clear()
+        if len(self._series) > 2 * n_samples + 1024:
+            self._series.clear()
+            self._bases.clear()
+            self._ids.clear()
+
+
+class _Full:
+    """One run of the full parser over the lines of one scrape."""
+
+    def __init__(self, fmt: str, floats: _Floats, caches: tuple[dict[str, _Series], dict[str, tuple[list[str],
+                 Labels]], dict[tuple[str, Labels], int]]) -> None:
+        self.fmt, self.om, self.floats = fmt, fmt == OPENMETRICS, floats
+        self.series, self.bases, self.ids = caches  # kept by the TargetParser between scrapes
+        self.pattern = _SAMPLE[fmt]
+        self.expo = Exposition(format=fmt)
+        self.family: str | None = None
+        self.ftype = "untyped"
+        self.allowed: tuple[str, ...] = ()
+        self.family_sampled = False
+        self.sampled: set[str] = set()  # families with samples: a later TYPE for them is an error
+        self.claimed: set[str] = set()  # OpenMetrics: sample names owned by families so far
+        self.keys: dict[int | tuple[int, float], int] = {}  # series id (and timestamp) → line index
+        self.i, self.lines, self.eof, self.simple = 0, [], False, True
+        self.literal: list[int] = []
+        self.sample_idx: list[int] = []
+        self.prefixes: list[str] = []
+
+    def fail(self, reason: str) -> NoReturn:
+        line = self.lines[self.i] if self.i < len(self.lines) else ""
+        raise ParseError(self.i + 1, line, reason)
+
+    def run(self, lines: list[str]) -> Exposition:
+        self.lines = lines
+        for i, line in enumerate(lines):
+            self.i = i
+            if self.eof:
+                self.fail("content after # EOF")
+            if line and line[0] not in _NOT_SAMPLE_START:
+                self.sample(i, line)
+                continue
+            stripped = line if self.om else line.lstrip(" \t")
+            if not stripped:
+                if self.om:
+                    self.fail("blank line (not allowed in OpenMetrics)")
+                self.literal.append(i)
+            elif stripped[0] == "#":
+                self.literal.append(i)
+                self.om_comment(line) if self.om else self.text_comment(stripped.rstrip(" \t"))
+            else:
+                self.sample(i, line)
+        if self.om and not self.eof:
+            self.i = len(lines)
+            self.fail("missing # EOF at the end of an OpenMetrics exposition")
+        return self.expo
+
+    def layout(self, n_lines: int) -> _Layout | None:
+        """What the fast path needs, or None if a line had a timestamp, exemplar or odd spacing."""
+        if not self.simple:
+            return None
+        pick, samples = _picker(self.literal), self.expo.samples
+        return _Layout(self.fmt, n_lines, pick, pick(self.lines), _picker(self.sample_idx),
+                       self.prefixes, sum(map(len, self.prefixes)),
+                       [s.name for s in samples], [s.labels for s in samples],
+                       (dict(self.expo.types), dict(self.expo.helps), dict(self.expo.units)))
+
+
+    def start_family(self, name: str, typ: str | None) -> None:
+        """A HELP/TYPE/UNIT line or a sample outside the current family opens a family."""
+        self.family, self.family_sampled = name, False
+        self.set_type(typ or ("unknown" if self.om else "untyped"), fresh=True)
+
+    def set_type(self, typ: str, fresh: bool = False) -> None:
+        self.ftype = typ
+        self.allowed = tuple(self.family + s for s in _SUFFIXES[self.fmt][typ])
+        # Buckets need a numeric ``le``, summary quantiles a numeric ``quantile``.
+        self.bounded, self.bound_label = {"histogram": (f"{self.family}_bucket", "le"),
+                                          "gaugehistogram": (f"{self.family}_bucket", "le"),
+                                          "summary": (self.family, "quantile")}.get(typ, (None, ""))
+        if self.om:  # OpenMetrics: a family's lines are contiguous and its sample names its own
+            owned = {self.family, *self.allowed} if fresh else set(self.allowed) - {self.family}
+            for name in owned:
+                if name in self.claimed:
+                    self.fail(f"metric family {name!r} appears twice (families must be contiguous)")
+                self.claimed.add(name)
+
+    def metric_name(self, name: str) -> str:
+        if _METRIC_NAME.fullmatch(name) is None:
+            self.fail(f"invalid metric name {name!r}")
+        return name
+
+    def text_comment(self, stripped: str) -> None:
+        """0.0.4: HELP and TYPE lines; any other comment is ignored."""
+        parts = stripped.split(None, 3)
+        if len(parts) < 3 or parts[0] != "#" or parts[1] not in ("HELP", "TYPE"):
+            return
+        name, rest, expo = self.metric_name(parts[2]), parts[3] if len(parts) == 4 else "", self.expo
+        table = expo.helps if parts[1] == "HELP" else expo.types
+        if name in table:
+            self.fail(f"second {parts[1]} line for {name!r}")
+        if parts[1] == "HELP":
+            table[name] = _unescape(rest, _HELP_ESCAPES[TEXT])
+            if name != self.family:
+                self.start_family(name, expo.types.get(name))
+            return
+        if rest not in _SUFFIXES[TEXT]:
+            self.fail(f"unknown metric type {rest!r}")
+        if name in self.sampled:
+            self.fail(f"TYPE line for {name!r} after its samples")
+        table[name] = rest
+        if name != self.family:
+            self.start_family(name, rest)
+        else:
+            self.set_type(rest)
+
+    def om_comment(self, line: str) -> None:
+        """OpenMetrics: only HELP, TYPE, UNIT and EOF, before the family's samples."""
+        if line == "# EOF":
+            self.eof = True
+            return
+        parts = line.split(" ", 3)
+        if len(parts) != 4 or parts[0] != "#" or parts[1] not in ("HELP", "TYPE", "UNIT"):
+            self.fail("invalid comment line (expected # HELP, # TYPE, # UNIT or # EOF)")
+        kind, name, rest, expo = parts[1], self.metric_name(parts[2]), parts[3], self.expo
+        if name != self.family:
+            self.start_family(name, None)
+        elif self.family_sampled:
+            self.fail(f"{kind} line for {name!r} after its samples")
+        table = {"HELP": expo.helps, "TYPE": expo.types, "UNIT": expo.units}[kind]
+        if name in table:
+            self.fail(f"second {kind} line for {name!r}")
+        if kind == "TYPE":
+            if rest not in _SUFFIXES[OPENMETRICS]:
+                self.fail(f"unknown metric type {rest!r}")
+            self.set_type(rest)
+        elif kind == "UNIT" and rest and not name.endswith("_" + rest):
+            self.fail(f"unit {rest!r} is not the suffix of {name!r}")
+        table[name] = _unescape(rest, _HELP_ESCAPES[OPENMETRICS]) if kind == "HELP" else rest
+
+    def sample(self, i: int, line: str) -> None:
+        """One sample line: the hot loop of a first scrape, hence written flat."""
+        match = self.pattern.fullmatch(line)
         if match is None:
-            raise ParseError(line_no, line, "malformed label set")
-        labels.append((match.group(1), _unescape(match.group(2))))
-        pos = match.end()
-        if not match.group(3):
-            if pos < len(line) and line[pos] == "}":
-                return tuple(labels), pos + 1
-            raise ParseError(line_no, line, "expected ',' or '}' in label set")
+            self.fail("malformed sample line")
+        series, token, ts_token = match.group("series", "value", "ts")
+        hit = self.series.get(series)
+        if hit is None:
+            hit = self.series[series] = self.new_series(match["name"], match["labels"])
+        name, labels, numeric, sid = hit
+        try:
+            value = self.floats[token]
+        except ValueError:
+            self.fail(f"invalid value {token!r}")
+        if name not in self.allowed:
+            self.start_family(name, None)
+        if not self.family_sampled:
+            self.family_sampled = True
+            self.sampled.add(self.family)
+        if name == self.bounded and self.bound_label not in numeric:
+            self.fail(f"{name} needs a numeric {self.bound_label!r} label")
+        ts = None if ts_token is None else self.timestamp(ts_token)
+        key = sid if ts is None else (sid, ts)
+        if self.keys.setdefault(key, i) != i:
+            self.fail(f"duplicate series (first at line {self.keys[key] + 1})")
+        exemplar = self.exemplar(match, name) if self.om and match["xv"] is not None else None
+        if exemplar is not None:
+            self.expo.exemplars[len(self.expo.samples)] = exemplar
+        self.expo.samples.append(_tuple_new(Sample, (name, labels, value, ts)))  # skips a Python frame
+        if ts is None and exemplar is None and line.endswith(token) and line[-len(token) - 1] == " ":
+            self.sample_idx.append(i)
+            self.prefixes.append(line[: -len(token)])
+        else:
+            self.simple = False
+
+    def new_series(self, name: str, block: str | None) -> _Series:
+        """(name, sorted labels, which of ``le``/``quantile`` hold a number, series id) of new text.
+
+        The id is the same for every spelling of one series (label order,
+        blanks), so duplicates are found by comparing small integers.
+        """
+        name, labels, numeric = self.parse_series(name, block)
+        sid = self.ids.setdefault((name, labels), len(self.ids))
+        return name, labels, numeric, sid
+
+    def parse_series(self, name: str, block: str | None) -> tuple[str, Labels, frozenset[str]]:
+        """A histogram's buckets share every label but ``le`` (a summary's but ``quantile``):
+        the rest of the label set is parsed once per group."""
+        if not block:
+            return name, (), _NONE
+        bound = _split_bound(block)
+        if bound is None:
+            labels = self.labels_of(block)
+            return name, labels, _numeric(labels) if ('le="' in block or 'quantile="' in block) else _NONE
+        pair, rest = bound
+        base = self.bases.get(rest)
+        if base is None:
+            rest_labels = self.labels_of(rest)
+            base = self.bases[rest] = ([n for n, _ in rest_labels], rest_labels)
+        names, rest_labels = base
+        if pair[0] in names:
+            self.fail(f"label {pair[0]!r} appears twice in one label set")
+        i = bisect_left(names, pair[0])
+        labels = (*rest_labels[:i], pair, *rest_labels[i:])
+        if "le" in names or "quantile" in names:
+            return name, labels, _numeric(labels)
+        try:
+            numeric = self.floats[pair[1]] == self.floats[pair[1]]  # a valid number, and not NaN
+        except ValueError:
+            numeric = False
+        return name, labels, _BOUND_OK[pair[0]] if numeric else _NONE
+
+    def labels_of(self, block: str) -> Labels:
+        # split() on the label pattern yields [sep, name, value, sep, ...]: one C pass that both
+        # extracts the pairs and, through the separators, shows whether anything else is there.
+        parts = _LABELS[self.fmt].split(block)
+        seps = parts[0::3]
+        inner = seps[1:-1]
+        if not (seps[0] == "" and seps[-1] in ("", ",") and inner.count(",") == len(inner)):
+            if self.om or _TEXT_LABEL_SET.fullmatch(block) is None:  # 0.0.4 also allows blanks
+                self.fail("malformed label set")
+        names, values = parts[1::3], parts[2::3]
+        if self.om and seps[-1] and names:
+            self.fail("trailing comma in a label set (not allowed in OpenMetrics)")
+        if "\\" in block:
+            values = [_unescape(v, _LABEL_ESCAPES) for v in values]
+        if len(set(names)) != len(names):
+            self.fail("a label name appears twice in one label set")
+        if "__name__" in names:
+            self.fail("__name__ as a label is not supported")
+        return tuple(sorted(zip(names, values)))
+
+    def number(self, token: str) -> float:
+        try:
+            return self.floats[token]
+        except ValueError:
+            self.fail(f"invalid value {token!r}")
+            raise
+
+    def timestamp(self, token: str | None) -> float | None:
+        if token is None:
+            return None
+        if _TS[self.fmt].fullmatch(token) is None:
+            self.fail(f"invalid timestamp {token!r}")
+        return float(token) if self.om else int(token) / 1000  # 0.0.4 carries milliseconds
+
+    def exemplar(self, match: re.Match[str], name: str) -> Exemplar:
+        if not ((self.ftype in ("histogram", "gaugehistogram") and name.endswith("_bucket"))
+                or (self.ftype == "counter" and name.endswith("_total"))):
+            self.fail("only histogram buckets and counter totals may carry an exemplar")
+        labels = self.labels(match["xlabels"])
+        if sum(len(n) + len(v) for n, v in labels) > _MAX_EXEMPLAR_LABEL_CHARS:
+            self.fail(f"exemplar labels longer than {_MAX_EXEMPLAR_LABEL_CHARS} characters")
+        return Exemplar(labels, self.number(match["xv"]), self.timestamp(match["xts"]))
 
 
-def parse(text: str) -> Exposition:
-    """Parse a whole exposition; raises :class:`ParseError` on the first bad line."""
-    out = Exposition()
-    samples = out.samples
-    for line_no, line in enumerate(text.splitlines(), 1):
-        if not line or line.isspace():
-            continue
-        if line[0] == "#":
-            parts = line.split(None, 3)
-            if len(parts) >= 4 and parts[1] == "TYPE":
-                out.types[parts[2]] = parts[3].strip()
-            continue
-        samples.append(_parse_line(line, line_no))
-    return out
+def _is_number(text: str) -> bool:
+    return _VALUE.fullmatch(text) is not None and text[-1] not in "nN"  # NaN is no bucket bound
 
 
-def _parse_line(line: str, line_no: int) -> Sample:
-    brace = line.find("{")
-    space = line.find(" ")
-    if brace != -1 and (space == -1 or brace < space):
-        name = line[:brace]
-        labels, end = _parse_labels(line, brace + 1, line_no)
-        rest = line[end:]
-    else:
-        if space == -1:
-            raise ParseError(line_no, line, "missing value")
-        name, labels, rest = line[:space], (), line[space:]
-    if not _NAME.match(name):
-        raise ParseError(line_no, line, f"invalid metric name {name!r}")
-    exemplar_at = rest.find(" # ")
-    if exemplar_at != -1:
-        rest = rest[:exemplar_at]
-    tokens = rest.split()
-    if not tokens or len(tokens) > 2:
-        raise ParseError(line_no, line, "expected a value and an optional timestamp")
-    try:
-        value = _parse_value(tokens[0])
-        timestamp = float(tokens[1]) if len(tokens) == 2 else None
-    except ValueError:
-        raise ParseError(line_no, line, "value is not a number") from None
-    if timestamp is not None and not math.isfinite(timestamp):
-        raise ParseError(line_no, line, "timestamp is not finite")
-    return Sample(name, labels, value, timestamp)
+def _numeric(labels: Labels) -> frozenset[str]:
+    return frozenset(n for n, v in labels if n in _BOUND_OK and _is_number(v))
+
+
+def _split_bound(block: str) -> tuple[tuple[str, str], str] | None:
+    """``le="x",rest`` or ``rest,le="x"`` (likewise ``quantile``) → (pair, rest), if x is plain."""
+    for name, head, tail in _BOUND_SPLITS:
+        if block.startswith(head):
+            cut = block.find('",')
+            value, rest = block[len(head):cut], block[cut + 2:]
+            if cut > 0 and rest and "\\" not in value and '"' not in value:
+                return (name, value), rest
+        elif block.endswith('"'):
+            cut = block.rfind(tail)
+            value, rest = block[cut + len(tail):-1], block[:cut]
+            if cut > 0 and rest[-1] == '"' and "\\" not in value and '"' not in value:
+                return (name, value), rest
+    return None
+
+
+def _unescape(text: str, escapes: dict[str, str]) -> str:
+    """Replace known escapes; an unknown one (backslash-t) stays as written, as Prometheus keeps it."""
+    if "\\" not in text:
+        return text
+    return _UNESCAPE.sub(lambda m: escapes.get(m[1], m[0]), text)
