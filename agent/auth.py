@@ -62,12 +62,12 @@ class Token:
 
     def __post_init__(self) -> None:
         if not self.name or any(c in self.name for c in ":,\n"):
-            raise ValueError(f"token name {self.name!r} must be non-empty without ':' ',' or newline")
+            raise ValueError(f"token name {self.name!r}: non-empty, without ':' ',' or newline")
         if self.scope not in SCOPES:
             raise ValueError(f"token {self.name!r}: scope must be 'read' or 'write', "
                              f"got {self.scope!r}")
         if not self.secret or self.secret != self.secret.strip():
-            raise ValueError(f"token {self.name!r}: secret must be non-empty, no surrounding spaces")
+            raise ValueError(f"token {self.name!r}: secret must be non-empty, unpadded")
 
     @property
     def scopes(self) -> frozenset[str]:

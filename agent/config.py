@@ -101,7 +101,8 @@ def _validate_section(section: Any, name: str, allowed: set[str]) -> list[FieldE
     for key, value in section.items():
         field = f"{name}.{key}"
         if key not in allowed:
-            errors.append(FieldError(field, f"unknown field (allowed: {', '.join(sorted(allowed))})"))
+            names = ", ".join(sorted(allowed))
+            errors.append(FieldError(field, f"unknown field (allowed: {names})"))
         elif key == "ttl":
             errors += _validate_ttl(field, value)
         elif not isinstance(value, bool):
@@ -128,7 +129,7 @@ class ConfigStore:
         self.path = Path(path) if path is not None else None
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
-        self._doc = {"version": 1, "instance": instance,
+        self._doc: dict[str, Any] = {"version": 1, "instance": instance,
                      "cache": {"enabled": True, "store": store_kind},
                      "routes": {r: {"ttl": float(ttls.get(r, 0.0)), "allow_auth": False}
                                 for r in self.known_routes}}

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -31,8 +31,8 @@ from .config import ConfigStore, PatchInvalid, StaleVersion
 from .journal import ACCEPTED, REFUSED, Journal
 
 PREFIX = "/_trimtab/"
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 
 class ApiError(Exception):
@@ -47,7 +47,7 @@ class ApiError(Exception):
 class Request:
     """What a handler sees: the scope, the authenticated caller and parsed query."""
 
-    scope: dict[str, Any]
+    scope: MutableMapping[str, Any]
     receive: Receive
     who: Principal
     query: dict[str, str]
@@ -117,7 +117,7 @@ class ControlAPI:
         """Serve ``method /_trimtab/<name>[/<arg>]`` with ``handler`` for scope ``need``."""
         self._routes[(method, name)] = (need, handler)
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
         headers = dict(scope.get("headers") or ())
         name = scope["path"][len(PREFIX):].split("/", 1)[0]
         method = scope["method"]
@@ -144,7 +144,8 @@ class ControlAPI:
             return
         except ApiError as err:
             body = {"error": err.code, "message": err.message, "status": err.status, **err.extra}
-            extra = [(b"allow", ", ".join(err.extra["allow"]).encode())] if err.status == 405 else []
+            allow = err.extra.get("allow")
+            extra = [(b"allow", ", ".join(allow).encode())] if allow else []
             reply = Reply(err.status, body, extra)
         await _send_json(send, reply)
 

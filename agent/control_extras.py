@@ -97,7 +97,7 @@ def _invalidate_target(body: Any, known: tuple[str, ...]) -> tuple[str | None, s
         raise ApiError(422, "invalid_request", "body must be a JSON object")
     extra = set(body) - {"route", "prefix", "reason"}
     if extra:
-        raise ApiError(422, "invalid_request", f"unknown field {sorted(extra)[0]!r}",
+        raise ApiError(422, "invalid_request", f"unknown field {min(extra)!r}",
                        errors=[{"field": f, "message": "unknown field"} for f in sorted(extra)])
     route, prefix = body.get("route"), body.get("prefix")
     if (route is None) == (prefix is None):

@@ -75,7 +75,8 @@ class Journal:
                 self._catch_up(fh)
 
     def record(self, *, who: str, target: str, what: str, old: Any, new: Any, reason: str = "",
-               result: str = ACCEPTED, detail: str = "", reverts: int | None = None) -> JournalEntry:
+               result: str = ACCEPTED, detail: str = "", reverts: int | None = None
+               ) -> JournalEntry:
         """Append one entry durably and return it (with its id)."""
         if result not in RESULTS:
             raise ValueError(f"result must be one of {RESULTS}, got {result!r}")

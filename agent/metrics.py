@@ -125,8 +125,8 @@ class RouteMetricsCollector(Collector):
                                      labels=[m.route_label, "method"], unit="seconds")
         bounds = [repr(b) for b in m.buckets] + ["+Inf"]
         for (route, method), (counts, total, exemplars) in sorted(latency.items()):
-            running, cumulative = 0, []
-            for index, (bound, n) in enumerate(zip(bounds, counts)):
+            running, cumulative = 0, []  # type: tuple[int, list[Any]]
+            for index, (bound, n) in enumerate(zip(bounds, counts, strict=True)):
                 running += n
                 ex = exemplars.get(index)
                 if ex is None:
@@ -141,7 +141,8 @@ class RouteMetricsCollector(Collector):
         with m._lock:
             cache, exceptions = dict(m.cache), dict(m.exceptions)
             errors, folded = dict(m.cache_errors), m.folded_routes
-        cache_fam = CounterMetricFamily("trimtab_cache_requests", "Response cache lookups by result.",
+        cache_fam = CounterMetricFamily("trimtab_cache_requests",
+                                        "Response cache lookups by result.",
                                         labels=["route", "result"])
         for (route, result), n in sorted(cache.items()):
             cache_fam.add_metric([route, result], n)

@@ -46,8 +46,8 @@ from .traces import Tracer
 from .whatif import WhatIf
 
 Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 STATE_DIR_ENV = "TRIMTAB_STATE_DIR"
 
@@ -55,13 +55,13 @@ STATE_DIR_ENV = "TRIMTAB_STATE_DIR"
 class _Exchange:
     """Watches one request's messages: status, completion, client disconnect."""
 
-    __slots__ = ("_send", "_receive", "status", "started", "complete", "disconnected")
+    __slots__ = ("_receive", "_send", "complete", "disconnected", "started", "status")
 
     def __init__(self, send: Send, receive: Receive) -> None:
         self._send, self._receive = send, receive
         self.status, self.started, self.complete, self.disconnected = 500, False, False, False
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: MutableMapping[str, Any]) -> None:
         kind = message["type"]
         if kind == "http.response.start":
             self.status, self.started = message["status"], True
@@ -69,7 +69,7 @@ class _Exchange:
             self.complete = True
         await self._send(message)
 
-    async def receive(self) -> dict[str, Any]:
+    async def receive(self) -> MutableMapping[str, Any]:
         message = await self._receive()
         if message["type"] == "http.disconnect" and not self.complete:
             self.disconnected = True

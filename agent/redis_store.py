@@ -44,7 +44,7 @@ class RedisStore:
         raw = await self._client.get(self.namespace + key)
         if raw is None:
             return None
-        item = CachedResponse.loads(raw)
+        item = CachedResponse.loads(raw if isinstance(raw, bytes) else raw.encode())
         return item if item.expires_at > now else None
 
     async def put(self, key: str, item: CachedResponse) -> None:

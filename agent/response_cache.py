@@ -12,17 +12,27 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from .cache import (KEYED_HEADERS, CachedResponse, Store, cache_directives, cache_key,
-                    has_credentials, response_storable, route_prefix, variant_key, vary_names)
+from .cache import (
+    KEYED_HEADERS,
+    CachedResponse,
+    Store,
+    cache_directives,
+    cache_key,
+    has_credentials,
+    response_storable,
+    route_prefix,
+    variant_key,
+    vary_names,
+)
 from .metrics import RouteMetrics
 from .traces import RequestSpan
 
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-App = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+App = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 
 
 class ResponseCache:
@@ -36,7 +46,7 @@ class ResponseCache:
         self._pending: set[asyncio.Task[None]] = set()
         self._bounded = store.name != "memory"  # in-process dict calls cannot hang
 
-    async def handle(self, app: App, scope: dict[str, Any], receive: Receive, send: Send,
+    async def handle(self, app: App, scope: MutableMapping[str, Any], receive: Receive, send: Send,
                      route: str, ttl: float, allow_auth: bool, span: RequestSpan) -> str:
         """Serve one request; returns the cache result (hit, miss, bypass or error)."""
         headers = dict(scope.get("headers") or ())
@@ -91,7 +101,7 @@ class ResponseCache:
             self._down_until = time.monotonic() + self.cooldown
             return False
 
-    async def _origin(self, app: App, scope: dict[str, Any], receive: Receive, send: Send,
+    async def _origin(self, app: App, scope: MutableMapping[str, Any], receive: Receive, send: Send,
                       span: RequestSpan) -> None:
         t0, wall = time.perf_counter(), time.time()
         try:
@@ -99,12 +109,12 @@ class ResponseCache:
         finally:
             span.child("handler", wall, time.perf_counter() - t0)
 
-    async def _origin_capture(self, app: App, scope: dict[str, Any], receive: Receive,
+    async def _origin_capture(self, app: App, scope: MutableMapping[str, Any], receive: Receive,
                               send: Send, span: RequestSpan) -> dict[str, Any] | None:
         """Call the app, forwarding its response and keeping a copy (None when too big)."""
         cap: dict[str, Any] = {"body": [], "size": 0, "complete": False}
 
-        async def capture(message: dict[str, Any]) -> None:
+        async def capture(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 cap["status"], cap["headers"] = message["status"], list(message.get("headers", ()))
                 message = {**message, "headers": [*cap["headers"], (b"x-trimtab-cache", b"miss")]}

@@ -7,7 +7,7 @@ grow neither memory nor /metrics.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, MutableMapping, Sequence
 from typing import Any
 
 UNMATCHED = "<unmatched>"
@@ -53,7 +53,7 @@ class RouteResolver:
         names = [template_of(r) for r in self._framework_routes]
         return [n for n in names if n] + [p for p, _ in self._patterns]
 
-    def resolve(self, scope: dict[str, Any]) -> str:
+    def resolve(self, scope: MutableMapping[str, Any]) -> str:
         """Route name for a request before the app ran, counted against the cap."""
         key = (scope.get("method", ""), scope.get("path", "/"))
         raw = self._memo.get(key)
@@ -64,13 +64,13 @@ class RouteResolver:
             self._memo[key] = raw
         return self._cap(raw)
 
-    def resolve_after(self, scope: dict[str, Any]) -> str:
+    def resolve_after(self, scope: MutableMapping[str, Any]) -> str:
         """Route name after the app ran: the framework's own match (``scope["route"]``) if any."""
         route = scope.get("route")
         template = template_of(route) if route is not None else None
         return self._cap(template) if template else self.resolve(scope)
 
-    def _raw_route(self, scope: dict[str, Any]) -> str:
+    def _raw_route(self, scope: MutableMapping[str, Any]) -> str:
         path: str = scope.get("path", "/")
         if self._framework_routes:
             from starlette.routing import Match  # local: agent works without starlette routes

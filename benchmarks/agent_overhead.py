@@ -29,7 +29,6 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from prometheus_fastapi_instrumentator import Instrumentator
 from starlette_exporter import PrometheusMiddleware
-
 from trimtab.agent.middleware import TrimtabMiddleware
 
 

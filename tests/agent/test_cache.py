@@ -13,7 +13,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
-
 from trimtab.agent.cache import CachedResponse, MemoryStore
 from trimtab.agent.middleware import TrimtabMiddleware
 

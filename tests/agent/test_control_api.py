@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from trimtab.agent.demo_app import build_app
 from trimtab.agent.middleware import TrimtabMiddleware
 

@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 import pytest
-
 from trimtab.agent.auth import AuthError, Token, TokenAuth
 
 SPEC = "alice:write:s3cret-w,bob:read:s3cret-r"

@@ -1,4 +1,4 @@
-"""The journal: append-only, durable across restarts, shared by processes, tolerant of torn lines."""
+"""The journal: append-only, durable across restarts, shared by processes, survives torn lines."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import multiprocessing
 from pathlib import Path
 
 import pytest
-
 from trimtab.agent.journal import ACCEPTED, REFUSED, Journal
 
 

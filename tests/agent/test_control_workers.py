@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -11,7 +12,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from trimtab.agent.procs import free_port, stop_all, wait_http
 
 TOKENS = "alice:write:w-secret"
@@ -48,10 +48,8 @@ def _stop_group(proc: subprocess.Popen[bytes]) -> None:
     """Stop uvicorn and its worker processes (they share its session)."""
     pgid = proc.pid
     stop_all([proc])
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, 9)  # any worker the supervisor left behind
-    except ProcessLookupError:
-        pass
 
 
 def _health_by_pid(url: str, want: int, deadline_s: float = 30.0) -> dict[int, int]:

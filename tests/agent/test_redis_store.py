@@ -17,11 +17,11 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
-
-from tests.conftest import require_binary
 from trimtab.agent.middleware import TrimtabMiddleware
 from trimtab.agent.procs import free_port, stop_all
 from trimtab.agent.redis_store import RedisStore, glob_escape
+
+from tests.conftest import require_binary
 
 W = {"authorization": "Bearer w-secret"}
 
@@ -70,7 +70,7 @@ def run(apps: list[TrimtabMiddleware],
         try:
             return await body(clients)
         finally:
-            for client, app in zip(clients, apps):
+            for client, app in zip(clients, apps, strict=True):
                 await client.aclose()
                 await app.cache.flush()
                 await app.store.close()  # type: ignore[attr-defined]

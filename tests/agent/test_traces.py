@@ -12,7 +12,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-
 from trimtab.agent.middleware import TrimtabMiddleware
 from trimtab.agent.traces import Tracer, current_traceparent, parse_traceparent, span
 
