@@ -25,20 +25,29 @@ from .whatif import WhatIf
 def add_extra_endpoints(api: ControlAPI, tracer: Tracer, whatif: WhatIf,
                         cache: ResponseCache) -> None:
     """Register the traces, what-if and invalidate endpoints on ``api``."""
+    extras = _Extras(api, tracer, whatif, cache)
+    api.add("GET", "traces", READ, extras.traces)
+    api.add("GET", "cache", READ, _sub({"whatif": extras.whatif_endpoint}))
+    api.add("POST", "cache", WRITE, _sub({"invalidate": extras.invalidate}))
 
-    async def traces(req: Request) -> Reply:
+
+class _Extras:
+    def __init__(self, api: ControlAPI, tracer: Tracer, whatif: WhatIf,
+                 cache: ResponseCache) -> None:
+        self.api, self.tracer, self.whatif, self.cache = api, tracer, whatif, cache
+
+    async def traces(self, req: Request) -> Reply:
         since = _number(req.query, "since", 0.0, integer=True)
         min_ms = _number(req.query, "min_ms", 0.0)
         limit = int(_number(req.query, "limit", 100.0, integer=True))
         if not 1 <= limit <= 1000:
             raise ApiError(400, "bad_parameter", "limit must be between 1 and 1000")
-        return Reply(200, tracer.query(int(since), min_ms, req.query.get("route"), limit))
+        return Reply(200, self.tracer.query(int(since), min_ms, req.query.get("route"), limit))
 
-    async def whatif_endpoint(req: Request) -> Reply:
+    async def whatif_endpoint(self, req: Request) -> Reply:
         route = req.query.get("route")
         if not route:
-            raise ApiError(400, "bad_parameter", "route is required",
-                           routes=whatif.routes())
+            raise ApiError(400, "bad_parameter", "route is required", routes=self.whatif.routes())
         ttls = None
         if req.query.get("ttls"):
             try:
@@ -48,18 +57,18 @@ def add_extra_endpoints(api: ControlAPI, tracer: Tracer, whatif: WhatIf,
                     from None
             if len(ttls) > 50 or not all(math.isfinite(t) and 0 <= t <= 86400 for t in ttls):
                 raise ApiError(400, "bad_parameter", "ttls: at most 50 numbers in 0..86400")
-        answer = whatif.predict(route, ttls)
+        answer = self.whatif.predict(route, ttls)
         if answer is None:
             raise ApiError(404, "unknown_route", f"no traffic seen for route {route!r}",
-                           routes=whatif.routes())
+                           routes=self.whatif.routes())
         return Reply(200, answer)
 
-    async def invalidate(req: Request) -> Reply:
-        body: Any = None
+    async def invalidate(self, req: Request) -> Reply:
+        api, body = self.api, None
         try:
             body = await req.json()
             route, prefix = _invalidate_target(body, api.config.known_routes)
-            dropped = await cache.invalidate(route=route, prefix=prefix)
+            dropped = await self.cache.invalidate(route=route, prefix=prefix)
             if dropped < 0:
                 raise ApiError(503, "store_unavailable", "cache store unreachable; nothing dropped")
         except ApiError as err:
@@ -73,10 +82,6 @@ def add_extra_endpoints(api: ControlAPI, tracer: Tracer, whatif: WhatIf,
                                    reason=_reason(body), result=ACCEPTED,
                                    detail=f"dropped {dropped}")
         return Reply(200, {"dropped": dropped, "journal_id": entry.id})
-
-    api.add("GET", "traces", READ, traces)
-    api.add("GET", "cache", READ, _sub({"whatif": whatif_endpoint}))
-    api.add("POST", "cache", WRITE, _sub({"invalidate": invalidate}))
 
 
 def _sub(handlers: dict[str, Any]) -> Any:

@@ -13,6 +13,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
@@ -125,14 +126,16 @@ class RouteMetricsCollector(Collector):
                                      labels=[m.route_label, "method"], unit="seconds")
         bounds = [repr(b) for b in m.buckets] + ["+Inf"]
         for (route, method), (counts, total, exemplars) in sorted(latency.items()):
-            running, cumulative = 0, []  # type: tuple[int, list[Any]]
+            running = 0
+            cumulative: list[Any] = []  # (bound, count) or (bound, count, exemplar)
             for index, (bound, n) in enumerate(zip(bounds, counts, strict=True)):
                 running += n
                 ex = exemplars.get(index)
                 if ex is None:
                     cumulative.append((bound, running))
                 else:
-                    cumulative.append((bound, running, Exemplar({"trace_id": ex[0]}, ex[1], ex[2])))
+                    cumulative.append((bound, running,
+                                       Exemplar({"trace_id": ex[0]}, ex[1], ex[2])))
             hist.add_metric([route, method], cumulative, total)
         return hist
 
