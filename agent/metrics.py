@@ -93,11 +93,13 @@ class RouteMetricsCollector(Collector):
     """Yields fresh metric families from a :class:`RouteMetrics` on every scrape."""
 
     def __init__(self, metrics: RouteMetrics, instance: str, extras: bool = True,
-                 gauges: Callable[[], dict[str, tuple[str, float]]] | None = None) -> None:
+                 gauges: Callable[[], dict[str, tuple[str, float]]] | None = None,
+                 counters: Callable[[], dict[str, tuple[str, float]]] | None = None) -> None:
         self._m = metrics
         self._instance = instance
         self._extras = extras  # cache, folding and identity families: API instances only
         self._gauges = gauges  # name -> (help, value), read at scrape time
+        self._counters = counters
 
     def collect(self) -> Iterator:
         m = self._m
@@ -169,6 +171,10 @@ class RouteMetricsCollector(Collector):
             gauge = GaugeMetricFamily(name, help_text)
             gauge.add_metric([], value)
             yield gauge
+        for name, (help_text, value) in sorted((self._counters() if self._counters else {}).items()):
+            counter = CounterMetricFamily(name, help_text)
+            counter.add_metric([], value)
+            yield counter
         info = GaugeMetricFamily("trimtab_agent_info", "Agent identity.", labels=["instance"])
         info.add_metric([self._instance], 1)
         yield info

@@ -106,16 +106,19 @@ class TrimtabMiddleware:
         self.control = ControlAPI(self.config, self.journal, self.auth, max_body)
         add_extra_endpoints(self.control, self.tracer, self.whatif, self.cache)
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(RouteMetricsCollector(self.metrics, instance, gauges=self._gauges))
+        self.registry.register(RouteMetricsCollector(
+            self.metrics, instance, gauges=self._gauges, counters=self._counters))
 
     def _gauges(self) -> dict[str, tuple[str, float]]:
         used = getattr(self.store, "bytes_used", None)
-        out = {"trimtab_control_unauthenticated": (
-            "Control API requests refused with 401 (not journaled).",
+        if used is None:
+            return {}
+        return {"trimtab_cache_memory_bytes": ("Bytes held by the in-memory cache.", float(used))}
+
+    def _counters(self) -> dict[str, tuple[str, float]]:
+        return {"trimtab_control_unauthenticated": (
+            "Control API requests refused with 401 (counted, not journaled).",
             float(self.control.unauthenticated))}
-        if used is not None:
-            out["trimtab_cache_memory_bytes"] = ("Bytes held by the in-memory cache.", float(used))
-        return out
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -122,7 +122,10 @@ class ResponseCache:
                 chunk = message.get("body", b"")
                 cap["size"] += len(chunk)
                 # A huge or endless stream is passed through, never buffered.
-                cap["body"] = cap["body"] + [chunk] if cap["size"] <= self.max_entry_bytes else None
+                if cap["size"] <= self.max_entry_bytes:
+                    cap["body"].append(chunk)
+                else:
+                    cap["body"] = None
                 cap["complete"] = not message.get("more_body", False)
             await send(message)
 

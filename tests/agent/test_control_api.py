@@ -235,3 +235,27 @@ def test_tokens_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         assert r.status_code == 200 and r.json()["journal"] == "memory"
 
     run(app, body)
+
+
+def test_oversized_chunked_body_without_length_is_413(app: TrimtabMiddleware) -> None:
+    before_doc, _ = _state(app)
+
+    async def chunks() -> Any:
+        for _ in range(20):
+            yield b" " * 8192  # whitespace: valid JSON padding, just too much of it
+
+    async def body(c: httpx.AsyncClient) -> httpx.Response:
+        return await c.patch("/_trimtab/config", headers={**W, "if-match": await _etag(c)},
+                             content=chunks())
+
+    r = run(app, body)
+    assert r.status_code == 413 and r.json()["error"] == "body_too_large"
+    assert _state(app)[0] == before_doc
+
+
+def test_unauthenticated_attempts_are_counted_in_metrics(app: TrimtabMiddleware) -> None:
+    async def body(c: httpx.AsyncClient) -> str:
+        await c.get("/_trimtab/config", headers={"authorization": "Bearer nope"})
+        return (await c.get("/metrics")).text
+
+    assert "trimtab_control_unauthenticated_total 1.0" in run(app, body)
