@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -63,6 +64,8 @@ class Store:
         self.chunk_cycles = chunk_cycles
         self.retention = retention or Retention()
         self._lock = threading.RLock()
+        self._bg_lock = threading.Lock()  # one apply_retention at a time
+        self._bg: tuple[sqlite3.Connection, Reader] | None = None
         self._db = connect(self.path)
         self._conn = self._db.conn
         self._reader = Reader(self._conn)
@@ -81,10 +84,13 @@ class Store:
             key = SeriesKey(target, name, tuple(sorted(json.loads(labels).items())))
             self._keys[sid] = key
             self._canon[(target, name, labels)] = sid
-        self._head = [HeadEntry(c, t, np.frombuffer(i, "<i8").astype(np.int64),
-                                np.frombuffer(v, "<f8").astype(np.float64))
-                      for c, t, i, v in self._conn.execute(
-                          "SELECT cycle, t, ids, vals FROM head ORDER BY cycle")]
+        self._head = []
+        for cycle, t, ids, vals in self._conn.execute(
+                "SELECT cycle, t, ids, vals FROM head ORDER BY cycle"):
+            same = ids is None and self._head  # NULL ids: the previous row's series
+            self._head.append(HeadEntry(
+                cycle, t, self._head[-1].ids if same else np.frombuffer(ids, "<i8").astype(np.int64),
+                np.frombuffer(vals, "<f8").astype(np.float64)))
         self._next_sid = max(self._keys, default=0) + 1
         meta = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
         self._last_cycle = int(meta.get("last_cycle", 0))
@@ -110,17 +116,21 @@ class Store:
             if t <= self._last_t:
                 raise ValueError(f"cycle time {t} is not after the previous cycle ({self._last_t})")
             ids, vals, new = self._resolve(rows)
-            entry = HeadEntry(self._last_cycle + 1, t, ids, vals)
+            prev = self._head[-1].ids if self._head else None
+            same = prev is not None and np.array_equal(prev, ids)
+            entry = HeadEntry(self._last_cycle + 1, t, prev if same else ids, vals)
             fold = len(self._head) + 1 >= self.chunk_cycles
             with transaction(self._conn):
                 if new:
                     self._conn.executemany(
                         "INSERT INTO series (id, target, name, labels) VALUES (?, ?, ?, ?)",
                         [(sid, k.target, k.name, canon) for sid, k, canon in new])
-                self._conn.execute("INSERT INTO head VALUES (?, ?, ?, ?)", (
-                    entry.cycle, t, ids.astype("<i8").tobytes(), vals.astype("<f8").tobytes()))
-                if fold:
+                if fold:  # straight into chunks: no head row to write and delete
                     self._fold([*self._head, entry])
+                else:  # usually the same series as last cycle: store the ids once
+                    self._conn.execute("INSERT INTO head VALUES (?, ?, ?, ?)", (
+                        entry.cycle, t, None if same else ids.astype("<i8").tobytes(),
+                        vals.astype("<f8").tobytes()))
             self._commit_memory(entry, new, fold)
             return entry.cycle
 
@@ -253,24 +263,43 @@ class Store:
     # --- maintenance ---------------------------------------------------------------
 
     def apply_retention(self, now: float) -> RetentionReport:
-        """Roll raw data into 60 s / 600 s steps and delete data past retention.
+        """Roll folded raw data into 60 s / 600 s steps and delete data past retention.
 
-        Call it every few minutes from the writer thread. Only complete rollup
-        pieces (an hour of 60 s steps, a day of 600 s steps) are written, each
-        in its own transaction; data is deleted only once rolled up.
+        Call it every few minutes, from any thread: the slow part reads through
+        its own connection without the store's lock, so ``write_cycle`` and
+        ``query`` are held up only for the short inserts and deletes. Only
+        complete rollup pieces (an hour of 60 s steps, a day of 600 s steps)
+        are written, each in its own transaction; data is deleted only once
+        the next tier holds it.
         """
         if isinstance(now, bool) or not isinstance(now, (int, float)) or not math.isfinite(now):
             raise ValueError(f"now must be a finite number, got {now!r}")
+        with self._bg_lock:
+            self._check_open()
+            if self._bg is None:
+                conn = sqlite3.connect(str(self.path), isolation_level=None,
+                                       check_same_thread=False)
+                self._bg = (conn, Reader(conn))
+            report, gone = roll_and_expire(*self._bg, self._write, float(now), self.retention)
+            with self._lock:
+                self._reader.forget(gone)
+            return report
+
+    def _write(self, fn: Callable[[sqlite3.Connection], None]) -> None:
+        """Run ``fn(connection)`` in one transaction under the lock."""
         with self._lock:
             self._check_open()
-            return roll_and_expire(self._reader, self._conn, self._head, self._last_t,
-                                   float(now), self.retention)
+            with transaction(self._conn):
+                fn(self._conn)
 
     def close(self) -> None:
         """Fold pending cycles into chunks, checkpoint the WAL and close. Safe to call twice."""
-        with self._lock:
+        with self._bg_lock, self._lock:
             if self._conn is None:
                 return
+            if self._bg is not None:
+                self._bg[0].close()
+                self._bg = None
             try:
                 if self._head:  # the head stores 16 bytes/sample; chunks a fraction of that
                     with transaction(self._conn):

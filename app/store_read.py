@@ -79,13 +79,15 @@ class Reader:
         for sid, rows in itertools.groupby(self._chunk_rows(tier, sids, lo, hi),
                                            key=lambda r: r[0]):
             if tier == 0:
-                parts = [Points.from_raw(*decode_raw_chunk(blob, times[block]))
-                         for _, block, blob in rows]
+                pairs = [decode_raw_chunk(blob, times[block]) for _, block, blob in rows]
+                t, v = (np.concatenate(col) for col in zip(*pairs))
+                i, j = np.searchsorted(t, (lo, hi))  # clip first: fewer derived arrays
+                parts = [Points.from_raw(t[i:j], v[i:j])]
             else:
                 parts = [Points.decode(blob) for _, _, blob in rows]
             if sid in pending:
                 parts.append(pending.pop(sid))
-            points = Points.concat(parts).clip(lo, hi)
+            points = Points.concat(parts).clip(lo, hi) if len(parts) > 1 else parts[0].clip(lo, hi)
             if len(points):
                 yield sid, points
         yield from sorted(pending.items())

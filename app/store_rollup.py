@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .store_codec import Points
 from .store_read import HeadEntry, Reader
-from .store_schema import transaction
 
 STEPS = (0.0, 60.0, 600.0)  # resolution per tier; tier 0 is raw
 PIECES = (0.0, 3600.0, 86400.0)  # a rollup block spans one piece: 60 / 144 steps per chunk
@@ -134,19 +133,34 @@ def query_series(reader: Reader, conn: sqlite3.Connection, head: Sequence[HeadEn
     out = {}
     for sid, pieces in parts.items():
         points = Points.concat(pieces)
-        if len(points) > max_points:
-            bucket = np.clip(np.floor((points.t - start) / step), 0, max_points - 1)
-            points = points.aggregate(bucket.astype(np.int64))
-        out[sid] = (points.t, points.select(agg))
+        if len(points) <= max_points:
+            out[sid] = (points.t, points.select(agg))
+            continue
+        bucket = np.clip(np.floor((points.t - start) / step), 0, max_points - 1).astype(np.int64)
+        if agg == "last":
+            out[sid] = points.newest_per_bucket(bucket)
+        else:
+            points = points.aggregate(bucket)
+            out[sid] = (points.t, points.select(agg))
     return out
 
 
-def roll_and_expire(reader: Reader, conn: sqlite3.Connection, head: Sequence[HeadEntry],
-                    last_t: float, now: float, retention: Retention) -> RetentionReport:
-    """Write every complete rollup piece not yet written, then delete expired blocks."""
+Write = Callable[[Callable[[sqlite3.Connection], None]], None]
+
+
+def roll_and_expire(conn: sqlite3.Connection, reader: Reader, write: Write, now: float,
+                    retention: Retention) -> tuple[RetentionReport, list[int]]:
+    """Write every complete rollup piece not yet written, then delete expired blocks.
+
+    ``conn``/``reader`` are a separate read connection: the slow part (decoding
+    and re-encoding an hour of every series) runs without the store's lock.
+    Rollups read folded blocks only, never the head. ``write(fn)`` runs
+    ``fn(main_connection)`` in one transaction under the lock. Returns the
+    report and the ids of the deleted blocks.
+    """
     report = RetentionReport()
     for tier in (1, 2):
-        report.rolled[tier] = _roll_tier(reader, conn, head, tier, last_t)
+        report.rolled[tier] = _roll_tier(conn, reader, write, tier)
     doomed: dict[int, list[int]] = {}
     for tier in (0, 1, 2):
         cutoff = now - retention.keep(tier)
@@ -154,63 +168,67 @@ def roll_and_expire(reader: Reader, conn: sqlite3.Connection, head: Sequence[Hea
             cutoff = min(cutoff, watermark(conn, tier + 1) or -math.inf)
         doomed[tier] = [r[0] for r in conn.execute(
             "SELECT id FROM blocks WHERE tier = ? AND t1 < ?", (tier, cutoff))]
-    with transaction(conn):
-        for tier, ids in doomed.items():
-            for i in range(0, len(ids), _SQL_BATCH):
-                batch = ids[i:i + _SQL_BATCH]
-                marks = ",".join("?" * len(batch))
-                conn.execute(f"DELETE FROM chunks WHERE block_id IN ({marks})", batch)
-                conn.execute(f"DELETE FROM blocks WHERE id IN ({marks})", batch)
-            report.deleted[tier] = len(ids)
-    reader.forget(i for ids in doomed.values() for i in ids)
-    return report
+        report.deleted[tier] = len(doomed[tier])
+    gone = [i for ids in doomed.values() for i in ids]
+    if gone:
+        write(lambda main: _delete_blocks(main, gone))
+    reader.forget(gone)
+    return report, gone
 
 
-def _roll_tier(reader: Reader, conn: sqlite3.Connection, head: Sequence[HeadEntry],
-               tier: int, last_t: float) -> int:
+def _delete_blocks(conn: sqlite3.Connection, ids: list[int]) -> None:
+    for i in range(0, len(ids), _SQL_BATCH):
+        batch = ids[i:i + _SQL_BATCH]
+        marks = ",".join("?" * len(batch))
+        conn.execute(f"DELETE FROM chunks WHERE block_id IN ({marks})", batch)
+        conn.execute(f"DELETE FROM blocks WHERE id IN ({marks})", batch)
+
+
+def _roll_tier(conn: sqlite3.Connection, reader: Reader, write: Write, tier: int) -> int:
     """Roll complete pieces of tier ``tier - 1`` into ``tier``; return blocks written."""
     piece = PIECES[tier]
-    # Cycle times only increase, so every step before the newest cycle's is complete.
-    complete = last_t if tier == 1 else (watermark(conn, 1) or -math.inf)
-    if not math.isfinite(complete):
+    # Cycle times only increase, so every step before the newest folded cycle is complete.
+    row = conn.execute("SELECT value FROM meta WHERE key = 'last_t'").fetchone()
+    complete = (float(row[0]) if row else None) if tier == 1 else watermark(conn, 1)
+    if complete is None:
         return 0
     limit = math.floor(complete / piece) * piece
-    stored = watermark(conn, tier)
-    mark = stored
+    stored = mark = watermark(conn, tier)
     if mark is None:
-        first = _first_time(conn, head, tier - 1, -math.inf)
+        first = _first_time(conn, (), tier - 1, -math.inf)
         if first is None:
             return 0
         mark = math.floor(first / piece) * piece
     written = 0
     while mark + piece <= limit:
-        nxt = _first_time(conn, head, tier - 1, mark)
+        nxt = _first_time(conn, (), tier - 1, mark)
         if nxt is None or nxt >= limit:
             mark = limit  # nothing left to roll before the limit
             break
         mark = max(mark, math.floor(nxt / piece) * piece)
         if mark + piece > limit:
             break
-        written += _roll_piece(reader, conn, head, tier, mark, mark + piece)
+        written += _roll_piece(reader, write, tier, mark, mark + piece)
         mark += piece
     if mark != stored:
-        with transaction(conn):
-            _set_watermark(conn, tier, mark)
+        write(lambda main: _set_watermark(main, tier, mark))
     return written
 
 
-def _roll_piece(reader: Reader, conn: sqlite3.Connection, head: Sequence[HeadEntry],
-                tier: int, lo: float, hi: float) -> int:
+def _roll_piece(reader: Reader, write: Write, tier: int, lo: float, hi: float) -> int:
     """One rollup block for ``[lo, hi)`` plus its watermark, in one transaction."""
     step = STEPS[tier]
     chunks = [(sid, points.aggregate(np.floor(points.t / step).astype(np.int64)).encode())
-              for sid, points in reader.iter_points(tier - 1, head, None, lo, hi)]
-    with transaction(conn):
+              for sid, points in reader.iter_points(tier - 1, (), None, lo, hi)]
+
+    def commit(main: sqlite3.Connection) -> None:
         if chunks:
-            block_id = conn.execute(
+            block_id = main.execute(
                 "INSERT INTO blocks (tier, t0, t1, n, times) VALUES (?, ?, ?, ?, NULL)",
                 (tier, lo, hi, round((hi - lo) / step))).lastrowid
-            conn.executemany("INSERT INTO chunks (series_id, block_id, blob) VALUES (?, ?, ?)",
+            main.executemany("INSERT INTO chunks (series_id, block_id, blob) VALUES (?, ?, ?)",
                              [(sid, block_id, blob) for sid, blob in chunks])
-        _set_watermark(conn, tier, hi)
+        _set_watermark(main, tier, hi)
+
+    write(commit)
     return 1 if chunks else 0

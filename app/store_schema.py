@@ -9,8 +9,9 @@ Tables (all readable with sqlite-utils or Datasette; blobs are described in
 - ``series(id, target, name, labels)``: one row per series; ``labels`` is a
   JSON object with sorted keys.
 - ``head(cycle, t, ids, vals)``: one row per scrape cycle not yet folded into
-  chunks; ``ids`` is int64 series ids ascending, ``vals`` the float64 values
-  in the same order (raw little-endian bytes).
+  chunks; ``ids`` is int64 series ids ascending (NULL: the same ids as the
+  previous head row), ``vals`` the float64 values in the same order (raw
+  little-endian bytes).
 - ``blocks(id, tier, t0, t1, n, times)``: tier 0 = raw, a fold of ``n`` cycles
   whose timestamps are the ``times`` column (shared by all its chunks), ``t0``/
   ``t1`` its first and last; tier 1/2 = 60 s / 600 s rollups over ``[t0, t1)``.
@@ -36,7 +37,7 @@ CREATE TABLE IF NOT EXISTS series (
     id INTEGER PRIMARY KEY, target TEXT NOT NULL, name TEXT NOT NULL, labels TEXT NOT NULL,
     UNIQUE (target, name, labels));
 CREATE TABLE IF NOT EXISTS head (
-    cycle INTEGER PRIMARY KEY, t REAL NOT NULL, ids BLOB NOT NULL, vals BLOB NOT NULL);
+    cycle INTEGER PRIMARY KEY, t REAL NOT NULL, ids BLOB, vals BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS blocks (
     id INTEGER PRIMARY KEY, tier INTEGER NOT NULL, t0 REAL NOT NULL, t1 REAL NOT NULL,
     n INTEGER NOT NULL, times BLOB);

@@ -31,8 +31,10 @@ STEP = 30.0
 
 
 def rows_for(i):
-    """Cycle i: counters, floats, NaN now and then, series that skip cycles."""
+    """Cycle i: counters, floats, NaN now and then, series that skip cycles, empty cycles."""
     rows = []
+    if i % 13 == 0:
+        return rows
     for k in range(24):
         if (i + k) % 11 == 0:
             continue
@@ -120,7 +122,8 @@ def _check_contents(store: Store, ns: dict, acked: set[int]) -> None:
             assert t.tobytes() == np.array(expected[key][0]).tobytes(), key
             assert v.tobytes() == np.array(expected[key][1]).tobytes(), key
             stored_cycles |= {round((x - ns["BASE"]) / ns["STEP"]) for x in t.tolist()}
-    assert acked <= stored_cycles == set(range(1, last[0] + 1))
+    with_rows = {i for i in range(1, last[0] + 1) if ns["rows_for"](i)}
+    assert acked & with_rows <= stored_cycles == with_rows
     # rollups written between kills hold exact raw samples too ("last" per 60 s step)
     span = ns["STEP"] * last[0]
     rolled = store.query("m1", start=ns["BASE"], end=ns["BASE"] + span, max_points=int(span // 60))
