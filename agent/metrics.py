@@ -171,7 +171,8 @@ class RouteMetricsCollector(Collector):
             gauge = GaugeMetricFamily(name, help_text)
             gauge.add_metric([], value)
             yield gauge
-        for name, (help_text, value) in sorted((self._counters() if self._counters else {}).items()):
+        counters = self._counters() if self._counters else {}
+        for name, (help_text, value) in sorted(counters.items()):
             counter = CounterMetricFamily(name, help_text)
             counter.add_metric([], value)
             yield counter
