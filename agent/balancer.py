@@ -32,6 +32,7 @@ from prometheus_client.registry import Collector
 
 from .auth import READ, AuthError, TokenAuth
 from .balance_control import BackendError, ControlApp
+from .balancer_pool import UpstreamError, UpstreamPool
 from .journal import Journal
 from .lb_policies import (
     STATES,
@@ -50,8 +51,6 @@ __all__ = ["Balancer", "BuiltinBackend", "Server", "SmoothWeightedRoundRobin"]
 HOP_HEADERS = {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer",
                b"upgrade", b"proxy-authorization", b"proxy-authenticate", b"host",
                b"content-length", b"traceparent"}
-# httpx hands us the decoded body, so the upstream's encoding header would now be a lie.
-RESPONSE_DROP = HOP_HEADERS | {b"content-encoding"}
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 
 
@@ -148,8 +147,9 @@ class Balancer:
         self.auth = auth if auth is not None else TokenAuth.from_env()
         self.control = ControlApp(BuiltinBackend(self), self.auth, journal or Journal(None))
         self.spans: deque[dict[str, Any]] = deque(maxlen=max_spans)
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
-        self._client = httpx.AsyncClient(timeout=timeout, limits=limits)
+        self._pool = UpstreamPool(timeout=timeout)
+        # Health probes are few; httpx is fine there and separate from the proxy's pool.
+        self._client = httpx.AsyncClient(timeout=max(0.2, health_interval))
         self._health_task: asyncio.Task[None] | None = None
 
     @property
@@ -186,19 +186,18 @@ class Balancer:
         span_id = secrets.token_hex(8)
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in HOP_HEADERS]
         headers.append((b"traceparent", f"00-{trace_id}-{span_id}-{flags}".encode()))
-        query = scope["query_string"].decode("latin-1")
-        url = server.url + scope["path"] + ("?" + query if query else "")
+        query = scope["query_string"]
+        target = (scope.get("raw_path") or scope["path"].encode()) + (b"?" + query if query else b"")
         server.requests += 1
         server.in_flight += 1
         start, wall = time.perf_counter(), time.time()
         status = 502
         try:
-            upstream = await self._client.request(scope["method"], url, headers=headers,
-                                                  content=body)
-            status = upstream.status_code
-            out = [(k, v) for k, v in upstream.headers.raw if k.lower() not in RESPONSE_DROP]
-            await _respond(send, status, upstream.content, None, out)
-        except httpx.HTTPError:
+            upstream = await self._pool.request(server.url, scope["method"],
+                                                target.decode("latin-1"), headers, body)
+            status = upstream.status
+            await _respond(send, status, upstream.body, None, upstream.headers)
+        except UpstreamError:
             server.errors += 1
             await _respond(send, 502, b'{"error":"upstream failed"}', b"application/json")
         finally:
@@ -244,8 +243,7 @@ class Balancer:
 
     async def _probe(self, server: Server) -> bool:
         try:
-            resp = await self._client.get(server.url + str(self.health_path),
-                                          timeout=max(0.2, self.health_interval))
+            resp = await self._client.get(server.url + str(self.health_path))
             return 200 <= resp.status_code < 400
         except httpx.HTTPError:
             return False
@@ -270,6 +268,7 @@ class Balancer:
             self._health_task = None
         await self.control.stop()
         await self._client.aclose()
+        await self._pool.aclose()
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
