@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trimtab.app.store import Retention, SeriesKey, Store, StoreError
+from trimtab.app.store import Retention, RetentionReport, SeriesKey, Store, StoreError
 from trimtab.app.store_codec import decode, encode_times, encode_values
 from trimtab.collectors.promql import counter_delta, histogram_quantile, sum_buckets
 
@@ -278,3 +279,31 @@ def test_codec_round_trips_any_floats(values: list[float]) -> None:
     v = np.array(values, dtype=np.float64)
     assert decode(encode_values(v)).tobytes() == v.tobytes()
     assert decode(encode_times(v)).tobytes() == v.tobytes()
+
+
+def test_retention_in_another_thread_while_writing_and_querying(tmp_path: Path) -> None:
+    hour = BASE - BASE % 3600
+    rows = lambda i: [("a", "c_total", (), float(i)), ("a", "g", (), float(i * 5 % 7))]  # noqa: E731
+    with Store(tmp_path / "h.db", chunk_cycles=20, retention=Retention(raw=600)) as store:
+        for i in range(800):  # 10 s cycles for 2 h 13 min: two complete hour pieces
+            store.write_cycle(hour + 10.0 * i, rows(i))
+        outcome: list[object] = []
+        worker = threading.Thread(target=lambda: outcome.append(store.apply_retention(hour + 8000)))
+        worker.start()
+        i = 800
+        while worker.is_alive() or i < 850:  # the rollup must not stall writes or queries
+            store.write_cycle(hour + 10.0 * i, rows(i))
+            assert store.query("g", start=hour, end=hour + 10.0 * i, max_points=50)
+            i += 1
+        worker.join()
+        assert isinstance(outcome[0], RetentionReport) and outcome[0].rolled[1] == 2
+        t, v = store.query("c_total", start=hour, end=hour + 10.0 * i, max_points=10**6)[
+            SeriesKey("a", "c_total", ())]
+        assert v.tolist() == ((t - hour) / 10).tolist() and v[-1] == i - 1
+        assert set(v.tolist()) >= set(range(720, i))  # everything after the rollups stays raw
+        for agg, fn in (("min", min), ("max", max), ("mean", lambda x: sum(x) / len(x))):
+            t, v = store.query("g", start=hour, end=hour + 7199.0, max_points=120, agg=agg)[
+                SeriesKey("a", "g", ())]
+            assert len(t) == 120
+            expected = [fn([j * 5 % 7 for j in range(6 * k, 6 * k + 6)]) for k in range(120)]
+            assert v.tolist() == pytest.approx(expected)
