@@ -130,6 +130,13 @@ class Exposition:
         return {(s.name[:-8], s.labels): s.value for s in self.samples if s.name.endswith("_created")}
 
 
+def parse_number(token: str) -> float:
+    """A value or bucket bound as the formats spell it ("1", "1.0", "1e0", "+Inf", "NaN")."""
+    if _VALUE.fullmatch(token) is None:
+        raise ValueError(f"not a number in the exposition formats: {token!r}")
+    return float(token)
+
+
 def detect_format(text: str, content_type: str | None = None) -> str:
     """OpenMetrics if the Content-Type says so; without one, if the body ends in ``# EOF``."""
     if content_type is not None:
@@ -491,7 +498,7 @@ class _Full:
         if not ((self.ftype in ("histogram", "gaugehistogram") and name.endswith("_bucket"))
                 or (self.ftype == "counter" and name.endswith("_total"))):
             self.fail("only histogram buckets and counter totals may carry an exemplar")
-        labels = self.labels(match["xlabels"])
+        labels = self.labels_of(match["xlabels"])
         if sum(len(n) + len(v) for n, v in labels) > _MAX_EXEMPLAR_LABEL_CHARS:
             self.fail(f"exemplar labels longer than {_MAX_EXEMPLAR_LABEL_CHARS} characters")
         return Exemplar(labels, self.number(match["xv"]), self.timestamp(match["xts"]))

@@ -6,6 +6,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from .exposition import parse_number
+
 
 @dataclass(frozen=True)
 class Quantile:
@@ -17,27 +19,46 @@ class Quantile:
     in_inf_bucket: bool = False  # the rank fell in +Inf: ``value`` is a lower bound
 
 
-def counter_delta(old: float, new: float) -> float:
-    """Increase of a counter between two scrapes; a drop means a reset (count from zero)."""
-    return new if new < old else new - old
+def counter_delta(old: float, new: float, reset: bool = False) -> float:
+    """Increase of a counter between two scrapes.
+
+    A drop means a reset: the counter restarted from zero, so the increase is
+    ``new`` (never negative), as Prometheus' ``rate``/``increase`` count it.
+    ``reset=True`` says the caller saw a restart another way (a changed
+    ``_created`` or ``process_start_time_seconds``; see :func:`restarted`),
+    which also catches a restart that climbed back above the old value.
+    """
+    return new if reset or new < old else new - old
+
+
+def restarted(old_start: float | None, new_start: float | None) -> bool:
+    """Whether a ``_created`` / ``process_start_time_seconds`` value shows a restart."""
+    return old_start is not None and new_start is not None and new_start != old_start
 
 
 def le_value(le: str) -> float:
-    """Normalise a bucket bound: "1", "1.0" and "1e0" are the same bucket."""
-    return float(le)
+    """Normalise a bucket bound: "1", "1.0" and "1e0" are the same bucket; "+Inf" is infinity."""
+    value = parse_number(le)
+    if math.isnan(value):
+        raise ValueError(f"a bucket bound cannot be NaN: {le!r}")
+    return value
 
 
 def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> Quantile | None:
     """Prometheus' ``histogram_quantile`` over (upper bound, cumulative count) pairs.
 
-    Returns None when there is nothing to estimate (fewer than two buckets, no
-    +Inf bucket or zero observations) — Prometheus returns NaN there.
+    Follows promql/quantile.go ``bucketQuantile``: buckets sorted, equal bounds
+    merged, counts forced monotonic, linear interpolation inside the bucket
+    that holds the rank (the first bucket's lower bound taken as 0). Returns
+    None where Prometheus returns NaN: NaN ``q``, no +Inf bucket, fewer than two
+    buckets, zero observations, or an empty bucket holding rank 0.
     """
-    if len(buckets) < 2 or math.isnan(q):
+    if math.isnan(q):
         return None
-    ordered = sorted(buckets)
-    if not math.isinf(ordered[-1][0]):
+    ordered = _coalesce(sorted(buckets))
+    if len(ordered) < 2 or not math.isinf(ordered[-1][0]):
         return None
+    bounds = [le for le, _ in ordered]
     counts = _monotonic([c for _, c in ordered])
     total = counts[-1]
     if total <= 0:
@@ -49,21 +70,32 @@ def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> Quan
     rank = q * total
     idx = next(i for i, c in enumerate(counts) if c >= rank)
     if idx == len(ordered) - 1:
-        top = ordered[-2][0]
-        return Quantile(top, top, math.inf, True)
-    upper = ordered[idx][0]
+        return Quantile(bounds[-2], bounds[-2], math.inf, True)
+    upper = bounds[idx]
     if idx == 0 and upper <= 0:
-        return Quantile(upper, upper, upper)
-    lower = 0.0 if idx == 0 else ordered[idx - 1][0]
+        return Quantile(upper, -math.inf, upper)
+    lower = 0.0 if idx == 0 else bounds[idx - 1]
     before = 0.0 if idx == 0 else counts[idx - 1]
     in_bucket = counts[idx] - before
-    value = upper if in_bucket == 0 else lower + (upper - lower) * (rank - before) / in_bucket
-    return Quantile(value, lower, upper)
+    if in_bucket == 0:  # only when rank is 0 and the first bucket is empty: 0/0 in Prometheus
+        return None
+    return Quantile(lower + (upper - lower) * (rank - before) / in_bucket, lower, upper)
+
+
+def _coalesce(ordered: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Buckets with the same bound (say "1" and "1.0" from two exporters) add up."""
+    out: list[tuple[float, float]] = []
+    for le, count in ordered:
+        if out and out[-1][0] == le:
+            out[-1] = (le, out[-1][1] + count)
+        else:
+            out.append((le, count))
+    return out
 
 
 def _monotonic(counts: list[float]) -> list[float]:
     """Prometheus fixes buckets that decrease (float noise) by carrying the maximum forward."""
-    out, peak = [], 0.0
+    out, peak = [], -math.inf
     for c in counts:
         peak = max(peak, c)
         out.append(peak)
@@ -71,7 +103,7 @@ def _monotonic(counts: list[float]) -> list[float]:
 
 
 def sum_buckets(per_target: Sequence[Mapping[float, float]]) -> list[tuple[float, float]]:
-    """``sum by (le)`` of bucket rates across instances."""
+    """``sum by (le)`` of bucket rates across instances (bounds already normalised floats)."""
     total: dict[float, float] = {}
     for buckets in per_target:
         for le, v in buckets.items():

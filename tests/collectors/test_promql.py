@@ -1,0 +1,113 @@
+"""histogram_quantile, counter resets and cross-instance sums, checked against Prometheus' numbers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+from trimtab.collectors.exposition import parse
+from trimtab.collectors.promql import (
+    Quantile, counter_delta, histogram_quantile, le_value, restarted, sum_buckets,
+)
+
+INF = math.inf
+BOUNDS = (0.2, 0.3, 0.45)  # the bucket layout of Prometheus' documented check values
+
+
+def _scrape_buckets(observations: list[float]) -> dict[float, float]:
+    """Observe with prometheus_client, expose, parse with trimtab: le → cumulative count."""
+    registry = CollectorRegistry()
+    latency = Histogram("latency_seconds", "Latency", buckets=BOUNDS, registry=registry)
+    for value in observations:
+        latency.observe(value)
+    expo = parse(generate_latest(registry).decode())
+    return {le_value(dict(s.labels)["le"]): s.value for s in expo.samples if s.name == "latency_seconds_bucket"}
+
+
+@pytest.mark.parametrize(("observed", "expected", "lower", "upper"), [
+    (0.22, 0.295, 0.2, 0.3),
+    (0.32, 0.4425, 0.3, 0.45),
+])
+def test_documented_check_values(observed: float, expected: float, lower: float, upper: float) -> None:
+    buckets = sorted(_scrape_buckets([observed] * 40).items())
+    result = histogram_quantile(0.95, buckets)
+    assert result is not None
+    assert result.value == pytest.approx(expected, abs=1e-12)
+    assert (result.lower, result.upper, result.in_inf_bucket) == (lower, upper, False)
+    assert result.lower <= observed <= result.upper  # the true value lies between the bounds
+
+
+def test_rank_in_the_inf_bucket_gives_the_top_finite_bound_flagged() -> None:
+    buckets = sorted(_scrape_buckets([0.1] * 10 + [2.0] * 90).items())
+    assert histogram_quantile(0.95, buckets) == Quantile(0.45, 0.45, INF, True)
+    assert histogram_quantile(0.05, buckets) == Quantile(0.1, 0.0, 0.2)
+
+
+@pytest.mark.parametrize(("q", "expected"), [
+    (-0.1, Quantile(-INF, -INF, -INF)),
+    (1.5, Quantile(INF, INF, INF, True)),
+    (float("nan"), None),
+    (0.0, None),  # rank 0 in an empty first bucket: Prometheus computes 0/0 = NaN
+])
+def test_out_of_range_q_as_prometheus(q: float, expected: Quantile | None) -> None:
+    assert histogram_quantile(q, [(0.2, 0.0), (0.3, 10.0), (INF, 10.0)]) == expected
+
+
+@pytest.mark.parametrize("buckets", [
+    [],
+    [(INF, 10.0)],                        # fewer than two buckets
+    [(0.2, 1.0), (0.3, 2.0)],             # no +Inf bucket
+    [(0.2, 0.0), (0.3, 0.0), (INF, 0.0)],  # no observations
+])
+def test_nothing_to_estimate_is_none(buckets: list[tuple[float, float]]) -> None:
+    assert histogram_quantile(0.5, buckets) is None
+
+
+def test_unsorted_duplicate_and_non_monotonic_buckets_are_repaired_as_prometheus_does() -> None:
+    messy = [(INF, 100.0), (0.3, 99.0), (0.2, 0.0), (0.3, 1.0), (0.45, 99.999999)]
+    # 0.3 appears twice (coalesced: 100), 0.45 dips below it (forced up to 100).
+    assert histogram_quantile(0.5, messy) == Quantile(0.25, 0.2, 0.3)
+
+
+def test_first_bucket_at_or_below_zero_returns_its_bound() -> None:
+    result = histogram_quantile(0.1, [(-1.0, 5.0), (0.0, 8.0), (INF, 10.0)])
+    assert result == Quantile(-1.0, -INF, -1.0)
+
+
+def test_le_normalisation() -> None:
+    assert le_value("1") == le_value("1.0") == le_value("1e0") == 1.0
+    assert le_value("+Inf") == le_value("Inf") == INF
+    for bad in ("NaN", "1_0", "one", " 1", ""):
+        with pytest.raises(ValueError):
+            le_value(bad)
+
+
+def test_counter_delta_and_resets() -> None:
+    assert counter_delta(10.0, 15.0) == 5.0
+    assert counter_delta(10.0, 3.0) == 3.0  # dropped: restarted from zero, never negative
+    assert counter_delta(10.0, 12.0, reset=True) == 12.0  # restarted and climbed past the old value
+    assert restarted(1700000000.0, 1700000500.0)
+    assert not restarted(1700000000.0, 1700000000.0)
+    assert not restarted(None, 1700000000.0)
+
+
+def test_quantile_of_bucket_rates_summed_across_instances() -> None:
+    """Two instances; one restarts between scrapes. Rates per bucket, summed, then interpolated."""
+    a_old, a_new = _scrape_buckets([0.22] * 50), _scrape_buckets([0.22] * 150)
+    b_old = _scrape_buckets([0.32] * 500)  # before its restart
+    b_new = _scrape_buckets([0.32] * 100)  # after: every bucket dropped
+    rates = [{le: counter_delta(old[le], new[le]) for le in new} for old, new in ((a_old, a_new), (b_old, b_new))]
+    summed = sum_buckets(rates)
+    assert summed == [(0.2, 0.0), (0.3, 100.0), (0.45, 200.0), (INF, 200.0)]
+    median, p95 = histogram_quantile(0.5, summed), histogram_quantile(0.95, summed)
+    assert median is not None and p95 is not None
+    assert (median.value, median.lower, median.upper) == (pytest.approx(0.3), 0.2, 0.3)
+    assert (p95.value, p95.lower, p95.upper) == (pytest.approx(0.435), 0.3, 0.45)
+
+
+def test_bounds_spelled_differently_by_two_exporters_are_one_bucket() -> None:
+    one = {le_value("1"): 4.0, le_value("+Inf"): 4.0}
+    other = {le_value("1.0"): 6.0, le_value("Inf"): 8.0}
+    assert sum_buckets([one, other]) == [(1.0, 10.0), (INF, 12.0)]
