@@ -13,16 +13,22 @@ drops what is past retention; :meth:`Store.query` serves at most ``max_points``
 per series from the coarsest tier fine enough for the request.
 
 Thread safety: every public method holds one lock, so the collector thread can
-write while another thread queries; calls run one at a time.
+write while another thread queries; calls run one at a time, except that
+:meth:`Store.apply_retention` does its slow reading on a second connection
+without that lock.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import numbers
 import sqlite3
+import struct
 import threading
-from collections.abc import Callable, Iterable
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -37,6 +43,11 @@ Labels = tuple[tuple[str, str], ...]
 Row = tuple[str, str, Labels, float]
 
 __all__ = ["Labels", "Retention", "RetentionReport", "Row", "SeriesKey", "Store", "StoreError"]
+
+
+def _is_finite(x: object) -> bool:
+    """A real number (numpy scalars too, bools not) that is neither NaN nor infinite."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
 
 
 class SeriesKey(NamedTuple):
@@ -88,9 +99,9 @@ class Store:
         for cycle, t, ids, vals in self._conn.execute(
                 "SELECT cycle, t, ids, vals FROM head ORDER BY cycle"):
             same = ids is None and self._head  # NULL ids: the previous row's series
-            self._head.append(HeadEntry(
-                cycle, t, self._head[-1].ids if same else np.frombuffer(ids, "<i8").astype(np.int64),
-                np.frombuffer(vals, "<f8").astype(np.float64)))
+            series = self._head[-1].ids if same else np.frombuffer(ids, "<i8").astype(np.int64)
+            self._head.append(HeadEntry(cycle, t, series,
+                                        np.frombuffer(vals, "<f8").astype(np.float64)))
         self._next_sid = max(self._keys, default=0) + 1
         meta = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
         self._last_cycle = int(meta.get("last_cycle", 0))
@@ -108,7 +119,7 @@ class Store:
         ``t`` (unix seconds) must be finite and later than the previous cycle's.
         Bad input raises ``ValueError`` and writes nothing.
         """
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
+        if not _is_finite(t):
             raise ValueError(f"cycle time must be a finite number, got {t!r}")
         t = float(t)
         with self._lock:
@@ -120,7 +131,7 @@ class Store:
             same = prev is not None and np.array_equal(prev, ids)
             entry = HeadEntry(self._last_cycle + 1, t, prev if same else ids, vals)
             fold = len(self._head) + 1 >= self.chunk_cycles
-            with transaction(self._conn):
+            with self._db_errors(), transaction(self._conn):
                 if new:
                     self._conn.executemany(
                         "INSERT INTO series (id, target, name, labels) VALUES (?, ?, ?, ?)",
@@ -209,9 +220,10 @@ class Store:
             (float(times[0]), float(times[-1]), len(entries), encode_times(times)))
         block_id = cur.lastrowid
         ids, pos, vals = flatten(entries)
-        self._conn.executemany("INSERT INTO chunks (series_id, block_id, blob) VALUES (?, ?, ?)", (
-            (int(ids[s]), block_id, encode_raw_chunk(pos[s:e], vals[s:e], len(entries)))
-            for s, e in runs(ids)))
+        self._conn.executemany(
+            "INSERT INTO chunks (series_id, block_id, blob) VALUES (?, ?, ?)",
+            ((int(ids[s]), block_id, encode_raw_chunk(pos[s:e], vals[s:e], len(entries)))
+             for s, e in runs(ids)))
         self._conn.execute("DELETE FROM head WHERE cycle <= ?", (entries[-1].cycle,))
         self._conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
             ("last_cycle", str(entries[-1].cycle)), ("last_t", repr(entries[-1].t))])
@@ -233,13 +245,17 @@ class Store:
         (raw, 60 s, 600 s) fits the step, falling back to finer or coarser tiers
         where it has no data. Series without points in range are left out.
         """
+        if matchers is not None and not (isinstance(matchers, dict) and all(
+                isinstance(k, str) and isinstance(v, str) for k, v in matchers.items())):
+            raise ValueError(f"matchers must be a dict of str to str, got {matchers!r}")
         with self._lock:
             self._check_open()
             wanted = {sid: key for sid, key in self._keys.items() if key.name == name
                       and (target is None or key.target == target)
                       and (not matchers or matchers.items() <= dict(key.labels).items())}
-            found = query_series(self._reader, self._conn, self._head, list(wanted), start,
-                                 end, max_points, agg)
+            with self._db_errors():
+                found = query_series(self._reader, self._conn, self._head, list(wanted),
+                                     start, end, max_points, agg)
             return {wanted[sid]: pair for sid, pair in found.items()}
 
     def series(self, name_prefix: str = "", target: str | None = None) -> list[SeriesKey]:
@@ -272,7 +288,7 @@ class Store:
         are written, each in its own transaction; data is deleted only once
         the next tier holds it.
         """
-        if isinstance(now, bool) or not isinstance(now, (int, float)) or not math.isfinite(now):
+        if not _is_finite(now):
             raise ValueError(f"now must be a finite number, got {now!r}")
         with self._bg_lock:
             self._check_open()
@@ -280,7 +296,9 @@ class Store:
                 conn = sqlite3.connect(str(self.path), isolation_level=None,
                                        check_same_thread=False)
                 self._bg = (conn, Reader(conn))
-            report, gone = roll_and_expire(*self._bg, self._write, float(now), self.retention)
+            with self._db_errors():
+                report, gone = roll_and_expire(*self._bg, self._write, float(now),
+                                               self.retention)
             with self._lock:
                 self._reader.forget(gone)
             return report
@@ -301,14 +319,23 @@ class Store:
                 self._bg[0].close()
                 self._bg = None
             try:
-                if self._head:  # the head stores 16 bytes/sample; chunks a fraction of that
-                    with transaction(self._conn):
-                        self._fold(self._head)
-                    self._head = []
-                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                with self._db_errors():
+                    if self._head:  # the head takes 16 bytes/sample; chunks a fraction of it
+                        with transaction(self._conn):
+                            self._fold(self._head)
+                        self._head = []
+                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             finally:
                 self._conn.close()
                 self._conn = None  # type: ignore[assignment]
+
+    @contextmanager
+    def _db_errors(self) -> Iterator[None]:
+        """A corrupt page found late (or a full disk) surfaces as StoreError naming the file."""
+        try:
+            yield
+        except (sqlite3.DatabaseError, zlib.error, struct.error) as exc:  # the last two: bad blob
+            raise StoreError(f"{self.path}: {exc}") from exc
 
     def _check_open(self) -> None:
         if self._conn is None:

@@ -12,6 +12,7 @@ the reset within that step (as it would between two raw scrapes that far apart).
 from __future__ import annotations
 
 import math
+import numbers
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -113,12 +114,13 @@ def query_series(reader: Reader, conn: sqlite3.Connection, head: Sequence[HeadEn
                  agg: str) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Points per series for ``Store.query`` (validated here)."""
     for name, value in (("start", start), ("end", end)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) \
                 or not math.isfinite(value):
             raise ValueError(f"{name} must be a finite number, got {value!r}")
     if end < start:
         raise ValueError(f"end {end} is before start {start}")
-    if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1:
+    if isinstance(max_points, bool) or not isinstance(max_points, numbers.Integral) \
+            or max_points < 1:
         raise ValueError(f"max_points must be a positive int, got {max_points!r}")
     if agg not in AGGS:
         raise ValueError(f"agg must be one of {AGGS}, got {agg!r}")

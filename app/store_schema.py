@@ -53,7 +53,8 @@ TABLES = {"meta", "series", "head", "blocks", "chunks"}
 
 
 class StoreError(ValueError):
-    """The file is not a usable trimtab store (corrupt, foreign or a newer schema)."""
+    """The file is not a usable trimtab store (corrupt, foreign, a newer schema), or
+    SQLite failed underneath (disk full, I/O error); the message names the file."""
 
 
 def connect(path: Path) -> sqlite_utils.Database:

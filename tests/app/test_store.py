@@ -21,7 +21,8 @@ LES = ("0.1", "0.25", "0.5", "1.0", "+Inf")
 
 
 def _rows(i: int) -> list[tuple]:
-    """Cycle ``i``: integer counters, random floats, NaN/±Inf/-0.0, a series that comes and goes."""
+    """Cycle ``i``: integer counters, random floats, NaN/±Inf/-0.0, a series that comes and
+    goes, and now and then an empty cycle."""
     rng = np.random.default_rng(i)
     if i % 10 == 9:
         return []  # an empty cycle (every target down) is still a cycle
@@ -224,11 +225,15 @@ def test_time_must_increase(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="not after"):
             store.write_cycle(BASE, [("a", "m", (), 1.0)])
         assert store.last_cycle() == (1, BASE)
+        store.write_cycle(np.float64(BASE + 1), [("a", "m", (), np.float32(0.5))])
+        store.write_cycle(np.int64(BASE + 2), [("a", "m", (), np.int64(7))])
+        got = store.query("m", start=np.int64(BASE), end=BASE + 2, max_points=np.int64(5))
+        assert got[SeriesKey("a", "m", ())][1].tolist() == [0.5, 7.0]
 
 
 @pytest.mark.parametrize("kwargs", [
     {"max_points": 0}, {"max_points": 2.5}, {"start": math.nan}, {"end": BASE - 1},
-    {"agg": "median"}])
+    {"agg": "median"}, {"matchers": {"x": 1}}, {"matchers": [("x", "1")]}])
 def test_bad_query_arguments(tmp_path: Path, kwargs: dict) -> None:
     args = {"start": BASE, "end": BASE + 10, "max_points": 10, **kwargs}
     with Store(tmp_path / "h.db") as store:
@@ -264,6 +269,23 @@ def test_corrupt_or_foreign_files_give_a_clear_error(tmp_path: Path) -> None:
         Store(newer)
 
 
+def test_corruption_found_by_a_query_is_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    with Store(path, chunk_cycles=4) as store:
+        for i in range(400):
+            store.write_cycle(BASE + i, [("a", f"m{k}", (), float(i * k)) for k in range(50)])
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2:] = b"\xff" * (len(data) - len(data) // 2)
+    path.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match="h.db"):
+        store = Store(path)  # may already notice; if not, reading the chunks will
+        try:
+            for k in range(50):
+                store.query(f"m{k}", start=BASE, end=BASE + 400, max_points=10)
+        finally:
+            store.close()
+
+
 def test_closed_store_refuses_calls(tmp_path: Path) -> None:
     store = Store(tmp_path / "h.db")
     store.close()
@@ -281,18 +303,21 @@ def test_codec_round_trips_any_floats(values: list[float]) -> None:
     assert decode(encode_times(v)).tobytes() == v.tobytes()
 
 
+def _counter_and_gauge(i: int) -> list[tuple]:
+    return [("a", "c_total", (), float(i)), ("a", "g", (), float(i * 5 % 7))]
+
+
 def test_retention_in_another_thread_while_writing_and_querying(tmp_path: Path) -> None:
     hour = BASE - BASE % 3600
-    rows = lambda i: [("a", "c_total", (), float(i)), ("a", "g", (), float(i * 5 % 7))]  # noqa: E731
     with Store(tmp_path / "h.db", chunk_cycles=20, retention=Retention(raw=600)) as store:
         for i in range(800):  # 10 s cycles for 2 h 13 min: two complete hour pieces
-            store.write_cycle(hour + 10.0 * i, rows(i))
+            store.write_cycle(hour + 10.0 * i, _counter_and_gauge(i))
         outcome: list[object] = []
         worker = threading.Thread(target=lambda: outcome.append(store.apply_retention(hour + 8000)))
         worker.start()
         i = 800
         while worker.is_alive() or i < 850:  # the rollup must not stall writes or queries
-            store.write_cycle(hour + 10.0 * i, rows(i))
+            store.write_cycle(hour + 10.0 * i, _counter_and_gauge(i))
             assert store.query("g", start=hour, end=hour + 10.0 * i, max_points=50)
             i += 1
         worker.join()
