@@ -283,12 +283,14 @@ class _Full:
 
     def run(self, lines: list[str]) -> Exposition:
         self.lines = lines
-        for i, line in enumerate(lines):
+        i = 0
+        while i < len(lines):
+            line = self.lines[i]
             self.i = i
             if self.eof:
                 self.fail("content after # EOF")
             if line and line[0] not in _NOT_SAMPLE_START:
-                self.sample(i, line)
+                i = self.sample_run(lines, i)
                 continue
             stripped = line if self.om else line.lstrip(" \t")
             if not stripped:
@@ -300,6 +302,7 @@ class _Full:
                 self.om_comment(line) if self.om else self.text_comment(stripped.rstrip(" \t"))
             else:
                 self.sample(i, line)
+            i += 1
         if self.om and not self.eof:
             self.i = len(lines)
             self.fail("missing # EOF at the end of an OpenMetrics exposition")
@@ -388,8 +391,65 @@ class _Full:
             self.fail(f"unit {rest!r} is not the suffix of {name!r}")
         table[name] = _unescape(rest, _HELP_ESCAPES[OPENMETRICS]) if kind == "HELP" else rest
 
+    def sample_run(self, lines: list[str], i: int) -> int:
+        """Sample lines from ``i`` up to the next comment; returns the index it stopped at.
+
+        The hot loop of a first scrape, written flat. A line ``name{labels} value``
+        is cut at its last space; the part before it is looked up (or, new, parsed
+        as name and label set) and only the value token is read. Anything else
+        (timestamps, exemplars, odd blanks, errors) goes through :meth:`sample`.
+        """
+        series, floats, keys, samples = self.series, self.floats, self.keys, self.expo.samples
+        while i < len(lines):
+            line = lines[i]
+            if not line or line[0] in _NOT_SAMPLE_START:
+                break
+            self.i = i
+            head, _, token = line.rpartition(" ")
+            hit = series.get(head) or self.decompose(head)
+            try:
+                value = floats[token] if hit is not None else None
+            except ValueError:
+                value = None
+            if value is None:
+                self.sample(i, line)
+                i += 1
+                continue
+            name, labels, numeric, sid = hit
+            if name not in self.allowed:
+                self.start_family(name, None)
+            if not self.family_sampled:
+                self.family_sampled = True
+                self.sampled.add(self.family)
+            if name == self.bounded and self.bound_label not in numeric:
+                self.fail(f"{name} needs a numeric {self.bound_label!r} label")
+            if keys.setdefault(sid, i) != i:
+                self.fail(f"duplicate series (first at line {keys[sid] + 1})")
+            samples.append(_tuple_new(Sample, (name, labels, value, None)))  # skips a Python frame
+            self.sample_idx.append(i)
+            self.prefixes.append(line[: len(head) + 1])
+            i += 1
+        return i
+
+    def decompose(self, head: str) -> _Series | None:
+        """``name{labels}`` or ``name`` of a line not seen before; None if it is anything else.
+
+        If the name and the label set are valid, the line is exactly a series,
+        one space and a value: the grammar has no other reading of it.
+        """
+        brace = head.find("{")
+        name = head if brace < 0 else head[:brace]
+        if _METRIC_NAME.fullmatch(name) is None or (brace >= 0 and head[-1] != "}"):
+            return None
+        try:
+            hit = self.new_series(name, head[brace + 1:-1] if brace >= 0 else None)
+        except ParseError:
+            return None  # the regex path reports it, with its own reason
+        self.series[head] = hit
+        return hit
+
     def sample(self, i: int, line: str) -> None:
-        """One sample line: the hot loop of a first scrape, hence written flat."""
+        """One sample line, by the full grammar: timestamps, exemplars, blanks, errors."""
         match = self.pattern.fullmatch(line)
         if match is None:
             self.fail("malformed sample line")
@@ -420,6 +480,7 @@ class _Full:
         if ts is None and exemplar is None and line.endswith(token) and line[-len(token) - 1] == " ":
             self.sample_idx.append(i)
             self.prefixes.append(line[: -len(token)])
+            self.series[line[: -len(token) - 1]] = hit  # this text before a value means this series
         else:
             self.simple = False
 
@@ -440,14 +501,10 @@ class _Full:
             return name, (), _NONE
         bound = _split_bound(block)
         if bound is None:
-            labels = self.labels_of(block)
+            labels = self.block_labels(block)[1]
             return name, labels, _numeric(labels) if ('le="' in block or 'quantile="' in block) else _NONE
         pair, rest = bound
-        base = self.bases.get(rest)
-        if base is None:
-            rest_labels = self.labels_of(rest)
-            base = self.bases[rest] = ([n for n, _ in rest_labels], rest_labels)
-        names, rest_labels = base
+        names, rest_labels = self.block_labels(rest)
         if pair[0] in names:
             self.fail(f"label {pair[0]!r} appears twice in one label set")
         i = bisect_left(names, pair[0])
@@ -459,6 +516,15 @@ class _Full:
         except ValueError:
             numeric = False
         return name, labels, _BOUND_OK[pair[0]] if numeric else _NONE
+
+    def block_labels(self, block: str) -> tuple[list[str], Labels]:
+        """Label names and labels of a label set's text, cached: ``_count``, ``_sum`` and
+        ``_created`` lines repeat the text their buckets have besides ``le``."""
+        hit = self.bases.get(block)
+        if hit is None:
+            labels = self.labels_of(block)
+            hit = self.bases[block] = ([n for n, _ in labels], labels)
+        return hit
 
     def labels_of(self, block: str) -> Labels:
         # split() on the label pattern yields [sep, name, value, sep, ...]: one C pass that both
