@@ -6,8 +6,9 @@
   API under ``/_trimtab/balancer`` (:mod:`.balance_control`); a change applies
   from the next request because picks read the live values.
 - Optional active health checks (``health_path``) with rise/fall counts.
-- W3C ``traceparent`` propagated; one span per proxied request, served as Zipkin
-  v2 JSON from ``/_trimtab/traces`` (read token).
+- W3C ``traceparent`` propagated; one span per proxied request (with a child for
+  the upstream call), served from ``/_trimtab/traces`` (read token) in the same
+  format as the agent middleware's traces (:mod:`.traces`).
 - Metrics under ``/_trimtab/metrics`` (no token: the cockpit scrapes them), so
   they never collide with the proxied API's paths.
 """
@@ -17,12 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
-import secrets
 import time
-from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 from prometheus_client import CollectorRegistry
@@ -45,13 +44,14 @@ from .lb_policies import (
     make_policy,
 )
 from .metrics import RouteMetrics, RouteMetricsCollector
+from .routes import collapse_ids
+from .traces import Tracer
 
 __all__ = ["Balancer", "BuiltinBackend", "Server", "SmoothWeightedRoundRobin"]
 
 HOP_HEADERS = {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer",
                b"upgrade", b"proxy-authorization", b"proxy-authenticate", b"host",
                b"content-length", b"traceparent"}
-_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 
 
 class BalancerCollector(Collector):
@@ -132,7 +132,7 @@ class Balancer:
     def __init__(self, servers: Sequence[Server], timeout: float = 10.0, policy: str = "swrr",
                  health_path: str | None = None, health_interval: float = 1.0,
                  fall: int = 2, rise: int = 2, auth: TokenAuth | None = None,
-                 journal: Journal | None = None, max_spans: int = 2000) -> None:
+                 journal: Journal | None = None, max_traces: int = 2048) -> None:
         self.servers = list(servers)
         if len({s.name for s in self.servers}) != len(self.servers) or not self.servers:
             raise ValueError("servers must be non-empty with unique names")
@@ -146,7 +146,7 @@ class Balancer:
         self.registry.register(RouteMetricsCollector(self.latency, "balancer", extras=False))
         self.auth = auth if auth is not None else TokenAuth.from_env()
         self.control = ControlApp(BuiltinBackend(self), self.auth, journal or Journal(None))
-        self.spans: deque[dict[str, Any]] = deque(maxlen=max_spans)
+        self.tracer = Tracer("balancer", max_traces)
         self._pool = UpstreamPool(timeout=timeout)
         # Health probes are few; httpx is fine there and separate from the proxy's pool.
         self._client = httpx.AsyncClient(timeout=max(0.2, health_interval))
@@ -182,10 +182,10 @@ class Balancer:
 
     async def _proxy(self, server: Server, scope: dict[str, Any], receive: Any, send: Any) -> None:
         body = await _read_body(receive)
-        trace_id, parent, flags = _incoming_trace(scope["headers"])
-        span_id = secrets.token_hex(8)
+        incoming = next((v for k, v in scope["headers"] if k.lower() == b"traceparent"), None)
+        span, token = self.tracer.begin(incoming)
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in HOP_HEADERS]
-        headers.append((b"traceparent", f"00-{trace_id}-{span_id}-{flags}".encode()))
+        headers.append((b"traceparent", span.traceparent.encode()))
         query = scope["query_string"]
         target = (scope.get("raw_path") or scope["path"].encode()) + (b"?" + query if query else b"")
         server.requests += 1
@@ -203,30 +203,32 @@ class Balancer:
         finally:
             server.in_flight -= 1
             elapsed = time.perf_counter() - start
-            self.latency.observe(server.name, scope["method"], status, elapsed)
-            self._record_span(trace_id, span_id, parent, scope, server, status, wall, elapsed)
-
-    def _record_span(self, trace_id: str, span_id: str, parent: str | None,
-                     scope: dict[str, Any], server: Server, status: int, wall: float,
-                     elapsed: float) -> None:
-        span: dict[str, Any] = {
-            "traceId": trace_id, "id": span_id, "name": f"proxy {scope['method']}",
-            "kind": "SERVER", "timestamp": int(wall * 1e6), "duration": max(1, int(elapsed * 1e6)),
-            "localEndpoint": {"serviceName": "trimtab-balancer"},
-            "tags": {"http.method": scope["method"], "http.path": scope["path"],
-                     "http.status_code": str(status), "trimtab.upstream": server.name}}
-        if parent:
-            span["parentId"] = parent
-        self.spans.append(span)
+            self.latency.observe(server.name, scope["method"], status, elapsed, span.trace_id)
+            span.child(f"upstream {server.name}", wall, elapsed, server=server.name,
+                       url=server.url, status=status)
+            self.tracer.end(span, token, route=collapse_ids(scope["path"]),
+                            method=scope["method"], status=status, cache="off", seconds=elapsed)
 
     async def _traces(self, scope: dict[str, Any], send: Any) -> None:
+        """``GET /_trimtab/traces?since=&min_ms=&route=&limit=``, as the agent serves them."""
         try:
             self.auth.authenticate(scope["headers"], need=READ)
         except AuthError as err:
             await err.send(send)
             return
-        body = json.dumps(list(self.spans)).encode()
-        await _respond(send, 200, body, b"application/json")
+        query = parse_qs(scope["query_string"].decode("latin-1"))
+        try:
+            since = int(query.get("since", ["0"])[0])
+            min_ms = float(query.get("min_ms", ["0"])[0])
+            limit = int(query.get("limit", ["100"])[0])
+            if not 1 <= limit <= 1000:
+                raise ValueError("limit must be between 1 and 1000")
+        except ValueError as err:
+            body = json.dumps({"error": "bad_parameter", "message": str(err)}).encode()
+            await _respond(send, 400, body, b"application/json")
+            return
+        answer = self.tracer.query(since, min_ms, query.get("route", [None])[0], limit)
+        await _respond(send, 200, json.dumps(answer).encode(), b"application/json")
 
     async def check_health(self) -> None:
         """One round of active checks; ``fall`` failures mark down, ``rise`` passes mark up."""
@@ -282,17 +284,6 @@ class Balancer:
                 return
 
 
-def _incoming_trace(headers: Sequence[tuple[bytes, bytes]]) -> tuple[str, str | None, str]:
-    """(trace id, parent span id, flags) from a valid traceparent, else a new trace."""
-    for name, value in headers:
-        if name.lower() == b"traceparent":
-            match = _TRACEPARENT.match(value.decode("latin-1").strip().lower())
-            if match and match.group(1) != "0" * 32 and match.group(2) != "0" * 16:
-                return match.group(1), match.group(2), match.group(3)
-            break
-    return secrets.token_hex(16), None, "01"
-
-
 async def _read_body(receive: Any) -> bytes:
     body = b""
     while True:
@@ -346,9 +337,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("servers", nargs="+", metavar="NAME=URL")
     args = parser.parse_args(argv)
     try:
-        servers = parse_servers(args.servers, args.weight)
+        app = Balancer(parse_servers(args.servers, args.weight), policy=args.policy,
+                       health_path=args.health_path, health_interval=args.health_interval,
+                       journal=Journal(args.journal))
     except ValueError as err:
         parser.error(str(err))
-    app = Balancer(servers, policy=args.policy, health_path=args.health_path,
-                   health_interval=args.health_interval, journal=Journal(args.journal))
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)

@@ -135,7 +135,7 @@ def test_traceparent_is_propagated_with_one_span_per_request(start_balancer: Sta
     with echo_server(seen) as upstream:
         url = start_balancer(f"echo={upstream}")
         incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-        assert httpx.get(f"{url}/x", headers={"traceparent": incoming}).status_code == 200
+        assert httpx.get(f"{url}/x/42", headers={"traceparent": incoming}).status_code == 200
         assert httpx.get(f"{url}/y", headers={"traceparent": "garbage"}).status_code == 200
     version, trace_id, span_id, flags = seen[0].split("-")
     assert (version, trace_id, flags) == ("00", "4bf92f3577b34da6a3ce929d0e0e4736", "01")
@@ -143,10 +143,12 @@ def test_traceparent_is_propagated_with_one_span_per_request(start_balancer: Sta
     fresh = seen[1].split("-")
     assert len(fresh[1]) == 32 and fresh[1] != trace_id  # a malformed header starts a new trace
     assert httpx.get(f"{url}/_trimtab/traces").status_code == 401
-    spans = httpx.get(f"{url}/_trimtab/traces", headers=READ).json()
-    assert [(s["traceId"], s["id"], s.get("parentId")) for s in spans] == [
-        (trace_id, span_id, "00f067aa0ba902b7"), (fresh[1], fresh[2], None)]
-    assert spans[0]["tags"]["trimtab.upstream"] == "echo"
+    assert httpx.get(f"{url}/_trimtab/traces?limit=0", headers=READ).status_code == 400
+    traces = httpx.get(f"{url}/_trimtab/traces", headers=READ).json()["traces"]
+    assert [(t["trace_id"], t["span_id"], t["parent_id"], t["route"]) for t in traces] == [
+        (trace_id, span_id, "00f067aa0ba902b7", "/x/{id}"), (fresh[1], fresh[2], None, "/y")]
+    assert traces[0]["instance"] == "balancer" and traces[0]["status"] == 200
+    assert traces[0]["children"][0]["tags"]["server"] == "echo"
 
 
 class echo_server:  # noqa: N801 - used as a context manager like a function
