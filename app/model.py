@@ -42,6 +42,8 @@ class TargetHealth:
     duration: float = 0.0
     error: str = "not scraped yet"
     samples: int = 0
+    ok_scrapes: int = 0
+    failed_scrapes: int = 0
 
 
 @dataclass
@@ -92,6 +94,10 @@ class FleetModel:
             h.up, h.last_scrape, h.duration = result.up, result.timestamp, result.duration
             h.error = result.error
             h.samples = len(result.exposition.samples) if result.exposition else 0
+            if result.up:
+                h.ok_scrapes += 1
+            else:
+                h.failed_scrapes += 1
             if counters is not None:
                 hist = self._history.setdefault(result.target.name, deque(maxlen=600))
                 hist.append((result.timestamp, counters))

@@ -115,7 +115,8 @@ class RoutesPage(QWidget):
         self.errors.set_series(_percent({"5xx %": err[self.selected]} if err else {}))
 
 
-FLEET_HEADERS = ("target", "kind", "state", "last scrape", "scrape duration", "samples", "error")
+FLEET_HEADERS = ("target", "kind", "state", "last scrape", "scrape duration", "samples",
+                 "failed scrapes", "error")
 
 
 class FleetPage(QWidget):
@@ -142,6 +143,7 @@ class FleetPage(QWidget):
                 (h.name, h.name), (h.kind, h.kind), ("up" if h.up else "DOWN", int(h.up)),
                 (fmt.ago(now - h.last_scrape), now - h.last_scrape),
                 (fmt.duration(h.duration), h.duration), (str(h.samples), h.samples),
+                (f"{h.failed_scrapes} of {h.ok_scrapes + h.failed_scrapes}", h.failed_scrapes),
                 (h.error or "", h.error or "")]))
         self.table.set_rows(rows, highlight=down)
         self.hint.setVisible(not rows)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from .exposition import Exposition, ParseError, parse
+from .exposition import Exposition, ParseError, TargetParser
 
 ACCEPT = "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1"
 
@@ -52,6 +52,7 @@ class ScrapeEngine:
     _loop: asyncio.AbstractEventLoop | None = None
     _stop: asyncio.Event | None = None
     _ready: threading.Event = field(default_factory=threading.Event)
+    _parsers: dict[str, TargetParser] = field(default_factory=dict)
 
     def start(self) -> ScrapeEngine:
         for t in self.targets:
@@ -107,8 +108,9 @@ class ScrapeEngine:
         started = time.time()
         t0 = time.perf_counter()
         try:
-            body = await asyncio.wait_for(self._fetch(client, target), target.timeout)
-            exposition = parse(body)
+            body, content_type = await asyncio.wait_for(self._fetch(client, target), target.timeout)
+            parser = self._parsers.setdefault(target.name, TargetParser())
+            exposition = parser.parse(body, content_type)
         except (httpx.HTTPError, OSError, asyncio.TimeoutError, ParseError, ValueError) as exc:
             error = str(exc) or type(exc).__name__
             if isinstance(exc, asyncio.TimeoutError):
@@ -116,7 +118,7 @@ class ScrapeEngine:
             return ScrapeResult(target, started, False, time.perf_counter() - t0, error=error)
         return ScrapeResult(target, started, True, time.perf_counter() - t0, exposition)
 
-    async def _fetch(self, client: httpx.AsyncClient, target: ScrapeTarget) -> str:
+    async def _fetch(self, client: httpx.AsyncClient, target: ScrapeTarget) -> tuple[str, str]:
         async with client.stream("GET", target.url) as response:
             if response.status_code != 200:
                 raise ValueError(f"HTTP {response.status_code}")
@@ -126,4 +128,5 @@ class ScrapeEngine:
                 if size > self.max_body_bytes:
                     raise ValueError(f"body larger than {self.max_body_bytes} bytes")
                 chunks.append(chunk)
-        return b"".join(chunks).decode("utf-8")
+            content_type = response.headers.get("content-type", "text/plain")
+        return b"".join(chunks).decode("utf-8"), content_type
