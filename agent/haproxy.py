@@ -274,7 +274,12 @@ class HAProxyAdapter:
         return out
 
     def check_reload(self) -> ReloadReport:
-        """Detect a reload since the last call; re-apply desired state or report drift."""
+        """Detect a reload since the last call; re-apply desired state or report drift.
+
+        Re-applies only after a reload, or on the first call (the agent just started
+        and cannot know what happened while it was away). A change made behind
+        the agent's back on a running HAProxy is reported as drift, never fought.
+        """
         info = self.client.show_info()
         pid = info["Pid"]
         started = time.time() - float(info.get("Uptime_sec", "0"))
@@ -283,7 +288,7 @@ class HAProxyAdapter:
         reloaded = old is not None and (old[0] != pid or abs(old[1] - started) > 5.0)
         self._identity = (pid, started)
         report = ReloadReport(reloaded, old[0] if old else None, pid, drift=self.drift())
-        if report.drift and self.reapply:
+        if report.drift and self.reapply and (reloaded or old is None):
             report.reapplied = self._reapply(report.drift)
             report.drift = self.drift()
         return report

@@ -46,6 +46,7 @@ backend be
 backend bs
   balance static-rr
   server s1 {s1} weight 1
+  server s2 {s2} weight 1
 """
 
 
@@ -219,6 +220,17 @@ def test_reload_reports_drift_when_told_not_to_reapply(haproxy: HAProxy) -> None
     assert [(d.server, d.field, d.desired, d.actual) for d in report.drift] == [
         ("s1", "weight", 5, 1)]
     assert haproxy.client.get_weight("be", "s1") == (1, 1)
+
+
+def test_out_of_band_change_is_drift_not_fought(haproxy: HAProxy) -> None:
+    adapter = HAProxyAdapter(haproxy.client, "be", reapply=True)
+    adapter.set_weight("s1", 3)
+    assert adapter.check_reload().reapplied == []
+    haproxy.client.set_weight("be", "s1", 7)  # someone with socat, no reload
+    report = adapter.check_reload()
+    assert not report.reloaded and report.reapplied == []
+    assert [(d.field, d.desired, d.actual) for d in report.drift] == [("weight", 3, 7)]
+    assert haproxy.client.get_weight("be", "s1") == (7, 1)
 
 
 def test_tcp_runtime_socket(haproxy: HAProxy) -> None:

@@ -127,6 +127,17 @@ def test_haproxy_refusal_is_a_clear_error_and_nothing_is_applied(
     assert entry["result"] == "refused" and entry["detail"].startswith("nothing applied")
 
 
+def test_midway_refusal_rolls_back_what_was_applied(haproxy: HAProxy,  # noqa: F811
+                                                   start_agent: Starter) -> None:
+    url = start_agent("--socket", haproxy.sock, "--backend", "bs")
+    resp = change(url, {"s1": {"state": "drain"}, "s2": {"weight": 3}})
+    assert resp.status_code == 422 and "static LB algorithm" in resp.json()["error"]
+    states = {s.name: (s.weight, s.state) for s in HAProxyAdapter(haproxy.client, "bs").servers()}
+    assert states == {"s1": (1, "ready"), "s2": (1, "ready")}  # s1's drain was undone
+    assert [(e["what"], e["result"]) for e in journal(url)] == [
+        ("servers.s1.state", "refused"), ("servers.s2.weight", "refused")]
+
+
 def test_reload_is_detected_and_the_agent_restores_weights(
         haproxy: HAProxy, start_agent: Starter, tmp_path: Path) -> None:  # noqa: F811
     log = str(tmp_path / "journal.jsonl")
