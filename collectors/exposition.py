@@ -54,12 +54,14 @@ _LABEL = r'([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*' + _QUOTED
 _LABEL_OM = r'([a-zA-Z_][a-zA-Z0-9_]*)=' + _QUOTED
 _LABELS = {TEXT: re.compile(_LABEL), OPENMETRICS: re.compile(_LABEL_OM)}
 _TEXT_LABEL_SET = re.compile(rf"[ \t]*(?:{_LABEL}[ \t]*,[ \t]*)*(?:{_LABEL}[ \t]*,?[ \t]*)?")
-_NONE: frozenset[str] = frozenset()
+# Tuples, not frozensets: a tuple of strings drops out of the cyclic GC's sight, so the
+# caches do not slow down every collection the application's allocations trigger.
+_NONE: tuple[str, ...] = ()
 _tuple_new = tuple.__new__
 _NOT_SAMPLE_START = frozenset(" \t#")
-_Series = tuple[str, Labels, frozenset[str], int]
+_Series = tuple[str, Labels, tuple[str, ...], int]
 _BOUND_SPLITS = (("le", 'le="', ',le="'), ("quantile", 'quantile="', ',quantile="'))
-_BOUND_OK = {"le": frozenset(("le",)), "quantile": frozenset(("quantile",))}
+_BOUND_OK = {"le": ("le",), "quantile": ("quantile",)}
 _UNESCAPE = re.compile(r"\\(.)")
 _LABEL_ESCAPES = {"\\": "\\", "n": "\n", '"': '"'}
 _HELP_ESCAPES = {TEXT: {"\\": "\\", "n": "\n"}, OPENMETRICS: _LABEL_ESCAPES}
@@ -490,40 +492,34 @@ class _Full:
         The id is the same for every spelling of one series (label order,
         blanks), so duplicates are found by comparing small integers.
         """
-        name, labels, numeric = self.parse_series(name, block)
-        sid = self.ids.setdefault((name, labels), len(self.ids))
-        return name, labels, numeric, sid
+        labels, numeric = self.label_set(block) if block else ((), _NONE)
+        return name, labels, numeric, self.ids.setdefault((name, labels), len(self.ids))
 
-    def parse_series(self, name: str, block: str | None) -> tuple[str, Labels, frozenset[str]]:
+    def label_set(self, block: str) -> tuple[Labels, tuple[str, ...]]:
         """A histogram's buckets share every label but ``le`` (a summary's but ``quantile``):
-        the rest of the label set is parsed once per group."""
-        if not block:
-            return name, (), _NONE
-        bound = _split_bound(block)
-        if bound is None:
-            labels = self.block_labels(block)[1]
-            return name, labels, _numeric(labels) if ('le="' in block or 'quantile="' in block) else _NONE
-        pair, rest = bound
-        names, rest_labels = self.block_labels(rest)
+        the rest of the label set, like the text of ``_count`` and ``_sum``, is parsed once."""
+        bounded = 'le="' in block or 'quantile="' in block
+        split = _split_bound(block) if bounded else None
+        if split is None:
+            labels = (self.bases.get(block) or self.new_base(block))[1]
+            return labels, _numeric(labels) if bounded else _NONE
+        pair, rest = split
+        names, rest_labels = self.bases.get(rest) or self.new_base(rest)
         if pair[0] in names:
             self.fail(f"label {pair[0]!r} appears twice in one label set")
         i = bisect_left(names, pair[0])
         labels = (*rest_labels[:i], pair, *rest_labels[i:])
         if "le" in names or "quantile" in names:
-            return name, labels, _numeric(labels)
+            return labels, _numeric(labels)
         try:
             numeric = self.floats[pair[1]] == self.floats[pair[1]]  # a valid number, and not NaN
         except ValueError:
             numeric = False
-        return name, labels, _BOUND_OK[pair[0]] if numeric else _NONE
+        return labels, _BOUND_OK[pair[0]] if numeric else _NONE
 
-    def block_labels(self, block: str) -> tuple[list[str], Labels]:
-        """Label names and labels of a label set's text, cached: ``_count``, ``_sum`` and
-        ``_created`` lines repeat the text their buckets have besides ``le``."""
-        hit = self.bases.get(block)
-        if hit is None:
-            labels = self.labels_of(block)
-            hit = self.bases[block] = ([n for n, _ in labels], labels)
+    def new_base(self, block: str) -> tuple[list[str], Labels]:
+        labels = self.labels_of(block)
+        hit = self.bases[block] = ([n for n, _ in labels], labels)
         return hit
 
     def labels_of(self, block: str) -> Labels:
@@ -574,8 +570,8 @@ def _is_number(text: str) -> bool:
     return _VALUE.fullmatch(text) is not None and text[-1] not in "nN"  # NaN is no bucket bound
 
 
-def _numeric(labels: Labels) -> frozenset[str]:
-    return frozenset(n for n, v in labels if n in _BOUND_OK and _is_number(v))
+def _numeric(labels: Labels) -> tuple[str, ...]:
+    return tuple(n for n, v in labels if n in _BOUND_OK and _is_number(v))
 
 
 def _split_bound(block: str) -> tuple[tuple[str, str], str] | None:
