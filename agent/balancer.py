@@ -187,7 +187,8 @@ class Balancer:
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in HOP_HEADERS]
         headers.append((b"traceparent", span.traceparent.encode()))
         query = scope["query_string"]
-        target = (scope.get("raw_path") or scope["path"].encode()) + (b"?" + query if query else b"")
+        target = scope.get("raw_path") or scope["path"].encode()
+        target += b"?" + query if query else b""
         server.requests += 1
         server.in_flight += 1
         start, wall = time.perf_counter(), time.time()

@@ -345,7 +345,8 @@ class HAProxyBackend:
         report = await self._call(self.adapter.check_reload)
         self.last_report = report
         self.reloads += report.reloaded
-        why = f"haproxy reloaded (pid {report.old_pid} -> {report.new_pid}); restoring desired state"
+        why = (f"haproxy reloaded (pid {report.old_pid} -> {report.new_pid}); "
+               "restoring desired state")
         return [{"who": "trimtab-agent", "what": f"servers.{d.server}.{d.field}",
                  "old": d.actual, "new": d.desired, "reason": why, "result": "accepted"}
                 for d in report.reapplied]

@@ -63,8 +63,8 @@ def metric(url: str, name: str, **labels: str) -> float:
     raise LookupError(f"{name}{labels} not exported")
 
 
-def test_three_to_one_split_and_per_server_metrics(start_balancer: Starter,
-                                                   backends: dict[str, str]) -> None:  # noqa: F811
+def test_three_to_one_split_and_per_server_metrics(
+        start_balancer: Starter, backends: dict[str, str]) -> None:  # noqa: F811
     url = start_balancer(*(f"{k}={v}" for k, v in backends.items()))
     assert control(url, {"s1": {"weight": 3}}).status_code == 200
     counts = send(url, 2000)
@@ -83,8 +83,8 @@ def test_three_to_one_split_and_per_server_metrics(start_balancer: Starter,
     assert share["s1"][0] == 0.75 and 0.70 <= share["s1"][1] <= 0.80
 
 
-def test_drain_stops_new_traffic_and_ready_brings_it_back(start_balancer: Starter,
-                                                          backends: dict[str, str]) -> None:  # noqa: F811
+def test_drain_stops_new_traffic_and_ready_brings_it_back(
+        start_balancer: Starter, backends: dict[str, str]) -> None:  # noqa: F811
     url = start_balancer(*(f"{k}={v}" for k, v in backends.items()))
     assert control(url, {"s2": {"state": "drain"}}).status_code == 200
     assert send(url, 100) == {"s1": 100}
@@ -94,8 +94,8 @@ def test_drain_stops_new_traffic_and_ready_brings_it_back(start_balancer: Starte
     assert send(url, 20) == {"s2": 20}
 
 
-def test_health_checks_take_a_dead_server_out_and_back(start_balancer: Starter,
-                                                       backends: dict[str, str]) -> None:  # noqa: F811
+def test_health_checks_take_a_dead_server_out_and_back(
+        start_balancer: Starter, backends: dict[str, str]) -> None:  # noqa: F811
     port = free_port()
     extra = [spawn(["instance", "--name", "s3", "--port", str(port), "--slowness", "0"])]
     try:
@@ -114,16 +114,16 @@ def test_health_checks_take_a_dead_server_out_and_back(start_balancer: Starter,
         stop_all(extra)
 
 
-def test_dead_upstream_without_checks_counts_errors(start_balancer: Starter,
-                                                   backends: dict[str, str]) -> None:  # noqa: F811
+def test_dead_upstream_without_checks_counts_errors(
+        start_balancer: Starter, backends: dict[str, str]) -> None:  # noqa: F811
     url = start_balancer(f"s1={backends['s1']}", f"dead=http://127.0.0.1:{free_port()}")
     statuses = [httpx.get(f"{url}/search?q=x").status_code for _ in range(10)]
     assert sorted(statuses) == [200] * 5 + [502] * 5
     assert metric(url, "trimtab_balancer_errors_total", server="dead") == 5
 
 
-def test_iphash_keeps_one_client_on_one_server(start_balancer: Starter,
-                                               backends: dict[str, str]) -> None:  # noqa: F811
+def test_iphash_keeps_one_client_on_one_server(
+        start_balancer: Starter, backends: dict[str, str]) -> None:  # noqa: F811
     url = start_balancer("--policy", "iphash", *(f"{k}={v}" for k, v in backends.items()))
     counts = send(url, 60)
     assert len(counts) == 1 and sum(counts.values()) == 60

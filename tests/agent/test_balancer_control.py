@@ -131,7 +131,8 @@ def test_malformed_body_and_versions(balancer: Balancer, client: httpx.AsyncClie
     assert ok.status_code == 200 and ok.headers["etag"] != tag
     again = run(client.patch(API, json=body, headers={**WRITE, "if-match": tag}))
     assert again.status_code == 412  # the version moved with the change
-    results = [e["result"] for e in run(client.get(f"{API}/journal", headers=READ)).json()["entries"]]
+    entries = run(client.get(f"{API}/journal", headers=READ)).json()["entries"]
+    results = [e["result"] for e in entries]
     assert results == ["refused"] * 4 + ["accepted", "refused"]
 
 

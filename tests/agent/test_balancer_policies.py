@@ -17,6 +17,11 @@ from trimtab.agent.lb_policies import (
 )
 
 
+def name(server: Server | None) -> str:
+    assert server is not None
+    return server.name
+
+
 def servers(**weights: int) -> list[Server]:
     return [Server(name, f"http://{name}", weight=w) for name, w in weights.items()]
 
@@ -24,9 +29,9 @@ def servers(**weights: int) -> list[Server]:
 def test_swrr_matches_nginx_sequence_and_exact_split() -> None:
     pool = servers(a=5, b=1, c=1)
     policy = SmoothWeightedRoundRobin()
-    assert [policy.pick(pool).name for _ in range(7)] == list("aabacaa")  # type: ignore[union-attr]
+    assert [name(policy.pick(pool)) for _ in range(7)] == list("aabacaa")
     pool = servers(s1=3, s2=1)
-    counts = collections.Counter(policy.pick(pool).name for _ in range(2000))  # type: ignore[union-attr]
+    counts = collections.Counter(name(policy.pick(pool)) for _ in range(2000))
     assert counts == {"s1": 1500, "s2": 500}
 
 
@@ -35,26 +40,26 @@ def test_weight_and_state_changes_apply_from_the_next_pick() -> None:
     policy = SmoothWeightedRoundRobin()
     policy.pick(pool)
     pool[1].state = "drain"
-    assert {policy.pick(pool).name for _ in range(10)} == {"s1"}  # type: ignore[union-attr]
+    assert {name(policy.pick(pool)) for _ in range(10)} == {"s1"}
     pool[1].state = "ready"
     pool[0].weight = 0
-    assert {policy.pick(pool).name for _ in range(10)} == {"s2"}  # type: ignore[union-attr]
+    assert {name(policy.pick(pool)) for _ in range(10)} == {"s2"}
     pool[1].healthy = False
     assert policy.pick(pool) is None
     pool[0].weight, pool[1].state, pool[1].healthy = 1, "maint", True
-    assert policy.pick(pool).name == "s1"  # type: ignore[union-attr]
+    assert name(policy.pick(pool)) == "s1"
 
 
 def test_leastconn_prefers_fewest_in_flight_per_weight_and_rotates_ties() -> None:
     pool = servers(s1=1, s2=2, s3=1)
     policy = LeastConnections()
     pool[0].in_flight, pool[1].in_flight, pool[2].in_flight = 3, 4, 5
-    assert policy.pick(pool).name == "s2"  # type: ignore[union-attr]  # 4/2 < 3/1
+    assert name(policy.pick(pool)) == "s2"  # 4/2 < 3/1
     pool[1].in_flight = 6  # 6/2 == 3/1: a tie between s1 and s2, shared 1:2 by weight
-    ties = collections.Counter(policy.pick(pool).name for _ in range(30))  # type: ignore[union-attr]
+    ties = collections.Counter(name(policy.pick(pool)) for _ in range(30))
     assert ties == {"s1": 10, "s2": 20}
     pool[0].state = "drain"
-    assert policy.pick(pool).name == "s2"  # type: ignore[union-attr]
+    assert name(policy.pick(pool)) == "s2"
 
 
 def clients(n: int) -> list[str]:
@@ -64,8 +69,8 @@ def clients(n: int) -> list[str]:
 def test_iphash_is_sticky_and_spreads_by_weight() -> None:
     pool = servers(s1=3, s2=1)
     policy = ConsistentHash()
-    first = {ip: policy.pick(pool, ip).name for ip in clients(8000)}  # type: ignore[union-attr]
-    again = {ip: policy.pick(pool, ip).name for ip in clients(8000)}  # type: ignore[union-attr]
+    first = {ip: name(policy.pick(pool, ip)) for ip in clients(8000)}
+    again = {ip: name(policy.pick(pool, ip)) for ip in clients(8000)}
     assert first == again
     share = collections.Counter(first.values())["s1"] / 8000
     assert 0.70 <= share <= 0.80
@@ -75,13 +80,13 @@ def test_iphash_is_stable_across_weight_changes_and_failures() -> None:
     pool = servers(s1=2, s2=2, s3=2)
     policy = ConsistentHash()
     ips = clients(5000)
-    before = {ip: policy.pick(pool, ip).name for ip in ips}  # type: ignore[union-attr]
+    before = {ip: name(policy.pick(pool, ip)) for ip in ips}
     pool[2].weight = 4
-    after = {ip: policy.pick(pool, ip).name for ip in ips}  # type: ignore[union-attr]
+    after = {ip: name(policy.pick(pool, ip)) for ip in ips}
     moved = [ip for ip in ips if before[ip] != after[ip]]
     assert moved and all(after[ip] == "s3" for ip in moved)  # only towards the heavier server
     pool[0].state = "drain"
-    drained = {ip: policy.pick(pool, ip).name for ip in ips}  # type: ignore[union-attr]
+    drained = {ip: name(policy.pick(pool, ip)) for ip in ips}
     assert all(drained[ip] == after[ip] for ip in ips if after[ip] != "s1")
     assert "s1" not in drained.values()
 

@@ -58,8 +58,9 @@ class HAProxy:
         self.tcp = free_port()
         self.port = free_port()
         self.cfg = workdir / "haproxy.cfg"
+        addresses = {k: v.removeprefix("http://") for k, v in backends.items()}
         self.cfg.write_text(CONFIG.format(sock=self.sock, tcp=self.tcp, port=self.port,
-                                          **{k: v.removeprefix("http://") for k, v in backends.items()}))
+                                          **addresses))
         self.log = open(workdir / "haproxy.log", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen([binary, "-W", "-db", "-f", str(self.cfg)],
                                      stdout=self.log, stderr=subprocess.STDOUT)
