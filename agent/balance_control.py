@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 from urllib.parse import parse_qs
 
 from .auth import READ, WRITE, AuthError, Principal, TokenAuth
@@ -254,7 +254,6 @@ class ControlApp:
                 or not entry.what.startswith("servers.")):
             self._refuse(who, "revert", None, entry_id, reason, 422, "id",
                          "must be the id of an accepted change of this balancer")
-        assert entry is not None
         _, server, field = entry.what.split(".", 2)
         async with self._lock:
             servers = await self._servers_or_journal(who, {server: {field: entry.old}}, reason)
@@ -306,7 +305,7 @@ class ControlApp:
             body = None
         if not isinstance(body, dict):
             self._refuse(who, "request", None, None, "", 400, "body", "must be a JSON object")
-        return body  # type: ignore[return-value]
+        return body
 
     def _reason_force(self, body: dict[str, Any], who: Principal) -> tuple[str, bool]:
         reason, force = body.get("reason", ""), body.get("force", False)
@@ -356,7 +355,7 @@ class ControlApp:
         return items
 
     def _refuse(self, who: Principal, what: str, old: Any, new: Any, reason: str,
-                status: int, field: str, message: str) -> None:
+                status: int, field: str, message: str) -> NoReturn:
         """Journal a refused change, then raise the HTTP error for it."""
         self.journal.record(who=who.name, target=self.backend.target, what=what,
                             old=_jsonable(old), new=_jsonable(new), reason=reason,

@@ -60,10 +60,10 @@ class BalancerCollector(Collector):
     def __init__(self, balancer: Balancer) -> None:
         self._b = balancer
 
-    def collect(self) -> Iterator:
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         servers = self._b.servers
         share = expected_share([s.status() for s in servers])
-        fams = {
+        fams: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
             "requests": CounterMetricFamily("trimtab_balancer_requests",
                                             "Requests sent to each server.", labels=["server"]),
             "errors": CounterMetricFamily("trimtab_balancer_errors",
@@ -289,7 +289,7 @@ async def _read_body(receive: Any) -> bytes:
     body = b""
     while True:
         message = await receive()
-        body += message.get("body", b"")
+        body += bytes(message.get("body", b""))
         if not message.get("more_body"):
             return body
 
