@@ -118,6 +118,10 @@ class MemoryStore:
 
     async def invalidate_prefix(self, prefix: str) -> int:
         """Drop every key starting with ``prefix``; returns how many."""
+        return self.drop_prefix(prefix)
+
+    def drop_prefix(self, prefix: str) -> int:
+        """Synchronous :meth:`invalidate_prefix` (replaying another worker's purge)."""
         with self._lock:
             doomed = [k for k in self._items if k.startswith(prefix)]
             for key in doomed:

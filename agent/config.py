@@ -30,12 +30,14 @@ import math
 import multiprocessing
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 MAX_TTL = 86400.0
+PURGES = "_purges"  # hidden part of the file: cache purges every worker must replay
+MAX_PURGES = 100
 ROUTE_FIELDS = {"ttl", "allow_auth"}
 CACHE_FIELDS = {"enabled"}
 
@@ -66,9 +68,14 @@ class Settings:
     allow_auth: frozenset[str]
 
 
+def public(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document as clients see it: without hidden (``_``-prefixed) parts."""
+    return {k: v for k, v in doc.items() if not k.startswith("_")}
+
+
 def etag_of(doc: dict[str, Any]) -> str:
     """Strong ETag: version plus a content hash, so a reset file never reuses an old tag."""
-    digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(json.dumps(public(doc), sort_keys=True).encode()).hexdigest()[:16]
     return f'"{doc["version"]}-{digest}"'
 
 
@@ -129,6 +136,9 @@ class ConfigStore:
         self.path = Path(path) if path is not None else None
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
+        self._purge_seq = 0
+        # Called with a key prefix when another worker invalidated the cache (file mode).
+        self.on_purge: Callable[[str], object] | None = None
         self._doc: dict[str, Any] = {"version": 1, "instance": instance,
                      "cache": {"enabled": True, "store": store_kind},
                      "routes": {r: {"ttl": float(ttls.get(r, 0.0)), "allow_auth": False}
@@ -168,7 +178,7 @@ class ConfigStore:
     def document(self) -> tuple[dict[str, Any], str]:
         """A copy of the document and its ETag."""
         self.settings()
-        doc = json.loads(json.dumps(self._doc))
+        doc = json.loads(json.dumps(public(self._doc)))
         return doc, etag_of(doc)
 
     def apply(self, patch: dict[str, Any], if_match: str | None
@@ -192,7 +202,36 @@ class ConfigStore:
                 _merge(doc, new)
                 doc["version"] += 1
                 self._write(doc)
-            return old, new, json.loads(json.dumps(self._doc)), etag_of(self._doc)
+            return old, new, json.loads(json.dumps(public(self._doc))), etag_of(self._doc)
+
+    def record_purge(self, prefix: str) -> None:
+        """Tell the other workers (file mode) to drop cache keys starting with ``prefix``.
+
+        The caller has already purged its own store; the purge travels in a hidden
+        part of the shared file that neither the document nor its ETag include.
+        """
+        if self.path is None:
+            return
+        with self._lock, _Flock(self.path):
+            self._load()
+            doc = json.loads(json.dumps(self._doc))
+            purges = doc.get(PURGES) or {"seq": 0, "recent": []}
+            seq = purges["seq"] + 1
+            doc[PURGES] = {"seq": seq, "recent": [*purges["recent"], [seq, prefix]][-MAX_PURGES:]}
+            self._write(doc)
+            self._purge_seq = seq
+
+    def _replay_purges(self, doc: dict[str, Any]) -> None:
+        purges = doc.get(PURGES) or {"seq": 0, "recent": []}
+        if purges["seq"] <= self._purge_seq:
+            return
+        if self.on_purge is not None:
+            recent = [(s, p) for s, p in purges["recent"] if s > self._purge_seq]
+            if len(recent) < purges["seq"] - self._purge_seq:
+                self.on_purge("")  # missed more than the file keeps: drop everything
+            for _, prefix in recent:
+                self.on_purge(prefix)
+        self._purge_seq = purges["seq"]
 
     def values_at(self, fields: dict[str, Any]) -> dict[str, Any]:
         """The current values of the fields named in a patch-shaped dict."""
@@ -229,6 +268,7 @@ class ConfigStore:
         # Routes the app no longer has are dropped; new ones start uncached.
         routes = {r: doc["routes"].get(r, self._doc["routes"].get(r)) for r in self.known_routes}
         doc["routes"] = routes
+        self._replay_purges(doc)
         self._doc, self._settings = doc, _settings_of(doc)
         self._stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
 

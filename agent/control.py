@@ -106,6 +106,7 @@ class ControlAPI:
                  max_body: int = 64 * 1024) -> None:
         self.config, self.journal, self.auth, self.max_body = config, journal, auth, max_body
         self.unauthenticated = 0
+        self.health_extra: Callable[[], dict[str, Any]] | None = None
         self._routes: dict[tuple[str, str], tuple[str, Handler]] = {}
         self.add("GET", "health", READ, self._health)
         self.add("GET", "config", READ, self._get_config)
@@ -159,7 +160,8 @@ class ControlAPI:
         return Reply(200, {"status": "ok", "instance": self.config.instance, "pid": os.getpid(),
                            "config_version": settings.version,
                            "config_shared": self.config.path is not None,
-                           "journal": "file" if self.journal.path else "memory"})
+                           "journal": "file" if self.journal.path else "memory",
+                           **(self.health_extra() if self.health_extra else {})})
 
     async def _get_config(self, req: Request) -> Reply:
         doc, etag = self.config.document()
@@ -244,6 +246,7 @@ def _int_param(query: dict[str, str], name: str, default: int | None) -> int | N
 async def _send_json(send: Send, reply: Reply) -> None:
     body = b"" if reply.body is None else json.dumps(reply.body).encode()
     headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store"),
+               (b"x-trimtab-api", b"1"),
                (b"content-length", str(len(body)).encode()), *reply.headers]
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

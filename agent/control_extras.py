@@ -15,6 +15,7 @@ import math
 from typing import Any
 
 from .auth import READ, WRITE
+from .cache import route_prefix
 from .control import ApiError, ControlAPI, Reply, Request
 from .journal import ACCEPTED, REFUSED
 from .response_cache import ResponseCache
@@ -71,6 +72,8 @@ class _Extras:
             dropped = await self.cache.invalidate(route=route, prefix=prefix)
             if dropped < 0:
                 raise ApiError(503, "store_unavailable", "cache store unreachable; nothing dropped")
+            # Other workers' in-memory stores replay it (no-op without a shared state dir).
+            api.config.record_purge(route_prefix(route) if route is not None else str(prefix))
         except ApiError as err:
             api.journal.record(who=req.who.name, target=api.config.instance,
                                what="cache.invalidate", old=None, new=body,

@@ -105,6 +105,11 @@ class TrimtabMiddleware:
         self.cache = ResponseCache(self.store, self.metrics, timeout=cache_timeout)
         self.control = ControlAPI(self.config, self.journal, self.auth, max_body)
         add_extra_endpoints(self.control, self.tracer, self.whatif, self.cache)
+        if isinstance(self.store, MemoryStore):
+            # Per-process store: replay purges other workers recorded in the shared file.
+            memory = self.store
+            self.config.on_purge = memory.drop_prefix
+            self.control.health_extra = lambda: {"cache_entries": len(memory)}
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(RouteMetricsCollector(
             self.metrics, instance, gauges=self._gauges, counters=self._counters))

@@ -33,7 +33,6 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 MAX_CHILDREN = 64
@@ -44,15 +43,15 @@ _rand = random.Random()
 os.register_at_fork(after_in_child=_rand.seed)
 
 
-@dataclass
 class RequestSpan:
-    """The span of one request while it runs; children are appended by :meth:`Tracer.span`."""
+    """The span of one request while it runs; children are appended by :func:`span`."""
 
-    trace_id: str
-    span_id: str
-    parent_id: str | None
-    start: float
-    children: list[dict[str, Any]] = field(default_factory=list)
+    __slots__ = ("trace_id", "span_id", "parent_id", "start", "children")
+
+    def __init__(self, trace_id: str, span_id: str, parent_id: str | None, start: float) -> None:
+        self.trace_id, self.span_id, self.parent_id = trace_id, span_id, parent_id
+        self.start = start
+        self.children: list[tuple[Any, ...]] = []
 
     @property
     def traceparent(self) -> str:
@@ -62,9 +61,10 @@ class RequestSpan:
     def child(self, name: str, start: float, seconds: float, **tags: Any) -> None:
         """Record a finished child span (dropped beyond ``MAX_CHILDREN``)."""
         if len(self.children) < MAX_CHILDREN:
-            self.children.append({"span_id": f"{_rand.getrandbits(64):016x}", "name": name,
-                                  "start": start, "duration_ms": seconds * 1000.0,
-                                  "tags": {k: str(v) for k, v in tags.items()}})
+            # Tuples of atomics only: the GC stops tracking them, so a full ring
+            # buffer does not make every collection slower.
+            self.children.append((f"{_rand.getrandbits(64):016x}", name, start,
+                                  seconds * 1000.0, tuple((k, str(v)) for k, v in tags.items())))
 
 
 _current: contextvars.ContextVar[RequestSpan | None] = contextvars.ContextVar(
@@ -110,7 +110,7 @@ class Tracer:
 
     def __init__(self, instance: str, capacity: int = 2048) -> None:
         self.instance = instance
-        self._ring: deque[dict[str, Any]] = deque(maxlen=capacity)
+        self._ring: deque[tuple[Any, ...]] = deque(maxlen=capacity)
         self._cursor = 0
         self._lock = threading.Lock()
 
@@ -126,15 +126,11 @@ class Tracer:
             status: int, cache: str, seconds: float) -> None:
         """Finish the request span and store it in the ring buffer."""
         _current.reset(token)
-        record = {"trace_id": span.trace_id, "span_id": span.span_id,
-                  "parent_id": span.parent_id, "name": f"{method} {route}", "route": route,
-                  "method": method, "status": status, "instance": self.instance, "cache": cache,
-                  "start": span.start, "duration_ms": seconds * 1000.0,
-                  "children": span.children}
         with self._lock:
             self._cursor += 1
-            record["cursor"] = self._cursor
-            self._ring.append(record)
+            self._ring.append((self._cursor, span.trace_id, span.span_id, span.parent_id, route,
+                               method, status, cache, span.start, seconds * 1000.0,
+                               tuple(span.children)))
 
     def span(self, name: str, **tags: Any) -> Any:
         """Same as the module-level :func:`span`."""
@@ -150,17 +146,24 @@ class Tracer:
         """
         with self._lock:
             records = list(self._ring)
-        oldest = records[0]["cursor"] if records else self._cursor + 1
+            newest = self._cursor
+        oldest = records[0][0] if records else newest + 1
         dropped = max(0, oldest - since - 1)
         out: list[dict[str, Any]] = []
-        nxt = max(since, self._cursor) if not records else max(since, records[-1]["cursor"])
+        nxt = max(since, newest)
         for record in records:
-            if record["cursor"] <= since:
+            if record[0] <= since or record[9] < min_ms or (route is not None
+                                                            and record[4] != route):
                 continue
-            if record["duration_ms"] < min_ms or (route is not None and record["route"] != route):
-                continue
-            out.append(record)
+            out.append(self._as_dict(record))
             if len(out) >= limit:
-                nxt = record["cursor"]
+                nxt = record[0]
                 break
         return {"traces": out, "next": nxt, "dropped": dropped}
+
+    def _as_dict(self, r: tuple[Any, ...]) -> dict[str, Any]:
+        return {"cursor": r[0], "trace_id": r[1], "span_id": r[2], "parent_id": r[3],
+                "name": f"{r[5]} {r[4]}", "route": r[4], "method": r[5], "status": r[6],
+                "instance": self.instance, "cache": r[7], "start": r[8], "duration_ms": r[9],
+                "children": [{"span_id": c[0], "name": c[1], "start": c[2], "duration_ms": c[3],
+                              "tags": dict(c[4])} for c in r[10]]}

@@ -259,3 +259,25 @@ def test_unauthenticated_attempts_are_counted_in_metrics(app: TrimtabMiddleware)
         return (await c.get("/metrics")).text
 
     assert "trimtab_control_unauthenticated_total 1.0" in run(app, body)
+
+
+def test_purges_replay_in_other_workers_and_stay_out_of_the_etag(tmp_path: Path) -> None:
+    from trimtab.agent.config import MAX_PURGES, ConfigStore
+
+    path = tmp_path / "config.json"
+    one = ConfigStore("api", {"/a": 5.0}, ["/a"], path)
+    two = ConfigStore("api", {"/a": 5.0}, ["/a"], path)
+    seen: list[str] = []
+    two.on_purge = seen.append
+    etag = one.document()[1]
+    one.record_purge("/a\x1f")
+    one.record_purge("/b")
+    two.settings()
+    assert seen == ["/a\x1f", "/b"]
+    assert one.document()[1] == two.document()[1] == etag  # purges are not config changes
+    assert "_purges" not in two.document()[0]
+    seen.clear()
+    for i in range(MAX_PURGES + 5):
+        one.record_purge(f"/p{i}")
+    two.settings()
+    assert seen[0] == "" and len(seen) == MAX_PURGES + 1  # missed some: everything dropped

@@ -7,8 +7,9 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -107,3 +108,30 @@ def test_workers_without_shared_state_refuse_with_a_clear_message(tmp_path: Path
             httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1.0)
     finally:
         _stop_group(proc)
+
+
+def _health_until(url: str, done: Callable[[dict[int, dict[str, Any]]], bool],
+                  touch: str | None = None, deadline_s: float = 30.0) -> dict[int, dict[str, Any]]:
+    """Poll health per worker (fresh connections), optionally requesting ``touch`` in between."""
+    seen: dict[int, dict[str, Any]] = {}
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline and not done(seen):
+        if touch:  # anonymous: a request with Authorization would bypass the cache
+            httpx.get(f"{url}{touch}", timeout=5.0)
+        with httpx.Client(headers=W, timeout=5.0) as client:
+            body = client.get(f"{url}/_trimtab/health").json()
+        seen[body["pid"]] = body
+    return seen
+
+
+def test_cache_invalidation_reaches_every_workers_memory_store(workers: str) -> None:
+    def both(pred: Callable[[dict[str, Any]], bool]) -> Callable[[dict[int, Any]], bool]:
+        return lambda seen: len(seen) >= 2 and all(pred(h) for h in seen.values())
+
+    warm = _health_until(workers, both(lambda h: h["cache_entries"] >= 1), touch="/products/1")
+    assert len(warm) == 2 and all(h["cache_entries"] >= 1 for h in warm.values()), ("warm", warm)
+    with httpx.Client(headers=W, timeout=5.0) as client:
+        r = client.post(f"{workers}/_trimtab/cache/invalidate", json={"route": "/products/{id}"})
+        assert r.status_code == 200, r.text
+    cold = _health_until(workers, both(lambda h: h["cache_entries"] == 0))
+    assert len(cold) == 2 and all(h["cache_entries"] == 0 for h in cold.values()), ("cold", cold)
