@@ -109,10 +109,19 @@ def desired_from_journal(journal: Journal, target: str) -> dict[str, dict[str, A
     for entry in journal.list():
         if entry.target != target or entry.result != ACCEPTED:
             continue
-        _, server, field = (entry.what.split(".", 2) + ["", ""])[:3]
-        if entry.what.startswith("servers.") and field in FIELDS:
-            out.setdefault(server, {})[field] = entry.new
+        parsed = split_what(entry.what)
+        if parsed is not None:
+            out.setdefault(parsed[0], {})[parsed[1]] = entry.new
     return out
+
+
+def split_what(what: str) -> tuple[str, str] | None:
+    """``servers.<name>.<field>`` → (name, field); names may contain dots."""
+    head, _, rest = what.partition(".")
+    server, _, field = rest.rpartition(".")
+    if head != "servers" or not server or field not in FIELDS:
+        return None
+    return server, field
 
 
 class ShareWindow:
@@ -250,11 +259,12 @@ class ControlApp:
         entry_id = body.get("id")
         entry = (self.journal.get(entry_id)
                  if isinstance(entry_id, int) and not isinstance(entry_id, bool) else None)
-        if (entry is None or entry.target != self.backend.target or entry.result != ACCEPTED
-                or not entry.what.startswith("servers.")):
+        parsed = split_what(entry.what) if entry is not None else None
+        if (entry is None or parsed is None or entry.target != self.backend.target
+                or entry.result != ACCEPTED):
             self._refuse(who, "revert", None, entry_id, reason, 422, "id",
                          "must be the id of an accepted change of this balancer")
-        _, server, field = entry.what.split(".", 2)
+        server, field = parsed
         async with self._lock:
             servers = await self._servers_or_journal(who, {server: {field: entry.old}}, reason)
             self._check_version(scope, servers, who, reason)

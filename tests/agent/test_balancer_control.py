@@ -15,6 +15,7 @@ import pytest
 
 from tests.agent.test_haproxy import backends  # noqa: F401 - module-scoped fixture
 from trimtab.agent.auth import TokenAuth
+from trimtab.agent.balance_control import desired_from_journal
 from trimtab.agent.balancer import Balancer
 from trimtab.agent.journal import Journal
 from trimtab.agent.lb_policies import Server
@@ -182,3 +183,22 @@ def test_expected_and_observed_share(balancer: Balancer, client: httpx.AsyncClie
     doc = run(client.get(API, params={"window": "5"}, headers=READ)).json()
     assert [s["expected_share"] for s in doc["servers"]] == [1.0, 0.0]
     assert doc["window_seconds"] == 5.0
+
+
+def test_dotted_server_names_survive_journal_and_revert(run: Any) -> None:
+    auth = TokenAuth.from_spec("admin:write:w-secret-1,viewer:read:r-secret-1")
+    journal = Journal(None)
+    lb = Balancer([Server("web.1", "http://127.0.0.1:9"), Server("web.2", "http://127.0.0.1:9")],
+                  auth=auth, journal=journal)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=lb),  # type: ignore[arg-type]
+                               base_url="http://lb")
+    try:
+        changed = run(patch(client, {"servers": {"web.1": {"weight": 5}}}))
+        entry_id = changed.json()["applied"][0]["id"]
+        assert desired_from_journal(journal, "balancer") == {"web.1": {"weight": 5}}
+        revert = run(patch(client, {"id": entry_id, "reason": "undo"}, path=f"{API}/revert"))
+        assert revert.status_code == 200, revert.text
+        assert [s.weight for s in lb.servers] == [1, 1]
+    finally:
+        run(client.aclose())
+        run(lb.aclose())
