@@ -9,7 +9,7 @@ prometheus_client's own ``generate_latest`` from a fresh CollectorRegistry.
   changed in between (new observations before every render), never the same
   body twice in a row, so a cache of whole bodies would gain nothing.
 
-Timings interleave both parsers and keep each one's best of several rounds,
+Timings interleave the parsers and report medians of CPU time per parse,
 because this machine is shared and noisy. The last line is the figure.
 
 Run: ``.venv/bin/python benchmarks/parse.py``
@@ -20,14 +20,15 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from statistics import median
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-
 from trimtab.collectors.exposition import TargetParser
 
 ROUTES, METHODS, STATUSES = 100, ("GET", "POST"), ("200", "500")
 SCRAPES = 6  # distinct bodies, cycled; consecutive ones always differ
+ROUNDS = 9
 
 
 def build_bodies(seed: int = 7) -> list[str]:
@@ -48,14 +49,18 @@ def build_bodies(seed: int = 7) -> list[str]:
     return bodies
 
 
-def best_ms(run: Callable[[], object], rounds: int) -> float:
-    """Best CPU time (process_time: a busy shared machine inflates wall time unevenly) of ``rounds`` calls, in milliseconds."""
-    best = float("inf")
-    for _ in range(rounds):
+def timed_ms(run: Callable[[], object], calls: int) -> list[float]:
+    """CPU time of each of ``calls`` calls, in milliseconds.
+
+    process_time, not wall time: on a busy shared machine wall time counts
+    other processes' turns; CPU time counts this parse's work.
+    """
+    out = []
+    for _ in range(calls):
         t0 = time.process_time()
         run()
-        best = min(best, time.process_time() - t0)
-    return best * 1e3
+        out.append((time.process_time() - t0) * 1e3)
+    return out
 
 
 def main() -> None:
@@ -76,14 +81,17 @@ def main() -> None:
     def reference() -> object:
         return list(text_string_to_metric_families(bodies[0]))
 
-    ref_ms = ours_cold = ours_steady = float("inf")
-    for _ in range(5):  # interleaved rounds: load on the machine hits both parsers alike
-        ref_ms = min(ref_ms, best_ms(reference, 1))
-        ours_cold = min(ours_cold, best_ms(cold, 3))
-        ours_steady = min(ours_steady, best_ms(steady, 20))
+    ref, cold_ms, steady_ms = [], [], []
+    for _ in range(ROUNDS):  # interleaved, so load on the machine hits all three alike
+        ref += timed_ms(reference, 1)
+        cold_ms += timed_ms(cold, 3)
+        steady_ms += timed_ms(steady, 30)
+    ref_ms, ours_cold, ours_steady = median(ref), median(cold_ms), median(steady_ms)
     print(f"prometheus_client: {ref_ms:8.2f} ms per parse ({n_samples / ref_ms * 1e3:,.0f} samples/s)")
     print(f"trimtab cold:      {ours_cold:8.2f} ms per parse ({n_samples / ours_cold * 1e3:,.0f} samples/s)")
     print(f"trimtab steady:    {ours_steady:8.2f} ms per parse ({n_samples / ours_steady * 1e3:,.0f} samples/s)")
+    print(f"(medians of {len(ref)}, {len(cold_ms)} and {len(steady_ms)} parses; best: "
+          f"{min(ref):.2f}, {min(cold_ms):.2f}, {min(steady_ms):.2f} ms)")
     print(f"steady ratio: {ref_ms / ours_steady:.1f}x (cold {ref_ms / ours_cold:.1f}x)")
 
 

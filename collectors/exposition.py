@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
-from typing import Callable, NamedTuple, NoReturn
+from typing import NamedTuple, NoReturn
 
 Labels = tuple[tuple[str, str], ...]
 TEXT = "text"
@@ -59,7 +60,8 @@ _TEXT_LABEL_SET = re.compile(rf"[ \t]*(?:{_LABEL}[ \t]*,[ \t]*)*(?:{_LABEL}[ \t]
 _NONE: tuple[str, ...] = ()
 _tuple_new = tuple.__new__
 _NOT_SAMPLE_START = frozenset(" \t#")
-_Series = tuple[str, Labels, tuple[str, ...], int]
+_SERIES_KEY = itemgetter(0, 1, 3)  # name, labels, timestamp
+_Series = tuple[str, Labels, tuple[str, ...]]
 _BOUND_SPLITS = (("le", 'le="', ',le="'), ("quantile", 'quantile="', ',quantile="'))
 _BOUND_OK = {"le": ("le",), "quantile": ("quantile",)}
 _UNESCAPE = re.compile(r"\\(.)")
@@ -208,7 +210,6 @@ class TargetParser:
         self._floats = _Floats()
         self._series: dict[str, _Series] = {}
         self._bases: dict[str, tuple[list[str], Labels]] = {}
-        self._ids: dict[tuple[str, Labels], int] = {}
         self._layout: _Layout | None = None
 
     def parse(self, text: str, content_type: str | None = None) -> Exposition:
@@ -221,7 +222,7 @@ class TargetParser:
             if expo is not None:
                 return expo
         self._layout = None
-        full = _Full(fmt, self._floats, (self._series, self._bases, self._ids))
+        full = _Full(fmt, self._floats, self._series, self._bases)
         expo = full.run(lines)
         self._layout = full.layout(len(lines))
         self._trim(len(expo.samples))
@@ -255,26 +256,28 @@ class TargetParser:
         if len(self._series) > 2 * n_samples + 1024:
             self._series.clear()
             self._bases.clear()
-            self._ids.clear()
 
 
 class _Full:
     """One run of the full parser over the lines of one scrape."""
 
-    def __init__(self, fmt: str, floats: _Floats, caches: tuple[dict[str, _Series], dict[str, tuple[list[str],
-                 Labels]], dict[tuple[str, Labels], int]]) -> None:
+    def __init__(self, fmt: str, floats: _Floats, series: dict[str, _Series],
+                 bases: dict[str, tuple[list[str], Labels]]) -> None:
         self.fmt, self.om, self.floats = fmt, fmt == OPENMETRICS, floats
-        self.series, self.bases, self.ids = caches  # kept by the TargetParser between scrapes
+        self.series, self.bases = series, bases  # kept by the TargetParser between scrapes
         self.pattern = _SAMPLE[fmt]
         self.expo = Exposition(format=fmt)
-        self.family: str | None = None
+        self.family = ""  # no family yet
         self.ftype = "untyped"
         self.allowed: tuple[str, ...] = ()
+        self.bounded: str | None = None  # the sample name that needs a numeric bound label
+        self.bound_label = ""
         self.family_sampled = False
         self.sampled: set[str] = set()  # families with samples: a later TYPE for them is an error
         self.claimed: set[str] = set()  # OpenMetrics: sample names owned by families so far
-        self.keys: dict[int | tuple[int, float], int] = {}  # series id (and timestamp) → line index
-        self.i, self.lines, self.eof, self.simple = 0, [], False, True
+        self.sample_lines: list[int] = []  # line index of each sample
+        self.lines: list[str] = []
+        self.i, self.eof, self.simple = 0, False, True
         self.literal: list[int] = []
         self.sample_idx: list[int] = []
         self.prefixes: list[str] = []
@@ -308,7 +311,24 @@ class _Full:
         if self.om and not self.eof:
             self.i = len(lines)
             self.fail("missing # EOF at the end of an OpenMetrics exposition")
+        self.check_duplicates()
         return self.expo
+
+    def check_duplicates(self) -> None:
+        """One series (same name, labels and timestamp) twice is an error.
+
+        Labels are sorted, so every spelling of a series compares equal. The
+        check runs in C over the whole scrape; only a failure walks the lines.
+        """
+        samples = self.expo.samples
+        if len(set(map(_SERIES_KEY, samples))) == len(samples):
+            return
+        first: dict[tuple[object, ...], int] = {}
+        for sample, i in zip(samples, self.sample_lines):
+            seen = first.setdefault(_SERIES_KEY(sample), i)
+            if seen != i:
+                self.i = i
+                self.fail(f"duplicate series (first at line {seen + 1})")
 
     def layout(self, n_lines: int) -> _Layout | None:
         """What the fast path needs, or None if a line had a timestamp, exemplar or odd spacing."""
@@ -319,7 +339,6 @@ class _Full:
                        self.prefixes, sum(map(len, self.prefixes)),
                        [s.name for s in samples], [s.labels for s in samples],
                        (dict(self.expo.types), dict(self.expo.helps), dict(self.expo.units)))
-
 
     def start_family(self, name: str, typ: str | None) -> None:
         """A HELP/TYPE/UNIT line or a sample outside the current family opens a family."""
@@ -401,7 +420,7 @@ class _Full:
         as name and label set) and only the value token is read. Anything else
         (timestamps, exemplars, odd blanks, errors) goes through :meth:`sample`.
         """
-        series, floats, keys, samples = self.series, self.floats, self.keys, self.expo.samples
+        series, floats, samples, sample_lines = self.series, self.floats, self.expo.samples, self.sample_lines
         while i < len(lines):
             line = lines[i]
             if not line or line[0] in _NOT_SAMPLE_START:
@@ -410,14 +429,14 @@ class _Full:
             head, _, token = line.rpartition(" ")
             hit = series.get(head) or self.decompose(head)
             try:
-                value = floats[token] if hit is not None else None
+                value = floats[token]
             except ValueError:
-                value = None
-            if value is None:
+                hit = None
+            if hit is None:
                 self.sample(i, line)
                 i += 1
                 continue
-            name, labels, numeric, sid = hit
+            name, labels, numeric = hit
             if name not in self.allowed:
                 self.start_family(name, None)
             if not self.family_sampled:
@@ -425,8 +444,7 @@ class _Full:
                 self.sampled.add(self.family)
             if name == self.bounded and self.bound_label not in numeric:
                 self.fail(f"{name} needs a numeric {self.bound_label!r} label")
-            if keys.setdefault(sid, i) != i:
-                self.fail(f"duplicate series (first at line {keys[sid] + 1})")
+            sample_lines.append(i)
             samples.append(_tuple_new(Sample, (name, labels, value, None)))  # skips a Python frame
             self.sample_idx.append(i)
             self.prefixes.append(line[: len(head) + 1])
@@ -459,7 +477,7 @@ class _Full:
         hit = self.series.get(series)
         if hit is None:
             hit = self.series[series] = self.new_series(match["name"], match["labels"])
-        name, labels, numeric, sid = hit
+        name, labels, numeric = hit
         try:
             value = self.floats[token]
         except ValueError:
@@ -472,9 +490,7 @@ class _Full:
         if name == self.bounded and self.bound_label not in numeric:
             self.fail(f"{name} needs a numeric {self.bound_label!r} label")
         ts = None if ts_token is None else self.timestamp(ts_token)
-        key = sid if ts is None else (sid, ts)
-        if self.keys.setdefault(key, i) != i:
-            self.fail(f"duplicate series (first at line {self.keys[key] + 1})")
+        self.sample_lines.append(i)
         exemplar = self.exemplar(match, name) if self.om and match["xv"] is not None else None
         if exemplar is not None:
             self.expo.exemplars[len(self.expo.samples)] = exemplar
@@ -487,13 +503,9 @@ class _Full:
             self.simple = False
 
     def new_series(self, name: str, block: str | None) -> _Series:
-        """(name, sorted labels, which of ``le``/``quantile`` hold a number, series id) of new text.
-
-        The id is the same for every spelling of one series (label order,
-        blanks), so duplicates are found by comparing small integers.
-        """
+        """(name, sorted labels, which of ``le``/``quantile`` hold a number) of new text."""
         labels, numeric = self.label_set(block) if block else ((), _NONE)
-        return name, labels, numeric, self.ids.setdefault((name, labels), len(self.ids))
+        return name, labels, numeric
 
     def label_set(self, block: str) -> tuple[Labels, tuple[str, ...]]:
         """A histogram's buckets share every label but ``le`` (a summary's but ``quantile``):
@@ -528,9 +540,9 @@ class _Full:
         parts = _LABELS[self.fmt].split(block)
         seps = parts[0::3]
         inner = seps[1:-1]
-        if not (seps[0] == "" and seps[-1] in ("", ",") and inner.count(",") == len(inner)):
-            if self.om or _TEXT_LABEL_SET.fullmatch(block) is None:  # 0.0.4 also allows blanks
-                self.fail("malformed label set")
+        plain = seps[0] == "" and seps[-1] in ("", ",") and inner.count(",") == len(inner)
+        if not plain and (self.om or _TEXT_LABEL_SET.fullmatch(block) is None):  # 0.0.4: blanks too
+            self.fail("malformed label set")
         names, values = parts[1::3], parts[2::3]
         if self.om and seps[-1] and names:
             self.fail("trailing comma in a label set (not allowed in OpenMetrics)")
@@ -541,13 +553,6 @@ class _Full:
         if "__name__" in names:
             self.fail("__name__ as a label is not supported")
         return tuple(sorted(zip(names, values)))
-
-    def number(self, token: str) -> float:
-        try:
-            return self.floats[token]
-        except ValueError:
-            self.fail(f"invalid value {token!r}")
-            raise
 
     def timestamp(self, token: str | None) -> float | None:
         if token is None:
@@ -563,7 +568,11 @@ class _Full:
         labels = self.labels_of(match["xlabels"])
         if sum(len(n) + len(v) for n, v in labels) > _MAX_EXEMPLAR_LABEL_CHARS:
             self.fail(f"exemplar labels longer than {_MAX_EXEMPLAR_LABEL_CHARS} characters")
-        return Exemplar(labels, self.number(match["xv"]), self.timestamp(match["xts"]))
+        try:
+            value = self.floats[match["xv"]]
+        except ValueError:
+            self.fail(f"invalid exemplar value {match['xv']!r}")
+        return Exemplar(labels, value, self.timestamp(match["xts"]))
 
 
 def _is_number(text: str) -> bool:

@@ -21,14 +21,32 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram, Info, Summary, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Enum,
+    Gauge,
+    Histogram,
+    Info,
+    Summary,
+    generate_latest,
+)
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
-from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om_reference
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as parse_om_reference,
+)
 from prometheus_client.parser import text_string_to_metric_families as parse_text_reference
 from prometheus_client.samples import Timestamp
+from trimtab.collectors.exposition import (
+    OPENMETRICS,
+    TEXT,
+    Exposition,
+    ParseError,
+    TargetParser,
+    parse,
+)
 
 from tests.conftest import require_binary
-from trimtab.collectors.exposition import OPENMETRICS, TEXT, Exposition, ParseError, TargetParser, parse
 
 CORPUS = Path(__file__).parent / "corpus"
 OM_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"

@@ -6,10 +6,14 @@ import math
 
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
-
 from trimtab.collectors.exposition import parse
 from trimtab.collectors.promql import (
-    Quantile, counter_delta, histogram_quantile, le_value, restarted, sum_buckets,
+    Quantile,
+    counter_delta,
+    histogram_quantile,
+    le_value,
+    restarted,
+    sum_buckets,
 )
 
 INF = math.inf
