@@ -13,7 +13,7 @@ from trimtab.collectors.scrape import ScrapeEngine, ScrapeTarget
 
 from .model import FleetModel
 
-PAGES = ("overview", "routes", "fleet")
+PAGES = ("overview", "routes", "cache", "balancer", "fleet")
 
 
 def start_collection(fleet: DemoFleet, model: FleetModel) -> ScrapeEngine:
@@ -44,6 +44,10 @@ def run_demo(args: argparse.Namespace) -> int:
         window = MainWindow(model)
         if args.page:
             window.tabs.setCurrentIndex(PAGES.index(args.page))
+        if args.screenshot:
+            window.resize(1400, 860)  # a stable size for README shots, whatever was remembered
+        if args.theme:
+            window.theme_action.setChecked(args.theme == "light")
         window.show()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: app.quit())
@@ -80,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--after", type=float, default=20.0, metavar="SECONDS",
                       help="with --screenshot: seconds to wait before the shot")
     demo.add_argument("--page", choices=PAGES, help="page to open on (default: the last one used)")
+    demo.add_argument("--theme", choices=("dark", "light"), help="chart theme")
     demo.set_defaults(func=run_demo)
     return parser
 

@@ -64,10 +64,32 @@ class RouteStats:
 
 @dataclass
 class ShareRow:
+    """One backend server as the balancer reports it, with the observed share."""
+
     server: str
     weight: float
     expected: float
     observed: float
+    state: str = "?"
+    up: bool = True
+    in_flight: float = 0.0
+    error_rate: float = math.nan  # proxy errors per second
+    p95: Quantile | None = None
+
+
+@dataclass
+class CacheRow:
+    """Cache lookups of one route over the rate window, summed over instances (per second)."""
+
+    route: str
+    hits: float
+    misses: float
+    bypasses: float
+
+    @property
+    def hit_ratio(self) -> float:
+        looked_up = self.hits + self.misses
+        return self.hits / looked_up if looked_up else math.nan
 
 
 @dataclass
@@ -82,6 +104,7 @@ class FleetModel:
     series: dict[tuple[str, str], Ring] = field(default_factory=dict)
     routes: dict[str, RouteStats] = field(default_factory=dict)
     share: list[ShareRow] = field(default_factory=list)
+    cache: list[CacheRow] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _history: dict[str, deque[tuple[float, Counters]]] = field(default_factory=dict)
 
@@ -153,29 +176,44 @@ class FleetModel:
                     route, {q: r for q, r in results.items() if r is not None}, rate, error_ratio)
 
     def _derive_cache(self, now: float, pairs: list[Pair]) -> None:
-        totals: dict[tuple[str, str], float] = {}
-        for old, new, _ in pairs:
+        rates: dict[tuple[str, str], float] = {}
+        for old, new, seconds in pairs:
             for key, value in new.cache.items():
-                totals[key] = totals.get(key, 0.0) + counter_delta(old.cache.get(key, 0.0), value)
-        routes = {r for r, _ in totals} | {k for m, k in self.series if m == "hit_ratio"}
-        for route in sorted(routes):
-            hits, misses = totals.get((route, "hit"), 0.0), totals.get((route, "miss"), 0.0)
-            self._append("hit_ratio", route, now, hits / (hits + misses) if hits + misses else math.nan)
+                delta = counter_delta(old.cache.get(key, 0.0), value)
+                rates[key] = rates.get(key, 0.0) + (delta / seconds if seconds > 0 else 0.0)
+        routes = {r for r, _ in rates} | {k for m, k in self.series if m == "hit_ratio"}
+        self.cache = [CacheRow(r, rates.get((r, "hit"), 0.0), rates.get((r, "miss"), 0.0),
+                               rates.get((r, "bypass"), 0.0)) for r in sorted(routes)]
+        for row in self.cache:
+            self._append("hit_ratio", row.route, now, row.hit_ratio)
 
     def _derive_share(self, now: float, pairs: list[Pair]) -> None:
-        lb = [(o, n) for o, n, _ in pairs if n.lb_requests]
+        lb = [p for p in pairs if p.new.lb_requests]
         if not lb:
             for (metric, key) in list(self.series):
                 if metric == "share":
                     self._append("share", key, now, math.nan)
             return
-        old, new = lb[0]
+        old, new, seconds = lb[0]
         deltas = {s: counter_delta(old.lb_requests.get(s, 0.0), v) for s, v in new.lb_requests.items()}
         total = sum(deltas.values())
-        self.share = [ShareRow(s, new.lb_weight.get(s, math.nan), new.lb_expected.get(s, math.nan),
-                               deltas[s] / total if total else math.nan) for s in sorted(deltas)]
+        self.share = [self._share_row(s, old, new, seconds, deltas[s] / total if total else math.nan)
+                      for s in sorted(deltas)]
         for row in self.share:
             self._append("share", row.server, now, row.observed)
+            self._append("lb_p95", row.server, now, row.p95.value if row.p95 else math.nan)
+
+    @staticmethod
+    def _share_row(server: str, old: Counters, new: Counters, seconds: float,
+                   observed: float) -> ShareRow:
+        errors = counter_delta(old.lb_errors.get(server, 0.0), new.lb_errors.get(server, 0.0))
+        buckets = _delta_map(old.lb_buckets.get(server, {}), new.lb_buckets.get(server, {}))
+        return ShareRow(server, new.lb_weight.get(server, math.nan),
+                        new.lb_expected.get(server, math.nan), observed,
+                        state=new.lb_state.get(server, "?"), up=new.lb_up.get(server, 1.0) == 1.0,
+                        in_flight=new.lb_in_flight.get(server, 0.0),
+                        error_rate=errors / seconds if seconds > 0 else math.nan,
+                        p95=histogram_quantile(0.95, sorted(buckets.items())))
 
     def snapshot(self, metric: str, since: float | None = None,
                  keys: Iterable[str] | None = None) -> dict[str, tuple]:

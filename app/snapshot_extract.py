@@ -12,6 +12,11 @@ CACHE = "trimtab_cache_requests_total"
 LB_REQUESTS = "trimtab_balancer_requests_total"
 LB_EXPECTED = "trimtab_balancer_expected_share"
 LB_WEIGHT = "trimtab_balancer_server_weight"
+LB_IN_FLIGHT = "trimtab_balancer_in_flight"
+LB_UP = "trimtab_balancer_server_up"
+LB_STATE = "trimtab_balancer_server_state"
+LB_ERRORS = "trimtab_balancer_errors_total"
+LB_BUCKET = "trimtab_balancer_upstream_request_duration_seconds_bucket"
 
 
 @dataclass
@@ -25,6 +30,11 @@ class Counters:
     lb_requests: dict[str, float] = field(default_factory=dict)  # server → n
     lb_expected: dict[str, float] = field(default_factory=dict)  # server → share
     lb_weight: dict[str, float] = field(default_factory=dict)  # server → weight
+    lb_in_flight: dict[str, float] = field(default_factory=dict)
+    lb_up: dict[str, float] = field(default_factory=dict)
+    lb_state: dict[str, str] = field(default_factory=dict)  # server → ready | drain | maint
+    lb_errors: dict[str, float] = field(default_factory=dict)
+    lb_buckets: dict[str, dict[float, float]] = field(default_factory=dict)  # server → le → n
 
 
 def extract(expo: Exposition) -> Counters:
@@ -51,4 +61,22 @@ def extract(expo: Exposition) -> Counters:
             out.lb_expected[dict(labels)["server"]] = value
         elif name == LB_WEIGHT:
             out.lb_weight[dict(labels)["server"]] = value
+        elif name.startswith("trimtab_balancer_"):
+            _extract_balancer(out, name, dict(labels), value)
     return out
+
+
+def _extract_balancer(out: Counters, name: str, lab: dict[str, str], value: float) -> None:
+    server = lab.get("server", "?")
+    if name == LB_IN_FLIGHT:
+        out.lb_in_flight[server] = value
+    elif name == LB_UP:
+        out.lb_up[server] = value
+    elif name == LB_STATE and value == 1:
+        out.lb_state[server] = lab.get("state", "?")
+    elif name == LB_ERRORS:
+        out.lb_errors[server] = value
+    elif name == LB_BUCKET:
+        per = out.lb_buckets.setdefault(server, {})
+        le = float(lab["le"])
+        per[le] = per.get(le, 0.0) + value

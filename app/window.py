@@ -10,7 +10,10 @@ from PySide6.QtWidgets import QComboBox, QLabel, QMainWindow, QTabWidget, QToolB
 
 from . import format as fmt
 from .model import FleetModel
+from trimtab.widgets.theme import THEMES
+
 from .pages import FleetPage, OverviewPage, RoutesPage
+from .pages_ops import BalancerPage, CachePage
 
 LIVE_WINDOWS = (("last 5 min", 300), ("last 15 min", 900), ("last 60 min", 3600))
 
@@ -25,11 +28,16 @@ class MainWindow(QMainWindow):
         self.resize(1400, 860)
         self.overview = OverviewPage(model)
         self.routes = RoutesPage(model)
+        self.cache = CachePage(model)
+        self.balancer = BalancerPage(model)
         self.fleet = FleetPage(model)
+        self.pages = [self.overview, self.routes, self.cache, self.balancer, self.fleet]
         self.tabs = QTabWidget()
-        for page, name in ((self.overview, "Overview"), (self.routes, "Slow routes"),
-                           (self.fleet, "Fleet")):
+        for page, name in zip(self.pages, ("Overview", "Slow routes", "Cache", "Balancer", "Fleet")):
             self.tabs.addTab(page, name)
+        self.charts = [chart for page in self.pages for chart in page.charts]
+        for chart in self.charts:  # zoom and pan stay in step on every chart
+            chart.user_ranged.connect(self._user_zoomed)
         self.tabs.currentChanged.connect(self._force_refresh)
         self.setCentralWidget(self.tabs)
         self._build_toolbar()
@@ -52,7 +60,7 @@ class MainWindow(QMainWindow):
         self.range_box = QComboBox()
         for label, seconds in LIVE_WINDOWS:
             self.range_box.addItem(label, seconds)
-        self.range_box.setCurrentIndex(1)
+        self.range_box.setCurrentIndex(0)
         self.range_box.setToolTip("Live window shown on every chart")
         self.range_box.currentIndexChanged.connect(self._force_refresh)
         bar.addWidget(QLabel(" Range: "))
@@ -62,7 +70,36 @@ class MainWindow(QMainWindow):
         self.pause_action.setToolTip("Freeze the charts; collection goes on (Space)")
         self.pause_action.toggled.connect(self.set_paused)
         bar.addAction(self.pause_action)
+        self.theme_action = QAction("Light theme", self, checkable=True)
+        self.theme_action.setShortcut(QKeySequence("Ctrl+T"))
+        self.theme_action.setToolTip("Switch between dark and light charts (Ctrl+T)")
+        self.theme_action.toggled.connect(lambda light: self.set_theme("light" if light else "dark"))
+        bar.addAction(self.theme_action)
         self.addToolBar(bar)
+
+    @Slot(str)
+    def set_theme(self, name: str) -> None:
+        """Re-theme every chart; remembered with the window layout."""
+        theme = THEMES[name]
+        self.theme = name
+        for view in [*self.charts, self.overview.share_bars, self.balancer.bars]:
+            view.apply_theme(theme)
+
+    @Slot(float, float)
+    def _user_zoomed(self, start: float, end: float) -> None:
+        """A zoom or pan by hand moves every chart's time axis and stops live following
+        until Space (the pause toggle) resumes it."""
+        self.set_x_window(start, end)
+        if not self.paused:
+            self.paused = True
+            self.pause_action.setChecked(True)
+            self._refresh_status()
+
+    def set_x_window(self, start: float, end: float) -> None:
+        """The same time range on every chart (pyqtgraph's setXLink aligns by pixels, which
+        goes wrong between charts of different widths)."""
+        for chart in self.charts:
+            chart.set_x_window(start, end)
 
     @property
     def live_window(self) -> float:
@@ -74,6 +111,8 @@ class MainWindow(QMainWindow):
         self.paused = paused
         if self.pause_action.isChecked() != paused:
             self.pause_action.setChecked(paused)
+        if not paused:  # back to live: the time axes follow the live window again
+            self._follow_live()
         self._force_refresh()
 
     @Slot()
@@ -98,8 +137,11 @@ class MainWindow(QMainWindow):
         now = time.time()
         page = self.tabs.currentWidget()
         page.refresh(now - self.live_window)  # type: ignore[attr-defined]
-        for chart in page.charts:  # type: ignore[attr-defined]
-            chart.set_x_window(now - self.live_window, now)
+        self._follow_live()
+
+    def _follow_live(self) -> None:
+        now = time.time()
+        self.set_x_window(now - self.live_window, now)
 
     def _refresh_status(self) -> None:
         health = self.model.read(lambda m: list(m.health.values()))
@@ -121,9 +163,13 @@ class MainWindow(QMainWindow):
         if geometry is not None:
             self.restoreGeometry(geometry)
         self.tabs.setCurrentIndex(int(settings.value("window/tab", 0)))
+        theme = str(settings.value("window/theme", "dark"))
+        self.theme_action.setChecked(theme == "light")
+        self.set_theme(theme if theme in THEMES else "dark")
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
         settings = QSettings("trimtab", "trimtab")
         settings.setValue("window/geometry", self.saveGeometry())
         settings.setValue("window/tab", self.tabs.currentIndex())
+        settings.setValue("window/theme", self.theme)
         super().closeEvent(event)

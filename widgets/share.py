@@ -7,6 +7,8 @@ import math
 import pyqtgraph as pg
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from .theme import DARK, Theme
+
 EXPECTED_COLOUR = "#999999"
 OBSERVED_COLOUR = "#56B4E9"
 
@@ -36,6 +38,14 @@ class ShareBarsView(QWidget):
         layout.addWidget(self.plot, 1)
         layout.addWidget(self._empty)
         self.rows: list[tuple[str, float, float]] = []
+        self.apply_theme(DARK)
+
+    def apply_theme(self, theme: Theme) -> None:
+        self.plot.setBackground(theme.background)
+        for name in ("left", "bottom"):
+            self.plot.getAxis(name).setPen(theme.foreground)
+            self.plot.getAxis(name).setTextPen(theme.foreground)
+        self.plot.setTitle(self.plot.plotItem.titleLabel.text, color=theme.foreground)
 
     def set_rows(self, rows: list[tuple[str, float, float]]) -> None:
         """``rows`` = (server, expected 0..1, observed 0..1)."""

@@ -2,38 +2,58 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from .palette import colour
+from .theme import DARK, Theme
 
 
 class TimeSeriesView(QWidget):
-    """Titled plot with a time axis, a unit-labelled y axis, a legend and an empty-state hint."""
+    """Titled plot with a time axis, unit-labelled y axis, legend, crosshair and empty-state hint.
+
+    ``user_ranged`` is emitted when the user zooms or pans, so the window can stop
+    following live data; ``markers`` draws vertical lines (e.g. config changes).
+    """
+
+    user_ranged = Signal(float, float)  # the time range the user zoomed or panned to
 
     def __init__(self, title: str, y_label: str, y_units: str, empty_hint: str,
                  y_range: tuple[float, float] | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.plot = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
         self.plot.setTitle(title)
+        self._y_units = y_units
         self.plot.setLabel("left", y_label, units=y_units)
         self.plot.setLabel("bottom", "time (local)")
         self.plot.showGrid(x=True, y=True, alpha=0.25)
-        self.plot.addLegend(offset=(8, 8), labelTextSize="9pt")
+        self.legend = self.plot.addLegend(offset=(8, 8), labelTextSize="9pt")
         self.plot.setClipToView(True)
         self.plot.setDownsampling(auto=True, mode="peak")
         if y_range is not None:
             self.plot.setYRange(*y_range, padding=0.02)
             self.plot.getPlotItem().getViewBox().setLimits(yMin=y_range[0] - 0.05)
+        self.plot.getPlotItem().getViewBox().sigRangeChangedManually.connect(self._manual_range)
+        self._crosshair = pg.InfiniteLine(angle=90, movable=False)
+        self._crosshair.setVisible(False)
+        self.plot.addItem(self._crosshair, ignoreBounds=True)
+        self.readout = QLabel(" ")
+        self._proxy = pg.SignalProxy(self.plot.scene().sigMouseMoved, rateLimit=30,
+                                     slot=self._mouse_moved)
         self._empty = QLabel(empty_hint)
         self._empty.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.plot, 1)
+        layout.addWidget(self.readout)
         layout.addWidget(self._empty)
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.data: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.apply_theme(DARK)
 
     def set_series(self, series: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
         """Replace the drawn data; curves are created once per key, then only updated."""
@@ -44,6 +64,8 @@ class TimeSeriesView(QWidget):
                 pen = pg.mkPen(colour(len(self.curves)), width=1.5)
                 curve = self.curves[key] = self.plot.plot(name=key, pen=pen, connect="finite")
             curve.setData(t, v, connect="finite")
+        for key in set(self.curves) - set(series):
+            self.curves[key].setData([], [])
         self.data = dict(series)
         has_points = any(np.isfinite(v).any() for _, v in series.values())
         self._empty.setVisible(not has_points)
@@ -52,6 +74,49 @@ class TimeSeriesView(QWidget):
         """Show ``[start, end]`` (unix seconds) on the time axis; used for live windows."""
         self.plot.setXRange(start, end, padding=0.0)
 
+    def x_window(self) -> tuple[float, float]:
+        (x0, x1), _ = self.plot.getPlotItem().getViewBox().viewRange()
+        return float(x0), float(x1)
+
+    def _manual_range(self, *_: object) -> None:
+        self.user_ranged.emit(*self.x_window())
+
     def point_count(self) -> int:
         """Finite points currently held (for tests and the status bar)."""
         return int(sum(np.isfinite(v).sum() for _, v in self.data.values()))
+
+    def values_at(self, t: float) -> dict[str, float]:
+        """Each series' value at the sample nearest before ``t`` (the crosshair readout)."""
+        out = {}
+        for key, (ts, vs) in self.data.items():
+            i = int(np.searchsorted(ts, t, side="right")) - 1
+            if 0 <= i < len(ts) and np.isfinite(vs[i]):
+                out[key] = float(vs[i])
+        return out
+
+    def apply_theme(self, theme: Theme) -> None:
+        self.plot.setBackground(theme.background)
+        for name in ("left", "bottom"):
+            axis = self.plot.getAxis(name)
+            axis.setPen(theme.foreground)
+            axis.setTextPen(theme.foreground)
+        self.plot.setTitle(self.plot.plotItem.titleLabel.text, color=theme.foreground)
+        self._crosshair.setPen(pg.mkPen(theme.muted, width=1))
+        self.legend.setLabelTextColor(theme.foreground)
+        for item in self.legend.items:
+            item[1].setText(item[1].text, color=theme.foreground)
+
+    def _mouse_moved(self, event: tuple) -> None:
+        pos = event[0]
+        if not self.plot.sceneBoundingRect().contains(pos):
+            self._crosshair.setVisible(False)
+            return
+        t = self.plot.getPlotItem().getViewBox().mapSceneToView(pos).x()
+        self._crosshair.setPos(t)
+        self._crosshair.setVisible(True)
+        values = self.values_at(t)
+        unit = f" {self._y_units}" if self._y_units else ""
+        stamp = time.strftime("%H:%M:%S", time.localtime(t))
+        self.readout.setText(f"{stamp}  " + "  ".join(
+            f"{k}: {pg.siFormat(v, suffix=self._y_units) if unit else f'{v:.1f}'}"
+            for k, v in sorted(values.items())))

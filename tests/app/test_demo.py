@@ -133,6 +133,59 @@ def test_fleet_page_lists_every_target_up(qtbot, model: FleetModel) -> None:
     window.close()
 
 
+def test_cache_and_balancer_pages(qtbot, model: FleetModel) -> None:
+    from trimtab.app.window import MainWindow
+
+    window = MainWindow(model)
+    qtbot.addWidget(window)
+    window.show()
+    window.tabs.setCurrentWidget(window.cache)
+    qtbot.waitUntil(lambda: "/products/{id}" in window.cache.table.column_texts(0), timeout=20_000)
+    assert window.cache.hit_ratio.point_count() > 0
+    window.tabs.setCurrentWidget(window.balancer)
+    qtbot.waitUntil(lambda: window.balancer.table.rowCount() == 3, timeout=20_000)
+    assert window.balancer.table.column_texts(4) == ["33.3 %"] * 3  # expected share, equal weights
+    assert set(window.balancer.table.column_texts(1)) == {"ready"}
+    qtbot.waitUntil(lambda: window.balancer.latency.point_count() > 0, timeout=10_000)
+    window.close()
+
+
+def test_zoom_moves_every_chart_and_pauses_until_space(qtbot, model: FleetModel) -> None:
+    from PySide6.QtGui import QKeySequence
+
+    from trimtab.app.window import MainWindow
+
+    window = MainWindow(model)
+    qtbot.addWidget(window)
+    window.show()
+    chart = window.routes.percentiles
+    chart.plot.getPlotItem().getViewBox().setXRange(1000.0, 2000.0, padding=0)
+    chart._manual_range()  # what pyqtgraph's mouse zoom emits
+    assert window.paused
+    for other in window.charts:
+        x0, x1 = other.x_window()
+        assert (round(x0), round(x1)) == (1000, 2000)
+    assert window.pause_action.shortcut() == QKeySequence("Space")
+    window.pause_action.trigger()  # offscreen windows are not reliably active for key events
+    assert not window.paused
+    x0, x1 = window.overview.latency.x_window()
+    assert x1 - x0 == pytest.approx(window.live_window, rel=0.01)
+    window.close()
+
+
+def test_theme_switch_recolours_the_charts(qtbot, model: FleetModel) -> None:
+    from trimtab.app.window import MainWindow
+
+    window = MainWindow(model)
+    qtbot.addWidget(window)
+    window.show()
+    window.set_theme("light")
+    assert window.overview.latency.plot.backgroundBrush().color().name() == "#ffffff"
+    window.set_theme("dark")
+    assert window.overview.latency.plot.backgroundBrush().color().name() == "#111418"
+    window.close()
+
+
 def test_stop_leaves_no_child_process() -> None:
     fleet = DemoFleet(rps=20.0)
     fleet.start()

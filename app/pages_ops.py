@@ -1,0 +1,103 @@
+"""Cache and balancer pages (GUI thread): tables of the current figures plus charts over time."""
+
+from __future__ import annotations
+
+import math
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
+
+from trimtab.widgets.share import ShareBarsView
+from trimtab.widgets.table import SortableTable
+from trimtab.widgets.timeseries import TimeSeriesView
+
+from . import format as fmt
+from .model import FleetModel
+from .pages import _percent
+
+
+def _num(value: float) -> float:
+    return -1.0 if math.isnan(value) else value
+
+
+CACHE_HEADERS = ("route", "hit ratio", "hits", "misses", "bypasses")
+
+
+class CachePage(QWidget):
+    """Hit ratio per route over time and the lookups behind it (hits / misses / bypasses)."""
+
+    def __init__(self, model: FleetModel) -> None:
+        super().__init__()
+        self.model = model
+        self.table = SortableTable(CACHE_HEADERS)
+        self.table.sortItems(2, Qt.SortOrder.DescendingOrder)
+        self.hit_ratio = TimeSeriesView("Cache hit ratio per route", "hit ratio (%)", "",
+                                        "No cache lookups yet: only routes with a TTL are cached.",
+                                        y_range=(0, 100))
+        self.hint = QLabel("No cached routes yet. A route is cached once its TTL is above zero; "
+                           "bypasses are requests with Authorization or Cookie headers.")
+        self.hint.setWordWrap(True)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.table)
+        split.addWidget(self.hit_ratio)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.hint)
+        layout.addWidget(split, 1)
+        self.charts = [self.hit_ratio]
+
+    def refresh(self, since: float) -> None:
+        rows = self.model.read(lambda m: list(m.cache))
+        self.table.set_rows([(r.route, [
+            (r.route, r.route), (fmt.percent(r.hit_ratio), _num(r.hit_ratio)),
+            (fmt.rate(r.hits), r.hits), (fmt.rate(r.misses), r.misses),
+            (fmt.rate(r.bypasses), r.bypasses)]) for r in rows])  # type: ignore[attr-defined]
+        self.hint.setVisible(not rows)
+        self.hit_ratio.set_series(_percent(self.model.snapshot("hit_ratio", since)))
+
+
+BALANCER_HEADERS = ("server", "state", "health", "weight", "expected share", "observed share",
+                    "in flight", "p95 via balancer", "proxy errors")
+
+
+class BalancerPage(QWidget):
+    """Per server: expected vs observed share, state, weight, in-flight, latency; share over time."""
+
+    def __init__(self, model: FleetModel) -> None:
+        super().__init__()
+        self.model = model
+        self.table = SortableTable(BALANCER_HEADERS)
+        self.bars = ShareBarsView()
+        self.share_time = TimeSeriesView("Request share per backend over time", "share (%)", "",
+                                         "No balancer data yet.", y_range=(0, 100))
+        self.latency = TimeSeriesView("p95 latency per backend (through the balancer)",
+                                      "p95 latency", "s", "No balancer data yet.")
+        self.hint = QLabel("No balancer target yet: start the demo or add the balancer's "
+                           "/_trimtab/metrics as a target.")
+        top = QSplitter(Qt.Orientation.Horizontal)
+        top.addWidget(self.table)
+        top.addWidget(self.bars)
+        top.setSizes([760, 540])
+        bottom = QSplitter(Qt.Orientation.Horizontal)
+        bottom.addWidget(self.share_time)
+        bottom.addWidget(self.latency)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(top)
+        split.addWidget(bottom)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.hint)
+        layout.addWidget(split, 1)
+        self.charts = [self.share_time, self.latency]
+
+    def refresh(self, since: float) -> None:
+        rows = self.model.read(lambda m: list(m.share))
+        self.table.set_rows([(r.server, [
+            (r.server, r.server), (r.state, r.state), ("up" if r.up else "DOWN", int(r.up)),
+            (f"{r.weight:g}", _num(r.weight)), (fmt.percent(r.expected), _num(r.expected)),
+            (fmt.percent(r.observed), _num(r.observed)), (f"{r.in_flight:g}", r.in_flight),
+            (fmt.quantile(r.p95), r.p95.value if r.p95 else -1.0),
+            (fmt.rate(r.error_rate), _num(r.error_rate))])
+            for r in rows], highlight={r.server for r in rows if not r.up})  # type: ignore[attr-defined]
+        self.bars.set_rows([(r.server, r.expected, r.observed) for r in rows])  # type: ignore[attr-defined]
+        self.hint.setVisible(not rows)
+        self.share_time.set_series(_percent(self.model.snapshot("share", since)))
+        self.latency.set_series(self.model.snapshot("lb_p95", since))
