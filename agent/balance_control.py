@@ -21,19 +21,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
-import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any, NoReturn, Protocol
 from urllib.parse import parse_qs
 
 from .auth import READ, WRITE, AuthError, Principal, TokenAuth
 from .journal import ACCEPTED, REFUSED, Journal
-from .lb_policies import InvalidInput, ServerStatus, check_state, check_weight, expected_share
+from .lb_policies import (
+    InvalidInput,
+    ServerStatus,
+    ShareWindow,
+    check_state,
+    check_weight,
+    etag,
+    expected_share,
+    guard_rail,
+)
 
+_log = logging.getLogger(__name__)
 PREFIX = "/_trimtab/balancer"
 FIELDS = ("weight", "state")
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -84,25 +92,6 @@ class Item:
     new: Any
 
 
-def etag(servers: Iterable[ServerStatus], policy: str) -> str:
-    """Version of the controllable configuration (weights, states, policy)."""
-    doc = json.dumps([policy, sorted((s.name, s.weight, s.state) for s in servers)])
-    return '"' + hashlib.sha256(doc.encode()).hexdigest()[:16] + '"'
-
-
-def guard_rail(before: list[ServerStatus], after: list[ServerStatus]) -> str | None:
-    """Why ``after`` is dangerous, or None. Only refuses what the change makes worse."""
-    if all(s.weight == 0 for s in after) and not all(s.weight == 0 for s in before):
-        return "this change sets every weight to zero"
-
-    def serving(servers: list[ServerStatus]) -> bool:
-        return any(s.state == "ready" and s.up and s.weight > 0 for s in servers)
-
-    if serving(before) and not serving(after):
-        return "this change leaves no server ready, up and with weight > 0 (the last one)"
-    return None
-
-
 def desired_from_journal(journal: Journal, target: str) -> dict[str, dict[str, Any]]:
     """Latest accepted value per server and field for ``target``: the desired state."""
     out: dict[str, dict[str, Any]] = {}
@@ -122,32 +111,6 @@ def split_what(what: str) -> tuple[str, str] | None:
     if head != "servers" or not server or field not in FIELDS:
         return None
     return server, field
-
-
-class ShareWindow:
-    """Cumulative pick counts sampled over time; observed share over the last N seconds."""
-
-    def __init__(self, horizon: float = 3600.0) -> None:
-        self.horizon = horizon
-        self._samples: deque[tuple[float, dict[str, int]]] = deque()
-
-    def add(self, picks: dict[str, int], now: float | None = None) -> None:
-        """Record a sample; drop those older than the horizon."""
-        t = time.monotonic() if now is None else now
-        self._samples.append((t, dict(picks)))
-        while self._samples and self._samples[0][0] < t - self.horizon:
-            self._samples.popleft()
-
-    def observed(self, window: float, now: float | None = None) -> dict[str, float | None]:
-        """Share of picks per server since the oldest sample inside ``window``."""
-        if not self._samples:
-            return {}
-        t = time.monotonic() if now is None else now
-        latest = self._samples[-1][1]
-        base = next((p for ts, p in self._samples if ts >= t - window), latest)
-        delta = {k: max(0, v - base.get(k, 0)) for k, v in latest.items()}
-        total = sum(delta.values())
-        return {k: (v / total if total else None) for k, v in delta.items()}
 
 
 class ControlApp:
@@ -176,8 +139,13 @@ class ControlApp:
 
     async def _loop(self) -> None:
         while True:
-            with contextlib.suppress(BackendError):
+            try:
                 await self.tick()
+            except BackendError as err:
+                # Unreachable back-end: GET/PATCH report it; keep trying.
+                _log.debug("balancer tick: %s", err)
+            except Exception:  # noqa: BLE001 - a dead loop would silently stop reload repair
+                _log.exception("balancer control loop failed; retrying")
             await asyncio.sleep(self.interval)
 
     async def tick(self) -> None:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from collections.abc import Sequence
+import json
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -91,6 +94,51 @@ def expected_share(servers: Sequence[ServerStatus]) -> dict[str, float]:
     live = [s for s in servers if s.state == "ready" and s.up]
     total = sum(s.weight for s in live)
     return {s.name: (s.weight / total if total and s in live else 0.0) for s in servers}
+
+
+def etag(servers: Iterable[ServerStatus], policy: str) -> str:
+    """Version of the controllable configuration (weights, states, policy)."""
+    doc = json.dumps([policy, sorted((s.name, s.weight, s.state) for s in servers)])
+    return '"' + hashlib.sha256(doc.encode()).hexdigest()[:16] + '"'
+
+
+def guard_rail(before: list[ServerStatus], after: list[ServerStatus]) -> str | None:
+    """Why ``after`` is dangerous, or None. Only refuses what the change makes worse."""
+    if all(s.weight == 0 for s in after) and not all(s.weight == 0 for s in before):
+        return "this change sets every weight to zero"
+
+    def serving(servers: list[ServerStatus]) -> bool:
+        return any(s.state == "ready" and s.up and s.weight > 0 for s in servers)
+
+    if serving(before) and not serving(after):
+        return "this change leaves no server ready, up and with weight > 0 (the last one)"
+    return None
+
+
+class ShareWindow:
+    """Cumulative pick counts sampled over time; observed share over the last N seconds."""
+
+    def __init__(self, horizon: float = 3600.0) -> None:
+        self.horizon = horizon
+        self._samples: deque[tuple[float, dict[str, int]]] = deque()
+
+    def add(self, picks: dict[str, int], now: float | None = None) -> None:
+        """Record a sample; drop those older than the horizon."""
+        t = time.monotonic() if now is None else now
+        self._samples.append((t, dict(picks)))
+        while self._samples and self._samples[0][0] < t - self.horizon:
+            self._samples.popleft()
+
+    def observed(self, window: float, now: float | None = None) -> dict[str, float | None]:
+        """Share of picks per server since the oldest sample inside ``window``."""
+        if not self._samples:
+            return {}
+        t = time.monotonic() if now is None else now
+        latest = self._samples[-1][1]
+        base = next((p for ts, p in self._samples if ts >= t - window), latest)
+        delta = {k: max(0, v - base.get(k, 0)) for k, v in latest.items()}
+        total = sum(delta.values())
+        return {k: (v / total if total else None) for k, v in delta.items()}
 
 
 class Policy(Protocol):

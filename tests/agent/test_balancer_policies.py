@@ -11,8 +11,11 @@ from trimtab.agent.lb_policies import (
     InvalidInput,
     LeastConnections,
     Server,
+    ServerStatus,
+    ShareWindow,
     SmoothWeightedRoundRobin,
     expected_share,
+    guard_rail,
     make_policy,
 )
 
@@ -105,3 +108,27 @@ def test_server_refuses_bad_weight(weight: object) -> None:
         Server("s1", "http://x", weight=weight)  # type: ignore[arg-type]
     with pytest.raises(InvalidInput, match="policy"):
         make_policy("random")
+
+
+def test_observed_share_uses_only_the_window() -> None:
+    window = ShareWindow(horizon=100.0)
+    window.add({"s1": 0, "s2": 0}, now=0.0)
+    window.add({"s1": 50, "s2": 50}, now=10.0)  # 50/50 long ago
+    window.add({"s1": 80, "s2": 60}, now=20.0)
+    window.add({"s1": 110, "s2": 70}, now=30.0)  # 3:1 in the last 20 s
+    assert window.observed(25.0, now=30.0) == {"s1": 0.75, "s2": 0.25}
+    assert window.observed(100.0, now=30.0) == {"s1": 110 / 180, "s2": 70 / 180}
+    window.add({"s1": 110, "s2": 70}, now=200.0)  # horizon drops the old samples
+    assert window.observed(5.0, now=200.0) == {"s1": None, "s2": None}  # no traffic: unknown
+
+
+def test_guard_rail_refuses_only_what_the_change_makes_worse() -> None:
+    def st(name: str, weight: int, state: str = "ready", up: bool = True) -> ServerStatus:
+        return ServerStatus(name, weight, state, up, 0)
+
+    before = [st("a", 1), st("b", 1, up=False)]
+    assert "every weight" in str(guard_rail(before, [st("a", 0), st("b", 0, up=False)]))
+    assert "last" in str(guard_rail(before, [st("a", 1, "drain"), st("b", 1, up=False)]))
+    assert guard_rail(before, [st("a", 2), st("b", 1, "maint", up=False)]) is None
+    dark = [st("a", 1, "maint"), st("b", 1, "drain")]
+    assert guard_rail(dark, [st("a", 1, "maint"), st("b", 1, "maint")]) is None
