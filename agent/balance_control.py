@@ -148,6 +148,17 @@ class ControlApp:
                 _log.exception("balancer control loop failed; retrying")
             await asyncio.sleep(self.interval)
 
+    async def _lifespan(self, receive: Any, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
     async def tick(self) -> None:
         """One sample of pick counters plus one reconcile pass (journaled)."""
         async with self._lock:
@@ -157,6 +168,11 @@ class ControlApp:
         self.shares.add({s.name: s.picks for s in servers})
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Send) -> None:
+        if scope["type"] == "lifespan":  # served on its own (the HAProxy agent)
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
         path, method = scope["path"].rstrip("/"), scope["method"]
         routes = {(PREFIX, "GET"): (READ, self._get), (PREFIX, "PATCH"): (WRITE, self._patch),
                   (PREFIX + "/journal", "GET"): (READ, self._journal),

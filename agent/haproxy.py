@@ -372,30 +372,8 @@ def build_app(socket_path: str, backend: str, journal_path: str | None, reapply:
     desired = {name: Desired(weight=v.get("weight"), state=v.get("state"))
                for name, v in desired_from_journal(journal, target).items()}
     adapter = HAProxyAdapter(RuntimeClient(socket_path, timeout), backend, reapply, desired)
-    control = ControlApp(HAProxyBackend(adapter), TokenAuth.from_env(), journal,
-                         interval=interval)
-    return _ControlServer(control)
-
-
-class _ControlServer:
-    """Routes ``/_trimtab/balancer...`` to the control app and runs its loop in lifespan."""
-
-    def __init__(self, control: Any) -> None:
-        self.control = control
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await self.control.start()
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await self.control.stop()
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        elif scope["type"] == "http":
-            await self.control(scope, receive, send)
+    return ControlApp(HAProxyBackend(adapter), TokenAuth.from_env(), journal,
+                      interval=interval)
 
 
 def main(argv: list[str] | None = None) -> None:
