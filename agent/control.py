@@ -123,15 +123,16 @@ class ControlAPI:
         name = scope["path"][len(PREFIX):].split("/", 1)[0]
         method = scope["method"]
         try:
-            entry = self._routes.get((method, name))
-            allowed = sorted(m for m, n in self._routes if n == name)
-            if entry is None and not allowed:
-                raise ApiError(404, "not_found", f"no endpoint {scope['path']}")
-            need = entry[0] if entry else READ
+            # Authenticate first: without a token, not even which endpoints exist leaks.
             who = self.auth.authenticate(headers, need=READ)
+            entry = self._routes.get((method, name))
             if entry is None:
+                allowed = sorted(m for m, n in self._routes if n == name)
+                if not allowed:
+                    raise ApiError(404, "not_found", f"no endpoint {scope['path']}")
                 raise ApiError(405, "method_not_allowed", f"use {', '.join(allowed)}",
                                allow=allowed)
+            need = entry[0]
             if need == WRITE and not who.can(WRITE):
                 self._journal_refusal(who, f"{method} {scope['path']}", None, "",
                                       f"token {who.name!r} has scope 'read'")

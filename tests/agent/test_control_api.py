@@ -281,3 +281,11 @@ def test_purges_replay_in_other_workers_and_stay_out_of_the_etag(tmp_path: Path)
         one.record_purge(f"/p{i}")
     two.settings()
     assert seen[0] == "" and len(seen) == MAX_PURGES + 1  # missed some: everything dropped
+
+
+def test_unknown_endpoints_are_hidden_from_anonymous_callers(app: TrimtabMiddleware) -> None:
+    async def body(c: httpx.AsyncClient) -> None:
+        assert (await c.get("/_trimtab/secret-admin")).status_code == 401
+        assert (await c.get("/_trimtab/secret-admin", headers=R)).status_code == 404
+
+    run(app, body)
