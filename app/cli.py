@@ -1,4 +1,8 @@
-"""``trimtab`` command line: ``trimtab demo [--screenshot PATH --after SECONDS]``."""
+"""``trimtab`` command line.
+
+- ``trimtab [cockpit] [--targets FILE]``: the cockpit on the targets in a TOML file;
+- ``trimtab demo [--screenshot PATH --after SECONDS]``: a demo fleet and the cockpit on it.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,14 @@ import os
 import signal
 import sys
 import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from trimtab.agent.fleet import DemoFleet
 from trimtab.collectors.scrape import ScrapeEngine, ScrapeTarget
 
+from . import targets as targets_file
 from .model import FleetModel
 
 PAGES = ("overview", "routes", "cache", "balancer", "fleet")
@@ -22,17 +30,46 @@ def start_collection(fleet: DemoFleet, model: FleetModel) -> ScrapeEngine:
     return ScrapeEngine(targets, model.ingest, on_cycle=model.tick).start()
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    if args.screenshot:
+def _qt_app(args: argparse.Namespace) -> Any:
+    if getattr(args, "screenshot", None):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
-
-    from .window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     # Until Qt's loop runs, Ctrl-C / SIGTERM interrupt start-up (KeyboardInterrupt → cleanup).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    return app
+
+
+def _run_window(app: Any, args: argparse.Namespace, make_window: Callable[[], Any],
+                banner: str) -> int:
+    """Show the window, wire Ctrl-C and the screenshot option, run Qt's loop."""
+    from PySide6.QtCore import QTimer
+
+    window = make_window()
+    if args.page:
+        window.tabs.setCurrentIndex(PAGES.index(args.page))
+    if args.screenshot:
+        window.resize(1400, 860)  # a stable size for README shots, whatever was remembered
+    if args.theme:
+        window.theme_action.setChecked(args.theme == "light")
+    window.show()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: app.quit())
+    print(banner, flush=True)
+    print("trimtab: cockpit open; close the window or press Ctrl-C to stop.", flush=True)
+    wake = QTimer()  # lets Python run its signal handlers while Qt's loop is in C++
+    wake.timeout.connect(lambda: None)
+    wake.start(200)
+    if args.screenshot:
+        QTimer.singleShot(int(args.after * 1000), lambda: _save_and_quit(window, args.screenshot))
+    return int(app.exec())
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from .window import MainWindow
+
+    app = _qt_app(args)
     log_dir = tempfile.mkdtemp(prefix="trimtab-demo-")
     print(f"trimtab: starting the demo fleet (logs in {log_dir}) ...", flush=True)
     fleet = DemoFleet(rps=args.rps, log_dir=log_dir)
@@ -41,60 +78,79 @@ def run_demo(args: argparse.Namespace) -> int:
         fleet.start()
         model = FleetModel()
         engine = start_collection(fleet, model)
-        window = MainWindow(model)
-        if args.page:
-            window.tabs.setCurrentIndex(PAGES.index(args.page))
-        if args.screenshot:
-            window.resize(1400, 860)  # a stable size for README shots, whatever was remembered
-        if args.theme:
-            window.theme_action.setChecked(args.theme == "light")
-        window.show()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: app.quit())
-        print(f"trimtab: balancer at {fleet.balancer_url}; "
-              + ", ".join(f"{t.name} {t.url}" for t in fleet.targets), flush=True)
-        print("trimtab: cockpit open; close the window or press Ctrl-C to stop.", flush=True)
-        wake = QTimer()  # lets Python run its signal handlers while Qt's loop is in C++
-        wake.timeout.connect(lambda: None)
-        wake.start(200)
-        if args.screenshot:
-            QTimer.singleShot(int(args.after * 1000), lambda: _save_and_quit(window, args.screenshot))
-        return int(app.exec())
+        banner = (f"trimtab: balancer at {fleet.balancer_url}; "
+                  + ", ".join(f"{t.name} {t.url}" for t in fleet.targets))
+        return _run_window(app, args, lambda: MainWindow(model), banner)
     finally:
         if engine is not None:
             engine.stop()
         fleet.stop()
 
 
-def _save_and_quit(window: object, path: str) -> None:
+def run_cockpit(args: argparse.Namespace) -> int:
+    from .target_manager import TargetManager
+    from .window import MainWindow
+
+    path = Path(args.targets) if args.targets else targets_file.default_path()
+    try:
+        targets = targets_file.load(path)
+    except targets_file.TargetsError as exc:
+        print(f"trimtab: {exc}", file=sys.stderr)
+        return 2
+    app = _qt_app(args)
+    model = FleetModel()
+    engine = ScrapeEngine(targets, model.ingest, on_cycle=model.tick).start()
+    try:
+        manager = TargetManager(path, engine, model)
+        banner = f"trimtab: {len(targets)} target(s) from {path}"
+        return _run_window(app, args, lambda: MainWindow(model, targets=manager), banner)
+    finally:
+        engine.stop()
+
+
+def _save_and_quit(window: Any, path: str) -> None:
     from PySide6.QtWidgets import QApplication
 
-    window.refresh()  # type: ignore[attr-defined]
-    ok = window.grab().save(path)  # type: ignore[attr-defined]
+    window.refresh()
+    ok = window.grab().save(path)
     print(f"trimtab: screenshot {'saved to' if ok else 'FAILED for'} {path}", flush=True)
     QApplication.instance().exit(0 if ok else 1)
 
 
+def _window_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--screenshot", metavar="PATH", help="save a PNG of the window and exit")
+    parser.add_argument("--after", type=float, default=20.0, metavar="SECONDS",
+                        help="with --screenshot: seconds to wait before the shot")
+    parser.add_argument("--page", choices=PAGES, help="page to open on (default: the last one used)")
+    parser.add_argument("--theme", choices=("dark", "light"), help="chart theme")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trimtab", description="A cockpit for HTTP API fleets.")
-    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub = parser.add_subparsers(dest="cmd")
+    cockpit = sub.add_parser("cockpit", help="open the cockpit on your targets (the default)")
+    cockpit.add_argument("--targets", metavar="FILE",
+                         help=f"targets TOML file (default: {targets_file.default_path()})")
+    _window_options(cockpit)
+    cockpit.set_defaults(func=run_cockpit)
     demo = sub.add_parser("demo", help="start a demo fleet and open the cockpit on it")
     demo.add_argument("--rps", type=float, default=100.0, help="demo traffic, requests/s")
-    demo.add_argument("--screenshot", metavar="PATH", help="save a PNG of the window and exit")
-    demo.add_argument("--after", type=float, default=20.0, metavar="SECONDS",
-                      help="with --screenshot: seconds to wait before the shot")
-    demo.add_argument("--page", choices=PAGES, help="page to open on (default: the last one used)")
-    demo.add_argument("--theme", choices=("dark", "light"), help="chart theme")
+    _window_options(demo)
     demo.set_defaults(func=run_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv.insert(0, "cockpit")
     args = build_parser().parse_args(argv)
+    if args.cmd is None:
+        args = build_parser().parse_args(["cockpit", *argv])
     try:
         return int(args.func(args))
     except KeyboardInterrupt:  # Ctrl-C before the window opened; children are already stopped
-        print("trimtab: interrupted, demo stopped.", file=sys.stderr)
+        print("trimtab: interrupted, stopped.", file=sys.stderr)
         return 130
 
 

@@ -126,6 +126,13 @@ class FleetModel:
                 hist.append((result.timestamp, counters))
             self.version += 1
 
+    def forget(self, target: str) -> None:
+        """Drop a removed target's health and history; its series end (a gap) from now on."""
+        with self.lock:
+            self.health.pop(target, None)
+            self._history.pop(target, None)
+            self.version += 1
+
     def tick(self, now: float) -> None:
         """Derive one point per series from the counter history (collector thread)."""
         with self.lock:

@@ -7,14 +7,18 @@ import time
 
 import numpy as np
 from PySide6.QtCore import Qt, Slot
-from PySide6.QtWidgets import QGridLayout, QLabel, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QMessageBox, QPushButton,
+                               QSplitter, QVBoxLayout, QWidget)
 
 from trimtab.widgets.share import ShareBarsView
 from trimtab.widgets.table import SortableTable
+from trimtab.widgets.target_dialog import TargetDialog
 from trimtab.widgets.timeseries import TimeSeriesView
 
 from . import format as fmt
 from .model import FleetModel
+from .target_manager import TargetManager
+from .targets import KINDS, TargetsError
 
 
 def _percent(series: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, tuple]:
@@ -120,17 +124,58 @@ FLEET_HEADERS = ("target", "kind", "state", "last scrape", "scrape duration", "s
 
 
 class FleetPage(QWidget):
-    """Targets with up/down, last scrape, scrape duration and the error text."""
+    """Targets with up/down, last scrape, scrape duration and the error text; add / remove."""
 
-    def __init__(self, model: FleetModel) -> None:
+    def __init__(self, model: FleetModel, manager: TargetManager | None = None) -> None:
         super().__init__()
         self.model = model
+        self.manager = manager
         self.table = SortableTable(FLEET_HEADERS)
-        self.hint = QLabel("No targets yet: add one or start the demo (trimtab demo).")
+        self.hint = QLabel("No targets yet: add one (Add target…) or start the demo (trimtab demo).")
+        self.add_button = QPushButton("Add target…")
+        self.remove_button = QPushButton("Remove selected")
+        self.add_button.clicked.connect(self.ask_add)
+        self.remove_button.clicked.connect(self.remove_selected)
+        where = (f"Targets file: {manager.path}" if manager is not None
+                 else "Demo fleet: targets come from the demo and are not saved.")
+        self.config_label = QLabel(where)
+        self.config_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        for button in (self.add_button, self.remove_button):
+            button.setEnabled(manager is not None)
+            if manager is None:
+                button.setToolTip("The demo's targets are fixed; run `trimtab` to manage targets.")
+        row = QHBoxLayout()
+        row.addWidget(self.config_label, 1)
+        row.addWidget(self.add_button)
+        row.addWidget(self.remove_button)
         layout = QVBoxLayout(self)
+        layout.addLayout(row)
         layout.addWidget(self.hint)
         layout.addWidget(self.table, 1)
         self.charts: list[TimeSeriesView] = []
+
+    @Slot()
+    def ask_add(self) -> None:
+        """Ask for a target until it is valid or the user cancels."""
+        assert self.manager is not None
+        dialog = TargetDialog(KINDS, self)
+        while dialog.exec():
+            name, url, kind, interval = dialog.values()
+            try:
+                self.manager.add(name, url, kind, interval)
+                return
+            except TargetsError as exc:
+                dialog.show_error(str(exc))
+
+    @Slot()
+    def remove_selected(self) -> None:
+        name = self.table.selected_key()
+        if self.manager is None or name is None:
+            return
+        try:
+            self.manager.remove(name)
+        except TargetsError as exc:
+            QMessageBox.warning(self, "Remove target", str(exc))
 
     def refresh(self, since: float) -> None:
         now = time.time()

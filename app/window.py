@@ -14,6 +14,7 @@ from trimtab.widgets.theme import THEMES
 
 from .pages import FleetPage, OverviewPage, RoutesPage
 from .pages_ops import BalancerPage, CachePage
+from .target_manager import TargetManager
 
 LIVE_WINDOWS = (("last 5 min", 300), ("last 15 min", 900), ("last 60 min", 3600))
 
@@ -21,7 +22,8 @@ LIVE_WINDOWS = (("last 5 min", 300), ("last 15 min", 900), ("last 60 min", 3600)
 class MainWindow(QMainWindow):
     """Polls ``model.version`` a few times a second and refreshes the visible page when it moved."""
 
-    def __init__(self, model: FleetModel, refresh_hz: float = 4.0) -> None:
+    def __init__(self, model: FleetModel, refresh_hz: float = 4.0,
+                 targets: TargetManager | None = None) -> None:
         super().__init__()
         self.model = model
         self.setWindowTitle("trimtab — fleet cockpit")
@@ -30,7 +32,7 @@ class MainWindow(QMainWindow):
         self.routes = RoutesPage(model)
         self.cache = CachePage(model)
         self.balancer = BalancerPage(model)
-        self.fleet = FleetPage(model)
+        self.fleet = FleetPage(model, targets)
         self.pages = [self.overview, self.routes, self.cache, self.balancer, self.fleet]
         self.tabs = QTabWidget()
         for page, name in zip(self.pages, ("Overview", "Slow routes", "Cache", "Balancer", "Fleet")):
@@ -41,7 +43,8 @@ class MainWindow(QMainWindow):
         self.tabs.currentChanged.connect(self._force_refresh)
         self.setCentralWidget(self.tabs)
         self._build_toolbar()
-        self.status = QLabel("no targets yet: add one or start the demo (trimtab demo)")
+        self.status = QLabel("No targets yet: add one on the Fleet page (Ctrl+5, Add target…) "
+                             "or start the demo (trimtab demo).")
         self.statusBar().addWidget(self.status, 1)
         self.paused = False
         self._seen_version = -1

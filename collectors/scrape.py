@@ -53,11 +53,12 @@ class ScrapeEngine:
     _stop: asyncio.Event | None = None
     _ready: threading.Event = field(default_factory=threading.Event)
     _parsers: dict[str, TargetParser] = field(default_factory=dict)
+    _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _client: httpx.AsyncClient | None = None
 
     def start(self) -> ScrapeEngine:
         for t in self.targets:
-            if t.timeout >= t.interval:
-                raise ValueError(f"target {t.name}: timeout {t.timeout} must be below interval {t.interval}")
+            _check(t)
         self._thread = threading.Thread(target=self._run, name="trimtab-scrape", daemon=True)
         self._thread.start()
         self._ready.wait(5.0)
@@ -76,15 +77,40 @@ class ScrapeEngine:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         self._ready.set()
-        limits = httpx.Limits(max_connections=max(10, len(self.targets) * 2))
+        limits = httpx.Limits(max_connections=max(64, len(self.targets) * 2))
         async with httpx.AsyncClient(limits=limits, headers={"accept": ACCEPT}) as client:
-            tasks = [asyncio.create_task(self._target_loop(client, t)) for t in self.targets]
-            if self.on_cycle is not None:
-                tasks.append(asyncio.create_task(self._cycle_loop()))
+            self._client = client
+            for target in self.targets:
+                self._start_target(target)
+            cycle = asyncio.create_task(self._cycle_loop()) if self.on_cycle is not None else None
             await self._stop.wait()
+            tasks = [*self._tasks.values(), *([cycle] if cycle else [])]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    def add_target(self, target: ScrapeTarget) -> None:
+        """Start scraping ``target`` (any thread); its name must be new."""
+        _check(target)
+        assert self._loop is not None, "start() the engine first"
+        self._loop.call_soon_threadsafe(self._start_target, target)
+
+    def remove_target(self, name: str) -> None:
+        """Stop scraping the target called ``name`` (any thread)."""
+        assert self._loop is not None, "start() the engine first"
+        self._loop.call_soon_threadsafe(self._stop_target, name)
+
+    def _start_target(self, target: ScrapeTarget) -> None:
+        assert self._client is not None
+        if target.name in self._tasks:
+            raise ValueError(f"target {target.name}: already scraped")
+        self._tasks[target.name] = asyncio.create_task(self._target_loop(self._client, target))
+
+    def _stop_target(self, name: str) -> None:
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+        self._parsers.pop(name, None)
 
     async def _cycle_loop(self) -> None:
         assert self.on_cycle is not None and self._stop is not None
@@ -130,3 +156,9 @@ class ScrapeEngine:
                 chunks.append(chunk)
             content_type = response.headers.get("content-type", "text/plain")
         return b"".join(chunks).decode("utf-8"), content_type
+
+
+def _check(target: ScrapeTarget) -> None:
+    if not 0 < target.timeout < target.interval:
+        raise ValueError(f"target {target.name}: timeout {target.timeout} must be below "
+                         f"interval {target.interval}")
