@@ -198,6 +198,7 @@ class ReloadReport:
     new_pid: str | None
     drift: list[Drift] = field(default_factory=list)
     reapplied: list[Drift] = field(default_factory=list)
+    failed: list[tuple[Drift, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -223,6 +224,7 @@ class HAProxyAdapter:
         self.reapply = reapply
         self.desired: dict[str, Desired] = dict(desired or {})
         self._identity: tuple[str, float] | None = None
+        self._pending = False  # desired state still to be restored after a reload/start
 
     def servers(self) -> list[ServerStatus]:
         """Live weight, admin state, health and ``lbtot`` of every server in the backend."""
@@ -286,24 +288,33 @@ class HAProxyAdapter:
         old = self._identity
         # Same pid but a start time that moved means a restart that reused the pid.
         reloaded = old is not None and (old[0] != pid or abs(old[1] - started) > 5.0)
+        if reloaded or old is None:
+            self._pending = self.reapply
         self._identity = (pid, started)
         report = ReloadReport(reloaded, old[0] if old else None, pid, drift=self.drift())
-        if report.drift and self.reapply and (reloaded or old is None):
-            report.reapplied = self._reapply(report.drift)
+        if self._pending and report.drift:
+            report.reapplied, report.failed = self._reapply(report.drift)
             report.drift = self.drift()
+        # A refused re-apply (e.g. the new config uses a static algorithm) is retried.
+        self._pending = self._pending and bool(report.failed)
         return report
 
-    def _reapply(self, drift: list[Drift]) -> list[Drift]:
-        done = []
+    def _reapply(self, drift: list[Drift]) -> tuple[list[Drift], list[tuple[Drift, str]]]:
+        done: list[Drift] = []
+        failed: list[tuple[Drift, str]] = []
         for d in drift:
-            if d.field == "weight":
-                self.client.set_weight(self.backend, d.server, check_weight(d.desired))
-            elif d.field == "state":
-                self.client.set_state(self.backend, d.server, str(d.desired))
-            else:
+            try:
+                if d.field == "weight":
+                    self.client.set_weight(self.backend, d.server, check_weight(d.desired))
+                elif d.field == "state":
+                    self.client.set_state(self.backend, d.server, check_state(d.desired))
+                else:
+                    continue  # a server that vanished from the config cannot be restored
+            except (HAProxyRefused, InvalidInput) as err:
+                failed.append((d, str(err)))
                 continue
             done.append(d)
-        return done
+        return done, failed
 
 
 class HAProxyBackend:
@@ -345,11 +356,20 @@ class HAProxyBackend:
         report = await self._call(self.adapter.check_reload)
         self.last_report = report
         self.reloads += report.reloaded
-        why = (f"haproxy reloaded (pid {report.old_pid} -> {report.new_pid}); "
-               "restoring desired state")
-        return [{"who": "trimtab-agent", "what": f"servers.{d.server}.{d.field}",
-                 "old": d.actual, "new": d.desired, "reason": why, "result": "accepted"}
-                for d in report.reapplied]
+        if report.reloaded:
+            why = (f"haproxy reloaded (pid {report.old_pid} -> {report.new_pid}); "
+                   "restoring desired state")
+        else:
+            why = "agent start: restoring desired state from the journal"
+        events = [{"who": "trimtab-agent", "what": f"servers.{d.server}.{d.field}",
+                   "old": d.actual, "new": d.desired, "reason": why, "result": "accepted"}
+                  for d in report.reapplied]
+        if report.reloaded:  # journal a failed restore once, not on every retry
+            events += [{"who": "trimtab-agent", "what": f"servers.{d.server}.{d.field}",
+                        "old": d.actual, "new": d.desired, "reason": why, "result": "refused",
+                        "detail": f"re-apply failed, will retry: {error}"}
+                       for d, error in report.failed]
+        return events
 
     def extra(self) -> dict[str, Any]:
         """Drift (desired vs live) and the last reload seen."""
@@ -357,6 +377,7 @@ class HAProxyBackend:
         return {"reapply": self.adapter.reapply, "reloads_seen": self.reloads,
                 "desired": {k: asdict(v) for k, v in sorted(self.adapter.desired.items())},
                 "drift": [asdict(d) for d in rep.drift] if rep else [],
+                "reapply_failed": [{**asdict(d), "error": e} for d, e in rep.failed] if rep else [],
                 "haproxy_pid": rep.new_pid if rep else None}
 
 

@@ -223,6 +223,27 @@ def test_reload_reports_drift_when_told_not_to_reapply(haproxy: HAProxy) -> None
     assert haproxy.client.get_weight("be", "s1") == (1, 1)
 
 
+def test_restore_refused_by_the_new_config_is_reported_and_retried(haproxy: HAProxy) -> None:
+    adapter = HAProxyAdapter(haproxy.client, "be", reapply=True)
+    adapter.check_reload()
+    adapter.set_weight("s1", 3)
+    config = haproxy.cfg.read_text()
+    haproxy.cfg.write_text(config.replace("backend be\n  balance roundrobin",
+                                          "backend be\n  balance static-rr"))
+    haproxy.reload()
+    report = adapter.check_reload()
+    assert report.reloaded and report.reapplied == []
+    assert [(d.server, d.field) for d, _ in report.failed] == [("s1", "weight")]
+    assert "static LB algorithm" in report.failed[0][1]
+    assert [(d.desired, d.actual) for d in report.drift] == [(3, 1)]
+    assert adapter.check_reload().failed  # still pending: retried on every check
+    haproxy.cfg.write_text(config)
+    haproxy.reload()
+    assert [d.field for d in adapter.check_reload().reapplied] == ["weight"]
+    assert haproxy.client.get_weight("be", "s1") == (3, 1)
+    assert adapter.check_reload().reapplied == []  # done: nothing pending any more
+
+
 def test_out_of_band_change_is_drift_not_fought(haproxy: HAProxy) -> None:
     adapter = HAProxyAdapter(haproxy.client, "be", reapply=True)
     adapter.set_weight("s1", 3)
