@@ -279,7 +279,6 @@ class _Full:
         self.lines: list[str] = []
         self.i, self.eof, self.simple = 0, False, True
         self.literal: list[int] = []
-        self.sample_idx: list[int] = []
         self.prefixes: list[str] = []
 
     def fail(self, reason: str) -> NoReturn:
@@ -335,7 +334,8 @@ class _Full:
         if not self.simple:
             return None
         pick, samples = _picker(self.literal), self.expo.samples
-        return _Layout(self.fmt, n_lines, pick, pick(self.lines), _picker(self.sample_idx),
+        # Every sample line is simple here, so the sample lines are exactly the simple ones.
+        return _Layout(self.fmt, n_lines, pick, pick(self.lines), _picker(self.sample_lines),
                        self.prefixes, sum(map(len, self.prefixes)),
                        [s.name for s in samples], [s.labels for s in samples],
                        (dict(self.expo.types), dict(self.expo.helps), dict(self.expo.units)))
@@ -421,11 +421,11 @@ class _Full:
         (timestamps, exemplars, odd blanks, errors) goes through :meth:`sample`.
         """
         series, floats, samples, sample_lines = self.series, self.floats, self.expo.samples, self.sample_lines
+        prefixes = self.prefixes
         while i < len(lines):
             line = lines[i]
             if not line or line[0] in _NOT_SAMPLE_START:
                 break
-            self.i = i
             head, _, token = line.rpartition(" ")
             hit = series.get(head) or self.decompose(head)
             try:
@@ -433,23 +433,29 @@ class _Full:
             except ValueError:
                 hit = None
             if hit is None:
+                self.i = i
                 self.sample(i, line)
                 i += 1
                 continue
             name, labels, numeric = hit
-            if name not in self.allowed:
-                self.start_family(name, None)
+            if name not in self.allowed or (name == self.bounded and self.bound_label not in numeric):
+                self.i = i  # for the error message, if there is one
+                self.enter(name, numeric)
             if not self.family_sampled:
                 self.family_sampled = True
                 self.sampled.add(self.family)
-            if name == self.bounded and self.bound_label not in numeric:
-                self.fail(f"{name} needs a numeric {self.bound_label!r} label")
             sample_lines.append(i)
             samples.append(_tuple_new(Sample, (name, labels, value, None)))  # skips a Python frame
-            self.sample_idx.append(i)
-            self.prefixes.append(line[: len(head) + 1])
+            prefixes.append(line[: len(head) + 1])
             i += 1
         return i
+
+    def enter(self, name: str, numeric: tuple[str, ...]) -> None:
+        """A sample that opens a family, or lacks the bound label its family needs."""
+        if name not in self.allowed:
+            self.start_family(name, None)
+        if name == self.bounded and self.bound_label not in numeric:
+            self.fail(f"{name} needs a numeric {self.bound_label!r} label")
 
     def decompose(self, head: str) -> _Series | None:
         """``name{labels}`` or ``name`` of a line not seen before; None if it is anything else.
@@ -482,13 +488,10 @@ class _Full:
             value = self.floats[token]
         except ValueError:
             self.fail(f"invalid value {token!r}")
-        if name not in self.allowed:
-            self.start_family(name, None)
+        self.enter(name, numeric)
         if not self.family_sampled:
             self.family_sampled = True
             self.sampled.add(self.family)
-        if name == self.bounded and self.bound_label not in numeric:
-            self.fail(f"{name} needs a numeric {self.bound_label!r} label")
         ts = None if ts_token is None else self.timestamp(ts_token)
         self.sample_lines.append(i)
         exemplar = self.exemplar(match, name) if self.om and match["xv"] is not None else None
@@ -496,7 +499,6 @@ class _Full:
             self.expo.exemplars[len(self.expo.samples)] = exemplar
         self.expo.samples.append(_tuple_new(Sample, (name, labels, value, ts)))  # skips a Python frame
         if ts is None and exemplar is None and line.endswith(token) and line[-len(token) - 1] == " ":
-            self.sample_idx.append(i)
             self.prefixes.append(line[: -len(token)])
             self.series[line[: -len(token) - 1]] = hit  # this text before a value means this series
         else:
