@@ -94,15 +94,17 @@ class RouteMetricsCollector(Collector):
 
     def __init__(self, metrics: RouteMetrics, instance: str, extras: bool = True,
                  gauges: Callable[[], dict[str, tuple[str, float]]] | None = None,
-                 counters: Callable[[], dict[str, tuple[str, float]]] | None = None) -> None:
+                 counters: Callable[[], dict[str, tuple[str, float]]] | None = None,
+                 source: Callable[[], RouteMetrics] | None = None) -> None:
         self._m = metrics
+        self._source = source  # e.g. every worker's counters merged; default: ``metrics``
         self._instance = instance
         self._extras = extras  # cache, folding and identity families: API instances only
         self._gauges = gauges  # name -> (help, value), read at scrape time
         self._counters = counters
 
     def collect(self) -> Iterator:
-        m = self._m
+        m = self._source() if self._source is not None else self._m
         p = m.prefix
         with m._lock:
             requests = dict(m.requests)
@@ -114,15 +116,14 @@ class RouteMetricsCollector(Collector):
         for (route, method, status), n in sorted(requests.items()):
             reqs.add_metric([route, method, status], n)
         yield reqs
-        yield self._histogram(latency)
+        yield self._histogram(m, latency)
         flight = GaugeMetricFamily(f"{p}_requests_in_flight", "Requests being served now.")
         flight.add_metric([], in_flight)
         yield flight
         if self._extras:
-            yield from self._extra_families()
+            yield from self._extra_families(m)
 
-    def _histogram(self, latency: dict) -> HistogramMetricFamily:
-        m = self._m
+    def _histogram(self, m: RouteMetrics, latency: dict) -> HistogramMetricFamily:
         hist = HistogramMetricFamily(f"{m.prefix}_request_duration_seconds",
                                      "HTTP request latency by route and method.",
                                      labels=[m.route_label, "method"], unit="seconds")
@@ -141,8 +142,7 @@ class RouteMetricsCollector(Collector):
             hist.add_metric([route, method], cumulative, total)
         return hist
 
-    def _extra_families(self) -> Iterator:
-        m = self._m
+    def _extra_families(self, m: RouteMetrics) -> Iterator:
         with m._lock:
             cache, exceptions = dict(m.cache), dict(m.exceptions)
             errors, folded = dict(m.cache_errors), m.folded_routes

@@ -44,6 +44,7 @@ from .response_cache import ResponseCache
 from .routes import RouteResolver
 from .traces import Tracer
 from .whatif import WhatIf
+from .worker_metrics import WorkerMetricsShare
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -110,9 +111,13 @@ class TrimtabMiddleware:
             memory = self.store
             self.config.on_purge = memory.drop_prefix
             self.control.health_extra = lambda: {"cache_entries": len(memory)}
+        # With a shared state dir, /metrics answers for every worker of this instance.
+        self.share = WorkerMetricsShare(Path(state, "metrics"), safe, self.metrics) \
+            if state else None
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(RouteMetricsCollector(
-            self.metrics, instance, gauges=self._gauges, counters=self._counters))
+            self.metrics, instance, gauges=self._gauges, counters=self._counters,
+            source=self.share.merged if self.share else None))
 
     def _gauges(self) -> dict[str, tuple[str, float]]:
         used = getattr(self.store, "bytes_used", None)
@@ -183,6 +188,8 @@ class TrimtabMiddleware:
             self.metrics.observe(route, method, status, seconds, span.trace_id)
             self.tracer.end(span, token, route=route, method=method, status=status,
                             cache=result, seconds=seconds)
+            if self.share is not None:
+                self.share.maybe_publish(time.monotonic())
 
     async def _origin(self, scope: Scope, ex: _Exchange, span: Any) -> None:
         t0, wall = time.perf_counter(), time.time()

@@ -135,3 +135,40 @@ def test_cache_invalidation_reaches_every_workers_memory_store(workers: str) -> 
         assert r.status_code == 200, r.text
     cold = _health_until(workers, both(lambda h: h["cache_entries"] == 0))
     assert len(cold) == 2 and all(h["cache_entries"] == 0 for h in cold.values()), ("cold", cold)
+
+
+def test_metrics_are_summed_over_workers(workers: str, tmp_path: Path) -> None:
+    def search_count(text: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("trimtab_http_requests_total{") and '"/search"' in line)
+
+    snapshots = tmp_path / "st" / "metrics"
+    deadline = time.monotonic() + 30.0
+    sent = 0
+    # Fresh connections until both workers have served /search (their snapshots say so).
+    while time.monotonic() < deadline:
+        httpx.get(f"{workers}/search?q=x", timeout=5.0)
+        sent += 1
+        counts = [search_count_json(p) for p in snapshots.glob("*.json")]
+        if sent >= 10 and sum(1 for c in counts if c > 0) >= 2:
+            break
+    assert sum(1 for c in counts if c > 0) >= 2, counts
+    # Every scrape, whichever worker answers, reports all requests once published.
+    answers: list[float] = []
+    while time.monotonic() < deadline:
+        answers = [search_count(httpx.get(f"{workers}/metrics", timeout=5.0).text)
+                   for _ in range(8)]
+        if answers == [sent] * 8:
+            break
+        time.sleep(0.2)
+    assert answers == [sent] * 8, (answers, sent)
+
+
+def search_count_json(path: Path) -> float:
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return 0.0
+    return float(sum(n for route, _, _, n in data["requests"] if route == "/search"))

@@ -325,3 +325,31 @@ def test_real_server_client_disconnect_mid_stream_is_499(server: str) -> None:
         (("method", "GET"), ("route", "/stream"), ("status", "200"))] == 1
     flight = httpx.get(f"{server}/metrics").text
     assert "trimtab_http_requests_in_flight 0.0" in flight
+
+
+def test_worker_snapshots_sum_and_dead_workers_are_forgotten_at_start(tmp_path: Path) -> None:
+    import json
+
+    from trimtab.agent.metrics import RouteMetrics
+    from trimtab.agent.worker_metrics import WorkerMetricsShare
+
+    dead = tmp_path / "api-999999999.json"  # no such pid
+    dead.write_text(json.dumps({"requests": [["/x", "GET", "200", 5]], "latency": [],
+                                "cache": [], "exceptions": [], "cache_errors": [],
+                                "folded": 0, "in_flight": 0}))
+    mine, other = RouteMetrics(), RouteMetrics()
+    share = WorkerMetricsShare(tmp_path, "api", mine)
+    assert not dead.exists()
+    peer = WorkerMetricsShare(tmp_path, "api", other)
+    peer.path = tmp_path / "api-1.json"  # pid 1 always exists: a live peer worker
+    mine.observe("/x", "GET", 200, 0.01, "a" * 32)
+    other.observe("/x", "GET", 200, 0.02, "b" * 32)
+    other.observe("/x", "GET", 500, 0.5, None)
+    other.cache_result("/x", "hit")
+    peer.publish()
+    total = share.merged()
+    assert total.requests == {("/x", "GET", "200"): 2, ("/x", "GET", "500"): 1}
+    hist = total.latency[("/x", "GET")]
+    assert hist.count == 3 and sum(hist.counts) == 3 and abs(hist.total - 0.53) < 1e-9
+    assert {e[0] for e in hist.exemplars.values()} == {"a" * 32, "b" * 32}
+    assert total.cache == {("/x", "hit"): 1}
