@@ -16,8 +16,11 @@ Usage::
   (:mod:`.whatif`) and ``POST cache/invalidate`` with ``{"route": ...}`` or
   ``{"prefix": ...}`` (journaled).
 - With a ``state_dir`` the config and journal are files shared by every worker
-  (``uvicorn --workers N``) and kept across restarts; without one they live in
-  memory and a multi-process worker refuses to start (never silent divergence).
+  (``uvicorn --workers N``) and kept across restarts, cache invalidations are
+  replayed by every worker's memory store, and /metrics sums every worker's
+  counters (:mod:`.worker_metrics`). Without one they live in memory and a
+  multi-process worker refuses to start (never silent divergence). Traces and
+  what-if stay per worker.
 """
 
 from __future__ import annotations
