@@ -21,6 +21,17 @@ from .target_manager import TargetManager
 from .targets import KINDS, TargetsError
 
 
+TOP_ROUTES = 10
+
+
+def _top_routes(model: FleetModel) -> tuple[list[str], list[str]]:
+    """Routes ranked by time spent, and cached routes ranked by lookups (under the lock)."""
+    by_time = sorted(model.routes.values(), key=lambda s: s.time_spent, reverse=True)
+    by_lookups = sorted(model.cache, key=lambda c: c.hits + c.misses, reverse=True)
+    return ([s.route for s in by_time[:TOP_ROUTES]],
+            [c.route for c in by_lookups[:TOP_ROUTES]])
+
+
 def _percent(series: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, tuple]:
     return {k: (t, v * 100.0) for k, (t, v) in series.items()}
 
@@ -31,10 +42,12 @@ class OverviewPage(QWidget):
     def __init__(self, model: FleetModel) -> None:
         super().__init__()
         self.model = model
-        self.latency = TimeSeriesView("p95 latency per route (fleet, 10 s rate window)",
+        self.latency = TimeSeriesView(f"p95 latency, top {TOP_ROUTES} routes by time spent "
+                                      "(fleet, 10 s rate window)",
                                       "p95 latency", "s",
                                       "No latency data yet: waiting for the first two scrapes.")
-        self.hit_ratio = TimeSeriesView("Cache hit ratio per route", "hit ratio (%)", "",
+        self.hit_ratio = TimeSeriesView(f"Cache hit ratio, top {TOP_ROUTES} cached routes by lookups",
+                                        "hit ratio (%)", "",
                                         "No cache lookups yet: only routes with a TTL are cached.",
                                         y_range=(0, 100))
         self.share_time = TimeSeriesView("Request share per backend over time", "share (%)", "",
@@ -48,8 +61,11 @@ class OverviewPage(QWidget):
         self.charts = [self.latency, self.hit_ratio, self.share_time]
 
     def refresh(self, since: float) -> None:
-        self.latency.set_series(self.model.snapshot("p95", since))
-        self.hit_ratio.set_series(_percent(self.model.snapshot("hit_ratio", since)))
+        # At most TOP_ROUTES curves per chart: 50 tangled lines help nobody (the Slow routes
+        # page lists them all) and each curve costs paint time.
+        top, cached = self.model.read(_top_routes)  # type: ignore[misc]
+        self.latency.set_series(self.model.snapshot("p95", since, top))
+        self.hit_ratio.set_series(_percent(self.model.snapshot("hit_ratio", since, cached)))
         self.share_time.set_series(_percent(self.model.snapshot("share", since)))
         rows = self.model.read(lambda m: [(r.server, r.expected, r.observed) for r in m.share])
         self.share_bars.set_rows(rows)  # type: ignore[arg-type]
