@@ -44,12 +44,15 @@ _NUM = r"[+-]?(?:[0-9]+\.?[0-9]*(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)
 _VALUE = re.compile(_NUM + r"|[+-]?[iI][nN][fF](?:[iI][nN][iI][tT][yY])?|[nN][aA][nN]")
 _TS = {TEXT: re.compile(r"-?[0-9]+"), OPENMETRICS: re.compile(_NUM)}
 _METRIC_NAME = re.compile(_NAME)
+_REST = {  # what follows the series: value, timestamp, exemplar
+    TEXT: r"(?P<value>[^ \t]+)(?:[ \t]+(?P<ts>[^ \t]+))?[ \t]*",
+    OPENMETRICS: rf"(?P<value>[^ ]+)(?: (?P<ts>[^ #][^ ]*))?"
+                 rf"(?: # {_block('xlabels')} (?P<xv>[^ ]+)(?: (?P<xts>[^ ]+))?)?",
+}
+_REST_RE = {fmt: re.compile(rest) for fmt, rest in _REST.items()}
 _SAMPLE = {
-    TEXT: re.compile(rf"[ \t]*(?P<series>(?P<name>{_NAME})(?:[ \t]*{_block('labels')})?)"
-                     r"[ \t]+(?P<value>[^ \t]+)(?:[ \t]+(?P<ts>[^ \t]+))?[ \t]*"),
-    OPENMETRICS: re.compile(rf"(?P<series>(?P<name>{_NAME})(?:{_block('labels')})?) (?P<value>[^ ]+)"
-                            rf"(?: (?P<ts>[^ #][^ ]*))?"
-                            rf"(?: # {_block('xlabels')} (?P<xv>[^ ]+)(?: (?P<xts>[^ ]+))?)?"),
+    TEXT: re.compile(rf"[ \t]*(?P<series>(?P<name>{_NAME})(?:[ \t]*{_block('labels')})?)[ \t]+" + _REST[TEXT]),
+    OPENMETRICS: re.compile(rf"(?P<series>(?P<name>{_NAME})(?:{_block('labels')})?) " + _REST[OPENMETRICS]),
 }
 _LABEL = r'([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*' + _QUOTED
 _LABEL_OM = r'([a-zA-Z_][a-zA-Z0-9_]*)=' + _QUOTED
@@ -193,6 +196,7 @@ class _Layout:
     prefix_chars: int
     names: list[str]
     labels: list[Labels]
+    exemplar_ok: frozenset[int]  # samples whose family allows an exemplar
     meta: tuple[dict[str, str], dict[str, str], dict[str, str]]  # types, helps, units
 
 
@@ -229,7 +233,8 @@ class TargetParser:
         return expo
 
     def _fast(self, layout: _Layout, lines: list[str]) -> Exposition | None:
-        """Values only; None when anything but a value differs (the full parser then decides)."""
+        """Values, timestamps, exemplars only; None when anything else differs (the full
+        parser then decides, and reports any error)."""
         if layout.literal(lines) != layout.literal_lines:
             return None
         sample_lines = layout.sample(lines)
@@ -238,16 +243,42 @@ class TargetParser:
         tokens = list(map(str.removeprefix, sample_lines, layout.prefixes))
         if sum(map(len, tokens)) + layout.prefix_chars != sum(map(len, sample_lines)):
             return None
+        values: list[float | None] = list(map(self._floats.get, tokens))  # None: not seen, or more
+        exemplars: dict[int, Exemplar] = {}
         try:
-            # A token with a space, tab or anything but a number fails here: it
-            # could be a timestamp or exemplar, which only the full parser reads.
-            values = list(map(self._floats.__getitem__, tokens))
+            timestamps = self._rests(layout, tokens, values, exemplars) if None in values else None
         except ValueError:
             return None
-        samples = list(map(tuple.__new__, repeat(Sample), zip(layout.names, layout.labels, values, repeat(None))))
+        stamps = repeat(None) if timestamps is None else timestamps
+        samples = list(map(tuple.__new__, repeat(Sample), zip(layout.names, layout.labels, values, stamps)))
         self._trim(len(samples))
         types, helps, units = layout.meta
-        return Exposition(samples, dict(types), dict(helps), dict(units), {}, layout.fmt)
+        return Exposition(samples, dict(types), dict(helps), dict(units), exemplars, layout.fmt)
+
+    def _rests(self, layout: _Layout, tokens: list[str], values: list[float | None],
+               exemplars: dict[int, Exemplar]) -> list[float | None] | None:
+        """Fill in the values the cache did not know, reading any timestamp and exemplar
+        after them; return the timestamps, if any. ValueError on anything invalid."""
+        timestamps: list[float | None] | None = None
+        k = -1
+        for _ in range(values.count(None)):
+            k = values.index(None, k + 1)
+            token = tokens[k]
+            if " " not in token and "\t" not in token:
+                values[k] = self._floats[token]
+                continue
+            match = _REST_RE[layout.fmt].fullmatch(token)
+            if match is None:
+                raise ValueError(token)
+            values[k] = self._floats[match["value"]]
+            if match["ts"] is not None:
+                timestamps = timestamps or [None] * len(values)
+                timestamps[k] = _timestamp(layout.fmt, match["ts"])
+            if layout.fmt == OPENMETRICS and match["xv"] is not None:
+                if k not in layout.exemplar_ok:
+                    raise ValueError(token)
+                exemplars[k] = _exemplar(match, self._floats)
+        return timestamps
 
     def _trim(self, n_samples: int) -> None:
         """Keep the caches bounded when series or values churn."""
@@ -277,7 +308,9 @@ class _Full:
         self.claimed: set[str] = set()  # OpenMetrics: sample names owned by families so far
         self.sample_lines: list[int] = []  # line index of each sample
         self.lines: list[str] = []
-        self.i, self.eof, self.simple = 0, False, True
+        self.i, self.eof, self.timestamped = 0, False, False
+        self.exemplar_names: tuple[str, ...] = ()  # the current family's samples that may carry one
+        self.exemplar_ok: list[int] = []  # indexes of samples that may carry an exemplar
         self.literal: list[int] = []
         self.prefixes: list[str] = []
 
@@ -330,14 +363,14 @@ class _Full:
                 self.fail(f"duplicate series (first at line {seen + 1})")
 
     def layout(self, n_lines: int) -> _Layout | None:
-        """What the fast path needs, or None if a line had a timestamp, exemplar or odd spacing."""
-        if not self.simple:
-            return None
+        """What the fast path needs; None if one series appears twice (with timestamps)."""
         pick, samples = _picker(self.literal), self.expo.samples
-        # Every sample line is simple here, so the sample lines are exactly the simple ones.
+        names, labels = [s.name for s in samples], [s.labels for s in samples]
+        if self.timestamped and len(set(zip(names, labels))) != len(samples):
+            return None  # new timestamps could make them duplicates: the full parser must check
         return _Layout(self.fmt, n_lines, pick, pick(self.lines), _picker(self.sample_lines),
-                       self.prefixes, sum(map(len, self.prefixes)),
-                       [s.name for s in samples], [s.labels for s in samples],
+                       self.prefixes, sum(map(len, self.prefixes)), names, labels,
+                       frozenset(self.exemplar_ok),
                        (dict(self.expo.types), dict(self.expo.helps), dict(self.expo.units)))
 
     def start_family(self, name: str, typ: str | None) -> None:
@@ -348,6 +381,8 @@ class _Full:
     def set_type(self, typ: str, fresh: bool = False) -> None:
         self.ftype = typ
         self.allowed = tuple(self.family + s for s in _SUFFIXES[self.fmt][typ])
+        self.exemplar_names = {"histogram": (f"{self.family}_bucket",), "gaugehistogram": (f"{self.family}_bucket",),
+                               "counter": (f"{self.family}_total",)}.get(typ, ()) if self.om else ()
         # Buckets need a numeric ``le``, summary quantiles a numeric ``quantile``.
         self.bounded, self.bound_label = {"histogram": (f"{self.family}_bucket", "le"),
                                           "gaugehistogram": (f"{self.family}_bucket", "le"),
@@ -444,6 +479,8 @@ class _Full:
             if not self.family_sampled:
                 self.family_sampled = True
                 self.sampled.add(self.family)
+            if name in self.exemplar_names:
+                self.exemplar_ok.append(len(samples))
             sample_lines.append(i)
             samples.append(_tuple_new(Sample, (name, labels, value, None)))  # skips a Python frame
             prefixes.append(line[: len(head) + 1])
@@ -493,16 +530,17 @@ class _Full:
             self.family_sampled = True
             self.sampled.add(self.family)
         ts = None if ts_token is None else self.timestamp(ts_token)
+        self.timestamped = self.timestamped or ts is not None
         self.sample_lines.append(i)
+        if name in self.exemplar_names:
+            self.exemplar_ok.append(len(self.expo.samples))
         exemplar = self.exemplar(match, name) if self.om and match["xv"] is not None else None
         if exemplar is not None:
             self.expo.exemplars[len(self.expo.samples)] = exemplar
         self.expo.samples.append(_tuple_new(Sample, (name, labels, value, ts)))  # skips a Python frame
+        self.prefixes.append(line[: match.start("value")])
         if ts is None and exemplar is None and line.endswith(token) and line[-len(token) - 1] == " ":
-            self.prefixes.append(line[: -len(token)])
             self.series[line[: -len(token) - 1]] = hit  # this text before a value means this series
-        else:
-            self.simple = False
 
     def new_series(self, name: str, block: str | None) -> _Series:
         """(name, sorted labels, which of ``le``/``quantile`` hold a number) of new text."""
@@ -537,44 +575,64 @@ class _Full:
         return hit
 
     def labels_of(self, block: str) -> Labels:
-        # split() on the label pattern yields [sep, name, value, sep, ...]: one C pass that both
-        # extracts the pairs and, through the separators, shows whether anything else is there.
-        parts = _LABELS[self.fmt].split(block)
-        seps = parts[0::3]
-        inner = seps[1:-1]
-        plain = seps[0] == "" and seps[-1] in ("", ",") and inner.count(",") == len(inner)
-        if not plain and (self.om or _TEXT_LABEL_SET.fullmatch(block) is None):  # 0.0.4: blanks too
-            self.fail("malformed label set")
-        names, values = parts[1::3], parts[2::3]
-        if self.om and seps[-1] and names:
-            self.fail("trailing comma in a label set (not allowed in OpenMetrics)")
-        if "\\" in block:
-            values = [_unescape(v, _LABEL_ESCAPES) for v in values]
-        if len(set(names)) != len(names):
-            self.fail("a label name appears twice in one label set")
-        if "__name__" in names:
-            self.fail("__name__ as a label is not supported")
-        return tuple(sorted(zip(names, values)))
+        try:
+            return _label_block(block, self.om)
+        except ValueError as exc:
+            self.fail(str(exc))
 
-    def timestamp(self, token: str | None) -> float | None:
-        if token is None:
-            return None
-        if _TS[self.fmt].fullmatch(token) is None:
-            self.fail(f"invalid timestamp {token!r}")
-        return float(token) if self.om else int(token) / 1000  # 0.0.4 carries milliseconds
+    def timestamp(self, token: str) -> float:
+        try:
+            return _timestamp(self.fmt, token)
+        except ValueError as exc:
+            self.fail(str(exc))
 
     def exemplar(self, match: re.Match[str], name: str) -> Exemplar:
-        if not ((self.ftype in ("histogram", "gaugehistogram") and name.endswith("_bucket"))
-                or (self.ftype == "counter" and name.endswith("_total"))):
+        if name not in self.exemplar_names:
             self.fail("only histogram buckets and counter totals may carry an exemplar")
-        labels = self.labels_of(match["xlabels"])
-        if sum(len(n) + len(v) for n, v in labels) > _MAX_EXEMPLAR_LABEL_CHARS:
-            self.fail(f"exemplar labels longer than {_MAX_EXEMPLAR_LABEL_CHARS} characters")
         try:
-            value = self.floats[match["xv"]]
-        except ValueError:
-            self.fail(f"invalid exemplar value {match['xv']!r}")
-        return Exemplar(labels, value, self.timestamp(match["xts"]))
+            return _exemplar(match, self.floats)
+        except ValueError as exc:
+            self.fail(str(exc))
+
+
+def _label_block(block: str, om: bool) -> Labels:
+    """Sorted labels of a label set's text; ValueError saying what is wrong."""
+    # split() on the label pattern yields [sep, name, value, sep, ...]: one C pass that both
+    # extracts the pairs and, through the separators, shows whether anything else is there.
+    parts = _LABELS[OPENMETRICS if om else TEXT].split(block)
+    seps = parts[0::3]
+    inner = seps[1:-1]
+    plain = seps[0] == "" and seps[-1] in ("", ",") and inner.count(",") == len(inner)
+    if not plain and (om or _TEXT_LABEL_SET.fullmatch(block) is None):  # 0.0.4: blanks too
+        raise ValueError("malformed label set")
+    names, values = parts[1::3], parts[2::3]
+    if om and seps[-1] and names:
+        raise ValueError("trailing comma in a label set (not allowed in OpenMetrics)")
+    if "\\" in block:
+        values = [_unescape(v, _LABEL_ESCAPES) for v in values]
+    if len(set(names)) != len(names):
+        raise ValueError("a label name appears twice in one label set")
+    if "__name__" in names:
+        raise ValueError("__name__ as a label is not supported")
+    return tuple(sorted(zip(names, values)))
+
+
+def _timestamp(fmt: str, token: str) -> float:
+    """Seconds; the text format carries integer milliseconds, OpenMetrics seconds."""
+    if _TS[fmt].fullmatch(token) is None:
+        raise ValueError(f"invalid timestamp {token!r}")
+    return float(token) if fmt == OPENMETRICS else int(token) / 1000
+
+
+def _exemplar(match: re.Match[str], floats: _Floats) -> Exemplar:
+    labels = _label_block(match["xlabels"], True)
+    if sum(len(n) + len(v) for n, v in labels) > _MAX_EXEMPLAR_LABEL_CHARS:
+        raise ValueError(f"exemplar labels longer than {_MAX_EXEMPLAR_LABEL_CHARS} characters")
+    try:
+        value = floats[match["xv"]]
+    except ValueError:
+        raise ValueError(f"invalid exemplar value {match['xv']!r}") from None
+    return Exemplar(labels, value, None if match["xts"] is None else _timestamp(OPENMETRICS, match["xts"]))
 
 
 def _is_number(text: str) -> bool:

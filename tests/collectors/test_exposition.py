@@ -476,23 +476,61 @@ def _histogram_bodies(n: int) -> list[str]:
     return bodies
 
 
+def _spy_fast_path(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Records, per parse that tried it, whether the value-only path answered."""
+    answered: list[bool] = []
+    original = TargetParser._fast
+
+    def spy(self: TargetParser, *args: object) -> Exposition | None:
+        result = original(self, *args)  # type: ignore[arg-type]
+        answered.append(result is not None)
+        return result
+
+    monkeypatch.setattr(TargetParser, "_fast", spy)
+    return answered
+
+
 def test_target_parser_takes_the_value_only_path_when_only_values_change(
         monkeypatch: pytest.MonkeyPatch) -> None:
     first, second, third = _histogram_bodies(3)
     target = TargetParser()
     target.parse(first)
-    full_runs: list[int] = []
-    original = TargetParser._fast
-
-    def spy(self: TargetParser, *args: object) -> Exposition | None:
-        result = original(self, *args)  # type: ignore[arg-type]
-        full_runs.append(result is None)
-        return result
-
-    monkeypatch.setattr(TargetParser, "_fast", spy)
+    answered = _spy_fast_path(monkeypatch)
     for body in (second, third):
         assert_same_parse(target.parse(body), parse(body))
-    assert full_runs == [False, False]
+    assert answered == [True, True]
+
+
+def test_value_only_path_reads_exemplars_and_timestamps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agent's OpenMetrics output carries exemplars on whichever bucket saw the last request."""
+    from trimtab.agent.demo_app import build_app
+
+    async def scrapes() -> list[tuple[str, str]]:
+        transport = httpx.ASGITransport(app=build_app("api-1", slowness=0.01, seed=5))
+        out = []
+        async with httpx.AsyncClient(transport=transport, base_url="http://api-1") as client:
+            for n in range(4):
+                for _ in range(n + 1):
+                    await client.get(f"/products/{n}")
+                    await client.get("/search?q=x")
+                response = await client.get("/metrics", headers={"accept": OM_TYPE})
+                out.append((response.text, response.headers["content-type"]))
+        return out
+
+    bodies = asyncio.run(scrapes())
+    target = TargetParser()
+    target.parse(*bodies[0])
+    target.parse(*bodies[1])  # the first request of a kind adds series; after that only values change
+    answered = _spy_fast_path(monkeypatch)
+    for body, content_type in bodies[2:]:
+        got, expected = target.parse(body, content_type), parse(body, content_type)
+        assert_same_parse(got, expected)
+        assert got.exemplars == expected.exemplars and expected.exemplars
+    stamped = [("a", "b 1 1700000000000\n"), ("a", "b 2 1700000001000\n")]
+    target = TargetParser()
+    target.parse(stamped[0][1])
+    assert target.parse(stamped[1][1]).samples == [("b", (), 2.0, 1700000001.0)]
+    assert answered == [True, True, True]
 
 
 @pytest.mark.parametrize("change", [
