@@ -14,7 +14,15 @@ are not checked, like the Prometheus server; structure is (duplicate series,
 metadata order, ``# EOF``, family contiguity in OpenMetrics).
 
 :class:`TargetParser` parses successive scrapes of one target: when every line
-but the values repeats the previous scrape, only the values are parsed.
+repeats the previous scrape up to its value, only what follows (value,
+timestamp, exemplar) is read. A first scrape parses each label set once per
+histogram group (the labels beside ``le`` repeat on every bucket).
+
+Differences from prometheus_client, all on input it would call invalid or
+handle loosely: 0.0.4 timestamps must be integers (as in Prometheus); a
+``__name__`` label, unknown TYPE values, a second HELP/TYPE for one name, a
+TYPE after the family's samples and duplicate series are errors; CRLF line
+ends are accepted in both formats.
 """
 
 from __future__ import annotations
@@ -203,11 +211,12 @@ class _Layout:
 class TargetParser:
     """Parses successive scrapes of one target, reusing what repeats.
 
-    If every line except the value tokens equals the previous successful
-    scrape (same series, same order, same comments, no timestamps or
-    exemplars), everything but the values is known to be unchanged and valid,
-    so only the values are parsed. Otherwise the full parser runs, with parsed
-    label sets cached by their exact text. Not thread-safe: one per target.
+    If every comment line and every sample line up to its value equals the
+    previous successful scrape, everything before the values is known to be
+    unchanged and valid, so only the values (and any timestamp or exemplar
+    after them) are read. Otherwise the full parser runs, with the text before
+    each value and each label set cached by their exact text, so a changed
+    line is always parsed anew. Not thread-safe: one per target.
     """
 
     def __init__(self) -> None:
