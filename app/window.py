@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 from PySide6.QtCore import QSettings, QTimer, Slot
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
-from PySide6.QtWidgets import QComboBox, QLabel, QMainWindow, QTabWidget, QToolBar
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QLabel, QMainWindow, QMessageBox,
+                               QTabWidget, QToolBar)
 
 from . import format as fmt
 from .model import FleetModel
@@ -54,7 +56,6 @@ class MainWindow(QMainWindow):
         for index in range(self.tabs.count()):
             QShortcut(QKeySequence(f"Ctrl+{index + 1}"), self,
                       activated=lambda i=index: self.tabs.setCurrentIndex(i))
-        QShortcut(QKeySequence("Ctrl+Q"), self, activated=self.close)
         self._restore_layout()
 
     def _build_toolbar(self) -> None:
@@ -79,6 +80,41 @@ class MainWindow(QMainWindow):
         self.theme_action.toggled.connect(lambda light: self.set_theme("light" if light else "dark"))
         bar.addAction(self.theme_action)
         self.addToolBar(bar)
+        menu = self.menuBar().addMenu("&File")
+        export = QAction("Export charts of this page…", self)
+        export.setShortcut(QKeySequence("Ctrl+E"))
+        export.triggered.connect(self._ask_export)
+        menu.addAction(export)
+        quit_action = QAction("Quit", self)
+        quit_action.setShortcut(QKeySequence("Ctrl+Q"))
+        quit_action.triggered.connect(self.close)
+        menu.addAction(quit_action)
+
+    @Slot()
+    def _ask_export(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export charts", "trimtab-chart.png",
+                                              "PNG image (*.png);;SVG drawing (*.svg);;CSV data (*.csv)")
+        if not path:
+            return
+        try:
+            written = self.export_page(path)
+        except (OSError, ValueError) as exc:
+            QMessageBox.warning(self, "Export charts", f"Could not export: {exc}")
+            return
+        self.statusBar().showMessage(f"Exported {len(written)} chart(s): {', '.join(written)}", 10_000)
+
+    def export_page(self, path: str) -> list[str]:
+        """Export every chart of the visible page as ``<stem>-<n>-<title>.<ext>``."""
+        stem, dot, ext = path.rpartition(".")
+        if not dot:
+            raise ValueError("give the file a .png, .svg or .csv suffix")
+        written = []
+        for n, chart in enumerate(self.tabs.currentWidget().charts, 1):  # type: ignore[attr-defined]
+            slug = re.sub(r"[^a-z0-9]+", "-", chart.plot.plotItem.titleLabel.text.lower()).strip("-")
+            target = f"{stem}-{n}-{slug[:40]}.{ext}"
+            chart.export(target)
+            written.append(target)
+        return written
 
     @Slot(str)
     def set_theme(self, name: str) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import time
 import warnings
 
 import numpy as np
 import pyqtgraph as pg
+from pyqtgraph.exporters import ImageExporter
 from PySide6.QtCore import Signal
+from PySide6.QtGui import QPainter
+from PySide6.QtSvg import QSvgGenerator
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from .palette import colour
@@ -95,6 +99,52 @@ class TimeSeriesView(QWidget):
             if 0 <= i < len(ts) and np.isfinite(vs[i]):
                 out[key] = float(vs[i])
         return out
+
+    def export(self, path: str) -> None:
+        """Save the chart as PNG or SVG (the picture) or CSV (the data), by ``path``'s suffix.
+
+        CSV holds the full-resolution series held by the view (not the decimated curve):
+        one ``time`` column (unix seconds) and one column per series, empty where absent.
+        """
+        suffix = path.rsplit(".", 1)[-1].lower()
+        if suffix == "csv":
+            self._export_csv(path)
+        elif suffix == "png":
+            ImageExporter(self.plot.getPlotItem()).export(path)
+        elif suffix == "svg":
+            self._export_svg(path)
+        else:
+            raise ValueError(f"cannot export to .{suffix}: use .png, .svg or .csv")
+
+    def _export_svg(self, path: str) -> None:
+        # pyqtgraph's SVGExporter cannot parse the path data Qt 6 writes; render the
+        # plot through Qt's own SVG generator instead.
+        generator = QSvgGenerator()
+        generator.setFileName(path)
+        generator.setSize(self.plot.size())
+        generator.setViewBox(self.plot.rect())
+        generator.setTitle(self.plot.plotItem.titleLabel.text)
+        painter = QPainter(generator)
+        try:
+            self.plot.render(painter)
+        finally:
+            painter.end()
+
+    def _export_csv(self, path: str) -> None:
+        keys = sorted(self.data)
+        times = np.unique(np.concatenate([self.data[k][0] for k in keys])) if keys else np.array([])
+        columns = []
+        for key in keys:
+            t, v = self.data[key]
+            col = np.full(len(times), np.nan)
+            col[np.searchsorted(times, t)] = v
+            columns.append(col)
+        with open(path, "w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["time", *keys])
+            for i, ts in enumerate(times):
+                writer.writerow([f"{ts:.3f}", *("" if np.isnan(c[i]) else repr(float(c[i]))
+                                                 for c in columns)])
 
     def apply_theme(self, theme: Theme) -> None:
         self.plot.setBackground(theme.background)

@@ -186,6 +186,21 @@ def test_theme_switch_recolours_the_charts(qtbot, model: FleetModel) -> None:
     window.close()
 
 
+def test_export_the_charts_of_a_page(qtbot, model: FleetModel, tmp_path) -> None:
+    from trimtab.app.window import MainWindow
+
+    window = MainWindow(model)
+    qtbot.addWidget(window)
+    window.show()
+    window.tabs.setCurrentWidget(window.overview)
+    qtbot.waitUntil(lambda: window.overview.latency.point_count() > 0, timeout=20_000)
+    written = window.export_page(str(tmp_path / "incident.csv"))
+    assert len(written) == 3
+    header = open(written[0]).readline().strip().split(",")
+    assert header[0] == "time" and "/search" in header
+    window.close()
+
+
 def test_stop_leaves_no_child_process() -> None:
     fleet = DemoFleet(rps=20.0)
     fleet.start()
