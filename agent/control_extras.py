@@ -3,7 +3,8 @@
 - ``GET /_trimtab/traces?since=<cursor>&min_ms=&route=&limit=`` (read) →
   ``{"traces": [...], "next": cursor, "dropped": n}`` (see :mod:`.traces`).
 - ``GET /_trimtab/cache/whatif?route=<route>[&ttls=5,30,300]`` (read) →
-  predicted hit ratio per candidate TTL (see :mod:`.whatif`); 404 unseen route.
+  predicted hit ratio per candidate TTL plus ``current_ttl`` (see :mod:`.whatif`);
+  404 for a route without traffic.
 - ``POST /_trimtab/cache/invalidate`` (write), body ``{"route": r}`` or
   ``{"prefix": p}`` plus optional ``"reason"`` → ``{"dropped": n, "journal_id": id}``;
   journaled as accepted or refused. 503 when the store could not be reached.
@@ -62,6 +63,7 @@ class _Extras:
         if answer is None:
             raise ApiError(404, "unknown_route", f"no traffic seen for route {route!r}",
                            routes=self.whatif.routes())
+        answer["current_ttl"] = self.api.config.settings().ttls.get(route, 0.0)
         return Reply(200, answer)
 
     async def invalidate(self, req: Request) -> Reply:

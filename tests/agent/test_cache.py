@@ -245,7 +245,7 @@ def test_whatif_predicts_hit_ratio_per_ttl() -> None:
         # TTL 5 / 10: every read misses (10 s is not < 10 s). TTL 15: store, hit, store, hit ...
         # TTL 30: store then 2 hits, repeat. TTL 60: one store, 5 hits.
         assert got == {5: 0.0, 10: 0.0, 15: 0.5, 30: round(4 / 6, 4), 60: round(5 / 6, 4)}
-        assert r.json()["requests"] == 18
+        assert r.json()["requests"] == 18 and r.json()["current_ttl"] == 60.0
         assert (await c.get("/_trimtab/cache/whatif?route=/never", headers=R)).status_code == 404
         assert (await c.get("/_trimtab/cache/whatif", headers=R)).status_code == 400
         for bad in ("abc", "-1", "1e9"):
