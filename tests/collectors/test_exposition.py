@@ -193,10 +193,11 @@ def test_real_haproxy_prometheus_exporter_equals_reference(tmp_path: Path) -> No
         f"frontend fe\n  bind 127.0.0.1:{port}\n"
         "  http-request use-service prometheus-exporter if { path /metrics }\n  default_backend api\n"
         f"backend api\n  server api-1 127.0.0.1:{backend_port}\n  server api-2 127.0.0.1:{backend_port}\n")
-    proc = subprocess.Popen([haproxy, "-db", "-f", str(config)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    log = tmp_path / "haproxy.log"
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen([haproxy, "-db", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=stderr)
     try:
-        body = _poll_metrics(f"http://127.0.0.1:{port}/metrics", proc)
+        body = _poll_metrics(f"http://127.0.0.1:{port}/metrics", proc, log)
     finally:
         proc.terminate()
         try:
@@ -209,10 +210,10 @@ def test_real_haproxy_prometheus_exporter_equals_reference(tmp_path: Path) -> No
     assert any(s.name == "haproxy_server_weight" and dict(s.labels)["server"] == "api-2" for s in expo.samples)
 
 
-def _poll_metrics(url: str, proc: subprocess.Popen[bytes]) -> str:
+def _poll_metrics(url: str, proc: subprocess.Popen[bytes], log: Path) -> str:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "haproxy exited"
+        assert proc.poll() is None, f"haproxy exited: {log.read_text()}"
         try:
             return httpx.get(url, timeout=1).raise_for_status().text
         except httpx.HTTPError:
@@ -338,19 +339,22 @@ def expositions(draw: st.DrawFn, openmetrics: bool) -> str:
 
 # --- differential fuzz -----------------------------------------------------------------------
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(expositions(openmetrics=False))
 def test_fuzz_text_format_equals_reference(text: str) -> None:
     assert_same_as_reference(text, "text/plain; version=0.0.4")
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(expositions(openmetrics=True))
 def test_fuzz_openmetrics_equals_reference(text: str) -> None:
     assert_same_as_reference(text, OM_TYPE)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(st.data(), st.booleans())
 def test_fuzz_warm_parser_equals_fresh_parse(data: st.DataObject, openmetrics: bool) -> None:
     """A target's parser, fed scrape after scrape (some changed in any way), answers as a fresh one."""
