@@ -24,10 +24,9 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import parse_qsl, urlencode
 
 KEYED_HEADERS = (b"x-forwarded-host", b"x-forwarded-proto", b"forwarded", b"x-original-url",
@@ -160,13 +159,6 @@ def variant_key(base: str, vary: tuple[bytes, ...], headers: dict[bytes, bytes])
     return f"{base}{SEP}v{SEP}{hashlib.sha256(values).hexdigest()[:24]}"
 
 
-def request_bypasses(headers: dict[bytes, bytes], route_allows_auth: bool = False) -> bool:
-    """True when a request carries credentials and its route has not opted in."""
-    if route_allows_auth:
-        return False
-    return b"authorization" in headers or b"cookie" in headers
-
-
 def has_credentials(headers: dict[bytes, bytes]) -> bool:
     """True when the request carries Authorization or Cookie."""
     return b"authorization" in headers or b"cookie" in headers
@@ -201,14 +193,3 @@ def response_storable(status: int, headers: list[tuple[bytes, bytes]]) -> bool:
     if cache_directives(headers) & {b"private", b"no-store", b"no-cache"}:
         return False
     return b"*" not in vary_names(headers)
-
-
-def now() -> float:
-    """Wall-clock seconds (entries carry absolute expiry so external stores can share them)."""
-    return time.time()
-
-
-def parse_capture(captured: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """Status, headers and joined body of a captured response."""
-    return (captured.get("status", 500), captured.get("headers", []),
-            b"".join(captured.get("body", [])))
