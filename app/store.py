@@ -34,13 +34,14 @@ from typing import NamedTuple
 
 import numpy as np
 
+from trimtab.collectors.exposition import Labels
+
 from .store_codec import encode_raw_chunk, encode_times
 from .store_read import HeadEntry, Reader, flatten, runs
 from .store_rollup import Retention, RetentionReport, query_series, roll_and_expire
 from .store_schema import StoreError, connect, transaction
 
-Labels = tuple[tuple[str, str], ...]
-Row = tuple[str, str, Labels, float]
+Row = tuple[str, str, Labels, float]  # (target, name, labels, value)
 
 __all__ = ["Labels", "Retention", "RetentionReport", "Row", "SeriesKey", "Store", "StoreError"]
 

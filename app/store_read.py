@@ -93,7 +93,7 @@ class Reader:
         yield from sorted(pending.items())
 
     def _block_times(self, lo: float, hi: float) -> dict[int, np.ndarray]:
-        if len(self._times) > 20_000:
+        if len(self._times) > 4096:
             self._times.clear()  # bound memory; entries are cheap to decode again
         out = {}
         for block_id, blob in self._conn.execute(
