@@ -339,21 +339,21 @@ def expositions(draw: st.DrawFn, openmetrics: bool) -> str:
 
 # --- differential fuzz -----------------------------------------------------------------------
 
-@settings(max_examples=300, deadline=None, derandomize=True,
+@settings(max_examples=200, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(expositions(openmetrics=False))
 def test_fuzz_text_format_equals_reference(text: str) -> None:
     assert_same_as_reference(text, "text/plain; version=0.0.4")
 
 
-@settings(max_examples=300, deadline=None, derandomize=True,
+@settings(max_examples=200, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(expositions(openmetrics=True))
 def test_fuzz_openmetrics_equals_reference(text: str) -> None:
     assert_same_as_reference(text, OM_TYPE)
 
 
-@settings(max_examples=150, deadline=None, derandomize=True,
+@settings(max_examples=100, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(st.data(), st.booleans())
 def test_fuzz_warm_parser_equals_fresh_parse(data: st.DataObject, openmetrics: bool) -> None:
