@@ -156,6 +156,7 @@ class TrimtabMiddleware:
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
+        root_path = scope.get("root_path", "")  # a Mount extends it while routing
         settings = self.config.settings()
         method = method_label(scope["method"])
         span, token = self.tracer.begin(_header(scope, b"traceparent"))
@@ -178,12 +179,12 @@ class TrimtabMiddleware:
             ex.disconnected = True  # some servers cancel the app when the client goes away
             raise
         except Exception:
-            route = route or self.resolver.resolve_after(scope)
+            route = route or self.resolver.resolve_after(scope, root_path)
             self.metrics.exception(route)
             raise
         finally:
             self.metrics.in_flight -= 1
-            route = route or self.resolver.resolve_after(scope)
+            route = route or self.resolver.resolve_after(scope, root_path)
             self.metrics.folded_routes = self.resolver.folded
             # 499 (nginx): the client went away before the response was complete.
             status = 499 if ex.disconnected else ex.status

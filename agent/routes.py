@@ -50,8 +50,7 @@ class RouteResolver:
     @property
     def templates(self) -> list[str]:
         """Every route the app declares (framework templates and configured patterns)."""
-        names = [template_of(r) for r in self._framework_routes]
-        return [n for n in names if n] + [p for p, _ in self._patterns]
+        return _templates(self._framework_routes, "") + [p for p, _ in self._patterns]
 
     def resolve(self, scope: MutableMapping[str, Any]) -> str:
         """Route name for a request before the app ran, counted against the cap."""
@@ -64,21 +63,26 @@ class RouteResolver:
             self._memo[key] = raw
         return self._cap(raw)
 
-    def resolve_after(self, scope: MutableMapping[str, Any]) -> str:
-        """Route name after the app ran: the framework's own match (``scope["route"]``) if any."""
+    def resolve_after(self, scope: MutableMapping[str, Any], root_path: str = "") -> str:
+        """Route name after the app ran: the framework's own match (``scope["route"]``) if any.
+
+        ``root_path`` is the scope's root path before the app ran: when a Mount
+        extended it, ``scope["route"]`` is only the inner route, so the mount
+        prefix is recovered by matching the route table from the top.
+        """
         route = scope.get("route")
+        if route is not None and scope.get("root_path", "") != root_path:
+            return self.resolve({"type": "http", "method": scope.get("method", "GET"),
+                                 "path": scope.get("path", "/"), "root_path": root_path})
         template = template_of(route) if route is not None else None
         return self._cap(template) if template else self.resolve(scope)
 
     def _raw_route(self, scope: MutableMapping[str, Any]) -> str:
         path: str = scope.get("path", "/")
         if self._framework_routes:
-            from starlette.routing import Match  # local: agent works without starlette routes
-
-            for route in self._framework_routes:
-                match, _ = route.matches(scope)
-                if match == Match.FULL:
-                    return template_of(route) or path
+            found = _match(self._framework_routes, scope)
+            if found is not None:
+                return found
             if not self._patterns:
                 return UNMATCHED
         for template, regex in self._patterns:
@@ -96,6 +100,36 @@ class RouteResolver:
             return OTHER
         self._known.add(route)
         return route
+
+
+def _match(routes: Sequence[Any], scope: MutableMapping[str, Any]) -> str | None:
+    """Template of the route that fully matches, descending into Mounts (prefix + inner)."""
+    from starlette.routing import Match, Mount  # local: agent works without starlette routes
+
+    for route in routes:
+        match, child = route.matches(scope)
+        if match != Match.FULL:
+            continue
+        if isinstance(route, Mount) and route.routes:
+            inner = _match(route.routes, {**scope, **child})
+            prefix = str(getattr(route, "path", "")).rstrip("/")  # path_format adds {path}
+            return None if inner is None else prefix + inner
+        return template_of(route)
+    return None
+
+
+def _templates(routes: Sequence[Any], prefix: str) -> list[str]:
+    from starlette.routing import Mount
+
+    out: list[str] = []
+    for route in routes:
+        if isinstance(route, Mount) and route.routes:
+            out += _templates(route.routes, prefix + str(route.path).rstrip("/"))
+        else:
+            name = template_of(route)
+            if name:
+                out.append(prefix + name)
+    return out
 
 
 def template_of(route: Any) -> str | None:

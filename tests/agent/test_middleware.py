@@ -353,3 +353,28 @@ def test_worker_snapshots_sum_and_dead_workers_are_forgotten_at_start(tmp_path: 
     assert hist.count == 3 and sum(hist.counts) == 3 and abs(hist.total - 0.53) < 1e-9
     assert {e[0] for e in hist.exemplars.values()} == {"a" * 32, "b" * 32}
     assert total.cache == {("/x", "hit"): 1}
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_mounted_routes_keep_their_mount_prefix(cache: bool) -> None:
+    from starlette.routing import Mount
+
+    async def user(request: Request) -> Response:
+        return PlainTextResponse("u")
+
+    inner = [Route("/users/{uid}", user)]
+    app = Starlette(routes=[Mount("/v1", routes=inner), Mount("/v2", routes=inner),
+                            Route("/users/{uid}", user)])
+    mw = TrimtabMiddleware(app, instance="m", tokens=TOKENS, state_dir=None)
+    if not cache:
+        mw.config.apply({"cache": {"enabled": False}}, None)
+
+    async def body(c: httpx.AsyncClient) -> None:
+        for path in ("/v1/users/1", "/v2/users/2", "/v2/users/3", "/users/4", "/v3/users/5"):
+            await c.get(path)
+
+    run(mw, body)
+    routes = {dict(k)["route"]: v for k, v in samples(mw, "trimtab_http_requests_total").items()}
+    assert routes == {"/v1/users/{uid}": 1, "/v2/users/{uid}": 2, "/users/{uid}": 1,
+                      "<unmatched>": 1}
+    assert "/v1/users/{uid}" in mw.config.known_routes
