@@ -1,7 +1,9 @@
 """Control endpoints beyond config/journal: traces, cache what-if, cache invalidation.
 
 - ``GET /_trimtab/traces?since=<cursor>&min_ms=&route=&limit=`` (read) →
-  ``{"traces": [...], "next": cursor, "dropped": n}`` (see :mod:`.traces`).
+  ``{"traces": [...], "next": cursor, "dropped": n, "worker": pid}`` (see
+  :mod:`.traces`). Traces stay in the worker that served the request: under
+  ``uvicorn --workers N`` a cursor is only meaningful for the same ``worker``.
 - ``GET /_trimtab/cache/whatif?route=<route>[&ttls=5,30,300]`` (read) →
   predicted hit ratio per candidate TTL plus ``current_ttl`` (see :mod:`.whatif`);
   404 for a route without traffic.
@@ -13,6 +15,7 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 from .auth import READ, WRITE
@@ -44,7 +47,9 @@ class _Extras:
         limit = int(_number(req.query, "limit", 100.0, integer=True))
         if not 1 <= limit <= 1000:
             raise ApiError(400, "bad_parameter", "limit must be between 1 and 1000")
-        return Reply(200, self.tracer.query(int(since), min_ms, req.query.get("route"), limit))
+        answer = self.tracer.query(int(since), min_ms, req.query.get("route"), limit)
+        answer["worker"] = os.getpid()  # cursors are per worker process
+        return Reply(200, answer)
 
     async def whatif_endpoint(self, req: Request) -> Reply:
         route = req.query.get("route")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -100,6 +101,7 @@ def test_ring_buffer_is_bounded_and_reports_dropped() -> None:
     page = run(make_app(capacity=10), body)
     assert [t["cursor"] for t in page["traces"]] == list(range(16, 26))
     assert page["dropped"] == 15 and page["next"] == 25
+    assert page["worker"] == os.getpid()
 
 
 def test_cursor_pagination_and_filters() -> None:
