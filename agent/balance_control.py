@@ -9,8 +9,13 @@ Served under ``/_trimtab/balancer``:
   ``{"servers": {"s1": {"weight": 3, "state": "drain"}}, "reason": "...", "force": false}``.
   Validated whole, applied all-or-nothing (rolled back if the back-end refuses
   an item midway), one journal entry per item, accepted or refused.
-- ``GET  /_trimtab/balancer/journal`` (read) and ``POST /_trimtab/balancer/revert``
-  (write, ``If-Match``; ``{"id": N, "reason": "..."}``): revert is a new change.
+- ``GET  /_trimtab/balancer/journal?since=&limit=`` (read) → ``{"entries", "next"}``.
+- ``POST /_trimtab/balancer/revert/{id}`` (write; body ``{"reason", "force"}`` or
+  ``?force=1``): the entry's old value as a new change; 404 unknown id, 409 when
+  the field changed since that entry.
+
+Errors: ``{"error": code, "message", "status", "field"}`` (+ ``errors`` on 422),
+the shape of the agent's own control API.
 
 Guard rails: a change that sets every weight to zero, or leaves no server ready
 and up with weight > 0, is refused (409) unless ``force`` is true *and* a reason
@@ -31,6 +36,9 @@ from urllib.parse import parse_qs
 from .auth import READ, WRITE, AuthError, Principal, TokenAuth
 from .journal import ACCEPTED, REFUSED, Journal
 from .lb_policies import (
+    FIELDS,
+    Backend,
+    BackendError,
     InvalidInput,
     ServerStatus,
     ShareWindow,
@@ -38,40 +46,21 @@ from .lb_policies import (
     check_weight,
     etag,
     expected_share,
+    desired_from_journal,
     guard_rail,
+    split_what,
 )
+
+__all__ = ["PREFIX", "Backend", "BackendError", "ControlApp", "desired_from_journal",
+           "error_body"]
 
 _log = logging.getLogger(__name__)
 PREFIX = "/_trimtab/balancer"
-FIELDS = ("weight", "state")
+MAX_BODY = 64 * 1024
+ERROR_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+               409: "conflict", 412: "stale_version", 413: "too_large", 422: "invalid",
+               428: "if_match_required", 503: "backend_unavailable", 504: "backend_timeout"}
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-class BackendError(Exception):
-    """The back-end could not apply a valid request; ``status`` is the HTTP answer."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class Backend(Protocol):
-    """What the control API needs from a balancer back-end."""
-
-    target: str  # journal target, e.g. "balancer" or "haproxy/be"
-    policy: str
-
-    async def servers(self) -> list[ServerStatus]:
-        """Live servers; raises :class:`BackendError`."""
-
-    async def apply(self, server: str, field: str, value: Any) -> None:
-        """Set one server's ``weight`` or ``state``; raises :class:`BackendError`."""
-
-    async def reconcile(self) -> list[dict[str, Any]]:
-        """Periodic check (e.g. HAProxy reload); journal-ready events it produced."""
-
-    def extra(self) -> dict[str, Any]:
-        """Back-end specific fields for the GET document (drift, reload, ...)."""
 
 
 class HTTPError(Exception):
@@ -92,25 +81,13 @@ class Item:
     new: Any
 
 
-def desired_from_journal(journal: Journal, target: str) -> dict[str, dict[str, Any]]:
-    """Latest accepted value per server and field for ``target``: the desired state."""
-    out: dict[str, dict[str, Any]] = {}
-    for entry in journal.list():
-        if entry.target != target or entry.result != ACCEPTED:
-            continue
-        parsed = split_what(entry.what)
-        if parsed is not None:
-            out.setdefault(parsed[0], {})[parsed[1]] = entry.new
-    return out
-
-
-def split_what(what: str) -> tuple[str, str] | None:
-    """``servers.<name>.<field>`` → (name, field); names may contain dots."""
-    head, _, rest = what.partition(".")
-    server, _, field = rest.rpartition(".")
-    if head != "servers" or not server or field not in FIELDS:
-        return None
-    return server, field
+def error_body(status: int, field: str, message: str) -> dict[str, Any]:
+    """The agent control API's error shape: code, message, status; 422 lists the field."""
+    body: dict[str, Any] = {"error": ERROR_CODES.get(status, "error"), "message": message,
+                            "status": status, "field": field}
+    if status == 422:
+        body["errors"] = [{"field": field, "message": message}]
+    return body
 
 
 class ControlApp:
@@ -174,13 +151,14 @@ class ControlApp:
         if scope["type"] != "http":
             return
         path, method = scope["path"].rstrip("/"), scope["method"]
+        if path.startswith(PREFIX + "/revert/"):
+            path = PREFIX + "/revert"  # the id is read from scope["path"] by the handler
         routes = {(PREFIX, "GET"): (READ, self._get), (PREFIX, "PATCH"): (WRITE, self._patch),
                   (PREFIX + "/journal", "GET"): (READ, self._journal),
                   (PREFIX + "/revert", "POST"): (WRITE, self._revert)}
         if (path, method) not in routes:
-            known = any(p == path for p, _ in routes)
-            await _json(send, 405 if known else 404,
-                        {"error": "method_not_allowed" if known else "not_found", "path": path})
+            status = 405 if any(p == path for p, _ in routes) else 404
+            await _json(send, status, error_body(status, "path", f"{method} {scope['path']}"))
             return
         need, handler = routes[(path, method)]
         try:
@@ -191,9 +169,9 @@ class ControlApp:
         try:
             status, body, headers = await handler(scope, receive, who)
         except HTTPError as err:
-            status, body, headers = err.status, {"error": err.message, "field": err.field}, []
+            status, body, headers = err.status, error_body(err.status, err.field, err.message), []
         except BackendError as err:
-            status, body, headers = err.status, {"error": str(err), "field": "backend"}, []
+            status, body, headers = err.status, error_body(err.status, "backend", str(err)), []
         await _json(send, status, body, headers)
 
     async def document(self, window: float | None = None) -> tuple[dict[str, Any], str]:
@@ -214,8 +192,19 @@ class ControlApp:
         return 200, doc, [(b"etag", tag.encode())]
 
     async def _journal(self, scope: dict[str, Any], receive: Any, who: Principal) -> _Reply:
-        entries = [e.to_dict() for e in self.journal.list() if e.target == self.backend.target]
-        return 200, {"entries": entries}, []
+        """``?since=<id>&limit=<n>`` → this balancer's entries and the ``next`` cursor."""
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        try:
+            since = int(query.get("since", ["0"])[0])
+            limit = int(query.get("limit", ["1000"])[0])
+        except ValueError:
+            raise HTTPError(400, "since", "since and limit must be integers") from None
+        if not 1 <= limit <= 10000:
+            raise HTTPError(400, "limit", "must be between 1 and 10000")
+        mine = [e for e in self.journal.list(since_id=since) if e.target == self.backend.target]
+        page = mine[:limit]
+        return 200, {"entries": [e.to_dict() for e in page],
+                     "next": page[-1].id if page else since}, []
 
     async def _patch(self, scope: dict[str, Any], receive: Any, who: Principal) -> _Reply:
         body = await self._body(receive, who)
@@ -238,20 +227,31 @@ class ControlApp:
             raise
 
     async def _revert(self, scope: dict[str, Any], receive: Any, who: Principal) -> _Reply:
-        body = await self._body(receive, who)
+        """``POST .../revert/{id}`` body ``{"reason", "force"}``: the entry's old value, anew.
+
+        409 when the field changed since that entry (unless forced with a reason).
+        """
+        body = await self._body(receive, who, optional=True)
+        if parse_qs(scope.get("query_string", b"").decode()).get("force") == ["1"]:
+            body.setdefault("force", True)
         reason, force = self._reason_force(body, who)
-        entry_id = body.get("id")
-        entry = (self.journal.get(entry_id)
-                 if isinstance(entry_id, int) and not isinstance(entry_id, bool) else None)
-        parsed = split_what(entry.what) if entry is not None else None
-        if (entry is None or parsed is None or entry.target != self.backend.target
-                or entry.result != ACCEPTED):
-            self._refuse(who, "revert", None, entry_id, reason, 422, "id",
-                         "must be the id of an accepted change of this balancer")
+        raw_id = scope["path"].rstrip("/").rpartition("/")[2]
+        entry = self.journal.get(int(raw_id)) if raw_id.isdigit() else None
+        if entry is None or entry.target != self.backend.target:
+            raise HTTPError(404, "id", f"no change {raw_id!r} of this balancer in the journal")
+        parsed = split_what(entry.what)
+        if parsed is None or entry.result != ACCEPTED:
+            self._refuse(who, "revert", None, entry.id, reason, 422, "id",
+                         f"entry {entry.id} is not an accepted server change")
         server, field = parsed
         async with self._lock:
             servers = await self._servers_or_journal(who, {server: {field: entry.old}}, reason)
-            self._check_version(scope, servers, who, reason)
+            current = next((getattr(s, field) for s in servers if s.name == server), None)
+            if current != entry.new and not force:
+                self._refuse(who, f"servers.{server}.{field}", current, entry.old, reason, 409,
+                             f"servers.{server}.{field}",
+                             f"changed since entry {entry.id} ({entry.new!r} -> {current!r}); "
+                             "send force with a reason")
             items = self._parse_items({server: {field: entry.old}}, servers, who, reason)
             return await self._change(items, servers, who, reason, force, reverts=entry.id)
 
@@ -286,13 +286,18 @@ class ControlApp:
             with contextlib.suppress(BackendError):
                 await self.backend.apply(item.server, item.field, item.old)
 
-    async def _body(self, receive: Any, who: Principal) -> dict[str, Any]:
+    async def _body(self, receive: Any, who: Principal, optional: bool = False) -> dict[str, Any]:
         raw = b""
         while True:
             message = await receive()
             raw += message.get("body", b"")
+            if len(raw) > MAX_BODY:
+                self._refuse(who, "request", None, None, "", 413, "body",
+                             f"larger than {MAX_BODY} bytes")
             if not message.get("more_body"):
                 break
+        if optional and not raw.strip():
+            return {}
         try:
             body = json.loads(raw or b"null")
         except ValueError:

@@ -30,11 +30,12 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from .auth import READ, AuthError, TokenAuth
-from .balance_control import BackendError, ControlApp
+from .balance_control import ControlApp
 from .balancer_pool import UpstreamError, UpstreamPool
 from .journal import Journal
 from .lb_policies import (
     STATES,
+    BackendError,
     Server,
     ServerStatus,
     SmoothWeightedRoundRobin,

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
-from .lb_policies import InvalidInput, ServerStatus, check_state, check_weight
+from .lb_policies import BackendError, InvalidInput, ServerStatus, check_state, check_weight
 
 T = TypeVar("T")
 
@@ -328,9 +328,6 @@ class HAProxyBackend:
         self.reloads = 0
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        # Lazy import keeps this module usable without the control API's dependencies.
-        from .balance_control import BackendError
-
         try:
             return await asyncio.to_thread(fn, *args)
         except InvalidInput as err:

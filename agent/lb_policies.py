@@ -1,4 +1,5 @@
-"""Servers, input rules and the built-in balancer's picking policies.
+"""Balancing model: servers, input rules, shares, guard rails, the back-end contract,
+and the built-in balancer's picking policies.
 
 All policies choose only among *eligible* servers: state ``ready``, passing
 health checks and weight > 0. They run on the event loop thread, so a weight
@@ -14,9 +15,12 @@ import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
+
+from .journal import ACCEPTED, Journal
 
 STATES = ("ready", "drain", "maint")
+FIELDS = ("weight", "state")  # what the control API may change on a server
 MAX_WEIGHT = 256  # HAProxy's bound; the built-in balancer uses the same so both APIs agree
 POLICIES = ("swrr", "leastconn", "iphash")
 
@@ -139,6 +143,54 @@ class ShareWindow:
         delta = {k: max(0, v - base.get(k, 0)) for k, v in latest.items()}
         total = sum(delta.values())
         return {k: (v / total if total else None) for k, v in delta.items()}
+
+
+class BackendError(Exception):
+    """The back-end could not apply a valid request; ``status`` is the HTTP answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Backend(Protocol):
+    """What the control API needs from a balancer back-end."""
+
+    target: str  # journal target, e.g. "balancer" or "haproxy/be"
+    policy: str
+
+    async def servers(self) -> list[ServerStatus]:
+        """Live servers; raises :class:`BackendError`."""
+
+    async def apply(self, server: str, field: str, value: Any) -> None:
+        """Set one server's ``weight`` or ``state``; raises :class:`BackendError`."""
+
+    async def reconcile(self) -> list[dict[str, Any]]:
+        """Periodic check (e.g. HAProxy reload); journal-ready events it produced."""
+
+    def extra(self) -> dict[str, Any]:
+        """Back-end specific fields for the GET document (drift, reload, ...)."""
+
+
+def desired_from_journal(journal: Journal, target: str) -> dict[str, dict[str, Any]]:
+    """Latest accepted value per server and field for ``target``: the desired state."""
+    out: dict[str, dict[str, Any]] = {}
+    for entry in journal.list():
+        if entry.target != target or entry.result != ACCEPTED:
+            continue
+        parsed = split_what(entry.what)
+        if parsed is not None:
+            out.setdefault(parsed[0], {})[parsed[1]] = entry.new
+    return out
+
+
+def split_what(what: str) -> tuple[str, str] | None:
+    """``servers.<name>.<field>`` → (name, field); names may contain dots."""
+    head, _, rest = what.partition(".")
+    server, _, field = rest.rpartition(".")
+    if head != "servers" or not server or field not in FIELDS:
+        return None
+    return server, field
 
 
 class Policy(Protocol):

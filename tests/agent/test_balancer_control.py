@@ -59,7 +59,7 @@ async def patch(client: httpx.AsyncClient, body: Any, headers: dict[str, str] | 
     """PATCH (or POST for revert) with the current version unless headers say otherwise."""
     tag = (await client.get(API, headers=READ)).headers["etag"]
     hdrs = {**WRITE, "if-match": tag, **(headers or {})}
-    method = "POST" if path.endswith("/revert") else "PATCH"
+    method = "POST" if "/revert/" in path else "PATCH"
     return await client.request(method, path, headers=hdrs, json=body)
 
 
@@ -135,6 +135,8 @@ def test_malformed_body_and_versions(balancer: Balancer, client: httpx.AsyncClie
     entries = run(client.get(f"{API}/journal", headers=READ)).json()["entries"]
     results = [e["result"] for e in entries]
     assert results == ["refused"] * 4 + ["accepted", "refused"]
+    huge = run(client.patch(API, content=b" " * 70_000, headers={**WRITE, "if-match": "*"}))
+    assert huge.status_code == 413 and huge.json()["error"] == "too_large"
 
 
 def test_guard_rails_need_force_with_a_reason(balancer: Balancer, client: httpx.AsyncClient,
@@ -144,7 +146,8 @@ def test_guard_rails_need_force_with_a_reason(balancer: Balancer, client: httpx.
     assert run(patch(client, {"servers": {"s1": {"state": "drain"}}})).status_code == 200
     last = {"servers": {"s2": {"state": "maint"}}}
     refused = run(patch(client, last))
-    assert refused.status_code == 409 and "last" in refused.json()["error"]
+    assert refused.status_code == 409 and "last" in refused.json()["message"]
+    assert refused.json()["error"] == "conflict"
     assert run(patch(client, {**last, "force": True})).json()["field"] == "reason"
     assert weights(balancer) == {"s1": (1, "drain"), "s2": (1, "ready")}
     forced = run(patch(client, {**last, "force": True, "reason": "maintenance window"}))
@@ -158,13 +161,33 @@ def test_revert_is_a_new_change(balancer: Balancer, client: httpx.AsyncClient, r
     changed = run(patch(client, {"servers": {"s1": {"weight": 4}}, "reason": "more"}))
     entry = changed.json()["applied"][0]
     assert (entry["old"], entry["new"], weights(balancer)["s1"]) == (1, 4, (4, "ready"))
-    revert = run(patch(client, {"id": entry["id"], "reason": "undo"}, path=f"{API}/revert"))
+    revert = run(patch(client, {"reason": "undo"}, path=f"{API}/revert/{entry['id']}"))
     assert revert.status_code == 200, revert.text
     undo = revert.json()["applied"][0]
     assert (undo["old"], undo["new"], undo["reverts"]) == (4, 1, entry["id"])
     assert weights(balancer) == UNCHANGED
-    assert run(patch(client, {"id": 999}, path=f"{API}/revert")).json()["field"] == "id"
-    assert run(patch(client, {"id": "1"}, path=f"{API}/revert")).status_code == 422
+    assert run(patch(client, {}, path=f"{API}/revert/999")).status_code == 404
+    assert run(patch(client, {}, path=f"{API}/revert/abc")).status_code == 404
+    # The field moved since that entry (the revert itself set it back to 1): 409 unless forced.
+    again = run(patch(client, {"reason": "again"}, path=f"{API}/revert/{entry['id']}"))
+    assert again.status_code == 409 and again.json()["field"] == "servers.s1.weight"
+    forced = run(patch(client, {"reason": "really", "force": True},
+                       path=f"{API}/revert/{entry['id']}"))
+    assert forced.status_code == 200 and weights(balancer) == UNCHANGED
+    assert run(patch(client, {"servers": {"s1": {"weight": "abc"}}})).status_code == 422
+    last = run(client.get(f"{API}/journal", headers=READ)).json()["entries"][-1]
+    assert last["result"] == "refused"
+    assert run(patch(client, {}, path=f"{API}/revert/{last['id']}")).status_code == 422
+
+
+def test_journal_pages_with_since_and_limit(client: httpx.AsyncClient, run: Any) -> None:
+    for w in (2, 3, 4):
+        assert run(patch(client, {"servers": {"s1": {"weight": w}}})).status_code == 200
+    page = run(client.get(f"{API}/journal", params={"limit": 2}, headers=READ)).json()
+    assert [e["new"] for e in page["entries"]] == [2, 3]
+    rest = run(client.get(f"{API}/journal", params={"since": page["next"]}, headers=READ)).json()
+    assert [e["new"] for e in rest["entries"]] == [4] and rest["next"] == 3
+    assert run(client.get(f"{API}/journal", params={"limit": "x"}, headers=READ)).status_code == 400
 
 
 def test_expected_and_observed_share(balancer: Balancer, client: httpx.AsyncClient,
@@ -196,7 +219,7 @@ def test_dotted_server_names_survive_journal_and_revert(run: Any) -> None:
         changed = run(patch(client, {"servers": {"web.1": {"weight": 5}}}))
         entry_id = changed.json()["applied"][0]["id"]
         assert desired_from_journal(journal, "balancer") == {"web.1": {"weight": 5}}
-        revert = run(patch(client, {"id": entry_id, "reason": "undo"}, path=f"{API}/revert"))
+        revert = run(patch(client, {"reason": "undo"}, path=f"{API}/revert/{entry_id}"))
         assert revert.status_code == 200, revert.text
         assert [s.weight for s in lb.servers] == [1, 1]
     finally:

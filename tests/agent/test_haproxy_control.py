@@ -97,10 +97,12 @@ def test_weight_change_through_the_agent_shows_in_haproxy_and_traffic(
         ("admin", "servers.s1.weight", 1, 3)]
 
 
-BAD = [({"s1": {"weight": 9000}}, "servers.s1.weight"),
-       ({"s1": {"weight": -1}}, "servers.s1.weight"),
-       ({"s1": {"weight": "abc"}}, "servers.s1.weight"),
-       ({"nope": {"weight": 2}}, "servers.nope")]
+BAD: list[tuple[dict[str, Any], str]] = [
+    ({"s1": {"weight": 9000}}, "servers.s1.weight"),
+    ({"s1": {"weight": -1}}, "servers.s1.weight"),
+    ({"s1": {"weight": "abc"}}, "servers.s1.weight"),
+    ({"nope": {"weight": 2}}, "servers.nope"),
+]
 
 
 def test_bad_input_changes_nothing_in_haproxy(haproxy: HAProxy,  # noqa: F811
@@ -124,7 +126,7 @@ def test_haproxy_refusal_is_a_clear_error_and_nothing_is_applied(
         haproxy: HAProxy, start_agent: Starter) -> None:  # noqa: F811
     url = start_agent("--socket", haproxy.sock, "--backend", "bs")
     resp = change(url, {"s1": {"weight": 3}})
-    assert resp.status_code == 422 and "static LB algorithm" in resp.json()["error"]
+    assert resp.status_code == 422 and "static LB algorithm" in resp.json()["message"]
     assert haproxy.client.get_weight("bs", "s1") == (1, 1)
     entry = journal(url)[-1]
     assert entry["result"] == "refused" and entry["detail"].startswith("nothing applied")
@@ -134,7 +136,7 @@ def test_midway_refusal_rolls_back_what_was_applied(haproxy: HAProxy,  # noqa: F
                                                    start_agent: Starter) -> None:
     url = start_agent("--socket", haproxy.sock, "--backend", "bs")
     resp = change(url, {"s1": {"state": "drain"}, "s2": {"weight": 3}})
-    assert resp.status_code == 422 and "static LB algorithm" in resp.json()["error"]
+    assert resp.status_code == 422 and "static LB algorithm" in resp.json()["message"]
     states = {s.name: (s.weight, s.state) for s in HAProxyAdapter(haproxy.client, "bs").servers()}
     assert states == {"s1": (1, "ready"), "s2": (1, "ready")}  # s1's drain was undone
     assert [(e["what"], e["result"]) for e in journal(url)] == [
@@ -185,7 +187,8 @@ def test_silent_socket_times_out_and_the_journal_says_so(tmp_path: Path,
         url = start_agent("--socket", path, "--backend", "be", "--timeout", "0.3")
         resp = httpx.patch(f"{url}{API}", headers={**WRITE, "if-match": "*"},
                            json={"servers": {"s1": {"weight": 2}}, "reason": "r"}, timeout=10)
-        assert resp.status_code == 504 and "no answer" in resp.json()["error"]
+        assert resp.status_code == 504 and "no answer" in resp.json()["message"]
+        assert resp.json()["error"] == "backend_timeout"
         entry = journal(url)[-1]
         assert entry["result"] == "refused" and "nothing applied" in entry["detail"]
     missing = start_agent("--socket", str(tmp_path / "absent.sock"), "--backend", "be")
