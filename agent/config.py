@@ -170,9 +170,15 @@ class ConfigStore:
                 st = os.stat(self.path)
             except FileNotFoundError:
                 return self._settings
-            if (st.st_ino, st.st_mtime_ns, st.st_size) != self._stamp:
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+            if stamp != self._stamp:
                 with self._lock:
-                    self._load()
+                    try:
+                        self._load()
+                    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                        # A hand-edited, broken file must not fail requests: keep the last
+                        # good settings until the file changes again (PATCH still refuses).
+                        self._stamp = stamp
         return self._settings
 
     def document(self) -> tuple[dict[str, Any], str]:

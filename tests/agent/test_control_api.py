@@ -289,3 +289,16 @@ def test_unknown_endpoints_are_hidden_from_anonymous_callers(app: TrimtabMiddlew
         assert (await c.get("/_trimtab/secret-admin", headers=R)).status_code == 404
 
     run(app, body)
+
+
+def test_a_broken_state_file_keeps_the_last_good_settings(app: TrimtabMiddleware,
+                                                          tmp_path: Path) -> None:
+    assert app.config.path is not None
+    app.config.path.write_text("{ not json")
+
+    async def body(c: httpx.AsyncClient) -> None:
+        assert (await c.get("/products/1")).status_code == 200
+        assert (await c.get("/products/1")).headers["x-trimtab-cache"] == "hit"
+
+    run(app, body)
+    assert app.config.settings().ttls["/products/{id}"] == 10.0
