@@ -300,7 +300,8 @@ async def _respond(send: Any, status: int, body: bytes, ctype: bytes | None,
     hdrs = list(headers or [])
     if ctype is not None:
         hdrs.append((b"content-type", ctype))
-    hdrs.append((b"content-length", str(len(body)).encode()))
+    if not any(k.lower() == b"content-length" for k, _ in hdrs):  # HEAD keeps the upstream's
+        hdrs.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": hdrs})
     await send({"type": "http.response.body", "body": body})
 

@@ -110,7 +110,9 @@ class UpstreamPool:
                 conn.close()
         else:
             conn.close()
-        drop = {b"connection", b"keep-alive", b"transfer-encoding", b"content-length"}
+        drop = {b"connection", b"keep-alive", b"transfer-encoding"}
+        if data or not (method == "HEAD" or status in (204, 304)):
+            drop.add(b"content-length")  # the proxy sets it from the body it sends
         return UpstreamResponse(status, [(k, v) for k, v in headers if k.lower() not in drop],
                                 data)
 

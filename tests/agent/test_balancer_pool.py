@@ -39,8 +39,9 @@ async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
         length = int(head.lower().split(b"content-length: ", 1)[1].split(b"\r\n")[0]) \
             if b"content-length" in head.lower() else 0
         body = await reader.readexactly(length)
+        payload = b"" if head.startswith(b"HEAD ") else b"ok" + body  # HEAD: headers only
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: " + str(len(body) + 2).encode()
-                     + b"\r\nx-a: 1\r\nx-a: 2\r\n\r\nok" + body)
+                     + b"\r\nx-a: 1\r\nx-a: 2\r\n\r\n" + payload)
         await writer.drain()
 
 
@@ -53,6 +54,20 @@ def test_keep_alive_reuses_one_connection_and_passes_bodies_and_repeated_headers
             assert (resp.status, resp.body) == (200, b"okdata")
             assert [v for k, v in resp.headers if k == b"x-a"] == [b"1", b"2"]
         assert len(conns) == 1 and heads[4].startswith(b"POST /p?i=4 HTTP/1.1\r\nhost: 127.0.0.1")
+        await pool.aclose()
+        server.close()
+
+    asyncio.run(go())
+
+
+def test_head_keeps_the_upstream_content_length() -> None:
+    async def go() -> None:
+        server, url, heads, _ = await serve(keep_alive)
+        pool = UpstreamPool()
+        resp = await pool.request(url, "HEAD", "/", [], b"")
+        assert resp.body == b"" and (b"content-length", b"2") in resp.headers
+        get = await pool.request(url, "GET", "/", [], b"")
+        assert get.body == b"ok" and all(k != b"content-length" for k, _ in get.headers)
         await pool.aclose()
         server.close()
 
