@@ -52,8 +52,9 @@ _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _TABLE_KEYS = {"source", "detect", "metric"}
 _RULE_KEYS = {"from", "to", "kind", "scale", "labels", "match"}
 _MEMO_LIMIT = 200_000  # series seen; cleared past this so label churn cannot grow it forever
-# A resolved series: (canonical name, canonical labels, value factor, exemplar factor).
-_Target = tuple[str, Labels, float, float]
+# A resolved source series: (its labels, (canonical slot, value factor)..., (slot, exemplar
+# factor)...). A slot numbers one canonical series for the life of the Normaliser.
+_Hit = tuple[Labels, tuple[tuple[int, float], ...], tuple[tuple[int, float], ...]]
 
 
 class MappingError(ValueError):
@@ -291,39 +292,85 @@ class Normaliser:
                 for name, expanded in _expand(rule):
                     self._rules.setdefault(name, []).append(expanded)
                     self._families[expanded.target] = _family(rule, expanded.target)
-        self._memo: dict[tuple[str, Labels], tuple[_Target, ...]] = {}
+        # (name, id(labels)) → (labels, value slots, exemplar slots). The parser hands out the
+        # same labels tuple every scrape, so the key hashes an int, not the label pairs; the
+        # entry holds the tuple, so its id cannot be reused while the entry lives.
+        self._memo: dict[tuple[str, int], _Hit] = {}
+        self._slot_of: dict[tuple[str, Labels], int] = {}  # canonical series → slot
+        self._slot_keys: list[tuple[str, Labels]] = []
 
     def normalise(self, expo: Exposition, keep_source: bool = True) -> Exposition:
         """``expo`` with canonical samples appended (see the module docstring)."""
-        rules, memo, exemplars = self._rules, self._memo, expo.exemplars
+        samples, exemplars = expo.samples, expo.exemplars
+        if len(self._memo) >= _MEMO_LIMIT:  # label churn: start over rather than grow forever
+            self._memo.clear()  # between scrapes only: a scrape's slots must stay valid
+            self._slot_of.clear()
+            self._slot_keys.clear()
+        sums, stamps = self._sum(samples)
+        if not sums:
+            return expo
+        if keep_source:
+            kept, kept_ex = list(samples), dict(exemplars)
+        else:
+            kept, kept_ex = self._unused(samples, exemplars)
+        canon_ex: dict[int, Exemplar] = {}
+        for i, ex in exemplars.items():
+            name, labels = samples[i][0], samples[i][1]
+            if name in self._rules:
+                for slot, factor in self._hit(name, labels)[2]:
+                    canon_ex[slot] = ex._replace(value=ex.value * factor)
+        types = dict(expo.types)
+        for slot, value in sums.items():
+            if slot in canon_ex:
+                kept_ex[len(kept)] = canon_ex[slot]
+            name, labels = self._slot_keys[slot]
+            kept.append(Sample(name, labels, value, stamps.get(slot)))
+            family, typ = self._families[name]
+            types.setdefault(family, typ)
+        return Exposition(kept, types, dict(expo.helps), dict(expo.units), kept_ex, expo.format)
+
+    def _sum(self, samples: list[Sample]) -> tuple[dict[int, float], dict[int, float]]:
+        """The hot loop: canonical sums by slot, and the first timestamp seen for each."""
+        rules, memo = self._rules, self._memo
+        sums: dict[int, float] = {}
+        stamps: dict[int, float] = {}
+        for name, labels, value, ts in samples:
+            if name not in rules:
+                continue
+            hit = memo.get((name, id(labels)))
+            if hit is None or hit[0] is not labels:
+                hit = self._resolve(name, labels)
+            for slot, factor in hit[1]:
+                if slot in sums:
+                    sums[slot] += value * factor
+                else:
+                    sums[slot] = value * factor
+                    if ts is not None:
+                        stamps[slot] = ts
+        return sums, stamps
+
+    def _hit(self, name: str, labels: Labels) -> _Hit:
+        hit = self._memo.get((name, id(labels)))
+        return hit if hit is not None and hit[0] is labels else self._resolve(name, labels)
+
+    def _unused(self, samples: list[Sample], exemplars: dict[int, Exemplar],
+                ) -> tuple[list[Sample], dict[int, Exemplar]]:
+        """Samples no rule used, with their exemplars re-indexed (``keep_source=False``)."""
         kept: list[Sample] = []
         kept_ex: dict[int, Exemplar] = {}
-        canon: dict[tuple[str, Labels], list[Any]] = {}  # key → [value, timestamp, exemplar]
-        for i, sample in enumerate(expo.samples):
-            if sample.name in rules:
-                key = (sample.name, sample.labels)
-                targets = memo.get(key)
-                if targets is None:
-                    targets = self._resolve(key)
-                ex = exemplars.get(i) if exemplars else None
-                for name, labels, factor, ex_factor in targets:
-                    _accumulate(canon, (name, labels), sample, factor,
-                                None if ex is None else ex._replace(value=ex.value * ex_factor))
-                if targets and not keep_source:
-                    continue
-            if exemplars and i in exemplars:
+        for i, sample in enumerate(samples):
+            if sample.name in self._rules and self._hit(sample.name, sample.labels)[1]:
+                continue
+            if i in exemplars:
                 kept_ex[len(kept)] = exemplars[i]
             kept.append(sample)
-        if not canon and len(kept) == len(expo.samples):
-            return expo
-        return self._assemble(expo, kept, kept_ex, canon)
+        return kept, kept_ex
 
-    def _resolve(self, key: tuple[str, Labels]) -> tuple[_Target, ...]:
-        if len(self._memo) >= _MEMO_LIMIT:
-            self._memo.clear()
-        lab = dict(key[1])
-        out: list[_Target] = []
-        for rule in self._rules[key[0]]:
+    def _resolve(self, name: str, labels: Labels) -> _Hit:
+        lab = dict(labels)
+        values: list[tuple[int, float]] = []
+        exemplars: list[tuple[int, float]] = []
+        for rule in self._rules[name]:
             if any(lab.get(k, "") != v for k, v in rule.match):
                 continue
             rendered = {k: t.render(lab) for k, t in rule.labels}
@@ -332,32 +379,15 @@ class Normaliser:
                     rendered["le"] = _scaled_le(lab["le"], rule.le_scale)
                 except ValueError:
                     continue  # not a bucket bound: no canonical bucket from this series
-            labels = tuple(sorted((k, v) for k, v in rendered.items() if v))
-            out.append((rule.target, labels, rule.value_scale, rule.exemplar_scale))
-        self._memo[key] = result = tuple(out)
-        return result
-
-    def _assemble(self, expo: Exposition, kept: list[Sample], kept_ex: dict[int, Exemplar],
-                  canon: dict[tuple[str, Labels], list[Any]]) -> Exposition:
-        types = dict(expo.types)
-        for (name, labels), (value, ts, ex) in canon.items():
-            if ex is not None:
-                kept_ex[len(kept)] = ex
-            kept.append(Sample(name, labels, value, ts))
-            family, typ = self._families[name]
-            types.setdefault(family, typ)
-        return Exposition(kept, types, dict(expo.helps), dict(expo.units), kept_ex, expo.format)
-
-
-def _accumulate(canon: dict[tuple[str, Labels], list[Any]], key: tuple[str, Labels],
-                sample: Sample, factor: float, ex: Exemplar | None) -> None:
-    acc = canon.get(key)
-    if acc is None:
-        canon[key] = [sample.value * factor, sample.timestamp, ex]
-    else:
-        acc[0] += sample.value * factor
-        if ex is not None:
-            acc[2] = ex
+            key = (rule.target, tuple(sorted((k, v) for k, v in rendered.items() if v)))
+            slot = self._slot_of.get(key)
+            if slot is None:
+                slot = self._slot_of[key] = len(self._slot_keys)
+                self._slot_keys.append(key)
+            values.append((slot, rule.value_scale))
+            exemplars.append((slot, rule.exemplar_scale))
+        hit = self._memo[(name, id(labels))] = (labels, tuple(values), tuple(exemplars))
+        return hit
 
 
 def _family(rule: MetricRule, name: str) -> tuple[str, str]:
@@ -367,6 +397,18 @@ def _family(rule: MetricRule, name: str) -> tuple[str, str]:
     if name.endswith("_total"):
         return name[:-6], "counter"
     return name, "gauge"
+
+
+def for_exposition(expo: Exposition,
+                   tables: Sequence[MappingTable] | None = None) -> Normaliser | None:
+    """A :class:`Normaliser` of only the tables ``expo`` is detected as (None: nothing to map).
+
+    Compile it on a target's first scrape and reuse it: a rule of one source then never
+    applies to another's look-alike names (``http_requests_total`` is common).
+    """
+    tables = builtin_tables() if tables is None else tables
+    found = set(detect_all(expo, tables))
+    return Normaliser([t for t in tables if t.source in found]) if found else None
 
 
 def normalise(expo: Exposition, mappings: Normaliser | Iterable[MappingTable],

@@ -20,6 +20,7 @@ from trimtab.collectors.mappings import (
     Normaliser,
     builtin_tables,
     detect,
+    for_exposition,
     load_file,
     load_tables,
     merge,
@@ -141,6 +142,18 @@ def test_histogram_scale_match_and_keep_source() -> None:
     assert norm.normalise(parse("other 1\n")).samples == [Sample("other", (), 1.0)]
 
 
+def test_memo_limit_only_forgets(monkeypatch: pytest.MonkeyPatch) -> None:
+    rule = {"from": "req_total", "to": "trimtab_http_requests_total",
+            "labels": {"route": "{route}"}}
+    text = "".join(f'req_total{{route="/r{i % 4}",code="{i}"}} {i}\n' for i in range(12))
+    expected = _tables(rule).normalise(parse(text)).samples
+    monkeypatch.setattr("trimtab.collectors.mappings._MEMO_LIMIT", 3)
+    small = _tables(rule)
+    for _ in range(3):  # the memo overflows inside the first scrape and is cleared after it
+        assert small.normalise(parse(text)).samples == expected
+    assert sorted(s.value for s in expected[12:]) == [12.0, 15.0, 18.0, 21.0]
+
+
 def test_exemplars_follow_their_samples() -> None:
     norm = _tables({"from": "lat_ms", "kind": "histogram", "scale": 0.001,
                     "to": "trimtab_http_request_duration_seconds"})
@@ -154,7 +167,7 @@ def test_exemplars_follow_their_samples() -> None:
 
 def test_native_trimtab_exposition_is_not_detected() -> None:
     expo = parse('trimtab_http_requests_total{route="/a"} 1\nhttp_requests_total{handler="/a"} 1\n')
-    assert detect(expo) is None
+    assert detect(expo) is None and for_exposition(expo) is None
     assert detect(parse('http_requests_total{handler="/a",method="GET",status="2xx"} 1\n')) == (
         "prometheus-fastapi-instrumentator")
 
@@ -214,7 +227,10 @@ def test_real_app_is_recognised_and_normalised(served_app: tuple[str, str, str])
         reply = client.get(metrics_url)
     expo = parse(reply.text, reply.headers.get("content-type"))
     assert detect(expo) == source
-    out = normalise(expo, Normaliser(builtin_tables()))
+    normaliser = for_exposition(expo)
+    assert normaliser is not None and normaliser.sources == (source,)
+    out = normalise(expo, normaliser)
+    assert out.samples[: len(expo.samples)] == expo.samples
     requests = _canonical(out, "trimtab_http_requests_total", "route")
     assert requests["/users/{uid}"] == 6 and requests["/fail"] == 2
     errors = sum(s.value for s in out.samples if s.name == "trimtab_http_requests_total"
