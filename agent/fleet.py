@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 
 from .procs import free_port, spawn, stop_all, wait_http
@@ -17,14 +20,21 @@ class Target:
     name: str
     url: str
     kind: str  # "instance" or "balancer"
+    token: str = field(default="", repr=False)  # read token for /_trimtab/ (traces, config)
 
 
 @dataclass
 class DemoFleet:
-    """Starts the demo processes on free loopback ports; ``stop()`` leaves none behind."""
+    """Starts the demo processes on free loopback ports; ``stop()`` leaves none behind.
+
+    Every agent gets the same two fresh tokens: ``read_token`` (the cockpit reads traces
+    and config with it) and ``write_token`` (the operator's, for changes).
+    """
 
     rps: float = 100.0
     log_dir: str | None = None
+    read_token: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+    write_token: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
     balancer_url: str = ""
@@ -45,7 +55,7 @@ class DemoFleet:
                                       "--slowness", str(slowness)])
             url = f"http://127.0.0.1:{port}"
             backends.append((name, url, proc))
-            self.targets.append(Target(name, f"{url}/metrics", "instance"))
+            self.targets.append(Target(name, f"{url}/metrics", "instance", self.read_token))
         for _, url, proc in backends:
             wait_http(f"{url}/metrics", proc)
         port = free_port()
@@ -53,12 +63,17 @@ class DemoFleet:
         proc = self._spawn("balancer", ["balance", "--port", str(port), *spec])
         self.balancer_url = f"http://127.0.0.1:{port}"
         wait_http(f"{self.balancer_url}/_trimtab/metrics", proc)
-        self.targets.append(Target("balancer", f"{self.balancer_url}/_trimtab/metrics", "balancer"))
+        self.targets.append(Target("balancer", f"{self.balancer_url}/_trimtab/metrics", "balancer",
+                                   self.read_token))
         self._spawn("loadgen", ["loadgen", "--url", self.balancer_url, "--rps", str(self.rps)])
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         log = f"{self.log_dir}/{name}.log" if self.log_dir else None
-        proc = spawn(args, log)
+        state = os.path.join(self.log_dir or tempfile.mkdtemp(prefix="trimtab-demo-"), "state", name)
+        os.makedirs(state, exist_ok=True)
+        env = {"TRIMTAB_TOKENS": f"operator:write:{self.write_token},cockpit:read:{self.read_token}",
+               "TRIMTAB_STATE_DIR": state}
+        proc = spawn(args, log, env)
         self.procs.append(proc)
         return proc
 

@@ -21,13 +21,14 @@ from trimtab.collectors.scrape import ScrapeEngine, ScrapeTarget
 from . import targets as targets_file
 from .model import FleetModel
 
-PAGES = ("overview", "routes", "cache", "balancer", "fleet")
+PAGES = ("overview", "routes", "cache", "balancer", "traces", "fleet")
 
 
 def start_collection(fleet: DemoFleet, model: FleetModel) -> ScrapeEngine:
     """Scrape every fleet target each second into ``model``."""
-    targets = [ScrapeTarget(t.name, t.url, t.kind) for t in fleet.targets]
-    return ScrapeEngine(targets, model.ingest, on_cycle=model.tick).start()
+    targets = [ScrapeTarget(t.name, t.url, t.kind, token=t.token) for t in fleet.targets]
+    return ScrapeEngine(targets, model.ingest, on_cycle=model.tick,
+                        on_traces=model.ingest_traces).start()
 
 
 def _qt_app(args: argparse.Namespace) -> Any:

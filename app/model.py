@@ -12,7 +12,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -105,6 +105,8 @@ class FleetModel:
     routes: dict[str, RouteStats] = field(default_factory=dict)
     share: list[ShareRow] = field(default_factory=list)
     cache: list[CacheRow] = field(default_factory=list)
+    traces: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=5000))
+    trace_errors: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _history: dict[str, deque[tuple[float, Counters]]] = field(default_factory=dict)
 
@@ -125,6 +127,36 @@ class FleetModel:
                 hist = self._history.setdefault(result.target.name, deque(maxlen=600))
                 hist.append((result.timestamp, counters))
             self.version += 1
+
+    def ingest_traces(self, target: str, traces: list[dict[str, Any]], error: str = "") -> None:
+        """New traces from one agent, oldest first (collector thread); ``error`` when polling failed."""
+        with self.lock:
+            for trace in traces:
+                trace.setdefault("instance", target)
+                self.traces.append(trace)
+            if error:
+                self.trace_errors[target] = error
+            else:
+                self.trace_errors.pop(target, None)
+            if traces or error:
+                self.version += 1
+
+    def query_traces(self, route: str | None = None, min_ms: float = 0.0, errors_only: bool = False,
+                     limit: int = 500) -> list[dict[str, Any]]:
+        """Newest first, filtered; a trace is an error when its status is 5xx."""
+        out = []
+        with self.lock:
+            for trace in reversed(self.traces):
+                if route and trace.get("route") != route:
+                    continue
+                if trace.get("duration_ms", 0.0) < min_ms:
+                    continue
+                if errors_only and int(trace.get("status", 0)) < 500:
+                    continue
+                out.append(trace)
+                if len(out) >= limit:
+                    break
+        return out
 
     def forget(self, target: str) -> None:
         """Drop a removed target's health and history; its series end (a gap) from now on."""

@@ -6,7 +6,7 @@ import math
 import time
 
 import numpy as np
-from PySide6.QtCore import Qt, Slot
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QMessageBox, QPushButton,
                                QSplitter, QVBoxLayout, QWidget)
 
@@ -78,9 +78,15 @@ ROUTE_HEADERS = ("route", "p50 (bucket, ms)", "p95 (bucket, ms)", "p99 (bucket, 
 class RoutesPage(QWidget):
     """The slow-routes table, ranked by time spent; the selected route's percentiles over time."""
 
+    traces_requested = Signal(str, float)  # route, minimum duration in ms
+
     def __init__(self, model: FleetModel) -> None:
         super().__init__()
         self.model = model
+        self.traces_button = QPushButton("Example traces of this route (≥ p95)")
+        self.traces_button.setToolTip("Open the Traces page filtered to the selected route's "
+                                      "requests at least as slow as its p95")
+        self.traces_button.clicked.connect(self._ask_traces)
         self.table = SortableTable(ROUTE_HEADERS)
         self.table.sortItems(len(ROUTE_HEADERS) - 1, Qt.SortOrder.DescendingOrder)
         self.table.row_selected.connect(self.select_route)
@@ -99,8 +105,17 @@ class RoutesPage(QWidget):
         split.addWidget(charts)
         layout = QVBoxLayout(self)
         layout.addWidget(self.hint)
+        layout.addWidget(self.traces_button, 0, Qt.AlignmentFlag.AlignRight)
         layout.addWidget(split, 1)
         self.charts = [self.percentiles, self.errors]
+
+    @Slot()
+    def _ask_traces(self) -> None:
+        if self.selected is None:
+            return
+        stats = self.model.read(lambda m: m.routes.get(self.selected))
+        p95 = stats.quantiles.get(0.95) if stats is not None else None  # type: ignore[attr-defined]
+        self.traces_requested.emit(self.selected, p95.value * 1000.0 if p95 else 0.0)
 
     @Slot(str)
     def select_route(self, route: str) -> None:

@@ -82,7 +82,9 @@ def save(path: Path, targets: list[ScrapeTarget]) -> None:
     """Write atomically (temp file + rename) so a crash never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text(tomli_w.dumps({"target": [asdict(t) for t in targets]}), encoding="utf-8")
+    # Tokens stay in memory: a targets file is easy to share and must hold no secret.
+    entries = [{k: v for k, v in asdict(t).items() if k != "token"} for t in targets]
+    tmp.write_text(tomli_w.dumps({"target": entries}), encoding="utf-8")
     os.replace(tmp, path)
 
 

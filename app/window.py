@@ -16,6 +16,7 @@ from trimtab.widgets.theme import THEMES
 
 from .pages import FleetPage, OverviewPage, RoutesPage
 from .pages_ops import BalancerPage, CachePage
+from .pages_traces import TracesPage
 from .target_manager import TargetManager
 
 LIVE_WINDOWS = (("last 5 min", 300), ("last 15 min", 900), ("last 60 min", 3600))
@@ -34,18 +35,21 @@ class MainWindow(QMainWindow):
         self.routes = RoutesPage(model)
         self.cache = CachePage(model)
         self.balancer = BalancerPage(model)
+        self.traces = TracesPage(model)
         self.fleet = FleetPage(model, targets)
-        self.pages = [self.overview, self.routes, self.cache, self.balancer, self.fleet]
+        self.pages = [self.overview, self.routes, self.cache, self.balancer, self.traces, self.fleet]
         self.tabs = QTabWidget()
-        for page, name in zip(self.pages, ("Overview", "Slow routes", "Cache", "Balancer", "Fleet")):
+        for page, name in zip(self.pages, ("Overview", "Slow routes", "Cache", "Balancer", "Traces",
+                                           "Fleet")):
             self.tabs.addTab(page, name)
+        self.routes.traces_requested.connect(self.show_traces)
         self.charts = [chart for page in self.pages for chart in page.charts]
         for chart in self.charts:  # zoom and pan stay in step on every chart
             chart.user_ranged.connect(self._user_zoomed)
         self.tabs.currentChanged.connect(self._force_refresh)
         self.setCentralWidget(self.tabs)
         self._build_toolbar()
-        self.status = QLabel("No targets yet: add one on the Fleet page (Ctrl+5, Add target…) "
+        self.status = QLabel("No targets yet: add one on the Fleet page (Ctrl+6, Add target…) "
                              "or start the demo (trimtab demo).")
         self.statusBar().addWidget(self.status, 1)
         self.paused = False
@@ -116,12 +120,19 @@ class MainWindow(QMainWindow):
             written.append(target)
         return written
 
+    @Slot(str, float)
+    def show_traces(self, route: str, min_ms: float) -> None:
+        """Jump to example traces of ``route`` at least ``min_ms`` slow."""
+        self.traces.filter_to(route, min_ms)
+        self.tabs.setCurrentWidget(self.traces)
+
     @Slot(str)
     def set_theme(self, name: str) -> None:
         """Re-theme every chart; remembered with the window layout."""
         theme = THEMES[name]
         self.theme = name
-        for view in [*self.charts, self.overview.share_bars, self.balancer.bars]:
+        for view in [*self.charts, self.overview.share_bars, self.balancer.bars,
+                     self.traces.waterfall]:
             view.apply_theme(theme)
 
     @Slot(float, float)

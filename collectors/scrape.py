@@ -12,6 +12,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -27,6 +30,14 @@ class ScrapeTarget:
     kind: str = "instance"  # "instance" | "balancer"
     interval: float = 1.0
     timeout: float = 0.8
+    # A read token for the agent's /_trimtab/ API (traces); never printed, never saved.
+    token: str = field(default="", repr=False, compare=False)
+
+    @property
+    def agent_base(self) -> str:
+        """``scheme://host:port`` of the agent serving this target."""
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}"
 
 
 @dataclass
@@ -46,6 +57,8 @@ class ScrapeEngine:
     targets: Sequence[ScrapeTarget]
     sink: Callable[[ScrapeResult], None]
     on_cycle: Callable[[float], None] | None = None
+    on_traces: Callable[[str, list[dict[str, Any]], str], None] | None = None
+    traces_interval: float = 2.0
     cycle_interval: float = 1.0
     max_body_bytes: int = 16 * 1024 * 1024
     _thread: threading.Thread | None = None
@@ -105,12 +118,35 @@ class ScrapeEngine:
         if target.name in self._tasks:
             raise ValueError(f"target {target.name}: already scraped")
         self._tasks[target.name] = asyncio.create_task(self._target_loop(self._client, target))
+        if target.token and target.kind == "instance" and self.on_traces is not None:
+            self._tasks[f"{target.name}\x00traces"] = asyncio.create_task(
+                self._traces_loop(self._client, target))
 
     def _stop_target(self, name: str) -> None:
-        task = self._tasks.pop(name, None)
-        if task is not None:
-            task.cancel()
+        for key in (name, f"{name}\x00traces"):
+            task = self._tasks.pop(key, None)
+            if task is not None:
+                task.cancel()
         self._parsers.pop(name, None)
+
+    async def _traces_loop(self, client: httpx.AsyncClient, target: ScrapeTarget) -> None:
+        """Follow the agent's trace cursor; hand new traces (or an error text) to on_traces."""
+        assert self.on_traces is not None
+        cursor = 0
+        url = f"{target.agent_base}/_trimtab/traces"
+        headers = {"authorization": f"Bearer {target.token}"}
+        while True:
+            try:
+                response = await client.get(url, params={"since": cursor, "limit": 500},
+                                            headers=headers, timeout=target.timeout)
+                if response.status_code != 200:
+                    raise ValueError(f"traces: HTTP {response.status_code}")
+                body = response.json()
+                cursor = int(body["next"])
+                self.on_traces(target.name, list(body["traces"]), "")
+            except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+                self.on_traces(target.name, [], str(exc) or type(exc).__name__)
+            await asyncio.sleep(self.traces_interval)
 
     async def _cycle_loop(self) -> None:
         assert self.on_cycle is not None and self._stop is not None

@@ -201,6 +201,30 @@ def test_export_the_charts_of_a_page(qtbot, model: FleetModel, tmp_path) -> None
     window.close()
 
 
+def test_traces_page_filters_and_shows_a_waterfall(qtbot, model: FleetModel) -> None:
+    from trimtab.app.window import MainWindow
+
+    window = MainWindow(model)
+    qtbot.addWidget(window)
+    window.show()
+    window.tabs.setCurrentWidget(window.routes)
+    qtbot.waitUntil(lambda: window.routes.table.select_key("/search"), timeout=20_000)
+    window.routes.traces_button.click()  # the jump from a slow route to example traces
+    assert window.tabs.currentWidget() is window.traces
+    assert window.traces.route.currentText() == "/search"
+    threshold = window.traces.min_ms.value()
+    assert threshold > 0  # the route's p95
+    qtbot.waitUntil(lambda: window.traces.table.rowCount() > 0, timeout=20_000)
+    durations = [t["duration_ms"] for t in window.traces._by_key.values()]
+    assert all(d >= threshold for d in durations)
+    assert set(window.traces.table.column_texts(1)) == {"/search"}
+    qtbot.waitUntil(lambda: len(window.traces.waterfall.spans) >= 2, timeout=10_000)
+    request, *children = window.traces.waterfall.spans
+    assert request[0] == "GET /search" and request[1] == 0.0
+    assert all(child[1] + child[2] <= request[2] + 1.0 for child in children)
+    window.close()
+
+
 def test_stop_leaves_no_child_process() -> None:
     fleet = DemoFleet(rps=20.0)
     fleet.start()
