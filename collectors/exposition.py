@@ -72,7 +72,8 @@ _NONE: tuple[str, ...] = ()
 _tuple_new = tuple.__new__
 _NOT_SAMPLE_START = frozenset(" \t#")
 _SERIES_KEY = itemgetter(0, 1, 3)  # name, labels, timestamp
-_Series = tuple[str, Labels, tuple[str, ...]]
+_Series = tuple[str, Labels, tuple[str, ...]]  # name, labels, which bound labels hold a number
+_Base = tuple[Labels, dict[str, int]]  # labels, and where each absent bound label sorts in
 _BOUND_SPLITS = (("le", 'le="', ',le="'), ("quantile", 'quantile="', ',quantile="'))
 _BOUND_OK = {"le": ("le",), "quantile": ("quantile",)}
 _UNESCAPE = re.compile(r"\\(.)")
@@ -222,7 +223,7 @@ class TargetParser:
     def __init__(self) -> None:
         self._floats = _Floats()
         self._series: dict[str, _Series] = {}
-        self._bases: dict[str, tuple[list[str], Labels]] = {}
+        self._bases: dict[str, _Base] = {}
         self._layout: _Layout | None = None
 
     def parse(self, text: str, content_type: str | None = None) -> Exposition:
@@ -302,9 +303,10 @@ class _Full:
     """One run of the full parser over the lines of one scrape."""
 
     def __init__(self, fmt: str, floats: _Floats, series: dict[str, _Series],
-                 bases: dict[str, tuple[list[str], Labels]]) -> None:
+                 bases: dict[str, _Base]) -> None:
         self.fmt, self.om, self.floats = fmt, fmt == OPENMETRICS, floats
         self.series, self.bases = series, bases  # kept by the TargetParser between scrapes
+        self.names_ok: set[str] = set()  # metric names already validated
         self.pattern = _SAMPLE[fmt]
         self.expo = Exposition(format=fmt)
         self.family = ""  # no family yet
@@ -511,13 +513,17 @@ class _Full:
         """
         brace = head.find("{")
         name = head if brace < 0 else head[:brace]
-        if _METRIC_NAME.fullmatch(name) is None or (brace >= 0 and head[-1] != "}"):
+        if name not in self.names_ok:
+            if _METRIC_NAME.fullmatch(name) is None or (brace >= 0 and head[-1] != "}"):
+                return None
+            self.names_ok.add(name)
+        elif brace >= 0 and head[-1] != "}":
             return None
         try:
-            hit = self.new_series(name, head[brace + 1:-1] if brace >= 0 else None)
+            labels, numeric = self.label_set(head[brace + 1:-1]) if brace >= 0 else ((), _NONE)
         except ParseError:
             return None  # the regex path reports it, with its own reason
-        self.series[head] = hit
+        hit = self.series[head] = (name, labels, numeric)
         return hit
 
     def sample(self, i: int, line: str) -> None:
@@ -528,7 +534,7 @@ class _Full:
         series, token, ts_token = match.group("series", "value", "ts")
         hit = self.series.get(series)
         if hit is None:
-            hit = self.series[series] = self.new_series(match["name"], match["labels"])
+            hit = self.series[series] = (match["name"], *self.label_set(match["labels"] or ""))
         name, labels, numeric = hit
         try:
             value = self.floats[token]
@@ -551,26 +557,23 @@ class _Full:
         if ts is None and exemplar is None and line.endswith(token) and line[-len(token) - 1] == " ":
             self.series[line[: -len(token) - 1]] = hit  # this text before a value means this series
 
-    def new_series(self, name: str, block: str | None) -> _Series:
-        """(name, sorted labels, which of ``le``/``quantile`` hold a number) of new text."""
-        labels, numeric = self.label_set(block) if block else ((), _NONE)
-        return name, labels, numeric
-
     def label_set(self, block: str) -> tuple[Labels, tuple[str, ...]]:
         """A histogram's buckets share every label but ``le`` (a summary's but ``quantile``):
         the rest of the label set, like the text of ``_count`` and ``_sum``, is parsed once."""
+        if not block:
+            return (), _NONE
         bounded = 'le="' in block or 'quantile="' in block
         split = _split_bound(block) if bounded else None
         if split is None:
-            labels = (self.bases.get(block) or self.new_base(block))[1]
+            labels = (self.bases.get(block) or self.new_base(block))[0]
             return labels, _numeric(labels) if bounded else _NONE
         pair, rest = split
-        names, rest_labels = self.bases.get(rest) or self.new_base(rest)
-        if pair[0] in names:
+        rest_labels, slots = self.bases.get(rest) or self.new_base(rest)
+        i = slots.get(pair[0])
+        if i is None:
             self.fail(f"label {pair[0]!r} appears twice in one label set")
-        i = bisect_left(names, pair[0])
         labels = (*rest_labels[:i], pair, *rest_labels[i:])
-        if "le" in names or "quantile" in names:
+        if len(slots) < 2:  # the rest holds the other bound label: check both
             return labels, _numeric(labels)
         try:
             numeric = self.floats[pair[1]] == self.floats[pair[1]]  # a valid number, and not NaN
@@ -578,9 +581,12 @@ class _Full:
             numeric = False
         return labels, _BOUND_OK[pair[0]] if numeric else _NONE
 
-    def new_base(self, block: str) -> tuple[list[str], Labels]:
+    def new_base(self, block: str) -> _Base:
+        """Labels of a label set's text, and where ``le``/``quantile`` would sort into them."""
         labels = self.labels_of(block)
-        hit = self.bases[block] = ([n for n, _ in labels], labels)
+        names = [n for n, _ in labels]
+        slots = {b: bisect_left(names, b) for b in _BOUND_OK if b not in names}
+        hit = self.bases[block] = (labels, slots)
         return hit
 
     def labels_of(self, block: str) -> Labels:
