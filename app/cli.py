@@ -13,13 +13,16 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trimtab.agent.fleet import DemoFleet
 from trimtab.collectors.scrape import ScrapeEngine, ScrapeTarget
 
 from . import targets as targets_file
 from .model import FleetModel
+
+if TYPE_CHECKING:
+    from .store import Store
 
 PAGES = ("overview", "routes", "cache", "balancer", "traces", "fleet")
 
@@ -75,9 +78,10 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"trimtab: starting the demo fleet (logs in {log_dir}) ...", flush=True)
     fleet = DemoFleet(rps=args.rps, log_dir=log_dir)
     engine: ScrapeEngine | None = None
+    model: FleetModel | None = None
     try:
         fleet.start()
-        model = FleetModel()
+        model = FleetModel(store=_open_store(args.store or os.path.join(log_dir, "history.sqlite")))
         engine = start_collection(fleet, model)
         banner = (f"trimtab: balancer at {fleet.balancer_url}; "
                   + ", ".join(f"{t.name} {t.url}" for t in fleet.targets))
@@ -85,6 +89,8 @@ def run_demo(args: argparse.Namespace) -> int:
     finally:
         if engine is not None:
             engine.stop()
+        if model is not None and model.store is not None:
+            model.store.close()
         fleet.stop()
 
 
@@ -98,15 +104,32 @@ def run_cockpit(args: argparse.Namespace) -> int:
     except targets_file.TargetsError as exc:
         print(f"trimtab: {exc}", file=sys.stderr)
         return 2
+    store_path = args.store or str(targets_file.default_path().parent / "history.sqlite")
+    try:
+        store = _open_store(store_path)
+    except ValueError as exc:
+        print(f"trimtab: {exc}", file=sys.stderr)
+        return 2
     app = _qt_app(args)
-    model = FleetModel()
-    engine = ScrapeEngine(targets, model.ingest, on_cycle=model.tick).start()
+    model = FleetModel(store=store)
+    engine = ScrapeEngine(targets, model.ingest, on_cycle=model.tick,
+                          on_traces=model.ingest_traces).start()
     try:
         manager = TargetManager(path, engine, model)
         banner = f"trimtab: {len(targets)} target(s) from {path}"
         return _run_window(app, args, lambda: MainWindow(model, targets=manager), banner)
     finally:
         engine.stop()
+        store.close()
+
+
+def _open_store(path: str) -> Store:
+    """The history database; a corrupt or foreign file is a clear error (StoreError)."""
+    from .store import Store
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    print(f"trimtab: history in {path}", flush=True)
+    return Store(path)
 
 
 def _save_and_quit(window: Any, path: str) -> None:
@@ -124,6 +147,7 @@ def _window_options(parser: argparse.ArgumentParser) -> None:
                         help="with --screenshot: seconds to wait before the shot")
     parser.add_argument("--page", choices=PAGES, help="page to open on (default: the last one used)")
     parser.add_argument("--theme", choices=("dark", "light"), help="chart theme")
+    parser.add_argument("--store", metavar="FILE", help="history database (SQLite)")
 
 
 def build_parser() -> argparse.ArgumentParser:

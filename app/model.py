@@ -20,6 +20,7 @@ from trimtab.collectors.promql import Quantile, counter_delta, histogram_quantil
 from trimtab.collectors.scrape import ScrapeResult
 
 from .ring import Ring
+from .store import Row, Store
 from .snapshot_extract import Counters, extract
 
 QUANTILES = (0.5, 0.95, 0.99)
@@ -108,6 +109,9 @@ class FleetModel:
     traces: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=5000))
     trace_errors: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    store: Store | None = None  # when set, every cycle's raw samples are written to it
+    store_error: str = ""
+    _pending: list[Row] = field(default_factory=list)
     _history: dict[str, deque[tuple[float, Counters]]] = field(default_factory=dict)
 
     def ingest(self, result: ScrapeResult) -> None:
@@ -126,6 +130,10 @@ class FleetModel:
             if counters is not None:
                 hist = self._history.setdefault(result.target.name, deque(maxlen=600))
                 hist.append((result.timestamp, counters))
+                if self.store is not None:
+                    name = result.target.name
+                    self._pending.extend((name, s.name, s.labels, s.value)
+                                         for s in result.exposition.samples)  # type: ignore[union-attr]
             self.version += 1
 
     def ingest_traces(self, target: str, traces: list[dict[str, Any]], error: str = "") -> None:
@@ -172,7 +180,19 @@ class FleetModel:
             self._derive_latency(now, pairs)
             self._derive_cache(now, pairs)
             self._derive_share(now, pairs)
+            rows, self._pending = self._pending, []
             self.version += 1
+        self._persist(now, rows)
+
+    def _persist(self, now: float, rows: list[Row]) -> None:
+        """One store transaction per cycle, outside the model lock (the GUI never waits on disk)."""
+        if self.store is None or not rows:
+            return
+        try:
+            self.store.write_cycle(now, rows)
+            self.store_error = ""
+        except (ValueError, OSError) as exc:  # StoreError is a ValueError
+            self.store_error = f"history not saved: {exc}"
 
     def _window_pairs(self, now: float) -> Iterable[Pair]:
         """(oldest in window, newest) per fresh target; stale targets drop out (a gap)."""

@@ -203,6 +203,8 @@ class MainWindow(QMainWindow):
         text = f"{up}/{len(health)} targets up · last scrape {fmt.ago(time.time() - last)}"
         if down:
             text += " · down: " + "; ".join(down)
+        if self.model.store_error:
+            text += " · " + self.model.store_error
         if self.paused:
             text += " · PAUSED (Space to resume)"
         self.status.setText(text)

@@ -101,3 +101,35 @@ def test_inf_bucket_is_flagged_as_a_lower_bound() -> None:
 ])
 def test_duration_format(seconds: float, text: str) -> None:
     assert fmt.duration(seconds) == text
+
+
+def test_each_cycle_is_written_to_the_store(tmp_path) -> None:
+    from trimtab.app.store import Store
+
+    store = Store(tmp_path / "history.sqlite")
+    model = FleetModel(store=store)
+    scrape(model, API, 100.0, exposition(0))
+    model.tick(100.5)
+    scrape(model, API, 101.0, exposition(100))
+    model.tick(101.5)
+    series = store.query("trimtab_http_requests_total", {"status": "200"}, start=0, end=200,
+                         max_points=100)
+    (key, (t, v)), = series.items()
+    assert key.target == "api-1"
+    assert list(t) == [100.5, 101.5] and list(v) == [0.0, 100.0]
+    assert model.store_error == ""
+    store.close()
+
+
+def test_a_failing_store_is_reported_not_raised(tmp_path) -> None:
+    from trimtab.app.store import Store
+
+    store = Store(tmp_path / "history.sqlite")
+    model = FleetModel(store=store)
+    scrape(model, API, 100.0, exposition(0))
+    model.tick(100.5)
+    scrape(model, API, 101.0, exposition(1))
+    model.tick(100.0)  # a clock step backwards: the store refuses the cycle
+    assert "history not saved" in model.store_error
+    assert model.routes  # the live view goes on
+    store.close()
