@@ -27,8 +27,12 @@ so ``sum by`` is built in: dropped labels (say a status code on buckets) add up.
 
 :func:`normalise` keeps every source sample untouched, in order, and appends the
 canonical samples after them (``keep_source=False`` drops the samples a rule used).
-Keeping them costs one list append per sample and leaves the exposition's
-indexes (exemplars) valid; the cockpit reads only canonical names.
+Keeping them costs a list copy and leaves the exposition's indexes (exemplars)
+valid; the cockpit reads only canonical names. An exposition nothing maps is
+returned as is. Compile the tables once (:class:`Normaliser`, or
+:func:`for_exposition` on a target's first scrape): the per-scrape work is then one
+dict lookup by name per sample, plus one by (name, label tuple identity) per
+mapped sample.
 """
 
 from __future__ import annotations
@@ -284,6 +288,7 @@ class Normaliser:
     """Compiled tables: per sample one dict lookup by name; rules run once per new series."""
 
     def __init__(self, tables: Iterable[MappingTable]) -> None:
+        tables = list(tables)
         self.sources = tuple(t.source for t in tables)
         self._rules: dict[str, list[_Rule]] = {}
         self._families: dict[str, tuple[str, str]] = {}  # canonical sample name → family, type
