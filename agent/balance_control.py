@@ -29,7 +29,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict
 from typing import Any, NoReturn, Protocol
 from urllib.parse import parse_qs
 
@@ -40,8 +40,10 @@ from .lb_policies import (
     Backend,
     BackendError,
     InvalidInput,
+    Item,
     ServerStatus,
     ShareWindow,
+    apply_items,
     check_state,
     check_weight,
     etag,
@@ -69,16 +71,6 @@ class HTTPError(Exception):
     def __init__(self, status: int, field: str, message: str) -> None:
         super().__init__(message)
         self.status, self.field, self.message = status, field, message
-
-
-@dataclass(frozen=True)
-class Item:
-    """One requested change of one server field."""
-
-    server: str
-    field: str
-    old: Any
-    new: Any
 
 
 def error_body(status: int, field: str, message: str) -> dict[str, Any]:
@@ -162,7 +154,14 @@ class ControlApp:
             return
         need, handler = routes[(path, method)]
         try:
-            who = self.auth.authenticate(scope["headers"], need=need)
+            who = self.auth.authenticate(scope["headers"], need=READ)
+            if not who.can(need):
+                # Authenticated but read-only: a write attempt, journaled like the agent's.
+                self.journal.record(who=who.name, target=self.backend.target, what="request",
+                                    old=None, new=f"{method} {scope['path']}", reason="",
+                                    result=REFUSED, detail="insufficient_scope: read token")
+                raise AuthError(403, "insufficient_scope",
+                                f"token {who.name!r} has scope 'read'; this needs '{need}'")
         except AuthError as err:
             await err.send(send)
             return
@@ -257,7 +256,7 @@ class ControlApp:
 
     async def _change(self, items: list[Item], servers: list[ServerStatus], who: Principal,
                       reason: str, force: bool, reverts: int | None) -> _Reply:
-        after = _apply_items(servers, items)
+        after = apply_items(servers, items)
         danger = guard_rail(servers, after)
         if danger and not force:
             self._refuse_items(items, who, reason, danger + "; send force with a reason", reverts)
@@ -370,13 +369,6 @@ class ControlApp:
 
 
 _Reply = tuple[int, dict[str, Any], list[tuple[bytes, bytes]]]
-
-
-def _apply_items(servers: list[ServerStatus], items: list[Item]) -> list[ServerStatus]:
-    after = {s.name: s for s in servers}
-    for i in items:
-        after[i.server] = replace(after[i.server], **{i.field: i.new})
-    return list(after.values())
 
 
 def _jsonable(value: Any) -> Any:

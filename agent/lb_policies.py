@@ -14,7 +14,7 @@ import json
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from .journal import ACCEPTED, Journal
@@ -191,6 +191,24 @@ def split_what(what: str) -> tuple[str, str] | None:
     if head != "servers" or not server or field not in FIELDS:
         return None
     return server, field
+
+
+@dataclass(frozen=True)
+class Item:
+    """One requested change of one server field."""
+
+    server: str
+    field: str
+    old: Any
+    new: Any
+
+
+def apply_items(servers: list[ServerStatus], items: list[Item]) -> list[ServerStatus]:
+    """``servers`` as they would be after ``items`` (for the guard rails)."""
+    after = {s.name: s for s in servers}
+    for i in items:
+        after[i.server] = replace(after[i.server], **{i.field: i.new})
+    return list(after.values())
 
 
 class Policy(Protocol):

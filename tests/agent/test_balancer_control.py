@@ -84,7 +84,10 @@ def test_tokens_read_write_and_missing(balancer: Balancer, client: httpx.AsyncCl
         assert (await c.patch(API, json=body, headers={**tag, **READ})).status_code == 403
         assert (await c.patch(API, json=body, headers={**tag, "authorization": "Bearer x"})
                 ).status_code == 401
-        assert (await c.get(f"{API}/journal", headers=READ)).json()["entries"] == []
+        entries = (await c.get(f"{API}/journal", headers=READ)).json()["entries"]
+        # Only the read-only caller's attempt is journaled; anonymous ones are not.
+        assert [(e["who"], e["result"], e["detail"]) for e in entries] == [
+            ("viewer", "refused", "insufficient_scope: read token")]
         assert (await c.get(f"{API}/nothing", headers=READ)).status_code == 404
         assert (await c.delete(API, headers=WRITE)).status_code == 405
     run(go(client))
