@@ -7,18 +7,39 @@ import asyncio
 import sys
 
 
-def _instance(args: argparse.Namespace) -> None:
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _serve(app: object, args: argparse.Namespace) -> None:
+    """uvicorn on loopback by default; any other bind needs TLS (or an explicit opt-out)."""
     import uvicorn
 
+    tls = bool(args.ssl_certfile and args.ssl_keyfile)
+    if args.host not in LOOPBACK and not tls and not args.insecure_bind:
+        sys.exit(f"trimtab agent: refusing to serve the control API on {args.host} without TLS; "
+                 "give --ssl-certfile and --ssl-keyfile (or --insecure-bind on a trusted network)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False,
+                ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
+
+
+def _bind_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback)")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--ssl-certfile", help="TLS certificate (PEM), required off loopback")
+    parser.add_argument("--ssl-keyfile", help="TLS private key (PEM)")
+    parser.add_argument("--insecure-bind", action="store_true",
+                        help="allow a non-loopback bind without TLS")
+
+
+def _instance(args: argparse.Namespace) -> None:
     from .demo_app import build_app
 
-    app = build_app(args.name, slowness=args.slowness, product_ttl=args.product_ttl)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    app = build_app(args.name, slowness=args.slowness, product_ttl=args.product_ttl,
+                    state_dir=args.state_dir, redis_url=args.redis_url)
+    _serve(app, args)
 
 
 def _balance(args: argparse.Namespace) -> None:
-    import uvicorn
-
     from .balancer import Balancer, Server
 
     servers = []
@@ -27,8 +48,7 @@ def _balance(args: argparse.Namespace) -> None:
         if not sep or not url.startswith("http"):
             sys.exit(f"trimtab agent balance: server must be NAME=URL, got {spec!r}")
         servers.append(Server(name, url.rstrip("/")))
-    uvicorn.run(Balancer(servers), host=args.host, port=args.port, log_level="warning",
-                access_log=False)
+    _serve(Balancer(servers), args)
 
 
 def _loadgen(args: argparse.Namespace) -> None:
@@ -42,14 +62,16 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="cmd", required=True)
     inst = sub.add_parser("instance", help="run a demo API instance with the middleware")
     inst.add_argument("--name", default="api")
-    inst.add_argument("--host", default="127.0.0.1")
-    inst.add_argument("--port", type=int, required=True)
+    _bind_options(inst)
+    inst.add_argument("--state-dir", default=None,
+                      help="config + journal directory (default: $TRIMTAB_STATE_DIR, else memory)")
+    inst.add_argument("--redis-url", default=None,
+                      help="shared Redis response cache (default: $TRIMTAB_REDIS_URL, else memory)")
     inst.add_argument("--slowness", type=float, default=1.0)
     inst.add_argument("--product-ttl", type=float, default=10.0)
     inst.set_defaults(func=_instance)
     bal = sub.add_parser("balance", help="run the built-in weighted balancer")
-    bal.add_argument("--host", default="127.0.0.1")
-    bal.add_argument("--port", type=int, required=True)
+    _bind_options(bal)
     bal.add_argument("servers", nargs="+", metavar="NAME=URL")
     bal.set_defaults(func=_balance)
     gen = sub.add_parser("loadgen", help="send demo traffic")
