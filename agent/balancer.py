@@ -133,7 +133,8 @@ class Balancer:
     def __init__(self, servers: Sequence[Server], timeout: float = 10.0, policy: str = "swrr",
                  health_path: str | None = None, health_interval: float = 1.0,
                  fall: int = 2, rise: int = 2, auth: TokenAuth | None = None,
-                 journal: Journal | None = None, max_traces: int = 2048) -> None:
+                 journal: Journal | None = None, max_traces: int = 2048,
+                 max_body: int = 16 * 1024 * 1024) -> None:
         self.servers = list(servers)
         if len({s.name for s in self.servers}) != len(self.servers) or not self.servers:
             raise ValueError("servers must be non-empty with unique names")
@@ -148,6 +149,7 @@ class Balancer:
         self.auth = auth if auth is not None else TokenAuth.from_env()
         self.control = ControlApp(BuiltinBackend(self), self.auth, journal or Journal(None))
         self.tracer = Tracer("balancer", max_traces)
+        self.max_body = max_body  # bodies are buffered whole, so they are bounded
         self._pool = UpstreamPool(timeout=timeout)
         # Health probes are few; httpx is fine there and separate from the proxy's pool.
         self._client = httpx.AsyncClient(timeout=max(0.2, health_interval))
@@ -182,7 +184,10 @@ class Balancer:
             await self._proxy(server, scope, receive, send)
 
     async def _proxy(self, server: Server, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        body = await _read_body(receive)
+        body = await _read_body(receive, self.max_body)
+        if body is None:
+            await _respond(send, 413, b'{"error":"request body too large"}', b"application/json")
+            return
         incoming = next((v for k, v in scope["headers"] if k.lower() == b"traceparent"), None)
         span, token = self.tracer.begin(incoming)
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in HOP_HEADERS]
@@ -286,11 +291,14 @@ class Balancer:
                 return
 
 
-async def _read_body(receive: Any) -> bytes:
+async def _read_body(receive: Any, limit: int) -> bytes | None:
+    """The whole request body (it is buffered), or None beyond ``limit`` bytes."""
     body = b""
     while True:
         message = await receive()
         body += bytes(message.get("body", b""))
+        if len(body) > limit:
+            return None
         if not message.get("more_body"):
             return body
 

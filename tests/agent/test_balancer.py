@@ -120,6 +120,8 @@ def test_dead_upstream_without_checks_counts_errors(
     statuses = [httpx.get(f"{url}/search?q=x").status_code for _ in range(10)]
     assert sorted(statuses) == [200] * 5 + [502] * 5
     assert metric(url, "trimtab_balancer_errors_total", server="dead") == 5
+    huge = httpx.post(f"{url}/orders", content=b"x" * (17 * 1024 * 1024))
+    assert huge.status_code == 413
 
 
 def test_iphash_keeps_one_client_on_one_server(
