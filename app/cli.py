@@ -31,7 +31,7 @@ def start_collection(fleet: DemoFleet, model: FleetModel) -> ScrapeEngine:
     """Scrape every fleet target each second into ``model``."""
     targets = [ScrapeTarget(t.name, t.url, t.kind, token=t.token) for t in fleet.targets]
     return ScrapeEngine(targets, model.ingest, on_cycle=model.tick,
-                        on_traces=model.ingest_traces).start()
+                        on_traces=model.ingest_traces, on_config=model.ingest_config).start()
 
 
 def _qt_app(args: argparse.Namespace) -> Any:
@@ -113,7 +113,7 @@ def run_cockpit(args: argparse.Namespace) -> int:
     app = _qt_app(args)
     model = FleetModel(store=store)
     engine = ScrapeEngine(targets, model.ingest, on_cycle=model.tick,
-                          on_traces=model.ingest_traces).start()
+                          on_traces=model.ingest_traces, on_config=model.ingest_config).start()
     try:
         manager = TargetManager(path, engine, model)
         banner = f"trimtab: {len(targets)} target(s) from {path}"

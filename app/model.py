@@ -108,6 +108,8 @@ class FleetModel:
     cache: list[CacheRow] = field(default_factory=list)
     traces: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=5000))
     trace_errors: dict[str, str] = field(default_factory=dict)
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # agent → config document
+    config_errors: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     store: Store | None = None  # when set, every cycle's raw samples are written to it
     store_error: str = ""
@@ -149,6 +151,26 @@ class FleetModel:
             if traces or error:
                 self.version += 1
 
+    def ingest_config(self, target: str, doc: dict[str, Any] | None, error: str = "") -> None:
+        """An agent's config document (collector thread); ``error`` when it could not be read."""
+        with self.lock:
+            if doc is not None:
+                self.configs[target] = doc
+                self.config_errors.pop(target, None)
+            if error:
+                self.config_errors[target] = error
+            self.version += 1
+
+    def ttls(self, route: str) -> dict[str, float]:
+        """The TTL each agent currently has for ``route`` (agents without it are left out)."""
+        with self.lock:
+            out = {}
+            for agent, doc in self.configs.items():
+                entry = doc.get("routes", {}).get(route)
+                if isinstance(entry, dict) and isinstance(entry.get("ttl"), int | float):
+                    out[agent] = float(entry["ttl"])
+            return out
+
     def query_traces(self, route: str | None = None, min_ms: float = 0.0, errors_only: bool = False,
                      limit: int = 500) -> list[dict[str, Any]]:
         """Newest first, filtered; a trace is an error when its status is 5xx."""
@@ -171,6 +193,7 @@ class FleetModel:
         with self.lock:
             self.health.pop(target, None)
             self._history.pop(target, None)
+            self.configs.pop(target, None)
             self.version += 1
 
     def tick(self, now: float) -> None:

@@ -20,7 +20,21 @@ def _num(value: float) -> float:
     return -1.0 if math.isnan(value) else value
 
 
-CACHE_HEADERS = ("route", "hit ratio", "hits", "misses", "bypasses")
+CACHE_HEADERS = ("route", "TTL (per instance)", "hit ratio", "hits", "misses", "bypasses")
+
+
+def ttl_text(ttls: dict[str, float]) -> tuple[str, bool]:
+    """``"10 s"`` when every instance agrees, else each value with its instances; flag disagreement."""
+    if not ttls:
+        return "unknown (no read token)", False
+    groups: dict[float, list[str]] = {}
+    for agent, ttl in sorted(ttls.items()):
+        groups.setdefault(ttl, []).append(agent)
+    if len(groups) == 1:
+        ttl = next(iter(groups))
+        return ("off" if ttl == 0 else f"{ttl:g} s"), False
+    return " · ".join(f"{'off' if t == 0 else f'{t:g} s'} on {', '.join(a)}"
+                      for t, a in sorted(groups.items())), True
 
 
 class CachePage(QWidget):
@@ -30,12 +44,13 @@ class CachePage(QWidget):
         super().__init__()
         self.model = model
         self.table = SortableTable(CACHE_HEADERS)
-        self.table.sortItems(2, Qt.SortOrder.DescendingOrder)
+        self.table.sortItems(3, Qt.SortOrder.DescendingOrder)
         self.hit_ratio = TimeSeriesView("Cache hit ratio per route", "hit ratio (%)", "",
                                         "No cache lookups yet: only routes with a TTL are cached.",
                                         y_range=(0, 100))
         self.hint = QLabel("No cached routes yet. A route is cached once its TTL is above zero; "
-                           "bypasses are requests with Authorization or Cookie headers.")
+                           "bypasses are requests with Authorization or Cookie headers. "
+                           "Instances whose TTLs disagree are shown in orange.")
         self.hint.setWordWrap(True)
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.table)
@@ -47,10 +62,16 @@ class CachePage(QWidget):
 
     def refresh(self, since: float) -> None:
         rows = self.model.read(lambda m: list(m.cache))
-        self.table.set_rows([(r.route, [
-            (r.route, r.route), (fmt.percent(r.hit_ratio), _num(r.hit_ratio)),
-            (fmt.rate(r.hits), r.hits), (fmt.rate(r.misses), r.misses),
-            (fmt.rate(r.bypasses), r.bypasses)]) for r in rows])  # type: ignore[attr-defined]
+        table, disagree = [], set()
+        for r in rows:  # type: ignore[attr-defined]
+            ttl, split = ttl_text(self.model.ttls(r.route))
+            if split:
+                disagree.add(r.route)
+            table.append((r.route, [
+                (r.route, r.route), (ttl, ttl), (fmt.percent(r.hit_ratio), _num(r.hit_ratio)),
+                (fmt.rate(r.hits), r.hits), (fmt.rate(r.misses), r.misses),
+                (fmt.rate(r.bypasses), r.bypasses)]))
+        self.table.set_rows(table, highlight=disagree)
         self.hint.setVisible(not rows)
         self.hit_ratio.set_series(_percent(self.model.snapshot("hit_ratio", since)))
 

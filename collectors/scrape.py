@@ -58,6 +58,7 @@ class ScrapeEngine:
     sink: Callable[[ScrapeResult], None]
     on_cycle: Callable[[float], None] | None = None
     on_traces: Callable[[str, list[dict[str, Any]], str], None] | None = None
+    on_config: Callable[[str, dict[str, Any] | None, str], None] | None = None
     traces_interval: float = 2.0
     cycle_interval: float = 1.0
     max_body_bytes: int = 16 * 1024 * 1024
@@ -130,15 +131,20 @@ class ScrapeEngine:
         self._parsers.pop(name, None)
 
     async def _traces_loop(self, client: httpx.AsyncClient, target: ScrapeTarget) -> None:
-        """Follow the agent's trace cursor; hand new traces (or an error text) to on_traces."""
+        """Follow the agent's trace cursor and its config document (read token).
+
+        New traces go to ``on_traces``; the config (TTLs per route) to ``on_config``
+        when it changed (If-None-Match); failures go to both as error texts.
+        """
         assert self.on_traces is not None
-        cursor = 0
-        url = f"{target.agent_base}/_trimtab/traces"
+        cursor, etag = 0, ""
+        base = target.agent_base
         headers = {"authorization": f"Bearer {target.token}"}
         while True:
             try:
-                response = await client.get(url, params={"since": cursor, "limit": 500},
-                                            headers=headers, timeout=target.timeout)
+                response = await client.get(f"{base}/_trimtab/traces", headers=headers,
+                                            params={"since": cursor, "limit": 500},
+                                            timeout=target.timeout)
                 if response.status_code != 200:
                     raise ValueError(f"traces: HTTP {response.status_code}")
                 body = response.json()
@@ -146,7 +152,26 @@ class ScrapeEngine:
                 self.on_traces(target.name, list(body["traces"]), "")
             except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
                 self.on_traces(target.name, [], str(exc) or type(exc).__name__)
+            if self.on_config is not None:
+                etag = await self._poll_config(client, target, headers, etag)
             await asyncio.sleep(self.traces_interval)
+
+    async def _poll_config(self, client: httpx.AsyncClient, target: ScrapeTarget,
+                           headers: dict[str, str], etag: str) -> str:
+        assert self.on_config is not None
+        try:
+            response = await client.get(f"{target.agent_base}/_trimtab/config",
+                                        headers={**headers, "if-none-match": etag} if etag else headers,
+                                        timeout=target.timeout)
+            if response.status_code == 304:
+                return etag
+            if response.status_code != 200:
+                raise ValueError(f"config: HTTP {response.status_code}")
+            self.on_config(target.name, response.json(), "")
+            return response.headers.get("etag", "")
+        except (httpx.HTTPError, ValueError) as exc:
+            self.on_config(target.name, None, str(exc) or type(exc).__name__)
+            return ""
 
     async def _cycle_loop(self) -> None:
         assert self.on_cycle is not None and self._stop is not None

@@ -225,6 +225,40 @@ def test_traces_page_filters_and_shows_a_waterfall(qtbot, model: FleetModel) -> 
     window.close()
 
 
+def test_cache_page_shows_ttls_and_flags_instances_that_disagree(qtbot, fleet: DemoFleet,
+                                                                  model: FleetModel) -> None:
+    import httpx
+
+    from trimtab.app.window import MainWindow
+
+    window = MainWindow(model)
+    qtbot.addWidget(window)
+    window.show()
+    window.tabs.setCurrentWidget(window.cache)
+    route = "/products/{id}"
+
+    def ttl_cell() -> str:
+        texts = dict(zip(window.cache.table.column_texts(0), window.cache.table.column_texts(1)))
+        return texts.get(route, "")
+
+    qtbot.waitUntil(lambda: ttl_cell() == "10 s", timeout=20_000)
+    canary = next(t for t in fleet.targets if t.name == "api-3").url.removesuffix("/metrics")
+    auth = {"authorization": f"Bearer {fleet.write_token}"}
+    etag = httpx.get(f"{canary}/_trimtab/config", headers=auth).headers["etag"]
+    patch = {"routes": {route: {"ttl": 30}}, "reason": "canary"}
+    assert httpx.patch(f"{canary}/_trimtab/config", json=patch,
+                       headers={**auth, "if-match": etag}).status_code == 200
+    try:
+        qtbot.waitUntil(lambda: ttl_cell() == "10 s on api-1, api-2 · 30 s on api-3",
+                        timeout=15_000)
+        assert route in window.cache.table.source.highlight
+    finally:
+        etag = httpx.get(f"{canary}/_trimtab/config", headers=auth).headers["etag"]
+        httpx.patch(f"{canary}/_trimtab/config", json={"routes": {route: {"ttl": 10}}},
+                    headers={**auth, "if-match": etag})
+    window.close()
+
+
 def test_stop_leaves_no_child_process() -> None:
     fleet = DemoFleet(rps=20.0)
     fleet.start()
