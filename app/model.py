@@ -290,8 +290,13 @@ class FleetModel:
                    observed: float) -> ShareRow:
         errors = counter_delta(old.lb_errors.get(server, 0.0), new.lb_errors.get(server, 0.0))
         buckets = _delta_map(old.lb_buckets.get(server, {}), new.lb_buckets.get(server, {}))
-        return ShareRow(server, new.lb_weight.get(server, math.nan),
-                        new.lb_expected.get(server, math.nan), observed,
+        expected = new.lb_expected.get(server)
+        if expected is None:  # e.g. HAProxy's exporter: w / Σw over servers up and ready
+            live = {s: w for s, w in new.lb_weight.items()
+                    if new.lb_up.get(s, 1.0) == 1.0 and new.lb_state.get(s, "ready") == "ready"}
+            total = sum(live.values())
+            expected = live.get(server, 0.0) / total if total else math.nan
+        return ShareRow(server, new.lb_weight.get(server, math.nan), expected, observed,
                         state=new.lb_state.get(server, "?"), up=new.lb_up.get(server, 1.0) == 1.0,
                         in_flight=new.lb_in_flight.get(server, 0.0),
                         error_rate=errors / seconds if seconds > 0 else math.nan,

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from .exposition import Exposition, ParseError, TargetParser
+from .mappings import Normaliser, for_exposition
 
 ACCEPT = "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1"
 
@@ -67,6 +68,7 @@ class ScrapeEngine:
     _stop: asyncio.Event | None = None
     _ready: threading.Event = field(default_factory=threading.Event)
     _parsers: dict[str, TargetParser] = field(default_factory=dict)
+    _normalisers: dict[str, Normaliser | None] = field(default_factory=dict)
     _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _client: httpx.AsyncClient | None = None
 
@@ -129,6 +131,7 @@ class ScrapeEngine:
             if task is not None:
                 task.cancel()
         self._parsers.pop(name, None)
+        self._normalisers.pop(name, None)
 
     async def _traces_loop(self, client: httpx.AsyncClient, target: ScrapeTarget) -> None:
         """Follow the agent's trace cursor and its config document (read token).
@@ -197,13 +200,20 @@ class ScrapeEngine:
         try:
             body, content_type = await asyncio.wait_for(self._fetch(client, target), target.timeout)
             parser = self._parsers.setdefault(target.name, TargetParser())
-            exposition = parser.parse(body, content_type)
+            exposition = self._normalise(target.name, parser.parse(body, content_type))
         except (httpx.HTTPError, OSError, asyncio.TimeoutError, ParseError, ValueError) as exc:
             error = str(exc) or type(exc).__name__
             if isinstance(exc, asyncio.TimeoutError):
                 error = f"timed out after {target.timeout:.1f} s"
             return ScrapeResult(target, started, False, time.perf_counter() - t0, error=error)
         return ScrapeResult(target, started, True, time.perf_counter() - t0, exposition)
+
+    def _normalise(self, name: str, expo: Exposition) -> Exposition:
+        """Map other instrumentations' names to trimtab's (detected once per target)."""
+        if name not in self._normalisers:
+            self._normalisers[name] = for_exposition(expo)
+        normaliser = self._normalisers[name]
+        return normaliser.normalise(expo) if normaliser is not None else expo
 
     async def _fetch(self, client: httpx.AsyncClient, target: ScrapeTarget) -> tuple[str, str]:
         async with client.stream("GET", target.url) as response:
