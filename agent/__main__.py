@@ -40,15 +40,23 @@ def _instance(args: argparse.Namespace) -> None:
 
 
 def _balance(args: argparse.Namespace) -> None:
-    from .balancer import Balancer, Server
+    from .balancer import Balancer, parse_servers
+    from .journal import Journal
 
-    servers = []
-    for spec in args.servers:
-        name, sep, url = spec.partition("=")
-        if not sep or not url.startswith("http"):
-            sys.exit(f"trimtab agent balance: server must be NAME=URL, got {spec!r}")
-        servers.append(Server(name, url.rstrip("/")))
-    _serve(Balancer(servers), args)
+    try:
+        app = Balancer(parse_servers(args.servers, args.weight), policy=args.policy,
+                       health_path=args.health_path, health_interval=args.health_interval,
+                       journal=Journal(args.journal))
+    except ValueError as err:
+        sys.exit(f"trimtab agent balance: {err}")
+    _serve(app, args)
+
+
+def _haproxy(args: argparse.Namespace) -> None:
+    from .haproxy import build_app
+
+    _serve(build_app(args.socket, args.backend, args.journal, not args.no_reapply, args.timeout,
+                     args.interval), args)
 
 
 def _loadgen(args: argparse.Namespace) -> None:
@@ -72,8 +80,23 @@ def main(argv: list[str] | None = None) -> None:
     inst.set_defaults(func=_instance)
     bal = sub.add_parser("balance", help="run the built-in weighted balancer")
     _bind_options(bal)
+    bal.add_argument("--policy", default="swrr", choices=("swrr", "leastconn", "iphash"))
+    bal.add_argument("--weight", action="append", default=[], metavar="NAME=W")
+    bal.add_argument("--health-path", default=None, help="e.g. /healthz; no checks if unset")
+    bal.add_argument("--health-interval", type=float, default=1.0)
+    bal.add_argument("--journal", default=None, help="JSONL journal file (memory if unset)")
     bal.add_argument("servers", nargs="+", metavar="NAME=URL")
     bal.set_defaults(func=_balance)
+    hap = sub.add_parser("haproxy", help="control a real HAProxy through its runtime API")
+    _bind_options(hap)
+    hap.add_argument("--socket", required=True, help="stats socket path or ipv4@host:port")
+    hap.add_argument("--backend", required=True, help="HAProxy backend to control")
+    hap.add_argument("--journal", default=None, help="JSONL journal file (desired state)")
+    hap.add_argument("--no-reapply", action="store_true",
+                     help="after an HAProxy reload, report drift instead of re-applying")
+    hap.add_argument("--timeout", type=float, default=2.0, help="runtime API timeout, s")
+    hap.add_argument("--interval", type=float, default=1.0, help="reload check period, s")
+    hap.set_defaults(func=_haproxy)
     gen = sub.add_parser("loadgen", help="send demo traffic")
     gen.add_argument("--url", required=True)
     gen.add_argument("--rps", type=float, default=100.0)

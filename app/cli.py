@@ -167,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["agent"]:  # `trimtab agent instance|balance|haproxy|loadgen ...`
+        from trimtab.agent.__main__ import main as agent_main
+
+        agent_main(argv[1:])
+        return 0
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv.insert(0, "cockpit")
     args = build_parser().parse_args(argv)
