@@ -407,6 +407,7 @@ class ControlClient:
 
     def read_config(self, agent: Agent) -> ConfigRead:
         """One instance's config document and ETag; raises :class:`ControlError`."""
+        _instance_only(agent)
         reply = self._get(agent, "/_trimtab/config")
         if not isinstance(reply.body, dict) or reply.etag is None:
             raise ControlError(reply.status, "bad_reply", "config answer without document/ETag")
@@ -442,6 +443,8 @@ class ControlClient:
         return ChangeResult(description, outcomes, again, dict(expected))
 
     def _patch_one(self, agent: Agent, patch: dict[str, Any], etag: str | None) -> Outcome:
+        if agent.kind != INSTANCE:
+            return Outcome(agent, REFUSED, f"{agent.name} is a balancer, not an instance agent")
         if not etag:
             return Outcome(agent, REFUSED, "no ETag for this instance: read its config first")
         try:
@@ -471,6 +474,8 @@ class ControlClient:
         outcomes: dict[Agent, Outcome] = {}
         for agent in result.with_status(APPLIED):
             outcome = result.outcomes[agent]
+            if not outcome.journal_ids:  # e.g. an invalidation: dropped entries stay dropped
+                outcomes[agent] = Outcome(agent, REFUSED, "not revertible")
             for jid in reversed(outcome.journal_ids):
                 outcomes[agent] = self._revert_id(agent, jid, why)
                 if outcomes[agent].status != APPLIED:
@@ -522,6 +527,7 @@ class ControlClient:
 
     def whatif(self, agent: Agent, route: str, ttls: Iterable[float] = ()) -> WhatIf:
         """Predicted hit ratio of ``route`` on ``agent`` per candidate TTL (grid when empty)."""
+        _instance_only(agent)
         params = {"route": route}
         wanted = [float(t) for t in ttls]
         if wanted:
@@ -540,6 +546,8 @@ class ControlClient:
         body |= {"prefix": prefix} if prefix is not None else {}
 
         def one(agent: Agent) -> Outcome:
+            if agent.kind != INSTANCE:
+                return Outcome(agent, REFUSED, f"{agent.name} is a balancer, not an instance")
             try:
                 reply = self._call(agent, "POST", "/_trimtab/cache/invalidate", json=body)
             except _Unreachable as err:
@@ -631,7 +639,7 @@ class ControlClient:
             while True:  # page through with the id cursor the agent returns
                 body = self._get(agent, path, {"since": str(cursor), "limit": "5000"}).body
                 entries = body.get("entries") or []
-                rows += [JournalRow(agent, **e) for e in entries]
+                rows += [_row(agent, e) for e in entries]
                 if not entries or int(body.get("next", cursor)) <= cursor:
                     return rows
                 cursor = int(body["next"])
@@ -664,12 +672,31 @@ class ControlClient:
         return report
 
 
+def _row(agent: Agent, entry: dict[str, Any]) -> JournalRow:
+    """A journal entry; fields a newer agent adds are ignored rather than fatal."""
+    known = {k: entry.get(k) for k in _ROW_FIELDS}
+    return JournalRow(agent, int(entry["id"]), float(entry["time"]), str(known["who"]),
+                      str(known["target"]), str(known["what"]), known["old"], known["new"],
+                      str(known["reason"] or ""), str(known["result"]),
+                      str(known["detail"] or ""), known["reverts"])
+
+
+_ROW_FIELDS = ("who", "target", "what", "old", "new", "reason", "result", "detail", "reverts")
+
+
 def _comparable(doc: Mapping[str, Any]) -> dict[str, Any]:
     """The controllable part of a document (no version, no live counters)."""
     if isinstance(doc.get("servers"), list):
         return {"servers": {s["name"]: {"weight": s["weight"], "state": s["state"]}
                             for s in doc["servers"]}}
     return {k: v for k, v in doc.items() if k not in ("version", "instance")}
+
+
+def _instance_only(agent: Agent) -> None:
+    # A balancer forwards unknown /_trimtab/ paths upstream: its "config" would be an
+    # instance's, so never send instance calls there.
+    if agent.kind != INSTANCE:
+        raise ControlError(0, "not_an_instance", f"{agent.name} is a balancer, not an instance")
 
 
 def _balancer(balancer: Agent | str) -> Agent:

@@ -321,6 +321,7 @@ def test_whatif_and_invalidate(client: ControlClient, instances: list[Agent]) ->
     assert err.value.status == 404 and "/nope" in err.value.message
     dropped = client.invalidate(instances, route=PRODUCTS, reason="purge")
     assert {o.status for o in dropped.outcomes.values()} == {APPLIED}
+    assert {o.message for o in client.rollback(dropped).outcomes.values()} == {"not revertible"}
     bad = client.invalidate(instances[:1], route="/nope", reason="purge")
     assert bad.outcomes[agent].status == REFUSED and bad.outcomes[agent].fields == ("route",)
 
@@ -339,3 +340,12 @@ def test_preview_weights_counts_only_servers_up_and_ready() -> None:
     assert preview_weights(servers, {"a": 0}) == {"a": 0.0, "b": 0.0, "c": 0.0, "d": 0.0}
     three = (ServerView("x", 1, "ready", True, 0, None), ServerView("y", 1, "ready", True, 0, None))
     assert preview_weights(three, {"x": 3}) == {"x": 0.75, "y": 0.25}
+
+
+def test_instance_calls_never_go_to_a_balancer(client: ControlClient, balancer: Agent) -> None:
+    # The balancer forwards unknown /_trimtab/ paths to an upstream instance.
+    with pytest.raises(ControlError, match="not an instance"):
+        client.read_config(balancer)
+    result = client.set_ttl([balancer], SEARCH, 5, "wrong target", {balancer: "*"})
+    assert result.outcomes[balancer].status == REFUSED
+    assert client.rollback(client.invalidate([balancer], route=SEARCH)).outcomes == {}
