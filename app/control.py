@@ -10,7 +10,10 @@ so; nothing journaled), :data:`REFUSED` (the agent's message and fields),
 :data:`GUARD_RAIL` (balancer 409: needs ``force`` and a reason), :data:`CONFLICT`
 (412, or a revert whose fields changed since; ``changes`` lists what the other
 operator changed when the client knows the document the caller saw),
-:data:`UNREACHABLE` (no HTTP answer) or :data:`ERROR` (unexpected answer, e.g. 500).
+:data:`UNREACHABLE` (no connection: certainly not applied), :data:`UNKNOWN` (sent,
+but the answer was lost, e.g. a read timeout: it may have been applied; a retry
+is safe, its If-Match turns a done change into a conflict) or :data:`ERROR`
+(an unexpected answer, e.g. 500).
 
 Token scope: agents do not report a token's scopes, and any write probe by a
 read token is journaled as a refusal, so :meth:`ControlClient.access` reads
@@ -37,8 +40,9 @@ from urllib.parse import urlsplit
 import httpx
 
 APPLIED, UNCHANGED, REFUSED, GUARD_RAIL = "applied", "unchanged", "refused", "guard_rail"
-CONFLICT, UNREACHABLE, ERROR = "conflict", "unreachable", "error"
-FAILED = (CONFLICT, UNREACHABLE, ERROR)  # worth a retry; REFUSED input would be refused again
+CONFLICT, UNREACHABLE, UNKNOWN, ERROR = "conflict", "unreachable", "unknown", "error"
+# Errors that prove the request never reached the agent; any other may have been applied.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 INSTANCE, BALANCER = "instance", "balancer"
 _SEEN_MAX = 512
 T = TypeVar("T")
@@ -277,7 +281,14 @@ class _Reply:
 
 
 class _Unreachable(Exception):
-    pass
+    def __init__(self, message: str, maybe_sent: bool) -> None:
+        super().__init__(message)
+        self.maybe_sent = maybe_sent
+
+    def outcome(self, agent: Agent) -> Outcome:
+        if self.maybe_sent:
+            return Outcome(agent, UNKNOWN, f"{self}; it may have been applied: re-read")
+        return Outcome(agent, UNREACHABLE, str(self))
 
 
 class ControlClient:
@@ -314,7 +325,9 @@ class ControlClient:
             resp = self._client.request(method, agent.base_url + path, json=json,
                                         headers=headers, params=params)
         except httpx.HTTPError as err:  # refused, reset, timed out: no answer at all
-            raise _Unreachable(f"{agent.name} unreachable: {type(err).__name__}: {err}") \
+            sent = not isinstance(err, _NOT_SENT)
+            what = "no answer from" if sent else "unreachable:"
+            raise _Unreachable(f"{what} {agent.name}: {type(err).__name__}: {err}", sent) \
                 from None
         try:
             body = resp.json() if resp.content else None
@@ -454,7 +467,7 @@ class ControlClient:
                 current = self.read_config(agent)
                 return self._conflict(agent, etag, current.doc, current.etag, reply.message())
         except _Unreachable as err:
-            return Outcome(agent, UNREACHABLE, str(err))
+            return err.outcome(agent)
         except ControlError as err:  # 412, then the re-read failed
             return Outcome(agent, CONFLICT, f"changed meanwhile; re-read failed: {err}", (), 412)
         if reply.status != 200:
@@ -471,20 +484,24 @@ class ControlClient:
     def rollback(self, result: ChangeResult, reason: str = "") -> ChangeResult:
         """Revert the applied part of ``result`` (journal ids the agents returned)."""
         why = reason or f"roll back: {result.description}"
-        outcomes: dict[Agent, Outcome] = {}
-        for agent in result.with_status(APPLIED):
-            outcome = result.outcomes[agent]
-            if not outcome.journal_ids:  # e.g. an invalidation: dropped entries stay dropped
-                outcomes[agent] = Outcome(agent, REFUSED, "not revertible")
-            for jid in reversed(outcome.journal_ids):
-                outcomes[agent] = self._revert_id(agent, jid, why)
-                if outcomes[agent].status != APPLIED:
+
+        def one(agent: Agent) -> Outcome:
+            ids = result.outcomes[agent].journal_ids
+            if not ids:  # e.g. an invalidation: dropped entries stay dropped
+                return Outcome(agent, REFUSED, "not revertible")
+            for jid in reversed(ids):  # newest first; stop at the first that fails
+                outcome = self._revert_id(agent, jid, why)
+                if outcome.status != APPLIED:
                     break
-        return ChangeResult(f"roll back: {result.description}", outcomes)
+            return outcome
+        return ChangeResult(f"roll back: {result.description}",
+                            self._fan_out(result.with_status(APPLIED), one))
 
     def retry(self, result: ChangeResult, expected: Mapping[Agent, str | None] | None = None,
               include_conflicts: bool = False) -> ChangeResult:
-        """Re-apply to the targets that failed (unreachable, error; conflicts on request).
+        """Re-apply to the targets that failed (unreachable, unknown, error; conflicts on request).
+
+        Returns a new result: to undo everything, roll back both this one and the original.
 
         Unreachable ones reuse the ETag the caller first sent unless ``expected`` gives
         one; conflicts (only after the user saw what changed) use the ETag the conflict
@@ -492,7 +509,7 @@ class ControlClient:
         """
         if result.retry_call is None:
             raise ValueError("this result cannot be retried")
-        statuses = (UNREACHABLE, ERROR, CONFLICT) if include_conflicts else (UNREACHABLE, ERROR)
+        statuses = (UNREACHABLE, UNKNOWN, ERROR) + ((CONFLICT,) if include_conflicts else ())
         todo = result.with_status(*statuses)
         original = result.sent_etags
         etags = {a: (expected or {}).get(a) or (result.outcomes[a].etag
@@ -505,7 +522,7 @@ class ControlClient:
         try:
             reply = self._call(agent, "POST", f"{path}{jid}", json=body)
         except _Unreachable as err:
-            return Outcome(agent, UNREACHABLE, str(err))
+            return err.outcome(agent)
         if reply.status != 200:
             return self._failure(agent, reply)
         if agent.kind == INSTANCE:
@@ -551,7 +568,7 @@ class ControlClient:
             try:
                 reply = self._call(agent, "POST", "/_trimtab/cache/invalidate", json=body)
             except _Unreachable as err:
-                return Outcome(agent, UNREACHABLE, str(err))
+                return err.outcome(agent)
             if reply.status != 200:
                 return self._failure(agent, reply)
             return Outcome(agent, APPLIED, f"dropped {reply.body.get('dropped', 0)}", (), 200,
@@ -601,7 +618,7 @@ class ControlClient:
             else:
                 outcome = self._balancer_applied(agent, reply)
         except _Unreachable as err:
-            outcome = Outcome(agent, UNREACHABLE, str(err))
+            outcome = err.outcome(agent)
         except ControlError as err:
             outcome = Outcome(agent, CONFLICT, f"changed meanwhile; re-read failed: {err}",
                               (), 412)

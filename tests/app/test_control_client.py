@@ -7,6 +7,7 @@ it can so a failure does not cascade.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable, Iterator
 
@@ -19,6 +20,7 @@ from trimtab.app.control import (
     GUARD_RAIL,
     REFUSED,
     UNCHANGED,
+    UNKNOWN,
     UNREACHABLE,
     Agent,
     ControlClient,
@@ -165,7 +167,7 @@ def test_unreachable_instance_reported_while_others_apply_then_rollback(
     expected = {**expected_etags(reads), ghost: '"1-whatever"'}
     result = client.set_ttl([*instances, ghost], ORDERS, 4.0, "partial", expected)
     assert result.outcomes[ghost].status == UNREACHABLE
-    assert "ghost unreachable" in result.outcomes[ghost].message
+    assert "unreachable: ghost" in result.outcomes[ghost].message
     assert result.with_status(APPLIED) == instances and not result.ok
     assert ttls(client, instances, ORDERS) == {a.name: 4.0 for a in instances}
     again = client.retry(result)  # only the failed one is tried again
@@ -349,3 +351,16 @@ def test_instance_calls_never_go_to_a_balancer(client: ControlClient, balancer: 
     result = client.set_ttl([balancer], SEARCH, 5, "wrong target", {balancer: "*"})
     assert result.outcomes[balancer].status == REFUSED
     assert client.rollback(client.invalidate([balancer], route=SEARCH)).outcomes == {}
+
+
+def test_lost_answer_is_unknown_not_unreachable(fleet: DemoFleet) -> None:
+    # A listener that accepts and never answers: the PATCH was sent, its fate is unknown.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        mute = Agent("mute", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        with ControlClient(fleet.write_token, timeout=0.3) as c:
+            result = c.set_ttl([mute], SEARCH, 5, "lost", {mute: '"1-x"'})
+            assert result.outcomes[mute].status == UNKNOWN
+            assert "may have been applied" in result.outcomes[mute].message
+            assert c.retry(result).outcomes[mute].status == UNKNOWN
