@@ -671,22 +671,41 @@ class ControlClient:
                      ) -> list[tuple[JournalRow, Outcome]]:
         """Revert every accepted change since ``since``, newest first; one outcome per entry.
 
-        Pairs that cancel out (a change and its revert, both since ``since``) are skipped.
-        Stops at nothing: each entry reports for itself (e.g. a conflict where a field was
-        changed again by someone else).
+        A change and its revert, both since ``since``, cancel out and are skipped (also
+        along chains: a revert of a revert). Each entry reports for itself, e.g. a
+        conflict where a field was changed again since: nothing is overwritten silently.
         """
         rows, errors = self.journal(sources, since)
-        done = {(r.source, r.reverts) for r in rows if r.reverts is not None
-                and r.result == "accepted"}
-        todo = [r for r in rows if r.revertible and (r.source, r.id) not in done
-                and not (r.reverts is not None and any(
-                    x.source == r.source and x.id == r.reverts for x in rows))]
-        report = [(r, self.revert(r, reason)) for r in reversed(todo)]
+        todo = _to_revert(rows)
+        report = [(r, self.revert(r, reason)) for r in todo]
         for agent, err in errors.items():
             stub = JournalRow(agent, 0, since, "", agent.name, "journal", None, None, "", "")
             report.append((stub, Outcome(agent, UNREACHABLE if err.status == 0 else ERROR,
                                          f"journal not read: {err.message}")))
         return report
+
+
+def _to_revert(rows: Sequence[JournalRow]) -> list[JournalRow]:
+    """The accepted changes to revert, newest first, without pairs that cancel out.
+
+    Newest first, a revert whose target is also in ``rows`` (and not yet cancelled)
+    cancels it: the pair is net zero. A chain change → revert → revert-of-revert
+    leaves the change itself to undo, which is right: its effect is what remains.
+    """
+    present = {(r.source, r.id) for r in rows if r.revertible}
+    cancelled: set[tuple[Agent, int]] = set()
+    todo = []
+    for row in sorted(rows, key=lambda r: (r.time, r.id), reverse=True):
+        key = (row.source, row.id)
+        if not row.revertible or key in cancelled:
+            continue
+        if row.reverts is not None:
+            target = (row.source, row.reverts)
+            if target in present and target not in cancelled:
+                cancelled.add(target)
+                continue
+        todo.append(row)
+    return todo
 
 
 def _row(agent: Agent, entry: dict[str, Any]) -> JournalRow:

@@ -364,3 +364,19 @@ def test_lost_answer_is_unknown_not_unreachable(fleet: DemoFleet) -> None:
             assert result.outcomes[mute].status == UNKNOWN
             assert "may have been applied" in result.outcomes[mute].message
             assert c.retry(result).outcomes[mute].status == UNKNOWN
+
+
+def test_revert_since_cancels_a_change_and_its_revert_along_a_chain(
+        client: ControlClient, instances: list[Agent]) -> None:
+    one = instances[:1]
+    since = time.time()
+    change = client.set_ttl(one, SEARCH, 5, "A", expected_etags(client.read_configs(one)))
+    undo = client.rollback(change)  # back to 0
+    rows, _ = client.journal(one, since)
+    redo = client.revert(next(r for r in rows if r.id == undo.outcomes[one[0]].journal_ids[0]))
+    assert redo.status == APPLIED and ttls(client, one, SEARCH) == {one[0].name: 5.0}
+    report = client.revert_since(one, since, "undo")
+    # Newest first the redo cancels the undo; only the original change is left to revert.
+    assert [(r.id, o.status) for r, o in report] == \
+        [(change.outcomes[one[0]].journal_ids[0], APPLIED)]
+    assert ttls(client, one, SEARCH) == {one[0].name: 0.0}
