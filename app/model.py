@@ -100,7 +100,8 @@ class FleetModel:
     rate_window: float = 10.0
     stale_after: float = 5.0
     capacity: int = 3600
-    version: int = 0
+    version: int = 0  # bumped when derived series, traces or configs change
+    health_version: int = 0  # bumped on every scrape (target health only)
     health: dict[str, TargetHealth] = field(default_factory=dict)
     series: dict[tuple[str, str], Ring] = field(default_factory=dict)
     routes: dict[str, RouteStats] = field(default_factory=dict)
@@ -136,7 +137,8 @@ class FleetModel:
                     name = result.target.name
                     self._pending.extend((name, s.name, s.labels, s.value)
                                          for s in result.exposition.samples)  # type: ignore[union-attr]
-            self.version += 1
+            # Only health changed: derived series move once per cycle, in tick().
+            self.health_version += 1
 
     def ingest_traces(self, target: str, traces: list[dict[str, Any]], error: str = "") -> None:
         """New traces from one agent, oldest first (collector thread); ``error`` when polling failed."""

@@ -54,6 +54,7 @@ class MainWindow(QMainWindow):
         self.statusBar().addWidget(self.status, 1)
         self.paused = False
         self._seen_version = -1
+        self._seen_health = -1
         self._timer = QTimer(self)
         self._timer.timeout.connect(self.refresh)
         self._timer.start(int(1000 / refresh_hz))
@@ -172,22 +173,31 @@ class MainWindow(QMainWindow):
     @Slot()
     def _force_refresh(self, *_: object) -> None:
         self._seen_version = -1
+        self._seen_health = -1
         self.refresh()
+        if not self.paused:
+            self._follow_live()  # every chart, so a page shown next is already in place
 
     @Slot()
     def refresh(self) -> None:
-        """Copy what changed out of the model and hand it to the visible page only."""
-        if self.model.version == self._seen_version:
+        """Copy what changed out of the model and hand it to the visible page only.
+
+        Charts move once per scrape cycle (``model.version``); per-scrape health
+        changes (``model.health_version``) only touch the status bar and the Fleet page.
+        """
+        data_moved = self.model.version != self._seen_version
+        health_moved = self.model.health_version != self._seen_health
+        if not data_moved and not health_moved:
             return
+        self._seen_version, self._seen_health = self.model.version, self.model.health_version
         self._refresh_status()
-        if self.paused:
-            self._seen_version = self.model.version
-            return
-        self._seen_version = self.model.version
-        now = time.time()
         page = self.tabs.currentWidget()
+        if self.paused or not (data_moved or page is self.fleet):
+            return
+        now = time.time()
         page.refresh(now - self.live_window)  # type: ignore[attr-defined]
-        self._follow_live()
+        for chart in page.charts:  # type: ignore[attr-defined]
+            chart.set_x_window(now - self.live_window, now)
 
     def _follow_live(self) -> None:
         now = time.time()

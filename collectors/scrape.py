@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -184,6 +185,9 @@ class ScrapeEngine:
 
     async def _target_loop(self, client: httpx.AsyncClient, target: ScrapeTarget) -> None:
         loop = asyncio.get_running_loop()
+        # Like Prometheus, each target gets a stable offset within its interval so that many
+        # targets are not scraped (and parsed) in one burst every tick.
+        await asyncio.sleep(scrape_offset(target))
         next_at = loop.time()
         while True:
             self.sink(await self.scrape_once(client, target))
@@ -233,3 +237,9 @@ def _check(target: ScrapeTarget) -> None:
     if not 0 < target.timeout < target.interval:
         raise ValueError(f"target {target.name}: timeout {target.timeout} must be below "
                          f"interval {target.interval}")
+
+
+def scrape_offset(target: ScrapeTarget) -> float:
+    """A stable offset in ``[0, interval)`` derived from the target's name and URL."""
+    digest = zlib.crc32(f"{target.name}\x00{target.url}".encode())
+    return (digest / 2**32) * target.interval
