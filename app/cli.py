@@ -20,6 +20,7 @@ from trimtab.collectors.scrape import ScrapeEngine, ScrapeTarget
 
 from . import targets as targets_file
 from .model import FleetModel
+from .runtime import settle_gc
 
 if TYPE_CHECKING:
     from .store import Store
@@ -58,6 +59,7 @@ def _run_window(app: Any, args: argparse.Namespace, make_window: Callable[[], An
     if args.theme:
         window.theme_action.setChecked(args.theme == "light")
     window.show()
+    settle_gc()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: app.quit())
     print(banner, flush=True)

@@ -131,8 +131,12 @@ class FleetModel:
             else:
                 h.failed_scrapes += 1
             if counters is not None:
-                hist = self._history.setdefault(result.target.name, deque(maxlen=600))
+                hist = self._history.setdefault(result.target.name, deque())
                 hist.append((result.timestamp, counters))
+                # Keep only what the rate window needs: old snapshots are millions of small
+                # objects for the garbage collector to walk (history lives in the store).
+                while len(hist) > 2 and hist[1][0] < result.timestamp - self.rate_window - 1.0:
+                    hist.popleft()
                 if self.store is not None:
                     name = result.target.name
                     self._pending.extend((name, s.name, s.labels, s.value)
