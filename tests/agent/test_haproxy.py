@@ -90,9 +90,15 @@ class HAProxy:
         for _ in range(20):
             self.proc.send_signal(signal.SIGUSR2)
             try:
-                return self.wait_ready(old_pid=old, timeout=1.0)
+                new = self.wait_ready(old_pid=old, timeout=1.0)
             except TimeoutError:
                 continue
+            # Until the old worker exits it may still answer on the socket, so two
+            # connections can reach different workers; wait for the hand-over to finish.
+            deadline = time.monotonic() + 10.0
+            while _pid_alive(int(old)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return new
         raise TimeoutError("haproxy did not reload")
 
     def stop(self) -> None:
@@ -329,3 +335,17 @@ def test_socket_that_accepts_but_never_answers_times_out(tmp_path: Path, family:
         listener.close()
         if family == "unix":
             os.unlink(address)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped by the master) no longer serves anything
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return False
