@@ -188,6 +188,7 @@ class ControlApp:
     async def _get(self, scope: dict[str, Any], receive: Any, who: Principal) -> _Reply:
         window = _query_window(scope)
         doc, tag = await self.document(window)
+        doc = {**doc, "who": who.name, "scopes": sorted(who.scopes)}  # see the agent's health
         return 200, doc, [(b"etag", tag.encode())]
 
     async def _journal(self, scope: dict[str, Any], receive: Any, who: Principal) -> _Reply:

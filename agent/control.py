@@ -162,6 +162,9 @@ class ControlAPI:
                            "config_version": settings.version,
                            "config_shared": self.config.path is not None,
                            "journal": "file" if self.journal.path else "memory",
+                           # who is asking and what they may do: the cockpit greys out
+                           # controls for a read-only token without a refused write
+                           "who": req.who.name, "scopes": sorted(req.who.scopes),
                            **(self.health_extra() if self.health_extra else {})})
 
     async def _get_config(self, req: Request) -> Reply:
