@@ -244,18 +244,21 @@ class FleetModel:
         routes = {r for p in pairs for r in p.new.buckets} | {k for m, k in self.series if m == "p95"}
         self.routes = {}
         for route in sorted(routes):
-            per_target = [_delta_map(p.old.buckets.get(route, {}), p.new.buckets.get(route, {}))
+            per_target = [_delta_map(p.old.buckets.get(route, {}), p.new.buckets.get(route, {}),
+                                     p.new.reset_since(p.old, "buckets", route))
                           for p in pairs if route in p.new.buckets]
             summed = sum_buckets(per_target)
             results = {q: histogram_quantile(q, summed) for q in QUANTILES}
             for q, r in results.items():
                 self._append(f"p{round(q * 100)}", route, now, r.value if r else math.nan)
-            reqs = sum(counter_delta(p.old.requests.get(route, 0.0), p.new.requests.get(route, 0.0))
-                       for p in pairs)
-            errs = sum(counter_delta(p.old.errors.get(route, 0.0), p.new.errors.get(route, 0.0))
-                       for p in pairs)
-            rate = sum(counter_delta(p.old.requests.get(route, 0.0), p.new.requests.get(route, 0.0))
-                       / p.seconds for p in pairs if p.seconds > 0)
+            resets = [p.new.reset_since(p.old, "requests", route) for p in pairs]
+            req_deltas = [counter_delta(p.old.requests.get(route, 0.0),
+                                        p.new.requests.get(route, 0.0), r)
+                          for p, r in zip(pairs, resets)]
+            reqs = sum(req_deltas)
+            errs = sum(counter_delta(p.old.errors.get(route, 0.0), p.new.errors.get(route, 0.0), r)
+                       for p, r in zip(pairs, resets))
+            rate = sum(d / p.seconds for p, d in zip(pairs, req_deltas) if p.seconds > 0)
             error_ratio = errs / reqs if reqs else math.nan
             self._append("error_ratio", route, now, error_ratio)
             self._append("rate", route, now, rate)
@@ -267,7 +270,8 @@ class FleetModel:
         rates: dict[tuple[str, str], float] = {}
         for old, new, seconds in pairs:
             for key, value in new.cache.items():
-                delta = counter_delta(old.cache.get(key, 0.0), value)
+                reset = new.reset_since(old, "cache", key)
+                delta = counter_delta(old.cache.get(key, 0.0), value, reset)
                 rates[key] = rates.get(key, 0.0) + (delta / seconds if seconds > 0 else 0.0)
         routes = {r for r, _ in rates} | {k for m, k in self.series if m == "hit_ratio"}
         self.cache = [CacheRow(r, rates.get((r, "hit"), 0.0), rates.get((r, "miss"), 0.0),
@@ -283,7 +287,9 @@ class FleetModel:
                     self._append("share", key, now, math.nan)
             return
         old, new, seconds = lb[0]
-        deltas = {s: counter_delta(old.lb_requests.get(s, 0.0), v) for s, v in new.lb_requests.items()}
+        deltas = {s: counter_delta(old.lb_requests.get(s, 0.0), v,
+                                   new.reset_since(old, "lb_requests", s))
+                  for s, v in new.lb_requests.items()}
         total = sum(deltas.values())
         self.share = [self._share_row(s, old, new, seconds, deltas[s] / total if total else math.nan)
                       for s in sorted(deltas)]
@@ -294,8 +300,10 @@ class FleetModel:
     @staticmethod
     def _share_row(server: str, old: Counters, new: Counters, seconds: float,
                    observed: float) -> ShareRow:
-        errors = counter_delta(old.lb_errors.get(server, 0.0), new.lb_errors.get(server, 0.0))
-        buckets = _delta_map(old.lb_buckets.get(server, {}), new.lb_buckets.get(server, {}))
+        errors = counter_delta(old.lb_errors.get(server, 0.0), new.lb_errors.get(server, 0.0),
+                               new.reset_since(old, "lb_errors", server))
+        buckets = _delta_map(old.lb_buckets.get(server, {}), new.lb_buckets.get(server, {}),
+                             new.reset_since(old, "lb_buckets", server))
         expected = new.lb_expected.get(server)
         if expected is None:  # e.g. HAProxy's exporter: w / Σw over servers up and ready
             live = {s: w for s, w in new.lb_weight.items()
@@ -330,5 +338,6 @@ class FleetModel:
             return fn(self)
 
 
-def _delta_map(old: dict[float, float], new: dict[float, float]) -> dict[float, float]:
-    return {le: counter_delta(old.get(le, 0.0), v) for le, v in new.items()}
+def _delta_map(old: dict[float, float], new: dict[float, float],
+               reset: bool = False) -> dict[float, float]:
+    return {le: counter_delta(old.get(le, 0.0), v, reset) for le, v in new.items()}

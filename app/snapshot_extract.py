@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 
-from trimtab.collectors.exposition import Exposition
+from trimtab.collectors.exposition import Exposition, Labels
+from trimtab.collectors.promql import restarted
 
 HIST_BUCKET = "trimtab_http_request_duration_seconds_bucket"
 REQUESTS = "trimtab_http_requests_total"
@@ -17,6 +20,16 @@ LB_UP = "trimtab_balancer_server_up"
 LB_STATE = "trimtab_balancer_server_state"
 LB_ERRORS = "trimtab_balancer_errors_total"
 LB_BUCKET = "trimtab_balancer_upstream_request_duration_seconds_bucket"
+PROCESS_START = "process_start_time_seconds"
+# ``_created`` series → the Counters field whose values they date (a change is a reset).
+CREATED = {
+    "trimtab_http_request_duration_seconds_created": "buckets",
+    "trimtab_http_requests_created": "requests",  # also dates ``errors`` (same series)
+    "trimtab_cache_requests_created": "cache",
+    "trimtab_balancer_requests_created": "lb_requests",
+    "trimtab_balancer_errors_created": "lb_errors",
+    "trimtab_balancer_upstream_request_duration_seconds_created": "lb_buckets",
+}
 
 
 @dataclass
@@ -35,6 +48,25 @@ class Counters:
     lb_state: dict[str, str] = field(default_factory=dict)  # server → ready | drain | maint
     lb_errors: dict[str, float] = field(default_factory=dict)
     lb_buckets: dict[str, dict[float, float]] = field(default_factory=dict)  # server → le → n
+    start: float | None = None  # process_start_time_seconds
+    # (field, key of that field) → series labels → ``_created`` value
+    created: dict[tuple[str, Hashable], dict[Labels, float]] = field(default_factory=dict)
+
+    def reset_since(self, old: Counters, counter: str, key: Hashable) -> bool:
+        """Whether ``counter[key]`` restarted between ``old`` and this scrape.
+
+        True when ``process_start_time_seconds`` changed, or a ``_created`` of a
+        series present in both scrapes changed (a series that merely appeared
+        is not a reset). Catches a restart that climbed back above the old value,
+        which the value alone cannot show. Keys sum several series (a route over
+        methods and statuses), so one recreated series resets the whole key.
+        """
+        if restarted(old.start, self.start):
+            return True
+        before, after = old.created.get((counter, key)), self.created.get((counter, key))
+        if not before or not after:
+            return False
+        return any(restarted(before.get(series), value) for series, value in after.items())
 
 
 def extract(expo: Exposition) -> Counters:
@@ -61,9 +93,28 @@ def extract(expo: Exposition) -> Counters:
             out.lb_expected[dict(labels)["server"]] = value
         elif name == LB_WEIGHT:
             out.lb_weight[dict(labels)["server"]] = value
+        elif name in CREATED or name == PROCESS_START:
+            _extract_restart_marker(out, name, labels, value)
         elif name.startswith("trimtab_balancer_"):
             _extract_balancer(out, name, dict(labels), value)
     return out
+
+
+def _extract_restart_marker(out: Counters, name: str, labels: Labels, value: float) -> None:
+    if not math.isfinite(value):  # NaN != NaN would look like a restart at every scrape
+        return
+    if name == PROCESS_START:
+        out.start = value
+        return
+    counter, lab = CREATED[name], dict(labels)
+    key: Hashable
+    if counter == "cache":
+        key = (lab.get("route", "?"), lab.get("result", "?"))
+    elif counter.startswith("lb_"):
+        key = lab.get("server", "?")
+    else:
+        key = lab.get("route", "?")
+    out.created.setdefault((counter, key), {})[labels] = value
 
 
 def _extract_balancer(out: Counters, name: str, lab: dict[str, str], value: float) -> None:
