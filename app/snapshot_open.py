@@ -1,0 +1,209 @@
+"""Reading a ``.trimtab`` snapshot, read-only, with the Store's query interface."""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .control import Agent, JournalRow
+from .store import SeriesKey
+from .store_codec import Points
+from .store_rollup import AGGS
+from .snapshot_schema import SnapshotError, open_checked
+
+__all__ = ["Snapshot", "SnapshotError", "TargetInfo", "open_snapshot"]
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    """A target as exported (no token) with its health at export time."""
+
+    name: str
+    url: str
+    kind: str
+    interval: float | None
+    timeout: float | None
+    health: dict[str, Any]
+
+
+def open_snapshot(path: str | Path) -> Snapshot:
+    """Open a snapshot read-only; :class:`SnapshotError` (a ``ValueError``) says why not."""
+    return Snapshot(path)
+
+
+class Snapshot:
+    """A snapshot file opened read-only (``file:…?mode=ro``); nothing is ever written to it.
+
+    ``series``/``query``/``targets`` mirror :class:`~trimtab.app.store.Store`, so
+    views built on a store run on a snapshot too. A file of the previous
+    schema version is read through TEMP views (see ``snapshot_schema``).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise SnapshotError(f"{self.path}: no such snapshot file")
+        self._conn, self.file_version = open_checked(self.path)
+        self._lock = threading.Lock()
+        try:
+            self.meta: dict[str, str] = dict(self._conn.execute("SELECT key, value FROM meta"))
+            self._keys: dict[int, SeriesKey] = {}
+            for sid, target, name, labels in self._conn.execute(
+                    "SELECT id, target, name, labels_json FROM series"):
+                self._keys[sid] = SeriesKey(target, name, tuple(sorted(json.loads(labels).items())))
+            self._steps = [r[0] for r in self._conn.execute(
+                "SELECT DISTINCT step FROM rollups ORDER BY step")]
+        except (sqlite3.DatabaseError, ValueError, TypeError) as exc:
+            self._conn.close()
+            raise SnapshotError(f"{self.path}: corrupt snapshot ({exc}); "
+                                "ask for a new export") from exc
+
+    @property
+    def window(self) -> tuple[float, float]:
+        """(start, end) of the exported window, unix seconds."""
+        return float(self.meta["window_start"]), float(self.meta["window_end"])
+
+    @property
+    def notes(self) -> str:
+        """The operator's notes (redacted at export)."""
+        return self.meta.get("notes", "")
+
+    def series(self, name_prefix: str = "", target: str | None = None) -> list[SeriesKey]:
+        """Every series whose name starts with ``name_prefix``, sorted (as ``Store.series``)."""
+        return sorted(k for k in self._keys.values() if k.name.startswith(name_prefix)
+                      and (target is None or k.target == target))
+
+    def targets(self) -> list[str]:
+        """Every target that has a series, sorted (as ``Store.targets``)."""
+        return sorted({k.target for k in self._keys.values()})
+
+    def query(self, name: str, matchers: dict[str, str] | None = None, *, start: float,
+              end: float, max_points: int, target: str | None = None,
+              agg: str = "last") -> dict[SeriesKey, tuple[np.ndarray, np.ndarray]]:
+        """Samples of ``name`` with ``start <= t <= end``, as ``Store.query`` returns them.
+
+        Above ``max_points`` per series the range is cut into equal steps, one
+        point per step (time of its newest sample, value by ``agg``), computed
+        from the raw samples, or from a rollup table when its step fits.
+        """
+        _check_query(matchers, start, end, max_points, agg)
+        wanted = [(sid, key) for sid, key in self._keys.items() if key.name == name
+                  and (target is None or key.target == target)
+                  and (not matchers or matchers.items() <= dict(key.labels).items())]
+        step = (end - start) / max_points
+        rollup = max((s for s in self._steps if s <= step), default=None)
+        out = {}
+        with self._lock:
+            for sid, key in wanted:
+                points = self._points(sid, rollup, float(start), float(end))
+                if len(points):
+                    out[key] = _downsample(points, start, step, max_points, agg)
+        return out
+
+    def _points(self, sid: int, rollup: float | None, start: float, end: float) -> Points:
+        if rollup is None:
+            rows = self._conn.execute("SELECT t, v FROM samples WHERE series_id = ? AND t >= ? "
+                                      "AND t <= ? ORDER BY t", (sid, start, end)).fetchall()
+            arr = np.array(rows, dtype=np.float64).reshape(-1, 2)  # NULL → NaN
+            return Points.from_raw(arr[:, 0].copy(), arr[:, 1].copy())
+        rows = self._conn.execute(
+            "SELECT t, last, min, max, sum, count FROM rollups WHERE series_id = ? AND step = ? "
+            "AND t >= ? AND t <= ? ORDER BY t", (sid, rollup, start, end)).fetchall()
+        arr = np.array(rows, dtype=np.float64).reshape(-1, 6)
+        return Points(*(arr[:, i].copy() for i in range(6)))
+
+    def traces(self) -> list[dict[str, Any]]:
+        """Traces oldest first, in the agent's dict shape (``children`` with ``tags``)."""
+        with self._lock:
+            cur = self._conn.execute(
+                "SELECT id, trace_id, span_id, parent_id, name, route, method, status, instance, "
+                "cache, start, duration_ms, extra_json FROM traces ORDER BY start, id")
+            cols = [c[0] for c in cur.description]
+            rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+            spans: dict[int, list[dict[str, Any]]] = {}
+            for trace_row, span_id, name, start, duration, tags in self._conn.execute(
+                    "SELECT trace_row, span_id, name, start, duration_ms, tags_json FROM spans "
+                    "ORDER BY id"):
+                spans.setdefault(trace_row, []).append(
+                    {"span_id": span_id, "name": name, "start": start, "duration_ms": duration,
+                     "tags": json.loads(tags)})
+        out = []
+        for row in rows:
+            extra = json.loads(row.pop("extra_json") or "{}")
+            children = spans.get(row.pop("id"), [])
+            out.append({**extra, **row, "children": children})
+        return out
+
+    def journal(self) -> list[JournalRow]:
+        """Journal entries oldest first, as the control client returns them."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT source, source_url, source_kind, entry_id, time, who, target, what, "
+                "old_json, new_json, reason, result, detail, reverts FROM journal "
+                "ORDER BY time, source, entry_id").fetchall()
+        return [JournalRow(Agent(r[0], r[1], r[2]), r[3], r[4], r[5] or "", r[6] or "",
+                           r[7] or "", json.loads(r[8] or "null"), json.loads(r[9] or "null"),
+                           r[10] or "", r[11] or "", r[12] or "", r[13]) for r in rows]
+
+    def annotations(self) -> list[dict[str, Any]]:
+        """Annotations oldest first: ``time``, ``text``, ``kind``, ``target``."""
+        with self._lock:
+            cur = self._conn.execute("SELECT time, text, kind, target FROM annotations "
+                                     "ORDER BY time, id")
+            return [dict(zip(("time", "text", "kind", "target"), r, strict=True))
+                    for r in cur.fetchall()]
+
+    def target_info(self) -> list[TargetInfo]:
+        """Exported targets (url, kind, interval; never a token) with their health."""
+        with self._lock:
+            hcur = self._conn.execute("SELECT * FROM health")
+            cols = [c[0] for c in hcur.description]
+            health = {r[0]: dict(zip(cols[1:], r[1:], strict=True)) for r in hcur.fetchall()}
+            rows = self._conn.execute(
+                "SELECT name, url, kind, interval, timeout FROM targets ORDER BY name").fetchall()
+        return [TargetInfo(*r, health=health.get(r[0], {})) for r in rows]
+
+    def close(self) -> None:
+        """Close the file. Safe to call twice."""
+        self._conn.close()
+
+    def __enter__(self) -> Snapshot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _check_query(matchers: Any, start: float, end: float, max_points: int, agg: str) -> None:
+    if matchers is not None and not (isinstance(matchers, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in matchers.items())):
+        raise ValueError(f"matchers must be a dict of str to str, got {matchers!r}")
+    for name, value in (("start", start), ("end", end)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if end < start:
+        raise ValueError(f"end {end} is before start {start}")
+    if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1:
+        raise ValueError(f"max_points must be a positive int, got {max_points!r}")
+    if agg not in AGGS:
+        raise ValueError(f"agg must be one of {AGGS}, got {agg!r}")
+
+
+def _downsample(points: Points, start: float, step: float, max_points: int,
+                agg: str) -> tuple[np.ndarray, np.ndarray]:
+    """The same bucketing as the store's query (``store_rollup.query_series``)."""
+    if len(points) <= max_points:
+        return points.t, points.select(agg)
+    bucket = np.clip(np.floor((points.t - start) / step), 0, max_points - 1).astype(np.int64)
+    if agg == "last":
+        return points.newest_per_bucket(bucket)
+    agged = points.aggregate(bucket)
+    return agged.t, agged.select(agg)
