@@ -132,6 +132,17 @@ class Tracer:
                                method, status, cache, span.start, seconds * 1000.0,
                                tuple(span.children)))
 
+    def ingest(self, records: list[tuple[Any, ...]]) -> None:
+        """Store spans received from elsewhere (OTLP, Zipkin), all under one lock.
+
+        Each record is laid out as :meth:`end` stores it, without the cursor, plus
+        ``(instance, name, source)``: such spans name their own service and span.
+        """
+        with self._lock:
+            for record in records:
+                self._cursor += 1
+                self._ring.append((self._cursor, *record))
+
     def span(self, name: str, **tags: Any) -> Any:
         """Same as the module-level :func:`span`."""
         return span(name, **tags)
@@ -162,8 +173,10 @@ class Tracer:
         return {"traces": out, "next": nxt, "dropped": dropped}
 
     def _as_dict(self, r: tuple[Any, ...]) -> dict[str, Any]:
+        own = len(r) <= 11  # ingested records carry (instance, name, source)
         return {"cursor": r[0], "trace_id": r[1], "span_id": r[2], "parent_id": r[3],
-                "name": f"{r[5]} {r[4]}", "route": r[4], "method": r[5], "status": r[6],
-                "instance": self.instance, "cache": r[7], "start": r[8], "duration_ms": r[9],
+                "name": f"{r[5]} {r[4]}" if own else r[12], "route": r[4], "method": r[5],
+                "status": r[6], "instance": self.instance if own else r[11], "cache": r[7],
+                "start": r[8], "duration_ms": r[9], "source": "agent" if own else r[13],
                 "children": [{"span_id": c[0], "name": c[1], "start": c[2], "duration_ms": c[3],
                               "tags": dict(c[4])} for c in r[10]]}
