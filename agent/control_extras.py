@@ -23,6 +23,7 @@ from .cache import route_prefix
 from .control import ApiError, ControlAPI, Reply, Request
 from .journal import ACCEPTED, REFUSED
 from .response_cache import ResponseCache
+from .trace_intake import add_intake_endpoints
 from .traces import Tracer
 from .whatif import WhatIf
 
@@ -34,6 +35,7 @@ def add_extra_endpoints(api: ControlAPI, tracer: Tracer, whatif: WhatIf,
     api.add("GET", "traces", READ, extras.traces)
     api.add("GET", "cache", READ, _sub({"whatif": extras.whatif_endpoint}))
     api.add("POST", "cache", WRITE, _sub({"invalidate": extras.invalidate}))
+    add_intake_endpoints(api, tracer)  # POST v1/traces (OTLP), api/v2/spans (Zipkin)
 
 
 class _Extras:
