@@ -48,7 +48,9 @@ def fleet_rows(rng: np.random.Generator, state: dict[tuple[str, str], np.ndarray
             counts = state.setdefault((target, route), np.zeros(len(LES)))
             if reset_at == cycle and target == "api-2":
                 counts[:] = 0  # the instance restarted: counters start again
-            new = rng.poisson(20 + 10 * r, len(LES))
+            # Most requests fast, a tail; /orders (r=1) slower, /health (r=2) fastest.
+            shape = np.array([40, 120, 60, 15, 4, 1]) if r != 1 else np.array([2, 10, 40, 80, 30, 2])
+            new = rng.poisson(shape / (1 + r % 2 * 0.5 + (r == 2) * 2))
             counts += np.cumsum(new)  # cumulative per bucket, as `le` grows
             for le, value in zip(LES, counts, strict=True):
                 rows.append((target, HIST, (("route", route), ("le", le)), float(value)))
