@@ -6,7 +6,9 @@ version 1 fixture (``fixtures/snapshot_v1.trimtab``).
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import io
 import json
 import math
 import os
@@ -26,6 +28,7 @@ from trimtab.app.snapshot import (
     export_snapshot,
     open_snapshot,
 )
+from trimtab.app.snapshot_cli import add_snapshot_commands, cli_export, cli_report, parse_time
 from trimtab.app.store import Store
 from trimtab.collectors.scrape import ScrapeTarget
 
@@ -343,6 +346,63 @@ def test_previous_schema_version_opens_without_being_changed(tmp_path: Path) -> 
         info, = snap.target_info()
         assert info.health["up"] == 1 and snap.annotations() == []
     assert _digest(FIXTURE) == before
+
+
+# --- headless command line ---------------------------------------------------------------
+
+
+def test_parse_time() -> None:
+    assert parse_time("now", now=T0) == T0 and parse_time("-15m", now=T0) == T0 - 900
+    assert parse_time("-2h", now=T0) == T0 - 7200 and parse_time(str(T0)) == T0
+    assert parse_time("2023-11-14T22:13:20Z") == T0
+    for bad in ("yesterday", "nan", "-5y", ""):
+        with pytest.raises(ValueError, match="not a time"):
+            parse_time(bad, now=T0)
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="trimtab")
+    add_snapshot_commands(parser.add_subparsers(dest="command"))
+    return parser.parse_args(argv)
+
+
+def test_cli_export_and_report_beside_a_live_store(store: Store, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRIMTAB_TOKEN", raising=False)  # no agents to ask for the journal
+    toml = tmp_path / "targets.toml"
+    toml.write_text('[[target]]\nname = "api-1"\nurl = "http://127.0.0.1:9001/metrics"\n')
+    out, log = tmp_path / "cli.trimtab", io.StringIO()
+    args = _parse(["snapshot", "export", "--from", str(T0 + 10), "--to", str(T0 + 100),
+                   "--out", str(out), "--store", str(store.path), "--targets", str(toml),
+                   "--notes", "from the CLI", "--redact-label", "^route$"])
+    assert args.func(args, log) == 0
+    assert "exporting metrics 3/3" in log.getvalue() and "wrote" in log.getvalue()
+    with open_snapshot(out) as snap:
+        assert snap.notes == "from the CLI" and snap.target_info()[0].name == "api-1"
+        assert {dict(k.labels).get("route") for k in snap.series(REQS)} == {"REDACTED"}
+        assert snap.window == (T0 + 10, T0 + 100)
+    # The live store was only read: it keeps writing and reading as before.
+    store.write_cycle(T0 + 1000, [("api-1", REQS, (("route", "/x"), ("status", "200")), 1.0)])
+    assert len(store.query(REQS, start=T0, end=T0 + 1000, max_points=10**9)) == 10
+    report = tmp_path / "r.html"
+    args = _parse(["snapshot", "report", str(out), "--out", str(report)])
+    assert args.func(args, log) == 0 and "<h1>" in report.read_text(encoding="utf-8")
+
+
+def test_cli_bad_input_is_a_message_and_exit_code_2(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRIMTAB_TOKEN", raising=False)
+    log = io.StringIO()
+    args = _parse(["snapshot", "export", "--from=-15m", "--out", str(tmp_path / "x.trimtab"),
+                   "--store", str(tmp_path / "missing.db")])
+    assert cli_export(args, log) == 2 and "no history database" in log.getvalue()
+    args = _parse(["snapshot", "export", "--from", "soon", "--out", str(tmp_path / "x.trimtab")])
+    assert cli_export(args, log) == 2 and "not a time" in log.getvalue()
+    bad = tmp_path / "bad.trimtab"
+    bad.write_bytes(b"not sqlite")
+    args = _parse(["snapshot", "report", str(bad), "--out", str(tmp_path / "r.html")])
+    assert cli_report(args, log) == 2 and "not an SQLite file" in log.getvalue()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.trimtab"]
 
 
 if __name__ == "__main__":
