@@ -63,9 +63,9 @@ class RedactionRules:
 
     def with_secrets(self, more: Iterable[str]) -> RedactionRules:
         """These rules plus literal ``more`` secrets (empty strings ignored)."""
-        extra = tuple(s for s in more if s and s not in self.secrets)
+        merged = tuple(dict.fromkeys(s for s in (*self.secrets, *more) if s))
         return RedactionRules(self.query_params, self.headers, self.label_names,
-                              self.value_patterns, self.secrets + extra)
+                              self.value_patterns, merged)
 
     def describe(self) -> dict[str, Any]:
         """The rules without the literal secrets (safe to store in the snapshot)."""
@@ -142,8 +142,13 @@ class Redactor:
                 out = pattern.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", out)
         return self._scrub(out)
 
+    @cached_property
+    def _secrets(self) -> list[str]:
+        # Longest first: a secret that contains another must go whole.
+        return sorted(self.rules.secrets, key=len, reverse=True)
+
     def _scrub(self, text: str) -> str:
-        for secret in self.rules.secrets:
+        for secret in self._secrets:
             text = text.replace(secret, MASK)
         for pattern in self._values:
             text = pattern.sub(MASK, text)
