@@ -46,6 +46,7 @@ def _fields(buf: bytes, where: str) -> Iterator[Field]:
     while pos < end:
         key, pos = _varint(buf, pos, where)
         number, wire = key >> 3, key & 7
+        value: int | bytes
         if number == 0:
             raise ValueError(f"{where}: field number 0")
         if wire == _VARINT:
@@ -154,7 +155,7 @@ def decode_export_request(body: bytes) -> dict[str, Any]:
     for i, rs in enumerate(_repeated(body, 1, "resourceSpans")):
         where = f"resourceSpans[{i}]"
         resource: dict[str, Any] = {"attributes": []}
-        scopes = []
+        scopes: list[dict[str, Any]] = []
         for number, wire, value in _fields(rs, where):
             if number == 1:
                 _want(wire, _LEN, f"{where}.resource")

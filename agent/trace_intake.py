@@ -41,12 +41,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from .auth import WRITE
-from .control import ApiError, ControlAPI, Reply, Request
+from .control import ApiError, ControlAPI, Reply, Request, _reject_constant
 from .otlp_proto import decode_export_request
 from .traces import MAX_CHILDREN, Tracer
 
 MAX_BODY = 4 * 1024 * 1024
-OTLP_SERVER, ZIPKIN_SERVER = 2, "SERVER"
+# Integers per OTLP/JSON; the protobuf-JSON enum names are seen from some exporters too.
+OTLP_SERVER, OTLP_ERROR = (2, "SPAN_KIND_SERVER"), (2, "STATUS_CODE_ERROR")
+ZIPKIN_SERVER = "SERVER"
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -165,16 +167,16 @@ def _otlp_span(span: Any, service: str, where: str) -> IngestSpan:
     if end < start:
         raise Malformed(f"{where}: endTimeUnixNano is before startTimeUnixNano")
     kind, status = span.get("kind", 0), span.get("status") or {}
-    if not isinstance(kind, int) or not isinstance(status, dict):
+    if not isinstance(kind, int | str) or not isinstance(status, dict):
         raise Malformed(f"{where}: kind must be an integer and status an object")
     name = span.get("name", "")
     return IngestSpan(
         _otlp_id(span.get("traceId"), 16, f"{where}.traceId"),
         _otlp_id(span.get("spanId"), 8, f"{where}.spanId"),
         _otlp_id(parent, 8, f"{where}.parentSpanId") if parent else None,
-        name if isinstance(name, str) else str(name), kind == OTLP_SERVER, start / 1e9,
+        name if isinstance(name, str) else str(name), kind in OTLP_SERVER, start / 1e9,
         (end - start) / 1e6, _otlp_attrs(span.get("attributes"), f"{where}.attributes"),
-        service, status.get("code") == 2, "otlp")
+        service, status.get("code") in OTLP_ERROR, "otlp")
 
 
 # ---- Zipkin v2 JSON -------------------------------------------------------------------------
@@ -350,7 +352,7 @@ class TraceIntake:
             stored = self.add(spans)
         except ValueError as exc:
             raise ApiError(400, "malformed_payload", str(exc)) from None
-        payload = {"partialSuccess": {}} if ctype == "application/json" else None
+        payload: dict[str, Any] | None = {"partialSuccess": {}} if ctype == "application/json" else None
         return Reply(200, payload, self._counts(len(spans), stored))
 
     async def zipkin(self, req: Request) -> Reply:
@@ -412,10 +414,6 @@ def _json(body: bytes) -> Any:
         return json.loads(body, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise Malformed(f"body is not valid JSON: {exc}") from None
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def add_intake_endpoints(api: ControlAPI, tracer: Tracer) -> TraceIntake:

@@ -17,11 +17,11 @@ from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import (BatchSpanProcessor, SimpleSpanProcessor,
-                                            SpanExporter)
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from trimtab.agent.otlp_proto import decode_export_request
 from trimtab.agent.procs import free_port, spawn, stop_all, wait_http
-from trimtab.agent.trace_intake import MAX_BODY, TraceIntake, parse_zipkin
+from trimtab.agent.trace_intake import MAX_BODY, TraceIntake, parse_otlp, parse_zipkin
 from trimtab.agent.traces import Tracer
 
 WRITE = {"authorization": "Bearer W-secret"}
@@ -80,9 +80,9 @@ def test_sdk_protobuf_exporter_server_span_with_child(agent: str) -> None:
     try:
         with tracer.start_as_current_span("GET /orders/{id}", kind=SpanKind.SERVER, attributes={
                 "http.route": "/orders/{id}", "http.request.method": "GET",
-                "http.response.status_code": 200}) as server:
-            with tracer.start_as_current_span("db.select", attributes={"db.system": "pg"}):
-                time.sleep(0.01)
+                "http.response.status_code": 200}) as server, \
+                tracer.start_as_current_span("db.select", attributes={"db.system": "pg"}):
+            time.sleep(0.01)
         assert provider.force_flush()
     finally:
         provider.shutdown()
@@ -105,9 +105,9 @@ def test_sdk_batch_gzip_error_span_is_500(agent: str) -> None:
     try:
         with tracer.start_as_current_span("POST /pay", kind=SpanKind.SERVER,
                                           attributes={"http.route": "/pay"}) as server:
-            with tracer.start_as_current_span("charge"):
-                with tracer.start_as_current_span("card.api", kind=SpanKind.CLIENT):
-                    pass
+            with tracer.start_as_current_span("charge"), \
+                    tracer.start_as_current_span("card.api", kind=SpanKind.CLIENT):
+                pass
             server.set_status(Status(StatusCode.ERROR, "card declined"))
         assert provider.force_flush()
     finally:
@@ -157,8 +157,8 @@ def test_otlp_json_hex_and_base64_ids_string_times(agent: str) -> None:
          "attributes": [{"key": "hit", "value": {"boolValue": False}}]},
         # A second SERVER span in the same trace (another service) is a record of its own.
         {"traceId": trace_id, "spanId": OTHER, "parentSpanId": CHILD, "name": "internal",
-         "kind": 2, "startTimeUnixNano": NOW_NS + 2_000_000,
-         "endTimeUnixNano": NOW_NS + 3_000_000, "status": {"code": 2}}]
+         "kind": "SPAN_KIND_SERVER", "startTimeUnixNano": NOW_NS + 2_000_000,
+         "endTimeUnixNano": NOW_NS + 3_000_000, "status": {"code": "STATUS_CODE_ERROR"}}]
     r = httpx.post(f"{agent}/_trimtab/v1/traces", headers={**WRITE, **JSON},
                    content=json.dumps(otlp_doc(spans)))
     assert r.status_code == 200, r.text
@@ -257,6 +257,30 @@ def test_malformed_payload_refused_and_nothing_ingested(
     assert ok.status_code == 200, ok.text
     [record] = traces(agent, T1, since=before)[0]
     assert record["children"] == []
+
+
+def test_protobuf_decoder_skips_fields_it_does_not_use() -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    rs.resource.attributes.add(key="service.name").value.string_value = "svc"
+    span = rs.scope_spans.add().spans.add(
+        trace_id=bytes.fromhex(T1), span_id=bytes.fromhex(ROOT), name="GET /a", kind=2,
+        start_time_unix_nano=NOW_NS, end_time_unix_nano=NOW_NS + 5, flags=0x301,
+        trace_state="k=v")
+    span.events.add(name="exception", time_unix_nano=NOW_NS)
+    span.links.add(trace_id=bytes(16), span_id=bytes(8))
+    span.attributes.add(key="neg").value.int_value = -7
+    span.attributes.add(key="ratio").value.double_value = 0.5
+    span.attributes.add(key="list").value.array_value.values.add(string_value="x")
+    span.status.code = 2
+    doc = decode_export_request(req.SerializeToString())
+    [parsed] = parse_otlp(doc)
+    assert (parsed.trace_id, parsed.span_id, parsed.parent_id, parsed.service, parsed.server,
+            parsed.error, parsed.tags) == (T1, ROOT, None, "svc", True, True,
+                                           {"neg": "-7", "ratio": "0.5"})
+    with pytest.raises(ValueError, match="runs past the end"):
+        decode_export_request(req.SerializeToString()[:-3])
 
 
 class FakeClock:
