@@ -145,7 +145,7 @@ class Redactor:
     @cached_property
     def _secrets(self) -> list[str]:
         # Longest first: a secret that contains another must go whole.
-        return sorted(self.rules.secrets, key=len, reverse=True)
+        return sorted((s for s in self.rules.secrets if s), key=len, reverse=True)
 
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:

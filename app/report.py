@@ -99,16 +99,20 @@ def _summary(snap: Snapshot) -> str:
     meta = snap.meta
     rows = [("window", f"{_utc(start)} → {_utc(end)} ({(end - start) / 60:.1f} min)"),
             ("exported", _utc(float(meta.get("created_at", "0")))),
-            ("trimtab", f"{meta.get('app_version', '?')} (snapshot schema "
-                        f"{meta.get('schema_version')})"),
-            ("series / samples", f"{meta.get('series', len(snap.series()))} / "
-                                 f"{meta.get('samples', '?')}"),
+            ("trimtab", (f"{meta.get('app_version', '?')} (snapshot schema "
+                         f"{meta.get('schema_version')})")),
+            ("series / samples", (f"{meta.get('series', len(snap.series()))} / "
+                                  f"{meta.get('samples', '?')}")),
             ("journal entries", len(snap.journal())), ("traces", len(snap.traces()))]
-    targets = [(t.name, t.kind, t.url, {1: "up", 0: "down"}.get(t.health.get("up"), "?"),
+    targets = [(t.name, t.kind, t.url, _up(t.health.get("up")),
                 t.health.get("error") or "") for t in snap.target_info()]
     notes = f"<h3>Notes</h3><pre>{_e(snap.notes)}</pre>" if snap.notes else ""
     return ("<h2>Summary</h2>" + _table(("", ""), rows) + "<h3>Targets</h3>"
             + _table(("target", "kind", "url", "health", "last error"), targets) + notes)
+
+
+def _up(value: object) -> str:
+    return "up" if value == 1 else "down" if value == 0 else "?"
 
 
 def _routes(slow: Sequence[RouteLatency]) -> str:

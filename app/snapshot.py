@@ -144,13 +144,13 @@ def _write(tmp: Path, store: Store, red: Redactor, start: float, end: float,
         counts = _write_samples(conn, store, red, start, end, progress)
         for name, rows in tables.items():
             if rows:
-                db[name].insert_all(rows)
+                db.table(name).insert_all(rows)
         for trace, spans in trace_rows:
-            trace_id = db["traces"].insert(trace).last_pk
+            trace_id = db.table("traces").insert(trace).last_pk
             if spans:
-                db["spans"].insert_all([{**s, "trace_row": trace_id} for s in spans])
+                db.table("spans").insert_all([{**s, "trace_row": trace_id} for s in spans])
         meta.update(series=str(counts[0]), samples=str(counts[1]))
-        db["meta"].insert_all([{"key": k, "value": v} for k, v in meta.items()])
+        db.table("meta").insert_all([{"key": k, "value": v} for k, v in meta.items()])
         conn.commit()
         conn.execute("VACUUM")  # compact, and no free page keeps anything
         return counts
@@ -174,7 +174,7 @@ def _write_samples(conn: Any, store: Store, red: Redactor, start: float, end: fl
             # SQLite stores NaN as NULL; the reader turns NULL back into NaN.
             conn.executemany("INSERT INTO samples VALUES (?, ?, ?)",
                              zip([sid] * len(t), t.tolist(),
-                                 [None if x != x else x for x in v.tolist()], strict=True))
+                                 [None if math.isnan(x) else x for x in v.tolist()], strict=True))
             samples += len(t)
             for step in long_steps:
                 _write_rollup(conn, sid, step, t, v)

@@ -54,7 +54,7 @@ def parse_time(text: str, now: float | None = None) -> float:
             return number
         raise ValueError(f"not a time: {text!r}")
     try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        return dt.datetime.fromisoformat(value).timestamp()
     except ValueError:
         raise ValueError(f"not a time: {text!r} (use now, -15m, unix seconds or "
                          "ISO 8601 like 2026-11-26T21:00:00Z)") from None

@@ -8,15 +8,15 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
 from .control import Agent, JournalRow
+from .snapshot_schema import SnapshotError, open_checked
 from .store import SeriesKey
 from .store_codec import Points
 from .store_rollup import AGGS
-from .snapshot_schema import SnapshotError, open_checked
 
 __all__ = ["Snapshot", "SnapshotError", "TargetInfo", "open_snapshot"]
 
@@ -168,13 +168,14 @@ class Snapshot:
             health = {r[0]: dict(zip(cols[1:], r[1:], strict=True)) for r in hcur.fetchall()}
             rows = self._conn.execute(
                 "SELECT name, url, kind, interval, timeout FROM targets ORDER BY name").fetchall()
-        return [TargetInfo(*r, health=health.get(r[0], {})) for r in rows]
+        return [TargetInfo(name, url, kind, interval, timeout, health.get(name, {}))
+                for name, url, kind, interval, timeout in rows]
 
     def close(self) -> None:
         """Close the file. Safe to call twice."""
         self._conn.close()
 
-    def __enter__(self) -> Snapshot:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from trimtab.app.redact import MASK, RedactionRules, Redactor
 
 R = Redactor(RedactionRules(label_names=("^tenant_key$",), value_patterns=(r"sk_live_\w+",),

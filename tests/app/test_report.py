@@ -8,12 +8,12 @@ import re
 from pathlib import Path
 
 import pytest
-
-from tests.app.test_snapshot import FIXTURE, T0, _planted, fill
 from trimtab.app.report import write_report
 from trimtab.app.snapshot import export_snapshot, open_snapshot
 from trimtab.app.snapshot_stats import HIST, route_latencies
 from trimtab.app.store import Store
+
+from tests.app.test_snapshot import FIXTURE, T0, _planted, fill
 
 EXTERNAL = re.compile(r"""(?:src|href|url)\s*[=(]\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
 

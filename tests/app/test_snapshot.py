@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from trimtab.app.control import Agent, JournalRow
 from trimtab.app.model import TargetHealth
 from trimtab.app.snapshot import (
