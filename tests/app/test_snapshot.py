@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sqlite_utils
 from trimtab.app.control import Agent, JournalRow
 from trimtab.app.model import TargetHealth
 from trimtab.app.snapshot import (
@@ -112,6 +113,10 @@ def test_round_trip_sample_for_sample(store: Store, tmp_path: Path) -> None:
         assert any(np.isnan(v).any() for _, v in snap.query(
             "trimtab_in_flight", start=start, end=end, max_points=10**9).values())
         assert snap.meta["schema_version"] == "2" and snap.meta["app_version"]
+    readable = sqlite_utils.Database(info.path)  # without trimtab: plain tables and columns
+    assert readable.table("samples").count == info.samples
+    assert {c.type for c in readable.table("samples").columns} == {"INTEGER", "REAL"}
+    readable.close()
 
 
 def test_long_window_gets_rollups_that_answer_like_the_store(tmp_path: Path) -> None:
