@@ -94,6 +94,8 @@ def export_snapshot(store: Store, out_path: str | Path, start: float, end: float
     out = Path(out_path)
     if not out.parent.is_dir():
         raise ValueError(f"{out.parent}: no such folder for the snapshot")
+    if out.is_dir() or out.resolve() == Path(store.path).resolve():
+        raise ValueError(f"{out}: choose a new file name (it is a folder or the history itself)")
     # Everything but the samples is small: redact it all before the file exists.
     tables = {
         "targets": [_target_row(red, t) for t in targets],
@@ -161,6 +163,8 @@ def _write(tmp: Path, store: Store, red: Redactor, start: float, end: float,
 def _write_samples(conn: Any, store: Store, red: Redactor, start: float, end: float,
                    progress: Progress | None) -> tuple[int, int]:
     names = sorted({key.name for key in store.series()})
+    if progress is not None:
+        progress(0, len(names))  # the total, before the first slow query
     long_steps = [step for step, min_len in ROLLUP_STEPS if end - start >= min_len]
     sid = samples = 0
     for done, name in enumerate(names, 1):

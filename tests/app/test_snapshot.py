@@ -92,7 +92,7 @@ def test_round_trip_sample_for_sample(store: Store, tmp_path: Path) -> None:
     seen: list[tuple[int, int]] = []
     info = export_snapshot(store, tmp_path / "incident.trimtab", start, end,
                            progress=lambda done, total: seen.append((done, total)))
-    assert seen[-1][0] == seen[-1][1] == len({k.name for k in store.series()})
+    assert seen[0] == (0, 3) and seen[-1] == (3, 3)  # the total first, then per metric
     with open_snapshot(info.path) as snap:
         assert snap.targets() == store.targets()
         assert snap.series() == store.series()
@@ -211,6 +211,16 @@ def test_bad_window_is_refused_and_writes_nothing(store: Store, tmp_path: Path,
     with pytest.raises(ValueError, match="window|finite"):
         export_snapshot(store, tmp_path / "x.trimtab", start, end)  # type: ignore[arg-type]
     assert not (tmp_path / "x.trimtab").exists()
+
+
+def test_export_never_overwrites_the_history_or_a_folder(store: Store, tmp_path: Path) -> None:
+    before = len(store.query(REQS, start=T0, end=T0 + 300, max_points=10**9))
+    for target in (store.path, tmp_path):
+        with pytest.raises(ValueError, match="choose a new file name"):
+            export_snapshot(store, target, T0, T0 + 100)
+    assert len(store.query(REQS, start=T0, end=T0 + 300, max_points=10**9)) == before == 9
+    with pytest.raises(ValueError, match="no such folder"):
+        export_snapshot(store, tmp_path / "nope" / "x.trimtab", T0, T0 + 100)
 
 
 @pytest.fixture
