@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-
 from trimtab.collectors.promql import Quantile, histogram_quantile, le_value
 
 HIST = "trimtab_http_request_duration_seconds_bucket"
