@@ -36,13 +36,21 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Self
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from trimtab.app.model import FleetModel
 from trimtab.app.runtime import settle_gc
-from trimtab.collectors.scrape import ACCEPT, ScrapeEngine, ScrapeResult, ScrapeTarget, scrape_offset
+from trimtab.collectors.scrape import (
+    ACCEPT,
+    ScrapeEngine,
+    ScrapeResult,
+    ScrapeTarget,
+    scrape_offset,
+)
 
 SAMPLES = 2000
 BODIES = 6  # distinct scrapes per target, rotated; consecutive ones always differ
@@ -129,7 +137,7 @@ class Farm:
             self.proc.kill()
             self.proc.wait()
 
-    def __enter__(self) -> Farm:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -157,7 +165,7 @@ class Tally:
             samples += sum(n for _, n in kept if n is not None)
             failed += sum(n is None for _, n in kept)
             times = [self.since, *(t for t, _ in kept), until]
-            missed += any(b - a > 1.5 * INTERVAL for a, b in zip(times, times[1:]))
+            missed += any(b - a > 1.5 * INTERVAL for a, b in pairwise(times))
         return samples, failed, missed
 
 
@@ -252,7 +260,8 @@ class PeerScraper:
         return self
 
     def stop(self) -> None:
-        self.loop.call_soon_threadsafe(lambda: self.stop_event and self.stop_event.set())
+        if self.stop_event is not None:  # created by run() as the thread started
+            self.loop.call_soon_threadsafe(self.stop_event.set)
         self.thread.join(10)
         self.loop.close()
 
@@ -277,7 +286,7 @@ class PeerScraper:
                 body = await asyncio.wait_for(self.fetch(client, target.url), target.timeout)
                 families = list(text_string_to_metric_families(body))
                 self.sink(target.name, started, sum(len(f.samples) for f in families))
-            except (httpx.HTTPError, OSError, asyncio.TimeoutError, ValueError):
+            except (TimeoutError, httpx.HTTPError, OSError, ValueError):
                 self.sink(target.name, started, None)
             next_at += target.interval
             now = loop.time()
