@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
@@ -87,7 +88,8 @@ def run_demo(args: argparse.Namespace) -> int:
         engine = start_collection(fleet, model)
         banner = (f"trimtab: balancer at {fleet.balancer_url}; "
                   + ", ".join(f"{t.name} {t.url}" for t in fleet.targets))
-        return _run_window(app, args, lambda: MainWindow(model), banner)
+        return _run_window(app, args, lambda: MainWindow(
+            model, tuning=_tuning(fleet.write_token, fleet.targets)), banner)
     finally:
         if engine is not None:
             engine.stop()
@@ -106,6 +108,8 @@ def run_cockpit(args: argparse.Namespace) -> int:
     except targets_file.TargetsError as exc:
         print(f"trimtab: {exc}", file=sys.stderr)
         return 2
+    token = os.environ.get("TRIMTAB_TOKEN", "")  # read traces/configs, and change things if write
+    targets = [dataclasses.replace(t, token=token) for t in targets]
     store_path = args.store or str(targets_file.default_path().parent / "history.sqlite")
     try:
         store = _open_store(store_path)
@@ -117,12 +121,24 @@ def run_cockpit(args: argparse.Namespace) -> int:
     engine = ScrapeEngine(targets, model.ingest, on_cycle=model.tick,
                           on_traces=model.ingest_traces, on_config=model.ingest_config).start()
     try:
-        manager = TargetManager(path, engine, model)
+        manager = TargetManager(path, engine, model, token)
         banner = f"trimtab: {len(targets)} target(s) from {path}"
-        return _run_window(app, args, lambda: MainWindow(model, targets=manager), banner)
+        return _run_window(app, args, lambda: MainWindow(
+            model, targets=manager, tuning=_tuning(token, targets) if token else None), banner)
     finally:
         engine.stop()
         store.close()
+
+
+def _tuning(token: str, targets: list[Any]) -> Any:
+    """The control side for these targets (instances and the first balancer)."""
+    from .control import Agent
+    from .tuning import Tuning
+
+    agents = [Agent.from_target(t) for t in targets]
+    instances = [a for a in agents if a.kind == "instance"]
+    balancer = next((a for a in agents if a.kind == "balancer"), None)
+    return Tuning(token, instances, balancer)
 
 
 def _open_store(path: str) -> Store:

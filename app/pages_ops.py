@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QLabel, QPushButton, QSplitter, QVBoxLayout, QWidget
 
 from trimtab.widgets.share import ShareBarsView
 from trimtab.widgets.table import SortableTable
@@ -40,9 +40,15 @@ def ttl_text(ttls: dict[str, float]) -> tuple[str, bool]:
 class CachePage(QWidget):
     """Hit ratio per route over time and the lookups behind it (hits / misses / bypasses)."""
 
+    ttl_requested = Signal(str)  # route
+
     def __init__(self, model: FleetModel) -> None:
         super().__init__()
         self.model = model
+        self.change_button = QPushButton("Change TTL of the selected route…")
+        self.change_button.setEnabled(False)
+        self.change_button.setToolTip("Disabled: no control token")
+        self.change_button.clicked.connect(self._ask_ttl)
         self.table = SortableTable(CACHE_HEADERS)
         self.table.sortItems(3, Qt.SortOrder.DescendingOrder)
         self.hit_ratio = TimeSeriesView("Cache hit ratio per route", "hit ratio (%)", "",
@@ -57,8 +63,16 @@ class CachePage(QWidget):
         split.addWidget(self.hit_ratio)
         layout = QVBoxLayout(self)
         layout.addWidget(self.hint)
+        layout.addWidget(self.change_button, 0, Qt.AlignmentFlag.AlignRight)
         layout.addWidget(split, 1)
         self.charts = [self.hit_ratio]
+
+    def _ask_ttl(self) -> None:
+        route = self.table.selected_key()
+        if route is None and self.table.rowCount():
+            route = self.table.column_texts(0)[0]
+        if route is not None:
+            self.ttl_requested.emit(route)
 
     def refresh(self, since: float) -> None:
         rows = self.model.read(lambda m: list(m.cache))
@@ -83,9 +97,15 @@ BALANCER_HEADERS = ("server", "state", "health", "weight", "expected share", "ob
 class BalancerPage(QWidget):
     """Per server: expected vs observed share, state, weight, in-flight, latency; share over time."""
 
+    weights_requested = Signal()
+
     def __init__(self, model: FleetModel) -> None:
         super().__init__()
         self.model = model
+        self.change_button = QPushButton("Change weights / drain / maint…")
+        self.change_button.setEnabled(False)
+        self.change_button.setToolTip("Disabled: no control token")
+        self.change_button.clicked.connect(self.weights_requested)
         self.table = SortableTable(BALANCER_HEADERS)
         self.bars = ShareBarsView()
         self.share_time = TimeSeriesView("Request share per backend over time", "share (%)", "",
@@ -106,6 +126,7 @@ class BalancerPage(QWidget):
         split.addWidget(bottom)
         layout = QVBoxLayout(self)
         layout.addWidget(self.hint)
+        layout.addWidget(self.change_button, 0, Qt.AlignmentFlag.AlignRight)
         layout.addWidget(split, 1)
         self.charts = [self.share_time, self.latency]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from trimtab.collectors.scrape import ScrapeEngine, ScrapeTarget
@@ -18,10 +18,12 @@ class TargetManager:
     path: Path
     engine: ScrapeEngine
     model: FleetModel
+    token: str = field(default="", repr=False)  # given to new targets in memory, never saved
 
     def add(self, name: str, url: str, kind: str = "instance", interval: float = 1.0) -> ScrapeTarget:
         """Validate, save and start scraping; raises TargetsError and changes nothing if invalid."""
-        target = ScrapeTarget(name, url, kind, interval, timeout=min(10.0, interval * 0.8))
+        target = ScrapeTarget(name, url, kind, interval, timeout=min(10.0, interval * 0.8),
+                              token=self.token)
         targets_file.add(self.path, target)
         self.engine.add_target(target)
         return target

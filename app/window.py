@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
 from PySide6.QtCore import QSettings, QTimer, Slot
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
@@ -12,11 +13,15 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QLabel, QMainWindow, QMes
 
 from . import format as fmt
 from .model import FleetModel
+from trimtab.widgets.card import ChangeCard
 from trimtab.widgets.theme import THEMES
 
 from .pages import FleetPage, OverviewPage, RoutesPage
 from .pages_ops import BalancerPage, CachePage
+from .change_markers import card, marker_key, markers
+from .pages_journal import JournalPage
 from .pages_traces import TracesPage
+from .tuning import JOURNAL_POLL_MS, Tuning
 from .target_manager import TargetManager
 
 LIVE_WINDOWS = (("last 5 min", 300), ("last 15 min", 900), ("last 60 min", 3600))
@@ -26,7 +31,7 @@ class MainWindow(QMainWindow):
     """Polls ``model.version`` a few times a second and refreshes the visible page when it moved."""
 
     def __init__(self, model: FleetModel, refresh_hz: float = 4.0,
-                 targets: TargetManager | None = None) -> None:
+                 targets: TargetManager | None = None, tuning: Tuning | None = None) -> None:
         super().__init__()
         self.model = model
         self.setWindowTitle("trimtab — fleet cockpit")
@@ -36,20 +41,27 @@ class MainWindow(QMainWindow):
         self.cache = CachePage(model)
         self.balancer = BalancerPage(model)
         self.traces = TracesPage(model)
+        self.journal = JournalPage(tuning)
         self.fleet = FleetPage(model, targets)
-        self.pages = [self.overview, self.routes, self.cache, self.balancer, self.traces, self.fleet]
+        self.pages = [self.overview, self.routes, self.cache, self.balancer, self.traces,
+                      self.journal, self.fleet]
         self.tabs = QTabWidget()
         for page, name in zip(self.pages, ("Overview", "Slow routes", "Cache", "Balancer", "Traces",
-                                           "Fleet")):
+                                           "Journal", "Fleet")):
             self.tabs.addTab(page, name)
         self.routes.traces_requested.connect(self.show_traces)
         self.charts = [chart for page in self.pages for chart in page.charts]
         for chart in self.charts:  # zoom and pan stay in step on every chart
             chart.user_ranged.connect(self._user_zoomed)
+            chart.marker_clicked.connect(self.show_change_card)
+        self.tuning = tuning
+        self.journal_rows: dict[str, Any] = {}
+        if tuning is not None:
+            self._wire_tuning(tuning)
         self.tabs.currentChanged.connect(self._force_refresh)
         self.setCentralWidget(self.tabs)
         self._build_toolbar()
-        self.status = QLabel("No targets yet: add one on the Fleet page (Ctrl+6, Add target…) "
+        self.status = QLabel("No targets yet: add one on the Fleet page (Ctrl+7, Add target…) "
                              "or start the demo (trimtab demo).")
         self.statusBar().addWidget(self.status, 1)
         self.paused = False
@@ -120,6 +132,44 @@ class MainWindow(QMainWindow):
             chart.export(target)
             written.append(target)
         return written
+
+    def _wire_tuning(self, tuning: Tuning) -> None:
+        self.cache.ttl_requested.connect(lambda route: tuning.change_ttl(self, route))
+        self.balancer.weights_requested.connect(lambda: tuning.change_weights(self))
+        tuning.access_changed.connect(self.set_write_access)
+        tuning.access_changed.connect(self.journal.set_write_access)
+        tuning.journal_changed.connect(self.show_changes)
+        tuning.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        self._journal_timer = QTimer(self)
+        self._journal_timer.timeout.connect(tuning.refresh_journal)
+        self._journal_timer.start(JOURNAL_POLL_MS)
+        self.set_write_access(False, tuning.write_reason)
+        tuning.start()
+
+    @Slot(bool, str)
+    def set_write_access(self, can_write: bool, reason: str) -> None:
+        """Change controls are enabled only for a token with write scope; else say why."""
+        for button in (self.cache.change_button, self.balancer.change_button):
+            button.setEnabled(can_write)
+            button.setToolTip("" if can_write else f"Disabled: {reason}")
+
+    @Slot(list)
+    def show_changes(self, rows: list) -> None:
+        """Every accepted change is a marker on every chart."""
+        self.journal_rows = {marker_key(r): r for r in rows}
+        marks = markers(rows)
+        for chart in self.charts:
+            chart.set_markers(marks)
+
+    @Slot(str)
+    def show_change_card(self, key: str) -> None:
+        """The before/after card of the change behind a clicked marker."""
+        row = self.journal_rows.get(key)
+        if row is None:
+            return
+        title, subtitle, rows = card(self.model, row)
+        self.change_card = ChangeCard(title, subtitle, rows, self)
+        self.change_card.show()
 
     @Slot(str, float)
     def show_traces(self, route: str, min_ms: float) -> None:
@@ -230,6 +280,8 @@ class MainWindow(QMainWindow):
         self.set_theme(theme if theme in THEMES else "dark")
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        if self.tuning is not None:
+            self.tuning.close()
         settings = QSettings("trimtab", "trimtab")
         settings.setValue("window/geometry", self.saveGeometry())
         settings.setValue("window/tab", self.tabs.currentIndex())

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pyqtgraph as pg
 from pyqtgraph.exporters import ImageExporter
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QPainter
 from PySide6.QtSvg import QSvgGenerator
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
@@ -26,6 +26,7 @@ class TimeSeriesView(QWidget):
     """
 
     user_ranged = Signal(float, float)  # the time range the user zoomed or panned to
+    marker_clicked = Signal(str)  # the key of a change marker the user clicked
 
     def __init__(self, title: str, y_label: str, y_units: str, empty_hint: str,
                  y_range: tuple[float, float] | None = None, parent: QWidget | None = None) -> None:
@@ -60,6 +61,7 @@ class TimeSeriesView(QWidget):
         layout.addWidget(self._empty)
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.data: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.markers: dict[str, pg.InfiniteLine] = {}
         self.apply_theme(DARK)
 
     def set_series(self, series: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
@@ -77,6 +79,26 @@ class TimeSeriesView(QWidget):
         self.data = dict(series)
         has_points = any(np.isfinite(v).any() for _, v in series.values())
         self._empty.setVisible(not has_points)
+
+    def set_markers(self, markers: list[tuple[str, float, str]]) -> None:
+        """Vertical lines at change times: (key, unix time, label); click one for its card."""
+        wanted = {key for key, _, _ in markers}
+        for key in set(self.markers) - wanted:
+            self.plot.removeItem(self.markers.pop(key))
+        for key, t, label in markers:
+            line = self.markers.get(key)
+            if line is None:
+                line = pg.InfiniteLine(pos=t, angle=90, movable=False,
+                                       pen=pg.mkPen("#CC79A7", width=1, style=Qt.PenStyle.DashLine),
+                                       hoverPen=pg.mkPen("#CC79A7", width=3),
+                                       # the label is a format string: route braces must not expand
+                                       label=label.replace("{", "{{").replace("}", "}}"),
+                                       labelOpts={"position": 0.95, "color": "#CC79A7",
+                                                  "rotateAxis": (1, 0), "anchors": [(0, 1), (0, 1)]})
+                line.sigClicked.connect(lambda _line, _ev, key=key: self.marker_clicked.emit(key))
+                self.plot.addItem(line, ignoreBounds=True)
+                self.markers[key] = line
+            line.setToolTip(f"{label} — click for before/after")
 
     def set_x_window(self, start: float, end: float) -> None:
         """Show ``[start, end]`` (unix seconds) on the time axis; used for live windows."""

@@ -1,0 +1,283 @@
+"""The tuning loop through the real widgets, against the demo fleet's real agents."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
+
+from trimtab.agent.fleet import DemoFleet
+from trimtab.agent.procs import free_port, spawn, stop_all, wait_http
+from trimtab.app.cli import _tuning, start_collection
+from trimtab.app.control import Agent
+from trimtab.app.model import FleetModel
+from trimtab.widgets.change_dialogs import TtlDialog, WeightsDialog
+
+ROUTE = "/products/{id}"
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Iterator[DemoFleet]:
+    fleet = DemoFleet(rps=80.0, log_dir=tempfile.mkdtemp(prefix="trimtab-test-tuning-"))
+    fleet.start()
+    try:
+        yield fleet
+    finally:
+        fleet.stop()
+
+
+@pytest.fixture(scope="module")
+def model(fleet: DemoFleet) -> Iterator[FleetModel]:
+    model = FleetModel()
+    engine = start_collection(fleet, model)
+    try:
+        yield model
+    finally:
+        engine.stop()
+
+
+class DialogDriver:
+    """Answers modal dialogs from a timer (they run nested event loops the test cannot see)."""
+
+    def __init__(self) -> None:
+        self.handlers: list[Callable[[QWidget], bool]] = []
+        self.texts: list[str] = []
+        self.problems: list[str] = []
+        self._unhandled_since: float | None = None
+        self._timer = QTimer()
+        self._timer.timeout.connect(self._poll)
+        self._timer.start(50)
+
+    def expect(self, handler: Callable[[QWidget], bool]) -> None:
+        self.handlers.append(handler)
+
+    def _poll(self) -> None:
+        widget = QApplication.activeModalWidget()
+        if widget is None:
+            self._unhandled_since = None
+            return
+        try:
+            handled = bool(self.handlers) and self.handlers[0](widget)
+        except Exception as exc:  # noqa: BLE001 - a failed expectation must not hang the test
+            self.problems.append(f"{type(exc).__name__}: {exc}")
+            self.handlers.clear()
+            handled = False
+        if handled:
+            self.handlers.pop(0)
+            self._unhandled_since = None
+            return
+        # A dialog nobody expected runs a nested event loop forever: close it, say so.
+        self._unhandled_since = self._unhandled_since or time.monotonic()
+        if time.monotonic() - self._unhandled_since > 2.0:
+            text = widget.text() if isinstance(widget, QMessageBox) else widget.windowTitle()
+            self.problems.append(f"unexpected dialog: {text}")
+            self.handlers.clear()
+            widget.reject()
+
+    def wait_done(self, qtbot, timeout: int = 20_000) -> None:
+        qtbot.waitUntil(lambda: not self.handlers, timeout=timeout)
+        assert not self.problems, self.problems
+
+    def click(self, button_text: str) -> Callable[[QWidget], bool]:
+        """A handler for a message box: remember its text, press the button named so."""
+        def handle(widget: QWidget) -> bool:
+            if not isinstance(widget, QMessageBox):
+                return False
+            self.texts.append(widget.text())
+            for button in widget.buttons():
+                if button.text().replace("&", "") == button_text:
+                    button.click()
+                    return True
+            raise AssertionError(f"no {button_text!r} in {[b.text() for b in widget.buttons()]}")
+        return handle
+
+    def stop(self) -> None:
+        self._timer.stop()
+
+
+def ttl_answer(ttl: float, reason: str, canary: str | None = None) -> Callable[[QWidget], bool]:
+    def handle(widget: QWidget) -> bool:
+        if not isinstance(widget, TtlDialog):
+            return False
+        widget.ttl.setValue(ttl)
+        if canary:
+            widget.scope_canary.setChecked(True)
+            widget.canary.setCurrentText(canary)
+        widget.reason.setText(reason)
+        widget.accept()
+        return True
+    return handle
+
+
+def ttls(fleet: DemoFleet) -> dict[str, float]:
+    auth = {"authorization": f"Bearer {fleet.read_token}"}
+    out = {}
+    for t in fleet.targets:
+        if t.kind == "instance":
+            doc = httpx.get(t.url.removesuffix("/metrics") + "/_trimtab/config", headers=auth).json()
+            out[t.name] = doc["routes"][ROUTE]["ttl"]
+    return out
+
+
+@pytest.fixture()
+def window(qtbot, fleet: DemoFleet, model: FleetModel):
+    from trimtab.app.window import MainWindow
+
+    qtbot.waitUntil(lambda: len(model.routes) == 3, timeout=20_000)  # charts have data
+    window = MainWindow(model, tuning=_tuning(fleet.write_token, fleet.targets))
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: window.cache.change_button.isEnabled(), timeout=15_000)
+    yield window
+    window.close()
+
+
+def test_change_ttl_everywhere_marks_the_charts_and_reverts(qtbot, fleet, model, window) -> None:
+    driver = DialogDriver()
+    driver.expect(ttl_answer(30, "more hits at peak"))
+    driver.expect(driver.click("OK"))
+    window.tabs.setCurrentWidget(window.cache)
+    window.cache.ttl_requested.emit(ROUTE)
+    driver.wait_done(qtbot)
+    assert "applied" in driver.texts[-1]
+    assert ttls(fleet) == {"api-1": 30.0, "api-2": 30.0, "api-3": 30.0}
+    # The journal lists it, and every chart carries its marker.
+    qtbot.waitUntil(lambda: any("30" in t for t in window.journal.table.column_texts(4)),
+                    timeout=10_000)
+    keys = [k for k, r in window.journal_rows.items() if r.reason == "more hits at peak"]
+    assert len(keys) == 3
+    assert all(set(keys) <= set(chart.markers) for chart in window.charts)
+    window.show_change_card(keys[0])
+    metrics = window.change_card.table.column_texts(0)
+    assert f"{ROUTE} p95" in metrics and f"{ROUTE} hit_ratio" in metrics
+    # Revert everything since just before the change, from the journal page.
+    window.journal.since.setDateTime(window.journal.since.dateTime().fromSecsSinceEpoch(
+        int(window.journal_rows[keys[0]].time) - 1))
+    driver.expect(driver.click("Yes"))
+    driver.expect(driver.click("OK"))
+    window.journal.revert_since()
+    driver.wait_done(qtbot)
+    assert ttls(fleet) == {"api-1": 10.0, "api-2": 10.0, "api-3": 10.0}
+    driver.stop()
+
+
+def test_stale_etag_shows_the_other_change_and_overwrites_nothing(qtbot, fleet, window) -> None:
+    driver = DialogDriver()
+    canary = next(t for t in fleet.targets if t.name == "api-2").url.removesuffix("/metrics")
+    auth = {"authorization": f"Bearer {fleet.write_token}"}
+
+    def someone_else_then_answer(widget: QWidget) -> bool:
+        if not isinstance(widget, TtlDialog):
+            return False
+        etag = httpx.get(f"{canary}/_trimtab/config", headers=auth).headers["etag"]
+        httpx.patch(f"{canary}/_trimtab/config", headers={**auth, "if-match": etag},
+                    json={"routes": {ROUTE: {"ttl": 12}}, "reason": "other operator"})
+        return ttl_answer(40, "mine")(widget)
+
+    driver.expect(someone_else_then_answer)
+    driver.expect(driver.click("Keep as is"))
+    window.cache.ttl_requested.emit(ROUTE)
+    driver.wait_done(qtbot)
+    report = driver.texts[-1]
+    assert "api-2: conflict" in report and "10.0 → 12" in report.replace("10 →", "10.0 →")
+    assert ttls(fleet)["api-2"] == 12.0  # theirs kept, not silently overwritten
+    # Put the fleet back for the other tests.
+    for t in fleet.targets:
+        if t.kind == "instance":
+            base = t.url.removesuffix("/metrics")
+            etag = httpx.get(f"{base}/_trimtab/config", headers=auth).headers["etag"]
+            httpx.patch(f"{base}/_trimtab/config", headers={**auth, "if-match": etag},
+                        json={"routes": {ROUTE: {"ttl": 10}}, "reason": "test cleanup"})
+    driver.stop()
+
+
+def test_an_instance_lost_midway_is_reported_and_the_rest_rolled_back(qtbot, fleet,
+                                                                      model) -> None:
+    from trimtab.app.window import MainWindow
+
+    port = free_port()
+    env = {"TRIMTAB_TOKENS": f"operator:write:{fleet.write_token}"}
+    doomed = spawn(["instance", "--name", "api-x", "--port", str(port)], env=env)
+    wait_http(f"http://127.0.0.1:{port}/metrics", doomed)
+    tuning = _tuning(fleet.write_token, fleet.targets)
+    tuning.instances.append(Agent("api-x", f"http://127.0.0.1:{port}"))
+    window = MainWindow(model, tuning=tuning)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: window.cache.change_button.isEnabled(), timeout=15_000)
+    driver = DialogDriver()
+
+    def lose_one_then_apply(widget: QWidget) -> bool:
+        if not isinstance(widget, TtlDialog):
+            return False
+        assert "api-x" in widget.current  # it answered when the dialog opened
+        stop_all([doomed])  # ... and dies before the change is sent
+        return ttl_answer(25, "partial")(widget)
+
+    driver.expect(lose_one_then_apply)
+    driver.expect(driver.click("Roll back what was applied"))
+    driver.expect(driver.click("OK"))
+    try:
+        window.cache.ttl_requested.emit(ROUTE)
+        driver.wait_done(qtbot, 30_000)
+    finally:
+        stop_all([doomed])
+        driver.stop()
+    first, rollback = driver.texts[-2], driver.texts[-1]
+    assert "api-x: unreachable" in first and "nothing changed there" in first
+    assert all(f"api-{n}: applied" in first for n in (1, 2, 3))
+    assert "applied" in rollback
+    assert ttls(fleet) == {"api-1": 10.0, "api-2": 10.0, "api-3": 10.0}
+    window.close()
+
+
+def test_read_only_token_disables_the_controls_and_says_why(qtbot, fleet, model) -> None:
+    from trimtab.app.window import MainWindow
+
+    window = MainWindow(model, tuning=_tuning(fleet.read_token, fleet.targets))
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: "read" in window.cache.change_button.toolTip(), timeout=15_000)
+    assert not window.cache.change_button.isEnabled()
+    assert not window.balancer.change_button.isEnabled()
+    assert not window.journal.revert_button.isEnabled()
+    window.close()
+
+
+def test_lowering_the_slow_instance_weight_moves_the_share(qtbot, fleet, model, window) -> None:
+    driver = DialogDriver()
+
+    def weights(widget: QWidget) -> bool:
+        if not isinstance(widget, WeightsDialog):
+            return False
+        widget.spins["api-3"].setValue(0)
+        widget.reason.setText("api-3 is slow")
+        assert widget.shares["api-3"].text() == "0.0 %"  # the preview, before applying
+        assert widget.shares["api-1"].text() == "50.0 %"
+        widget.accept()
+        return True
+
+    driver.expect(weights)
+    driver.expect(driver.click("OK"))
+    window.balancer.weights_requested.emit()
+    driver.wait_done(qtbot)
+    assert "applied" in driver.texts[-1]
+    changed_at = time.time()
+
+    def api3_share_dropped() -> None:
+        t, v = model.snapshot("share", changed_at + 11)["api-3"]
+        assert len(v) >= 2 and (v < 0.05).all()
+
+    try:
+        qtbot.waitUntil(api3_share_dropped, timeout=30_000)
+    finally:
+        auth = {"authorization": f"Bearer {fleet.write_token}"}
+        etag = httpx.get(f"{fleet.balancer_url}/_trimtab/balancer", headers=auth).headers["etag"]
+        httpx.patch(f"{fleet.balancer_url}/_trimtab/balancer", headers={**auth, "if-match": etag},
+                    json={"servers": {"api-3": {"weight": 1}}, "reason": "test cleanup"})
+    driver.stop()
