@@ -180,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rps", type=float, default=100.0, help="demo traffic, requests/s")
     _window_options(demo)
     demo.set_defaults(func=run_demo)
+    from .snapshot_cli import add_snapshot_commands
+
+    add_snapshot_commands(sub)
     return parser
 
 
@@ -190,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
 
         agent_main(argv[1:])
         return 0
-    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
         argv.insert(0, "cockpit")
     args = build_parser().parse_args(argv)
     if args.cmd is None:
