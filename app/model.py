@@ -24,6 +24,7 @@ from .store import Row, Store
 from .snapshot_extract import Counters, extract
 
 QUANTILES = (0.5, 0.95, 0.99)
+INSTANCE_SEP = "\x00"  # between route and instance in per-instance series keys
 
 
 class Pair(NamedTuple):
@@ -32,6 +33,7 @@ class Pair(NamedTuple):
     old: Counters
     new: Counters
     seconds: float
+    target: str = ""
 
 
 @dataclass
@@ -225,14 +227,14 @@ class FleetModel:
 
     def _window_pairs(self, now: float) -> Iterable[Pair]:
         """(oldest in window, newest) per fresh target; stale targets drop out (a gap)."""
-        for hist in self._history.values():
+        for target, hist in self._history.items():
             if len(hist) < 2 or now - hist[-1][0] > self.stale_after:
                 continue
             newest_t, newest = hist[-1]
             oldest_t, oldest = next(((t, c) for t, c in hist if t >= newest_t - self.rate_window),
                                     hist[-1])
             if oldest is not newest:
-                yield Pair(oldest, newest, newest_t - oldest_t)
+                yield Pair(oldest, newest, newest_t - oldest_t, target)
 
     def _append(self, metric: str, key: str, now: float, value: float) -> None:
         ring = self.series.get((metric, key))
@@ -249,6 +251,8 @@ class FleetModel:
                           for p in pairs if route in p.new.buckets]
             summed = sum_buckets(per_target)
             results = {q: histogram_quantile(q, summed) for q in QUANTILES}
+            self._derive_per_instance(now, route, [p for p in pairs if route in p.new.buckets],
+                                      per_target)
             for q, r in results.items():
                 self._append(f"p{round(q * 100)}", route, now, r.value if r else math.nan)
             resets = [p.new.reset_since(p.old, "requests", route) for p in pairs]
@@ -266,9 +270,24 @@ class FleetModel:
                 self.routes[route] = RouteStats(
                     route, {q: r for q, r in results.items() if r is not None}, rate, error_ratio)
 
+    def _derive_per_instance(self, now: float, route: str, pairs: list[Pair],
+                             deltas: list[dict[float, float]]) -> None:
+        """Each instance's own p95 of ``route``: which instance makes the fleet slow."""
+        for pair, buckets in zip(pairs, deltas):
+            q = histogram_quantile(0.95, sorted(buckets.items()))
+            self._append("p95_instance", f"{route}{INSTANCE_SEP}{pair.target}", now,
+                         q.value if q else math.nan)
+
+    def instance_series(self, route: str, since: float | None = None) -> dict[str, tuple]:
+        """p95 per instance of ``route``, keyed by instance (GUI thread)."""
+        prefix = f"{route}{INSTANCE_SEP}"
+        return {key[len(prefix):]: series
+                for key, series in self.snapshot("p95_instance", since).items()
+                if key.startswith(prefix)}
+
     def _derive_cache(self, now: float, pairs: list[Pair]) -> None:
         rates: dict[tuple[str, str], float] = {}
-        for old, new, seconds in pairs:
+        for old, new, seconds, _ in pairs:
             for key, value in new.cache.items():
                 reset = new.reset_since(old, "cache", key)
                 delta = counter_delta(old.cache.get(key, 0.0), value, reset)
@@ -286,7 +305,7 @@ class FleetModel:
                 if metric == "share":
                     self._append("share", key, now, math.nan)
             return
-        old, new, seconds = lb[0]
+        old, new, seconds, _ = lb[0]
         deltas = {s: counter_delta(old.lb_requests.get(s, 0.0), v,
                                    new.reset_since(old, "lb_requests", s))
                   for s, v in new.lb_requests.items()}

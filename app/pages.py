@@ -95,10 +95,13 @@ class RoutesPage(QWidget):
                                           "Select a route in the table to see its percentiles.")
         self.errors = TimeSeriesView("Error ratio (5xx) of the selected route", "errors (%)", "",
                                      "Select a route in the table.", y_range=(0, 100))
+        self.instances = TimeSeriesView("p95 per instance of the selected route", "p95 latency",
+                                        "s", "Select a route in the table.")
         self.hint = QLabel("No routes yet: no target has served a request. Start the demo "
                            "(trimtab demo) or add a target.")
         charts = QSplitter(Qt.Orientation.Horizontal)
         charts.addWidget(self.percentiles)
+        charts.addWidget(self.instances)
         charts.addWidget(self.errors)
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.table)
@@ -107,7 +110,7 @@ class RoutesPage(QWidget):
         layout.addWidget(self.hint)
         layout.addWidget(self.traces_button, 0, Qt.AlignmentFlag.AlignRight)
         layout.addWidget(split, 1)
-        self.charts = [self.percentiles, self.errors]
+        self.charts = [self.percentiles, self.instances, self.errors]
 
     @Slot()
     def _ask_traces(self) -> None:
@@ -122,6 +125,7 @@ class RoutesPage(QWidget):
         self.selected = route
         self.percentiles.plot.setTitle(f"Percentiles of {route}")
         self.errors.plot.setTitle(f"Error ratio (5xx) of {route}")
+        self.instances.plot.setTitle(f"p95 per instance of {route}")
         self.refresh(time.time() - 900)
 
     def refresh(self, since: float) -> None:
@@ -146,6 +150,7 @@ class RoutesPage(QWidget):
         series = {f"p{p}": self.model.snapshot(f"p{p}", since, [self.selected]).get(self.selected)
                   for p in (50, 95, 99)}
         self.percentiles.set_series({k: v for k, v in series.items() if v is not None})
+        self.instances.set_series(self.model.instance_series(self.selected, since))
         err = self.model.snapshot("error_ratio", since, [self.selected])
         self.errors.set_series(_percent({"5xx %": err[self.selected]} if err else {}))
 

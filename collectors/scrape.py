@@ -8,6 +8,7 @@ sleeping to the next tick; the timeout is always below the interval.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 import zlib
@@ -22,6 +23,7 @@ import httpx
 from .exposition import Exposition, ParseError, TargetParser
 from .mappings import Normaliser, for_exposition
 
+_log = logging.getLogger(__name__)
 ACCEPT = "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1"
 
 
@@ -181,7 +183,10 @@ class ScrapeEngine:
         assert self.on_cycle is not None and self._stop is not None
         while not self._stop.is_set():
             await asyncio.sleep(self.cycle_interval)
-            self.on_cycle(time.time())
+            try:
+                self.on_cycle(time.time())
+            except Exception:  # a bug in one cycle must not stop every later one
+                _log.exception("scrape cycle callback failed; collection continues")
 
     async def _target_loop(self, client: httpx.AsyncClient, target: ScrapeTarget) -> None:
         loop = asyncio.get_running_loop()

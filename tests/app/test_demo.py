@@ -91,6 +91,8 @@ def test_slow_routes_table_ranks_and_selects(qtbot, model: FleetModel) -> None:
     assert table.select_key("/search")
     qtbot.waitUntil(lambda: window.routes.percentiles.point_count() > 0, timeout=10_000)
     assert set(window.routes.percentiles.data) == {"p50", "p95", "p99"}
+    qtbot.waitUntil(lambda: set(window.routes.instances.data) == {"api-1", "api-2", "api-3"},
+                    timeout=10_000)
     t, p50 = window.routes.percentiles.data["p50"]
     _, p99 = window.routes.percentiles.data["p99"]
     finite = ~(p50 != p50) & ~(p99 != p99)
