@@ -27,9 +27,15 @@ class ControlRunner(QObject):
         self._callbacks: dict[int, Callable[[Any], None]] = {}
         self._ids = itertools.count()
         self._finished.connect(self._deliver)
+        self._closed = False
 
     def submit(self, fn: Callable[[], Any], done: Callable[[Any], None]) -> None:
-        """Run ``fn`` off the GUI thread; ``done`` gets its result, or the exception it raised."""
+        """Run ``fn`` off the GUI thread; ``done`` gets its result, or the exception it raised.
+
+        After :meth:`shutdown` (the window closed) calls are dropped: nothing is left to show them.
+        """
+        if self._closed:
+            return
         call_id = next(self._ids)
         self._callbacks[call_id] = done
         self.busy_changed.emit(len(self._callbacks))
@@ -55,4 +61,6 @@ class ControlRunner(QObject):
         return len(self._callbacks)
 
     def shutdown(self) -> None:
+        self._closed = True
+        self._callbacks.clear()
         self._pool.shutdown(wait=False, cancel_futures=True)

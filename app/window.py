@@ -281,6 +281,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
         if self.tuning is not None:
+            self._journal_timer.stop()
             self.tuning.close()
         settings = QSettings("trimtab", "trimtab")
         settings.setValue("window/geometry", self.saveGeometry())

@@ -281,3 +281,15 @@ def test_lowering_the_slow_instance_weight_moves_the_share(qtbot, fleet, model, 
         httpx.patch(f"{fleet.balancer_url}/_trimtab/balancer", headers={**auth, "if-match": etag},
                     json={"servers": {"api-3": {"weight": 1}}, "reason": "test cleanup"})
     driver.stop()
+
+
+def test_closing_the_window_stops_every_control_call(qtbot, fleet, model) -> None:
+    from trimtab.app.window import MainWindow
+
+    window = MainWindow(model, tuning=_tuning(fleet.write_token, fleet.targets))
+    qtbot.addWidget(window)
+    window.show()
+    window.close()
+    window.tuning.refresh_journal()  # a late timer or click after close must be harmless
+    qtbot.wait(3500)  # past the journal poll period: no call may be scheduled
+    assert window.tuning.runner.busy == 0
