@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import sys
 
-
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 

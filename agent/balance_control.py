@@ -30,7 +30,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn
 from urllib.parse import parse_qs
 
 from .auth import READ, WRITE, AuthError, Principal, TokenAuth
@@ -46,9 +46,9 @@ from .lb_policies import (
     apply_items,
     check_state,
     check_weight,
+    desired_from_journal,
     etag,
     expected_share,
-    desired_from_journal,
     guard_rail,
     split_what,
 )

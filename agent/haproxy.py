@@ -78,7 +78,7 @@ class RuntimeClient:
             with self._connect(deadline) as sock:
                 sock.sendall(line.encode() + b"\n")
                 return self._read_all(sock, deadline).decode(errors="replace")
-        except (socket.timeout, TimeoutError) as exc:
+        except TimeoutError as exc:
             raise HAProxyTimeout(f"{self.address}: no answer to {line.split()[0]!r} "
                                  f"within {self.timeout:g} s") from exc
         except (FileNotFoundError, ConnectionRefusedError) as exc:

@@ -46,7 +46,7 @@ os.register_at_fork(after_in_child=_rand.seed)
 class RequestSpan:
     """The span of one request while it runs; children are appended by :func:`span`."""
 
-    __slots__ = ("trace_id", "span_id", "parent_id", "start", "children")
+    __slots__ = ("children", "parent_id", "span_id", "start", "trace_id")
 
     def __init__(self, trace_id: str, span_id: str, parent_id: str | None, start: float) -> None:
         self.trace_id, self.span_id, self.parent_id = trace_id, span_id, parent_id

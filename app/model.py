@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
-
 from trimtab.collectors.promql import Quantile, counter_delta, histogram_quantile, sum_buckets
 from trimtab.collectors.scrape import ScrapeResult
 
 from .ring import Ring
-from .store import Row, Store
 from .snapshot_extract import Counters, extract
+from .store import Row, Store
 
 QUANTILES = (0.5, 0.95, 0.99)
 INSTANCE_SEP = "\x00"  # between route and instance in per-instance series keys

@@ -7,9 +7,16 @@ import time
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QMessageBox, QPushButton,
-                               QSplitter, QVBoxLayout, QWidget)
-
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 from trimtab.widgets.share import ShareBarsView
 from trimtab.widgets.table import SortableTable
 from trimtab.widgets.target_dialog import TargetDialog
@@ -19,7 +26,6 @@ from . import format as fmt
 from .model import FleetModel
 from .target_manager import TargetManager
 from .targets import KINDS, TargetsError
-
 
 TOP_ROUTES = 10
 

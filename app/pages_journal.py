@@ -5,9 +5,15 @@ from __future__ import annotations
 import time
 
 from PySide6.QtCore import QDateTime, Qt, Slot
-from PySide6.QtWidgets import (QDateTimeEdit, QHBoxLayout, QLabel, QMessageBox, QPushButton,
-                               QVBoxLayout, QWidget)
-
+from PySide6.QtWidgets import (
+    QDateTimeEdit,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 from trimtab.widgets.table import SortableTable
 from trimtab.widgets.timeseries import TimeSeriesView
 

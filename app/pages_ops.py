@@ -6,7 +6,6 @@ import math
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QLabel, QPushButton, QSplitter, QVBoxLayout, QWidget
-
 from trimtab.widgets.share import ShareBarsView
 from trimtab.widgets.table import SortableTable
 from trimtab.widgets.timeseries import TimeSeriesView

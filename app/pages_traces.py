@@ -7,9 +7,16 @@ import time
 from typing import Any
 
 from PySide6.QtCore import Qt, Slot
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel,
-                               QSplitter, QVBoxLayout, QWidget)
-
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QLabel,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 from trimtab.widgets.table import SortableTable
 from trimtab.widgets.timeseries import TimeSeriesView
 from trimtab.widgets.waterfall import Span, WaterfallView

@@ -8,7 +8,7 @@ import numpy as np
 class Ring:
     """Append-only (t, v) buffer that overwrites its oldest points when full."""
 
-    __slots__ = ("_t", "_v", "_n", "_head")
+    __slots__ = ("_head", "_n", "_t", "_v")
 
     def __init__(self, capacity: int = 3600) -> None:
         self._t = np.full(capacity, np.nan)

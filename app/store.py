@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-
 from trimtab.collectors.exposition import Labels
 
 from .store_codec import encode_raw_chunk, encode_times

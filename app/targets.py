@@ -20,7 +20,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import tomli_w
-
 from trimtab.collectors.scrape import ScrapeTarget
 
 KINDS = ("instance", "balancer")

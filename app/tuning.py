@@ -13,7 +13,6 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtWidgets import QMessageBox, QWidget
-
 from trimtab.widgets.change_dialogs import TtlDialog, WeightsDialog
 
 from . import control as ctl

@@ -8,21 +8,27 @@ from typing import Any
 
 from PySide6.QtCore import QSettings, QTimer, Slot
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QLabel, QMainWindow, QMessageBox,
-                               QTabWidget, QToolBar)
-
-from . import format as fmt
-from .model import FleetModel
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QTabWidget,
+    QToolBar,
+)
 from trimtab.widgets.card import ChangeCard
 from trimtab.widgets.theme import THEMES
 
-from .pages import FleetPage, OverviewPage, RoutesPage
-from .pages_ops import BalancerPage, CachePage
+from . import format as fmt
 from .change_markers import card, marker_key, markers
+from .model import FleetModel
+from .pages import FleetPage, OverviewPage, RoutesPage
 from .pages_journal import JournalPage
+from .pages_ops import BalancerPage, CachePage
 from .pages_traces import TracesPage
-from .tuning import JOURNAL_POLL_MS, Tuning
 from .target_manager import TargetManager
+from .tuning import JOURNAL_POLL_MS, Tuning
 
 LIVE_WINDOWS = (("last 5 min", 300), ("last 15 min", 900), ("last 60 min", 3600))
 
@@ -279,7 +285,7 @@ class MainWindow(QMainWindow):
         self.theme_action.setChecked(theme == "light")
         self.set_theme(theme if theme in THEMES else "dark")
 
-    def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+    def closeEvent(self, event) -> None:
         if self.tuning is not None:
             self._journal_timer.stop()
             self.tuning.close()

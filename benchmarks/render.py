@@ -17,13 +17,12 @@ import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import numpy as np  # noqa: E402
-import pyqtgraph as pg  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
-
-from trimtab.app.model import CacheRow, FleetModel, RouteStats, ShareRow  # noqa: E402
-from trimtab.collectors.promql import Quantile  # noqa: E402
-from trimtab.app.window import MainWindow  # noqa: E402
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtWidgets import QApplication
+from trimtab.app.model import CacheRow, FleetModel, RouteStats, ShareRow
+from trimtab.app.window import MainWindow
+from trimtab.collectors.promql import Quantile
 
 ROUTES, INSTANCES, SECONDS = 50, 5, 3600
 REPEATS = 15

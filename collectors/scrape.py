@@ -15,7 +15,6 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
 from urllib.parse import urlsplit
 
 import httpx
@@ -210,7 +209,7 @@ class ScrapeEngine:
             body, content_type = await asyncio.wait_for(self._fetch(client, target), target.timeout)
             parser = self._parsers.setdefault(target.name, TargetParser())
             exposition = self._normalise(target.name, parser.parse(body, content_type))
-        except (httpx.HTTPError, OSError, asyncio.TimeoutError, ParseError, ValueError) as exc:
+        except (TimeoutError, httpx.HTTPError, OSError, ParseError, ValueError) as exc:
             error = str(exc) or type(exc).__name__
             if isinstance(exc, asyncio.TimeoutError):
                 error = f"timed out after {target.timeout:.1f} s"

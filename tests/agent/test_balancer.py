@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from trimtab.agent.procs import free_port, spawn, stop_all, wait_http
 
 from tests.agent.test_haproxy import backends, send  # noqa: F401 - module-scoped fixture
-from trimtab.agent.procs import free_port, spawn, stop_all, wait_http
 
 TOKENS = "admin:write:w-secret-1,viewer:read:r-secret-1"
 WRITE = {"authorization": "Bearer w-secret-1"}
@@ -153,7 +153,7 @@ def test_traceparent_is_propagated_with_one_span_per_request(start_balancer: Sta
     assert traces[0]["children"][0]["tags"]["server"] == "echo"
 
 
-class echo_server:  # noqa: N801 - used as a context manager like a function
+class echo_server:
     """A raw asyncio HTTP/1.1 server in a thread that records each request's traceparent."""
 
     def __init__(self, seen: list[str]) -> None:

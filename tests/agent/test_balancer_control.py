@@ -12,13 +12,13 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-
-from tests.agent.test_haproxy import backends  # noqa: F401 - module-scoped fixture
 from trimtab.agent.auth import TokenAuth
 from trimtab.agent.balance_control import desired_from_journal
 from trimtab.agent.balancer import Balancer
 from trimtab.agent.journal import Journal
 from trimtab.agent.lb_policies import Server
+
+from tests.agent.test_haproxy import backends  # noqa: F401 - module-scoped fixture
 
 WRITE = {"authorization": "Bearer w-secret-1"}
 READ = {"authorization": "Bearer r-secret-1"}

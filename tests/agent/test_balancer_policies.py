@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 
 import pytest
-
 from trimtab.agent.lb_policies import (
     ConsistentHash,
     InvalidInput,

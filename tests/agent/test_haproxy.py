@@ -14,8 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import require_binary
 from trimtab.agent.haproxy import (
     HAProxyAdapter,
     HAProxyRefused,
@@ -25,6 +23,8 @@ from trimtab.agent.haproxy import (
     RuntimeClient,
 )
 from trimtab.agent.procs import free_port, spawn, stop_all, wait_http
+
+from tests.conftest import require_binary
 
 CONFIG = """\
 global

@@ -12,11 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
+from trimtab.agent.haproxy import HAProxyAdapter
+from trimtab.agent.journal import Journal
+from trimtab.agent.procs import free_port, stop_all
 
 from tests.agent.test_haproxy import HAProxy, backends, haproxy, send  # noqa: F401 - fixtures
-from trimtab.agent.journal import Journal
-from trimtab.agent.haproxy import HAProxyAdapter
-from trimtab.agent.procs import free_port, stop_all
 
 TOKENS = "admin:write:w-secret-2,viewer:read:r-secret-2"
 WRITE = {"authorization": "Bearer w-secret-2"}

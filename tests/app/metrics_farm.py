@@ -12,7 +12,6 @@ import random
 import sys
 
 from prometheus_client.exposition import generate_latest
-
 from trimtab.agent.middleware import TrimtabMiddleware
 
 ROUTES = [f"/svc/{i}/items/{{id}}" for i in range(10)]

@@ -6,7 +6,6 @@ import tempfile
 from collections.abc import Iterator
 
 import pytest
-
 from trimtab.agent.fleet import DemoFleet
 from trimtab.agent.procs import alive
 from trimtab.app.cli import start_collection
@@ -154,7 +153,6 @@ def test_cache_and_balancer_pages(qtbot, model: FleetModel) -> None:
 
 def test_zoom_moves_every_chart_and_pauses_until_space(qtbot, model: FleetModel) -> None:
     from PySide6.QtGui import QKeySequence
-
     from trimtab.app.window import MainWindow
 
     window = MainWindow(model)
@@ -230,7 +228,6 @@ def test_traces_page_filters_and_shows_a_waterfall(qtbot, model: FleetModel) -> 
 def test_cache_page_shows_ttls_and_flags_instances_that_disagree(qtbot, fleet: DemoFleet,
                                                                   model: FleetModel) -> None:
     import httpx
-
     from trimtab.app.window import MainWindow
 
     window = MainWindow(model)

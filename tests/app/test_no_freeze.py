@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QElapsedTimer, QTimer
-
 from trimtab.app.model import FleetModel
 from trimtab.app.runtime import settle_gc
 from trimtab.collectors.scrape import ScrapeEngine, ScrapeTarget

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from trimtab.app.store import Retention, RetentionReport, SeriesKey, Store, StoreError
 from trimtab.app.store_codec import decode, encode_times, encode_values
 from trimtab.collectors.promql import counter_delta, histogram_quantile, sum_buckets

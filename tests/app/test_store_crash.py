@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from trimtab.app.store import Retention, SeriesKey, Store
 
 KILLS = 20

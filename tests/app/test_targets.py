@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from trimtab.app import targets as tf
 from trimtab.collectors.scrape import ScrapeTarget
 

@@ -10,7 +10,6 @@ import httpx
 import pytest
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
-
 from trimtab.agent.fleet import DemoFleet
 from trimtab.agent.procs import free_port, spawn, stop_all, wait_http
 from trimtab.app.cli import _tuning, start_collection

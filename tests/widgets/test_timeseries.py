@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 from trimtab.widgets.timeseries import peak_decimate
 
 
@@ -33,7 +32,6 @@ def test_export_png_svg_csv(qtbot, tmp_path) -> None:
 
     import pytest
     from PySide6.QtGui import QImage
-
     from trimtab.widgets.timeseries import TimeSeriesView
 
     view = TimeSeriesView("p95", "latency", "s", "empty")
