@@ -113,6 +113,13 @@ def ttl_answer(ttl: float, reason: str, canary: str | None = None) -> Callable[[
     return handle
 
 
+def mean_between(model: FleetModel, metric: str, key: str, start: float, end: float) -> float:
+    t, v = model.snapshot(metric, start, [key])[key]
+    chosen = v[(t >= start) & (t <= end) & (v == v)]
+    assert len(chosen) >= 5, f"too few {metric} points for {key}"
+    return float(chosen.mean())
+
+
 def ttls(fleet: DemoFleet) -> dict[str, float]:
     auth = {"authorization": f"Bearer {fleet.read_token}"}
     out = {}
@@ -248,7 +255,16 @@ def test_read_only_token_disables_the_controls_and_says_why(qtbot, fleet, model)
     window.close()
 
 
+def wait_for_history(qtbot, model: FleetModel, metric: str, key: str, seconds: float = 25) -> None:
+    """Enough points before a change to compare against."""
+    def enough() -> None:
+        t, v = model.snapshot(metric, time.time() - seconds, [key]).get(key, ((), ()))
+        assert len(t) >= seconds * 0.8
+    qtbot.waitUntil(enough, timeout=int(seconds * 1000) + 30_000)
+
+
 def test_lowering_the_slow_instance_weight_moves_the_share(qtbot, fleet, model, window) -> None:
+    wait_for_history(qtbot, model, "p95", "/search")
     driver = DialogDriver()
 
     def weights(widget: QWidget) -> bool:
@@ -274,12 +290,45 @@ def test_lowering_the_slow_instance_weight_moves_the_share(qtbot, fleet, model, 
 
     try:
         qtbot.waitUntil(api3_share_dropped, timeout=30_000)
+        # ... and the fleet's p95 of the slow route falls: the slow instance no longer serves.
+        qtbot.wait(10_000)
+        before = mean_between(model, "p95", "/search", changed_at - 25, changed_at - 1)
+        after = mean_between(model, "p95", "/search", changed_at + 11, time.time())
+        print(f"/search p95 before {before * 1000:.0f} ms, after {after * 1000:.0f} ms")
+        assert after < before * 0.85, (before, after)
     finally:
         auth = {"authorization": f"Bearer {fleet.write_token}"}
         etag = httpx.get(f"{fleet.balancer_url}/_trimtab/balancer", headers=auth).headers["etag"]
         httpx.patch(f"{fleet.balancer_url}/_trimtab/balancer", headers={**auth, "if-match": etag},
                     json={"servers": {"api-3": {"weight": 1}}, "reason": "test cleanup"})
     driver.stop()
+
+
+def test_raising_the_ttl_raises_the_hit_ratio(qtbot, fleet, model, window) -> None:
+    wait_for_history(qtbot, model, "hit_ratio", ROUTE)
+    driver = DialogDriver()
+    driver.expect(ttl_answer(300, "cache longer"))
+    driver.expect(driver.click("OK"))
+    window.cache.ttl_requested.emit(ROUTE)
+    driver.wait_done(qtbot)
+    changed_at = time.time()
+    try:
+        # Old entries keep their 10 s expiry; new ones live 300 s, so the ratio climbs as
+        # the popular products stay cached. Compare the settled tail with before.
+        qtbot.wait(40_000)
+        before = mean_between(model, "hit_ratio", ROUTE, changed_at - 20, changed_at - 1)
+        after = mean_between(model, "hit_ratio", ROUTE, changed_at + 25, time.time())
+        print(f"hit ratio before {before:.3f}, after {after:.3f}")
+        assert after > before + 0.05, (before, after)
+    finally:
+        auth = {"authorization": f"Bearer {fleet.write_token}"}
+        for t in fleet.targets:
+            if t.kind == "instance":
+                base = t.url.removesuffix("/metrics")
+                etag = httpx.get(f"{base}/_trimtab/config", headers=auth).headers["etag"]
+                httpx.patch(f"{base}/_trimtab/config", headers={**auth, "if-match": etag},
+                            json={"routes": {ROUTE: {"ttl": 10}}, "reason": "test cleanup"})
+        driver.stop()
 
 
 def test_closing_the_window_stops_every_control_call(qtbot, fleet, model) -> None:
