@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QLabel, QPushButton, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSplitter, QVBoxLayout, QWidget
 from trimtab.widgets.share import ShareBarsView
 from trimtab.widgets.table import SortableTable
 from trimtab.widgets.timeseries import TimeSeriesView
@@ -40,6 +40,7 @@ class CachePage(QWidget):
     """Hit ratio per route over time and the lookups behind it (hits / misses / bypasses)."""
 
     ttl_requested = Signal(str)  # route
+    invalidate_requested = Signal(str)  # route
 
     def __init__(self, model: FleetModel) -> None:
         super().__init__()
@@ -48,6 +49,11 @@ class CachePage(QWidget):
         self.change_button.setEnabled(False)
         self.change_button.setToolTip("Disabled: no control token")
         self.change_button.clicked.connect(self._ask_ttl)
+        self.invalidate_button = QPushButton("Invalidate the selected route…")
+        self.invalidate_button.setEnabled(False)
+        self.invalidate_button.setToolTip("Disabled: no control token")
+        self.invalidate_button.clicked.connect(
+            lambda: self._selected_route() and self.invalidate_requested.emit(self._selected_route()))
         self.table = SortableTable(CACHE_HEADERS)
         self.table.sortItems(3, Qt.SortOrder.DescendingOrder)
         self.hit_ratio = TimeSeriesView("Cache hit ratio per route", "hit ratio (%)", "",
@@ -62,14 +68,22 @@ class CachePage(QWidget):
         split.addWidget(self.hit_ratio)
         layout = QVBoxLayout(self)
         layout.addWidget(self.hint)
-        layout.addWidget(self.change_button, 0, Qt.AlignmentFlag.AlignRight)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.invalidate_button)
+        buttons.addWidget(self.change_button)
+        layout.addLayout(buttons)
         layout.addWidget(split, 1)
         self.charts = [self.hit_ratio]
 
-    def _ask_ttl(self) -> None:
+    def _selected_route(self) -> str | None:
         route = self.table.selected_key()
         if route is None and self.table.rowCount():
             route = self.table.column_texts(0)[0]
+        return route
+
+    def _ask_ttl(self) -> None:
+        route = self._selected_route()
         if route is not None:
             self.ttl_requested.emit(route)
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal, Slot
-from PySide6.QtWidgets import QMessageBox, QWidget
+from PySide6.QtWidgets import QInputDialog, QMessageBox, QWidget
 from trimtab.widgets.change_dialogs import TtlDialog, WeightsDialog
 
 from . import control as ctl
@@ -129,6 +129,17 @@ class Tuning(QObject):
         etags = ctl.expected_etags({a: reads[a] for a in agents})
         self.runner.submit(lambda: self.client.set_ttl(agents, route, ttl, reason, etags),
                            lambda r: self.report(parent, "Change TTL", r, then))
+
+    def invalidate(self, parent: QWidget, route: str) -> None:
+        """Drop the route's cached entries on every instance, after a confirmation with reason."""
+        reason, ok = QInputDialog.getText(
+            parent, "Invalidate cache", f"Drop every cached entry of {route} on "
+            f"{', '.join(a.name for a in self.instances)}.\nReason (recorded in the journal):")
+        if not ok:
+            return
+        agents = list(self.instances)
+        self.runner.submit(lambda: self.client.invalidate(agents, route=route, reason=reason),
+                           lambda r: self.report(parent, "Invalidate cache", r))
 
     # --- weights and states ----------------------------------------------------------
 

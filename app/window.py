@@ -141,6 +141,7 @@ class MainWindow(QMainWindow):
 
     def _wire_tuning(self, tuning: Tuning) -> None:
         self.cache.ttl_requested.connect(lambda route: tuning.change_ttl(self, route))
+        self.cache.invalidate_requested.connect(lambda route: tuning.invalidate(self, route))
         self.balancer.weights_requested.connect(lambda: tuning.change_weights(self))
         tuning.access_changed.connect(self.set_write_access)
         tuning.access_changed.connect(self.journal.set_write_access)
@@ -155,7 +156,8 @@ class MainWindow(QMainWindow):
     @Slot(bool, str)
     def set_write_access(self, can_write: bool, reason: str) -> None:
         """Change controls are enabled only for a token with write scope; else say why."""
-        for button in (self.cache.change_button, self.balancer.change_button):
+        for button in (self.cache.change_button, self.cache.invalidate_button,
+                       self.balancer.change_button):
             button.setEnabled(can_write)
             button.setToolTip("" if can_write else f"Disabled: {reason}")
 

@@ -331,6 +331,31 @@ def test_raising_the_ttl_raises_the_hit_ratio(qtbot, fleet, model, window) -> No
         driver.stop()
 
 
+def test_invalidate_a_route_everywhere(qtbot, fleet, window) -> None:
+    from PySide6.QtWidgets import QInputDialog
+
+    driver = DialogDriver()
+
+    def reason(widget: QWidget) -> bool:
+        if not isinstance(widget, QInputDialog):
+            return False
+        assert ROUTE in widget.labelText()
+        widget.setTextValue("stale prices")
+        widget.accept()
+        return True
+
+    driver.expect(reason)
+    driver.expect(driver.click("OK"))
+    window.cache.invalidate_requested.emit(ROUTE)
+    driver.wait_done(qtbot)
+    driver.stop()
+    report = driver.texts[-1]
+    assert all(f"api-{n}: applied" in report for n in (1, 2, 3))
+    qtbot.waitUntil(lambda: any(r.reason == "stale prices" for r in window.journal_rows.values())
+                    or any("stale prices" in t for t in window.journal.table.column_texts(5)),
+                    timeout=10_000)
+
+
 def test_closing_the_window_stops_every_control_call(qtbot, fleet, model) -> None:
     from trimtab.app.window import MainWindow
 
