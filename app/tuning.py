@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtWidgets import QInputDialog, QMessageBox, QWidget
 from trimtab.widgets.change_dialogs import TtlDialog, WeightsDialog
 
 from . import control as ctl
 from .control_worker import ControlRunner
+from .rollout import FINAL, Gates, Rollout
 
 JOURNAL_POLL_MS = 3000
 
@@ -54,6 +55,9 @@ class Tuning(QObject):
         self.rows: list[ctl.JournalRow] = []
         self.can_write: bool | None = None
         self.write_reason = "checking the token's scope…"
+        # (route, instance) → (canary p95 in ms, error rate 0..1), from the model (GUI thread)
+        self.numbers: Callable[[str, str], tuple[float, float]] | None = None
+        self.rollout: StagedRun | None = None
 
     @property
     def sources(self) -> list[ctl.Agent]:
@@ -127,8 +131,26 @@ class Tuning(QObject):
         names, ttl, reason = dialog.choice()
         agents = [a for a in self.instances if a.name in names]
         etags = ctl.expected_etags({a: reads[a] for a in agents})
+        staged = dialog.staged_choice()
+        if staged is not None:
+            self._staged_ttl(parent, route, ttl, reason, agents, etags, staged)
+            return
         self.runner.submit(lambda: self.client.set_ttl(agents, route, ttl, reason, etags),
                            lambda r: self.report(parent, "Change TTL", r, then))
+
+    def _staged_ttl(self, parent: QWidget, route: str, ttl: float, reason: str,
+                    agents: list[ctl.Agent], etags: dict[ctl.Agent, str | None],
+                    staged: tuple[str, float, float | None, float | None]) -> None:
+        canary_name, watch, p95_max, err_max = staged
+        canary = next(a for a in agents if a.name == canary_name)
+        rollout = Rollout(
+            canary, [a for a in agents if a is not canary],
+            apply=lambda ts: self.client.set_ttl(ts, route, ttl, reason,
+                                                 {a: etags.get(a) for a in ts}),
+            rollback=lambda r: self.client.rollback(r, "staged rollout: a gate failed"),
+            gates=Gates(p95_max_ms=p95_max, error_rate_max=err_max), watch_seconds=watch)
+        self.rollout = StagedRun(self, parent, rollout, route)
+        self.rollout.begin()
 
     def invalidate(self, parent: QWidget, route: str) -> None:
         """Drop the route's cached entries on every instance, after a confirmation with reason."""
@@ -249,3 +271,46 @@ class Tuning(QObject):
     def close(self) -> None:
         self.runner.shutdown()
         self.client.close()
+
+
+class StagedRun(QObject):
+    """Drives a :class:`Rollout`: canary first, the model's numbers fed to it every 2 s,
+    the rest applied after the watch, or the canary reverted when a gate fails."""
+
+    def __init__(self, tuning: Tuning, parent: QWidget, rollout: Rollout, route: str) -> None:
+        super().__init__(tuning)
+        self.tuning, self.parent_widget, self.rollout, self.route = tuning, parent, rollout, route
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self._step)
+        self._stepping = False
+
+    def begin(self) -> None:
+        self._stepping = True
+        self.tuning.runner.submit(self.rollout.start, self._after)
+
+    def _step(self) -> None:
+        if self._stepping or self.tuning.numbers is None:
+            return
+        p95_ms, error_rate = self.tuning.numbers(self.route, self.rollout.canary.name)
+        self._stepping = True
+
+        def work() -> str:
+            self.rollout.observe(p95_ms, error_rate)
+            return self.rollout.advance()
+
+        self.tuning.runner.submit(work, self._after)
+
+    def _after(self, state: object) -> None:
+        self._stepping = False
+        self.tuning.refresh_journal()
+        events = self.rollout.events
+        if events:
+            self.tuning.message.emit(f"staged rollout: {events[-1].message}")
+        if isinstance(state, Exception) or self.rollout.state in FINAL:
+            self._timer.stop()
+            text = "\n".join(f"• {e.state}: {e.message}" for e in events)
+            if isinstance(state, Exception):
+                text += f"\n• stopped: {state}"
+            QMessageBox.information(self.parent_widget, "Staged rollout", text)
+        elif not self._timer.isActive():
+            self._timer.start(2000)

@@ -139,7 +139,17 @@ class MainWindow(QMainWindow):
             written.append(target)
         return written
 
+    def canary_numbers(self, route: str, instance: str) -> tuple[float, float]:
+        """The canary's latest p95 (ms) for ``route``, and the route's latest error ratio."""
+        t, v = self.model.instance_series(route).get(instance, ((), ()))
+        finite = [x for x in v if x == x]
+        p95 = finite[-1] * 1000.0 if finite else float("nan")
+        errors = self.model.snapshot("error_ratio", None, [route]).get(route)
+        last = [x for x in errors[1] if x == x] if errors else []
+        return p95, (last[-1] if last else 0.0)
+
     def _wire_tuning(self, tuning: Tuning) -> None:
+        tuning.numbers = self.canary_numbers
         self.cache.ttl_requested.connect(lambda route: tuning.change_ttl(self, route))
         self.cache.invalidate_requested.connect(lambda route: tuning.invalidate(self, route))
         self.balancer.weights_requested.connect(lambda: tuning.change_weights(self))

@@ -56,6 +56,21 @@ class TtlDialog(QDialog):
         self.checks = {name: QCheckBox(name) for name in sorted(current)}
         self.reason = QLineEdit()
         self.reason.setPlaceholderText("why (recorded in the journal)")
+        self.staged = QCheckBox("staged: the canary first, watched against gates, then the rest")
+        self.watch = QSpinBox()
+        self.watch.setRange(5, 3600)
+        self.watch.setValue(300)
+        self.watch.setSuffix(" s")
+        self.p95_max = QSpinBox()
+        self.p95_max.setRange(0, 600_000)
+        self.p95_max.setValue(500)
+        self.p95_max.setSuffix(" ms")
+        self.p95_max.setSpecialValueText("no p95 gate")
+        self.err_max = QDoubleSpinBox()
+        self.err_max.setRange(0, 100)
+        self.err_max.setValue(1.0)
+        self.err_max.setSuffix(" %")
+        self.err_max.setSpecialValueText("no error gate")
         self.preview = QLabel("Predicted hit ratio: asking the agents…")
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
@@ -70,6 +85,10 @@ class TtlDialog(QDialog):
         form.addRow(self.scope_canary, self.canary)
         form.addRow(self.scope_some, boxes)
         form.addRow("Reason", self.reason)
+        form.addRow(self.staged)
+        form.addRow("Watch the canary for", self.watch)
+        form.addRow("Revert if its p95 exceeds", self.p95_max)
+        form.addRow("… or its error rate exceeds", self.err_max)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
                                    | QDialogButtonBox.StandardButton.Cancel)
         buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Apply")
@@ -83,14 +102,21 @@ class TtlDialog(QDialog):
         layout.addWidget(QLabel("Entries already cached keep their old expiry; new ones use the "
                                 "new TTL."))
         layout.addWidget(buttons)
-        for signal in (self.ttl.valueChanged, self.canary.currentIndexChanged,
+        for signal in (self.ttl.valueChanged, self.canary.currentIndexChanged, self.staged.toggled,
                        *(c.toggled for c in self.checks.values()), group.buttonToggled):
             signal.connect(self._update_summary)
         self._whatif: dict[float, float] = {}
         self._update_summary()
 
+    def staged_choice(self) -> tuple[str, float, float | None, float | None] | None:
+        """(canary, watch seconds, p95 gate ms, error-rate gate 0..1) when staged, else None."""
+        if not self.staged.isChecked():
+            return None
+        return (self.canary.currentText(), float(self.watch.value()),
+                float(self.p95_max.value()) or None, self.err_max.value() / 100.0 or None)
+
     def targets(self) -> list[str]:
-        if self.scope_all.isChecked():
+        if self.scope_all.isChecked() or self.staged.isChecked():
             return sorted(self.current)
         if self.scope_canary.isChecked():
             return [self.canary.currentText()]
@@ -112,7 +138,11 @@ class TtlDialog(QDialog):
     def _update_summary(self, *_: object) -> None:
         ttl = self.ttl.value()
         lines = [f"{name}: {self.current[name]:g} s → {ttl:g} s" for name in self.targets()]
-        self.summary.setText(f"TTL of {self.route}: " + ("; ".join(lines) or "no instance chosen"))
+        text = f"TTL of {self.route}: " + ("; ".join(lines) or "no instance chosen")
+        if self.staged.isChecked():
+            text += (f" — first {self.canary.currentText()} only, the rest after the watch if "
+                     "the gates hold; reverted automatically if one fails")
+        self.summary.setText(text)
         if self._whatif:
             nearest = min(self._whatif, key=lambda k: abs(k - ttl))
             table = ", ".join(f"{k:g} s → {v * 100:.0f} %" for k, v in sorted(self._whatif.items()))

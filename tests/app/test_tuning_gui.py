@@ -366,3 +366,52 @@ def test_closing_the_window_stops_every_control_call(qtbot, fleet, model) -> Non
     window.tuning.refresh_journal()  # a late timer or click after close must be harmless
     qtbot.wait(3500)  # past the journal poll period: no call may be scheduled
     assert window.tuning.runner.busy == 0
+
+
+def staged_answer(ttl: float, canary: str, watch: int, p95_max_ms: int) -> Callable[[QWidget], bool]:
+    def handle(widget: QWidget) -> bool:
+        if not isinstance(widget, TtlDialog):
+            return False
+        widget.ttl.setValue(ttl)
+        widget.staged.setChecked(True)
+        widget.canary.setCurrentText(canary)
+        widget.watch.setValue(watch)
+        widget.p95_max.setValue(p95_max_ms)
+        widget.err_max.setValue(50.0)
+        widget.reason.setText("staged")
+        widget.accept()
+        return True
+    return handle
+
+
+def test_staged_rollout_reverts_the_canary_when_a_gate_fails(qtbot, fleet, window) -> None:
+    driver = DialogDriver()
+    driver.expect(staged_answer(45, "api-2", watch=30, p95_max_ms=1))  # 1 ms: bound to fail
+    driver.expect(driver.click("OK"))
+    window.cache.ttl_requested.emit(ROUTE)
+    driver.wait_done(qtbot, 40_000)
+    driver.stop()
+    report = driver.texts[-1]
+    assert "gate failed on api-2" in report and "canary reverted automatically" in report
+    assert ttls(fleet) == {"api-1": 10.0, "api-2": 10.0, "api-3": 10.0}
+
+
+def test_staged_rollout_applies_to_the_rest_when_the_gates_hold(qtbot, fleet, window) -> None:
+    driver = DialogDriver()
+    driver.expect(staged_answer(20, "api-1", watch=8, p95_max_ms=60_000))
+    driver.expect(driver.click("OK"))
+    window.cache.ttl_requested.emit(ROUTE)
+    try:
+        driver.wait_done(qtbot, 60_000)
+        report = driver.texts[-1]
+        assert "gates held" in report and "applied to api-2, api-3" in report
+        assert ttls(fleet) == {"api-1": 20.0, "api-2": 20.0, "api-3": 20.0}
+    finally:
+        driver.stop()
+        auth = {"authorization": f"Bearer {fleet.write_token}"}
+        for t in fleet.targets:
+            if t.kind == "instance":
+                base = t.url.removesuffix("/metrics")
+                etag = httpx.get(f"{base}/_trimtab/config", headers=auth).headers["etag"]
+                httpx.patch(f"{base}/_trimtab/config", headers={**auth, "if-match": etag},
+                            json={"routes": {ROUTE: {"ttl": 10}}, "reason": "test cleanup"})
