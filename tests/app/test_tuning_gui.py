@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import httpx
+import numpy as np
 import pytest
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
@@ -115,9 +116,20 @@ def ttl_answer(ttl: float, reason: str, canary: str | None = None) -> Callable[[
 
 def mean_between(model: FleetModel, metric: str, key: str, start: float, end: float) -> float:
     t, v = model.snapshot(metric, start, [key])[key]
-    chosen = v[(t >= start) & (t <= end) & (v == v)]
+    chosen = v[(t >= start) & (t <= end) & ~np.isnan(v)]
     assert len(chosen) >= 5, f"too few {metric} points for {key}"
     return float(chosen.mean())
+
+
+def reset_ttls(fleet: DemoFleet, ttl: float = 10) -> None:
+    """Put every instance's TTL for ROUTE back, whatever a test left behind."""
+    auth = {"authorization": f"Bearer {fleet.write_token}"}
+    for t in fleet.targets:
+        if t.kind == "instance":
+            base = t.url.removesuffix("/metrics")
+            etag = httpx.get(f"{base}/_trimtab/config", headers=auth).headers["etag"]
+            httpx.patch(f"{base}/_trimtab/config", headers={**auth, "if-match": etag},
+                        json={"routes": {ROUTE: {"ttl": ttl}}, "reason": "test cleanup"})
 
 
 def ttls(fleet: DemoFleet) -> dict[str, float]:
@@ -192,13 +204,7 @@ def test_stale_etag_shows_the_other_change_and_overwrites_nothing(qtbot, fleet, 
     report = driver.texts[-1]
     assert "api-2: conflict" in report and "10.0 → 12" in report.replace("10 →", "10.0 →")
     assert ttls(fleet)["api-2"] == 12.0  # theirs kept, not silently overwritten
-    # Put the fleet back for the other tests.
-    for t in fleet.targets:
-        if t.kind == "instance":
-            base = t.url.removesuffix("/metrics")
-            etag = httpx.get(f"{base}/_trimtab/config", headers=auth).headers["etag"]
-            httpx.patch(f"{base}/_trimtab/config", headers={**auth, "if-match": etag},
-                        json={"routes": {ROUTE: {"ttl": 10}}, "reason": "test cleanup"})
+    reset_ttls(fleet)  # put the fleet back for the other tests
     driver.stop()
 
 
@@ -321,13 +327,7 @@ def test_raising_the_ttl_raises_the_hit_ratio(qtbot, fleet, model, window) -> No
         print(f"hit ratio before {before:.3f}, after {after:.3f}")
         assert after > before + 0.05, (before, after)
     finally:
-        auth = {"authorization": f"Bearer {fleet.write_token}"}
-        for t in fleet.targets:
-            if t.kind == "instance":
-                base = t.url.removesuffix("/metrics")
-                etag = httpx.get(f"{base}/_trimtab/config", headers=auth).headers["etag"]
-                httpx.patch(f"{base}/_trimtab/config", headers={**auth, "if-match": etag},
-                            json={"routes": {ROUTE: {"ttl": 10}}, "reason": "test cleanup"})
+        reset_ttls(fleet)
         driver.stop()
 
 
@@ -408,10 +408,4 @@ def test_staged_rollout_applies_to_the_rest_when_the_gates_hold(qtbot, fleet, wi
         assert ttls(fleet) == {"api-1": 20.0, "api-2": 20.0, "api-3": 20.0}
     finally:
         driver.stop()
-        auth = {"authorization": f"Bearer {fleet.write_token}"}
-        for t in fleet.targets:
-            if t.kind == "instance":
-                base = t.url.removesuffix("/metrics")
-                etag = httpx.get(f"{base}/_trimtab/config", headers=auth).headers["etag"]
-                httpx.patch(f"{base}/_trimtab/config", headers={**auth, "if-match": etag},
-                            json={"routes": {ROUTE: {"ttl": 10}}, "reason": "test cleanup"})
+        reset_ttls(fleet)
