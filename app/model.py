@@ -116,6 +116,7 @@ class FleetModel:
     store: Store | None = None  # when set, every cycle's raw samples are written to it
     store_error: str = ""
     _pending: list[Row] = field(default_factory=list)
+    _points: list[tuple[str, str, float]] = field(default_factory=list)
     _history: dict[str, deque[tuple[float, Counters]]] = field(default_factory=dict)
 
     def ingest(self, result: ScrapeResult) -> None:
@@ -204,13 +205,25 @@ class FleetModel:
             self.version += 1
 
     def tick(self, now: float) -> None:
-        """Derive one point per series from the counter history (collector thread)."""
+        """Derive one point per series from the counter history (collector thread).
+
+        The arithmetic runs outside the lock (history entries are never mutated and
+        only this thread adds series), so the GUI thread never waits on it; the new
+        points are appended under the lock in one short step.
+        """
         with self.lock:
             pairs = list(self._window_pairs(now))
-            self._derive_latency(now, pairs)
-            self._derive_cache(now, pairs)
-            self._derive_share(now, pairs)
             rows, self._pending = self._pending, []
+        self._points = []
+        self._derive_latency(now, pairs)
+        self._derive_cache(now, pairs)
+        self._derive_share(now, pairs)
+        with self.lock:
+            for metric, key, value in self._points:
+                ring = self.series.get((metric, key))
+                if ring is None:
+                    ring = self.series[(metric, key)] = Ring(self.capacity)
+                ring.append(now, value)
             self.version += 1
         self._persist(now, rows)
 
@@ -236,14 +249,12 @@ class FleetModel:
                 yield Pair(oldest, newest, newest_t - oldest_t, target)
 
     def _append(self, metric: str, key: str, now: float, value: float) -> None:
-        ring = self.series.get((metric, key))
-        if ring is None:
-            ring = self.series[(metric, key)] = Ring(self.capacity)
-        ring.append(now, value)
+        """Queue a point of this tick; :meth:`tick` appends them under the lock."""
+        self._points.append((metric, key, value))
 
     def _derive_latency(self, now: float, pairs: list[Pair]) -> None:
         routes = {r for p in pairs for r in p.new.buckets} | {k for m, k in self.series if m == "p95"}
-        self.routes = {}
+        stats: dict[str, RouteStats] = {}  # swapped in whole: readers never see it half built
         for route in sorted(routes):
             per_target = [_delta_map(p.old.buckets.get(route, {}), p.new.buckets.get(route, {}),
                                      p.new.reset_since(p.old, "buckets", route))
@@ -266,8 +277,9 @@ class FleetModel:
             self._append("error_ratio", route, now, error_ratio)
             self._append("rate", route, now, rate)
             if any(r is not None for r in results.values()):
-                self.routes[route] = RouteStats(
+                stats[route] = RouteStats(
                     route, {q: r for q, r in results.items() if r is not None}, rate, error_ratio)
+        self.routes = stats
 
     def _derive_per_instance(self, now: float, route: str, pairs: list[Pair],
                              deltas: list[dict[float, float]]) -> None:

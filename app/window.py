@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from typing import Any
@@ -31,6 +32,7 @@ from .target_manager import TargetManager
 from .tuning import JOURNAL_POLL_MS, Tuning
 
 LIVE_WINDOWS = (("last 5 min", 300), ("last 15 min", 900), ("last 60 min", 3600))
+LIVE_STEP = 10.0  # seconds: the live time axis moves in steps of this much
 
 
 class MainWindow(QMainWindow):
@@ -73,6 +75,7 @@ class MainWindow(QMainWindow):
         self.paused = False
         self._seen_version = -1
         self._seen_health = -1
+        self._shown_end = 0.0
         self._timer = QTimer(self)
         self._timer.timeout.connect(self.refresh)
         self._timer.start(int(1000 / refresh_hz))
@@ -264,12 +267,24 @@ class MainWindow(QMainWindow):
             return
         now = time.time()
         page.refresh(now - self.live_window)  # type: ignore[attr-defined]
-        for chart in page.charts:  # type: ignore[attr-defined]
-            chart.set_x_window(now - self.live_window, now)
+        end = self._live_end(now)
+        if end != self._shown_end:  # the axes only move (and repaint their text) in steps
+            self._shown_end = end
+            for chart in page.charts:  # type: ignore[attr-defined]
+                chart.set_x_window(end - self.live_window, end)
+
+    def _live_end(self, now: float) -> float:
+        """The live window's right edge, a little ahead of now and moved in LIVE_STEP steps.
+
+        Moving the time axis every second made pyqtgraph re-lay out every axis on
+        every refresh (most of a page's paint time); now the curves grow towards
+        the edge and the axes jump every few seconds.
+        """
+        return math.ceil(now / LIVE_STEP) * LIVE_STEP
 
     def _follow_live(self) -> None:
-        now = time.time()
-        self.set_x_window(now - self.live_window, now)
+        end = self._shown_end = self._live_end(time.time())
+        self.set_x_window(end - self.live_window, end)
 
     def _refresh_status(self) -> None:
         health = self.model.read(lambda m: list(m.health.values()))

@@ -1,13 +1,17 @@
 """A process serving N fake-but-realistic /metrics targets, one loopback port each.
 
-Each port serves the exposition of a real TrimtabMiddleware registry that is fed
-observations between scrapes, so counters move like a live API's. Prints the
-ports as one line, then serves until killed.
+Each port serves expositions of a real TrimtabMiddleware registry fed with
+observations. They are generated up front (VERSIONS per target, served in turn),
+so the farm itself costs next to no CPU while the cockpit under test runs: the
+counters climb for VERSIONS scrapes, then start again (a counter reset, which
+the cockpit must handle anyway). Prints the ports as one line, then serves
+until killed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import sys
 
@@ -28,18 +32,25 @@ def _feed(mw: TrimtabMiddleware, rng: random.Random) -> None:
                                rng.lognormvariate(-3.0, 0.7))
 
 
+VERSIONS = 30
+
+
 async def main(n: int) -> None:
     rng = random.Random(7)
     servers, ports = [], []
     for i in range(n):
         mw = TrimtabMiddleware(_noop, instance=f"farm-{i}")
+        bodies = []
+        for _ in range(VERSIONS):
+            _feed(mw, rng)
+            bodies.append(generate_latest(mw.registry))
+        turn = itertools.count()
 
-        async def handle(reader, writer, mw=mw) -> None:
+        async def handle(reader, writer, bodies=bodies, turn=turn) -> None:
             try:
                 while await reader.readline() not in (b"\r\n", b"\n", b""):
                     pass
-                _feed(mw, rng)
-                body = generate_latest(mw.registry)
+                body = bodies[next(turn) % VERSIONS]
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
                              b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
                 await writer.drain()
