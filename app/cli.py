@@ -89,7 +89,7 @@ def run_demo(args: argparse.Namespace) -> int:
         banner = (f"trimtab: balancer at {fleet.balancer_url}; "
                   + ", ".join(f"{t.name} {t.url}" for t in fleet.targets))
         return _run_window(app, args, lambda: MainWindow(
-            model, tuning=_tuning(fleet.write_token, fleet.targets)), banner)
+            model, tuning=make_tuning(fleet.write_token, fleet.targets)), banner)
     finally:
         if engine is not None:
             engine.stop()
@@ -124,13 +124,13 @@ def run_cockpit(args: argparse.Namespace) -> int:
         manager = TargetManager(path, engine, model, token)
         banner = f"trimtab: {len(targets)} target(s) from {path}"
         return _run_window(app, args, lambda: MainWindow(
-            model, targets=manager, tuning=_tuning(token, targets) if token else None), banner)
+            model, targets=manager, tuning=make_tuning(token, targets) if token else None), banner)
     finally:
         engine.stop()
         store.close()
 
 
-def _tuning(token: str, targets: list[Any]) -> Any:
+def make_tuning(token: str, targets: list[Any]) -> Any:
     """The control side for these targets (instances and the first balancer)."""
     from .control import Agent
     from .tuning import Tuning

@@ -96,3 +96,17 @@ def test_fleet_page_adds_and_removes_targets(qtbot, tmp_path: Path) -> None:
     finally:
         engine.stop()
         stop_all([api])
+
+
+def test_cockpit_opens_with_a_control_token_and_no_targets(tmp_path: Path) -> None:
+    import os
+
+    png = tmp_path / "empty.png"
+    env = {**os.environ, "TRIMTAB_TOKEN": "some-token", "QT_QPA_PLATFORM": "offscreen"}
+    proc = subprocess.run([sys.executable, "-m", "trimtab.app.cli", "--targets",
+                           str(tmp_path / "targets.toml"), "--store", str(tmp_path / "h.sqlite"),
+                           "--screenshot", str(png), "--after", "1"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert png.stat().st_size > 0
+    assert "some-token" not in proc.stdout + proc.stderr

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import numpy as np
@@ -13,7 +12,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 from trimtab.agent.fleet import DemoFleet
 from trimtab.agent.procs import free_port, spawn, stop_all, wait_http
-from trimtab.app.cli import _tuning, start_collection
+from trimtab.app.cli import make_tuning
 from trimtab.app.control import Agent
 from trimtab.app.model import FleetModel
 from trimtab.widgets.change_dialogs import TtlDialog, WeightsDialog
@@ -21,24 +20,8 @@ from trimtab.widgets.change_dialogs import TtlDialog, WeightsDialog
 ROUTE = "/products/{id}"
 
 
-@pytest.fixture(scope="module")
-def fleet() -> Iterator[DemoFleet]:
-    fleet = DemoFleet(rps=80.0, log_dir=tempfile.mkdtemp(prefix="trimtab-test-tuning-"))
-    fleet.start()
-    try:
-        yield fleet
-    finally:
-        fleet.stop()
 
 
-@pytest.fixture(scope="module")
-def model(fleet: DemoFleet) -> Iterator[FleetModel]:
-    model = FleetModel()
-    engine = start_collection(fleet, model)
-    try:
-        yield model
-    finally:
-        engine.stop()
 
 
 class DialogDriver:
@@ -147,7 +130,7 @@ def window(qtbot, fleet: DemoFleet, model: FleetModel):
     from trimtab.app.window import MainWindow
 
     qtbot.waitUntil(lambda: len(model.routes) == 3, timeout=20_000)  # charts have data
-    window = MainWindow(model, tuning=_tuning(fleet.write_token, fleet.targets))
+    window = MainWindow(model, tuning=make_tuning(fleet.write_token, fleet.targets))
     qtbot.addWidget(window)
     window.show()
     qtbot.waitUntil(lambda: window.cache.change_button.isEnabled(), timeout=15_000)
@@ -216,7 +199,7 @@ def test_an_instance_lost_midway_is_reported_and_the_rest_rolled_back(qtbot, fle
     env = {"TRIMTAB_TOKENS": f"operator:write:{fleet.write_token}"}
     doomed = spawn(["instance", "--name", "api-x", "--port", str(port)], env=env)
     wait_http(f"http://127.0.0.1:{port}/metrics", doomed)
-    tuning = _tuning(fleet.write_token, fleet.targets)
+    tuning = make_tuning(fleet.write_token, fleet.targets)
     tuning.instances.append(Agent("api-x", f"http://127.0.0.1:{port}"))
     window = MainWindow(model, tuning=tuning)
     qtbot.addWidget(window)
@@ -251,7 +234,7 @@ def test_an_instance_lost_midway_is_reported_and_the_rest_rolled_back(qtbot, fle
 def test_read_only_token_disables_the_controls_and_says_why(qtbot, fleet, model) -> None:
     from trimtab.app.window import MainWindow
 
-    window = MainWindow(model, tuning=_tuning(fleet.read_token, fleet.targets))
+    window = MainWindow(model, tuning=make_tuning(fleet.read_token, fleet.targets))
     qtbot.addWidget(window)
     window.show()
     qtbot.waitUntil(lambda: "read" in window.cache.change_button.toolTip(), timeout=15_000)
@@ -264,7 +247,7 @@ def test_read_only_token_disables_the_controls_and_says_why(qtbot, fleet, model)
 def wait_for_history(qtbot, model: FleetModel, metric: str, key: str, seconds: float = 25) -> None:
     """Enough points before a change to compare against."""
     def enough() -> None:
-        t, v = model.snapshot(metric, time.time() - seconds, [key]).get(key, ((), ()))
+        t, _ = model.snapshot(metric, time.time() - seconds, [key]).get(key, ((), ()))
         assert len(t) >= seconds * 0.8
     qtbot.waitUntil(enough, timeout=int(seconds * 1000) + 30_000)
 
@@ -291,7 +274,7 @@ def test_lowering_the_slow_instance_weight_moves_the_share(qtbot, fleet, model, 
     changed_at = time.time()
 
     def api3_share_dropped() -> None:
-        t, v = model.snapshot("share", changed_at + 11)["api-3"]
+        _, v = model.snapshot("share", changed_at + 11)["api-3"]
         assert len(v) >= 2 and (v < 0.05).all()
 
     try:
@@ -359,7 +342,7 @@ def test_invalidate_a_route_everywhere(qtbot, fleet, window) -> None:
 def test_closing_the_window_stops_every_control_call(qtbot, fleet, model) -> None:
     from trimtab.app.window import MainWindow
 
-    window = MainWindow(model, tuning=_tuning(fleet.write_token, fleet.targets))
+    window = MainWindow(model, tuning=make_tuning(fleet.write_token, fleet.targets))
     qtbot.addWidget(window)
     window.show()
     window.close()
