@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import faulthandler
 import os
 import signal
 import sys
@@ -62,7 +63,9 @@ def _run_window(app: Any, args: argparse.Namespace, make_window: Callable[[], An
     window.show()
     settle_gc()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: app.quit())
+        # Queued, not app.quit() directly: a signal that lands before exec() starts would
+        # otherwise be dropped (quit() outside a running loop does nothing) and hang.
+        signal.signal(sig, lambda *_: QTimer.singleShot(0, app.quit))
     print(banner, flush=True)
     print("trimtab: cockpit open; close the window or press Ctrl-C to stop.", flush=True)
     wake = QTimer()  # lets Python run its signal handlers while Qt's loop is in C++
@@ -70,7 +73,9 @@ def _run_window(app: Any, args: argparse.Namespace, make_window: Callable[[], An
     wake.start(200)
     if args.screenshot:
         QTimer.singleShot(int(args.after * 1000), lambda: _save_and_quit(window, args.screenshot))
-    return int(app.exec())
+    code = int(app.exec())
+    window.close()  # stops the journal poll and the control pool (Ctrl-C skips closeEvent)
+    return code
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -187,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1`: where is it stuck?
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["agent"]:  # `trimtab agent instance|balance|haproxy|loadgen ...`
         from trimtab.agent.__main__ import main as agent_main
@@ -199,10 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd is None:
         args = build_parser().parse_args(["cockpit", *argv])
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
     except KeyboardInterrupt:  # Ctrl-C before the window opened; children are already stopped
         print("trimtab: interrupted, stopped.", file=sys.stderr)
-        return 130
+        code = 130
+    return code
 
 
 if __name__ == "__main__":
