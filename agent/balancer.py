@@ -175,6 +175,11 @@ class Balancer:
             await self.control(scope, receive, send)
         elif path == "/_trimtab/traces":
             await self._traces(scope, send)
+        elif path.startswith("/_trimtab/"):
+            # The reserved prefix is never proxied: forwarding it would expose one back-end's
+            # control API (config, journal, cache) through the public balancer port.
+            body = json.dumps({"error": f"not a balancer endpoint: {path[:200]}"}).encode()
+            await _respond(send, 404, body, b"application/json")
         else:
             client = (scope.get("client") or ("", 0))[0]
             server = self.policy.pick(self.servers, client)

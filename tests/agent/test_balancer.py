@@ -153,6 +153,20 @@ def test_traceparent_is_propagated_with_one_span_per_request(start_balancer: Sta
     assert traces[0]["children"][0]["tags"]["server"] == "echo"
 
 
+def test_reserved_prefix_is_never_proxied_to_a_backend(start_balancer: Starter) -> None:
+    """A back-end's control API (config, journal, health) must not be reachable via the balancer."""
+    seen: list[str] = []
+    with echo_server(seen) as upstream:
+        url = start_balancer(f"echo={upstream}")
+        for path in ("/_trimtab/config", "/_trimtab/journal", "/_trimtab/health",
+                     '/_trimtab/x"y'):
+            reply = httpx.get(f"{url}{path}", headers=WRITE)
+            assert reply.status_code == 404, path
+            assert "not a balancer endpoint" in reply.json()["error"]
+        assert seen == []  # nothing reached the back-end
+        assert httpx.get(f"{url}/plain").status_code == 200 and len(seen) == 1
+
+
 class echo_server:
     """A raw asyncio HTTP/1.1 server in a thread that records each request's traceparent."""
 
