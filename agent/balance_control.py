@@ -276,9 +276,12 @@ class ControlApp:
                                        what=f"servers.{i.server}.{i.field}", old=i.old, new=i.new,
                                        reason=reason, result=ACCEPTED, reverts=reverts,
                                        detail="forced past guard rail" if danger else "")
-                   for i in items]
+                   for i in items if i.old != i.new]  # the journal holds changes, not no-ops
+        unchanged = [{"server": i.server, "field": i.field, "value": i.new}
+                     for i in items if i.old == i.new]
         doc, tag = await self.document()
-        return 200, {**doc, "applied": [e.to_dict() for e in entries]}, [(b"etag", tag.encode())]
+        return 200, {**doc, "applied": [e.to_dict() for e in entries], "unchanged": unchanged}, \
+            [(b"etag", tag.encode())]
 
     async def _roll_back(self, done: list[Item]) -> None:
         for item in reversed(done):

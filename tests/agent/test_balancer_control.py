@@ -160,6 +160,18 @@ def test_guard_rails_need_force_with_a_reason(balancer: Balancer, client: httpx.
     assert run(client.get("/anything")).status_code == 503
 
 
+def test_an_unchanged_item_is_reported_not_journaled(
+        balancer: Balancer, client: httpx.AsyncClient, run: Any) -> None:
+    body = {"servers": {"s1": {"weight": 1, "state": "drain"}}, "reason": "drain s1"}
+    reply = run(patch(client, body))
+    assert reply.status_code == 200, reply.text
+    assert [(e["what"], e["old"], e["new"]) for e in reply.json()["applied"]] == [
+        ("servers.s1.state", "ready", "drain")]
+    assert reply.json()["unchanged"] == [{"server": "s1", "field": "weight", "value": 1}]
+    entries = run(client.get(f"{API}/journal", headers=WRITE)).json()["entries"]
+    assert [e["what"] for e in entries] == ["servers.s1.state"]
+
+
 def test_revert_is_a_new_change(balancer: Balancer, client: httpx.AsyncClient, run: Any) -> None:
     changed = run(patch(client, {"servers": {"s1": {"weight": 4}}, "reason": "more"}))
     entry = changed.json()["applied"][0]
