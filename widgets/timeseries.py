@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pyqtgraph as pg
 from pyqtgraph.exporters import ImageExporter
+from pyqtgraph.GraphicsScene.mouseEvents import MouseClickEvent
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QPainter
 from PySide6.QtSvg import QSvgGenerator
@@ -27,6 +28,7 @@ class TimeSeriesView(QWidget):
 
     user_ranged = Signal(float, float)  # the time range the user zoomed or panned to
     marker_clicked = Signal(str)  # the key of a change marker the user clicked
+    pointClicked = Signal(float, float)  # (x, y) in data coordinates of a left click in the plot
 
     def __init__(self, title: str, y_label: str, y_units: str, empty_hint: str,
                  y_range: tuple[float, float] | None = None, parent: QWidget | None = None) -> None:
@@ -52,6 +54,7 @@ class TimeSeriesView(QWidget):
         self.readout = QLabel(" ")
         self._proxy = pg.SignalProxy(self.plot.scene().sigMouseMoved, rateLimit=30,
                                      slot=self._mouse_moved)
+        self.plot.scene().sigMouseClicked.connect(self._mouse_clicked)
         self._empty = QLabel(empty_hint)
         self._empty.setWordWrap(True)
         layout = QVBoxLayout(self)
@@ -95,7 +98,7 @@ class TimeSeriesView(QWidget):
                                        label=label.replace("{", "{{").replace("}", "}}"),
                                        labelOpts={"position": 0.95, "color": "#CC79A7",
                                                   "rotateAxis": (1, 0), "anchors": [(0, 1), (0, 1)]})
-                line.sigClicked.connect(lambda _line, _ev, key=key: self.marker_clicked.emit(key))
+                line.sigClicked.connect(lambda _line, ev, key=key: self._marker_hit(key, ev))
                 self.plot.addItem(line, ignoreBounds=True)
                 self.markers[key] = line
             line.setToolTip(f"{label} — click for before/after")
@@ -107,6 +110,28 @@ class TimeSeriesView(QWidget):
     def x_window(self) -> tuple[float, float]:
         (x0, x1), _ = self.plot.getPlotItem().getViewBox().viewRange()
         return float(x0), float(x1)
+
+    def _marker_hit(self, key: str, ev: MouseClickEvent) -> None:
+        # Accepting the click stops the scene offering it to the plot, so a marker
+        # click opens its card and is never also a pointClicked.
+        ev.accept()
+        self.marker_clicked.emit(key)
+
+    def _mouse_clicked(self, ev: MouseClickEvent) -> None:
+        """Left click on empty plot area → ``pointClicked(x, y)`` in data coordinates.
+
+        pyqtgraph only makes a click event when the mouse did not drag, so pans and
+        zoom boxes never arrive here; clicks taken by an item (marker, legend) are
+        already accepted.
+        """
+        if ev.isAccepted() or ev.double() or ev.button() != Qt.MouseButton.LeftButton:
+            return
+        vb = self.plot.getPlotItem().getViewBox()
+        pos = ev.scenePos()
+        if not vb.sceneBoundingRect().contains(pos):
+            return  # axes, title, legend margin: not a point in the data
+        point = vb.mapSceneToView(pos)
+        self.pointClicked.emit(float(point.x()), float(point.y()))
 
     def _manual_range(self, *_: object) -> None:
         self.user_ranged.emit(*self.x_window())
