@@ -31,267 +31,61 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
-from urllib.parse import urlsplit
 
 import httpx
 
-APPLIED, UNCHANGED, REFUSED, GUARD_RAIL = "applied", "unchanged", "refused", "guard_rail"
-CONFLICT, UNREACHABLE, UNKNOWN, ERROR = "conflict", "unreachable", "unknown", "error"
+from .control_calls import BalancerJournalCalls
+from .control_types import (
+    APPLIED,
+    BALANCER,
+    CONFLICT,
+    ERROR,
+    GUARD_RAIL,
+    INSTANCE,
+    REFUSED,
+    UNCHANGED,
+    UNKNOWN,
+    UNREACHABLE,
+    Access,
+    Agent,
+    BalancerState,
+    ChangeResult,
+    ConfigRead,
+    ControlError,
+    FieldChange,
+    JournalRow,
+    Outcome,
+    Reply,
+    ServerView,
+    Unreachable,
+    WhatIf,
+    comparable,
+    diff_docs,
+    disagreements,
+    expected_etags,
+    flatten_doc,
+    instance_only,
+    preview_weights,
+    ttl_table,
+)
+
+__all__ = [  # the public names, importable from here as before the split
+    "APPLIED", "BALANCER", "CONFLICT", "ERROR", "GUARD_RAIL", "INSTANCE", "REFUSED", "UNCHANGED",
+    "UNKNOWN", "UNREACHABLE", "Access", "Agent", "BalancerState", "ChangeResult", "ConfigRead",
+    "ControlClient", "ControlError", "FieldChange", "JournalRow", "Outcome", "ServerView",
+    "WhatIf", "diff_docs", "disagreements", "expected_etags", "preview_weights", "ttl_table",
+]
+
 # Errors that prove the request never reached the agent; any other may have been applied.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
-INSTANCE, BALANCER = "instance", "balancer"
 _SEEN_MAX = 512
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Agent:
-    """One control endpoint: an instance agent or a balancer (``kind``)."""
-
-    name: str
-    base_url: str  # scheme://host:port
-    kind: str = INSTANCE
-
-    @classmethod
-    def from_target(cls, target: Any) -> Agent:
-        """From a ScrapeTarget / fleet Target (``name``, ``url``, ``kind``)."""
-        parts = urlsplit(target.url)
-        kind = BALANCER if getattr(target, "kind", INSTANCE) == BALANCER else INSTANCE
-        return cls(target.name, f"{parts.scheme}://{parts.netloc}", kind)
-
-
-@dataclass(frozen=True)
-class ControlError(Exception):
-    """A single-target call failed; ``status`` 0 means no HTTP answer (unreachable)."""
-
-    status: int
-    code: str
-    message: str
-    fields: tuple[str, ...] = ()
-
-    def __str__(self) -> str:
-        return self.message
-
-
-@dataclass(frozen=True)
-class FieldChange:
-    """One field that differs: ``path`` like ``routes./search.ttl`` or ``servers.api-1.weight``."""
-
-    path: str
-    old: Any
-    new: Any
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one target did with one change."""
-
-    agent: Agent
-    status: str
-    message: str = ""
-    fields: tuple[str, ...] = ()  # fields the agent named in a refusal
-    http_status: int = 0
-    journal_ids: tuple[int, ...] = ()  # what the agent journaled as accepted (for revert)
-    etag: str | None = None  # the version after the change, or the current one on conflict
-    changes: tuple[FieldChange, ...] = ()  # applied: old → new; conflict: theirs
-    detail: str = ""
-
-
-@dataclass
-class ChangeResult:
-    """Per-target outcomes of one change, plus what is needed to retry it."""
-
-    description: str
-    outcomes: dict[Agent, Outcome]
-    retry_call: Callable[[list[Agent], dict[Agent, str | None]], ChangeResult] | None = \
-        field(default=None, repr=False)
-    sent_etags: dict[Agent, str | None] = field(default_factory=dict, repr=False)
-
-    def with_status(self, *statuses: str) -> list[Agent]:
-        """Targets whose outcome has one of ``statuses``."""
-        return [a for a, o in self.outcomes.items() if o.status in statuses]
-
-    @property
-    def ok(self) -> bool:
-        """True when every target applied it (or already had it)."""
-        return all(o.status in (APPLIED, UNCHANGED) for o in self.outcomes.values())
-
-
-@dataclass(frozen=True)
-class ConfigRead:
-    """One instance's config document and its ETag."""
-
-    doc: dict[str, Any]
-    etag: str
-
-    def ttl(self, route: str) -> float | None:
-        """The route's TTL, None when the instance does not know the route."""
-        entry = self.doc.get("routes", {}).get(route)
-        return None if entry is None else float(entry["ttl"])
-
-
-@dataclass(frozen=True)
-class WhatIf:
-    """Predicted hit ratio per candidate TTL, from the agent's simulation of real traffic."""
-
-    route: str
-    requests: int
-    current_ttl: float
-    hit_ratio: dict[float, float]
-    interpolated: frozenset[float]
-
-
-@dataclass(frozen=True)
-class ServerView:
-    """One balancer server as the GUI shows it."""
-
-    name: str
-    weight: int
-    state: str
-    up: bool
-    expected_share: float
-    observed_share: float | None
-
-
-@dataclass(frozen=True)
-class BalancerState:
-    """The balancer's servers and the ETag to send with a change."""
-
-    target: str
-    policy: str
-    servers: tuple[ServerView, ...]
-    etag: str
-
-
-@dataclass(frozen=True)
-class Access:
-    """Can this token write here? ``write`` None = not known yet; ``reason`` says why not."""
-
-    read: bool
-    write: bool | None
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class JournalRow:
-    """One journal entry, from whichever agent or balancer recorded it."""
-
-    source: Agent
-    id: int
-    time: float
-    who: str
-    target: str
-    what: str
-    old: Any
-    new: Any
-    reason: str
-    result: str
-    detail: str = ""
-    reverts: int | None = None
-
-    @property
-    def changes(self) -> tuple[FieldChange, ...]:
-        """old → new per field (a config patch is flattened to field paths)."""
-        if isinstance(self.old, dict) or isinstance(self.new, dict):
-            if self.old is None:  # refused patch: only what was asked
-                return tuple(FieldChange(p, None, v) for p, v in _flatten(self.new).items())
-            return diff_docs(self.old, self.new or {})
-        return (FieldChange(self.what, self.old, self.new),)
-
-    @property
-    def revertible(self) -> bool:
-        """An accepted config or server change (not an invalidation or a refusal)."""
-        return self.result == "accepted" and (self.what == "config"
-                                              or self.what.startswith("servers."))
-
-
-def _flatten(doc: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(doc, dict):
-        out: dict[str, Any] = {}
-        for key, value in doc.items():
-            out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    return {prefix: doc}
-
-
-def diff_docs(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[FieldChange, ...]:
-    """Every leaf field that differs between two JSON documents, sorted by path."""
-    a, b = _flatten(dict(old)), _flatten(dict(new))
-    return tuple(FieldChange(p, a.get(p), b.get(p)) for p in sorted(set(a) | set(b))
-                 if a.get(p) != b.get(p))
-
-
-def ttl_table(reads: Mapping[Agent, ConfigRead | ControlError]) -> dict[str, dict[Agent, float]]:
-    """TTL per route per instance that answered (route → {agent: ttl})."""
-    table: dict[str, dict[Agent, float]] = {}
-    for agent, read in reads.items():
-        if isinstance(read, ConfigRead):
-            for route, entry in read.doc.get("routes", {}).items():
-                table.setdefault(route, {})[agent] = float(entry["ttl"])
-    return table
-
-
-def disagreements(table: Mapping[str, Mapping[Agent, float]]) -> dict[str, set[Agent]]:
-    """Per route, the instances whose TTL differs from the most common one (ties: lowest)."""
-    out: dict[str, set[Agent]] = {}
-    for route, ttls in table.items():
-        values = list(ttls.values())
-        if len(set(values)) > 1:
-            common = min(set(values), key=lambda v: (-values.count(v), v))
-            out[route] = {a for a, v in ttls.items() if v != common}
-    return out
-
-
-def expected_etags(reads: Mapping[Agent, ConfigRead | ControlError]) -> dict[Agent, str | None]:
-    """The ETags to send with a change, from :meth:`ControlClient.read_configs`."""
-    return {a: r.etag if isinstance(r, ConfigRead) else None for a, r in reads.items()}
-
-
-def preview_weights(servers: Sequence[ServerView], new_weights: Mapping[str, int]
-                    ) -> dict[str, float]:
-    """Expected share per server after a weight change: w / Σw over servers up and ready."""
-    weights = {s.name: int(new_weights.get(s.name, s.weight)) for s in servers}
-    live = [s.name for s in servers if s.up and s.state == "ready"]
-    total = sum(weights[n] for n in live)
-    return {s.name: (weights[s.name] / total if total and s.name in live else 0.0)
-            for s in servers}
-
-
-@dataclass
-class _Reply:
-    status: int
-    body: Any
-    etag: str | None
-
-    def error_fields(self) -> tuple[str, ...]:
-        body = self.body if isinstance(self.body, dict) else {}
-        names = [e.get("field", "") for e in body.get("errors") or [] if isinstance(e, dict)]
-        if not names and body.get("field"):
-            names = [body["field"]]
-        return tuple(n for n in names if n)
-
-    def message(self) -> str:
-        if isinstance(self.body, dict) and self.body.get("message"):
-            return str(self.body["message"])
-        return f"HTTP {self.status}"
-
-
-class _Unreachable(Exception):
-    def __init__(self, message: str, maybe_sent: bool) -> None:
-        super().__init__(message)
-        self.maybe_sent = maybe_sent
-
-    def outcome(self, agent: Agent) -> Outcome:
-        if self.maybe_sent:
-            return Outcome(agent, UNKNOWN, f"{self}; it may have been applied: re-read")
-        return Outcome(agent, UNREACHABLE, str(self))
-
-
-class ControlClient:
+class ControlClient(BalancerJournalCalls):
     """Talks to agents and balancers with one bearer token (never logged or shown)."""
 
     def __init__(self, token: str, timeout: float = 3.0, max_workers: int = 8) -> None:
@@ -320,14 +114,14 @@ class ControlClient:
 
     def _call(self, agent: Agent, method: str, path: str, *, json: Any = None,
               headers: dict[str, str] | None = None, params: dict[str, str] | None = None
-              ) -> _Reply:
+              ) -> Reply:
         try:
             resp = self._client.request(method, agent.base_url + path, json=json,
                                         headers=headers, params=params)
         except httpx.HTTPError as err:  # refused, reset, timed out: no answer at all
             sent = not isinstance(err, _NOT_SENT)
             what = "no answer from" if sent else "unreachable:"
-            raise _Unreachable(f"{what} {agent.name}: {type(err).__name__}: {err}", sent) \
+            raise Unreachable(f"{what} {agent.name}: {type(err).__name__}: {err}", sent) \
                 from None
         try:
             body = resp.json() if resp.content else None
@@ -335,14 +129,14 @@ class ControlClient:
             body = {"message": resp.text[:200]}
         if resp.status_code == 403 and method != "GET":
             with self._lock:
-                self._denied[agent.base_url] = _Reply(403, body, None).message()
-        return _Reply(resp.status_code, body, resp.headers.get("etag"))
+                self._denied[agent.base_url] = Reply(403, body, None).message()
+        return Reply(resp.status_code, body, resp.headers.get("etag"))
 
-    def _get(self, agent: Agent, path: str, params: dict[str, str] | None = None) -> _Reply:
+    def _get(self, agent: Agent, path: str, params: dict[str, str] | None = None) -> Reply:
         """GET that must succeed: raises :class:`ControlError` otherwise."""
         try:
             reply = self._call(agent, "GET", path, params=params)
-        except _Unreachable as err:
+        except Unreachable as err:
             raise ControlError(0, "unreachable", str(err)) from None
         if reply.status != 200:
             code = reply.body.get("error", "error") if isinstance(reply.body, dict) else "error"
@@ -368,7 +162,7 @@ class ControlClient:
         with ThreadPoolExecutor(max_workers=min(self.max_workers, len(todo))) as pool:
             return dict(zip(todo, pool.map(fn, todo)))
 
-    def _failure(self, agent: Agent, reply: _Reply) -> Outcome:
+    def _failure(self, agent: Agent, reply: Reply) -> Outcome:
         """A non-2xx answer as an outcome (412 is handled by the caller)."""
         status = REFUSED if 400 <= reply.status < 500 else ERROR
         message = reply.message()
@@ -386,7 +180,7 @@ class ControlClient:
         if seen is None:
             return Outcome(agent, CONFLICT, message + " (the version you read is not known to "
                            "this client: re-read before deciding)", (), 412, etag=etag)
-        changes = diff_docs(_comparable(seen), _comparable(current))
+        changes = diff_docs(comparable(seen), comparable(current))
         what = "; ".join(f"{c.path}: {c.old!r} → {c.new!r}" for c in changes) or "nothing visible"
         return Outcome(agent, CONFLICT, f"changed meanwhile: {what}", (), 412, etag=etag,
                        changes=changes)
@@ -420,7 +214,7 @@ class ControlClient:
 
     def read_config(self, agent: Agent) -> ConfigRead:
         """One instance's config document and ETag; raises :class:`ControlError`."""
-        _instance_only(agent)
+        instance_only(agent)
         reply = self._get(agent, "/_trimtab/config")
         if not isinstance(reply.body, dict) or reply.etag is None:
             raise ControlError(reply.status, "bad_reply", "config answer without document/ETag")
@@ -466,7 +260,7 @@ class ControlClient:
             if reply.status == 412:
                 current = self.read_config(agent)
                 return self._conflict(agent, etag, current.doc, current.etag, reply.message())
-        except _Unreachable as err:
+        except Unreachable as err:
             return err.outcome(agent)
         except ControlError as err:  # 412, then the re-read failed
             return Outcome(agent, CONFLICT, f"changed meanwhile; re-read failed: {err}", (), 412)
@@ -476,9 +270,9 @@ class ControlClient:
         jid = reply.body.get("journal_id")
         if jid is None:
             return Outcome(agent, UNCHANGED, "already so", (), 200, etag=reply.etag)
-        before = _flatten(self._seen_doc(agent, etag) or {})
+        before = flatten_doc(self._seen_doc(agent, etag) or {})
         changes = tuple(FieldChange(p, before.get(p), v)
-                        for p, v in _flatten(reply.body.get("changed") or {}).items())
+                        for p, v in flatten_doc(reply.body.get("changed") or {}).items())
         return Outcome(agent, APPLIED, "", (), 200, (int(jid),), reply.etag, changes)
 
     def rollback(self, result: ChangeResult, reason: str = "") -> ChangeResult:
@@ -521,7 +315,7 @@ class ControlClient:
         body: dict[str, Any] = {"reason": reason} | ({"force": True} if force else {})
         try:
             reply = self._call(agent, "POST", f"{path}{jid}", json=body)
-        except _Unreachable as err:
+        except Unreachable as err:
             return err.outcome(agent)
         if reply.status != 200:
             return self._failure(agent, reply)
@@ -531,7 +325,7 @@ class ControlClient:
                 self._remember(agent, reply.etag, reply.body["config"])
             ids: tuple[int, ...] = (int(new_id),) if new_id is not None else ()
             changes = tuple(FieldChange(p, None, v)
-                            for p, v in _flatten(reply.body.get("changed") or {}).items())
+                            for p, v in flatten_doc(reply.body.get("changed") or {}).items())
         else:
             self._remember(agent, reply.etag, reply.body)
             applied = reply.body.get("applied") or []
@@ -544,7 +338,7 @@ class ControlClient:
 
     def whatif(self, agent: Agent, route: str, ttls: Iterable[float] = ()) -> WhatIf:
         """Predicted hit ratio of ``route`` on ``agent`` per candidate TTL (grid when empty)."""
-        _instance_only(agent)
+        instance_only(agent)
         params = {"route": route}
         wanted = [float(t) for t in ttls]
         if wanted:
@@ -567,7 +361,7 @@ class ControlClient:
                 return Outcome(agent, REFUSED, f"{agent.name} is a balancer, not an instance")
             try:
                 reply = self._call(agent, "POST", "/_trimtab/cache/invalidate", json=body)
-            except _Unreachable as err:
+            except Unreachable as err:
                 return err.outcome(agent)
             if reply.status != 200:
                 return self._failure(agent, reply)
@@ -578,175 +372,3 @@ class ControlClient:
             return self.invalidate(todo, route, prefix, reason)
         what = f"invalidate {'route ' + route if route is not None else f'prefix {prefix}'}"
         return ChangeResult(what, self._fan_out(agents, one), again)
-
-    # -- balancer -----------------------------------------------------------------------------
-
-    def read_balancer(self, balancer: Agent | str, window: float | None = None) -> BalancerState:
-        """Servers with weight, state, expected and observed share, and the ETag."""
-        agent = _balancer(balancer)
-        params = {"window": f"{window:g}"} if window is not None else None
-        reply = self._get(agent, "/_trimtab/balancer", params)
-        self._remember(agent, reply.etag, reply.body)
-        return _balancer_state(reply.body, reply.etag or "")
-
-    def set_weights(self, balancer: Agent | str, weights: Mapping[str, Any], reason: str,
-                    etag: str, force: bool = False) -> ChangeResult:
-        """Set several weights at once (all or nothing on the balancer)."""
-        spec = {name: {"weight": w} for name, w in weights.items()}
-        text = ", ".join(f"{n}={w!r}" for n, w in weights.items())
-        return self._patch_balancer(_balancer(balancer), spec, reason, etag, force,
-                                    f"weights {text}")
-
-    def set_state(self, balancer: Agent | str, server: str, state: str, reason: str,
-                  etag: str, force: bool = False) -> ChangeResult:
-        """Set one server's state: ``ready``, ``drain`` or ``maint``."""
-        return self._patch_balancer(_balancer(balancer), {server: {"state": state}}, reason,
-                                    etag, force, f"{server} → {state}")
-
-    def _patch_balancer(self, agent: Agent, spec: dict[str, Any], reason: str, etag: str,
-                        force: bool, description: str) -> ChangeResult:
-        body = {"servers": spec, "reason": reason, "force": force}
-        try:
-            reply = self._call(agent, "PATCH", "/_trimtab/balancer", json=body,
-                               headers={"If-Match": etag})
-            if reply.status == 412:
-                now = self._get(agent, "/_trimtab/balancer")
-                self._remember(agent, now.etag, now.body)
-                outcome = self._conflict(agent, etag, now.body, now.etag, reply.message())
-            elif reply.status != 200:
-                outcome = self._failure(agent, reply)
-            else:
-                outcome = self._balancer_applied(agent, reply)
-        except _Unreachable as err:
-            outcome = err.outcome(agent)
-        except ControlError as err:
-            outcome = Outcome(agent, CONFLICT, f"changed meanwhile; re-read failed: {err}",
-                              (), 412)
-
-        def again(todo: list[Agent], etags: dict[Agent, str | None]) -> ChangeResult:
-            return self._patch_balancer(agent, spec, reason, etags.get(agent) or etag, force,
-                                        description)
-        return ChangeResult(description, {agent: outcome}, again, {agent: etag})
-
-    def _balancer_applied(self, agent: Agent, reply: _Reply) -> Outcome:
-        self._remember(agent, reply.etag, reply.body)
-        applied = [e for e in reply.body.get("applied") or [] if e.get("old") != e.get("new")]
-        if not applied:
-            return Outcome(agent, UNCHANGED, "already so", (), 200, etag=reply.etag)
-        return Outcome(agent, APPLIED, "", (), 200, tuple(int(e["id"]) for e in applied),
-                       reply.etag, tuple(FieldChange(e["what"], e["old"], e["new"])
-                                         for e in applied))
-
-    # -- journal ------------------------------------------------------------------------------
-
-    def journal(self, sources: Iterable[Agent], since: float | None = None
-                ) -> tuple[list[JournalRow], dict[Agent, ControlError]]:
-        """Entries of every source at or after ``since`` (unix s), oldest first; and errors."""
-        reads = self._fan_out(sources, self._journal_of)
-        rows = [r for v in reads.values() if isinstance(v, list) for r in v
-                if since is None or r.time >= since]
-        rows.sort(key=lambda r: (r.time, r.source.name, r.id))
-        return rows, {a: v for a, v in reads.items() if isinstance(v, ControlError)}
-
-    def _journal_of(self, agent: Agent) -> list[JournalRow] | ControlError:
-        path = "/_trimtab/journal" if agent.kind == INSTANCE else "/_trimtab/balancer/journal"
-        rows: list[JournalRow] = []
-        cursor = 0
-        try:
-            while True:  # page through with the id cursor the agent returns
-                body = self._get(agent, path, {"since": str(cursor), "limit": "5000"}).body
-                entries = body.get("entries") or []
-                rows += [_row(agent, e) for e in entries]
-                if not entries or int(body.get("next", cursor)) <= cursor:
-                    return rows
-                cursor = int(body["next"])
-        except ControlError as err:
-            return err
-
-    def revert(self, entry: JournalRow, reason: str = "", force: bool = False) -> Outcome:
-        """Undo one accepted change (a new, journaled change on its source)."""
-        return self._revert_id(entry.source, entry.id, reason or f"revert #{entry.id}", force)
-
-    def revert_since(self, sources: Iterable[Agent], since: float, reason: str = ""
-                     ) -> list[tuple[JournalRow, Outcome]]:
-        """Revert every accepted change since ``since``, newest first; one outcome per entry.
-
-        A change and its revert, both since ``since``, cancel out and are skipped (also
-        along chains: a revert of a revert). Each entry reports for itself, e.g. a
-        conflict where a field was changed again since: nothing is overwritten silently.
-        """
-        rows, errors = self.journal(sources, since)
-        todo = _to_revert(rows)
-        report = [(r, self.revert(r, reason)) for r in todo]
-        for agent, err in errors.items():
-            stub = JournalRow(agent, 0, since, "", agent.name, "journal", None, None, "", "")
-            report.append((stub, Outcome(agent, UNREACHABLE if err.status == 0 else ERROR,
-                                         f"journal not read: {err.message}")))
-        return report
-
-
-def _to_revert(rows: Sequence[JournalRow]) -> list[JournalRow]:
-    """The accepted changes to revert, newest first, without pairs that cancel out.
-
-    Newest first, a revert whose target is also in ``rows`` (and not yet cancelled)
-    cancels it: the pair is net zero. A chain change → revert → revert-of-revert
-    leaves the change itself to undo, which is right: its effect is what remains.
-    """
-    present = {(r.source, r.id) for r in rows if r.revertible}
-    cancelled: set[tuple[Agent, int]] = set()
-    todo = []
-    for row in sorted(rows, key=lambda r: (r.time, r.id), reverse=True):
-        key = (row.source, row.id)
-        if not row.revertible or key in cancelled:
-            continue
-        if row.reverts is not None:
-            target = (row.source, row.reverts)
-            if target in present and target not in cancelled:
-                cancelled.add(target)
-                continue
-        todo.append(row)
-    return todo
-
-
-def _row(agent: Agent, entry: dict[str, Any]) -> JournalRow:
-    """A journal entry; fields a newer agent adds are ignored rather than fatal."""
-    known = {k: entry.get(k) for k in _ROW_FIELDS}
-    return JournalRow(agent, int(entry["id"]), float(entry["time"]), str(known["who"]),
-                      str(known["target"]), str(known["what"]), known["old"], known["new"],
-                      str(known["reason"] or ""), str(known["result"]),
-                      str(known["detail"] or ""), known["reverts"])
-
-
-_ROW_FIELDS = ("who", "target", "what", "old", "new", "reason", "result", "detail", "reverts")
-
-
-def _comparable(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """The controllable part of a document (no version, no live counters)."""
-    if isinstance(doc.get("servers"), list):
-        return {"servers": {s["name"]: {"weight": s["weight"], "state": s["state"]}
-                            for s in doc["servers"]}}
-    return {k: v for k, v in doc.items() if k not in ("version", "instance")}
-
-
-def _instance_only(agent: Agent) -> None:
-    # A balancer forwards unknown /_trimtab/ paths upstream: its "config" would be an
-    # instance's, so never send instance calls there.
-    if agent.kind != INSTANCE:
-        raise ControlError(0, "not_an_instance", f"{agent.name} is a balancer, not an instance")
-
-
-def _balancer(balancer: Agent | str) -> Agent:
-    if isinstance(balancer, Agent):
-        return balancer if balancer.kind == BALANCER else \
-            Agent(balancer.name, balancer.base_url, BALANCER)
-    parts = urlsplit(balancer)
-    return Agent("balancer", f"{parts.scheme}://{parts.netloc}", BALANCER)
-
-
-def _balancer_state(body: dict[str, Any], etag: str) -> BalancerState:
-    servers = tuple(ServerView(s["name"], int(s["weight"]), s["state"], bool(s["up"]),
-                               float(s["expected_share"]),
-                               None if s.get("observed_share") is None
-                               else float(s["observed_share"]))
-                    for s in body.get("servers", []))
-    return BalancerState(body.get("target", ""), body.get("policy", ""), servers, etag)
