@@ -139,6 +139,26 @@ class PromAPI:
         series = [_series(item) for item in _list(data.get("result"), "data.result")]
         return RangeResult(series, grid, [str(w) for w in body.get("warnings", [])])
 
+    async def query(self, query: str, at: float | None = None) -> list[Series]:
+        """Evaluate ``query`` at one instant (``at``, unix seconds; Prometheus' now if None).
+
+        A vector answer gives one point per series (stamped with the evaluation time);
+        a range selector (``x[30s]``) gives a matrix with the raw samples and the times
+        Prometheus scraped them; a scalar is one series without labels.
+        """
+        params = {"query": query} if at is None else {"query": query, "time": _num(at)}
+        data = (await self._get("/api/v1/query", params)).get("data")
+        if not isinstance(data, dict):
+            raise PromHTTPError(f"query: expected an object, got {_short(data)}")
+        kind, result = data.get("resultType"), data.get("result")
+        if kind == "matrix":
+            return [_series(item) for item in _list(result, "data.result")]
+        if kind == "vector":
+            return [_series(_as_matrix_entry(item)) for item in _list(result, "data.result")]
+        if kind == "scalar":
+            return [_series({"metric": {}, "values": [result]})]
+        raise PromHTTPError(f"query: expected a vector, matrix or scalar, got {_short(data)}")
+
     async def targets(self) -> list[Target]:
         """Active targets with their health, last error and last scrape time."""
         body = await self._get("/api/v1/targets", {"state": "active"})
@@ -184,6 +204,12 @@ class SyncPromAPI:
             return await api.query_range(query, start, end, points)
         return asyncio.run(self._run(call))
 
+    def query(self, query: str, at: float | None = None) -> list[Series]:
+        """See :meth:`PromAPI.query`."""
+        async def call(api: PromAPI) -> list[Series]:
+            return await api.query(query, at)
+        return asyncio.run(self._run(call))
+
     def targets(self) -> list[Target]:
         """See :meth:`PromAPI.targets`."""
         async def call(api: PromAPI) -> list[Target]:
@@ -221,8 +247,15 @@ def _series(item: object) -> Series:
         ts = np.fromiter((float(p[0]) for p in pairs), np.float64, len(pairs))
         vals = np.fromiter((float(p[1]) for p in pairs), np.float64, len(pairs))
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-        raise PromHTTPError(f"query_range: malformed series {_short(item)} ({exc!r})") from None
+        raise PromHTTPError(f"query: malformed series {_short(item)} ({exc!r})") from None
     return Series(metric, ts, vals)
+
+
+def _as_matrix_entry(item: object) -> object:
+    """A vector entry (``{"metric", "value"}``) as a one-point matrix entry."""
+    if isinstance(item, dict) and "value" in item:
+        return {"metric": item.get("metric"), "values": [item["value"]]}
+    return item
 
 
 def _target(item: dict[str, Any]) -> Target:

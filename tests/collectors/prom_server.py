@@ -1,0 +1,60 @@
+"""A real ``prometheus`` binary on a free loopback port, scraping given targets (test helper)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from trimtab.agent.procs import free_port, stop_all, wait_http
+
+from tests.conftest import require_binary
+
+GLOBAL = """\
+global:
+  scrape_interval: 1s
+  scrape_timeout: 900ms
+  evaluation_interval: 1s
+scrape_configs:
+"""
+
+
+def config(jobs: dict[str, Sequence[str]]) -> str:
+    """A prometheus.yml: each job scrapes its metrics URLs (``http://host:port/path``) every second.
+
+    URLs of one job that differ in path become separate jobs ``job``, ``job-2``, ...
+    (a Prometheus job has one ``metrics_path``).
+    """
+    out = [GLOBAL]
+    for job, urls in jobs.items():
+        by_path: dict[str, list[str]] = {}
+        for url in urls:
+            parts = urlsplit(url)
+            by_path.setdefault(parts.path or "/metrics", []).append(parts.netloc)
+        for i, (path, hosts) in enumerate(by_path.items()):
+            name = job if i == 0 else f"{job}-{i + 1}"
+            out.append(f"  - job_name: {name}\n    metrics_path: {path}\n"
+                       f"    static_configs: [{{targets: {list(hosts)!r}}}]\n".replace("'", '"'))
+    return "".join(out)
+
+
+@contextmanager
+def running_prometheus(work: Path, jobs: dict[str, Sequence[str]]) -> Iterator[str]:
+    """Start Prometheus scraping ``jobs``; yields its base URL; always stopped afterwards."""
+    binary = require_binary("prometheus")
+    port = free_port()
+    (work / "prometheus.yml").write_text(config(jobs))
+    log = open(work / "prometheus.log", "wb")  # noqa: SIM115 - closed below
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        procs.append(subprocess.Popen(
+            [binary, f"--config.file={work / 'prometheus.yml'}",
+             f"--storage.tsdb.path={work / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+        wait_http(f"http://127.0.0.1:{port}/-/ready", procs[0], timeout=60.0)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_all(procs)
+        log.close()
