@@ -18,6 +18,7 @@ import numpy as np
 from trimtab.collectors.promql import Quantile, counter_delta, histogram_quantile, sum_buckets
 from trimtab.collectors.scrape import ScrapeResult
 
+from .heat import ExemplarLog, HeatRing, bucket_exemplars, heat_row
 from .ring import Ring
 from .snapshot_extract import Counters, extract
 from .store import Row, Store
@@ -105,6 +106,8 @@ class FleetModel:
     health_version: int = 0  # bumped on every scrape (target health only)
     health: dict[str, TargetHealth] = field(default_factory=dict)
     series: dict[tuple[str, str], Ring] = field(default_factory=dict)
+    heat_rings: dict[str, HeatRing] = field(default_factory=dict)  # route → latency heat rows
+    exemplars: ExemplarLog = field(default_factory=ExemplarLog)
     routes: dict[str, RouteStats] = field(default_factory=dict)
     share: list[ShareRow] = field(default_factory=list)
     cache: list[CacheRow] = field(default_factory=list)
@@ -117,12 +120,16 @@ class FleetModel:
     store_error: str = ""
     _pending: list[Row] = field(default_factory=list)
     _points: list[tuple[str, str, float]] = field(default_factory=list)
+    _heat_rows: list[tuple[str, np.ndarray, np.ndarray]] = field(default_factory=list)
     _history: dict[str, deque[tuple[float, Counters]]] = field(default_factory=dict)
 
     def ingest(self, result: ScrapeResult) -> None:
         """Record one scrape (called from the collector thread)."""
         counters = extract(result.exposition) if result.exposition is not None else None
+        examples = (bucket_exemplars(result.exposition, result.timestamp)
+                    if result.exposition is not None and result.exposition.exemplars else [])
         with self.lock:
+            self.exemplars.add(examples)
             h = self.health.setdefault(result.target.name,
                                        TargetHealth(result.target.name, result.target.kind))
             h.up, h.last_scrape, h.duration = result.up, result.timestamp, result.duration
@@ -180,14 +187,23 @@ class FleetModel:
             return out
 
     def query_traces(self, route: str | None = None, min_ms: float = 0.0, errors_only: bool = False,
-                     limit: int = 500) -> list[dict[str, Any]]:
-        """Newest first, filtered; a trace is an error when its status is 5xx."""
+                     limit: int = 500, max_ms: float = math.inf,
+                     window: tuple[float, float] | None = None) -> list[dict[str, Any]]:
+        """Newest first, filtered; a trace is an error when its status is 5xx.
+
+        ``window`` = (t0, t1) keeps traces that ended in it (unix s): a histogram
+        counts a request when it finishes, so this matches a heatmap cell.
+        """
         out = []
         with self.lock:
             for trace in reversed(self.traces):
                 if route and trace.get("route") != route:
                     continue
-                if trace.get("duration_ms", 0.0) < min_ms:
+                duration = trace.get("duration_ms", 0.0)
+                if not min_ms <= duration <= max_ms:
+                    continue
+                if window is not None and not (
+                        window[0] <= trace.get("start", 0.0) + duration / 1000.0 <= window[1]):
                     continue
                 if errors_only and int(trace.get("status", 0)) < 500:
                     continue
@@ -214,7 +230,7 @@ class FleetModel:
         with self.lock:
             pairs = list(self._window_pairs(now))
             rows, self._pending = self._pending, []
-        self._points = []
+        self._points, self._heat_rows = [], []
         self._derive_latency(now, pairs)
         self._derive_cache(now, pairs)
         self._derive_share(now, pairs)
@@ -224,6 +240,11 @@ class FleetModel:
                 if ring is None:
                     ring = self.series[(metric, key)] = Ring(self.capacity)
                 ring.append(now, value)
+            for route, bounds, values in self._heat_rows:
+                heat = self.heat_rings.get(route)
+                if heat is None:
+                    heat = self.heat_rings[route] = HeatRing(self.capacity, bounds)
+                heat.append(now, bounds, values)
             self.version += 1
         self._persist(now, rows)
 
@@ -261,6 +282,8 @@ class FleetModel:
                           for p in pairs if route in p.new.buckets]
             summed = sum_buckets(per_target)
             results = {q: histogram_quantile(q, summed) for q in QUANTILES}
+            seconds = [p.seconds for p in pairs if route in p.new.buckets]
+            self._heat_rows.append((route, *heat_row(seconds, per_target)))
             self._derive_per_instance(now, route, [p for p in pairs if route in p.new.buckets],
                                       per_target)
             for q, r in results.items():
@@ -288,6 +311,30 @@ class FleetModel:
             q = histogram_quantile(0.95, sorted(buckets.items()))
             self._append("p95_instance", f"{route}{INSTANCE_SEP}{pair.target}", now,
                          q.value if q else math.nan)
+
+    def heat(self, route: str, since: float | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The latency heat series of ``route`` from ``since`` on (GUI thread).
+
+        Returns ``(t, bounds, z)``: tick times (unix s), the buckets' upper bounds
+        (seconds, ascending, the last one ``inf``) and ``z[len(t), len(bounds)]``
+        float32 in **requests per second**: requests that finished in bucket
+        ``(bounds[j-1], bounds[j]]`` (the first from 0) over the rate window ending
+        at ``t[i]``, summed over instances. NaN = no data (no fresh instance served
+        the route then, or the bucket did not exist yet). Unknown route: empty arrays.
+        """
+        with self.lock:
+            ring = self.heat_rings.get(route)
+            if ring is None:
+                return np.empty(0), np.empty(0), np.empty((0, 0), dtype=np.float32)
+            return ring.arrays(since)
+
+    def exemplar_ids(self, route: str, t0: float = -math.inf, t1: float = math.inf,
+                     lo_s: float = -math.inf, hi_s: float = math.inf) -> list[str]:
+        """Trace ids the agents exposed as exemplars of ``route``'s latency buckets,
+        observed in ``[t0, t1]`` with a latency in ``(lo_s, hi_s]`` seconds."""
+        with self.lock:
+            return self.exemplars.trace_ids(route, t0, t1, lo_s, hi_s)
 
     def instance_series(self, route: str, since: float | None = None) -> dict[str, tuple]:
         """p95 per instance of ``route``, keyed by instance (GUI thread)."""
