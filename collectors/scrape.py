@@ -1,8 +1,10 @@
 """The scrape engine: one worker thread, one asyncio loop, one shared httpx.AsyncClient.
 
 Each target has its own task, so a hung target never delays the others; a
-scrape never overlaps itself because each task awaits its own scrape before
-sleeping to the next tick; the timeout is always below the interval.
+scrape never overlaps itself because each task awaits its own scrape (under a
+per-target lock) before sleeping to the next tick; the timeout is always below
+the interval and covers the whole body. Limits (scrape_limits) fail the whole
+scrape, as in Prometheus; dead targets are retried with exponential backoff.
 """
 
 from __future__ import annotations
@@ -21,9 +23,21 @@ import httpx
 
 from .exposition import Exposition, ParseError, TargetParser
 from .mappings import Normaliser, for_exposition
+from .scrape_limits import (
+    LIMIT_DEFAULTS,
+    Limits,
+    SeriesChecker,
+    backoff_delay,
+    effective_body_limit,
+    limit_problem,
+    next_due,
+    read_body,
+)
 
 _log = logging.getLogger(__name__)
 ACCEPT = "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1"
+# Like Prometheus: ask for gzip only; the body is decoded here, counting decoded bytes.
+HEADERS = {"accept": ACCEPT, "accept-encoding": "gzip"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +49,18 @@ class ScrapeTarget:
     timeout: float = 0.8
     # A read token for the agent's /_trimtab/ API (traces); never printed, never saved.
     token: str = field(default="", repr=False, compare=False)
+    # Prometheus' per-target limits; 0 = no limit. Exceeding one fails the whole scrape.
+    body_size_limit: int = LIMIT_DEFAULTS["body_size_limit"]
+    sample_limit: int = LIMIT_DEFAULTS["sample_limit"]
+    label_limit: int = LIMIT_DEFAULTS["label_limit"]
+    label_name_length_limit: int = LIMIT_DEFAULTS["label_name_length_limit"]
+    label_value_length_limit: int = LIMIT_DEFAULTS["label_value_length_limit"]
+
+    @property
+    def limits(self) -> Limits:
+        """This target's limits as one value."""
+        return Limits(self.body_size_limit, self.sample_limit, self.label_limit,
+                      self.label_name_length_limit, self.label_value_length_limit)
 
     @property
     def agent_base(self) -> str:
@@ -51,6 +77,9 @@ class ScrapeResult:
     duration: float
     exposition: Exposition | None = None
     error: str = ""
+    # Unix time of the target's next attempt (set by the engine's loop; 0.0 = unknown). After
+    # failures it carries the backoff: the UI shows "retrying in N s" from it.
+    next_attempt: float = 0.0
 
 
 @dataclass
@@ -71,7 +100,10 @@ class ScrapeEngine:
     _ready: threading.Event = field(default_factory=threading.Event)
     _parsers: dict[str, TargetParser] = field(default_factory=dict)
     _normalisers: dict[str, Normaliser | None] = field(default_factory=dict)
+    _checkers: dict[str, SeriesChecker] = field(default_factory=dict)
     _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    # Kept across remove/add of a name so a re-added target waits for a cancelled scrape.
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _client: httpx.AsyncClient | None = None
 
     def start(self) -> ScrapeEngine:
@@ -96,7 +128,7 @@ class ScrapeEngine:
         self._stop = asyncio.Event()
         self._ready.set()
         limits = httpx.Limits(max_connections=max(64, len(self.targets) * 2))
-        async with httpx.AsyncClient(limits=limits, headers={"accept": ACCEPT}) as client:
+        async with httpx.AsyncClient(limits=limits, headers=HEADERS) as client:
             self._client = client
             for target in self.targets:
                 self._start_target(target)
@@ -134,6 +166,7 @@ class ScrapeEngine:
                 task.cancel()
         self._parsers.pop(name, None)
         self._normalisers.pop(name, None)
+        self._checkers.pop(name, None)
 
     async def _traces_loop(self, client: httpx.AsyncClient, target: ScrapeTarget) -> None:
         """Follow the agent's trace cursor and its config document (read token).
@@ -192,14 +225,17 @@ class ScrapeEngine:
         # Like Prometheus, each target gets a stable offset within its interval so that many
         # targets are not scraped (and parsed) in one burst every tick.
         await asyncio.sleep(scrape_offset(target))
-        next_at = loop.time()
+        lock = self._locks.setdefault(target.name, asyncio.Lock())
+        due, failures = loop.time(), 0
         while True:
-            self.sink(await self.scrape_once(client, target))
-            next_at += target.interval
+            async with lock:
+                result = await self.scrape_once(client, target)
+            failures = 0 if result.up else failures + 1  # one success resets the backoff
             now = loop.time()
-            if next_at < now:  # fell behind: skip missed ticks rather than scrape back to back
-                next_at = now + target.interval
-            await asyncio.sleep(next_at - now)
+            due = next_due(due, now, target.interval, backoff_delay(target.interval, failures))
+            result.next_attempt = time.time() + (due - now)
+            self.sink(result)
+            await asyncio.sleep(max(0.0, due - loop.time()))
 
     async def scrape_once(self, client: httpx.AsyncClient, target: ScrapeTarget) -> ScrapeResult:
         """One scrape, bounded by the target's timeout and the body size limit."""
@@ -208,7 +244,10 @@ class ScrapeEngine:
         try:
             body, content_type = await asyncio.wait_for(self._fetch(client, target), target.timeout)
             parser = self._parsers.setdefault(target.name, TargetParser())
-            exposition = self._normalise(target.name, parser.parse(body, content_type))
+            raw = parser.parse(body, content_type)
+            # Limits apply to what the target exposed, before any renaming; a refusal drops it all.
+            self._checkers.setdefault(target.name, SeriesChecker()).check(raw, target.limits)
+            exposition = self._normalise(target.name, raw)
         except (TimeoutError, httpx.HTTPError, OSError, ParseError, ValueError) as exc:
             error = str(exc) or type(exc).__name__
             if isinstance(exc, asyncio.TimeoutError):
@@ -224,23 +263,27 @@ class ScrapeEngine:
         return normaliser.normalise(expo) if normaliser is not None else expo
 
     async def _fetch(self, client: httpx.AsyncClient, target: ScrapeTarget) -> tuple[str, str]:
+        """Body text and content type. Raw bytes are decoded here (not by httpx) so the
+        limit counts decoded bytes during decompression; leaving the block early closes
+        the connection (a half-read response is never returned to the pool)."""
+        limit, limit_name = effective_body_limit(target.body_size_limit, self.max_body_bytes)
         async with client.stream("GET", target.url) as response:
             if response.status_code != 200:
                 raise ValueError(f"HTTP {response.status_code}")
-            chunks, size = [], 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > self.max_body_bytes:
-                    raise ValueError(f"body larger than {self.max_body_bytes} bytes")
-                chunks.append(chunk)
-            content_type = response.headers.get("content-type", "text/plain")
-        return b"".join(chunks).decode("utf-8"), content_type
+            headers = response.headers
+            body = await read_body(response.aiter_raw(), headers.get("content-encoding", ""),
+                                   headers.get("content-length"), limit, limit_name)
+            content_type = headers.get("content-type", "text/plain")
+        return body.decode("utf-8"), content_type
 
 
 def _check(target: ScrapeTarget) -> None:
     if not 0 < target.timeout < target.interval:
         raise ValueError(f"target {target.name}: timeout {target.timeout} must be below "
                          f"interval {target.interval}")
+    problem = limit_problem(target.limits._asdict())
+    if problem is not None:
+        raise ValueError(f"target {target.name}: {problem}")
 
 
 def scrape_offset(target: ScrapeTarget) -> float:
