@@ -6,6 +6,9 @@
     kind = "instance"        # instance | balancer
     interval = 1.0           # seconds between scrapes
     timeout = 0.8            # must be below interval
+    # Optional, as in Prometheus' scrape config (0 = no limit); exceeding one fails the scrape:
+    # body_size_limit = 16777216, sample_limit = 100000, label_limit = 64,
+    # label_name_length_limit = 256, label_value_length_limit = 4096
 
 Invalid content raises :class:`TargetsError` naming the entry and field; nothing is
 changed on disk by a failed add or load.
@@ -21,6 +24,7 @@ from urllib.parse import urlsplit
 
 import tomli_w
 from trimtab.collectors.scrape import ScrapeTarget
+from trimtab.collectors.scrape_limits import LIMIT_DEFAULTS, limit_problem
 
 KINDS = ("instance", "balancer")
 
@@ -49,6 +53,9 @@ def validate(target: ScrapeTarget, existing: list[ScrapeTarget] = ()) -> ScrapeT
     if not 0 < target.timeout < target.interval <= 3600:
         raise TargetsError(f"{where} timeout/interval: need 0 < timeout < interval ≤ 3600 s, "
                            f"got {target.timeout} / {target.interval}")
+    problem = limit_problem(target.limits._asdict())
+    if problem is not None:
+        raise TargetsError(f"{where} {problem}")
     if any(t.name == target.name for t in existing):
         raise TargetsError(f"{where}: the name is already used")
     return target
@@ -70,7 +77,9 @@ def load(path: Path) -> list[ScrapeTarget]:
         try:
             target = ScrapeTarget(str(entry["name"]), str(entry["url"]),
                                   str(entry.get("kind", "instance")),
-                                  float(entry.get("interval", 1.0)), float(entry.get("timeout", 0.8)))
+                                  float(entry.get("interval", 1.0)), float(entry.get("timeout", 0.8)),
+                                  # limits pass as written: validate() names a wrong one
+                                  **{k: entry[k] for k in LIMIT_DEFAULTS if k in entry})
         except (KeyError, TypeError, ValueError) as exc:
             raise TargetsError(f"{path}: target #{i}: missing or wrong field {exc}") from None
         out.append(validate(target, out))
