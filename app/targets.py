@@ -3,12 +3,22 @@
     [[target]]
     name = "api-1"
     url = "http://127.0.0.1:8000/metrics"
-    kind = "instance"        # instance | balancer
+    kind = "instance"        # instance | balancer | prometheus
     interval = 1.0           # seconds between scrapes
     timeout = 0.8            # must be below interval
     # Optional, as in Prometheus' scrape config (0 = no limit); exceeding one fails the scrape:
     # body_size_limit = 16777216, sample_limit = 100000, label_limit = 64,
     # label_name_length_limit = 256, label_value_length_limit = 4096
+
+A ``kind = "prometheus"`` target is a Prometheus server (``url`` is its base URL,
+``http://host:9090``, not a metrics endpoint): trimtab reads the series of all its
+targets from it (``interval`` = seconds between polls) instead of scraping them.
+
+User mapping tables (other instrumentations' metric names → trimtab's) live in
+``mappings.toml`` next to the targets file, as ``[[mapping]]`` tables with the
+schema of :mod:`trimtab.collectors.mappings`; a table whose ``source`` equals a
+built-in one replaces it, others are added. Kept apart from the targets file
+because adding or removing a target rewrites that file.
 
 Invalid content raises :class:`TargetsError` naming the entry and field; nothing is
 changed on disk by a failed add or load.
@@ -23,10 +33,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import tomli_w
+from trimtab.collectors.mappings import MappingError, MappingTable, builtin_tables, load_file, merge
 from trimtab.collectors.scrape import ScrapeTarget
 from trimtab.collectors.scrape_limits import LIMIT_DEFAULTS, limit_problem
 
-KINDS = ("instance", "balancer")
+PROMETHEUS = "prometheus"
+KINDS = ("instance", "balancer", PROMETHEUS)
 
 
 class TargetsError(ValueError):
@@ -50,6 +62,8 @@ def validate(target: ScrapeTarget, existing: list[ScrapeTarget] = ()) -> ScrapeT
         raise TargetsError(f"{where} url: credentials in URLs are not stored; use a token instead")
     if target.kind not in KINDS:
         raise TargetsError(f"{where} kind: must be one of {', '.join(KINDS)}, got {target.kind!r}")
+    if target.kind == PROMETHEUS:
+        _check_prometheus_url(where, target.url)
     if not 0 < target.timeout < target.interval <= 3600:
         raise TargetsError(f"{where} timeout/interval: need 0 < timeout < interval ≤ 3600 s, "
                            f"got {target.timeout} / {target.interval}")
@@ -59,6 +73,35 @@ def validate(target: ScrapeTarget, existing: list[ScrapeTarget] = ()) -> ScrapeT
     if any(t.name == target.name for t in existing):
         raise TargetsError(f"{where}: the name is already used")
     return target
+
+
+def _check_prometheus_url(where: str, url: str) -> None:
+    """A Prometheus server's base URL (a path prefix is fine), not one of its endpoints."""
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/")
+    if parts.query or parts.fragment or path.endswith("/metrics") or "/api/" in f"{path}/":
+        raise TargetsError(f"{where} url: a prometheus target is the server's base URL, "
+                           f"like http://host:9090, got {url!r}")
+
+
+def mappings_path(targets_path: Path) -> Path:
+    """The user's mapping tables: ``mappings.toml`` next to the targets file."""
+    return targets_path.parent / "mappings.toml"
+
+
+def load_mappings(path: Path) -> list[MappingTable]:
+    """Built-in tables merged with the user's from ``path`` (missing file: built-ins only).
+
+    A bad file raises :class:`TargetsError` naming the file and the field
+    (``…/mappings.toml: mapping[0].metric[1].scale: must be a positive number``).
+    """
+    try:
+        user = load_file(path) if path.exists() else []
+    except MappingError as exc:
+        raise TargetsError(str(exc)) from None
+    except OSError as exc:
+        raise TargetsError(f"{path}: cannot read: {exc}") from None
+    return merge(builtin_tables(), user)
 
 
 def load(path: Path) -> list[ScrapeTarget]:
