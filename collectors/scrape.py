@@ -251,7 +251,7 @@ class ScrapeEngine:
         except (TimeoutError, httpx.HTTPError, OSError, ParseError, ValueError) as exc:
             error = str(exc) or type(exc).__name__
             if isinstance(exc, asyncio.TimeoutError):
-                error = f"timed out after {target.timeout:.1f} s"
+                error = f"timed out after {target.timeout:g} s"
             return ScrapeResult(target, started, False, time.perf_counter() - t0, error=error)
         return ScrapeResult(target, started, True, time.perf_counter() - t0, exposition)
 
