@@ -55,8 +55,8 @@ class LimitExceeded(ValueError):
 
 def limit_problem(values: Mapping[str, object]) -> str | None:
     """Why these limit values are invalid (naming the field), or None when they are fine."""
-    for key in LIMIT_DEFAULTS:
-        value = values.get(key, LIMIT_DEFAULTS[key])
+    for key, default in LIMIT_DEFAULTS.items():
+        value = values.get(key, default)
         # bool is an int subclass; "true" as a byte count is a mistake, not a number.
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             return f"{key}: must be a whole number ≥ 0 (0 = no limit), got {value!r}"
@@ -114,7 +114,7 @@ class BodyReader:
                 data = self._z.unused_data + data
                 if not data.startswith(_GZIP_MAGIC):
                     return  # trailing padding after the stream: ignored, as most clients do
-                self._z = zlib.decompressobj(self._wbits)  # a further gzip member (multistream)
+                self._z = zlib.decompressobj(32 + zlib.MAX_WBITS)  # a further gzip member (multistream)
 
     def _take(self, piece: bytes) -> None:
         self._out += piece
