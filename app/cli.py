@@ -1,6 +1,7 @@
 """``trimtab`` command line.
 
-- ``trimtab [cockpit] [--targets FILE]``: the cockpit on the targets in a TOML file;
+- ``trimtab [cockpit] [--targets FILE] [--prometheus URL]``: the cockpit on the targets in a
+  TOML file (and every target of a Prometheus server);
 - ``trimtab demo [--screenshot PATH --after SECONDS]``: a demo fleet and the cockpit on it.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trimtab.agent.fleet import DemoFleet
+from trimtab.collectors.mappings import MappingTable
 from trimtab.collectors.scrape import ScrapeEngine, ScrapeTarget
 
 from . import targets as targets_file
@@ -107,9 +109,8 @@ def run_cockpit(args: argparse.Namespace) -> int:
     from .target_manager import TargetManager
     from .window import MainWindow
 
-    path = Path(args.targets) if args.targets else targets_file.default_path()
     try:
-        targets = targets_file.load(path)
+        path, targets, proms, tables = _cockpit_config(args)
     except targets_file.TargetsError as exc:
         print(f"trimtab: {exc}", file=sys.stderr)
         return 2
@@ -123,16 +124,42 @@ def run_cockpit(args: argparse.Namespace) -> int:
         return 2
     app = _qt_app(args)
     model = FleetModel(store=store)
+    # The engine ticks the model once a second even without targets; Prometheus sources only feed it.
     engine = ScrapeEngine(targets, model.ingest, on_cycle=model.tick,
                           on_traces=model.ingest_traces, on_config=model.ingest_config).start()
+    manager = TargetManager(path, engine, model, token, tables=tables)
     try:
-        manager = TargetManager(path, engine, model, token)
-        banner = f"trimtab: {len(targets)} target(s) from {path}"
+        for prom, saved in proms:
+            manager.start_prometheus(prom, saved)
+        banner = f"trimtab: {len(targets)} target(s) from {path}" + "".join(
+            f"; Prometheus {p.name} at {p.url}" for p, _ in proms)
         return _run_window(app, args, lambda: MainWindow(
             model, targets=manager, tuning=make_tuning(token, targets) if token else None), banner)
     finally:
+        manager.close()
         engine.stop()
         store.close()
+
+
+def _cockpit_config(args: argparse.Namespace) -> tuple[
+        Path, list[ScrapeTarget], list[tuple[ScrapeTarget, bool]], list[MappingTable]]:
+    """Targets file, its scraped targets, Prometheus sources (saved or from ``--prometheus``)
+    and the mapping tables (``mappings.toml`` beside the file); TargetsError names a bad one."""
+    path = Path(args.targets) if args.targets else targets_file.default_path()
+    targets = targets_file.load(path)
+    mappings = targets_file.mappings_path(path)
+    tables = targets_file.load_mappings(mappings)
+    if mappings.exists():
+        print(f"trimtab: mapping tables from {mappings}", flush=True)
+    proms = [(t, True) for t in targets if t.kind == targets_file.PROMETHEUS]
+    if args.prometheus:
+        taken = {t.name for t in targets}
+        name = next(n for n in ("prometheus", *(f"prometheus-{i}" for i in range(2, 99)))
+                    if n not in taken)
+        proms.append((targets_file.validate(
+            ScrapeTarget(name, args.prometheus, targets_file.PROMETHEUS)), False))
+    scraped = [t for t in targets if t.kind != targets_file.PROMETHEUS]
+    return path, scraped, proms, tables
 
 
 def make_tuning(token: str, targets: list[Any]) -> Any:
@@ -179,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     cockpit = sub.add_parser("cockpit", help="open the cockpit on your targets (the default)")
     cockpit.add_argument("--targets", metavar="FILE",
                          help=f"targets TOML file (default: {targets_file.default_path()})")
+    cockpit.add_argument("--prometheus", metavar="URL",
+                         help="also read every target of this Prometheus server "
+                              "(base URL, like http://127.0.0.1:9090)")
     _window_options(cockpit)
     cockpit.set_defaults(func=run_cockpit)
     demo = sub.add_parser("demo", help="start a demo fleet and open the cockpit on it")
