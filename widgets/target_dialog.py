@@ -1,7 +1,12 @@
-"""A dialog asking for a new scrape target; the caller validates and may show an error."""
+"""A dialog asking for a new scrape target; the caller validates and may show an error.
+
+For the kind ``prometheus`` the URL is a Prometheus server's base URL (its targets are
+read through it), so the URL row's label and placeholder follow the chosen kind.
+"""
 
 from __future__ import annotations
 
+from PySide6.QtCore import Slot
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -13,6 +18,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+URL_HINTS = {  # kind → (row label, placeholder); other kinds: a metrics endpoint
+    "prometheus": ("Prometheus URL", "http://127.0.0.1:9090"),
+    "balancer": ("Metrics URL", "http://127.0.0.1:9000/_trimtab/metrics"),
+}
+METRICS_HINT = ("Metrics URL", "http://127.0.0.1:8000/metrics")
+
 
 class TargetDialog(QDialog):
     """Name, URL, kind and interval of a target. ``values()`` returns them as typed."""
@@ -23,9 +34,11 @@ class TargetDialog(QDialog):
         self.name = QLineEdit()
         self.name.setPlaceholderText("api-1")
         self.url = QLineEdit()
-        self.url.setPlaceholderText("http://127.0.0.1:8000/metrics")
+        self.url_label = QLabel()
         self.kind = QComboBox()
         self.kind.addItems(list(kinds))
+        self.kind.currentTextChanged.connect(self._kind_changed)
+        self._kind_changed(self.kind.currentText())
         self.interval = QDoubleSpinBox()
         self.interval.setRange(0.2, 3600.0)
         self.interval.setValue(1.0)
@@ -39,15 +52,23 @@ class TargetDialog(QDialog):
         buttons.rejected.connect(self.reject)
         form = QFormLayout(self)
         form.addRow("Name", self.name)
-        form.addRow("Metrics URL", self.url)
+        form.addRow(self.url_label, self.url)
         form.addRow("Kind", self.kind)
         form.addRow("Scrape interval", self.interval)
         form.addRow(self.error)
         form.addRow(buttons)
 
+    @Slot(str)
+    def _kind_changed(self, kind: str) -> None:
+        label, placeholder = URL_HINTS.get(kind, METRICS_HINT)
+        self.url_label.setText(label)
+        self.url.setPlaceholderText(placeholder)
+
     def values(self) -> tuple[str, str, str, float]:
+        """Name, URL, kind and interval (seconds) as entered."""
         return (self.name.text().strip(), self.url.text().strip(), self.kind.currentText(),
                 self.interval.value())
 
     def show_error(self, message: str) -> None:
+        """Show why the last values were refused (the dialog stays open)."""
         self.error.setText(message)
