@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from trimtab.widgets.heatmap import HeatmapView
 from trimtab.widgets.share import ShareBarsView
 from trimtab.widgets.table import SortableTable
 from trimtab.widgets.target_dialog import TargetDialog
@@ -82,9 +83,16 @@ ROUTE_HEADERS = ("route", "p50 (bucket, ms)", "p95 (bucket, ms)", "p99 (bucket, 
 
 
 class RoutesPage(QWidget):
-    """The slow-routes table, ranked by time spent; the selected route's percentiles over time."""
+    """The slow-routes table, ranked by time spent; the selected route's percentiles, latency
+    heatmap, p95 per instance and errors over time.
+
+    A click on a heatmap cell or on the latency charts asks for that route's traces in
+    that time and latency range (``traces_window_requested``).
+    """
 
     traces_requested = Signal(str, float)  # route, minimum duration in ms
+    # route, min ms, max ms (inf = no limit), time window start and end (unix s)
+    traces_window_requested = Signal(str, float, float, float, float)
 
     def __init__(self, model: FleetModel) -> None:
         super().__init__()
@@ -103,20 +111,44 @@ class RoutesPage(QWidget):
                                      "Select a route in the table.", y_range=(0, 100))
         self.instances = TimeSeriesView("p95 per instance of the selected route", "p95 latency",
                                         "s", "Select a route in the table.")
+        self.heatmap = HeatmapView("Latency heatmap of the selected route (click a cell for "
+                                   "its traces)",
+                                   "Select a route in the table to see its latency buckets.")
+        self.heatmap.cellClicked.connect(self._heat_cell_clicked)
+        for chart in (self.percentiles, self.instances):
+            chart.pointClicked.connect(self._latency_point_clicked)
         self.hint = QLabel("No routes yet: no target has served a request. Start the demo "
                            "(trimtab demo) or add a target.")
-        charts = QSplitter(Qt.Orientation.Horizontal)
-        charts.addWidget(self.percentiles)
-        charts.addWidget(self.instances)
-        charts.addWidget(self.errors)
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.table)
-        split.addWidget(charts)
+        for pair in ((self.percentiles, self.heatmap), (self.instances, self.errors)):
+            row = QSplitter(Qt.Orientation.Horizontal)
+            for chart in pair:
+                row.addWidget(chart)
+            split.addWidget(row)
+        split.setSizes([200, 300, 260])
         layout = QVBoxLayout(self)
         layout.addWidget(self.hint)
         layout.addWidget(self.traces_button, 0, Qt.AlignmentFlag.AlignRight)
         layout.addWidget(split, 1)
-        self.charts = [self.percentiles, self.instances, self.errors]
+        self.charts = [self.percentiles, self.heatmap, self.instances, self.errors]
+
+    @Slot(float, float, float, float)
+    def _heat_cell_clicked(self, t0: float, t1: float, lo_s: float, hi_s: float) -> None:
+        """A cell counts the requests that ended in the rate window before its tick,
+        so the traces asked for are those of the whole window, not just the drawn slice."""
+        if self.selected is not None:
+            start = min(t0, t1 - self.model.rate_window)
+            self.traces_window_requested.emit(self.selected, lo_s * 1000.0, hi_s * 1000.0,
+                                              start, t1)
+
+    @Slot(float, float)
+    def _latency_point_clicked(self, t: float, seconds: float) -> None:
+        """Traces at least as slow as the clicked latency, in the rate window the point
+        was computed over (plus a second for the click's imprecision)."""
+        if self.selected is not None:
+            self.traces_window_requested.emit(self.selected, max(0.0, seconds) * 1000.0,
+                                              math.inf, t - self.model.rate_window, t + 1.0)
 
     @Slot()
     def _ask_traces(self) -> None:
@@ -132,6 +164,7 @@ class RoutesPage(QWidget):
         self.percentiles.plot.setTitle(f"Percentiles of {route}")
         self.errors.plot.setTitle(f"Error ratio (5xx) of {route}")
         self.instances.plot.setTitle(f"p95 per instance of {route}")
+        self.heatmap.plot.setTitle(f"Latency heatmap of {route} (click a cell for its traces)")
         self.refresh(time.time() - 900)
 
     def refresh(self, since: float) -> None:
@@ -157,6 +190,7 @@ class RoutesPage(QWidget):
                   for p in (50, 95, 99)}
         self.percentiles.set_series({k: v for k, v in series.items() if v is not None})
         self.instances.set_series(self.model.instance_series(self.selected, since))
+        self.heatmap.set_heat(*self.model.heat(self.selected, since))
         err = self.model.snapshot("error_ratio", since, [self.selected])
         self.errors.set_series(_percent({"5xx %": err[self.selected]} if err else {}))
 

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QHBoxLayout,
     QLabel,
+    QPushButton,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -24,8 +25,12 @@ from trimtab.widgets.waterfall import Span, WaterfallView
 from . import format as fmt
 from .model import FleetModel
 
-TRACE_HEADERS = ("time", "route", "method", "status", "duration", "instance", "cache", "trace id")
+TRACE_HEADERS = ("time", "route", "method", "status", "duration", "instance", "cache", "trace id",
+                 "exemplar")
+EXEMPLAR_COLUMN = len(TRACE_HEADERS) - 1
 ALL_ROUTES = "all routes"
+NO_TRACES = ("No traces yet: traces come from trimtab agents that the cockpit can read with a "
+             "token (the demo's agents are set up for it).")
 
 
 def _clock(unix: float) -> str:
@@ -44,7 +49,11 @@ def spans_of(trace: dict[str, Any]) -> list[Span]:
 
 
 class TracesPage(QWidget):
-    """Traces from every agent, filtered by route, minimum duration and errors."""
+    """Traces from every agent, filtered by route, duration range, errors and time window.
+
+    Traces whose id an agent exposed as a latency-bucket exemplar (of the chosen
+    route, window and duration range) are marked and listed first.
+    """
 
     def __init__(self, model: FleetModel) -> None:
         super().__init__()
@@ -55,20 +64,31 @@ class TracesPage(QWidget):
         self.min_ms.setRange(0, 600_000)
         self.min_ms.setSuffix(" ms")
         self.min_ms.setToolTip("Only traces at least this slow")
+        self.max_ms = QDoubleSpinBox()
+        self.max_ms.setRange(0, 600_000)
+        self.max_ms.setSuffix(" ms")
+        self.max_ms.setSpecialValueText("no limit")  # shown for 0
+        self.max_ms.setToolTip("Only traces at most this slow (0 = no limit)")
         self.errors_only = QCheckBox("errors only (5xx)")
+        self.time_window: tuple[float, float] | None = None
+        self.window_label = QLabel("")
+        self.clear_window = QPushButton("Any time")
+        self.clear_window.setToolTip("Drop the time window (keep the other filters)")
+        self.clear_window.clicked.connect(lambda: self.set_time_window(None))
         for control in (self.route.currentIndexChanged, self.min_ms.valueChanged,
-                        self.errors_only.toggled):
+                        self.max_ms.valueChanged, self.errors_only.toggled):
             control.connect(self._filters_changed)
         self.table = SortableTable(TRACE_HEADERS)
-        self.table.sortItems(0, Qt.SortOrder.DescendingOrder)
+        # Exemplars first; otherwise the (stable) sort keeps the model's newest-first order.
+        self.table.sortItems(EXEMPLAR_COLUMN, Qt.SortOrder.DescendingOrder)
         self.table.row_selected.connect(self.show_trace)
         self.waterfall = WaterfallView()
-        self.hint = QLabel("No traces yet: traces come from trimtab agents that the cockpit "
-                           "can read with a token (the demo's agents are set up for it).")
+        self.hint = QLabel(NO_TRACES)
         self.hint.setWordWrap(True)
         filters = QHBoxLayout()
         for widget in (QLabel("Route:"), self.route, QLabel("at least:"), self.min_ms,
-                       self.errors_only):
+                       QLabel("at most:"), self.max_ms, self.errors_only, self.window_label,
+                       self.clear_window):
             filters.addWidget(widget)
         filters.addStretch(1)
         split = QSplitter(Qt.Orientation.Vertical)
@@ -81,13 +101,29 @@ class TracesPage(QWidget):
         layout.addWidget(split, 1)
         self.charts: list[TimeSeriesView] = []
         self._by_key: dict[str, dict[str, Any]] = {}
+        self.exemplar_ids: set[str] = set()
+        self.set_time_window(None)
 
-    def filter_to(self, route: str, min_ms: float = 0.0) -> None:
-        """Show traces of ``route`` at least ``min_ms`` slow (the jump from a slow route)."""
+    def filter_to(self, route: str, min_ms: float = 0.0, max_ms: float = math.inf,
+                  window: tuple[float, float] | None = None) -> None:
+        """Show traces of ``route`` between ``min_ms`` and ``max_ms`` that ended in
+        ``window`` (unix s); the jump from a slow route, a chart point or a heatmap cell.
+        Filters not given are cleared."""
         if self.route.findText(route) < 0:
             self.route.addItem(route)
         self.route.setCurrentText(route)
         self.min_ms.setValue(min_ms)
+        self.max_ms.setValue(max_ms if math.isfinite(max_ms) else 0.0)
+        self.set_time_window(window)
+
+    def set_time_window(self, window: tuple[float, float] | None) -> None:
+        """Keep only traces that ended in ``window`` (None: any time)."""
+        self.time_window = window
+        self.clear_window.setVisible(window is not None)
+        self.window_label.setVisible(window is not None)
+        if window is not None:
+            self.window_label.setText(f"ended {_clock(window[0])[:8]}–{_clock(window[1])[:8]}")
+        self.refresh(time.time())
 
     @Slot()
     def _filters_changed(self, *_: object) -> None:
@@ -95,9 +131,15 @@ class TracesPage(QWidget):
 
     def refresh(self, since: float) -> None:
         route = self.route.currentText()
-        traces = self.model.query_traces(None if route == ALL_ROUTES else route,
-                                         self.min_ms.value(), self.errors_only.isChecked())
+        route_or_none = None if route == ALL_ROUTES else route
+        max_ms = self.max_ms.value() or math.inf
+        traces = self.model.query_traces(route_or_none, self.min_ms.value(),
+                                         self.errors_only.isChecked(), max_ms=max_ms,
+                                         window=self.time_window)
         self._sync_routes()
+        self.exemplar_ids = self._exemplars(route_or_none, max_ms)
+        # Exemplars first in the source order too, so the (stable) sort keeps them on top.
+        traces.sort(key=lambda t: t["trace_id"] not in self.exemplar_ids)
         self._by_key = {f"{t['instance']}/{t['trace_id']}/{t['span_id']}": t for t in traces}
         self.table.set_rows([(key, [
             (_clock(t["start"]), t["start"]),
@@ -105,15 +147,30 @@ class TracesPage(QWidget):
             (str(t.get("status", "")), int(t.get("status", 0))),
             (fmt.duration(t["duration_ms"] / 1000.0), t["duration_ms"]),
             (t["instance"], t["instance"]), (t.get("cache", ""), t.get("cache", "")),
-            (t["trace_id"], t["trace_id"])]) for key, t in self._by_key.items()],
+            (t["trace_id"], t["trace_id"]),
+            ("★ exemplar" if t["trace_id"] in self.exemplar_ids else "",
+             float(t["trace_id"] in self.exemplar_ids))]) for key, t in self._by_key.items()],
             highlight={k for k, t in self._by_key.items() if int(t.get("status", 0)) >= 500})
         if self.table.selected_key() is None and traces:
             self.table.selectRow(0)  # so the waterfall is never empty while traces exist
         errors = self.model.read(lambda m: dict(m.trace_errors))
         self.hint.setVisible(not traces)
+        narrowed = self.time_window is not None or self.max_ms.value() or self.min_ms.value()
+        self.hint.setText(NO_TRACES if not narrowed else (
+            "No traces match these filters: the cockpit keeps the newest "
+            f"{self.model.traces.maxlen} traces from the agents. Try “Any time” or a wider "
+            "duration range."))
         if errors:
             self.hint.setText("Traces unavailable from " + "; ".join(
                 f"{k}: {v}" for k, v in sorted(errors.items())))  # type: ignore[attr-defined]
+
+    def _exemplars(self, route: str | None, max_ms: float) -> set[str]:
+        """Exemplar trace ids of ``route`` in the current time window and duration range."""
+        if route is None:
+            return set()
+        t0, t1 = self.time_window if self.time_window is not None else (-math.inf, math.inf)
+        return set(self.model.exemplar_ids(route, t0, t1, self.min_ms.value() / 1000.0,
+                                           max_ms / 1000.0))
 
     def _sync_routes(self) -> None:
         known = {self.route.itemText(i) for i in range(self.route.count())}

@@ -1,0 +1,138 @@
+"""The Slow routes heatmap on the real demo fleet, and the jump from a cell or a chart
+point to the Traces page (real window, offscreen, pytest-qt)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from trimtab.agent.buckets import LATENCY_BUCKETS
+from trimtab.app.model import FleetModel
+from trimtab.app.pages_traces import EXEMPLAR_COLUMN
+
+ROUTE = "/search"
+
+
+@pytest.fixture()
+def window(qtbot, model: FleetModel) -> Iterator:
+    from trimtab.app.window import MainWindow
+
+    def some_history() -> None:
+        assert len(model.heat(ROUTE)[0]) >= 3
+
+    qtbot.waitUntil(some_history, timeout=30_000)
+    win = MainWindow(model)
+    qtbot.addWidget(win)
+    win.resize(1280, 800)
+    win.show()
+    win.tabs.setCurrentWidget(win.routes)
+    try:
+        qtbot.waitUntil(lambda: win.routes.table.select_key(ROUTE), timeout=20_000)
+        yield win
+    finally:
+        win.close()
+
+
+def jump(qtbot, win, click) -> tuple:
+    """Run ``click``, catch the page's request and follow it as MainWindow will once wired
+    (``traces_window_requested`` → ``TracesPage.filter_to`` + show the Traces tab)."""
+    with qtbot.waitSignal(win.routes.traces_window_requested, timeout=5_000) as blocker:
+        click()
+    route, min_ms, max_ms, t0, t1 = blocker.args
+    win.traces.filter_to(route, min_ms, max_ms, (t0, t1))
+    win.tabs.setCurrentWidget(win.traces)
+    return route, min_ms, max_ms, t0, t1
+
+
+def listed(win) -> list[dict]:
+    return list(win.traces._by_key.values())
+
+
+def test_heatmap_holds_the_selected_routes_bucket_rates(qtbot, window, model: FleetModel) -> None:
+    heat = window.routes.heatmap
+    qtbot.waitUntil(lambda: heat.point_count() > 3 * len(heat.bounds), timeout=20_000)
+    assert heat.bounds.tolist() == [*LATENCY_BUCKETS, math.inf]
+    t, _, z = model.heat(ROUTE)
+    rate_t, rate = model.snapshot("rate", None, [ROUTE])[ROUTE]
+    # The buckets of a tick add up to the route's request rate of that tick.
+    i = int(np.searchsorted(rate_t, t[-1]))
+    assert float(np.nansum(z[-1])) == pytest.approx(rate[i], rel=1e-3)
+    assert rate[i] > 0
+    # What the view holds: the cell under a point is that tick's bucket (hi bound inclusive).
+    cell = heat.cell_at(heat.t[-1] - 0.1, float(np.log10(LATENCY_BUCKETS[10])))
+    assert cell is not None and (cell.lo_s, cell.hi_s) == LATENCY_BUCKETS[9:11]
+    assert cell.t1 == pytest.approx(heat.t[-1], abs=0.5) and cell.value == heat.z[-1, 10]
+
+
+def busiest_cell(model: FleetModel, age_s: float = 4.0) -> tuple[float, float]:
+    """Data coordinates (time, log10 s) of the fullest bucket of a tick ``age_s`` old
+    (its traces have been polled by then)."""
+    t, bounds, z = model.heat(ROUTE)
+    i = int(np.searchsorted(t, t[-1] - age_s))
+    j = int(np.nanargmax(z[i, :-1]))
+    lo = bounds[j - 1] if j else bounds[0] / 2
+    return float(t[i]) - 0.1, float(np.log10(lo) + np.log10(bounds[j])) / 2
+
+
+def test_cell_click_lists_only_that_routes_traces_in_window_and_range(qtbot, window,
+                                                                      model: FleetModel) -> None:
+    heat = window.routes.heatmap
+    qtbot.waitUntil(lambda: len(heat.t) > 8, timeout=30_000)
+    x, y = busiest_cell(model)
+    route, min_ms, max_ms, t0, t1 = jump(qtbot, window, lambda: heat.click_at(x, y))
+    cell = heat.cell_at(x, y)
+    assert cell is not None and route == ROUTE
+    assert (min_ms, max_ms) == (cell.lo_s * 1000, cell.hi_s * 1000)
+    assert t1 == cell.t1 and t0 == pytest.approx(t1 - model.rate_window)
+    assert window.tabs.currentWidget() is window.traces
+    assert window.traces.time_window == (t0, t1)
+    qtbot.waitUntil(lambda: window.traces.table.rowCount() > 0, timeout=10_000)
+    for trace in listed(window):
+        assert trace["route"] == ROUTE
+        assert min_ms <= trace["duration_ms"] <= round(max_ms, 2) + 0.01  # spin box: 2 decimals
+        assert t0 <= trace["start"] + trace["duration_ms"] / 1000 <= t1
+    everything = model.query_traces(ROUTE)
+    assert len(everything) > len(listed(window))  # the filter did narrow the list
+    window.traces.set_time_window(None)  # "Any time" keeps route and range
+    assert window.traces.table.rowCount() >= len(listed(window)) > 0
+
+
+def test_exemplar_traces_are_marked_and_listed_first(qtbot, window, model: FleetModel) -> None:
+    heat = window.routes.heatmap
+    qtbot.waitUntil(lambda: len(heat.t) > 8, timeout=30_000)
+
+    def exemplar_with_trace() -> tuple[str, float, float]:
+        polled = {t["trace_id"] for t in model.query_traces(ROUTE)}
+        log = model.read(lambda m: dict(m.exemplars._routes.get(ROUTE, {})))
+        found = [(tid, s, at) for tid, (s, at) in log.items()  # type: ignore[union-attr]
+                 if tid in polled and at < heat.t[-1] - 1.0]
+        assert found
+        return found[-1]
+
+    qtbot.waitUntil(lambda: bool(exemplar_with_trace()), timeout=20_000)
+    trace_id, seconds, stamp = exemplar_with_trace()
+    x, y = stamp + 0.05, math.log10(seconds)  # the cell whose window ends just after it
+    jump(qtbot, window, lambda: heat.click_at(x, y))
+    assert trace_id in window.traces.exemplar_ids
+    marks = window.traces.table.column_texts(EXEMPLAR_COLUMN)
+    assert marks[0] == "★ exemplar"
+    assert marks == sorted(marks, key=lambda m: m != "★ exemplar")  # all marked ones on top
+    ids = window.traces.table.column_texts(EXEMPLAR_COLUMN - 1)
+    assert trace_id in ids[: marks.count("★ exemplar")]
+
+
+def test_p95_point_click_lists_traces_at_least_that_slow(qtbot, window, model: FleetModel) -> None:
+    chart = window.routes.percentiles
+    qtbot.waitUntil(lambda: chart.point_count() > 10, timeout=30_000)
+    t, p95 = chart.data["p95"]
+    x, y = float(t[-4]), float(np.nanmax(p95[-4:-3]))
+    route, min_ms, max_ms, t0, t1 = jump(qtbot, window, lambda: chart.pointClicked.emit(x, y))
+    assert (route, min_ms, max_ms) == (ROUTE, pytest.approx(y * 1000), math.inf)
+    assert t0 == pytest.approx(x - model.rate_window) and t1 == pytest.approx(x + 1.0)
+    qtbot.waitUntil(lambda: window.traces.table.rowCount() > 0, timeout=10_000)
+    assert window.traces.max_ms.value() == 0  # "no limit"
+    for trace in listed(window):
+        assert trace["route"] == ROUTE and trace["duration_ms"] >= round(min_ms, 2) - 0.01
+        assert t0 <= trace["start"] + trace["duration_ms"] / 1000 <= t1

@@ -1,0 +1,334 @@
+"""A latency heatmap: time across, latency bucket up (log scale), colour = requests per second.
+
+One pyqtgraph ImageItem fed a float32 array per refresh (no per-cell objects). Cells are
+placed on a uniform grid: ticks are snapped to columns of the median tick interval
+(missing ticks are transparent gaps) and, when the bucket bounds are not geometric,
+buckets are spread over uniform log-latency rows so the y axis stays a true log scale.
+Colour is log10(requests/s); zero cells are transparent, so the tail stands out.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from typing import NamedTuple
+
+import numpy as np
+import pyqtgraph as pg
+from pyqtgraph.exporters import ImageExporter
+from pyqtgraph.GraphicsScene.mouseEvents import MouseClickEvent
+from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtGui import QPainter
+from PySide6.QtSvg import QSvgGenerator
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from .theme import DARK, Theme
+
+MAX_COLUMNS = 20_000  # a day-long gap must not allocate a day of 1 s columns
+MAX_ROWS = 512
+DECADES_SHOWN = 4.0  # colour range: the busiest cell down to 1/10,000 of it
+
+
+class Cell(NamedTuple):
+    """One heatmap cell: its time slice, latency bucket (seconds) and value (req/s, NaN = none)."""
+
+    t0: float
+    t1: float
+    lo_s: float
+    hi_s: float
+    value: float
+
+
+def seconds_label(s: float) -> str:
+    """``0.15`` → ``"150 ms"``, ``1.25`` → ``"1.25 s"`` (three significant digits)."""
+    if s >= 1.0:
+        return f"{s:.3g} s"
+    return f"{s * 1000:.3g} ms"
+
+
+def bucket_label(lo: float, hi: float) -> str:
+    """``"150–200 ms"``, ``"800 ms–1 s"``, ``"> 12.4 s"`` for the +Inf bucket."""
+    if math.isinf(hi):
+        return f"> {seconds_label(lo)}"
+    if hi < 1.0:
+        return f"{lo * 1000:.3g}–{hi * 1000:.3g} ms"
+    if lo >= 1.0:
+        return f"{lo:.3g}–{hi:.3g} s"
+    return f"{seconds_label(lo)}–{seconds_label(hi)}"
+
+
+def bucket_edges(bounds: np.ndarray) -> np.ndarray:
+    """Lower and upper edge (seconds) of every bucket, ``len(bounds) + 1`` values.
+
+    The first bucket starts at 0, which a log axis cannot show: it is drawn from
+    one bucket ratio below its bound; the +Inf bucket one ratio above the last.
+    """
+    finite = bounds[np.isfinite(bounds)]
+    ratio_lo = finite[1] / finite[0] if len(finite) > 1 else 2.0
+    ratio_hi = finite[-1] / finite[-2] if len(finite) > 1 else 2.0
+    top = [finite[-1] * ratio_hi] if np.isinf(bounds[-1]) else []
+    return np.concatenate([[finite[0] / ratio_lo], finite, top])
+
+
+def decade_ticks(lo: float, hi: float) -> tuple[list, list]:
+    """(major, minor) ticks for a log10-seconds axis: 1/10/100 ms, 1 s… and 2, 5 between."""
+    major, minor = [], []
+    for exp in range(math.floor(lo) - 1, math.ceil(hi) + 1):
+        for mult in (1, 2, 5):
+            pos = exp + math.log10(mult)
+            if lo <= pos <= hi:
+                (major if mult == 1 else minor).append((pos, seconds_label(10.0 ** pos)))
+    return major, minor
+
+
+class HeatmapView(QWidget):
+    """Titled heatmap with the charts' time axis, a log latency axis, colour bar and readout.
+
+    Offers what the window expects of a chart (``plot``, ``user_ranged``,
+    ``marker_clicked``, ``set_x_window``, ``set_markers``, ``apply_theme``, ``export``)
+    and emits ``cellClicked(t0, t1, lo_s, hi_s)`` for a left click on a cell.
+    """
+
+    user_ranged = Signal(float, float)
+    marker_clicked = Signal(str)
+    cellClicked = Signal(float, float, float, float)  # time slice (unix s), bucket (s)
+
+    def __init__(self, title: str, empty_hint: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.plot = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
+        self.plot.setTitle(title)
+        self.plot.setLabel("left", "latency bucket (log)")
+        self.plot.setLabel("bottom", "time (local)")
+        self.plot.getAxis("bottom").setStyle(maxTickLevel=1)
+        self.plot.getAxis("left").setWidth(72)  # room for "100 ms" beside the axis label
+        self.plot.setMouseEnabled(x=True, y=False)  # time pans with the other charts
+        vb = self.plot.getPlotItem().getViewBox()
+        vb.sigRangeChangedManually.connect(self._manual_range)
+        self.image = pg.ImageItem(axisOrder="col-major")
+        self.plot.addItem(self.image)
+        self.colour_bar = pg.ColorBarItem(colorMap=pg.colormap.get("viridis"), interactive=False,
+                                          label="requests/s per bucket (log)", width=14)
+        self.colour_bar.setImageItem(self.image, insert_in=self.plot.getPlotItem())
+        self.readout = QLabel(" ")
+        self._empty_hint = empty_hint
+        self._empty = QLabel(empty_hint)
+        self._empty.setWordWrap(True)
+        self._proxy = pg.SignalProxy(self.plot.scene().sigMouseMoved, rateLimit=30,
+                                     slot=self._mouse_moved)
+        self.plot.scene().sigMouseClicked.connect(self._mouse_clicked)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.plot, 1)
+        layout.addWidget(self.readout)
+        layout.addWidget(self._empty)
+        self.markers: dict[str, pg.InfiniteLine] = {}
+        self.t = np.empty(0)
+        self.bounds = np.empty(0)
+        self.z = np.empty((0, 0), dtype=np.float32)
+        self._edges_log = np.empty(0)
+        self._row_map: np.ndarray | None = None
+        self._columns = np.empty(0, dtype=np.intp)
+        self._shown_bounds = np.empty(0)
+        self._x0, self._dt = 0.0, 1.0
+        self.apply_theme(DARK)
+
+    def set_heat(self, t: np.ndarray, bounds: np.ndarray, z: np.ndarray) -> None:
+        """Draw ``z[len(t), len(bounds)]`` requests/s; ``bounds`` = upper bounds in seconds."""
+        t, bounds, z = _drawable(t, bounds, z)
+        self.t, self.bounds, self.z = t, bounds, z
+        if len(t) == 0 or not np.isfinite(bounds).any():
+            self._show_empty(self._empty_hint)
+            return
+        if not np.array_equal(bounds, self._shown_bounds):
+            self._layout_rows(bounds)
+        self._x0, self._dt, self._columns = _time_grid(t)
+        image = np.full((int(self._columns[-1]) + 1, len(bounds)), np.nan, dtype=np.float32)
+        image[self._columns] = z
+        with np.errstate(divide="ignore", invalid="ignore"):
+            image = np.where(image > 0, np.log10(image), np.nan).astype(np.float32)
+        if self._row_map is not None:
+            image = image[:, self._row_map]
+        peak = float(np.nanmax(image)) if np.isfinite(image).any() else math.nan
+        if math.isnan(peak):
+            self._show_empty("No requests of this route in the shown window.")
+            return
+        low = max(float(np.nanmin(image)), peak - DECADES_SHOWN)
+        levels = (low, peak if peak > low else low + 1.0)
+        self.image.setImage(image, autoLevels=False, levels=levels)
+        self.image.setRect(QRectF(self._x0 - self._dt, self._edges_log[0],
+                                  len(image) * self._dt, self._edges_log[-1] - self._edges_log[0]))
+        self.image.setVisible(True)
+        self.colour_bar.setLevels(levels)
+        self._colour_ticks(levels)
+        self._empty.setVisible(False)
+
+    def _show_empty(self, text: str) -> None:
+        self.image.setVisible(False)
+        self._empty.setText(text)
+        self._empty.setVisible(True)
+
+    def _layout_rows(self, bounds: np.ndarray) -> None:
+        """Row placement for these bounds: one row per bucket when they are geometric
+        (the agent's are), else buckets spread over uniform log rows."""
+        edges = np.log10(bucket_edges(bounds))
+        widths = np.diff(edges)
+        self._row_map = None
+        if not np.allclose(widths, widths[0], rtol=0.02):
+            rows = min(MAX_ROWS, 8 * len(bounds))
+            centres = edges[0] + (np.arange(rows) + 0.5) * (edges[-1] - edges[0]) / rows
+            self._row_map = np.clip(np.searchsorted(edges, centres, side="right") - 1,
+                                    0, len(bounds) - 1)
+        self._edges_log, self._shown_bounds = edges, bounds.copy()
+        major, minor = decade_ticks(edges[0], edges[-1])
+        inf_row = (edges[-2] + edges[-1]) / 2
+        if np.isinf(bounds[-1]) and all(abs(pos - inf_row) > 0.3 for pos, _ in major):
+            major.append((inf_row, "+Inf"))  # only where it does not sit on "10 s"
+        self.plot.getAxis("left").setTicks([major, minor])
+        self.plot.setYRange(edges[0], edges[-1], padding=0.0)
+
+    def _colour_ticks(self, levels: tuple[float, float]) -> None:
+        ticks = [(float(e), f"{10.0 ** e:g}") for e in range(math.ceil(levels[0]),
+                                                              math.floor(levels[1]) + 1)]
+        if len(ticks) < 2:  # under a decade of range: label the ends instead
+            ticks = [(v, f"{10.0 ** v:.2g}") for v in levels]
+        self.colour_bar.axis.setTicks([ticks])
+
+    def cell_at(self, x: float, y: float) -> Cell | None:
+        """The drawn cell under data coordinates (x = unix time, y = log10 seconds)."""
+        if len(self.t) == 0 or len(self._edges_log) == 0:
+            return None
+        j = int(np.searchsorted(self._edges_log, y, side="left")) - 1  # (lo, hi]
+        if not 0 <= j < len(self.bounds):
+            return None
+        column = math.ceil((x - self._x0) / self._dt)  # a column ends at its tick
+        i = int(np.searchsorted(self._columns, column))
+        if i >= len(self._columns) or self._columns[i] != column:
+            return None  # a gap: no tick drawn there
+        lo = float(self.bounds[j - 1]) if j > 0 else 0.0
+        end = self._x0 + column * self._dt
+        return Cell(end - self._dt, end, lo, float(self.bounds[j]), float(self.z[i, j]))
+
+    def click_at(self, x: float, y: float) -> Cell | None:
+        """Act as a left click at data coordinates: emits ``cellClicked`` for a cell there."""
+        cell = self.cell_at(x, y)
+        if cell is not None:
+            self.cellClicked.emit(cell.t0, cell.t1, cell.lo_s, cell.hi_s)
+        return cell
+
+    def _mouse_clicked(self, ev: MouseClickEvent) -> None:
+        if ev.isAccepted() or ev.double() or ev.button() != Qt.MouseButton.LeftButton:
+            return  # taken by a marker, or not a plain left click
+        vb = self.plot.getPlotItem().getViewBox()
+        if vb.sceneBoundingRect().contains(ev.scenePos()):
+            point = vb.mapSceneToView(ev.scenePos())
+            self.click_at(point.x(), point.y())
+
+    def _mouse_moved(self, event: tuple) -> None:
+        vb = self.plot.getPlotItem().getViewBox()
+        if not vb.sceneBoundingRect().contains(event[0]):
+            return
+        point = vb.mapSceneToView(event[0])
+        cell = self.cell_at(point.x(), point.y())
+        self.readout.setText(describe(cell) if cell is not None else " ")
+
+    def point_count(self) -> int:
+        """Cells holding a value, zeros included (for tests and the status bar)."""
+        return int(np.isfinite(self.z).sum())
+
+    def set_x_window(self, start: float, end: float) -> None:
+        """Show ``[start, end]`` (unix seconds) on the time axis, as the other charts do."""
+        self.plot.setXRange(start, end, padding=0.0)
+
+    def x_window(self) -> tuple[float, float]:
+        (x0, x1), _ = self.plot.getPlotItem().getViewBox().viewRange()
+        return float(x0), float(x1)
+
+    def _manual_range(self, *_: object) -> None:
+        self.user_ranged.emit(*self.x_window())
+
+    def set_markers(self, markers: list[tuple[str, float, str]]) -> None:
+        """Vertical lines at change times: (key, unix time, label); a click emits its key."""
+        wanted = {key for key, _, _ in markers}
+        for key in set(self.markers) - wanted:
+            self.plot.removeItem(self.markers.pop(key))
+        for key, t, label in markers:
+            if key in self.markers:
+                continue
+            line = pg.InfiniteLine(pos=t, angle=90, movable=False,
+                                   pen=pg.mkPen("#CC79A7", width=1, style=Qt.PenStyle.DashLine),
+                                   hoverPen=pg.mkPen("#CC79A7", width=3))
+            line.setToolTip(f"{label} — click for before/after")
+            line.sigClicked.connect(lambda _line, ev, key=key: self._marker_hit(key, ev))
+            self.plot.addItem(line, ignoreBounds=True)
+            self.markers[key] = line
+
+    def _marker_hit(self, key: str, ev: MouseClickEvent) -> None:
+        ev.accept()  # so the click is not also a cell click
+        self.marker_clicked.emit(key)
+
+    def export(self, path: str) -> None:
+        """Save as PNG or SVG (the picture) or CSV (time, then requests/s per bucket), by suffix."""
+        suffix = path.rsplit(".", 1)[-1].lower()
+        if suffix == "png":
+            ImageExporter(self.plot.getPlotItem()).export(path)
+        elif suffix == "svg":
+            self._export_svg(path)
+        elif suffix == "csv":
+            with open(path, "w", encoding="utf-8", newline="") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(["time", *(f"le={b:g}" for b in self.bounds)])
+                for ts, row in zip(self.t, self.z):
+                    writer.writerow([f"{ts:.3f}", *("" if np.isnan(v) else f"{v:g}" for v in row)])
+        else:
+            raise ValueError(f"cannot export a heatmap to .{suffix}: use .png, .svg or .csv")
+
+    def _export_svg(self, path: str) -> None:
+        # Qt's own SVG generator, as the time-series charts do (pyqtgraph's SVG
+        # exporter cannot read the path data Qt 6 writes).
+        generator = QSvgGenerator()
+        generator.setFileName(path)
+        generator.setSize(self.plot.size())
+        generator.setViewBox(self.plot.rect())
+        painter = QPainter(generator)
+        try:
+            self.plot.render(painter)
+        finally:
+            painter.end()
+
+    def apply_theme(self, theme: Theme) -> None:
+        self.plot.setBackground(theme.background)
+        for name in ("left", "bottom"):
+            self.plot.getAxis(name).setPen(theme.foreground)
+            self.plot.getAxis(name).setTextPen(theme.foreground)
+        self.colour_bar.axis.setPen(theme.foreground)
+        self.colour_bar.axis.setTextPen(theme.foreground)
+        self.plot.setTitle(self.plot.plotItem.titleLabel.text, color=theme.foreground)
+
+
+def describe(cell: Cell) -> str:
+    """The readout: ``"12:03:10 · 150–200 ms · 3.2 req/s"``."""
+    stamp = time.strftime("%H:%M:%S", time.localtime(cell.t1))
+    value = "no data" if math.isnan(cell.value) else f"{cell.value:.3g} req/s"
+    return f"{stamp} · {bucket_label(cell.lo_s, cell.hi_s)} · {value}"
+
+
+def _drawable(t: np.ndarray, bounds: np.ndarray, z: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Buckets at or below 0 s cannot sit on a log axis: their requests join the first
+    positive bucket (whose drawn lower edge is the axis bottom anyway)."""
+    z = np.asarray(z, dtype=np.float32)
+    keep = bounds > 0
+    if len(bounds) and not keep.all() and keep.any():
+        first = int(np.argmax(keep))
+        z = z.copy()
+        z[:, first] = np.nansum(z[:, : first + 1], axis=1)
+        bounds, z = bounds[keep], z[:, keep]
+    return t, bounds, z
+
+
+def _time_grid(t: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """(first tick, column width, column of each tick): ticks snapped to a uniform grid."""
+    dt = float(np.median(np.diff(t))) if len(t) > 1 else 1.0
+    dt = max(dt, (t[-1] - t[0]) / MAX_COLUMNS, 1e-3)
+    return float(t[0]), dt, np.rint((t - t[0]) / dt).astype(np.intp)
