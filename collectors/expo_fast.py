@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from itertools import repeat
-
 from .expo_full import _Full, _Layout
 from .expo_grammar import _REST_RE, _Base, _exemplar, _Floats, _Series, _split_lines, _timestamp
-from .expo_types import OPENMETRICS, Exemplar, Exposition, Sample, detect_format
+from .expo_types import OPENMETRICS, Exemplar, Exposition, detect_format
 
 
 class TargetParser:
@@ -29,10 +27,10 @@ class TargetParser:
     def parse(self, text: str, content_type: str | None = None) -> Exposition:
         """Parse one scrape of this target; raises :class:`ParseError`."""
         fmt = detect_format(text, content_type)
-        lines = _split_lines(text)
+        lines, n_chars = _split_lines(text)
         layout = self._layout
         if layout is not None and layout.fmt == fmt and layout.n_lines == len(lines):
-            expo = self._fast(layout, lines)
+            expo = self._fast(layout, lines, n_chars)
             if expo is not None:
                 return expo
         self._layout = None
@@ -42,28 +40,32 @@ class TargetParser:
         self._trim(len(expo.samples))
         return expo
 
-    def _fast(self, layout: _Layout, lines: list[str]) -> Exposition | None:
+    def _fast(self, layout: _Layout, lines: list[str], n_chars: int) -> Exposition | None:
         """Values, timestamps, exemplars only; None when anything else differs (the full
         parser then decides, and reports any error)."""
         if layout.literal(lines) != layout.literal_lines:
             return None
         sample_lines = layout.sample(lines)
         # removeprefix leaves a line whole when its prefix differs; then the lengths
-        # cannot add up, since every prefix is at least two characters long.
+        # cannot add up, since every prefix is at least two characters long. The literal
+        # lines are equal, so n_chars minus theirs is what the sample lines hold.
         tokens = list(map(str.removeprefix, sample_lines, layout.prefixes))
-        if sum(map(len, tokens)) + layout.prefix_chars != sum(map(len, sample_lines)):
+        if sum(map(len, tokens)) + layout.fixed_chars != n_chars:
             return None
-        values: list[float | None] = list(map(self._floats.get, tokens))  # None: not seen, or more
         exemplars: dict[int, Exemplar] = {}
-        try:
-            timestamps = self._rests(layout, tokens, values, exemplars) if None in values else None
-        except ValueError:
-            return None
-        stamps = repeat(None) if timestamps is None else timestamps
-        samples = list(map(tuple.__new__, repeat(Sample), zip(layout.names, layout.labels, values, stamps)))
-        self._trim(len(samples))
+        timestamps = None
+        try:  # one C pass when every token is a plain value (new ones are checked and cached)
+            values: list[float | None] = list(map(self._floats.__getitem__, tokens))
+        except ValueError:  # a timestamp or exemplar follows some value, or something is wrong
+            values = list(map(self._floats.get, tokens))  # None: not seen, or more than a value
+            try:
+                timestamps = self._rests(layout, tokens, values, exemplars)
+            except ValueError:
+                return None
+        self._trim(len(values))
         types, helps, units = layout.meta
-        return Exposition(samples, dict(types), dict(helps), dict(units), exemplars, layout.fmt)
+        return Exposition.from_columns((layout.names, layout.labels, values, timestamps),  # type: ignore[arg-type]
+                                       dict(types), dict(helps), dict(units), exemplars, layout.fmt)
 
     def _rests(self, layout: _Layout, tokens: list[str], values: list[float | None],
                exemplars: dict[int, Exemplar]) -> list[float | None] | None:

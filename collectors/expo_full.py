@@ -43,9 +43,9 @@ class _Layout:
     literal_lines: tuple[str, ...]
     sample: Callable[[list[str]], tuple[str, ...]]
     prefixes: list[str]  # each sample line up to and including the space before its value
-    prefix_chars: int
-    names: list[str]
-    labels: list[Labels]
+    fixed_chars: int  # characters in all prefixes and literal lines
+    names: tuple[str, ...]
+    labels: tuple[Labels, ...]
     exemplar_ok: frozenset[int]  # samples whose family allows an exemplar
     meta: tuple[dict[str, str], dict[str, str], dict[str, str]]  # types, helps, units
 
@@ -129,11 +129,13 @@ class _Full:
     def layout(self, n_lines: int) -> _Layout | None:
         """What the fast path needs; None if one series appears twice (with timestamps)."""
         pick, samples = _picker(self.literal), self.expo.samples
-        names, labels = [s.name for s in samples], [s.labels for s in samples]
+        names, labels = tuple(s.name for s in samples), tuple(s.labels for s in samples)
         if self.timestamped and len(set(zip(names, labels))) != len(samples):
             return None  # new timestamps could make them duplicates: the full parser must check
-        return _Layout(self.fmt, n_lines, pick, pick(self.lines), _picker(self.sample_lines),
-                       self.prefixes, sum(map(len, self.prefixes)), names, labels,
+        literal_lines = pick(self.lines)
+        fixed_chars = sum(map(len, self.prefixes)) + sum(map(len, literal_lines))
+        return _Layout(self.fmt, n_lines, pick, literal_lines, _picker(self.sample_lines),
+                       self.prefixes, fixed_chars, names, labels,
                        frozenset(self.exemplar_ok),
                        (dict(self.expo.types), dict(self.expo.helps), dict(self.expo.units)))
 

@@ -57,13 +57,15 @@ _SUFFIXES = {
 }
 _MAX_EXEMPLAR_LABEL_CHARS = 128  # OpenMetrics 1.0 limit on an exemplar's label names + values
 
-def _split_lines(text: str) -> list[str]:
+def _split_lines(text: str) -> tuple[list[str], int]:
+    """The lines (CRLF or LF ends) and how many characters they hold in all."""
     if "\r" in text:
         text = text.replace("\r\n", "\n")
     lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()  # the final newline ends the last line; it does not open a new one
-    return lines
+        return lines, len(text) - len(lines)
+    return lines, len(text) - len(lines) + 1
 
 
 def _picker(indexes: list[int]) -> Callable[[list[str]], tuple[str, ...]]:

@@ -7,8 +7,11 @@ conventions; this module has no parsing logic beyond number and format checks.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from itertools import repeat
+from operator import itemgetter
+from typing import TYPE_CHECKING, NamedTuple
 
 Labels = tuple[tuple[str, str], ...]
 TEXT = "text"
@@ -16,6 +19,7 @@ OPENMETRICS = "openmetrics"
 
 _NUM = r"[+-]?(?:[0-9]+\.?[0-9]*(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?)"
 _VALUE = re.compile(_NUM + r"|[+-]?[iI][nN][fF](?:[iI][nN][iI][tT][yY])?|[nN][aA][nN]")
+_tuple_new = tuple.__new__
 _TYPE_SUFFIXES = ("_total", "_bucket", "_count", "_sum", "_created", "_gcount", "_gsum", "_info")
 
 
@@ -45,9 +49,18 @@ class Exemplar(NamedTuple):
     timestamp: float | None = None
 
 
+Columns = tuple[Sequence[str], Sequence[Labels], Sequence[float], Sequence["float | None"] | None]
+_NAME_OF, _LABELS_OF, _VALUE_OF, _TIMESTAMP = (itemgetter(i) for i in range(4))
+
+
 @dataclass
 class Exposition:
-    """One parsed scrape. ``exemplars`` maps an index into ``samples`` to its exemplar."""
+    """One parsed scrape. ``exemplars`` maps an index into ``samples`` to its exemplar.
+
+    A value-only parse (:class:`TargetParser` on a scrape shaped like the last)
+    returns its samples as columns and builds the :class:`Sample` tuples on the
+    first read of ``samples``; :meth:`columns` reads them without building any.
+    """
 
     samples: list[Sample] = field(default_factory=list)
     types: dict[str, str] = field(default_factory=dict)  # family name as its TYPE line spells it
@@ -55,6 +68,40 @@ class Exposition:
     units: dict[str, str] = field(default_factory=dict)
     exemplars: dict[int, Exemplar] = field(default_factory=dict)
     format: str = TEXT
+
+    @classmethod
+    def from_columns(cls, columns: Columns, types: dict[str, str], helps: dict[str, str],
+                     units: dict[str, str], exemplars: dict[int, Exemplar], fmt: str) -> Exposition:
+        """An exposition whose ``samples`` are built from ``columns`` when first read."""
+        expo = cls.__new__(cls)
+        expo.__dict__.update(types=types, helps=helps, units=units, exemplars=exemplars, format=fmt,
+                             _columns=columns)
+        return expo
+
+    if not TYPE_CHECKING:  # mypy must keep checking every other attribute name
+        def __getattr__(self, name: str) -> list[Sample]:
+            """Builds ``samples`` from the columns of a value-only parse, once."""
+            columns = self.__dict__.get("_columns")
+            if name != "samples" or columns is None:
+                raise AttributeError(name)
+            names, labels, values, stamps = columns
+            samples = self.samples = list(map(_tuple_new, repeat(Sample), zip(
+                names, labels, values, repeat(None) if stamps is None else stamps)))
+            return samples
+
+    def columns(self) -> Columns:
+        """Names, labels, values and timestamps (None if no sample has one), in sample order.
+
+        Iterating these is the cheap way to read a scrape: after a value-only
+        parse no :class:`Sample` tuple is built. Treat them as read-only.
+        """
+        columns: Columns | None = self.__dict__.get("_columns")
+        if columns is not None and "samples" not in self.__dict__:
+            return columns
+        samples = self.samples
+        stamps = list(map(_TIMESTAMP, samples))
+        return (list(map(_NAME_OF, samples)), list(map(_LABELS_OF, samples)), list(map(_VALUE_OF, samples)),
+                stamps if stamps.count(None) != len(stamps) else None)
 
     def type_of(self, sample_name: str) -> str:
         """The declared type of the family ``sample_name`` belongs to ("untyped" if none)."""
