@@ -1,0 +1,120 @@
+"""Compare two windows (two ranges of one source, or two snapshots): per-route figures and deltas.
+
+A window's figures are what the model derives over one rate window as long
+as the whole window: each target's first and last scrape in it give bucket,
+request and cache deltas, so p50/p95/p99 follow ``histogram_quantile`` over
+the window and a restart (``process_start_time_seconds`` or ``_created``
+moving) counts as a reset exactly as live. Qt-free.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from trimtab.collectors.promql import Quantile
+from trimtab.collectors.scrape import ScrapeResult
+
+from .model import FleetModel
+from .replay import CHUNK_SECONDS, Replayer, ReplayError, Source, check_window, iter_cycles
+
+FIGURES = ("p50", "p95", "p99", "rate", "error_ratio", "hit_ratio")
+
+
+@dataclass(frozen=True)
+class RouteFigures:
+    """One route over a whole window, summed over instances (latency in seconds)."""
+
+    route: str
+    quantiles: dict[float, Quantile]
+    rate: float  # requests per second
+    error_ratio: float  # 5xx / all, NaN when idle
+    hit_ratio: float  # NaN when not cached
+
+    def value(self, figure: str) -> float:
+        """One of :data:`FIGURES` as a float (NaN when unknown)."""
+        if figure.startswith("p"):
+            q = self.quantiles.get(int(figure[1:]) / 100)
+            return q.value if q is not None else math.nan
+        return float(getattr(self, figure))
+
+
+@dataclass(frozen=True)
+class WindowFigures:
+    label: str
+    start: float
+    end: float
+    routes: dict[str, RouteFigures] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CompareRow:
+    """A route in A and/or B; ``delta[figure]`` is B − A (NaN when either side lacks it)."""
+
+    route: str
+    a: RouteFigures | None
+    b: RouteFigures | None
+
+    def delta(self, figure: str) -> float:
+        if self.a is None or self.b is None:
+            return math.nan
+        return self.b.value(figure) - self.a.value(figure)
+
+    def ratio(self, figure: str) -> float:
+        """B / A (NaN when A is 0 or missing): "+25 %" reads better than a delta of latency."""
+        if self.a is None or self.b is None or not self.a.value(figure):
+            return math.nan
+        return self.b.value(figure) / self.a.value(figure)
+
+
+def window_figures(source: Source, start: float, end: float, label: str = "") -> WindowFigures:
+    """Per-route figures of ``[start, end]``; :class:`ReplayError` when it holds no samples."""
+    start, end = check_window(start, end)
+    head = _ends(source, start, min(end, start + CHUNK_SECONDS), first=True)
+    tail = _ends(source, max(start, end - CHUNK_SECONDS), end, first=False)
+    if not head:
+        where = getattr(source, "path", "the source")
+        raise ReplayError(f"no raw samples between {start:.0f} and {end:.0f} in {where}")
+    span = end - start + 2.0
+    model = FleetModel(rate_window=span, stale_after=span, capacity=4)
+    for result in [*head.values(), *tail.values()]:
+        model.ingest(result)
+    model.tick(max(r.timestamp for r in tail.values()) if tail else end)
+    hits = {c.route: c.hit_ratio for c in model.cache}
+    routes = {s.route: RouteFigures(s.route, s.quantiles, s.rate, s.error_ratio,
+                                    hits.get(s.route, math.nan)) for s in model.routes.values()}
+    return WindowFigures(label, start, end, routes)
+
+
+def _ends(source: Source, start: float, end: float, first: bool) -> dict[str, ScrapeResult]:
+    """Each target's first (or last) scrape in ``[start, end]``."""
+    out: dict[str, ScrapeResult] = {}
+    for _, results in iter_cycles(source, start, end):
+        for result in results:
+            if not first or result.target.name not in out:
+                out[result.target.name] = result
+    return out
+
+
+def compare(a: WindowFigures, b: WindowFigures) -> list[CompareRow]:
+    """One row per route of either window, slowest p95 of A first."""
+    names = set(a.routes) | set(b.routes)
+    rows = [CompareRow(r, a.routes.get(r), b.routes.get(r)) for r in names]
+
+    def key(row: CompareRow) -> tuple[float, str]:
+        p95 = row.a.value("p95") if row.a else math.nan
+        return (-p95 if p95 == p95 else math.inf, row.route)
+
+    return sorted(rows, key=key)
+
+
+def p95_overlay(source: Source, start: float, end: float,
+                progress: Callable[[float], None] | None = None
+                ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """p95 per route over the window, times as seconds from ``start`` (to overlay two windows)."""
+    replayer = Replayer.for_window(source, start, end)
+    replayer.seek(end, progress)
+    return {route: (t - replayer.start, v)
+            for route, (t, v) in replayer.model.snapshot("p95").items()}
