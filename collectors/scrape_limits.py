@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import AsyncIterator, Mapping
-from operator import itemgetter
+from operator import is_, itemgetter
 from typing import NamedTuple
 
 from .exposition import Exposition, Labels
@@ -149,14 +149,16 @@ class SeriesChecker:
     """Checks ``sample_limit`` and the label limits on one target's successive scrapes.
 
     The parser hands back the very same label tuples while a target's exposition
-    keeps its layout, so label sets already checked are remembered by identity
-    (references are held so an id is never reused) and steady-state scrapes cost
-    only a set difference. Not thread-safe: one per target.
+    keeps its layout, so a scrape whose label tuples are the previous scrape's
+    objects is known good after one C-level identity pass; otherwise label sets
+    already checked are remembered by identity (references are held so an id is
+    never reused) and only new ones are checked. Not thread-safe: one per target.
     """
 
     def __init__(self) -> None:
         self._limits: Limits | None = None
         self._ok: dict[int, Labels] = {}
+        self._last: list[Labels] = []
 
     def check(self, expo: Exposition, limits: Limits) -> None:
         """Raise :class:`LimitExceeded` naming the first limit ``expo`` exceeds."""
@@ -167,16 +169,16 @@ class SeriesChecker:
         if not (limits.label_limit or limits.label_name_length_limit or limits.label_value_length_limit):
             return
         if limits != self._limits or len(self._ok) > 4 * n + 4096:
-            self._limits, self._ok = limits, {}
+            self._limits, self._ok, self._last = limits, {}, []
+        elif n == len(self._last) and all(map(is_, map(_by_labels, expo.samples), self._last)):
+            return  # the steady state: the same label objects as the last good scrape
         fresh = set(map(id, map(_by_labels, expo.samples))).difference(self._ok)
-        if not fresh:
-            return
         for sample in expo.samples:
             if id(sample.labels) in fresh:
                 _check_labels(sample.name, sample.labels, limits)
         # Only after every sample passed: a refused scrape must not mark anything as checked.
-        for sample in expo.samples:
-            self._ok[id(sample.labels)] = sample.labels
+        self._last = list(map(_by_labels, expo.samples))
+        self._ok.update(zip(map(id, self._last), self._last))
 
 
 def _check_labels(name: str, labels: Labels, limits: Limits) -> None:
