@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -25,21 +24,10 @@ from trimtab.collectors.prom_api import (
     choose_step,
 )
 
-from tests.conftest import require_binary
+from tests.collectors.prom_server import running_prometheus
 
 P95 = ("histogram_quantile(0.95, sum by (le, route) "
        "(rate(trimtab_http_request_duration_seconds_bucket[30s])))")
-CONFIG = """\
-global:
-  scrape_interval: 1s
-  scrape_timeout: 900ms
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: demo
-    static_configs: [{{targets: ["127.0.0.1:{api}"]}}]
-  - job_name: dead
-    static_configs: [{{targets: ["127.0.0.1:{dead}"]}}]
-"""
 
 
 # ---------------------------------------------------------------- step sizing (pure)
@@ -103,24 +91,18 @@ def test_malformed_answers_are_reported() -> None:
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """Prometheus scraping a demo instance every second: (prometheus url, api url)."""
-    binary = require_binary("prometheus")
     work: Path = tmp_path_factory.mktemp("prometheus")
-    api_port, prom_port = free_port(), free_port()
-    (work / "prometheus.yml").write_text(CONFIG.format(api=api_port, dead=free_port()))
+    api_port = free_port()
     procs = [spawn(["instance", "--name", "api-1", "--port", str(api_port)],
                    str(work / "api.log"))]
-    log = open(work / "prometheus.log", "wb")  # noqa: SIM115 - closed below
     try:
-        wait_http(f"http://127.0.0.1:{api_port}/metrics", procs[0])
-        procs.append(subprocess.Popen(
-            [binary, f"--config.file={work / 'prometheus.yml'}",
-             f"--storage.tsdb.path={work / 'data'}", f"--web.listen-address=127.0.0.1:{prom_port}"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
-        wait_http(f"http://127.0.0.1:{prom_port}/-/ready", procs[-1], timeout=60.0)
-        yield f"http://127.0.0.1:{prom_port}", f"http://127.0.0.1:{api_port}"
+        api = f"http://127.0.0.1:{api_port}"
+        wait_http(f"{api}/metrics", procs[0])
+        jobs = {"demo": [f"{api}/metrics"], "dead": [f"http://127.0.0.1:{free_port()}/metrics"]}
+        with running_prometheus(work, jobs) as prom:
+            yield prom, api
     finally:
         stop_all(procs)
-        log.close()
 
 
 def _traffic(api_url: str, stop: threading.Event) -> None:
@@ -216,3 +198,17 @@ def test_targets_report_health(prometheus: tuple[str, str]) -> None:
     assert by_job["dead"].health == "down" and "connection refused" in by_job["dead"].last_error
     assert by_job["demo"].last_scrape.tzinfo is not None  # type: ignore[union-attr]
     assert abs(by_job["demo"].last_scrape.timestamp() - time.time()) < 120  # type: ignore[union-attr]
+
+
+def test_instant_query_answers_vector_matrix_and_scalar(prometheus: tuple[str, str]) -> None:
+    prom_url, _ = prometheus
+    api = SyncPromAPI(prom_url)
+    assert _poll(lambda: api.query('up{job="demo"}'), bool)  # scraped at least once
+    now = time.time()
+    vector = api.query('up{job="demo"}', now)
+    assert len(vector) == 1
+    assert vector[0].metric["job"] == "demo" and list(vector[0].timestamps) == [round(now, 3)]
+    raw = api.query('up{job="demo"}[5s]', now)[0]  # raw samples at the times they were scraped
+    assert 1 <= len(raw.timestamps) <= 6 and (raw.timestamps <= now).all()
+    (scalar,) = api.query("1 + 1")
+    assert scalar.metric == {} and list(scalar.values) == [2.0]
