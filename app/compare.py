@@ -105,7 +105,7 @@ def compare(a: WindowFigures, b: WindowFigures) -> list[CompareRow]:
 
     def key(row: CompareRow) -> tuple[float, str]:
         p95 = row.a.value("p95") if row.a else math.nan
-        return (-p95 if p95 == p95 else math.inf, row.route)
+        return (-p95 if not math.isnan(p95) else math.inf, row.route)
 
     return sorted(rows, key=key)
 
@@ -118,3 +118,27 @@ def p95_overlay(source: Source, start: float, end: float,
     replayer.seek(end, progress)
     return {route: (t - replayer.start, v)
             for route, (t, v) in replayer.model.snapshot("p95").items()}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Everything the compare view shows: both windows' figures, rows and p95 overlays."""
+
+    a: WindowFigures
+    b: WindowFigures
+    rows: list[CompareRow]
+    overlay_a: dict[str, tuple[np.ndarray, np.ndarray]]
+    overlay_b: dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def compare_sources(source_a: Source, window_a: tuple[float, float], source_b: Source,
+                    window_b: tuple[float, float], labels: tuple[str, str] = ("A", "B"),
+                    progress: Callable[[float], None] | None = None) -> Comparison:
+    """Figures, rows and overlays of two windows (of one source, or of two snapshots)."""
+    a = window_figures(source_a, *window_a, labels[0])
+    b = window_figures(source_b, *window_b, labels[1])
+    overlay_a = p95_overlay(source_a, *window_a,
+                            (lambda f: progress(f / 2)) if progress else None)
+    overlay_b = p95_overlay(source_b, *window_b,
+                            (lambda f: progress(0.5 + f / 2)) if progress else None)
+    return Comparison(a, b, compare(a, b), overlay_a, overlay_b)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QSettings, QTimer, Slot
@@ -42,6 +43,7 @@ class MainWindow(QMainWindow):
                  targets: TargetManager | None = None, tuning: Tuning | None = None) -> None:
         super().__init__()
         self.model = model
+        self.clock: Callable[[], float] = time.time  # a replay window reads its replay clock
         self.setWindowTitle("trimtab — fleet cockpit")
         self.resize(1400, 860)
         self.overview = OverviewPage(model)
@@ -83,6 +85,27 @@ class MainWindow(QMainWindow):
             QShortcut(QKeySequence(f"Ctrl+{index + 1}"), self,
                       activated=lambda i=index: self.tabs.setCurrentIndex(i))
         self._restore_layout()
+        self.setAcceptDrops(True)  # a dropped .trimtab file opens as a snapshot window
+        from .open_cli import add_file_actions
+        from .snapshot_window import ReplayLauncher
+
+        self.launcher = ReplayLauncher(self)
+        add_file_actions(self, self.launcher)
+
+    def dragEnterEvent(self, event: Any) -> None:
+        from .open_cli import snapshot_paths
+
+        if snapshot_paths(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: Any) -> None:
+        from .open_cli import snapshot_paths
+
+        paths = snapshot_paths(event.mimeData())
+        for path in paths:
+            self.launcher.open_file(path)
+        if paths:
+            event.acceptProposedAction()
 
     def _build_toolbar(self) -> None:
         bar = QToolBar("View")
@@ -106,7 +129,7 @@ class MainWindow(QMainWindow):
         self.theme_action.toggled.connect(lambda light: self.set_theme("light" if light else "dark"))
         bar.addAction(self.theme_action)
         self.addToolBar(bar)
-        menu = self.menuBar().addMenu("&File")
+        menu = self.file_menu = self.menuBar().addMenu("&File")
         export = QAction("Export charts of this page…", self)
         export.setShortcut(QKeySequence("Ctrl+E"))
         export.triggered.connect(self._ask_export)
@@ -144,7 +167,7 @@ class MainWindow(QMainWindow):
 
     def canary_numbers(self, route: str, instance: str) -> tuple[float, float]:
         """The canary's latest p95 (ms) for ``route``, and the route's latest error ratio."""
-        t, v = self.model.instance_series(route).get(instance, ((), ()))
+        _t, v = self.model.instance_series(route).get(instance, ((), ()))
         finite = [x for x in v if x == x]
         p95 = finite[-1] * 1000.0 if finite else float("nan")
         errors = self.model.snapshot("error_ratio", None, [route]).get(route)
@@ -265,7 +288,7 @@ class MainWindow(QMainWindow):
         page = self.tabs.currentWidget()
         if self.paused or not (data_moved or page is self.fleet):
             return
-        now = time.time()
+        now = self.clock()
         page.refresh(now - self.live_window)  # type: ignore[attr-defined]
         end = self._live_end(now)
         if end != self._shown_end:  # the axes only move (and repaint their text) in steps
@@ -283,7 +306,7 @@ class MainWindow(QMainWindow):
         return math.ceil(now / LIVE_STEP) * LIVE_STEP
 
     def _follow_live(self) -> None:
-        end = self._shown_end = self._live_end(time.time())
+        end = self._shown_end = self._live_end(self.clock())
         self.set_x_window(end - self.live_window, end)
 
     def _refresh_status(self) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from trimtab.app.compare import compare, p95_overlay, window_figures
+from trimtab.app.compare import compare, compare_sources, p95_overlay, window_figures
 from trimtab.app.replay import ReplayError
 from trimtab.app.snapshot import export_snapshot, open_snapshot
 from trimtab.app.store import Store
@@ -121,3 +121,13 @@ def test_bad_windows(store: Store) -> None:
         window_figures(store, T0 + 50, T0)
     with pytest.raises(ReplayError, match="no raw samples"):
         window_figures(store, T0 + 10_000, T0 + 20_000)
+
+
+def test_compare_sources_holds_both_windows(store: Store) -> None:
+    seen: list[float] = []
+    result = compare_sources(store, (T0, T0 + 99), store, (T0 + 100, T0 + 199), ("before", "after"),
+                             progress=seen.append)
+    assert (result.a.label, result.b.label) == ("before", "after")
+    assert [r.route for r in result.rows] == [r.route for r in compare(result.a, result.b)]
+    assert set(result.overlay_a) == set(result.overlay_b) == set(ROUTES)
+    assert seen and 0 <= seen[0] <= 0.5 < max(seen) and seen[-1] == pytest.approx(1.0)
