@@ -37,7 +37,7 @@ class TargetParser:
         full = _Full(fmt, self._floats, self._series, self._bases)
         expo = full.run(lines)
         self._layout = full.layout(len(lines))
-        self._trim(len(expo.samples))
+        self._trim(len(full.values))
         return expo
 
     def _fast(self, layout: _Layout, lines: list[str], n_chars: int) -> Exposition | None:

@@ -4,11 +4,14 @@ target's next scrape reuses (see :class:`.expo_fast.TargetParser`)."""
 from __future__ import annotations
 
 import re
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import compress, repeat
+from operator import itemgetter
 from typing import NoReturn
 
+from .expo_bulk import MIN_RUN, bulk_run
 from .expo_grammar import (
     _BOUND_OK,
     _HELP_ESCAPES,
@@ -16,7 +19,6 @@ from .expo_grammar import (
     _NONE,
     _NOT_SAMPLE_START,
     _SAMPLE,
-    _SERIES_KEY,
     _SUFFIXES,
     _Base,
     _exemplar,
@@ -27,10 +29,13 @@ from .expo_grammar import (
     _Series,
     _split_bound,
     _timestamp,
-    _tuple_new,
     _unescape,
 )
-from .expo_types import OPENMETRICS, TEXT, Exemplar, Exposition, Labels, ParseError, Sample
+from .expo_types import OPENMETRICS, TEXT, Exemplar, Exposition, Labels, ParseError
+
+_FIRST_CHAR = itemgetter(slice(0, 1))
+_NAME_OF, _LABELS_OF = itemgetter(0), itemgetter(1)
+_BREAKS = frozenset(("", "#", " ", "\t"))  # what a line that is no sample line starts with
 
 
 @dataclass
@@ -77,6 +82,15 @@ class _Full:
         self.exemplar_ok: list[int] = []  # indexes of samples that may carry an exemplar
         self.literal: list[int] = []
         self.prefixes: list[str] = []
+        self.hits: list[_Series] = []  # each sample's series and value, in order
+        self.values: list[float] = []
+        self.stamps: dict[int, float] = {}  # sample index → timestamp, for the few that have one
+        self.stamp_list: list[float | None] | None = None
+        self.names: tuple[str, ...] = ()  # set at the end of run()
+        self.labels: tuple[Labels, ...] = ()
+        self.breaks: list[int] | None = None  # indexes of lines that are no sample line
+        self.le_pairs: dict[str, tuple[Labels, tuple[str, ...]]] = {}  # see expo_bulk._series_of
+        self.le_rests: dict[str, tuple[Labels, Labels]] = {}
 
     def fail(self, reason: str) -> NoReturn:
         line = self.lines[self.i] if self.i < len(self.lines) else ""
@@ -107,8 +121,14 @@ class _Full:
         if self.om and not self.eof:
             self.i = len(lines)
             self.fail("missing # EOF at the end of an OpenMetrics exposition")
+        self.names = tuple(map(_NAME_OF, self.hits))
+        self.labels = tuple(map(_LABELS_OF, self.hits))
+        if self.stamps:
+            self.stamp_list = list(map(self.stamps.get, range(len(self.values))))
         self.check_duplicates()
-        return self.expo
+        expo = self.expo
+        return Exposition.from_columns((self.names, self.labels, self.values, self.stamp_list), expo.types,
+                                       expo.helps, expo.units, expo.exemplars, self.fmt)
 
     def check_duplicates(self) -> None:
         """One series (same name, labels and timestamp) twice is an error.
@@ -116,21 +136,21 @@ class _Full:
         Labels are sorted, so every spelling of a series compares equal. The
         check runs in C over the whole scrape; only a failure walks the lines.
         """
-        samples = self.expo.samples
-        if len(set(map(_SERIES_KEY, samples))) == len(samples):
+        keys = zip(self.names, self.labels, repeat(None) if self.stamp_list is None else self.stamp_list)
+        if len(set(keys)) == len(self.values):
             return
         first: dict[tuple[object, ...], int] = {}
-        for sample, i in zip(samples, self.sample_lines):
-            seen = first.setdefault(_SERIES_KEY(sample), i)
+        keys = zip(self.names, self.labels, repeat(None) if self.stamp_list is None else self.stamp_list)
+        for key, i in zip(keys, self.sample_lines):
+            seen = first.setdefault(key, i)
             if seen != i:
                 self.i = i
                 self.fail(f"duplicate series (first at line {seen + 1})")
 
     def layout(self, n_lines: int) -> _Layout | None:
         """What the fast path needs; None if one series appears twice (with timestamps)."""
-        pick, samples = _picker(self.literal), self.expo.samples
-        names, labels = tuple(s.name for s in samples), tuple(s.labels for s in samples)
-        if self.timestamped and len(set(zip(names, labels))) != len(samples):
+        pick, names, labels = _picker(self.literal), self.names, self.labels
+        if self.timestamped and len(set(zip(names, labels))) != len(names):
             return None  # new timestamps could make them duplicates: the full parser must check
         literal_lines = pick(self.lines)
         fixed_chars = sum(map(len, self.prefixes)) + sum(map(len, literal_lines))
@@ -221,7 +241,9 @@ class _Full:
         as name and label set) and only the value token is read. Anything else
         (timestamps, exemplars, odd blanks, errors) goes through :meth:`sample`.
         """
-        series, floats, samples, sample_lines = self.series, self.floats, self.expo.samples, self.sample_lines
+        if self.run_end(i) - i >= MIN_RUN and bulk_run(self, lines, i, self.run_end(i)):
+            return self.run_end(i)
+        series, floats, hits, values, sample_lines = self.series, self.floats, self.hits, self.values, self.sample_lines
         prefixes = self.prefixes
         while i < len(lines):
             line = lines[i]
@@ -238,7 +260,7 @@ class _Full:
                 self.sample(i, line)
                 i += 1
                 continue
-            name, labels, numeric = hit
+            name, _, numeric = hit
             if name not in self.allowed or (name == self.bounded and self.bound_label not in numeric):
                 self.i = i  # for the error message, if there is one
                 self.enter(name, numeric)
@@ -246,12 +268,21 @@ class _Full:
                 self.family_sampled = True
                 self.sampled.add(self.family)
             if name in self.exemplar_names:
-                self.exemplar_ok.append(len(samples))
+                self.exemplar_ok.append(len(values))
             sample_lines.append(i)
-            samples.append(_tuple_new(Sample, (name, labels, value, None)))  # skips a Python frame
+            hits.append(hit)
+            values.append(value)
             prefixes.append(line[: len(head) + 1])
             i += 1
         return i
+
+    def run_end(self, i: int) -> int:
+        """Where the run of sample lines starting at ``i`` ends (the next comment or blank)."""
+        if self.breaks is None:  # found once per scrape, in C
+            firsts = map(_FIRST_CHAR, self.lines)
+            self.breaks = list(compress(range(len(self.lines)), map(_BREAKS.__contains__, firsts)))
+        k = bisect_right(self.breaks, i)
+        return self.breaks[k] if k < len(self.breaks) else len(self.lines)
 
     def enter(self, name: str, numeric: tuple[str, ...]) -> None:
         """A sample that opens a family, or lacks the bound label its family needs."""
@@ -290,7 +321,7 @@ class _Full:
         hit = self.series.get(series)
         if hit is None:
             hit = self.series[series] = (match["name"], *self.label_set(match["labels"] or ""))
-        name, labels, numeric = hit
+        name, _, numeric = hit
         try:
             value = self.floats[token]
         except ValueError:
@@ -303,11 +334,14 @@ class _Full:
         self.timestamped = self.timestamped or ts is not None
         self.sample_lines.append(i)
         if name in self.exemplar_names:
-            self.exemplar_ok.append(len(self.expo.samples))
+            self.exemplar_ok.append(len(self.values))
         exemplar = self.exemplar(match, name) if self.om and match["xv"] is not None else None
         if exemplar is not None:
-            self.expo.exemplars[len(self.expo.samples)] = exemplar
-        self.expo.samples.append(_tuple_new(Sample, (name, labels, value, ts)))  # skips a Python frame
+            self.expo.exemplars[len(self.values)] = exemplar
+        if ts is not None:
+            self.stamps[len(self.values)] = ts
+        self.hits.append(hit)
+        self.values.append(value)
         self.prefixes.append(line[: match.start("value")])
         if ts is None and exemplar is None and line.endswith(token) and line[-len(token) - 1] == " ":
             self.series[line[: -len(token) - 1]] = hit  # this text before a value means this series
