@@ -131,6 +131,7 @@ class HeatmapView(QWidget):
         self._columns = np.empty(0, dtype=np.intp)
         self._shown_bounds = np.empty(0)
         self._x0, self._dt = 0.0, 1.0
+        self.levels = (0.0, 0.0)  # log10 req/s at the bottom and top of the colour bar
         self.apply_theme(DARK)
 
     def set_heat(self, t: np.ndarray, bounds: np.ndarray, z: np.ndarray) -> None:
@@ -153,14 +154,19 @@ class HeatmapView(QWidget):
         if math.isnan(peak):
             self._show_empty("No requests of this route in the shown window.")
             return
-        low = max(float(np.nanmin(image)), peak - DECADES_SHOWN)
-        levels = (low, peak if peak > low else low + 1.0)
+        # Levels in quarter decades: colours (and the bar's ticks) stay put while
+        # the live peak wobbles, instead of re-scaling on every refresh.
+        high = math.ceil(peak * 4 + 1e-9) / 4
+        low = max(math.floor(float(np.nanmin(image)) * 4) / 4, high - DECADES_SHOWN)
+        levels = (min(low, high - 0.25), high)
         self.image.setImage(image, autoLevels=False, levels=levels)
         self.image.setRect(QRectF(self._x0 - self._dt, self._edges_log[0],
                                   len(image) * self._dt, self._edges_log[-1] - self._edges_log[0]))
         self.image.setVisible(True)
-        self.colour_bar.setLevels(levels)
-        self._colour_ticks(levels)
+        if levels != self.levels:
+            self.levels = levels
+            self.colour_bar.setLevels(levels)
+            self._colour_ticks(levels)
         self._empty.setVisible(False)
 
     def _show_empty(self, text: str) -> None:
@@ -188,10 +194,11 @@ class HeatmapView(QWidget):
         self.plot.setYRange(edges[0], edges[-1], padding=0.0)
 
     def _colour_ticks(self, levels: tuple[float, float]) -> None:
-        ticks = [(float(e), f"{10.0 ** e:g}") for e in range(math.ceil(levels[0]),
-                                                              math.floor(levels[1]) + 1)]
-        if len(ticks) < 2:  # under a decade of range: label the ends instead
-            ticks = [(v, f"{10.0 ** v:.2g}") for v in levels]
+        """Colour bar ticks in requests/s at 1, 2, 5 × 10ⁿ (the bar itself is log10)."""
+        ticks = [(e + math.log10(m), f"{m * 10.0 ** e:g}")
+                 for e in range(math.floor(levels[0]), math.ceil(levels[1]) + 1)
+                 for m in ((1, 2, 5) if levels[1] - levels[0] < 2.5 else (1,))
+                 if levels[0] <= e + math.log10(m) <= levels[1]]
         self.colour_bar.axis.setTicks([ticks])
 
     def cell_at(self, x: float, y: float) -> Cell | None:

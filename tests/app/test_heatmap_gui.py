@@ -136,3 +136,88 @@ def test_p95_point_click_lists_traces_at_least_that_slow(qtbot, window, model: F
     for trace in listed(window):
         assert trace["route"] == ROUTE and trace["duration_ms"] >= round(min_ms, 2) - 0.01
         assert t0 <= trace["start"] + trace["duration_ms"] / 1000 <= t1
+
+
+# The widget alone, on hand-made arrays (no fleet).
+
+def geometric_view(qtbot):
+    from trimtab.widgets.heatmap import HeatmapView
+
+    view = HeatmapView("heat", "Select a route.")
+    qtbot.addWidget(view)
+    view.resize(600, 300)
+    view.show()
+    bounds = np.array([0.001 * 2 ** k for k in range(8)] + [math.inf])  # 1 ms … 128 ms, +Inf
+    t = 1000.0 + np.arange(20.0)
+    z = np.zeros((20, len(bounds)), dtype=np.float32)
+    z[:, 3] = 5.0  # every tick: 5 req/s in (4, 8] ms
+    z[7] = np.nan  # a tick with no data
+    view.set_heat(t, bounds, z)
+    view.set_x_window(t[0] - 1, t[-1])
+    return view, t, bounds, z
+
+
+def test_cells_map_to_ticks_and_buckets(qtbot) -> None:
+    from trimtab.widgets.heatmap import bucket_label, describe
+
+    view, t, bounds, _ = geometric_view(qtbot)
+    assert view.point_count() == 19 * len(bounds)  # the NaN tick holds nothing
+    cell = view.cell_at(t[5] - 0.5, math.log10(0.006))
+    assert cell is not None and (cell.t0, cell.t1) == (t[4], t[5])
+    assert (cell.lo_s, cell.hi_s, cell.value) == (0.004, 0.008, 5.0)
+    assert describe(cell).endswith(" · 4–8 ms · 5 req/s")
+    assert math.isnan(view.cell_at(t[7] - 0.5, math.log10(0.006)).value)
+    assert view.cell_at(t[-1] + 5, math.log10(0.006)) is None  # after the last tick
+    top = view.cell_at(t[0], math.log10(0.2))  # the +Inf bucket is drawn above 128 ms
+    assert top is not None and math.isinf(top.hi_s) and bucket_label(top.lo_s, top.hi_s) == "> 128 ms"
+    assert bucket_label(0.8, 1.25) == "800 ms–1.25 s" and bucket_label(1.0, 2.5) == "1–2.5 s"
+
+
+def test_a_real_mouse_click_on_a_cell_emits_its_bounds(qtbot) -> None:
+    from PySide6.QtCore import QPointF, Qt
+
+    view, t, _, _ = geometric_view(qtbot)
+    vb = view.plot.getPlotItem().getViewBox()
+    scene_pos = vb.mapViewToScene(QPointF(t[10] - 0.5, math.log10(0.006)))
+    pos = view.plot.mapFromScene(scene_pos)
+    with qtbot.waitSignal(view.cellClicked, timeout=2_000) as blocker:
+        qtbot.mouseClick(view.plot.viewport(), Qt.MouseButton.LeftButton, pos=pos)
+    assert blocker.args == [t[9], t[10], 0.004, 0.008]
+
+
+def test_non_geometric_bounds_keep_a_true_log_axis(qtbot) -> None:
+    from trimtab.widgets.heatmap import HeatmapView
+
+    view = HeatmapView("heat", "empty")
+    qtbot.addWidget(view)
+    bounds = np.array([0.005, 0.01, 0.025, 0.05, 0.1, 1.0, math.inf])  # uneven, in log terms
+    z = np.arange(2 * len(bounds), dtype=np.float32).reshape(2, -1) + 1
+    view.set_heat(np.array([10.0, 11.0]), bounds, z)
+    image = view.image.image
+    assert image.shape[0] == 2 and image.shape[1] > len(bounds)  # spread over log rows
+    # Every bucket gets rows in proportion to its log width: (0.1, 1] is a whole decade.
+    rows = view._row_map
+    assert (rows == 5).sum() > 3 * (rows == 1).sum()
+    cell = view.cell_at(10.5, math.log10(0.3))
+    assert (cell.lo_s, cell.hi_s, cell.value) == (0.1, 1.0, z[1, 5])
+
+
+def test_empty_states_and_csv_export(qtbot, tmp_path) -> None:
+    from trimtab.widgets.heatmap import HeatmapView
+
+    view = HeatmapView("heat", "Select a route.")
+    qtbot.addWidget(view)
+    view.show()
+    view.set_heat(np.empty(0), np.empty(0), np.empty((0, 0), dtype=np.float32))
+    assert not view._empty.isHidden() and view._empty.text() == "Select a route."
+    assert view.cell_at(0.0, 0.0) is None
+    bounds = np.array([0.1, math.inf])
+    view.set_heat(np.array([5.0, 6.0]), bounds, np.zeros((2, 2), dtype=np.float32))
+    assert not view._empty.isHidden() and "No requests" in view._empty.text()
+    view.set_heat(np.array([5.0, 6.0]), bounds, np.array([[1, 0], [np.nan, 2]], dtype=np.float32))
+    assert view._empty.isHidden() and view.image.isVisible()
+    view.export(str(tmp_path / "heat.csv"))
+    assert (tmp_path / "heat.csv").read_text().splitlines() == [
+        "time,le=0.1,le=inf", "5.000,1,0", "6.000,,2"]
+    with pytest.raises(ValueError, match="use .png"):
+        view.export(str(tmp_path / "heat.bmp"))
