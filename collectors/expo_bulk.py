@@ -15,20 +15,22 @@ and reports any error exactly as before.
 from __future__ import annotations
 
 import math
+import re
 from itertools import compress, repeat
-from operator import add, is_, itemgetter, not_, or_
+from operator import add, contains, eq, is_, is_not, itemgetter, not_, or_
 from typing import TYPE_CHECKING
 
 from .expo_grammar import _BOUND_OK, _METRIC_NAME, _NONE, _Floats, _Series
-from .expo_types import Labels, ParseError
+from .expo_types import _VALUE, Labels, ParseError
 
 if TYPE_CHECKING:
     from .expo_full import _Full
 
 _HEAD_OF, _TOKEN_OF = itemgetter(0), itemgetter(2)
 _NAME_OF, _LABELS_OF = itemgetter(0), itemgetter(1)
-_NAME_NUMERIC = itemgetter(0, 2)
+_NUMERIC_OF = itemgetter(2)
 _FIRST, _SECOND, _THIRD = itemgetter(0), itemgetter(1), itemgetter(2)
+_NUMBERS = re.compile(rf"^(?:{_VALUE.pattern})$", re.MULTILINE)  # what _Floats accepts, one per line
 MIN_RUN = 16  # shorter runs: the per-line loop is as quick
 
 
@@ -39,12 +41,11 @@ def bulk_run(full: _Full, lines: list[str], i: int, j: int) -> bool:
     parts = list(map(str.rpartition, run, repeat(" ")))
     heads = list(map(_HEAD_OF, parts))
     tokens = list(map(_TOKEN_OF, parts))
-    hits = list(map(full.series.get, heads))
+    hits: list[_Series | None] = list(map(full.series.get, heads)) if full.series else [None] * len(run)
     if None in hits and not _resolve(full, heads, hits):
         return False
-    try:
-        values = list(map(full.floats.__getitem__, tokens))  # each new token is checked once
-    except ValueError:
+    values = _values(full.floats, tokens)
+    if values is None:
         return False
     series: list[_Series] = hits  # type: ignore[assignment]  # all found now
     if not _enter(full, i, series):
@@ -63,6 +64,17 @@ def bulk_run(full: _Full, lines: list[str], i: int, j: int) -> bool:
     return True
 
 
+def _values(floats: _Floats, tokens: list[str]) -> list[float] | None:
+    """The tokens as floats; None if one is no number. New tokens are checked with one
+    regex pass over all of them, as ``_Floats`` would check each."""
+    new = set(tokens).difference(floats)
+    if new:
+        if len(_NUMBERS.findall("\n".join(new))) != len(new):  # a token per line, or no match
+            return None
+        floats.update(zip(new, map(float, new)))
+    return list(map(floats.__getitem__, tokens))
+
+
 def _enter(full: _Full, i: int, series: list[_Series]) -> bool:
     """Every series belongs to the current family (opened by the first, as the per-line
     loop would) and carries the bound label its family needs."""
@@ -70,23 +82,35 @@ def _enter(full: _Full, i: int, series: list[_Series]) -> bool:
     if name not in full.allowed:
         full.i = i  # what the per-line loop does first on this line; it may raise the same error
         full.enter(name, numeric)
-    allowed, bounded, bound_label = full.allowed, full.bounded, full.bound_label
-    for name, numeric in set(map(_NAME_NUMERIC, series)):  # a handful of distinct pairs
-        if name not in allowed or (name == bounded and bound_label not in numeric):
-            return False
+    bounded = full.bounded
+    names = set(map(_NAME_OF, series))  # a few distinct names, compared by identity mostly
+    if not names.issubset(full.allowed):
+        return False
+    if bounded in names:  # each bucket's ``le`` (a summary quantile's ``quantile``) is a number
+        of_bounded = compress(map(_NUMERIC_OF, series), map(eq, map(_NAME_OF, series), repeat(bounded)))
+        return all(map(contains, of_bounded, repeat(full.bound_label)))
     return True
 
 
 def _resolve(full: _Full, heads: list[str], hits: list[_Series | None]) -> bool:
-    """Fill in the series of the heads not seen before (and cache them); False if one
-    is not plainly ``name`` or ``name{labels}``."""
+    """Fill in the series of the heads not seen before; False if one is not plainly
+    ``name`` or ``name{labels}``. They join the series cache at the next full parse
+    (``full.pending``): a scrape shaped like this one never needs them."""
+    if len(heads) == hits.count(None):
+        found = _series_of(full, heads)
+        if found is None:
+            return False
+        hits[:] = found
+        full.pending.append((heads, found))
+        return True
     missing = list(compress(range(len(hits)), map(not_, hits)))
-    found = _series_of(full, list(map(heads.__getitem__, missing)))
+    new_heads = list(map(heads.__getitem__, missing))
+    found = _series_of(full, new_heads)
     if found is None:
         return False
-    cache = full.series
     for k, hit in zip(missing, found):
-        hits[k] = cache[heads[k]] = hit
+        hits[k] = hit
+    full.pending.append((new_heads, found))
     return True
 
 
@@ -110,10 +134,10 @@ def _series_of(full: _Full, heads: list[str]) -> list[_Series] | None:
     pairs, splits = full.le_pairs, full.le_rests
     for first in set(firsts).difference(pairs):
         pairs[first] = _le_pair(full.floats, first)
-    for rest in set(rests).difference(splits):
-        splits[rest] = _le_rest(full, rest)
     pair_hits = list(map(pairs.__getitem__, firsts))
-    split_hits = list(map(splits.__getitem__, rests))
+    for rest in set(compress(rests, map(is_not, pair_hits, repeat(_NO_PAIR)))).difference(splits):
+        splits[rest] = _le_rest(full, rest)  # only buckets' rests: others are no label set
+    split_hits = list(map(splits.get, rests, repeat(_NO_SPLIT)))
     labels = map(add, map(add, map(_FIRST, split_hits), map(_FIRST, pair_hits)), map(_SECOND, split_hits))
     out: list[_Series] = list(zip(names, labels, map(_SECOND, pair_hits)))
     odd = map(or_, map(is_, pair_hits, repeat(_NO_PAIR)), map(is_, split_hits, repeat(_NO_SPLIT)))

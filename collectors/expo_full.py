@@ -89,6 +89,7 @@ class _Full:
         self.names: tuple[str, ...] = ()  # set at the end of run()
         self.labels: tuple[Labels, ...] = ()
         self.breaks: list[int] | None = None  # indexes of lines that are no sample line
+        self.pending: list[tuple[list[str], list[_Series]]] = []  # new series cache entries
         self.le_pairs: dict[str, tuple[Labels, tuple[str, ...]]] = {}  # see expo_bulk._series_of
         self.le_rests: dict[str, tuple[Labels, Labels]] = {}
 
