@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import time
-import warnings
 
 import numpy as np
 import pyqtgraph as pg
@@ -15,8 +14,11 @@ from PySide6.QtGui import QPainter
 from PySide6.QtSvg import QSvgGenerator
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from .decimate import decimate
 from .palette import colour
 from .theme import DARK, Theme
+
+MIN_COLUMNS = 100  # before the first layout the plot is a few pixels wide
 
 
 class TimeSeriesView(QWidget):
@@ -42,12 +44,13 @@ class TimeSeriesView(QWidget):
         for name in ("left", "bottom"):  # no finest tick level: its grid lines halve paint speed
             self.plot.getAxis(name).setStyle(maxTickLevel=1)
         self.legend = self.plot.addLegend(offset=(8, 8), labelTextSize="9pt")
-        self.plot.setClipToView(True)
-        self.plot.setDownsampling(auto=True, mode="peak")
+        # No clipToView / auto downsampling: set_series decimates to the pixel columns
+        # once per change (decimate.py), cheaper than pyqtgraph doing it on every paint.
         if y_range is not None:
             self.plot.setYRange(*y_range, padding=0.02)
             self.plot.getPlotItem().getViewBox().setLimits(yMin=y_range[0] - 0.05)
-        self.plot.getPlotItem().getViewBox().sigRangeChangedManually.connect(self._manual_range)
+        vb = self.plot.getPlotItem().getViewBox()
+        vb.sigRangeChangedManually.connect(self._manual_range)
         self._crosshair = pg.InfiniteLine(angle=90, movable=False)
         self._crosshair.setVisible(False)
         self.plot.addItem(self._crosshair, ignoreBounds=True)
@@ -65,23 +68,62 @@ class TimeSeriesView(QWidget):
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.data: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.markers: dict[str, pg.InfiniteLine] = {}
+        self._drawn_view: tuple[float, float, int] | None = None
+        vb.sigXRangeChanged.connect(self._view_moved)
+        vb.sigResized.connect(self._view_moved)
         self.apply_theme(DARK)
 
     def set_series(self, series: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
-        """Replace the drawn data; curves are created once per key, then only updated."""
-        budget = max(200, self.plot.width())  # one min/max pair per horizontal pixel
-        for key in sorted(series):
-            t, v = peak_decimate(*series[key], budget)
-            curve = self.curves.get(key)
-            if curve is None:
-                pen = pg.mkPen(colour(len(self.curves)), width=1)  # >1 px is ~10x slower to paint
-                curve = self.curves[key] = self.plot.plot(name=key, pen=pen, connect="finite")
-            curve.setData(t, v, connect="finite")
+        """Replace the drawn data; curves are created once per key, then only updated.
+
+        A series whose samples did not change since the last call is not decimated
+        or handed to pyqtgraph again (a hidden curve costs nothing to keep).
+        """
+        changed = [key for key in sorted(series)
+                   if key not in self.curves or not _same(self.data.get(key), series[key])]
         for key in set(self.curves) - set(series):
             self.curves[key].setData([], [])
         self.data = dict(series)
+        self._draw(changed)
         has_points = any(np.isfinite(v).any() for _, v in series.values())
         self._empty.setVisible(not has_points)
+
+    def _view_for_decimation(self) -> tuple[float, float, int]:
+        """The x range and pixel columns curves are decimated to.
+
+        While the x axis follows the data (auto range, before a window is set) the
+        range is the data's own, or the view would chase its own decimation.
+        """
+        vb = self.plot.getPlotItem().getViewBox()
+        columns = max(MIN_COLUMNS, int(vb.width()))
+        if vb.autoRangeEnabled()[0]:
+            spans = [(t[0], t[-1]) for t, _ in self.data.values() if len(t)]
+            if spans:
+                x0, x1 = min(s[0] for s in spans), max(s[1] for s in spans)
+                # one sample (or one instant): any non-empty range keeps it whole
+                return float(x0), float(x1 if x1 > x0 else x0 + 1.0), columns
+        x0, x1 = self.x_window()
+        return x0, (x1 if x1 > x0 else x0 + 1.0), columns
+
+    def _draw(self, keys: list[str]) -> None:
+        """Decimate ``keys`` to the current view and hand the strokes to their curves."""
+        view = self._drawn_view = self._view_for_decimation()
+        for key in keys:
+            t, v = self.data[key]
+            d = decimate(t, v, *view)
+            curve = self.curves.get(key)
+            if curve is None:
+                pen = pg.mkPen(colour(len(self.curves)), width=1)  # >1 px is ~10x slower to paint
+                curve = self.curves[key] = self.plot.plot(name=key, pen=pen)
+            # Strokes go through QPainter.drawLines: as fast as one path, and a flat
+            # one-pixel stroke still shows (a zero-length path segment draws nothing).
+            curve.curve.setSegmentedLineMode("on" if d.connect == "pairs" else "auto")
+            curve.setData(d.x, d.y, connect=d.connect, skipFiniteCheck=d.connect == "pairs")
+
+    def _view_moved(self, *_: object) -> None:
+        """Zoom, pan, a new live window or a resize: decimate again if the columns moved."""
+        if self.data and self._view_for_decimation() != self._drawn_view:
+            self._draw(sorted(self.data))
 
     def set_markers(self, markers: list[tuple[str, float, str]]) -> None:
         """Vertical lines at change times: (key, unix time, label); click one for its card."""
@@ -223,22 +265,9 @@ class TimeSeriesView(QWidget):
             for k, v in sorted(values.items())))
 
 
-def peak_decimate(t: np.ndarray, v: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """At most ``2 * bins`` points keeping each bin's min and max (spikes stay visible).
 
-    Cheaper than pyqtgraph's per-paint downsampling and done once per refresh; NaN
-    gaps survive because a bin that is all NaN stays NaN.
-    """
-    n = len(t)
-    if n <= 2 * bins:
-        return t, v
-    per = -(-n // bins)  # ceil
-    pad = per * bins - n
-    tt = np.concatenate([t, np.full(pad, t[-1])]).reshape(bins, per)
-    vv = np.concatenate([v, np.full(pad, np.nan)]).reshape(bins, per)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN bins are gaps
-        lo, hi = np.nanmin(vv, axis=1), np.nanmax(vv, axis=1)
-    out_t = np.column_stack([tt[:, 0], tt[:, -1]]).ravel()
-    out_v = np.column_stack([lo, hi]).ravel()
-    return out_t, out_v
+def _same(old: tuple[np.ndarray, np.ndarray] | None, new: tuple[np.ndarray, np.ndarray]) -> bool:
+    """Whether a series holds exactly the samples it held (a few µs for an hour of points)."""
+    if old is None or len(old[0]) != len(new[0]):
+        return False
+    return bool(np.array_equal(old[0], new[0]) and np.array_equal(old[1], new[1], equal_nan=True))

@@ -1,43 +1,26 @@
-"""TimeSeriesView's decimation keeps spikes and gaps."""
+"""TimeSeriesView: exports, and curves decimated to the chart's pixel columns."""
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
-from trimtab.widgets.timeseries import peak_decimate
+import pytest
+from PySide6.QtGui import QImage
+from trimtab.widgets.timeseries import TimeSeriesView
 
 
-def test_decimation_keeps_each_bins_extremes() -> None:
-    t = np.arange(10_000, dtype=float)
-    v = np.zeros(10_000)
-    v[5_123] = 99.0  # one spike must survive
-    v[7_000] = -3.0
-    dt, dv = peak_decimate(t, v, 100)
-    assert len(dt) == len(dv) == 200
-    assert dv.max() == 99.0 and dv.min() == -3.0
-    assert np.all(np.diff(dt) >= 0)
+@pytest.fixture
+def view(qtbot) -> TimeSeriesView:
+    chart = TimeSeriesView("p95", "latency", "s", "empty")
+    qtbot.addWidget(chart)
+    chart.resize(600, 400)
+    chart.show()
+    qtbot.waitExposed(chart)
+    return chart
 
 
-def test_all_nan_bins_stay_gaps_and_short_series_pass_through() -> None:
-    t = np.arange(1_000, dtype=float)
-    v = np.ones(1_000)
-    v[100:300] = np.nan
-    _, dv = peak_decimate(t, v, 50)
-    assert np.isnan(dv).sum() >= 2 * 8  # bins fully inside the gap
-    same_t, same_v = peak_decimate(t[:50], v[:50], 50)
-    assert np.array_equal(same_t, t[:50]) and np.array_equal(same_v, v[:50], equal_nan=True)
-
-
-def test_export_png_svg_csv(qtbot, tmp_path) -> None:
-    import csv
-
-    import pytest
-    from PySide6.QtGui import QImage
-    from trimtab.widgets.timeseries import TimeSeriesView
-
-    view = TimeSeriesView("p95", "latency", "s", "empty")
-    qtbot.addWidget(view)
-    view.resize(600, 400)
-    view.show()
+def test_export_png_svg_csv(view: TimeSeriesView, tmp_path) -> None:
     view.set_series({"/a": (np.array([1.0, 2.0, 3.0]), np.array([0.1, np.nan, 0.3])),
                      "/b": (np.array([2.0]), np.array([0.5]))})
     view.export(str(tmp_path / "c.png"))
@@ -50,3 +33,62 @@ def test_export_png_svg_csv(qtbot, tmp_path) -> None:
                     ["3.000", "0.3", ""]]
     with pytest.raises(ValueError, match="png, .svg or .csv"):
         view.export(str(tmp_path / "c.gif"))
+
+
+def hour(spike_at: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    t = 1_000_000.0 + np.arange(3600, dtype=float)
+    v = np.full(3600, 0.2)
+    if spike_at is not None:
+        v[spike_at] = 5.0
+    return t, v
+
+
+def test_an_hour_is_drawn_as_one_stroke_per_pixel_column(view: TimeSeriesView) -> None:
+    t, v = hour(spike_at=2222)
+    view.set_x_window(t[0], t[-1] + 1)
+    view.set_series({"/a": (t, v)})
+    x, y = view.curves["/a"].getData()
+    columns = int(view.plot.getPlotItem().getViewBox().width())
+    assert len(x) <= 2 * (columns + 2) < len(t)
+    assert y.max() == 5.0  # the one-sample spike survives
+    assert view.point_count() == 3600  # the readout and CSV keep every sample
+    assert view.values_at(t[2222] + 0.5) == {"/a": 5.0}
+
+
+def test_zooming_in_decimates_again_to_the_new_range(view: TimeSeriesView) -> None:
+    t, v = hour()
+    view.set_x_window(t[0], t[-1])
+    view.set_series({"/a": (t, v)})
+    view.set_x_window(t[100] + 0.5, t[400] + 0.5)  # 300 samples: few enough to draw as they are
+    x, _ = view.curves["/a"].getData()
+    assert x[0] == t[100] and x[-1] == t[401]  # and one sample beyond each edge
+
+
+def test_unchanged_series_are_not_handed_to_pyqtgraph_again(view: TimeSeriesView) -> None:
+    t, v = hour()
+    view.set_x_window(t[0], t[-1])
+    view.set_series({"/a": (t, v), "/b": (t, v * 2)})
+    calls: list[str] = []
+    for key, curve in view.curves.items():
+        curve.sigPlotChanged.connect(lambda _item, key=key: calls.append(key))
+    view.set_series({"/a": (t.copy(), v.copy()), "/b": (np.r_[t, t[-1] + 1], np.r_[v * 2, 0.3])})
+    assert calls == ["/b"]
+    view.set_series({"/a": (t, v)})  # a series that went away is emptied
+    assert len(view.curves["/b"].getData()[0] or []) == 0
+
+
+def test_nan_gap_stays_a_gap_on_screen(view: TimeSeriesView) -> None:
+    t, v = hour()
+    v[1000:2000] = np.nan
+    view.set_x_window(t[0], t[-1])
+    view.set_series({"/a": (t, v)})
+    x, _ = view.curves["/a"].getData()
+    assert not ((x > t[1010]) & (x < t[1990])).any()
+
+
+def test_one_instant_while_the_axis_follows_the_data(view: TimeSeriesView) -> None:
+    # the first cycle of a live view: every series holds one sample at the same time
+    t = np.array([1_795_736_305.8218663])
+    view.set_series({"/a": (t, np.array([0.4])), "/b": (t, np.array([np.nan]))})
+    assert view.point_count() == 1
+    assert view.curves["/a"].getData()[1].tolist() == [0.4]
