@@ -101,6 +101,28 @@ def iter_cycles(source: Source, start: float, end: float,
         a = b
 
 
+def _cycle_step(source: Source, start: float, end: float, probes: int = 8) -> float:
+    """The smallest gap between cycles, from a few series (cheap); ReplayError when none has data.
+
+    A series that skipped cycles overstates the gap; the rings are then too small to
+    rewind by truncation and the replayer falls back to replaying from the start.
+    """
+    gaps: list[float] = []
+    seen = 0
+    for key in source.series():
+        found = source.query(key.name, dict(key.labels), start=start, end=end, max_points=2**62,
+                             target=key.target).get(key)
+        if found is not None and len(found[0]):
+            seen += 1
+            gaps.extend(np.diff(found[0]).tolist())
+            if seen >= probes:
+                break
+    if not seen:
+        where = getattr(source, "path", "the source")
+        raise ReplayError(f"no raw samples between {start:.0f} and {end:.0f} in {where}")
+    return min(gaps, default=1.0)
+
+
 def _targets(source: Source) -> dict[str, ScrapeTarget]:
     """Targets as the source knows them (a snapshot keeps url and kind; a store only names)."""
     info = getattr(source, "target_info", None)
@@ -184,8 +206,7 @@ class Replayer:
         Raises :class:`ReplayError` when the window holds no raw samples.
         """
         start, end = check_window(start, end)
-        times = [t for t, _ in itertools.islice(cycles_from(source, start, end), 64)]
-        step = min((b - a for a, b in itertools.pairwise(times)), default=1.0)
+        step = _cycle_step(source, start, end)
         capacity = int((end - start) / max(step, 0.05) * 1.25) + 64
         return cls(source, start, end, FleetModel(capacity=capacity), traces)
 
@@ -206,7 +227,7 @@ class Replayer:
 
     def step(self, seconds: float) -> float:
         """Move the clock forward by ``seconds`` of replay time (stops at the window's end)."""
-        now = self.clock if self.clock >= self.start else self.start
+        now = max(self.clock, self.start)
         return self.seek(now + seconds)
 
     @property
@@ -282,4 +303,4 @@ class Replayer:
 
 def _truncate(ring: Any, n: int) -> None:
     """Keep a ring's first ``n`` points; valid only while it never wrapped (checked by caller)."""
-    ring._n = ring._head = n  # noqa: SLF001 - Ring has no public shrink; rings are ours here
+    ring._n = ring._head = n

@@ -34,7 +34,7 @@ from trimtab.app.window import MainWindow
 from trimtab.widgets.compare_view import RangeDialog
 
 NOTES = "Incident 42: /search slow on api-3"
-CYCLES = 14
+CYCLES = 12
 PNG = Path("/tmp/trimtab-snapshot-window.png")
 
 
@@ -47,11 +47,32 @@ class Files:
 
 
 @pytest.fixture(scope="module")
-def files(fleet: DemoFleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Files]:
-    """A store filled by the demo fleet, the whole window exported, and its first half."""
+def files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Files]:
+    """A store filled by the demo fleet, the whole window exported, and its first half.
+
+    Our own fleet, stopped once recorded: the windows then have the CPU to themselves.
+    """
     folder = tmp_path_factory.mktemp("open")
     store = Store(folder / "history.sqlite", chunk_cycles=8)
+    try:
+        model = _record(folder, store)
+        yield _export(folder, store, model)
+    finally:
+        store.close()
+
+
+def _record(folder: Path, store: Store) -> FleetModel:
     model = FleetModel(store=store)
+    fleet = DemoFleet(rps=100.0, log_dir=str(folder))
+    try:
+        fleet.start()
+        _collect(fleet, model, store)
+    finally:
+        fleet.stop()
+    return model
+
+
+def _collect(fleet: DemoFleet, model: FleetModel, store: Store) -> None:
     engine = start_collection(fleet, model)
     try:
         deadline = time.monotonic() + 120.0
@@ -60,6 +81,9 @@ def files(fleet: DemoFleet, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             threading.Event().wait(0.2)  # the engine scrapes on its own thread
     finally:
         engine.stop()
+
+
+def _export(folder: Path, store: Store, model: FleetModel) -> Files:
     times = sorted(t for series in model.snapshot("p95").values() for t in series[0])
     start, end = times[0] - 2.0, times[-1]
     change = JournalRow(Agent("api-1", "http://127.0.0.1:1"), 7, start + (end - start) / 2,
@@ -69,11 +93,7 @@ def files(fleet: DemoFleet, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     export_snapshot(store, folder / "incident.trimtab", start, end, traces=list(model.traces),
                     journal=[change], notes=NOTES)
     export_snapshot(store, folder / "first-half.trimtab", start, start + (end - start) / 2)
-    try:
-        yield Files(folder / "incident.trimtab", folder / "first-half.trimtab", store,
-                    (start, end))
-    finally:
-        store.close()
+    return Files(folder / "incident.trimtab", folder / "first-half.trimtab", store, (start, end))
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from trimtab.agent.fleet import DemoFleet
 from trimtab.app.model import FleetModel
-from trimtab.app.replay import ReplayError, Replayer, cycles_from, replay
+from trimtab.app.replay import Replayer, ReplayError, cycles_from, replay
 from trimtab.app.snapshot import export_snapshot, open_snapshot
 from trimtab.app.store import Store
 from trimtab.collectors.scrape import ScrapeEngine, ScrapeResult, ScrapeTarget
@@ -73,10 +73,18 @@ def _record(fleet: DemoFleet, store: Store) -> Recorded:
 
 
 @pytest.fixture(scope="module")
-def recorded(fleet: DemoFleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
-    store = Store(tmp_path_factory.mktemp("replay") / "history.sqlite", chunk_cycles=8)
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
+    """Our own demo fleet, stopped once recorded: the replays then have the CPU to themselves."""
+    folder = tmp_path_factory.mktemp("replay")
+    store = Store(folder / "history.sqlite", chunk_cycles=8)
+    fleet = DemoFleet(rps=100.0, log_dir=str(folder))
     try:
-        yield _record(fleet, store)
+        fleet.start()
+        try:
+            rec = _record(fleet, store)
+        finally:
+            fleet.stop()
+        yield rec
     finally:
         store.close()
 
@@ -176,7 +184,7 @@ def test_bad_windows_are_clear_errors(recorded: Recorded) -> None:
 
 def test_snapshot_without_samples_is_a_clear_error(recorded: Recorded, tmp_path: Path) -> None:
     """A window of the store with nothing in it exports fine, and then refuses to replay."""
-    start, end = _window(recorded)
+    _start, end = _window(recorded)
     info = export_snapshot(recorded.store, tmp_path / "empty.trimtab", end + 10, end + 20)
     with open_snapshot(info.path) as snap:
         assert info.samples == 0
