@@ -58,6 +58,8 @@ class Servers:
             self._tasks.add(task)
             try:
                 await handler(reader, writer)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass  # the client hung up (a timeout or a cut-off): expected here
             finally:
                 self._tasks.discard(task)
                 writer.close()
@@ -189,14 +191,15 @@ def test_label_limits_fail_whole_scrape(servers: Servers, labels: str, limit: di
 def test_label_checks_are_not_hidden_by_the_cache(servers: Servers) -> None:
     """The checker remembers label sets that passed: a new long value, or a stricter
     limit on the same target, must still be refused."""
-    bodies = iter([exposition(3), exposition(3), exposition(3, f'route="{"y" * 300}"')])
+    bodies = iter([exposition(3), exposition(3, f'route="{"y" * 300}"'), exposition(3), exposition(3)])
     url = servers.serve(static(Wire(), lambda: next(bodies)))
-    loose = ScrapeTarget("api", url, label_value_length_limit=400)
-    engine = ScrapeEngine([loose], lambda r: None)
-    assert scrape(loose, engine).up
-    assert not scrape(replace(loose, label_limit=1), engine).up  # same layout, stricter limit
-    assert scrape(replace(loose, label_value_length_limit=200), engine).error.startswith(
+    target = ScrapeTarget("api", url, label_value_length_limit=200)
+    engine = ScrapeEngine([target], lambda r: None)
+    assert scrape(target, engine).up
+    assert scrape(target, engine).error.startswith(  # same limits, one new long value
         "label_value_length_limit exceeded: 300 characters > 200")
+    assert scrape(target, engine).up  # the layout cached before the refusal is fine again
+    assert not scrape(replace(target, label_limit=1), engine).up  # same labels, stricter limit
 
 
 @pytest.mark.parametrize("encoding", ["identity", "gzip"])
@@ -335,22 +338,24 @@ def test_hung_target_does_not_delay_a_good_one(servers: Servers) -> None:
         await read_request(reader, hung_wire)
         await asyncio.Event().wait()
 
-    hung = ScrapeTarget("hung", servers.serve(never_answer), interval=1.0, timeout=0.9)
-    good = ScrapeTarget("good", servers.serve(static(Wire(), exposition())), interval=0.05, timeout=0.04)
+    hung = ScrapeTarget("hung", servers.serve(never_answer), interval=2.0, timeout=1.5)
+    good = ScrapeTarget("good", servers.serve(static(Wire(), exposition())), interval=0.1, timeout=0.09)
     results = run_engine([hung, good], lambda rs: any(r.target.name == "hung" for r in rs))
     stuck = next(r for r in results if r.target.name == "hung")
-    assert (stuck.up, stuck.error) == (False, "timed out after 0.9 s")
+    assert (stuck.up, stuck.error) == (False, "timed out after 1.5 s")
     goods = [r for r in results if r.target.name == "good"]
-    assert goods and all(r.up for r in goods)
     during = [r for r in goods if stuck.timestamp < r.timestamp < stuck.timestamp + stuck.duration]
-    assert len(during) >= 3  # a serial engine would have scraped "good" 0 times meanwhile
+    # A serial engine would have scraped "good" 0 times meanwhile; ~15 are due. On a loaded
+    # machine a loopback answer may miss its 90 ms timeout, so not every one needs to be up.
+    assert len(during) >= 3 and any(r.up for r in during)
+    assert {r.error for r in goods if not r.up} <= {"timed out after 0.09 s"}
 
 
 def test_never_two_scrapes_of_one_target_at_once(servers: Servers) -> None:
     """Responses alternate fast / slower than the timeout; the server counts requests that
     are in flight together (a timed-out one ends when the client closes its connection)."""
     wire, state = Wire(), {"in_flight": 0, "max": 0, "n": 0}
-    delays = [0.01, 0.2, 0.03, 0.035, 0.2, 0.0]
+    delays = [0.01, 0.3, 0.03, 0.05, 0.3, 0.0]
 
     async def counting(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader, wire)
@@ -359,7 +364,7 @@ def test_never_two_scrapes_of_one_target_at_once(servers: Servers) -> None:
         state["in_flight"] += 1
         try:
             # A client's close may be noticed just after its next request arrives on a new
-            # connection: allow 50 ms before calling it an overlap (a real one lasts 200 ms).
+            # connection: allow 50 ms before calling it an overlap (a real one lasts 300 ms).
             for _ in range(10):
                 if state["in_flight"] == 1:
                     break
@@ -376,11 +381,11 @@ def test_never_two_scrapes_of_one_target_at_once(servers: Servers) -> None:
         finally:
             state["in_flight"] -= 1
 
-    target = ScrapeTarget("api", servers.serve(counting), interval=0.05, timeout=0.04)
-    results = run_engine([target], lambda rs: len(rs) >= 24)
+    target = ScrapeTarget("api", servers.serve(counting), interval=0.1, timeout=0.09)
+    results = run_engine([target], lambda rs: len(rs) >= 20)
     assert state["max"] == 1
     # Both paths ran: answered scrapes, and scrapes abandoned at the timeout.
-    assert {r.error for r in results if not r.up} == {"timed out after 0.04 s"}
+    assert {r.error for r in results if not r.up} == {"timed out after 0.09 s"}
     assert any(r.up for r in results)
 
 
