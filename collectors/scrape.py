@@ -217,7 +217,7 @@ class ScrapeEngine:
             await asyncio.sleep(self.cycle_interval)
             try:
                 self.on_cycle(time.time())
-            except Exception:  # a bug in one cycle must not stop every later one
+            except Exception:  # noqa: BLE001 - a bug in one cycle must not stop every later one
                 _log.exception("scrape cycle callback failed; collection continues")
 
     async def _target_loop(self, client: httpx.AsyncClient, target: ScrapeTarget) -> None:
@@ -234,7 +234,10 @@ class ScrapeEngine:
             now = loop.time()
             due = next_due(due, now, target.interval, backoff_delay(target.interval, failures))
             result.next_attempt = time.time() + (due - now)
-            self.sink(result)
+            try:
+                self.sink(result)
+            except Exception:  # noqa: BLE001 - a sink bug must not end this target's scraping
+                _log.exception("scrape sink failed for %s; scraping goes on", target.name)
             await asyncio.sleep(max(0.0, due - loop.time()))
 
     async def scrape_once(self, client: httpx.AsyncClient, target: ScrapeTarget) -> ScrapeResult:

@@ -419,3 +419,19 @@ def test_limits_round_trip_through_the_targets_file(tmp_path: Path) -> None:
     assert target_file.load(path) == [target]
     path.write_text('[[target]]\nname = "old"\nurl = "http://127.0.0.1:9/metrics"\n')
     assert target_file.load(path)[0].limits == ScrapeTarget("d", "http://h/m").limits  # defaults
+
+
+def test_a_failing_sink_does_not_stop_scraping(servers: Servers) -> None:
+    seen: list[ScrapeResult] = []
+
+    def sink(result: ScrapeResult) -> None:
+        seen.append(result)
+        if len(seen) == 1:
+            raise RuntimeError("bug in the consumer")
+
+    url = servers.serve(static(Wire(), exposition()))
+    engine = ScrapeEngine([ScrapeTarget("api", url, interval=0.05, timeout=0.04)], sink).start()
+    try:
+        wait_until(lambda: len(seen) >= 3)
+    finally:
+        engine.stop()
