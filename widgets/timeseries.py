@@ -10,15 +10,17 @@ import pyqtgraph as pg
 from pyqtgraph.exporters import ImageExporter
 from pyqtgraph.GraphicsScene.mouseEvents import MouseClickEvent
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QPainter
+from PySide6.QtGui import QColor, QPainter
 from PySide6.QtSvg import QSvgGenerator
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from .decimate import decimate
+from .decimate import Decimated, decimate, extend
 from .palette import colour
 from .theme import DARK, Theme
+from .timeseries_layer import StrokeLayer
 
 MIN_COLUMNS = 100  # before the first layout the plot is a few pixels wide
+EMPTY = Decimated(np.array([]), np.array([]), "finite")
 
 
 class TimeSeriesView(QWidget):
@@ -65,11 +67,15 @@ class TimeSeriesView(QWidget):
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.readout)
         layout.addWidget(self._empty)
+        # Legend entries only (their pen, their visibility); the layer draws the curves.
         self.curves: dict[str, pg.PlotDataItem] = {}
+        self.layer = StrokeLayer()
+        self.plot.addItem(self.layer)
         self.data: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.markers: dict[str, pg.InfiniteLine] = {}
         self._drawn_view: tuple[float, float, int] | None = None
-        vb.sigXRangeChanged.connect(self._view_moved)
+        self._decimated: dict[str, Decimated] = {}
+        vb.sigRangeChanged.connect(self._view_moved)
         vb.sigResized.connect(self._view_moved)
         self.apply_theme(DARK)
 
@@ -81,10 +87,10 @@ class TimeSeriesView(QWidget):
         """
         changed = [key for key in sorted(series)
                    if key not in self.curves or not _same(self.data.get(key), series[key])]
-        for key in set(self.curves) - set(series):
-            self.curves[key].setData([], [])
-        self.data = dict(series)
-        self._draw(changed)
+        gone = sorted(set(self.curves) - set(series))  # an empty curve, the legend stays
+        self.layer.set_curves([(key, EMPTY, self._colour(key)) for key in gone])
+        previous, self.data = self.data, dict(series)
+        self._draw(changed, previous)
         has_points = any(np.isfinite(v).any() for _, v in series.values())
         self._empty.setVisible(not has_points)
 
@@ -105,23 +111,40 @@ class TimeSeriesView(QWidget):
         x0, x1 = self.x_window()
         return x0, (x1 if x1 > x0 else x0 + 1.0), columns
 
-    def _draw(self, keys: list[str]) -> None:
-        """Decimate ``keys`` to the current view and hand the strokes to their curves."""
-        view = self._drawn_view = self._view_for_decimation()
+    def _draw(self, keys: list[str],
+              previous: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> None:
+        """Decimate ``keys`` to the current view and hand the strokes to the layer.
+
+        With the view unchanged, a series that only grew on the right reuses its
+        previous decimation (``previous`` = the samples it was made from).
+        """
+        view = self._view_for_decimation()
+        if view != self._drawn_view:
+            previous = None
+        self._drawn_view = view
+        batch = []
         for key in keys:
             t, v = self.data[key]
-            d = decimate(t, v, *view)
-            curve = self.curves.get(key)
-            if curve is None:
-                pen = pg.mkPen(colour(len(self.curves)), width=1)  # >1 px is ~10x slower to paint
-                curve = self.curves[key] = self.plot.plot(name=key, pen=pen)
-            # Strokes go through QPainter.drawLines: as fast as one path, and a flat
-            # one-pixel stroke still shows (a zero-length path segment draws nothing).
-            curve.curve.setSegmentedLineMode("on" if d.connect == "pairs" else "auto")
-            curve.setData(d.x, d.y, connect=d.connect, skipFiniteCheck=d.connect == "pairs")
+            d = None
+            if previous is not None and key in previous and key in self._decimated:
+                d = extend(self._decimated[key], previous[key], t, v, *view)
+            d = self._decimated[key] = d if d is not None else decimate(t, v, *view)
+            batch.append((key, d, self._colour(key)))
+        self.layer.set_curves(batch)
+
+    def _colour(self, key: str) -> QColor:
+        """The colour of ``key``'s curve; its legend entry is made on first use."""
+        curve = self.curves.get(key)
+        if curve is None:
+            curve = self.curves[key] = pg.PlotDataItem(pen=pg.mkPen(colour(len(self.curves))))
+            curve.visibleChanged.connect(
+                lambda key=key: self.layer.set_visible(key, self.curves[key].isVisible()))
+            self.legend.addItem(curve, key)
+        return curve.opts["pen"].color()
 
     def _view_moved(self, *_: object) -> None:
         """Zoom, pan, a new live window or a resize: decimate again if the columns moved."""
+        self.layer.view_moved(self.plot.getPlotItem().getViewBox().viewRect())
         if self.data and self._view_for_decimation() != self._drawn_view:
             self._draw(sorted(self.data))
 

@@ -47,10 +47,10 @@ def test_an_hour_is_drawn_as_one_stroke_per_pixel_column(view: TimeSeriesView) -
     t, v = hour(spike_at=2222)
     view.set_x_window(t[0], t[-1] + 1)
     view.set_series({"/a": (t, v)})
-    x, y = view.curves["/a"].getData()
+    segs = view.layer.segments_of("/a")
     columns = int(view.plot.getPlotItem().getViewBox().width())
-    assert len(x) <= 2 * (columns + 2) < len(t)
-    assert y.max() == 5.0  # the one-sample spike survives
+    assert len(segs) <= columns + 2 < len(t)
+    assert segs[:, [1, 3]].max() == 5.0  # the one-sample spike survives
     assert view.point_count() == 3600  # the readout and CSV keep every sample
     assert view.values_at(t[2222] + 0.5) == {"/a": 5.0}
 
@@ -60,8 +60,9 @@ def test_zooming_in_decimates_again_to_the_new_range(view: TimeSeriesView) -> No
     view.set_x_window(t[0], t[-1])
     view.set_series({"/a": (t, v)})
     view.set_x_window(t[100] + 0.5, t[400] + 0.5)  # 300 samples: few enough to draw as they are
-    x, _ = view.curves["/a"].getData()
-    assert x[0] == t[100] and x[-1] == t[401]  # and one sample beyond each edge
+    segs = view.layer.segments_of("/a")  # raw samples: one segment between neighbours
+    assert segs[0, 0] == t[100] and segs[-1, 2] == t[401]  # and one sample beyond each edge
+    assert len(segs) == 301
 
 
 def test_unchanged_series_are_not_handed_to_pyqtgraph_again(view: TimeSeriesView) -> None:
@@ -69,12 +70,12 @@ def test_unchanged_series_are_not_handed_to_pyqtgraph_again(view: TimeSeriesView
     view.set_x_window(t[0], t[-1])
     view.set_series({"/a": (t, v), "/b": (t, v * 2)})
     calls: list[str] = []
-    for key, curve in view.curves.items():
-        curve.sigPlotChanged.connect(lambda _item, key=key: calls.append(key))
+    real = view.layer.set_curves
+    view.layer.set_curves = lambda items: (calls.extend(k for k, _, _ in items), real(items))  # spy
     view.set_series({"/a": (t.copy(), v.copy()), "/b": (np.r_[t, t[-1] + 1], np.r_[v * 2, 0.3])})
     assert calls == ["/b"]
-    view.set_series({"/a": (t, v)})  # a series that went away is emptied
-    assert len(view.curves["/b"].getData()[0] or []) == 0
+    view.set_series({"/a": (t, v)})  # a series that went away is emptied, its legend stays
+    assert len(view.layer.segments_of("/b")) == 0 and "/b" in view.curves
 
 
 def test_nan_gap_stays_a_gap_on_screen(view: TimeSeriesView) -> None:
@@ -82,7 +83,7 @@ def test_nan_gap_stays_a_gap_on_screen(view: TimeSeriesView) -> None:
     v[1000:2000] = np.nan
     view.set_x_window(t[0], t[-1])
     view.set_series({"/a": (t, v)})
-    x, _ = view.curves["/a"].getData()
+    x = view.layer.segments_of("/a")[:, [0, 2]]
     assert not ((x > t[1010]) & (x < t[1990])).any()
 
 
@@ -91,4 +92,4 @@ def test_one_instant_while_the_axis_follows_the_data(view: TimeSeriesView) -> No
     t = np.array([1_795_736_305.8218663])
     view.set_series({"/a": (t, np.array([0.4])), "/b": (t, np.array([np.nan]))})
     assert view.point_count() == 1
-    assert view.curves["/a"].getData()[1].tolist() == [0.4]
+    assert len(view.layer.segments_of("/a")) == 0  # one sample: nothing to join yet
