@@ -12,12 +12,11 @@ import os
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
-from PySide6.QtGui import QAction
+from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QFileDialog,
     QLabel,
@@ -32,7 +31,7 @@ from trimtab.widgets.scrubber import ReplayScrubber, clock_text
 
 from . import format as fmt
 from .compare import CompareRow, Comparison, compare_sources
-from .replay import Replayer
+from .replay import ReplaySession, snapshot_session, store_session
 from .snapshot_open import open_snapshot
 from .window import MainWindow
 
@@ -42,42 +41,6 @@ SUFFIX = ".trimtab"
 
 class Cancelled(Exception):
     """The user cancelled a load."""
-
-
-@dataclass
-class ReplaySession:
-    """What a replay window shows: a replayer over a source, plus the source's journal and notes."""
-
-    title: str
-    replayer: Replayer
-    journal: list[Any] = field(default_factory=list)
-    notes: str = ""
-    source: Any = None
-    owns_source: bool = False  # a snapshot file is closed with its window; the live store is not
-
-    def close(self) -> None:
-        if self.owns_source and self.source is not None:
-            self.source.close()
-
-
-def snapshot_session(path: str | Path) -> ReplaySession:
-    """Open a snapshot file and a replayer over its whole window (ValueError says why not)."""
-    snap = open_snapshot(path)
-    try:
-        replayer = Replayer.for_window(snap, *snap.window, traces=snap.traces())
-        return ReplaySession(f"{Path(path).name} — read-only snapshot", replayer, snap.journal(),
-                             snap.notes, snap, owns_source=True)
-    except Exception:
-        snap.close()
-        raise
-
-
-def store_session(store: Any, start: float, end: float, journal: list[Any]) -> ReplaySession:
-    """A replayer over ``[start, end]`` of the live store (read-only history)."""
-    replayer = Replayer.for_window(store, start, end)
-    title = f"history {clock_text(start)} – {clock_text(end)} — read-only"
-    return ReplaySession(title, replayer, [r for r in journal if start <= r.time <= end],
-                         "", store)
 
 
 class ReplayWorker(QObject):
@@ -244,14 +207,19 @@ class SnapshotWindow(MainWindow):
         self.journal.show_rows(session.journal)
         self.show_changes(session.journal)
         length = replayer.end - replayer.start
-        self.range_box.addItem(f"whole window ({length / 60:.0f} min)", length)
+        span = f"{length:.0f} s" if length < 120 else f"{length / 60:.0f} min"
+        self.range_box.addItem(f"whole window ({span})", length)
         self.range_box.setCurrentIndex(self.range_box.count() - 1)
         self.routes.table.row_selected.connect(self._force_refresh)  # its own refresh: wall clock
         compare = QAction("Compare with another snapshot…", self)
         compare.setToolTip("Per-route figures of this window against another snapshot's")
         compare.triggered.connect(self.ask_compare)
-        self.file_menu.insertAction(self.file_menu.actions()[0], compare)
-        self.compare_action = compare
+        split = QAction("Compare before / after the replay clock", self)
+        split.setToolTip("Scrub to a change marker, then compare the window's two halves")
+        split.triggered.connect(lambda: self.compare_at(self.scrubber.clock))
+        self.file_menu.insertActions(self.file_menu.actions()[0], [compare, split])
+        self.compare_action, self.split_action = compare, split
+        QShortcut(QKeySequence("K"), self, activated=self.scrubber.toggle)
         self._force_refresh()
 
     def _build_replay_bar(self, session: ReplaySession) -> None:
@@ -281,6 +249,10 @@ class SnapshotWindow(MainWindow):
         self.fleet.config_label.setText("Targets as recorded (read-only).")
         self.journal.hint.setText("No changes were recorded in this window.")
 
+    def _live_end(self, now: float) -> float:
+        """The replay clock itself: the axes end where the replay is (no live stepping)."""
+        return now
+
     @Slot(float)
     def _moved(self, clock: float) -> None:
         if not self.paused:
@@ -303,6 +275,18 @@ class SnapshotWindow(MainWindow):
                                               "trimtab snapshot (*.trimtab);;All files (*)")
         if path:
             self.compare_with(path)
+
+    def compare_at(self, t: float) -> CompareJob:
+        """Compare ``[start, t]`` (A, before) with ``[t, end]`` (B, after) of this window."""
+        replayer = self.session.replayer
+        source, start, end = replayer.source, replayer.start, replayer.end
+
+        def compute(progress: Callable[[float], None]) -> Comparison:
+            return compare_sources(source, (start, t), source, (t, end), ("before", "after"),
+                                   progress)
+
+        self.compare_job = CompareJob(self, compute, "Comparing before / after…")
+        return self.compare_job
 
     def compare_with(self, path: str | Path) -> CompareJob:
         """Compare this window (A) with snapshot ``path`` (B) off the GUI thread, then show it."""
