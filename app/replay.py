@@ -90,8 +90,8 @@ def iter_cycles(source: Source, start: float, end: float,
         grouped: dict[float, dict[str, list[Sample]]] = {}
         for name in names:
             found = source.query(name, start=a, end=b, max_points=2**62)
-            for key, (t, v) in found.items():
-                for ti, vi in zip(t.tolist(), v.tolist()):
+            for key, (times, values) in found.items():
+                for ti, vi in zip(times.tolist(), values.tolist()):
                     if ti < b or last:  # b belongs to the next chunk, except at the very end
                         grouped.setdefault(ti, {}).setdefault(key.target, []).append(
                             Sample(key.name, key.labels, vi))

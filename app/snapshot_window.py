@@ -219,7 +219,7 @@ class SnapshotWindow(MainWindow):
         split.triggered.connect(lambda: self.compare_at(self.scrubber.clock))
         self.file_menu.insertActions(self.file_menu.actions()[0], [compare, split])
         self.compare_action, self.split_action = compare, split
-        QShortcut(QKeySequence("K"), self, activated=self.scrubber.toggle)
+        QShortcut(QKeySequence("K"), self, self.scrubber.toggle)
         self._force_refresh()
 
     def _build_replay_bar(self, session: ReplaySession) -> None:

@@ -39,6 +39,9 @@ LIVE_STEP = 10.0  # seconds: the live time axis moves in steps of this much
 class MainWindow(QMainWindow):
     """Polls ``model.version`` a few times a second and refreshes the visible page when it moved."""
 
+    open_action: QAction  # File → Open snapshot… and History…, added by open_cli.add_file_actions
+    history_action: QAction
+
     def __init__(self, model: FleetModel, refresh_hz: float = 4.0,
                  targets: TargetManager | None = None, tuning: Tuning | None = None) -> None:
         super().__init__()
