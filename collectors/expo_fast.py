@@ -2,35 +2,9 @@
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from .expo_full import _Full, _Layout
 from .expo_grammar import _REST_RE, _Base, _exemplar, _Floats, _Series, _split_lines, _timestamp
-from .expo_types import OPENMETRICS, Exemplar, Exposition, detect_format
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a first scrape builds its tens of thousands of
-    small tuples, then one young-generation pass over them.
-
-    Left on, the collector would run every 700 of them and promote the survivors
-    through the older generations, often into a full collection of the whole
-    heap: a third of a first scrape's time. Almost all of them (tuples of
-    strings) drop out of the collector's sight on that single pass. The
-    collector stays off if the application turned it off.
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-        gc.collect(0)
+from .expo_types import OPENMETRICS, Exemplar, Exposition, _gc_paused, detect_format
 
 
 class TargetParser:

@@ -237,13 +237,15 @@ class _Full:
     def sample_run(self, lines: list[str], i: int) -> int:
         """Sample lines from ``i`` up to the next comment; returns the index it stopped at.
 
-        The hot loop of a first scrape, written flat. A line ``name{labels} value``
-        is cut at its last space; the part before it is looked up (or, new, parsed
-        as name and label set) and only the value token is read. Anything else
-        (timestamps, exemplars, odd blanks, errors) goes through :meth:`sample`.
+        A long run is first offered to :func:`.expo_bulk.bulk_run`. Otherwise, line
+        by line, written flat: ``name{labels} value`` is cut at its last space; the
+        part before it is looked up (or, new, parsed as name and label set) and only
+        the value token is read. Anything else (timestamps, exemplars, odd blanks,
+        errors) goes through :meth:`sample`.
         """
-        if self.run_end(i) - i >= MIN_RUN and bulk_run(self, lines, i, self.run_end(i)):
-            return self.run_end(i)
+        end = self.run_end(i)
+        if end - i >= MIN_RUN and bulk_run(self, lines, i, end):
+            return end
         series, floats, hits, values, sample_lines = self.series, self.floats, self.hits, self.values, self.sample_lines
         prefixes = self.prefixes
         while i < len(lines):

@@ -37,9 +37,7 @@ _TEXT_LABEL_SET = re.compile(rf"[ \t]*(?:{_LABEL}[ \t]*,[ \t]*)*(?:{_LABEL}[ \t]
 # Tuples, not frozensets: a tuple of strings drops out of the cyclic GC's sight, so the
 # caches do not slow down every collection the application's allocations trigger.
 _NONE: tuple[str, ...] = ()
-_tuple_new = tuple.__new__
 _NOT_SAMPLE_START = frozenset(" \t#")
-_SERIES_KEY = itemgetter(0, 1, 3)  # name, labels, timestamp
 _Series = tuple[str, Labels, tuple[str, ...]]  # name, labels, which bound labels hold a number
 _Base = tuple[Labels, dict[str, int]]  # labels, and where each absent bound label sorts in
 _BOUND_SPLITS = (("le", 'le="', ',le="'), ("quantile", 'quantile="', ',quantile="'))

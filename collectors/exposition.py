@@ -15,8 +15,16 @@ metadata order, ``# EOF``, family contiguity in OpenMetrics).
 
 :class:`TargetParser` parses successive scrapes of one target: when every line
 repeats the previous scrape up to its value, only what follows (value,
-timestamp, exemplar) is read. A first scrape parses each label set once per
-histogram group (the labels beside ``le`` repeat on every bucket).
+timestamp, exemplar) is read. A first scrape reads long runs of plain sample
+lines a run at a time and parses each label set once per histogram group (the
+labels beside ``le`` repeat on every bucket).
+
+Samples come back as columns (:meth:`Exposition.columns`); ``.samples`` builds
+the :class:`Sample` tuples on first read. Reading the columns is the cheap way.
+
+Modules: ``expo_types`` (results, errors), ``expo_grammar`` (patterns, label
+sets), ``expo_full`` (the full parser), ``expo_bulk`` (its run-at-a-time path),
+``expo_fast`` (:class:`TargetParser`). Import from here.
 
 Differences from prometheus_client, all on input it would call invalid or
 handle loosely: 0.0.4 timestamps must be integers (as in Prometheus); a
