@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pyqtgraph as pg
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGraphicsItem, QLabel, QVBoxLayout, QWidget
 
 from .theme import DARK, Theme
 
@@ -23,6 +23,8 @@ class ShareBarsView(QWidget):
         self.plot.setLabel("left", "share of requests", units="%")
         self.plot.setLabel("bottom", "backend server")
         self.plot.showGrid(y=True, alpha=0.25)
+        for name in ("left", "bottom"):  # cached as pixels: replaying ticks and grid is slow
+            self.plot.getAxis(name).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.plot.setYRange(0, 100, padding=0.02)
         self.plot.setMouseEnabled(x=False, y=False)
         legend = self.plot.addLegend(offset=(-8, 8), labelTextSize="9pt")

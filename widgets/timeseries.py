@@ -12,7 +12,7 @@ from pyqtgraph.GraphicsScene.mouseEvents import MouseClickEvent
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QPainter
 from PySide6.QtSvg import QSvgGenerator
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGraphicsItem, QLabel, QVBoxLayout, QWidget
 
 from .decimate import Decimated, decimate, extend
 from .palette import colour
@@ -44,7 +44,12 @@ class TimeSeriesView(QWidget):
         self.plot.setLabel("bottom", "time (local)")
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         for name in ("left", "bottom"):  # no finest tick level: its grid lines halve paint speed
-            self.plot.getAxis(name).setStyle(maxTickLevel=1)
+            axis = self.plot.getAxis(name)
+            axis.setStyle(maxTickLevel=1)
+            # An axis replays its ticks, labels and grid lines (they span the plot) on
+            # every paint, most of a chart's paint time; cached as pixels, it is
+            # re-rendered only when its range, size or style changes.
+            axis.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.legend = self.plot.addLegend(offset=(8, 8), labelTextSize="9pt")
         # No clipToView / auto downsampling: set_series decimates to the pixel columns
         # once per change (decimate.py), cheaper than pyqtgraph doing it on every paint.
