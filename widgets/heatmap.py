@@ -1,8 +1,8 @@
 """A latency heatmap: time across, latency bucket up (log scale), colour = requests per second.
 
 One pyqtgraph ImageItem fed a float32 array per refresh (no per-cell objects). Cells are
-placed on a uniform grid: ticks are snapped to columns of the median tick interval
-(missing ticks are transparent gaps) and, when the bucket bounds are not geometric,
+placed on a uniform grid: each column of the median tick interval shows the tick nearest
+its end (no tick within a column's width: a transparent gap) and, when the bounds are not geometric,
 buckets are spread over uniform log-latency rows so the y axis stays a true log scale.
 Colour is log10(requests/s); zero cells are transparent, so the tail stands out.
 """
@@ -128,7 +128,7 @@ class HeatmapView(QWidget):
         self.z = np.empty((0, 0), dtype=np.float32)
         self._edges_log = np.empty(0)
         self._row_map: np.ndarray | None = None
-        self._columns = np.empty(0, dtype=np.intp)
+        self._tick_of_column = np.empty(0, dtype=np.intp)  # -1 where a column is a gap
         self._shown_bounds = np.empty(0)
         self._x0, self._dt = 0.0, 1.0
         self.levels = (0.0, 0.0)  # log10 req/s at the bottom and top of the colour bar
@@ -143,9 +143,9 @@ class HeatmapView(QWidget):
             return
         if not np.array_equal(bounds, self._shown_bounds):
             self._layout_rows(bounds)
-        self._x0, self._dt, self._columns = _time_grid(t)
-        image = np.full((int(self._columns[-1]) + 1, len(bounds)), np.nan, dtype=np.float32)
-        image[self._columns] = z
+        self._x0, self._dt, self._tick_of_column = _time_grid(t)
+        image = z[self._tick_of_column]
+        image[self._tick_of_column < 0] = np.nan
         with np.errstate(divide="ignore", invalid="ignore"):
             image = np.where(image > 0, np.log10(image), np.nan).astype(np.float32)
         if self._row_map is not None:
@@ -208,13 +208,23 @@ class HeatmapView(QWidget):
         j = int(np.searchsorted(self._edges_log, y, side="left")) - 1  # (lo, hi]
         if not 0 <= j < len(self.bounds):
             return None
-        column = math.ceil((x - self._x0) / self._dt)  # a column ends at its tick
-        i = int(np.searchsorted(self._columns, column))
-        if i >= len(self._columns) or self._columns[i] != column:
-            return None  # a gap: no tick drawn there
+        column = math.ceil((x - self._x0) / self._dt)  # a column ends at its grid time
+        if not 0 <= column < len(self._tick_of_column) or self._tick_of_column[column] < 0:
+            return None  # outside the data, or a gap
+        i = int(self._tick_of_column[column])
+        # The value is the rate window ending at the tick: the slice is (previous tick, tick].
+        t0 = float(self.t[i - 1]) if i > 0 else float(self.t[i]) - self._dt
         lo = float(self.bounds[j - 1]) if j > 0 else 0.0
-        end = self._x0 + column * self._dt
-        return Cell(end - self._dt, end, lo, float(self.bounds[j]), float(self.z[i, j]))
+        return Cell(t0, float(self.t[i]), lo, float(self.bounds[j]), float(self.z[i, j]))
+
+    def cell_centre(self, i: int, j: int) -> tuple[float, float] | None:
+        """Data coordinates of the middle of the cell drawn for tick ``i``, bucket ``j``
+        (None when that tick is not drawn, e.g. it shared a column with a neighbour)."""
+        columns = np.flatnonzero(self._tick_of_column == i)
+        if not len(columns) or not 0 <= j < len(self.bounds):
+            return None
+        x = self._x0 + (float(columns[0]) - 0.5) * self._dt
+        return x, float(self._edges_log[j] + self._edges_log[j + 1]) / 2
 
     def click_at(self, x: float, y: float) -> Cell | None:
         """Act as a left click at data coordinates: emits ``cellClicked`` for a cell there."""
@@ -335,7 +345,17 @@ def _drawable(t: np.ndarray, bounds: np.ndarray, z: np.ndarray
 
 
 def _time_grid(t: np.ndarray) -> tuple[float, float, np.ndarray]:
-    """(first tick, column width, column of each tick): ticks snapped to a uniform grid."""
+    """(first tick, column width, tick shown by each column or -1 for a gap).
+
+    Columns of the median tick interval end at ``t[0] + k * dt``; each shows the tick
+    nearest its end when one is within a column's width. Jitter then neither leaves
+    false gaps nor hides ticks, and only a real pause in collection is a gap.
+    """
     dt = float(np.median(np.diff(t))) if len(t) > 1 else 1.0
     dt = max(dt, (t[-1] - t[0]) / MAX_COLUMNS, 1e-3)
-    return float(t[0]), dt, np.rint((t - t[0]) / dt).astype(np.intp)
+    ends = t[0] + np.arange(int(np.rint((t[-1] - t[0]) / dt)) + 1) * dt
+    after = np.clip(np.searchsorted(t, ends), 0, len(t) - 1)
+    before = np.clip(after - 1, 0, len(t) - 1)
+    nearest = np.where(np.abs(t[before] - ends) <= np.abs(t[after] - ends), before, after)
+    # 3/4 of a column: a jittered tick still fills its column; a pause stays a gap.
+    return float(t[0]), dt, np.where(np.abs(t[nearest] - ends) < 0.75 * dt, nearest, -1)

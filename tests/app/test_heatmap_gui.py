@@ -61,26 +61,33 @@ def test_heatmap_holds_the_selected_routes_bucket_rates(qtbot, window, model: Fl
     assert float(np.nansum(z[-1])) == pytest.approx(rate[i], rel=1e-3)
     assert rate[i] > 0
     # What the view holds: the cell under a point is that tick's bucket (hi bound inclusive).
-    cell = heat.cell_at(heat.t[-1] - 0.1, float(np.log10(LATENCY_BUCKETS[10])))
+    i = drawn_tick(heat, len(heat.t) - 1)
+    x, _ = heat.cell_centre(i, 10)
+    cell = heat.cell_at(x, float(np.log10(LATENCY_BUCKETS[10])))
     assert cell is not None and (cell.lo_s, cell.hi_s) == LATENCY_BUCKETS[9:11]
-    assert cell.t1 == pytest.approx(heat.t[-1], abs=0.5) and cell.value == heat.z[-1, 10]
+    assert (cell.t0, cell.t1) == (heat.t[i - 1], heat.t[i]) and cell.value == heat.z[i, 10]
 
 
-def busiest_cell(model: FleetModel, age_s: float = 4.0) -> tuple[float, float]:
+def drawn_tick(heat, i: int) -> int:
+    """``i``, or the nearest earlier tick with a column of its own (jitter can make two
+    ticks share one; the view then shows the nearer)."""
+    while heat.cell_centre(i, 0) is None:
+        i -= 1
+    return i
+
+
+def busiest_cell(heat, age_s: float = 4.0) -> tuple[float, float]:
     """Data coordinates (time, log10 s) of the fullest bucket of a tick ``age_s`` old
-    (its traces have been polled by then)."""
-    t, bounds, z = model.heat(ROUTE)
-    i = int(np.searchsorted(t, t[-1] - age_s))
-    j = int(np.nanargmax(z[i, :-1]))
-    lo = bounds[j - 1] if j else bounds[0] / 2
-    return float(t[i]) - 0.1, float(np.log10(lo) + np.log10(bounds[j])) / 2
+    (its traces have been polled by then), as the view holds it."""
+    i = drawn_tick(heat, int(np.searchsorted(heat.t, heat.t[-1] - age_s)))
+    return heat.cell_centre(i, int(np.nanargmax(heat.z[i, :-1])))
 
 
 def test_cell_click_lists_only_that_routes_traces_in_window_and_range(qtbot, window,
                                                                       model: FleetModel) -> None:
     heat = window.routes.heatmap
     qtbot.waitUntil(lambda: len(heat.t) > 8, timeout=30_000)
-    x, y = busiest_cell(model)
+    x, y = busiest_cell(heat)
     route, min_ms, max_ms, t0, t1 = jump(qtbot, window, lambda: heat.click_at(x, y))
     cell = heat.cell_at(x, y)
     assert cell is not None and route == ROUTE
@@ -113,7 +120,11 @@ def test_exemplar_traces_are_marked_and_listed_first(qtbot, window, model: Fleet
 
     qtbot.waitUntil(lambda: bool(exemplar_with_trace()), timeout=20_000)
     trace_id, seconds, stamp = exemplar_with_trace()
-    x, y = stamp + 0.05, math.log10(seconds)  # the cell whose window ends just after it
+    # The first drawn tick after the exemplar: its rate window holds that request.
+    i = int(np.searchsorted(heat.t, stamp))
+    while heat.cell_centre(i, 0) is None:
+        i += 1
+    x, y = heat.cell_centre(i, int(np.searchsorted(heat.bounds, seconds)))
     jump(qtbot, window, lambda: heat.click_at(x, y))
     assert trace_id in window.traces.exemplar_ids
     marks = window.traces.table.column_texts(EXEMPLAR_COLUMN)
@@ -183,6 +194,21 @@ def test_a_real_mouse_click_on_a_cell_emits_its_bounds(qtbot) -> None:
     with qtbot.waitSignal(view.cellClicked, timeout=2_000) as blocker:
         qtbot.mouseClick(view.plot.viewport(), Qt.MouseButton.LeftButton, pos=pos)
     assert blocker.args == [t[9], t[10], 0.004, 0.008]
+
+
+def test_jittered_ticks_fill_their_columns_and_a_pause_is_a_gap(qtbot) -> None:
+    from trimtab.widgets.heatmap import HeatmapView
+
+    view = HeatmapView("heat", "empty")
+    qtbot.addWidget(view)
+    t = 100.0 + np.array([0, 1, 2.45, 3, 4, 5, 15, 16])  # a late tick, then 10 s paused
+    z = np.arange(len(t), dtype=np.float32)[:, None] + np.ones((1, 2), dtype=np.float32)
+    view.set_heat(t, np.array([0.1, math.inf]), z)
+    assert all(view.cell_centre(i, 0) is not None for i in range(len(t)))  # every tick drawn
+    assert [view.cell_at(x, -1.1).value for x in (101.5, 102.5, 103.5)] == [3.0, 4.0, 5.0]
+    assert view.cell_at(110.0, -1.1) is None  # the pause
+    image = view.image.image
+    assert np.isnan(image[8:14]).all() and np.isfinite(image[:6]).all()
 
 
 def test_non_geometric_bounds_keep_a_true_log_axis(qtbot) -> None:
