@@ -43,25 +43,37 @@ def visible_slice(t: np.ndarray, x0: float, x1: float) -> slice:
     return slice(start, stop)
 
 
-def decimate(t: np.ndarray, v: np.ndarray, x0: float, x1: float, columns: int,
-             keep_raw: bool = True, from_column: int = 0) -> Decimated:
+def decimate(t: np.ndarray, v: np.ndarray, x0: float, x1: float, columns: int) -> Decimated:
     """The samples of ``(t, v)`` visible in ``[x0, x1]``, reduced to ``columns`` strokes at most.
 
     ``t`` must be sorted (times of a ring buffer are). Columns are aligned to
     ``x0`` so that, while the view stays put, appending a sample only changes
     the last column. Series with at most ``2 * columns`` visible samples are
-    returned as they are, unless ``keep_raw`` is false. ``from_column`` > 0 gives
-    only the strokes of that column and those right of it (see :func:`extend`).
+    returned as they are.
     """
     if len(t) != len(v):
         raise ValueError(f"t and v differ in length: {len(t)} != {len(v)}")
+    return decimate_many(t, [v], x0, x1, columns)[0]
+
+
+def decimate_many(t: np.ndarray, values: list[np.ndarray], x0: float, x1: float,
+                  columns: int) -> list[Decimated]:
+    """:func:`decimate` of several series sampled at the same times ``t``, in one numpy pass.
+
+    The series of one metric are appended in the same scrape cycle, so a chart's
+    curves usually share their times; the per-column reductions then run once over
+    a ``(series, samples)`` array instead of once per curve.
+    """
     if columns < 1 or not x1 > x0:
         raise ValueError(f"need columns >= 1 and x1 > x0, got {columns}, [{x0}, {x1}]")
+    if any(len(v) != len(t) for v in values):
+        raise ValueError(f"every series needs {len(t)} values, as many as times")
+    window = visible_slice(t, x0, x1)
+    t = t[window]
+    if len(t) <= 2 * columns:
+        return [Decimated(t, v[window], "finite") for v in values]
+    vv = np.vstack([v[window] for v in values])
     width = (x1 - x0) / columns
-    window = visible_slice(t, x0 + from_column * width if from_column else x0, x1)
-    t, v = t[window], v[window]
-    if keep_raw and len(t) <= 2 * columns:
-        return Decimated(t, v, "finite")
     # The one sample kept outside each edge gets its own column (its true index, so a
     # pause next to the edge is bridged like any other); it only decides where the
     # line leaves the plot.
@@ -71,64 +83,37 @@ def decimate(t: np.ndarray, v: np.ndarray, x0: float, x1: float, columns: int,
     np.not_equal(col[1:], col[:-1], out=change[1:])
     starts = np.flatnonzero(change)
     ends = np.append(starts[1:], len(t)) - 1
-    lo = np.fmin.reduceat(v, starts)  # fmin/fmax skip NaN; an all-NaN column stays NaN
-    hi = np.fmax.reduceat(v, starts)
-    first, last = v[starts], v[ends]
     cols = col[starts]
     x = np.where((cols >= 0) & (cols < columns), x0 + (cols + 0.5) * width, t[starts])
-    return _strokes(x, lo, hi, first, last, cols)
-
-
-def _strokes(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, first: np.ndarray,
-             last: np.ndarray, cols: np.ndarray) -> Decimated:
-    """One vertical stroke per column, joined to its neighbour as the raw line would be."""
-    joined = np.isfinite(last[:-1]) & np.isfinite(first[1:])  # raw line runs on into the next
+    first, last = vv[:, starts], vv[:, ends]
+    # fmin/fmax skip NaN, so an all-NaN column stays NaN (a gap). Each column's stroke
+    # is stretched to the previous column's last value where the raw line joins them.
+    joined = np.isfinite(last[:, :-1]) & np.isfinite(first[:, 1:])
     adjacent = cols[1:] == cols[:-1] + 1
-    stretch = joined & adjacent
-    prev_last = np.r_[np.nan, np.where(stretch, last[:-1], np.nan)]
-    lo, hi = np.fmin(lo, prev_last), np.fmax(hi, prev_last)
-    # Columns with empty columns between them (a pause in scraping without NaN) are
-    # joined by a slanted stroke, as the raw line would be.
-    bridge = np.flatnonzero(joined & ~adjacent)
-    keep = np.isfinite(lo)
-    xs = np.concatenate([np.repeat(x[keep], 2), np.column_stack([x[bridge], x[bridge + 1]]).ravel()])
-    ys = np.concatenate([np.column_stack([lo[keep], hi[keep]]).ravel(),
-                         np.column_stack([last[bridge], first[bridge + 1]]).ravel()])
-    if len(bridge):  # strokes in time order, so exports and hit tests walk left to right
+    prev_last = np.full(vv[:, starts].shape, np.nan)
+    prev_last[:, 1:] = np.where(joined & adjacent, last[:, :-1], np.nan)
+    lo = np.fmin(np.fmin.reduceat(vv, starts, axis=1), prev_last)
+    hi = np.fmax(np.fmax.reduceat(vv, starts, axis=1), prev_last)
+    ys = np.stack([lo, hi], axis=2).reshape(len(values), -1)
+    xs = np.repeat(x, 2)
+    bridges = joined & ~adjacent
+    return [_strokes(xs, ys[i], x, first[i], last[i], np.flatnonzero(bridges[i]))
+            for i in range(len(values))]
+
+
+def _strokes(xs: np.ndarray, ys: np.ndarray, x: np.ndarray, first: np.ndarray,
+             last: np.ndarray, bridge: np.ndarray) -> Decimated:
+    """Keep the finite strokes; columns with empty columns between them (a pause in
+    scraping without NaN) are joined by a slanted stroke, as the raw line would be."""
+    keep = np.isfinite(ys)
+    if keep.all() and not len(bridge):
+        return Decimated(xs, ys, "pairs")  # the common case: no gap, no pause
+    xs, ys = xs[keep], ys[keep]  # lo and hi of a column are finite or NaN together
+    if len(bridge):
+        xs = np.concatenate([xs, np.column_stack([x[bridge], x[bridge + 1]]).ravel()])
+        ys = np.concatenate([ys, np.column_stack([last[bridge], first[bridge + 1]]).ravel()])
+        # strokes in time order, so exports and hit tests walk left to right
         order = np.argsort(xs[0::2], kind="stable")
         pairs = np.column_stack([order * 2, order * 2 + 1]).ravel()
         xs, ys = xs[pairs], ys[pairs]
     return Decimated(xs, ys, "pairs")
-
-
-def extend(prev: Decimated, old: tuple[np.ndarray, np.ndarray], t: np.ndarray, v: np.ndarray,
-           x0: float, x1: float, columns: int) -> Decimated | None:
-    """``decimate(t, v, ...)`` reusing ``prev`` (the decimation of ``old``) left of the new samples.
-
-    A live series gains a sample at the right and, while the view stays put, only
-    the column holding ``old``'s last sample and those after it can change; their
-    strokes are recomputed and spliced onto ``prev``'s. Returns None when that does
-    not hold (the view moved, samples were replaced, ``prev`` was raw): decimate whole.
-    """
-    old_t, old_v = old
-    if prev.connect != "pairs" or not len(old_t) or not len(t) or not x1 > x0:
-        return None
-    width = (x1 - x0) / columns
-    k = int(np.floor((old_t[-1] - x0) / width))
-    if not 1 <= k < columns:
-        return None
-    boundary = x0 + k * width  # the same arithmetic as decimate's, so the columns match
-    # Samples left of the boundary (and the one kept outside the left edge) must be unchanged.
-    a = max(int(np.searchsorted(old_t, x0, side="right")) - 1, 0)
-    b = max(int(np.searchsorted(t, x0, side="right")) - 1, 0)
-    a_end, b_end = int(np.searchsorted(old_t, boundary)), int(np.searchsorted(t, boundary))
-    if not (np.array_equal(old_t[a:a_end], t[b:b_end])
-            and np.array_equal(old_v[a:a_end], v[b:b_end], equal_nan=True)):
-        return None
-    tail = decimate(t, v, x0, x1, columns, keep_raw=False, from_column=k)
-    hx, tx = prev.x.reshape(-1, 2), tail.x.reshape(-1, 2)
-    head = hx.max(axis=1) < boundary  # strokes wholly left of the boundary stay
-    new = tx.max(axis=1) >= boundary  # the tail's own stroke for the sample before it is in head
-    return Decimated(np.concatenate([hx[head].ravel(), tx[new].ravel()]),
-                     np.concatenate([prev.y.reshape(-1, 2)[head].ravel(),
-                                     tail.y.reshape(-1, 2)[new].ravel()]), "pairs")

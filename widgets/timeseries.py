@@ -14,7 +14,7 @@ from PySide6.QtGui import QColor, QPainter
 from PySide6.QtSvg import QSvgGenerator
 from PySide6.QtWidgets import QGraphicsItem, QLabel, QVBoxLayout, QWidget
 
-from .decimate import Decimated, decimate, extend
+from .decimate import Decimated, decimate_many
 from .palette import colour
 from .theme import DARK, Theme
 from .timeseries_layer import StrokeLayer
@@ -79,7 +79,6 @@ class TimeSeriesView(QWidget):
         self.data: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.markers: dict[str, pg.InfiniteLine] = {}
         self._drawn_view: tuple[float, float, int] | None = None
-        self._decimated: dict[str, Decimated] = {}
         vb.sigRangeChanged.connect(self._view_moved)
         vb.sigResized.connect(self._view_moved)
         self.apply_theme(DARK)
@@ -94,8 +93,8 @@ class TimeSeriesView(QWidget):
                    if key not in self.curves or not _same(self.data.get(key), series[key])]
         gone = sorted(set(self.curves) - set(series))  # an empty curve, the legend stays
         self.layer.set_curves([(key, EMPTY, self._colour(key)) for key in gone])
-        previous, self.data = self.data, dict(series)
-        self._draw(changed, previous)
+        self.data = dict(series)
+        self._draw(changed)
         has_points = any(np.isfinite(v).any() for _, v in series.values())
         self._empty.setVisible(not has_points)
 
@@ -116,26 +115,27 @@ class TimeSeriesView(QWidget):
         x0, x1 = self.x_window()
         return x0, (x1 if x1 > x0 else x0 + 1.0), columns
 
-    def _draw(self, keys: list[str],
-              previous: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> None:
+    def _draw(self, keys: list[str]) -> None:
         """Decimate ``keys`` to the current view and hand the strokes to the layer.
 
-        With the view unchanged, a series that only grew on the right reuses its
-        previous decimation (``previous`` = the samples it was made from).
+        Series sampled at the same times (a metric's series are appended in the
+        same cycle) are decimated together, in one numpy pass.
         """
-        view = self._view_for_decimation()
-        if view != self._drawn_view:
-            previous = None
-        self._drawn_view = view
-        batch = []
+        view = self._drawn_view = self._view_for_decimation()
+        groups: list[tuple[np.ndarray, list[str]]] = []
         for key in keys:
-            t, v = self.data[key]
-            d = None
-            if previous is not None and key in previous and key in self._decimated:
-                d = extend(self._decimated[key], previous[key], t, v, *view)
-            d = self._decimated[key] = d if d is not None else decimate(t, v, *view)
-            batch.append((key, d, self._colour(key)))
-        self.layer.set_curves(batch)
+            t = self.data[key][0]
+            group = next((g for g in groups if len(g[0]) == len(t) and np.array_equal(g[0], t)),
+                         None)
+            if group is None:
+                groups.append((t, [key]))
+            else:
+                group[1].append(key)
+        batch = []
+        for t, members in groups:
+            decimated = decimate_many(t, [self.data[k][1] for k in members], *view)
+            batch += [(k, d, self._colour(k)) for k, d in zip(members, decimated)]
+        self.layer.set_curves(sorted(batch, key=lambda item: item[0]))
 
     def _colour(self, key: str) -> QColor:
         """The colour of ``key``'s curve; its legend entry is made on first use."""

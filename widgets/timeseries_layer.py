@@ -39,9 +39,10 @@ def first_change(old: np.ndarray | None, new: np.ndarray) -> float | None:
     if old is None:
         return -math.inf
     n = min(len(old), len(new))
-    diff = np.flatnonzero((old[:n] != new[:n]).any(axis=1))
-    if len(diff):
-        i = int(diff[0])
+    differs = (old[:n] != new[:n]).ravel()  # flat: a per-row any() is ~10x slower
+    first = int(differs.argmax()) if n else 0
+    if n and differs[first]:
+        i = first // 4
     elif len(old) == len(new):
         return None
     else:

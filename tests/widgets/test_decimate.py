@@ -90,36 +90,24 @@ def test_bad_input_is_refused(t, v, x0, x1, columns, message) -> None:
         decimate(t, v, x0, x1, columns)
 
 
-def test_extend_equals_a_full_decimation_of_the_grown_series() -> None:
-    from trimtab.widgets.decimate import extend
+
+def test_many_series_at_once_equal_one_at_a_time() -> None:
+    from trimtab.widgets.decimate import decimate_many
 
     rng = np.random.default_rng(7)
     t = 1_700_000_000.0 + np.arange(4000, dtype=float)
-    t[3005:] += 50.0  # a pause in scraping, several columns wide, bridged
-    v = rng.uniform(0, 1, 4000)
-    v[2000:2100] = np.nan  # a gap in the middle and one reaching the right edge
-    v[3990:3995] = np.nan
-    x0, x1, columns = t[0] + 300.5, t[0] + 4060.0, 517  # live view: room on the right
-    old = (t[:3000], v[:3000])
-    prev = decimate(*old, x0, x1, columns)
-    for n in (3001, 3002, 3005, 3006, 3010, 3990, 3993, 4000):  # one cycle, a few, into and out of the gap
-        grown = extend(prev, old, t[:n], v[:n], x0, x1, columns)
-        full = decimate(t[:n], v[:n], x0, x1, columns)
-        assert grown is not None
-        assert np.array_equal(grown.x, full.x) and np.array_equal(grown.y, full.y)
-        prev, old = grown, (t[:n], v[:n])
-    assert (prev.x[0::2] != prev.x[1::2]).sum() == 1  # the pause is one slanted stroke
-
-
-def test_extend_gives_up_when_old_samples_changed_or_the_view_is_raw() -> None:
-    from trimtab.widgets.decimate import extend
-
-    t = np.arange(3600, dtype=float)
-    v = np.ones(3600)
-    prev = decimate(t[:3000], v[:3000], 0.0, 3700.0, 300)
-    changed = v.copy()
-    changed[10] = 2.0
-    assert extend(prev, (t[:3000], v[:3000]), t, changed, 0.0, 3700.0, 300) is None
-    raw = decimate(t[:100], v[:100], 0.0, 3700.0, 300)
-    assert extend(raw, (t[:100], v[:100]), t[:101], v[:101], 0.0, 3700.0, 300) is None
-    assert extend(prev, (t[:3000], v[:3000]), t, v, 0.0, 2000.0, 300) is None  # past the edge
+    t[3005:] += 50.0  # a pause in scraping, several columns wide
+    values = [rng.uniform(0, 1, 4000) for _ in range(4)]
+    values[1][2000:2100] = np.nan  # a gap in one series only
+    values[2][:] = np.nan  # a series that never had a sample in view
+    x0, x1, columns = t[0] + 300.5, t[0] + 4060.0, 517
+    together = decimate_many(t, values, x0, x1, columns)
+    for v, d in zip(values, together):
+        alone = decimate(t, v, x0, x1, columns)
+        assert d.connect == alone.connect == "pairs"
+        assert np.array_equal(d.x, alone.x) and np.array_equal(d.y, alone.y)
+    assert len(together[2]) == 0
+    slanted = together[0].x[0::2] != together[0].x[1::2]
+    assert slanted.sum() == 1  # the pause
+    with pytest.raises(ValueError, match="as many as times"):
+        decimate_many(t, [values[0][:10]], x0, x1, columns)

@@ -93,3 +93,17 @@ def test_one_instant_while_the_axis_follows_the_data(view: TimeSeriesView) -> No
     view.set_series({"/a": (t, np.array([0.4])), "/b": (t, np.array([np.nan]))})
     assert view.point_count() == 1
     assert len(view.layer.segments_of("/a")) == 0  # one sample: nothing to join yet
+
+
+def test_first_change_finds_the_leftmost_changed_segment() -> None:
+    from trimtab.widgets.timeseries_layer import first_change
+
+    old = np.arange(40, dtype=float).reshape(10, 4)
+    assert first_change(old, old.copy()) is None
+    assert first_change(None, old) == -np.inf
+    new = old.copy()
+    new[6, 3] = -1.0  # the right end's y of segment 6
+    assert first_change(old, new) == old[6, [0, 2]].min()
+    assert first_change(old, old[:8]) == old[8, [0, 2]].min()  # shorter: from the first lost one
+    assert first_change(old[:8], old) == old[8, [0, 2]].min()  # longer: from the first new one
+    assert first_change(old[:0], old[:0]) is None
