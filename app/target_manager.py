@@ -49,8 +49,10 @@ class TargetManager:
         targets_file.validate(target)
         if target.name in self.collectors:
             raise targets_file.TargetsError(f"target {target.name!r}: the name is already used")
+        # A slow answer only delays the next poll (polls never overlap), so the timeout is
+        # not held below the interval as a scrape's is: a loaded Prometheus is not "down".
         source = PromSource(target.url, name=target.name, tables=self.tables,
-                            interval=target.interval, timeout=max(target.timeout, 0.5))
+                            interval=target.interval, timeout=max(target.timeout, 5.0))
         collector = self.collectors[target.name] = PromCollector(source, self.model.ingest).start()
         if not saved:
             self._unsaved.add(target.name)

@@ -165,8 +165,8 @@ def test_live_poll_gives_the_same_p95_as_a_direct_scrape(setup: Setup) -> None:
     for route in routes:
         # Same counters, windows a scrape apart: the estimates agree closely.
         assert a[route] == pytest.approx(b[route], rel=0.25), (route, a, b)
-    health = via_prom.read(lambda m: {h.name: (h.kind, h.up) for h in m.health.values()})
-    kinds = sorted(kind for kind, up in health.values() if up)  # type: ignore[attr-defined]
+    health = via_prom.read(lambda m: {h.name: (h.kind, h.ok_scrapes) for h in m.health.values()})
+    kinds = sorted(kind for kind, ok in health.values() if ok)  # type: ignore[attr-defined]
     assert kinds == ["balancer", "instance", "instance", "instance", "prometheus"], health
 
 
