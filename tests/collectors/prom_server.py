@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,7 +21,7 @@ scrape_configs:
 """
 
 
-def config(jobs: dict[str, Sequence[str]]) -> str:
+def config(jobs: Mapping[str, Sequence[str]]) -> str:
     """A prometheus.yml: each job scrapes its metrics URLs (``http://host:port/path``) every second.
 
     URLs of one job that differ in path become separate jobs ``job``, ``job-2``, ...
@@ -41,7 +41,7 @@ def config(jobs: dict[str, Sequence[str]]) -> str:
 
 
 @contextmanager
-def running_prometheus(work: Path, jobs: dict[str, Sequence[str]]) -> Iterator[str]:
+def running_prometheus(work: Path, jobs: Mapping[str, Sequence[str]]) -> Iterator[str]:
     """Start Prometheus scraping ``jobs``; yields its base URL; always stopped afterwards."""
     binary = require_binary("prometheus")
     port = free_port()
