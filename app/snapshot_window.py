@@ -177,6 +177,13 @@ class ReplayLauncher(QObject):
             self.error_box.open()  # not exec(): the other windows keep running
         self.failed.emit(text)
 
+    def stop(self) -> None:
+        """Cancel loads in progress (their threads end at the next cycle) and close the windows."""
+        for worker, _ in list(self.loading):
+            worker.stop(timeout=0.0)
+        for window in list(self.windows):
+            window.close()
+
     def _done(self, job: tuple[ReplayWorker, QProgressDialog]) -> None:
         self.loading.remove(job)
         job[1].reset()

@@ -339,6 +339,7 @@ class MainWindow(QMainWindow):
         self.set_theme(theme if theme in THEMES else "dark")
 
     def closeEvent(self, event) -> None:
+        self.launcher.stop()  # replay windows opened from here close with it
         if self.tuning is not None:
             self._journal_timer.stop()
             self.tuning.close()
