@@ -107,3 +107,14 @@ def test_first_change_finds_the_leftmost_changed_segment() -> None:
     assert first_change(old, old[:8]) == old[8, [0, 2]].min()  # shorter: from the first lost one
     assert first_change(old[:8], old) == old[8, [0, 2]].min()  # longer: from the first new one
     assert first_change(old[:0], old[:0]) is None
+
+
+def test_legend_hides_a_curve_and_the_y_range_follows(view: TimeSeriesView) -> None:
+    t, v = hour(spike_at=100)
+    view.set_x_window(t[0], t[-1])
+    view.set_series({"/a": (t, v), "/b": (t, v * 0.1)})
+    assert view.layer.dataBounds(1) == pytest.approx((0.02, 5.0))
+    view.curves["/a"].setVisible(False)  # what a click on its legend sample does
+    assert view.layer.dataBounds(1) == pytest.approx((0.02, 0.5))
+    view.curves["/a"].setVisible(True)
+    assert view.layer.dataBounds(1) == pytest.approx((0.02, 5.0))
