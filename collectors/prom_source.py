@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 
 from .exposition import Exposition, Labels, Sample
 from .mappings import MappingTable, Normaliser, builtin_tables, for_exposition
-from .prom_api import PromAPI, PromAPIError, Series, Step, SyncPromAPI, Target, choose_step
+from .prom_api import PromAPI, PromAPIError, Series, Step, SyncPromAPI, Target
 from .scrape import ScrapeResult, ScrapeTarget
 
 _log = logging.getLogger(__name__)
@@ -318,7 +318,7 @@ class PromCollector:
             if self.on_cycle is not None:
                 try:
                     self.on_cycle(now)
-                except Exception:  # a bug in one cycle must not stop every later one
+                except Exception:  # noqa: BLE001 - a bug in one cycle must not stop every later one
                     _log.exception("Prometheus cycle callback failed; polling continues")
             next_at += self.source.interval
             if next_at < loop.time():  # fell behind: skip missed ticks, never poll back to back
