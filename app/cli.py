@@ -125,7 +125,7 @@ def run_cockpit(args: argparse.Namespace) -> int:
     app = _qt_app(args)
     model = FleetModel(store=store)
     # The engine ticks the model once a second even without targets; Prometheus sources only feed it.
-    engine = ScrapeEngine(targets, model.ingest, on_cycle=model.tick,
+    engine = ScrapeEngine(targets, model.ingest, on_cycle=model.tick, mappings=tables,
                           on_traces=model.ingest_traces, on_config=model.ingest_config).start()
     manager = TargetManager(path, engine, model, token, tables=tables)
     try:

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from .exposition import Exposition, ParseError, TargetParser
-from .mappings import Normaliser, for_exposition
+from .mappings import MappingTable, Normaliser, for_exposition
 from .scrape_limits import (
     LIMIT_DEFAULTS,
     Limits,
@@ -94,6 +94,8 @@ class ScrapeEngine:
     traces_interval: float = 2.0
     cycle_interval: float = 1.0
     max_body_bytes: int = 16 * 1024 * 1024
+    # Mapping tables for foreign instrumentations (built-ins plus the user's); None: built-ins.
+    mappings: Sequence[MappingTable] | None = None
     _thread: threading.Thread | None = None
     _loop: asyncio.AbstractEventLoop | None = None
     _stop: asyncio.Event | None = None
@@ -261,7 +263,7 @@ class ScrapeEngine:
     def _normalise(self, name: str, expo: Exposition) -> Exposition:
         """Map other instrumentations' names to trimtab's (detected once per target)."""
         if name not in self._normalisers:
-            self._normalisers[name] = for_exposition(expo)
+            self._normalisers[name] = for_exposition(expo, self.mappings)
         normaliser = self._normalisers[name]
         return normaliser.normalise(expo) if normaliser is not None else expo
 
