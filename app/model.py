@@ -47,6 +47,7 @@ class TargetHealth:
     samples: int = 0
     ok_scrapes: int = 0
     failed_scrapes: int = 0
+    next_attempt: float = 0.0  # unix time of the engine's next try (later than usual when backing off)
 
 
 @dataclass
@@ -134,6 +135,7 @@ class FleetModel:
                                        TargetHealth(result.target.name, result.target.kind))
             h.up, h.last_scrape, h.duration = result.up, result.timestamp, result.duration
             h.error = result.error
+            h.next_attempt = result.next_attempt
             h.samples = len(result.exposition.samples) if result.exposition else 0
             if result.up:
                 h.ok_scrapes += 1

@@ -24,7 +24,7 @@ from trimtab.widgets.target_dialog import TargetDialog
 from trimtab.widgets.timeseries import TimeSeriesView
 
 from . import format as fmt
-from .model import FleetModel
+from .model import FleetModel, TargetHealth
 from .target_manager import TargetManager
 from .targets import KINDS, TargetsError
 
@@ -265,6 +265,15 @@ class FleetPage(QWidget):
                 (fmt.ago(now - h.last_scrape), now - h.last_scrape),
                 (fmt.duration(h.duration), h.duration), (str(h.samples), h.samples),
                 (f"{h.failed_scrapes} of {h.ok_scrapes + h.failed_scrapes}", h.failed_scrapes),
-                (h.error or "", h.error or "")]))
+                (_error_text(h, now), h.error or "")]))
         self.table.set_rows(rows, highlight=down)
         self.hint.setVisible(not rows)
+
+
+def _error_text(h: TargetHealth, now: float) -> str:
+    """The scrape error, plus when a backed-off target is tried next (a dead target is
+    retried at 1, 2, 4 … intervals, so "DOWN" alone would look like it is being hammered)."""
+    wait = h.next_attempt - now
+    if h.up or not h.error or wait < 1.5:
+        return h.error or ""
+    return f"{h.error} · retrying in {wait:.0f} s"

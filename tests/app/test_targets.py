@@ -59,7 +59,7 @@ def test_cli_reports_a_broken_file_without_opening_a_window(tmp_path: Path) -> N
     path = tmp_path / "targets.toml"
     path.write_text("[[target\n")
     proc = subprocess.run([sys.executable, "-m", "trimtab.app.cli", "--targets", str(path)],
-                          capture_output=True, text=True, timeout=60)
+                          check=False, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "not valid TOML" in proc.stderr
 
@@ -106,7 +106,35 @@ def test_cockpit_opens_with_a_control_token_and_no_targets(tmp_path: Path) -> No
     proc = subprocess.run([sys.executable, "-m", "trimtab.app.cli", "--targets",
                            str(tmp_path / "targets.toml"), "--store", str(tmp_path / "h.sqlite"),
                            "--screenshot", str(png), "--after", "1"],
-                          capture_output=True, text=True, timeout=120, env=env)
+                          check=False, capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
     assert png.stat().st_size > 0
     assert "some-token" not in proc.stdout + proc.stderr
+
+
+def test_fleet_page_says_when_a_dead_target_is_retried(qtbot, tmp_path: Path) -> None:
+    """A dead target is backed off (1, 1, 2, 4 … intervals): the page says when it is tried next."""
+    from trimtab.agent.procs import free_port
+    from trimtab.app.model import FleetModel
+    from trimtab.app.target_manager import TargetManager
+    from trimtab.app.window import MainWindow
+    from trimtab.collectors.scrape import ScrapeEngine
+
+    model = FleetModel()
+    engine = ScrapeEngine([], model.ingest, on_cycle=model.tick).start()
+    try:
+        window = MainWindow(model, targets=TargetManager(tmp_path / "targets.toml", engine, model))
+        qtbot.addWidget(window)
+        window.show()
+        window.tabs.setCurrentWidget(window.fleet)
+        window.fleet.manager.add("gone", f"http://127.0.0.1:{free_port()}/metrics",  # type: ignore[union-attr]
+                                 interval=0.5)
+        qtbot.waitUntil(lambda: any("retrying in" in text
+                                    for text in window.fleet.table.column_texts(7)),
+                        timeout=30_000)
+        health = model.read(lambda m: m.health["gone"])
+        assert not health.up and health.failed_scrapes >= 3  # type: ignore[attr-defined]
+        assert health.next_attempt > health.last_scrape + 1.0  # type: ignore[attr-defined]
+        window.close()
+    finally:
+        engine.stop()
