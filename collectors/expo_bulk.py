@@ -141,12 +141,42 @@ def _series_of(full: _Full, heads: list[str]) -> list[_Series] | None:
     labels = map(add, map(add, map(_FIRST, split_hits), map(_FIRST, pair_hits)), map(_SECOND, split_hits))
     out: list[_Series] = list(zip(names, labels, map(_SECOND, pair_hits)))
     odd = map(or_, map(is_, pair_hits, repeat(_NO_PAIR)), map(is_, split_hits, repeat(_NO_SPLIT)))
-    for k in compress(range(len(heads)), odd):  # not a bucket with le first: the general way
-        hit = full.decompose(heads[k])
-        if hit is None:
-            return None
-        out[k] = hit
-    return out
+    return out if _fill_odd(full, heads, by_brace, list(compress(range(len(heads)), odd)), out) else None
+
+
+def _fill_odd(full: _Full, heads: list[str], by_brace: list[tuple[str, str, str]], odd: list[int],
+              out: list[_Series]) -> bool:
+    """The heads that are no bucket with ``le`` first: ``name`` and ``name{labels}``
+    without a bound label by a lookup per distinct label set; the rest (and any
+    error) through ``decompose``. False if one is invalid."""
+    picked = list(map(by_brace.__getitem__, odd))
+    keys = list(map(add, map(_SECOND, picked), map(_THIRD, picked)))  # "" or "{labels}"
+    plain = full.plain_sets
+    for key in set(keys).difference(plain):
+        plain[key] = _plain_set(full, key)
+    found = map(plain.__getitem__, keys)
+    for k, name, labels in zip(odd, map(_FIRST, picked), found):
+        if labels is None:
+            hit = full.decompose(heads[k])
+            if hit is None:
+                return False
+            out[k] = hit
+        else:
+            out[k] = (name, labels, _NONE)
+    return True
+
+
+def _plain_set(full: _Full, key: str) -> Labels | None:
+    """``{labels}`` (or nothing) without ``le``/``quantile`` → its labels; None for any
+    other text, left to ``decompose``."""
+    if not key:
+        return ()
+    if key[-1] != "}" or 'le="' in key:  # also finds 'quantile="'
+        return None
+    try:
+        return (full.bases.get(key[1:-1]) or full.new_base(key[1:-1]))[0]
+    except ParseError:
+        return None
 
 
 _NO_PAIR: tuple[tuple[tuple[str, str], ...], tuple[str, ...]] = ((), _NONE)

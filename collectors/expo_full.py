@@ -92,6 +92,7 @@ class _Full:
         self.pending: list[tuple[list[str], list[_Series]]] = []  # new series cache entries
         self.le_pairs: dict[str, tuple[Labels, tuple[str, ...]]] = {}  # see expo_bulk._series_of
         self.le_rests: dict[str, tuple[Labels, Labels]] = {}
+        self.plain_sets: dict[str, Labels | None] = {}
 
     def fail(self, reason: str) -> NoReturn:
         line = self.lines[self.i] if self.i < len(self.lines) else ""

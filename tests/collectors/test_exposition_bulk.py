@@ -214,6 +214,31 @@ def test_warm_full_parse_after_a_new_series_equals_a_fresh_one() -> None:
     assert_same_parse(target.parse(first), parse(first))
 
 
+@pytest.mark.parametrize("family", [
+    "# TYPE s summary\n" + "".join(f's{{quantile="0.5",x="a{k}"}} 1\ns_sum{{x="a{k}"}} 2\n' for k in range(3)),
+    "# TYPE h histogram\n" + "".join(f'h_bucket{{x="a{k}",le="+Inf"}} 1\nh_count{{x="a{k}"}} 1\n'
+                                      for k in range(3)),
+])
+def test_series_found_in_bulk_serve_the_next_full_parse(family: str) -> None:
+    """Bound labels written where the C passes do not cut them still count as bound
+    when the series cache hands the series to a later full parse."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(expo_full, "MIN_RUN", EVERY_RUN)
+        target = TargetParser()
+        target.parse(family)
+        changed = family + "other 1\n"  # a new shape: the full parser runs, with the cache
+        assert_same_parse(target.parse(changed), parse(changed))
+        assert_same_parse(target.parse(family), parse(family))
+
+
+def test_text_after_a_label_set_is_an_error_in_bulk_too() -> None:
+    text = "".join(f'g{{a="b{k}"}} {k}\n' for k in range(3)) + 'g{a="c"x 5\n'
+    for min_run in (EVERY_RUN, NO_RUN):
+        with pytest.raises(ParseError) as raised:
+            _parse_with(min_run, text)
+        assert raised.value.line_no == 4
+
+
 # --- the columnar result -----------------------------------------------------------------------
 
 def _columns_as_samples(expo: Exposition) -> list[Sample]:
