@@ -34,6 +34,7 @@ Cycle = tuple[float, list[ScrapeResult]]
 Progress = Callable[[float], None]  # fraction of the work done, 0..1
 CHUNK_SECONDS = 60.0  # raw samples are read this many seconds at a time (memory stays flat)
 CHECKPOINT_EVERY = 30  # cycles between checkpoints: a seek replays at most this many
+MAX_CYCLES = 7200  # a longer window is replayed at a coarser step (bounded time and memory)
 
 
 class ReplayError(ValueError):
@@ -78,29 +79,56 @@ def cycles_from(source: Source, start: float, end: float) -> Iterator[Cycle]:
     return itertools.chain([first], cycles)
 
 
-def iter_cycles(source: Source, start: float, end: float,
-                chunk: float = CHUNK_SECONDS) -> Iterator[Cycle]:
-    """The cycles of ``[start, end]`` without the emptiness check, read ``chunk`` s at a time."""
+def iter_cycles(source: Source, start: float, end: float, chunk: float = CHUNK_SECONDS,
+                resolution: float = 0.0) -> Iterator[Cycle]:
+    """The cycles of ``[start, end]`` without the emptiness check, read ``chunk`` s at a time.
+
+    With ``resolution`` (seconds) only the newest cycle of each step of that
+    length is given: counters are cumulative, so rates over the longer steps
+    stay exact; a long range is replayed in bounded time and memory.
+    """
+    chunk = max(chunk, resolution * 64)
     names = sorted({k.name for k in source.series()})
     targets = _targets(source)
     a = start
     while a <= end:
         b = min(a + chunk, end)
         last = b >= end
-        grouped: dict[float, dict[str, list[Sample]]] = {}
-        for name in names:
-            found = source.query(name, start=a, end=b, max_points=2**62)
-            for key, (times, values) in found.items():
-                for ti, vi in zip(times.tolist(), values.tolist()):
-                    if ti < b or last:  # b belongs to the next chunk, except at the very end
-                        grouped.setdefault(ti, {}).setdefault(key.target, []).append(
-                            Sample(key.name, key.labels, vi))
+        grouped = _read_chunk(source, names, a, b, last, resolution)
         for t in sorted(grouped):
             yield t, [_result(targets, name, t, samples)
                       for name, samples in sorted(grouped[t].items())]
         if last:
             return
         a = b
+
+
+def _read_chunk(source: Source, names: list[str], a: float, b: float, last: bool,
+                resolution: float) -> dict[float, dict[str, list[Sample]]]:
+    """Samples of ``[a, b)`` (``[a, b]`` for the last chunk) by cycle time, then target.
+
+    With a ``resolution`` each step keeps every series' newest sample, all
+    stamped with the step's newest time (a series the store returns raw, having
+    fewer points than steps, must not add partial cycles of its own).
+    """
+    steps = max(1, round((b - a) / resolution)) if resolution > 0 else 2**62
+    slots: dict[float, dict[tuple[str, str, Any], float]] = {}
+    newest: dict[float, float] = {}
+    for name in names:
+        for key, (times, values) in source.query(name, start=a, end=b, max_points=steps).items():
+            for ti, vi in zip(times.tolist(), values.tolist()):
+                if ti >= b and not last:  # b belongs to the next chunk, except at the very end
+                    continue
+                slot = float(min(steps - 1, int((ti - a) // resolution))) if resolution > 0 \
+                    else ti
+                slots.setdefault(slot, {})[(key.target, key.name, key.labels)] = vi
+                newest[slot] = max(newest.get(slot, ti), ti)
+    grouped: dict[float, dict[str, list[Sample]]] = {}
+    for slot, samples in slots.items():
+        per_target = grouped.setdefault(newest[slot], {})
+        for (target, name, labels), value in samples.items():
+            per_target.setdefault(target, []).append(Sample(name, labels, value))
+    return grouped
 
 
 def _cycle_step(source: Source, start: float, end: float, probes: int = 8) -> float:
@@ -231,6 +259,7 @@ class Replayer:
     traces: Sequence[dict[str, Any]] = ()
     clock: float = -math.inf
     checkpoint_every: int = CHECKPOINT_EVERY
+    resolution: float = 0.0  # seconds per replayed cycle; 0: every stored cycle
     checkpoints: list[Checkpoint] = field(default_factory=list)
     _since_checkpoint: int = 0
     _trace_times: list[float] = field(default_factory=list)
@@ -244,15 +273,22 @@ class Replayer:
 
     @classmethod
     def for_window(cls, source: Source, start: float, end: float,
-                   traces: Sequence[dict[str, Any]] = ()) -> Replayer:
+                   traces: Sequence[dict[str, Any]] = (), max_cycles: int = MAX_CYCLES) -> Replayer:
         """A replayer with a fresh model whose rings hold the whole window without wrapping.
 
-        Raises :class:`ReplayError` when the window holds no raw samples.
+        A window of more than ``max_cycles`` cycles is replayed at a coarser
+        ``resolution`` (one cycle per step, the rate window widened to two
+        steps). Raises :class:`ReplayError` when the window holds no raw samples.
         """
         start, end = check_window(start, end)
-        step = _cycle_step(source, start, end)
-        capacity = int((end - start) / max(step, 0.05) * 1.25) + 64
-        return cls(source, start, end, FleetModel(capacity=capacity), traces)
+        step = max(_cycle_step(source, start, end), 0.05)
+        resolution = 0.0
+        if (end - start) / step > max_cycles:
+            resolution = step = (end - start) / max_cycles
+        model = FleetModel(capacity=int((end - start) / step * 1.25) + 64,
+                           rate_window=max(10.0, 2.0 * resolution),
+                           stale_after=max(5.0, 1.5 * resolution))
+        return cls(source, start, end, model, traces, resolution=resolution)
 
     def seek(self, t: float, progress: Progress | None = None) -> float:
         """Move the clock to ``t`` (clamped to the window); returns the new clock.
@@ -283,7 +319,8 @@ class Replayer:
         if until <= after:
             return
         span = until - max(after, self.start)
-        for t, results in iter_cycles(self.source, max(after, self.start), until):
+        for t, results in iter_cycles(self.source, max(after, self.start), until,
+                                      resolution=self.resolution):
             if t <= after:
                 continue
             self._feed_traces(t)

@@ -190,3 +190,20 @@ def test_snapshot_without_samples_is_a_clear_error(recorded: Recorded, tmp_path:
         assert info.samples == 0
         with pytest.raises(ReplayError, match="no raw samples"):
             Replayer.for_window(snap, *snap.window)
+
+
+def test_long_window_is_replayed_at_a_coarser_step(recorded: Recorded) -> None:
+    """Above max_cycles the replay keeps one cycle per step; rates come from longer deltas."""
+    start, end = _window(recorded)
+    replayer = Replayer.for_window(recorded.store, start, end, max_cycles=12)
+    assert replayer.resolution == pytest.approx((end - start) / 12)
+    assert replayer.model.rate_window >= 2 * replayer.resolution
+    replayer.seek(end)
+    p95 = replayer.model.snapshot("p95")
+    assert p95 and all(len(t) <= 13 for t, _ in p95.values())
+    assert all(np.diff(t).min() > 1.5 for t, _ in p95.values() if len(t) > 1), p95
+    full = recorded.model.snapshot("hit_ratio")
+    for key, (t, v) in replayer.model.snapshot("hit_ratio").items():
+        finite = v[np.isfinite(v)]
+        assert len(finite) and 0.0 <= finite.min() and finite.max() <= 1.0
+        assert key in full
