@@ -45,7 +45,7 @@ def timed(app: QApplication, fn) -> float:
 def main() -> None:
     app = QApplication.instance() or QApplication([])
     now = time.time()
-    model, bounds = filled_model(now)
+    model, _bounds = filled_model(now)
     view = HeatmapView("heatmap", "empty")
     view.resize(640, 300)
     view.show()
