@@ -20,6 +20,7 @@ from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QFileDialog,
     QLabel,
+    QMainWindow,
     QMessageBox,
     QProgressDialog,
     QToolBar,
@@ -312,7 +313,10 @@ class SnapshotWindow(MainWindow):
     def closeEvent(self, event: Any) -> None:
         self.scrubber.set_playing(False)
         self.worker.stop()
-        super().closeEvent(event)
+        self.launcher.stop()
+        # Not MainWindow.closeEvent: a replay window must not become the cockpit's remembered
+        # layout, and it has no journal poll or control pool to stop.
+        QMainWindow.closeEvent(self, event)
         self.closed.emit()
 
 
