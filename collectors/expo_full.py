@@ -235,8 +235,8 @@ class _Full:
             self.fail(f"unit {rest!r} is not the suffix of {name!r}")
         table[name] = _unescape(rest, _HELP_ESCAPES[OPENMETRICS]) if kind == "HELP" else rest
 
-    def sample_run(self, lines: list[str], i: int) -> int:
-        """Sample lines from ``i`` up to the next comment; returns the index it stopped at.
+    def sample_run(self, lines: list[str], start: int) -> int:
+        """Sample lines from ``start`` up to the next comment; returns where they end.
 
         A long run is first offered to :func:`.expo_bulk.bulk_run`. Otherwise, line
         by line, written flat: ``name{labels} value`` is cut at its last space; the
@@ -244,15 +244,12 @@ class _Full:
         the value token is read. Anything else (timestamps, exemplars, odd blanks,
         errors) goes through :meth:`sample`.
         """
-        end = self.run_end(i)
-        if end - i >= MIN_RUN and bulk_run(self, lines, i, end):
+        end = self.run_end(start)
+        if end - start >= MIN_RUN and bulk_run(self, lines, start, end):
             return end
-        series, floats, hits, values, sample_lines = self.series, self.floats, self.hits, self.values, self.sample_lines
-        prefixes = self.prefixes
-        while i < len(lines):
+        series, floats, hits, values = self.series, self.floats, self.hits, self.values
+        for i in range(start, end):
             line = lines[i]
-            if not line or line[0] in _NOT_SAMPLE_START:
-                break
             head, _, token = line.rpartition(" ")
             hit = series.get(head) or self.decompose(head)
             try:
@@ -262,7 +259,6 @@ class _Full:
             if hit is None:
                 self.i = i
                 self.sample(i, line)
-                i += 1
                 continue
             name, _, numeric = hit
             if name not in self.allowed or (name == self.bounded and self.bound_label not in numeric):
@@ -273,12 +269,11 @@ class _Full:
                 self.sampled.add(self.family)
             if name in self.exemplar_names:
                 self.exemplar_ok.append(len(values))
-            sample_lines.append(i)
+            self.sample_lines.append(i)
             hits.append(hit)
             values.append(value)
-            prefixes.append(line[: len(head) + 1])
-            i += 1
-        return i
+            self.prefixes.append(line[: len(head) + 1])
+        return end
 
     def run_end(self, i: int) -> int:
         """Where the run of sample lines starting at ``i`` ends (the next comment or blank)."""
