@@ -13,6 +13,7 @@ segments straight onto the export's painter, as vectors for SVG.
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -23,6 +24,8 @@ from PySide6.QtGui import QColor, QImage, QPainter, QPen, QTransform
 from PySide6.QtWidgets import QStyleOptionGraphicsItem, QWidget
 
 from .decimate import Decimated
+
+LOG = logging.getLogger(__name__)
 
 
 def segments(d: Decimated) -> np.ndarray:
@@ -149,6 +152,15 @@ class StrokeLayer(pg.GraphicsObject):
         return self._rect
 
     def paint(self, p: QPainter, opt: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        # An exception escaping a paint override takes the whole process down under
+        # PySide6: log it, drop the cache (the next paint starts over) and go on.
+        try:
+            self._paint(p, widget)
+        except Exception:
+            LOG.exception("drawing the curves failed")
+            self._image_key = None
+
+    def _paint(self, p: QPainter, widget: QWidget | None) -> None:
         t = p.transform()
         if t.m12() or t.m21() or widget is None:  # rotated (never in a ViewBox) or an export
             # drawn straight onto the painter: as vectors for SVG, no cache for a one-off

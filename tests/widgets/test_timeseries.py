@@ -118,3 +118,17 @@ def test_legend_hides_a_curve_and_the_y_range_follows(view: TimeSeriesView) -> N
     assert view.layer.dataBounds(1) == pytest.approx((0.02, 0.5))
     view.curves["/a"].setVisible(True)
     assert view.layer.dataBounds(1) == pytest.approx((0.02, 5.0))
+
+
+def test_a_failing_paint_is_logged_not_fatal(view: TimeSeriesView, caplog, monkeypatch) -> None:
+    t, v = hour()
+    view.set_x_window(t[0], t[-1])
+    view.set_series({"/a": (t, v)})
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(view.layer, "_redraw", broken)
+    view.layer._image_key = None  # force a redraw on the next paint
+    view.grab()
+    assert "drawing the curves failed" in caplog.text
