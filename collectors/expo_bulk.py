@@ -38,6 +38,8 @@ def bulk_run(full: _Full, lines: list[str], i: int, j: int) -> bool:
     """Read the sample lines ``lines[i:j]`` into ``full``; False (nothing read) if any
     of them needs the per-line loop."""
     run = lines[i:j]
+    if full.om and any(map(str.__contains__, run, repeat(" # "))):
+        return False  # exemplars: found out now rather than after the work below
     parts = list(map(str.rpartition, run, repeat(" ")))
     heads = list(map(_HEAD_OF, parts))
     tokens = list(map(_TOKEN_OF, parts))
