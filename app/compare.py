@@ -12,11 +12,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from trimtab.collectors.promql import Quantile
 from trimtab.collectors.scrape import ScrapeResult
 
+from . import format as fmt
 from .model import FleetModel
 from .replay import CHUNK_SECONDS, Replayer, ReplayError, Source, check_window, iter_cycles
 
@@ -142,3 +144,30 @@ def compare_sources(source_a: Source, window_a: tuple[float, float], source_b: S
     overlay_b = p95_overlay(source_b, *window_b,
                             (lambda f: progress(0.5 + f / 2)) if progress else None)
     return Comparison(a, b, compare(a, b), overlay_a, overlay_b)
+
+
+COMPARE_HEADERS = ("route", "p50 A", "p50 B", "p95 A", "p95 B", "p95 B vs A", "p99 A", "p99 B",
+                   "rate A", "rate B", "errors A", "errors B", "hit ratio A", "hit ratio B")
+
+
+def compare_cells(row: CompareRow) -> list[tuple[str, float | str]]:
+    """Table cells of one compared route: each figure for A and B, and p95 B relative to A."""
+    cells: list[tuple[str, float | str]] = [(row.route, row.route)]
+
+    def both(figure: str, text: Callable[[Any], str]) -> None:
+        for side in (row.a, row.b):
+            value = side.value(figure) if side else float("nan")
+            shown = (fmt.quantile(side.quantiles.get(int(figure[1:]) / 100)) if side
+                     and figure.startswith("p") else text(value))
+            cells.append((shown, -1.0 if math.isnan(value) else value))
+
+    for figure in ("p50", "p95"):
+        both(figure, fmt.duration)
+    ratio = row.ratio("p95")
+    cells.append(("–" if math.isnan(ratio) else f"{(ratio - 1) * 100:+.0f} %",
+                  -1e9 if math.isnan(ratio) else ratio))
+    both("p99", fmt.duration)
+    both("rate", fmt.rate)
+    both("error_ratio", fmt.percent)
+    both("hit_ratio", fmt.percent)
+    return cells

@@ -7,7 +7,6 @@ on a worker thread; results come back to the GUI thread as queued signals.
 from __future__ import annotations
 
 import html
-import math
 import os
 import queue
 import threading
@@ -30,8 +29,7 @@ from PySide6.QtWidgets import (
 from trimtab.widgets.compare_view import CompareView
 from trimtab.widgets.scrubber import ReplayScrubber, clock_text
 
-from . import format as fmt
-from .compare import CompareRow, Comparison, compare_sources
+from .compare import COMPARE_HEADERS, Comparison, compare_cells, compare_sources
 from .replay import ReplaySession, snapshot_session, store_session
 from .snapshot_open import open_snapshot
 from .window import MainWindow
@@ -318,33 +316,6 @@ class SnapshotWindow(MainWindow):
         # layout, and it has no journal poll or control pool to stop.
         QMainWindow.closeEvent(self, event)
         self.closed.emit()
-
-
-COMPARE_HEADERS = ("route", "p50 A", "p50 B", "p95 A", "p95 B", "p95 B vs A", "p99 A", "p99 B",
-                   "rate A", "rate B", "errors A", "errors B", "hit ratio A", "hit ratio B")
-
-
-def compare_cells(row: CompareRow) -> list[tuple[str, float | str]]:
-    """Table cells of one compared route: each figure for A and B, and p95 B relative to A."""
-    cells: list[tuple[str, float | str]] = [(row.route, row.route)]
-
-    def both(figure: str, text: Callable[[Any], str]) -> None:
-        for side in (row.a, row.b):
-            value = side.value(figure) if side else float("nan")
-            shown = (fmt.quantile(side.quantiles.get(int(figure[1:]) / 100)) if side
-                     and figure.startswith("p") else text(value))
-            cells.append((shown, -1.0 if math.isnan(value) else value))
-
-    for figure in ("p50", "p95"):
-        both(figure, fmt.duration)
-    ratio = row.ratio("p95")
-    cells.append(("–" if math.isnan(ratio) else f"{(ratio - 1) * 100:+.0f} %",
-                  -1e9 if math.isnan(ratio) else ratio))
-    both("p99", fmt.duration)
-    both("rate", fmt.rate)
-    both("error_ratio", fmt.percent)
-    both("hit_ratio", fmt.percent)
-    return cells
 
 
 class CompareJob(QObject):
