@@ -299,3 +299,13 @@ def test_history_of_the_live_store_opens_read_only(qtbot, files: Files) -> None:
             window.close()
         live.close()
     assert files.store.last_cycle() is not None  # the live store stays open and usable
+
+
+def test_run_open_screenshot_with_compare(qtbot, files: Files, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = io.StringIO()
+    shot = tmp_path / "open.png"
+    args = _args(str(files.snapshot), "--compare", str(files.first_half), "--page", "routes",
+                 "--screenshot", str(shot), "--after", "0.5")
+    assert run_open(args, out) == 0, out.getvalue()
+    assert shot.stat().st_size > 10_000 and "screenshot saved" in out.getvalue()
+    assert "cannot compare" not in out.getvalue()
