@@ -23,8 +23,11 @@ class ShareBarsView(QWidget):
         self.plot.setLabel("left", "share of requests", units="%")
         self.plot.setLabel("bottom", "backend server")
         self.plot.showGrid(y=True, alpha=0.25)
-        for name in ("left", "bottom"):  # cached as pixels: replaying ticks and grid is slow
-            self.plot.getAxis(name).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        cached = QGraphicsItem.CacheMode.DeviceCoordinateCache  # replaying ticks, grid, text is slow
+        for name in ("left", "bottom"):
+            self.plot.getAxis(name).setCacheMode(cached)
+            self.plot.getAxis(name).label.setCacheMode(cached)
+        self.plot.getPlotItem().titleLabel.item.setCacheMode(cached)
         self.plot.setYRange(0, 100, padding=0.02)
         self.plot.setMouseEnabled(x=False, y=False)
         legend = self.plot.addLegend(offset=(-8, 8), labelTextSize="9pt")
@@ -34,6 +37,8 @@ class ShareBarsView(QWidget):
         self.plot.addItem(self._observed)
         legend.addItem(self._expected, "expected (w / Σw)")
         legend.addItem(self._observed, "observed (last 10 s)")
+        for _, label in legend.items:
+            label.item.setCacheMode(cached)
         self._empty = QLabel("No balancer data yet: start the demo or add a balancer target.")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)

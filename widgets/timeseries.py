@@ -50,6 +50,10 @@ class TimeSeriesView(QWidget):
             # every paint, most of a chart's paint time; cached as pixels, it is
             # re-rendered only when its range, size or style changes.
             axis.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+            axis.label.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        # Text is laid out and drawn again on every paint unless cached as pixels too.
+        self.plot.getPlotItem().titleLabel.item.setCacheMode(
+            QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.legend = self.plot.addLegend(offset=(8, 8), labelTextSize="9pt")
         # No clipToView / auto downsampling: set_series decimates to the pixel columns
         # once per change (decimate.py), cheaper than pyqtgraph doing it on every paint.
@@ -145,6 +149,7 @@ class TimeSeriesView(QWidget):
             curve.visibleChanged.connect(
                 lambda key=key: self.layer.set_visible(key, self.curves[key].isVisible()))
             self.legend.addItem(curve, key)
+            self.legend.items[-1][1].item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         return curve.opts["pen"].color()
 
     def _view_moved(self, *_: object) -> None:
