@@ -108,14 +108,14 @@ def bucket_exemplars(expo: Exposition, scraped_at: float) -> list[tuple[str, str
     An exemplar without a timestamp is dated by the scrape that carried it.
     """
     out = []
+    names, label_sets, _values, _stamps = expo.columns()
     for index, exemplar in expo.exemplars.items():
-        sample = expo.samples[index]
-        if sample.name != HIST_BUCKET:
+        if names[index] != HIST_BUCKET:
             continue
         trace_id = dict(exemplar.labels).get("trace_id")
         if not trace_id or not math.isfinite(exemplar.value):
             continue
-        route = dict(sample.labels).get("route", "?")
+        route = dict(label_sets[index]).get("route", "?")
         stamp = exemplar.timestamp if exemplar.timestamp is not None else scraped_at
         out.append((route, trace_id, exemplar.value, stamp))
     return out

@@ -12,6 +12,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -136,7 +137,8 @@ class FleetModel:
             h.up, h.last_scrape, h.duration = result.up, result.timestamp, result.duration
             h.error = result.error
             h.next_attempt = result.next_attempt
-            h.samples = len(result.exposition.samples) if result.exposition else 0
+            columns = result.exposition.columns() if result.exposition is not None else None
+            h.samples = len(columns[0]) if columns is not None else 0
             if result.up:
                 h.ok_scrapes += 1
             else:
@@ -148,10 +150,9 @@ class FleetModel:
                 # objects for the garbage collector to walk (history lives in the store).
                 while len(hist) > 2 and hist[1][0] < result.timestamp - self.rate_window - 1.0:
                     hist.popleft()
-                if self.store is not None:
-                    name = result.target.name
-                    self._pending.extend((name, s.name, s.labels, s.value)
-                                         for s in result.exposition.samples)  # type: ignore[union-attr]
+                if self.store is not None and columns is not None:
+                    names, label_sets, values, _stamps = columns  # no Sample tuples built
+                    self._pending.extend(zip(repeat(result.target.name), names, label_sets, values))
             # Only health changed: derived series move once per cycle, in tick().
             self.health_version += 1
 

@@ -72,7 +72,8 @@ class Counters:
 def extract(expo: Exposition) -> Counters:
     """Pick out what the cockpit charts; everything else is ignored here."""
     out = Counters()
-    for name, labels, value, _ts in expo.samples:
+    names, label_sets, values, _stamps = expo.columns()  # no Sample tuples built
+    for name, labels, value in zip(names, label_sets, values):
         if name == HIST_BUCKET:
             lab = dict(labels)
             per_route = out.buckets.setdefault(lab.get("route", "?"), {})

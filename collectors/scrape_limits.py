@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import AsyncIterator, Mapping
-from operator import is_, itemgetter
+from operator import is_
 from typing import NamedTuple
 
 from .exposition import Exposition, Labels
@@ -32,7 +32,6 @@ LIMIT_DEFAULTS: dict[str, int] = {
 BACKOFF_CAP_SECONDS = 60.0
 BACKOFF_CAP_INTERVALS = 30
 _GZIP_MAGIC = b"\x1f\x8b"
-_by_labels = itemgetter(1)
 
 
 class Limits(NamedTuple):
@@ -162,7 +161,8 @@ class SeriesChecker:
 
     def check(self, expo: Exposition, limits: Limits) -> None:
         """Raise :class:`LimitExceeded` naming the first limit ``expo`` exceeds."""
-        n = len(expo.samples)
+        names, label_sets, _values, _stamps = expo.columns()  # no Sample tuples built
+        n = len(names)
         if limits.sample_limit and n > limits.sample_limit:
             raise LimitExceeded("sample_limit",
                                 f"sample_limit exceeded: {n:,} samples > {limits.sample_limit:,}")
@@ -170,14 +170,14 @@ class SeriesChecker:
             return
         if limits != self._limits or len(self._ok) > 4 * n + 4096:
             self._limits, self._ok, self._last = limits, {}, []
-        elif n == len(self._last) and all(map(is_, map(_by_labels, expo.samples), self._last)):
+        elif n == len(self._last) and all(map(is_, label_sets, self._last)):
             return  # the steady state: the same label objects as the last good scrape
-        fresh = set(map(id, map(_by_labels, expo.samples))).difference(self._ok)
-        for sample in expo.samples:
-            if id(sample.labels) in fresh:
-                _check_labels(sample.name, sample.labels, limits)
+        fresh = set(map(id, label_sets)).difference(self._ok)
+        for name, labels in zip(names, label_sets):
+            if id(labels) in fresh:
+                _check_labels(name, labels, limits)
         # Only after every sample passed: a refused scrape must not mark anything as checked.
-        self._last = list(map(_by_labels, expo.samples))
+        self._last = list(label_sets)
         self._ok.update(zip(map(id, self._last), self._last))
 
 

@@ -318,7 +318,9 @@ def test_backoff_doubles_then_recovery_resets_it(servers: Servers) -> None:
 
     run_engine([ScrapeTarget("api", url, interval=interval, timeout=0.04)], failing_then_ok)
     fails = [r for r in results if not r.up][:6]
-    assert all(r.error == "HTTP 500" for r in fails)
+    # Every failure counts toward the backoff; on a loaded machine a loopback answer can
+    # also miss the 40 ms timeout, which is a failure of the same standing.
+    assert {r.error for r in fails} <= {"HTTP 500", "timed out after 0.04 s"}, fails
     for k, (a, b) in enumerate(itertools.pairwise(fails), start=2):
         gap, expected = b.next_attempt - a.next_attempt, backoff_delay(interval, k)
         skipped = round((gap - expected) / interval)  # a stalled loop may skip whole ticks
