@@ -70,7 +70,7 @@ class ReplayScrubber(QWidget):
         """The slider spans ``[start, end]`` (unix s) in whole seconds."""
         self.start, self.end = start, end
         self._setting = True
-        self.slider.setRange(0, max(1, int(round(end - start))))
+        self.slider.setRange(0, max(1, round(end - start)))
         self._setting = False
 
     @Slot(float)
@@ -79,7 +79,7 @@ class ReplayScrubber(QWidget):
         self.clock = t
         if not self.slider.isSliderDown():
             self._setting = True
-            self.slider.setValue(int(round(t - self.start)))
+            self.slider.setValue(round(t - self.start))
             self._setting = False
         self.time_label.setText(f"{clock_text(t)}  ({t - self.start:.0f} / "
                                 f"{self.end - self.start:.0f} s)")
