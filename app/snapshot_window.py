@@ -17,6 +17,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
+    QComboBox,
     QFileDialog,
     QLabel,
     QMainWindow,
@@ -216,6 +217,7 @@ class SnapshotWindow(MainWindow):
         span = f"{length:.0f} s" if length < 120 else f"{length / 60:.0f} min"
         self.range_box.addItem(f"whole window ({span})", length)
         self.range_box.setCurrentIndex(self.range_box.count() - 1)
+        self.range_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.routes.table.row_selected.connect(self._force_refresh)  # its own refresh: wall clock
         compare = QAction("Compare with another snapshot…", self)
         compare.setToolTip("Per-route figures of this window against another snapshot's")
