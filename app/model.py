@@ -120,7 +120,9 @@ class FleetModel:
     lock: threading.Lock = field(default_factory=threading.Lock)
     store: Store | None = None  # when set, every cycle's raw samples are written to it
     store_error: str = ""
-    _pending: list[Row] = field(default_factory=list)
+    # Rows for the next store cycle, per target: a target scraped twice between two ticks
+    # keeps its newest scrape (a cycle holds one value per series; two would be refused).
+    _pending: dict[str, list[Row]] = field(default_factory=dict)
     _points: list[tuple[str, str, float]] = field(default_factory=list)
     _heat_rows: list[tuple[str, np.ndarray, np.ndarray]] = field(default_factory=list)
     _history: dict[str, deque[tuple[float, Counters]]] = field(default_factory=dict)
@@ -152,7 +154,8 @@ class FleetModel:
                     hist.popleft()
                 if self.store is not None and columns is not None:
                     names, label_sets, values, _stamps = columns  # no Sample tuples built
-                    self._pending.extend(zip(repeat(result.target.name), names, label_sets, values))
+                    self._pending[result.target.name] = list(
+                        zip(repeat(result.target.name), names, label_sets, values))
             # Only health changed: derived series move once per cycle, in tick().
             self.health_version += 1
 
@@ -232,7 +235,8 @@ class FleetModel:
         """
         with self.lock:
             pairs = list(self._window_pairs(now))
-            rows, self._pending = self._pending, []
+            pending, self._pending = self._pending, {}
+        rows = [row for target_rows in pending.values() for row in target_rows]
         self._points, self._heat_rows = [], []
         self._derive_latency(now, pairs)
         self._derive_cache(now, pairs)
@@ -342,9 +346,10 @@ class FleetModel:
     def instance_series(self, route: str, since: float | None = None) -> dict[str, tuple]:
         """p95 per instance of ``route``, keyed by instance (GUI thread)."""
         prefix = f"{route}{INSTANCE_SEP}"
+        with self.lock:  # copy only this route's series, not every route's (5 of ~250)
+            keys = [k for m, k in self.series if m == "p95_instance" and k.startswith(prefix)]
         return {key[len(prefix):]: series
-                for key, series in self.snapshot("p95_instance", since).items()
-                if key.startswith(prefix)}
+                for key, series in self.snapshot("p95_instance", since, keys).items()}
 
     def _derive_cache(self, now: float, pairs: list[Pair]) -> None:
         rates: dict[tuple[str, str], float] = {}
@@ -405,11 +410,7 @@ class FleetModel:
             for (m, key), ring in self.series.items():
                 if m != metric or (wanted is not None and key not in wanted):
                     continue
-                t, v = ring.arrays()
-                if since is not None:
-                    start = int(np.searchsorted(t, since))
-                    t, v = t[start:], v[start:]
-                out[key] = (t, v)
+                out[key] = ring.arrays(since)
             return out
 
     def read(self, fn: Callable[[FleetModel], object]) -> object:

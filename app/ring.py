@@ -25,12 +25,25 @@ class Ring:
     def __len__(self) -> int:
         return self._n
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """Chronological copies of the times and values."""
+    def arrays(self, since: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Chronological copies of the times and values (only ``t >= since`` when given).
+
+        Only the wanted points are copied: a chart of the last 5 minutes does not pay
+        for an hour of history.
+        """
         if self._n < len(self._t):
-            return self._t[: self._n].copy(), self._v[: self._n].copy()
-        order = np.r_[self._head : len(self._t), 0 : self._head]
-        return self._t[order], self._v[order]
+            parts = [(self._t[: self._n], self._v[: self._n])]
+        else:  # full: oldest at head
+            parts = [(self._t[self._head:], self._v[self._head:]),
+                     (self._t[: self._head], self._v[: self._head])]
+        if since is not None:
+            parts = [(t[start:], v[start:]) for t, v in parts
+                     if (start := int(np.searchsorted(t, since))) < len(t)]
+        if not parts:
+            return np.empty(0), np.empty(0)
+        if len(parts) == 1:
+            return parts[0][0].copy(), parts[0][1].copy()
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def last(self) -> float:
         return float(self._v[self._head - 1]) if self._n else float("nan")

@@ -120,6 +120,25 @@ def test_each_cycle_is_written_to_the_store(tmp_path) -> None:
     store.close()
 
 
+def test_two_scrapes_of_a_target_in_one_cycle_keep_the_newest(tmp_path) -> None:
+    """A slow tick (loaded machine) must not make the store refuse the whole cycle."""
+    from trimtab.app.store import Store
+
+    store = Store(tmp_path / "history.sqlite")
+    model = FleetModel(store=store)
+    other = ScrapeTarget("api-2", "http://127.0.0.1:2/metrics")
+    scrape(model, API, 100.0, exposition(0))
+    scrape(model, other, 100.1, exposition(7))
+    scrape(model, API, 100.9, exposition(40))  # scraped again before the tick
+    model.tick(101.0)
+    assert model.store_error == ""
+    series = store.query("trimtab_http_requests_total", {"status": "200"}, start=0, end=200,
+                         max_points=100)
+    assert {k.target: list(v) for k, (_t, v) in series.items()} == {"api-1": [40.0],
+                                                                   "api-2": [7.0]}
+    store.close()
+
+
 def test_a_failing_store_is_reported_not_raised(tmp_path) -> None:
     from trimtab.app.store import Store
 
