@@ -29,7 +29,7 @@ from .runtime import settle_gc
 if TYPE_CHECKING:
     from .store import Store
 
-PAGES = ("overview", "routes", "cache", "balancer", "traces", "fleet")
+PAGES = ("overview", "routes", "cache", "balancer", "traces", "journal", "fleet")  # tab order
 
 
 def start_collection(fleet: DemoFleet, model: FleetModel) -> ScrapeEngine:
@@ -218,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .snapshot_cli import add_snapshot_commands
 
     add_snapshot_commands(sub)
+    from .open_cli import add_open_parser
+
+    add_open_parser(sub)
     return parser
 
 

@@ -63,6 +63,7 @@ class MainWindow(QMainWindow):
                                            "Journal", "Fleet")):
             self.tabs.addTab(page, name)
         self.routes.traces_requested.connect(self.show_traces)
+        self.routes.traces_window_requested.connect(self.show_trace_window)
         self.charts = [chart for page in self.pages for chart in page.charts]
         for chart in self.charts:  # zoom and pan stay in step on every chart
             chart.user_ranged.connect(self._user_zoomed)
@@ -171,10 +172,10 @@ class MainWindow(QMainWindow):
     def canary_numbers(self, route: str, instance: str) -> tuple[float, float]:
         """The canary's latest p95 (ms) for ``route``, and the route's latest error ratio."""
         _t, v = self.model.instance_series(route).get(instance, ((), ()))
-        finite = [x for x in v if x == x]
+        finite = [x for x in v if not math.isnan(x)]
         p95 = finite[-1] * 1000.0 if finite else float("nan")
         errors = self.model.snapshot("error_ratio", None, [route]).get(route)
-        last = [x for x in errors[1] if x == x] if errors else []
+        last = [x for x in errors[1] if not math.isnan(x)] if errors else []
         return p95, (last[-1] if last else 0.0)
 
     def _wire_tuning(self, tuning: Tuning) -> None:
@@ -222,6 +223,13 @@ class MainWindow(QMainWindow):
     def show_traces(self, route: str, min_ms: float) -> None:
         """Jump to example traces of ``route`` at least ``min_ms`` slow."""
         self.traces.filter_to(route, min_ms)
+        self.tabs.setCurrentWidget(self.traces)
+
+    @Slot(str, float, float, float, float)
+    def show_trace_window(self, route: str, min_ms: float, max_ms: float, t0: float,
+                          t1: float) -> None:
+        """Jump from a heatmap cell or a chart point to the traces behind it (exemplars first)."""
+        self.traces.filter_to(route, min_ms, max_ms, (t0, t1))
         self.tabs.setCurrentWidget(self.traces)
 
     @Slot(str)

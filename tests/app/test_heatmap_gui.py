@@ -36,14 +36,11 @@ def window(qtbot, model: FleetModel) -> Iterator:
 
 
 def jump(qtbot, win, click) -> tuple:
-    """Run ``click``, catch the page's request and follow it as MainWindow will once wired
-    (``traces_window_requested`` → ``TracesPage.filter_to`` + show the Traces tab)."""
+    """Run ``click``; the window itself follows the page's request to the Traces tab."""
     with qtbot.waitSignal(win.routes.traces_window_requested, timeout=5_000) as blocker:
         click()
-    route, min_ms, max_ms, t0, t1 = blocker.args
-    win.traces.filter_to(route, min_ms, max_ms, (t0, t1))
-    win.tabs.setCurrentWidget(win.traces)
-    return route, min_ms, max_ms, t0, t1
+    assert win.tabs.currentWidget() is win.traces  # MainWindow.show_trace_window did it
+    return tuple(blocker.args)
 
 
 def listed(win) -> list[dict]:
