@@ -10,7 +10,7 @@ import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from PySide6.QtCore import QMimeData
+    from PySide6.QtCore import QEventLoop, QMimeData
     from PySide6.QtWidgets import QWidget
 
     from .snapshot_window import ReplayLauncher, SnapshotWindow
@@ -43,12 +43,16 @@ def run_open(args: argparse.Namespace, out: TextIO = sys.stderr) -> int:
     """
     if args.screenshot:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtCore import QTimer
+    from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
 
     from .snapshot_window import ReplayLauncher
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    # A loop of our own, not app.exec(): QApplication.exit() reaching no running loop
+    # (a window closing after we returned) made the caller's next event loops return at
+    # once, i.e. busy-spin holding the GIL. Exiting this loop affects nothing else.
+    loop = QEventLoop()
     launcher = ReplayLauncher(None, quiet=True)
     result = {"code": 0}
 
@@ -56,10 +60,10 @@ def run_open(args: argparse.Namespace, out: TextIO = sys.stderr) -> int:
         print(f"trimtab: {text}", file=out, flush=True)
         if not launcher.windows:  # nothing open: the command failed
             result["code"] = 2
-            app.exit(2)
+            loop.exit(2)
 
     launcher.failed.connect(failed)
-    launcher.opened.connect(lambda window: _opened(window, launcher, args, out))
+    launcher.opened.connect(lambda window: _opened(window, launcher, args, out, loop))
     previous = signal.signal(signal.SIGINT, lambda *_: QTimer.singleShot(0, app.quit))
     wake = QTimer()  # lets Python run its signal handler while Qt's loop is in C++
     wake.timeout.connect(lambda: None)
@@ -67,7 +71,7 @@ def run_open(args: argparse.Namespace, out: TextIO = sys.stderr) -> int:
     print(f"trimtab: opening {args.snapshot} ...", file=out, flush=True)
     launcher.open_file(args.snapshot)
     try:
-        code = int(app.exec())
+        code = int(loop.exec())
     finally:
         wake.stop()
         signal.signal(signal.SIGINT, previous)
@@ -77,12 +81,10 @@ def run_open(args: argparse.Namespace, out: TextIO = sys.stderr) -> int:
 
 
 def _opened(window: SnapshotWindow, launcher: ReplayLauncher, args: argparse.Namespace,
-            out: TextIO) -> None:
+            out: TextIO, loop: QEventLoop) -> None:
     from PySide6.QtCore import QTimer
-    from PySide6.QtWidgets import QApplication
 
-    app = QApplication.instance()
-    window.closed.connect(lambda: None if launcher.windows else app.exit(0))  # type: ignore[union-attr]
+    window.closed.connect(lambda: None if launcher.windows else loop.exit(0))
     if args.page:
         window.tabs.setCurrentIndex(PAGES.index(args.page))
     if args.theme:
@@ -93,12 +95,11 @@ def _opened(window: SnapshotWindow, launcher: ReplayLauncher, args: argparse.Nam
     print(f"trimtab: {window.windowTitle()}", file=out, flush=True)
     if args.screenshot:
         window.resize(1400, 860)
-        QTimer.singleShot(int(args.after * 1000), lambda: _save_and_quit(window, args, out))
+        QTimer.singleShot(int(args.after * 1000), lambda: _save_and_quit(window, args, out, loop))
 
 
-def _save_and_quit(window: SnapshotWindow, args: argparse.Namespace, out: TextIO) -> None:
-    from PySide6.QtWidgets import QApplication
-
+def _save_and_quit(window: SnapshotWindow, args: argparse.Namespace, out: TextIO,
+                   loop: QEventLoop) -> None:
     window._force_refresh()
     ok = window.grab().save(args.screenshot)
     view = getattr(getattr(window, "compare_job", None), "view", None)
@@ -107,7 +108,7 @@ def _save_and_quit(window: SnapshotWindow, args: argparse.Namespace, out: TextIO
         view.grab().save(f"{stem}-compare.{ext}" if dot else f"{args.screenshot}-compare")
     print(f"trimtab: screenshot {'saved to' if ok else 'FAILED for'} {args.screenshot}",
           file=out, flush=True)
-    QApplication.instance().exit(0 if ok else 1)  # type: ignore[union-attr]
+    loop.exit(0 if ok else 1)
 
 
 def snapshot_paths(mime: QMimeData) -> list[str]:

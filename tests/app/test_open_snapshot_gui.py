@@ -309,3 +309,8 @@ def test_run_open_screenshot_with_compare(qtbot, files: Files, tmp_path: Path) -
     assert run_open(args, out) == 0, out.getvalue()
     assert shot.stat().st_size > 10_000 and "screenshot saved" in out.getvalue()
     assert "cannot compare" not in out.getvalue()
+    # The caller's event loops still run afterwards: an exit() that reached no loop once made
+    # every later wait return at once (a busy spin that starved the collector thread).
+    start = time.monotonic()
+    qtbot.wait(300)
+    assert time.monotonic() - start >= 0.25
