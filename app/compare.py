@@ -171,3 +171,21 @@ def compare_cells(row: CompareRow) -> list[tuple[str, float | str]]:
     both("error_ratio", fmt.percent)
     both("hit_ratio", fmt.percent)
     return cells
+
+
+def change_windows(t: float, start: float, end: float, settle: float = 15.0,
+                   longest: float = 600.0) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Before/after windows of a change at ``t`` inside ``[start, end]``: the same length on
+    both sides (at most ``longest``), the ``settle`` seconds right after the change left out
+    (caches fill, weights settle), as the before/after card does. ValueError when the
+    recording holds no room on one side.
+    """
+    check_window(start, end)
+    if not start <= t <= end:
+        raise ValueError(f"the change at {t:.0f} is outside the window {start:.0f}–{end:.0f}")
+    length = min(t - start, end - (t + settle), longest)
+    if length <= 1.0:
+        raise ValueError("the recording has no room for a before/after comparison around "
+                         f"this change ({t - start:.0f} s before it, "
+                         f"{max(0.0, end - t - settle):.0f} s after the first {settle:.0f} s)")
+    return (t - length, t), (t + settle, t + settle + length)

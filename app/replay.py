@@ -28,6 +28,8 @@ from trimtab.collectors.exposition import Exposition, Sample
 from trimtab.collectors.scrape import ScrapeResult, ScrapeTarget
 
 from .model import FleetModel, TargetHealth
+from .replay_health import RecordedHealth
+from .replay_model import ReplayModel
 from .store import SeriesKey
 
 Cycle = tuple[float, list[ScrapeResult]]
@@ -197,6 +199,7 @@ class ReplaySession:
     journal: list[Any] = field(default_factory=list)
     notes: str = ""
     source: Any = None
+    annotations: list[dict[str, Any]] = field(default_factory=list)  # time, text, kind, target
     owns_source: bool = False  # a snapshot file is closed with its window; the live store is not
 
     def close(self) -> None:
@@ -212,7 +215,7 @@ def snapshot_session(path: str | Path) -> ReplaySession:
     try:
         replayer = Replayer.for_window(snap, *snap.window, traces=snap.traces())
         return ReplaySession(f"{Path(path).name} — read-only snapshot", replayer, snap.journal(),
-                             snap.notes, snap, owns_source=True)
+                             snap.notes, snap, snap.annotations(), owns_source=True)
     except Exception:
         snap.close()
         raise
@@ -239,6 +242,7 @@ class Checkpoint:
     history: dict[str, deque[Any]]
     health: dict[str, TargetHealth]
     tables: tuple[Any, Any, Any]  # routes, share, cache (replaced whole on every tick)
+    heat: dict[str, int] = field(default_factory=dict)  # heat rows per route
 
 
 @dataclass
@@ -260,6 +264,7 @@ class Replayer:
     clock: float = -math.inf
     checkpoint_every: int = CHECKPOINT_EVERY
     resolution: float = 0.0  # seconds per replayed cycle; 0: every stored cycle
+    recorded: RecordedHealth | None = None  # target health as the source recorded it
     checkpoints: list[Checkpoint] = field(default_factory=list)
     _since_checkpoint: int = 0
     _trace_times: list[float] = field(default_factory=list)
@@ -285,10 +290,11 @@ class Replayer:
         resolution = 0.0
         if (end - start) / step > max_cycles:
             resolution = step = (end - start) / max_cycles
-        model = FleetModel(capacity=int((end - start) / step * 1.25) + 64,
+        model = ReplayModel(capacity=int((end - start) / step * 1.25) + 64,
                            rate_window=max(10.0, 2.0 * resolution),
                            stale_after=max(5.0, 1.5 * resolution))
-        return cls(source, start, end, model, traces, resolution=resolution)
+        return cls(source, start, end, model, traces, resolution=resolution,
+                   recorded=RecordedHealth.from_source(source, resolution))
 
     def seek(self, t: float, progress: Progress | None = None) -> float:
         """Move the clock to ``t`` (clamped to the window); returns the new clock.
@@ -303,12 +309,25 @@ class Replayer:
             self._restore(best)
         self._feed(t, progress)
         self.clock = t
+        if self.recorded is not None:  # stored samples alone would show every target up
+            self.recorded.apply(self.model, t, self.start, self.end)
         return t
 
     def step(self, seconds: float) -> float:
         """Move the clock forward by ``seconds`` of replay time (stops at the window's end)."""
         now = max(self.clock, self.start)
         return self.seek(now + seconds)
+
+    def set_quantiles(self, levels: Sequence[float]) -> float:
+        """Derive ``levels`` (fractions) from the raw buckets: the window is replayed again
+        from its start up to the clock (the live three percentiles always stay)."""
+        if not isinstance(self.model, ReplayModel):
+            raise ReplayError("this replay's model has fixed percentiles")
+        clock = self.clock
+        self.model.quantiles = tuple(levels)
+        self.checkpoints = [self.checkpoints[0]]
+        self._restore(self.checkpoints[0])
+        return self.seek(clock)
 
     @property
     def at_end(self) -> bool:
@@ -355,7 +374,8 @@ class Replayer:
             return Checkpoint(
                 t, {k: len(r) for k, r in m.series.items()},
                 {k: deque(h) for k, h in m._history.items()},  # entries are never mutated
-                copy.deepcopy(m.health), (m.routes, m.share, m.cache))
+                copy.deepcopy(m.health), (m.routes, m.share, m.cache),
+                {route: len(ring) for route, ring in m.heat_rings.items()})
 
     def _restore(self, cp: Checkpoint) -> None:
         """Rewind the model in place (the window's pages keep their reference to it)."""
@@ -370,6 +390,12 @@ class Replayer:
                     del m.series[key]
                 else:
                     _truncate(m.series[key], n)
+            for route in list(m.heat_rings):  # heat rows of the future go too
+                n = cp.heat.get(route)
+                if n is None:
+                    del m.heat_rings[route]
+                else:
+                    _truncate(m.heat_rings[route], n)
             m._history = {k: deque(h) for k, h in cp.history.items()}
             m.health = copy.deepcopy(cp.health)
             m.routes, m.share, m.cache = cp.tables

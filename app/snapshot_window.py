@@ -1,15 +1,13 @@
 """Read-only replay windows: a snapshot file, or a range of the live store, replayed into a model.
 
 Everything slow (opening the file, replaying cycles, seeking, comparing) runs
-on a worker thread; results come back to the GUI thread as queued signals.
+on a worker thread (:mod:`.snapshot_worker`, :mod:`.snapshot_compare`);
+results come back to the GUI thread as queued signals.
 """
 
 from __future__ import annotations
 
 import html
-import os
-import queue
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,8 +16,8 @@ from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
-    QFileDialog,
     QLabel,
+    QLineEdit,
     QMainWindow,
     QMessageBox,
     QProgressDialog,
@@ -27,92 +25,22 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from trimtab.widgets.compare_view import CompareView
 from trimtab.widgets.scrubber import ReplayScrubber, clock_text
 
-from .compare import COMPARE_HEADERS, Comparison, compare_cells, compare_sources
+from .change_markers import marker_key, markers
+from .model import QUANTILES
 from .replay import ReplaySession, snapshot_session, store_session
-from .snapshot_open import open_snapshot
+from .replay_model import level_name, parse_levels
+from .snapshot_compare import CompareActions, CompareJob
+from .snapshot_pages import ReplayFleetPage, ReplayRoutesPage
+from .snapshot_worker import Cancelled, ReplayWorker
 from .window import MainWindow
+
+__all__ = ["READ_ONLY", "SUFFIX", "Cancelled", "CompareJob", "ReplayLauncher", "ReplayWorker",
+           "SnapshotWindow"]
 
 READ_ONLY = "read-only snapshot: changes go to live agents, never into a recording"
 SUFFIX = ".trimtab"
-
-
-class Cancelled(Exception):
-    """The user cancelled a load."""
-
-
-class ReplayWorker(QObject):
-    """Owns one session on its own thread: loads it, then serves seeks (newest request wins)."""
-
-    progress = Signal(int)  # percent
-    ready = Signal(object)  # ReplaySession
-    failed = Signal(str)  # empty when cancelled
-    moved = Signal(float)  # the replay clock after a seek
-
-    def __init__(self, opener: Callable[[], ReplaySession]) -> None:
-        super().__init__()
-        self._opener = opener
-        self._requests: queue.SimpleQueue[float | None] = queue.SimpleQueue()
-        self.cancelled = False
-        self.session: ReplaySession | None = None
-        self._thread = threading.Thread(target=self._run, name="trimtab-replay", daemon=True)
-
-    def start(self) -> ReplayWorker:
-        self._thread.start()
-        return self
-
-    def seek(self, t: float) -> None:
-        """Ask for the clock to move to ``t`` (any thread)."""
-        self._requests.put(float(t))
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Finish the current step, close the session's source, end the thread."""
-        self.cancelled = True
-        self._requests.put(None)
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
-
-    def _progress(self, fraction: float) -> None:
-        if self.cancelled:
-            raise Cancelled
-        self.progress.emit(int(fraction * 100))
-
-    def _run(self) -> None:
-        try:
-            session = self._opener()
-            session.replayer.seek(session.replayer.end, self._progress)
-        except Cancelled:
-            self.failed.emit("")
-            return
-        except (ValueError, OSError) as exc:  # SnapshotError, ReplayError and StoreError too
-            self.failed.emit(str(exc))
-            return
-        self.session = session
-        try:
-            self.ready.emit(session)
-            self.moved.emit(session.replayer.clock)
-            self._serve(session)
-        finally:
-            session.close()
-
-    def _serve(self, session: ReplaySession) -> None:
-        while True:
-            target = self._requests.get()
-            while target is not None:  # only the newest request matters
-                try:
-                    newer = self._requests.get_nowait()
-                except queue.Empty:
-                    break
-                target = newer
-            if target is None:
-                return
-            try:
-                self.moved.emit(session.replayer.seek(target))
-            except (ValueError, OSError) as exc:
-                self.failed.emit(f"replay stopped: {exc}")
-                return
 
 
 class ReplayLauncher(QObject):
@@ -190,9 +118,13 @@ class ReplayLauncher(QObject):
         job[1].deleteLater()
 
 
-class SnapshotWindow(MainWindow):
+class SnapshotWindow(CompareActions, MainWindow):
     """The cockpit's pages over a replayed model: read-only, with a scrubber and Compare…."""
 
+    routes_page = ReplayRoutesPage
+    fleet_page = ReplayFleetPage
+    routes: ReplayRoutesPage
+    fleet: ReplayFleetPage
     seek_requested = Signal(float)
     closed = Signal()
 
@@ -201,15 +133,19 @@ class SnapshotWindow(MainWindow):
         replayer = session.replayer
         self.scrubber.set_window(replayer.start, replayer.end)
         self.scrubber.set_clock(replayer.clock)
+        self.note_rows = {f"note#{i}": a for i, a in enumerate(session.annotations)}
         super().__init__(replayer.model)
         self.session, self.worker = session, worker
         self.clock = lambda: self.scrubber.clock
+        self.fleet.clock = self.clock
+        self.routes.since = lambda: self.clock() - self.live_window
         self.setWindowTitle(f"trimtab — {session.title}")
         self._build_replay_bar(session)
         self.scrubber.seek_requested.connect(self.seek_requested)
         self.seek_requested.connect(worker.seek)
         worker.moved.connect(self.scrubber.set_clock)
         worker.moved.connect(self._moved)
+        worker.levels_changed.connect(self._levels_changed)
         self._read_only()
         self.journal.show_rows(session.journal)
         self.show_changes(session.journal)
@@ -218,22 +154,39 @@ class SnapshotWindow(MainWindow):
         self.range_box.addItem(f"whole window ({span})", length)
         self.range_box.setCurrentIndex(self.range_box.count() - 1)
         self.range_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
-        self.routes.table.row_selected.connect(self._force_refresh)  # its own refresh: wall clock
-        compare = QAction("Compare with another snapshot…", self)
-        compare.setToolTip("Per-route figures of this window against another snapshot's")
-        compare.triggered.connect(self.ask_compare)
-        split = QAction("Compare before / after the replay clock", self)
-        split.setToolTip("Scrub to a change marker, then compare the window's two halves")
-        split.triggered.connect(lambda: self.compare_at(self.scrubber.clock))
-        self.file_menu.insertActions(self.file_menu.actions()[0], [compare, split])
-        self.compare_action, self.split_action = compare, split
+        self._add_compare_actions()
         QShortcut(QKeySequence("K"), self, self.scrubber.toggle)
         self._force_refresh()
+
+    def _add_compare_actions(self) -> None:
+        entries = (("Compare with another snapshot…",
+                    "Per-route figures of this window against another snapshot's",
+                    self.ask_compare),
+                   ("Compare two ranges…", "Pick two from/to ranges of this recording",
+                    self.ask_ranges),
+                   ("Compare before / after the replay clock",
+                    "Scrub to a change marker, then compare the window's two halves",
+                    lambda: self.compare_at(self.scrubber.clock)))
+        actions = []
+        for text, tip, slot in entries:
+            action = QAction(text, self)
+            action.setToolTip(tip)
+            action.triggered.connect(slot)
+            actions.append(action)
+        self.file_menu.insertActions(self.file_menu.actions()[0], actions)
+        self.compare_action, self.ranges_action, self.split_action = actions
 
     def _build_replay_bar(self, session: ReplaySession) -> None:
         bar = QToolBar("Replay")
         bar.setObjectName("replay-toolbar")
         bar.addWidget(self.scrubber)
+        self.levels_edit = QLineEdit(", ".join(level_name(q) for q in QUANTILES))
+        self.levels_edit.setToolTip("Percentiles of the Slow routes page, recomputed from the "
+                                    "recorded buckets (e.g. p50, p90, p99.9); Enter applies")
+        self.levels_edit.setMaximumWidth(220)
+        self.levels_edit.returnPressed.connect(self._ask_levels)
+        bar.addWidget(QLabel(" Percentiles: "))
+        bar.addWidget(self.levels_edit)
         self.addToolBar(Qt.ToolBarArea.BottomToolBarArea, bar)
         notes = session.notes.strip() or "no notes"
         self.notes_label = QLabel(f"<b>Notes:</b> {html.escape(notes)}")
@@ -247,6 +200,52 @@ class SnapshotWindow(MainWindow):
         layout.addWidget(self.tabs, 1)  # the tabs move under the notes
         self.setCentralWidget(container)
 
+    @Slot()
+    def _ask_levels(self) -> None:
+        self.set_levels_text(self.levels_edit.text())
+
+    def set_levels_text(self, text: str) -> bool:
+        """Ask the replay for the percentiles in ``text``; a bad entry is shown, nothing changes."""
+        try:
+            levels = parse_levels(text)
+        except ValueError as exc:
+            self.levels_edit.setStyleSheet("border: 1px solid #d9534f")
+            self.statusBar().showMessage(f"Percentiles not changed: {exc}", 10_000)
+            return False
+        self.levels_edit.setStyleSheet("")
+        self.statusBar().showMessage("Recomputing percentiles from the recorded buckets…", 5_000)
+        self.worker.set_levels(levels)
+        return True
+
+    @Slot(object)
+    def _levels_changed(self, levels: tuple[float, ...]) -> None:
+        self.routes.set_levels(levels)
+        self.levels_edit.setText(", ".join(level_name(q) for q in levels))
+        self._force_refresh()
+
+    @Slot(list)
+    def show_changes(self, rows: list) -> None:
+        """Changes and the recording's annotations, each a marker on every chart."""
+        self.journal_rows = {marker_key(r): r for r in rows}
+        marks = markers(rows) + [(key, float(a["time"]), f"note: {a['text']}")
+                                 for key, a in self.note_rows.items()]
+        for chart in self.charts:
+            chart.set_markers(marks)
+
+    @Slot(str)
+    def show_change_card(self, key: str) -> None:
+        """A change's card (with "compare before / after this change"); a note's text."""
+        note = self.note_rows.get(key)
+        if note is not None:
+            self.statusBar().showMessage(f"Note at {clock_text(float(note['time']))}: "
+                                         f"{note['text']}", 15_000)
+            return
+        super().show_change_card(key)
+        row = self.journal_rows.get(key)
+        if row is not None:
+            self.change_card.add_action("Compare before / after this change",
+                                        lambda: self.compare_change(row))
+
     def _read_only(self) -> None:
         """Every change control off, with the reason in its tooltip."""
         self.set_write_access(False, READ_ONLY)
@@ -254,7 +253,8 @@ class SnapshotWindow(MainWindow):
         for button in (self.fleet.add_button, self.fleet.remove_button):
             button.setEnabled(False)
             button.setToolTip(f"Disabled: {READ_ONLY}")
-        self.fleet.config_label.setText("Targets as recorded (read-only).")
+        self.fleet.config_label.setText("Targets as recorded (read-only); health at the "
+                                        "replay clock.")
         self.journal.hint.setText("No changes were recorded in this window.")
 
     def _live_end(self, now: float) -> float:
@@ -277,39 +277,6 @@ class SnapshotWindow(MainWindow):
             text += " · charts held (Space to follow the replay clock)"
         self.status.setText(text)
 
-    @Slot()
-    def ask_compare(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Compare with", os.getcwd(),
-                                              "trimtab snapshot (*.trimtab);;All files (*)")
-        if path:
-            self.compare_with(path)
-
-    def compare_at(self, t: float) -> CompareJob:
-        """Compare ``[start, t]`` (A, before) with ``[t, end]`` (B, after) of this window."""
-        replayer = self.session.replayer
-        source, start, end = replayer.source, replayer.start, replayer.end
-
-        def compute(progress: Callable[[float], None]) -> Comparison:
-            return compare_sources(source, (start, t), source, (t, end), ("before", "after"),
-                                   progress)
-
-        self.compare_job = CompareJob(self, compute, "Comparing before / after…")
-        return self.compare_job
-
-    def compare_with(self, path: str | Path) -> CompareJob:
-        """Compare this window (A) with snapshot ``path`` (B) off the GUI thread, then show it."""
-        replayer = self.session.replayer
-        window_a = (replayer.start, replayer.end)
-        name_a = self.session.title.split(" — ")[0]
-
-        def compute(progress: Callable[[float], None]) -> Comparison:
-            with open_snapshot(path) as other:
-                return compare_sources(replayer.source, window_a, other, other.window,
-                                       (name_a, Path(path).name), progress)
-
-        self.compare_job = CompareJob(self, compute, f"Comparing with {Path(path).name}…")
-        return self.compare_job
-
     def closeEvent(self, event: Any) -> None:
         self.scrubber.set_playing(False)
         self.worker.stop()
@@ -319,72 +286,3 @@ class SnapshotWindow(MainWindow):
         QMainWindow.closeEvent(self, event)
         self.closed.emit()
 
-
-class CompareJob(QObject):
-    """Computes a :class:`Comparison` on a worker thread, then shows it in a CompareView."""
-
-    done = Signal(object)
-    failed = Signal(str)
-    progressed = Signal(int)
-
-    def __init__(self, parent: QWidget, compute: Callable[[Callable[[float], None]], Comparison],
-                 label: str) -> None:
-        super().__init__(parent)
-        self.parent_widget = parent
-        self.result: Comparison | None = None
-        self.view: CompareView | None = None
-        self.error = ""
-        self.progress = QProgressDialog(label, "", 0, 100, parent)
-        self.progress.setCancelButton(None)
-        self.progress.setMinimumDuration(300)
-        self.progressed.connect(self.progress.setValue)
-        self.done.connect(self._show)
-        self.failed.connect(self._fail)
-        threading.Thread(target=self._run, args=(compute,), name="trimtab-compare",
-                         daemon=True).start()
-
-    def _run(self, compute: Callable[[Callable[[float], None]], Comparison]) -> None:
-        try:
-            result = compute(lambda f: self.progressed.emit(int(f * 100)))
-        except (ValueError, OSError) as exc:
-            self.failed.emit(str(exc))
-            return
-        self.done.emit(result)
-
-    @Slot(object)
-    def _show(self, result: Comparison) -> None:
-        self.progress.reset()
-        self.result = result
-        title = (f"A: {result.a.label} ({clock_text(result.a.start)} – {clock_text(result.a.end)})"
-                 f"   vs   B: {result.b.label} ({clock_text(result.b.start)} – "
-                 f"{clock_text(result.b.end)})")
-        self.view = CompareView(title, COMPARE_HEADERS, self.parent_widget)
-        self.view.route_selected.connect(self.show_route)
-        self.view.set_rows([(r.route, compare_cells(r)) for r in result.rows],
-                           highlight={r.route for r in result.rows if r.ratio("p95") > 1.2})
-        self.view.show()
-
-    @Slot(str)
-    def show_route(self, route: str) -> None:
-        """Overlay the route's p95 of both windows, B shifted onto A's time axis."""
-        if self.result is None or self.view is None:
-            return
-        a, b = self.result.a, self.result.b
-        series = {}
-        for name, overlay in ((f"A {a.label}", self.result.overlay_a),
-                              (f"B {b.label}", self.result.overlay_b)):
-            if route in overlay:
-                t, v = overlay[route]
-                series[name] = (t + a.start, v)
-        length = max(a.end - a.start, b.end - b.start)
-        self.view.set_overlay(f"p95 of {route}: B aligned on A's start", series,
-                              a.start, a.start + length)
-
-    @Slot(str)
-    def _fail(self, text: str) -> None:
-        self.progress.reset()
-        self.error = text
-        box = QMessageBox(QMessageBox.Icon.Warning, "trimtab: cannot compare", text,
-                          QMessageBox.StandardButton.Ok, self.parent_widget)
-        box.open()
-        self.error_box = box

@@ -39,6 +39,8 @@ LIVE_STEP = 10.0  # seconds: the live time axis moves in steps of this much
 class MainWindow(QMainWindow):
     """Polls ``model.version`` a few times a second and refreshes the visible page when it moved."""
 
+    routes_page = RoutesPage  # a replay window swaps in pages that read its replay clock
+    fleet_page = FleetPage
     open_action: QAction  # File → Open snapshot… and History…, added by open_cli.add_file_actions
     history_action: QAction
 
@@ -50,12 +52,12 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("trimtab — fleet cockpit")
         self.resize(1400, 860)
         self.overview = OverviewPage(model)
-        self.routes = RoutesPage(model)
+        self.routes = self.routes_page(model)
         self.cache = CachePage(model)
         self.balancer = BalancerPage(model)
         self.traces = TracesPage(model)
         self.journal = JournalPage(tuning)
-        self.fleet = FleetPage(model, targets)
+        self.fleet = self.fleet_page(model, targets)
         self.pages = [self.overview, self.routes, self.cache, self.balancer, self.traces,
                       self.journal, self.fleet]
         self.tabs = QTabWidget()

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .table import SortableTable
 
@@ -23,9 +30,15 @@ class ChangeCard(QDialog):
         self.table.set_rows([(r[0], [(text, text) for text in r]) for r in rows])
         label = QLabel(subtitle)
         label.setWordWrap(True)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons = self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addWidget(label)
         layout.addWidget(self.table, 1)
         layout.addWidget(buttons)
+
+    def add_action(self, text: str, slot: Callable[[], object]) -> QPushButton:
+        """A button beside Close (e.g. "Compare before / after this change")."""
+        button = self.buttons.addButton(text, QDialogButtonBox.ButtonRole.ActionRole)
+        button.clicked.connect(lambda: slot())
+        return button

@@ -112,3 +112,64 @@ class RangeDialog(QDialog):
             self.error.setText("“From” must be before “To”.")
             return
         self.accept()
+
+
+class TwoRangesDialog(QDialog):
+    """Asks for two ranges (A and B) inside a recording's window ``[start, end]`` (unix s).
+
+    Defaults: A the first half, B the second. Open is refused with a message while a range
+    is empty, reversed or outside the window.
+    """
+
+    def __init__(self, start: float, end: float, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Compare two ranges")
+        self.bounds = (float(start), float(end))
+        middle = start + (end - start) / 2
+        self.edits = [self._edit(t) for t in (start, middle, middle, end)]
+        self.error = QLabel("")
+        self.error.setStyleSheet("color: #d9534f")
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Open
+                                   | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self._check)
+        buttons.rejected.connect(self.reject)
+        form = QFormLayout(self)
+        form.addRow(QLabel(f"Recording: {_when(start)} – {_when(end)}"))
+        for label, edit in zip(("A from:", "A to:", "B from:", "B to:"), self.edits):
+            form.addRow(label, edit)
+        form.addRow(self.error)
+        form.addRow(buttons)
+
+    def _edit(self, t: float) -> QDateTimeEdit:
+        edit = QDateTimeEdit(QDateTime.fromSecsSinceEpoch(round(t)))
+        edit.setDisplayFormat("yyyy-MM-dd HH:mm:ss")
+        return edit
+
+    def set_ranges(self, a: tuple[float, float], b: tuple[float, float]) -> None:
+        for edit, t in zip(self.edits, (*a, *b)):
+            edit.setDateTime(QDateTime.fromSecsSinceEpoch(round(t)))
+
+    def ranges(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """((A start, A end), (B start, B end)) in unix seconds (whole seconds)."""
+        t = [float(e.dateTime().toSecsSinceEpoch()) for e in self.edits]
+        return (t[0], t[1]), (t[2], t[3])
+
+    def problem(self) -> str:
+        """Why the ranges cannot be compared, or "" when they can."""
+        lo, hi = int(self.bounds[0]), int(self.bounds[1]) + 1  # edits hold whole seconds
+        for name, (a, b) in zip("AB", self.ranges()):
+            if a >= b:
+                return f"Range {name}: “from” must be before “to”."
+            if a < lo or b > hi:
+                return f"Range {name} must lie inside the recording ({_when(lo)} – {_when(hi)})."
+        return ""
+
+    def _check(self) -> None:
+        text = self.problem()
+        self.error.setText(text)
+        if not text:
+            self.accept()
+
+
+def _when(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
