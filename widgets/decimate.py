@@ -47,8 +47,9 @@ def decimate(t: np.ndarray, v: np.ndarray, x0: float, x1: float, columns: int) -
     """The samples of ``(t, v)`` visible in ``[x0, x1]``, reduced to ``columns`` strokes at most.
 
     ``t`` must be sorted (times of a ring buffer are). Columns are aligned to
-    ``x0`` so that, while the view stays put, appending a sample only changes
-    the last column. Series with at most ``2 * columns`` visible samples are
+    multiples of ``(x1 - x0) / columns`` so that appending a sample only changes
+    the last column, and sliding the view keeps the strokes of the columns still
+    in view (``columns + 1`` columns may be partly in view). Series with at most ``2 * columns`` visible samples are
     returned as they are.
     """
     if len(t) != len(v):
@@ -74,17 +75,26 @@ def decimate_many(t: np.ndarray, values: list[np.ndarray], x0: float, x1: float,
         return [Decimated(t, v[window], "finite") for v in values]
     vv = np.vstack([v[window] for v in values])
     width = (x1 - x0) / columns
-    # The one sample kept outside each edge gets its own column (its true index, so a
-    # pause next to the edge is bridged like any other); it only decides where the
-    # line leaves the plot.
-    col = np.floor((t - x0) / width).astype(np.int64)
+    # Columns sit on a grid fixed in time (multiples of ``width``), not on ``x0``: when
+    # a live window slides by a few seconds, the columns still in view keep their
+    # strokes, so a chart can shift its cached pixels instead of drawing them again.
+    first_col, last_col = np.floor(x0 / width), np.floor(x1 / width)
+    col = np.floor(t / width)
+    # The one sample kept outside each edge gets its own column (next to the edge's,
+    # so a pause there is bridged like any other); it only decides where the line
+    # leaves the plot.
+    col[t < x0] = first_col - 1
+    col[t > x1] = last_col + 1
+    col = (col - first_col).astype(np.int64)
     change = np.empty(len(col), dtype=bool)
     change[0] = True
     np.not_equal(col[1:], col[:-1], out=change[1:])
     starts = np.flatnonzero(change)
     ends = np.append(starts[1:], len(t)) - 1
     cols = col[starts]
-    x = np.where((cols >= 0) & (cols < columns), x0 + (cols + 0.5) * width, t[starts])
+    inside = (t[starts] >= x0) & (t[starts] <= x1)
+    # a column cut by an edge draws its stroke on the edge: strokes stay left to right
+    x = np.where(inside, np.clip((cols + first_col + 0.5) * width, x0, x1), t[starts])
     first, last = vv[:, starts], vv[:, ends]
     # fmin/fmax skip NaN, so an all-NaN column stays NaN (a gap). Each column's stroke
     # is stretched to the previous column's last value where the raw line joins them.

@@ -24,6 +24,7 @@ from PySide6.QtGui import QColor, QImage, QPainter, QPen, QTransform
 from PySide6.QtWidgets import QStyleOptionGraphicsItem, QWidget
 
 from .decimate import Decimated
+from .stroke_diff import EVERYTHING, Span, changed_span, merge
 
 LOG = logging.getLogger(__name__)
 
@@ -35,24 +36,6 @@ def segments(d: Decimated) -> np.ndarray:
     ok = np.isfinite(d.x) & np.isfinite(d.y)
     joined = np.flatnonzero(ok[:-1] & ok[1:])  # connect="finite": NaN breaks the line
     return np.column_stack([d.x[joined], d.y[joined], d.x[joined + 1], d.y[joined + 1]])
-
-
-def first_change(old: np.ndarray | None, new: np.ndarray) -> float | None:
-    """Data x from which ``new`` draws differently than ``old``; None when identical."""
-    if old is None:
-        return -math.inf
-    n = min(len(old), len(new))
-    differs = (old[:n] != new[:n]).ravel()  # flat: a per-row any() is ~10x slower
-    first = int(differs.argmax()) if n else 0
-    if n and differs[first]:
-        i = first // 4
-    elif len(old) == len(new):
-        return None
-    else:
-        i = n
-    # Segments are sorted by their left end, so nothing from row i on starts further left.
-    lefts = [float(a[i, [0, 2]].min()) for a in (old, new) if i < len(a)]
-    return min(lefts) if lefts else None
 
 
 def _bounds(segs: np.ndarray) -> tuple[float, float, float, float] | None:
@@ -76,14 +59,17 @@ class StrokeLayer(pg.GraphicsObject):
         self._rect = QRectF()
         self._image: QImage | None = None
         self._image_key: tuple | None = None
-        self._dirty_from: float | None = -math.inf  # data x to redraw from; None = image is current
+        self._image_dx = 0.0  # the x offset (device px, from the image's left) it is drawn at
+        # data x ranges to redraw: (up to x, from x); None = the image is current
+        self._dirty: Span | None = EVERYTHING
         self._lines = internals.PrimitiveArray(QLineF, 4)
         self.full_redraws = 0  # counted for tests and the benchmark
         self.partial_redraws = 0
+        self.shifts = 0
 
     def set_curves(self, curves: list[tuple[str, Decimated, QColor]]) -> None:
         """Draw each ``(key, decimated samples, colour)``; one repaint and bounds check for all."""
-        dirty: float | None = None
+        dirty: Span | None = None
         for key, d, colour in curves:
             new = segments(d)
             if key not in self._pens:
@@ -92,13 +78,13 @@ class StrokeLayer(pg.GraphicsObject):
                 pen.setCosmetic(True)
                 self._pens[key] = pen
                 self._segs = dict(sorted({**self._segs, key: new}.items()))
-                change: float | None = -math.inf
+                change: Span | None = EVERYTHING
             else:
-                change = first_change(self._segs[key], new)
+                change = changed_span(self._segs[key], new)
                 self._segs[key] = new
             self._curve_bounds[key] = _bounds(new)
-            if change is not None and key not in self._hidden:
-                dirty = change if dirty is None else min(dirty, change)
+            if key not in self._hidden:
+                dirty = merge(dirty, change)
         if curves:
             self._changed(dirty)
 
@@ -107,22 +93,21 @@ class StrokeLayer(pg.GraphicsObject):
             self._pens.pop(key)
             self._curve_bounds.pop(key)
             self._hidden.discard(key)
-            self._changed(-math.inf)
+            self._changed(EVERYTHING)
 
     def set_visible(self, key: str, visible: bool) -> None:
         """Hide or show one curve (a click on its legend entry)."""
         before = key in self._hidden
         (self._hidden.discard if visible else self._hidden.add)(key)
         if before != (key in self._hidden):
-            self._changed(-math.inf)
+            self._changed(EVERYTHING)
 
     def segments_of(self, key: str) -> np.ndarray:
         """The segments drawn for ``key`` (tests, hit tests)."""
         return self._segs[key]
 
-    def _changed(self, from_x: float | None) -> None:
-        if from_x is not None:
-            self._dirty_from = from_x if self._dirty_from is None else min(self._dirty_from, from_x)
+    def _changed(self, span: Span | None) -> None:
+        self._dirty = merge(self._dirty, span)
         bounds = self._compute_bounds()
         if bounds != self._bounds:
             self._bounds = bounds
@@ -164,64 +149,118 @@ class StrokeLayer(pg.GraphicsObject):
         t = p.transform()
         if t.m12() or t.m21() or widget is None:  # rotated (never in a ViewBox) or an export
             # drawn straight onto the painter: as vectors for SVG, no cache for a one-off
-            self._draw_all(p, t, QPointF(0, 0), -math.inf)
+            p.save()
+            p.resetTransform()
+            self._draw_all(p, t.m11(), t.m22(), t.dx(), t.dy(), -math.inf, math.inf)
+            p.restore()
             return
-        dev = t.mapRect(self._rect).toAlignedRect()
-        if dev.isEmpty():
+        exact = t.mapRect(self._rect)
+        if exact.isEmpty():
             return
+        # Sized by the view's extent, not by the pixels it touches: the aligned rect of
+        # a sliding view is one pixel wider every few steps, which would redraw it all
+        # (the ViewBox clips the extra pixel).
+        dev = QRect(math.floor(exact.x()), math.floor(exact.y()),
+                    math.ceil(exact.width()) + 1, math.ceil(exact.height()) + 1)
         dpr = widget.devicePixelRatioF()
-        key = (round(t.m11(), 9), round(t.m22(), 9), round(t.dx() - dev.x(), 6),
-               round(t.dy() - dev.y(), 6), dev.width(), dev.height(), dpr)
+        # Everything but the x offset: a live window sliding (or a pan) keeps the scale,
+        # and the image is shifted by whole pixels instead of drawn again.
+        key = (round(t.m11(), 9), round(t.m22(), 9), round(t.dy() - dev.y(), 6),
+               dev.width(), dev.height(), dpr)
+        dx = t.dx() - dev.x()
         if key != self._image_key or self._image is None:
             self._image = QImage(math.ceil(dev.width() * dpr), math.ceil(dev.height() * dpr),
                                  QImage.Format.Format_ARGB32_Premultiplied)
             self._image.setDevicePixelRatio(dpr)
-            self._image_key, self._dirty_from = key, -math.inf
-        if self._dirty_from is not None:
+            self._image_key, self._image_dx, self._dirty = key, dx, EVERYTHING
+        elif round(dx - self._image_dx):
+            self._shift(round(dx - self._image_dx), dev.width(), dpr)
+        if self._dirty is not None:
             self._redraw(t, dev)
         p.save()
         p.resetTransform()
+        # the image is at most half a pixel off the exact offset (shifts are whole pixels)
         p.drawImage(dev.topLeft(), self._image)
         p.restore()
 
+    def _shift(self, k: int, width: int, dpr: float) -> None:
+        """Move the image's pixels ``k`` device px right (left when negative); the
+        columns uncovered are marked for drawing. Curves keep their strokes when the
+        view slides (decimate.py aligns columns to a fixed grid), so what stays is current."""
+        assert self._image is not None
+        m11 = self._image_key[0] if self._image_key else 0.0
+        n = k * dpr
+        if abs(k) >= width or n != int(n) or m11 <= 0:
+            self._image_dx += k
+            self._dirty = EVERYTHING
+            return
+        n = int(n)
+        img = self._image
+        px = np.frombuffer(img.bits(), dtype=np.uint32).reshape(
+            img.height(), img.bytesPerLine() // 4)[:, :img.width()]
+        if n < 0:
+            px[:, :n] = px[:, -n:].copy()
+            px[:, n:] = 0
+        else:
+            px[:, n:] = px[:, :-n].copy()
+            px[:, :n] = 0
+        self._image_dx += k
+        self.shifts += 1
+        # uncovered columns, one pixel of margin, as data x (image px = x * m11 + image_dx)
+        if k < 0:
+            span: Span = (None, (width + k - 1 - self._image_dx) / m11)
+        else:
+            span = ((k + 1 - self._image_dx) / m11, None)
+        self._dirty = merge(self._dirty, span)
+
     def _redraw(self, t: QTransform, dev: QRect) -> None:
-        """Clear the image from the first changed column rightwards and draw that part again."""
-        assert self._image is not None and self._dirty_from is not None
-        origin = QPointF(dev.topLeft())
-        if self._dirty_from == -math.inf or t.m11() <= 0:
-            left, self.full_redraws = 0, self.full_redraws + 1
+        """Clear the image's changed columns (a strip at either end) and draw them again."""
+        assert self._image is not None and self._dirty is not None
+        left_x, right_x = self._dirty
+        self._dirty = None
+        m11, width = t.m11(), dev.width()
+        if right_x == -math.inf or m11 <= 0:
+            regions = [(0, width)]
         else:
             # one pixel of margin: a stroke's column may round either way
-            left = max(math.floor(t.m11() * self._dirty_from + t.dx() - origin.x()) - 1, 0)
+            def column(x: float) -> int:
+                return math.floor(m11 * x + self._image_dx)
+            lo = 0 if left_x is None else min(max(column(left_x) + 2, 0), width)
+            hi = width if right_x is None else min(max(column(right_x) - 1, 0), width)
+            regions = [(0, width)] if lo >= hi else [r for r in ((0, lo), (hi, width)) if r[1] > r[0]]
+        if regions == [(0, width)]:
+            self.full_redraws += 1
+        else:
             self.partial_redraws += 1
-        self._dirty_from = None
-        region = QRectF(left, 0, dev.width() - left, dev.height())
         painter = QPainter(self._image)
         try:
-            painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_Clear)
-            painter.fillRect(region, Qt.GlobalColor.transparent)
-            painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_SourceOver)
-            painter.setClipRect(region)
-            from_x = -math.inf if left == 0 else (left - 1 + origin.x() - t.dx()) / t.m11()
-            self._draw_all(painter, t, origin, from_x)
+            for a, b in regions:
+                region = QRectF(a, 0, b - a, dev.height())
+                painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_Clear)
+                painter.fillRect(region, Qt.GlobalColor.transparent)
+                painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_SourceOver)
+                painter.setClipRect(region)
+                # the data x range of the region, a column wider each side
+                xa = -math.inf if a == 0 else (a - 1 - self._image_dx) / m11
+                xb = math.inf if b == width else (b + 1 - self._image_dx) / m11
+                self._draw_all(painter, m11, t.m22(), self._image_dx, t.dy() - dev.y(), xa, xb)
         finally:
             painter.end()
 
-    def _draw_all(self, p: QPainter, t: QTransform, origin: QPointF, from_x: float) -> None:
-        """Every shown curve's segments reaching right of ``from_x``, in device pixels."""
-        p.save()
-        p.resetTransform()
+    def _draw_all(self, p: QPainter, m11: float, m22: float, dx: float, dy: float,
+                  from_x: float, to_x: float) -> None:
+        """Every shown curve's segments reaching into ``[from_x, to_x]``, mapped to pixels by
+        ``x * m11 + dx``, ``y * m22 + dy`` on an untransformed painter."""
         for key, segs in self._segs.items():
             if key in self._hidden or not len(segs):
                 continue
-            if from_x != -math.inf:
-                segs = segs[np.maximum(segs[:, 0], segs[:, 2]) >= from_x]
+            if from_x != -math.inf or to_x != math.inf:
+                segs = segs[(segs[:, 2] >= from_x) & (segs[:, 0] <= to_x)]
             if not len(segs):
                 continue
             self._lines.resize(len(segs))
             out = self._lines.ndarray()
-            out[:, 0::2] = segs[:, 0::2] * t.m11() + (t.dx() - origin.x())
-            out[:, 1::2] = segs[:, 1::2] * t.m22() + (t.dy() - origin.y())
+            out[:, 0::2] = segs[:, 0::2] * m11 + dx
+            out[:, 1::2] = segs[:, 1::2] * m22 + dy
             p.setPen(self._pens[key])
             p.drawLines(*self._lines.drawargs())
-        p.restore()

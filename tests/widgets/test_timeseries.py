@@ -95,18 +95,71 @@ def test_one_instant_while_the_axis_follows_the_data(view: TimeSeriesView) -> No
     assert len(view.layer.segments_of("/a")) == 0  # one sample: nothing to join yet
 
 
-def test_first_change_finds_the_leftmost_changed_segment() -> None:
-    from trimtab.widgets.timeseries_layer import first_change
+def test_changed_span_finds_both_changed_ends() -> None:
+    from trimtab.widgets.stroke_diff import EVERYTHING, changed_span
 
-    old = np.arange(40, dtype=float).reshape(10, 4)
-    assert first_change(old, old.copy()) is None
-    assert first_change(None, old) == -np.inf
+    old = np.column_stack([np.arange(10.0), np.zeros(10), np.arange(10.0), np.ones(10)])
+    assert changed_span(old, old.copy()) is None
+    assert changed_span(None, old) == EVERYTHING
     new = old.copy()
     new[6, 3] = -1.0  # the right end's y of segment 6
-    assert first_change(old, new) == old[6, [0, 2]].min()
-    assert first_change(old, old[:8]) == old[8, [0, 2]].min()  # shorter: from the first lost one
-    assert first_change(old[:8], old) == old[8, [0, 2]].min()  # longer: from the first new one
-    assert first_change(old[:0], old[:0]) is None
+    assert changed_span(old, new) == (None, 6.0)
+    new = old.copy()
+    new[1, 1] = 5.0
+    assert changed_span(old, new) == (1.0, None)
+    # a live refresh: the oldest stroke dropped, one appended
+    slid = np.vstack([old[1:], [10.0, 0.0, 10.0, 1.0]])
+    assert changed_span(old, slid) == (0.0, 10.0)
+    assert changed_span(old, -old) == EVERYTHING  # nothing in common
+    assert changed_span(old[:0], old[:0]) is None
+
+
+def _layer_image(view: TimeSeriesView) -> np.ndarray:
+    image = view.layer._image
+    assert image is not None
+    px = np.frombuffer(image.constBits(), dtype=np.uint32)
+    return px.reshape(image.height(), image.bytesPerLine() // 4)[:, :image.width()].copy()
+
+
+def _slide(view: TimeSeriesView, t: np.ndarray, v: np.ndarray, pixels: float) -> tuple:
+    """Show the hour, then slide the window right by ``pixels`` device px with new samples:
+    the image after the shift and after a full redraw of the same view."""
+    view.set_x_window(t[0], t[-1] + 1)
+    view.set_series({"/a": (t, v)})
+    view.grab()
+    seconds = pixels * (t[-1] + 1 - t[0]) / view.plot.getPlotItem().getViewBox().width()
+    n = int(np.ceil(seconds))
+    t2 = np.r_[t[n:], t[-1] + 1 + np.arange(n)]
+    v2 = np.r_[v[n:], np.linspace(0.1, 0.9, n)]
+    view.set_x_window(t[0] + seconds, t[-1] + 1 + seconds)
+    view.set_series({"/a": (t2, v2)})
+    shifts, full = view.layer.shifts, view.layer.full_redraws
+    view.grab()
+    assert view.layer.shifts == shifts + 1 and view.layer.full_redraws == full  # shifted
+    shifted = _layer_image(view)
+    view.layer._image_key = None  # the same view drawn from scratch
+    view.grab()
+    return shifted, _layer_image(view)
+
+
+def test_sliding_window_shifts_the_image_as_a_full_redraw_draws_it(view: TimeSeriesView) -> None:
+    t, v = hour(spike_at=1500)
+    v = v + 0.3 * np.sin(np.arange(3600) / 40.0)
+    shifted, full = _slide(view, t, v, pixels=7.0)  # whole pixels: the same picture
+    differ = (shifted != full).sum()
+    assert differ <= 0.002 * full.size, differ  # pixel for pixel but rounding at a stroke end
+    assert (full != 0).sum() > 1000  # a curve was drawn at all
+
+
+def test_a_fractional_slide_is_within_a_pixel(view: TimeSeriesView) -> None:
+    t, v = hour(spike_at=1500)
+    v = v + 0.3 * np.sin(np.arange(3600) / 40.0)
+    shifted, full = _slide(view, t, v, pixels=5.4)
+    lit, lit_full = shifted != 0, full != 0
+    near = lit_full.copy()  # lit within one column of a lit pixel of the full redraw
+    near[:, 1:] |= lit_full[:, :-1]
+    near[:, :-1] |= lit_full[:, 1:]
+    assert (lit & ~near).sum() <= 0.002 * lit.sum()
 
 
 def test_legend_hides_a_curve_and_the_y_range_follows(view: TimeSeriesView) -> None:
