@@ -12,7 +12,7 @@ from trimtab.widgets.timeseries import TimeSeriesView
 
 from . import format as fmt
 from .model import FleetModel
-from .pages import _percent
+from .pages import TOP_ROUTES, _percent
 
 
 def _num(value: float) -> float:
@@ -56,6 +56,9 @@ class CachePage(QWidget):
             lambda: self._selected_route() and self.invalidate_requested.emit(self._selected_route()))
         self.table = SortableTable(CACHE_HEADERS)
         self.table.sortItems(3, Qt.SortOrder.DescendingOrder)
+        self.table.row_selected.connect(self._route_selected)
+        self._since: float | None = None
+        self._title = ""
         self.hit_ratio = TimeSeriesView("Cache hit ratio per route", "hit ratio (%)", "",
                                         "No cache lookups yet: only routes with a TTL are cached.",
                                         y_range=(0, 100))
@@ -100,7 +103,32 @@ class CachePage(QWidget):
                 (fmt.rate(r.bypasses), r.bypasses)]))
         self.table.set_rows(table, highlight=disagree)
         self.hint.setVisible(not rows)
-        self.hit_ratio.set_series(_percent(self.model.snapshot("hit_ratio", since)))
+        self._since = since
+        self._chart(rows)  # type: ignore[arg-type]
+
+    def _route_selected(self, _route: str) -> None:
+        """The selected route joins the chart at once, not at the next scrape."""
+        if self._since is not None:
+            self._chart(self.model.read(lambda m: list(m.cache)))  # type: ignore[arg-type]
+
+    def _chart(self, rows: list) -> None:
+        """Hit ratio of the routes with the most lookups, plus the selected one.
+
+        Fifty hit-ratio curves are a tangle nobody can read (and each costs paint
+        time): the chart shows the busiest routes, the table lists them all.
+        """
+        assert self._since is not None
+        busiest = sorted(rows, key=lambda r: r.hits + r.misses, reverse=True)[:TOP_ROUTES]
+        keys = [r.route for r in busiest]
+        selected = self.table.selected_key()
+        if selected is not None and selected not in keys:
+            keys.append(selected)
+        title = (f"Cache hit ratio, top {len(busiest)} of {len(rows)} cached routes by lookups"
+                 + (" + the selected route" if len(keys) > len(busiest) else ""))
+        if title != self._title:  # a new title re-lays out the plot
+            self._title = title
+            self.hit_ratio.plot.setTitle(title)
+        self.hit_ratio.set_series(_percent(self.model.snapshot("hit_ratio", self._since, keys)))
 
 
 BALANCER_HEADERS = ("server", "state", "health", "weight", "expected share", "observed share",
