@@ -73,18 +73,28 @@ def extract(expo: Exposition) -> Counters:
     """Pick out what the cockpit charts; everything else is ignored here."""
     out = Counters()
     names, label_sets, values, _stamps = expo.columns()  # no Sample tuples built
+    bucket_keys, request_keys = _BUCKET_KEYS, _REQUEST_KEYS
+    if len(bucket_keys) + len(request_keys) > _KEY_CACHE_MAX:  # bounded: label sets churn
+        bucket_keys.clear()
+        request_keys.clear()
+    buckets, requests, errors = out.buckets, out.requests, out.errors
     for name, labels, value in zip(names, label_sets, values):
         if name == HIST_BUCKET:
-            lab = dict(labels)
-            per_route = out.buckets.setdefault(lab.get("route", "?"), {})
-            le = float(lab["le"])
-            per_route[le] = per_route.get(le, 0.0) + value
+            key = bucket_keys.get(labels)
+            if key is None:
+                key = bucket_keys[labels] = _bucket_key(labels)
+            per_route = buckets.get(key[0])
+            if per_route is None:
+                per_route = buckets[key[0]] = {}
+            per_route[key[1]] = per_route.get(key[1], 0.0) + value
         elif name == REQUESTS:
-            lab = dict(labels)
-            route = lab.get("route", "?")
-            out.requests[route] = out.requests.get(route, 0.0) + value
-            if lab.get("status", "").startswith("5"):
-                out.errors[route] = out.errors.get(route, 0.0) + value
+            rkey = request_keys.get(labels)
+            if rkey is None:
+                rkey = request_keys[labels] = _request_key(labels)
+            route = rkey[0]
+            requests[route] = requests.get(route, 0.0) + value
+            if rkey[1]:
+                errors[route] = errors.get(route, 0.0) + value
         elif name == CACHE:
             lab = dict(labels)
             out.cache[(lab.get("route", "?"), lab.get("result", "?"))] = value
@@ -99,6 +109,26 @@ def extract(expo: Exposition) -> Counters:
         elif name.startswith("trimtab_balancer_"):
             _extract_balancer(out, name, dict(labels), value)
     return out
+
+
+# Label set → what extract() needs of it. The parser hands out the same label tuples scrape
+# after scrape, so decoding each (dict(labels), float(le)) once instead of per scrape takes
+# most of extract's time off the collector thread, which shares the GIL with the GUI.
+_BUCKET_KEYS: dict[Labels, tuple[str, float]] = {}
+_REQUEST_KEYS: dict[Labels, tuple[str, bool]] = {}
+_KEY_CACHE_MAX = 200_000
+
+
+def _bucket_key(labels: Labels) -> tuple[str, float]:
+    """(route, le) of a latency bucket sample; a missing ``le`` raises KeyError as before."""
+    lab = dict(labels)
+    return lab.get("route", "?"), float(lab["le"])
+
+
+def _request_key(labels: Labels) -> tuple[str, bool]:
+    """(route, is a 5xx) of a request counter sample."""
+    lab = dict(labels)
+    return lab.get("route", "?"), lab.get("status", "").startswith("5")
 
 
 def _extract_restart_marker(out: Counters, name: str, labels: Labels, value: float) -> None:
