@@ -172,8 +172,14 @@ class Snapshot:
                 for name, url, kind, interval, timeout in rows]
 
     def close(self) -> None:
-        """Close the file. Safe to call twice."""
-        self._conn.close()
+        """Close the file. Safe to call twice, and from another thread than a reader's.
+
+        Under the read lock: closing the SQLite connection while another thread is inside
+        a query on it crashed the process (a replay or compare thread outliving its window).
+        A query after close raises ``sqlite3.ProgrammingError`` instead.
+        """
+        with self._lock:
+            self._conn.close()
 
     def __enter__(self) -> Self:
         return self

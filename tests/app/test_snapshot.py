@@ -232,6 +232,33 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def test_closing_while_another_thread_reads_is_an_error_not_a_crash(good: Path) -> None:
+    """A replay or compare thread can outlive its window; closing under it used to segfault."""
+    import threading
+
+    snap = open_snapshot(good)
+    name = snap.series()[0].name
+    errors: list[BaseException] = []
+    reads = 0
+
+    def reader() -> None:
+        nonlocal reads
+        try:
+            while True:
+                snap.query(name, start=T0, end=T0 + 200, max_points=10_000)
+                reads += 1
+        except sqlite3.ProgrammingError as exc:  # closed: a clear error, the thread ends
+            errors.append(exc)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    while reads < 3:
+        threading.Event().wait(0.01)
+    snap.close()
+    thread.join(30)
+    assert not thread.is_alive() and errors and "closed" in str(errors[0])
+
+
 def test_truncated_file(good: Path) -> None:
     data = good.read_bytes()
     for size in (len(data) - 4096, len(data) // 2, 50):
