@@ -42,8 +42,9 @@ def parse_levels(text: str) -> tuple[float, ...]:
             raise ValueError(f"{item!r} is not a percentile (write e.g. p90 or 99.9)") from None
         if not 0.0 < value < 100.0 or not math.isfinite(value):
             raise ValueError(f"{item!r} is outside (0, 100)")
-        if value / 100.0 not in levels:
-            levels.append(value / 100.0)
+        level = round(value / 100.0, 10)  # 99.9 / 100 is 0.9990000000000001; the key is 0.999
+        if level not in levels:
+            levels.append(level)
     if not levels:
         raise ValueError("give at least one percentile (e.g. p50, p90, p99.9)")
     if len(levels) > MAX_LEVELS:
