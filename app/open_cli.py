@@ -129,9 +129,9 @@ def add_file_actions(window: MainWindow, launcher: ReplayLauncher) -> None:
     open_action.triggered.connect(lambda: ask_open(window, launcher))
     history = QAction("History…", window)
     history.setShortcut(QKeySequence("Ctrl+H"))
-    store = window.model.store
-    history.setEnabled(store is not None)
-    history.setToolTip("Replay a range of the history database" if store is not None
+    history.setEnabled(bool(history_sources(window)))
+    history.setToolTip("Replay a range of the history database or of a Prometheus source"
+                       if history.isEnabled()
                        else "Disabled: this cockpit keeps no history database")
     history.triggered.connect(lambda: ask_history(window, launcher))
     menu.insertActions(first, [open_action, history])  # type: ignore[arg-type]
@@ -147,13 +147,30 @@ def ask_open(parent: QWidget, launcher: ReplayLauncher) -> None:
         launcher.open_file(path)
 
 
+def history_sources(window: MainWindow) -> dict[str, Any]:
+    """What History… can read: the history database, then each Prometheus source by name."""
+    out: dict[str, Any] = {}
+    if window.model.store is not None:
+        out["history database"] = window.model.store
+    manager = getattr(window.fleet, "manager", None)
+    for name, collector in sorted(getattr(manager, "collectors", {}).items()):
+        out[f"Prometheus {name}"] = collector.source
+    return out
+
+
 def ask_history(window: MainWindow, launcher: ReplayLauncher) -> None:
     from trimtab.widgets.compare_view import RangeDialog
 
-    dialog = RangeDialog(window)
+    sources = history_sources(window)
+    if not sources:
+        return
+    dialog = RangeDialog(window, list(sources))
     if dialog.exec():
         start, end = dialog.range()
-        launcher.open_range(window.model.store, start, end,
-                            list(window.journal_rows.values()))
-
-
+        source = sources[dialog.sources.currentText()]
+        journal = list(window.journal_rows.values())
+        if source is window.model.store:
+            launcher.open_range(source, start, end, journal)
+        else:  # one point per pixel column of the charts
+            width = max(chart.width() for chart in window.charts)
+            launcher.open_prometheus(source, start, end, width, journal)

@@ -291,8 +291,10 @@ class Replayer:
         if (end - start) / step > max_cycles:
             resolution = step = (end - start) / max_cycles
         model = ReplayModel(capacity=int((end - start) / step * 1.25) + 64,
-                           rate_window=max(10.0, 2.0 * resolution),
-                           stale_after=max(5.0, 1.5 * resolution))
+                           # widened to the step: a coarse grid (Prometheus' step, or a
+                           # long window's resolution) must not read as all stale
+                           rate_window=max(10.0, 2.0 * step),
+                           stale_after=max(5.0, 1.5 * step))
         return cls(source, start, end, model, traces, resolution=resolution,
                    recorded=RecordedHealth.from_source(source, resolution))
 

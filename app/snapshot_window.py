@@ -70,6 +70,14 @@ class ReplayLauncher(QObject):
         return self.open(lambda: store_session(store, start, end, journal),
                          "Replaying history…")
 
+    def open_prometheus(self, source: Any, start: float, end: float, points: int,
+                        journal: list[Any]) -> ReplayWorker:
+        """Replay ``[start, end]`` of a Prometheus source, ``points`` per series (chart width)."""
+        from .prom_history import prom_session
+
+        return self.open(lambda: prom_session(source, start, end, points, journal),
+                         f"Asking Prometheus {getattr(source, 'name', '')}…")
+
     def open(self, opener: Callable[[], ReplaySession], label: str) -> ReplayWorker:
         worker = ReplayWorker(opener)
         dialog = QProgressDialog(label, "Cancel", 0, 100, self.parent_widget)

@@ -63,11 +63,14 @@ class CompareView(QDialog):
 
 
 class RangeDialog(QDialog):
-    """Asks for a history range: last 1 / 6 / 24 h, or from … to … (local time)."""
+    """Asks for a history range: last 1 / 6 / 24 h, or from … to … (local time); and, given
+    several ``sources`` (the history database, Prometheus servers), which one to read."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, sources: Sequence[str] = ()) -> None:
         super().__init__(parent)
         self.setWindowTitle("Open history")
+        self.sources = QComboBox()
+        self.sources.addItems(list(sources))
         self.choice = QComboBox()
         for label, seconds in HISTORY_RANGES:
             self.choice.addItem(label, seconds)
@@ -85,6 +88,8 @@ class RangeDialog(QDialog):
         buttons.accepted.connect(self._check)
         buttons.rejected.connect(self.reject)
         form = QFormLayout(self)
+        if len(sources) > 1:
+            form.addRow("From:", self.sources)
         form.addRow("Range:", self.choice)
         form.addRow("From:", self.start)
         form.addRow("To:", self.end)
