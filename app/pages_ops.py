@@ -123,7 +123,8 @@ class CachePage(QWidget):
         selected = self.table.selected_key()
         if selected is not None and selected not in keys:
             keys.append(selected)
-        title = (f"Cache hit ratio, top {len(busiest)} of {len(rows)} cached routes by lookups"
+        title = ("Cache hit ratio per route" if len(rows) <= TOP_ROUTES else
+                 f"Cache hit ratio, top {len(busiest)} of {len(rows)} cached routes by lookups"
                  + (" + the selected route" if len(keys) > len(busiest) else ""))
         if title != self._title:  # a new title re-lays out the plot
             self._title = title
