@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 
 from .exposition import parse_number
 
@@ -84,6 +85,8 @@ def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> Quan
 
 def _coalesce(ordered: list[tuple[float, float]]) -> list[tuple[float, float]]:
     """Buckets with the same bound (say "1" and "1.0" from two exporters) add up."""
+    if len({le for le, _ in ordered}) == len(ordered):  # the usual case: nothing to merge
+        return ordered
     out: list[tuple[float, float]] = []
     for le, count in ordered:
         if out and out[-1][0] == le:
@@ -95,15 +98,20 @@ def _coalesce(ordered: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 def _monotonic(counts: list[float]) -> list[float]:
     """Prometheus fixes buckets that decrease (float noise) by carrying the maximum forward."""
-    out, peak = [], -math.inf
-    for c in counts:
-        peak = max(peak, c)
-        out.append(peak)
-    return out
+    # max(peak, c) keeps the running peak, as a loop from -inf would, at C speed (the
+    # cockpit runs this for every route and instance each cycle on the collector thread).
+    return list(accumulate(counts, max, initial=-math.inf))[1:]
 
 
 def sum_buckets(per_target: Sequence[Mapping[float, float]]) -> list[tuple[float, float]]:
     """``sum by (le)`` of bucket rates across instances (bounds already normalised floats)."""
+    if per_target:
+        # The usual case, every instance exposing the same bounds in the same order: add up
+        # columns in C instead of one dict update per bucket (50 targets × 10 routes a cycle).
+        first = list(per_target[0])
+        if all(list(buckets) == first for buckets in per_target):
+            columns = zip(*(buckets.values() for buckets in per_target))
+            return sorted(zip(first, (sum(column, 0.0) for column in columns)))
     total: dict[float, float] = {}
     for buckets in per_target:
         for le, v in buckets.items():
