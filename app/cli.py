@@ -24,7 +24,7 @@ from trimtab.collectors.scrape import ScrapeEngine, ScrapeTarget
 
 from . import targets as targets_file
 from .model import FleetModel
-from .runtime import settle_gc
+from .runtime import settle_runtime
 
 if TYPE_CHECKING:
     from .store import Store
@@ -63,7 +63,7 @@ def _run_window(app: Any, args: argparse.Namespace, make_window: Callable[[], An
     if args.theme:
         window.theme_action.setChecked(args.theme == "light")
     window.show()
-    settle_gc()
+    settle_runtime()
     for sig in (signal.SIGINT, signal.SIGTERM):
         # Queued, not app.quit() directly: a signal that lands before exec() starts would
         # otherwise be dropped (quit() outside a running loop does nothing) and hang.
