@@ -146,10 +146,13 @@ class _Converter:
         if known is not None:
             return known
         job, instance = key
+        # Prefixed with the source's name: a bare "host:port" could be a directly scraped
+        # target's name, or another Prometheus' (an HA pair); one model entry fed by two
+        # sources would interleave scrapes out of order (false resets, rate spikes).
         taken = {t.name for t in self._targets.values()}
-        name = instance or job or self.source
-        if name in taken or name == self.source:
-            name = f"{job}/{instance}"
+        name = f"{self.source}/{instance or job}"
+        if name in taken:
+            name = f"{self.source}/{job}/{instance}"
         kind = "instance"
         if expo is not None and any(s.name.startswith("trimtab_balancer_") for s in expo.samples):
             kind = "balancer"
@@ -313,8 +316,11 @@ class PromCollector:
         next_at = loop.time()
         while True:
             now = time.time()
-            for result in await self.source.poll(api, now):
-                self.sink(result)
+            try:
+                for result in await self.source.poll(api, now):
+                    self.sink(result)
+            except Exception:  # noqa: BLE001 - one bad series or model bug must not end polling
+                _log.exception("Prometheus poll of %s failed; polling continues", self.source.name)
             if self.on_cycle is not None:
                 try:
                     self.on_cycle(now)

@@ -140,7 +140,7 @@ def test_target_manager_adds_and_removes_a_prometheus_source(tmp_path: Path, pro
             return model.read(lambda m: {h.name: (h.kind, h.up)  # type: ignore[return-value]
                                          for h in m.health.values()})
         assert _wait(lambda: rows() == {"prom": ("prometheus", True),
-                                        prom.instance: ("instance", True)}), rows()
+                                        f"prom/{prom.instance}": ("instance", True)}), rows()
         manager.remove("prom")
         assert rows() == {} and manager.collectors == {}
         assert tf.load(tmp_path / "targets.toml") == []
@@ -161,6 +161,7 @@ def test_cockpit_on_a_prometheus_targets_file_collects_its_targets(
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"Prometheus prom at {prom.url}" in proc.stdout
     with Store(store_path) as store:
-        assert store.targets() == [prom.instance]  # what Prometheus scraped, under its label
-        names = {k.name for k in store.series(target=prom.instance)}
+        # What Prometheus scraped, under its instance label prefixed by the source's name.
+        assert store.targets() == [f"prom/{prom.instance}"]
+        names = {k.name for k in store.series(target=f"prom/{prom.instance}")}
     assert {"trimtab_http_requests_total", "trimtab_http_request_duration_seconds_bucket"} <= names

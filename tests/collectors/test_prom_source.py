@@ -88,7 +88,7 @@ def test_scrapes_are_rebuilt_per_target_and_time() -> None:
     grouped = source._live.group(series)
     assert sorted(grouped) == [("api", "a:1"), ("api", "b:1")]
     second = source._live.result(("api", "a:1"), 11.0, grouped[("api", "a:1")][11.0], None)
-    assert second.up and second.duration == 0.02 and second.target.name == "a:1"
+    assert second.up and second.duration == 0.02 and second.target.name == "prometheus/a:1"
     assert second.exposition is not None
     assert second.exposition.samples[0][:3] == ("trimtab_http_requests_total",
                                                  (("route", "/x"), ("status", "200")), 7.0)
@@ -223,3 +223,34 @@ def test_query_error_is_the_server_row_error(setup: Setup) -> None:
     results = _poll_once(PromSource(setup.prom, matchers='job=="x"'))
     assert len(results) == 1 and not results[0].up
     assert "bad_data" in results[0].error and "parse error" in results[0].error
+
+
+def test_a_failing_sink_does_not_end_polling() -> None:
+    """One exception in the model (a bad series) must not silently stop a Prometheus source."""
+    calls: list[str] = []
+
+    def sink(result) -> None:  # type: ignore[no-untyped-def]
+        calls.append(result.error)
+        raise KeyError("le")
+
+    source = PromSource(f"http://127.0.0.1:{free_port()}", name="gone", interval=0.1, timeout=1.0)
+    collector = PromCollector(source, sink).start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(calls) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        collector.stop()
+    assert len(calls) >= 3 and all(calls), calls  # still polling, each poll reporting the error
+
+
+def test_two_sources_never_share_a_target_name() -> None:
+    ts = np.array([10.0, 11.0])
+    up = Series({"__name__": "up", "job": "api", "instance": "10.0.0.5:8000"}, ts, np.ones(2))
+    names = []
+    for name in ("prom-a", "prom-b"):
+        source = PromSource("http://prom:9090", name=name)
+        grouped = source._live.group([up])
+        names.append(source._live.result(("api", "10.0.0.5:8000"), 11.0,
+                                         grouped[("api", "10.0.0.5:8000")][11.0], None).target.name)
+    assert names == ["prom-a/10.0.0.5:8000", "prom-b/10.0.0.5:8000"]
