@@ -24,10 +24,14 @@ class TargetParser:
         self._bases: dict[str, _Base] = {}
         self._layout: _Layout | None = None
         self._pending: list[tuple[list[str], list[_Series]]] = []  # series cache entries to add
+        self._fmt = ""
 
     def parse(self, text: str, content_type: str | None = None) -> Exposition:
         """Parse one scrape of this target; raises :class:`ParseError`."""
         fmt = detect_format(text, content_type)
+        if fmt != self._fmt:  # the caches hold text checked by one format's rules only
+            self._series, self._bases, self._layout, self._pending = {}, {}, None, []
+            self._fmt = fmt
         lines, n_chars = _split_lines(text)
         layout = self._layout
         if layout is not None and layout.fmt == fmt and layout.n_lines == len(lines):

@@ -564,3 +564,13 @@ def test_target_parser_reports_the_bad_line_after_a_good_scrape() -> None:
         target.parse("\n".join(lines))
     assert raised.value.line_no == bad_at + 1
     assert_same_parse(target.parse(second), parse(second))
+
+
+def test_target_parser_does_not_carry_label_sets_across_formats() -> None:
+    """Text checked under 0.0.4's rules must be checked again when the target switches to OpenMetrics."""
+    om = "application/openmetrics-text; version=1.0.0"
+    body = '# TYPE m gauge\nm{a="b",} 1\n# EOF\n'
+    parser = TargetParser()
+    assert parser.parse('m{a="b",} 1\n', "text/plain; version=0.0.4").samples[0].value == 1.0
+    with pytest.raises(ParseError, match="trailing comma"):
+        parser.parse(body, om)
