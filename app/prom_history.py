@@ -22,7 +22,8 @@ from trimtab.collectors.prom_api import PromAPIError
 from trimtab.collectors.prom_source import Cycle, PromSource
 from trimtab.collectors.scrape import ScrapeTarget
 
-from .replay import Replayer, ReplayError, ReplaySession, check_window
+from .replay import Replayer, ReplayError, check_window
+from .replay_session import ReplaySession
 from .snapshot_open import TargetInfo
 from .store import SeriesKey
 

@@ -20,7 +20,7 @@ from trimtab.widgets.scrubber import clock_text
 
 from .change_markers import CARD_SETTLE, marker_key
 from .compare import COMPARE_HEADERS, Comparison, change_windows, compare_cells, compare_sources
-from .replay import ReplaySession
+from .replay_session import ReplaySession
 from .snapshot_open import open_snapshot
 
 

@@ -29,8 +29,8 @@ from trimtab.widgets.scrubber import ReplayScrubber, clock_text
 
 from .change_markers import marker_key, markers
 from .model import QUANTILES
-from .replay import ReplaySession, snapshot_session, store_session
 from .replay_model import level_name, parse_levels
+from .replay_session import ReplaySession, snapshot_session, store_session
 from .snapshot_compare import CompareActions, CompareJob
 from .snapshot_pages import ReplayFleetPage, ReplayRoutesPage
 from .snapshot_worker import Cancelled, ReplayWorker

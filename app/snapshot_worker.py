@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Signal
 
-from .replay import ReplaySession
+from .replay_session import ReplaySession
 
 
 class Cancelled(Exception):
