@@ -5,9 +5,11 @@ hour long lights millions of pixels each time, although a live refresh only adds
 sample at the right edge. :class:`StrokeLayer` keeps the chart's curves as line
 segments (decimated to pixel columns, see decimate.py), paints them once into an
 image the size of the plot, and on the next refresh clears and redraws only the
-columns from the leftmost changed segment on; a paint in between is one image blit.
-A new view transform (pan, zoom, live window step, y auto-range, resize), a curve
-added, removed or hidden redraws the whole image. Exports (PNG, SVG) paint the
+columns that changed at either end (stroke_diff.py); a paint in between is one image
+blit. A live window step or a pan keeps the scale: the image is shifted by whole
+pixels and only the uncovered columns are drawn (at most half a pixel off the exact
+offset). A new scale (zoom, y auto-range, resize), a curve added, removed or hidden
+redraws the whole image. Exports (PNG, SVG) paint the
 segments straight onto the export's painter, as vectors for SVG.
 """
 
