@@ -129,7 +129,9 @@ class CachePage(QWidget):
         if title != self._title:  # a new title re-lays out the plot
             self._title = title
             self.hit_ratio.plot.setTitle(title)
-        self.hit_ratio.set_series(_percent(self.model.snapshot("hit_ratio", self._since, keys)))
+        # a route that left the top N (or was deselected) leaves the legend too
+        self.hit_ratio.set_series(_percent(self.model.snapshot("hit_ratio", self._since, keys)),
+                                  keep_gone=False)
 
 
 BALANCER_HEADERS = ("server", "state", "health", "weight", "expected share", "observed share",

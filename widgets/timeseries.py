@@ -78,6 +78,7 @@ class TimeSeriesView(QWidget):
         layout.addWidget(self._empty)
         # Legend entries only (their pen, their visibility); the layer draws the curves.
         self.curves: dict[str, pg.PlotDataItem] = {}
+        self._colours_used = 0
         self.layer = StrokeLayer()
         self.plot.addItem(self.layer)
         self.data: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -87,16 +88,24 @@ class TimeSeriesView(QWidget):
         vb.sigResized.connect(self._view_moved)
         self.apply_theme(DARK)
 
-    def set_series(self, series: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    def set_series(self, series: dict[str, tuple[np.ndarray, np.ndarray]],
+                   keep_gone: bool = True) -> None:
         """Replace the drawn data; curves are created once per key, then only updated.
 
         A series whose samples did not change since the last call is not decimated
-        or handed to pyqtgraph again (a hidden curve costs nothing to keep).
+        or handed to pyqtgraph again (a hidden curve costs nothing to keep). A key
+        missing from ``series`` keeps its legend entry with an empty curve, or with
+        ``keep_gone=False`` leaves the legend (a chart of a changing top N).
         """
         changed = [key for key in sorted(series)
                    if key not in self.curves or not _same(self.data.get(key), series[key])]
-        gone = sorted(set(self.curves) - set(series))  # an empty curve, the legend stays
-        self.layer.set_curves([(key, EMPTY, self._colour(key)) for key in gone])
+        gone = sorted(set(self.curves) - set(series))
+        if keep_gone:
+            self.layer.set_curves([(key, EMPTY, self._colour(key)) for key in gone])
+        else:
+            for key in gone:
+                self.legend.removeItem(self.curves.pop(key))
+                self.layer.remove(key)
         self.data = dict(series)
         self._draw(changed)
         has_points = any(np.isfinite(v).any() for _, v in series.values())
@@ -145,9 +154,11 @@ class TimeSeriesView(QWidget):
         """The colour of ``key``'s curve; its legend entry is made on first use."""
         curve = self.curves.get(key)
         if curve is None:
-            curve = self.curves[key] = pg.PlotDataItem(pen=pg.mkPen(colour(len(self.curves))))
-            curve.visibleChanged.connect(
-                lambda key=key: self.layer.set_visible(key, self.curves[key].isVisible()))
+            # a counter, not len(curves): a removed curve's colour is not handed out twice
+            curve = self.curves[key] = pg.PlotDataItem(pen=pg.mkPen(colour(self._colours_used)))
+            self._colours_used += 1
+            curve.visibleChanged.connect(  # a removed curve is no longer in self.curves
+                lambda key=key, curve=curve: self.layer.set_visible(key, curve.isVisible()))
             self.legend.addItem(curve, key)
             self.legend.items[-1][1].item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         return curve.opts["pen"].color()

@@ -98,7 +98,9 @@ class StrokeLayer(pg.GraphicsObject):
             self._changed(EVERYTHING)
 
     def set_visible(self, key: str, visible: bool) -> None:
-        """Hide or show one curve (a click on its legend entry)."""
+        """Hide or show one curve (a click on its legend entry); unknown keys are ignored."""
+        if key not in self._pens:
+            return
         before = key in self._hidden
         (self._hidden.discard if visible else self._hidden.add)(key)
         if before != (key in self._hidden):

@@ -78,6 +78,21 @@ def test_unchanged_series_are_not_handed_to_pyqtgraph_again(view: TimeSeriesView
     assert len(view.layer.segments_of("/b")) == 0 and "/b" in view.curves
 
 
+def test_a_series_gone_leaves_the_legend_when_asked(view: TimeSeriesView) -> None:
+    t, v = hour()
+    view.set_x_window(t[0], t[-1])
+    view.set_series({"/a": (t, v), "/b": (t, v * 2)})
+    colour_b = view.curves["/b"].opts["pen"].color().name()
+    view.set_series({"/a": (t, v)}, keep_gone=False)
+    assert set(view.curves) == {"/a"}
+    assert [label.text for _, label in view.legend.items] == ["/a"]
+    with pytest.raises(KeyError):
+        view.layer.segments_of("/b")
+    view.set_series({"/a": (t, v), "/c": (t, v * 3)}, keep_gone=False)
+    assert view.curves["/c"].opts["pen"].color().name() != colour_b  # a fresh colour
+    assert len(view.layer.segments_of("/c")) > 0
+
+
 def test_nan_gap_stays_a_gap_on_screen(view: TimeSeriesView) -> None:
     t, v = hour()
     v[1000:2000] = np.nan
