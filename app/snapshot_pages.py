@@ -79,7 +79,7 @@ class ReplayRoutesPage(RoutesPage):
             found = self.model.snapshot(level_name(q), since, [self.selected]).get(self.selected)
             if found is not None:
                 series[level_name(q)] = found
-        self.percentiles.set_series(series)
+        self.percentiles.set_series(series, keep_gone=False)  # levels dropped leave the legend
         self.instances.set_series(self.model.instance_series(self.selected, since))
         self.heatmap.set_heat(*self.model.heat(self.selected, since))
         err = self.model.snapshot("error_ratio", since, [self.selected])

@@ -228,7 +228,10 @@ class SnapshotWindow(CompareActions, MainWindow):
     @Slot(object)
     def _levels_changed(self, levels: tuple[float, ...]) -> None:
         self.routes.set_levels(levels)
-        self.levels_edit.setText(", ".join(level_name(q) for q in levels))
+        names = ", ".join(level_name(q) for q in levels)
+        self.levels_edit.setText(names)
+        self.statusBar().showMessage(f"Percentiles recomputed from the recorded buckets: {names}",
+                                     10_000)
         self._force_refresh()
 
     @Slot(list)

@@ -218,7 +218,9 @@ def test_other_percentiles_are_recomputed_from_the_buckets(qtbot, window: Snapsh
     selected = window.routes.selected
     assert selected is not None
     assert set(window.routes.percentiles.data) == {"p50", "p90", "p99.9"}
+    assert set(window.routes.percentiles.curves) == {"p50", "p90", "p99.9"}  # legend too
     assert len(window.model.snapshot("p90", None, [selected])[selected][0]) > 5
+    assert window.grab().save(str(SHOTS / "trimtab-replay-percentiles.png"))
 
 
 def test_select_route_fills_the_charts_at_the_replay_clock(qtbot, window: SnapshotWindow) -> None:  # type: ignore[no-untyped-def]
