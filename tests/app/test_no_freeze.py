@@ -1,11 +1,18 @@
 """The window against 50 loopback targets keeps its event loop responsive.
 
-The goal (issue 6) is no stall over 100 ms. On this project's 2-core CI class of machine
-the worst stall measured 37–155 ms across runs (the collector thread, the target farm and
-the GUI share two cores; with no window at all the timer already sees ~60 ms gaps), so
-the assertion is 250 ms: it catches real freezes (a 50-row table refresh took 477 ms
-before the model/view rewrite; page paints took 200+ ms with per-second axis moves)
-without failing CI on scheduler noise. The measured worst stall is printed.
+The goal (issue 6) is no stall over 100 ms. Two limits, because this 2-core machine is
+shared: a raw gap includes time the OS gave to other programs (seen: 141 ms and 205 ms gaps
+during which this whole process got 14 ms and 9 ms of CPU, at load 6), which no change to
+the app can remove. So:
+
+- the worst stall *capped by the CPU this process got during it* (GUI thread, collector
+  thread and Qt together) must stay under 100 ms: that is the part the app causes, its own
+  work or one thread waiting for another's GIL. Measured 27–90 ms over 16 runs at load 1.8–6
+  (the worst: a Routes page refresh, ~45 ms of GUI CPU, overlapping a scrape cycle's
+  ~20–45 ms of collector CPU sharing the GIL);
+- the raw worst stall must stay under 250 ms: it catches real freezes (a 50-row table
+  refresh took 477 ms before the model/view rewrite) without failing on scheduler noise.
+  Measured 37–100 ms in 10 runs at load 1.8–4.3; 100–205 ms at load 3.5–6.
 
 Measured on each page in turn while data streams in. The moment of a page switch
 itself (the user's click, which repaints a whole page: ~50–200 ms on this class
@@ -28,8 +35,8 @@ from trimtab.app.runtime import settle_runtime, share_gil_with_gui
 from trimtab.collectors.scrape import ScrapeEngine, ScrapeTarget
 
 N_TARGETS = 50
-GOAL_MS = 100  # issue 6; see the module docstring for why the assertion is looser
-STALL_LIMIT_MS = 250
+GOAL_MS = 100  # issue 6: asserted on the app's own share of a stall (module docstring)
+STALL_LIMIT_MS = 250  # the raw gap, machine load included
 SECONDS_PER_PAGE = 4.0
 
 
@@ -160,3 +167,4 @@ def test_window_with_50_targets_never_stalls(qtbot, farm: list[int], switch_inte
     assert watchdog.ticks > 100, f"{watchdog.ticks} ticks, worst stall {watchdog.worst_ms:.0f} ms"
     print(watchdog.report())
     assert watchdog.worst_ms < STALL_LIMIT_MS, f"event loop stalled {watchdog.worst_ms:.0f} ms"
+    assert watchdog.worst_own_ms < GOAL_MS, watchdog.report()
