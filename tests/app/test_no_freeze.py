@@ -12,7 +12,8 @@ the app can remove. So:
   ~20–45 ms of collector CPU sharing the GIL);
 - the raw worst stall must stay under 250 ms: it catches real freezes (a 50-row table
   refresh took 477 ms before the model/view rewrite) without failing on scheduler noise.
-  Measured 37–100 ms in 10 runs at load 1.8–4.3; 100–205 ms at load 3.5–6.
+  Measured 23–52 ms in 5 runs on a quiet machine (load < 1), 37–100 ms in 10 runs at
+  load 1.8–4.3, 100–205 ms at load 3.5–6.
 
 Measured on each page in turn while data streams in. The moment of a page switch
 itself (the user's click, which repaints a whole page: ~50–200 ms on this class
