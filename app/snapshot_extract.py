@@ -83,6 +83,8 @@ def extract(expo: Exposition) -> Counters:
             key = bucket_keys.get(labels)
             if key is None:
                 key = bucket_keys[labels] = _bucket_key(labels)
+            if key[1] != key[1]:  # no usable "le": not a bucket this cockpit can place
+                continue
             per_route = buckets.get(key[0])
             if per_route is None:
                 per_route = buckets[key[0]] = {}
@@ -98,12 +100,11 @@ def extract(expo: Exposition) -> Counters:
         elif name == CACHE:
             lab = dict(labels)
             out.cache[(lab.get("route", "?"), lab.get("result", "?"))] = value
-        elif name == LB_REQUESTS:
-            out.lb_requests[dict(labels)["server"]] = value
-        elif name == LB_EXPECTED:
-            out.lb_expected[dict(labels)["server"]] = value
-        elif name == LB_WEIGHT:
-            out.lb_weight[dict(labels)["server"]] = value
+        elif name in (LB_REQUESTS, LB_EXPECTED, LB_WEIGHT):
+            server = dict(labels).get("server")
+            if server is not None:  # a balancer series without its server is not placeable
+                {LB_REQUESTS: out.lb_requests, LB_EXPECTED: out.lb_expected,
+                 LB_WEIGHT: out.lb_weight}[name][server] = value
         elif name in CREATED or name == PROCESS_START:
             _extract_restart_marker(out, name, labels, value)
         elif name.startswith("trimtab_balancer_"):
@@ -120,9 +121,17 @@ _KEY_CACHE_MAX = 200_000
 
 
 def _bucket_key(labels: Labels) -> tuple[str, float]:
-    """(route, le) of a latency bucket sample; a missing ``le`` raises KeyError as before."""
+    """(route, le) of a latency bucket sample; le is NaN when missing or not a number.
+
+    The parser accepts an untyped ``…_bucket`` without a numeric ``le``; raising here
+    would lose the whole scrape (and, from a Prometheus source, stop its polling).
+    """
     lab = dict(labels)
-    return lab.get("route", "?"), float(lab["le"])
+    try:
+        le = float(lab["le"])
+    except (KeyError, ValueError):
+        le = math.nan
+    return lab.get("route", "?"), le
 
 
 def _request_key(labels: Labels) -> tuple[str, bool]:
@@ -159,6 +168,9 @@ def _extract_balancer(out: Counters, name: str, lab: dict[str, str], value: floa
     elif name == LB_ERRORS:
         out.lb_errors[server] = value
     elif name == LB_BUCKET:
+        try:
+            le = float(lab["le"])
+        except (KeyError, ValueError):  # as in extract(): skip, never lose the scrape
+            return
         per = out.lb_buckets.setdefault(server, {})
-        le = float(lab["le"])
         per[le] = per.get(le, 0.0) + value
