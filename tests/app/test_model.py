@@ -157,7 +157,7 @@ def test_a_failing_store_is_reported_not_raised(tmp_path) -> None:
     'trimtab_http_request_duration_seconds_bucket{route="/a"} 1\n',  # untyped: the parser allows no le
     'trimtab_http_request_duration_seconds_bucket{route="/a",le="fast"} 1\n',
     'trimtab_balancer_requests_total{backend="x"} 5\n',  # no server label
-    'trimtab_balancer_request_duration_seconds_bucket{server="s"} 5\n',
+    'trimtab_balancer_upstream_request_duration_seconds_bucket{server="s"} 5\n',
 ])
 def test_a_series_the_cockpit_cannot_place_is_skipped_not_fatal(body: str) -> None:
     """The parser accepts these; ingest must record the scrape instead of raising."""
