@@ -1,10 +1,9 @@
 """Compare two windows (two ranges of one source, or two snapshots): per-route figures and deltas.
 
-A window's figures are what the model derives over one rate window as long
-as the whole window: each target's first and last scrape in it give bucket,
-request and cache deltas, so p50/p95/p99 follow ``histogram_quantile`` over
-the window and a restart (``process_start_time_seconds`` or ``_created``
-moving) counts as a reset exactly as live. Qt-free.
+A window's figures come from every target's bucket, request and cache increases
+over the whole window, summed scrape to scrape with the model's reset rules (a
+counter going down, or ``process_start_time_seconds`` / ``_created`` moving), so
+p50/p95/p99 follow ``histogram_quantile`` over the window. Qt-free.
 """
 
 from __future__ import annotations
@@ -15,12 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from trimtab.collectors.promql import Quantile
-from trimtab.collectors.scrape import ScrapeResult
+from trimtab.collectors.promql import Quantile, counter_delta, histogram_quantile, sum_buckets
 
 from . import format as fmt
-from .model import FleetModel
-from .replay import CHUNK_SECONDS, Replayer, ReplayError, Source, check_window, iter_cycles
+from .model import QUANTILES
+from .replay import Replayer, ReplayError, Source, check_window, iter_cycles
+from .snapshot_extract import Counters, extract
 
 FIGURES = ("p50", "p95", "p99", "rate", "error_ratio", "hit_ratio")
 
@@ -72,32 +71,76 @@ class CompareRow:
 
 
 def window_figures(source: Source, start: float, end: float, label: str = "") -> WindowFigures:
-    """Per-route figures of ``[start, end]``; :class:`ReplayError` when it holds no samples."""
+    """Per-route figures of ``[start, end]``; :class:`ReplayError` when it holds no samples.
+
+    Counter deltas are summed scrape to scrape (as Prometheus' ``increase()``), so a
+    restart inside the window loses nothing: first-and-last alone kept only what came
+    after the restart (half the rate for a restart halfway through).
+    """
     start, end = check_window(start, end)
-    head = _ends(source, start, min(end, start + CHUNK_SECONDS), first=True)
-    tail = _ends(source, max(start, end - CHUNK_SECONDS), end, first=False)
-    if not head:
+    totals = _Totals()
+    previous: dict[str, Counters] = {}
+    first_t = last_t = math.nan
+    for t, results in iter_cycles(source, start, end):
+        for result in results:
+            if result.exposition is None:
+                continue
+            counters = extract(result.exposition)
+            old = previous.get(result.target.name)
+            if old is not None:
+                totals.add(old, counters)
+            previous[result.target.name] = counters
+        first_t = t if math.isnan(first_t) else first_t
+        last_t = t
+    if math.isnan(first_t):
         where = getattr(source, "path", "the source")
         raise ReplayError(f"no raw samples between {start:.0f} and {end:.0f} in {where}")
-    span = end - start + 2.0
-    model = FleetModel(rate_window=span, stale_after=span, capacity=4)
-    for result in [*head.values(), *tail.values()]:
-        model.ingest(result)
-    model.tick(max(r.timestamp for r in tail.values()) if tail else end)
-    hits = {c.route: c.hit_ratio for c in model.cache}
-    routes = {s.route: RouteFigures(s.route, s.quantiles, s.rate, s.error_ratio,
-                                    hits.get(s.route, math.nan)) for s in model.routes.values()}
-    return WindowFigures(label, start, end, routes)
+    return WindowFigures(label, start, end, totals.figures(last_t - first_t))
 
 
-def _ends(source: Source, start: float, end: float, first: bool) -> dict[str, ScrapeResult]:
-    """Each target's first (or last) scrape in ``[start, end]``."""
-    out: dict[str, ScrapeResult] = {}
-    for _, results in iter_cycles(source, start, end):
-        for result in results:
-            if not first or result.target.name not in out:
-                out[result.target.name] = result
-    return out
+@dataclass
+class _Totals:
+    """Bucket, request, error and cache increases over a window, summed over targets."""
+
+    buckets: dict[str, dict[float, float]] = field(default_factory=dict)
+    requests: dict[str, float] = field(default_factory=dict)
+    errors: dict[str, float] = field(default_factory=dict)
+    cache: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def add(self, old: Counters, new: Counters) -> None:
+        """One target's increase from one scrape to the next (a reset counts from zero)."""
+        for route, bounds in new.buckets.items():
+            reset = new.reset_since(old, "buckets", route)
+            mine, before = self.buckets.setdefault(route, {}), old.buckets.get(route, {})
+            for le, v in bounds.items():
+                mine[le] = mine.get(le, 0.0) + counter_delta(before.get(le, 0.0), v, reset)
+        for route, v in new.requests.items():
+            reset = new.reset_since(old, "requests", route)
+            self.requests[route] = (self.requests.get(route, 0.0)
+                                    + counter_delta(old.requests.get(route, 0.0), v, reset))
+            self.errors[route] = (self.errors.get(route, 0.0)
+                                  + counter_delta(old.errors.get(route, 0.0),
+                                                  new.errors.get(route, 0.0), reset))
+        for key, v in new.cache.items():
+            reset = new.reset_since(old, "cache", key)
+            self.cache[key] = self.cache.get(key, 0.0) + counter_delta(old.cache.get(key, 0.0),
+                                                                       v, reset)
+
+    def figures(self, seconds: float) -> dict[str, RouteFigures]:
+        out = {}
+        for route, bounds in self.buckets.items():
+            summed = sum_buckets([bounds])
+            quantiles = {q: r for q in QUANTILES
+                         if (r := histogram_quantile(q, summed)) is not None}
+            if not quantiles:
+                continue
+            reqs = self.requests.get(route, 0.0)
+            hits, misses = self.cache.get((route, "hit"), 0.0), self.cache.get((route, "miss"), 0.0)
+            out[route] = RouteFigures(
+                route, quantiles, reqs / seconds if seconds > 0 else math.nan,
+                self.errors.get(route, 0.0) / reqs if reqs else math.nan,
+                hits / (hits + misses) if hits + misses else math.nan)
+        return out
 
 
 def compare(a: WindowFigures, b: WindowFigures) -> list[CompareRow]:

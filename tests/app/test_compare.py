@@ -131,3 +131,21 @@ def test_compare_sources_holds_both_windows(store: Store) -> None:
     assert [r.route for r in result.rows] == [r.route for r in compare(result.a, result.b)]
     assert set(result.overlay_a) == set(result.overlay_b) == set(ROUTES)
     assert seen and 0 <= seen[0] <= 0.5 < max(seen) and seen[-1] == pytest.approx(1.0)
+
+
+def test_a_restart_inside_the_window_loses_nothing(tmp_path: Path) -> None:
+    """Steady 100 req/s for 120 s, the instance restarting at 60 s (a rollout): the window's
+    rate stays ~100 (first and last scrape alone gave 50)."""
+    bucket, requests = "trimtab_http_request_duration_seconds_bucket", "trimtab_http_requests_total"
+    t0 = 1_700_000_000.0
+    with Store(tmp_path / "h.sqlite") as store:
+        for k in range(121):
+            restarted = k >= 60
+            n = 100.0 * (k - 60 if restarted else k)  # the counter starts from 0 again at 60 s
+            store.write_cycle(t0 + k, [
+                ("api", "process_start_time_seconds", (), t0 + 60 if restarted else t0 - 1000),
+                ("api", requests, (("method", "GET"), ("route", "/a"), ("status", "200")), n),
+                ("api", bucket, (("le", "0.1"), ("route", "/a")), n),
+                ("api", bucket, (("le", "+Inf"), ("route", "/a")), n)])
+        figures = window_figures(store, t0, t0 + 120)
+    assert figures.routes["/a"].rate == pytest.approx(100.0, rel=0.02)
