@@ -275,7 +275,7 @@ class Replayer:
         now = max(self.clock, self.start)
         return self.seek(now + seconds)
 
-    def set_quantiles(self, levels: Sequence[float]) -> float:
+    def set_quantiles(self, levels: Sequence[float], progress: Progress | None = None) -> float:
         """Derive ``levels`` (fractions) from the raw buckets: the window is replayed again
         from its start up to the clock (the live three percentiles always stay)."""
         if not isinstance(self.model, ReplayModel):
@@ -284,7 +284,7 @@ class Replayer:
         self.model.quantiles = tuple(levels)
         self.checkpoints = [self.checkpoints[0]]
         self._restore(self.checkpoints[0])
-        return self.seek(clock)
+        return self.seek(clock, progress)
 
     @property
     def at_end(self) -> bool:

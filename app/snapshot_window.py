@@ -290,7 +290,9 @@ class SnapshotWindow(CompareActions, MainWindow):
 
     def closeEvent(self, event: Any) -> None:
         self.scrubber.set_playing(False)
-        self.worker.stop()
+        # A replay in progress stops at its next step (the worker closes the source itself):
+        # never hold the GUI thread for a whole window's replay.
+        self.worker.stop(timeout=1.0)
         self.launcher.stop()
         # Not MainWindow.closeEvent: a replay window must not become the cockpit's remembered
         # layout, and it has no journal poll or control pool to stop.

@@ -6,6 +6,7 @@ results go back to the GUI thread as queued signals.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -13,6 +14,8 @@ from collections.abc import Callable
 from PySide6.QtCore import QObject, Signal
 
 from .replay_session import ReplaySession
+
+_log = logging.getLogger(__name__)
 
 
 class Cancelled(Exception):
@@ -56,43 +59,49 @@ class ReplayWorker(QObject):
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout)
 
+    def _check_cancelled(self, _fraction: float) -> None:
+        """Progress hook of seeks after loading: no dialog any more, only the way out."""
+        if self.cancelled:
+            raise Cancelled
+
     def _progress(self, fraction: float) -> None:
         if self.cancelled:
             raise Cancelled
         self.progress.emit(int(fraction * 100))
 
     def _run(self) -> None:
+        session: ReplaySession | None = None
         try:
             session = self._opener()
             session.replayer.seek(session.replayer.end, self._progress)
-        except Cancelled:
-            self.failed.emit("")
-            return
-        except (ValueError, OSError) as exc:  # SnapshotError, ReplayError and StoreError too
-            self.failed.emit(str(exc))
-            return
-        self.session = session
-        try:
+            self.session = session
             self.ready.emit(session)
             self.moved.emit(session.replayer.clock)
             self._serve(session)
+        except Cancelled:
+            if self.session is None:  # cancelled while loading: the launcher drops it
+                self.failed.emit("")
+        except (ValueError, OSError) as exc:  # SnapshotError, ReplayError and StoreError too
+            self.failed.emit(str(exc) if self.session is None else f"replay stopped: {exc}")
+        except Exception as exc:  # noqa: BLE001 - never a dead thread behind an open dialog
+            _log.exception("replay worker failed")
+            self.failed.emit(f"replay failed: {type(exc).__name__}: {exc}")
         finally:
-            session.close()
+            if session is not None:  # also when cancelled or failed after opening (no leak)
+                session.close()
 
     def _serve(self, session: ReplaySession) -> None:
         while True:
             seek, levels, done = self._next_requests()
             if done:
                 return
-            try:
-                if levels is not None:  # replays from the start: before the seek
-                    self.moved.emit(session.replayer.set_quantiles(levels))
-                    self.levels_changed.emit(levels)
-                if seek is not None:
-                    self.moved.emit(session.replayer.seek(seek))
-            except (ValueError, OSError) as exc:
-                self.failed.emit(f"replay stopped: {exc}")
-                return
+            # With the progress hook a long replay stops at the next step when the window
+            # closes, so closing never waits for a whole window to be replayed.
+            if levels is not None:  # replays from the start: before the seek
+                self.moved.emit(session.replayer.set_quantiles(levels, self._check_cancelled))
+                self.levels_changed.emit(levels)
+            if seek is not None:
+                self.moved.emit(session.replayer.seek(seek, self._check_cancelled))
 
     def _next_requests(self) -> tuple[float | None, tuple[float, ...] | None, bool]:
         """Wait for a request, then take every queued one: the newest seek and the newest
