@@ -8,6 +8,7 @@ mixed into the replay window; it reads ``self.session`` (a ReplaySession).
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -127,6 +128,9 @@ class CompareJob(QObject):
             result = compute(lambda f: self.progressed.emit(int(f * 100)))
         except (ValueError, OSError) as exc:
             self.failed.emit(str(exc))
+            return
+        except sqlite3.ProgrammingError as exc:  # its window closed the file meanwhile
+            self.failed.emit(f"compare stopped: {exc}")
             return
         self.done.emit(result)
 
