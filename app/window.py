@@ -34,6 +34,7 @@ from .tuning import JOURNAL_POLL_MS, Tuning
 
 LIVE_WINDOWS = (("last 5 min", 300), ("last 15 min", 900), ("last 60 min", 3600))
 LIVE_STEP = 10.0  # seconds: the live time axis moves in steps of this much
+FLEET_REFRESH_S = 1.0  # the Fleet page repaints at most this often on health-only changes
 
 
 class MainWindow(QMainWindow):
@@ -83,6 +84,7 @@ class MainWindow(QMainWindow):
         self.paused = False
         self._seen_version = -1
         self._seen_health = -1
+        self._fleet_at = 0.0  # monotonic time of the Fleet page's last refresh
         self._shown_end = 0.0
         self._timer = QTimer(self)
         self._timer.timeout.connect(self.refresh)
@@ -301,6 +303,13 @@ class MainWindow(QMainWindow):
         page = self.tabs.currentWidget()
         if self.paused or not (data_moved or page is self.fleet):
             return
+        if page is self.fleet:
+            # Health moves with every scrape (50 targets: ~50 times a second); a table of
+            # targets read by a person needs no more than one repaint a second.
+            if not data_moved and time.monotonic() - self._fleet_at < FLEET_REFRESH_S:
+                self._seen_health = -1  # look again at the next timer tick
+                return
+            self._fleet_at = time.monotonic()
         now = self.clock()
         page.refresh(now - self.live_window)  # type: ignore[attr-defined]
         end = self._live_end(now)
