@@ -28,6 +28,11 @@ QUANTILES = (0.5, 0.95, 0.99)
 INSTANCE_SEP = "\x00"  # between route and instance in per-instance series keys
 
 
+def level_name(q: float) -> str:
+    """``0.95`` → ``"p95"``, ``0.999`` → ``"p99.9"``: the series name of a percentile."""
+    return f"p{q * 100:.6g}"
+
+
 class Pair(NamedTuple):
     """A target's counters at the start and end of the rate window."""
 

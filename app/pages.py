@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal, Slot
@@ -24,7 +25,7 @@ from trimtab.widgets.target_dialog import TargetDialog
 from trimtab.widgets.timeseries import TimeSeriesView
 
 from . import format as fmt
-from .model import FleetModel, TargetHealth
+from .model import QUANTILES, FleetModel, TargetHealth, level_name
 from .target_manager import TargetManager
 from .targets import KINDS, TargetsError
 
@@ -105,6 +106,9 @@ class RoutesPage(QWidget):
         self.table.sortItems(len(ROUTE_HEADERS) - 1, Qt.SortOrder.DescendingOrder)
         self.table.row_selected.connect(self.select_route)
         self.selected: str | None = None
+        self.levels: tuple[float, ...] = QUANTILES  # the percentiles in the table and chart
+        # Where a newly selected route's charts start; a replay window reads its own clock.
+        self.since: Callable[[], float] = lambda: time.time() - 900
         self.percentiles = TimeSeriesView("Percentiles of the selected route", "latency", "s",
                                           "Select a route in the table to see its percentiles.")
         self.errors = TimeSeriesView("Error ratio (5xx) of the selected route", "errors (%)", "",
@@ -165,16 +169,15 @@ class RoutesPage(QWidget):
         self.errors.plot.setTitle(f"Error ratio (5xx) of {route}")
         self.instances.plot.setTitle(f"p95 per instance of {route}")
         self.heatmap.plot.setTitle(f"Latency heatmap of {route} (click a cell for its traces)")
-        self.refresh(time.time() - 900)
+        self.refresh(self.since())
 
     def refresh(self, since: float) -> None:
         stats = self.model.read(lambda m: list(m.routes.values()))
         rows = []
         for s in stats:  # type: ignore[attr-defined]
-            q = s.quantiles
             cells = [(s.route, s.route)]
-            for level in (0.5, 0.95, 0.99):
-                est = q.get(level)
+            for level in self.levels:
+                est = s.quantiles.get(level)
                 cells.append((fmt.quantile(est), est.value if est else -1.0))
             cells += [(fmt.rate(s.rate), s.rate),
                       (fmt.percent(s.error_ratio), -1.0 if math.isnan(s.error_ratio) else s.error_ratio),
@@ -186,9 +189,11 @@ class RoutesPage(QWidget):
             self.table.selectRow(0)  # the most expensive route, so the charts are never idle
         if self.selected is None:
             return
-        series = {f"p{p}": self.model.snapshot(f"p{p}", since, [self.selected]).get(self.selected)
-                  for p in (50, 95, 99)}
-        self.percentiles.set_series({k: v for k, v in series.items() if v is not None})
+        names = [level_name(q) for q in self.levels]
+        found = {n: self.model.snapshot(n, since, [self.selected]).get(self.selected) for n in names}
+        # keep_gone=False: percentiles dropped from the levels leave the legend too.
+        self.percentiles.set_series({k: v for k, v in found.items() if v is not None},
+                                    keep_gone=False)
         self.instances.set_series(self.model.instance_series(self.selected, since))
         self.heatmap.set_heat(*self.model.heat(self.selected, since))
         err = self.model.snapshot("error_ratio", since, [self.selected])
@@ -206,6 +211,7 @@ class FleetPage(QWidget):
         super().__init__()
         self.model = model
         self.manager = manager
+        self.clock: Callable[[], float] = time.time  # "now" for "last scrape … ago"
         self.table = SortableTable(FLEET_HEADERS)
         self.hint = QLabel("No targets yet: add one (Add target…) or start the demo (trimtab demo).")
         self.add_button = QPushButton("Add target…")
@@ -254,20 +260,27 @@ class FleetPage(QWidget):
             QMessageBox.warning(self, "Remove target", str(exc))
 
     def refresh(self, since: float) -> None:
-        now = time.time()
+        now = self.clock()
         health = self.model.read(lambda m: list(m.health.values()))
         rows, down = [], set()
         for h in health:  # type: ignore[attr-defined]
             if not h.up:
                 down.add(h.name)
-            rows.append((h.name, [
-                (h.name, h.name), (h.kind, h.kind), ("up" if h.up else "DOWN", int(h.up)),
-                (fmt.ago(now - h.last_scrape), now - h.last_scrape),
-                (fmt.duration(h.duration), h.duration), (str(h.samples), h.samples),
-                (f"{h.failed_scrapes} of {h.ok_scrapes + h.failed_scrapes}", h.failed_scrapes),
-                (_error_text(h, now), h.error or "")]))
+            rows.append((h.name, fleet_cells(h, now)))
         self.table.set_rows(rows, highlight=down)
         self.hint.setVisible(not rows)
+
+
+def fleet_cells(h: TargetHealth, now: float) -> list[tuple[str, float | str]]:
+    """One Fleet row at ``now``; a target never scraped says so, not "56 years ago"."""
+    if h.last_scrape > 0:
+        ago: tuple[str, float | str] = (fmt.ago(now - h.last_scrape), now - h.last_scrape)
+    else:
+        ago = ("never", math.inf)
+    return [(h.name, h.name), (h.kind, h.kind), ("up" if h.up else "DOWN", int(h.up)), ago,
+            (fmt.duration(h.duration), h.duration), (str(h.samples), h.samples),
+            (f"{h.failed_scrapes} of {h.ok_scrapes + h.failed_scrapes}", h.failed_scrapes),
+            (_error_text(h, now), h.error or "")]
 
 
 def _error_text(h: TargetHealth, now: float) -> str:

@@ -16,14 +16,9 @@ from dataclasses import dataclass
 
 from trimtab.collectors.promql import histogram_quantile, sum_buckets
 
-from .model import QUANTILES, FleetModel, Pair, _delta_map
+from .model import QUANTILES, FleetModel, Pair, _delta_map, level_name
 
 MAX_LEVELS = 6  # columns and curves a page can show legibly
-
-
-def level_name(q: float) -> str:
-    """``0.95`` → ``"p95"``, ``0.999`` → ``"p99.9"`` (the live model's names for its levels)."""
-    return f"p{q * 100:.6g}"
 
 
 def parse_levels(text: str) -> tuple[float, ...]:
