@@ -12,10 +12,17 @@ call in progress (WAL + synchronous=NORMAL survives SIGKILL).
 drops what is past retention; :meth:`Store.query` serves at most ``max_points``
 per series from the coarsest tier fine enough for the request.
 
-Thread safety: every public method holds one lock, so the collector thread can
-write while another thread queries; calls run one at a time, except that
-:meth:`Store.apply_retention` does its slow reading on a second connection
-without that lock.
+Thread safety: any thread may call any method. Writes (``write_cycle``, the
+commits of ``apply_retention``, ``close``) run one at a time under one lock.
+Reads hold that lock only for an instant: :meth:`Store.query` takes the
+in-memory head and series map (both replaced, never changed in place) and pins
+a WAL snapshot on a read-only connection of its own (one per reading thread,
+pooled), then reads and decodes without the lock, so a long replay query does
+not hold up the collector's per-cycle write. The snapshot and the head copy are
+taken together, so a fold or retention commit during the read can neither drop
+nor repeat a point. :meth:`Store.apply_retention` reads on a second connection
+without the lock. :meth:`Store.close` stops reads in flight (they raise
+``ValueError("store is closed")`` or finish) and waits for them.
 """
 
 from __future__ import annotations
@@ -30,13 +37,13 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Self
 
 import numpy as np
 from trimtab.collectors.exposition import Labels
 
 from .store_codec import encode_raw_chunk, encode_times
-from .store_read import HeadEntry, Reader, flatten, runs
+from .store_read import BlockTimes, HeadEntry, Lease, Reader, ReadPool, flatten, runs
 from .store_rollup import Retention, RetentionReport, query_series, roll_and_expire
 from .store_schema import StoreError, connect, transaction
 
@@ -79,7 +86,11 @@ class Store:
         self._bg: tuple[sqlite3.Connection, Reader] | None = None
         self._db = connect(self.path)
         self._conn = self._db.conn
-        self._reader = Reader(self._conn)
+        self._times = BlockTimes()  # decoded block times, shared by every reader
+        self._pool = ReadPool(self.path, self._times)
+        # Test seam: called in the reading thread once its snapshot is pinned and
+        # the lock released, so tests can write, fold or close in mid-read.
+        self._read_hook: Callable[[], object] | None = None
         self._ids: dict[tuple[str, str, Labels], int] = {}
         self._keys: dict[int, SeriesKey] = {}
         self._canon: dict[tuple[str, str, str], int] = {}
@@ -149,8 +160,9 @@ class Store:
                        folded: bool) -> None:
         """Mirror a committed cycle in memory (only after COMMIT, so a failure leaves none)."""
         self._next_sid += len(new)
+        if new:  # a new dict: readers iterate the one they took without the lock
+            self._keys = {**self._keys, **{sid: key for sid, key, _ in new}}
         for sid, key, canon in new:
-            self._keys[sid] = key
             self._canon[(key.target, key.name, canon)] = sid
         self._head = [] if folded else [*self._head, entry]
         self._last_cycle, self._last_t = entry.cycle, entry.t
@@ -248,28 +260,51 @@ class Store:
         if matchers is not None and not (isinstance(matchers, dict) and all(
                 isinstance(k, str) and isinstance(v, str) for k, v in matchers.items())):
             raise ValueError(f"matchers must be a dict of str to str, got {matchers!r}")
-        with self._lock:
-            self._check_open()
-            wanted = {sid: key for sid, key in self._keys.items() if key.name == name
+        with self._snapshot() as (lease, head, keys):
+            wanted = {sid: key for sid, key in keys.items() if key.name == name
                       and (target is None or key.target == target)
                       and (not matchers or matchers.items() <= dict(key.labels).items())}
-            with self._db_errors():
-                found = query_series(self._reader, self._conn, self._head, list(wanted),
-                                     start, end, max_points, agg)
+            found = query_series(lease.reader, lease.conn, head, list(wanted),
+                                 start, end, max_points, agg)
             return {wanted[sid]: pair for sid, pair in found.items()}
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[tuple[Lease, list[HeadEntry], dict[int, SeriesKey]]]:
+        """A read lease whose DB snapshot matches the head and series map it comes with.
+
+        Only taking them holds the lock; the caller reads without it.
+        """
+        with self._lock:
+            self._check_open()
+            with self._db_errors():
+                lease = self._pool.begin()
+            head, keys = self._head, self._keys  # replaced on change, never mutated
+        try:
+            if self._read_hook is not None:
+                self._read_hook()
+            with self._db_errors():
+                yield lease, head, keys
+        except StoreError:
+            if self._pool.closed:  # close() interrupted this read
+                raise ValueError("store is closed") from None
+            raise
+        finally:
+            self._pool.end(lease)
 
     def series(self, name_prefix: str = "", target: str | None = None) -> list[SeriesKey]:
         """Every stored series whose name starts with ``name_prefix``, sorted."""
-        with self._lock:
-            self._check_open()
-            return sorted(k for k in self._keys.values() if k.name.startswith(name_prefix)
-                          and (target is None or k.target == target))
+        return sorted(k for k in self._catalog() if k.name.startswith(name_prefix)
+                      and (target is None or k.target == target))
 
     def targets(self) -> list[str]:
         """Every target that has a stored series, sorted."""
+        return sorted({k.target for k in self._catalog()})
+
+    def _catalog(self) -> Iterable[SeriesKey]:
+        """The series keys as of now; the caller sorts them without the lock."""
         with self._lock:
             self._check_open()
-            return sorted({k.target for k in self._keys.values()})
+            return self._keys.values()
 
     def last_cycle(self) -> tuple[int, float] | None:
         """(id, time) of the newest committed cycle, or None for an empty store."""
@@ -295,12 +330,11 @@ class Store:
             if self._bg is None:
                 conn = sqlite3.connect(str(self.path), isolation_level=None,
                                        check_same_thread=False)
-                self._bg = (conn, Reader(conn))
+                self._bg = (conn, Reader(conn, self._times))
             with self._db_errors():
                 report, gone = roll_and_expire(*self._bg, self._write, float(now),
                                                self.retention)
-            with self._lock:
-                self._reader.forget(gone)
+            self._times.forget(gone)
             return report
 
     def _write(self, fn: Callable[[sqlite3.Connection], None]) -> None:
@@ -311,10 +345,15 @@ class Store:
                 fn(self._conn)
 
     def close(self) -> None:
-        """Fold pending cycles into chunks, checkpoint the WAL and close. Safe to call twice."""
+        """Fold pending cycles into chunks, checkpoint the WAL and close. Safe to call twice.
+
+        Reads in flight in other threads are interrupted or finish first: close
+        waits for them (never call it from inside a read).
+        """
         with self._bg_lock, self._lock:
             if self._conn is None:
                 return
+            self._pool.close()  # no new read can start: that needs the lock
             if self._bg is not None:
                 self._bg[0].close()
                 self._bg = None
@@ -341,7 +380,7 @@ class Store:
         if self._conn is None:
             raise ValueError("store is closed")
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,11 +1,14 @@
-"""Reading the store: the in-memory head mirror and per-series point streams per tier."""
+"""Reading the store: the in-memory head mirror, per-series point streams per tier, and
+the pool of read-only connections that lets reads run beside the writer."""
 
 from __future__ import annotations
 
 import itertools
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -58,17 +61,47 @@ def head_points(head: Sequence[HeadEntry], sids: set[int] | None, lo: float,
     return out
 
 
-class Reader:
-    """Streams each series' points of one tier; caches decoded raw block times."""
+class BlockTimes:
+    """Decoded ``times`` of raw blocks, shared by every reader of one store.
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    An entry is used only while the block's stored blob is byte-equal to the one it
+    was decoded from: block ids are rowids, so once the newest blocks are deleted
+    an id can come back for another block, and readers on different snapshots may
+    see either. Comparing the blob (fetched anyway) costs far less than decoding.
+    """
+
+    LIMIT = 4096  # bound memory; entries are cheap to decode again
+
+    def __init__(self) -> None:
+        self._cache: dict[int, tuple[bytes, np.ndarray]] = {}  # single dict ops: thread-safe
+
+    def get(self, block_id: int, blob: bytes) -> np.ndarray:
+        """The decoded times of ``blob``, stored as block ``block_id``."""
+        hit = self._cache.get(block_id)
+        if hit is not None and hit[0] == blob:
+            return hit[1]
+        if len(self._cache) > self.LIMIT:
+            self._cache.clear()
+        times = decode(blob)
+        self._cache[block_id] = (bytes(blob), times)
+        return times
+
+    def forget(self, block_ids: Iterable[int]) -> None:
+        """Drop deleted blocks (memory only: a stale entry would never match)."""
+        for block_id in block_ids:
+            self._cache.pop(block_id, None)
+
+
+class Reader:
+    """Streams each series' points of one tier through ``conn``."""
+
+    def __init__(self, conn: sqlite3.Connection, times: BlockTimes | None = None) -> None:
         self._conn = conn
-        self._times: dict[int, np.ndarray] = {}
+        self._times = times if times is not None else BlockTimes()
 
     def forget(self, block_ids: Iterable[int]) -> None:
         """Drop cached times of deleted blocks."""
-        for block_id in block_ids:
-            self._times.pop(block_id, None)
+        self._times.forget(block_ids)
 
     def iter_points(self, tier: int, head: Sequence[HeadEntry], sids: Sequence[int] | None,
                     lo: float, hi: float) -> Iterator[tuple[int, Points]]:
@@ -93,15 +126,8 @@ class Reader:
         yield from sorted(pending.items())
 
     def _block_times(self, lo: float, hi: float) -> dict[int, np.ndarray]:
-        if len(self._times) > 4096:
-            self._times.clear()  # bound memory; entries are cheap to decode again
-        out = {}
-        for block_id, blob in self._conn.execute(
-                "SELECT id, times FROM blocks WHERE tier = 0 AND t1 >= ? AND t0 < ?", (lo, hi)):
-            if block_id not in self._times:
-                self._times[block_id] = decode(blob)
-            out[block_id] = self._times[block_id]
-        return out
+        return {block_id: self._times.get(block_id, blob) for block_id, blob in self._conn.execute(
+            "SELECT id, times FROM blocks WHERE tier = 0 AND t1 >= ? AND t0 < ?", (lo, hi))}
 
     def _chunk_rows(self, tier: int, sids: Sequence[int] | None, lo: float,
                     hi: float) -> Iterator[tuple[int, int, bytes]]:
@@ -118,3 +144,84 @@ class Reader:
             yield from self._conn.execute(
                 f"{sql} AND c.series_id IN ({marks}) ORDER BY c.series_id, c.block_id",
                 (tier, lo, hi, *batch))
+
+
+@dataclass(eq=False)
+class Lease:
+    """One read connection checked out by one thread, inside a read transaction."""
+
+    conn: sqlite3.Connection
+    reader: Reader
+
+
+class ReadPool:
+    """Read-only connections to one store file, one per concurrently reading thread.
+
+    :meth:`begin` hands a thread a connection in a read transaction whose WAL
+    snapshot is already taken: the caller holds the store's lock then, so the
+    snapshot matches the in-memory head it copies under that lock, and the slow
+    reading after it needs no lock. A sqlite3 connection must never be used by
+    two threads at once; a lease is used only by the thread that took it.
+    """
+
+    KEEP = 4  # idle connections kept for reuse
+
+    def __init__(self, path: Path, times: BlockTimes) -> None:
+        self._path = path
+        self._times = times
+        self._cond = threading.Condition(threading.Lock())
+        self._idle: list[Lease] = []
+        self._busy: set[Lease] = set()
+        self.closed = False
+
+    def begin(self) -> Lease:
+        """A lease with its snapshot pinned (call under the store's lock)."""
+        with self._cond:
+            if self.closed:
+                raise ValueError("store is closed")
+            lease = self._idle.pop() if self._idle else None
+            if lease is None:
+                lease = self._open()
+            self._busy.add(lease)
+        try:
+            lease.conn.execute("BEGIN")
+            # A deferred BEGIN takes its snapshot at the first read: take it now.
+            lease.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except BaseException:
+            self.end(lease)
+            raise
+        return lease
+
+    def _open(self) -> Lease:
+        conn = sqlite3.connect(str(self._path), isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA query_only = ON")
+        return Lease(conn, Reader(conn, self._times))
+
+    def end(self, lease: Lease) -> None:
+        """Close the read transaction and give the connection back (or close it)."""
+        keep = True
+        try:
+            if lease.conn.in_transaction:
+                lease.conn.execute("ROLLBACK")  # read-only: nothing to commit
+        except sqlite3.Error:
+            keep = False  # in an unknown state: not worth reusing
+        with self._cond:
+            self._busy.discard(lease)
+            keep = keep and not self.closed and len(self._idle) < self.KEEP
+            if keep:
+                self._idle.append(lease)
+            self._cond.notify_all()
+        if not keep:
+            lease.conn.close()  # only this thread uses it now
+
+    def close(self) -> None:
+        """Stop reads in flight (their next SQLite step fails), wait for them, close all."""
+        with self._cond:
+            self.closed = True
+            for lease in self._busy:
+                lease.conn.interrupt()  # made for use from another thread
+            while self._busy:
+                self._cond.wait()
+            idle, self._idle = self._idle, []
+        for lease in idle:
+            lease.conn.close()
