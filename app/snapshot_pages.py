@@ -8,8 +8,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from PySide6.QtCore import Qt
-
 from .model import FleetModel
 from .pages import FleetPage, RoutesPage
 from .replay_model import level_name
@@ -32,13 +30,8 @@ class ReplayRoutesPage(RoutesPage):
     def set_levels(self, levels: Sequence[float]) -> None:
         """New columns and curves (the model must already derive these levels)."""
         self.levels = tuple(levels)
-        source = self.table.source
-        source.beginResetModel()
-        source.headers = list(route_headers(self.levels))
-        source.rows = []
-        source.endResetModel()
-        self.table.sortItems(len(source.headers) - 1, Qt.SortOrder.DescendingOrder)
-        self.table._sized = False  # size the new columns to their content once
+        headers = route_headers(self.levels)
+        self.table.set_headers(headers, len(headers) - 1)
 
 
 class ReplayFleetPage(FleetPage):

@@ -1,75 +1,94 @@
 """A read-only, sortable table fed with rows of (text, sort key) cells.
 
-Model/view with a C++ sort proxy: sorting and refreshes stay cheap with many rows
-(a QTableWidget with Python ``__lt__`` items took ~0.5 s per refresh at 50 rows).
+The cells live in a QStandardItemModel and are sorted by a C++ proxy, so painting and
+sorting never call back into Python: with a Python ``QAbstractTableModel`` every paint
+asked Python for ~8 roles per visible cell and the proxy asked for ``rowCount`` ~500
+times per refresh, about a third of a page's refresh time (``benchmarks/render.py``).
+A refresh writes only the cells whose text or key changed, with the model's signals
+held, then announces them in one ``dataChanged`` so the proxy re-sorts once.
+(A QTableWidget with Python ``__lt__`` items took ~0.5 s per refresh at 50 rows.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from PySide6.QtCore import (
-    QAbstractTableModel,
-    QModelIndex,
-    QPersistentModelIndex,
-    QSortFilterProxyModel,
-    Qt,
-    Signal,
-)
-from PySide6.QtGui import QColor
+from PySide6.QtCore import QSortFilterProxyModel, Qt, Signal
+from PySide6.QtGui import QColor, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
 
 Cell = tuple[str, float | str]  # (display text, sort key)
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 ROW_KEY_ROLE = Qt.ItemDataRole.UserRole + 2
 HIGHLIGHT = QColor("#D55E00")
+_DISPLAY = Qt.ItemDataRole.DisplayRole
+_FOREGROUND = Qt.ItemDataRole.ForegroundRole
 
 
-class RowsModel(QAbstractTableModel):
-    """Plain rows; an update with the same row keys only signals ``dataChanged``."""
+class RowsModel(QStandardItemModel):
+    """Rows of cells keyed by a row key; the Python side keeps what it last wrote."""
 
     def __init__(self, headers: Sequence[str]) -> None:
-        super().__init__()
+        super().__init__(0, len(headers))
         self.headers = list(headers)
+        self.setHorizontalHeaderLabels(self.headers)
         self.rows: list[tuple[str, list[Cell]]] = []
         self.highlight: set[str] = set()
 
-    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.rows)
-
-    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return len(self.headers)
-
-    def headerData(self, section: int, orientation: Qt.Orientation,
-                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
-            return self.headers[section]
-        return None
-
-    def data(self, index: QModelIndex | QPersistentModelIndex,
-             role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        key, cells = self.rows[index.row()]
-        if role == Qt.ItemDataRole.DisplayRole:
-            return cells[index.column()][0]
-        if role == SORT_ROLE:
-            return cells[index.column()][1]
-        if role == ROW_KEY_ROLE:
-            return key
-        if role == Qt.ItemDataRole.ForegroundRole and key in self.highlight:
-            return HIGHLIGHT
-        return None
+    def set_headers(self, headers: Sequence[str]) -> None:
+        """New columns; the rows are dropped (their cells no longer fit)."""
+        self.clear()
+        self.headers = list(headers)
+        self.setColumnCount(len(self.headers))
+        self.setHorizontalHeaderLabels(self.headers)
+        self.rows, self.highlight = [], set()
 
     def set_rows(self, rows: Sequence[tuple[str, Sequence[Cell]]], highlight: set[str]) -> None:
         new = [(key, list(cells)) for key, cells in rows]
-        same_keys = [k for k, _ in new] == [k for k, _ in self.rows]
-        if same_keys and new:
-            self.rows, self.highlight = new, set(highlight)
-            self.dataChanged.emit(self.index(0, 0), self.index(len(new) - 1, len(self.headers) - 1))
+        if not new and not self.rows:
             return
-        self.beginResetModel()
+        if [k for k, _ in new] != [k for k, _ in self.rows] or not new:
+            self._rebuild(new, highlight)
+            return
+        changed = False
+        self.blockSignals(True)  # one dataChanged below instead of one per cell
+        try:
+            for r, ((key, cells), (_, old)) in enumerate(zip(new, self.rows)):
+                tint = key in highlight
+                retint = tint != (key in self.highlight)
+                for c, cell in enumerate(cells):
+                    if cell != old[c] or retint:
+                        _write(self.item(r, c), cell, tint)
+                        changed = True
+        finally:
+            self.blockSignals(False)
         self.rows, self.highlight = new, set(highlight)
+        if changed:
+            self.dataChanged.emit(self.index(0, 0),
+                                  self.index(len(new) - 1, len(self.headers) - 1))
+
+    def _rebuild(self, rows: list[tuple[str, list[Cell]]], highlight: set[str]) -> None:
+        """Rows appeared, left or moved: replace them all (rare; one model reset)."""
+        self.beginResetModel()
+        self.blockSignals(True)
+        try:
+            self.setRowCount(0)
+            for key, cells in rows:
+                items = [QStandardItem() for _ in cells]
+                for item, cell in zip(items, cells):
+                    item.setData(key, ROW_KEY_ROLE)
+                    _write(item, cell, key in highlight)
+                self.appendRow(items)
+        finally:
+            self.blockSignals(False)
+        self.rows, self.highlight = rows, set(highlight)
         self.endResetModel()
+
+
+def _write(item: QStandardItem, cell: Cell, tint: bool) -> None:
+    item.setData(cell[0], _DISPLAY)
+    item.setData(cell[1], SORT_ROLE)
+    item.setData(HIGHLIGHT if tint else None, _FOREGROUND)
 
 
 class SortableTable(QTableView):
@@ -105,6 +124,14 @@ class SortableTable(QTableView):
         if rows and not self._sized:  # size columns once: per-refresh sizing is costly
             self.resizeColumnsToContents()
             self._sized = True
+
+    def set_headers(self, headers: Sequence[str], sort_column: int,
+                    order: Qt.SortOrder = Qt.SortOrder.DescendingOrder) -> None:
+        """New columns (the rows are dropped until the next ``set_rows``), sorted by
+        ``sort_column``; the columns are sized to their content again."""
+        self.source.set_headers(headers)
+        self.sortItems(sort_column, order)
+        self._sized = False
 
     def rowCount(self) -> int:
         return self.proxy.rowCount()

@@ -1,0 +1,68 @@
+"""SortableTable: cells, sorting, selection and tint across refreshes (real Qt, offscreen)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from trimtab.widgets.table import HIGHLIGHT, SortableTable
+
+
+def rows(values: dict[str, float]) -> list[tuple[str, list[tuple[str, float | str]]]]:
+    return [(k, [(k, k), (f"{v:.1f} ms", v)]) for k, v in values.items()]
+
+
+def make(qtbot) -> SortableTable:
+    table = SortableTable(("route", "p95"))
+    qtbot.addWidget(table)
+    table.sortItems(1, Qt.SortOrder.DescendingOrder)
+    return table
+
+
+def foreground(table: SortableTable, row: int) -> object:
+    return table.proxy.index(row, 0).data(Qt.ItemDataRole.ForegroundRole)
+
+
+def test_rows_are_sorted_by_key_not_text_and_resorted_when_values_change(qtbot) -> None:
+    table = make(qtbot)
+    table.set_rows(rows({"/a": 9.0, "/b": 100.0, "/c": 20.0}))
+    assert table.column_texts(0) == ["/b", "/c", "/a"]  # "9.0" > "100.0" as text; not as keys
+    table.set_rows(rows({"/a": 300.0, "/b": 100.0, "/c": 20.0}))  # same keys: cells updated
+    assert table.column_texts(0) == ["/a", "/b", "/c"]
+    assert table.column_texts(1) == ["300.0 ms", "100.0 ms", "20.0 ms"]
+
+
+def test_selection_follows_its_row_through_resorts_and_new_rows(qtbot) -> None:
+    table = make(qtbot)
+    table.set_rows(rows({"/a": 1.0, "/b": 2.0}))
+    assert table.select_key("/a")
+    with qtbot.assertNotEmitted(table.row_selected, wait=0):
+        table.set_rows(rows({"/a": 5.0, "/b": 2.0}))  # /a moves to the top, still selected
+    assert table.selected_key() == "/a"
+    table.set_rows(rows({"/a": 5.0, "/b": 2.0, "/new": 50.0}))  # rebuilt: a row appeared
+    assert table.selected_key() == "/a"
+    assert table.rowCount() == 3
+
+
+def test_highlight_is_set_and_cleared(qtbot) -> None:
+    table = make(qtbot)
+    table.set_rows(rows({"/a": 1.0, "/b": 2.0}), highlight={"/a"})
+    assert foreground(table, 1) == HIGHLIGHT and foreground(table, 0) is None
+    table.set_rows(rows({"/a": 1.0, "/b": 2.0}), highlight={"/b"})  # values same, tint moves
+    assert foreground(table, 0) == HIGHLIGHT and foreground(table, 1) is None
+
+
+def test_empty_rows_clear_the_table(qtbot) -> None:
+    table = make(qtbot)
+    table.set_rows(rows({"/a": 1.0}))
+    table.set_rows([])
+    assert table.rowCount() == 0 and table.selected_key() is None
+
+
+def test_new_headers_drop_the_rows_and_sort_by_the_given_column(qtbot) -> None:
+    table = make(qtbot)
+    table.set_rows(rows({"/a": 1.0, "/b": 2.0}))
+    table.set_headers(("route", "p50", "p99"), 2)
+    assert table.rowCount() == 0
+    assert [table.model().headerData(c, Qt.Orientation.Horizontal) for c in range(3)] == [
+        "route", "p50", "p99"]
+    table.set_rows([(k, [(k, k), ("1", 1.0), (str(v), v)]) for k, v in (("/a", 3.0), ("/b", 7.0))])
+    assert table.column_texts(0) == ["/b", "/a"]
