@@ -55,6 +55,7 @@ class TimeSeriesView(QWidget):
         self.plot.getPlotItem().titleLabel.item.setCacheMode(
             QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.legend = self.plot.addLegend(offset=(8, 8), labelTextSize="9pt")
+        self.legend.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         # No clipToView / auto downsampling: set_series decimates to the pixel columns
         # once per change (decimate.py), cheaper than pyqtgraph doing it on every paint.
         if y_range is not None:
@@ -160,7 +161,11 @@ class TimeSeriesView(QWidget):
             curve.visibleChanged.connect(  # a removed curve is no longer in self.curves
                 lambda key=key, curve=curve: self.layer.set_visible(key, curve.isVisible()))
             self.legend.addItem(curve, key)
-            self.legend.items[-1][1].item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+            # Cached as pixmaps: each sample and label is a Python paint() otherwise, and a
+            # chart of 10 routes repainted them all whenever anything under them moved.
+            sample, label = self.legend.items[-1]
+            sample.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+            label.item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         return curve.opts["pen"].color()
 
     def _view_moved(self, *_: object) -> None:
@@ -290,6 +295,10 @@ class TimeSeriesView(QWidget):
         self.plot.setTitle(self.plot.plotItem.titleLabel.text, color=theme.foreground)
         self._crosshair.setPen(pg.mkPen(theme.muted, width=1))
         self.legend.setLabelTextColor(theme.foreground)
+        # A veiled backdrop: without it the names are unreadable over ten busy curves.
+        veil = QColor(theme.background)
+        veil.setAlpha(200)
+        self.legend.setBrush(veil)
         for item in self.legend.items:
             item[1].setText(item[1].text, color=theme.foreground)
 
