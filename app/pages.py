@@ -195,7 +195,9 @@ class RoutesPage(QWidget):
         self.percentiles.set_series({k: v for k, v in found.items() if v is not None},
                                     keep_gone=False)
         self.instances.set_series(self.model.instance_series(self.selected, since))
-        self.heatmap.set_heat(*self.model.heat(self.selected, since))
+        self.heatmap.set_heat(*self.model.heat(self.selected, since),
+                              empty_text="No latency buckets of this route yet: its histogram "
+                                         "needs two scrapes.")
         err = self.model.snapshot("error_ratio", since, [self.selected])
         self.errors.set_series(_percent({"5xx %": err[self.selected]} if err else {}))
 

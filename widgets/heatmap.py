@@ -134,12 +134,16 @@ class HeatmapView(QWidget):
         self.levels = (0.0, 0.0)  # log10 req/s at the bottom and top of the colour bar
         self.apply_theme(DARK)
 
-    def set_heat(self, t: np.ndarray, bounds: np.ndarray, z: np.ndarray) -> None:
-        """Draw ``z[len(t), len(bounds)]`` requests/s; ``bounds`` = upper bounds in seconds."""
+    def set_heat(self, t: np.ndarray, bounds: np.ndarray, z: np.ndarray,
+                 empty_text: str | None = None) -> None:
+        """Draw ``z[len(t), len(bounds)]`` requests/s; ``bounds`` = upper bounds in seconds.
+
+        With no data, ``empty_text`` is shown (default: the hint given at construction).
+        """
         t, bounds, z = _drawable(t, bounds, z)
         self.t, self.bounds, self.z = t, bounds, z
         if len(t) == 0 or not np.isfinite(bounds).any():
-            self._show_empty(self._empty_hint)
+            self._show_empty(empty_text or self._empty_hint)
             return
         if not np.array_equal(bounds, self._shown_bounds):
             self._layout_rows(bounds)
