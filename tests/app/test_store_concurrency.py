@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from trimtab.app.store import Retention, SeriesKey, Store
+from trimtab.app.store_codec import encode_times
+from trimtab.app.store_read import BlockTimes
 
 BASE = 1_700_002_800.0  # an hour boundary: rollup steps line up with the cycles
 DEADLOCK = 60.0  # only to end a hung test; no test asserts how long anything takes
@@ -369,3 +371,15 @@ def test_a_read_that_fails_midway_leaves_the_store_usable(tmp_path: Path) -> Non
     _in_thread(store.close)
     with pytest.raises(ValueError, match="closed"):
         store.targets()
+
+
+def test_cached_block_times_follow_the_blob_not_the_id() -> None:
+    """Block ids are rowids: a deleted newest block's id comes back for another block,
+    and readers on older snapshots may still see the old one. Both must read right."""
+    old, new = np.array([1.0, 2.0, 3.0]), np.array([7.0, 8.0, 9.5])
+    cache = BlockTimes()
+    assert cache.get(5, encode_times(old)).tobytes() == old.tobytes()
+    assert cache.get(5, encode_times(new)).tobytes() == new.tobytes()  # same id, new block
+    assert cache.get(5, encode_times(old)).tobytes() == old.tobytes()  # an older snapshot
+    cache.forget([5, 6])
+    assert cache.get(5, encode_times(new)).tobytes() == new.tobytes()
