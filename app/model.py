@@ -155,7 +155,9 @@ class FleetModel:
                 hist.append((result.timestamp, counters))
                 # Keep only what the rate window needs: old snapshots are millions of small
                 # objects for the garbage collector to walk (history lives in the store).
-                while len(hist) > 2 and hist[1][0] < result.timestamp - self.rate_window - 1.0:
+                # Four kept at least: they tell the target's usual interval (_windows).
+                window = self._windows(hist)[0]
+                while len(hist) > 4 and hist[1][0] < result.timestamp - window - 1.0:
                     hist.popleft()
                 if self.store is not None and columns is not None:
                     names, label_sets, values, _stamps = columns  # no Sample tuples built
@@ -270,13 +272,28 @@ class FleetModel:
         except (ValueError, OSError) as exc:  # StoreError is a ValueError
             self.store_error = f"history not saved: {exc}"
 
+    def _windows(self, hist: deque[tuple[float, Counters]]) -> tuple[float, float]:
+        """(rate window, stale limit) for a target with this scrape history.
+
+        At least two of its usual scrape intervals, so a target scraped every 15 s
+        (Prometheus' default) has rates and is not stale between its scrapes. "Usual"
+        is the shortest of its last few intervals: an outage must not widen the window
+        (a rate across it would hide the outage).
+        """
+        if len(hist) < 2:
+            return self.rate_window, self.stale_after
+        times = [hist[i][0] for i in range(max(0, len(hist) - 4), len(hist))]
+        interval = min(b - a for a, b in zip(times, times[1:]))
+        return max(self.rate_window, 2.0 * interval), max(self.stale_after, 2.0 * interval)
+
     def _window_pairs(self, now: float) -> Iterable[Pair]:
         """(oldest in window, newest) per fresh target; stale targets drop out (a gap)."""
         for target, hist in self._history.items():
-            if len(hist) < 2 or now - hist[-1][0] > self.stale_after:
+            window, stale_after = self._windows(hist)
+            if len(hist) < 2 or now - hist[-1][0] > stale_after:
                 continue
             newest_t, newest = hist[-1]
-            oldest_t, oldest = next(((t, c) for t, c in hist if t >= newest_t - self.rate_window),
+            oldest_t, oldest = next(((t, c) for t, c in hist if t >= newest_t - window),
                                     hist[-1])
             if oldest is not newest:
                 yield Pair(oldest, newest, newest_t - oldest_t, target)

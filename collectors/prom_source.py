@@ -24,7 +24,8 @@ series), one :data:`Cycle` per grid time.
 
 Prometheus only returns what it scraped: at its scrape interval, with its
 retention. The cockpit's rates use a 10 s window and call a target stale after
-5 s, so scrape at 1–2 s for live use.
+5 s, both widened per target to two of its scrape intervals (``FleetModel``), so
+a 15 s interval works but shows only slower changes.
 """
 
 from __future__ import annotations

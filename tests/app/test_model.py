@@ -165,3 +165,31 @@ def test_a_series_the_cockpit_cannot_place_is_skipped_not_fatal(body: str) -> No
     scrape(model, API, 1.0, body)
     health = model.health["api-1"]
     assert health.up and health.samples == 1
+
+
+def test_a_target_scraped_every_15_s_still_gets_rates_and_percentiles() -> None:
+    """Prometheus' usual interval: two scrapes 15 s apart never fall in a 10 s window, so a
+    fixed window showed nothing at all; the window widens to two of the target's intervals."""
+    model = FleetModel()
+    for i, t in enumerate((100.0, 115.0, 130.0)):
+        scrape(model, API, t, exposition(1500 * i))
+    for now in (130.0, 131.0, 144.0):  # between its scrapes the target is not stale either
+        model.tick(now)
+        assert model.routes["/r"].rate == pytest.approx(100.0)
+    assert model.snapshot("p95", None, ["/r"])["/r"][1].size == 3
+    model.tick(175.0)  # three intervals without a scrape: stale, a gap
+    assert "/r" not in model.routes or math.isnan(model.routes["/r"].rate)
+
+
+def test_an_outage_does_not_stretch_the_window_of_a_1_s_target() -> None:
+    """The window follows the target's usual interval, not the gap of an outage."""
+    model = FleetModel()
+    for t in (100.0, 101.0, 102.0, 103.0):
+        scrape(model, API, t, exposition(int(t - 100) * 100))
+    scrape(model, API, 163.0, exposition(6400))  # back after a minute
+    model.tick(163.0)
+    # One fresh scrape after the gap: nothing to rate yet (a 61 s rate would hide the outage).
+    assert "/r" not in model.routes or math.isnan(model.routes["/r"].rate)
+    scrape(model, API, 164.0, exposition(6500))
+    model.tick(164.0)
+    assert model.routes["/r"].rate == pytest.approx(100.0)
