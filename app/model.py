@@ -12,7 +12,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import pairwise, repeat
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -20,12 +20,13 @@ from trimtab.collectors.promql import Quantile, counter_delta, histogram_quantil
 from trimtab.collectors.scrape import ScrapeResult
 
 from .heat import ExemplarLog, HeatRing, bucket_exemplars, heat_row
+from .model_expiry import INSTANCE_SEP, drop, expired
 from .ring import Ring
 from .snapshot_extract import Counters, extract
 from .store import Row, Store
 
 QUANTILES = (0.5, 0.95, 0.99)
-INSTANCE_SEP = "\x00"  # between route and instance in per-instance series keys
+EXPIRE_EVERY = 60  # cycles between two looks for expired series
 
 
 def level_name(q: float) -> str:
@@ -109,6 +110,9 @@ class FleetModel:
     rate_window: float = 10.0
     stale_after: float = 5.0
     capacity: int = 3600
+    # Series of a route or server without one finite point for this long are dropped
+    # (model_expiry.py); checked every EXPIRE_EVERY cycles. A replay keeps everything.
+    expire_after: float = 3600.0
     version: int = 0  # bumped when derived series, traces or configs change
     health_version: int = 0  # bumped on every scrape (target health only)
     health: dict[str, TargetHealth] = field(default_factory=dict)
@@ -131,6 +135,7 @@ class FleetModel:
     _points: list[tuple[str, str, float]] = field(default_factory=list)
     _heat_rows: list[tuple[str, np.ndarray, np.ndarray]] = field(default_factory=list)
     _history: dict[str, deque[tuple[float, Counters]]] = field(default_factory=dict)
+    _cycles: int = 0
 
     def ingest(self, result: ScrapeResult) -> None:
         """Record one scrape (called from the collector thread)."""
@@ -259,6 +264,9 @@ class FleetModel:
                 if heat is None:
                     heat = self.heat_rings[route] = HeatRing(self.capacity, bounds)
                 heat.append(now, bounds, values)
+            self._cycles += 1
+            if self._cycles % EXPIRE_EVERY == 0:
+                drop(self.series, self.heat_rings, *expired(self.series, now, self.expire_after))
             self.version += 1
         self._persist(now, rows)
 
@@ -283,7 +291,7 @@ class FleetModel:
         if len(hist) < 2:
             return self.rate_window, self.stale_after
         times = [hist[i][0] for i in range(max(0, len(hist) - 4), len(hist))]
-        interval = min(b - a for a, b in zip(times, times[1:]))
+        interval = min(b - a for a, b in pairwise(times))
         return max(self.rate_window, 2.0 * interval), max(self.stale_after, 2.0 * interval)
 
     def _window_pairs(self, now: float) -> Iterable[Pair]:

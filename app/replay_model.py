@@ -52,6 +52,8 @@ class ReplayModel(FleetModel):
     """FleetModel plus any percentiles in ``quantiles`` (the live three are always derived)."""
 
     quantiles: tuple[float, ...] = QUANTILES
+    # A replay covers a chosen range and rewinds by truncating rings: nothing expires.
+    expire_after: float = math.inf
 
     def _derive_latency(self, now: float, pairs: list[Pair]) -> None:
         super()._derive_latency(now, pairs)

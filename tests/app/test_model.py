@@ -193,3 +193,42 @@ def test_an_outage_does_not_stretch_the_window_of_a_1_s_target() -> None:
     scrape(model, API, 164.0, exposition(6500))
     model.tick(164.0)
     assert model.routes["/r"].rate == pytest.approx(100.0)
+
+
+def test_a_route_gone_for_longer_than_expire_after_is_forgotten() -> None:
+    """A route renamed by a deploy leaves the model (rings, heat, per-instance series),
+    so memory and per-cycle work do not grow all day; a route still served stays."""
+    from trimtab.app.model import EXPIRE_EVERY
+
+    def two_routes(n: int, with_old: bool) -> str:
+        text = exposition(n)
+        old = "".join(line + "\n" for line in text.splitlines()[1:])  # one TYPE line only
+        return text + (old.replace('route="/r"', 'route="/old"') if with_old else "")
+
+    model = FleetModel(expire_after=30.0)
+    t = 100.0
+    for _ in range(5):
+        scrape(model, API, t, two_routes(int(t) * 10, with_old=True))
+        model.tick(t)
+        t += 1.0
+    assert ("p95", "/old") in model.series and "/old" in model.heat_rings
+    for _ in range(3 * EXPIRE_EVERY):  # /old is no longer exported
+        scrape(model, API, t, two_routes(int(t) * 10, with_old=False))
+        model.tick(t)
+        t += 1.0
+    assert not [k for k in model.series if k[1].startswith("/old")]
+    assert "/old" not in model.heat_rings and "/old" not in model.routes
+    assert ("p95", "/r") in model.series and "/r" in model.heat_rings
+    assert model.routes["/r"].rate == pytest.approx(10.0)
+
+
+def test_nothing_expires_before_expire_after() -> None:
+    from trimtab.app.model import EXPIRE_EVERY
+
+    model = FleetModel(expire_after=10_000.0)
+    scrape(model, API, 100.0, exposition(0))
+    scrape(model, API, 101.0, exposition(10))
+    model.tick(101.0)
+    for i in range(2 * EXPIRE_EVERY):  # target gone: NaN (a gap), but kept
+        model.tick(102.0 + i)
+    assert ("p95", "/r") in model.series
