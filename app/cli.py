@@ -44,7 +44,12 @@ def _qt_app(args: argparse.Namespace) -> Any:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtWidgets import QApplication
 
+    from .gui_gc import GuiThreadCollector
+
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    # Before the scrape thread starts: its garbage collections freed a closed window's Qt
+    # objects and deadlocked with the GUI thread (gui_gc.py); only the GUI thread collects.
+    GuiThreadCollector(app).start()  # the application (its parent) keeps it
     # Until Qt's loop runs, Ctrl-C / SIGTERM interrupt start-up (KeyboardInterrupt → cleanup).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     return app

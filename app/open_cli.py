@@ -46,6 +46,7 @@ def run_open(args: argparse.Namespace, out: TextIO = sys.stderr) -> int:
     from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
 
+    from .gui_gc import GuiThreadCollector
     from .snapshot_window import ReplayLauncher
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -69,14 +70,17 @@ def run_open(args: argparse.Namespace, out: TextIO = sys.stderr) -> int:
     wake.timeout.connect(lambda: None)
     wake.start(200)
     print(f"trimtab: opening {args.snapshot} ...", file=out, flush=True)
-    launcher.open_file(args.snapshot)
+    # The replay and compare threads must never free a closed window's Qt objects (gui_gc.py).
+    collector = GuiThreadCollector().start()
     try:
+        launcher.open_file(args.snapshot)
         code = int(loop.exec())
     finally:
         wake.stop()
         signal.signal(signal.SIGINT, previous)
         for window in list(launcher.windows):
             window.close()
+        collector.stop()  # automatic collection as it was (run_open may run inside a cockpit)
     return result["code"] or code
 
 
