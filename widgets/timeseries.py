@@ -187,8 +187,11 @@ class TimeSeriesView(QWidget):
                                        hoverPen=pg.mkPen("#CC79A7", width=3),
                                        # the label is a format string: route braces must not expand
                                        label=label.replace("{", "{{").replace("}", "}}"),
-                                       labelOpts={"position": 0.95, "color": "#CC79A7",
-                                                  "rotateAxis": (1, 0), "anchors": [(0, 1), (0, 1)]})
+                                       # along the line, left of it, ending near the top:
+                                       # anchored below the top it ran out of the plot
+                                       labelOpts={"position": 0.97, "color": "#CC79A7",
+                                                  "fill": self._veil,
+                                                  "rotateAxis": (1, 0), "anchors": [(1, 1), (1, 1)]})
                 line.sigClicked.connect(lambda _line, ev, key=key: self._marker_hit(key, ev))
                 self.plot.addItem(line, ignoreBounds=True)
                 self.markers[key] = line
@@ -296,9 +299,12 @@ class TimeSeriesView(QWidget):
         self._crosshair.setPen(pg.mkPen(theme.muted, width=1))
         self.legend.setLabelTextColor(theme.foreground)
         # A veiled backdrop: without it the names are unreadable over ten busy curves.
-        veil = QColor(theme.background)
-        veil.setAlpha(200)
-        self.legend.setBrush(veil)
+        self._veil = QColor(theme.background)
+        self._veil.setAlpha(200)
+        self.legend.setBrush(self._veil)
+        for line in self.markers.values():  # their labels sit on the same backdrop
+            line.label.fill = pg.mkBrush(self._veil)
+            line.label.update()
         for item in self.legend.items:
             item[1].setText(item[1].text, color=theme.foreground)
 
