@@ -194,7 +194,11 @@ class ReadPool:
 
     def _open(self) -> Lease:
         conn = sqlite3.connect(str(self._path), isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA query_only = ON")
+        try:
+            conn.execute("PRAGMA query_only = ON")  # a bug in a read can never write
+        except BaseException:
+            conn.close()
+            raise
         return Lease(conn, Reader(conn, self._times))
 
     def end(self, lease: Lease) -> None:
