@@ -48,7 +48,7 @@ class GuiThreadCollector(QObject):
         self._timer.timeout.connect(self.collect_due)
         self._was_enabled: bool | None = None
         self._old_total = 0  # objects in the oldest generation after the last full pass
-        self._pending = 0  # objects moved into it since (upper bound: gen 1 before each pass)
+        self._pending = 0  # objects moved into it since (upper bound: gens 0-1 before a pass)
 
     @property
     def active(self) -> bool:
@@ -81,8 +81,8 @@ class GuiThreadCollector(QObject):
         if not due:
             return 0
         generation = due[0]
-        if generation == 1:
-            self._pending += len(gc.get_objects(1))
+        if generation == 1:  # what survives it moves to the oldest generation
+            self._pending += len(gc.get_objects(0)) + len(gc.get_objects(1))
         found = gc.collect(generation)
         if generation == 2:
             self._old_total, self._pending = len(gc.get_objects(2)), 0
