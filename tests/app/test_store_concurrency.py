@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -112,19 +113,32 @@ def _in_thread(fn: Callable[[], object]) -> object:
 
 
 class Writer(threading.Thread):
-    """Writes cycles first..last-1; ``started``/``acked`` bound what a read may see."""
+    """Writes cycles first..last-1; ``started``/``acked`` bound what a read may see.
 
-    def __init__(self, store: Store, first: int, last: int,
+    Every 100 cycles it waits until three more reads have ended (``done`` is their
+    count), so some reads are sure to see a store in mid-writing however the
+    threads get scheduled.
+    """
+
+    def __init__(self, store: Store, first: int, last: int, done: list[int],
                  retention_every: int = 0) -> None:
         super().__init__(daemon=True)
-        self.store, self.first, self.last = store, first, last
+        self.store, self.first, self.last, self.done = store, first, last, done
         self.retention_every = retention_every
         self.started = self.acked = first
         self.errors: list[BaseException] = []
 
+    def _let_reads_in(self) -> None:
+        # two reading threads: the third read to end began after the wait did
+        target, give_up = len(self.done) + 3, time.monotonic() + DEADLOCK
+        while len(self.done) < target and time.monotonic() < give_up:
+            threading.Event().wait(0.001)
+
     def run(self) -> None:
         try:
             for i in range(self.first, self.last):
+                if i % 100 == 50:
+                    self._let_reads_in()
                 self.started = i + 1
                 self.store.write_cycle(_t(i), _rows(i))
                 self.acked = i + 1
@@ -134,41 +148,36 @@ class Writer(threading.Thread):
             self.errors.append(exc)
 
 
-def _query_while(store: Store, writer: Writer, check: Callable[[dict, int, int], None],
-                 at_least: int) -> int:
-    """Query everything until the writer is done (and ``at_least`` times); check each."""
-    done = 0
-    while writer.is_alive() or done < at_least:
+def _query_while(store: Store, writer: Writer, check: Callable[[dict, int, int], int]) -> None:
+    """Query everything until the writer is done; check each; count them in writer.done."""
+    while writer.is_alive() or len(writer.done) < 5:
         lo = writer.acked
         got = store.query("m", **EVERYTHING)
-        check(got, lo, writer.started)
-        done += 1
-    return done
+        writer.done.append(check(got, lo, writer.started))
 
 
 def test_queries_during_writes_and_folds_see_an_exact_prefix(tmp_path: Path) -> None:
     n = 700
     truth = Truth(n)
     with Store(tmp_path / "h.db", chunk_cycles=4) as store:
-        writer = Writer(store, 0, n)
-        seen: list[int] = []
+        seen: list[int] = []  # the k each read saw
+        writer = Writer(store, 0, n, seen)
         other: list[BaseException] = []
 
         def second_reader() -> None:  # two reading threads: two read connections
             try:
-                _query_while(store, writer, lambda g, lo, hi: seen.append(truth.check(g, lo, hi)),
-                             5)
+                _query_while(store, writer, truth.check)
             except BaseException as exc:  # noqa: BLE001
                 other.append(exc)
 
         reader = threading.Thread(target=second_reader, daemon=True)
         writer.start()
         reader.start()
-        _query_while(store, writer, lambda g, lo, hi: seen.append(truth.check(g, lo, hi)), 5)
+        _query_while(store, writer, truth.check)
         writer.join()
         reader.join(DEADLOCK)
         assert not writer.errors and not other and not reader.is_alive()
-        assert any(0 < k < n for k in seen)  # some reads did land mid-writing
+        assert {150, 350, 650} <= set(seen)  # reads did see the store in mid-writing
         truth.check(store.query("m", **EVERYTHING), n, n)
 
 
@@ -178,7 +187,7 @@ _MINUTE_NEWEST = np.array([max(i for i in range(m, m + 6) if _PRESENT[i])
                            for m in range(0, 1998, 6)])  # what a 60 s rollup keeps
 
 
-def _check_rolled(got: dict, lo: int, hi: int) -> None:
+def _check_rolled(got: dict, lo: int, hi: int) -> int:
     """Counter and gauge of one target after retention: minute rollups (the newest sample
     of each minute), then every raw cycle up to some k in [lo, hi]; every point real."""
     (tc, vc), (tg, vg) = got[SeriesKey("a", "m", (("k", "c"),))], \
@@ -199,16 +208,18 @@ def _check_rolled(got: dict, lo: int, hi: int) -> None:
     while k < lo and not _PRESENT[k]:
         k += 1
     assert lo <= k <= hi, (lo, k, hi)
+    return k
 
 
 def test_queries_during_writes_and_retention_lose_and_duplicate_nothing(tmp_path: Path) -> None:
     n = 1300  # 10 s cycles for 3.6 h: three hours roll up, raw older than 10 min goes
     with Store(tmp_path / "h.db", chunk_cycles=4, retention=Retention(raw=600)) as store:
-        writer = Writer(store, 0, n, retention_every=97)
+        seen: list[int] = []
+        writer = Writer(store, 0, n, seen, retention_every=97)
         writer.start()
-        _query_while(store, writer, _check_rolled, 5)
+        _query_while(store, writer, _check_rolled)
         writer.join()
-        assert not writer.errors
+        assert not writer.errors and {550, 1050} <= set(seen)
         _check_rolled(store.query("m", **EVERYTHING), n, n)
         assert store.query("m", **EVERYTHING)[SeriesKey("a", "m", (("k", "c"),))][0][0] \
             == _t(5)  # retention did drop raw data during the run
