@@ -78,7 +78,11 @@ class Store:
                  retention: Retention | None = None) -> None:
         if not isinstance(chunk_cycles, int) or not 2 <= chunk_cycles <= 100_000:
             raise ValueError(f"chunk_cycles must be an int in 2..100000, got {chunk_cycles!r}")
-        self.path = Path(path)
+        if str(path) in ("", ":memory:"):
+            raise ValueError(f"a store needs a file, got {str(path)!r}: readers open it again "
+                             "by its path")
+        # Absolute: the readers open the file again later, maybe after a chdir.
+        self.path = Path(path).absolute()
         self.chunk_cycles = chunk_cycles
         self.retention = retention or Retention()
         self._lock = threading.RLock()
@@ -279,17 +283,19 @@ class Store:
             with self._db_errors():
                 lease = self._pool.begin()
             head, keys = self._head, self._keys  # replaced on change, never mutated
+        ok = False
         try:
             if self._read_hook is not None:
                 self._read_hook()
             with self._db_errors():
                 yield lease, head, keys
+            ok = True
         except StoreError:
             if self._pool.closed:  # close() interrupted this read
                 raise ValueError("store is closed") from None
             raise
         finally:
-            self._pool.end(lease)
+            self._pool.end(lease, reuse=ok)  # a failed read's connection is not trusted
 
     def series(self, name_prefix: str = "", target: str | None = None) -> list[SeriesKey]:
         """Every stored series whose name starts with ``name_prefix``, sorted."""

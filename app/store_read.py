@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
@@ -133,9 +134,11 @@ class Reader:
                     hi: float) -> Iterator[tuple[int, int, bytes]]:
         sql = ("SELECT c.series_id, c.block_id, c.blob FROM chunks c JOIN blocks b "
                "ON b.id = c.block_id WHERE b.tier = ? AND b.t1 >= ? AND b.t0 < ?")
+        # fetchall: no statement stays active while the caller decodes, so an exception
+        # there cannot leave the read transaction pinned after ROLLBACK (see ReadPool.end).
         if sids is None:
             yield from self._conn.execute(sql + " ORDER BY c.series_id, c.block_id",
-                                          (tier, lo, hi))
+                                          (tier, lo, hi)).fetchall()
             return
         ordered = sorted(sids)
         for i in range(0, len(ordered), _SQL_BATCH):
@@ -143,7 +146,7 @@ class Reader:
             marks = ",".join("?" * len(batch))
             yield from self._conn.execute(
                 f"{sql} AND c.series_id IN ({marks}) ORDER BY c.series_id, c.block_id",
-                (tier, lo, hi, *batch))
+                (tier, lo, hi, *batch)).fetchall()
 
 
 @dataclass(eq=False)
@@ -167,7 +170,8 @@ class ReadPool:
     KEEP = 4  # idle connections kept for reuse
 
     def __init__(self, path: Path, times: BlockTimes) -> None:
-        self._path = path
+        # Read-only by URI: a file deleted meanwhile is an error, not a new empty store.
+        self._uri = f"file:{quote(str(path.absolute()))}?mode=ro"
         self._times = times
         self._cond = threading.Condition(threading.Lock())
         self._idle: list[Lease] = []
@@ -193,7 +197,8 @@ class ReadPool:
         return lease
 
     def _open(self) -> Lease:
-        conn = sqlite3.connect(str(self._path), isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(self._uri, uri=True, isolation_level=None,
+                               check_same_thread=False)
         try:
             conn.execute("PRAGMA query_only = ON")  # a bug in a read can never write
         except BaseException:
@@ -201,9 +206,9 @@ class ReadPool:
             raise
         return Lease(conn, Reader(conn, self._times))
 
-    def end(self, lease: Lease) -> None:
+    def end(self, lease: Lease, reuse: bool = True) -> None:
         """Close the read transaction and give the connection back (or close it)."""
-        keep = True
+        keep = reuse
         try:
             if lease.conn.in_transaction:
                 lease.conn.execute("ROLLBACK")  # read-only: nothing to commit

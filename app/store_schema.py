@@ -71,6 +71,9 @@ def connect(path: Path) -> sqlite_utils.Database:
             raise StoreError(f"{path}: not a trimtab store (tables: {sorted(tables)})")
         db.enable_wal()
         conn.execute("PRAGMA synchronous=NORMAL")
+        # Readers overlap the writer, so a checkpoint often cannot restart the WAL; once
+        # one does, the file shrinks back to this instead of keeping its peak size.
+        conn.execute("PRAGMA journal_size_limit = 67108864")
         if not tables:
             _create(db)
         _check_version(db, path)
