@@ -100,8 +100,10 @@ def run_demo(args: argparse.Namespace) -> int:
         engine = start_collection(fleet, model)
         banner = (f"trimtab: balancer at {fleet.balancer_url}; "
                   + ", ".join(f"{t.name} {t.url}" for t in fleet.targets))
-        return _run_window(app, args, lambda: MainWindow(
-            model, tuning=make_tuning(fleet.write_token, fleet.targets)), banner)
+        return _run_window(app, args, lambda: _exporting(MainWindow(
+            model, tuning=make_tuning(fleet.write_token, fleet.targets)),
+            [ScrapeTarget(t.name, t.url, t.kind, token=t.token) for t in fleet.targets]),
+            banner)
     finally:
         if engine is not None:
             engine.stop()
@@ -138,8 +140,9 @@ def run_cockpit(args: argparse.Namespace) -> int:
             manager.start_prometheus(prom, saved)
         banner = f"trimtab: {len(targets)} target(s) from {path}" + "".join(
             f"; Prometheus {p.name} at {p.url}" for p, _ in proms)
-        return _run_window(app, args, lambda: MainWindow(
-            model, targets=manager, tuning=make_tuning(token, targets) if token else None), banner)
+        return _run_window(app, args, lambda: _exporting(MainWindow(
+            model, targets=manager, tuning=make_tuning(token, targets) if token else None),
+            targets), banner)
     finally:
         manager.close()
         engine.stop()
@@ -165,6 +168,12 @@ def _cockpit_config(args: argparse.Namespace) -> tuple[
             ScrapeTarget(name, args.prometheus, targets_file.PROMETHEUS)), False))
     scraped = [t for t in targets if t.kind != targets_file.PROMETHEUS]
     return path, scraped, proms, tables
+
+
+def _exporting(window: Any, targets: list[ScrapeTarget]) -> Any:
+    """The window, told its scrape targets: a snapshot lists them and redacts their tokens."""
+    window.export_targets = list(targets)
+    return window
 
 
 def make_tuning(token: str, targets: list[Any]) -> Any:

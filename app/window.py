@@ -99,6 +99,11 @@ class MainWindow(QMainWindow):
 
         self.launcher = ReplayLauncher(self)
         add_file_actions(self, self.launcher)
+        from .export_gui import add_export_action
+
+        # The scrape targets, for an export's target list and its redaction of their tokens.
+        self.export_targets: list[Any] = []
+        self.export_snapshot_action = add_export_action(self)
 
     def dragEnterEvent(self, event: Any) -> None:
         from .open_cli import snapshot_paths

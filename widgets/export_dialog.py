@@ -1,0 +1,109 @@
+"""The dialog asking what to put in an incident snapshot: a range, notes and a file."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QDateTime
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDateTimeEdit,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QWidget,
+)
+
+SUFFIX = ".trimtab"
+INCIDENT_RANGES = (("last 15 min", 900), ("last 30 min", 1800), ("last 1 h", 3600),
+                   ("last 6 h", 6 * 3600), ("from … to …", 0))
+
+
+class ExportDialog(QDialog):
+    """Range (last 15 min … 6 h, or from … to …), notes for the colleague, and the file.
+
+    Export is refused with a message while the range is empty or reversed, the file
+    has no name or its folder does not exist; ``.trimtab`` is added when missing.
+    """
+
+    def __init__(self, default_path: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Export incident snapshot")
+        self.choice = QComboBox()
+        for label, seconds in INCIDENT_RANGES:
+            self.choice.addItem(label, seconds)
+        now = QDateTime.currentDateTime()
+        self.start = QDateTimeEdit(now.addSecs(-900))
+        self.end = QDateTimeEdit(now)
+        for edit in (self.start, self.end):
+            edit.setDisplayFormat("yyyy-MM-dd HH:mm:ss")
+            edit.setCalendarPopup(True)
+        self.notes = QPlainTextEdit()
+        self.notes.setPlaceholderText("What happened, what you changed, what to look at "
+                                      "(secrets are redacted, but keep them out)")
+        self.notes.setFixedHeight(90)
+        self.path = QLineEdit(default_path)
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        where = QHBoxLayout()
+        where.addWidget(self.path, 1)
+        where.addWidget(browse)
+        self.error = QLabel("")
+        self.error.setStyleSheet("color: #d9534f")
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save
+                                   | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self._check)
+        buttons.rejected.connect(self.reject)
+        form = QFormLayout(self)
+        form.addRow("Range:", self.choice)
+        form.addRow("From:", self.start)
+        form.addRow("To:", self.end)
+        form.addRow("Notes:", self.notes)
+        form.addRow("File:", where)
+        form.addRow(self.error)
+        form.addRow(buttons)
+        self.choice.currentIndexChanged.connect(self._sync)
+        self._sync()
+
+    def range(self, now: float | None = None) -> tuple[float, float]:
+        """(start, end) in unix seconds."""
+        seconds = int(self.choice.currentData())
+        if seconds:
+            end = time.time() if now is None else now
+            return end - seconds, end
+        return (float(self.start.dateTime().toSecsSinceEpoch()),
+                float(self.end.dateTime().toSecsSinceEpoch()))
+
+    def file(self) -> Path:
+        """The chosen file, with ``.trimtab`` added when it has another ending."""
+        text = self.path.text().strip()
+        return Path(text if text.endswith(SUFFIX) else text + SUFFIX).expanduser()
+
+    def _sync(self, *_: object) -> None:
+        custom = not self.choice.currentData()
+        self.start.setEnabled(custom)
+        self.end.setEnabled(custom)
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export incident snapshot", self.path.text(),
+                                              f"trimtab snapshot (*{SUFFIX})")
+        if path:
+            self.path.setText(path)
+
+    def _check(self) -> None:
+        start, end = self.range()
+        if start >= end:
+            self.error.setText("“From” must be before “To”.")
+        elif not self.path.text().strip():
+            self.error.setText("Choose a file to write.")
+        elif not self.file().parent.is_dir():
+            self.error.setText(f"No such folder: {self.file().parent}")
+        else:
+            self.accept()
