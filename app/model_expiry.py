@@ -24,6 +24,7 @@ _GROUPS: dict[str, tuple[str, ...]] = {
     "p95": _ROUTE_METRICS,  # no finite p95 for that long: no request was served
     "hit_ratio": ("hit_ratio",),
     "share": ("share", "lb_p95"),
+    "p95_instance": ("p95_instance",),  # an instance gone from a route still served
 }
 
 
@@ -52,10 +53,16 @@ def expired(series: Mapping[tuple[str, str], Ring], now: float,
 
 
 def _silent(ring: Ring, now: float, expire_after: float) -> bool:
-    t, v = ring.arrays(None)
-    if len(t) == 0 or now - float(t[0]) < expire_after:
+    """No finite point in the last ``expire_after`` seconds, and old enough to judge.
+
+    A full ring is judged on what it holds: with the default capacity (3600 points at
+    1 s) and an hour's ``expire_after`` its oldest point is never quite an hour old.
+    """
+    if len(ring) == 0:
+        return False
+    if len(ring) < ring.capacity and now - ring.oldest() < expire_after:
         return False  # too young to judge (a route that just appeared)
-    recent = v[np.searchsorted(t, now - expire_after):]
+    _, recent = ring.arrays(now - expire_after)  # only the part that decides
     return not np.isfinite(recent).any()
 
 

@@ -25,6 +25,16 @@ class Ring:
     def __len__(self) -> int:
         return self._n
 
+    @property
+    def capacity(self) -> int:
+        return len(self._t)
+
+    def oldest(self) -> float:
+        """Time of the oldest point held (NaN when empty)."""
+        if self._n == 0:
+            return float("nan")
+        return float(self._t[0] if self._n < len(self._t) else self._t[self._head])
+
     def arrays(self, since: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Chronological copies of the times and values (only ``t >= since`` when given).
 

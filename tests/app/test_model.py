@@ -232,3 +232,25 @@ def test_nothing_expires_before_expire_after() -> None:
     for i in range(2 * EXPIRE_EVERY):  # target gone: NaN (a gap), but kept
         model.tick(102.0 + i)
     assert ("p95", "/r") in model.series
+
+
+def test_with_the_defaults_a_gone_route_and_a_gone_instance_expire_at_exact_1_s_ticks() -> None:
+    """Capacity 3600 at 1 s and an hour's expiry: a full ring's oldest point is 3599 s old,
+    so judging by age alone never expired anything."""
+    model = FleetModel()
+    t = 0.0
+    for _ in range(3):
+        scrape(model, API, t, exposition(int(t) * 10))
+        text = exposition(int(t) * 10)
+        gone = "".join(line + "\n" for line in text.splitlines()[1:])  # one TYPE line only
+        scrape(model, API2, t, text + gone.replace('route="/r"', 'route="/gone"'))
+        model.tick(t)
+        t += 1.0
+    assert sorted(model.instance_series("/r")) == ["api-1", "api-2"]
+    for _ in range(3700):  # api-2 (the only one serving /gone) is gone; api-1 serves /r
+        scrape(model, API, t, exposition(int(t) * 10))
+        model.tick(t)
+        t += 1.0
+    assert ("p95", "/gone") not in model.series and "/gone" not in model.heat_rings
+    assert ("p95", "/r") in model.series
+    assert list(model.instance_series("/r")) == ["api-1"]
