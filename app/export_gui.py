@@ -17,7 +17,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QMessageBox, QProgressDialog, QWidget
+from PySide6.QtWidgets import QMessageBox, QProgressDialog
 from trimtab.widgets.export_dialog import ExportDialog
 
 from .snapshot import SnapshotInfo, export_snapshot
@@ -49,7 +49,8 @@ class ExportJob(QObject):
         self.health = model.read(lambda m: {k: dataclasses.replace(h)
                                             for k, h in m.health.items()})
         self.journal = list(window.journal_rows.values())
-        self.targets = list(getattr(window, "export_targets", []))
+        targets = getattr(window, "export_targets", [])  # a list, or a callable giving it
+        self.targets = list(targets() if callable(targets) else targets)
         self.info: SnapshotInfo | None = None
         self.error = ""
         self._cancelled = threading.Event()
@@ -62,6 +63,21 @@ class ExportJob(QObject):
     @Slot()
     def cancel(self) -> None:
         self._cancelled.set()
+
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def release(self) -> None:
+        """Once it has ended (GUI thread): cut the signal connections and the copies.
+
+        The lambdas connected in start_export hold the job and its progress dialog in a
+        cycle Python's collector cannot see (PySide keeps connections in C++): without
+        this, every export kept its traces and dialogs for the life of the window.
+        """
+        self._thread.join()  # its emit was the worker's last act: returns at once
+        for signal in (self.progressed, self.done, self.failed):
+            signal.disconnect()
+        self.traces, self.journal, self.health = [], [], {}
 
     def finished(self) -> bool:
         return self.info is not None or bool(self.error)
@@ -103,6 +119,12 @@ def add_export_action(window: Any) -> QAction:
 
 def ask_export(window: Any) -> ExportJob | None:
     """Ask for range, notes and file, then export; None when the operator cancels."""
+    running = getattr(window, "export_job", None)
+    if running is not None and not running.finished():
+        # Two at once could share a file name (and its temporary file).
+        window.statusBar().showMessage("An export is still running; wait for it to finish.",
+                                       10_000)
+        return None
     stamp = time.strftime("%Y%m%d-%H%M")
     dialog = ExportDialog(str(Path.cwd() / f"incident-{stamp}.trimtab"), window)
     if not dialog.exec():
@@ -120,8 +142,8 @@ def start_export(window: Any, start: float, end: float, notes: str, path: Path) 
     progress.setWindowModality(Qt.WindowModality.WindowModal)
     progress.setMinimumDuration(400)  # a short export finishes before it shows
     progress.canceled.connect(job.cancel)
-    job.progressed.connect(lambda done, total: (progress.setMaximum(total),
-                                                progress.setValue(done)))
+    job.progressed.connect(lambda done, total: None if job.cancelled() else (
+        progress.setMaximum(total), progress.setValue(done)))  # none after Cancel
     job.done.connect(lambda info: _written(window, job, progress, info))
     job.failed.connect(lambda text: _failed(window, job, progress, text))
     window.export_job = job  # freed on the GUI thread, never by the worker
@@ -129,7 +151,9 @@ def start_export(window: Any, start: float, end: float, notes: str, path: Path) 
 
 
 def _written(window: Any, job: ExportJob, progress: QProgressDialog, info: SnapshotInfo) -> None:
+    job.release()
     progress.reset()
+    progress.deleteLater()
     job.info = info
     window.statusBar().showMessage(
         f"Snapshot written: {info.path} — {info.series} series, {info.samples:,} samples, "
@@ -137,9 +161,14 @@ def _written(window: Any, job: ExportJob, progress: QProgressDialog, info: Snaps
         "(open it with trimtab open FILE)", 30_000)
 
 
-def _failed(window: QWidget, job: ExportJob, progress: QProgressDialog, text: str) -> None:
+def _failed(window: Any, job: ExportJob, progress: QProgressDialog, text: str) -> None:
+    job.release()
     progress.reset()
+    progress.deleteLater()
     job.error = text
+    if job.cancelled():  # the operator's own choice: no warning box
+        window.statusBar().showMessage(f"Snapshot export {text}.", 10_000)
+        return
     box = QMessageBox(QMessageBox.Icon.Warning, "trimtab: snapshot not written",
                       f"The snapshot was not written: {text}", QMessageBox.StandardButton.Ok,
                       window)

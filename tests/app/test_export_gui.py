@@ -131,11 +131,39 @@ def test_the_menu_action_is_disabled_without_a_history_database(qtbot, fleet: De
 
 def test_the_menu_action_runs_the_dialog(qtbot, window, tmp_path: Path) -> None:
     """Ctrl+Shift+S: the dialog appears; Cancel leaves everything as it was."""
+    seen: list[bool] = []
+
     def answer() -> None:
         dialog = QApplication.activeModalWidget()
-        assert isinstance(dialog, ExportDialog)
-        dialog.reject()
+        seen.append(isinstance(dialog, ExportDialog))
+        if dialog is not None:
+            dialog.reject()
 
     QTimer.singleShot(300, answer)
     window.export_snapshot_action.trigger()
+    assert seen == [True]
     assert getattr(window, "export_job", None) is None
+
+
+def test_a_second_export_waits_for_the_first(qtbot, window, tmp_path: Path) -> None:
+    from trimtab.app.export_gui import ask_export
+
+    class Running:
+        def finished(self) -> bool:
+            return False
+
+    window.export_job = Running()
+    assert ask_export(window) is None  # no dialog: refused at once
+    assert "still running" in window.statusBar().currentMessage()
+
+
+def test_cancel_from_the_progress_dialog_says_so_in_the_status_bar(qtbot, window,
+                                                                   tmp_path: Path) -> None:
+    out = tmp_path / "x.trimtab"
+    job = start_export(window, time.time() - 600, time.time(), "", out)
+    job.cancel()
+    finish(qtbot, job)
+    # The worker checks at every series it exports; it has not reached the first yet.
+    assert job.info is None and "cancelled" in window.statusBar().currentMessage()
+    assert not hasattr(job, "error_box") and not out.exists()
+    assert job.traces == [] and job.health == {}  # released once ended
