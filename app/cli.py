@@ -142,7 +142,7 @@ def run_cockpit(args: argparse.Namespace) -> int:
             f"; Prometheus {p.name} at {p.url}" for p, _ in proms)
         return _run_window(app, args, lambda: _exporting(MainWindow(
             model, targets=manager, tuning=make_tuning(token, targets) if token else None),
-            targets), banner)
+            lambda: _current_targets(path, token, targets)), banner)
     finally:
         manager.close()
         engine.stop()
@@ -170,10 +170,20 @@ def _cockpit_config(args: argparse.Namespace) -> tuple[
     return path, scraped, proms, tables
 
 
-def _exporting(window: Any, targets: list[ScrapeTarget]) -> Any:
+def _exporting(window: Any, targets: list[ScrapeTarget] | Callable[[], list[ScrapeTarget]]
+               ) -> Any:
     """The window, told its scrape targets: a snapshot lists them and redacts their tokens."""
-    window.export_targets = list(targets)
+    window.export_targets = targets
     return window
+
+
+def _current_targets(path: Path, token: str, started: list[ScrapeTarget]) -> list[ScrapeTarget]:
+    """The targets file as it is now (Fleet → Add/Remove edit it), with the token; the
+    start-up list when the file cannot be read."""
+    try:
+        return [dataclasses.replace(t, token=token) for t in targets_file.load(path)]
+    except (targets_file.TargetsError, OSError):
+        return started
 
 
 def make_tuning(token: str, targets: list[Any]) -> Any:

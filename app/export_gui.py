@@ -49,8 +49,9 @@ class ExportJob(QObject):
         self.health = model.read(lambda m: {k: dataclasses.replace(h)
                                             for k, h in m.health.items()})
         self.journal = list(window.journal_rows.values())
-        targets = getattr(window, "export_targets", [])  # a list, or a callable giving it
-        self.targets = list(targets() if callable(targets) else targets)
+        # A list, or a callable giving the current one (it may read the targets file:
+        # called on the worker thread).
+        self.targets_source = getattr(window, "export_targets", [])
         self.info: SnapshotInfo | None = None
         self.error = ""
         self._cancelled = threading.Event()
@@ -84,9 +85,11 @@ class ExportJob(QObject):
 
     def _run(self) -> None:
         path, start, end = self.args
+        source = self.targets_source
         try:
+            targets = list(source() if callable(source) else source)
             info = export_snapshot(self.store, path, start, end, traces=self.traces,
-                                   journal=self.journal, targets=self.targets,
+                                   journal=self.journal, targets=targets,
                                    health=self.health, notes=self.notes,
                                    progress=self._progress)
         except Cancelled:

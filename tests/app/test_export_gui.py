@@ -39,8 +39,9 @@ def window(qtbot, stored: FleetModel, fleet: DemoFleet) -> Iterator:
 
     win = MainWindow(stored)
     qtbot.addWidget(win)
-    win.export_targets = [ScrapeTarget(t.name, t.url, t.kind, token=t.token)
-                          for t in fleet.targets]
+    # As the cockpit gives it: a callable reading the current list (on the worker thread).
+    win.export_targets = lambda: [ScrapeTarget(t.name, t.url, t.kind, token=t.token)
+                                  for t in fleet.targets]
     win.show()
     try:
         yield win
