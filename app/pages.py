@@ -51,7 +51,7 @@ class OverviewPage(QWidget):
         super().__init__()
         self.model = model
         self.latency = TimeSeriesView(f"p95 latency, top {TOP_ROUTES} routes by time spent "
-                                      "(fleet, 10 s rate window)",
+                                      "(fleet, rate window ≥ 10 s)",
                                       "p95 latency", "s",
                                       "No latency data yet: waiting for the first two scrapes.")
         self.hit_ratio = TimeSeriesView(f"Cache hit ratio, top {TOP_ROUTES} cached routes by lookups",

@@ -22,10 +22,14 @@ def _num(value: float) -> float:
 CACHE_HEADERS = ("route", "TTL (per instance)", "hit ratio", "hits", "misses", "bypasses")
 
 
-def ttl_text(ttls: dict[str, float]) -> tuple[str, bool]:
-    """``"10 s"`` when every instance agrees, else each value with its instances; flag disagreement."""
+NO_TTL = "unknown (no read token)"
+
+
+def ttl_text(ttls: dict[str, float], unknown: str = NO_TTL) -> tuple[str, bool]:
+    """``"10 s"`` when every instance agrees, else each value with its instances; flag
+    disagreement. ``unknown`` when no instance's config was read."""
     if not ttls:
-        return "unknown (no read token)", False
+        return unknown, False
     groups: dict[float, list[str]] = {}
     for agent, ttl in sorted(ttls.items()):
         groups.setdefault(ttl, []).append(agent)
@@ -45,6 +49,7 @@ class CachePage(QWidget):
     def __init__(self, model: FleetModel) -> None:
         super().__init__()
         self.model = model
+        self.ttl_unknown = NO_TTL  # the TTL cell when no config was read (a replay says why)
         self.change_button = QPushButton("Change TTL of the selected route…")
         self.change_button.setEnabled(False)
         self.change_button.setToolTip("Disabled: no control token")
@@ -94,7 +99,7 @@ class CachePage(QWidget):
         rows = self.model.read(lambda m: list(m.cache))
         table, disagree = [], set()
         for r in rows:  # type: ignore[attr-defined]
-            ttl, split = ttl_text(self.model.ttls(r.route))
+            ttl, split = ttl_text(self.model.ttls(r.route), self.ttl_unknown)
             if split:
                 disagree.add(r.route)
             table.append((r.route, [

@@ -146,6 +146,7 @@ class SnapshotWindow(CompareActions, MainWindow):
         self.session, self.worker = session, worker
         self.clock = lambda: self.scrubber.clock
         self.fleet.clock = self.clock
+        self.cache.ttl_unknown = "not recorded (snapshots hold no agent configs)"
         self.routes.since = lambda: self.clock() - self.live_window
         self.setWindowTitle(f"trimtab — {session.title}")
         self._build_replay_bar(session)

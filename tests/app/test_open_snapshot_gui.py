@@ -134,6 +134,9 @@ def test_snapshot_window_is_read_only_with_journal_notes_and_pages(qtbot, files:
         window.tabs.setCurrentIndex(index)
         window.refresh()
     assert window.routes.table.rowCount() >= 3  # the demo's routes, from replayed buckets
+    # No agent config in a snapshot: the TTL cell says so, not "no read token".
+    assert set(window.cache.table.column_texts(1)) == {
+        "not recorded (snapshots hold no agent configs)"}
     assert window.overview.latency.point_count() > 0
     assert window.overview.share_time.point_count() > 0
     window.tabs.setCurrentWidget(window.traces)
