@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -95,14 +95,24 @@ def pack_columns(columns: list[bytes]) -> bytes:
     return header + b"".join(columns)
 
 
-def unpack_columns(blob: bytes) -> list[bytes]:
-    """Inverse of :func:`pack_columns`."""
+def unpack_columns(blob: bytes, expected: int | None = None) -> list[bytes]:
+    """Inverse of :func:`pack_columns`; ``expected`` = the number of columns there must be.
+
+    A damaged blob raises ``struct.error`` (the store reports it as a StoreError naming
+    the file), not whatever unpacking it happened to trip over.
+    """
+    if not blob:
+        raise struct.error("empty chunk")
     count = blob[0]
+    if expected is not None and count != expected:
+        raise struct.error(f"chunk has {count} columns, expected {expected}")
     lengths = struct.unpack_from(f"<{count}I", blob, 1)
     pos, out = 1 + 4 * count, []
     for length in lengths:
         out.append(blob[pos:pos + length])
         pos += length
+    if pos != len(blob):
+        raise struct.error(f"chunk holds {len(blob)} bytes, its columns say {pos}")
     return out
 
 
@@ -118,7 +128,7 @@ def encode_raw_chunk(positions: np.ndarray, values: np.ndarray, n_cycles: int) -
 
 def decode_raw_chunk(blob: bytes, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Timestamps and values of one raw chunk, given its block's cycle times."""
-    mask, values = unpack_columns(blob)
+    mask, values = unpack_columns(blob, expected=2)
     v = decode(values)
     if not mask:
         return times, v
@@ -191,7 +201,7 @@ class Points:
     @classmethod
     def decode(cls, blob: bytes) -> Points:
         """Inverse of :meth:`encode`."""
-        return cls(*(decode(c) for c in unpack_columns(blob)))
+        return cls(*(decode(c) for c in unpack_columns(blob, expected=len(fields(cls)))))
 
 
 def _runs(bucket: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from trimtab.app.store import Retention, SeriesKey, Store
+from trimtab.app.store import Retention, SeriesKey, Store, StoreError
 from trimtab.app.store_codec import encode_times
 from trimtab.app.store_read import BlockTimes
 
@@ -412,8 +412,8 @@ def test_a_read_failing_mid_iteration_leaves_no_stale_snapshot(tmp_path: Path) -
             raw.execute("UPDATE chunks SET blob = x'00' WHERE series_id = ? AND block_id = "
                         "(SELECT MIN(block_id) + 2 FROM chunks WHERE series_id = ?)", (sid, sid))
         raw.close()
-        with pytest.raises(ValueError) as failed:  # kept, as a caller showing the error would
-            store.query("bad", **EVERYTHING)
+        with pytest.raises(StoreError, match="h.db: chunk") as failed:  # kept, as a caller
+            store.query("bad", **EVERYTHING)  # showing the error would; it names the file
         for i in range(40, 80):  # ten more folds
             store.write_cycle(1000.0 + i, [("a", "bad", (), float(i)), ("a", "good", (), float(i))])
         got = store.query("good", **EVERYTHING)[SeriesKey("a", "good", ())]
