@@ -165,7 +165,12 @@ def _cockpit_config(args: argparse.Namespace) -> tuple[
         name = next(n for n in ("prometheus", *(f"prometheus-{i}" for i in range(2, 99)))
                     if n not in taken)
         proms.append((targets_file.validate(
-            ScrapeTarget(name, args.prometheus, targets_file.PROMETHEUS)), False))
+            ScrapeTarget(name, args.prometheus, targets_file.PROMETHEUS,
+                         token_env=getattr(args, "prometheus_token_env", None) or "")), False))
+    elif getattr(args, "prometheus_token_env", None):
+        raise targets_file.TargetsError("--prometheus-token-env needs --prometheus URL")
+    for prom, _ in proms:  # an unset token variable: a clear error before any window
+        targets_file.auth_headers(prom)
     scraped = [t for t in targets if t.kind != targets_file.PROMETHEUS]
     return path, scraped, proms, tables
 
@@ -233,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     cockpit.add_argument("--prometheus", metavar="URL",
                          help="also read every target of this Prometheus server "
                               "(base URL, like http://127.0.0.1:9090)")
+    cockpit.add_argument("--prometheus-token-env", metavar="VAR",
+                         help="with --prometheus: the environment variable holding a bearer "
+                              "token for it (behind an authenticating proxy)")
     _window_options(cockpit)
     cockpit.set_defaults(func=run_cockpit)
     demo = sub.add_parser("demo", help="start a demo fleet and open the cockpit on it")

@@ -31,12 +31,20 @@ class TargetManager:
     collectors: dict[str, PromCollector] = field(default_factory=dict)
     _unsaved: set[str] = field(default_factory=set)  # Prometheus sources from the command line
 
-    def add(self, name: str, url: str, kind: str = "instance", interval: float = 1.0) -> ScrapeTarget:
-        """Validate, save and start collecting; raises TargetsError and changes nothing if invalid."""
+    def add(self, name: str, url: str, kind: str = "instance", interval: float = 1.0,
+            token_env: str = "") -> ScrapeTarget:
+        """Validate, save and start collecting; raises TargetsError and changes nothing if invalid.
+
+        ``token_env``: for a Prometheus source, the environment variable holding its bearer
+        token (it must be set now).
+        """
         target = ScrapeTarget(name, url, kind, interval, timeout=min(10.0, interval * 0.8),
-                              token=self.token if kind != targets_file.PROMETHEUS else "")
+                              token=self.token if kind != targets_file.PROMETHEUS else "",
+                              token_env=token_env)
         if name in self.collectors:  # a command-line source is not in the file
             raise targets_file.TargetsError(f"target {name!r}: the name is already used")
+        targets_file.validate(target)
+        targets_file.auth_headers(target)  # an unset variable: refused before the file changes
         targets_file.add(self.path, target)
         if kind == targets_file.PROMETHEUS:
             self.start_prometheus(target)
@@ -52,7 +60,8 @@ class TargetManager:
         # A slow answer only delays the next poll (polls never overlap), so the timeout is
         # not held below the interval as a scrape's is: a loaded Prometheus is not "down".
         source = PromSource(target.url, name=target.name, tables=self.tables,
-                            interval=target.interval, timeout=max(target.timeout, 5.0))
+                            interval=target.interval, timeout=max(target.timeout, 5.0),
+                            headers=targets_file.auth_headers(target))
         collector = self.collectors[target.name] = PromCollector(source, self.model.ingest).start()
         if not saved:
             self._unsaved.add(target.name)

@@ -13,6 +13,8 @@
 A ``kind = "prometheus"`` target is a Prometheus server (``url`` is its base URL,
 ``http://host:9090``, not a metrics endpoint): trimtab reads the series of all its
 targets from it (``interval`` = seconds between polls) instead of scraping them.
+Behind a proxy that wants a bearer token, ``token_env = "PROM_TOKEN"`` names the
+environment variable holding it: the token itself is never written to this file.
 
 User mapping tables (other instrumentations' metric names → trimtab's) live in
 ``mappings.toml`` next to the targets file, as ``[[mapping]]`` tables with the
@@ -27,6 +29,7 @@ changed on disk by a failed add or load.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import asdict
 from pathlib import Path
@@ -39,6 +42,7 @@ from trimtab.collectors.scrape_limits import LIMIT_DEFAULTS, limit_problem
 
 PROMETHEUS = "prometheus"
 KINDS = ("instance", "balancer", PROMETHEUS)
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class TargetsError(ValueError):
@@ -64,6 +68,13 @@ def validate(target: ScrapeTarget, existing: list[ScrapeTarget] = ()) -> ScrapeT
         raise TargetsError(f"{where} kind: must be one of {', '.join(KINDS)}, got {target.kind!r}")
     if target.kind == PROMETHEUS:
         _check_prometheus_url(where, target.url)
+    if target.token_env:
+        if target.kind != PROMETHEUS:
+            raise TargetsError(f"{where} token_env: only a Prometheus source takes one "
+                               "(agents use TRIMTAB_TOKEN)")
+        if not ENV_NAME.fullmatch(target.token_env):
+            raise TargetsError(f"{where} token_env: must be an environment variable's name "
+                               f"(letters, digits, _), got {target.token_env!r}")
     if not 0 < target.timeout < target.interval <= 3600:
         raise TargetsError(f"{where} timeout/interval: need 0 < timeout < interval ≤ 3600 s, "
                            f"got {target.timeout} / {target.interval}")
@@ -73,6 +84,20 @@ def validate(target: ScrapeTarget, existing: list[ScrapeTarget] = ()) -> ScrapeT
     if any(t.name == target.name for t in existing):
         raise TargetsError(f"{where}: the name is already used")
     return target
+
+
+def auth_headers(target: ScrapeTarget) -> dict[str, str]:
+    """The Authorization header a Prometheus source sends: ``Bearer $token_env``.
+
+    Raises TargetsError naming the variable when it is unset or empty.
+    """
+    if not target.token_env:
+        return {}
+    token = os.environ.get(target.token_env, "")
+    if not token:
+        raise TargetsError(f"target {target.name!r}: environment variable {target.token_env} "
+                           "(its token_env) is not set")
+    return {"Authorization": f"Bearer {token}"}
 
 
 def _check_prometheus_url(where: str, url: str) -> None:
@@ -121,6 +146,7 @@ def load(path: Path) -> list[ScrapeTarget]:
             target = ScrapeTarget(str(entry["name"]), str(entry["url"]),
                                   str(entry.get("kind", "instance")),
                                   float(entry.get("interval", 1.0)), float(entry.get("timeout", 0.8)),
+                                  token_env=str(entry.get("token_env", "")),
                                   # limits pass as written: validate() names a wrong one
                                   **{k: entry[k] for k in LIMIT_DEFAULTS if k in entry})
         except (KeyError, TypeError, ValueError) as exc:

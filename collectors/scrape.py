@@ -49,6 +49,9 @@ class ScrapeTarget:
     timeout: float = 0.8
     # A read token for the agent's /_trimtab/ API (traces); never printed, never saved.
     token: str = field(default="", repr=False, compare=False)
+    # Prometheus sources behind auth: the NAME of an environment variable holding a bearer
+    # token (the token itself never goes into the targets file).
+    token_env: str = ""
     # Prometheus' per-target limits; 0 = no limit. Exceeding one fails the whole scrape.
     body_size_limit: int = LIMIT_DEFAULTS["body_size_limit"]
     sample_limit: int = LIMIT_DEFAULTS["sample_limit"]

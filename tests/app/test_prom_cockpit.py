@@ -165,3 +165,99 @@ def test_cockpit_on_a_prometheus_targets_file_collects_its_targets(
         assert store.targets() == [f"prom/{prom.instance}"]
         names = {k.name for k in store.series(target=f"prom/{prom.instance}")}
     assert {"trimtab_http_requests_total", "trimtab_http_request_duration_seconds_bucket"} <= names
+
+
+# ------------------------------------------------- a Prometheus behind a bearer-token proxy
+
+def test_bad_token_env_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "targets.toml"
+    with pytest.raises(tf.TargetsError, match="token_env: must be an environment variable"):
+        tf.add(path, ScrapeTarget("p", "http://127.0.0.1:9090", tf.PROMETHEUS, token_env="1-x"))
+    with pytest.raises(tf.TargetsError, match="token_env: only a Prometheus source"):
+        tf.add(path, ScrapeTarget("a", "http://127.0.0.1:1/metrics", token_env="X"))
+    assert not path.exists()
+    os.environ.pop("TRIMTAB_TEST_UNSET_TOKEN", None)
+    assert _run(["cockpit", "--targets", str(path), "--prometheus", "http://127.0.0.1:9",
+                 "--prometheus-token-env", "TRIMTAB_TEST_UNSET_TOKEN"]) == 2
+    assert "TRIMTAB_TEST_UNSET_TOKEN (its token_env) is not set" in capsys.readouterr().err
+    assert _run(["cockpit", "--targets", str(path), "--prometheus-token-env", "X"]) == 2
+    assert "needs --prometheus" in capsys.readouterr().err
+
+
+@pytest.fixture()
+def guarded(prom: Prom) -> Iterator[str]:
+    """A real loopback proxy in front of Prometheus that wants ``Bearer s3cret`` (401 else)."""
+    import http.server
+    import threading
+    import urllib.request
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.headers.get("Authorization") != "Bearer s3cret":
+                self.send_response(401)
+                self.end_headers()
+                return
+            with urllib.request.urlopen(prom.url + self.path, timeout=10) as answer:
+                body = answer.read()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_a_prometheus_behind_a_token_is_read_with_token_env(tmp_path: Path, guarded: str,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            prom: Prom) -> None:
+    path = tmp_path / "targets.toml"
+    model = FleetModel()
+    engine = ScrapeEngine([], model.ingest, on_cycle=model.tick).start()
+    manager = TargetManager(path, engine, model)
+    try:
+        monkeypatch.delenv("TRIMTAB_TEST_PROM_TOKEN", raising=False)
+        with pytest.raises(tf.TargetsError, match="TRIMTAB_TEST_PROM_TOKEN .* is not set"):
+            manager.add("guarded", guarded, "prometheus", 1.0, token_env="TRIMTAB_TEST_PROM_TOKEN")
+        assert not path.exists() and not manager.collectors  # nothing changed
+        monkeypatch.setenv("TRIMTAB_TEST_PROM_TOKEN", "s3cret")
+        manager.add("guarded", guarded, "prometheus", 1.0, token_env="TRIMTAB_TEST_PROM_TOKEN")
+
+        def up() -> dict[str, bool]:
+            return model.read(lambda m: {h.name: h.up for h in m.health.values()})  # type: ignore[return-value]
+        assert _wait(lambda: up() == {"guarded": True, f"guarded/{prom.instance}": True}), up()
+        saved = path.read_text()
+        assert 'token_env = "TRIMTAB_TEST_PROM_TOKEN"' in saved and "s3cret" not in saved
+        assert tf.load(path)[0].token_env == "TRIMTAB_TEST_PROM_TOKEN"
+    finally:
+        manager.close()
+        engine.stop()
+
+
+def test_without_the_token_the_source_is_down_with_the_reason(tmp_path: Path, guarded: str) -> None:
+    model = FleetModel()
+    engine = ScrapeEngine([], model.ingest, on_cycle=model.tick).start()
+    manager = TargetManager(tmp_path / "targets.toml", engine, model)
+    try:
+        manager.add("open", guarded, "prometheus", 1.0)  # no token_env: the proxy says 401
+
+        def health() -> tuple[bool, str] | None:
+            h = model.read(lambda m: m.health.get("open"))
+            return None if h is None else (h.up, h.error)  # type: ignore[attr-defined]
+        assert _wait(lambda: health() is not None)
+        up, error = health()  # type: ignore[misc]
+        assert not up and "401" in error
+    finally:
+        manager.close()
+        engine.stop()
