@@ -160,7 +160,8 @@ def save(path: Path, targets: list[ScrapeTarget]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".toml.tmp")
     # Tokens stay in memory: a targets file is easy to share and must hold no secret.
-    entries = [{k: v for k, v in asdict(t).items() if k != "token"} for t in targets]
+    entries = [{k: v for k, v in asdict(t).items()
+                if k != "token" and not (k == "token_env" and not v)} for t in targets]
     tmp.write_text(tomli_w.dumps({"target": entries}), encoding="utf-8")
     os.replace(tmp, path)
 
