@@ -246,7 +246,7 @@ class FleetPage(QWidget):
         while dialog.exec():
             name, url, kind, interval = dialog.values()
             try:
-                self.manager.add(name, url, kind, interval)
+                self.manager.add(name, url, kind, interval, token_env=dialog.token_variable())
                 return
             except TargetsError as exc:
                 dialog.show_error(str(exc))

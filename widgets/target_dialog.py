@@ -31,6 +31,7 @@ class TargetDialog(QDialog):
     def __init__(self, kinds: tuple[str, ...], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Add a scrape target")
+        self.setMinimumWidth(440)  # URLs must fit
         self.name = QLineEdit()
         self.name.setPlaceholderText("api-1")
         self.url = QLineEdit()
@@ -38,7 +39,11 @@ class TargetDialog(QDialog):
         self.kind = QComboBox()
         self.kind.addItems(list(kinds))
         self.kind.currentTextChanged.connect(self._kind_changed)
-        self._kind_changed(self.kind.currentText())
+        self.token_env = QLineEdit()
+        self.token_env.setPlaceholderText("optional: PROM_TOKEN")
+        self.token_env.setToolTip("The environment variable holding a bearer token for a "
+                                  "Prometheus behind an authenticating proxy (the token "
+                                  "itself is never saved)")
         self.interval = QDoubleSpinBox()
         self.interval.setRange(0.2, 3600.0)
         self.interval.setValue(1.0)
@@ -50,24 +55,31 @@ class TargetDialog(QDialog):
                                    | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
-        form = QFormLayout(self)
+        self.form = form = QFormLayout(self)
         form.addRow("Name", self.name)
         form.addRow(self.url_label, self.url)
         form.addRow("Kind", self.kind)
+        form.addRow("Token variable", self.token_env)
         form.addRow("Scrape interval", self.interval)
         form.addRow(self.error)
         form.addRow(buttons)
+        self._kind_changed(self.kind.currentText())
 
     @Slot(str)
     def _kind_changed(self, kind: str) -> None:
         label, placeholder = URL_HINTS.get(kind, METRICS_HINT)
         self.url_label.setText(label)
         self.url.setPlaceholderText(placeholder)
+        self.form.setRowVisible(self.token_env, kind == "prometheus")  # only it takes one
 
     def values(self) -> tuple[str, str, str, float]:
         """Name, URL, kind and interval (seconds) as entered."""
         return (self.name.text().strip(), self.url.text().strip(), self.kind.currentText(),
                 self.interval.value())
+
+    def token_variable(self) -> str:
+        """For a Prometheus source: the environment variable holding its token ("" = none)."""
+        return self.token_env.text().strip() if self.kind.currentText() == "prometheus" else ""
 
     def show_error(self, message: str) -> None:
         """Show why the last values were refused (the dialog stays open)."""

@@ -110,8 +110,12 @@ def test_dialog_offers_prometheus_with_its_url_hint(qtbot: QtBot) -> None:
     dialog.kind.setCurrentText("prometheus")
     assert dialog.url_label.text() == "Prometheus URL"
     assert dialog.url.placeholderText() == "http://127.0.0.1:9090"
+    assert dialog.form.isRowVisible(dialog.token_env)  # a Prometheus may sit behind a token
+    dialog.token_env.setText(" PROM_TOKEN ")
+    assert dialog.token_variable() == "PROM_TOKEN"
     dialog.kind.setCurrentText("instance")
     assert dialog.url_label.text() == "Metrics URL"
+    assert not dialog.form.isRowVisible(dialog.token_env) and dialog.token_variable() == ""
 
 
 # ---------------------------------------------------------------- a real Prometheus
