@@ -97,12 +97,11 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         fleet.start()
         model = FleetModel(store=_open_store(args.store or os.path.join(log_dir, "history.sqlite")))
-        engine = start_collection(fleet, model)
+        engine = scraping = start_collection(fleet, model)
         banner = (f"trimtab: balancer at {fleet.balancer_url}; "
                   + ", ".join(f"{t.name} {t.url}" for t in fleet.targets))
         return _run_window(app, args, lambda: _exporting(MainWindow(
-            model, tuning=make_tuning(fleet.write_token, fleet.targets)),
-            [ScrapeTarget(t.name, t.url, t.kind, token=t.token) for t in fleet.targets]),
+            model, tuning=make_tuning(fleet.write_token, fleet.targets)), scraping.targets),
             banner)
     finally:
         if engine is not None:

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .range_fields import RangeFields
 from .table import Cell, SortableTable
 from .timeseries import TimeSeriesView
 
@@ -62,7 +63,7 @@ class CompareView(QDialog):
         self.overlay.set_x_window(start, end)
 
 
-class RangeDialog(QDialog):
+class RangeDialog(RangeFields, QDialog):
     """Asks for a history range: last 1 / 6 / 24 h, or from … to … (local time); and, given
     several ``sources`` (the history database, Prometheus servers), which one to read."""
 
@@ -71,18 +72,9 @@ class RangeDialog(QDialog):
         self.setWindowTitle("Open history")
         self.sources = QComboBox()
         self.sources.addItems(list(sources))
-        self.choice = QComboBox()
-        for label, seconds in HISTORY_RANGES:
-            self.choice.addItem(label, seconds)
-        now = QDateTime.currentDateTime()
-        self.start = QDateTimeEdit(now.addSecs(-3600))
-        self.end = QDateTimeEdit(now)
-        for edit in (self.start, self.end):
-            edit.setDisplayFormat("yyyy-MM-dd HH:mm:ss")
-            edit.setCalendarPopup(True)
+        self._build_range(HISTORY_RANGES, 3600)
         self.error = QLabel("")
         self.error.setStyleSheet("color: #d9534f")
-        self.choice.currentIndexChanged.connect(self._sync)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Open
                                    | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self._check)
@@ -95,26 +87,11 @@ class RangeDialog(QDialog):
         form.addRow("To:", self.end)
         form.addRow(self.error)
         form.addRow(buttons)
-        self._sync()
-
-    def range(self, now: float | None = None) -> tuple[float, float]:
-        """(start, end) in unix seconds."""
-        seconds = int(self.choice.currentData())
-        if seconds:
-            end = time.time() if now is None else now
-            return end - seconds, end
-        return (float(self.start.dateTime().toSecsSinceEpoch()),
-                float(self.end.dateTime().toSecsSinceEpoch()))
-
-    def _sync(self, *_: object) -> None:
-        custom = not self.choice.currentData()
-        self.start.setEnabled(custom)
-        self.end.setEnabled(custom)
 
     def _check(self) -> None:
-        start, end = self.range()
-        if start >= end:
-            self.error.setText("“From” must be before “To”.")
+        problem = self._range_problem()
+        if problem:
+            self.error.setText(problem)
             return
         self.accept()
 

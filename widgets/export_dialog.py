@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-from PySide6.QtCore import QDateTime
 from PySide6.QtWidgets import (
-    QComboBox,
-    QDateTimeEdit,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
@@ -21,12 +17,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .range_fields import RangeFields
+
 SUFFIX = ".trimtab"
 INCIDENT_RANGES = (("last 15 min", 900), ("last 30 min", 1800), ("last 1 h", 3600),
                    ("last 6 h", 6 * 3600), ("from … to …", 0))
 
 
-class ExportDialog(QDialog):
+class ExportDialog(RangeFields, QDialog):
     """Range (last 15 min … 6 h, or from … to …), notes for the colleague, and the file.
 
     Export is refused with a message while the range is empty or reversed, the file
@@ -36,15 +34,7 @@ class ExportDialog(QDialog):
     def __init__(self, default_path: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Export incident snapshot")
-        self.choice = QComboBox()
-        for label, seconds in INCIDENT_RANGES:
-            self.choice.addItem(label, seconds)
-        now = QDateTime.currentDateTime()
-        self.start = QDateTimeEdit(now.addSecs(-900))
-        self.end = QDateTimeEdit(now)
-        for edit in (self.start, self.end):
-            edit.setDisplayFormat("yyyy-MM-dd HH:mm:ss")
-            edit.setCalendarPopup(True)
+        self._build_range(INCIDENT_RANGES, 900)
         self.notes = QPlainTextEdit()
         self.notes.setPlaceholderText("What happened, what you changed, what to look at "
                                       "(secrets are redacted, but keep them out)")
@@ -69,27 +59,11 @@ class ExportDialog(QDialog):
         form.addRow("File:", where)
         form.addRow(self.error)
         form.addRow(buttons)
-        self.choice.currentIndexChanged.connect(self._sync)
-        self._sync()
-
-    def range(self, now: float | None = None) -> tuple[float, float]:
-        """(start, end) in unix seconds."""
-        seconds = int(self.choice.currentData())
-        if seconds:
-            end = time.time() if now is None else now
-            return end - seconds, end
-        return (float(self.start.dateTime().toSecsSinceEpoch()),
-                float(self.end.dateTime().toSecsSinceEpoch()))
 
     def file(self) -> Path:
         """The chosen file, with ``.trimtab`` added when it has another ending."""
         text = self.path.text().strip()
         return Path(text if text.endswith(SUFFIX) else text + SUFFIX).expanduser()
-
-    def _sync(self, *_: object) -> None:
-        custom = not self.choice.currentData()
-        self.start.setEnabled(custom)
-        self.end.setEnabled(custom)
 
     def _browse(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export incident snapshot", self.path.text(),
@@ -98,9 +72,9 @@ class ExportDialog(QDialog):
             self.path.setText(path)
 
     def _check(self) -> None:
-        start, end = self.range()
-        if start >= end:
-            self.error.setText("“From” must be before “To”.")
+        problem = self._range_problem()
+        if problem:
+            self.error.setText(problem)
         elif not self.path.text().strip():
             self.error.setText("Choose a file to write.")
         elif not self.file().parent.is_dir():
