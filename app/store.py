@@ -8,19 +8,20 @@ timestamps, stored once) and one compressed ``chunk`` per series. Everything a
 committed call wrote is on disk when it returns; a crash loses at most the
 call in progress (WAL + synchronous=NORMAL survives SIGKILL).
 
-:meth:`Store.apply_retention` rolls raw data up into 60 s and 600 s steps and
-drops what is past retention; :meth:`Store.query` serves at most ``max_points``
+:meth:`Store.maintain` does one bounded step of maintenance: it rolls raw data up
+into 60 s and 600 s steps, drops what is past retention or over the history cap,
+and gives free pages back; :meth:`Store.query` serves at most ``max_points``
 per series from the coarsest tier fine enough for the request.
 
-Thread safety: any thread may call any method. Writes (``write_cycle``, the
-commits of ``apply_retention``, ``close``) run one at a time under one lock.
+Thread safety: any thread may call any method. Writes (``write_cycle``, the one
+commit of each ``maintain`` step, ``close``) run one at a time under one lock.
 Reads hold that lock only for an instant: :meth:`Store.query` takes the
 in-memory head and series map (both replaced, never changed in place) and pins
 a WAL snapshot on a read-only connection of its own (one per reading thread,
 pooled), then reads and decodes without the lock, so a long replay query does
 not hold up the collector's per-cycle write. The snapshot and the head copy are
 taken together, so a fold or retention commit during the read can neither drop
-nor repeat a point. :meth:`Store.apply_retention` reads on a second connection
+nor repeat a point. :meth:`Store.maintain` reads on a second connection
 without the lock. :meth:`Store.close` stops reads in flight (they raise
 ``ValueError("store is closed")`` or finish) and waits for them.
 """
@@ -37,19 +38,25 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple, Self
+from typing import NamedTuple, Self, TypeVar
 
 import numpy as np
 from trimtab.collectors.exposition import Labels
 
 from .store_codec import encode_raw_chunk, encode_times
 from .store_read import BlockTimes, HeadEntry, Lease, Reader, ReadPool, flatten, runs
-from .store_rollup import Retention, RetentionReport, query_series, roll_and_expire
+from .store_rollup import Retention, RetentionReport, Step, next_step, query_series
 from .store_schema import StoreError, connect, transaction
 
 Row = tuple[str, str, Labels, float]  # (target, name, labels, value)
+T = TypeVar("T")
 
-__all__ = ["Labels", "Retention", "RetentionReport", "Row", "SeriesKey", "Store", "StoreError"]
+__all__ = ["Footprint", "Labels", "Retention", "RetentionReport", "Row", "SeriesKey", "Step",
+           "Store", "StoreError"]
+
+# A piece of raw data is complete (can be rolled up) once the clock is this far past it and
+# no cycle is waiting in the head: cycles are stamped when scraped and written at once.
+LATE_S = 60.0
 
 
 def _is_finite(x: object) -> bool:
@@ -63,6 +70,15 @@ class SeriesKey(NamedTuple):
     target: str
     name: str
     labels: Labels
+
+
+class Footprint(NamedTuple):
+    """The store's size on disk: the database file, its WAL, and the bytes of pages in use
+    (the file minus free pages, plus the WAL: what the history cap is compared with)."""
+
+    file: int
+    wal: int
+    used: int
 
 
 class Store:
@@ -86,7 +102,7 @@ class Store:
         self.chunk_cycles = chunk_cycles
         self.retention = retention or Retention()
         self._lock = threading.RLock()
-        self._bg_lock = threading.Lock()  # one apply_retention at a time
+        self._bg_lock = threading.Lock()  # one maintenance step at a time
         self._bg: tuple[sqlite3.Connection, Reader] | None = None
         self._db = connect(self.path)
         self._conn = self._db.conn
@@ -95,6 +111,7 @@ class Store:
         # Test seam: called in the reading thread once its snapshot is pinned and
         # the lock released, so tests can write, fold or close in mid-read.
         self._read_hook: Callable[[], object] | None = None
+        self._footprint: Footprint | None = None  # as last measured by a maintenance step
         self._ids: dict[tuple[str, str, Labels], int] = {}
         self._keys: dict[int, SeriesKey] = {}
         self._canon: dict[tuple[str, str, str], int] = {}
@@ -320,14 +337,26 @@ class Store:
     # --- maintenance ---------------------------------------------------------------
 
     def apply_retention(self, now: float) -> RetentionReport:
-        """Roll folded raw data into 60 s / 600 s steps and delete data past retention.
+        """Run :meth:`maintain` steps until there is nothing left to do; report them all.
 
-        Call it every few minutes, from any thread: the slow part reads through
-        its own connection without the store's lock, so ``write_cycle`` and
-        ``query`` are held up only for the short inserts and deletes. Only
-        complete rollup pieces (an hour of 60 s steps, a day of 600 s steps)
-        are written, each in its own transaction; data is deleted only once
-        the next tier holds it.
+        For tests and tools: the cockpit runs steps from a ``store_keeper.HistoryKeeper``.
+        """
+        report = RetentionReport()
+        while (step := self.maintain(now)).kind != "idle":
+            report.add(step)
+        return report
+
+    def maintain(self, now: float) -> Step:
+        """Do one bounded step of maintenance at time ``now`` and say what it was.
+
+        Steps roll folded raw data into 60 s / 600 s steps (one piece a step),
+        delete data past retention or over the cap (at most ``STEP_ROWS`` chunk
+        rows a step) and give free pages back (see ``store_rollup.next_step``);
+        ``kind == "idle"`` when nothing is left. Call it from any thread but the
+        GUI's: the slow part reads through its own connection without the
+        store's lock, and each step commits once, so ``write_cycle`` waits at
+        most for one short step. Data is deleted only once the next tier holds it
+        (except when over the cap with nothing else left).
         """
         if not _is_finite(now):
             raise ValueError(f"now must be a finite number, got {now!r}")
@@ -337,18 +366,42 @@ class Store:
                 conn = sqlite3.connect(str(self.path), isolation_level=None,
                                        check_same_thread=False)
                 self._bg = (conn, Reader(conn, self._times))
+            with self._lock:  # rollups read folded blocks only: stop before the head
+                complete = self._head[0].t if self._head else max(self._last_t, now - LATE_S)
+            conn, reader = self._bg
             with self._db_errors():
-                report, gone = roll_and_expire(*self._bg, self._write, float(now),
-                                               self.retention)
-            self._times.forget(gone)
-            return report
+                step = next_step(conn, reader, self._write, now=float(now), complete=complete,
+                                 retention=self.retention, used=lambda: self._measure(conn).used)
+                if step.kind != "roll":  # the size changed, or it has not been measured
+                    self._measure(conn)
+            self._times.forget(step.gone)
+            return step
 
-    def _write(self, fn: Callable[[sqlite3.Connection], None]) -> None:
-        """Run ``fn(connection)`` in one transaction under the lock."""
+    def _measure(self, conn: sqlite3.Connection) -> Footprint:
+        """Measure (and remember) the footprint, reading page counts through ``conn``."""
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        sizes = []
+        for path in (self.path, self.path.with_name(self.path.name + "-wal")):
+            try:
+                sizes.append(path.stat().st_size)
+            except FileNotFoundError:  # no WAL right after a TRUNCATE checkpoint
+                sizes.append(0)
+        self._footprint = Footprint(sizes[0], sizes[1], (pages - free) * page_size + sizes[1])
+        return self._footprint
+
+    def footprint(self) -> Footprint | None:
+        """The size as of the last maintenance step (no I/O: the GUI may call it); None
+        before the first step."""
+        return self._footprint
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(connection)`` in one transaction under the lock; return its result."""
         with self._lock:
             self._check_open()
             with transaction(self._conn):
-                fn(self._conn)
+                return fn(self._conn)
 
     def close(self) -> None:
         """Fold pending cycles into chunks, checkpoint the WAL and close. Safe to call twice.

@@ -1,4 +1,6 @@
-"""Tier choice for queries, rollups raw → 60 s → 600 s, and retention.
+"""Tier choice for queries, rollups raw → 60 s → 600 s, retention and the history cap.
+
+Maintenance runs as bounded steps (:func:`next_step`), each one short transaction.
 
 A rollup point summarises one step of one series (see ``store_codec.Points``):
 time and value of the newest raw sample in the step, plus min, max, sum and
@@ -15,6 +17,7 @@ import math
 import numbers
 import sqlite3
 from collections.abc import Callable, Sequence
+from typing import Any
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,26 +28,35 @@ from .store_read import HeadEntry, Reader
 STEPS = (0.0, 60.0, 600.0)  # resolution per tier; tier 0 is raw
 PIECES = (0.0, 3600.0, 86400.0)  # a rollup block spans one piece: 60 / 144 steps per chunk
 AGGS = ("last", "min", "max", "mean")
-_SQL_BATCH = 500
+# Most chunk rows one maintenance step deletes, in one transaction under the store's lock:
+# a few milliseconds, about what one fold of a cycle's head writes.
+STEP_ROWS = 2000
+VACUUM_PAGES = 256  # free pages one step returns to the file system (1 MB of 4 kB pages)
+_VICTIMS = 64  # blocks one step looks at for deleting
 
 
 @dataclass(frozen=True)
 class Retention:
-    """Seconds each tier is kept: raw, 60 s steps, 600 s steps.
+    """Seconds each tier is kept (raw, 60 s steps, 600 s steps), and the history's cap.
 
     Data leaves a tier only after it has been rolled into the next one, so a
-    raw retention shorter than an hour still loses nothing.
+    raw retention shorter than an hour still loses nothing. ``cap``: bytes the
+    store may take on disk (pages in use plus the WAL); None = no cap.
     """
 
     raw: float = 6 * 3600.0
     minute: float = 7 * 86400.0
     ten_minute: float = 90 * 86400.0
+    cap: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("raw", "minute", "ten_minute"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"retention {name} must be a positive number, got {value!r}")
+        cap = self.cap
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap <= 0):
+            raise ValueError(f"history cap must be a positive number of bytes, got {cap!r}")
 
     def keep(self, tier: int) -> float:
         """Retention in seconds of ``tier``."""
@@ -53,10 +65,19 @@ class Retention:
 
 @dataclass
 class RetentionReport:
-    """What :func:`roll_and_expire` did: rollup blocks written and blocks deleted, per tier."""
+    """What maintenance did until idle: rollup blocks written and blocks deleted, per tier."""
 
     rolled: dict[int, int] = field(default_factory=lambda: {1: 0, 2: 0})
     deleted: dict[int, int] = field(default_factory=lambda: {0: 0, 1: 0, 2: 0})
+    steps: int = 0
+
+    def add(self, step: Step) -> None:
+        """Count one step."""
+        self.steps += 1
+        if step.kind == "roll":
+            self.rolled[step.tier] += step.blocks
+        elif step.kind in ("expire", "cap"):
+            self.deleted[step.tier] += step.blocks
 
 
 def watermark(conn: sqlite3.Connection, tier: int) -> float | None:
@@ -147,77 +168,95 @@ def query_series(reader: Reader, conn: sqlite3.Connection, head: Sequence[HeadEn
     return out
 
 
-Write = Callable[[Callable[[sqlite3.Connection], None]], None]
+Write = Callable[[Callable[[sqlite3.Connection], Any]], Any]
 
 
-def roll_and_expire(conn: sqlite3.Connection, reader: Reader, write: Write, now: float,
-                    retention: Retention) -> tuple[RetentionReport, list[int]]:
-    """Write every complete rollup piece not yet written, then delete expired blocks.
+@dataclass(frozen=True)
+class Step:
+    """One bounded maintenance step (see :func:`next_step`).
 
-    ``conn``/``reader`` are a separate read connection: the slow part (decoding
-    and re-encoding an hour of every series) runs without the store's lock.
-    Rollups read folded blocks only, never the head. ``write(fn)`` runs
-    ``fn(main_connection)`` in one transaction under the lock. Returns the
-    report and the ids of the deleted blocks.
+    ``kind`` is ``"roll"`` (one rollup piece of ``tier`` written, or its watermark moved
+    over a gap), ``"expire"`` (rows of ``tier`` past retention deleted), ``"cap"`` (rows
+    deleted because the history was over its cap), ``"vacuum"`` (free pages given back to
+    the file system) or ``"idle"`` (nothing to do). ``rows`` counts chunk rows written or
+    deleted in the step's one transaction, ``blocks`` the blocks written or deleted,
+    ``gone`` the ids of deleted blocks.
     """
-    report = RetentionReport()
+
+    kind: str
+    tier: int = 0
+    blocks: int = 0
+    rows: int = 0
+    gone: tuple[int, ...] = ()
+
+
+IDLE = Step("idle")
+
+
+def next_step(conn: sqlite3.Connection, reader: Reader, write: Write, *, now: float,
+              complete: float, retention: Retention, used: Callable[[], int]) -> Step:
+    """Do the first pending piece of maintenance, bounded, and say what it was.
+
+    In order: roll one piece of raw data into 60 s steps, or of 60 s steps into
+    600 s steps; delete up to :data:`STEP_ROWS` chunk rows past retention; when
+    ``used()`` bytes exceed ``retention.cap``, delete up to :data:`STEP_ROWS` rows
+    by the cap's order (:func:`_cap_victims`); give up to :data:`VACUUM_PAGES` free
+    pages back to the file system. ``conn``/``reader`` are a separate read
+    connection: the slow part of a rollup (decoding an hour of every series) runs
+    there, without the store's lock. ``write(fn)`` runs ``fn(main_connection)`` in
+    one transaction under the lock: each step makes exactly one such call, so a
+    write cycle waits at most for one step's commit. ``complete``: every cycle
+    before it is folded into raw blocks and no later cycle can come before it.
+    """
     for tier in (1, 2):
-        report.rolled[tier] = _roll_tier(conn, reader, write, tier)
-    doomed: dict[int, list[int]] = {}
+        limit = complete if tier == 1 else watermark(conn, 1)
+        step = _roll_step(conn, reader, write, tier, limit)
+        if step is not None:
+            return step
     for tier in (0, 1, 2):
         cutoff = now - retention.keep(tier)
         if tier < 2:  # never drop what the next tier does not hold yet
             cutoff = min(cutoff, watermark(conn, tier + 1) or -math.inf)
-        doomed[tier] = [r[0] for r in conn.execute(
-            "SELECT id FROM blocks WHERE tier = ? AND t1 < ?", (tier, cutoff))]
-        report.deleted[tier] = len(doomed[tier])
-    gone = [i for ids in doomed.values() for i in ids]
-    if gone:
-        write(lambda main: _delete_blocks(main, gone))
-    reader.forget(gone)
-    return report, gone
+        victims = [r[0] for r in conn.execute(
+            "SELECT id FROM blocks WHERE tier = ? AND t1 < ? ORDER BY t1 LIMIT ?",
+            (tier, cutoff, _VICTIMS))]
+        if victims:
+            return _delete_step(write, "expire", tier, victims)
+    if retention.cap is not None and used() > retention.cap:
+        found = _cap_victims(conn)
+        if found is not None:
+            return _delete_step(write, "cap", *found)
+    return _vacuum_step(conn, write)
 
 
-def _delete_blocks(conn: sqlite3.Connection, ids: list[int]) -> None:
-    for i in range(0, len(ids), _SQL_BATCH):
-        batch = ids[i:i + _SQL_BATCH]
-        marks = ",".join("?" * len(batch))
-        conn.execute(f"DELETE FROM chunks WHERE block_id IN ({marks})", batch)
-        conn.execute(f"DELETE FROM blocks WHERE id IN ({marks})", batch)
-
-
-def _roll_tier(conn: sqlite3.Connection, reader: Reader, write: Write, tier: int) -> int:
-    """Roll complete pieces of tier ``tier - 1`` into ``tier``; return blocks written."""
-    piece = PIECES[tier]
-    # Cycle times only increase, so every step before the newest folded cycle is complete.
-    row = conn.execute("SELECT value FROM meta WHERE key = 'last_t'").fetchone()
-    complete = (float(row[0]) if row else None) if tier == 1 else watermark(conn, 1)
+def _roll_step(conn: sqlite3.Connection, reader: Reader, write: Write, tier: int,
+               complete: float | None) -> Step | None:
+    """Roll the oldest complete piece of tier ``tier - 1`` not yet in ``tier``; None if none."""
     if complete is None:
-        return 0
+        return None
+    piece = PIECES[tier]
     limit = math.floor(complete / piece) * piece
     stored = mark = watermark(conn, tier)
     if mark is None:
         first = _first_time(conn, (), tier - 1, -math.inf)
         if first is None:
-            return 0
+            return None
         mark = math.floor(first / piece) * piece
-    written = 0
-    while mark + piece <= limit:
+    if mark + piece <= limit:
         nxt = _first_time(conn, (), tier - 1, mark)
         if nxt is None or nxt >= limit:
             mark = limit  # nothing left to roll before the limit
-            break
-        mark = max(mark, math.floor(nxt / piece) * piece)
-        if mark + piece > limit:
-            break
-        written += _roll_piece(reader, write, tier, mark, mark + piece)
-        mark += piece
-    if mark != stored:
-        write(lambda main: _set_watermark(main, tier, mark))
-    return written
+        else:
+            mark = max(mark, math.floor(nxt / piece) * piece)
+            if mark + piece <= limit:
+                return _roll_piece(reader, write, tier, mark, mark + piece)
+    if mark == stored or (stored is not None and mark < stored):
+        return None
+    write(lambda main: _set_watermark(main, tier, mark))
+    return Step("roll", tier)
 
 
-def _roll_piece(reader: Reader, write: Write, tier: int, lo: float, hi: float) -> int:
+def _roll_piece(reader: Reader, write: Write, tier: int, lo: float, hi: float) -> Step:
     """One rollup block for ``[lo, hi)`` plus its watermark, in one transaction."""
     step = STEPS[tier]
     chunks = [(sid, points.aggregate(np.floor(points.t / step).astype(np.int64)).encode())
@@ -233,4 +272,58 @@ def _roll_piece(reader: Reader, write: Write, tier: int, lo: float, hi: float) -
         _set_watermark(main, tier, hi)
 
     write(commit)
-    return 1 if chunks else 0
+    return Step("roll", tier, 1 if chunks else 0, len(chunks))
+
+
+def _cap_victims(conn: sqlite3.Connection) -> tuple[int, list[int]] | None:
+    """(tier, oldest block ids) to delete next when the history is over its cap.
+
+    Coarsest last: first raw blocks the 60 s tier already holds, then 60 s blocks the
+    600 s tier holds (dropping them loses resolution, not history, and the finer tiers
+    are most of the bytes); then the oldest 600 s blocks (the oldest history goes
+    first); only when nothing else is left the newest, not yet rolled-up data.
+    """
+    w1, w2 = watermark(conn, 1), watermark(conn, 2)
+    choices = [(0, "AND t1 < ?", w1), (1, "AND t1 < ?", w2), (2, "", None), (1, "", None),
+               (0, "", None)]
+    for tier, where, bound in choices:
+        if where and bound is None:
+            continue
+        args = (tier, bound, _VICTIMS) if where else (tier, _VICTIMS)
+        victims = [r[0] for r in conn.execute(
+            f"SELECT id FROM blocks WHERE tier = ? {where} ORDER BY t1 LIMIT ?", args)]
+        if victims:
+            return tier, victims
+    return None
+
+
+def _delete_step(write: Write, kind: str, tier: int, victims: list[int]) -> Step:
+    """Delete up to STEP_ROWS chunk rows of ``victims`` (oldest block first) and every
+    victim block left without chunks, in one transaction."""
+    marks = ",".join("?" * len(victims))
+
+    def commit(main: sqlite3.Connection) -> tuple[int, list[int]]:
+        rows = main.execute(
+            f"DELETE FROM chunks WHERE id IN (SELECT c.id FROM chunks c JOIN blocks b "
+            f"ON b.id = c.block_id WHERE c.block_id IN ({marks}) ORDER BY b.t1, b.id LIMIT ?)",
+            (*victims, STEP_ROWS)).rowcount
+        empty = [r[0] for r in main.execute(
+            f"SELECT id FROM blocks WHERE id IN ({marks}) AND NOT EXISTS "
+            f"(SELECT 1 FROM chunks WHERE block_id = blocks.id)", victims)]
+        if empty:
+            main.execute(f"DELETE FROM blocks WHERE id IN ({','.join('?' * len(empty))})",
+                         empty)
+        return rows, empty
+
+    rows, gone = write(commit)
+    return Step(kind, tier, len(gone), rows, tuple(gone))
+
+
+def _vacuum_step(conn: sqlite3.Connection, write: Write) -> Step:
+    """Give free pages back to the file system, when the store was created able to."""
+    mode = conn.execute("PRAGMA auto_vacuum").fetchone()[0]
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    if mode != 2 or free < VACUUM_PAGES:  # 2 = incremental; fewer: SQLite reuses them soon
+        return IDLE
+    write(lambda main: main.execute(f"PRAGMA incremental_vacuum({VACUUM_PAGES})").fetchall())
+    return Step("vacuum", rows=min(free, VACUUM_PAGES))

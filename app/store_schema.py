@@ -1,5 +1,9 @@
 """The store's SQLite schema, and opening a file as a trimtab store.
 
+New stores are created with ``auto_vacuum = INCREMENTAL``, so maintenance can give
+the pages of deleted data back to the file system a bounded step at a time (older
+stores reuse them instead).
+
 Tables (all readable with sqlite-utils or Datasette; blobs are described in
 ``store_codec``):
 
@@ -69,6 +73,8 @@ def connect(path: Path) -> sqlite_utils.Database:
         tables = set(db.table_names())
         if tables and not TABLES <= tables:
             raise StoreError(f"{path}: not a trimtab store (tables: {sorted(tables)})")
+        if not tables:  # only possible before the first table: lets retention shrink the file
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         db.enable_wal()
         conn.execute("PRAGMA synchronous=NORMAL")
         # Readers overlap the writer, so a checkpoint often cannot restart the WAL; once
