@@ -13,6 +13,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtWidgets import QInputDialog, QMessageBox, QWidget
+from trimtab.agent.config import MAX_TTL
+from trimtab.agent.lb_policies import MAX_WEIGHT
 from trimtab.widgets.change_dialogs import TtlDialog, WeightsDialog
 
 from . import control as ctl
@@ -116,7 +118,7 @@ class Tuning(QObject):
 
     def _ttl_dialog(self, parent: QWidget, route: str, current: dict[str, float],
                     reads: dict[ctl.Agent, Any], then: Callable[[], None] | None) -> None:
-        dialog = TtlDialog(route, current, parent)
+        dialog = TtlDialog(route, current, parent, max_ttl=MAX_TTL)  # the agent's own bound
         probe = next(a for a in self.instances if a.name in current)
 
         def show_whatif(w: Any) -> None:
@@ -126,9 +128,9 @@ class Tuning(QObject):
                 dialog.set_whatif(w.hit_ratio, w.current_ttl, w.requests)
 
         self.runner.submit(lambda: self.client.whatif(probe, route), show_whatif)
-        if not dialog.exec():
-            return
-        names, ttl, reason = dialog.choice()
+        if not dialog.exec() or (choice := dialog.choice()) is None:
+            return  # cancelled; an invalid dialog never accepts, so nothing half-typed is sent
+        names, ttl, reason = choice
         agents = [a for a in self.instances if a.name in names]
         etags = ctl.expected_etags({a: reads[a] for a in agents})
         staged = dialog.staged_choice()
@@ -182,10 +184,10 @@ class Tuning(QObject):
                 return ctl.preview_weights(what_if, weights)
 
             dialog = WeightsDialog([(s.name, s.weight, s.state) for s in state.servers],
-                                   preview, parent)
-            if not dialog.exec():
-                return
-            weights, states, reason, force = dialog.choice()
+                                   preview, parent, max_weight=MAX_WEIGHT)
+            if not dialog.exec() or (choice := dialog.choice()) is None:
+                return  # cancelled; an invalid dialog never accepts
+            weights, states, reason, force = choice
             self.runner.submit(lambda: self._apply_servers(balancer, state.etag, weights, states,
                                                            reason, force),
                                lambda r: self.report(parent, "Change weights", r, then))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 from trimtab.agent.fleet import DemoFleet
 from trimtab.agent.procs import free_port, spawn, stop_all, wait_http
@@ -165,6 +167,65 @@ def test_change_ttl_everywhere_marks_the_charts_and_reverts(qtbot, fleet, model,
     driver.wait_done(qtbot)
     assert ttls(fleet) == {"api-1": 10.0, "api-2": 10.0, "api-3": 10.0}
     driver.stop()
+
+
+def balancer_weights(fleet: DemoFleet) -> dict[str, int]:
+    auth = {"authorization": f"Bearer {fleet.read_token}"}
+    doc = httpx.get(f"{fleet.balancer_url}/_trimtab/balancer", headers=auth).json()
+    return {s["name"]: s["weight"] for s in doc["servers"]}
+
+
+def type_then_enter(field_of: Callable[[Any], Any], dialog_type: type,
+                    bad: Sequence[str], seen: list[tuple[str, bool, bool, str]],
+                    reason: str = "") -> Callable[[QWidget], bool]:
+    """Type each bad value into the real dialog key by key and press Enter; record whether the
+    dialog stayed open, whether Apply was enabled and the error shown; then cancel."""
+    def handle(widget: QWidget) -> bool:
+        if not isinstance(widget, dialog_type):
+            return False
+        dialog: Any = widget
+        if reason:
+            QTest.keyClicks(dialog.reason, reason)
+        field = field_of(dialog)
+        for text in bad:
+            field.edit.selectAll()
+            QTest.keyClick(field.edit, Qt.Key.Key_Backspace)
+            QTest.keyClicks(field.edit, text)
+            QTest.keyClick(field.edit, Qt.Key.Key_Return)
+            seen.append((text, dialog.isVisible(), dialog.apply.isEnabled(), field.error.text()))
+        dialog.reject()
+        return True
+    return handle
+
+
+def test_typed_bad_ttls_and_weights_reach_no_agent(qtbot, fleet, window) -> None:
+    """Issue 20: "-5" and 99999999 once applied 9999 s everywhere, 9000 became weight 90."""
+    before_ttls, before_weights = ttls(fleet), balancer_weights(fleet)
+    driver = DialogDriver()
+    seen_ttl: list[tuple[str, bool, bool, str]] = []
+    seen_weights: list[tuple[str, bool, bool, str]] = []
+    driver.expect(type_then_enter(lambda d: d.ttl, TtlDialog, ["-5", "99999999", "-", ""],
+                                  seen_ttl, reason="typo test"))
+    window.cache.ttl_requested.emit(ROUTE)
+    driver.wait_done(qtbot)
+    driver.expect(type_then_enter(lambda d: d.spins["api-1"], WeightsDialog,
+                                  ["9000", "-1"], seen_weights, reason="typo test"))
+    window.balancer.weights_requested.emit()
+    driver.wait_done(qtbot)
+    try:
+        assert [s[:3] for s in seen_ttl] == [(t, True, False)
+                                             for t in ("-5", "99999999", "-", "")]
+        assert all("from 0 to 86400 s" in s[3] for s in seen_ttl), seen_ttl
+        assert [s[:3] for s in seen_weights] == [("9000", True, False), ("-1", True, False)]
+        assert all("from 0 to 256" in s[3] for s in seen_weights), seen_weights
+        # Anything sent by mistake would have finished once the runner is idle (and its report
+        # box would be closed by the driver and listed as a problem).
+        qtbot.waitUntil(lambda: window.tuning.runner.busy == 0, timeout=10_000)
+        assert ttls(fleet) == before_ttls and balancer_weights(fleet) == before_weights
+        assert not any(r.reason == "typo test" for r in window.journal_rows.values())
+        assert not driver.problems, driver.problems
+    finally:
+        driver.stop()
 
 
 def test_stale_etag_shows_the_other_change_and_overwrites_nothing(qtbot, fleet, window) -> None:
