@@ -58,6 +58,8 @@ def run_open(args: argparse.Namespace, out: TextIO = sys.stderr) -> int:
     result = {"code": 0}
 
     def failed(text: str) -> None:
+        if args.snapshot not in text:  # every message names the file it is about
+            text = f"{args.snapshot}: {text}"
         print(f"trimtab: {text}", file=out, flush=True)
         if not launcher.windows:  # nothing open: the command failed
             result["code"] = 2

@@ -82,6 +82,15 @@ def _utc(t: float) -> str:
     return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _meta_time(value: str | None) -> str:
+    """A unix time from the snapshot's meta, or "?" (informative only: never fatal)."""
+    try:
+        t = float(value or "nan")
+    except ValueError:
+        return "?"
+    return _utc(t) if math.isfinite(t) else "?"
+
+
 def _e(value: object) -> str:
     return html.escape(str(value))
 
@@ -98,7 +107,7 @@ def _summary(snap: Snapshot) -> str:
     start, end = snap.window
     meta = snap.meta
     rows = [("window", f"{_utc(start)} → {_utc(end)} ({(end - start) / 60:.1f} min)"),
-            ("exported", _utc(float(meta.get("created_at", "0")))),
+            ("exported", _meta_time(meta.get("created_at"))),
             ("trimtab", (f"{meta.get('app_version', '?')} (snapshot schema "
                          f"{meta.get('schema_version')})")),
             ("series / samples", (f"{meta.get('series', len(snap.series()))} / "

@@ -116,11 +116,16 @@ def cli_report(args: argparse.Namespace, out: TextIO = sys.stderr) -> int:
     try:
         print(f"reading {args.snapshot}", file=out)
         path = write_report(args.snapshot, args.out)
-    except SnapshotError as exc:
+    except SnapshotError as exc:  # names the file and what is wrong with it
         print(f"trimtab: {exc}", file=out)
         return 2
     except OSError as exc:
         print(f"trimtab: cannot write the report: {exc}", file=out)
+        return 2
+    except (ValueError, TypeError, KeyError, sqlite3.Error) as exc:
+        # Damage the snapshot checks did not foresee: still one line naming the file.
+        print(f"trimtab: {args.snapshot}: cannot report on this snapshot "
+              f"({type(exc).__name__}: {exc})", file=out)
         return 2
     print(f"wrote {path}", file=out)
     return 0
@@ -158,19 +163,53 @@ def _store_copy(path: Path) -> Iterator[Store]:
 
     Opening the live file as a second ``Store`` would fold its unfolded cycles
     on close behind the running cockpit's back; SQLite's backup API reads a
-    consistent state without writing to the source.
+    consistent state without writing to the source (see :func:`copy_history`).
     """
     with tempfile.TemporaryDirectory(prefix="trimtab-export-") as tmp:
         copy = Path(tmp) / "history.sqlite"
-        src = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)
-        dst = sqlite3.connect(copy)
-        try:
-            src.backup(dst)
-        finally:
-            dst.close()
-            src.close()
+        copy_history(path, copy)
         store = Store(copy)
         try:
             yield store
         finally:
             store.close()
+
+
+def copy_history(path: Path, copy: Path) -> None:
+    """Copy the history store at ``path`` to ``copy`` without writing anything beside it.
+
+    The store is in WAL mode. A running cockpit keeps its ``-wal`` (and ``-shm``)
+    open from start to close, so with a ``-wal`` present a plain read-only open
+    (``mode=ro``) joins it and sees its latest commit, creating nothing new.
+    Without one no writer is active, but a ``mode=ro`` open would create
+    ``-wal`` and ``-shm`` (and fail in a read-only folder): the file is then
+    read ``immutable`` (no lock, nothing created). A cockpit starting in the
+    middle of that read is caught afterwards (a ``-wal`` appeared, or the file's
+    size or mtime changed) and the copy is made again through its WAL.
+    """
+    wal = path.with_name(path.name + "-wal")
+    if not wal.exists():
+        before = _stat(path)
+        _backup(path, copy, immutable=True)
+        if not wal.exists() and _stat(path) == before:
+            return
+    _backup(path, copy, immutable=False)
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def _backup(path: Path, copy: Path, immutable: bool) -> None:
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro{'&immutable=1' if immutable else ''}"
+    copy.unlink(missing_ok=True)
+    src = sqlite3.connect(uri, uri=True)
+    try:
+        dst = sqlite3.connect(copy)
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+    finally:
+        src.close()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sqlite3
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -39,7 +41,8 @@ def open_snapshot(path: str | Path) -> Snapshot:
 
 
 class Snapshot:
-    """A snapshot file opened read-only (``file:…?mode=ro``); nothing is ever written to it.
+    """A snapshot file opened read-only and immutable (``file:…?mode=ro&immutable=1``): nothing
+    is ever written to it or beside it (no ``-wal``, ``-shm`` or lock), see ``open_checked``.
 
     ``series``/``query``/``targets`` mirror :class:`~trimtab.app.store.Store`, so
     views built on a store run on a snapshot too. A file of the previous
@@ -60,15 +63,33 @@ class Snapshot:
                 self._keys[sid] = SeriesKey(target, name, tuple(sorted(json.loads(labels).items())))
             self._steps = [r[0] for r in self._conn.execute(
                 "SELECT DISTINCT step FROM rollups ORDER BY step")]
-        except (sqlite3.DatabaseError, ValueError, TypeError) as exc:
+            # (start, end) of the exported window, unix seconds; checked here, once.
+            self.window: tuple[float, float] = _window(self.meta, self.path)
+        except SnapshotError:
+            self._conn.close()
+            raise
+        except (sqlite3.DatabaseError, ValueError, TypeError, AttributeError) as exc:
             self._conn.close()
             raise SnapshotError(f"{self.path}: corrupt snapshot ({exc}); "
                                 "ask for a new export") from exc
 
-    @property
-    def window(self) -> tuple[float, float]:
-        """(start, end) of the exported window, unix seconds."""
-        return float(self.meta["window_start"]), float(self.meta["window_end"])
+    @contextlib.contextmanager
+    def _reading(self, what: str) -> Iterator[None]:
+        """Damaged content met while reading ``what`` is a SnapshotError naming the file.
+
+        The lock is held: reads never overlap, and ``close`` waits for them. A closed
+        snapshot stays a ``ProgrammingError`` (a caller's mistake, not a bad file).
+        """
+        with self._lock:
+            try:
+                yield
+            except sqlite3.ProgrammingError:
+                raise
+            except (sqlite3.DatabaseError, ValueError, TypeError, KeyError,
+                    AttributeError) as exc:
+                raise SnapshotError(f"{self.path}: corrupt snapshot: its {what} cannot be "
+                                    f"read ({type(exc).__name__}: {exc}); ask for a new "
+                                    "export") from exc
 
     @property
     def notes(self) -> str:
@@ -100,7 +121,7 @@ class Snapshot:
         step = (end - start) / max_points
         rollup = max((s for s in self._steps if s <= step), default=None)
         out = {}
-        with self._lock:
+        with self._reading(f"samples of {name}"):
             for sid, key in wanted:
                 points = self._points(sid, rollup, float(start), float(end))
                 if len(points):
@@ -121,7 +142,7 @@ class Snapshot:
 
     def traces(self) -> list[dict[str, Any]]:
         """Traces oldest first, in the agent's dict shape (``children`` with ``tags``)."""
-        with self._lock:
+        with self._reading("traces"):
             cur = self._conn.execute(
                 "SELECT id, trace_id, span_id, parent_id, name, route, method, status, instance, "
                 "cache, start, duration_ms, extra_json FROM traces ORDER BY start, id")
@@ -133,28 +154,29 @@ class Snapshot:
                     "ORDER BY id"):
                 spans.setdefault(trace_row, []).append(
                     {"span_id": span_id, "name": name, "start": start, "duration_ms": duration,
-                     "tags": json.loads(tags)})
-        out = []
-        for row in rows:
-            extra = json.loads(row.pop("extra_json") or "{}")
-            children = spans.get(row.pop("id"), [])
-            out.append({**extra, **row, "children": children})
+                     "tags": _object(tags)})
+            out = []
+            for row in rows:
+                extra = _object(row.pop("extra_json") or "{}")
+                children = spans.get(row.pop("id"), [])
+                out.append({**extra, **row, "children": children})
         return out
 
     def journal(self) -> list[JournalRow]:
         """Journal entries oldest first, as the control client returns them."""
-        with self._lock:
+        with self._reading("journal"):
             rows = self._conn.execute(
                 "SELECT source, source_url, source_kind, entry_id, time, who, target, what, "
                 "old_json, new_json, reason, result, detail, reverts FROM journal "
                 "ORDER BY time, source, entry_id").fetchall()
-        return [JournalRow(Agent(r[0], r[1], r[2]), r[3], r[4], r[5] or "", r[6] or "",
-                           r[7] or "", json.loads(r[8] or "null"), json.loads(r[9] or "null"),
-                           r[10] or "", r[11] or "", r[12] or "", r[13]) for r in rows]
+            return [JournalRow(Agent(r[0], r[1], r[2]), r[3], r[4], r[5] or "", r[6] or "",
+                               r[7] or "", json.loads(r[8] or "null"),
+                               json.loads(r[9] or "null"), r[10] or "", r[11] or "",
+                               r[12] or "", r[13]) for r in rows]
 
     def annotations(self) -> list[dict[str, Any]]:
         """Annotations oldest first: ``time``, ``text``, ``kind``, ``target``."""
-        with self._lock:
+        with self._reading("annotations"):
             cur = self._conn.execute("SELECT time, text, kind, target FROM annotations "
                                      "ORDER BY time, id")
             return [dict(zip(("time", "text", "kind", "target"), r, strict=True))
@@ -162,7 +184,7 @@ class Snapshot:
 
     def target_info(self) -> list[TargetInfo]:
         """Exported targets (url, kind, interval; never a token) with their health."""
-        with self._lock:
+        with self._reading("targets"):
             hcur = self._conn.execute("SELECT * FROM health")
             cols = [c[0] for c in hcur.description]
             health = {r[0]: dict(zip(cols[1:], r[1:], strict=True)) for r in hcur.fetchall()}
@@ -186,6 +208,35 @@ class Snapshot:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _window(meta: dict[str, str], path: Path) -> tuple[float, float]:
+    """The exported window from ``meta``: two finite unix times, end after start."""
+    times = []
+    for key in ("window_start", "window_end"):
+        try:
+            value = float(meta[key])
+        except KeyError:
+            raise SnapshotError(f"{path}: corrupt snapshot: meta.{key} is missing; "
+                                "ask for a new export") from None
+        except (TypeError, ValueError):
+            value = math.nan
+        if not math.isfinite(value):
+            raise SnapshotError(f"{path}: corrupt snapshot: meta.{key} is {meta[key]!r}, "
+                                "not a unix time; ask for a new export")
+        times.append(value)
+    if times[1] <= times[0]:
+        raise SnapshotError(f"{path}: corrupt snapshot: the window ends ({times[1]!r}) "
+                            f"before it starts ({times[0]!r}); ask for a new export")
+    return times[0], times[1]
+
+
+def _object(text: str) -> dict[str, Any]:
+    """A JSON object column (tags, extra fields); anything else is damage."""
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object, got {text[:40]!r}")
+    return value
 
 
 def _check_query(matchers: Any, start: float, end: float, max_points: int, agg: str) -> None:

@@ -103,10 +103,16 @@ def check_header(path: Path) -> None:
 def open_checked(path: Path) -> tuple[sqlite3.Connection, int]:
     """Open ``path`` read-only as a snapshot; return the connection and the file's version.
 
-    Raises :class:`SnapshotError` for a truncated, corrupt, foreign or newer file.
+    Opened ``immutable``: nobody writes a snapshot, and a plain ``mode=ro`` open of a
+    file someone switched to WAL mode creates ``-wal`` and ``-shm`` beside it (or fails
+    in a read-only folder); an immutable open takes no lock and creates nothing, so an
+    incident file is never written to. Raises :class:`SnapshotError` for a truncated,
+    corrupt, foreign or newer file, one with values of the wrong type, or one whose
+    ``-wal`` holds changes (an immutable reader would not see them).
     """
     check_header(path)
-    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    _check_wal(path)
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro&immutable=1"
     try:
         conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
     except sqlite3.Error as exc:
@@ -115,6 +121,7 @@ def open_checked(path: Path) -> tuple[sqlite3.Connection, int]:
         version = _validate(conn, path)
         if version == 1:
             conn.executescript(V1_MIGRATION)  # TEMP objects only: the file is untouched
+        _check_types(conn, path)
         return conn, version
     except sqlite3.DatabaseError as exc:
         conn.close()
@@ -153,3 +160,54 @@ def _validate(conn: sqlite3.Connection, path: Path) -> int:
         raise SnapshotError(f"{path}: incomplete snapshot, tables missing: {sorted(missing)}; "
                             "ask for a new export")
     return version
+
+
+# Numeric columns and the types SQLite may hold in them; anything else (text, a blob)
+# would fail deep inside a chart or a report. Checked once, on open: one pass, as the
+# integrity check already reads every page.
+NUMERIC = {
+    "samples": {"t": ("real", "integer"), "v": ("real", "integer", "null")},
+    "rollups": {c: ("real", "integer", "null") for c in ("step", "t", "last", "min", "max",
+                                                         "sum", "count")},
+    "journal": {"time": ("real", "integer"), "entry_id": ("integer",)},
+    "traces": {"start": ("real", "integer", "null"), "duration_ms": ("real", "integer", "null")},
+    "spans": {"start": ("real", "integer", "null"), "duration_ms": ("real", "integer", "null")},
+    "annotations": {"time": ("real", "integer")},
+    "targets": {"interval": ("real", "integer", "null"), "timeout": ("real", "integer", "null")},
+}
+
+
+def _check_wal(path: Path) -> None:
+    """Refuse a file whose ``-wal`` holds changes: an immutable reader would not see them.
+
+    Checked before opening: reading through another program's ``-wal`` would write
+    to its ``-shm``. A snapshot is never in that state unless something is editing it;
+    a cockpit's history store in use always is.
+    """
+    if _wal_size(path):
+        raise SnapshotError(
+            f"{path}: not a trimtab snapshot to open as it is: {path.name}-wal beside it "
+            "holds changes another program is writing (a trimtab history store in use? "
+            "export a window from it with 'trimtab snapshot export'); close that program "
+            "or copy the file again")
+
+
+def _wal_size(path: Path) -> int:
+    try:
+        return path.with_name(path.name + "-wal").stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _check_types(conn: sqlite3.Connection, path: Path) -> None:
+    """The first column holding a value of the wrong type names the table, column and type."""
+    for table, columns in NUMERIC.items():
+        for column, allowed in columns.items():
+            marks = ", ".join("?" * len(allowed))
+            found = conn.execute(f"SELECT typeof({column}), quote({column}) FROM {table} "
+                                 f"WHERE typeof({column}) NOT IN ({marks}) LIMIT 1",
+                                 allowed).fetchone()
+            if found is not None:
+                raise SnapshotError(f"{path}: corrupt snapshot: {table}.{column} holds "
+                                    f"{found[0]} ({found[1][:40]}) where a number belongs; "
+                                    "ask for a new export")
