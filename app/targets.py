@@ -19,26 +19,33 @@ environment variable holding it: the token itself is never written to this file.
 User mapping tables (other instrumentations' metric names → trimtab's) live in
 ``mappings.toml`` next to the targets file, as ``[[mapping]]`` tables with the
 schema of :mod:`trimtab.collectors.mappings`; a table whose ``source`` equals a
-built-in one replaces it, others are added. Kept apart from the targets file
-because adding or removing a target rewrites that file.
+built-in one replaces it, others are added.
+
+Adding a target appends one ``[[target]]`` table with only its non-default keys;
+removing one cuts out only that table: the user's comments, order, formatting and
+tables trimtab does not read stay as written (:mod:`trimtab.app.toml_edit`).
 
 Invalid content raises :class:`TargetsError` naming the entry and field; nothing is
-changed on disk by a failed add or load.
+changed on disk by a failed add, remove or load.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import tomllib
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
-import tomli_w
 from trimtab.collectors.mappings import MappingError, MappingTable, builtin_tables, load_file, merge
 from trimtab.collectors.scrape import ScrapeTarget
 from trimtab.collectors.scrape_limits import LIMIT_DEFAULTS, limit_problem
+
+from . import toml_edit
 
 PROMETHEUS = "prometheus"
 KINDS = ("instance", "balancer", PROMETHEUS)
@@ -155,29 +162,77 @@ def load(path: Path) -> list[ScrapeTarget]:
     return out
 
 
+HEADER = """\
+# trimtab scrape targets: one [[target]] table each (name and url; optional kind, interval,
+# timeout, token_env and scrape limits). trimtab keeps your comments and layout when it
+# adds or removes a target.
+"""
+# Written only when they differ from these (the loader's defaults), so a file stays short.
+_DEFAULTS = {f.name: f.default for f in fields(ScrapeTarget) if f.default is not MISSING}
+
+
+def entry(target: ScrapeTarget) -> dict[str, Any]:
+    """The table written for ``target``: name, url and only the keys that are not default.
+
+    Tokens stay in memory: a targets file is easy to share and must hold no secret.
+    """
+    return {k: v for k, v in asdict(target).items()
+            if k != "token" and (k not in _DEFAULTS or v != _DEFAULTS[k])}
+
+
 def save(path: Path, targets: list[ScrapeTarget]) -> None:
-    """Write atomically (temp file + rename) so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".toml.tmp")
-    # Tokens stay in memory: a targets file is easy to share and must hold no secret.
-    entries = [{k: v for k, v in asdict(t).items()
-                if k != "token" and not (k == "token_env" and not v)} for t in targets]
-    tmp.write_text(tomli_w.dumps({"target": entries}), encoding="utf-8")
-    os.replace(tmp, path)
+    """Replace the file with ``targets`` (header comment, non-default keys only)."""
+    text = HEADER
+    for target in targets:
+        text = toml_edit.append_table(text, "target", entry(target))
+    _write(path, text)
 
 
 def add(path: Path, target: ScrapeTarget) -> list[ScrapeTarget]:
-    """Validate and append ``target``; the file is untouched when it is invalid."""
+    """Validate and append ``target`` as one ``[[target]]`` table at the end of the file.
+
+    Everything already in the file stays byte for byte; a missing file is created with a
+    header comment. The file is untouched when the target (or the file) is invalid.
+    """
     targets = load(path)
     targets.append(validate(target, targets))
-    save(path, targets)
+    text = _read(path) if path.exists() else HEADER
+    _write(path, _edited(path, lambda: toml_edit.append_table(text, "target", entry(target))))
     return targets
 
 
 def remove(path: Path, name: str) -> list[ScrapeTarget]:
+    """Cut the ``[[target]]`` table named ``name`` (and the comment right on it) out of the
+    file; every other byte stays."""
     targets = load(path)
-    kept = [t for t in targets if t.name != name]
-    if len(kept) == len(targets):
+    index = next((i for i, t in enumerate(targets) if t.name == name), None)
+    if index is None:
         raise TargetsError(f"target {name!r}: no such target in {path}")
-    save(path, kept)
-    return kept
+    text = _read(path)
+    _write(path, _edited(path, lambda: toml_edit.remove_table(text, "target", index)))
+    return targets[:index] + targets[index + 1:]
+
+
+def _edited(path: Path, edit: Callable[[], str]) -> str:
+    try:
+        return edit()
+    except toml_edit.EditError as exc:
+        raise TargetsError(f"{path}: {exc}") from None
+
+
+def _read(path: Path) -> str:
+    # newline="": keep the file's own line endings (\r\n stays \r\n)
+    with path.open(encoding="utf-8", newline="") as file:
+        return file.read()
+
+
+def _write(path: Path, text: str) -> None:
+    """Write atomically (temp file + rename) so a crash never leaves half a file; the
+    file keeps its permissions."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".toml.tmp")
+    with tmp.open("w", encoding="utf-8", newline="") as file:
+        file.write(text)
+    if path.exists():
+        shutil.copymode(path, tmp)
+    os.replace(tmp, path)
