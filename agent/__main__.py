@@ -31,7 +31,7 @@ def _bind_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _instance(args: argparse.Namespace) -> None:
-    from .demo_app import build_app
+    from trimtab.demo.app import build_app
 
     app = build_app(args.name, slowness=args.slowness, product_ttl=args.product_ttl,
                     state_dir=args.state_dir, redis_url=args.redis_url)
@@ -39,7 +39,7 @@ def _instance(args: argparse.Namespace) -> None:
 
 
 def _balance(args: argparse.Namespace) -> None:
-    from .balancer import Balancer, parse_servers
+    from .balance.proxy import Balancer, parse_servers
     from .journal import Journal
 
     try:
@@ -52,14 +52,14 @@ def _balance(args: argparse.Namespace) -> None:
 
 
 def _haproxy(args: argparse.Namespace) -> None:
-    from .haproxy import build_app
+    from .balance.haproxy import build_app
 
     _serve(build_app(args.socket, args.backend, args.journal, not args.no_reapply, args.timeout,
                      args.interval), args)
 
 
 def _loadgen(args: argparse.Namespace) -> None:
-    from .loadgen import TrafficGenerator
+    from trimtab.demo.loadgen import TrafficGenerator
 
     asyncio.run(TrafficGenerator(args.url, rps=args.rps).run(args.duration))
 

@@ -74,7 +74,7 @@ def _start(tmp: Path) -> tuple[str, str, list[subprocess.Popen[bytes]]]:
             time.sleep(0.05)
     port = free_port()
     env = {**os.environ, "TRIMTAB_TOKENS": f"bench:write:{TOKEN}"}
-    code = "import sys; from trimtab.agent.haproxy import main; main(sys.argv[1:])"
+    code = "import sys; from trimtab.agent.balance.haproxy import main; main(sys.argv[1:])"
     procs.append(subprocess.Popen(
         [sys.executable, "-c", code, "--socket", sock, "--backend", "be", "--port", str(port),
          "--journal", str(tmp / "journal.jsonl"), "--interval", "5"],

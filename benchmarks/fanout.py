@@ -15,7 +15,7 @@ Two figures, in one run:
 
 CPU is the collector thread's own clock (``pthread_getcpuclockid``). The targets
 are served by a separate process (one asyncio process, one port per target, as
-tests/app/metrics_farm.py does, but keep-alive and with precomputed bodies
+tests/app/ui/metrics_farm.py does, but keep-alive and with precomputed bodies
 rotated per scrape so serving stays cheap); its CPU is not counted, only printed
 to show it was not the bottleneck. The payload is histogram-heavy, rendered by
 prometheus_client's ``generate_latest`` (default buckets, ``_created`` series).

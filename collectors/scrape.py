@@ -22,8 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from .exposition import Exposition, ParseError, TargetParser
-from .mappings import MappingTable, Normaliser, for_exposition
-from .scrape_limits import (
+from .limits import (
     LIMIT_DEFAULTS,
     Limits,
     SeriesChecker,
@@ -33,6 +32,7 @@ from .scrape_limits import (
     next_due,
     read_body,
 )
+from .mappings import MappingTable, Normaliser, for_exposition
 
 _log = logging.getLogger(__name__)
 ACCEPT = "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1"

@@ -34,7 +34,7 @@ from .number_field import ERROR_STYLE, NumberField
 
 STATES = ("ready", "drain", "maint")
 DRAINING = ("drain", "maint")  # states that take a server out of rotation
-# The agent's bounds (trimtab.agent.config.MAX_TTL, trimtab.agent.lb_policies.MAX_WEIGHT),
+# The agent's bounds (trimtab.agent.config.MAX_TTL, trimtab.agent.balance.policies.MAX_WEIGHT),
 # repeated because widgets never import the agent; a test holds them equal.
 MAX_TTL = 86400.0
 MAX_WEIGHT = 256

@@ -3,7 +3,7 @@
 One table per surface: the instance control API (in-process, file-backed state so
 the journal really encodes what it is given), the built-in balancer's control API
 (in-process, file-backed journal) and the HAProxy adapter's control API (the
-``python -m trimtab.agent.haproxy`` process users run, in front of a real haproxy).
+``python -m trimtab.agent.balance.haproxy`` process users run, in front of a real haproxy).
 For every row: the status is the expected 4xx (never 500), the config / ETag is
 unchanged, a refused write by an authenticated caller is journaled (anonymous
 ones are not), and no token secret shows up in a response, the journal or the logs.
@@ -26,14 +26,14 @@ from typing import Any
 import httpx
 import pytest
 from trimtab.agent.auth import TokenAuth
-from trimtab.agent.balancer import Balancer
-from trimtab.agent.demo_app import build_app
+from trimtab.agent.balance.policies import Server
+from trimtab.agent.balance.proxy import Balancer
 from trimtab.agent.journal import Journal
-from trimtab.agent.lb_policies import Server
 from trimtab.agent.middleware import TrimtabMiddleware
 from trimtab.agent.procs import free_port, stop_all
+from trimtab.demo.app import build_app
 
-from tests.agent.test_haproxy import HAProxy, backends, haproxy  # noqa: F401 - fixtures
+from tests.agent.balance.test_haproxy import HAProxy, backends, haproxy  # noqa: F401 - fixtures
 
 W_SECRET, R_SECRET = "W-s3cr3t-bad-input", "R-s3cr3t-bad-input"
 SECRETS = (W_SECRET, R_SECRET)
@@ -311,7 +311,7 @@ def haproxy_agent(haproxy: HAProxy, tmp_path: Path) -> Iterator[tuple[str, Path]
     port, log = free_port(), tmp_path / "agent.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "trimtab.agent.haproxy", "--socket", haproxy.sock,
+            [sys.executable, "-m", "trimtab.agent.balance.haproxy", "--socket", haproxy.sock,
              "--backend", "be", "--port", str(port), "--journal", str(tmp_path / "j.jsonl"),
              "--interval", "0.2"],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-from trimtab.agent.demo_app import build_app
 from trimtab.agent.middleware import TrimtabMiddleware
+from trimtab.demo.app import build_app
 
 TOKENS = "alice:write:w-secret,bob:read:r-secret"
 W = {"authorization": "Bearer w-secret"}

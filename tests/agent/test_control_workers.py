@@ -17,7 +17,7 @@ from trimtab.agent.procs import free_port, stop_all, wait_http
 
 TOKENS = "alice:write:w-secret"
 W = {"authorization": "Bearer w-secret"}
-FACTORY = "trimtab.agent.demo_app:app_from_env"
+FACTORY = "trimtab.demo.app:app_from_env"
 
 
 def _uvicorn(port: int, log: Path, env_extra: dict[str, str],

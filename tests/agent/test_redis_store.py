@@ -194,7 +194,7 @@ def test_redis_slow_is_bounded_by_the_timeout(redis_url: str) -> None:
 
 def test_demo_app_uses_redis_from_the_environment(redis_url: str,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from trimtab.agent.demo_app import build_app
+    from trimtab.demo.app import build_app
 
     monkeypatch.setenv("TRIMTAB_REDIS_URL", redis_url)
     monkeypatch.delenv("TRIMTAB_STATE_DIR", raising=False)

@@ -7,10 +7,10 @@ import tempfile
 from collections.abc import Iterator
 
 import pytest
-from trimtab.agent.fleet import DemoFleet
-from trimtab.app.cli import start_collection
-from trimtab.app.gui_gc import GuiThreadCollector
-from trimtab.app.model import FleetModel
+from trimtab.app.cli.main import start_collection
+from trimtab.app.model.fleet import FleetModel
+from trimtab.app.ui.gc import GuiThreadCollector
+from trimtab.demo.fleet import DemoFleet
 
 
 @pytest.fixture(scope="package", autouse=True)
@@ -19,7 +19,7 @@ def gui_thread_gc(qapp) -> Iterator[GuiThreadCollector]:
 
     A test's closed window stays cyclic garbage; collected by the scrape thread of the
     next test's fleet, its Qt objects deadlocked that thread with the GUI thread (a test
-    hung for 17 minutes in CI; see trimtab.app.gui_gc). Started before any fleet of the
+    hung for 17 minutes in CI; see trimtab.app.ui.gc). Started before any fleet of the
     package and stopped after the last, so no worker races the switch.
     """
     collector = GuiThreadCollector(qapp).start()

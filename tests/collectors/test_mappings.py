@@ -12,7 +12,7 @@ from typing import IO
 
 import httpx
 import pytest
-from trimtab.agent.haproxy import RuntimeClient
+from trimtab.agent.balance.haproxy import RuntimeClient
 from trimtab.agent.procs import free_port, stop_all, wait_http
 from trimtab.collectors.exposition import Exemplar, Exposition, Sample, parse
 from trimtab.collectors.mappings import (

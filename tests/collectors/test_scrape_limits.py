@@ -21,10 +21,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from trimtab.app import targets as target_file
-from trimtab.app.model import FleetModel
+from trimtab.app.model.fleet import FleetModel
+from trimtab.app.targets import file as target_file
+from trimtab.collectors.limits import BodyReader, LimitExceeded, backoff_delay, next_due
 from trimtab.collectors.scrape import HEADERS, ScrapeEngine, ScrapeResult, ScrapeTarget
-from trimtab.collectors.scrape_limits import BodyReader, LimitExceeded, backoff_delay, next_due
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 MIB = 1024 * 1024

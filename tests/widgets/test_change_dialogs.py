@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialogButtonBox
+from trimtab.agent.balance.policies import MAX_WEIGHT
 from trimtab.agent.config import MAX_TTL
-from trimtab.agent.lb_policies import MAX_WEIGHT
 from trimtab.widgets.change_dialogs import TtlDialog, WeightsDialog
 from trimtab.widgets.number_field import NumberField
 

@@ -1,0 +1,1 @@
+"""Composition root: the ``trimtab`` command and its sub-commands (starts Qt through app.ui)."""

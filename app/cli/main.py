@@ -1,0 +1,280 @@
+"""``trimtab`` command line.
+
+- ``trimtab [cockpit] [--targets FILE] [--prometheus URL]``: the cockpit on the targets in a
+  TOML file (and every target of a Prometheus server);
+- ``trimtab demo [--screenshot PATH --after SECONDS]``: a demo fleet and the cockpit on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import faulthandler
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trimtab.collectors.mappings import MappingTable
+from trimtab.collectors.scrape import ScrapeEngine, ScrapeTarget
+from trimtab.demo.fleet import DemoFleet
+
+from ..model.fleet import FleetModel
+from ..targets import file as targets_file
+from .runtime import settle_runtime
+
+if TYPE_CHECKING:
+    from ..store.store import Store
+
+PAGES = ("overview", "routes", "cache", "balancer", "traces", "journal", "fleet")  # tab order
+
+
+def start_collection(fleet: DemoFleet, model: FleetModel) -> ScrapeEngine:
+    """Scrape every fleet target each second into ``model``."""
+    targets = [ScrapeTarget(t.name, t.url, t.kind, token=t.token) for t in fleet.targets]
+    return ScrapeEngine(targets, model.ingest, on_cycle=model.tick,
+                        on_traces=model.ingest_traces, on_config=model.ingest_config).start()
+
+
+def _qt_app(args: argparse.Namespace) -> Any:
+    if getattr(args, "screenshot", None):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtWidgets import QApplication
+
+    from ..ui.gc import GuiThreadCollector
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    # Before the scrape thread starts: its garbage collections freed a closed window's Qt
+    # objects and deadlocked with the GUI thread (gui_gc.py); only the GUI thread collects.
+    GuiThreadCollector(app).start()  # the application (its parent) keeps it
+    # Until Qt's loop runs, Ctrl-C / SIGTERM interrupt start-up (KeyboardInterrupt → cleanup).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    return app
+
+
+def _run_window(app: Any, args: argparse.Namespace, make_window: Callable[[], Any],
+                banner: str) -> int:
+    """Show the window, wire Ctrl-C and the screenshot option, run Qt's loop."""
+    from PySide6.QtCore import QTimer
+
+    window = make_window()
+    if args.page:
+        window.tabs.setCurrentIndex(PAGES.index(args.page))
+    if args.screenshot:
+        window.resize(1400, 860)  # a stable size for README shots, whatever was remembered
+    if args.theme:
+        window.theme_action.setChecked(args.theme == "light")
+    window.show()
+    settle_runtime()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        # Queued, not app.quit() directly: a signal that lands before exec() starts would
+        # otherwise be dropped (quit() outside a running loop does nothing) and hang.
+        signal.signal(sig, lambda *_: QTimer.singleShot(0, app.quit))
+    print(banner, flush=True)
+    print("trimtab: cockpit open; close the window or press Ctrl-C to stop.", flush=True)
+    wake = QTimer()  # lets Python run its signal handlers while Qt's loop is in C++
+    wake.timeout.connect(lambda: None)
+    wake.start(200)
+    if args.screenshot:
+        QTimer.singleShot(int(args.after * 1000), lambda: _save_and_quit(window, args.screenshot))
+    code = int(app.exec())
+    window.close()  # stops the journal poll and the control pool (Ctrl-C skips closeEvent)
+    return code
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from ..ui.window import MainWindow
+
+    app = _qt_app(args)
+    log_dir = tempfile.mkdtemp(prefix="trimtab-demo-")
+    print(f"trimtab: starting the demo fleet (logs in {log_dir}) ...", flush=True)
+    fleet = DemoFleet(rps=args.rps, log_dir=log_dir)
+    engine: ScrapeEngine | None = None
+    model: FleetModel | None = None
+    try:
+        fleet.start()
+        model = FleetModel(store=_open_store(args.store or os.path.join(log_dir, "history.sqlite")))
+        engine = scraping = start_collection(fleet, model)
+        banner = (f"trimtab: balancer at {fleet.balancer_url}; "
+                  + ", ".join(f"{t.name} {t.url}" for t in fleet.targets))
+        return _run_window(app, args, lambda: _exporting(MainWindow(
+            model, tuning=make_tuning(fleet.write_token, fleet.targets)), scraping.targets),
+            banner)
+    finally:
+        if engine is not None:
+            engine.stop()
+        if model is not None and model.store is not None:
+            model.store.close()
+        fleet.stop()
+
+
+def run_cockpit(args: argparse.Namespace) -> int:
+    from ..targets.manager import TargetManager
+    from ..ui.window import MainWindow
+
+    try:
+        path, targets, proms, tables = _cockpit_config(args)
+    except targets_file.TargetsError as exc:
+        print(f"trimtab: {exc}", file=sys.stderr)
+        return 2
+    token = os.environ.get("TRIMTAB_TOKEN", "")  # read traces/configs, and change things if write
+    targets = [dataclasses.replace(t, token=token) for t in targets]
+    store_path = args.store or str(targets_file.default_path().parent / "history.sqlite")
+    try:
+        store = _open_store(store_path)
+    except ValueError as exc:
+        print(f"trimtab: {exc}", file=sys.stderr)
+        return 2
+    app = _qt_app(args)
+    model = FleetModel(store=store)
+    # The engine ticks the model once a second even without targets; Prometheus sources only feed it.
+    engine = ScrapeEngine(targets, model.ingest, on_cycle=model.tick, mappings=tables,
+                          on_traces=model.ingest_traces, on_config=model.ingest_config).start()
+    manager = TargetManager(path, engine, model, token, tables=tables)
+    try:
+        for prom, saved in proms:
+            manager.start_prometheus(prom, saved)
+        banner = f"trimtab: {len(targets)} target(s) from {path}" + "".join(
+            f"; Prometheus {p.name} at {p.url}" for p, _ in proms)
+        return _run_window(app, args, lambda: _exporting(MainWindow(
+            model, targets=manager, tuning=make_tuning(token, targets) if token else None),
+            lambda: _current_targets(path, token, targets)), banner)
+    finally:
+        manager.close()
+        engine.stop()
+        store.close()
+
+
+def _cockpit_config(args: argparse.Namespace) -> tuple[
+        Path, list[ScrapeTarget], list[tuple[ScrapeTarget, bool]], list[MappingTable]]:
+    """Targets file, its scraped targets, Prometheus sources (saved or from ``--prometheus``)
+    and the mapping tables (``mappings.toml`` beside the file); TargetsError names a bad one."""
+    path = Path(args.targets) if args.targets else targets_file.default_path()
+    targets = targets_file.load(path)
+    mappings = targets_file.mappings_path(path)
+    tables = targets_file.load_mappings(mappings)
+    if mappings.exists():
+        print(f"trimtab: mapping tables from {mappings}", flush=True)
+    proms = [(t, True) for t in targets if t.kind == targets_file.PROMETHEUS]
+    if args.prometheus:
+        taken = {t.name for t in targets}
+        name = next(n for n in ("prometheus", *(f"prometheus-{i}" for i in range(2, 99)))
+                    if n not in taken)
+        proms.append((targets_file.validate(
+            ScrapeTarget(name, args.prometheus, targets_file.PROMETHEUS,
+                         token_env=getattr(args, "prometheus_token_env", None) or "")), False))
+    elif getattr(args, "prometheus_token_env", None):
+        raise targets_file.TargetsError("--prometheus-token-env needs --prometheus URL")
+    for prom, _ in proms:  # an unset token variable: a clear error before any window
+        targets_file.auth_headers(prom)
+    scraped = [t for t in targets if t.kind != targets_file.PROMETHEUS]
+    return path, scraped, proms, tables
+
+
+def _exporting(window: Any, targets: list[ScrapeTarget] | Callable[[], list[ScrapeTarget]]
+               ) -> Any:
+    """The window, told its scrape targets: a snapshot lists them and redacts their tokens."""
+    window.export_targets = targets
+    return window
+
+
+def _current_targets(path: Path, token: str, started: list[ScrapeTarget]) -> list[ScrapeTarget]:
+    """The targets file as it is now (Fleet → Add/Remove edit it), with the token; the
+    start-up list when the file cannot be read."""
+    try:
+        return [dataclasses.replace(t, token=token) for t in targets_file.load(path)]
+    except (targets_file.TargetsError, OSError):
+        return started
+
+
+def make_tuning(token: str, targets: list[Any]) -> Any:
+    """The control side for these targets (instances and the first balancer)."""
+    from ..control.client import Agent
+    from ..ui.tuning import Tuning
+
+    agents = [Agent.from_target(t) for t in targets]
+    instances = [a for a in agents if a.kind == "instance"]
+    balancer = next((a for a in agents if a.kind == "balancer"), None)
+    return Tuning(token, instances, balancer)
+
+
+def _open_store(path: str) -> Store:
+    """The history database; a corrupt or foreign file is a clear error (StoreError)."""
+    from ..store.store import Store
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    print(f"trimtab: history in {path}", flush=True)
+    return Store(path)
+
+
+def _save_and_quit(window: Any, path: str) -> None:
+    from PySide6.QtWidgets import QApplication
+
+    window.refresh()
+    ok = window.grab().save(path)
+    print(f"trimtab: screenshot {'saved to' if ok else 'FAILED for'} {path}", flush=True)
+    QApplication.instance().exit(0 if ok else 1)
+
+
+def _window_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--screenshot", metavar="PATH", help="save a PNG of the window and exit")
+    parser.add_argument("--after", type=float, default=20.0, metavar="SECONDS",
+                        help="with --screenshot: seconds to wait before the shot")
+    parser.add_argument("--page", choices=PAGES, help="page to open on (default: the last one used)")
+    parser.add_argument("--theme", choices=("dark", "light"), help="chart theme")
+    parser.add_argument("--store", metavar="FILE", help="history database (SQLite)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trimtab", description="A cockpit for HTTP API fleets.")
+    sub = parser.add_subparsers(dest="cmd")
+    cockpit = sub.add_parser("cockpit", help="open the cockpit on your targets (the default)")
+    cockpit.add_argument("--targets", metavar="FILE",
+                         help=f"targets TOML file (default: {targets_file.default_path()})")
+    cockpit.add_argument("--prometheus", metavar="URL",
+                         help="also read every target of this Prometheus server "
+                              "(base URL, like http://127.0.0.1:9090)")
+    cockpit.add_argument("--prometheus-token-env", metavar="VAR",
+                         help="with --prometheus: the environment variable holding a bearer "
+                              "token for it (behind an authenticating proxy)")
+    _window_options(cockpit)
+    cockpit.set_defaults(func=run_cockpit)
+    demo = sub.add_parser("demo", help="start a demo fleet and open the cockpit on it")
+    demo.add_argument("--rps", type=float, default=100.0, help="demo traffic, requests/s")
+    _window_options(demo)
+    demo.set_defaults(func=run_demo)
+    from .snapshot import add_snapshot_commands
+
+    add_snapshot_commands(sub)
+    from .open import add_open_parser
+
+    add_open_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1`: where is it stuck?
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["agent"]:  # `trimtab agent instance|balance|haproxy|loadgen ...`
+        from trimtab.agent.__main__ import main as agent_main
+
+        agent_main(argv[1:])
+        return 0
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+        argv.insert(0, "cockpit")
+    args = build_parser().parse_args(argv)
+    if args.cmd is None:
+        args = build_parser().parse_args(["cockpit", *argv])
+    try:
+        code = int(args.func(args))
+    except KeyboardInterrupt:  # Ctrl-C before the window opened; children are already stopped
+        print("trimtab: interrupted, stopped.", file=sys.stderr)
+        code = 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,374 @@
+"""Control client: the cockpit's Qt-free way to change TTLs and weights on a fleet.
+
+Synchronous (httpx), meant for a worker thread, never the GUI thread; every
+call has a bounded timeout. Fan-out calls run in a small thread pool, so one
+dead instance costs one timeout, not one per instance.
+
+Results never claim what did not happen: each target answers for itself with an
+:class:`Outcome` whose ``status`` is :data:`APPLIED`, :data:`UNCHANGED` (already
+so; nothing journaled), :data:`REFUSED` (the agent's message and fields),
+:data:`GUARD_RAIL` (balancer 409: needs ``force`` and a reason), :data:`CONFLICT`
+(412, or a revert whose fields changed since; ``changes`` lists what the other
+operator changed when the client knows the document the caller saw),
+:data:`UNREACHABLE` (no connection: certainly not applied), :data:`UNKNOWN` (sent,
+but the answer was lost, e.g. a read timeout: it may have been applied; a retry
+is safe, its If-Match turns a done change into a conflict) or :data:`ERROR`
+(an unexpected answer, e.g. 500).
+
+Token scope: agents do not report a token's scopes, and any write probe by a
+read token is journaled as a refusal, so :meth:`ControlClient.access` reads
+``scopes`` from ``/_trimtab/health`` if an agent sends it, otherwise learns
+"read only" from the first 403 a real write gets (``write=None``: not known yet).
+
+    client = ControlClient(token)
+    agents = [Agent.from_target(t) for t in targets]   # ScrapeTarget or fleet Target
+    reads = client.read_configs(agents)                 # {agent: ConfigRead | ControlError}
+    result = client.set_ttl(agents, "/products/{id}", 30, "peak", expected_etags(reads))
+    client.rollback(result)                             # undo the applied part
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Self, TypeVar
+
+import httpx
+
+from .calls import BalancerJournalCalls
+from .types import (
+    APPLIED,
+    BALANCER,
+    CONFLICT,
+    ERROR,
+    GUARD_RAIL,
+    INSTANCE,
+    REFUSED,
+    UNCHANGED,
+    UNKNOWN,
+    UNREACHABLE,
+    Access,
+    Agent,
+    BalancerState,
+    ChangeResult,
+    ConfigRead,
+    ControlError,
+    FieldChange,
+    JournalRow,
+    Outcome,
+    Reply,
+    ServerView,
+    Unreachable,
+    WhatIf,
+    comparable,
+    diff_docs,
+    disagreements,
+    expected_etags,
+    flatten_doc,
+    instance_only,
+    preview_weights,
+    ttl_table,
+)
+
+__all__ = [  # the public names, importable from here as before the split
+    "APPLIED", "BALANCER", "CONFLICT", "ERROR", "GUARD_RAIL", "INSTANCE", "REFUSED", "UNCHANGED",
+    "UNKNOWN", "UNREACHABLE", "Access", "Agent", "BalancerState", "ChangeResult", "ConfigRead",
+    "ControlClient", "ControlError", "FieldChange", "JournalRow", "Outcome", "ServerView",
+    "WhatIf", "diff_docs", "disagreements", "expected_etags", "preview_weights", "ttl_table",
+]
+
+# Errors that prove the request never reached the agent; any other may have been applied.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+_SEEN_MAX = 512
+T = TypeVar("T")
+
+
+class ControlClient(BalancerJournalCalls):
+    """Talks to agents and balancers with one bearer token (never logged or shown)."""
+
+    def __init__(self, token: str, timeout: float = 3.0, max_workers: int = 8) -> None:
+        self._client = httpx.Client(timeout=timeout,
+                                    headers={"Authorization": f"Bearer {token}"})
+        self.timeout, self.max_workers = timeout, max_workers
+        self._lock = threading.Lock()
+        # Documents this client handed out, by (base_url, etag): a 412 is diffed against them.
+        self._seen: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+        self._denied: dict[str, str] = {}  # base_url → why writes are refused (403 seen)
+
+    def __repr__(self) -> str:
+        return f"ControlClient(timeout={self.timeout})"
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _call(self, agent: Agent, method: str, path: str, *, json: Any = None,
+              headers: dict[str, str] | None = None, params: dict[str, str] | None = None
+              ) -> Reply:
+        try:
+            resp = self._client.request(method, agent.base_url + path, json=json,
+                                        headers=headers, params=params)
+        except httpx.HTTPError as err:  # refused, reset, timed out: no answer at all
+            sent = not isinstance(err, _NOT_SENT)
+            what = "no answer from" if sent else "unreachable:"
+            raise Unreachable(f"{what} {agent.name}: {type(err).__name__}: {err}", sent) \
+                from None
+        try:
+            body = resp.json() if resp.content else None
+        except ValueError:
+            body = {"message": resp.text[:200]}
+        if resp.status_code == 403 and method != "GET":
+            with self._lock:
+                self._denied[agent.base_url] = Reply(403, body, None).message()
+        return Reply(resp.status_code, body, resp.headers.get("etag"))
+
+    def _get(self, agent: Agent, path: str, params: dict[str, str] | None = None) -> Reply:
+        """GET that must succeed: raises :class:`ControlError` otherwise."""
+        try:
+            reply = self._call(agent, "GET", path, params=params)
+        except Unreachable as err:
+            raise ControlError(0, "unreachable", str(err)) from None
+        if reply.status != 200:
+            code = reply.body.get("error", "error") if isinstance(reply.body, dict) else "error"
+            raise ControlError(reply.status, str(code), reply.message(), reply.error_fields())
+        return reply
+
+    def _remember(self, agent: Agent, etag: str | None, doc: dict[str, Any]) -> None:
+        if etag is None:
+            return
+        with self._lock:
+            self._seen[(agent.base_url, etag)] = doc
+            while len(self._seen) > _SEEN_MAX:
+                self._seen.popitem(last=False)
+
+    def _seen_doc(self, agent: Agent, etag: str | None) -> dict[str, Any] | None:
+        with self._lock:
+            return self._seen.get((agent.base_url, etag or ""))
+
+    def _fan_out(self, agents: Iterable[Agent], fn: Callable[[Agent], T]) -> dict[Agent, T]:
+        todo = list(dict.fromkeys(agents))
+        if len(todo) <= 1:
+            return {a: fn(a) for a in todo}
+        with ThreadPoolExecutor(max_workers=min(self.max_workers, len(todo))) as pool:
+            return dict(zip(todo, pool.map(fn, todo)))
+
+    def _failure(self, agent: Agent, reply: Reply) -> Outcome:
+        """A non-2xx answer as an outcome (412 is handled by the caller)."""
+        status = REFUSED if 400 <= reply.status < 500 else ERROR
+        message = reply.message()
+        if reply.status == 409 and "force" in message and reply.error_fields() == ("servers",):
+            status = GUARD_RAIL
+        elif reply.status == 409 and isinstance(reply.body, dict) and \
+                (reply.body.get("error") == "conflict" and "changed since" in message):
+            status = CONFLICT
+        return Outcome(agent, status, message, reply.error_fields(), reply.status)
+
+    def _conflict(self, agent: Agent, seen_etag: str | None, current: dict[str, Any],
+                  etag: str | None, message: str) -> Outcome:
+        """412: what changed between the document the caller saw and the current one."""
+        seen = self._seen_doc(agent, seen_etag)
+        if seen is None:
+            return Outcome(agent, CONFLICT, message + " (the version you read is not known to "
+                           "this client: re-read before deciding)", (), 412, etag=etag)
+        changes = diff_docs(comparable(seen), comparable(current))
+        what = "; ".join(f"{c.path}: {c.old!r} → {c.new!r}" for c in changes) or "nothing visible"
+        return Outcome(agent, CONFLICT, f"changed meanwhile: {what}", (), 412, etag=etag,
+                       changes=changes)
+
+    # -- scope ------------------------------------------------------------------------------
+
+    def access(self, agent: Agent) -> Access:
+        """Whether this token may read and write on ``agent`` (no write probe is sent)."""
+        try:
+            reply = self._get(agent, "/_trimtab/health") if agent.kind == INSTANCE else \
+                self._get(agent, "/_trimtab/balancer")
+        except ControlError as err:
+            return Access(False, False, err.message)
+        scopes = reply.body.get("scopes") if isinstance(reply.body, dict) else None
+        if isinstance(scopes, list):  # an agent that reports the caller's scopes
+            ok = "write" in scopes
+            return Access(True, ok, "" if ok else "this token has read scope only")
+        with self._lock:
+            denied = self._denied.get(agent.base_url)
+        if denied is not None:
+            return Access(True, False, denied)
+        return Access(True, None, "the agent does not report token scopes; "
+                      "a refused write will tell")
+
+    def can_write(self, agent: Agent) -> tuple[bool | None, str]:
+        """``(write, reason)`` shortcut over :meth:`access` for enabling controls."""
+        access = self.access(agent)
+        return access.write, access.reason
+
+    # -- instance config --------------------------------------------------------------------
+
+    def read_config(self, agent: Agent) -> ConfigRead:
+        """One instance's config document and ETag; raises :class:`ControlError`."""
+        instance_only(agent)
+        reply = self._get(agent, "/_trimtab/config")
+        if not isinstance(reply.body, dict) or reply.etag is None:
+            raise ControlError(reply.status, "bad_reply", "config answer without document/ETag")
+        self._remember(agent, reply.etag, reply.body)
+        return ConfigRead(reply.body, reply.etag)
+
+    def read_configs(self, agents: Iterable[Agent]) -> dict[Agent, ConfigRead | ControlError]:
+        """Every instance's config (or the error reading it), read in parallel."""
+        def one(agent: Agent) -> ConfigRead | ControlError:
+            try:
+                return self.read_config(agent)
+            except ControlError as err:
+                return err
+        return self._fan_out(agents, one)
+
+    def set_ttl(self, agents: Iterable[Agent], route: str, ttl: Any, reason: str,
+                expected: Mapping[Agent, str | None]) -> ChangeResult:
+        """Set ``route``'s TTL on each agent with ``If-Match: expected[agent]``.
+
+        ``ttl`` is sent as given, so the agent's validation speaks (422 naming the
+        field). An agent without an expected ETag is refused locally (read first).
+        """
+        patch = {"routes": {route: {"ttl": ttl}}, "reason": reason}
+        return self.patch_configs(agents, patch, expected, f"TTL of {route} → {ttl!r}")
+
+    def patch_configs(self, agents: Iterable[Agent], patch: dict[str, Any],
+                      expected: Mapping[Agent, str | None], description: str) -> ChangeResult:
+        """Apply one config patch on each agent (each validated whole by its agent)."""
+        outcomes = self._fan_out(agents, lambda a: self._patch_one(a, patch, expected.get(a)))
+
+        def again(todo: list[Agent], etags: dict[Agent, str | None]) -> ChangeResult:
+            return self.patch_configs(todo, patch, etags, description)
+        return ChangeResult(description, outcomes, again, dict(expected))
+
+    def _patch_one(self, agent: Agent, patch: dict[str, Any], etag: str | None) -> Outcome:
+        if agent.kind != INSTANCE:
+            return Outcome(agent, REFUSED, f"{agent.name} is a balancer, not an instance agent")
+        if not etag:
+            return Outcome(agent, REFUSED, "no ETag for this instance: read its config first")
+        try:
+            reply = self._call(agent, "PATCH", "/_trimtab/config", json=patch,
+                               headers={"If-Match": etag})
+            if reply.status == 412:
+                current = self.read_config(agent)
+                return self._conflict(agent, etag, current.doc, current.etag, reply.message())
+        except Unreachable as err:
+            return err.outcome(agent)
+        except ControlError as err:  # 412, then the re-read failed
+            return Outcome(agent, CONFLICT, f"changed meanwhile; re-read failed: {err}", (), 412)
+        if reply.status != 200:
+            return self._failure(agent, reply)
+        self._remember(agent, reply.etag, reply.body["config"])
+        jid = reply.body.get("journal_id")
+        if jid is None:
+            return Outcome(agent, UNCHANGED, "already so", (), 200, etag=reply.etag)
+        before = flatten_doc(self._seen_doc(agent, etag) or {})
+        changes = tuple(FieldChange(p, before.get(p), v)
+                        for p, v in flatten_doc(reply.body.get("changed") or {}).items())
+        return Outcome(agent, APPLIED, "", (), 200, (int(jid),), reply.etag, changes)
+
+    def rollback(self, result: ChangeResult, reason: str = "") -> ChangeResult:
+        """Revert the applied part of ``result`` (journal ids the agents returned)."""
+        why = reason or f"roll back: {result.description}"
+
+        def one(agent: Agent) -> Outcome:
+            ids = result.outcomes[agent].journal_ids
+            if not ids:  # e.g. an invalidation: dropped entries stay dropped
+                return Outcome(agent, REFUSED, "not revertible")
+            for jid in reversed(ids):  # newest first; stop at the first that fails
+                outcome = self._revert_id(agent, jid, why)
+                if outcome.status != APPLIED:
+                    break
+            return outcome
+        return ChangeResult(f"roll back: {result.description}",
+                            self._fan_out(result.with_status(APPLIED), one))
+
+    def retry(self, result: ChangeResult, expected: Mapping[Agent, str | None] | None = None,
+              include_conflicts: bool = False) -> ChangeResult:
+        """Re-apply to the targets that failed (unreachable, unknown, error; conflicts on request).
+
+        Returns a new result: to undo everything, roll back both this one and the original.
+
+        Unreachable ones reuse the ETag the caller first sent unless ``expected`` gives
+        one; conflicts (only after the user saw what changed) use the ETag the conflict
+        reported. Refused ones are not retried: the same input would be refused again.
+        """
+        if result.retry_call is None:
+            raise ValueError("this result cannot be retried")
+        statuses = (UNREACHABLE, UNKNOWN, ERROR) + ((CONFLICT,) if include_conflicts else ())
+        todo = result.with_status(*statuses)
+        original = result.sent_etags
+        etags = {a: (expected or {}).get(a) or (result.outcomes[a].etag
+                 if result.outcomes[a].status == CONFLICT else original.get(a)) for a in todo}
+        return result.retry_call(todo, etags)
+
+    def _revert_id(self, agent: Agent, jid: int, reason: str, force: bool = False) -> Outcome:
+        path = ("/_trimtab/revert/" if agent.kind == INSTANCE else "/_trimtab/balancer/revert/")
+        body: dict[str, Any] = {"reason": reason} | ({"force": True} if force else {})
+        try:
+            reply = self._call(agent, "POST", f"{path}{jid}", json=body)
+        except Unreachable as err:
+            return err.outcome(agent)
+        if reply.status != 200:
+            return self._failure(agent, reply)
+        if agent.kind == INSTANCE:
+            new_id = reply.body.get("journal_id")
+            if reply.body.get("config") is not None:
+                self._remember(agent, reply.etag, reply.body["config"])
+            ids: tuple[int, ...] = (int(new_id),) if new_id is not None else ()
+            changes = tuple(FieldChange(p, None, v)
+                            for p, v in flatten_doc(reply.body.get("changed") or {}).items())
+        else:
+            self._remember(agent, reply.etag, reply.body)
+            applied = reply.body.get("applied") or []
+            ids = tuple(int(e["id"]) for e in applied)
+            changes = tuple(FieldChange(e["what"], e["old"], e["new"]) for e in applied)
+        return Outcome(agent, APPLIED if ids else UNCHANGED, f"reverted #{jid}", (), 200, ids,
+                       reply.etag, changes)
+
+    # -- cache --------------------------------------------------------------------------------
+
+    def whatif(self, agent: Agent, route: str, ttls: Iterable[float] = ()) -> WhatIf:
+        """Predicted hit ratio of ``route`` on ``agent`` per candidate TTL (grid when empty)."""
+        instance_only(agent)
+        params = {"route": route}
+        wanted = [float(t) for t in ttls]
+        if wanted:
+            params["ttls"] = ",".join(f"{t:g}" for t in wanted)
+        body = self._get(agent, "/_trimtab/cache/whatif", params).body
+        cands = body.get("candidates", [])
+        return WhatIf(route, int(body.get("requests", 0)), float(body.get("current_ttl", 0.0)),
+                      {float(c["ttl"]): float(c["hit_ratio"]) for c in cands},
+                      frozenset(float(c["ttl"]) for c in cands if c.get("interpolated")))
+
+    def invalidate(self, agents: Iterable[Agent], route: str | None = None,
+                   prefix: str | None = None, reason: str = "") -> ChangeResult:
+        """Drop cached entries of ``route`` (or keys starting with ``prefix``) on each agent."""
+        body: dict[str, Any] = {"reason": reason}
+        body |= {"route": route} if route is not None else {}
+        body |= {"prefix": prefix} if prefix is not None else {}
+
+        def one(agent: Agent) -> Outcome:
+            if agent.kind != INSTANCE:
+                return Outcome(agent, REFUSED, f"{agent.name} is a balancer, not an instance")
+            try:
+                reply = self._call(agent, "POST", "/_trimtab/cache/invalidate", json=body)
+            except Unreachable as err:
+                return err.outcome(agent)
+            if reply.status != 200:
+                return self._failure(agent, reply)
+            return Outcome(agent, APPLIED, f"dropped {reply.body.get('dropped', 0)}", (), 200,
+                           detail=str(reply.body.get("dropped", 0)))
+
+        def again(todo: list[Agent], _: dict[Agent, str | None]) -> ChangeResult:
+            return self.invalidate(todo, route, prefix, reason)
+        what = f"invalidate {'route ' + route if route is not None else f'prefix {prefix}'}"
+        return ChangeResult(what, self._fan_out(agents, one), again)

@@ -1,0 +1,1 @@
+"""Incident snapshots (``.trimtab`` files): export, open, schema, stats, HTML report, redaction (Qt-free)."""

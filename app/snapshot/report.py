@@ -1,0 +1,219 @@
+"""``trimtab snapshot report``: one self-contained HTML page from a snapshot.
+
+Summary, the slowest routes (fleet-wide p95 from histogram buckets over the
+window), the change timeline with before/after cards (``before_after.compare``
+on the fleet p95 and request rate), charts as embedded PNG data URIs
+(pyqtgraph rendered offscreen), annotations and the slowest traces. Nothing
+is fetched from anywhere: the page opens offline. Every string from the
+snapshot is HTML-escaped (a snapshot is somebody else's data).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..replay.before_after import Comparison, compare
+from .open import Snapshot, open_snapshot
+from .stats import RouteLatency, latency_over_time, request_rate, route_latencies
+
+STEPS = 120  # chart / card resolution across the window
+TOP_ROUTES = 10
+COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf")
+CSS = """body{font:14px system-ui,sans-serif;margin:2em auto;max-width:1000px;color:#222}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;
+text-align:left;vertical-align:top}th{background:#f3f3f3}.card{border:1px solid #bbb;
+border-radius:6px;padding:.6em 1em;margin:.8em 0}.worse{color:#b00}.better{color:#070}
+pre{white-space:pre-wrap;background:#f7f7f7;padding:.5em}img{max-width:100%}"""
+
+
+def write_report(snapshot: Snapshot | str | Path, out_html: str | Path) -> Path:
+    """Write the report of ``snapshot`` (an open Snapshot or a path) to ``out_html``."""
+    snap = snapshot if isinstance(snapshot, Snapshot) else open_snapshot(snapshot)
+    try:
+        page = render_html(snap)
+    finally:
+        if snap is not snapshot:
+            snap.close()
+    out = Path(out_html)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, out)  # never a half-written page under the final name
+    return out
+
+
+def render_html(snap: Snapshot) -> str:
+    """The whole page as a string."""
+    start, end = snap.window
+    mids, p95 = latency_over_time(snap, start, end, STEPS)
+    _, rates = request_rate(snap, start, end, STEPS)
+    total_rate = np.sum(list(rates.values()), axis=0) if rates else np.full(STEPS, np.nan)
+    journal = snap.journal()
+    marks = [row.time for row in journal]
+    slow = route_latencies(snap, start, end)
+    top = [r.route for r in slow[:5]]
+    charts = [
+        _chart({r: (mids, p95[r] * 1000) for r in [*top, "all routes"] if r in p95},
+               "p95 latency by route (ms)", start, marks),
+        _chart({t: (mids, v) for t, v in sorted(rates.items())}, "requests/s by target",
+               start, marks)]
+    parts = [f"<h1>Incident report — {_utc(start)} to {_utc(end)}</h1>",
+             _summary(snap), "<h2>Slowest routes (p95 over the window)</h2>", _routes(slow),
+             "<h2>Charts</h2>",
+             *(f'<p><img alt="{html.escape(title)}" src="data:image/png;base64,'
+               f'{base64.b64encode(png).decode()}"></p>' for title, png in charts if png),
+             "<h2>Change timeline</h2>",
+             _timeline(snap, mids, p95.get("all routes"), total_rate),
+             "<h2>Annotations</h2>", _annotations(snap), "<h2>Slowest traces</h2>", _traces(snap)]
+    return ("<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
+            f"<title>trimtab incident report {_utc(start)}</title><style>{CSS}</style></head>"
+            f"<body>{''.join(parts)}</body></html>\n")
+
+
+def _utc(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _meta_time(value: str | None) -> str:
+    """A unix time from the snapshot's meta, or "?" (informative only: never fatal)."""
+    try:
+        t = float(value or "nan")
+    except ValueError:
+        return "?"
+    return _utc(t) if math.isfinite(t) else "?"
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value))
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    if not rows:
+        return "<p>None.</p>"
+    cells = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return ("<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>"
+            + cells + "</table>")
+
+
+def _summary(snap: Snapshot) -> str:
+    start, end = snap.window
+    meta = snap.meta
+    rows = [("window", f"{_utc(start)} → {_utc(end)} ({(end - start) / 60:.1f} min)"),
+            ("exported", _meta_time(meta.get("created_at"))),
+            ("trimtab", (f"{meta.get('app_version', '?')} (snapshot schema "
+                         f"{meta.get('schema_version')})")),
+            ("series / samples", (f"{meta.get('series', len(snap.series()))} / "
+                                  f"{meta.get('samples', '?')}")),
+            ("journal entries", len(snap.journal())), ("traces", len(snap.traces()))]
+    targets = [(t.name, t.kind, t.url, _up(t.health.get("up")),
+                t.health.get("error") or "") for t in snap.target_info()]
+    notes = f"<h3>Notes</h3><pre>{_e(snap.notes)}</pre>" if snap.notes else ""
+    return ("<h2>Summary</h2>" + _table(("", ""), rows) + "<h3>Targets</h3>"
+            + _table(("target", "kind", "url", "health", "last error"), targets) + notes)
+
+
+def _up(value: object) -> str:
+    return "up" if value == 1 else "down" if value == 0 else "?"
+
+
+def _routes(slow: Sequence[RouteLatency]) -> str:
+    rows = []
+    for r in slow[:TOP_ROUTES]:
+        q = r.quantile  # in the +Inf bucket the value is only a lower bound
+        value = f"≥ {q.value * 1000:.1f}" if q.in_inf_bucket else f"{q.value * 1000:.1f}"
+        rows.append((r.route, value, f"{q.lower * 1000:g}–{q.upper * 1000:g}",
+                     f"{r.requests:.0f}"))
+    return _table(("route", "p95 (ms)", "true value between (ms)", "requests"), rows)
+
+
+def _timeline(snap: Snapshot, mids: np.ndarray, p95: np.ndarray | None,
+              rate: np.ndarray) -> str:
+    start, end = snap.window
+    window = max(min(300.0, (end - start) / 4), 6 * (end - start) / STEPS)
+    settle = min(30.0, window / 5)
+    cards = []
+    for row in snap.journal():
+        changes = "".join(f"<li>{_e(c.path)}: {_e(json.dumps(c.old))} → {_e(json.dumps(c.new))}</li>"
+                          for c in row.changes)
+        found = [compare(mids, values, row.time, window=window, settle=settle, metric=metric,
+                         now=end) for metric, values in (("p95", _ms(p95)), ("requests/s", rate))
+                 if values is not None]
+        cards.append(
+            f'<div class="card"><b>{_e(_utc(row.time))}</b> · {_e(row.source.name)} · '
+            f"{_e(row.who)} · {_e(row.what)} · <i>{_e(row.result)}</i>"
+            f"<ul>{changes}</ul><p>Reason: {_e(row.reason or '—')}"
+            f"{' · ' + _e(row.detail) if row.detail else ''}</p>{_cards(found)}</div>")
+    return "".join(cards) or "<p>No change in the window.</p>"
+
+
+def _ms(values: np.ndarray | None) -> np.ndarray | None:
+    return None if values is None else values * 1000
+
+
+def _cards(found: Sequence[Comparison]) -> str:
+    rows = "".join(
+        f'<tr class="{_e(c.direction)}"><td>{_e(c.metric)}</td><td>{_num(c.before)}</td>'
+        f"<td>{_num(c.after)}</td><td>{'' if c.delta_pct is None else f'{c.delta_pct:+.1%}'}</td>"
+        f"<td>{_e(c.verdict)}</td></tr>" for c in found)
+    return ("<table><tr><th>metric</th><th>before</th><th>after</th><th>change</th>"
+            f"<th>verdict</th></tr>{rows}</table>")
+
+
+def _num(x: float) -> str:
+    return "—" if not math.isfinite(x) else f"{x:.4g}"
+
+
+def _annotations(snap: Snapshot) -> str:
+    return _table(("time", "kind", "target", "text"),
+                  [(_utc(a["time"]), a["kind"], a["target"] or "", a["text"])
+                   for a in snap.annotations()])
+
+
+def _traces(snap: Snapshot) -> str:
+    slow = sorted(snap.traces(), key=lambda t: -(t.get("duration_ms") or 0.0))[:10]
+    return _table(("start", "route", "status", "instance", "cache", "ms", "spans"), [
+        (_utc(t["start"]) if t.get("start") else "", t.get("route") or t.get("name") or "",
+         t.get("status", ""), t.get("instance") or "", t.get("cache") or "",
+         f"{t.get('duration_ms') or 0.0:.1f}",
+         ", ".join(f"{c['name']} {c.get('duration_ms') or 0:.1f} ms" for c in t["children"]))
+        for t in slow])
+
+
+def _chart(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, base: float,
+           marks: Sequence[float]) -> tuple[str, bytes]:
+    """(title, PNG bytes) of a line chart; x in minutes since ``base``; b"" with no data."""
+    if not any(np.isfinite(v).any() for _, v in curves.values()):
+        return title, b""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # a report needs no display
+    import pyqtgraph as pg
+    from PySide6.QtCore import QBuffer, QIODevice, Qt
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([])
+    plot = pg.PlotWidget(background="w")
+    try:
+        plot.resize(960, 300)
+        plot.setTitle(title, color="#222")
+        plot.setLabel("bottom", f"minutes since {_utc(base)}")
+        plot.addLegend(offset=(10, 10))
+        for i, (name, (t, v)) in enumerate(curves.items()):
+            plot.plot((t - base) / 60, v, name=name, connect="finite",
+                      pen=pg.mkPen(COLOURS[i % len(COLOURS)], width=1))
+        for m in marks:
+            plot.addItem(pg.InfiniteLine((m - base) / 60, angle=90,
+                                         pen=pg.mkPen("#888", style=Qt.PenStyle.DashLine)))
+        app.processEvents()
+        buf = QBuffer()
+        buf.open(QIODevice.OpenModeFlag.WriteOnly)
+        plot.grab().save(buf, "PNG")
+        return title, bytes(buf.data().data())
+    finally:
+        plot.deleteLater()

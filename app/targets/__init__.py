@@ -1,0 +1,1 @@
+"""The targets file and the manager that keeps targets, collectors and model in step (Qt-free)."""

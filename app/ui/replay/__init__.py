@@ -1,0 +1,1 @@
+"""Read-only replay windows: the window, its worker thread, comparisons."""

@@ -1,0 +1,42 @@
+"""Pages of a replay window: the live pages, pointed at the replay clock and able to change
+their percentiles (recomputed from the raw buckets by
+:class:`~trimtab.app.replay.model.ReplayModel`). GUI thread.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+from ...model.fleet import FleetModel
+from ...replay.model import level_name
+from ...targets.manager import TargetManager
+from ..pages.common import FleetPage, RoutesPage
+
+
+def route_headers(levels: Sequence[float]) -> tuple[str, ...]:
+    """The slow-routes table's headers for ``levels`` (fractions)."""
+    return ("route", *(f"{level_name(q)} (bucket, ms)" for q in levels), "rate", "errors",
+            "time spent (p95 × rate)")
+
+
+class ReplayRoutesPage(RoutesPage):
+    """Slow routes at the replay clock, with the percentiles in ``levels``."""
+
+    def __init__(self, model: FleetModel) -> None:
+        super().__init__(model)
+        self.since: Callable[[], float] = lambda: -math.inf  # set by the window: clock − range
+
+    def set_levels(self, levels: Sequence[float]) -> None:
+        """New columns and curves (the model must already derive these levels)."""
+        self.levels = tuple(levels)
+        headers = route_headers(self.levels)
+        self.table.set_headers(headers, len(headers) - 1)
+
+
+class ReplayFleetPage(FleetPage):
+    """Targets as recorded, with "last scrape … ago" counted from the replay clock."""
+
+    def __init__(self, model: FleetModel, manager: TargetManager | None = None) -> None:
+        super().__init__(model, manager)
+        self.clock: Callable[[], float] = lambda: math.inf  # set by the window

@@ -1,0 +1,318 @@
+"""The tuning loop's GUI side: change TTLs and weights, report per-target results, revert.
+
+All agent calls go through :class:`ControlRunner` (never on the GUI thread). Results
+are shown per target and claim nothing that did not happen; a partial failure offers
+retry or roll back of the part that was applied; a conflict (someone else changed it
+meanwhile) shows their change and asks before overwriting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
+from PySide6.QtWidgets import QInputDialog, QMessageBox, QWidget
+from trimtab.agent.balance.policies import MAX_WEIGHT
+from trimtab.agent.config import MAX_TTL
+from trimtab.widgets.change_dialogs import TtlDialog, WeightsDialog
+
+from ..control import client as ctl
+from ..control.rollout import FINAL, Gates, Rollout
+from .control_worker import ControlRunner
+
+JOURNAL_POLL_MS = 3000
+
+
+def describe(result: ctl.ChangeResult) -> str:
+    """One line per target: what happened there, in words an operator can act on."""
+    lines = [result.description]
+    for agent, outcome in sorted(result.outcomes.items(), key=lambda kv: kv[0].name):
+        text = f"• {agent.name}: {outcome.status.replace('_', ' ')}"
+        if outcome.changes:
+            text += " — " + ", ".join(f"{c.path}: {c.old} → {c.new}" for c in outcome.changes)
+        if outcome.message and outcome.status != ctl.APPLIED:
+            text += f" — {outcome.message}"
+        if outcome.status == ctl.UNREACHABLE:
+            text += " (nothing changed there)"
+        elif outcome.status == ctl.UNKNOWN:
+            text += " (the answer was lost: it may have been applied)"
+        lines.append(text)
+    return "\n".join(lines)
+
+
+class Tuning(QObject):
+    """Owns the control client for one fleet: instance agents and an optional balancer."""
+
+    journal_changed = Signal(list)  # list[JournalRow], oldest first
+    access_changed = Signal(bool, str)  # can write, reason when not
+    message = Signal(str)
+
+    def __init__(self, token: str, instances: Sequence[ctl.Agent], balancer: ctl.Agent | None,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.client = ctl.ControlClient(token)
+        self.instances, self.balancer = list(instances), balancer
+        self.runner = ControlRunner(self)
+        self.rows: list[ctl.JournalRow] = []
+        self.can_write: bool | None = None
+        self.write_reason = "checking the token's scope…"
+        # (route, instance) → (canary p95 in ms, error rate 0..1), from the model (GUI thread)
+        self.numbers: Callable[[str, str], tuple[float, float]] | None = None
+        self.rollout: StagedRun | None = None
+
+    @property
+    def sources(self) -> list[ctl.Agent]:
+        return [*self.instances, *([self.balancer] if self.balancer else [])]
+
+    def start(self) -> None:
+        """Find out whether the token may write, and start following the journals."""
+        probe = self.instances[0] if self.instances else self.balancer
+        if probe is not None:
+            self.runner.submit(lambda: self.client.access(probe), self._got_access)
+        self.refresh_journal()
+
+    def _got_access(self, access: Any) -> None:
+        if isinstance(access, Exception):
+            self.can_write, self.write_reason = None, f"cannot reach the agents: {access}"
+        else:
+            self.can_write = access.write is not False
+            self.write_reason = access.reason or ("" if self.can_write else
+                                                  "this token has read scope only")
+        self.access_changed.emit(bool(self.can_write), self.write_reason)
+
+    @Slot()
+    def refresh_journal(self) -> None:
+        if self.runner.busy < 2:  # never queue polls behind a slow agent
+            self.runner.submit(lambda: self.client.journal(self.sources), self._got_journal)
+
+    def _got_journal(self, answer: Any) -> None:
+        if isinstance(answer, Exception):
+            self.message.emit(f"journal unavailable: {answer}")
+            return
+        rows, errors = answer
+        self.rows = list(rows)
+        self.journal_changed.emit(self.rows)
+        if errors:
+            self.message.emit("journal unavailable from " + ", ".join(
+                f"{a.name} ({e})" for a, e in errors.items()))
+
+    # --- TTL -------------------------------------------------------------------------
+
+    def change_ttl(self, parent: QWidget, route: str, then: Callable[[], None] | None = None) -> None:
+        """Read every instance's config (for ETags), then ask, preview, confirm and apply."""
+        def ask(reads: Any) -> None:
+            if isinstance(reads, Exception):
+                QMessageBox.warning(parent, "Change TTL", f"Could not read the configs: {reads}")
+                return
+            current = {a.name: r.ttl(route) or 0.0 for a, r in reads.items()
+                       if isinstance(r, ctl.ConfigRead)}
+            failed = [a.name for a, r in reads.items() if not isinstance(r, ctl.ConfigRead)]
+            if not current:
+                QMessageBox.warning(parent, "Change TTL", "No instance answered: "
+                                    + ", ".join(failed))
+                return
+            self._ttl_dialog(parent, route, current, reads, then)
+
+        self.runner.submit(lambda: self.client.read_configs(self.instances), ask)
+
+    def _ttl_dialog(self, parent: QWidget, route: str, current: dict[str, float],
+                    reads: dict[ctl.Agent, Any], then: Callable[[], None] | None) -> None:
+        dialog = TtlDialog(route, current, parent, max_ttl=MAX_TTL)  # the agent's own bound
+        probe = next(a for a in self.instances if a.name in current)
+
+        def show_whatif(w: Any) -> None:
+            if isinstance(w, Exception):
+                dialog.set_preview_error(str(w))
+            else:
+                dialog.set_whatif(w.hit_ratio, w.current_ttl, w.requests)
+
+        self.runner.submit(lambda: self.client.whatif(probe, route), show_whatif)
+        if not dialog.exec() or (choice := dialog.choice()) is None:
+            return  # cancelled; an invalid dialog never accepts, so nothing half-typed is sent
+        names, ttl, reason = choice
+        agents = [a for a in self.instances if a.name in names]
+        etags = ctl.expected_etags({a: reads[a] for a in agents})
+        staged = dialog.staged_choice()
+        if staged is not None:
+            self._staged_ttl(parent, route, ttl, reason, agents, etags, staged)
+            return
+        self.runner.submit(lambda: self.client.set_ttl(agents, route, ttl, reason, etags),
+                           lambda r: self.report(parent, "Change TTL", r, then))
+
+    def _staged_ttl(self, parent: QWidget, route: str, ttl: float, reason: str,
+                    agents: list[ctl.Agent], etags: dict[ctl.Agent, str | None],
+                    staged: tuple[str, float, float | None, float | None]) -> None:
+        canary_name, watch, p95_max, err_max = staged
+        canary = next(a for a in agents if a.name == canary_name)
+        rollout = Rollout(
+            canary, [a for a in agents if a is not canary],
+            apply=lambda ts: self.client.set_ttl(ts, route, ttl, reason,
+                                                 {a: etags.get(a) for a in ts}),
+            rollback=lambda r: self.client.rollback(r, "staged rollout: a gate failed"),
+            gates=Gates(p95_max_ms=p95_max, error_rate_max=err_max), watch_seconds=watch)
+        self.rollout = StagedRun(self, parent, rollout, route)
+        self.rollout.begin()
+
+    def invalidate(self, parent: QWidget, route: str) -> None:
+        """Drop the route's cached entries on every instance, after a confirmation with reason."""
+        reason, ok = QInputDialog.getText(
+            parent, "Invalidate cache", f"Drop every cached entry of {route} on "
+            f"{', '.join(a.name for a in self.instances)}.\nReason (recorded in the journal):")
+        if not ok:
+            return
+        agents = list(self.instances)
+        self.runner.submit(lambda: self.client.invalidate(agents, route=route, reason=reason),
+                           lambda r: self.report(parent, "Invalidate cache", r))
+
+    # --- weights and states ----------------------------------------------------------
+
+    def change_weights(self, parent: QWidget, then: Callable[[], None] | None = None) -> None:
+        if self.balancer is None:
+            return
+        balancer = self.balancer
+
+        def ask(state: Any) -> None:
+            if isinstance(state, Exception):
+                QMessageBox.warning(parent, "Change weights", f"Balancer unavailable: {state}")
+                return
+            views = {s.name: s for s in state.servers}
+
+            def preview(weights: dict[str, int], states: dict[str, str]) -> dict[str, float]:
+                what_if = [ctl.ServerView(n, weights[n], states[n], v.up, 0.0, None)
+                           for n, v in views.items()]
+                return ctl.preview_weights(what_if, weights)
+
+            dialog = WeightsDialog([(s.name, s.weight, s.state) for s in state.servers],
+                                   preview, parent, max_weight=MAX_WEIGHT)
+            if not dialog.exec() or (choice := dialog.choice()) is None:
+                return  # cancelled; an invalid dialog never accepts
+            weights, states, reason, force = choice
+            self.runner.submit(lambda: self._apply_servers(balancer, state.etag, weights, states,
+                                                           reason, force),
+                               lambda r: self.report(parent, "Change weights", r, then))
+
+        self.runner.submit(lambda: self.client.read_balancer(balancer), ask)
+
+    def _apply_servers(self, balancer: ctl.Agent, etag: str, weights: dict[str, int],
+                       states: dict[str, str], reason: str, force: bool) -> ctl.ChangeResult:
+        """Weights in one all-or-nothing change, then each state change with the fresh ETag."""
+        result = ctl.ChangeResult("nothing to change", {})
+        if weights:
+            result = self.client.set_weights(balancer, weights, reason, etag, force=force)
+            if not result.ok:
+                return result
+        for server, state in states.items():
+            etag = self.client.read_balancer(balancer).etag
+            result = self.client.set_state(balancer, server, state, reason, etag, force=force)
+            if not result.ok:
+                return result
+        return result
+
+    # --- results, revert --------------------------------------------------------------
+
+    def report(self, parent: QWidget, title: str, result: Any,
+               then: Callable[[], None] | None = None) -> None:
+        """Per-target results; offer retry / roll back on partial failure, ask on conflict."""
+        self.refresh_journal()
+        if then is not None:
+            then()
+        if isinstance(result, Exception):
+            QMessageBox.warning(parent, title, f"Nothing was confirmed: {result}")
+            return
+        text = describe(result)
+        if result.ok:
+            QMessageBox.information(parent, title, text)
+            return
+        box = QMessageBox(QMessageBox.Icon.Warning, title, text, parent=parent)
+        applied = result.with_status(ctl.APPLIED)
+        failed = result.with_status(ctl.UNREACHABLE, ctl.UNKNOWN, ctl.ERROR)
+        conflicts = result.with_status(ctl.CONFLICT)
+        retry = box.addButton("Retry the failed ones", QMessageBox.ButtonRole.AcceptRole) \
+            if failed and result.retry_call else None
+        overwrite = box.addButton("Apply over their change", QMessageBox.ButtonRole.AcceptRole) \
+            if conflicts and result.retry_call else None
+        rollback = box.addButton("Roll back what was applied",
+                                 QMessageBox.ButtonRole.DestructiveRole) if applied else None
+        box.addButton("Keep as is", QMessageBox.ButtonRole.RejectRole)
+        box.exec()
+        clicked = box.clickedButton()
+        if clicked is not None and clicked in (retry, overwrite):
+            self.runner.submit(lambda: self.client.retry(result, include_conflicts=clicked is overwrite),
+                               lambda r: self.report(parent, title, r, then))
+        elif clicked is not None and clicked is rollback:
+            self.runner.submit(lambda: self.client.rollback(result, "rolled back after a partial failure"),
+                               lambda r: self.report(parent, "Roll back", r, then))
+
+    def revert(self, parent: QWidget, row: ctl.JournalRow) -> None:
+        def done(outcome: Any) -> None:
+            self.refresh_journal()
+            if isinstance(outcome, Exception):
+                QMessageBox.warning(parent, "Revert", f"Nothing was confirmed: {outcome}")
+            elif outcome.status != ctl.APPLIED:
+                QMessageBox.warning(parent, "Revert", f"{row.source.name}: {outcome.status} — "
+                                    f"{outcome.message}")
+
+        self.runner.submit(lambda: self.client.revert(row, "reverted from the cockpit"), done)
+
+    def revert_since(self, parent: QWidget, since: float) -> None:
+        def done(pairs: Any) -> None:
+            self.refresh_journal()
+            if isinstance(pairs, Exception):
+                QMessageBox.warning(parent, "Revert", f"Nothing was confirmed: {pairs}")
+                return
+            lines = [f"• {row.source.name} #{row.id} {row.what}: {o.status}"
+                     + (f" — {o.message}" if o.message and o.status != ctl.APPLIED else "")
+                     for row, o in pairs]
+            QMessageBox.information(parent, "Revert everything since",
+                                    "\n".join(lines) or "Nothing to revert in that period.")
+
+        self.runner.submit(lambda: self.client.revert_since(self.sources, since,
+                                                            "reverted from the cockpit"), done)
+
+    def close(self) -> None:
+        self.runner.shutdown()
+        self.client.close()
+
+
+class StagedRun(QObject):
+    """Drives a :class:`Rollout`: canary first, the model's numbers fed to it every 2 s,
+    the rest applied after the watch, or the canary reverted when a gate fails."""
+
+    def __init__(self, tuning: Tuning, parent: QWidget, rollout: Rollout, route: str) -> None:
+        super().__init__(tuning)
+        self.tuning, self.parent_widget, self.rollout, self.route = tuning, parent, rollout, route
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self._step)
+        self._stepping = False
+
+    def begin(self) -> None:
+        self._stepping = True
+        self.tuning.runner.submit(self.rollout.start, self._after)
+
+    def _step(self) -> None:
+        if self._stepping or self.tuning.numbers is None:
+            return
+        p95_ms, error_rate = self.tuning.numbers(self.route, self.rollout.canary.name)
+        self._stepping = True
+
+        def work() -> str:
+            self.rollout.observe(p95_ms, error_rate)
+            return self.rollout.advance()
+
+        self.tuning.runner.submit(work, self._after)
+
+    def _after(self, state: object) -> None:
+        self._stepping = False
+        self.tuning.refresh_journal()
+        events = self.rollout.events
+        if events:
+            self.tuning.message.emit(f"staged rollout: {events[-1].message}")
+        if isinstance(state, Exception) or self.rollout.state in FINAL:
+            self._timer.stop()
+            text = "\n".join(f"• {e.state}: {e.message}" for e in events)
+            if isinstance(state, Exception):
+                text += f"\n• stopped: {state}"
+            QMessageBox.information(self.parent_widget, "Staged rollout", text)
+        elif not self._timer.isActive():
+            self._timer.start(2000)

@@ -1,0 +1,374 @@
+"""The main window: tabs of pages over one FleetModel. GUI thread only, no I/O here."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QSettings, QTimer, Slot
+from PySide6.QtGui import QAction, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QTabWidget,
+    QToolBar,
+)
+from trimtab.widgets.card import ChangeCard
+from trimtab.widgets.theme import THEMES
+
+from ..model import format as fmt
+from ..model.fleet import FleetModel
+from ..replay.change_markers import card, marker_key, markers
+from ..targets.manager import TargetManager
+from .pages.common import FleetPage, OverviewPage, RoutesPage
+from .pages.journal import JournalPage
+from .pages.ops import BalancerPage, CachePage
+from .pages.traces import TracesPage
+from .tuning import JOURNAL_POLL_MS, Tuning
+
+LIVE_WINDOWS = (("last 5 min", 300), ("last 15 min", 900), ("last 60 min", 3600))
+LIVE_STEP = 10.0  # seconds: the live time axis moves in steps of this much
+FLEET_REFRESH_S = 1.0  # the Fleet page repaints at most this often on health-only changes
+
+
+class MainWindow(QMainWindow):
+    """Polls ``model.version`` a few times a second and refreshes the visible page when it moved."""
+
+    routes_page = RoutesPage  # a replay window swaps in pages that read its replay clock
+    fleet_page = FleetPage
+    open_action: QAction  # File → Open snapshot… and History…, added by open_cli.add_file_actions
+    history_action: QAction
+
+    def __init__(self, model: FleetModel, refresh_hz: float = 4.0,
+                 targets: TargetManager | None = None, tuning: Tuning | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.clock: Callable[[], float] = time.time  # a replay window reads its replay clock
+        self.setWindowTitle("trimtab — fleet cockpit")
+        self.resize(1400, 860)
+        self.overview = OverviewPage(model)
+        self.routes = self.routes_page(model)
+        self.cache = CachePage(model)
+        self.balancer = BalancerPage(model)
+        self.traces = TracesPage(model)
+        self.journal = JournalPage(tuning)
+        self.fleet = self.fleet_page(model, targets)
+        self.pages = [self.overview, self.routes, self.cache, self.balancer, self.traces,
+                      self.journal, self.fleet]
+        self.tabs = QTabWidget()
+        for page, name in zip(self.pages, ("Overview", "Slow routes", "Cache", "Balancer", "Traces",
+                                           "Journal", "Fleet")):
+            self.tabs.addTab(page, name)
+        self.routes.traces_requested.connect(self.show_traces)
+        self.routes.traces_window_requested.connect(self.show_trace_window)
+        self.charts = [chart for page in self.pages for chart in page.charts]
+        for chart in self.charts:  # zoom and pan stay in step on every chart
+            chart.user_ranged.connect(self._user_zoomed)
+            chart.marker_clicked.connect(self.show_change_card)
+        self.tuning = tuning
+        self.journal_rows: dict[str, Any] = {}
+        if tuning is not None:
+            self._wire_tuning(tuning)
+        self.tabs.currentChanged.connect(self._force_refresh)
+        self.setCentralWidget(self.tabs)
+        self._build_toolbar()
+        self.status = QLabel("No targets yet: add one on the Fleet page (Ctrl+7, Add target…) "
+                             "or start the demo (trimtab demo).")
+        self.statusBar().addWidget(self.status, 1)
+        self.paused = False
+        self._seen_version = -1
+        self._seen_health = -1
+        self._fleet_at = 0.0  # monotonic time of the Fleet page's last refresh
+        self._shown_end = 0.0
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self.refresh)
+        self._timer.start(int(1000 / refresh_hz))
+        for index in range(self.tabs.count()):
+            QShortcut(QKeySequence(f"Ctrl+{index + 1}"), self,
+                      activated=lambda i=index: self.tabs.setCurrentIndex(i))
+        self._restore_layout()
+        self.setAcceptDrops(True)  # a dropped .trimtab file opens as a snapshot window
+        from ..cli.open import add_file_actions
+        from .replay.window import ReplayLauncher
+
+        self.launcher = ReplayLauncher(self)
+        add_file_actions(self, self.launcher)
+        from .export import add_export_action
+
+        # The scrape targets, for an export's target list and its redaction of their tokens.
+        self.export_targets: list[Any] = []
+        self.export_snapshot_action = add_export_action(self)
+
+    def dragEnterEvent(self, event: Any) -> None:
+        from ..cli.open import snapshot_paths
+
+        if snapshot_paths(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: Any) -> None:
+        from ..cli.open import snapshot_paths
+
+        paths = snapshot_paths(event.mimeData())
+        for path in paths:
+            self.launcher.open_file(path)
+        if paths:
+            event.acceptProposedAction()
+
+    def _build_toolbar(self) -> None:
+        bar = QToolBar("View")
+        bar.setObjectName("view-toolbar")
+        self.range_box = QComboBox()
+        for label, seconds in LIVE_WINDOWS:
+            self.range_box.addItem(label, seconds)
+        self.range_box.setCurrentIndex(0)
+        self.range_box.setToolTip("Live window shown on every chart")
+        self.range_box.currentIndexChanged.connect(self._force_refresh)
+        bar.addWidget(QLabel(" Range: "))
+        bar.addWidget(self.range_box)
+        self.pause_action = QAction("Pause", self, checkable=True)
+        self.pause_action.setShortcut(QKeySequence("Space"))
+        self.pause_action.setToolTip("Freeze the charts; collection goes on (Space)")
+        self.pause_action.toggled.connect(self.set_paused)
+        bar.addAction(self.pause_action)
+        self.theme_action = QAction("Light theme", self, checkable=True)
+        self.theme_action.setShortcut(QKeySequence("Ctrl+T"))
+        self.theme_action.setToolTip("Switch between dark and light charts (Ctrl+T)")
+        self.theme_action.toggled.connect(lambda light: self.set_theme("light" if light else "dark"))
+        bar.addAction(self.theme_action)
+        self.addToolBar(bar)
+        menu = self.file_menu = self.menuBar().addMenu("&File")
+        export = QAction("Export charts of this page…", self)
+        export.setShortcut(QKeySequence("Ctrl+E"))
+        export.triggered.connect(self._ask_export)
+        menu.addAction(export)
+        quit_action = QAction("Quit", self)
+        quit_action.setShortcut(QKeySequence("Ctrl+Q"))
+        quit_action.triggered.connect(self.close)
+        menu.addAction(quit_action)
+
+    @Slot()
+    def _ask_export(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export charts", "trimtab-chart.png",
+                                              "PNG image (*.png);;SVG drawing (*.svg);;CSV data (*.csv)")
+        if not path:
+            return
+        try:
+            written = self.export_page(path)
+        except (OSError, ValueError) as exc:
+            QMessageBox.warning(self, "Export charts", f"Could not export: {exc}")
+            return
+        self.statusBar().showMessage(f"Exported {len(written)} chart(s): {', '.join(written)}", 10_000)
+
+    def export_page(self, path: str) -> list[str]:
+        """Export every chart of the visible page as ``<stem>-<n>-<title>.<ext>``."""
+        stem, dot, ext = path.rpartition(".")
+        if not dot:
+            raise ValueError("give the file a .png, .svg or .csv suffix")
+        written = []
+        for n, chart in enumerate(self.tabs.currentWidget().charts, 1):  # type: ignore[attr-defined]
+            slug = re.sub(r"[^a-z0-9]+", "-", chart.plot.plotItem.titleLabel.text.lower()).strip("-")
+            target = f"{stem}-{n}-{slug[:40]}.{ext}"
+            chart.export(target)
+            written.append(target)
+        return written
+
+    def canary_numbers(self, route: str, instance: str) -> tuple[float, float]:
+        """The canary's latest p95 (ms) for ``route``, and the route's latest error ratio."""
+        _t, v = self.model.instance_series(route).get(instance, ((), ()))
+        finite = [x for x in v if not math.isnan(x)]
+        p95 = finite[-1] * 1000.0 if finite else float("nan")
+        errors = self.model.snapshot("error_ratio", None, [route]).get(route)
+        last = [x for x in errors[1] if not math.isnan(x)] if errors else []
+        return p95, (last[-1] if last else 0.0)
+
+    def _wire_tuning(self, tuning: Tuning) -> None:
+        tuning.numbers = self.canary_numbers
+        self.cache.ttl_requested.connect(lambda route: tuning.change_ttl(self, route))
+        self.cache.invalidate_requested.connect(lambda route: tuning.invalidate(self, route))
+        self.balancer.weights_requested.connect(lambda: tuning.change_weights(self))
+        tuning.access_changed.connect(self.set_write_access)
+        tuning.access_changed.connect(self.journal.set_write_access)
+        tuning.journal_changed.connect(self.show_changes)
+        tuning.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        self._journal_timer = QTimer(self)
+        self._journal_timer.timeout.connect(tuning.refresh_journal)
+        self._journal_timer.start(JOURNAL_POLL_MS)
+        self.set_write_access(False, tuning.write_reason)
+        tuning.start()
+
+    @Slot(bool, str)
+    def set_write_access(self, can_write: bool, reason: str) -> None:
+        """Change controls are enabled only for a token with write scope; else say why."""
+        for button in (self.cache.change_button, self.cache.invalidate_button,
+                       self.balancer.change_button):
+            button.setEnabled(can_write)
+            button.setToolTip("" if can_write else f"Disabled: {reason}")
+
+    @Slot(list)
+    def show_changes(self, rows: list) -> None:
+        """Every accepted change is a marker on every chart."""
+        self.journal_rows = {marker_key(r): r for r in rows}
+        marks = markers(rows)
+        for chart in self.charts:
+            chart.set_markers(marks)
+
+    @Slot(str)
+    def show_change_card(self, key: str) -> None:
+        """The before/after card of the change behind a clicked marker."""
+        row = self.journal_rows.get(key)
+        if row is None:
+            return
+        title, subtitle, rows = card(self.model, row)
+        self.change_card = ChangeCard(title, subtitle, rows, self)
+        self.change_card.show()
+
+    @Slot(str, float)
+    def show_traces(self, route: str, min_ms: float) -> None:
+        """Jump to example traces of ``route`` at least ``min_ms`` slow."""
+        self.traces.filter_to(route, min_ms)
+        self.tabs.setCurrentWidget(self.traces)
+
+    @Slot(str, float, float, float, float)
+    def show_trace_window(self, route: str, min_ms: float, max_ms: float, t0: float,
+                          t1: float) -> None:
+        """Jump from a heatmap cell or a chart point to the traces behind it (exemplars first)."""
+        self.traces.filter_to(route, min_ms, max_ms, (t0, t1))
+        self.tabs.setCurrentWidget(self.traces)
+
+    @Slot(str)
+    def set_theme(self, name: str) -> None:
+        """Re-theme every chart; remembered with the window layout."""
+        theme = THEMES[name]
+        self.theme = name
+        for view in [*self.charts, self.overview.share_bars, self.balancer.bars,
+                     self.traces.waterfall]:
+            view.apply_theme(theme)
+
+    @Slot(float, float)
+    def _user_zoomed(self, start: float, end: float) -> None:
+        """A zoom or pan by hand moves every chart's time axis and stops live following
+        until Space (the pause toggle) resumes it."""
+        self.set_x_window(start, end)
+        if not self.paused:
+            self.paused = True
+            self.pause_action.setChecked(True)
+            self._refresh_status()
+
+    def set_x_window(self, start: float, end: float) -> None:
+        """The same time range on every chart (pyqtgraph's setXLink aligns by pixels, which
+        goes wrong between charts of different widths)."""
+        for chart in self.charts:
+            chart.set_x_window(start, end)
+
+    @property
+    def live_window(self) -> float:
+        return float(self.range_box.currentData())
+
+    @Slot(bool)
+    def set_paused(self, paused: bool) -> None:
+        """Freeze the charts (data keeps being collected) or resume them."""
+        self.paused = paused
+        if self.pause_action.isChecked() != paused:
+            self.pause_action.setChecked(paused)
+        if not paused:  # back to live: the time axes follow the live window again
+            self._follow_live()
+        self._force_refresh()
+
+    @Slot()
+    def toggle_pause(self) -> None:
+        self.set_paused(not self.paused)
+
+    @Slot()
+    def _force_refresh(self, *_: object) -> None:
+        self._seen_version = -1
+        self._seen_health = -1
+        self.refresh()
+        if not self.paused:
+            self._follow_live()  # every chart, so a page shown next is already in place
+
+    @Slot()
+    def refresh(self) -> None:
+        """Copy what changed out of the model and hand it to the visible page only.
+
+        Charts move once per scrape cycle (``model.version``); per-scrape health
+        changes (``model.health_version``) only touch the status bar and the Fleet page.
+        """
+        data_moved = self.model.version != self._seen_version
+        health_moved = self.model.health_version != self._seen_health
+        if not data_moved and not health_moved:
+            return
+        self._seen_version, self._seen_health = self.model.version, self.model.health_version
+        self._refresh_status()
+        page = self.tabs.currentWidget()
+        if self.paused or not (data_moved or page is self.fleet):
+            return
+        if page is self.fleet:
+            # Health moves with every scrape (50 targets: ~50 times a second); a table of
+            # targets read by a person needs no more than one repaint a second.
+            if not data_moved and time.monotonic() - self._fleet_at < FLEET_REFRESH_S:
+                self._seen_health = -1  # look again at the next timer tick
+                return
+            self._fleet_at = time.monotonic()
+        now = self.clock()
+        page.refresh(now - self.live_window)  # type: ignore[attr-defined]
+        end = self._live_end(now)
+        if end != self._shown_end:  # the axes only move (and repaint their text) in steps
+            self._shown_end = end
+            for chart in page.charts:  # type: ignore[attr-defined]
+                chart.set_x_window(end - self.live_window, end)
+
+    def _live_end(self, now: float) -> float:
+        """The live window's right edge, a little ahead of now and moved in LIVE_STEP steps.
+
+        Moving the time axis every second made pyqtgraph re-lay out every axis on
+        every refresh (most of a page's paint time); now the curves grow towards
+        the edge and the axes jump every few seconds.
+        """
+        return math.ceil(now / LIVE_STEP) * LIVE_STEP
+
+    def _follow_live(self) -> None:
+        end = self._shown_end = self._live_end(self.clock())
+        self.set_x_window(end - self.live_window, end)
+
+    def _refresh_status(self) -> None:
+        health = self.model.read(lambda m: list(m.health.values()))
+        if not health:
+            return
+        up = sum(1 for h in health if h.up)  # type: ignore[attr-defined]
+        last = max(h.last_scrape for h in health)  # type: ignore[attr-defined]
+        down = [f"{h.name}: {h.error}" for h in health if not h.up]  # type: ignore[attr-defined]
+        text = f"{up}/{len(health)} targets up · last scrape {fmt.ago(time.time() - last)}"
+        if down:
+            text += " · down: " + "; ".join(down)
+        if self.model.store_error:
+            text += " · " + self.model.store_error
+        if self.paused:
+            text += " · PAUSED (Space to resume)"
+        self.status.setText(text)
+
+    def _restore_layout(self) -> None:
+        settings = QSettings("trimtab", "trimtab")
+        geometry = settings.value("window/geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        self.tabs.setCurrentIndex(int(settings.value("window/tab", 0)))
+        theme = str(settings.value("window/theme", "dark"))
+        self.theme_action.setChecked(theme == "light")
+        self.set_theme(theme if theme in THEMES else "dark")
+
+    def closeEvent(self, event) -> None:
+        self.launcher.stop()  # replay windows opened from here close with it
+        if self.tuning is not None:
+            self._journal_timer.stop()
+            self.tuning.close()
+        settings = QSettings("trimtab", "trimtab")
+        settings.setValue("window/geometry", self.saveGeometry())
+        settings.setValue("window/tab", self.tabs.currentIndex())
+        settings.setValue("window/theme", self.theme)
+        super().closeEvent(event)

@@ -1,0 +1,154 @@
+"""The exposition grammar: patterns, label-set parsing and the small helpers
+both the full parser (:mod:`.expo_full`) and the per-target fast paths share."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from operator import itemgetter
+
+from .types import _NUM, _VALUE, OPENMETRICS, TEXT, Exemplar, Labels
+
+_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+_QUOTED = r'"([^"\\]*(?:\\.[^"\\]*)*)"'  # unrolled loops: sre runs them far faster than alternations
+
+
+def _block(group: str) -> str:
+    """A label set; its quoted values may hold ``{ } #`` and spaces."""
+    return r'\{(?P<' + group + r'>[^"}]*(?:"[^"\\]*(?:\\.[^"\\]*)*"[^"}]*)*)\}'
+
+
+_TS = {TEXT: re.compile(r"-?[0-9]+"), OPENMETRICS: re.compile(_NUM)}
+_METRIC_NAME = re.compile(_NAME)
+_REST = {  # what follows the series: value, timestamp, exemplar
+    TEXT: r"(?P<value>[^ \t]+)(?:[ \t]+(?P<ts>[^ \t]+))?[ \t]*",
+    OPENMETRICS: rf"(?P<value>[^ ]+)(?: (?P<ts>[^ #][^ ]*))?"
+                 rf"(?: # {_block('xlabels')} (?P<xv>[^ ]+)(?: (?P<xts>[^ ]+))?)?",
+}
+_REST_RE = {fmt: re.compile(rest) for fmt, rest in _REST.items()}
+_SAMPLE = {
+    TEXT: re.compile(rf"[ \t]*(?P<series>(?P<name>{_NAME})(?:[ \t]*{_block('labels')})?)[ \t]+" + _REST[TEXT]),
+    OPENMETRICS: re.compile(rf"(?P<series>(?P<name>{_NAME})(?:{_block('labels')})?) " + _REST[OPENMETRICS]),
+}
+_LABEL = r'([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*' + _QUOTED
+_LABEL_OM = r'([a-zA-Z_][a-zA-Z0-9_]*)=' + _QUOTED
+_LABELS = {TEXT: re.compile(_LABEL), OPENMETRICS: re.compile(_LABEL_OM)}
+_TEXT_LABEL_SET = re.compile(rf"[ \t]*(?:{_LABEL}[ \t]*,[ \t]*)*(?:{_LABEL}[ \t]*,?[ \t]*)?")
+# Tuples, not frozensets: a tuple of strings drops out of the cyclic GC's sight, so the
+# caches do not slow down every collection the application's allocations trigger.
+_NONE: tuple[str, ...] = ()
+_NOT_SAMPLE_START = frozenset(" \t#")
+_Series = tuple[str, Labels, tuple[str, ...]]  # name, labels, which bound labels hold a number
+_Base = tuple[Labels, dict[str, int]]  # labels, and where each absent bound label sorts in
+_BOUND_SPLITS = (("le", 'le="', ',le="'), ("quantile", 'quantile="', ',quantile="'))
+_BOUND_OK = {"le": ("le",), "quantile": ("quantile",)}
+_UNESCAPE = re.compile(r"\\(.)")
+_LABEL_ESCAPES = {"\\": "\\", "n": "\n", '"': '"'}
+_HELP_ESCAPES = {TEXT: {"\\": "\\", "n": "\n"}, OPENMETRICS: _LABEL_ESCAPES}
+_SUFFIXES = {
+    TEXT: {"counter": ("",), "gauge": ("",), "untyped": ("",), "summary": ("", "_count", "_sum"),
+           "histogram": ("_bucket", "_count", "_sum")},
+    OPENMETRICS: {"counter": ("_total", "_created"), "gauge": ("",), "unknown": ("",),
+                  "summary": ("", "_count", "_sum", "_created"), "stateset": ("",), "info": ("_info",),
+                  "histogram": ("_bucket", "_count", "_sum", "_created"),
+                  "gaugehistogram": ("_bucket", "_gcount", "_gsum")},
+}
+_MAX_EXEMPLAR_LABEL_CHARS = 128  # OpenMetrics 1.0 limit on an exemplar's label names + values
+
+def _split_lines(text: str) -> tuple[list[str], int]:
+    """The lines (CRLF or LF ends) and how many characters they hold in all."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the final newline ends the last line; it does not open a new one
+        return lines, len(text) - len(lines)
+    return lines, len(text) - len(lines) + 1
+
+
+def _picker(indexes: list[int]) -> Callable[[list[str]], tuple[str, ...]]:
+    """Picks ``indexes`` out of a list as a tuple, in C (itemgetter) when there are several."""
+    if len(indexes) > 1:
+        return itemgetter(*indexes)
+    return lambda seq: tuple(seq[i] for i in indexes)
+
+
+class _Floats(dict[str, float]):
+    """Value token → float; a token is validated once, when first seen."""
+
+    def __missing__(self, token: str) -> float:
+        if _VALUE.fullmatch(token) is None:
+            raise ValueError(f"invalid value {token!r}")
+        value = self[token] = float(token)
+        return value
+
+
+def _label_block(block: str, om: bool) -> Labels:
+    """Sorted labels of a label set's text; ValueError saying what is wrong."""
+    # split() on the label pattern yields [sep, name, value, sep, ...]: one C pass that both
+    # extracts the pairs and, through the separators, shows whether anything else is there.
+    parts = _LABELS[OPENMETRICS if om else TEXT].split(block)
+    seps = parts[0::3]
+    inner = seps[1:-1]
+    plain = seps[0] == "" and seps[-1] in ("", ",") and inner.count(",") == len(inner)
+    if not plain and (om or _TEXT_LABEL_SET.fullmatch(block) is None):  # 0.0.4: blanks too
+        raise ValueError("malformed label set")
+    names, values = parts[1::3], parts[2::3]
+    if om and seps[-1] and names:
+        raise ValueError("trailing comma in a label set (not allowed in OpenMetrics)")
+    if "\\" in block:
+        values = [_unescape(v, _LABEL_ESCAPES) for v in values]
+    if len(set(names)) != len(names):
+        raise ValueError("a label name appears twice in one label set")
+    if "__name__" in names:
+        raise ValueError("__name__ as a label is not supported")
+    return tuple(sorted(zip(names, values)))
+
+
+def _timestamp(fmt: str, token: str) -> float:
+    """Seconds; the text format carries integer milliseconds, OpenMetrics seconds."""
+    if _TS[fmt].fullmatch(token) is None:
+        raise ValueError(f"invalid timestamp {token!r}")
+    return float(token) if fmt == OPENMETRICS else int(token) / 1000
+
+
+def _exemplar(match: re.Match[str], floats: _Floats) -> Exemplar:
+    labels = _label_block(match["xlabels"], True)
+    if sum(len(n) + len(v) for n, v in labels) > _MAX_EXEMPLAR_LABEL_CHARS:
+        raise ValueError(f"exemplar labels longer than {_MAX_EXEMPLAR_LABEL_CHARS} characters")
+    try:
+        value = floats[match["xv"]]
+    except ValueError:
+        raise ValueError(f"invalid exemplar value {match['xv']!r}") from None
+    return Exemplar(labels, value, None if match["xts"] is None else _timestamp(OPENMETRICS, match["xts"]))
+
+
+def _is_number(text: str) -> bool:
+    return _VALUE.fullmatch(text) is not None and text[-1] not in "nN"  # NaN is no bucket bound
+
+
+def _numeric(labels: Labels) -> tuple[str, ...]:
+    return tuple(n for n, v in labels if n in _BOUND_OK and _is_number(v))
+
+
+def _split_bound(block: str) -> tuple[tuple[str, str], str] | None:
+    """``le="x",rest`` or ``rest,le="x"`` (likewise ``quantile``) → (pair, rest), if x is plain."""
+    for name, head, tail in _BOUND_SPLITS:
+        if block.startswith(head):
+            cut = block.find('",')
+            value, rest = block[len(head):cut], block[cut + 2:]
+            if cut > 0 and rest and "\\" not in value and '"' not in value:
+                return (name, value), rest
+        elif block.endswith('"'):
+            cut = block.rfind(tail)
+            value, rest = block[cut + len(tail):-1], block[:cut]
+            if cut > 0 and rest[-1] == '"' and "\\" not in value and '"' not in value:
+                return (name, value), rest
+    return None
+
+
+def _unescape(text: str, escapes: dict[str, str]) -> str:
+    """Replace known escapes; an unknown one (backslash-t) stays as written, as Prometheus keeps it."""
+    if "\\" not in text:
+        return text
+    return _UNESCAPE.sub(lambda m: escapes.get(m[1], m[0]), text)

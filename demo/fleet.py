@@ -1,0 +1,91 @@
+"""The demo fleet: three API instances, the built-in balancer and a traffic generator."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+
+from trimtab.agent.procs import free_port, spawn, stop_all, wait_http
+
+INSTANCE_SLOWNESS = {"api-1": 1.0, "api-2": 1.0, "api-3": 2.5}
+
+
+@dataclass
+class Target:
+    """Something the cockpit scrapes."""
+
+    name: str
+    url: str
+    kind: str  # "instance" or "balancer"
+    token: str = field(default="", repr=False)  # read token for /_trimtab/ (traces, config)
+
+
+@dataclass
+class DemoFleet:
+    """Starts the demo processes on free loopback ports; ``stop()`` leaves none behind.
+
+    Every agent gets the same two fresh tokens: ``read_token`` (the cockpit reads traces
+    and config with it) and ``write_token`` (the operator's, for changes).
+    """
+
+    rps: float = 100.0
+    log_dir: str | None = None
+    read_token: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+    write_token: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+    balancer_url: str = ""
+
+    def start(self) -> DemoFleet:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        backends = []
+        for name, slowness in INSTANCE_SLOWNESS.items():
+            port = free_port()
+            proc = self._spawn(name, ["instance", "--name", name, "--port", str(port),
+                                      "--slowness", str(slowness)])
+            url = f"http://127.0.0.1:{port}"
+            backends.append((name, url, proc))
+            self.targets.append(Target(name, f"{url}/metrics", "instance", self.read_token))
+        for _, url, proc in backends:
+            wait_http(f"{url}/metrics", proc)
+        port = free_port()
+        spec = [f"{name}={url}" for name, url, _ in backends]
+        proc = self._spawn("balancer", ["balance", "--port", str(port), *spec])
+        self.balancer_url = f"http://127.0.0.1:{port}"
+        wait_http(f"{self.balancer_url}/_trimtab/metrics", proc)
+        self.targets.append(Target("balancer", f"{self.balancer_url}/_trimtab/metrics", "balancer",
+                                   self.read_token))
+        self._spawn("loadgen", ["loadgen", "--url", self.balancer_url, "--rps", str(self.rps)])
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        log = f"{self.log_dir}/{name}.log" if self.log_dir else None
+        state = os.path.join(self.log_dir or tempfile.mkdtemp(prefix="trimtab-demo-"), "state", name)
+        os.makedirs(state, exist_ok=True)
+        env = {"TRIMTAB_TOKENS": f"operator:write:{self.write_token},cockpit:read:{self.read_token}",
+               "TRIMTAB_STATE_DIR": state}
+        proc = spawn(args, log, env)
+        self.procs.append(proc)
+        return proc
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+    def stop(self) -> None:
+        stop_all(self.procs)
+
+    def __enter__(self) -> DemoFleet:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

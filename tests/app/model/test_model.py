@@ -1,0 +1,256 @@
+"""FleetModel derivations from synthetic scrapes: quantiles, rates, resets, staleness."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from trimtab.app.model import format as fmt
+from trimtab.app.model.fleet import FleetModel
+from trimtab.collectors.exposition import parse
+from trimtab.collectors.promql import Quantile
+from trimtab.collectors.scrape import ScrapeResult, ScrapeTarget
+
+API = ScrapeTarget("api-1", "http://127.0.0.1:1/metrics")
+API2 = ScrapeTarget("api-2", "http://127.0.0.1:2/metrics")
+
+
+def exposition(n: int, at: float = 0.22, errors: int = 0) -> str:
+    """A histogram with buckets 0.2 / 0.3 / 0.45 where all ``n`` observations sit at ``at``."""
+    bucket = lambda le: n if at <= le else 0
+    lines = ["# TYPE trimtab_http_request_duration_seconds histogram"]
+    for le in ("0.2", "0.3", "0.45", "+Inf"):
+        count = n if le == "+Inf" else bucket(float(le))
+        lines.append(f'trimtab_http_request_duration_seconds_bucket{{route="/r",method="GET",le="{le}"}} {count}')
+    lines += [f'trimtab_http_requests_total{{route="/r",method="GET",status="200"}} {n - errors}',
+              f'trimtab_http_requests_total{{route="/r",method="GET",status="500"}} {errors}']
+    return "\n".join(lines) + "\n"
+
+
+def scrape(model: FleetModel, target: ScrapeTarget, t: float, text: str | None) -> None:
+    expo = parse(text) if text is not None else None
+    model.ingest(ScrapeResult(target, t, expo is not None, 0.01, expo, "" if expo else "refused"))
+
+
+def test_p95_matches_histogram_quantile_check_values() -> None:
+    model = FleetModel()
+    scrape(model, API, 100.0, exposition(0))
+    scrape(model, API, 101.0, exposition(100, at=0.22))
+    model.tick(101.0)
+    stats = model.routes["/r"]
+    assert stats.quantiles[0.95] == Quantile(pytest.approx(0.295), 0.2, 0.3)
+    assert stats.rate == pytest.approx(100.0)
+    assert fmt.quantile(stats.quantiles[0.95]) == "295 ms (200–300)"
+
+
+def test_rates_are_summed_across_instances_before_the_quantile() -> None:
+    model = FleetModel()
+    for target, at in ((API, 0.22), (API2, 0.32)):
+        scrape(model, target, 100.0, exposition(0, at))
+        scrape(model, target, 101.0, exposition(100, at))
+    model.tick(101.0)
+    p95 = model.routes["/r"].quantiles[0.95]
+    # 200 observations: rank 190 lies in the 0.3–0.45 bucket (100 of them there).
+    assert (p95.lower, p95.upper) == (0.3, 0.45)
+    assert p95.value == pytest.approx(0.3 + 0.15 * (190 - 100) / 100)
+
+
+def test_counter_reset_is_never_a_negative_rate() -> None:
+    model = FleetModel()
+    scrape(model, API, 100.0, exposition(500))
+    scrape(model, API, 101.0, exposition(20))  # the process restarted
+    model.tick(101.0)
+    assert model.routes["/r"].rate == pytest.approx(20.0)
+
+
+def test_error_ratio_counts_5xx() -> None:
+    model = FleetModel()
+    scrape(model, API, 100.0, exposition(0))
+    scrape(model, API, 101.0, exposition(100, errors=5))
+    model.tick(101.0)
+    assert model.routes["/r"].error_ratio == pytest.approx(0.05)
+
+
+def test_a_stale_target_becomes_a_gap_not_a_flat_line() -> None:
+    model = FleetModel(stale_after=5.0)
+    scrape(model, API, 100.0, exposition(0))
+    scrape(model, API, 101.0, exposition(100))
+    model.tick(101.0)
+    scrape(model, API, 102.0, None)  # down from now on
+    model.tick(110.0)
+    _, values = model.snapshot("p95")["/r"]
+    assert math.isfinite(values[0]) and math.isnan(values[-1])
+    assert model.health["api-1"].up is False
+    assert model.health["api-1"].error == "refused"
+
+
+def test_inf_bucket_is_flagged_as_a_lower_bound() -> None:
+    model = FleetModel()
+    scrape(model, API, 100.0, exposition(0, at=9.0))
+    scrape(model, API, 101.0, exposition(100, at=9.0))
+    model.tick(101.0)
+    p95 = model.routes["/r"].quantiles[0.95]
+    assert p95.in_inf_bucket and p95.value == 0.45
+    assert fmt.quantile(p95).startswith("≥ 450 ms")
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (0.000512, "512 µs"), (0.0042, "4.2 ms"), (0.1834, "183 ms"), (2.5, "2.50 s"),
+    (math.nan, "–"),
+])
+def test_duration_format(seconds: float, text: str) -> None:
+    assert fmt.duration(seconds) == text
+
+
+def test_each_cycle_is_written_to_the_store(tmp_path) -> None:
+    from trimtab.app.store.store import Store
+
+    store = Store(tmp_path / "history.sqlite")
+    model = FleetModel(store=store)
+    scrape(model, API, 100.0, exposition(0))
+    model.tick(100.5)
+    scrape(model, API, 101.0, exposition(100))
+    model.tick(101.5)
+    series = store.query("trimtab_http_requests_total", {"status": "200"}, start=0, end=200,
+                         max_points=100)
+    (key, (t, v)), = series.items()
+    assert key.target == "api-1"
+    assert list(t) == [100.5, 101.5] and list(v) == [0.0, 100.0]
+    assert model.store_error == ""
+    store.close()
+
+
+def test_two_scrapes_of_a_target_in_one_cycle_keep_the_newest(tmp_path) -> None:
+    """A slow tick (loaded machine) must not make the store refuse the whole cycle."""
+    from trimtab.app.store.store import Store
+
+    store = Store(tmp_path / "history.sqlite")
+    model = FleetModel(store=store)
+    other = ScrapeTarget("api-2", "http://127.0.0.1:2/metrics")
+    scrape(model, API, 100.0, exposition(0))
+    scrape(model, other, 100.1, exposition(7))
+    scrape(model, API, 100.9, exposition(40))  # scraped again before the tick
+    model.tick(101.0)
+    assert model.store_error == ""
+    series = store.query("trimtab_http_requests_total", {"status": "200"}, start=0, end=200,
+                         max_points=100)
+    assert {k.target: list(v) for k, (_t, v) in series.items()} == {"api-1": [40.0],
+                                                                   "api-2": [7.0]}
+    store.close()
+
+
+def test_a_failing_store_is_reported_not_raised(tmp_path) -> None:
+    from trimtab.app.store.store import Store
+
+    store = Store(tmp_path / "history.sqlite")
+    model = FleetModel(store=store)
+    scrape(model, API, 100.0, exposition(0))
+    model.tick(100.5)
+    scrape(model, API, 101.0, exposition(1))
+    model.tick(100.0)  # a clock step backwards: the store refuses the cycle
+    assert "history not saved" in model.store_error
+    assert model.routes  # the live view goes on
+    store.close()
+
+
+@pytest.mark.parametrize("body", [
+    'trimtab_http_request_duration_seconds_bucket{route="/a"} 1\n',  # untyped: the parser allows no le
+    'trimtab_http_request_duration_seconds_bucket{route="/a",le="fast"} 1\n',
+    'trimtab_balancer_requests_total{backend="x"} 5\n',  # no server label
+    'trimtab_balancer_upstream_request_duration_seconds_bucket{server="s"} 5\n',
+])
+def test_a_series_the_cockpit_cannot_place_is_skipped_not_fatal(body: str) -> None:
+    """The parser accepts these; ingest must record the scrape instead of raising."""
+    model = FleetModel()
+    scrape(model, API, 1.0, body)
+    health = model.health["api-1"]
+    assert health.up and health.samples == 1
+
+
+def test_a_target_scraped_every_15_s_still_gets_rates_and_percentiles() -> None:
+    """Prometheus' usual interval: two scrapes 15 s apart never fall in a 10 s window, so a
+    fixed window showed nothing at all; the window widens to two of the target's intervals."""
+    model = FleetModel()
+    for i, t in enumerate((100.0, 115.0, 130.0)):
+        scrape(model, API, t, exposition(1500 * i))
+    for now in (130.0, 131.0, 144.0):  # between its scrapes the target is not stale either
+        model.tick(now)
+        assert model.routes["/r"].rate == pytest.approx(100.0)
+    assert model.snapshot("p95", None, ["/r"])["/r"][1].size == 3
+    model.tick(175.0)  # three intervals without a scrape: stale, a gap
+    assert "/r" not in model.routes or math.isnan(model.routes["/r"].rate)
+
+
+def test_an_outage_does_not_stretch_the_window_of_a_1_s_target() -> None:
+    """The window follows the target's usual interval, not the gap of an outage."""
+    model = FleetModel()
+    for t in (100.0, 101.0, 102.0, 103.0):
+        scrape(model, API, t, exposition(int(t - 100) * 100))
+    scrape(model, API, 163.0, exposition(6400))  # back after a minute
+    model.tick(163.0)
+    # One fresh scrape after the gap: nothing to rate yet (a 61 s rate would hide the outage).
+    assert "/r" not in model.routes or math.isnan(model.routes["/r"].rate)
+    scrape(model, API, 164.0, exposition(6500))
+    model.tick(164.0)
+    assert model.routes["/r"].rate == pytest.approx(100.0)
+
+
+def test_a_route_gone_for_longer_than_expire_after_is_forgotten() -> None:
+    """A route renamed by a deploy leaves the model (rings, heat, per-instance series),
+    so memory and per-cycle work do not grow all day; a route still served stays."""
+    from trimtab.app.model.fleet import EXPIRE_EVERY
+
+    def two_routes(n: int, with_old: bool) -> str:
+        text = exposition(n)
+        old = "".join(line + "\n" for line in text.splitlines()[1:])  # one TYPE line only
+        return text + (old.replace('route="/r"', 'route="/old"') if with_old else "")
+
+    model = FleetModel(expire_after=30.0)
+    t = 100.0
+    for _ in range(5):
+        scrape(model, API, t, two_routes(int(t) * 10, with_old=True))
+        model.tick(t)
+        t += 1.0
+    assert ("p95", "/old") in model.series and "/old" in model.heat_rings
+    for _ in range(3 * EXPIRE_EVERY):  # /old is no longer exported
+        scrape(model, API, t, two_routes(int(t) * 10, with_old=False))
+        model.tick(t)
+        t += 1.0
+    assert not [k for k in model.series if k[1].startswith("/old")]
+    assert "/old" not in model.heat_rings and "/old" not in model.routes
+    assert ("p95", "/r") in model.series and "/r" in model.heat_rings
+    assert model.routes["/r"].rate == pytest.approx(10.0)
+
+
+def test_nothing_expires_before_expire_after() -> None:
+    from trimtab.app.model.fleet import EXPIRE_EVERY
+
+    model = FleetModel(expire_after=10_000.0)
+    scrape(model, API, 100.0, exposition(0))
+    scrape(model, API, 101.0, exposition(10))
+    model.tick(101.0)
+    for i in range(2 * EXPIRE_EVERY):  # target gone: NaN (a gap), but kept
+        model.tick(102.0 + i)
+    assert ("p95", "/r") in model.series
+
+
+def test_with_the_defaults_a_gone_route_and_a_gone_instance_expire_at_exact_1_s_ticks() -> None:
+    """Capacity 3600 at 1 s and an hour's expiry: a full ring's oldest point is 3599 s old,
+    so judging by age alone never expired anything."""
+    model = FleetModel()
+    t = 0.0
+    for _ in range(3):
+        scrape(model, API, t, exposition(int(t) * 10))
+        text = exposition(int(t) * 10)
+        gone = "".join(line + "\n" for line in text.splitlines()[1:])  # one TYPE line only
+        scrape(model, API2, t, text + gone.replace('route="/r"', 'route="/gone"'))
+        model.tick(t)
+        t += 1.0
+    assert sorted(model.instance_series("/r")) == ["api-1", "api-2"]
+    for _ in range(3700):  # api-2 (the only one serving /gone) is gone; api-1 serves /r
+        scrape(model, API, t, exposition(int(t) * 10))
+        model.tick(t)
+        t += 1.0
+    assert ("p95", "/gone") not in model.series and "/gone" not in model.heat_rings
+    assert ("p95", "/r") in model.series
+    assert list(model.instance_series("/r")) == ["api-1"]
