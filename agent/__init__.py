@@ -1,4 +1,4 @@
-"""trimtab agent: runs beside API instances (middleware, balancer, control API, demo fleet).
+"""trimtab agent: runs beside API instances (middleware, balancer, control API).
 
 Never imports Qt, trimtab.app, trimtab.widgets or trimtab.collectors.
 """

@@ -31,14 +31,16 @@ def _die_with_parent() -> None:
 
 
 def spawn(args: Sequence[str], log_path: str | None = None,
-          env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """Start ``python -m trimtab.agent <args>`` as a child that cannot outlive us.
+          env: dict[str, str] | None = None, module: str = "trimtab.agent",
+          ) -> subprocess.Popen[bytes]:
+    """Start ``python -m <module> <args>`` as a child that cannot outlive us.
 
-    ``env`` adds to (does not replace) this process's environment.
+    ``env`` adds to (does not replace) this process's environment; ``module`` is
+    ``trimtab.agent`` (balance, haproxy) or ``trimtab.demo`` (instance, loadgen).
     """
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - child owns it
     try:
-        return subprocess.Popen([sys.executable, "-m", "trimtab.agent", *args],
+        return subprocess.Popen([sys.executable, "-m", module, *args],
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env={**os.environ, **(env or {})},
                                 preexec_fn=_die_with_parent if sys.platform == "linux" else None)

@@ -6,9 +6,18 @@ import os
 import secrets
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from trimtab.agent.procs import free_port, spawn, stop_all, wait_http
+
+DEMO_COMMANDS = ("instance", "loadgen")  # python -m trimtab.demo; the rest is the agent's
+
+
+def spawn_demo(args: Sequence[str], log_path: str | None = None,
+               env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start ``python -m trimtab.demo <args>`` (an API instance or the traffic generator)."""
+    return spawn(args, log_path, env, module="trimtab.demo")
 
 INSTANCE_SLOWNESS = {"api-1": 1.0, "api-2": 1.0, "api-3": 2.5}
 
@@ -73,7 +82,7 @@ class DemoFleet:
         os.makedirs(state, exist_ok=True)
         env = {"TRIMTAB_TOKENS": f"operator:write:{self.write_token},cockpit:read:{self.read_token}",
                "TRIMTAB_STATE_DIR": state}
-        proc = spawn(args, log, env)
+        proc = (spawn_demo if args[0] in DEMO_COMMANDS else spawn)(args, log, env)
         self.procs.append(proc)
         return proc
 

@@ -24,12 +24,12 @@ from trimtab.demo.fleet import DemoFleet
 
 from ..model.fleet import FleetModel
 from ..targets import file as targets_file
+from ..ui.pages.registry import KEYS as PAGES
+from ..ui.pages.registry import index as page_index
 from .runtime import settle_runtime
 
 if TYPE_CHECKING:
     from ..store.store import Store
-
-PAGES = ("overview", "routes", "cache", "balancer", "traces", "journal", "fleet")  # tab order
 
 
 def start_collection(fleet: DemoFleet, model: FleetModel) -> ScrapeEngine:
@@ -60,9 +60,13 @@ def _run_window(app: Any, args: argparse.Namespace, make_window: Callable[[], An
     """Show the window, wire Ctrl-C and the screenshot option, run Qt's loop."""
     from PySide6.QtCore import QTimer
 
+    from ..ui.file_actions import install_file_actions
+    from ..ui.window import save_and_quit
+
     window = make_window()
+    install_file_actions(window)
     if args.page:
-        window.tabs.setCurrentIndex(PAGES.index(args.page))
+        window.tabs.setCurrentIndex(page_index(args.page))
     if args.screenshot:
         window.resize(1400, 860)  # a stable size for README shots, whatever was remembered
     if args.theme:
@@ -79,7 +83,8 @@ def _run_window(app: Any, args: argparse.Namespace, make_window: Callable[[], An
     wake.timeout.connect(lambda: None)
     wake.start(200)
     if args.screenshot:
-        QTimer.singleShot(int(args.after * 1000), lambda: _save_and_quit(window, args.screenshot))
+        QTimer.singleShot(int(args.after * 1000),
+                          lambda: save_and_quit(window, args.screenshot, app.exit))
     code = int(app.exec())
     window.close()  # stops the journal poll and the control pool (Ctrl-C skips closeEvent)
     return code
@@ -210,15 +215,6 @@ def _open_store(path: str) -> Store:
     return Store(path)
 
 
-def _save_and_quit(window: Any, path: str) -> None:
-    from PySide6.QtWidgets import QApplication
-
-    window.refresh()
-    ok = window.grab().save(path)
-    print(f"trimtab: screenshot {'saved to' if ok else 'FAILED for'} {path}", flush=True)
-    QApplication.instance().exit(0 if ok else 1)
-
-
 def _window_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--screenshot", metavar="PATH", help="save a PNG of the window and exit")
     parser.add_argument("--after", type=float, default=20.0, metavar="SECONDS",
@@ -258,10 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1`: where is it stuck?
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["agent"]:  # `trimtab agent instance|balance|haproxy|loadgen ...`
-        from trimtab.agent.__main__ import main as agent_main
+    if argv[:1] == ["agent"]:  # `trimtab agent balance|haproxy|instance|loadgen ...`
+        if argv[1:2] in (["instance"], ["loadgen"]):  # the demo fleet's processes
+            from trimtab.demo.__main__ import main as process_main
+        else:
+            from trimtab.agent.__main__ import main as process_main
 
-        agent_main(argv[1:])
+        process_main(argv[1:])
         return 0
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
         argv.insert(0, "cockpit")

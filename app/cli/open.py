@@ -1,5 +1,7 @@
-"""Ways into a read-only replay window: ``trimtab open FILE [--compare FILE]``, File → Open…
-(Ctrl+O), File → History… (Ctrl+H) and dropping a ``.trimtab`` file on a window."""
+"""``trimtab open FILE [--compare FILE]``: a snapshot in a read-only replay window.
+
+The other ways into a replay window (File → Open…, History…, drops) are
+:mod:`trimtab.app.ui.file_actions`."""
 
 from __future__ import annotations
 
@@ -9,15 +11,13 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ..ui.pages.registry import KEYS as PAGES
+from ..ui.pages.registry import index as page_index
+
 if TYPE_CHECKING:
-    from PySide6.QtCore import QEventLoop, QMimeData
-    from PySide6.QtWidgets import QWidget
+    from PySide6.QtCore import QEventLoop
 
     from ..ui.replay.window import ReplayLauncher, SnapshotWindow
-    from ..ui.window import MainWindow
-
-SUFFIX = ".trimtab"
-PAGES = ("overview", "routes", "cache", "balancer", "traces", "journal", "fleet")
 
 
 def add_open_parser(subparsers: Any) -> None:
@@ -46,6 +46,7 @@ def run_open(args: argparse.Namespace, out: TextIO = sys.stderr) -> int:
     from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
 
+    from ..ui.file_actions import install_file_actions
     from ..ui.gc import GuiThreadCollector
     from ..ui.replay.window import ReplayLauncher
 
@@ -54,7 +55,7 @@ def run_open(args: argparse.Namespace, out: TextIO = sys.stderr) -> int:
     # (a window closing after we returned) made the caller's next event loops return at
     # once, i.e. busy-spin holding the GIL. Exiting this loop affects nothing else.
     loop = QEventLoop()
-    launcher = ReplayLauncher(None, quiet=True)
+    launcher = ReplayLauncher(None, quiet=True, on_window=install_file_actions)
     result = {"code": 0}
 
     def failed(text: str) -> None:
@@ -90,9 +91,11 @@ def _opened(window: SnapshotWindow, launcher: ReplayLauncher, args: argparse.Nam
             out: TextIO, loop: QEventLoop) -> None:
     from PySide6.QtCore import QTimer
 
+    from ..ui.window import save_and_quit
+
     window.closed.connect(lambda: None if launcher.windows else loop.exit(0))
     if args.page:
-        window.tabs.setCurrentIndex(PAGES.index(args.page))
+        window.tabs.setCurrentIndex(page_index(args.page))
     if args.theme:
         window.theme_action.setChecked(args.theme == "light")
     if args.compare:
@@ -101,82 +104,5 @@ def _opened(window: SnapshotWindow, launcher: ReplayLauncher, args: argparse.Nam
     print(f"trimtab: {window.windowTitle()}", file=out, flush=True)
     if args.screenshot:
         window.resize(1400, 860)
-        QTimer.singleShot(int(args.after * 1000), lambda: _save_and_quit(window, args, out, loop))
-
-
-def _save_and_quit(window: SnapshotWindow, args: argparse.Namespace, out: TextIO,
-                   loop: QEventLoop) -> None:
-    window._force_refresh()
-    ok = window.grab().save(args.screenshot)
-    view = getattr(getattr(window, "compare_job", None), "view", None)
-    if ok and view is not None:  # the compare dialog beside it
-        stem, dot, ext = args.screenshot.rpartition(".")
-        view.grab().save(f"{stem}-compare.{ext}" if dot else f"{args.screenshot}-compare")
-    print(f"trimtab: screenshot {'saved to' if ok else 'FAILED for'} {args.screenshot}",
-          file=out, flush=True)
-    loop.exit(0 if ok else 1)
-
-
-def snapshot_paths(mime: QMimeData) -> list[str]:
-    """Local ``.trimtab`` files among dropped URLs."""
-    return [url.toLocalFile() for url in mime.urls()
-            if url.isLocalFile() and url.toLocalFile().lower().endswith(SUFFIX)]
-
-
-def add_file_actions(window: MainWindow, launcher: ReplayLauncher) -> None:
-    """File → Open… (Ctrl+O) and, with a store, History… (Ctrl+H), at the top of the File menu."""
-    from PySide6.QtGui import QAction, QKeySequence
-
-    menu = window.file_menu
-    first = menu.actions()[0] if menu.actions() else None
-    open_action = QAction("Open snapshot…", window)
-    open_action.setShortcut(QKeySequence("Ctrl+O"))
-    open_action.setToolTip("Open a .trimtab snapshot read-only (or drop one on the window)")
-    open_action.triggered.connect(lambda: ask_open(window, launcher))
-    history = QAction("History…", window)
-    history.setShortcut(QKeySequence("Ctrl+H"))
-    history.setEnabled(bool(history_sources(window)))
-    history.setToolTip("Replay a range of the history database or of a Prometheus source"
-                       if history.isEnabled()
-                       else "Disabled: this cockpit keeps no history database")
-    history.triggered.connect(lambda: ask_history(window, launcher))
-    menu.insertActions(first, [open_action, history])  # type: ignore[arg-type]
-    window.open_action, window.history_action = open_action, history
-
-
-def ask_open(parent: QWidget, launcher: ReplayLauncher) -> None:
-    from PySide6.QtWidgets import QFileDialog
-
-    path, _ = QFileDialog.getOpenFileName(parent, "Open snapshot", os.getcwd(),
-                                          "trimtab snapshot (*.trimtab);;All files (*)")
-    if path:
-        launcher.open_file(path)
-
-
-def history_sources(window: MainWindow) -> dict[str, Any]:
-    """What History… can read: the history database, then each Prometheus source by name."""
-    out: dict[str, Any] = {}
-    if window.model.store is not None:
-        out["history database"] = window.model.store
-    manager = getattr(window.fleet, "manager", None)
-    for name, collector in sorted(getattr(manager, "collectors", {}).items()):
-        out[f"Prometheus {name}"] = collector.source
-    return out
-
-
-def ask_history(window: MainWindow, launcher: ReplayLauncher) -> None:
-    from trimtab.widgets.compare_view import RangeDialog
-
-    sources = history_sources(window)
-    if not sources:
-        return
-    dialog = RangeDialog(window, list(sources))
-    if dialog.exec():
-        start, end = dialog.range()
-        source = sources[dialog.sources.currentText()]
-        journal = list(window.journal_rows.values())
-        if source is window.model.store:
-            launcher.open_range(source, start, end, journal)
-        else:  # one point per pixel column of the charts
-            width = max(chart.width() for chart in window.charts)
-            launcher.open_prometheus(source, start, end, width, journal)
+        QTimer.singleShot(int(args.after * 1000),
+                          lambda: save_and_quit(window, args.screenshot, loop.exit, out))

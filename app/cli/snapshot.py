@@ -111,11 +111,12 @@ def cli_export(args: argparse.Namespace, out: TextIO = sys.stderr) -> int:
 
 def cli_report(args: argparse.Namespace, out: TextIO = sys.stderr) -> int:
     """Write the HTML report of ``args.snapshot`` to ``args.out``; 0 on success, 2 on bad input."""
-    from ..snapshot.report import write_report  # Qt is imported only for a report
+    from ..snapshot.report import write_report
+    from ..ui.report_chart import png_chart  # Qt is imported only for a report's charts
 
     try:
         print(f"reading {args.snapshot}", file=out)
-        path = write_report(args.snapshot, args.out)
+        path = write_report(args.snapshot, args.out, png_chart)
     except SnapshotError as exc:  # names the file and what is wrong with it
         print(f"trimtab: {exc}", file=out)
         return 2

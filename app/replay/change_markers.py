@@ -6,8 +6,8 @@ import math
 import time
 
 from ..control import client as ctl
+from ..model.before_after import compare_all
 from ..model.fleet import FleetModel
-from .before_after import compare_all
 
 CARD_WINDOW = 120.0  # seconds compared on each side of the change
 CARD_SETTLE = 15.0  # seconds right after the change left out (caches fill, weights settle)

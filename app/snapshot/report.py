@@ -2,8 +2,10 @@
 
 Summary, the slowest routes (fleet-wide p95 from histogram buckets over the
 window), the change timeline with before/after cards (``before_after.compare``
-on the fleet p95 and request rate), charts as embedded PNG data URIs
-(pyqtgraph rendered offscreen), annotations and the slowest traces. Nothing
+on the fleet p95 and request rate), charts as embedded PNG data URIs (drawn by
+the :data:`ChartRenderer` the caller passes: Qt-free here, the command line
+passes :func:`trimtab.app.ui.report_chart.png_chart`), annotations and the
+slowest traces. Nothing
 is fetched from anywhere: the page opens offline. Every string from the
 snapshot is HTML-escaped (a snapshot is somebody else's data).
 """
@@ -16,12 +18,12 @@ import html
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ..replay.before_after import Comparison, compare
+from ..model.before_after import Comparison, compare
 from .open import Snapshot, open_snapshot
 from .stats import RouteLatency, latency_over_time, request_rate, route_latencies
 
@@ -34,12 +36,23 @@ text-align:left;vertical-align:top}th{background:#f3f3f3}.card{border:1px solid 
 border-radius:6px;padding:.6em 1em;margin:.8em 0}.worse{color:#b00}.better{color:#070}
 pre{white-space:pre-wrap;background:#f7f7f7;padding:.5em}img{max-width:100%}"""
 
+# (curves {name: (times, values)}, title, base time, change marks) -> PNG bytes, b"" for none.
+ChartRenderer = Callable[[dict[str, tuple[np.ndarray, np.ndarray]], str, float, Sequence[float]],
+                         bytes]
 
-def write_report(snapshot: Snapshot | str | Path, out_html: str | Path) -> Path:
+
+def no_charts(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, base: float,
+              marks: Sequence[float]) -> bytes:
+    """A :data:`ChartRenderer` that draws nothing (a report without chart images)."""
+    return b""
+
+
+def write_report(snapshot: Snapshot | str | Path, out_html: str | Path,
+                 chart: ChartRenderer = no_charts) -> Path:
     """Write the report of ``snapshot`` (an open Snapshot or a path) to ``out_html``."""
     snap = snapshot if isinstance(snapshot, Snapshot) else open_snapshot(snapshot)
     try:
-        page = render_html(snap)
+        page = render_html(snap, chart)
     finally:
         if snap is not snapshot:
             snap.close()
@@ -50,7 +63,7 @@ def write_report(snapshot: Snapshot | str | Path, out_html: str | Path) -> Path:
     return out
 
 
-def render_html(snap: Snapshot) -> str:
+def render_html(snap: Snapshot, chart: ChartRenderer = no_charts) -> str:
     """The whole page as a string."""
     start, end = snap.window
     mids, p95 = latency_over_time(snap, start, end, STEPS)
@@ -60,12 +73,12 @@ def render_html(snap: Snapshot) -> str:
     marks = [row.time for row in journal]
     slow = route_latencies(snap, start, end)
     top = [r.route for r in slow[:5]]
-    charts = [
-        _chart({r: (mids, p95[r] * 1000) for r in [*top, "all routes"] if r in p95},
-               "p95 latency by route (ms)", start, marks),
-        _chart({t: (mids, v) for t, v in sorted(rates.items())}, "requests/s by target",
-               start, marks)]
-    parts = [f"<h1>Incident report — {_utc(start)} to {_utc(end)}</h1>",
+    charts = [(title, chart(curves, title, start, marks) if _has_data(curves) else b"")
+              for title, curves in (
+                  ("p95 latency by route (ms)",
+                   {r: (mids, p95[r] * 1000) for r in [*top, "all routes"] if r in p95}),
+                  ("requests/s by target", {t: (mids, v) for t, v in sorted(rates.items())}))]
+    parts = [f"<h1>Incident report — {utc(start)} to {utc(end)}</h1>",
              _summary(snap), "<h2>Slowest routes (p95 over the window)</h2>", _routes(slow),
              "<h2>Charts</h2>",
              *(f'<p><img alt="{html.escape(title)}" src="data:image/png;base64,'
@@ -74,11 +87,16 @@ def render_html(snap: Snapshot) -> str:
              _timeline(snap, mids, p95.get("all routes"), total_rate),
              "<h2>Annotations</h2>", _annotations(snap), "<h2>Slowest traces</h2>", _traces(snap)]
     return ("<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
-            f"<title>trimtab incident report {_utc(start)}</title><style>{CSS}</style></head>"
+            f"<title>trimtab incident report {utc(start)}</title><style>{CSS}</style></head>"
             f"<body>{''.join(parts)}</body></html>\n")
 
 
-def _utc(t: float) -> str:
+def _has_data(curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> bool:
+    return any(np.isfinite(v).any() for _, v in curves.values())
+
+
+def utc(t: float) -> str:
+    """``t`` (unix seconds) as a UTC date and time, as the report prints it."""
     return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
@@ -88,7 +106,7 @@ def _meta_time(value: str | None) -> str:
         t = float(value or "nan")
     except ValueError:
         return "?"
-    return _utc(t) if math.isfinite(t) else "?"
+    return utc(t) if math.isfinite(t) else "?"
 
 
 def _e(value: object) -> str:
@@ -106,7 +124,7 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 def _summary(snap: Snapshot) -> str:
     start, end = snap.window
     meta = snap.meta
-    rows = [("window", f"{_utc(start)} → {_utc(end)} ({(end - start) / 60:.1f} min)"),
+    rows = [("window", f"{utc(start)} → {utc(end)} ({(end - start) / 60:.1f} min)"),
             ("exported", _meta_time(meta.get("created_at"))),
             ("trimtab", (f"{meta.get('app_version', '?')} (snapshot schema "
                          f"{meta.get('schema_version')})")),
@@ -147,7 +165,7 @@ def _timeline(snap: Snapshot, mids: np.ndarray, p95: np.ndarray | None,
                          now=end) for metric, values in (("p95", _ms(p95)), ("requests/s", rate))
                  if values is not None]
         cards.append(
-            f'<div class="card"><b>{_e(_utc(row.time))}</b> · {_e(row.source.name)} · '
+            f'<div class="card"><b>{_e(utc(row.time))}</b> · {_e(row.source.name)} · '
             f"{_e(row.who)} · {_e(row.what)} · <i>{_e(row.result)}</i>"
             f"<ul>{changes}</ul><p>Reason: {_e(row.reason or '—')}"
             f"{' · ' + _e(row.detail) if row.detail else ''}</p>{_cards(found)}</div>")
@@ -173,47 +191,15 @@ def _num(x: float) -> str:
 
 def _annotations(snap: Snapshot) -> str:
     return _table(("time", "kind", "target", "text"),
-                  [(_utc(a["time"]), a["kind"], a["target"] or "", a["text"])
+                  [(utc(a["time"]), a["kind"], a["target"] or "", a["text"])
                    for a in snap.annotations()])
 
 
 def _traces(snap: Snapshot) -> str:
     slow = sorted(snap.traces(), key=lambda t: -(t.get("duration_ms") or 0.0))[:10]
     return _table(("start", "route", "status", "instance", "cache", "ms", "spans"), [
-        (_utc(t["start"]) if t.get("start") else "", t.get("route") or t.get("name") or "",
+        (utc(t["start"]) if t.get("start") else "", t.get("route") or t.get("name") or "",
          t.get("status", ""), t.get("instance") or "", t.get("cache") or "",
          f"{t.get('duration_ms') or 0.0:.1f}",
          ", ".join(f"{c['name']} {c.get('duration_ms') or 0:.1f} ms" for c in t["children"]))
         for t in slow])
-
-
-def _chart(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, base: float,
-           marks: Sequence[float]) -> tuple[str, bytes]:
-    """(title, PNG bytes) of a line chart; x in minutes since ``base``; b"" with no data."""
-    if not any(np.isfinite(v).any() for _, v in curves.values()):
-        return title, b""
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # a report needs no display
-    import pyqtgraph as pg
-    from PySide6.QtCore import QBuffer, QIODevice, Qt
-    from PySide6.QtWidgets import QApplication
-
-    app = QApplication.instance() or QApplication([])
-    plot = pg.PlotWidget(background="w")
-    try:
-        plot.resize(960, 300)
-        plot.setTitle(title, color="#222")
-        plot.setLabel("bottom", f"minutes since {_utc(base)}")
-        plot.addLegend(offset=(10, 10))
-        for i, (name, (t, v)) in enumerate(curves.items()):
-            plot.plot((t - base) / 60, v, name=name, connect="finite",
-                      pen=pg.mkPen(COLOURS[i % len(COLOURS)], width=1))
-        for m in marks:
-            plot.addItem(pg.InfiniteLine((m - base) / 60, angle=90,
-                                         pen=pg.mkPen("#888", style=Qt.PenStyle.DashLine)))
-        app.processEvents()
-        buf = QBuffer()
-        buf.open(QIODevice.OpenModeFlag.WriteOnly)
-        plot.grab().save(buf, "PNG")
-        return title, bytes(buf.data().data())
-    finally:
-        plot.deleteLater()

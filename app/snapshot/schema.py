@@ -15,6 +15,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 FORMAT = "trimtab-snapshot"
+SUFFIX = ".trimtab"  # the one file suffix of a snapshot (open dialogs, drops)
+FILE_FILTER = f"trimtab snapshot (*{SUFFIX});;All files (*)"
 SCHEMA_VERSION = 2
 
 SCHEMA = """

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TextIO
 
-from PySide6.QtCore import QSettings, QTimer, Slot
+from PySide6.QtCore import QMimeData, QSettings, QTimer, Slot
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
@@ -25,10 +26,12 @@ from trimtab.widgets.theme import THEMES
 from ..model import format as fmt
 from ..model.fleet import FleetModel
 from ..replay.change_markers import card, marker_key, markers
+from ..snapshot.schema import SUFFIX
 from ..targets.manager import TargetManager
 from .pages.common import FleetPage, OverviewPage, RoutesPage
 from .pages.journal import JournalPage
 from .pages.ops import BalancerPage, CachePage
+from .pages.registry import PAGES
 from .pages.traces import TracesPage
 from .tuning import JOURNAL_POLL_MS, Tuning
 
@@ -42,7 +45,9 @@ class MainWindow(QMainWindow):
 
     routes_page = RoutesPage  # a replay window swaps in pages that read its replay clock
     fleet_page = FleetPage
-    open_action: QAction  # File → Open snapshot… and History…, added by open_cli.add_file_actions
+    # File → Open snapshot… and History…, and the launcher of the replay windows they open:
+    # set by ui.file_actions.install_file_actions (the window itself knows no replay window).
+    open_action: QAction
     history_action: QAction
 
     def __init__(self, model: FleetModel, refresh_hz: float = 4.0,
@@ -59,12 +64,10 @@ class MainWindow(QMainWindow):
         self.traces = TracesPage(model)
         self.journal = JournalPage(tuning)
         self.fleet = self.fleet_page(model, targets)
-        self.pages = [self.overview, self.routes, self.cache, self.balancer, self.traces,
-                      self.journal, self.fleet]
+        self.pages = [getattr(self, page.key) for page in PAGES]
         self.tabs = QTabWidget()
-        for page, name in zip(self.pages, ("Overview", "Slow routes", "Cache", "Balancer", "Traces",
-                                           "Journal", "Fleet")):
-            self.tabs.addTab(page, name)
+        for page, spec in zip(self.pages, PAGES):
+            self.tabs.addTab(page, spec.title)
         self.routes.traces_requested.connect(self.show_traces)
         self.routes.traces_window_requested.connect(self.show_trace_window)
         self.charts = [chart for page in self.pages for chart in page.charts]
@@ -93,12 +96,10 @@ class MainWindow(QMainWindow):
             QShortcut(QKeySequence(f"Ctrl+{index + 1}"), self,
                       activated=lambda i=index: self.tabs.setCurrentIndex(i))
         self._restore_layout()
-        self.setAcceptDrops(True)  # a dropped .trimtab file opens as a snapshot window
-        from ..cli.open import add_file_actions
-        from .replay.window import ReplayLauncher
-
-        self.launcher = ReplayLauncher(self)
-        add_file_actions(self, self.launcher)
+        self.launcher: Any = None  # a ReplayLauncher once file actions are installed
+        # Dropped .trimtab files go here (set with the file actions; None: drops are refused).
+        self.open_paths: Callable[[list[str]], object] | None = None
+        self.setAcceptDrops(True)
         from .export import add_export_action
 
         # The scrape targets, for an export's target list and its redaction of their tokens.
@@ -106,18 +107,13 @@ class MainWindow(QMainWindow):
         self.export_snapshot_action = add_export_action(self)
 
     def dragEnterEvent(self, event: Any) -> None:
-        from ..cli.open import snapshot_paths
-
-        if snapshot_paths(event.mimeData()):
+        if self.open_paths is not None and snapshot_paths(event.mimeData()):
             event.acceptProposedAction()
 
     def dropEvent(self, event: Any) -> None:
-        from ..cli.open import snapshot_paths
-
         paths = snapshot_paths(event.mimeData())
-        for path in paths:
-            self.launcher.open_file(path)
-        if paths:
+        if self.open_paths is not None and paths:
+            self.open_paths(paths)
             event.acceptProposedAction()
 
     def _build_toolbar(self) -> None:
@@ -363,7 +359,8 @@ class MainWindow(QMainWindow):
         self.set_theme(theme if theme in THEMES else "dark")
 
     def closeEvent(self, event) -> None:
-        self.launcher.stop()  # replay windows opened from here close with it
+        if self.launcher is not None:
+            self.launcher.stop()  # replay windows opened from here close with it
         if self.tuning is not None:
             self._journal_timer.stop()
             self.tuning.close()
@@ -372,3 +369,24 @@ class MainWindow(QMainWindow):
         settings.setValue("window/tab", self.tabs.currentIndex())
         settings.setValue("window/theme", self.theme)
         super().closeEvent(event)
+
+
+def snapshot_paths(mime: QMimeData) -> list[str]:
+    """Local snapshot files (:data:`~trimtab.app.snapshot.schema.SUFFIX`) among dropped URLs."""
+    return [url.toLocalFile() for url in mime.urls()
+            if url.isLocalFile() and url.toLocalFile().lower().endswith(SUFFIX)]
+
+
+def save_and_quit(window: MainWindow, path: str, quit: Callable[[int], object],
+                  out: TextIO = sys.stdout) -> None:
+    """Repaint ``window``, save it as a PNG at ``path`` (and an open compare view beside it, as
+    ``STEM-compare.EXT``), print one line on ``out``, then ``quit(0)``, or ``quit(1)`` on failure.
+    """
+    window._force_refresh()
+    ok = window.grab().save(path)
+    view = getattr(getattr(window, "compare_job", None), "view", None)
+    if ok and view is not None:  # the compare dialog beside a replay window
+        stem, dot, ext = path.rpartition(".")
+        view.grab().save(f"{stem}-compare.{ext}" if dot else f"{path}-compare")
+    print(f"trimtab: screenshot {'saved to' if ok else 'FAILED for'} {path}", file=out, flush=True)
+    quit(0 if ok else 1)

@@ -22,9 +22,9 @@ labels beside ``le`` repeat on every bucket).
 Samples come back as columns (:meth:`Exposition.columns`); ``.samples`` builds
 the :class:`Sample` tuples on first read. Reading the columns is the cheap way.
 
-Modules: ``expo_types`` (results, errors), ``expo_grammar`` (patterns, label
-sets), ``expo_full`` (the full parser), ``expo_bulk`` (its run-at-a-time path),
-``expo_fast`` (:class:`TargetParser`). Import from here.
+Modules: ``types`` (results, errors), ``grammar`` (patterns, label sets), ``full``
+(the full parser, with its run-at-a-time bulk path), ``target``
+(:class:`TargetParser`). Import from here.
 
 Differences from prometheus_client, all on input it would call invalid or
 handle loosely: 0.0.4 timestamps must be integers (as in Prometheus); a

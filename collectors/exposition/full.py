@@ -1,17 +1,27 @@
 """The full exposition parser: every line by the grammar, with caches that a
-target's next scrape reuses (see :class:`.expo_fast.TargetParser`)."""
+target's next scrape reuses (see :class:`.target.TargetParser`).
+
+A first scrape's long runs of sample lines take the bulk path (:meth:`_Full.bulk_run`):
+the per-line loop costs a few microseconds of Python per line, so a run of sample lines
+(between two comments) is cut, looked up and converted with C-level passes (``map``, one
+``re.findall`` over the new series texts); Python runs once per *new series text*, in one
+flat loop, and the label set beside ``le``/``quantile`` is still parsed once per histogram
+group. The bulk path only ever accepts: anything unusual (a timestamp, an exemplar, blanks,
+an error, a run spanning families) makes it return False with no effect but validated cache
+entries, and the per-line loop then reads the run and reports any error exactly as before.
+"""
 
 from __future__ import annotations
 
+import math
 import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import compress, repeat
-from operator import itemgetter
+from operator import add, contains, eq, is_, is_not, itemgetter, not_, or_
 from typing import NoReturn
 
-from .bulk import MIN_RUN, bulk_run
 from .grammar import (
     _BOUND_OK,
     _HELP_ESCAPES,
@@ -31,11 +41,44 @@ from .grammar import (
     _timestamp,
     _unescape,
 )
-from .types import OPENMETRICS, TEXT, Exemplar, Exposition, Labels, ParseError
+from .types import _VALUE, OPENMETRICS, TEXT, Exemplar, Exposition, Labels, ParseError
 
 _FIRST_CHAR = itemgetter(slice(0, 1))
 _NAME_OF, _LABELS_OF = itemgetter(0), itemgetter(1)
 _BREAKS = frozenset(("", "#", " ", "\t"))  # what a line that is no sample line starts with
+
+_HEAD_OF, _TOKEN_OF = itemgetter(0), itemgetter(2)
+_NAME_OF, _LABELS_OF = itemgetter(0), itemgetter(1)
+_NUMERIC_OF = itemgetter(2)
+_FIRST, _SECOND, _THIRD = itemgetter(0), itemgetter(1), itemgetter(2)
+_NUMBERS = re.compile(rf"^(?:{_VALUE.pattern})$", re.MULTILINE)  # what _Floats accepts, one per line
+MIN_RUN = 16  # shorter runs: the per-line loop is as quick
+
+def _bulk_values(floats: _Floats, tokens: list[str]) -> list[float] | None:
+    """The tokens as floats; None if one is no number. New tokens are checked with one
+    regex pass over all of them, as ``_Floats`` would check each."""
+    new = set(tokens).difference(floats)
+    if new:
+        if len(_NUMBERS.findall("\n".join(new))) != len(new):  # a token per line, or no match
+            return None
+        floats.update(zip(new, map(float, new)))
+    return list(map(floats.__getitem__, tokens))
+
+_NO_PAIR: tuple[tuple[tuple[str, str], ...], tuple[str, ...]] = ((), _NONE)
+
+_NO_SPLIT: tuple[Labels, Labels] = ((), ())
+
+def _le_pair(floats: _Floats, first: str) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """``le="x`` → ((("le", "x"),), ("le",) if x is a number and not NaN); else _NO_PAIR."""
+    value = first[4:]
+    if first[:4] != 'le="' or '"' in value or "\\" in value:
+        return _NO_PAIR
+    try:
+        number = floats[value]
+        numeric = _BOUND_OK["le"] if not math.isnan(number) else _NONE
+    except ValueError:
+        numeric = _NONE
+    return (("le", value),), numeric
 
 
 @dataclass
@@ -90,7 +133,7 @@ class _Full:
         self.labels: tuple[Labels, ...] = ()
         self.breaks: list[int] | None = None  # indexes of lines that are no sample line
         self.pending: list[tuple[list[str], list[_Series]]] = []  # new series cache entries
-        self.le_pairs: dict[str, tuple[Labels, tuple[str, ...]]] = {}  # see expo_bulk._series_of
+        self.le_pairs: dict[str, tuple[Labels, tuple[str, ...]]] = {}  # see _bulk_series
         self.le_rests: dict[str, tuple[Labels, Labels]] = {}
         self.plain_sets: dict[str, Labels | None] = {}
 
@@ -238,14 +281,14 @@ class _Full:
     def sample_run(self, lines: list[str], start: int) -> int:
         """Sample lines from ``start`` up to the next comment; returns where they end.
 
-        A long run is first offered to :func:`.expo_bulk.bulk_run`. Otherwise, line
+        A long run is first offered to :meth:`bulk_run`. Otherwise, line
         by line, written flat: ``name{labels} value`` is cut at its last space; the
         part before it is looked up (or, new, parsed as name and label set) and only
         the value token is read. Anything else (timestamps, exemplars, odd blanks,
         errors) goes through :meth:`sample`.
         """
         end = self.run_end(start)
-        if end - start >= MIN_RUN and bulk_run(self, lines, start, end):
+        if end - start >= MIN_RUN and self.bulk_run(lines, start, end):
             return end
         series, floats, hits, values = self.series, self.floats, self.hits, self.values
         for i in range(start, end):
@@ -397,3 +440,148 @@ class _Full:
         except ValueError as exc:
             self.fail(str(exc))
 
+    # -- the bulk path: a first scrape's sample lines, a whole run at a time ---------------
+
+    def bulk_run(self, lines: list[str], i: int, j: int) -> bool:
+        """Read the sample lines ``lines[i:j]`` into this parser; False (nothing read) if any
+        of them needs the per-line loop."""
+        run = lines[i:j]
+        if self.om and any(map(str.__contains__, run, repeat(" # "))):
+            return False  # exemplars: found out now rather than after the work below
+        parts = list(map(str.rpartition, run, repeat(" ")))
+        heads = list(map(_HEAD_OF, parts))
+        tokens = list(map(_TOKEN_OF, parts))
+        hits: list[_Series | None] = list(map(self.series.get, heads)) if self.series else [None] * len(run)
+        if None in hits and not self._bulk_resolve(heads, hits):
+            return False
+        values = _bulk_values(self.floats, tokens)
+        if values is None:
+            return False
+        series: list[_Series] = hits  # type: ignore[assignment]  # all found now
+        if not self._bulk_enter(i, series):
+            return False
+        if not self.family_sampled:
+            self.family_sampled = True
+            self.sampled.add(self.family)
+        if self.exemplar_names:
+            may_carry = frozenset(self.exemplar_names).__contains__
+            start = len(self.values)
+            self.exemplar_ok.extend(compress(range(start, start + len(run)), map(may_carry, map(_NAME_OF, series))))
+        self.sample_lines.extend(range(i, j))
+        self.hits.extend(series)
+        self.values.extend(values)
+        self.prefixes.extend(map(str.removesuffix, run, tokens))  # the line up to its value
+        return True
+
+    def _bulk_enter(self, i: int, series: list[_Series]) -> bool:
+        """Every series belongs to the current family (opened by the first, as the per-line
+        loop would) and carries the bound label its family needs."""
+        name, _, numeric = series[0]
+        if name not in self.allowed:
+            self.i = i  # what the per-line loop does first on this line; it may raise the same error
+            self.enter(name, numeric)
+        bounded = self.bounded
+        names = set(map(_NAME_OF, series))  # a few distinct names, compared by identity mostly
+        if not names.issubset(self.allowed):
+            return False
+        if bounded in names:  # each bucket's ``le`` (a summary quantile's ``quantile``) is a number
+            of_bounded = compress(map(_NUMERIC_OF, series), map(eq, map(_NAME_OF, series), repeat(bounded)))
+            return all(map(contains, of_bounded, repeat(self.bound_label)))
+        return True
+
+    def _bulk_resolve(self, heads: list[str], hits: list[_Series | None]) -> bool:
+        """Fill in the series of the heads not seen before; False if one is not plainly
+        ``name`` or ``name{labels}``. They join the series cache at the next full parse
+        (``self.pending``): a scrape shaped like this one never needs them."""
+        if len(heads) == hits.count(None):
+            found = self._bulk_series(heads)
+            if found is None:
+                return False
+            hits[:] = found
+            self.pending.append((heads, found))
+            return True
+        missing = list(compress(range(len(hits)), map(not_, hits)))
+        new_heads = list(map(heads.__getitem__, missing))
+        found = self._bulk_series(new_heads)
+        if found is None:
+            return False
+        for k, hit in zip(missing, found):
+            hits[k] = hit
+        self.pending.append((new_heads, found))
+        return True
+
+    def _bulk_series(self, heads: list[str]) -> list[_Series] | None:
+        """Name, labels and numeric bound labels of each head, as ``_Full.decompose`` finds
+        them; None where that would fail.
+
+        A bucket written ``name{le="x",rest}`` (prometheus_client's spelling) is cut in C
+        passes; its labels are ``rest``'s, parsed once per distinct ``rest``, with the
+        ``le`` pair spliced in where it sorts. Every other head (a bucket's ``_count`` and
+        ``_sum``, a bound label written last, anything odd) goes through ``decompose``.
+        """
+        by_brace = list(map(str.partition, heads, repeat("{")))
+        names = list(map(_FIRST, by_brace))
+        for name in set(names).difference(self.names_ok):
+            if _METRIC_NAME.fullmatch(name) is None:
+                return None
+            self.names_ok.add(name)
+        by_comma = list(map(str.partition, map(_THIRD, by_brace), repeat('",')))  # le="x  ",  rest}
+        firsts, rests = list(map(_FIRST, by_comma)), list(map(_THIRD, by_comma))
+        pairs, splits = self.le_pairs, self.le_rests
+        for first in set(firsts).difference(pairs):
+            pairs[first] = _le_pair(self.floats, first)
+        pair_hits = list(map(pairs.__getitem__, firsts))
+        for rest in set(compress(rests, map(is_not, pair_hits, repeat(_NO_PAIR)))).difference(splits):
+            splits[rest] = self._bulk_le_rest(rest)  # only buckets' rests: others are no label set
+        split_hits = list(map(splits.get, rests, repeat(_NO_SPLIT)))
+        labels = map(add, map(add, map(_FIRST, split_hits), map(_FIRST, pair_hits)), map(_SECOND, split_hits))
+        out: list[_Series] = list(zip(names, labels, map(_SECOND, pair_hits)))
+        odd = map(or_, map(is_, pair_hits, repeat(_NO_PAIR)), map(is_, split_hits, repeat(_NO_SPLIT)))
+        return out if self._bulk_fill_odd(heads, by_brace, list(compress(range(len(heads)), odd)), out) else None
+
+    def _bulk_fill_odd(self, heads: list[str], by_brace: list[tuple[str, str, str]], odd: list[int],
+                  out: list[_Series]) -> bool:
+        """The heads that are no bucket with ``le`` first: ``name`` and ``name{labels}``
+        without a bound label by a lookup per distinct label set; the rest (and any
+        error) through ``decompose``. False if one is invalid."""
+        picked = list(map(by_brace.__getitem__, odd))
+        keys = list(map(add, map(_SECOND, picked), map(_THIRD, picked)))  # "" or "{labels}"
+        plain = self.plain_sets
+        for key in set(keys).difference(plain):
+            plain[key] = self._bulk_plain_set(key)
+        found = map(plain.__getitem__, keys)
+        for k, name, labels in zip(odd, map(_FIRST, picked), found):
+            if labels is None:
+                hit = self.decompose(heads[k])
+                if hit is None:
+                    return False
+                out[k] = hit
+            else:
+                out[k] = (name, labels, _NONE)
+        return True
+
+    def _bulk_plain_set(self, key: str) -> Labels | None:
+        """``{labels}`` (or nothing) without ``le``/``quantile`` → its labels; None for any
+        other text, left to ``decompose``."""
+        if not key:
+            return ()
+        if key[-1] != "}" or 'le="' in key:  # also finds 'quantile="'
+            return None
+        try:
+            return (self.bases.get(key[1:-1]) or self.new_base(key[1:-1]))[0]
+        except ParseError:
+            return None
+
+    def _bulk_le_rest(self, rest: str) -> tuple[Labels, Labels]:
+        """``rest}`` → its labels before and after where ``le`` sorts in, if ``rest`` is a
+        valid label set with neither bound label; else _NO_SPLIT."""
+        if rest[-1:] != "}" or len(rest) < 2:
+            return _NO_SPLIT
+        try:
+            labels, slots = self.bases.get(rest[:-1]) or self.new_base(rest[:-1])
+        except ParseError:
+            return _NO_SPLIT  # the per-line loop reports it with its line
+        if len(slots) < 2:
+            return _NO_SPLIT
+        at = slots["le"]
+        return labels[:at], labels[at:]

@@ -20,9 +20,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from trimtab.agent.otlp_proto import decode_export_request
-from trimtab.agent.procs import free_port, spawn, stop_all, wait_http
+from trimtab.agent.procs import free_port, stop_all, wait_http
 from trimtab.agent.trace_intake import MAX_BODY, TraceIntake, parse_otlp, parse_zipkin
 from trimtab.agent.traces import Tracer
+from trimtab.demo.fleet import spawn_demo
 
 WRITE = {"authorization": "Bearer W-secret"}
 READ = {"authorization": "Bearer R-secret"}
@@ -36,7 +37,7 @@ NOW_NS = 1_750_000_000_000_000_000
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     log = str(tmp_path_factory.mktemp("intake") / "agent.log")
-    proc = spawn(["instance", "--name", "api-1", "--port", str(port)], log,
+    proc = spawn_demo(["instance", "--name", "api-1", "--port", str(port)], log,
                  env={"TRIMTAB_TOKENS": "op:write:W-secret,ro:read:R-secret"})
     try:
         wait_http(f"http://127.0.0.1:{port}/metrics", proc)

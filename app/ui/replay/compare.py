@@ -29,6 +29,7 @@ from ...replay.compare import (
 )
 from ...replay.session import ReplaySession
 from ...snapshot.open import open_snapshot
+from ...snapshot.schema import FILE_FILTER
 
 
 class CompareActions:
@@ -45,7 +46,7 @@ class CompareActions:
     @Slot()
     def ask_compare(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self._as_widget(), "Compare with", os.getcwd(),
-                                              "trimtab snapshot (*.trimtab);;All files (*)")
+                                              FILE_FILTER)
         if path:
             self.compare_with(path)
 

@@ -36,11 +36,10 @@ from .compare import CompareActions, CompareJob
 from .pages import ReplayFleetPage, ReplayRoutesPage
 from .worker import Cancelled, ReplayWorker
 
-__all__ = ["READ_ONLY", "SUFFIX", "Cancelled", "CompareJob", "ReplayLauncher", "ReplayWorker",
+__all__ = ["READ_ONLY", "Cancelled", "CompareJob", "ReplayLauncher", "ReplayWorker",
            "SnapshotWindow"]
 
 READ_ONLY = "read-only snapshot: changes go to live agents, never into a recording"
-SUFFIX = ".trimtab"
 
 
 class ReplayLauncher(QObject):
@@ -53,10 +52,12 @@ class ReplayLauncher(QObject):
     opened = Signal(object)
     failed = Signal(str)
 
-    def __init__(self, parent: QWidget | None = None, quiet: bool = False) -> None:
+    def __init__(self, parent: QWidget | None = None, quiet: bool = False,
+                 on_window: Callable[[SnapshotWindow], object] | None = None) -> None:
         super().__init__(parent)
         self.parent_widget = parent
         self.quiet = quiet  # no message boxes (the command line prints instead)
+        self.on_window = on_window  # dresses each new window (ui.file_actions: Open…, drops)
         self.windows: list[SnapshotWindow] = []
         self.loading: list[tuple[ReplayWorker, QProgressDialog]] = []
         self.last_error = ""
@@ -96,6 +97,8 @@ class ReplayLauncher(QObject):
         worker, _dialog = job
         self._done(job)
         window = SnapshotWindow(session, worker)
+        if self.on_window is not None:
+            self.on_window(window)
         window.closed.connect(lambda: self.windows.remove(window) if window in self.windows
                               else None)
         self.windows.append(window)
@@ -294,7 +297,8 @@ class SnapshotWindow(CompareActions, MainWindow):
         # A replay in progress stops at its next step (the worker closes the source itself):
         # never hold the GUI thread for a whole window's replay.
         self.worker.stop(timeout=1.0)
-        self.launcher.stop()
+        if self.launcher is not None:
+            self.launcher.stop()
         # Not MainWindow.closeEvent: a replay window must not become the cockpit's remembered
         # layout, and it has no journal poll or control pool to stop.
         QMainWindow.closeEvent(self, event)

@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from trimtab.agent.procs import free_port, spawn, stop_all, wait_http
+from trimtab.agent.procs import free_port, stop_all, wait_http
+from trimtab.demo.fleet import spawn_demo
 
 from tests.agent.balance.test_haproxy import backends, send  # noqa: F401 - module-scoped fixture
 
@@ -97,7 +98,7 @@ def test_drain_stops_new_traffic_and_ready_brings_it_back(
 def test_health_checks_take_a_dead_server_out_and_back(
         start_balancer: Starter, backends: dict[str, str]) -> None:  # noqa: F811
     port = free_port()
-    extra = [spawn(["instance", "--name", "s3", "--port", str(port), "--slowness", "0"])]
+    extra = [spawn_demo(["instance", "--name", "s3", "--port", str(port), "--slowness", "0"])]
     try:
         s3 = f"http://127.0.0.1:{port}"
         wait_http(f"{s3}/metrics", extra[0])
@@ -107,7 +108,7 @@ def test_health_checks_take_a_dead_server_out_and_back(
         wait_for(lambda: up(url)["s3"] is False)
         assert send(url, 40) == {"s1": 40}
         assert metric(url, "trimtab_balancer_server_up", server="s3") == 0
-        extra.append(spawn(["instance", "--name", "s3", "--port", str(port), "--slowness", "0"]))
+        extra.append(spawn_demo(["instance", "--name", "s3", "--port", str(port), "--slowness", "0"]))
         wait_for(lambda: up(url)["s3"] is True)
         assert send(url, 40) == {"s1": 20, "s3": 20}
     finally:

@@ -22,7 +22,8 @@ from trimtab.agent.balance.haproxy import (
     InvalidInput,
     RuntimeClient,
 )
-from trimtab.agent.procs import free_port, spawn, stop_all, wait_http
+from trimtab.agent.procs import free_port, stop_all, wait_http
+from trimtab.demo.fleet import spawn_demo
 
 from tests.conftest import require_binary
 
@@ -119,7 +120,7 @@ def backends() -> Iterator[dict[str, str]]:
     try:
         for name in ("s1", "s2"):
             port = free_port()
-            procs.append(spawn(["instance", "--name", name, "--port", str(port),
+            procs.append(spawn_demo(["instance", "--name", name, "--port", str(port),
                                 "--slowness", "0"]))
             urls[name] = f"http://127.0.0.1:{port}"
         for proc, url in zip(procs, urls.values()):

@@ -15,13 +15,14 @@ from typing import NamedTuple
 import httpx
 import pytest
 from pytestqt.qtbot import QtBot
-from trimtab.agent.procs import free_port, spawn, stop_all, wait_http
+from trimtab.agent.procs import free_port, stop_all, wait_http
 from trimtab.app.cli import main as cli
 from trimtab.app.model.fleet import FleetModel
 from trimtab.app.store.store import Store
 from trimtab.app.targets import file as tf
 from trimtab.app.targets.manager import TargetManager
 from trimtab.collectors.scrape import ScrapeEngine, ScrapeTarget
+from trimtab.demo.fleet import spawn_demo
 from trimtab.widgets.target_dialog import TargetDialog
 
 from tests.collectors.prometheus.prom_server import running_prometheus
@@ -47,7 +48,7 @@ def prom() -> Iterator[Prom]:
     """A demo instance with some traffic, scraped every second by a real Prometheus."""
     work = Path(tempfile.mkdtemp(prefix="trimtab-test-prom-cockpit-"))
     port = free_port()
-    procs = [spawn(["instance", "--name", "api-1", "--port", str(port)], str(work / "api.log"))]
+    procs = [spawn_demo(["instance", "--name", "api-1", "--port", str(port)], str(work / "api.log"))]
     try:
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/metrics", procs[0])

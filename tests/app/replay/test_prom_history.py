@@ -13,11 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 from trimtab.agent.procs import free_port
-from trimtab.app.cli.open import history_sources
 from trimtab.app.model.fleet import FleetModel
 from trimtab.app.replay.prom_history import MAX_POINTS, MemorySource, chart_points, prom_session
 from trimtab.app.replay.replayer import Replayer, ReplayError
 from trimtab.app.targets.manager import TargetManager
+from trimtab.app.ui.file_actions import history_sources, install_file_actions
 from trimtab.app.ui.replay.window import ReplayLauncher
 from trimtab.app.ui.window import MainWindow
 from trimtab.collectors.exposition import parse
@@ -130,6 +130,7 @@ def test_history_action_offers_the_prometheus_source(qtbot, prom_url: str,  # ty
     try:
         manager.start_prometheus(ScrapeTarget("prom", prom_url, "prometheus"), saved=False)
         window = MainWindow(model, targets=manager)
+        install_file_actions(window)
         assert window.history_action.isEnabled()  # no history database, but a Prometheus
         assert list(history_sources(window)) == ["Prometheus prom"]
         now = time.time()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from trimtab.app.snapshot.export import export_snapshot, open_snapshot
 from trimtab.app.snapshot.report import write_report
+from trimtab.app.ui.report_chart import png_chart
 from trimtab.app.snapshot.stats import HIST, route_latencies
 from trimtab.app.store.store import Store
 
@@ -31,7 +32,7 @@ def snapshot_path(tmp_path: Path) -> Path:
 
 def test_report_is_self_contained_with_routes_journal_and_charts(snapshot_path: Path,
                                                                  tmp_path: Path) -> None:
-    out = write_report(snapshot_path, tmp_path / "report.html")
+    out = write_report(snapshot_path, tmp_path / "report.html", png_chart)
     page = out.read_text(encoding="utf-8")
     assert not EXTERNAL.search(page)
     assert 'src="data:image/png;base64,' in page and "<link" not in page
@@ -49,7 +50,7 @@ def test_report_is_self_contained_with_routes_journal_and_charts(snapshot_path: 
 
 
 def test_report_of_a_previous_version_snapshot(tmp_path: Path) -> None:
-    page = write_report(FIXTURE, tmp_path / "r.html").read_text(encoding="utf-8")
+    page = write_report(FIXTURE, tmp_path / "r.html", png_chart).read_text(encoding="utf-8")
     assert "slow orders" in page and "v1 fixture" in page and not EXTERNAL.search(page)
 
 

@@ -65,14 +65,15 @@ def test_cli_reports_a_broken_file_without_opening_a_window(tmp_path: Path) -> N
 
 
 def test_fleet_page_adds_and_removes_targets(qtbot, tmp_path: Path) -> None:
-    from trimtab.agent.procs import free_port, spawn, stop_all, wait_http
+    from trimtab.agent.procs import free_port, stop_all, wait_http
     from trimtab.app.model.fleet import FleetModel
     from trimtab.app.targets.manager import TargetManager
     from trimtab.app.ui.window import MainWindow
     from trimtab.collectors.scrape import ScrapeEngine
+    from trimtab.demo.fleet import spawn_demo
 
     port = free_port()
-    api = spawn(["instance", "--name", "api-x", "--port", str(port)])
+    api = spawn_demo(["instance", "--name", "api-x", "--port", str(port)])
     model = FleetModel()
     engine = ScrapeEngine([], model.ingest, on_cycle=model.tick).start()
     try:

@@ -27,6 +27,7 @@ from trimtab.app.model.fleet import FleetModel
 from trimtab.app.replay.compare import window_figures
 from trimtab.app.snapshot.export import export_snapshot, open_snapshot
 from trimtab.app.store.store import Store
+from trimtab.app.ui.file_actions import install_file_actions
 from trimtab.app.ui.replay.window import READ_ONLY, ReplayLauncher, SnapshotWindow
 from trimtab.app.ui.window import MainWindow
 from trimtab.demo.fleet import DemoFleet
@@ -168,6 +169,7 @@ def test_scrubber_seek_moves_the_model_and_the_charts(qtbot, files: Files,  # ty
 def test_drop_a_snapshot_on_the_live_window(qtbot, files: Files) -> None:  # type: ignore[no-untyped-def]
     live = MainWindow(FleetModel())
     qtbot.addWidget(live)
+    install_file_actions(live)
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(files.snapshot))])
     actions = Qt.DropAction.CopyAction
@@ -283,6 +285,7 @@ def test_compare_holds_both_windows(qtbot, files: Files, launcher: ReplayLaunche
 def test_history_of_the_live_store_opens_read_only(qtbot, files: Files) -> None:  # type: ignore[no-untyped-def]
     live = MainWindow(FleetModel(store=files.store))
     qtbot.addWidget(live)
+    install_file_actions(live)
     try:
         assert live.history_action.isEnabled()
         dialog = RangeDialog(live)

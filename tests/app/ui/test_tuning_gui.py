@@ -12,11 +12,11 @@ import pytest
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
-from trimtab.agent.procs import free_port, spawn, stop_all, wait_http
+from trimtab.agent.procs import free_port, stop_all, wait_http
 from trimtab.app.cli.main import make_tuning
 from trimtab.app.control.client import Agent
 from trimtab.app.model.fleet import FleetModel
-from trimtab.demo.fleet import DemoFleet
+from trimtab.demo.fleet import DemoFleet, spawn_demo
 from trimtab.widgets.change_dialogs import TtlDialog, WeightsDialog
 
 ROUTE = "/products/{id}"
@@ -258,7 +258,7 @@ def test_an_instance_lost_midway_is_reported_and_the_rest_rolled_back(qtbot, fle
 
     port = free_port()
     env = {"TRIMTAB_TOKENS": f"operator:write:{fleet.write_token}"}
-    doomed = spawn(["instance", "--name", "api-x", "--port", str(port)], env=env)
+    doomed = spawn_demo(["instance", "--name", "api-x", "--port", str(port)], env=env)
     wait_http(f"http://127.0.0.1:{port}/metrics", doomed)
     tuning = make_tuning(fleet.write_token, fleet.targets)
     tuning.instances.append(Agent("api-x", f"http://127.0.0.1:{port}"))

@@ -1,4 +1,4 @@
-"""The run-at-a-time first-scrape path (expo_bulk), the columnar result and the GC pause.
+"""The run-at-a-time first-scrape path (the full parser's bulk path), the columnar result and the GC pause.
 
 The bulk path only takes runs of at least ``MIN_RUN`` sample lines; the
 differential tests here set it to 1 so every run of every generated body goes
@@ -42,14 +42,14 @@ def _parse_with(min_run: int, text: str, content_type: str | None = None) -> Exp
 def _spy_bulk(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int, bool]]:
     """Records (first line, end, taken) of every run the bulk path was offered."""
     offered: list[tuple[int, int, bool]] = []
-    original = expo_full.bulk_run
+    original = expo_full._Full.bulk_run
 
     def spy(full: expo_full._Full, lines: list[str], i: int, j: int) -> bool:
         taken = original(full, lines, i, j)
         offered.append((i, j, taken))
         return taken
 
-    monkeypatch.setattr(expo_full, "bulk_run", spy)
+    monkeypatch.setattr(expo_full._Full, "bulk_run", spy)
     return offered
 
 

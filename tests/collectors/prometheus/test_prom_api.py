@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from trimtab.agent.procs import free_port, spawn, stop_all, wait_http
+from trimtab.agent.procs import free_port, stop_all, wait_http
 from trimtab.collectors.prometheus.api import (
     MAX_POINTS,
     PromAPI,
@@ -23,6 +23,7 @@ from trimtab.collectors.prometheus.api import (
     Target,
     choose_step,
 )
+from trimtab.demo.fleet import spawn_demo
 
 from tests.collectors.prometheus.prom_server import running_prometheus
 
@@ -93,7 +94,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     """Prometheus scraping a demo instance every second: (prometheus url, api url)."""
     work: Path = tmp_path_factory.mktemp("prometheus")
     api_port = free_port()
-    procs = [spawn(["instance", "--name", "api-1", "--port", str(api_port)],
+    procs = [spawn_demo(["instance", "--name", "api-1", "--port", str(api_port)],
                    str(work / "api.log"))]
     try:
         api = f"http://127.0.0.1:{api_port}"

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from trimtab.app.replay.before_after import compare, compare_all, matched_windows
+from trimtab.app.model.before_after import compare, compare_all, matched_windows
 
 CHANGE = 10_000.0
 
