@@ -197,7 +197,7 @@ def _current_targets(path: Path, token: str, started: list[ScrapeTarget]) -> lis
 
 def make_tuning(token: str, targets: list[Any]) -> Any:
     """The control side for these targets (instances and the first balancer)."""
-    from ..control.client import Agent
+    from ..control.types import Agent
     from ..ui.tuning import Tuning
 
     agents = [Agent.from_target(t) for t in targets]

@@ -146,7 +146,8 @@ def _journal(targets: list[Any], start: float, out: TextIO) -> list[Any]:
     token = os.environ.get("TRIMTAB_TOKEN", "")
     if not token or not targets:
         return []
-    from ..control.client import Agent, ControlClient
+    from ..control.client import ControlClient
+    from ..control.types import Agent
 
     client = ControlClient(token)
     try:

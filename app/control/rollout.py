@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from .client import APPLIED, UNCHANGED, Agent, ChangeResult
+from .types import APPLIED, UNCHANGED, Agent, ChangeResult
 
 PENDING, WATCHING, DONE, ROLLED_BACK = "pending", "watching", "done", "rolled_back"
 FAILED, PARTIAL, REVERT_FAILED, ABORTED = "failed", "partial", "revert_failed", "aborted"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 
-from ..control import client as ctl
+from ..control import types as ctl
 from ..model.before_after import compare_all
 from ..model.fleet import FleetModel
 

@@ -14,7 +14,7 @@ from typing import Any, Self
 
 import numpy as np
 
-from ..control.client import Agent, JournalRow
+from ..control.types import Agent, JournalRow
 from ..store.codec import Points
 from ..store.rollup import AGGS
 from ..store.store import SeriesKey

@@ -17,7 +17,8 @@ from trimtab.agent.balance.policies import MAX_WEIGHT
 from trimtab.agent.config import MAX_TTL
 from trimtab.widgets.change_dialogs import TtlDialog, WeightsDialog
 
-from ..control import client as ctl
+from ..control import types as ctl
+from ..control.client import ControlClient
 from ..control.rollout import FINAL, Gates, Rollout
 from .control_worker import ControlRunner
 
@@ -51,7 +52,7 @@ class Tuning(QObject):
     def __init__(self, token: str, instances: Sequence[ctl.Agent], balancer: ctl.Agent | None,
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.client = ctl.ControlClient(token)
+        self.client = ControlClient(token)
         self.instances, self.balancer = list(instances), balancer
         self.runner = ControlRunner(self)
         self.rows: list[ctl.JournalRow] = []

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from trimtab.agent.procs import free_port
-from trimtab.app.control.client import (
+from trimtab.app.control.client import ControlClient
+from trimtab.app.control.types import (
     APPLIED,
     CONFLICT,
     GUARD_RAIL,
@@ -22,7 +23,6 @@ from trimtab.app.control.client import (
     UNKNOWN,
     UNREACHABLE,
     Agent,
-    ControlClient,
     ControlError,
     ServerView,
     disagreements,

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from trimtab.agent.procs import free_port
-from trimtab.app.control.client import APPLIED, UNCHANGED, Agent, ChangeResult, ControlClient
+from trimtab.app.control.client import ControlClient
 from trimtab.app.control.rollout import (
     ABORTED,
     DONE,
@@ -18,6 +18,7 @@ from trimtab.app.control.rollout import (
     Gates,
     Rollout,
 )
+from trimtab.app.control.types import APPLIED, UNCHANGED, Agent, ChangeResult
 from trimtab.demo.fleet import DemoFleet
 
 ROUTE = "/search"

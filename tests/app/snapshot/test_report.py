@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from trimtab.app.snapshot.export import export_snapshot, open_snapshot
 from trimtab.app.snapshot.report import write_report
-from trimtab.app.ui.report_chart import png_chart
 from trimtab.app.snapshot.stats import HIST, route_latencies
 from trimtab.app.store.store import Store
+from trimtab.app.ui.report_chart import png_chart
 
 from tests.app.snapshot.test_snapshot import FIXTURE, T0, _planted, fill
 

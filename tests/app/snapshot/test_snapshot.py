@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import sqlite_utils
 from trimtab.app.cli.snapshot import add_snapshot_commands, cli_export, cli_report, parse_time
-from trimtab.app.control.client import Agent, JournalRow
+from trimtab.app.control.types import Agent, JournalRow
 from trimtab.app.model.fleet import TargetHealth
 from trimtab.app.snapshot.export import (
     RedactionRules,

@@ -21,7 +21,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 from trimtab.app.cli.main import start_collection
 from trimtab.app.cli.open import add_open_parser, run_open
-from trimtab.app.control.client import Agent, JournalRow
+from trimtab.app.control.types import Agent, JournalRow
 from trimtab.app.model import format as fmt
 from trimtab.app.model.fleet import FleetModel
 from trimtab.app.replay.compare import window_figures

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 from trimtab.app.cli.main import start_collection
-from trimtab.app.control.client import Agent, JournalRow
+from trimtab.app.control.types import Agent, JournalRow
 from trimtab.app.model import format as fmt
 from trimtab.app.model.fleet import FleetModel, TargetHealth
 from trimtab.app.replay.health import NEVER

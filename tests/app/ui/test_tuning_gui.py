@@ -14,7 +14,7 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 from trimtab.agent.procs import free_port, stop_all, wait_http
 from trimtab.app.cli.main import make_tuning
-from trimtab.app.control.client import Agent
+from trimtab.app.control.types import Agent
 from trimtab.app.model.fleet import FleetModel
 from trimtab.demo.fleet import DemoFleet, spawn_demo
 from trimtab.widgets.change_dialogs import TtlDialog, WeightsDialog
