@@ -11,10 +11,9 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
+from trimtab.collectors.canonical import HIST_BUCKET
 from trimtab.collectors.exposition import Exposition
 from trimtab.collectors.promql import sum_buckets
-
-from .extract import HIST_BUCKET
 
 EXEMPLARS_PER_ROUTE = 512  # newest distinct trace ids kept per route
 

@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from .. import canonical
 from ..exposition import Exposition, Labels, Sample
 from ..mappings import MappingTable, Normaliser, builtin_tables, for_exposition
 from ..scrape import ScrapeResult, ScrapeTarget
@@ -47,25 +48,12 @@ from .api import PromAPI, PromAPIError, Series, Step, SyncPromAPI, Target
 _log = logging.getLogger(__name__)
 Cycle = tuple[float, list[ScrapeResult]]
 UP, DURATION = "up", "scrape_duration_seconds"
-# What app/model/extract.py reads (collectors may not import app, so listed here).
-CANONICAL = (
-    "trimtab_http_request_duration_seconds_bucket", "trimtab_http_request_duration_seconds_created",
-    "trimtab_http_requests_total", "trimtab_http_requests_created",
-    "trimtab_cache_requests_total", "trimtab_cache_requests_created",
-    "trimtab_balancer_requests_total", "trimtab_balancer_requests_created",
-    "trimtab_balancer_expected_share", "trimtab_balancer_server_weight",
-    "trimtab_balancer_in_flight", "trimtab_balancer_server_up", "trimtab_balancer_server_state",
-    "trimtab_balancer_errors_total", "trimtab_balancer_errors_created",
-    "trimtab_balancer_upstream_request_duration_seconds_bucket",
-    "trimtab_balancer_upstream_request_duration_seconds_created",
-    "process_start_time_seconds",
-)
 _LABEL_CACHE_LIMIT = 100_000
 
 
 def wanted_names(tables: Sequence[MappingTable]) -> list[str]:
     """Sample names to ask for: canonical ones, plus what ``tables`` detect and translate."""
-    names = dict.fromkeys((UP, DURATION, *CANONICAL))
+    names = dict.fromkeys((UP, DURATION, *canonical.ALL))
     for table in tables:
         names.update(dict.fromkeys(name for name, _label in table.detect))
         for rule in table.metrics:
