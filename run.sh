@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # trimtab's two entry points on a fresh Debian/Ubuntu machine:
 #   ./run.sh demo   installs what the cockpit needs and starts the demo fleet with the window
+#   ./run.sh lint   checks the layering contracts (import-linter) and runs ruff
 #   ./run.sh test   installs everything the tests need (haproxy, redis-server, promtool, Qt's
 #                   libraries, Python packages) and runs the full suite headless
 set -euo pipefail
@@ -42,6 +43,12 @@ case "${1:-}" in
     python_env ""
     exec .venv/bin/trimtab demo "$@"
     ;;
+  lint)
+    shift
+    python_env "[test]"
+    .venv/bin/python .ci/lint_imports.py
+    exec .venv/bin/ruff check "$@" .
+    ;;
   test)
     shift
     # shellcheck disable=SC2086
@@ -51,7 +58,7 @@ case "${1:-}" in
     exec .venv/bin/python -m pytest -q "$@"
     ;;
   *)
-    echo "usage: ./run.sh demo [--screenshot PNG --after SECONDS] | ./run.sh test [pytest args]" >&2
+    echo "usage: ./run.sh demo [--screenshot PNG --after SECONDS] | ./run.sh lint | ./run.sh test [pytest args]" >&2
     exit 2
     ;;
 esac

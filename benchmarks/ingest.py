@@ -79,7 +79,7 @@ def file_sizes(path: Path) -> tuple[int, int]:
 
 def run_store(path: Path, series: list, values: np.ndarray, times: np.ndarray) -> float:
     """Seconds to write every cycle through Store.write_cycle."""
-    keys = [(t, n, l) for t, n, l, _ in series]
+    keys = [(target, name, labels) for target, name, labels, _ in series]
     store = Store(path)
     began = time.perf_counter()
     for i, t in enumerate(times.tolist()):

@@ -17,7 +17,10 @@ API2 = ScrapeTarget("api-2", "http://127.0.0.1:2/metrics")
 
 def exposition(n: int, at: float = 0.22, errors: int = 0) -> str:
     """A histogram with buckets 0.2 / 0.3 / 0.45 where all ``n`` observations sit at ``at``."""
-    bucket = lambda le: n if at <= le else 0
+
+    def bucket(le: float) -> int:
+        return n if at <= le else 0
+
     lines = ["# TYPE trimtab_http_request_duration_seconds histogram"]
     for le in ("0.2", "0.3", "0.45", "+Inf"):
         count = n if le == "+Inf" else bucket(float(le))
