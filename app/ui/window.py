@@ -28,10 +28,13 @@ from ..model.fleet import FleetModel
 from ..replay.change_markers import card, marker_key, markers
 from ..snapshot.schema import SUFFIX
 from ..targets.manager import TargetManager
-from .pages.common import FleetPage, OverviewPage, RoutesPage
+from .pages.balancer import BalancerPage
+from .pages.cache import CachePage
+from .pages.fleet import FleetPage
 from .pages.journal import JournalPage
-from .pages.ops import BalancerPage, CachePage
+from .pages.overview import OverviewPage
 from .pages.registry import PAGES
+from .pages.routes import RoutesPage
 from .pages.traces import TracesPage
 from .tuning import JOURNAL_POLL_MS, Tuning
 

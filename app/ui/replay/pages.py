@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 from ...model.fleet import FleetModel
 from ...replay.model import level_name
 from ...targets.manager import TargetManager
-from ..pages.common import FleetPage, RoutesPage
+from ..pages.fleet import FleetPage
+from ..pages.routes import RoutesPage
 
 
 def route_headers(levels: Sequence[float]) -> tuple[str, ...]:

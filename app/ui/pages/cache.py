@@ -1,26 +1,24 @@
-"""Cache and balancer pages (GUI thread): tables of the current figures plus charts over time."""
+"""The Cache page: per-route TTLs and hit ratios now, and the hit ratio over time. GUI thread."""
 
 from __future__ import annotations
 
-import math
-
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSplitter, QVBoxLayout, QWidget
-from trimtab.widgets.share import ShareBarsView
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 from trimtab.widgets.table import SortableTable
 from trimtab.widgets.timeseries import TimeSeriesView
 
 from ...model import format as fmt
 from ...model.fleet import FleetModel
-from .common import TOP_ROUTES, _percent
-
-
-def _num(value: float) -> float:
-    return -1.0 if math.isnan(value) else value
-
+from .common import TOP_ROUTES, percent_series, sort_key
 
 CACHE_HEADERS = ("route", "TTL (per instance)", "hit ratio", "hits", "misses", "bypasses")
-
 
 NO_TTL = "unknown (no read token)"
 
@@ -103,7 +101,7 @@ class CachePage(QWidget):
             if split:
                 disagree.add(r.route)
             table.append((r.route, [
-                (r.route, r.route), (ttl, ttl), (fmt.percent(r.hit_ratio), _num(r.hit_ratio)),
+                (r.route, r.route), (ttl, ttl), (fmt.percent(r.hit_ratio), sort_key(r.hit_ratio)),
                 (fmt.rate(r.hits), r.hits), (fmt.rate(r.misses), r.misses),
                 (fmt.rate(r.bypasses), r.bypasses)]))
         self.table.set_rows(table, highlight=disagree)
@@ -135,60 +133,5 @@ class CachePage(QWidget):
             self._title = title
             self.hit_ratio.plot.setTitle(title)
         # a route that left the top N (or was deselected) leaves the legend too
-        self.hit_ratio.set_series(_percent(self.model.snapshot("hit_ratio", self._since, keys)),
+        self.hit_ratio.set_series(percent_series(self.model.snapshot("hit_ratio", self._since, keys)),
                                   keep_gone=False)
-
-
-BALANCER_HEADERS = ("server", "state", "health", "weight", "expected share", "observed share",
-                    "in flight", "p95 via balancer", "proxy errors")
-
-
-class BalancerPage(QWidget):
-    """Per server: expected vs observed share, state, weight, in-flight, latency; share over time."""
-
-    weights_requested = Signal()
-
-    def __init__(self, model: FleetModel) -> None:
-        super().__init__()
-        self.model = model
-        self.change_button = QPushButton("Change weights / drain / maint…")
-        self.change_button.setEnabled(False)
-        self.change_button.setToolTip("Disabled: no control token")
-        self.change_button.clicked.connect(self.weights_requested)
-        self.table = SortableTable(BALANCER_HEADERS)
-        self.bars = ShareBarsView()
-        self.share_time = TimeSeriesView("Request share per backend over time", "share (%)", "",
-                                         "No balancer data yet.", y_range=(0, 100))
-        self.latency = TimeSeriesView("p95 latency per backend (through the balancer)",
-                                      "p95 latency", "s", "No balancer data yet.")
-        self.hint = QLabel("No balancer target yet: start the demo or add the balancer's "
-                           "/_trimtab/metrics as a target.")
-        top = QSplitter(Qt.Orientation.Horizontal)
-        top.addWidget(self.table)
-        top.addWidget(self.bars)
-        top.setSizes([760, 540])
-        bottom = QSplitter(Qt.Orientation.Horizontal)
-        bottom.addWidget(self.share_time)
-        bottom.addWidget(self.latency)
-        split = QSplitter(Qt.Orientation.Vertical)
-        split.addWidget(top)
-        split.addWidget(bottom)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.hint)
-        layout.addWidget(self.change_button, 0, Qt.AlignmentFlag.AlignRight)
-        layout.addWidget(split, 1)
-        self.charts = [self.share_time, self.latency]
-
-    def refresh(self, since: float) -> None:
-        rows = self.model.read(lambda m: list(m.share))
-        self.table.set_rows([(r.server, [
-            (r.server, r.server), (r.state, r.state), ("up" if r.up else "DOWN", int(r.up)),
-            (f"{r.weight:g}", _num(r.weight)), (fmt.percent(r.expected), _num(r.expected)),
-            (fmt.percent(r.observed), _num(r.observed)), (f"{r.in_flight:g}", r.in_flight),
-            (fmt.quantile(r.p95), r.p95.value if r.p95 else -1.0),
-            (fmt.rate(r.error_rate), _num(r.error_rate))])
-            for r in rows], highlight={r.server for r in rows if not r.up})  # type: ignore[attr-defined]
-        self.bars.set_rows([(r.server, r.expected, r.observed) for r in rows])  # type: ignore[attr-defined]
-        self.hint.setVisible(not rows)
-        self.share_time.set_series(_percent(self.model.snapshot("share", since)))
-        self.latency.set_series(self.model.snapshot("lb_p95", since))
