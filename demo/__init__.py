@@ -1,1 +1,3 @@
-"""The demo fleet: its API app, the processes and the traffic generator (imports only trimtab.agent)."""
+"""The demo fleet: its API app, the processes and the traffic generator (imports only
+trimtab.agent).
+"""

@@ -1,1 +1,3 @@
-"""Balancing: the built-in proxy, its upstream pool and policies, the HAProxy adapter, one control API."""
+"""Balancing: the built-in proxy, its upstream pool and policies, the HAProxy adapter, one control
+API.
+"""

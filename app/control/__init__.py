@@ -1,1 +1,3 @@
-"""Changing a live fleet through its agents: the HTTP client, its value types, staged rollouts (Qt-free)."""
+"""Changing a live fleet through its agents: the HTTP client, its value types, staged rollouts (Qt-
+free).
+"""

@@ -1,1 +1,3 @@
-"""Replay of recorded history (store, snapshot, Prometheus) into a model; comparisons and change markers (Qt-free)."""
+"""Replay of recorded history (store, snapshot, Prometheus) into a model; comparisons and change
+markers (Qt-free).
+"""

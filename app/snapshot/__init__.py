@@ -1,1 +1,3 @@
-"""Incident snapshots (``.trimtab`` files): export, open, schema, stats, HTML report, redaction (Qt-free)."""
+"""Incident snapshots (``.trimtab`` files): export, open, schema, stats, HTML report, redaction
+(Qt-free).
+"""

@@ -1,1 +1,2 @@
-"""The only part of app that imports Qt or trimtab.widgets: windows, pages, dialogs' glue, workers."""
+"""The only part of app that imports Qt or trimtab.widgets: windows, pages, dialogs' glue,
+workers."""
