@@ -136,10 +136,16 @@ class Settings:
                          cap=int(self.cap))
 
     def describe(self) -> str:
-        """One line for people: ``raw 6 h · 1 min steps 7 d · 10 min steps 90 d · cap 2 GB``."""
-        return (f"raw {human_duration(self.retention_raw)} · 1 min steps "
-                f"{human_duration(self.retention_1m)} · 10 min steps "
-                f"{human_duration(self.retention_10m)} · cap {human_size(self.cap)}")
+        """One line for people, see :func:`describe_retention`."""
+        return describe_retention(self.retention())
+
+
+def describe_retention(retention: Retention) -> str:
+    """``raw 6 h · 1 min steps 7 d · 10 min steps 90 d · cap 2 GB``."""
+    cap = "no cap" if retention.cap is None else f"cap {human_size(retention.cap)}"
+    return (f"raw {human_duration(retention.raw)} · 1 min steps "
+            f"{human_duration(retention.minute)} · 10 min steps "
+            f"{human_duration(retention.ten_minute)} · {cap}")
 
 
 def settings_path(targets_path: Path) -> Path:
