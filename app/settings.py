@@ -75,7 +75,7 @@ def human_duration(seconds: float) -> str:
 
 
 def human_size(size: float) -> str:
-    """``12_345_678`` → ``"12.3 MB"``, ``2e9`` → ``"2 GB"`` (powers of 1000, as disks are sold)."""
+    """``12_345_678`` → ``"12.3 MB"``, ``2e9`` → ``"2 GB"`` (powers of 1000, like disks)."""
     for unit, scale in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
         if size >= scale:
             return f"{size / scale:.1f}".removesuffix(".0") + f" {unit}"
