@@ -1,4 +1,8 @@
-"""``python -m trimtab.agent instance|balance|loadgen``: the agent's processes."""
+"""``python -m trimtab.agent instance|balance|haproxy|loadgen``: the agent's processes.
+
+Every server goes through :func:`.serve.serve` (bind guard, read timeouts, connection cap);
+``trimtab.agent.balancer`` and ``trimtab.agent.haproxy`` run as modules delegate here.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +10,8 @@ import argparse
 import asyncio
 import sys
 
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
+from .serve import add_server_options, serve
 
-
-def _serve(app: object, args: argparse.Namespace) -> None:
-    """uvicorn on loopback by default; any other bind needs TLS (or an explicit opt-out)."""
-    import uvicorn
-
-    tls = bool(args.ssl_certfile and args.ssl_keyfile)
-    if args.host not in LOOPBACK and not tls and not args.insecure_bind:
-        sys.exit(f"trimtab agent: refusing to serve the control API on {args.host} without TLS; "
-                 "give --ssl-certfile and --ssl-keyfile (or --insecure-bind on a trusted network)")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False,
-                ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
-
-
-def _bind_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback)")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--ssl-certfile", help="TLS certificate (PEM), required off loopback")
-    parser.add_argument("--ssl-keyfile", help="TLS private key (PEM)")
-    parser.add_argument("--insecure-bind", action="store_true",
-                        help="allow a non-loopback bind without TLS")
 
 
 def _instance(args: argparse.Namespace) -> None:
@@ -35,7 +19,7 @@ def _instance(args: argparse.Namespace) -> None:
 
     app = build_app(args.name, slowness=args.slowness, product_ttl=args.product_ttl,
                     state_dir=args.state_dir, redis_url=args.redis_url)
-    _serve(app, args)
+    serve(app, args)
 
 
 def _balance(args: argparse.Namespace) -> None:
@@ -48,13 +32,13 @@ def _balance(args: argparse.Namespace) -> None:
                        journal=Journal(args.journal))
     except ValueError as err:
         sys.exit(f"trimtab agent balance: {err}")
-    _serve(app, args)
+    serve(app, args)
 
 
 def _haproxy(args: argparse.Namespace) -> None:
     from .haproxy import build_app
 
-    _serve(build_app(args.socket, args.backend, args.journal, not args.no_reapply, args.timeout,
+    serve(build_app(args.socket, args.backend, args.journal, not args.no_reapply, args.timeout,
                      args.interval), args)
 
 
@@ -65,11 +49,12 @@ def _loadgen(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Parse ``argv`` (default: the command line) and run that agent process."""
     parser = argparse.ArgumentParser(prog="trimtab-agent", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     inst = sub.add_parser("instance", help="run a demo API instance with the middleware")
     inst.add_argument("--name", default="api")
-    _bind_options(inst)
+    add_server_options(inst)
     inst.add_argument("--state-dir", default=None,
                       help="config + journal directory (default: $TRIMTAB_STATE_DIR, else memory)")
     inst.add_argument("--redis-url", default=None,
@@ -78,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     inst.add_argument("--product-ttl", type=float, default=10.0)
     inst.set_defaults(func=_instance)
     bal = sub.add_parser("balance", help="run the built-in weighted balancer")
-    _bind_options(bal)
+    add_server_options(bal)
     bal.add_argument("--policy", default="swrr", choices=("swrr", "leastconn", "iphash"))
     bal.add_argument("--weight", action="append", default=[], metavar="NAME=W")
     bal.add_argument("--health-path", default=None, help="e.g. /healthz; no checks if unset")
@@ -87,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     bal.add_argument("servers", nargs="+", metavar="NAME=URL")
     bal.set_defaults(func=_balance)
     hap = sub.add_parser("haproxy", help="control a real HAProxy through its runtime API")
-    _bind_options(hap)
+    add_server_options(hap)
     hap.add_argument("--socket", required=True, help="stats socket path or ipv4@host:port")
     hap.add_argument("--backend", required=True, help="HAProxy backend to control")
     hap.add_argument("--journal", default=None, help="JSONL journal file (desired state)")

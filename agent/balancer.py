@@ -343,25 +343,17 @@ def parse_servers(specs: Sequence[str], weights: Sequence[str] = ()) -> list[Ser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``trimtab agent balance --port P [--policy swrr|leastconn|iphash] NAME=URL ...``."""
-    import argparse
+    """``python -m trimtab.agent.balancer --port P [--policy ...] NAME=URL ...``.
 
-    import uvicorn
+    The same process as ``python -m trimtab.agent balance`` (one parser, one way to serve:
+    bind guard, read timeouts, connection cap).
+    """
+    import sys
 
-    parser = argparse.ArgumentParser(prog="trimtab agent balance", description=main.__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--policy", default="swrr", choices=("swrr", "leastconn", "iphash"))
-    parser.add_argument("--weight", action="append", default=[], metavar="NAME=W")
-    parser.add_argument("--health-path", default=None, help="e.g. /healthz; no checks if unset")
-    parser.add_argument("--health-interval", type=float, default=1.0)
-    parser.add_argument("--journal", default=None, help="JSONL journal file (memory if unset)")
-    parser.add_argument("servers", nargs="+", metavar="NAME=URL")
-    args = parser.parse_args(argv)
-    try:
-        app = Balancer(parse_servers(args.servers, args.weight), policy=args.policy,
-                       health_path=args.health_path, health_interval=args.health_interval,
-                       journal=Journal(args.journal))
-    except ValueError as err:
-        parser.error(str(err))
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    from .__main__ import main as agent_main
+
+    agent_main(["balance", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    main()
