@@ -15,7 +15,9 @@ Served under ``/_trimtab/balancer``:
   the field changed since that entry.
 
 Errors: ``{"error": code, "message", "status", "field"}`` (+ ``errors`` on 422),
-the shape of the agent's own control API.
+the shape of the agent's own control API. The token is checked before the path:
+an anonymous caller gets 401 for any path, so it learns none of them. Every
+refused write by an authenticated caller is journaled (a revert of an unknown id too).
 
 Guard rails: a change that sets every weight to zero, or leaves no server ready
 and up with weight > 0, is refused (409) unless ``force`` is true *and* a reason
