@@ -1,5 +1,7 @@
 """``python -m trimtab.agent balance|haproxy``: the agent's processes beside a fleet.
 
+Every server goes through :func:`.serve.serve` (bind guard, read timeouts, connection cap);
+``trimtab.agent.balance.proxy`` and ``trimtab.agent.balance.haproxy`` run as modules delegate here.
 (The demo fleet's API instances and traffic generator are ``python -m trimtab.demo``.)
 """
 
@@ -8,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .serve import add_bind_options, serve
+from .serve import add_server_options, serve
 
 
 def _balance(args: argparse.Namespace) -> None:
@@ -36,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="trimtab-agent", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     bal = sub.add_parser("balance", help="run the built-in weighted balancer")
-    add_bind_options(bal)
+    add_server_options(bal)
     bal.add_argument("--policy", default="swrr", choices=("swrr", "leastconn", "iphash"))
     bal.add_argument("--weight", action="append", default=[], metavar="NAME=W")
     bal.add_argument("--health-path", default=None, help="e.g. /healthz; no checks if unset")
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     bal.add_argument("servers", nargs="+", metavar="NAME=URL")
     bal.set_defaults(func=_balance)
     hap = sub.add_parser("haproxy", help="control a real HAProxy through its runtime API")
-    add_bind_options(hap)
+    add_server_options(hap)
     hap.add_argument("--socket", required=True, help="stats socket path or ipv4@host:port")
     hap.add_argument("--backend", required=True, help="HAProxy backend to control")
     hap.add_argument("--journal", default=None, help="JSONL journal file (desired state)")

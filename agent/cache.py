@@ -1,6 +1,6 @@
 """Response cache: per-route TTLs, pluggable stores, and the RFC 9111 safety rules.
 
-Safety (see REFERENCE.md):
+Safety (see the README's "Response cache safety"):
 
 - Only GET/HEAD with status 200 are stored; never a response with
   ``Set-Cookie``, ``private``, ``no-store`` or ``no-cache``; ``Vary: *`` never.
@@ -9,10 +9,16 @@ Safety (see REFERENCE.md):
   ``public`` or ``s-maxage`` are stored for, or served to, such requests.
 - ``Vary`` is honoured: the entry at the base key records the Vary'd header
   names, and each variant lives at its own key (base + hash of the values).
-- The key is route + method + host + path + sorted query + the forwarding
-  headers an app may reflect into a body (``X-Forwarded-Host``, ``-Proto``,
-  ``Forwarded``, ``X-Original-URL``, ``X-Rewrite-URL``): a request that sets
-  one gets its own entry, so it can never poison the body others are served.
+- The key is route + method + scheme + server + root path + path + raw path +
+  the raw query string (original order, no decoding: frameworks disagree on
+  repeated and percent-encoded parameters, the raw bytes are what they all
+  read) + every :data:`KEYED_HEADERS` header that is present (present-but-empty
+  is not absent).
+- Ambiguous requests are neither served from nor stored into the cache
+  (:func:`bypass_reason`): a keyed or Vary'd header sent more than once (apps
+  read the first copy, a key built from the last copy would lie; header names
+  are compared case-insensitively), a :data:`BYPASS_HEADERS` header (rewrites
+  an app may honour and the key ignores), or ``Range``/``If-Range``.
 - Keys start with the route, so ``invalidate_prefix(route)`` drops a route.
 
 A TTL change applies to entries stored afterwards; existing entries keep
@@ -26,12 +32,27 @@ import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Protocol
-from urllib.parse import parse_qsl, urlencode
+from typing import Any, Protocol
 
-KEYED_HEADERS = (b"x-forwarded-host", b"x-forwarded-proto", b"forwarded", b"x-original-url",
-                 b"x-rewrite-url")
-SEP = "\x1f"  # unit separator: cannot appear in a decoded path or header value we key on
+# Request headers an app commonly turns into links or redirects: part of the key when present.
+KEYED_HEADERS = (b"host", b"forwarded", b"x-forwarded-host", b"x-forwarded-proto",
+                 b"x-forwarded-port", b"x-forwarded-prefix")
+# Rarer rewrites some frameworks or proxies honour (URL, host, scheme, method overrides): a
+# request carrying one is not cached at all, rather than splitting the key for every proxy.
+BYPASS_HEADERS = frozenset({
+    b"x-original-url", b"x-rewrite-url", b"x-host", b"x-forwarded-server",
+    b"x-forwarded-scheme", b"x-forwarded-ssl", b"x-url-scheme", b"front-end-https",
+    b"x-http-method-override", b"x-http-method", b"x-method-override",
+})
+RANGE_HEADERS = (b"range", b"if-range")  # a partial answer is the origin's to give
+CREDENTIAL_HEADERS = (b"authorization", b"cookie")
+# Bypass reasons: a fixed set, so the ``reason`` metric label cannot grow.
+CREDENTIALS, REPEATED_HEADER, UNKEYED_HEADER, RANGE = (
+    "credentials", "repeated_header", "unkeyed_header", "range")
+SEP = "\x1f"  # unit separator: ends the route in a key (invalidation by route prefix)
+
+# Lower-cased name -> every (name as sent, value) in order.
+HeaderMap = dict[bytes, list[tuple[bytes, bytes]]]
 
 
 @dataclass(frozen=True)
@@ -140,12 +161,56 @@ class MemoryStore:
         return len(self._items)
 
 
-def cache_key(route: str, method: str, host: str, path: str, query: bytes,
-              keyed: tuple[str, ...] = ()) -> str:
-    """Route first (so a route can be invalidated by prefix), then method, host, path, query."""
-    pairs = sorted(parse_qsl(query.decode("latin-1"), keep_blank_values=True))
-    tail = SEP.join(keyed) if any(keyed) else ""
-    return f"{route}{SEP}{method}{SEP}{host}{SEP}{path}?{urlencode(pairs)}{SEP}{tail}"
+def header_map(raw: Any) -> HeaderMap:
+    """Request headers by lower-cased name, every (name as sent, value) in order.
+
+    Names are folded because ``X-Forwarded-Host`` and ``x-forwarded-host`` are one header
+    to most frameworks: two spellings in one request count as a repeat. The spelling is kept
+    for the key: a framework that matches names exactly (Starlette, on a server that does
+    not lower-case them as ASGI asks) sees ``Forwarded`` and ``forwarded`` differently.
+    """
+    out: HeaderMap = {}
+    for name, value in raw or ():
+        out.setdefault(bytes(name).lower(), []).append((bytes(name), bytes(value)))
+    return out
+
+
+def repeated(headers: HeaderMap, names: tuple[bytes, ...]) -> bool:
+    """True when any of ``names`` occurs more than once (an ambiguous request)."""
+    return any(len(headers.get(name, ())) > 1 for name in names)
+
+
+def bypass_reason(headers: HeaderMap, allow_auth: bool) -> str | None:
+    """Why a request must go to the origin without touching the cache, or None."""
+    if has_credentials(headers) and not allow_auth:
+        return CREDENTIALS
+    if repeated(headers, KEYED_HEADERS):
+        return REPEATED_HEADER
+    if not BYPASS_HEADERS.isdisjoint(headers):
+        return UNKEYED_HEADER
+    if any(name in headers for name in RANGE_HEADERS):
+        return RANGE
+    return None
+
+
+def cache_key(route: str, scope: Any, headers: HeaderMap) -> str:
+    """Route first (so a route can be invalidated by prefix), then everything the app may read.
+
+    The query string is keyed raw and in order: ``?q=a&q=b`` and ``?q=b&q=a`` (last value
+    wins in most frameworks), ``?q=%61`` and ``?q=a`` (equal once decoded, not in
+    ``request.url``) are different requests. ``headers`` must have no repeated keyed header
+    (see :func:`bypass_reason`).
+    """
+    keyed = [[part.decode("latin-1") for part in headers[name][0]]
+             for name in KEYED_HEADERS if name in headers]
+    server = scope.get("server")
+    tail = json.dumps([
+        scope.get("method", ""), scope.get("scheme", "http"),
+        list(server) if server else None, scope.get("root_path", ""), scope.get("path", ""),
+        bytes(scope.get("raw_path") or b"").decode("latin-1"),
+        bytes(scope.get("query_string") or b"").decode("latin-1"), keyed,
+    ], separators=(",", ":"))
+    return f"{route}{SEP}{tail}"
 
 
 def route_prefix(route: str) -> str:
@@ -153,15 +218,21 @@ def route_prefix(route: str) -> str:
     return f"{route}{SEP}"
 
 
-def variant_key(base: str, vary: tuple[bytes, ...], headers: dict[bytes, bytes]) -> str:
-    """Key of the variant selected by the request's values of the Vary'd headers."""
-    values = b"\x00".join(headers.get(name, b"") for name in vary)
-    return f"{base}{SEP}v{SEP}{hashlib.sha256(values).hexdigest()[:24]}"
+def variant_key(base: str, vary: tuple[bytes, ...], headers: HeaderMap) -> str:
+    """Key of the variant selected by the request's values of the Vary'd headers.
+
+    An absent header and an empty one are different variants. ``headers`` must not repeat
+    a Vary'd header (the caller bypasses such requests).
+    """
+    values = json.dumps([[part.decode("latin-1") for part in headers[name][0]]
+                         if name in headers else [name.decode("latin-1"), None]
+                         for name in vary], separators=(",", ":"))
+    return f"{base}{SEP}v{SEP}{hashlib.sha256(values.encode()).hexdigest()[:24]}"
 
 
-def has_credentials(headers: dict[bytes, bytes]) -> bool:
-    """True when the request carries Authorization or Cookie."""
-    return b"authorization" in headers or b"cookie" in headers
+def has_credentials(headers: HeaderMap) -> bool:
+    """True when the request carries Authorization or Cookie (any spelling, any count)."""
+    return any(name in headers for name in CREDENTIAL_HEADERS)
 
 
 def cache_directives(headers: list[tuple[bytes, bytes]] | tuple[tuple[bytes, bytes], ...]

@@ -26,7 +26,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import math
 import multiprocessing
 import os
 import threading
@@ -34,6 +33,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .params import shown
 
 MAX_TTL = 86400.0
 PURGES = "_purges"  # hidden part of the file: cache purges every worker must replay
@@ -113,17 +114,29 @@ def _validate_section(section: Any, name: str, allowed: set[str]) -> list[FieldE
         elif key == "ttl":
             errors += _validate_ttl(field, value)
         elif not isinstance(value, bool):
-            errors.append(FieldError(field, f"must be true or false, got {json.dumps(value)}"))
+            errors.append(FieldError(field, f"must be true or false, got {_as_json(value)}"))
     return errors
 
 
 def _validate_ttl(field: str, value: Any) -> list[FieldError]:
     # bool is an int subclass: "ttl": true is a mistake, not 1 second.
     if isinstance(value, bool) or not isinstance(value, int | float):
-        return [FieldError(field, f"must be a number of seconds, got {json.dumps(value)}")]
-    if not math.isfinite(value) or not 0 <= value <= MAX_TTL:
-        return [FieldError(field, f"must be between 0 and {MAX_TTL:g} seconds, got {value!r}")]
+        return [FieldError(field, f"must be a number of seconds, got {_as_json(value)}")]
+    # A plain comparison, not math.isfinite(): that raises OverflowError on 10**400,
+    # while the comparison is exact for any int and false for inf and nan.
+    if not 0 <= value <= MAX_TTL:
+        return [FieldError(field, f"must be between 0 and {MAX_TTL:g} seconds, "
+                                  f"got {shown(value)}")]
     return []
+
+
+def _as_json(value: Any, limit: int = 60) -> str:
+    """``value`` as the JSON the caller sent, cut short (it may be 64 KiB, or deep)."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError, RecursionError):
+        return shown(value, limit)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 class ConfigStore:

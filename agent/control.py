@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl
 from .auth import READ, WRITE, AuthError, Principal, TokenAuth
 from .config import ConfigStore, PatchInvalid, StaleVersion
 from .journal import ACCEPTED, REFUSED, Journal
+from .params import MAX_DIGITS, BadNumber, is_uint, parse_uint, shown
 
 PREFIX = "/_trimtab/"
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -57,7 +58,10 @@ class Request:
     async def body(self) -> bytes:
         """The request body; :class:`ApiError` 413 beyond ``max_body`` (checked before reading)."""
         declared = self.headers.get(b"content-length", b"0")
-        if not declared.isdigit() or int(declared) > self.max_body:
+        if not declared.isdigit():  # bytes.isdigit() is ASCII-only, unlike str.isdigit()
+            raise ApiError(400, "bad_content_length", "Content-Length must be a number")
+        # Length first: int() of a 5000-digit header would itself raise (int_max_str_digits).
+        if len(declared) > MAX_DIGITS or int(declared) > self.max_body:
             raise ApiError(413, "body_too_large", f"body over {self.max_body} bytes")
         chunks, size, more = [], 0, True
         while more:
@@ -78,9 +82,23 @@ class Request:
         if not raw.strip() and default is not None:
             return default
         try:
-            return json.loads(raw, parse_constant=_reject_constant)
-        except (ValueError, UnicodeDecodeError) as exc:
+            return parse_json(raw)
+        except ValueError as exc:
             raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """Strict JSON (no NaN/Infinity); every refusal is a ``ValueError``.
+
+    That includes nesting too deep for the parser (``'[' * 100000``), which
+    ``json.loads`` reports as ``RecursionError``, and ints over 4300 digits.
+    """
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _reject_constant(name: str) -> Any:
@@ -218,8 +236,8 @@ class ControlAPI:
         raw = req.scope["path"][len(PREFIX) + len("revert/"):]
         try:
             body = await req.json(default={})
-            if not raw.isdigit():
-                raise ApiError(404, "not_found", f"journal id must be a number, got {raw!r}")
+            if not is_uint(raw):
+                raise ApiError(404, "not_found", f"journal id must be a number, got {shown(raw)}")
             entry = self.journal.get(int(raw))
             if entry is None:
                 raise ApiError(404, "not_found", f"no journal entry {raw}")
@@ -234,7 +252,7 @@ class ControlAPI:
             reason = body.get("reason", f"revert #{entry.id}") if isinstance(body, dict) else ""
             return self._apply(req.who, {**entry.old, "reason": reason}, None, reverts=entry.id)
         except ApiError as err:
-            self._journal_refusal(req.who, f"revert {raw}", None, "", err.message)
+            self._journal_refusal(req.who, f"revert {shown(raw)}", None, "", err.message)
             raise
 
 
@@ -242,9 +260,10 @@ def _int_param(query: dict[str, str], name: str, default: int | None) -> int | N
     value = query.get(name)
     if value is None or value == "":
         return default
-    if not value.isdigit():
-        raise ApiError(400, "bad_parameter", f"{name} must be a non-negative integer")
-    return int(value)
+    try:
+        return parse_uint(value, name)
+    except BadNumber as err:
+        raise ApiError(400, "bad_parameter", str(err)) from None
 
 
 async def _send_json(send: Send, reply: Reply) -> None:

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
@@ -22,6 +21,7 @@ from .auth import READ, WRITE
 from .cache import route_prefix
 from .control import ApiError, ControlAPI, Reply, Request
 from .journal import ACCEPTED, REFUSED
+from .params import BadNumber, parse_finite, parse_uint
 from .response_cache import ResponseCache
 from .trace_intake import add_intake_endpoints
 from .traces import Tracer
@@ -59,12 +59,13 @@ class _Extras:
             raise ApiError(400, "bad_parameter", "route is required", routes=self.whatif.routes())
         ttls = None
         if req.query.get("ttls"):
+            raw = req.query["ttls"].split(",")
             try:
-                ttls = [float(t) for t in req.query["ttls"].split(",")]
-            except ValueError:
+                ttls = [parse_finite(t, "ttls") for t in raw[:51]]
+            except BadNumber:
                 raise ApiError(400, "bad_parameter", "ttls must be comma-separated numbers") \
                     from None
-            if len(ttls) > 50 or not all(math.isfinite(t) and 0 <= t <= 86400 for t in ttls):
+            if len(raw) > 50 or not all(0 <= t <= 86400 for t in ttls):
                 raise ApiError(400, "bad_parameter", "ttls: at most 50 numbers in 0..86400")
         answer = self.whatif.predict(route, ttls)
         if answer is None:
@@ -133,13 +134,14 @@ def _reason(body: Any) -> str:
 
 
 def _number(query: dict[str, str], name: str, default: float, integer: bool = False) -> float:
+    """A non-negative query parameter: ASCII digits (bounded) or a finite decimal; else 400."""
     raw = query.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = int(raw) if integer else float(raw)
-    except ValueError:
-        raise ApiError(400, "bad_parameter", f"{name} must be a number") from None
-    if not math.isfinite(value) or value < 0:
+        value = parse_uint(raw, name) if integer else parse_finite(raw, name)
+    except BadNumber as err:
+        raise ApiError(400, "bad_parameter", str(err)) from None
+    if value < 0:
         raise ApiError(400, "bad_parameter", f"{name} must be a non-negative number")
     return float(value)

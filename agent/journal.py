@@ -12,7 +12,10 @@ API (stable; the balancer's control API reuses it)::
 - An entry: ``id`` (1, 2, ...), ``time`` (unix seconds), ``who``, ``target``,
   ``what``, ``old``, ``new``, ``reason``, ``result`` (``"accepted"`` or
   ``"refused"``), ``detail`` (why it was refused, or ""), ``reverts`` (the id
-  this entry undoes, or None). ``old``/``new`` are any JSON values.
+  this entry undoes, or None). ``old``/``new`` are any JSON values; what cannot
+  be encoded as strict JSON (``inf``/``nan``, a value nested deeper than
+  ``MAX_DEPTH``, a non-JSON type) is stored as a short string in its place, so
+  recording a refused bad value never fails.
 - Revert is a new change: the caller applies ``journal.get(id).old`` itself
   (only it knows how) and records an entry with ``reverts=id``.
 - Persistence: one JSON object per line, appended and ``fsync``-ed before
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import threading
 import time
@@ -34,6 +38,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+MAX_DEPTH = 32  # journaled values are config fields: anything deeper is an attack's payload
 ACCEPTED = "accepted"
 REFUSED = "refused"
 RESULTS = (ACCEPTED, REFUSED)
@@ -80,6 +85,9 @@ class Journal:
         """Append one entry durably and return it (with its id)."""
         if result not in RESULTS:
             raise ValueError(f"result must be one of {RESULTS}, got {result!r}")
+        # A refused change is often refused *because* its value is not representable
+        # (inf, 10**400, 30,000 levels of nesting): store a safe stand-in, never raise.
+        old, new = json_safe(old), json_safe(new)
         with self._lock:
             if self.path is None:
                 entry = self._make(who, target, what, old, new, reason, result, detail, reverts)
@@ -176,6 +184,35 @@ class _LockedFile:
             fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
         finally:
             self._fh.close()
+
+
+def json_safe(value: Any, depth: int = 0) -> Any:
+    """A copy of ``value`` that ``json.dumps(..., allow_nan=False)`` always encodes.
+
+    Non-finite floats become their repr (``"inf"``), oversized ints, other types
+    and anything nested deeper than :data:`MAX_DEPTH` a short descriptive string.
+    """
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**64 else _short(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if depth >= MAX_DEPTH and isinstance(value, dict | list | tuple):
+        return f"<{type(value).__name__} nested deeper than {MAX_DEPTH} levels>"
+    if isinstance(value, dict):
+        return {str(k): json_safe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v, depth + 1) for v in value]
+    return _short(value)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond sys.get_int_max_str_digits()
+        return f"<int of {value.bit_length()} bits>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _parse(raw: bytes) -> JournalEntry | None:

@@ -50,6 +50,8 @@ class RouteMetrics:
     requests: dict[tuple[str, str, str], int] = field(default_factory=dict)
     latency: dict[tuple[str, str], _Hist] = field(default_factory=dict)
     cache: dict[tuple[str, str], int] = field(default_factory=dict)
+    # (route, reason) -> bypasses: the breakdown of ``cache[(route, "bypass")]``.
+    cache_bypass: dict[tuple[str, str], int] = field(default_factory=dict)
     exceptions: dict[str, int] = field(default_factory=dict)
     cache_errors: dict[tuple[str, str], int] = field(default_factory=dict)
     folded_routes: int = 0
@@ -72,11 +74,14 @@ class RouteMetrics:
             rkey = (route, method, str(status))
             self.requests[rkey] = self.requests.get(rkey, 0) + 1
 
-    def cache_result(self, route: str, result: str) -> None:
-        """Count a cache ``hit``, ``miss`` or ``bypass`` for a route."""
+    def cache_result(self, route: str, result: str, reason: str = "") -> None:
+        """Count a cache ``hit``, ``miss``, ``error`` or ``bypass`` (and its reason) for a route."""
         key = (route, result)
         with self._lock:
             self.cache[key] = self.cache.get(key, 0) + 1
+            if result == "bypass":
+                why = (route, reason or "unknown")
+                self.cache_bypass[why] = self.cache_bypass.get(why, 0) + 1
 
     def exception(self, route: str) -> None:
         """Count a request whose handler raised."""
@@ -145,12 +150,24 @@ class RouteMetricsCollector(Collector):
     def _extra_families(self, m: RouteMetrics) -> Iterator:
         with m._lock:
             cache, exceptions = dict(m.cache), dict(m.exceptions)
+            bypass = dict(m.cache_bypass)
             errors, folded = dict(m.cache_errors), m.folded_routes
-        cache_fam = CounterMetricFamily("trimtab_cache_requests",
-                                        "Response cache lookups by result.",
-                                        labels=["route", "result"])
+        cache_fam = CounterMetricFamily(
+            "trimtab_cache_requests",
+            "Response cache lookups by result; reason says why a bypass went to the origin.",
+            labels=["route", "result", "reason"])
         for (route, result), n in sorted(cache.items()):
-            cache_fam.add_metric([route, result], n)
+            if result != "bypass":
+                cache_fam.add_metric([route, result, ""], n)
+                continue
+            # Bypasses split by reason; a count without one (a peer worker's snapshot from
+            # before reasons existed) stays visible as "unknown".
+            reasons = {why: k for (r, why), k in bypass.items() if r == route}
+            rest = n - sum(reasons.values())
+            if rest > 0:
+                reasons["unknown"] = reasons.get("unknown", 0) + rest
+            for why, k in sorted(reasons.items()):
+                cache_fam.add_metric([route, result, why], k)
         yield cache_fam
         err_fam = CounterMetricFamily("trimtab_cache_errors",
                                       "Cache store operations that failed or timed out.",

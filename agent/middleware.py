@@ -164,15 +164,18 @@ class TrimtabMiddleware:
         route: str | None = None
         result = "off"
         self.metrics.in_flight += 1
+        cacheable = settings.enabled and method in ("GET", "HEAD")
         try:
-            if settings.enabled and method in ("GET", "HEAD"):
+            # Peek first: a request without a TTL must not take a slot under the route cap
+            # before the app had a chance to name its route (resolve_after, below).
+            if cacheable and settings.ttls.get(self.resolver.peek(scope)):
                 route = self.resolver.resolve(scope)
-                self.whatif.observe(route, _whatif_key(scope), time.time())
-                ttl = settings.ttls.get(route)
+                ttl = settings.ttls.get(route)  # none for <other>: a folded route is not cached
                 if ttl:
-                    result = await self.cache.handle(self.app, scope, ex.receive, ex.send, route,
-                                                     ttl, route in settings.allow_auth, span)
-                    self.metrics.cache_result(route, result)
+                    result, reason = await self.cache.handle(
+                        self.app, scope, ex.receive, ex.send, route, ttl,
+                        route in settings.allow_auth, span)
+                    self.metrics.cache_result(route, result, reason)
             if result == "off":
                 await self._origin(scope, ex, span)
         except asyncio.CancelledError:
@@ -185,6 +188,8 @@ class TrimtabMiddleware:
         finally:
             self.metrics.in_flight -= 1
             route = route or self.resolver.resolve_after(scope, root_path)
+            if cacheable:
+                self.whatif.observe(route, _whatif_key(scope), time.time())
             self.metrics.folded_routes = self.resolver.folded
             # 499 (nginx): the client went away before the response was complete.
             status = 499 if ex.disconnected else ex.status

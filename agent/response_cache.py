@@ -16,12 +16,16 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from .cache import (
-    KEYED_HEADERS,
+    REPEATED_HEADER,
     CachedResponse,
+    HeaderMap,
     Store,
+    bypass_reason,
     cache_directives,
     cache_key,
     has_credentials,
+    header_map,
+    repeated,
     response_storable,
     route_prefix,
     variant_key,
@@ -33,6 +37,8 @@ from .traces import RequestSpan
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 App = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
+# Lookup result for a request that repeats a header the stored response varies on.
+_AMBIGUOUS = CachedResponse(0, (), b"", 0.0, 0.0)
 
 
 class ResponseCache:
@@ -47,19 +53,24 @@ class ResponseCache:
         self._bounded = store.name != "memory"  # in-process dict calls cannot hang
 
     async def handle(self, app: App, scope: MutableMapping[str, Any], receive: Receive, send: Send,
-                     route: str, ttl: float, allow_auth: bool, span: RequestSpan) -> str:
-        """Serve one request; returns the cache result (hit, miss, bypass or error)."""
-        headers = dict(scope.get("headers") or ())
-        with_creds = has_credentials(headers)
-        if with_creds and not allow_auth:
+                     route: str, ttl: float, allow_auth: bool, span: RequestSpan
+                     ) -> tuple[str, str]:
+        """Serve one request; returns (result, reason): result is hit, miss, bypass or error,
+        reason says why a bypass went to the origin (``""`` otherwise)."""
+        headers = header_map(scope.get("headers"))
+        reason = bypass_reason(headers, allow_auth)
+        if reason is not None:
             await self._origin(app, scope, receive, send, span)
-            return "bypass"
-        host = headers.get(b"host", b"").decode("latin-1")
-        keyed = tuple(headers.get(h, b"").decode("latin-1") for h in KEYED_HEADERS)
-        base = cache_key(route, scope["method"], host, scope["path"],
-                         scope.get("query_string", b""), keyed)
+            return "bypass", reason
+        with_creds = has_credentials(headers)
+        base = cache_key(route, scope, headers)
         t0, wall = time.perf_counter(), time.time()
         hit, ok = await self._lookup(base, headers, wall)
+        if hit is _AMBIGUOUS:  # the stored response varies on a header this request repeats
+            span.child("cache.lookup", wall, time.perf_counter() - t0, store=self.store.name,
+                       result="bypass")
+            await self._origin(app, scope, receive, send, span)
+            return "bypass", REPEATED_HEADER
         span.child("cache.lookup", wall, time.perf_counter() - t0, store=self.store.name,
                    result="hit" if hit else ("miss" if ok else "error"))
         if hit is not None and (not with_creds or hit.shared_with_auth):
@@ -68,22 +79,27 @@ class ResponseCache:
                         "headers": [*hit.headers, (b"age", age), (b"x-trimtab-cache", b"hit")]})
             await send({"type": "http.response.body",
                         "body": b"" if scope["method"] == "HEAD" else hit.body})
-            return "hit"
-        captured = await self._origin_capture(app, scope, receive, send, span)
+            return "hit", ""
+        captured = await self._origin_capture(app, scope, receive, send, span, headers)
+        if captured is not None and captured.get("ambiguous"):
+            return "bypass", REPEATED_HEADER
         if ok and captured is not None:
             pending = self._store_later(base, headers, captured, ttl, with_creds)
             if pending is not None:
                 await pending
-        return "miss" if ok else "error"
+        return ("miss" if ok else "error"), ""
 
-    async def _lookup(self, base: str, headers: dict[bytes, bytes], now: float
+    async def _lookup(self, base: str, headers: HeaderMap, now: float
                       ) -> tuple[CachedResponse | None, bool]:
-        """(entry or None, store healthy); follows a Vary marker to the request's variant."""
+        """(entry or None, store healthy); follows a Vary marker to the request's variant
+        (:data:`_AMBIGUOUS` when the request repeats a Vary'd header)."""
         item = await self._call("get", self.store.get(base, now))
         if item is False:
             return None, False
         if item is None or not item.vary:
             return item, True
+        if repeated(headers, item.vary):
+            return _AMBIGUOUS, True
         variant = await self._call("get", self.store.get(variant_key(base, item.vary, headers),
                                                          now))
         return (None, False) if variant is False else (variant, True)
@@ -110,14 +126,23 @@ class ResponseCache:
             span.child("handler", wall, time.perf_counter() - t0)
 
     async def _origin_capture(self, app: App, scope: MutableMapping[str, Any], receive: Receive,
-                              send: Send, span: RequestSpan) -> dict[str, Any] | None:
-        """Call the app, forwarding its response and keeping a copy (None when too big)."""
-        cap: dict[str, Any] = {"body": [], "size": 0, "complete": False}
+                              send: Send, span: RequestSpan, headers: HeaderMap
+                              ) -> dict[str, Any] | None:
+        """Call the app, forwarding its response and keeping a copy (None when too big).
+
+        ``ambiguous`` is set (and nothing is kept) when the response varies on a header the
+        request repeats: no variant key can say which copy the app read.
+        """
+        cap: dict[str, Any] = {"body": [], "size": 0, "complete": False, "ambiguous": False}
 
         async def capture(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 cap["status"], cap["headers"] = message["status"], list(message.get("headers", ()))
-                message = {**message, "headers": [*cap["headers"], (b"x-trimtab-cache", b"miss")]}
+                if repeated(headers, vary_names(cap["headers"])):
+                    cap["ambiguous"], cap["body"] = True, None
+                else:
+                    message = {**message,
+                               "headers": [*cap["headers"], (b"x-trimtab-cache", b"miss")]}
             elif message["type"] == "http.response.body" and cap["body"] is not None:
                 chunk = message.get("body", b"")
                 cap["size"] += len(chunk)
@@ -130,9 +155,11 @@ class ResponseCache:
             await send(message)
 
         await self._origin(app, scope, receive, capture, span)
+        if cap["ambiguous"]:
+            return cap
         return cap if cap["body"] is not None and cap["complete"] else None
 
-    def _store_later(self, base: str, headers: dict[bytes, bytes], cap: dict[str, Any],
+    def _store_later(self, base: str, headers: HeaderMap, cap: dict[str, Any],
                      ttl: float, with_creds: bool) -> Awaitable[None] | None:
         """Store a captured response: awaitable for in-process stores, a background task
         (the client already has its response) for remote ones."""
@@ -153,7 +180,7 @@ class ResponseCache:
         task.add_done_callback(self._pending.discard)
         return None
 
-    async def _put(self, base: str, headers: dict[bytes, bytes], item: CachedResponse,
+    async def _put(self, base: str, headers: HeaderMap, item: CachedResponse,
                    vary: tuple[bytes, ...]) -> None:
         if vary:
             marker = CachedResponse(0, (), b"", item.stored_at, item.expires_at, vary)

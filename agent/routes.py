@@ -1,7 +1,10 @@
 """Route resolution: the framework template, else configured patterns, else collapsed ids.
 
-The number of distinct routes is capped so that a flood of random paths can
-grow neither memory nor /metrics.
+The number of distinct routes guessed from paths (collapsed ids) is capped so
+that a flood of random paths can grow neither memory nor /metrics. Declared
+routes (a framework template, found in the route table or reported in
+``scope["route"]`` after routing, or a configured pattern) never count against
+the cap and never fold: junk paths seen first cannot take their slots.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ from typing import Any
 UNMATCHED = "<unmatched>"
 OTHER = "<other>"
 MEMO_MAX = 4096  # (method, path) -> route memo; cleared when full so a flood stays bounded
+# Declared routes come from the app's own code, so they are few; this bound only guards
+# against an app that mints route objects per request.
+DECLARED_MAX = 4096
 
 _ID_SEGMENT = re.compile(
     r"^(?:\d+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -32,8 +38,9 @@ class RouteResolver:
                  patterns: Iterable[str] = (), max_routes: int = 200) -> None:
         self._framework_routes = list(framework_routes or [])
         self._patterns = [(p, _compile_template(p)) for p in patterns]
-        self._known: set[str] = set()
-        self._memo: dict[tuple[str, str], str] = {}
+        self._known: set[str] = set()  # routes guessed from paths: these share the cap
+        self._declared: set[str] = set()  # templates and patterns: never folded
+        self._memo: dict[tuple[str, str], tuple[str, bool]] = {}
         self.max_routes = max_routes
         self.folded = 0
 
@@ -54,14 +61,26 @@ class RouteResolver:
 
     def resolve(self, scope: MutableMapping[str, Any]) -> str:
         """Route name for a request before the app ran, counted against the cap."""
+        return self._cap(*self._found(scope))
+
+    def peek(self, scope: MutableMapping[str, Any]) -> str:
+        """The route :meth:`resolve` would name, without taking a slot under the cap.
+
+        For decisions made before the app runs (is there a TTL?): the name that is
+        counted comes later, from :meth:`resolve_after`, which can see the template the
+        framework matched even when its route table is hidden from us.
+        """
+        return self._found(scope)[0]
+
+    def _found(self, scope: MutableMapping[str, Any]) -> tuple[str, bool]:
         key = (scope.get("method", ""), scope.get("path", "/"))
-        raw = self._memo.get(key)
-        if raw is None:
-            raw = self._raw_route(scope)
+        found = self._memo.get(key)
+        if found is None:
+            found = self._raw_route(scope)
             if len(self._memo) >= MEMO_MAX:
                 self._memo.clear()
-            self._memo[key] = raw
-        return self._cap(raw)
+            self._memo[key] = found
+        return found
 
     def resolve_after(self, scope: MutableMapping[str, Any], root_path: str = "") -> str:
         """Route name after the app ran: the framework's own match (``scope["route"]``) if any.
@@ -75,25 +94,32 @@ class RouteResolver:
             return self.resolve({"type": "http", "method": scope.get("method", "GET"),
                                  "path": scope.get("path", "/"), "root_path": root_path})
         template = template_of(route) if route is not None else None
-        return self._cap(template) if template else self.resolve(scope)
+        return self._cap(template, True) if template else self.resolve(scope)
 
-    def _raw_route(self, scope: MutableMapping[str, Any]) -> str:
+    def _raw_route(self, scope: MutableMapping[str, Any]) -> tuple[str, bool]:
+        """(route, declared): declared when a template or pattern named it."""
         path: str = scope.get("path", "/")
         if self._framework_routes:
             found = _match(self._framework_routes, scope)
             if found is not None:
-                return found
+                return found, True
             if not self._patterns:
-                return UNMATCHED
+                return UNMATCHED, True
         for template, regex in self._patterns:
             if regex.match(path):
-                return template
+                return template, True
         if self._patterns:
-            return UNMATCHED
-        return collapse_ids(path)
+            return UNMATCHED, True
+        return collapse_ids(path), False
 
-    def _cap(self, route: str) -> str:
-        if route in self._known or route == UNMATCHED:
+    def _cap(self, route: str, declared: bool) -> str:
+        if route == UNMATCHED or route in self._declared:
+            return route
+        if declared and len(self._declared) < DECLARED_MAX:
+            self._declared.add(route)
+            self._known.discard(route)  # guessed first, named later: give its slot back
+            return route
+        if route in self._known:
             return route
         if len(self._known) >= self.max_routes:
             self.folded += 1

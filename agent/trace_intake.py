@@ -33,7 +33,6 @@ import asyncio
 import base64
 import binascii
 import dataclasses
-import json
 import time
 import zlib
 from collections.abc import Callable
@@ -41,8 +40,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .auth import WRITE
-from .control import ApiError, ControlAPI, Reply, Request, _reject_constant
+from .control import ApiError, ControlAPI, Reply, Request, parse_json
 from .otlp_proto import decode_export_request
+from .params import is_uint
 from .traces import MAX_CHILDREN, Tracer
 
 MAX_BODY = 4 * 1024 * 1024
@@ -96,11 +96,13 @@ def _otlp_id(raw: Any, nbytes: int, where: str) -> str:
 
 
 def _nanos(raw: Any, where: str) -> int:
-    if isinstance(raw, str) and raw.isdigit():
-        return int(raw)
-    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
+    # fixed64 in the proto: beyond 2**64 it is no timestamp, and dividing a 400-digit
+    # int by 1e9 would raise OverflowError instead of naming the field.
+    if isinstance(raw, str) and is_uint(raw, max_digits=20):
+        raw = int(raw)
+    if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw < 2**64:
         return raw
-    raise Malformed(f"{where}: missing or not a non-negative integer")
+    raise Malformed(f"{where}: missing or not an integer in 0..2**64-1")
 
 
 def _attr_value(value: Any) -> str | None:
@@ -193,9 +195,9 @@ def _zipkin_id(raw: Any, lengths: tuple[int, ...], where: str) -> str:
 def _micros(raw: Any, where: str, required: bool) -> int:
     if raw is None and not required:
         return 0
-    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
+    if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw < 2**63:
         return raw
-    raise Malformed(f"{where}: missing or not a non-negative integer (microseconds)")
+    raise Malformed(f"{where}: missing or not an integer in 0..2**63-1 (microseconds)")
 
 
 def parse_zipkin(doc: Any) -> list[IngestSpan]:
@@ -232,7 +234,7 @@ def parse_zipkin(doc: Any) -> list[IngestSpan]:
 def _status(span: IngestSpan) -> int:
     for key in ("http.response.status_code", "http.status_code"):
         raw = span.tags.get(key, "")
-        if raw.isdigit() and 100 <= int(raw) <= 599:
+        if is_uint(raw, max_digits=3) and 100 <= int(raw) <= 599:
             return int(raw)
     return 500 if span.error else 0
 
@@ -411,8 +413,8 @@ async def _body(req: Request) -> bytes:
 
 def _json(body: bytes) -> Any:
     try:
-        return json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return parse_json(body)
+    except ValueError as exc:
         raise Malformed(f"body is not valid JSON: {exc}") from None
 
 

@@ -89,6 +89,7 @@ def _dump(m: RouteMetrics) -> dict[str, Any]:
                          {str(i): list(e) for i, e in h.exemplars.items()}]
                         for (r, meth), h in m.latency.items()],
             "cache": [[*k, n] for k, n in m.cache.items()],
+            "cache_bypass": [[*k, n] for k, n in m.cache_bypass.items()],
             "exceptions": [[k, n] for k, n in m.exceptions.items()],
             "cache_errors": [[*k, n] for k, n in m.cache_errors.items()],
             "folded": m.folded_routes, "in_flight": m.in_flight,
@@ -110,6 +111,8 @@ def _add(total: RouteMetrics, s: dict[str, Any]) -> None:
                 hist.exemplars[int(index)] = (trace_id, value, stamp)
     for route, result, n in s["cache"]:
         total.cache[(route, result)] = total.cache.get((route, result), 0) + n
+    for route, reason, n in s.get("cache_bypass", ()):
+        total.cache_bypass[(route, reason)] = total.cache_bypass.get((route, reason), 0) + n
     for route, n in s["exceptions"]:
         total.exceptions[route] = total.exceptions.get(route, 0) + n
     for store, op, n in s["cache_errors"]:

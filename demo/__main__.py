@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from trimtab.agent.serve import add_bind_options, serve
+from trimtab.agent.serve import add_server_options, serve
 
 
 def _instance(args: argparse.Namespace) -> None:
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="cmd", required=True)
     inst = sub.add_parser("instance", help="run a demo API instance with the middleware")
     inst.add_argument("--name", default="api")
-    add_bind_options(inst)
+    add_server_options(inst)
     inst.add_argument("--state-dir", default=None,
                       help="config + journal directory (default: $TRIMTAB_STATE_DIR, else memory)")
     inst.add_argument("--redis-url", default=None,

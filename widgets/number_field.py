@@ -76,7 +76,8 @@ class NumberField(QWidget):
 
     def setValue(self, value: float) -> None:  # noqa: N802 - Qt naming, like QSpinBox's
         """Show ``value`` (it is judged like typed text)."""
-        self.edit.setText(f"{int(value)}" if self.integer else f"{value:g}")
+        # 15 significant digits: a stored 12345.678 shows as itself, not :g's 12345.7
+        self.edit.setText(f"{int(value)}" if self.integer else f"{value:.15g}")
 
     def problem(self) -> str | None:
         """Why the text is not an acceptable number, naming the range; None when it is."""

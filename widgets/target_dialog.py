@@ -1,22 +1,28 @@
 """A dialog asking for a new scrape target; the caller validates and may show an error.
 
+The interval is judged as typed (never clamped into another interval): while it is
+invalid the error sits next to it, OK is disabled and Enter does nothing.
+
 For the kind ``prometheus`` the URL is a Prometheus server's base URL (its targets are
 read through it), so the URL row's label and placeholder follow the chosen kind.
 """
 
 from __future__ import annotations
 
+import math
+
 from PySide6.QtCore import Slot
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
-    QDoubleSpinBox,
     QFormLayout,
     QLabel,
     QLineEdit,
     QWidget,
 )
+
+from .number_field import NumberField
 
 URL_HINTS = {  # kind → (row label, placeholder); other kinds: a metrics endpoint
     "prometheus": ("Prometheus URL", "http://127.0.0.1:9090"),
@@ -44,17 +50,21 @@ class TargetDialog(QDialog):
         self.token_env.setToolTip("The environment variable holding a bearer token for a "
                                   "Prometheus behind an authenticating proxy (the token "
                                   "itself is never saved)")
-        self.interval = QDoubleSpinBox()
-        self.interval.setRange(0.2, 3600.0)
+        self.interval = NumberField(0.2, 3600.0, unit="s")
         self.interval.setValue(1.0)
-        self.interval.setSuffix(" s")
         self.error = QLabel("")
         self.error.setStyleSheet("color: #D55E00")
         self.error.setWordWrap(True)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
-                                   | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons = buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                                                  | QDialogButtonBox.StandardButton.Cancel)
+        self.ok = buttons.button(QDialogButtonBox.StandardButton.Ok)
+        # OK is the one default button: a focused Cancel never takes Enter, and a disabled
+        # OK makes Enter do nothing.
+        self.ok.setDefault(True)
+        buttons.button(QDialogButtonBox.StandardButton.Cancel).setAutoDefault(False)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
+        self.interval.changed.connect(self._interval_changed)
         self.form = form = QFormLayout(self)
         form.addRow("Name", self.name)
         form.addRow(self.url_label, self.url)
@@ -72,10 +82,22 @@ class TargetDialog(QDialog):
         self.url.setPlaceholderText(placeholder)
         self.form.setRowVisible(self.token_env, kind == "prometheus")  # only it takes one
 
+    @Slot()
+    def _interval_changed(self) -> None:
+        self.ok.setEnabled(self.interval.problem() is None)
+
+    def accept(self) -> None:
+        """Close with OK only while the interval is valid (the caller judges the rest)."""
+        if self.interval.problem() is None:
+            super().accept()
+
     def values(self) -> tuple[str, str, str, float]:
         """Name, URL, kind and interval (seconds) as entered."""
+        interval = self.interval.value()
+        # NaN only before a valid interval was typed (an accepted dialog always has one);
+        # the targets file's validation refuses it, naming the interval.
         return (self.name.text().strip(), self.url.text().strip(), self.kind.currentText(),
-                self.interval.value())
+                math.nan if interval is None else float(interval))
 
     def token_variable(self) -> str:
         """For a Prometheus source: the environment variable holding its token ("" = none)."""

@@ -15,7 +15,9 @@ Served under ``/_trimtab/balancer``:
   the field changed since that entry.
 
 Errors: ``{"error": code, "message", "status", "field"}`` (+ ``errors`` on 422),
-the shape of the agent's own control API.
+the shape of the agent's own control API. The token is checked before the path:
+an anonymous caller gets 401 for any path, so it learns none of them. Every
+refused write by an authenticated caller is journaled (a revert of an unknown id too).
 
 Guard rails: a change that sets every weight to zero, or leaves no server ready
 and up with weight > 0, is refused (409) unless ``force`` is true *and* a reason
@@ -34,7 +36,9 @@ from typing import Any, NoReturn
 from urllib.parse import parse_qs
 
 from ..auth import READ, WRITE, AuthError, Principal, TokenAuth
+from ..control import parse_json
 from ..journal import ACCEPTED, REFUSED, Journal
+from ..params import BadNumber, is_uint, parse_finite, parse_uint, shown
 from .policies import (
     FIELDS,
     Backend,
@@ -148,13 +152,19 @@ class ControlApp:
         routes = {(PREFIX, "GET"): (READ, self._get), (PREFIX, "PATCH"): (WRITE, self._patch),
                   (PREFIX + "/journal", "GET"): (READ, self._journal),
                   (PREFIX + "/revert", "POST"): (WRITE, self._revert)}
+        try:
+            # Authenticate before routing: without a token, not even which paths exist leaks.
+            who = self.auth.authenticate(scope["headers"], need=READ)
+        except AuthError as err:
+            await err.send(send)
+            return
         if (path, method) not in routes:
             status = 405 if any(p == path for p, _ in routes) else 404
-            await _json(send, status, error_body(status, "path", f"{method} {scope['path']}"))
+            await _json(send, status,
+                        error_body(status, "path", f"{method} {shown(scope['path'], 200)}"))
             return
         need, handler = routes[(path, method)]
         try:
-            who = self.auth.authenticate(scope["headers"], need=READ)
             if not who.can(need):
                 # Authenticated but read-only: a write attempt, journaled like the agent's.
                 self.journal.record(who=who.name, target=self.backend.target, what="request",
@@ -195,10 +205,10 @@ class ControlApp:
         """``?since=<id>&limit=<n>`` → this balancer's entries and the ``next`` cursor."""
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         try:
-            since = int(query.get("since", ["0"])[0])
-            limit = int(query.get("limit", ["1000"])[0])
-        except ValueError:
-            raise HTTPError(400, "since", "since and limit must be integers") from None
+            since = parse_uint(query.get("since", ["0"])[0], "since")
+            limit = parse_uint(query.get("limit", ["1000"])[0], "limit")
+        except BadNumber as err:
+            raise HTTPError(400, err.name, str(err)) from None
         if not 1 <= limit <= 10000:
             raise HTTPError(400, "limit", "must be between 1 and 10000")
         mine = [e for e in self.journal.list(since_id=since) if e.target == self.backend.target]
@@ -222,7 +232,7 @@ class ControlApp:
             return await self.backend.servers()
         except BackendError as err:
             self.journal.record(who=who.name, target=self.backend.target, what="servers",
-                                old=None, new=_jsonable(new), reason=reason, result=REFUSED,
+                                old=None, new=new, reason=reason, result=REFUSED,
                                 detail=f"nothing applied: back-end unreachable: {err}")
             raise
 
@@ -236,9 +246,10 @@ class ControlApp:
             body.setdefault("force", True)
         reason, force = self._reason_force(body, who)
         raw_id = scope["path"].rstrip("/").rpartition("/")[2]
-        entry = self.journal.get(int(raw_id)) if raw_id.isdigit() else None
+        entry = self.journal.get(int(raw_id)) if is_uint(raw_id) else None
         if entry is None or entry.target != self.backend.target:
-            raise HTTPError(404, "id", f"no change {raw_id!r} of this balancer in the journal")
+            self._refuse(who, "revert", None, shown(raw_id), reason, 404, "id",
+                         f"no change {shown(raw_id)} of this balancer in the journal")
         parsed = split_what(entry.what)
         if parsed is None or entry.result != ACCEPTED:
             self._refuse(who, "revert", None, entry.id, reason, 422, "id",
@@ -302,9 +313,10 @@ class ControlApp:
         if optional and not raw.strip():
             return {}
         try:
-            body = json.loads(raw or b"null")
-        except ValueError:
-            body = None
+            body = parse_json(raw or b"null")  # strict: NaN is no weight, deep nesting is 400
+        except ValueError as err:
+            self._refuse(who, "request", None, None, "", 400, "body",
+                         f"must be a JSON object ({err})")
         if not isinstance(body, dict):
             self._refuse(who, "request", None, None, "", 400, "body", "must be a JSON object")
         return body
@@ -360,7 +372,7 @@ class ControlApp:
                 status: int, field: str, message: str) -> NoReturn:
         """Journal a refused change, then raise the HTTP error for it."""
         self.journal.record(who=who.name, target=self.backend.target, what=what,
-                            old=_jsonable(old), new=_jsonable(new), reason=reason,
+                            old=old, new=new, reason=reason,
                             result=REFUSED, detail=f"{field}: {message}")
         raise HTTPError(status, field, message)
 
@@ -375,21 +387,13 @@ class ControlApp:
 _Reply = tuple[int, dict[str, Any], list[tuple[bytes, bytes]]]
 
 
-def _jsonable(value: Any) -> Any:
-    try:
-        json.dumps(value, allow_nan=False)
-        return value
-    except (TypeError, ValueError):
-        return repr(value)
-
-
 def _query_window(scope: dict[str, Any]) -> float | None:
     raw = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("window")
     if not raw:
         return None
     try:
-        window = float(raw[0])
-    except ValueError:
+        window = parse_finite(raw[0], "window")
+    except BadNumber:
         window = -1.0
     if not 1.0 <= window <= 3600.0:
         raise HTTPError(422, "window", "must be a number of seconds between 1 and 3600")

@@ -395,25 +395,16 @@ def build_app(socket_path: str, backend: str, journal_path: str | None, reapply:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``trimtab agent haproxy --socket PATH --backend B --port P [--journal F] [--no-reapply]``."""
-    import argparse
+    """``python -m trimtab.agent.balance.haproxy --socket PATH --backend B --port P [...]``.
 
-    import uvicorn
+    The same process as ``python -m trimtab.agent haproxy`` (one parser, one way to serve:
+    bind guard, read timeouts, connection cap).
+    """
+    import sys
 
-    parser = argparse.ArgumentParser(prog="trimtab agent haproxy", description=main.__doc__)
-    parser.add_argument("--socket", required=True, help="stats socket path or ipv4@host:port")
-    parser.add_argument("--backend", required=True, help="HAProxy backend to control")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--journal", default=None, help="JSONL journal file (desired state)")
-    parser.add_argument("--no-reapply", action="store_true",
-                        help="after a reload, report drift instead of restoring weights/states")
-    parser.add_argument("--timeout", type=float, default=2.0, help="runtime API timeout, s")
-    parser.add_argument("--interval", type=float, default=1.0, help="reload check period, s")
-    args = parser.parse_args(argv)
-    app = build_app(args.socket, args.backend, args.journal, not args.no_reapply,
-                    args.timeout, args.interval)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    from ..__main__ import main as agent_main
+
+    agent_main(["haproxy", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -32,9 +32,10 @@ from prometheus_client.registry import Collector
 from ..auth import READ, AuthError, TokenAuth
 from ..journal import Journal
 from ..metrics import RouteMetrics, RouteMetricsCollector
+from ..params import BadNumber, is_uint, parse_finite, parse_uint, shown
 from ..routes import collapse_ids
 from ..traces import Tracer
-from .control import ControlApp
+from .control import ControlApp, error_body
 from .policies import (
     STATES,
     BackendError,
@@ -171,15 +172,22 @@ class Balancer:
             accept = dict(scope.get("headers") or ()).get(b"accept", b"").decode("latin-1")
             encoder, ctype = choose_encoder(accept)
             await _respond(send, 200, encoder(self.registry), ctype.encode())
-        elif path.startswith("/_trimtab/balancer"):
-            await self.control(scope, receive, send)
-        elif path == "/_trimtab/traces":
-            await self._traces(scope, send)
         elif path.startswith("/_trimtab/"):
             # The reserved prefix is never proxied: forwarding it would expose one back-end's
-            # control API (config, journal, cache) through the public balancer port.
-            body = json.dumps({"error": f"not a balancer endpoint: {path[:200]}"}).encode()
-            await _respond(send, 404, body, b"application/json")
+            # control API (config, journal, cache) through the public balancer port. The
+            # token is checked before routing, so an anonymous caller learns no paths.
+            try:
+                self.auth.authenticate(scope["headers"], need=READ)
+            except AuthError as err:
+                await err.send(send)
+                return
+            if path.startswith("/_trimtab/balancer"):
+                await self.control(scope, receive, send)
+            elif path == "/_trimtab/traces":
+                await self._traces(scope, send)
+            else:
+                body = error_body(404, "path", f"not a balancer endpoint: {shown(path, 200)}")
+                await _respond(send, 404, json.dumps(body).encode(), b"application/json")
         else:
             client = (scope.get("client") or ("", 0))[0]
             server = self.policy.pick(self.servers, client)
@@ -222,22 +230,20 @@ class Balancer:
                             method=scope["method"], status=status, cache="off", seconds=elapsed)
 
     async def _traces(self, scope: dict[str, Any], send: Any) -> None:
-        """``GET /_trimtab/traces?since=&min_ms=&route=&limit=``, as the agent serves them."""
-        try:
-            self.auth.authenticate(scope["headers"], need=READ)
-        except AuthError as err:
-            await err.send(send)
-            return
+        """``GET /_trimtab/traces?since=&min_ms=&route=&limit=``, as the agent serves them.
+
+        The caller is authenticated (read) by :meth:`__call__` before it routes here.
+        """
         query = parse_qs(scope["query_string"].decode("latin-1"))
         try:
-            since = int(query.get("since", ["0"])[0])
-            min_ms = float(query.get("min_ms", ["0"])[0])
-            limit = int(query.get("limit", ["100"])[0])
+            since = parse_uint(query.get("since", ["0"])[0], "since")
+            min_ms = parse_finite(query.get("min_ms", ["0"])[0], "min_ms")
+            limit = parse_uint(query.get("limit", ["100"])[0], "limit")
             if not 1 <= limit <= 1000:
-                raise ValueError("limit must be between 1 and 1000")
-        except ValueError as err:
-            body = json.dumps({"error": "bad_parameter", "message": str(err)}).encode()
-            await _respond(send, 400, body, b"application/json")
+                raise BadNumber("limit", "must be between 1 and 1000")
+        except BadNumber as err:
+            body = json.dumps({**error_body(400, err.name, str(err)), "error": "bad_parameter"})
+            await _respond(send, 400, body.encode(), b"application/json")
             return
         answer = self.tracer.query(since, min_ms, query.get("route", [None])[0], limit)
         await _respond(send, 200, json.dumps(answer).encode(), b"application/json")
@@ -330,32 +336,24 @@ def parse_servers(specs: Sequence[str], weights: Sequence[str] = ()) -> list[Ser
     by_name = {s.name: s for s in servers}
     for spec in weights:
         name, _, raw = spec.partition("=")
-        if name not in by_name or not raw.isdigit():
+        if name not in by_name or not is_uint(raw, max_digits=4):
             raise ValueError(f"--weight must be NAME=W for a known server, got {spec!r}")
         by_name[name].weight = by_name[name].initial_weight = check_weight(int(raw))
     return servers
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``trimtab agent balance --port P [--policy swrr|leastconn|iphash] NAME=URL ...``."""
-    import argparse
+    """``python -m trimtab.agent.balance.proxy --port P [--policy ...] NAME=URL ...``.
 
-    import uvicorn
+    The same process as ``python -m trimtab.agent balance`` (one parser, one way to serve:
+    bind guard, read timeouts, connection cap).
+    """
+    import sys
 
-    parser = argparse.ArgumentParser(prog="trimtab agent balance", description=main.__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--policy", default="swrr", choices=("swrr", "leastconn", "iphash"))
-    parser.add_argument("--weight", action="append", default=[], metavar="NAME=W")
-    parser.add_argument("--health-path", default=None, help="e.g. /healthz; no checks if unset")
-    parser.add_argument("--health-interval", type=float, default=1.0)
-    parser.add_argument("--journal", default=None, help="JSONL journal file (memory if unset)")
-    parser.add_argument("servers", nargs="+", metavar="NAME=URL")
-    args = parser.parse_args(argv)
-    try:
-        app = Balancer(parse_servers(args.servers, args.weight), policy=args.policy,
-                       health_path=args.health_path, health_interval=args.health_interval,
-                       journal=Journal(args.journal))
-    except ValueError as err:
-        parser.error(str(err))
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    from ..__main__ import main as agent_main
+
+    agent_main(["balance", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    main()

@@ -3,6 +3,9 @@
 - ``trimtab [cockpit] [--targets FILE] [--prometheus URL]``: the cockpit on the targets in a
   TOML file (and every target of a Prometheus server);
 - ``trimtab demo [--screenshot PATH --after SECONDS]``: a demo fleet and the cockpit on it.
+
+Both keep their history within ``--retention-raw/-1m/-10m`` and ``--history-cap``
+(defaults from ``settings.toml`` beside the targets file, see ``settings``).
 """
 
 from __future__ import annotations
@@ -23,12 +26,14 @@ from trimtab.collectors.scrape import ScrapeEngine, ScrapeTarget
 from trimtab.demo.fleet import DemoFleet
 
 from ..model.fleet import FleetModel
+from ..store import settings as history_settings
 from ..targets import file as targets_file
 from ..ui.pages.registry import KEYS as PAGES
 from ..ui.pages.registry import index as page_index
 from .runtime import settle_runtime
 
 if TYPE_CHECKING:
+    from ..store.keeper import HistoryKeeper
     from ..store.store import Store
 
 
@@ -93,15 +98,23 @@ def _run_window(app: Any, args: argparse.Namespace, make_window: Callable[[], An
 def run_demo(args: argparse.Namespace) -> int:
     from ..ui.window import MainWindow
 
+    try:
+        settings = _history_settings(args, targets_file.default_path())
+    except history_settings.SettingsError as exc:
+        print(f"trimtab: {exc}", file=sys.stderr)
+        return 2
     app = _qt_app(args)
     log_dir = tempfile.mkdtemp(prefix="trimtab-demo-")
     print(f"trimtab: starting the demo fleet (logs in {log_dir}) ...", flush=True)
     fleet = DemoFleet(rps=args.rps, log_dir=log_dir)
     engine: ScrapeEngine | None = None
     model: FleetModel | None = None
+    keeper: HistoryKeeper | None = None
     try:
         fleet.start()
-        model = FleetModel(store=_open_store(args.store or os.path.join(log_dir, "history.sqlite")))
+        store = _open_store(args.store or os.path.join(log_dir, "history.sqlite"), settings)
+        model = FleetModel(store=store)
+        keeper = _keep(store)
         engine = scraping = start_collection(fleet, model)
         banner = (f"trimtab: balancer at {fleet.balancer_url}; "
                   + ", ".join(f"{t.name} {t.url}" for t in fleet.targets))
@@ -111,6 +124,8 @@ def run_demo(args: argparse.Namespace) -> int:
     finally:
         if engine is not None:
             engine.stop()
+        if keeper is not None:
+            keeper.stop()
         if model is not None and model.store is not None:
             model.store.close()
         fleet.stop()
@@ -122,19 +137,21 @@ def run_cockpit(args: argparse.Namespace) -> int:
 
     try:
         path, targets, proms, tables = _cockpit_config(args)
-    except targets_file.TargetsError as exc:
+        settings = _history_settings(args, path)
+    except (targets_file.TargetsError, history_settings.SettingsError) as exc:
         print(f"trimtab: {exc}", file=sys.stderr)
         return 2
     token = os.environ.get("TRIMTAB_TOKEN", "")  # read traces/configs, and change things if write
     targets = [dataclasses.replace(t, token=token) for t in targets]
     store_path = args.store or str(targets_file.default_path().parent / "history.sqlite")
     try:
-        store = _open_store(store_path)
+        store = _open_store(store_path, settings)
     except ValueError as exc:
         print(f"trimtab: {exc}", file=sys.stderr)
         return 2
     app = _qt_app(args)
     model = FleetModel(store=store)
+    keeper = _keep(store)
     # The engine ticks the model once a second even without targets; Prometheus sources only feed it.
     engine = ScrapeEngine(targets, model.ingest, on_cycle=model.tick, mappings=tables,
                           on_traces=model.ingest_traces, on_config=model.ingest_config).start()
@@ -150,6 +167,7 @@ def run_cockpit(args: argparse.Namespace) -> int:
     finally:
         manager.close()
         engine.stop()
+        keeper.stop()
         store.close()
 
 
@@ -206,13 +224,31 @@ def make_tuning(token: str, targets: list[Any]) -> Any:
     return Tuning(token, instances, balancer)
 
 
-def _open_store(path: str) -> Store:
+def _history_settings(args: argparse.Namespace, targets_path: Path) -> history_settings.Settings:
+    """Retention and cap: ``settings.toml`` beside the targets file, flags on top."""
+    path = history_settings.settings_path(targets_path)
+    return history_settings.resolve(path, {s.key: getattr(args, _dest(s.flag), None)
+                                           for s in history_settings.SETTINGS})
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
+def _open_store(path: str, settings: history_settings.Settings) -> Store:
     """The history database; a corrupt or foreign file is a clear error (StoreError)."""
     from ..store.store import Store
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    print(f"trimtab: history in {path}", flush=True)
-    return Store(path)
+    print(f"trimtab: history in {path}; keeps {settings.describe()}", flush=True)
+    return Store(path, retention=settings.retention())
+
+
+def _keep(store: Store) -> HistoryKeeper:
+    """Start the thread that keeps ``store`` within its retention and cap."""
+    from ..store.keeper import HistoryKeeper
+
+    return HistoryKeeper(store).start()
 
 
 def _window_options(parser: argparse.ArgumentParser) -> None:
@@ -222,6 +258,10 @@ def _window_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--page", choices=PAGES, help="page to open on (default: the last one used)")
     parser.add_argument("--theme", choices=("dark", "light"), help="chart theme")
     parser.add_argument("--store", metavar="FILE", help="history database (SQLite)")
+    for setting in history_settings.SETTINGS:  # defaults: settings.toml, then the declared ones
+        parser.add_argument(setting.flag, metavar="SIZE" if setting.key == "cap" else "TIME",
+                            help=f"{setting.help} (default "
+                                 f"{setting.show(setting.default)}, or settings.toml)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -102,7 +102,21 @@ def _opened(window: SnapshotWindow, launcher: ReplayLauncher, args: argparse.Nam
         job = window.compare_with(args.compare)
         job.failed.connect(lambda text: print(f"trimtab: cannot compare: {text}", file=out))
     print(f"trimtab: {window.windowTitle()}", file=out, flush=True)
+    _say_omitted(window, out)
     if args.screenshot:
         window.resize(1400, 860)
         QTimer.singleShot(int(args.after * 1000),
                           lambda: save_and_quit(window, args.screenshot, loop.exit, out))
+
+
+def _say_omitted(window: SnapshotWindow, out: TextIO) -> None:
+    """What the export could not include, on ``out`` and where the journal would be."""
+    omitted = getattr(window.session.source, "omitted", list)()
+    for item in omitted:
+        print(f"trimtab: not in this snapshot: {item['what']} of {item['source']}: "
+              f"{item['why']}", file=out, flush=True)
+    journal = [o for o in omitted if o["what"] in ("journal", "targets", "everything")]
+    if journal and not window.session.journal:
+        window.journal.hint.setText(
+            "The change journal was not included in this snapshot, so changes are unknown: "
+            + "; ".join(f"{o['source']}: {o['why']}" for o in journal))

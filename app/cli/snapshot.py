@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
 
+from ..snapshot.agents import Omission, read_agents
 from ..snapshot.export import export_snapshot
 from ..snapshot.redact import RedactionRules
 from ..snapshot.schema import SnapshotError
@@ -84,28 +85,41 @@ def add_snapshot_commands(subparsers: Any) -> None:
 
 
 def cli_export(args: argparse.Namespace, out: TextIO = sys.stderr) -> int:
-    """Export ``[--from, --to]`` of the history store to ``--out``; 0 on success, 2 on bad input."""
+    """Export ``[--from, --to]`` of the history store to ``--out``; 0 on success, 2 on bad input.
+
+    Like the cockpit's File → Export: the metrics from the store; the targets from
+    the targets file; the journal and traces from those targets' agents (read token
+    in ``TRIMTAB_TOKEN``). What cannot be included is said on ``out``, one line
+    each, and recorded in the snapshot (``meta.omitted``) for its readers.
+    """
     try:
         start, end = parse_time(args.start), parse_time(args.end)
         store_path = Path(args.store or targets_file.default_path().parent / "history.sqlite")
         if not store_path.is_file():
             raise ValueError(f"{store_path}: no history database (give --store FILE)")
-        targets = _targets(args.targets)
+        targets, omitted = _targets(args.targets)
         rules = RedactionRules(query_params=RedactionRules().query_params
                                | frozenset(args.redact_param),
                                label_names=tuple(args.redact_label))
-        journal = _journal(targets, start, out)
+        records = read_agents(targets, os.environ.get("TRIMTAB_TOKEN", ""), start, end)
+        omitted += records.omitted
+        for item in omitted:  # the token is never in these: errors carry no headers
+            print(f"trimtab: not included: {item}", file=out)
         with _store_copy(store_path) as store:
             info = export_snapshot(
-                store, args.out, start, end, targets=targets, journal=journal,
-                notes=args.notes, redaction=rules,
+                store, args.out, start, end, targets=targets, journal=records.journal,
+                traces=records.traces, notes=args.notes, redaction=rules, omitted=omitted,
                 progress=lambda done, total: print(f"\rexporting metrics {done}/{total}",
                                                    end="", file=out, flush=True))
     except (ValueError, OSError, sqlite3.Error) as exc:
         print(f"\ntrimtab: {exc}", file=out)
         return 2
     print(f"\nwrote {info.path}: {info.series} series, {info.samples} samples, "
-          f"{info.journal} journal entries, {info.bytes / 1e6:.1f} MB", file=out)
+          f"{info.journal} journal entries, {info.traces} traces, {len(targets)} targets, "
+          f"{info.bytes / 1e6:.1f} MB", file=out)
+    if omitted:
+        print(f"trimtab: the snapshot is INCOMPLETE: {len(omitted)} part(s) not included "
+              "(listed above; its report and trimtab open say so too)", file=out)
     return 0
 
 
@@ -132,31 +146,18 @@ def cli_report(args: argparse.Namespace, out: TextIO = sys.stderr) -> int:
     return 0
 
 
-def _targets(path: str | None) -> list[Any]:
-    """Targets from the TOML file (none when the default file does not exist)."""
+def _targets(path: str | None) -> tuple[list[Any], list[Omission]]:
+    """Targets from the TOML file, with the token (scrubbed from the snapshot as a secret);
+    no targets, and why, when the default file does not exist."""
     file = Path(path) if path else targets_file.default_path()
-    if not path and not file.is_file():
-        return []
-    token = os.environ.get("TRIMTAB_TOKEN", "")  # scrubbed from the snapshot as a secret
-    return [dataclasses.replace(t, token=token) for t in targets_file.load(file)]
-
-
-def _journal(targets: list[Any], start: float, out: TextIO) -> list[Any]:
-    """The merged journal of the targets' agents, when a token is set; unreachable ones said."""
+    if not file.is_file():
+        if path:
+            raise ValueError(f"{file}: no such targets file")
+        why = (f"no targets file at {file} (give --targets FILE, the file the cockpit "
+               "reads): no targets, so no journal or traces from agents either")
+        return [], [Omission("targets", "all", why)]
     token = os.environ.get("TRIMTAB_TOKEN", "")
-    if not token or not targets:
-        return []
-    from ..control.client import ControlClient
-    from ..control.types import Agent
-
-    client = ControlClient(token)
-    try:
-        rows, errors = client.journal([Agent.from_target(t) for t in targets], since=start)
-    finally:
-        client.close()
-    for agent, err in errors.items():
-        print(f"trimtab: journal of {agent.name} not read: {err}", file=out)
-    return rows
+    return [dataclasses.replace(t, token=token) for t in targets_file.load(file)], []
 
 
 @contextlib.contextmanager

@@ -92,7 +92,8 @@ def extract(expo: Exposition) -> Counters:
                 errors[route] = errors.get(route, 0.0) + value
         elif name == CACHE:
             lab = dict(labels)
-            out.cache[(lab.get("route", "?"), lab.get("result", "?"))] = value
+            ckey = (lab.get("route", "?"), lab.get("result", "?"))
+            out.cache[ckey] = out.cache.get(ckey, 0.0) + value  # bypass: one series per reason
         elif name in (LB_REQUESTS, LB_EXPECTED, LB_WEIGHT):
             server = dict(labels).get("server")
             if server is not None:  # a balancer series without its server is not placeable

@@ -73,7 +73,8 @@ def export_snapshot(store: Store, out_path: str | Path, start: float, end: float
                     targets: Iterable[Any] = (), health: Mapping[str, Any] | None = None,
                     notes: str = "", annotations: Iterable[Any] = (),
                     redaction: RedactionRules | None = None,
-                    progress: Progress | None = None) -> SnapshotInfo:
+                    progress: Progress | None = None,
+                    omitted: Iterable[Any] = ()) -> SnapshotInfo:
     """Write the window ``[start, end]`` (unix s) of ``store`` and the rest to ``out_path``.
 
     ``traces`` are trace dicts (``Tracer._as_dict`` shape), ``journal`` are
@@ -83,8 +84,10 @@ def export_snapshot(store: Store, out_path: str | Path, start: float, end: float
     (or a dict), ``annotations`` are dicts with ``time``/``text`` (optional
     ``kind``, ``target``) or ``(time, text)`` pairs. Only traces, journal
     entries and annotations inside the window are kept. ``progress(done,
-    total)`` is called as series names are exported. An existing ``out_path``
-    is replaced only once the new file is complete.
+    total)`` is called as series names are exported. ``omitted`` says what the
+    caller could not include and why (``Omission``s or dicts with ``what``,
+    ``source``, ``why``): kept, redacted, as ``meta.omitted`` so a reader can
+    say so. An existing ``out_path`` is replaced only once the new file is complete.
     """
     start, end = _window(start, end)
     targets = list(targets)
@@ -109,7 +112,8 @@ def export_snapshot(store: Store, out_path: str | Path, start: float, end: float
     meta = {"format": FORMAT, "schema_version": str(SCHEMA_VERSION),
             "app_version": app_version(), "created_at": repr(time.time()),
             "window_start": repr(start), "window_end": repr(end), "notes": red.text(notes),
-            "redaction": json.dumps(rules.describe())}
+            "redaction": json.dumps(rules.describe()),
+            "omitted": json.dumps([_omission_row(red, o) for o in omitted])}
     tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
     try:
         counts = _write(tmp, store, red, start, end, meta, tables, trace_rows, progress)
@@ -222,6 +226,11 @@ def _health_row(red: Redactor, name: str, health: Any) -> dict[str, Any]:
             "last_scrape": h.get("last_scrape"), "duration": h.get("duration"),
             "error": red.text(str(h.get("error") or "")), "samples": h.get("samples"),
             "ok_scrapes": h.get("ok_scrapes"), "failed_scrapes": h.get("failed_scrapes")}
+
+
+def _omission_row(red: Redactor, item: Any) -> dict[str, str]:
+    o = item.as_dict() if hasattr(item, "as_dict") else _as_dict(item)
+    return {k: red.text(str(o.get(k) or "")) for k in ("what", "source", "why")}
 
 
 def _annotation_row(red: Redactor, item: Any) -> dict[str, Any]:

@@ -91,6 +91,19 @@ class Snapshot:
                                     f"read ({type(exc).__name__}: {exc}); ask for a new "
                                     "export") from exc
 
+    def omitted(self) -> list[dict[str, str]]:
+        """What the export could not include and why: ``what`` (journal, traces,
+        targets), ``source``, ``why``; empty when complete (or written before this key)."""
+        try:
+            items = json.loads(self.meta.get("omitted") or "[]")
+        except ValueError:
+            items = None
+        if not isinstance(items, list):  # damaged: say so rather than claim completeness
+            return [{"what": "everything", "source": "this file",
+                     "why": "meta.omitted is damaged; the export may be incomplete"}]
+        return [{k: str(i.get(k, "")) for k in ("what", "source", "why")}
+                for i in items if isinstance(i, dict)]
+
     @property
     def notes(self) -> str:
         """The operator's notes (redacted at export)."""

@@ -134,8 +134,18 @@ def _summary(snap: Snapshot) -> str:
     targets = [(t.name, t.kind, t.url, _up(t.health.get("up")),
                 t.health.get("error") or "") for t in snap.target_info()]
     notes = f"<h3>Notes</h3><pre>{_e(snap.notes)}</pre>" if snap.notes else ""
-    return ("<h2>Summary</h2>" + _table(("", ""), rows) + "<h3>Targets</h3>"
+    return ("<h2>Summary</h2>" + _omitted(snap) + _table(("", ""), rows) + "<h3>Targets</h3>"
             + _table(("target", "kind", "url", "health", "last error"), targets) + notes)
+
+
+def _omitted(snap: Snapshot) -> str:
+    """What the export could not include, first: an absent change is not "no change"."""
+    items = snap.omitted()
+    if not items:
+        return ""
+    return ('<div class="card worse"><b>This snapshot is incomplete.</b> Not included:<ul>'
+            + "".join(f"<li>{_e(o['what'])} of {_e(o['source'])}: {_e(o['why'])}</li>"
+                      for o in items) + "</ul></div>")
 
 
 def _up(value: object) -> str:
@@ -169,7 +179,11 @@ def _timeline(snap: Snapshot, mids: np.ndarray, p95: np.ndarray | None,
             f"{_e(row.who)} · {_e(row.what)} · <i>{_e(row.result)}</i>"
             f"<ul>{changes}</ul><p>Reason: {_e(row.reason or '—')}"
             f"{' · ' + _e(row.detail) if row.detail else ''}</p>{_cards(found)}</div>")
-    return "".join(cards) or "<p>No change in the window.</p>"
+    if cards:
+        return "".join(cards)
+    if any(o["what"] in ("journal", "targets", "everything") for o in snap.omitted()):
+        return "<p>The change journal was not included (see the summary): changes unknown.</p>"
+    return "<p>No change in the window.</p>"
 
 
 def _ms(values: np.ndarray | None) -> np.ndarray | None:

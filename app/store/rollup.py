@@ -259,8 +259,9 @@ def _roll_step(conn: sqlite3.Connection, reader: Reader, write: Write, tier: int
 def _roll_piece(reader: Reader, write: Write, tier: int, lo: float, hi: float) -> Step:
     """One rollup block for ``[lo, hi)`` plus its watermark, in one transaction."""
     step = STEPS[tier]
-    chunks = [(sid, points.aggregate(np.floor(points.t / step).astype(np.int64)).encode())
+    rolled = [(sid, points.aggregate(np.floor(points.t / step).astype(np.int64)))
               for sid, points in reader.iter_points(tier - 1, (), None, lo, hi)]
+    chunks = list(zip([sid for sid, _ in rolled], Points.encode_many([p for _, p in rolled])))
 
     def commit(main: sqlite3.Connection) -> None:
         if chunks:
@@ -278,20 +279,28 @@ def _roll_piece(reader: Reader, write: Write, tier: int, lo: float, hi: float) -
 def _cap_victims(conn: sqlite3.Connection) -> tuple[int, list[int]] | None:
     """(tier, oldest block ids) to delete next when the history is over its cap.
 
-    Coarsest last: first raw blocks the 60 s tier already holds, then 60 s blocks the
-    600 s tier holds (dropping them loses resolution, not history, and the finer tiers
-    are most of the bytes); then the oldest 600 s blocks (the oldest history goes
-    first); only when nothing else is left the newest, not yet rolled-up data.
+    Oldest first, coarsest last: first the oldest *redundant* blocks, raw or 60 s
+    blocks whose time the next tier already holds (dropping them loses resolution,
+    not history, and the finer tiers are most of the bytes), so the newest data keeps
+    its finest detail, as retention does; then the oldest 600 s blocks (the oldest
+    history); only when nothing else is left the newest, not yet rolled-up data.
     """
-    w1, w2 = watermark(conn, 1), watermark(conn, 2)
-    choices = [(0, "AND t1 < ?", w1), (1, "AND t1 < ?", w2), (2, "", None), (1, "", None),
-               (0, "", None)]
-    for tier, where, bound in choices:
-        if where and bound is None:
-            continue
-        args = (tier, bound, _VICTIMS) if where else (tier, _VICTIMS)
+    redundant = []
+    for tier in (0, 1):
+        mark = watermark(conn, tier + 1)
+        if mark is not None:
+            oldest = conn.execute("SELECT MIN(t1) FROM blocks WHERE tier = ? AND t1 < ?",
+                                  (tier, mark)).fetchone()[0]
+            if oldest is not None:
+                redundant.append((oldest, tier, mark))
+    if redundant:
+        _, tier, mark = min(redundant)
+        return tier, [r[0] for r in conn.execute(
+            "SELECT id FROM blocks WHERE tier = ? AND t1 < ? ORDER BY t1 LIMIT ?",
+            (tier, mark, _VICTIMS))]
+    for tier in (2, 1, 0):
         victims = [r[0] for r in conn.execute(
-            f"SELECT id FROM blocks WHERE tier = ? {where} ORDER BY t1 LIMIT ?", args)]
+            "SELECT id FROM blocks WHERE tier = ? ORDER BY t1 LIMIT ?", (tier, _VICTIMS))]
         if victims:
             return tier, victims
     return None
@@ -325,5 +334,13 @@ def _vacuum_step(conn: sqlite3.Connection, write: Write) -> Step:
     free = conn.execute("PRAGMA freelist_count").fetchone()[0]
     if mode != 2 or free < VACUUM_PAGES:  # 2 = incremental; fewer: SQLite reuses them soon
         return IDLE
-    write(lambda main: main.execute(f"PRAGMA incremental_vacuum({VACUUM_PAGES})").fetchall())
-    return Step("vacuum", rows=min(free, VACUUM_PAGES))
+    pages = min(free, VACUUM_PAGES)
+
+    def commit(main: sqlite3.Connection) -> None:
+        # One page per statement: Python's sqlite3 steps a statement without result columns
+        # only once, and incremental_vacuum(N) frees one page per step.
+        for _ in range(pages):
+            main.execute("PRAGMA incremental_vacuum(1)")
+
+    write(commit)
+    return Step("vacuum", rows=pages)

@@ -46,7 +46,8 @@ TTL_FIELD = f"routes['{PRODUCTS}'].ttl"
 HUGE = "1" + "0" * 400          # int() takes it, float() overflows
 SUPER2 = "%C2%B2"               # '²': str.isdigit() says yes, int() says no
 DEEP = b"[" * 100_000 + b"]" * 100_000
-DEEP_30K = b'{"route": ' + b"[" * 30_000 + b"]" * 30_000 + b"}"
+DEEP_30K = b"[" * 30_000 + b"]" * 30_000  # under the 64 KiB body limit of the control APIs
+DEEP_ROUTE = b'{"route": ' + DEEP_30K + b"}"
 JSON = {"content-type": "application/json"}
 
 
@@ -103,7 +104,7 @@ INSTANCE = [
     patch(ttl("1"), 403, "read token on write", auth="read"),
     patch(b'{"reason": "' + b"x" * 70_000 + b'"}', 413, "oversized body"),
     patch(b'{"routes": {', 400, "bad JSON"),
-    patch(DEEP, 400, "deeply nested JSON"),
+    patch(DEEP_30K, 400, "deeply nested JSON"),
     patch(ttl("1"), 413, "Content-Length of 5000 digits",
           headers={"content-length": "9" * 5000}),
     Case("journal since=²", "GET", f"/_trimtab/journal?since={SUPER2}", 400, "read"),
@@ -118,7 +119,7 @@ INSTANCE = [
          "read"),
     Case("revert ²", "POST", f"/_trimtab/revert/{SUPER2}", 404, journaled=True),
     Case("revert 10**400", "POST", f"/_trimtab/revert/{HUGE}", 404, journaled=True),
-    Case("invalidate 30,000 levels", "POST", "/_trimtab/cache/invalidate", 400, body=DEEP_30K,
+    Case("invalidate 30,000 levels", "POST", "/_trimtab/cache/invalidate", 400, body=DEEP_ROUTE,
          headers=JSON, journaled=True),
     Case("invalidate NaN", "POST", "/_trimtab/cache/invalidate", 400,
          body=b'{"prefix": NaN}', headers=JSON, journaled=True),
@@ -159,7 +160,7 @@ BALANCER_CASES = [
     bpatch(weight("9" * 5000), 400, "weight of 5000 digits"),
     bpatch(weight("NaN"), 400, "weight NaN"),
     bpatch(b'{"servers": ', 400, "bad JSON"),
-    bpatch(DEEP, 400, "deeply nested JSON"),
+    bpatch(DEEP_30K, 400, "deeply nested JSON"),
     bpatch(b" " * 70_000, 413, "oversized body"),
     bpatch(weight("2"), 412, "stale If-Match", if_match='"0000"'),
     bpatch(weight("2"), 428, "missing If-Match", if_match=None),
@@ -168,7 +169,7 @@ BALANCER_CASES = [
     bpatch(weight("2"), 403, "read token on write", auth="read"),
     Case("revert ²", "POST", f"{BALANCER}/revert/{SUPER2}", 404, journaled=True),
     Case("revert 10**400", "POST", f"{BALANCER}/revert/{HUGE}", 404, journaled=True),
-    Case("revert deeply nested", "POST", f"{BALANCER}/revert/1", 400, body=DEEP,
+    Case("revert deeply nested", "POST", f"{BALANCER}/revert/1", 400, body=DEEP_30K,
          journaled=True),
     Case("journal since=²", "GET", f"{BALANCER}/journal?since={SUPER2}", 400, "read"),
     Case("journal since=10**400", "GET", f"{BALANCER}/journal?since={HUGE}", 400, "read"),
@@ -293,7 +294,8 @@ def test_builtin_balancer_control_api(balancer: Balancer, case: Case,
     caplog.set_level(logging.DEBUG)
 
     async def go() -> None:
-        transport = httpx.ASGITransport(app=balancer, raise_app_exceptions=False)  # type: ignore[arg-type]
+        transport = httpx.ASGITransport(app=balancer,  # type: ignore[arg-type]
+                                        raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://lb") as client:
             await run_balancer_case(client, case)
 

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from trimtab.agent.cache import CachedResponse, MemoryStore
 from trimtab.agent.middleware import TrimtabMiddleware
+
+from tests.conftest import require_binary
 
 W = {"authorization": "Bearer w-secret"}
 R = {"authorization": "Bearer r-secret"}
@@ -143,16 +147,19 @@ def test_forwarded_host_cannot_poison_what_others_are_served() -> None:
             victim = await c.get("/host")
             assert "good.example" in victim.text and "evil" not in victim.text
         other = await c.get("/host", headers={"x-original-url": "/admin"})
-        assert other.headers["x-trimtab-cache"] == "miss"
+        assert "x-trimtab-cache" not in other.headers  # a rewrite header: not cached at all
 
     run(make_app(), body)
 
 
-def test_key_normalises_query_order_but_keeps_host() -> None:
+def test_key_is_the_raw_query_in_order_and_keeps_host() -> None:
     async def body(c: httpx.AsyncClient) -> None:
         await c.get("/plain?a=1&b=2")
-        assert (await c.get("/plain?b=2&a=1")).headers["x-trimtab-cache"] == "hit"
-        assert (await c.get("/plain?a=1&b=3")).headers["x-trimtab-cache"] == "miss"
+        assert (await c.get("/plain?a=1&b=2")).headers["x-trimtab-cache"] == "hit"
+        # Reordered, repeated or differently encoded parameters are other requests: an app may
+        # read the last value, the order, or request.url (see test_cache_differential.py).
+        for other in ("/plain?b=2&a=1", "/plain?a=1&b=3", "/plain?a=%31&b=2", "/plain?a=1&b=2&"):
+            assert (await c.get(other)).headers["x-trimtab-cache"] == "miss", other
         other_host = await c.get("/plain?a=1&b=2", headers={"host": "other.example"})
         assert other_host.headers["x-trimtab-cache"] == "miss"
 
@@ -269,3 +276,92 @@ def test_whatif_learns_from_live_traffic_and_stays_bounded() -> None:
         assert len(app.whatif._keys) <= 50
 
     run(app, body)
+
+
+def test_ambiguous_requests_go_to_the_origin_and_are_counted_by_reason() -> None:
+    app = make_app()
+    xfh = "x-forwarded-host"
+
+    async def body(c: httpx.AsyncClient) -> str:
+        # The app reads the first copy (evil), a key built from the last one saw none at all.
+        evil = await c.get("/host", headers=[(xfh, "evil.example"), (xfh, "")])
+        assert "evil.example" in evil.text and "x-trimtab-cache" not in evil.headers
+        victim = await c.get("/host")
+        assert victim.headers["x-trimtab-cache"] == "miss" and "evil" not in victim.text
+        assert "x-trimtab-cache" not in (await c.get("/host", headers={"x-host": "e"})).headers
+        assert "x-trimtab-cache" not in (await c.get("/plain", headers={"X-Original-URL": "/a"})
+                                         ).headers
+        await c.get("/plain")
+        ranged = await c.get("/plain", headers={"range": "bytes=0-3"})
+        assert "x-trimtab-cache" not in ranged.headers
+        await c.get("/plain", headers={"cookie": "sid=1"})
+        await c.get("/lang", headers={"accept-language": "en"})  # stores the variant marker
+        both = await c.get("/lang", headers=[("accept-language", "fr"), ("accept-language", "en")])
+        assert both.text.startswith("lang=fr") and "x-trimtab-cache" not in both.headers
+        return (await c.get("/metrics")).text
+
+    text = run(app, body)
+    counted = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "trimtab_cache_requests_total":
+                counted[(s.labels["route"], s.labels["result"], s.labels.get("reason", ""))] = \
+                    s.value
+    assert counted == {
+        ("/host", "bypass", "repeated_header"): 1, ("/host", "miss", ""): 1,
+        ("/host", "bypass", "unkeyed_header"): 1, ("/plain", "bypass", "unkeyed_header"): 1,
+        ("/plain", "miss", ""): 1, ("/plain", "bypass", "range"): 1,
+        ("/plain", "bypass", "credentials"): 1, ("/lang", "miss", ""): 1,
+        ("/lang", "bypass", "repeated_header"): 1}
+    promtool = require_binary("promtool")
+    check = subprocess.run([promtool, "check", "metrics"], input=text.encode(),
+                           capture_output=True, timeout=30, check=False)
+    assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
+
+
+def test_bypass_reasons_add_up_in_the_cockpits_counters() -> None:
+    """Several reason series for one route: the cockpit sums them (it used to keep the last)."""
+    from trimtab.app.model.extract import extract
+    from trimtab.collectors.exposition import parse
+
+    app = make_app()
+
+    async def body(c: httpx.AsyncClient) -> str:
+        await c.get("/plain", headers={"range": "bytes=0-1"})
+        await c.get("/plain", headers={"cookie": "a=1"})
+        await c.get("/plain", headers={"x-host": "e"})
+        await c.get("/plain")
+        return (await c.get("/metrics")).text
+
+    counters = extract(parse(run(app, body)))
+    assert counters.cache[("/plain", "bypass")] == 3 and counters.cache[("/plain", "miss")] == 1
+
+
+def test_credentials_and_repeats_are_found_whatever_the_header_name_case() -> None:
+    from trimtab.agent.cache import bypass_reason, has_credentials, header_map
+
+    assert has_credentials(header_map([(b"Authorization", b"Bearer x")]))
+    assert has_credentials(header_map([(b"COOKIE", b"a=1"), (b"cookie", b"b=2")]))
+    assert bypass_reason(header_map([(b"Cookie", b"a=1")]), allow_auth=False) == "credentials"
+    twice = [(b"X-Forwarded-Host", b"evil"), (b"x-forwarded-host", b"good")]
+    assert bypass_reason(header_map(twice), allow_auth=False) == "repeated_header"
+    assert bypass_reason(header_map([(b"X-Original-URL", b"/a")]), False) == "unkeyed_header"
+    assert bypass_reason(header_map([(b"host", b"api"), (b"x-forwarded-host", b"")]), False) \
+        is None
+
+
+def test_bypass_reasons_survive_the_worker_merge(tmp_path: Any) -> None:
+    from trimtab.agent.metrics import RouteMetrics
+    from trimtab.agent.worker_metrics import WorkerMetricsShare
+
+    mine, other = RouteMetrics(), RouteMetrics()
+    share = WorkerMetricsShare(tmp_path, "api", mine)
+    peer = WorkerMetricsShare(tmp_path, "api", other)
+    peer.path = tmp_path / "api-1.json"  # pid 1 always exists: a live peer worker
+    mine.cache_result("/x", "bypass", "range")
+    other.cache_result("/x", "bypass", "range")
+    other.cache_result("/x", "bypass", "repeated_header")
+    peer.publish()
+    total = share.merged()
+    assert total.cache == {("/x", "bypass"): 3}
+    assert total.cache_bypass == {("/x", "range"): 2, ("/x", "repeated_header"): 1}

@@ -88,3 +88,22 @@ def test_several_processes_get_unique_ascending_ids(tmp_path: Path) -> None:
                 proc.join()
     ids = [e.id for e in Journal(path).list()]
     assert ids == list(range(1, 51))
+
+
+@pytest.mark.parametrize("file_backed", [True, False])
+def test_values_json_cannot_encode_are_stored_safely(tmp_path: Path, file_backed: bool) -> None:
+    # A refused change is refused *because* its value is bad; recording it must not fail.
+    journal = Journal(tmp_path / "j.jsonl" if file_backed else None)
+    deep: list[object] = []
+    for _ in range(100):
+        deep = [deep]
+    bad = {"ttl": float("inf"), "neg": float("-inf"), "nan": float("nan"), "big": 10**400,
+           "deep": deep, "obj": object}
+    entry = journal.record(who="alice", target="api-1", what="config", old=None, new=bad,
+                           result=REFUSED)
+    new = entry.new
+    assert (new["ttl"], new["neg"], new["nan"]) == ("inf", "-inf", "nan")
+    assert isinstance(new["big"], str) and len(new["big"]) <= 80
+    assert "nested deeper than" in str(new["deep"]) and "object" in new["obj"]
+    if file_backed:
+        assert Journal(tmp_path / "j.jsonl").list()[0].new == new

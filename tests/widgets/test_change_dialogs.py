@@ -238,3 +238,11 @@ def test_a_valid_weight_applies_and_the_slider_follows(qtbot,
     assert weights_dialog.spins["api-2"].text() == "2"
     assert press_enter(qtbot, weights_dialog, weights_dialog.spins["api-1"].edit)
     assert weights_dialog.choice() == ({"api-1": 3, "api-2": 2}, {}, "", False)
+
+
+def test_a_current_ttl_is_shown_exactly_and_is_not_a_change(qtbot) -> None:
+    dialog = TtlDialog(ROUTE, {"api-1": 12345.678, "api-2": 12345.678})
+    qtbot.addWidget(dialog)
+    assert dialog.ttl.text() == "12345.678"  # not rounded for display into another value
+    qtbot.keyClicks(dialog.reason, "why")
+    assert dialog.choice() is None and "already" in dialog.blocked.text()

@@ -21,6 +21,8 @@ from trimtab.widgets.timeseries import TimeSeriesView
 
 from ...model import format as fmt
 from ...model.fleet import FleetModel, TargetHealth
+from ...store.settings import describe_retention, human_size
+from ...store.store import Store
 from ...targets.file import KINDS, TargetsError
 from ...targets.manager import TargetManager
 
@@ -46,6 +48,9 @@ class FleetPage(QWidget):
                  else "Demo fleet: targets come from the demo and are not saved.")
         self.config_label = QLabel(where)
         self.config_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # The store's size and the retention in force (hidden without a store).
+        self.history_label = QLabel(history_text(model.store) if model.store else "")
+        self.history_label.setVisible(model.store is not None)
         for button in (self.add_button, self.remove_button):
             button.setEnabled(manager is not None)
             if manager is None:
@@ -56,6 +61,7 @@ class FleetPage(QWidget):
         row.addWidget(self.remove_button)
         layout = QVBoxLayout(self)
         layout.addLayout(row)
+        layout.addWidget(self.history_label)
         layout.addWidget(self.hint)
         layout.addWidget(self.table, 1)
         self.charts: list[TimeSeriesView] = []
@@ -93,6 +99,16 @@ class FleetPage(QWidget):
             rows.append((h.name, fleet_cells(h, now)))
         self.table.set_rows(rows, highlight=down)
         self.hint.setVisible(not rows)
+        if self.model.store is not None:
+            self.history_label.setText(history_text(self.model.store))
+
+
+def history_text(store: Store) -> str:
+    """The Fleet page's history line: size on disk as last measured (no I/O), retention."""
+    size = store.footprint()
+    where = ("size not measured yet" if size is None else
+             f"{human_size(size.file + size.wal)} on disk (file + WAL)")
+    return f"History: {where} · keeps {describe_retention(store.retention)}"
 
 
 def fleet_cells(h: TargetHealth, now: float) -> list[tuple[str, float | str]]:

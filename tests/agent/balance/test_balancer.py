@@ -163,7 +163,7 @@ def test_reserved_prefix_is_never_proxied_to_a_backend(start_balancer: Starter) 
                      '/_trimtab/x"y'):
             reply = httpx.get(f"{url}{path}", headers=WRITE)
             assert reply.status_code == 404, path
-            assert "not a balancer endpoint" in reply.json()["error"]
+            assert "not a balancer endpoint" in reply.json()["message"]
         assert seen == []  # nothing reached the back-end
         assert httpx.get(f"{url}/plain").status_code == 200 and len(seen) == 1
 

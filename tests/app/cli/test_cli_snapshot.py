@@ -24,6 +24,7 @@ def test_export_then_report(tmp_path: Path) -> None:
     history = tmp_path / "history.sqlite"
     _history(history)
     snap, html = tmp_path / "incident.trimtab", tmp_path / "report.html"
+    (tmp_path / "none.toml").write_text("")  # a targets file without targets
     run = [sys.executable, "-m", "trimtab.app.cli.main", "snapshot"]
     export = subprocess.run([*run, "export", "--from=1700000010", "--to=1700000100",
                              "--out", str(snap), "--store", str(history),

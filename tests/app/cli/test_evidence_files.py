@@ -159,6 +159,7 @@ def test_cli_export_never_touches_a_closed_history_store(tmp_path: Path) -> None
     folder = tmp_path / "store"
     folder.mkdir()
     history = _history(folder)
+    (tmp_path / "none.toml").write_text("")  # a targets file without targets
     assert sorted(os.listdir(folder)) == ["history.sqlite"]
     history.chmod(0o444)
     folder.chmod(0o555)
@@ -179,6 +180,7 @@ def test_cli_export_never_touches_a_closed_history_store(tmp_path: Path) -> None
 def test_cli_export_beside_a_live_writer_sees_its_latest_cycle(tmp_path: Path) -> None:
     """A cockpit writing the store (its WAL not checkpointed): the export reads through it."""
     history = _history(tmp_path)
+    (tmp_path / "none.toml").write_text("")
     with Store(history, chunk_cycles=1000) as live:
         live.write_cycle(T0 + 60, [("api-1", "late_metric", (), 42.0)])
         assert (tmp_path / "history.sqlite-wal").stat().st_size > 0

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from trimtab.app.cli.settings import (
+from trimtab.app.store.rollup import Retention
+from trimtab.app.store.settings import (
     SETTINGS,
     Settings,
     SettingsError,
@@ -16,7 +17,6 @@ from trimtab.app.cli.settings import (
     parse_size,
     resolve,
 )
-from trimtab.app.store.rollup import Retention
 
 
 @pytest.mark.parametrize(("text", "needle"), [

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from ..store.rollup import Retention
+from .rollup import Retention
 
 SECTION = "history"
 
@@ -75,7 +75,7 @@ def human_duration(seconds: float) -> str:
 
 
 def human_size(size: float) -> str:
-    """``12_345_678`` → ``"12.3 MB"``, ``2e9`` → ``"2 GB"`` (powers of 1000, as disks are sold)."""
+    """``12_345_678`` → ``"12.3 MB"``, ``2e9`` → ``"2 GB"`` (powers of 1000, like disks)."""
     for unit, scale in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
         if size >= scale:
             return f"{size / scale:.1f}".removesuffix(".0") + f" {unit}"
@@ -136,10 +136,16 @@ class Settings:
                          cap=int(self.cap))
 
     def describe(self) -> str:
-        """One line for people: ``raw 6 h · 1 min steps 7 d · 10 min steps 90 d · cap 2 GB``."""
-        return (f"raw {human_duration(self.retention_raw)} · 1 min steps "
-                f"{human_duration(self.retention_1m)} · 10 min steps "
-                f"{human_duration(self.retention_10m)} · cap {human_size(self.cap)}")
+        """One line for people, see :func:`describe_retention`."""
+        return describe_retention(self.retention())
+
+
+def describe_retention(retention: Retention) -> str:
+    """``raw 6 h · 1 min steps 7 d · 10 min steps 90 d · cap 2 GB``."""
+    cap = "no cap" if retention.cap is None else f"cap {human_size(retention.cap)}"
+    return (f"raw {human_duration(retention.raw)} · 1 min steps "
+            f"{human_duration(retention.minute)} · 10 min steps "
+            f"{human_duration(retention.ten_minute)} · {cap}")
 
 
 def settings_path(targets_path: Path) -> Path:
