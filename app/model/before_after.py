@@ -1,42 +1,99 @@
-"""Before/after comparison of matched windows around a change (the card behind a marker).
+"""The one judge of a change: a metric's level after it against its normal spread before it.
 
-Given a metric's samples (times and values: a p50/p95/p99 series, an error
-rate, a hit ratio, a server's share...) and the change time:
+The before/after card behind a chart marker, the HTML report's change timeline and the
+staged rollout's gates all call :func:`compare`, so a change reads the same everywhere.
 
-- Windows. ``before`` = [t - W, t); ``after`` = [t + settle, t + settle + W).
-  The settle period right after the change is excluded (caches refill,
-  connections drain). When ``now`` cuts the after window short, both windows
-  shrink to the same length L, so they stay matched.
+Given a metric's samples (times and values in the model's units: seconds of latency,
+ratios 0–1, per-second rates) and the change time:
+
+- Windows. ``before`` = ``[max(t - W, previous + settle), t)``: it ends at the change
+  and starts no earlier than the settled end of the previous change to the same target
+  (the demo's warm-up or an earlier change is not "normal before"). ``after`` =
+  ``[t + settle, min(t + settle + W, now, next change))``: the settle period right after
+  the change is left out (caches refill, connections drain, the rate window still holds
+  old requests) and the after window grows as data arrives. The before window does not
+  shrink with the after window: the normal spread is always estimated from all of it.
 - Levels. The mean of each window's finite samples (NaN = gap, ignored).
-- Normal spread. The before window is cut into ``sub_windows`` equal parts and
-  each part's mean is taken. The normal band is the wider of
-  [min, max] of those part means and before-mean ± ``k`` × their standard
-  deviation. The after mean is *beyond normal spread* when it lies outside it.
-- Why this method. Latency series are autocorrelated, so the textbook standard
-  error of a mean is far too small and flags every wiggle. The part means
-  show how much a window's level wanders on its own before the change; each
-  part is shorter than the window, so its mean wanders more than a whole
-  window's does: the band errs wide, i.e. towards "not shown to differ".
-- Not enough data (fewer than ``min_parts`` parts with samples, or no after
-  sample): ``beyond`` is None and the verdict says so; nothing is guessed.
+- Normal spread. The before window is cut into ``sub_windows`` equal parts and each
+  part's mean is taken. The normal band is the wider of [min, max] of those part means
+  and before-mean ± ``k`` × their standard deviation, clipped to what the metric can be
+  (≥ 0; ≤ 1 for ratios). The after mean is *beyond the normal spread* outside it.
+- Why this method. Latency series are autocorrelated, so the textbook standard error of
+  a mean is far too small and flags every wiggle. The part means show how much a
+  window's level wanders on its own before the change; the band errs wide, i.e. towards
+  "not shown to differ".
+- Direction per metric (:data:`KINDS`): latency and errors down = better, hit ratio up
+  = better, a balancer share moving toward the share the new weights give = as intended;
+  a rate just changed.
+- Not enough data (fewer than ``min_parts`` before-parts with samples, or fewer than
+  ``min_after`` samples after the settle period): ``beyond`` is None and the verdict says
+  how much there is; nothing is guessed. No text ever shows ``nan``.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
 
-# Direction of "better" per metric name; None = neither (e.g. a share just moves).
-HIGHER_IS_BETTER: dict[str, bool | None] = {
-    "p50": False, "p95": False, "p99": False, "error_rate": False, "hit_ratio": True,
-    "share": None,
+DEFAULT_WINDOW = 120.0  # seconds judged on each side of a change
+DEFAULT_SETTLE = 15.0  # seconds right after a change left out (caches fill, weights settle)
+TOGETHER = 2.0  # changes this close are one action fanned out to several agents
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a metric is: which way is better, what values it can take, how it is shown."""
+
+    better: str | None  # "down" | "up" | "toward" (the new weights' share) | None
+    low: float  # the band is clipped to [low, high]
+    high: float
+    unit: str  # "ms" (model holds seconds), "%" (model holds 0–1), "/s" or ""
+
+
+LATENCY = Kind("down", 0.0, math.inf, "ms")
+ERRORS = Kind("down", 0.0, 1.0, "%")
+HIT_RATIO = Kind("up", 0.0, 1.0, "%")
+SHARE = Kind("toward", 0.0, 1.0, "%")
+RATE = Kind(None, 0.0, math.inf, "/s")
+OTHER = Kind(None, -math.inf, math.inf, "")
+KINDS: dict[str, Kind] = {
+    "p50": LATENCY, "p90": LATENCY, "p95": LATENCY, "p99": LATENCY, "lb_p95": LATENCY,
+    "error_ratio": ERRORS, "error_rate": ERRORS, "hit_ratio": HIT_RATIO, "share": SHARE,
+    "rate": RATE, "requests/s": RATE,
 }
+
+# Direction words (Comparison.direction).
+BETTER, WORSE, AS_INTENDED, AWAY = "better", "worse", "as intended", "away from the new weights"
+CHANGED, WITHIN, UNKNOWN = "changed", "within spread", "unknown"
+
 Series = tuple[npt.ArrayLike, npt.ArrayLike]
+
+
+def kind_of(metric: str) -> Kind:
+    """The kind of ``metric``, named by its last word: ``"/search p95"`` → latency."""
+    words = metric.strip().split()
+    last = words[-1] if words else ""
+    return KINDS.get(last, KINDS.get(last.rsplit(".", 1)[-1], OTHER))
+
+
+def format_value(metric: str, value: float) -> str:
+    """``value`` (model units) in the app's units: ``0.2185`` p95 → ``"218.5 ms"``; no nan."""
+    if not math.isfinite(value):
+        return "–"
+    unit = kind_of(metric).unit
+    if unit == "ms":
+        ms = value * 1000
+        return f"{ms:.1f} ms" if ms < 1000 else f"{ms:,.0f} ms"
+    if unit == "%":
+        return f"{value * 100:.1f} %"
+    if unit == "/s":
+        return f"{value:.1f}/s"
+    return f"{value:.4g}"
 
 
 @dataclass(frozen=True)
@@ -47,27 +104,74 @@ class Comparison:
     before: float  # mean over the before window (NaN when empty)
     after: float
     delta: float  # after - before
-    delta_pct: float | None  # relative to before; None when before is 0 or NaN
+    delta_pct: float | None  # relative to before; None when before is 0 or not finite
     spread: float  # standard deviation of the before window's part means
-    band: tuple[float, float]  # normal range of the level before the change
+    band: tuple[float, float]  # normal range of the level before the change (clipped)
     n_before: int
     n_after: int
-    window: float  # the matched length actually used (seconds)
+    before_span: tuple[float, float]  # the windows actually used, [start, end)
+    after_span: tuple[float, float]
     beyond: bool | None  # None: not enough data to say
-    direction: str  # better | worse | changed | within spread | unknown
-    verdict: str
+    direction: str  # better | worse | as intended | away from… | changed | within | unknown
+    label: str  # the short verdict the card, the report and the gates show
+    verdict: str  # one line: levels, change, band, label, data held
+    expected: float | None = None  # a share's target under the new weights
+
+    @property
+    def window(self) -> float:
+        """Seconds of the after window held so far."""
+        return max(0.0, self.after_span[1] - self.after_span[0])
+
+    @property
+    def change_text(self) -> str:
+        """``"-45.8 %"`` relative; ``"+30.7 pts"`` for ratios; ``"–"`` when unknown."""
+        if not math.isfinite(self.delta):
+            return "–"
+        if kind_of(self.metric).unit == "%":
+            return f"{self.delta * 100:+.1f} pts"
+        if self.delta_pct is not None:
+            return f"{self.delta_pct * 100:+.1f} %"
+        return f"{self.delta:+.4g}"
+
+    @property
+    def band_text(self) -> str:
+        """The normal band in the app's units, ``"–"`` when not known."""
+        if not all(math.isfinite(b) for b in self.band):
+            return "–"
+        return f"{format_value(self.metric, self.band[0])} – {format_value(self.metric, self.band[1])}"
+
+    @property
+    def data_text(self) -> str:
+        """How much each side holds: ``"118 before (120 s) / 14 after (14 s)"``."""
+        b = self.before_span[1] - self.before_span[0]
+        return (f"{self.n_before} before ({max(0.0, b):.0f} s) / "
+                f"{self.n_after} after ({self.window:.0f} s)")
 
 
-def matched_windows(change_time: float, window: float, settle: float,
-                    now: float | None = None) -> tuple[tuple[float, float], tuple[float, float]]:
-    """``(before, after)`` as half-open ``(start, end)`` pairs of equal length."""
+def windows(change_time: float, window: float, settle: float, now: float | None = None,
+            previous_change: float | None = None, next_change: float | None = None
+            ) -> tuple[tuple[float, float], tuple[float, float]]:
+    """``(before, after)`` half-open ``(start, end)`` spans; see the module docstring."""
+    for name, value in (("change_time", change_time), ("window", window), ("settle", settle)):
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, not {value!r}")
     if window <= 0 or settle < 0:
         raise ValueError("window must be > 0 and settle >= 0")
-    length = window
-    if now is not None:
-        length = max(0.0, min(window, now - (change_time + settle)))
-    return ((change_time - length, change_time),
-            (change_time + settle, change_time + settle + length))
+    if previous_change is not None and not previous_change < change_time:
+        raise ValueError(f"the previous change ({previous_change!r}) must come before the "
+                         f"change ({change_time!r})")
+    if next_change is not None and not next_change > change_time:
+        raise ValueError(f"the next change ({next_change!r}) must come after the change "
+                         f"({change_time!r})")
+    start = change_time - window
+    if previous_change is not None:
+        start = min(change_time, max(start, previous_change + settle))
+    after_start = change_time + settle
+    end = after_start + window
+    for limit in (now, next_change):
+        if limit is not None:
+            end = min(end, limit)
+    return (start, change_time), (after_start, max(after_start, end))
 
 
 def _in(times: np.ndarray, values: np.ndarray, span: tuple[float, float]) -> np.ndarray:
@@ -77,6 +181,8 @@ def _in(times: np.ndarray, values: np.ndarray, span: tuple[float, float]) -> np.
 
 def _part_means(times: np.ndarray, values: np.ndarray, span: tuple[float, float],
                 parts: int) -> list[float]:
+    if span[1] <= span[0]:
+        return []
     edges = np.linspace(span[0], span[1], parts + 1)
     means = []
     for start, end in itertools.pairwise(edges):
@@ -87,64 +193,122 @@ def _part_means(times: np.ndarray, values: np.ndarray, span: tuple[float, float]
 
 
 def compare(times: npt.ArrayLike, values: npt.ArrayLike, change_time: float, *,
-            window: float, settle: float, metric: str = "", now: float | None = None,
-            sub_windows: int = 6, k: float = 2.0, min_parts: int = 3) -> Comparison:
-    """Compare one metric's level after the change with its normal spread before it."""
+            window: float = DEFAULT_WINDOW, settle: float = DEFAULT_SETTLE, metric: str = "",
+            now: float | None = None, previous_change: float | None = None,
+            next_change: float | None = None, expected: float | None = None,
+            sub_windows: int = 6, k: float = 2.0, min_parts: int = 3,
+            min_after: int = 3) -> Comparison:
+    """Judge one metric's level after the change against its normal spread before it.
+
+    ``expected``: for a share, the share the new weights give (the way "as intended" is).
+    """
     t = np.asarray(times, dtype=float)
     v = np.asarray(values, dtype=float)
     if t.shape != v.shape:
         raise ValueError(f"times and values differ in shape: {t.shape} vs {v.shape}")
-    before_span, after_span = matched_windows(change_time, window, settle, now)
-    length = before_span[1] - before_span[0]
+    if expected is not None and not math.isfinite(expected):
+        expected = None
+    kind = kind_of(metric)
+    before_span, after_span = windows(change_time, window, settle, now, previous_change,
+                                      next_change)
     before, after = _in(t, v, before_span), _in(t, v, after_span)
-    parts = _part_means(t, v, before_span, sub_windows) if length > 0 else []
+    parts = _part_means(t, v, before_span, sub_windows)
     b_mean = float(before.mean()) if before.size else math.nan
     a_mean = float(after.mean()) if after.size else math.nan
     delta = a_mean - b_mean
-    pct = delta / b_mean if b_mean and math.isfinite(b_mean) else None
+    pct = delta / b_mean if b_mean and math.isfinite(b_mean) and math.isfinite(delta) else None
     spread = float(np.std(parts, ddof=1)) if len(parts) >= 2 else math.nan
-    if len(parts) < min_parts or not after.size:
+    if len(parts) < min_parts or after.size < min_after:
         band = (math.nan, math.nan)
         beyond = None
     else:
-        band = (min(min(parts), b_mean - k * spread), max(max(parts), b_mean + k * spread))
+        band = (max(kind.low, min(min(parts), b_mean - k * spread)),
+                min(kind.high, max(max(parts), b_mean + k * spread)))
         beyond = not band[0] <= a_mean <= band[1]
-    direction = _direction(metric, delta, beyond)
-    return Comparison(metric, b_mean, a_mean, delta, pct, spread, band, int(before.size),
-                      int(after.size), length, beyond, direction,
-                      _verdict(metric, b_mean, a_mean, pct, band, beyond, direction,
-                               len(parts), min_parts))
+    direction = _direction(kind, b_mean, a_mean, beyond, expected)
+    label = _label(metric, direction, len(parts), min_parts, int(after.size), min_after,
+                   expected)
+    c = Comparison(metric, b_mean, a_mean, delta, pct, spread, band, int(before.size),
+                   int(after.size), before_span, after_span, beyond, direction, label, "",
+                   expected)
+    name = metric or "value"
+    text = (f"{name}: {format_value(metric, b_mean)} → {format_value(metric, a_mean)} "
+            f"({c.change_text}); normal before: {c.band_text}; {label}; {c.data_text}")
+    return replace(c, verdict=text)
 
 
-def compare_all(series: Mapping[str, Series], change_time: float, *, window: float,
-                settle: float, now: float | None = None, sub_windows: int = 6,
+def compare_all(series: Mapping[str, Series], change_time: float, *,
+                window: float = DEFAULT_WINDOW, settle: float = DEFAULT_SETTLE,
+                now: float | None = None, previous_change: float | None = None,
+                next_change: float | None = None,
+                expected: Mapping[str, float] | None = None, sub_windows: int = 6,
                 k: float = 2.0) -> dict[str, Comparison]:
-    """:func:`compare` for each named series (e.g. p50, p95, p99, error_rate, hit_ratio)."""
+    """:func:`compare` for each named series (``expected`` by the same names, for shares)."""
+    expected = expected or {}
     return {name: compare(ts, vs, change_time, window=window, settle=settle, metric=name,
-                          now=now, sub_windows=sub_windows, k=k)
+                          now=now, previous_change=previous_change, next_change=next_change,
+                          expected=expected.get(name), sub_windows=sub_windows, k=k)
             for name, (ts, vs) in series.items()}
 
 
-def _direction(metric: str, delta: float, beyond: bool | None) -> str:
+def change_scope(paths: Iterable[str]) -> set[str]:
+    """What a change touches, from its field paths: ``routes./r.ttl`` → ``{"route:/r"}``;
+    any balancer field → ``{"balancer"}`` (a weight moves every server's share)."""
+    scope = set()
+    for path in paths:
+        if path.startswith("routes."):
+            scope.add("route:" + path.removeprefix("routes.").rsplit(".", 1)[0])
+        elif path.startswith("servers.") or path in ("servers", "policy"):
+            scope.add("balancer")
+        else:
+            scope.add(path)
+    return scope
+
+
+def bounding_changes(change_time: float, scope: set[str],
+                     others: Iterable[tuple[float, set[str]]], together: float = TOGETHER
+                     ) -> tuple[float | None, float | None]:
+    """(previous, next) change time touching the same target as this one, or None.
+
+    ``others`` are ``(time, scope)`` of accepted changes (this one may be among them);
+    changes within ``together`` seconds are the same action sent to several agents.
+    """
+    prev = nxt = None
+    for when, their in others:
+        if not scope & their or abs(when - change_time) <= together:
+            continue
+        if when < change_time and (prev is None or when > prev):
+            prev = when
+        elif when > change_time and (nxt is None or when < nxt):
+            nxt = when
+    return prev, nxt
+
+
+def _direction(kind: Kind, before: float, after: float, beyond: bool | None,
+               expected: float | None) -> str:
     if beyond is None:
-        return "unknown"
+        return UNKNOWN
     if not beyond:
-        return "within spread"
-    higher = HIGHER_IS_BETTER.get(metric.split(".")[-1])
-    if higher is None:
-        return "changed"
-    return "better" if (delta > 0) == higher else "worse"
+        return WITHIN
+    if kind.better == "toward":
+        if expected is None:
+            return CHANGED
+        return AS_INTENDED if abs(after - expected) < abs(before - expected) else AWAY
+    if kind.better is None:
+        return CHANGED
+    return BETTER if (after < before) == (kind.better == "down") else WORSE
 
 
-def _verdict(metric: str, before: float, after: float, pct: float | None,
-             band: tuple[float, float], beyond: bool | None, direction: str,
-             parts: int, min_parts: int) -> str:
-    name = metric or "value"
-    if beyond is None:
-        return (f"{name}: not enough data to compare ({parts} of {min_parts} before-parts "
-                "with samples, or no sample after the settle period)")
-    change = f" ({pct:+.1%})" if pct is not None else ""
-    text = f"{name}: {before:.4g} → {after:.4g}{change}; normal before: {band[0]:.4g}–{band[1]:.4g}"
-    if beyond:
-        return f"{text}; beyond the normal spread ({direction})"
-    return f"{text}; within the normal spread: not shown to differ"
+def _label(metric: str, direction: str, parts: int, min_parts: int, n_after: int,
+           min_after: int, expected: float | None) -> str:
+    if direction == UNKNOWN:
+        return (f"not enough data yet ({parts} of {min_parts} before-parts with samples, "
+                f"{n_after} of {min_after} samples after the settle period)")
+    if direction == WITHIN:
+        return "within the normal spread: not shown to differ"
+    target = f" {format_value(metric, expected)}" if expected is not None else ""
+    if direction == AS_INTENDED:
+        return f"as intended: moved toward the new weights' share{target}"
+    if direction == AWAY:
+        return f"moved away from the new weights' share{target}"
+    return f"{direction} (beyond the normal spread)"
