@@ -32,7 +32,9 @@ python_env() {
   "$PY" -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".$1"
+  # The agent is its own distribution (trimtab-agent, packaging/agent); the cockpit pins it, so
+  # both go in one command: pip takes the agent from this checkout, never from an index.
+  .venv/bin/python -m pip install -q -e ./packaging/agent -e ".$1"
 }
 
 case "${1:-}" in
