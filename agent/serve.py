@@ -1,6 +1,6 @@
 """The one way the agent serves HTTP: bind guard, request read timeouts, a connection cap.
 
-Every server the agent starts (``python -m trimtab.agent instance|balance|haproxy``,
+Every server the agent starts (``python -m trimtab.agent balance|haproxy``, ``python -m trimtab.demo instance``,
 and the ``main`` of :mod:`.balancer` / :mod:`.haproxy`, which delegate to it) goes
 through :func:`serve`:
 

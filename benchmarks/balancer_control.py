@@ -55,7 +55,7 @@ backend direct
 
 
 def _start(tmp: Path) -> tuple[str, str, list[subprocess.Popen[bytes]]]:
-    from trimtab.agent.haproxy import HAProxyError, RuntimeClient
+    from trimtab.agent.balance.haproxy import HAProxyError, RuntimeClient
     from trimtab.agent.procs import free_port
 
     sock = str(tmp / "admin.sock")
@@ -100,7 +100,7 @@ def _wait(url: str, proc: subprocess.Popen[bytes]) -> None:
 
 def measure(sock: str, url: str, changes: int) -> tuple[list[float], list[float]]:
     """Per-change latencies in ms: (direct, agent)."""
-    from trimtab.agent.haproxy import RuntimeClient
+    from trimtab.agent.balance.haproxy import RuntimeClient
 
     direct_client = RuntimeClient(sock)
     direct: list[float] = []

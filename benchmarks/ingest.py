@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import sqlite_utils
-from trimtab.app.store import Labels, Store
+from trimtab.app.store.store import Labels, Store
 
 BUCKETS = ("0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0",
            "10.0", "+Inf")

@@ -36,7 +36,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
-from trimtab.app.store import Labels, Store
+from trimtab.app.store.store import Labels, Store
 
 BUCKETS = ("0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0",
            "10.0", "+Inf")

@@ -1,6 +1,6 @@
 """Slow clients are cut off and a connection cap holds, on every server the agent starts.
 
-Each server is the process users run (``python -m trimtab.agent instance``,
+Each server is the process users run (``python -m trimtab.demo instance``,
 ``python -m trimtab.agent.balance.proxy``, ``python -m trimtab.agent.balance.haproxy`` in front of
 a real haproxy) on a loopback port, with short limits given on its command line.
 The attackers are raw sockets sending a request one byte at a time (slowloris),
@@ -58,7 +58,7 @@ def agent(request: pytest.FixtureRequest, tmp_path: Path,
     hp: HAProxy | None = None
     try:
         if kind == "instance":
-            args = ["-m", "trimtab.agent", "instance", "--name", "api", "--slowness", "0"]
+            args = ["-m", "trimtab.demo", "instance", "--name", "api", "--slowness", "0"]
             probe, upload = "/metrics", "/_trimtab/config"
         elif kind == "balancer":
             args = ["-m", "trimtab.agent.balance.proxy", *(f"{n}={u}" for n, u in backends.items())]
