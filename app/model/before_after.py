@@ -53,13 +53,16 @@ class Kind:
     low: float  # the band is clipped to [low, high]
     high: float
     unit: str  # "ms" (model holds seconds), "%" (model holds 0–1), "/s" or ""
+    # A difference smaller than this (model units) is never claimed: it is below what the
+    # card shows (0.1 ms, 0.1 pts), e.g. a flat 1 % error ratio after float arithmetic.
+    resolution: float = 0.0
 
 
-LATENCY = Kind("down", 0.0, math.inf, "ms")
-ERRORS = Kind("down", 0.0, 1.0, "%")
-HIT_RATIO = Kind("up", 0.0, 1.0, "%")
-SHARE = Kind("toward", 0.0, 1.0, "%")
-RATE = Kind(None, 0.0, math.inf, "/s")
+LATENCY = Kind("down", 0.0, math.inf, "ms", 1e-4)
+ERRORS = Kind("down", 0.0, 1.0, "%", 1e-3)
+HIT_RATIO = Kind("up", 0.0, 1.0, "%", 1e-3)
+SHARE = Kind("toward", 0.0, 1.0, "%", 1e-3)
+RATE = Kind(None, 0.0, math.inf, "/s", 0.1)
 OTHER = Kind(None, -math.inf, math.inf, "")
 KINDS: dict[str, Kind] = {
     "p50": LATENCY, "p90": LATENCY, "p95": LATENCY, "p99": LATENCY, "lb_p95": LATENCY,
@@ -96,6 +99,11 @@ def format_value(metric: str, value: float) -> str:
     return f"{value:.4g}"
 
 
+def display_scale(metric: str) -> float:
+    """Factor from the model's units to the app's: 1000 for latency (ms), 100 for ratios (%)."""
+    return {"ms": 1000.0, "%": 100.0}.get(kind_of(metric).unit, 1.0)
+
+
 @dataclass(frozen=True)
 class Comparison:
     """One metric before vs after a change."""
@@ -128,10 +136,10 @@ class Comparison:
         if not math.isfinite(self.delta):
             return "–"
         if kind_of(self.metric).unit == "%":
-            return f"{self.delta * 100:+.1f} pts"
+            return _signed(self.delta * 100, ".1f") + " pts"
         if self.delta_pct is not None:
-            return f"{self.delta_pct * 100:+.1f} %"
-        return f"{self.delta:+.4g}"
+            return _signed(self.delta_pct * 100, ".1f") + " %"
+        return _signed(self.delta, ".4g")
 
     @property
     def band_text(self) -> str:
@@ -146,6 +154,14 @@ class Comparison:
         b = self.before_span[1] - self.before_span[0]
         return (f"{self.n_before} before ({max(0.0, b):.0f} s) / "
                 f"{self.n_after} after ({self.window:.0f} s)")
+
+
+def _signed(x: float, spec: str) -> str:
+    """``+1.5`` / ``-1.5`` / ``±0.0`` (never ``-0.0``)."""
+    text = f"{abs(x):{spec}}"
+    if float(text) == 0:
+        return f"±{text}"
+    return ("+" if x > 0 else "-") + text
 
 
 def windows(change_time: float, window: float, settle: float, now: float | None = None,
@@ -224,7 +240,7 @@ def compare(times: npt.ArrayLike, values: npt.ArrayLike, change_time: float, *,
     else:
         band = (max(kind.low, min(min(parts), b_mean - k * spread)),
                 min(kind.high, max(max(parts), b_mean + k * spread)))
-        beyond = not band[0] <= a_mean <= band[1]
+        beyond = not band[0] <= a_mean <= band[1] and abs(delta) >= kind.resolution
     direction = _direction(kind, b_mean, a_mean, beyond, expected)
     label = _label(metric, direction, len(parts), min_parts, int(after.size), min_after,
                    expected)

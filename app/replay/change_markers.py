@@ -4,13 +4,28 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
 
 from ..control import types as ctl
-from ..model.before_after import compare_all
+from ..model.before_after import (
+    DEFAULT_SETTLE,
+    DEFAULT_WINDOW,
+    TOGETHER,
+    Comparison,
+    bounding_changes,
+    change_scope,
+    compare_all,
+    display_scale,
+    format_value,
+    kind_of,
+)
 from ..model.fleet import FleetModel
 
-CARD_WINDOW = 120.0  # seconds compared on each side of the change
-CARD_SETTLE = 15.0  # seconds right after the change left out (caches fill, weights settle)
+CARD_WINDOW = DEFAULT_WINDOW  # seconds judged on each side of the change
+CARD_SETTLE = DEFAULT_SETTLE  # seconds right after the change left out
 
 
 def marker_key(row: ctl.JournalRow) -> str:
@@ -26,6 +41,74 @@ def marker_label(row: ctl.JournalRow) -> str:
 def markers(rows: list[ctl.JournalRow]) -> list[tuple[str, float, str]]:
     """Accepted changes only: a refused change changed nothing on the charts."""
     return [(marker_key(r), r.time, marker_label(r)) for r in rows if r.result == "accepted"]
+
+
+@dataclass(frozen=True)
+class CardChart:
+    """One metric's small before/after chart, in the app's units, time relative to the change."""
+
+    name: str
+    times: np.ndarray  # seconds from the change
+    values: np.ndarray  # ms, %, /s
+    before: tuple[float, float]  # the windows judged, seconds from the change
+    after: tuple[float, float]
+    band: tuple[float, float]  # the normal band (NaN when not known yet)
+    unit: str
+
+
+@dataclass(frozen=True)
+class CardContent:
+    """What the card shows; rebuilt as data arrives (the card updates live)."""
+
+    title: str
+    subtitle: str
+    rows: list[tuple[str, ...]]  # metric, before, after, change, normal before, verdict, data
+    charts: list[CardChart]
+    comparisons: dict[str, Comparison]
+
+
+def _paths(row: ctl.JournalRow) -> list[str]:
+    return [c.path for c in row.changes]
+
+
+def bounds(row: ctl.JournalRow, journal: Iterable[ctl.JournalRow]
+           ) -> tuple[float | None, float | None]:
+    """(previous, next) accepted change to the same target as ``row`` (route or balancer)."""
+    others = [(r.time, change_scope(_paths(r))) for r in journal if r.result == "accepted"]
+    return bounding_changes(row.time, change_scope(_paths(row)), others)
+
+
+def new_shares(model: FleetModel, row: ctl.JournalRow, journal: Iterable[ctl.JournalRow]
+               ) -> dict[str, float]:
+    """Each server's share under the weights ``row`` set (``"a share"`` → 0.75).
+
+    The balancer journals one row per server field, a moment apart: the rows of the same
+    action are taken together. Weights now are the model's; later changes are undone.
+    """
+    weights = {s.server: s.weight for s in model.share if math.isfinite(s.weight)}
+    weight_rows = sorted((r for r in journal if r.result == "accepted"
+                          and r.source.name == row.source.name), key=lambda r: -r.time)
+    for r in weight_rows:  # newest first: undo what came after this action
+        if r.time > row.time + TOGETHER:
+            for c in r.changes:
+                _set_weight(weights, c.path, c.old)
+    for r in [row, *weight_rows]:
+        if abs(r.time - row.time) <= TOGETHER:
+            for c in r.changes:
+                _set_weight(weights, c.path, c.new)
+    total = sum(weights.values())
+    if not any(c.path.endswith(".weight") for c in row.changes) or total <= 0:
+        return {}
+    return {f"{server} share": w / total for server, w in weights.items()}
+
+
+def _set_weight(weights: dict[str, float], path: str, value: object) -> None:
+    parts = path.split(".")
+    if len(parts) == 3 and parts[0] == "servers" and parts[2] == "weight":
+        try:
+            weights[parts[1]] = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            pass  # a refused or odd value: the weight stays as known
 
 
 def _series_for(model: FleetModel, row: ctl.JournalRow, since: float) -> dict[str, tuple]:
@@ -48,31 +131,65 @@ def _series_for(model: FleetModel, row: ctl.JournalRow, since: float) -> dict[st
     return out
 
 
-def _fmt(value: float) -> str:
-    if math.isnan(value):
-        return "–"
-    return f"{value:.4g}"
+def _chart(name: str, series: tuple, c: Comparison, t0: float) -> CardChart:
+    times, values = (np.asarray(a, dtype=float) for a in series)
+    keep = (times >= c.before_span[0] - 5.0) & (times <= max(c.after_span[1], t0) + 5.0)
+    scale = display_scale(name)
+    return CardChart(name, times[keep] - t0, values[keep] * scale,
+                     (c.before_span[0] - t0, c.before_span[1] - t0),
+                     (c.after_span[0] - t0, c.after_span[1] - t0),
+                     (c.band[0] * scale, c.band[1] * scale), kind_of(name).unit)
 
 
-def card(model: FleetModel, row: ctl.JournalRow, now: float | None = None
-         ) -> tuple[str, str, list[tuple[str, ...]]]:
-    """(title, subtitle, rows) comparing matched windows before and after ``row``'s change."""
+def card(model: FleetModel, row: ctl.JournalRow, now: float | None = None,
+         journal: Iterable[ctl.JournalRow] = ()) -> CardContent:
+    """The before/after card of ``row``'s change at ``now``, judged by the one judge.
+
+    ``journal``: the other changes known (the previous and next change to the same target
+    bound the windows; a weight change's new shares are worked out from them).
+    """
     now = time.time() if now is None else now
-    series = _series_for(model, row, row.time - CARD_WINDOW - 5.0)
-    results = compare_all(series, row.time, window=CARD_WINDOW, settle=CARD_SETTLE, now=now)
-    rows = []
-    for name, c in results.items():
-        change = f"{c.delta_pct:+.1%}" if c.delta_pct is not None else _fmt(c.delta)
-        band = "–" if math.isnan(c.band[0]) else f"{_fmt(c.band[0])}–{_fmt(c.band[1])}"
-        verdict = {"within spread": "within the normal spread", "unknown": "not enough data yet"
-                   }.get(c.direction, f"beyond the normal spread: {c.direction}")
-        rows.append((name, _fmt(c.before), _fmt(c.after), change, band, verdict))
+    journal = list(journal)
+    previous, following = bounds(row, journal)
+    since = row.time - CARD_WINDOW - 5.0
+    if previous is not None:
+        since = max(since, previous)
+    series = _series_for(model, row, since)
+    results = compare_all(series, row.time, window=CARD_WINDOW, settle=CARD_SETTLE, now=now,
+                          previous_change=previous, next_change=following,
+                          expected=new_shares(model, row, journal))
+    rows = [(name, format_value(name, c.before), format_value(name, c.after), c.change_text,
+             c.band_text, c.label, f"{c.n_before} / {c.n_after}")
+            for name, c in results.items()]
     if not rows:
         rows.append(("(no series)", "–", "–", "–", "–",
-                     "nothing was recorded around this change (no data from its routes/servers)"))
+                     "nothing was recorded around this change (no data from its routes/servers)",
+                     "0 / 0"))
+    charts = [_chart(name, series[name], c, row.time) for name, c in results.items()]
     when = time.strftime("%H:%M:%S", time.localtime(row.time))
     title = f"Change {marker_key(row)} at {when}"
-    subtitle = (f"{marker_label(row)} — by {row.who}, reason: {row.reason or '–'}. "
-                f"Mean over {CARD_WINDOW:.0f} s before vs {CARD_WINDOW:.0f} s after, leaving out "
-                f"the first {CARD_SETTLE:.0f} s after the change; latency in seconds, ratios 0–1.")
-    return title, subtitle, rows
+    return CardContent(title, _subtitle(row, results, now, previous, following), rows, charts,
+                       results)
+
+
+def _subtitle(row: ctl.JournalRow, results: dict[str, Comparison], now: float,
+              previous: float | None, following: float | None) -> str:
+    """What the card compares, and how much data each side holds right now."""
+    head = f"{marker_label(row)} — by {row.who}, reason: {row.reason or '–'}."
+    if not results:
+        return head
+    c = next(iter(results.values()))
+    before = c.before_span[1] - c.before_span[0]
+    since_change = now - row.time
+    if since_change < CARD_SETTLE:
+        after = (f"after: nothing yet — the first {CARD_SETTLE:.0f} s after the change are "
+                 f"left out ({since_change:.0f} s so far)")
+    else:
+        held = max(x.window for x in results.values())
+        after = (f"after: {held:.0f} s of {CARD_WINDOW:.0f} s held so far, from "
+                 f"{CARD_SETTLE:.0f} s after the change")
+        if following is not None and c.after_span[1] >= following:
+            after += " (ends at the next change)"
+    start = " (starts after the previous change settled)" if previous is not None else ""
+    return (f"{head} Mean of {before:.0f} s before the change{start} vs {after}. "
+            "Samples per side in the last column; latency in ms, ratios in %.")

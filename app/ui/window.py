@@ -223,9 +223,24 @@ class MainWindow(QMainWindow):
         row = self.journal_rows.get(key)
         if row is None:
             return
-        title, subtitle, rows = card(self.model, row)
-        self.change_card = ChangeCard(title, subtitle, rows, self)
+        content = card(self.model, row, now=self.clock(), journal=self.journal_rows.values())
+        self.change_card = ChangeCard(content.title, content.subtitle, content.rows, self,
+                                      content.charts)
+        self.change_card_key = key
+        self.change_card_version = self.model.version
         self.change_card.show()
+
+    def refresh_change_card(self) -> None:
+        """The open card again with the data that arrived since (it updates live)."""
+        shown = getattr(self, "change_card", None)
+        row = self.journal_rows.get(getattr(self, "change_card_key", ""))
+        if shown is None or row is None or not shown.isVisible():
+            return
+        if self.model.version == self.change_card_version:
+            return
+        self.change_card_version = self.model.version
+        content = card(self.model, row, now=self.clock(), journal=self.journal_rows.values())
+        shown.set_content(content.subtitle, content.rows, content.charts)
 
     @Slot(str, float)
     def show_traces(self, route: str, min_ms: float) -> None:
@@ -304,6 +319,8 @@ class MainWindow(QMainWindow):
             return
         self._seen_version, self._seen_health = self.model.version, self.model.health_version
         self._refresh_status()
+        if data_moved:
+            self.refresh_change_card()  # an open card follows the data, paused or not
         page = self.tabs.currentWidget()
         if self.paused or not (data_moved or page is self.fleet):
             return
