@@ -22,6 +22,16 @@ History (:meth:`PromSource.cycles`): one ``query_range`` on a grid from
 :func:`~trimtab.collectors.prometheus.api.choose_step` (never above 11,000 points per
 series), one :data:`Cycle` per grid time.
 
+Staleness markers end a series, as in Prometheus. Over the HTTP API every NaN reads
+``"NaN"`` (the marker's bit pattern is lost), so every NaN point is taken for a marker
+and dropped: Prometheus' engine never returns markers (a NaN from it is a real value,
+which only a gauge can carry, and an absent gauge reads as NaN in the model anyway),
+and VictoriaMetrics stores no NaN but markers. A time left with no point at all is no
+scrape: VictoriaMetrics may stamp the markers of a failed scrape 1 ms after its
+``up = 0``, and such a marker-only "scrape" read as a successful one with NaN counters
+would spoil every fleet-wide sum. ``up`` itself ends with a marker when a target is
+removed; that is no failed scrape either.
+
 Prometheus only returns what it scraped: at its scrape interval, with its
 retention. The cockpit's rates use a 10 s window and call a target stale after
 5 s, both widened per target to two of its scrape intervals (``FleetModel``), so
@@ -38,6 +48,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+import numpy as np
 
 from .. import canonical
 from ..exposition import Exposition, Labels, Sample
@@ -94,7 +106,10 @@ class _Converter:
     _labels: dict[tuple[tuple[str, str], ...], Labels] = field(default_factory=dict)
 
     def group(self, series: Sequence[Series]) -> dict[Key, dict[float, _Scrape]]:
-        """Points by target and scrape time (one Prometheus scrape stamps all its samples alike)."""
+        """Points by target and scrape time (one Prometheus scrape stamps all its samples alike).
+
+        NaN points are staleness markers and are left out; a time with only markers is none.
+        """
         if len(self._labels) > _LABEL_CACHE_LIMIT:
             self._labels.clear()
         out: dict[Key, dict[float, _Scrape]] = {}
@@ -106,7 +121,11 @@ class _Converter:
             # One tuple per series, the same every poll: the normaliser memoises by identity.
             labels = self._labels.setdefault(items, items)
             per_time = out.setdefault(key, {})
-            for ts, value in zip(s.timestamps.tolist(), s.values.tolist()):
+            stamps, values = s.timestamps, s.values
+            ended = np.isnan(values)
+            if ended.any():  # staleness markers: the series ended there, no sample (see module doc)
+                stamps, values = stamps[~ended], values[~ended]
+            for ts, value in zip(stamps.tolist(), values.tolist()):
                 scrape = per_time.get(ts)
                 if scrape is None:
                     scrape = per_time[ts] = _Scrape()

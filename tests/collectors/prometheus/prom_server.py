@@ -58,3 +58,30 @@ def running_prometheus(work: Path, jobs: Mapping[str, Sequence[str]]) -> Iterato
     finally:
         stop_all(procs)
         log.close()
+
+
+@contextmanager
+def running_victoria_metrics(work: Path, jobs: Mapping[str, Sequence[str]]) -> Iterator[str]:
+    """Start single-node VictoriaMetrics scraping ``jobs`` (same config); yields its base URL.
+
+    ``-search.latencyOffset=0s`` and no response cache: a scrape is queryable as soon as it
+    is stored (the defaults hide the last 30 s, which a live source must see).
+    """
+    binary = require_binary("victoria-metrics")
+    port = free_port()
+    # VictoriaMetrics has no rule evaluation; its strict parser refuses the field.
+    (work / "vm-scrape.yml").write_text(config(jobs).replace("  evaluation_interval: 1s\n", ""))
+    log = open(work / "victoria-metrics.log", "wb")  # noqa: SIM115 - closed below
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        procs.append(subprocess.Popen(
+            [binary, f"-httpListenAddr=127.0.0.1:{port}",
+             f"-promscrape.config={work / 'vm-scrape.yml'}",
+             f"-storageDataPath={work / 'vm-data'}", "-search.latencyOffset=0s",
+             "-search.disableCache", "-loggerLevel=WARN"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+        wait_http(f"http://127.0.0.1:{port}/health", procs[0], timeout=60.0)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_all(procs)
+        log.close()
