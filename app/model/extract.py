@@ -6,6 +6,7 @@ import math
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
+import numpy as np
 from trimtab.collectors.canonical import (
     CACHE,
     CREATED,
@@ -23,6 +24,45 @@ from trimtab.collectors.canonical import (
 )
 from trimtab.collectors.exposition import Exposition, Labels
 from trimtab.collectors.promql import restarted
+
+# What one counter series adds to: (Counters field, its key, sub-key), e.g.
+# ("buckets", route, le), ("requests", route, is_5xx), ("cache", (route, result), None),
+# ("lb_requests", server, None), ("lb_errors", server, None), ("lb_buckets", server, le).
+# ``group[:2]`` is the (counter, key) a ``_created`` dates (Counters.reset_since).
+Group = tuple[str, Hashable, Hashable]
+
+
+@dataclass(frozen=True, eq=False)
+class Layout:
+    """Which counter series one scrape's :attr:`Counters.values` hold, column by column.
+
+    Interned: successive scrapes of a target with the same series in the same order
+    share one Layout object, so the model stacks their values into one matrix and
+    takes Prometheus' per-series ``rate`` of all columns at once (``collectors.rates``).
+    """
+
+    series: tuple[tuple[str, Labels], ...]  # (sample name, labels) per column
+    groups: tuple[Group, ...]  # per column
+    keys: tuple[Group, ...]  # the distinct groups, in first-seen order
+    index: np.ndarray  # column → position in ``keys``
+
+
+def make_layout(series: tuple[tuple[str, Labels], ...], groups: list[Group]) -> Layout:
+    """The interned :class:`Layout` of these columns (``groups[i]`` belongs to ``series[i]``)."""
+    layout = _LAYOUTS.get(series)
+    if layout is None:
+        if len(_LAYOUTS) > _LAYOUTS_MAX:  # bounded: series churn must not grow it forever
+            _LAYOUTS.clear()
+        keys = list(dict.fromkeys(groups))
+        position = {g: i for i, g in enumerate(keys)}
+        layout = _LAYOUTS[series] = Layout(series, tuple(groups), tuple(keys),
+                                           np.array([position[g] for g in groups], dtype=np.intp))
+    return layout
+
+
+_LAYOUTS: dict[tuple[tuple[str, Labels], ...], Layout] = {}
+_LAYOUTS_MAX = 10_000
+EMPTY_LAYOUT = Layout((), (), (), np.empty(0, dtype=np.intp))
 
 
 @dataclass
@@ -44,6 +84,10 @@ class Counters:
     start: float | None = None  # process_start_time_seconds
     # (field, key of that field) → series labels → ``_created`` value
     created: dict[tuple[str, Hashable], dict[Labels, float]] = field(default_factory=dict)
+    # Every counter series on its own (the fields above sum them): Prometheus takes ``rate``
+    # per series before ``sum``, which differs when a series appears or resets in the window.
+    layout: Layout = EMPTY_LAYOUT
+    values: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     def reset_since(self, old: Counters, counter: str, key: Hashable) -> bool:
         """Whether ``counter[key]`` restarted between ``old`` and this scrape.
@@ -71,6 +115,9 @@ def extract(expo: Exposition) -> Counters:
         bucket_keys.clear()
         request_keys.clear()
     buckets, requests, errors = out.buckets, out.requests, out.errors
+    ids: list[tuple[str, Labels]] = []
+    groups: list[Group] = []
+    column: list[float] = []
     for name, labels, value in zip(names, label_sets, values):
         if name == HIST_BUCKET:
             key = bucket_keys.get(labels)
@@ -82,6 +129,9 @@ def extract(expo: Exposition) -> Counters:
             if per_route is None:
                 per_route = buckets[key[0]] = {}
             per_route[key[1]] = per_route.get(key[1], 0.0) + value
+            ids.append((name, labels))
+            groups.append(key[2])
+            column.append(value)
         elif name == REQUESTS:
             rkey = request_keys.get(labels)
             if rkey is None:
@@ -90,32 +140,49 @@ def extract(expo: Exposition) -> Counters:
             requests[route] = requests.get(route, 0.0) + value
             if rkey[1]:
                 errors[route] = errors.get(route, 0.0) + value
+            ids.append((name, labels))
+            groups.append(rkey[2])
+            column.append(value)
         elif name == CACHE:
             lab = dict(labels)
             ckey = (lab.get("route", "?"), lab.get("result", "?"))
             out.cache[ckey] = out.cache.get(ckey, 0.0) + value  # bypass: one series per reason
+            ids.append((name, labels))
+            groups.append(("cache", ckey, None))
+            column.append(value)
         elif name in (LB_REQUESTS, LB_EXPECTED, LB_WEIGHT):
             server = dict(labels).get("server")
             if server is not None:  # a balancer series without its server is not placeable
                 {LB_REQUESTS: out.lb_requests, LB_EXPECTED: out.lb_expected,
                  LB_WEIGHT: out.lb_weight}[name][server] = value
+                if name == LB_REQUESTS:
+                    ids.append((name, labels))
+                    groups.append(("lb_requests", server, None))
+                    column.append(value)
         elif name in CREATED or name == PROCESS_START:
             _extract_restart_marker(out, name, labels, value)
         elif name.startswith("trimtab_balancer_"):
-            _extract_balancer(out, name, dict(labels), value)
+            group = _extract_balancer(out, name, dict(labels), value)
+            if group is not None:
+                ids.append((name, labels))
+                groups.append(group)
+                column.append(value)
+    if ids:
+        out.layout = make_layout(tuple(ids), groups)
+        out.values = np.array(column, dtype=float)
     return out
 
 
 # Label set → what extract() needs of it. The parser hands out the same label tuples scrape
 # after scrape, so decoding each (dict(labels), float(le)) once instead of per scrape takes
 # most of extract's time off the collector thread, which shares the GIL with the GUI.
-_BUCKET_KEYS: dict[Labels, tuple[str, float]] = {}
-_REQUEST_KEYS: dict[Labels, tuple[str, bool]] = {}
+_BUCKET_KEYS: dict[Labels, tuple[str, float, Group]] = {}
+_REQUEST_KEYS: dict[Labels, tuple[str, bool, Group]] = {}
 _KEY_CACHE_MAX = 200_000
 
 
-def _bucket_key(labels: Labels) -> tuple[str, float]:
-    """(route, le) of a latency bucket sample; le is NaN when missing or not a number.
+def _bucket_key(labels: Labels) -> tuple[str, float, Group]:
+    """(route, le, group) of a latency bucket sample; le is NaN when missing or not a number.
 
     The parser accepts an untyped ``…_bucket`` without a numeric ``le``; raising here
     would lose the whole scrape (and, from a Prometheus source, stop its polling).
@@ -125,13 +192,15 @@ def _bucket_key(labels: Labels) -> tuple[str, float]:
         le = float(lab["le"])
     except (KeyError, ValueError):
         le = math.nan
-    return lab.get("route", "?"), le
+    route = lab.get("route", "?")
+    return route, le, ("buckets", route, le)
 
 
-def _request_key(labels: Labels) -> tuple[str, bool]:
-    """(route, is a 5xx) of a request counter sample."""
+def _request_key(labels: Labels) -> tuple[str, bool, Group]:
+    """(route, is a 5xx, group) of a request counter sample."""
     lab = dict(labels)
-    return lab.get("route", "?"), lab.get("status", "").startswith("5")
+    route, error = lab.get("route", "?"), lab.get("status", "").startswith("5")
+    return route, error, ("requests", route, error)
 
 
 def _extract_restart_marker(out: Counters, name: str, labels: Labels, value: float) -> None:
@@ -151,7 +220,9 @@ def _extract_restart_marker(out: Counters, name: str, labels: Labels, value: flo
     out.created.setdefault((counter, key), {})[labels] = value
 
 
-def _extract_balancer(out: Counters, name: str, lab: dict[str, str], value: float) -> None:
+def _extract_balancer(out: Counters, name: str, lab: dict[str, str],
+                      value: float) -> Group | None:
+    """Files one balancer sample; returns its group when it is a counter series."""
     server = lab.get("server", "?")
     if name == LB_IN_FLIGHT:
         out.lb_in_flight[server] = value
@@ -161,10 +232,13 @@ def _extract_balancer(out: Counters, name: str, lab: dict[str, str], value: floa
         out.lb_state[server] = lab.get("state", "?")
     elif name == LB_ERRORS:
         out.lb_errors[server] = value
+        return ("lb_errors", server, None)
     elif name == LB_BUCKET:
         try:
             le = float(lab["le"])
         except (KeyError, ValueError):  # as in extract(): skip, never lose the scrape
-            return
+            return None
         per = out.lb_buckets.setdefault(server, {})
         per[le] = per.get(le, 0.0) + value
+        return ("lb_buckets", server, le)
+    return None

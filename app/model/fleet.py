@@ -3,6 +3,15 @@
 The collector thread calls :meth:`FleetModel.ingest` per scrape and
 :meth:`FleetModel.tick` once per cycle; the GUI thread polls :attr:`version`
 and copies what it draws under the same lock. No Qt here.
+
+Every derived series equals a PromQL expression evaluated at the tick time ``T``
+(:meth:`FleetModel.promql` gives it): per series ``rate(x[W])`` exactly as Prometheus
+computes it (``collectors.rates``: the samples in ``[T - W, T]``, extrapolation,
+resets, a series needs two samples), then summed, then ratios and
+``histogram_quantile``. Where trimtab differs on purpose: a target not scraped for
+``stale_after`` drops out at once (Prometheus keeps its last samples in the range),
+and a restart shown only by ``_created`` / ``process_start_time_seconds`` counts as
+a reset (Prometheus sees none while the value has climbed back above the old one).
 """
 
 from __future__ import annotations
@@ -16,13 +25,21 @@ from itertools import pairwise, repeat
 from typing import Any, NamedTuple
 
 import numpy as np
-from trimtab.collectors.promql import Quantile, counter_delta, histogram_quantile, sum_buckets
+from trimtab.collectors.canonical import CACHE, HIST_BUCKET, LB_BUCKET, LB_REQUESTS, REQUESTS
+from trimtab.collectors.promql import Quantile, histogram_quantile, sum_buckets
+from trimtab.collectors.rates import (
+    LEFT_OPEN,
+    extrapolated_rates,
+    in_range,
+    promql_duration,
+    to_ms,
+)
 from trimtab.collectors.scrape import ScrapeResult
 
 from ..store.store import Row, Store
 from .expiry import INSTANCE_SEP, drop, expired
-from .extract import Counters, extract
-from .heat import ExemplarLog, HeatRing, bucket_exemplars, heat_row
+from .extract import Counters, Group, Layout, extract, make_layout
+from .heat import ExemplarLog, HeatRing, bucket_exemplars, bucket_rates
 from .ring import Ring
 
 QUANTILES = (0.5, 0.95, 0.99)
@@ -34,13 +51,15 @@ def level_name(q: float) -> str:
     return f"p{q * 100:.6g}"
 
 
-class Pair(NamedTuple):
-    """A target's counters at the start and end of the rate window."""
+class TargetWindow(NamedTuple):
+    """One fresh target over the rate window ending at the evaluation time."""
 
-    old: Counters
-    new: Counters
-    seconds: float
-    target: str = ""
+    target: str
+    newest: Counters  # its newest scrape in the window (gauges: weights, states)
+    rates: dict[Group, float]  # Σ of per-series rate(x[W]) by group; series with < 2 samples left out
+
+    def get(self, group: Group, default: float = 0.0) -> float:
+        return self.rates.get(group, default)
 
 
 @dataclass
@@ -136,6 +155,15 @@ class FleetModel:
     _heat_rows: list[tuple[str, np.ndarray, np.ndarray]] = field(default_factory=list)
     _history: dict[str, deque[tuple[float, Counters]]] = field(default_factory=dict)
     _cycles: int = 0
+    # The range [W] of the last tick: rate_window, or wider when a slow target needs it
+    # (two of its scrape intervals); the one range every series of that tick used.
+    window: float = 0.0
+    # sum by (le) (rate(bucket[W])) per route of the last tick, for subclasses' extra levels.
+    _route_buckets: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.window:
+            self.window = self.rate_window
 
     def ingest(self, result: ScrapeResult) -> None:
         """Record one scrape (called from the collector thread)."""
@@ -161,7 +189,7 @@ class FleetModel:
                 # Keep only what the rate window needs: old snapshots are millions of small
                 # objects for the garbage collector to walk (history lives in the store).
                 # Four kept at least: they tell the target's usual interval (_windows).
-                window = self._windows(hist)[0]
+                window = max(self._windows(hist)[0], self.window)
                 while len(hist) > 4 and hist[1][0] < result.timestamp - window - 1.0:
                     hist.popleft()
                 if self.store is not None and columns is not None:
@@ -239,20 +267,28 @@ class FleetModel:
             self.version += 1
 
     def tick(self, now: float) -> None:
-        """Derive one point per series from the counter history (collector thread).
+        """Derive one point per series, evaluated at ``now`` (collector thread).
 
-        The arithmetic runs outside the lock (history entries are never mutated and
-        only this thread adds series), so the GUI thread never waits on it; the new
-        points are appended under the lock in one short step.
+        ``now`` is the evaluation time ``T`` of every PromQL expression the series
+        equal (:meth:`promql`): the live engine passes its clock, a replay the
+        recorded cycle's time, a test any instant. Scrapes later than ``now`` are
+        not used. The arithmetic runs outside the lock (history entries are never
+        mutated and only this thread adds series), so the GUI thread never waits on
+        it; the new points are appended under the lock in one short step.
         """
         with self.lock:
-            pairs = list(self._window_pairs(now))
+            window = self._fleet_window(now)
+            selected = list(self._select(now, window))
             pending, self._pending = self._pending, {}
+        self.window = window
+        end_ms, range_ms = to_ms(now), to_ms(window)
+        windows = [_target_window(target, entries, end_ms, range_ms)
+                   for target, entries in selected]
         rows = [row for target_rows in pending.values() for row in target_rows]
         self._points, self._heat_rows = [], []
-        self._derive_latency(now, pairs)
-        self._derive_cache(now, pairs)
-        self._derive_share(now, pairs)
+        self._derive_latency(now, windows)
+        self._derive_cache(now, windows)
+        self._derive_share(now, windows)
         with self.lock:
             for metric, key, value in self._points:
                 ring = self.series.get((metric, key))
@@ -292,48 +328,57 @@ class FleetModel:
             return self.rate_window, self.stale_after
         times = [hist[i][0] for i in range(max(0, len(hist) - 4), len(hist))]
         interval = min(b - a for a, b in pairwise(times))
-        return max(self.rate_window, 2.0 * interval), max(self.stale_after, 2.0 * interval)
+        # Whole seconds, so the range reads as PromQL writes it ([30s], not [30.004s]).
+        widened = float(math.ceil(2.0 * interval - 1e-6))
+        return max(self.rate_window, widened), max(self.stale_after, 2.0 * interval)
 
-    def _window_pairs(self, now: float) -> Iterable[Pair]:
-        """(oldest in window, newest) per fresh target; stale targets drop out (a gap)."""
+    def _fresh(self, now: float) -> Iterable[tuple[str, deque[tuple[float, Counters]], float]]:
+        """(target, history, its own window) of targets not stale at ``now``."""
         for target, hist in self._history.items():
             window, stale_after = self._windows(hist)
             if len(hist) < 2 or now - hist[-1][0] > stale_after:
-                continue
-            newest_t, newest = hist[-1]
-            oldest_t, oldest = next(((t, c) for t, c in hist if t >= newest_t - window),
-                                    hist[-1])
-            if oldest is not newest:
-                yield Pair(oldest, newest, newest_t - oldest_t, target)
+                continue  # stale targets drop out (a gap), as they always did
+            yield target, hist, window
+
+    def _fleet_window(self, now: float) -> float:
+        """The one range [W] of this tick: the widest any fresh target needs.
+
+        One range for all, so each series equals one PromQL expression; a slow target
+        (scraped every 15 s, say) widens it for the whole fleet.
+        """
+        return max((w for _, _, w in self._fresh(now)), default=self.rate_window)
+
+    def _select(self, now: float, window: float
+                ) -> Iterable[tuple[str, list[tuple[float, Counters]]]]:
+        """Per fresh target, its scrapes in the range ``[now - window, now]`` (Prometheus 2.x)."""
+        end_ms, range_ms = to_ms(now), to_ms(window)
+        for target, hist, _ in self._fresh(now):
+            entries = [e for e in hist if in_range(to_ms(e[0]), end_ms, range_ms, LEFT_OPEN)]
+            if len(entries) >= 2:  # one scrape: no series can have a rate
+                yield target, entries
 
     def _append(self, metric: str, key: str, now: float, value: float) -> None:
         """Queue a point of this tick; :meth:`tick` appends them under the lock."""
         self._points.append((metric, key, value))
 
-    def _derive_latency(self, now: float, pairs: list[Pair]) -> None:
-        routes = {r for p in pairs for r in p.new.buckets} | {k for m, k in self.series if m == "p95"}
+    def _derive_latency(self, now: float, windows: list[TargetWindow]) -> None:
+        known = {k for m, k in self.series if m == "p95"}
+        per_route = _bucket_rates(windows, "buckets")
         stats: dict[str, RouteStats] = {}  # swapped in whole: readers never see it half built
-        for route in sorted(routes):
-            per_target = [_delta_map(p.old.buckets.get(route, {}), p.new.buckets.get(route, {}),
-                                     p.new.reset_since(p.old, "buckets", route))
-                          for p in pairs if route in p.new.buckets]
-            summed = sum_buckets(per_target)
+        self._route_buckets = {}
+        for route in sorted(set(per_route) | known):
+            instances = per_route.get(route, [])
+            summed = sum_buckets([buckets for _, buckets in instances])
+            self._route_buckets[route] = summed
             results = {q: histogram_quantile(q, summed) for q in QUANTILES}
-            seconds = [p.seconds for p in pairs if route in p.new.buckets]
-            self._heat_rows.append((route, *heat_row(seconds, per_target)))
-            self._derive_per_instance(now, route, [p for p in pairs if route in p.new.buckets],
-                                      per_target)
+            self._heat_rows.append((route, *bucket_rates(summed)))
+            self._derive_per_instance(now, route, instances)
             for q, r in results.items():
                 self._append(f"p{round(q * 100)}", route, now, r.value if r else math.nan)
-            resets = [p.new.reset_since(p.old, "requests", route) for p in pairs]
-            req_deltas = [counter_delta(p.old.requests.get(route, 0.0),
-                                        p.new.requests.get(route, 0.0), r)
-                          for p, r in zip(pairs, resets)]
-            reqs = sum(req_deltas)
-            errs = sum(counter_delta(p.old.errors.get(route, 0.0), p.new.errors.get(route, 0.0), r)
-                       for p, r in zip(pairs, resets))
-            rate = sum(d / p.seconds for p, d in zip(pairs, req_deltas) if p.seconds > 0)
-            error_ratio = errs / reqs if reqs else math.nan
+            ok = sum(w.get(("requests", route, False)) for w in windows)
+            errs = sum(w.get(("requests", route, True)) for w in windows)
+            rate = ok + errs
+            error_ratio = errs / rate if rate else math.nan
             self._append("error_ratio", route, now, error_ratio)
             self._append("rate", route, now, rate)
             if any(r is not None for r in results.values()):
@@ -341,12 +386,12 @@ class FleetModel:
                     route, {q: r for q, r in results.items() if r is not None}, rate, error_ratio)
         self.routes = stats
 
-    def _derive_per_instance(self, now: float, route: str, pairs: list[Pair],
-                             deltas: list[dict[float, float]]) -> None:
+    def _derive_per_instance(self, now: float, route: str,
+                             instances: list[tuple[str, dict[float, float]]]) -> None:
         """Each instance's own p95 of ``route``: which instance makes the fleet slow."""
-        for pair, buckets in zip(pairs, deltas):
+        for target, buckets in instances:
             q = histogram_quantile(0.95, sorted(buckets.items()))
-            self._append("p95_instance", f"{route}{INSTANCE_SEP}{pair.target}", now,
+            self._append("p95_instance", f"{route}{INSTANCE_SEP}{target}", now,
                          q.value if q else math.nan)
 
     def heat(self, route: str, since: float | None = None
@@ -381,55 +426,104 @@ class FleetModel:
         return {key[len(prefix):]: series
                 for key, series in self.snapshot("p95_instance", since, keys).items()}
 
-    def _derive_cache(self, now: float, pairs: list[Pair]) -> None:
+    def _derive_cache(self, now: float, windows: list[TargetWindow]) -> None:
         rates: dict[tuple[str, str], float] = {}
-        for old, new, seconds, _ in pairs:
-            for key, value in new.cache.items():
-                reset = new.reset_since(old, "cache", key)
-                delta = counter_delta(old.cache.get(key, 0.0), value, reset)
-                rates[key] = rates.get(key, 0.0) + (delta / seconds if seconds > 0 else 0.0)
+        for w in windows:
+            for group, value in w.rates.items():
+                if group[0] == "cache":
+                    key = group[1]
+                    rates[key] = rates.get(key, 0.0) + value  # type: ignore[index]
         routes = {r for r, _ in rates} | {k for m, k in self.series if m == "hit_ratio"}
         self.cache = [CacheRow(r, rates.get((r, "hit"), 0.0), rates.get((r, "miss"), 0.0),
                                rates.get((r, "bypass"), 0.0)) for r in sorted(routes)]
         for row in self.cache:
             self._append("hit_ratio", row.route, now, row.hit_ratio)
 
-    def _derive_share(self, now: float, pairs: list[Pair]) -> None:
-        lb = [p for p in pairs if p.new.lb_requests]
+    def _derive_share(self, now: float, windows: list[TargetWindow]) -> None:
+        lb = [w for w in windows if w.newest.lb_requests]
         if not lb:
             for (metric, key) in list(self.series):
                 if metric == "share":
                     self._append("share", key, now, math.nan)
             return
-        old, new, seconds, _ = lb[0]
-        deltas = {s: counter_delta(old.lb_requests.get(s, 0.0), v,
-                                   new.reset_since(old, "lb_requests", s))
-                  for s, v in new.lb_requests.items()}
-        total = sum(deltas.values())
-        self.share = [self._share_row(s, old, new, seconds, deltas[s] / total if total else math.nan)
-                      for s in sorted(deltas)]
+        w = lb[0]
+        rates = {s: w.rates[("lb_requests", s, None)] for s in w.newest.lb_requests
+                 if ("lb_requests", s, None) in w.rates}
+        total = sum(rates.values())
+        buckets = dict(_bucket_rates([w], "lb_buckets"))
+        self.share = [self._share_row(s, w, rates[s] / total if total and s in rates else math.nan,
+                                      dict(buckets.get(s, [("", {})])[0][1]))
+                      for s in sorted(w.newest.lb_requests)]
         for row in self.share:
             self._append("share", row.server, now, row.observed)
             self._append("lb_p95", row.server, now, row.p95.value if row.p95 else math.nan)
 
     @staticmethod
-    def _share_row(server: str, old: Counters, new: Counters, seconds: float,
-                   observed: float) -> ShareRow:
-        errors = counter_delta(old.lb_errors.get(server, 0.0), new.lb_errors.get(server, 0.0),
-                               new.reset_since(old, "lb_errors", server))
-        buckets = _delta_map(old.lb_buckets.get(server, {}), new.lb_buckets.get(server, {}),
-                             new.reset_since(old, "lb_buckets", server))
+    def _share_row(server: str, w: TargetWindow, observed: float,
+                   buckets: dict[float, float]) -> ShareRow:
+        new = w.newest
+        errors = w.rates.get(("lb_errors", server, None),
+                             math.nan if server in new.lb_errors else 0.0)
         expected = new.lb_expected.get(server)
         if expected is None:  # e.g. HAProxy's exporter: w / Σw over servers up and ready
-            live = {s: w for s, w in new.lb_weight.items()
+            live = {s: wt for s, wt in new.lb_weight.items()
                     if new.lb_up.get(s, 1.0) == 1.0 and new.lb_state.get(s, "ready") == "ready"}
             total = sum(live.values())
             expected = live.get(server, 0.0) / total if total else math.nan
         return ShareRow(server, new.lb_weight.get(server, math.nan), expected, observed,
                         state=new.lb_state.get(server, "?"), up=new.lb_up.get(server, 1.0) == 1.0,
-                        in_flight=new.lb_in_flight.get(server, 0.0),
-                        error_rate=errors / seconds if seconds > 0 else math.nan,
+                        in_flight=new.lb_in_flight.get(server, 0.0), error_rate=errors,
                         p95=histogram_quantile(0.95, sorted(buckets.items())))
+
+    def promql(self, metric: str, key: str | None = None) -> str:
+        """The PromQL expression a derived series equals, evaluated at the tick's time.
+
+        ``metric`` is a series name (``rate``, ``error_ratio``, ``p50``/``p95``/``p99`` or
+        any ``level_name``, ``p95_instance``, ``hit_ratio``, ``heat``, ``cache``, ``share``,
+        ``lb_p95``, ``lb_error_rate``), ``key`` its route or server (``None``: every
+        one, ``by`` the label). ``p95_instance`` keys are ``route<SEP>target`` and the
+        target's name stands for the ``instance`` label. The range is the window the
+        last tick used (wider than ``rate_window`` when a slow target widened it).
+        ``share`` assumes one balancer (the model reads the first). ValueError for
+        an unknown metric.
+        """
+        w = f"[{promql_duration(self.window)}]"
+        if metric == "p95_instance":
+            route, _, target = (key or "").partition(INSTANCE_SEP)
+            sel = _selector(HIST_BUCKET, route=route or None, instance=target or None)
+            return (f"histogram_quantile(0.95, sum by (le, route, instance) "
+                    f"(rate({sel}{w})))")
+        route_metrics = {"rate", "error_ratio", "hit_ratio", "heat", "cache"}
+        server_metrics = {"share", "lb_p95", "lb_error_rate"}
+        if metric in route_metrics or _is_level(metric):
+            by = "route"
+        elif metric in server_metrics:
+            by = "server"
+        else:
+            raise ValueError(f"no PromQL for {metric!r}: not a series this model derives")
+        label = {by: key}
+        if _is_level(metric):
+            q = _level_of(metric)
+            return (f"histogram_quantile({q:g}, sum by (le, {by}) "
+                    f"(rate({_selector(HIST_BUCKET, **label)}{w})))")
+        if metric == "heat":  # cumulative; the chart shows each bucket's difference
+            return f"sum by (le, route) (rate({_selector(HIST_BUCKET, **label)}{w}))"
+        if metric == "cache":
+            return f"sum by (route, result) (rate({_selector(CACHE, **label)}{w}))"
+        if metric == "rate":
+            return f"sum by (route) (rate({_selector(REQUESTS, **label)}{w}))"
+        if metric == "error_ratio":
+            return _ratio(REQUESTS, label, w, {"status": ("=~", "5.*")}, {})
+        if metric == "hit_ratio":
+            return _ratio(CACHE, label, w, {"result": ("=", "hit")},
+                          {"result": ("=~", "hit|miss")})
+        if metric == "lb_p95":
+            return (f"histogram_quantile(0.95, sum by (le, server) "
+                    f"(rate({_selector(LB_BUCKET, **label)}{w})))")
+        if metric == "lb_error_rate":
+            return f"sum by (server) (rate({_selector('trimtab_balancer_errors_total', **label)}{w}))"
+        return (f"sum by (server) (rate({_selector(LB_REQUESTS, **label)}{w}))"
+                f" / scalar(sum(rate({LB_REQUESTS}{w})))")
 
     def snapshot(self, metric: str, since: float | None = None,
                  keys: Iterable[str] | None = None) -> dict[str, tuple]:
@@ -449,11 +543,114 @@ class FleetModel:
             return fn(self)
 
 
-def _delta_map(old: dict[float, float], new: dict[float, float],
-               reset: bool = False) -> dict[float, float]:
-    if reset:
-        return dict(new)
-    # counter_delta inlined: this runs per route × target × bucket every cycle (~25k times
-    # with 50 targets) on the collector thread, which shares the GIL with the GUI.
-    get = old.get
-    return {le: v if v < (o := get(le, 0.0)) else v - o for le, v in new.items()}
+def _target_window(target: str, entries: list[tuple[float, Counters]], end_ms: int,
+                   range_ms: int) -> TargetWindow:
+    """Per-series ``rate(x[W])`` of one target's scrapes in the range, summed by group."""
+    times = np.array([to_ms(t) for t, _ in entries], dtype=np.int64)
+    counters = [c for _, c in entries]
+    first = counters[0].layout
+    present: np.ndarray | None = None
+    if all(c.layout is first for c in counters):  # the usual case: the same series throughout
+        layout = first
+        values = (np.vstack([c.values for c in counters]) if layout.series
+                  else np.empty((len(counters), 0)))
+    else:  # a series appeared or vanished inside the range
+        layout, values, present = _union(counters)
+    if not layout.series:
+        return TargetWindow(target, counters[-1], {})
+    rates, valid = extrapolated_rates(times, values, end_ms, range_ms, present,
+                                      _known_resets(counters, layout))
+    index = layout.index[valid]
+    sums = np.bincount(index, weights=rates[valid], minlength=len(layout.keys))
+    seen = np.bincount(index, minlength=len(layout.keys)) > 0
+    return TargetWindow(target, counters[-1],
+                        {layout.keys[g]: float(sums[g]) for g in np.flatnonzero(seen)})
+
+
+def _union(counters: list[Counters]) -> tuple[Layout, np.ndarray, np.ndarray]:
+    """Every series any of the scrapes has, their values and where each was present."""
+    position: dict[tuple[str, Any], int] = {}
+    groups: list[Group] = []
+    for c in counters:
+        for sid, group in zip(c.layout.series, c.layout.groups):
+            if sid not in position:
+                position[sid] = len(position)
+                groups.append(group)
+    layout = make_layout(tuple(position), groups)
+    values = np.zeros((len(counters), len(position)))
+    present = np.zeros((len(counters), len(position)), dtype=bool)
+    for i, c in enumerate(counters):
+        cols = [position[sid] for sid in c.layout.series]
+        values[i, cols] = c.values
+        present[i, cols] = True
+    return layout, values, present
+
+
+def _known_resets(counters: list[Counters], layout: Layout) -> np.ndarray | None:
+    """Samples after a restart the values cannot show (``Counters.reset_since``), or None."""
+    resets: np.ndarray | None = None
+    columns: dict[tuple[str, Any], list[int]] | None = None
+    for i in range(1, len(counters)):
+        old, new = counters[i - 1], counters[i]
+        if old.start == new.start and old.created == new.created:
+            continue  # the usual case: nothing restarted
+        if columns is None:
+            columns = {}
+            for j, group in enumerate(layout.groups):
+                columns.setdefault(group[:2], []).append(j)
+        for key, cols in columns.items():
+            if new.reset_since(old, key[0], key[1]):
+                if resets is None:
+                    resets = np.zeros((len(counters), len(layout.groups)), dtype=bool)
+                resets[i, cols] = True
+    return resets
+
+
+def _bucket_rates(windows: list[TargetWindow], kind: str
+                  ) -> dict[str, list[tuple[str, dict[float, float]]]]:
+    """key (route or server) → [(target, {le: rate})] from the ``kind`` bucket groups."""
+    out: dict[str, dict[str, dict[float, float]]] = {}
+    for w in windows:
+        for group, value in w.rates.items():
+            if group[0] == kind:
+                out.setdefault(group[1], {}).setdefault(w.target, {})[group[2]] = value  # type: ignore[index]
+    return {key: list(per.items()) for key, per in out.items()}
+
+
+def _is_level(metric: str) -> bool:
+    try:
+        _level_of(metric)
+    except ValueError:
+        return False
+    return True
+
+
+def _level_of(metric: str) -> float:
+    """``"p95"`` → 0.95, ``"p99.9"`` → 0.999 (ValueError otherwise)."""
+    if not metric.startswith("p") or metric == "p95_instance":
+        raise ValueError(metric)
+    q = round(float(metric[1:]) / 100.0, 10)
+    if not 0.0 < q < 1.0:
+        raise ValueError(metric)
+    return q
+
+
+def _quote(value: str) -> str:
+    """A PromQL double-quoted string."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _selector(name: str, extra: dict[str, tuple[str, str]] | None = None,
+              **labels: str | None) -> str:
+    matchers = [f"{k}={_quote(v)}" for k, v in labels.items() if v is not None]
+    matchers += [f"{k}{op}{_quote(v)}" for k, (op, v) in (extra or {}).items()]
+    return f"{name}{{{','.join(matchers)}}}" if matchers else name
+
+
+def _ratio(name: str, label: dict[str, str | None], w: str,
+           part: dict[str, tuple[str, str]], whole: dict[str, tuple[str, str]]) -> str:
+    """Σ rate(part) / Σ rate(whole) by route; a route without any ``part`` series reads 0
+    (``or … * 0``), as the model has it, not "no value"."""
+    part_sel, whole_sel = _selector(name, part, **label), _selector(name, whole, **label)
+    return (f"sum by (route) (rate({part_sel}{w}) or rate({whole_sel}{w}) * 0)"
+            f" / sum by (route) (rate({whole_sel}{w}))")
