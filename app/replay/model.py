@@ -4,7 +4,7 @@ The live model derives p50/p95/p99 (``model.QUANTILES``). A replay re-derives
 every point from the stored raw buckets, so it can give any other percentile
 exactly as the live one would have: :class:`ReplayModel` adds the extra levels
 in ``quantiles`` (same ``histogram_quantile`` over the same summed bucket
-deltas) to each tick, and into each route's :class:`RouteStats`. The live
+rates) to each tick, and into each route's :class:`RouteStats`. The live
 model is untouched.
 """
 
@@ -14,9 +14,9 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from trimtab.collectors.promql import histogram_quantile, sum_buckets
+from trimtab.collectors.promql import histogram_quantile
 
-from ..model.fleet import QUANTILES, FleetModel, Pair, _delta_map, level_name
+from ..model.fleet import QUANTILES, FleetModel, TargetWindow, level_name
 
 MAX_LEVELS = 6  # columns and curves a page can show legibly
 
@@ -55,16 +55,13 @@ class ReplayModel(FleetModel):
     # A replay covers a chosen range and rewinds by truncating rings: nothing expires.
     expire_after: float = math.inf
 
-    def _derive_latency(self, now: float, pairs: list[Pair]) -> None:
-        super()._derive_latency(now, pairs)
+    def _derive_latency(self, now: float, windows: list[TargetWindow]) -> None:
+        super()._derive_latency(now, windows)
         extra = [q for q in self.quantiles if q not in QUANTILES]
         if not extra:
             return
-        for route in sorted(self._latency_routes(pairs, extra)):
-            summed = sum_buckets([
-                _delta_map(p.old.buckets.get(route, {}), p.new.buckets.get(route, {}),
-                           p.new.reset_since(p.old, "buckets", route))
-                for p in pairs if route in p.new.buckets])
+        for route in sorted(self._latency_routes(extra)):
+            summed = self._route_buckets.get(route, [])  # sum by (le) (rate(bucket[W]))
             stats = self.routes.get(route)
             for q in extra:
                 result = histogram_quantile(q, summed)
@@ -72,7 +69,6 @@ class ReplayModel(FleetModel):
                 if stats is not None and result is not None:
                     stats.quantiles[q] = result  # a fresh object of this tick: not shared yet
 
-    def _latency_routes(self, pairs: list[Pair], extra: Iterable[float]) -> set[str]:
+    def _latency_routes(self, extra: Iterable[float]) -> set[str]:
         names = {level_name(q) for q in extra}
-        return {r for p in pairs for r in p.new.buckets} | \
-            {k for m, k in self.series if m in names}
+        return set(self._route_buckets) | {k for m, k in self.series if m in names}
