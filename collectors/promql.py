@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from itertools import accumulate
+from enum import Enum
+from operator import itemgetter
 
 from .exposition import parse_number
 
@@ -45,42 +48,139 @@ def le_value(le: str) -> float:
     return value
 
 
-def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> Quantile | None:
+class BucketFix(Enum):
+    """How ``histogram_quantile`` repairs bucket counts that do not rise, by Prometheus version.
+
+    ``ENVELOPE`` (Prometheus up to 2.48, so Debian 12's apt 2.42): ``ensureMonotonic``
+    carries a running maximum forward and lifts every count below it. A NaN count is
+    left where it is and does not move the maximum; a NaN *first* count makes the
+    maximum NaN, and then nothing at all is lifted.
+
+    ``IGNORE_SMALL_DELTAS`` (2.49 onward, prometheus/prometheus#13153; current main's
+    ``ensureMonotonicAndIgnoreSmallDeltas``): a step whose relative size is below
+    1e-12 (``almost.Equal``) is flattened in either direction, then decreases are
+    lifted to the last accepted count. A NaN is "accepted", so the count after it is
+    compared with NaN and never lifted.
+    """
+
+    ENVELOPE = "envelope"
+    IGNORE_SMALL_DELTAS = "ignore-small-deltas"
+
+
+# The binary trimtab is checked against (tests/collectors/prometheus/
+# test_promql_differential.py) is Debian 12's prometheus 2.42.
+DEFAULT_BUCKET_FIX = BucketFix.ENVELOPE
+SMALL_DELTA_TOLERANCE = 1e-12  # promql/quantile.go smallDeltaTolerance (2.49+)
+_MIN_NORMAL = sys.float_info.min  # Go: math.Float64frombits(0x0010000000000000)
+_MAX_FLOAT = sys.float_info.max
+_VERSION = re.compile(r"(\d+)\.(\d+)(?:\.\d+)?(?:[-+].*)?")
+
+
+def bucket_fix_for_version(version: str) -> BucketFix:
+    """The :class:`BucketFix` of a Prometheus version string ("2.42.0+ds", "3.5.0").
+
+    Raises ValueError for anything that is not a version number.
+    """
+    found = _VERSION.fullmatch(version)
+    if found is None:
+        raise ValueError(f"not a Prometheus version: {version!r}")
+    major, minor = int(found[1]), int(found[2])
+    return BucketFix.ENVELOPE if (major, minor) < (2, 49) else BucketFix.IGNORE_SMALL_DELTAS
+
+
+def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]], *,
+                       fix: BucketFix = DEFAULT_BUCKET_FIX) -> Quantile | None:
     """Prometheus' ``histogram_quantile`` over (upper bound, cumulative count) pairs.
 
-    Follows promql/quantile.go ``bucketQuantile``: buckets sorted, equal bounds
-    merged, counts forced monotonic, linear interpolation inside the bucket
-    that holds the rank (the first bucket's lower bound taken as 0). Returns
-    None where Prometheus returns NaN: NaN ``q``, no +Inf bucket, fewer than two
-    buckets, zero observations, or an empty bucket holding rank 0.
+    Step by step as promql/quantile.go ``bucketQuantile`` (read at current main,
+    where it is ``BucketQuantile``; 2.42's differs only in the count repair, see
+    :class:`BucketFix`), so the value is the same float64, bit for bit:
+
+    1. q NaN: None (NaN). q < 0: -Inf; q > 1: +Inf, before the buckets are looked at,
+       so also when there is nothing to estimate.
+    2. Sort by bound; no +Inf bucket: None. Equal bounds ("1" and "1.0") add up.
+    3. Repair the counts (``fix``). NaN counts stay in place.
+    4. Fewer than two buckets or a total of exactly 0: None.
+    5. rank = q * total; Go's ``sort.Search`` over all but the +Inf bucket for the
+       first count >= rank (a binary search: with NaN or dips it lands where
+       Prometheus' does, not necessarily on the first such bucket).
+    6. In +Inf: the second highest bound, flagged. In a first bucket bounded at or
+       below 0: that bound. Else start + (end - start) * (rank' / count') with the
+       previous bucket subtracted, in that order of operations (another order is an
+       ulp off). A NaN result (0/0, NaN counts) is None.
+
+    ``lower``/``upper`` are the bounds of the bucket the search chose (lower 0 for
+    the first, -Inf for one bounded at or below 0); with NaN or dips left in the
+    counts the value may fall outside them, exactly as Prometheus' does.
+
+    Not reproducible: with three or more series of one bound, Go adds them in the
+    order its unstable sort leaves them; here they add in input order.
+
+    Raises ValueError for a NaN bound (trimtab's ``le_value`` never produces one).
+    The caller's sequence is not modified.
     """
+    if any(math.isnan(le) for le, _ in buckets):
+        raise ValueError("a bucket bound cannot be NaN")
     if math.isnan(q):
-        return None
-    ordered = _coalesce(sorted(buckets))
-    if len(ordered) < 2 or not math.isinf(ordered[-1][0]):
-        return None
-    bounds = [le for le, _ in ordered]
-    counts = _monotonic([c for _, c in ordered])
-    total = counts[-1]
-    if total <= 0:
         return None
     if q < 0:
         return Quantile(-math.inf, -math.inf, -math.inf)
     if q > 1:
         return Quantile(math.inf, math.inf, math.inf, True)
-    rank = q * total
-    idx = next(i for i, c in enumerate(counts) if c >= rank)
-    if idx == len(ordered) - 1:
-        return Quantile(bounds[-2], bounds[-2], math.inf, True)
-    upper = bounds[idx]
-    if idx == 0 and upper <= 0:
-        return Quantile(upper, -math.inf, upper)
-    lower = 0.0 if idx == 0 else bounds[idx - 1]
-    before = 0.0 if idx == 0 else counts[idx - 1]
-    in_bucket = counts[idx] - before
-    if in_bucket == 0:  # only when rank is 0 and the first bucket is empty: 0/0 in Prometheus
+    if not buckets:  # Prometheus outputs no sample for a group without series
         return None
-    return Quantile(lower + (upper - lower) * (rank - before) / in_bucket, lower, upper)
+    ordered = _coalesce(sorted(buckets, key=itemgetter(0)))
+    if not math.isinf(ordered[-1][0]) or ordered[-1][0] < 0:
+        return None
+    bounds = [le for le, _ in ordered]
+    counts = [c for _, c in ordered]
+    if fix is BucketFix.ENVELOPE:
+        _envelope(counts)
+    else:
+        _ignore_small_deltas(counts, SMALL_DELTA_TOLERANCE)
+    if len(ordered) < 2:
+        return None
+    total = counts[-1]
+    if total == 0:
+        return None
+    rank = q * total
+    b = _search(counts, rank)
+    if b == len(ordered) - 1:
+        return Quantile(bounds[-2], bounds[-2], math.inf, True)
+    end = bounds[b]
+    if b == 0 and end <= 0:
+        return Quantile(end, -math.inf, end)
+    start, count = 0.0, counts[b]
+    if b > 0:
+        start = bounds[b - 1]
+        count -= counts[b - 1]
+        rank -= counts[b - 1]
+    value = start + (end - start) * _divide(rank, count)
+    return None if math.isnan(value) else Quantile(value, start, end)
+
+
+def _divide(a: float, b: float) -> float:
+    """IEEE 754 division as Go does it: x/0 is ±Inf, 0/0 NaN (Python would raise)."""
+    if b != 0:
+        return a / b
+    if a == 0 or math.isnan(a):
+        return math.nan
+    return math.copysign(math.inf, a) * math.copysign(1.0, b)
+
+
+def _search(counts: list[float], rank: float) -> int:
+    """Go's ``sort.Search(len(counts)-1, counts[i] >= rank)``, probe for probe.
+
+    A plain left-to-right scan would differ once NaN or a dip breaks the order.
+    """
+    lo, hi = 0, len(counts) - 1
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if counts[mid] >= rank:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 def _coalesce(ordered: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -96,11 +196,49 @@ def _coalesce(ordered: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return out
 
 
-def _monotonic(counts: list[float]) -> list[float]:
-    """Prometheus fixes buckets that decrease (float noise) by carrying the maximum forward."""
-    # max(peak, c) keeps the running peak, as a loop from -inf would, at C speed (the
-    # cockpit runs this for every route and instance each cycle on the collector thread).
-    return list(accumulate(counts, max, initial=-math.inf))[1:]
+def _envelope(counts: list[float]) -> None:
+    """2.42's ``ensureMonotonic``, in place: lift counts below the running maximum.
+
+    Comparisons with NaN are false, so a NaN count stays and does not become the
+    maximum, unless it is the first, which then freezes the maximum at NaN.
+    """
+    peak = counts[0]
+    for i in range(1, len(counts)):
+        if counts[i] > peak:
+            peak = counts[i]
+        elif counts[i] < peak:
+            counts[i] = peak
+
+
+def _ignore_small_deltas(counts: list[float], tolerance: float) -> None:
+    """2.49+'s ``ensureMonotonicAndIgnoreSmallDeltas``, in place.
+
+    ``prev`` is the last count accepted: a flattened or lifted one does not move it,
+    anything else (a NaN too, as NaN < prev is false) becomes it.
+    """
+    prev = counts[0]
+    for i in range(1, len(counts)):
+        curr = counts[i]
+        if curr == prev:
+            continue
+        if _almost_equal(prev, curr, tolerance) or curr < prev:
+            counts[i] = prev
+            continue
+        prev = curr
+
+
+def _almost_equal(a: float, b: float, epsilon: float) -> bool:
+    """Prometheus' util/almost.Equal (its StaleNaN case aside: no scrape yields one)."""
+    if math.isnan(a) and math.isnan(b):
+        return True
+    if a == b:
+        return True
+    abs_sum = abs(a) + abs(b)
+    diff = abs(a - b)
+    if a == 0 or b == 0 or abs_sum < _MIN_NORMAL:
+        return diff < epsilon * _MIN_NORMAL
+    # A NaN abs_sum (one side NaN) stays NaN through min(), as through Go's math.Min.
+    return diff / min(abs_sum, _MAX_FLOAT) < epsilon
 
 
 def sum_buckets(per_target: Sequence[Mapping[float, float]]) -> list[tuple[float, float]]:

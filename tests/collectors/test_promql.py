@@ -8,7 +8,9 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from trimtab.collectors.exposition import parse
 from trimtab.collectors.promql import (
+    BucketFix,
     Quantile,
+    bucket_fix_for_version,
     counter_delta,
     histogram_quantile,
     le_value,
@@ -17,6 +19,7 @@ from trimtab.collectors.promql import (
 )
 
 INF = math.inf
+NAN = math.nan
 BOUNDS = (0.2, 0.3, 0.45)  # the bucket layout of Prometheus' documented check values
 
 
@@ -57,6 +60,101 @@ def test_rank_in_the_inf_bucket_gives_the_top_finite_bound_flagged() -> None:
 ])
 def test_out_of_range_q_as_prometheus(q: float, expected: Quantile | None) -> None:
     assert histogram_quantile(q, [(0.2, 0.0), (0.3, 10.0), (INF, 10.0)]) == expected
+
+
+@pytest.mark.parametrize(("q", "buckets", "expected"), [
+    (-0.1, [(0.1, 0.0), (INF, 0.0)], Quantile(-INF, -INF, -INF)),  # no observations
+    (1.1, [(INF, 10.0)], Quantile(INF, INF, INF, True)),            # only a +Inf bucket
+    (-0.5, [(0.1, 1.0), (0.2, 2.0)], Quantile(-INF, -INF, -INF)),   # no +Inf bucket
+    (1.5, [(0.1, 1.0)], Quantile(INF, INF, INF, True)),             # one bucket, not +Inf
+    (1.5, [(0.1, 1.0), (INF, NAN)], Quantile(INF, INF, INF, True)),  # NaN total
+])
+def test_q_outside_0_1_is_infinite_before_the_buckets_are_looked_at(
+        q: float, buckets: list[tuple[float, float]], expected: Quantile) -> None:
+    """bucketQuantile checks q before anything else, so ±Inf even with nothing to estimate."""
+    assert histogram_quantile(q, buckets) == expected
+
+
+def test_nan_counts_stay_where_they_are() -> None:
+    """Prometheus' fix-up never replaces a NaN count; its binary search then skips past it."""
+    # NaN total: rank NaN, no count is >= NaN, the search ends in +Inf.
+    assert histogram_quantile(0.5, [(0.1, 5.0), (0.2, 10.0), (INF, NAN)]) == Quantile(
+        0.2, 0.2, INF, True)
+    # rank 2: the search probes the NaN bucket (not >= 2) and moves right, past the 5.
+    assert histogram_quantile(0.1, [(0.1, 5.0), (0.2, NAN), (INF, 20.0)]) == Quantile(
+        0.2, 0.2, INF, True)
+    # Interpolating against a NaN neighbour is NaN: None, as for every NaN answer.
+    assert histogram_quantile(0.4, [(0.1, 5.0), (0.2, NAN), (0.3, 3.0), (INF, 10.0)]) is None
+
+
+def test_interpolation_rounds_in_prometheus_order() -> None:
+    """start + (end-start)*(rank/count): one ulp below (end-start)*rank/count here."""
+    result = histogram_quantile(0.95, [(0.01, 48.0), (0.025, 78.0), (INF, 78.0)])
+    assert result is not None
+    assert result.value == 0.023049999999999998 and (result.lower, result.upper) == (0.01, 0.025)
+
+
+def test_small_delta_fix_of_prometheus_2_49() -> None:
+    """2.49+ ignores relative steps up to 1e-12 in either direction; 2.42 only lifts decreases."""
+    buckets = [(1.0, 1e12), (2.0, 1e12 + 0.25), (INF, 2e12)]
+    q = (1e12 + 0.1) / 2e12
+    envelope = histogram_quantile(q, buckets, fix=BucketFix.ENVELOPE)
+    assert envelope is not None and (envelope.lower, envelope.upper) == (1.0, 2.0)
+    assert histogram_quantile(q, buckets, fix=BucketFix.IGNORE_SMALL_DELTAS) == Quantile(
+        2.0, 2.0, INF, True)
+    assert histogram_quantile(q, buckets) == envelope  # the default follows Debian 12's 2.42
+
+
+def test_nan_interrupts_the_running_maximum_only_from_2_49() -> None:
+    """2.42 keeps the maximum across a NaN; 2.49+ compares with the NaN and lets a dip stay."""
+    buckets = [(0.1, 5.0), (0.2, NAN), (0.3, 3.0), (INF, 10.0)]
+    assert histogram_quantile(0.4, buckets, fix=BucketFix.ENVELOPE) is None  # 3 lifted to 5
+    assert histogram_quantile(0.4, buckets, fix=BucketFix.IGNORE_SMALL_DELTAS) == Quantile(
+        0.3, 0.3, INF, True)
+    # A NaN first bucket: 2.42's maximum starts as NaN and never moves, so nothing is lifted.
+    # rank 5: the search probes index 2 first: 3 (2.42) moves right, 6 (2.49+) moves left.
+    dip = [(0.1, NAN), (0.2, 6.0), (0.3, 3.0), (0.4, 4.0), (INF, 10.0)]
+    assert histogram_quantile(0.5, dip, fix=BucketFix.ENVELOPE) == Quantile(0.4, 0.4, INF, True)
+    assert histogram_quantile(0.5, dip, fix=BucketFix.IGNORE_SMALL_DELTAS) is None  # 6 - NaN
+
+
+@pytest.mark.parametrize(("version", "fix"), [
+    ("2.42.0+ds", BucketFix.ENVELOPE), ("2.48.1", BucketFix.ENVELOPE),
+    ("2.49.0", BucketFix.IGNORE_SMALL_DELTAS), ("3.5.0", BucketFix.IGNORE_SMALL_DELTAS),
+])
+def test_fix_for_a_prometheus_version(version: str, fix: BucketFix) -> None:
+    assert bucket_fix_for_version(version) is fix
+
+
+@pytest.mark.parametrize("version", ["", "two", "2", "v2.49.0", "2.x.1"])
+def test_unreadable_versions_are_refused(version: str) -> None:
+    with pytest.raises(ValueError, match="version"):
+        bucket_fix_for_version(version)
+
+
+def test_a_nan_bound_is_refused_and_the_input_left_alone() -> None:
+    buckets = [(INF, 3.0), (NAN, 1.0), (0.1, 2.0)]
+    with pytest.raises(ValueError, match="NaN"):
+        histogram_quantile(0.5, buckets)
+    assert buckets[0] == (INF, 3.0) and len(buckets) == 3
+
+
+def test_division_by_zero_is_ieee_as_in_go() -> None:
+    """x/0 is ±Inf and 0/0 NaN in Go; Python would raise ZeroDivisionError."""
+    # 2.49+: the NaN resets the accepted count, so -10 stays; rank -5 lands in the empty
+    # first bucket: 0 + 0.1 * (-5/0) = -Inf.
+    buckets = [(0.1, 0.0), (0.2, 0.0), (0.3, NAN), (INF, -10.0)]
+    assert histogram_quantile(0.5, buckets, fix=BucketFix.IGNORE_SMALL_DELTAS) == Quantile(
+        -INF, 0.0, 0.1)
+    assert histogram_quantile(0.5, buckets, fix=BucketFix.ENVELOPE) is None  # -10 lifted: total 0
+    assert histogram_quantile(0.0, [(0.1, 0.0), (INF, 4.0)]) is None  # 0 * (0/0)
+
+
+def test_the_callers_buckets_are_not_modified() -> None:
+    buckets = [(INF, 10.0), (0.3, 9.0), (0.2, 1.0), (0.3, 1.0)]
+    before = list(buckets)
+    assert histogram_quantile(0.5, buckets) is not None
+    assert buckets == before
 
 
 @pytest.mark.parametrize("buckets", [
