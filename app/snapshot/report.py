@@ -1,8 +1,9 @@
 """``trimtab snapshot report``: one self-contained HTML page from a snapshot.
 
 Summary, the slowest routes (fleet-wide p95 from histogram buckets over the
-window), the change timeline with before/after cards (``before_after.compare``
-on the fleet p95 and request rate), charts as embedded PNG data URIs (drawn by
+window), the change timeline with before/after cards (``before_after.compare``, the
+judge the live card and the rollout gates use, on the changed route's p95, the fleet
+p95 and the request rate), charts as embedded PNG data URIs (drawn by
 the :data:`ChartRenderer` the caller passes: Qt-free here, the command line
 passes :func:`trimtab.app.ui.report_chart.png_chart`), annotations and the
 slowest traces. Nothing
@@ -18,12 +19,24 @@ import html
 import json
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ..model.before_after import Comparison, compare
+from ..model.before_after import (
+    AS_INTENDED,
+    AWAY,
+    BETTER,
+    DEFAULT_SETTLE,
+    DEFAULT_WINDOW,
+    WORSE,
+    Comparison,
+    bounding_changes,
+    change_scope,
+    compare,
+    format_value,
+)
 from .open import Snapshot, open_snapshot
 from .stats import RouteLatency, latency_over_time, request_rate, route_latencies
 
@@ -84,7 +97,7 @@ def render_html(snap: Snapshot, chart: ChartRenderer = no_charts) -> str:
              *(f'<p><img alt="{html.escape(title)}" src="data:image/png;base64,'
                f'{base64.b64encode(png).decode()}"></p>' for title, png in charts if png),
              "<h2>Change timeline</h2>",
-             _timeline(snap, mids, p95.get("all routes"), total_rate),
+             _timeline(snap, mids, p95, total_rate),
              "<h2>Annotations</h2>", _annotations(snap), "<h2>Slowest traces</h2>", _traces(snap)]
     return ("<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
             f"<title>trimtab incident report {utc(start)}</title><style>{CSS}</style></head>"
@@ -162,23 +175,42 @@ def _routes(slow: Sequence[RouteLatency]) -> str:
     return _table(("route", "p95 (ms)", "true value between (ms)", "requests"), rows)
 
 
-def _timeline(snap: Snapshot, mids: np.ndarray, p95: np.ndarray | None,
+def _timeline(snap: Snapshot, mids: np.ndarray, p95: Mapping[str, np.ndarray],
               rate: np.ndarray) -> str:
+    """A card per journal entry; each accepted change judged by the card's judge."""
     start, end = snap.window
-    window = max(min(300.0, (end - start) / 4), 6 * (end - start) / STEPS)
-    settle = min(30.0, window / 5)
+    step = (end - start) / STEPS
+    # The card's windows, unless the report's steps are too coarse for them.
+    window = max(DEFAULT_WINDOW, 6 * step)
+    settle = max(DEFAULT_SETTLE, step)
+    # A step's value covers the step: dated by its end, as the live model dates a point by
+    # the end of its rate window, so no step straddling the change counts as "before".
+    ends = mids + step / 2
+    journal = snap.journal()
+    accepted = [(r.time, change_scope(c.path for c in r.changes)) for r in journal
+                if r.result == "accepted"]
     cards = []
-    for row in snap.journal():
+    for row in journal:
         changes = "".join(f"<li>{_e(c.path)}: {_e(json.dumps(c.old))} → {_e(json.dumps(c.new))}</li>"
                           for c in row.changes)
-        found = [compare(mids, values, row.time, window=window, settle=settle, metric=metric,
-                         now=end) for metric, values in (("p95", _ms(p95)), ("requests/s", rate))
-                 if values is not None]
+        if row.result == "accepted":
+            scope = change_scope(c.path for c in row.changes)
+            previous, following = bounding_changes(row.time, scope, accepted)
+            routes = sorted(s.removeprefix("route:") for s in scope if s.startswith("route:"))
+            curves = [(f"{r} p95", p95.get(r)) for r in routes]
+            curves += [("all routes p95", p95.get("all routes")), ("requests/s", rate)]
+            found = [compare(ends, values, row.time, window=window, settle=settle,
+                             metric=metric, now=end, previous_change=previous,
+                             next_change=following)
+                     for metric, values in curves if values is not None]
+            judged = _cards(found)
+        else:
+            judged = f"<p>{_e(row.result)}: nothing changed, nothing to judge.</p>"
         cards.append(
             f'<div class="card"><b>{_e(utc(row.time))}</b> · {_e(row.source.name)} · '
             f"{_e(row.who)} · {_e(row.what)} · <i>{_e(row.result)}</i>"
             f"<ul>{changes}</ul><p>Reason: {_e(row.reason or '—')}"
-            f"{' · ' + _e(row.detail) if row.detail else ''}</p>{_cards(found)}</div>")
+            f"{' · ' + _e(row.detail) if row.detail else ''}</p>{judged}</div>")
     if cards:
         return "".join(cards)
     if any(o["what"] in ("journal", "targets", "everything") for o in snap.omitted()):
@@ -186,21 +218,20 @@ def _timeline(snap: Snapshot, mids: np.ndarray, p95: np.ndarray | None,
     return "<p>No change in the window.</p>"
 
 
-def _ms(values: np.ndarray | None) -> np.ndarray | None:
-    return None if values is None else values * 1000
+# A verdict's colour in the page (the CSS classes .better / .worse).
+_CSS_CLASS = {BETTER: "better", AS_INTENDED: "better", WORSE: "worse", AWAY: "worse"}
 
 
 def _cards(found: Sequence[Comparison]) -> str:
     rows = "".join(
-        f'<tr class="{_e(c.direction)}"><td>{_e(c.metric)}</td><td>{_num(c.before)}</td>'
-        f"<td>{_num(c.after)}</td><td>{'' if c.delta_pct is None else f'{c.delta_pct:+.1%}'}</td>"
-        f"<td>{_e(c.verdict)}</td></tr>" for c in found)
+        f'<tr class="{_CSS_CLASS.get(c.direction, "neutral")}"><td>{_e(c.metric)}</td>'
+        f"<td>{_e(format_value(c.metric, c.before))}</td>"
+        f"<td>{_e(format_value(c.metric, c.after))}</td><td>{_e(c.change_text)}</td>"
+        f"<td>{_e(c.band_text)}</td><td>{_e(c.label)}</td><td>{_e(c.data_text)}</td></tr>"
+        for c in found)
     return ("<table><tr><th>metric</th><th>before</th><th>after</th><th>change</th>"
-            f"<th>verdict</th></tr>{rows}</table>")
-
-
-def _num(x: float) -> str:
-    return "—" if not math.isfinite(x) else f"{x:.4g}"
+            "<th>normal before</th><th>verdict</th><th>samples before / after</th></tr>"
+            f"{rows}</table>")
 
 
 def _annotations(snap: Snapshot) -> str:

@@ -42,7 +42,7 @@ def test_report_is_self_contained_with_routes_journal_and_charts(snapshot_path: 
     assert slow.index("/orders") < slow.index("/users/{id}")  # the slow route leads
     assert "routes./users/{id}.ttl: 5 → 30" in page and "raise TTL" in page
     assert "&lt;script&gt;" in page and "<script>" not in page
-    assert "deploy with key=REDACTED" in page and "p95:" in page  # annotation, before/after
+    assert "deploy with key=REDACTED" in page and "<td>all routes p95</td>" in page  # before/after
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(images) == 2
     assert all(base64.b64decode(i).startswith(b"\x89PNG\r\n\x1a\n") for i in images)
