@@ -42,8 +42,8 @@ from typing import Self
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from trimtab.app.model.fleet import FleetModel
 from trimtab.app.cli.runtime import settle_gc
+from trimtab.app.model.fleet import FleetModel
 from trimtab.collectors.scrape import (
     ACCEPT,
     ScrapeEngine,

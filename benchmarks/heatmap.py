@@ -15,8 +15,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QApplication
 from trimtab.agent.buckets import LATENCY_BUCKETS
-from trimtab.app.model.heat import HeatRing
 from trimtab.app.model.fleet import FleetModel
+from trimtab.app.model.heat import HeatRing
 from trimtab.widgets.heatmap import HeatmapView
 
 SECONDS, REPEATS = 3600, 25

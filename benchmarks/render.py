@@ -33,9 +33,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QApplication, QGraphicsView, QWidget
-from trimtab.app.ui import window as window_module
 from trimtab.app.model.fleet import INSTANCE_SEP, CacheRow, FleetModel, RouteStats, ShareRow
 from trimtab.app.model.ring import Ring
+from trimtab.app.ui import window as window_module
 from trimtab.app.ui.window import MainWindow
 from trimtab.collectors.promql import Quantile
 
