@@ -21,9 +21,9 @@ EXEMPLARS_PER_ROUTE = 512  # newest distinct trace ids kept per route
 def bucket_rates(cumulative: Sequence[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
     """(upper bounds, per-bucket values) from cumulative (le, value) pairs sorted by le.
 
-    Cumulative sums of instances with different bucket layouts can dip; like
-    ``histogram_quantile`` the running maximum is carried forward, so no bucket
-    is ever negative.
+    Cumulative sums of instances with different bucket layouts can dip; the running
+    maximum is carried forward so no heatmap cell is ever negative (a display choice:
+    ``histogram_quantile`` repairs dips the same way but leaves NaN counts in place).
     """
     bounds = np.array([le for le, _ in cumulative], dtype=float)
     counts = np.maximum.accumulate(np.array([c for _, c in cumulative], dtype=float))
