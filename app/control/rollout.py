@@ -13,6 +13,7 @@ result), so the same machine drives a TTL or a balancer change::
                       watch_seconds=300)
     rollout.start()                       # canary only
     rollout.observe(p95_ms, error_rate)   # every refresh, from the model's numbers
+    rollout.observe_judged(compare_all(canary_series, change_time, now=now))  # and/or the judge
     rollout.advance()                     # after the watch: the rest (or still waiting)
 
 States: ``pending`` → ``watching`` → ``done``; a failing gate reverts the canary
@@ -27,9 +28,10 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from ..model.before_after import AWAY, UNKNOWN, WORSE, Comparison
 from .types import APPLIED, UNCHANGED, Agent, ChangeResult
 
 PENDING, WATCHING, DONE, ROLLED_BACK = "pending", "watching", "done", "rolled_back"
@@ -62,6 +64,18 @@ class Gates:
         if self.error_rate_max is not None and error_rate > self.error_rate_max:
             return f"error rate {error_rate:.2%} > {self.error_rate_max:.2%}"
         return None
+
+    @staticmethod
+    def check_judged(comparisons: Mapping[str, Comparison]) -> str | None:
+        """Why the judge's verdicts fail the canary, or None when they pass.
+
+        The same judge as the before/after card and the report (``before_after.compare``):
+        a metric beyond its normal spread the wrong way (latency or errors up, hit ratio
+        down: "worse"; a share moving away from the new weights) fails; "better", "as
+        intended", "changed" and "within the normal spread" pass.
+        """
+        bad = [c for c in comparisons.values() if c.direction in (WORSE, AWAY)]
+        return "; ".join(c.verdict for c in bad) or None
 
 
 @dataclass(frozen=True)
@@ -135,6 +149,22 @@ class Rollout:
         if failed is None:
             return self.state
         return self._revert_canary(f"gate failed on {self.canary.name}: {failed}")
+
+    def observe_judged(self, comparisons: Mapping[str, Comparison]) -> str:
+        """Check the canary by the judge's verdicts (the card's, for the canary's series
+        since the change); a metric judged worse reverts the canary now.
+
+        Verdicts without enough data yet prove nothing: they are not counted as a pass.
+        """
+        if self.state != WATCHING:
+            return self.state
+        if not comparisons or any(c.direction == UNKNOWN for c in comparisons.values()):
+            return self.state
+        self.samples += 1
+        failed = self.gates.check_judged(comparisons)
+        if failed is None:
+            return self.state
+        return self._revert_canary(f"judged worse on {self.canary.name}: {failed}")
 
     def advance(self) -> str:
         """After the watch with enough passing numbers, apply the change to the rest."""
