@@ -26,6 +26,7 @@ from ..model.fleet import FleetModel
 
 CARD_WINDOW = DEFAULT_WINDOW  # seconds judged on each side of the change
 CARD_SETTLE = DEFAULT_SETTLE  # seconds right after the change left out
+CARD_CHARTS = 12  # small charts at most (a weight change lists every route's p95 too)
 
 
 def marker_key(row: ctl.JournalRow) -> str:
@@ -165,7 +166,9 @@ def card(model: FleetModel, row: ctl.JournalRow, now: float | None = None,
         rows.append(("(no series)", "–", "–", "–", "–",
                      "nothing was recorded around this change (no data from its routes/servers)",
                      "0 / 0"))
-    charts = [_chart(name, series[name], c, row.time) for name, c in results.items()]
+    # Shares and the changed route's metrics come first in the series, so they get charts.
+    charts = [_chart(name, series[name], c, row.time)
+              for name, c in list(results.items())[:CARD_CHARTS]]
     when = time.strftime("%H:%M:%S", time.localtime(row.time))
     title = f"Change {marker_key(row)} at {when}"
     return CardContent(title, _subtitle(row, results, now, previous, following), rows, charts,

@@ -77,3 +77,15 @@ def test_a_ttl_sent_to_three_agents_is_one_change_and_no_nan_shows() -> None:
     text = " ".join(" ".join(r) for r in content.rows) + content.subtitle
     assert "nan" not in text.lower() and "after: nothing yet" in content.subtitle
     assert all(r[5].startswith("not enough data yet") for r in content.rows)
+
+
+def test_a_weight_change_charts_at_most_a_dozen_metrics() -> None:
+    fleet = SyntheticFleet(FleetModel())
+    fleet.step(count=20)
+    for i in range(20):  # 20 more routes' p95 series, as a big fleet has
+        fleet.model.series[("p95", f"/route{i}")] = fleet.model.series[("p95", ROUTE)]
+    row = weight(fleet.now, 1, "a", 1.0, 3.0)
+    content = card(fleet.model, row, now=fleet.now, journal=[row])
+    assert len(content.rows) == 2 + 2 + 21  # shares, servers' p95 (all gaps here), routes
+    assert len(content.charts) == 12
+    assert [c.name for c in content.charts[:2]] == ["a share", "b share"]
