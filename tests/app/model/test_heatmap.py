@@ -1,7 +1,10 @@
 """The model's latency heat series and exemplar log, from hand-built scrapes.
 
-Every expected value below is a bucket delta worked out by hand from the cumulative
-counts in the scrape texts, divided by the seconds between the two scrapes.
+Every expected value below is worked out by hand from the cumulative counts in the
+scrape texts, as Prometheus' ``rate(bucket[W])`` at the tick time: where the scrapes
+span the whole range ``[T - W, T]`` (W = ``rate_window``, or two scrape intervals
+when wider) nothing is extrapolated and it is the delta over W; the extrapolation
+cases are spelled out (the rules: tests/collectors/test_rates.py).
 """
 
 from __future__ import annotations
@@ -36,8 +39,9 @@ def scrape(model: FleetModel, target: ScrapeTarget, t: float, body: str) -> None
 
 
 def test_one_instance_bucket_deltas_per_second() -> None:
-    model = FleetModel(rate_window=10.0)
+    model = FleetModel(rate_window=2.0)  # the range [100, 102] holds all three scrapes
     scrape(model, API1, 100.0, text({"0.1": 10, "0.2": 30, "0.4": 35, "+Inf": 36}))
+    scrape(model, API1, 101.0, text({"0.1": 12, "0.2": 33, "0.4": 40, "+Inf": 41}))
     scrape(model, API1, 102.0, text({"0.1": 14, "0.2": 40, "0.4": 47, "+Inf": 50}))
     model.tick(102.0)
     t, bounds, z = model.heat("/r")
@@ -48,17 +52,24 @@ def test_one_instance_bucket_deltas_per_second() -> None:
     assert z.tolist() == [[2.0, 3.0, 1.0, 1.0]]
 
 
-def test_instances_are_summed_each_over_its_own_window() -> None:
-    model = FleetModel(rate_window=10.0)
-    scrape(model, API1, 100.0, text({"0.1": 0, "0.2": 0, "+Inf": 0}))
+def test_instances_are_rated_then_summed_over_one_range() -> None:
+    """sum by (le) (rate(bucket[W])): every instance over the same range (the widest any
+    needs: api-2, scraped every 4 s, widens it to 8 s), each rated on its own."""
+    model = FleetModel(rate_window=4.0)
+    scrape(model, API1, 96.0, text({"0.1": 0, "0.2": 0, "+Inf": 0}))
+    scrape(model, API2, 96.0, text({"0.1": 5, "0.2": 5, "+Inf": 5}))
+    for t in (98.0, 100.0, 102.0):
+        scrape(model, API1, t, text({"0.1": 0, "0.2": 0, "+Inf": 0}))
     scrape(model, API2, 100.0, text({"0.1": 5, "0.2": 5, "+Inf": 5}))
-    scrape(model, API1, 102.0, text({"0.1": 8, "0.2": 10, "+Inf": 10}))
+    scrape(model, API1, 104.0, text({"0.1": 8, "0.2": 10, "+Inf": 10}))
     scrape(model, API2, 104.0, text({"0.1": 5, "0.2": 25, "+Inf": 29}))
     model.tick(104.0)
+    assert model.window == 8.0
     _, bounds, z = model.heat("/r")
     assert bounds.tolist() == [0.1, 0.2, INF]
-    # api-1 over 2 s: 8, 2, 0 → 4, 1, 0 /s; api-2 over 4 s: 0, 20, 4 → 0, 5, 1 /s.
-    assert z[0].tolist() == [4.0, 6.0, 1.0]
+    # Over the 8 s range [96, 104]: api-1 8, 10, 10 → 1, 1.25, 1.25 /s; api-2 0, 20, 24 →
+    # 0, 2.5, 3 /s. Summed 1, 3.75, 4.25 → per bucket 1, 2.75, 0.5.
+    assert z[0].tolist() == [1.0, 2.75, 0.5]
 
 
 def test_a_row_per_tick_and_the_rate_window_slides() -> None:
@@ -68,27 +79,30 @@ def test_a_row_per_tick_and_the_rate_window_slides() -> None:
         scrape(model, API1, t, text({"0.1": n, "+Inf": n}))
         model.tick(t)
     t, _, z = model.heat("/r")
-    assert t.tolist() == [101.0, 102.0, 103.0]  # the first tick has no pair yet
-    # (3−0)/1 s, then the 2 s window: (9−0)/2, (10−3)/2.
-    assert z[:, 0].tolist() == [3.0, 4.5, 3.5]
+    assert t.tolist() == [101.0, 102.0, 103.0]  # the first tick has one scrape, no rate yet
+    # The 2 s range [T-2, T]: at 101 it holds 100 and 101 (3 − 0; the counter starts at 0
+    # at 100 s, so nothing is extrapolated before it) → 3 / 2; then (9−0)/2, (10−3)/2.
+    assert z[:, 0].tolist() == [1.5, 4.5, 3.5]
     assert z[:, 1].tolist() == [0.0, 0.0, 0.0]
     t_since, _, z_since = model.heat("/r", since=102.0)
     assert t_since.tolist() == [102.0, 103.0] and z_since.shape == (2, 2)
 
 
 def test_counter_drop_is_a_reset_counted_from_zero() -> None:
-    model = FleetModel(rate_window=10.0)
+    model = FleetModel(rate_window=2.0)
+    scrape(model, API1, 99.0, text({"0.1": 50, "0.2": 80, "+Inf": 90}))
     scrape(model, API1, 100.0, text({"0.1": 50, "0.2": 80, "+Inf": 90}))
     scrape(model, API1, 101.0, text({"0.1": 2, "0.2": 5, "+Inf": 6}))  # restarted
     model.tick(101.0)
     _, _, z = model.heat("/r")
-    assert z[0].tolist() == [2.0, 3.0, 1.0]  # the new counts, never negative
+    assert z[0].tolist() == [1.0, 1.5, 0.5]  # the new counts 2, 5, 6 over 2 s, never negative
 
 
 def test_restart_seen_by_start_time_counts_the_new_values() -> None:
     # Counts climbed back above the old ones: only process_start_time shows the restart.
-    model = FleetModel(rate_window=10.0)
+    model = FleetModel(rate_window=2.0)
     scrape(model, API1, 100.0, text({"0.1": 5, "+Inf": 6}, start=1000.0))
+    scrape(model, API1, 101.0, text({"0.1": 5, "+Inf": 6}, start=1000.0))
     scrape(model, API1, 102.0, text({"0.1": 8, "+Inf": 12}, start=1001.0))
     model.tick(102.0)
     _, _, z = model.heat("/r")
@@ -103,7 +117,8 @@ def test_stale_route_is_a_nan_gap_not_zeros() -> None:
     model.tick(120.0)  # no scrape for 19 s: the target is stale
     t, _, z = model.heat("/r")
     assert t.tolist() == [101.0, 120.0]
-    assert z[0].tolist() == [4.0, 0.0]
+    # 4 requests in the 10 s range (from 0 at 100 s: nothing extrapolated before it).
+    assert z[0].tolist() == [pytest.approx(0.4), 0.0]
     assert np.isnan(z[1]).all()
 
 
@@ -118,11 +133,13 @@ def test_new_bucket_bound_widens_the_columns() -> None:
     model.tick(102.0)
     _, bounds, z = model.heat("/r")
     assert bounds.tolist() == [0.1, 0.3, INF]
-    assert z[0, 0] == 2.0 and np.isnan(z[0, 1]) and z[0, 2] == 0.0  # unknown before it existed
-    # sum by (le) of cumulative rates, as Prometheus does: api-1 (2 over 2 s) has no 0.3
-    # bucket, so le=0.1 → 1, le=0.3 → 0 + 1 (api-2 only), +Inf → 1 + 1. Per bucket:
-    # 1, 0, 1 — mixed layouts blur the buckets; nothing is negative or lost in total.
-    assert z[1].tolist() == [1.0, 0.0, 1.0]
+    # 2 requests in the 10 s range (from 0: nothing extrapolated before 100 s) → 0.2 /s.
+    assert z[0, 0] == pytest.approx(0.2) and np.isnan(z[0, 1]) and z[0, 2] == 0.0  # unknown before
+    # sum by (le) of cumulative rates, as Prometheus does: api-1 (2 in 10 s) has no 0.3
+    # bucket, so le=0.1 → 0.2, le=0.3 → 0 + 0.1 (api-2 only: 1 in 10 s), +Inf → 0.2 + 0.1.
+    # Per bucket 0.2, 0 (the dip carried flat), 0.1 — mixed layouts blur the buckets;
+    # nothing is negative or lost in total.
+    assert z[1].tolist() == pytest.approx([0.2, 0.0, 0.1])
 
 
 def test_unknown_route_gives_empty_arrays() -> None:

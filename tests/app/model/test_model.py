@@ -42,7 +42,9 @@ def test_p95_matches_histogram_quantile_check_values() -> None:
     model.tick(101.0)
     stats = model.routes["/r"]
     assert stats.quantiles[0.95] == Quantile(pytest.approx(0.295), 0.2, 0.3)
-    assert stats.rate == pytest.approx(100.0)
+    # rate(x[10s]) at 101: 100 requests in the 10 s range (the counter was 0 at 100 s, so
+    # Prometheus extrapolates nothing before that): 10 /s.
+    assert stats.rate == pytest.approx(10.0)
     assert fmt.quantile(stats.quantiles[0.95]) == "295 ms (200–300)"
 
 
@@ -63,7 +65,9 @@ def test_counter_reset_is_never_a_negative_rate() -> None:
     scrape(model, API, 100.0, exposition(500))
     scrape(model, API, 101.0, exposition(20))  # the process restarted
     model.tick(101.0)
-    assert model.routes["/r"].rate == pytest.approx(20.0)
+    # Increase 20 (counted from zero), extrapolated as Prometheus does: half an interval
+    # before 100 s (zero lies 25 s back, the range starts 9 s back) → 20 · 1.5 s / 1 s / 10 s.
+    assert model.routes["/r"].rate == pytest.approx(3.0)
 
 
 def test_error_ratio_counts_5xx() -> None:
@@ -147,10 +151,10 @@ def test_a_failing_store_is_reported_not_raised(tmp_path) -> None:
 
     store = Store(tmp_path / "history.sqlite")
     model = FleetModel(store=store)
-    scrape(model, API, 100.0, exposition(0))
+    scrape(model, API, 99.0, exposition(0))
     model.tick(100.5)
-    scrape(model, API, 101.0, exposition(1))
-    model.tick(100.0)  # a clock step backwards: the store refuses the cycle
+    scrape(model, API, 100.0, exposition(1))
+    model.tick(100.2)  # a clock step backwards: the store refuses the cycle
     assert "history not saved" in model.store_error
     assert model.routes  # the live view goes on
     store.close()
@@ -195,7 +199,9 @@ def test_an_outage_does_not_stretch_the_window_of_a_1_s_target() -> None:
     assert "/r" not in model.routes or math.isnan(model.routes["/r"].rate)
     scrape(model, API, 164.0, exposition(6500))
     model.tick(164.0)
-    assert model.routes["/r"].rate == pytest.approx(100.0)
+    # The range stays 10 s and holds 1 s of samples: Prometheus extrapolates half an
+    # interval before them, 100 · 1.5 s / 1 s / 10 s (a 61 s window would have said 100).
+    assert model.routes["/r"].rate == pytest.approx(15.0)
 
 
 def test_a_route_gone_for_longer_than_expire_after_is_forgotten() -> None:

@@ -56,12 +56,16 @@ def balancer(a: int, b: int, start: float) -> str:
             f"process_start_time_seconds {start}\n")
 
 
-def rate_after(first: str, second: str, seconds: float = 2.0) -> FleetModel:
-    """Two scrapes ``seconds`` apart, then one tick: the window holds exactly this pair."""
-    model = FleetModel(rate_window=10.0)
-    for t, text in ((100.0, first), (100.0 + seconds, second)):
+def rate_after(first: str, second: str) -> FleetModel:
+    """``first`` at 100 and 101 s, ``second`` at 102 s, one tick at 102 s over ``[2s]``.
+
+    The scrapes span the whole range [100, 102], so Prometheus' rate extrapolates
+    nothing: it is the increase over 2 s.
+    """
+    model = FleetModel(rate_window=2.0)
+    for t, text in ((100.0, first), (101.0, first), (102.0, second)):
         model.ingest(ScrapeResult(API, t, True, 0.01, parse(text), ""))
-    model.tick(100.0 + seconds)
+    model.tick(102.0)
     return model
 
 
@@ -103,7 +107,9 @@ def test_normal_increase_is_unaffected() -> None:
 def test_a_series_that_appears_is_not_a_reset_of_the_others() -> None:
     # The first 5xx creates a new series with a new _created; the 200s go on counting.
     model = rate_after(with_created(500, 1000.0), with_created(800, 1000.0, errors_created=1001.0))
-    assert model.routes["/r"].rate == pytest.approx(150.5)  # (800 + 1 − 500) / 2 s, not 801 / 2 s
+    # (800 − 500) / 2 s, not 801 / 2 s; the 5xx series has one sample in the range, so, as
+    # in Prometheus, no rate yet (it used to add 1 / 2 s).
+    assert model.routes["/r"].rate == pytest.approx(150.0)
 
 
 def test_a_lower_value_is_still_a_reset_without_any_marker() -> None:
@@ -112,8 +118,9 @@ def test_a_lower_value_is_still_a_reset_without_any_marker() -> None:
 
 
 def test_balancer_restart_resets_the_observed_share() -> None:
-    model = FleetModel()
+    model = FleetModel(rate_window=2.0)  # three scrapes spanning the range: no extrapolation
     model.ingest(ScrapeResult(LB, 100.0, True, 0.01, parse(balancer(900, 100, 1000.0)), ""))
+    model.ingest(ScrapeResult(LB, 101.0, True, 0.01, parse(balancer(900, 100, 1000.0)), ""))
     # Restarted: since then a got 300, b got 700 (b's counter is past its old value).
     model.ingest(ScrapeResult(LB, 102.0, True, 0.01, parse(balancer(300, 700, 1001.0)), ""))
     model.tick(102.0)
