@@ -12,8 +12,8 @@ result), so the same machine drives a TTL or a balancer change::
                       gates=Gates(p95_max_ms=500, error_rate_max=0.01),
                       watch_seconds=300)
     rollout.start()                       # canary only
-    rollout.observe(p95_ms, error_rate)   # every refresh, from the model's numbers
-    rollout.observe_judged(compare_all(canary_series, change_time, now=now))  # and/or the judge
+    rollout.observe(p95_ms, error_rate,   # every refresh, from the model's numbers,
+                    compare_all(canary_series, change_time, now=now))  # and the judge's verdicts
     rollout.advance()                     # after the watch: the rest (or still waiting)
 
 States: ``pending`` → ``watching`` → ``done``; a failing gate reverts the canary
@@ -135,10 +135,13 @@ class Rollout:
             return 0.0
         return max(0.0, self._watch_start + self.watch_seconds - self.clock())
 
-    def observe(self, p95_ms: float, error_rate: float) -> str:
+    def observe(self, p95_ms: float, error_rate: float,
+                judged: Mapping[str, Comparison] | None = None) -> str:
         """Check the canary's current numbers; a failing gate reverts the canary now.
 
         NaN (no traffic in the caller's window) is not a pass: it is not counted.
+        ``judged``: the judge's verdicts on the canary's series since the change, checked
+        too (:meth:`Gates.check_judged`); verdicts without enough data yet fail nothing.
         """
         if self.state != WATCHING:
             return self.state
@@ -146,9 +149,12 @@ class Rollout:
             return self.state
         self.samples += 1
         failed = self.gates.check(p95_ms, error_rate, self.baseline_p95_ms)
-        if failed is None:
-            return self.state
-        return self._revert_canary(f"gate failed on {self.canary.name}: {failed}")
+        if failed is not None:
+            return self._revert_canary(f"gate failed on {self.canary.name}: {failed}")
+        worse = self.gates.check_judged(judged or {})
+        if worse is not None:
+            return self._revert_canary(f"judged worse on {self.canary.name}: {worse}")
+        return self.state
 
     def observe_judged(self, comparisons: Mapping[str, Comparison]) -> str:
         """Check the canary by the judge's verdicts (the card's, for the canary's series

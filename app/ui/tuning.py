@@ -8,6 +8,7 @@ meanwhile) shows their change and asks before overwriting.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -60,6 +61,8 @@ class Tuning(QObject):
         self.write_reason = "checking the token's scope…"
         # (route, instance) → (canary p95 in ms, error rate 0..1), from the model (GUI thread)
         self.numbers: Callable[[str, str], tuple[float, float]] | None = None
+        # (route, instance, change time) → the judge's verdicts on the canary (GUI thread)
+        self.judged: Callable[[str, str, float], dict[str, Any]] | None = None
         self.rollout: StagedRun | None = None
 
     @property
@@ -288,6 +291,7 @@ class StagedRun(QObject):
         self._stepping = False
 
     def begin(self) -> None:
+        self.started = time.time()  # the canary's change, for the judge's windows
         self._stepping = True
         self.tuning.runner.submit(self.rollout.start, self._after)
 
@@ -295,10 +299,12 @@ class StagedRun(QObject):
         if self._stepping or self.tuning.numbers is None:
             return
         p95_ms, error_rate = self.tuning.numbers(self.route, self.rollout.canary.name)
+        judged = (self.tuning.judged(self.route, self.rollout.canary.name, self.started)
+                  if self.tuning.judged is not None else None)
         self._stepping = True
 
         def work() -> str:
-            self.rollout.observe(p95_ms, error_rate)
+            self.rollout.observe(p95_ms, error_rate, judged)
             return self.rollout.advance()
 
         self.tuning.runner.submit(work, self._after)

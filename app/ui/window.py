@@ -24,8 +24,9 @@ from trimtab.widgets.card import ChangeCard
 from trimtab.widgets.theme import THEMES
 
 from ..model import format as fmt
+from ..model.before_after import Comparison, bounding_changes, change_scope, compare_all
 from ..model.fleet import FleetModel
-from ..replay.change_markers import card, marker_key, markers
+from ..replay.change_markers import CARD_SETTLE, CARD_WINDOW, card, marker_key, markers
 from ..snapshot.schema import SUFFIX
 from ..targets.manager import TargetManager
 from .pages.balancer import BalancerPage
@@ -186,8 +187,26 @@ class MainWindow(QMainWindow):
         last = [x for x in errors[1] if not math.isnan(x)] if errors else []
         return p95, (last[-1] if last else 0.0)
 
+    def canary_judged(self, route: str, instance: str, change_time: float
+                      ) -> dict[str, Comparison]:
+        """The judge's verdicts on the canary since ``change_time`` (the card's judge): its
+        own p95 of ``route`` and the route's error ratio, bounded by the previous change."""
+        since = change_time - CARD_WINDOW - 5.0
+        series = {f"{route} error_ratio": s
+                  for s in self.model.snapshot("error_ratio", since, [route]).values()}
+        own = self.model.instance_series(route, since).get(instance)
+        if own is not None:
+            series[f"{route} p95"] = own
+        scope = {f"route:{route}"}
+        previous, _ = bounding_changes(change_time, scope, [
+            (r.time, change_scope(c.path for c in r.changes))
+            for r in self.journal_rows.values() if r.result == "accepted"])
+        return compare_all(series, change_time, window=CARD_WINDOW, settle=CARD_SETTLE,
+                           now=self.clock(), previous_change=previous)
+
     def _wire_tuning(self, tuning: Tuning) -> None:
         tuning.numbers = self.canary_numbers
+        tuning.judged = self.canary_judged
         self.cache.ttl_requested.connect(lambda route: tuning.change_ttl(self, route))
         self.cache.invalidate_requested.connect(lambda route: tuning.invalidate(self, route))
         self.balancer.weights_requested.connect(lambda: tuning.change_weights(self))

@@ -74,3 +74,13 @@ def test_a_p95_judged_worse_reverts_the_canary_with_the_verdict() -> None:
 def test_hit_ratio_down_is_worse_and_up_is_not() -> None:
     assert Gates.check_judged(judged(0.2185, 0.1, CHANGE + 60)) is not None
     assert Gates.check_judged(judged(0.2185, 0.6, CHANGE + 60)) is None
+
+
+def test_numbers_and_verdicts_together_count_once_and_the_judge_can_fail_them() -> None:
+    fleet, clock = Fleet(), Clock()
+    r = rollout(fleet, clock)
+    assert r.observe(130.0, 0.0, judged(0.13, 0.3, CHANGE + 5)) == WATCHING  # judge: no data
+    assert r.samples == 1
+    # The numbers pass the (unset) thresholds, the judge sees p95 double: reverted.
+    assert r.observe(400.0, 0.0, judged(0.40, 0.3, CHANGE + 40)) == ROLLED_BACK
+    assert "judged worse on api-1" in r.events[-1].message

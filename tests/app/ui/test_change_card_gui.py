@@ -89,3 +89,18 @@ def test_a_closed_card_is_not_rebuilt(qtbot, fleet: SyntheticFleet,  # type: ign
     fleet.step(count=5)
     qtbot.wait(300)
     assert window.change_card_version == before
+
+
+def test_the_staged_rollout_gate_gets_the_cards_verdict_on_the_canary(  # type: ignore[no-untyped-def]
+        qtbot, fleet: SyntheticFleet, window: MainWindow) -> None:
+    fleet.step(count=150)
+    change = fleet.now
+    fleet.latency = 0.40  # the canary's change doubles its p95
+    fleet.step(count=40)
+    judged = window.canary_judged(ROUTE, "api-1", change)
+    assert judged[f"{ROUTE} p95"].label == "worse (beyond the normal spread)"
+    assert judged[f"{ROUTE} error_ratio"].direction == "within spread"
+    row = ttl_change(change)
+    window.show_changes([row])
+    window.show_change_card(marker_key(row))
+    assert verdicts(window)[f"{ROUTE} p95"][5] == judged[f"{ROUTE} p95"].label  # one judge
