@@ -117,6 +117,7 @@ class ChangeCard(QDialog):
         """Show new figures (called again as data arrives; the sort order stays)."""
         self.subtitle.setText(subtitle)
         self.table.set_rows([(r[0], [(text, text) for text in r]) for r in rows])
+        self.table.resizeColumnsToContents()  # "not enough data yet" → "218.5 ms" etc.
         while len(self.charts) < len(charts):  # charts are made once and reused
             chart = MiniChart()
             index = len(self.charts)
