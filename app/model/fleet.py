@@ -563,6 +563,8 @@ def _target_window(target: str, entries: list[tuple[float, Counters]], end_ms: i
     index = layout.index[valid]
     sums = np.bincount(index, weights=rates[valid], minlength=len(layout.keys))
     seen = np.bincount(index, minlength=len(layout.keys)) > 0
+    if seen.all():  # the usual case: every group has a series with two samples
+        return TargetWindow(target, counters[-1], dict(zip(layout.keys, sums.tolist())))
     return TargetWindow(target, counters[-1],
                         {layout.keys[g]: float(sums[g]) for g in np.flatnonzero(seen)})
 
