@@ -31,7 +31,7 @@ from pathlib import Path
 BODY = b'{"instance":"bench"}'
 
 
-async def backend_app(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
+async def backend_app(scope: dict, receive: object, send: object) -> None:
     """The backend: a fixed 200 JSON answer, as cheap as uvicorn allows."""
     if scope["type"] != "http":
         return

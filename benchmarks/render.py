@@ -151,7 +151,7 @@ def main() -> None:
     app = QApplication.instance() or QApplication([])
     clock = SimulatedClock(time.time())
     model = filled_model(clock.now)
-    window_module.time = clock  # type: ignore[assignment]
+    window_module.time = clock
     window = MainWindow(model)
     window.resize(1400, 860)
     window.range_box.setCurrentIndex(2)  # last 60 min: every point is in view

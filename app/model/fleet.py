@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import pairwise, repeat
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 from trimtab.collectors.canonical import CACHE, HIST_BUCKET, LB_BUCKET, LB_REQUESTS, REQUESTS
@@ -41,6 +41,8 @@ from .expiry import INSTANCE_SEP, drop, expired
 from .extract import Counters, Group, Layout, extract, make_layout
 from .heat import ExemplarLog, HeatRing, bucket_exemplars, bucket_rates
 from .ring import Ring
+
+T = TypeVar("T")  # what a FleetModel.read reader returns
 
 QUANTILES = (0.5, 0.95, 0.99)
 EXPIRE_EVERY = 60  # cycles between two looks for expired series
@@ -537,7 +539,7 @@ class FleetModel:
                 out[key] = ring.arrays(since)
             return out
 
-    def read(self, fn: Callable[[FleetModel], object]) -> object:
+    def read(self, fn: Callable[[FleetModel], T]) -> T:
         """Run ``fn`` under the lock, for consistent multi-field reads."""
         with self.lock:
             return fn(self)

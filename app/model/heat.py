@@ -8,12 +8,11 @@ that finished in that bucket over the model's rate window, summed over instances
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from trimtab.collectors.canonical import HIST_BUCKET
 from trimtab.collectors.exposition import Exposition
-from trimtab.collectors.promql import sum_buckets
 
 EXEMPLARS_PER_ROUTE = 512  # newest distinct trace ids kept per route
 
@@ -28,15 +27,6 @@ def bucket_rates(cumulative: Sequence[tuple[float, float]]) -> tuple[np.ndarray,
     bounds = np.array([le for le, _ in cumulative], dtype=float)
     counts = np.maximum.accumulate(np.array([c for _, c in cumulative], dtype=float))
     return bounds, np.diff(counts, prepend=0.0)
-
-
-def heat_row(seconds: Sequence[float], deltas: Sequence[Mapping[float, float]]
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-bucket requests per second of one route: each instance's bucket deltas over
-    its own window length ``seconds[i]``, summed (``rate`` then ``sum by (le)``), then
-    made non-cumulative. Empty arrays when no instance served the route (a gap)."""
-    rates = [{le: v / s for le, v in d.items()} for d, s in zip(deltas, seconds) if s > 0]
-    return bucket_rates(sum_buckets(rates))
 
 
 class HeatRing:

@@ -375,9 +375,9 @@ class MainWindow(QMainWindow):
         health = self.model.read(lambda m: list(m.health.values()))
         if not health:
             return
-        up = sum(1 for h in health if h.up)  # type: ignore[attr-defined]
-        last = max(h.last_scrape for h in health)  # type: ignore[attr-defined]
-        down = [f"{h.name}: {h.error}" for h in health if not h.up]  # type: ignore[attr-defined]
+        up = sum(1 for h in health if h.up)
+        last = max(h.last_scrape for h in health)
+        down = [f"{h.name}: {h.error}" for h in health if not h.up]
         text = f"{up}/{len(health)} targets up · last scrape {fmt.ago(time.time() - last)}"
         if down:
             text += " · down: " + "; ".join(down)

@@ -294,7 +294,7 @@ def test_builtin_balancer_control_api(balancer: Balancer, case: Case,
     caplog.set_level(logging.DEBUG)
 
     async def go() -> None:
-        transport = httpx.ASGITransport(app=balancer,  # type: ignore[arg-type]
+        transport = httpx.ASGITransport(app=balancer,
                                         raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://lb") as client:
             await run_balancer_case(client, case)

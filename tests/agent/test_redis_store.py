@@ -73,7 +73,7 @@ def run(apps: list[TrimtabMiddleware],
             for client, app in zip(clients, apps, strict=True):
                 await client.aclose()
                 await app.cache.flush()
-                await app.store.close()  # type: ignore[attr-defined]
+                await app.store.close()
 
     return asyncio.run(main())
 

@@ -330,7 +330,7 @@ def test_expiry_timer_stores_orphans_without_another_batch() -> None:
         deadline = time.monotonic() + 10.0
         while not tracer.query()["traces"] and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-        return tracer.query()["traces"]  # type: ignore[no-any-return]
+        return tracer.query()["traces"]
 
     [record] = asyncio.run(main())
     assert record["span_id"] == "000000000000000c" and record["source"] == "zipkin"

@@ -44,7 +44,7 @@ def run(app: Any, body: Callable[[httpx.AsyncClient], Awaitable[Any]]) -> Any:
 async def _traces(c: httpx.AsyncClient, query: str = "") -> dict[str, Any]:
     r = await c.get(f"/_trimtab/traces{query}", headers=AUTH)
     assert r.status_code == 200, r.text
-    return r.json()  # type: ignore[no-any-return]
+    return r.json()
 
 
 def test_request_span_with_children_and_propagation() -> None:

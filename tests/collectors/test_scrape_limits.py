@@ -182,10 +182,10 @@ def test_sample_limit_fails_whole_scrape_and_model_sees_down(servers: Servers) -
 def test_label_limits_fail_whole_scrape(servers: Servers, labels: str, limit: dict[str, int],
                                         message: str) -> None:
     url = servers.serve(static(Wire(), exposition(5, labels)))
-    result = scrape(ScrapeTarget("api", url, **limit))  # type: ignore[arg-type]
+    result = scrape(ScrapeTarget("api", url, **limit))
     assert (result.up, result.exposition, result.error) == (False, None, message)
-    unlimited = scrape(ScrapeTarget("api", url, **{k: 0 for k in limit}))  # type: ignore[arg-type]
-    assert unlimited.up and len(unlimited.exposition.samples) == 5  # type: ignore[union-attr]
+    unlimited = scrape(ScrapeTarget("api", url, **{k: 0 for k in limit}))
+    assert unlimited.up and len(unlimited.exposition.samples) == 5
 
 
 def test_label_checks_are_not_hidden_by_the_cache(servers: Servers) -> None:
@@ -406,7 +406,7 @@ def test_invalid_limits_are_refused_naming_the_field(tmp_path: Path, field_name:
     with pytest.raises(target_file.TargetsError, match=field_name):
         target_file.add(path, bad)
     assert path.read_bytes() == before
-    toml_value = {True: "true", "4k": '"4k"'}.get(value, str(value))  # type: ignore[call-overload]
+    toml_value = {True: "true", "4k": '"4k"'}.get(value, str(value))
     path.write_text(before.decode() + f'\n[[target]]\nname = "x"\nurl = "http://h:1/m"\n'
                                       f"{field_name} = {toml_value}\n")
     with pytest.raises(target_file.TargetsError, match=field_name):

@@ -56,7 +56,7 @@ def shop_url() -> Iterator[str]:
 def _first_ok(url: str, mappings: object) -> ScrapeResult:
     results: list[ScrapeResult] = []
     engine = ScrapeEngine([ScrapeTarget("shop", url)], results.append,
-                          mappings=mappings).start()  # type: ignore[arg-type]
+                          mappings=mappings).start()
     try:
         deadline = time.monotonic() + 20
         while not any(r.up for r in results) and time.monotonic() < deadline:

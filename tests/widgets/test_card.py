@@ -30,7 +30,7 @@ def row(name: str, verdict: str, data: str) -> tuple[str, ...]:
     return (name, "200.0 ms", "110.0 ms", "-45.0 %", "190.0 ms – 210.0 ms", verdict, data)
 
 
-def test_set_content_replaces_rows_subtitle_and_charts(qtbot) -> None:  # type: ignore[no-untyped-def]
+def test_set_content_replaces_rows_subtitle_and_charts(qtbot) -> None:
     card = ChangeCard("Change x", "after: nothing yet", [row("/r p95", "not enough data yet",
                                                              "120 / 0")],
                       charts=[chart("/r p95", 5, (math.nan, math.nan))])

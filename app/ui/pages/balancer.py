@@ -66,8 +66,8 @@ class BalancerPage(QWidget):
             (fmt.percent(r.observed), sort_key(r.observed)), (f"{r.in_flight:g}", r.in_flight),
             (fmt.quantile(r.p95), r.p95.value if r.p95 else -1.0),
             (fmt.rate(r.error_rate), sort_key(r.error_rate))])
-            for r in rows], highlight={r.server for r in rows if not r.up})  # type: ignore[attr-defined]
-        self.bars.set_rows([(r.server, r.expected, r.observed) for r in rows])  # type: ignore[attr-defined]
+            for r in rows], highlight={r.server for r in rows if not r.up})
+        self.bars.set_rows([(r.server, r.expected, r.observed) for r in rows])
         self.hint.setVisible(not rows)
         self.share_time.set_series(percent_series(self.model.snapshot("share", since)))
         self.latency.set_series(self.model.snapshot("lb_p95", since))

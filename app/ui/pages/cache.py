@@ -96,7 +96,7 @@ class CachePage(QWidget):
     def refresh(self, since: float) -> None:
         rows = self.model.read(lambda m: list(m.cache))
         table, disagree = [], set()
-        for r in rows:  # type: ignore[attr-defined]
+        for r in rows:
             ttl, split = ttl_text(self.model.ttls(r.route), self.ttl_unknown)
             if split:
                 disagree.add(r.route)
@@ -107,12 +107,12 @@ class CachePage(QWidget):
         self.table.set_rows(table, highlight=disagree)
         self.hint.setVisible(not rows)
         self._since = since
-        self._chart(rows)  # type: ignore[arg-type]
+        self._chart(rows)
 
     def _route_selected(self, _route: str) -> None:
         """The selected route joins the chart at once, not at the next scrape."""
         if self._since is not None:
-            self._chart(self.model.read(lambda m: list(m.cache)))  # type: ignore[arg-type]
+            self._chart(self.model.read(lambda m: list(m.cache)))
 
     def _chart(self, rows: list) -> None:
         """Hit ratio of the routes with the most lookups, plus the selected one.

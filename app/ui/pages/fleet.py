@@ -93,7 +93,7 @@ class FleetPage(QWidget):
         now = self.clock()
         health = self.model.read(lambda m: list(m.health.values()))
         rows, down = [], set()
-        for h in health:  # type: ignore[attr-defined]
+        for h in health:
             if not h.up:
                 down.add(h.name)
             rows.append((h.name, fleet_cells(h, now)))

@@ -50,9 +50,9 @@ class OverviewPage(QWidget):
     def refresh(self, since: float) -> None:
         # At most TOP_ROUTES curves per chart: 50 tangled lines help nobody (the Slow routes
         # page lists them all) and each curve costs paint time.
-        top, cached = self.model.read(_top_routes)  # type: ignore[misc]
+        top, cached = self.model.read(_top_routes)
         self.latency.set_series(self.model.snapshot("p95", since, top))
         self.hit_ratio.set_series(percent_series(self.model.snapshot("hit_ratio", since, cached)))
         self.share_time.set_series(percent_series(self.model.snapshot("share", since)))
         rows = self.model.read(lambda m: [(r.server, r.expected, r.observed) for r in m.share])
-        self.share_bars.set_rows(rows)  # type: ignore[arg-type]
+        self.share_bars.set_rows(rows)

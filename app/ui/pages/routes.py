@@ -104,7 +104,7 @@ class RoutesPage(QWidget):
         if self.selected is None:
             return
         stats = self.model.read(lambda m: m.routes.get(self.selected))
-        p95 = stats.quantiles.get(0.95) if stats is not None else None  # type: ignore[attr-defined]
+        p95 = stats.quantiles.get(0.95) if stats is not None else None
         self.traces_requested.emit(self.selected, p95.value * 1000.0 if p95 else 0.0)
 
     @Slot(str)
@@ -119,7 +119,7 @@ class RoutesPage(QWidget):
     def refresh(self, since: float) -> None:
         stats = self.model.read(lambda m: list(m.routes.values()))
         rows = []
-        for s in stats:  # type: ignore[attr-defined]
+        for s in stats:
             cells = [(s.route, s.route)]
             for level in self.levels:
                 est = s.quantiles.get(level)

@@ -162,7 +162,7 @@ class TracesPage(QWidget):
             "duration range."))
         if errors:
             self.hint.setText("Traces unavailable from " + "; ".join(
-                f"{k}: {v}" for k, v in sorted(errors.items())))  # type: ignore[attr-defined]
+                f"{k}: {v}" for k, v in sorted(errors.items())))
 
     def _exemplars(self, route: str | None, max_ms: float) -> set[str]:
         """Exemplar trace ids of ``route`` in the current time window and duration range."""
@@ -175,7 +175,7 @@ class TracesPage(QWidget):
     def _sync_routes(self) -> None:
         known = {self.route.itemText(i) for i in range(self.route.count())}
         routes = self.model.read(lambda m: sorted(m.routes))
-        for route in routes:  # type: ignore[attr-defined]
+        for route in routes:
             if route not in known:
                 self.route.addItem(route)
 

@@ -38,14 +38,14 @@ def run() -> Iterator[Callable[[Awaitable[T]], T]]:
     """Runs coroutines on one event loop for the whole test (the client lives on it)."""
     loop = asyncio.new_event_loop()
     try:
-        yield loop.run_until_complete  # type: ignore[misc]
+        yield loop.run_until_complete
     finally:
         loop.close()
 
 
 @pytest.fixture
 def client(balancer: Balancer, run: Any) -> Iterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=balancer)  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=balancer)
     c = httpx.AsyncClient(transport=transport, base_url="http://lb")
     try:
         yield c
@@ -228,7 +228,7 @@ def test_dotted_server_names_survive_journal_and_revert(run: Any) -> None:
     journal = Journal(None)
     lb = Balancer([Server("web.1", "http://127.0.0.1:9"), Server("web.2", "http://127.0.0.1:9")],
                   auth=auth, journal=journal)
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=lb),  # type: ignore[arg-type]
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=lb),
                                base_url="http://lb")
     try:
         changed = run(patch(client, {"servers": {"web.1": {"weight": 5}}}))

@@ -104,7 +104,7 @@ def test_expected_share_counts_only_ready_and_up() -> None:
 @pytest.mark.parametrize("weight", [9000, -1, "abc", 1.5, True])
 def test_server_refuses_bad_weight(weight: object) -> None:
     with pytest.raises(InvalidInput, match="weight"):
-        Server("s1", "http://x", weight=weight)  # type: ignore[arg-type]
+        Server("s1", "http://x", weight=weight)
     with pytest.raises(InvalidInput, match="policy"):
         make_policy("random")
 

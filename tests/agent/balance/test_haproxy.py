@@ -275,7 +275,7 @@ def test_bad_weight_is_refused_before_sending_and_nothing_changes(haproxy: HAPro
                                                                   weight: object) -> None:
     adapter = HAProxyAdapter(haproxy.client, "be")
     with pytest.raises(InvalidInput, match="weight"):
-        adapter.set_weight("s1", weight)  # type: ignore[arg-type]
+        adapter.set_weight("s1", weight)
     assert haproxy.client.get_weight("be", "s1") == (1, 1)
     assert adapter.desired == {}
 

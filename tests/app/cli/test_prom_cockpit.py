@@ -142,7 +142,7 @@ def test_target_manager_adds_and_removes_a_prometheus_source(tmp_path: Path, pro
         assert [t.kind for t in tf.load(tmp_path / "targets.toml")] == ["prometheus"]
 
         def rows() -> dict[str, tuple[str, bool]]:
-            return model.read(lambda m: {h.name: (h.kind, h.up)  # type: ignore[return-value]
+            return model.read(lambda m: {h.name: (h.kind, h.up)
                                          for h in m.health.values()})
         assert _wait(lambda: rows() == {"prom": ("prometheus", True),
                                         f"prom/{prom.instance}": ("instance", True)}), rows()
@@ -240,7 +240,7 @@ def test_a_prometheus_behind_a_token_is_read_with_token_env(tmp_path: Path, guar
         manager.add("guarded", guarded, "prometheus", 1.0, token_env="TRIMTAB_TEST_PROM_TOKEN")
 
         def up() -> dict[str, bool]:
-            return model.read(lambda m: {h.name: h.up for h in m.health.values()})  # type: ignore[return-value]
+            return model.read(lambda m: {h.name: h.up for h in m.health.values()})
         assert _wait(lambda: up() == {"guarded": True, f"guarded/{prom.instance}": True}), up()
         saved = path.read_text()
         assert 'token_env = "TRIMTAB_TEST_PROM_TOKEN"' in saved and "s3cret" not in saved
@@ -259,7 +259,7 @@ def test_without_the_token_the_source_is_down_with_the_reason(tmp_path: Path, gu
 
         def health() -> tuple[bool, str] | None:
             h = model.read(lambda m: m.health.get("open"))
-            return None if h is None else (h.up, h.error)  # type: ignore[attr-defined]
+            return None if h is None else (h.up, h.error)
         assert _wait(lambda: health() is not None)
         up, error = health()  # type: ignore[misc]
         assert not up and "401" in error

@@ -113,7 +113,7 @@ def test_set_ttl_on_all_is_in_every_config_and_the_merged_journal(
 def test_same_value_again_is_unchanged_not_applied(client: ControlClient,
                                                    instances: list[Agent]) -> None:
     reads = client.read_configs(instances[:1])
-    current = reads[instances[0]].ttl(SEARCH)  # type: ignore[union-attr]
+    current = reads[instances[0]].ttl(SEARCH)
     result = client.set_ttl(instances[:1], SEARCH, current, "noop", expected_etags(reads))
     assert result.outcomes[instances[0]].status == UNCHANGED
     assert result.outcomes[instances[0]].journal_ids == ()
@@ -238,7 +238,7 @@ def test_read_only_token_cannot_write(fleet: DemoFleet, instances: list[Agent],
         assert refused.outcomes[balancer].http_status == 403
         assert reader.can_write(balancer)[0] is False
         assert reader.read_balancer(balancer).etag == state.etag
-        assert reader.read_config(instances[0]).etag == reads[instances[0]].etag  # type: ignore
+        assert reader.read_config(instances[0]).etag == reads[instances[0]].etag
 
 
 def test_weights_3_1_1_match_the_preview_then_revert(client: ControlClient,

@@ -120,7 +120,7 @@ def test_a_coarse_grid_widens_the_rate_window_and_stale_limit() -> None:
     assert model.health["api-1"].up
 
 
-def test_history_action_offers_the_prometheus_source(qtbot, prom_url: str,  # type: ignore[no-untyped-def]
+def test_history_action_offers_the_prometheus_source(qtbot, prom_url: str,
                                                      tmp_path: Path) -> None:
     model = FleetModel()
     engine = ScrapeEngine([], model.ingest, on_cycle=model.tick).start()

@@ -209,7 +209,7 @@ def test_export_failure_leaves_no_file_and_keeps_the_old_one(store: Store,
 def test_bad_window_is_refused_and_writes_nothing(store: Store, tmp_path: Path,
                                                   start: object, end: object) -> None:
     with pytest.raises(ValueError, match="window|finite"):
-        export_snapshot(store, tmp_path / "x.trimtab", start, end)  # type: ignore[arg-type]
+        export_snapshot(store, tmp_path / "x.trimtab", start, end)
     assert not (tmp_path / "x.trimtab").exists()
 
 

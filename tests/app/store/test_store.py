@@ -193,7 +193,7 @@ def test_retention_deletes_raw_only_after_rollup(tmp_path: Path) -> None:
 def test_bad_cycle_time_is_refused(tmp_path: Path, t: object) -> None:
     with Store(tmp_path / "h.db") as store:
         with pytest.raises(ValueError, match="cycle time"):
-            store.write_cycle(t, [("a", "m", (), 1.0)])  # type: ignore[arg-type]
+            store.write_cycle(t, [("a", "m", (), 1.0)])
         assert store.last_cycle() is None and store.series() == []
 
 

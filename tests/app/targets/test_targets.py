@@ -85,8 +85,8 @@ def test_fleet_page_adds_and_removes_targets(qtbot, tmp_path: Path) -> None:
         window.tabs.setCurrentWidget(window.fleet)
         assert str(path) in window.fleet.config_label.text()
         with pytest.raises(tf.TargetsError):
-            window.fleet.manager.add("bad", "nope")  # type: ignore[union-attr]
-        window.fleet.manager.add("api-x", f"http://127.0.0.1:{port}/metrics")  # type: ignore[union-attr]
+            window.fleet.manager.add("bad", "nope")
+        window.fleet.manager.add("api-x", f"http://127.0.0.1:{port}/metrics")
         qtbot.waitUntil(lambda: window.fleet.table.column_texts(2) == ["up"], timeout=10_000)
         assert [t.name for t in tf.load(path)] == ["api-x"]
         assert window.fleet.table.select_key("api-x")
@@ -128,14 +128,14 @@ def test_fleet_page_says_when_a_dead_target_is_retried(qtbot, tmp_path: Path) ->
         qtbot.addWidget(window)
         window.show()
         window.tabs.setCurrentWidget(window.fleet)
-        window.fleet.manager.add("gone", f"http://127.0.0.1:{free_port()}/metrics",  # type: ignore[union-attr]
+        window.fleet.manager.add("gone", f"http://127.0.0.1:{free_port()}/metrics",
                                  interval=0.5)
         qtbot.waitUntil(lambda: any("retrying in" in text
                                     for text in window.fleet.table.column_texts(7)),
                         timeout=30_000)
         health = model.read(lambda m: m.health["gone"])
-        assert not health.up and health.failed_scrapes >= 3  # type: ignore[attr-defined]
-        assert health.next_attempt > health.last_scrape + 1.0  # type: ignore[attr-defined]
+        assert not health.up and health.failed_scrapes >= 3
+        assert health.next_attempt > health.last_scrape + 1.0
         window.close()
     finally:
         engine.stop()

@@ -27,7 +27,7 @@ def fleet() -> SyntheticFleet:
 
 
 @pytest.fixture
-def window(qtbot, fleet: SyntheticFleet) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
+def window(qtbot, fleet: SyntheticFleet) -> Iterator[MainWindow]:
     win = MainWindow(fleet.model, refresh_hz=10)
     win.clock = fleet.clock  # the window reads the test's clock, as a replay window its own
     qtbot.addWidget(win)
@@ -42,7 +42,7 @@ def verdicts(window: MainWindow) -> dict[str, tuple[str, ...]]:
     return {row[0]: tuple(row) for row in zip(*columns)}
 
 
-def test_the_card_updates_live_and_says_how_much_data_it_holds(qtbot, fleet: SyntheticFleet,  # type: ignore[no-untyped-def]
+def test_the_card_updates_live_and_says_how_much_data_it_holds(qtbot, fleet: SyntheticFleet,
                                                                window: MainWindow) -> None:
     fleet.latency = 0.5
     fleet.step(count=60)  # warm-up: slow, and not part of "normal before"
@@ -78,7 +78,7 @@ def test_the_card_updates_live_and_says_how_much_data_it_holds(qtbot, fleet: Syn
     assert "120 s of 120 s held so far" in window.change_card.subtitle.text()
 
 
-def test_a_closed_card_is_not_rebuilt(qtbot, fleet: SyntheticFleet,  # type: ignore[no-untyped-def]
+def test_a_closed_card_is_not_rebuilt(qtbot, fleet: SyntheticFleet,
                                       window: MainWindow) -> None:
     fleet.step(count=30)
     row = ttl_change(fleet.now)
@@ -91,7 +91,7 @@ def test_a_closed_card_is_not_rebuilt(qtbot, fleet: SyntheticFleet,  # type: ign
     assert window.change_card_version == before
 
 
-def test_the_staged_rollout_gate_gets_the_cards_verdict_on_the_canary(  # type: ignore[no-untyped-def]
+def test_the_staged_rollout_gate_gets_the_cards_verdict_on_the_canary(
         qtbot, fleet: SyntheticFleet, window: MainWindow) -> None:
     fleet.step(count=150)
     change = fleet.now

@@ -59,15 +59,15 @@ def test_a_bad_folder_is_a_clear_error_and_writes_nothing(qtbot, window, tmp_pat
     job = finish(qtbot, start_export(window, time.time() - 60, time.time(), "", bad))
     assert "no such folder" in job.error and job.info is None
     assert not bad.parent.exists()
-    assert job.error_box.isVisible()  # type: ignore[attr-defined]
-    job.error_box.close()  # type: ignore[attr-defined]
+    assert job.error_box.isVisible()
+    job.error_box.close()
 
 
 def test_an_empty_range_is_refused(qtbot, window, tmp_path: Path) -> None:
     now = time.time()
     job = finish(qtbot, start_export(window, now, now - 10, "", tmp_path / "x.trimtab"))
     assert "empty" in job.error and not (tmp_path / "x.trimtab").exists()
-    job.error_box.close()  # type: ignore[attr-defined]
+    job.error_box.close()
 
 
 def test_the_export_opens_again_with_history_traces_and_notes(qtbot, window, stored: FleetModel,

@@ -123,7 +123,7 @@ def test_stop_frees_what_is_left_here_and_restores_automatic_collection(qtbot) -
 def test_bad_interval_is_refused(interval: object) -> None:
     enabled = gc.isenabled()
     with pytest.raises(ValueError, match="interval_ms must be a positive whole number"):
-        GuiThreadCollector(interval_ms=interval)  # type: ignore[arg-type]
+        GuiThreadCollector(interval_ms=interval)
     assert gc.isenabled() == enabled
 
 

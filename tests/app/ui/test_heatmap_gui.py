@@ -110,7 +110,7 @@ def test_exemplar_traces_are_marked_and_listed_first(qtbot, window, model: Fleet
     def exemplar_with_trace() -> tuple[str, float, float]:
         polled = {t["trace_id"] for t in model.query_traces(ROUTE)}
         log = model.read(lambda m: dict(m.exemplars._routes.get(ROUTE, {})))
-        found = [(tid, s, at) for tid, (s, at) in log.items()  # type: ignore[union-attr]
+        found = [(tid, s, at) for tid, (s, at) in log.items()
                  if tid in polled and at < heat.t[-1] - 1.0]
         assert found
         return found[-1]

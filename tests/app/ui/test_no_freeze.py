@@ -164,7 +164,7 @@ def test_window_with_50_targets_never_stalls(qtbot, farm: list[int], switch_inte
     # Every target delivered data (a scrape timing out now and then on a loaded machine is
     # what `up` is for; this test is about the GUI thread, not scrape latency).
     ok = model.read(lambda m: [h.ok_scrapes for h in m.health.values()])
-    assert len(ok) == N_TARGETS and min(ok) > 0  # type: ignore[arg-type]
+    assert len(ok) == N_TARGETS and min(ok) > 0
     assert watchdog.ticks > 100, f"{watchdog.ticks} ticks, worst stall {watchdog.worst_ms:.0f} ms"
     print(watchdog.report())
     assert watchdog.worst_ms < STALL_LIMIT_MS, f"event loop stalled {watchdog.worst_ms:.0f} ms"

@@ -97,7 +97,7 @@ def _export(folder: Path, store: Store, model: FleetModel) -> Files:
 
 
 @pytest.fixture
-def launcher(qtbot) -> Iterator[ReplayLauncher]:  # type: ignore[no-untyped-def]
+def launcher(qtbot) -> Iterator[ReplayLauncher]:
     launcher = ReplayLauncher(None)
     try:
         yield launcher
@@ -106,7 +106,7 @@ def launcher(qtbot) -> Iterator[ReplayLauncher]:  # type: ignore[no-untyped-def]
             window.close()
 
 
-def open_window(qtbot, launcher: ReplayLauncher, path: Path) -> SnapshotWindow:  # type: ignore[no-untyped-def]
+def open_window(qtbot, launcher: ReplayLauncher, path: Path) -> SnapshotWindow:
     launcher.open_file(path)
     qtbot.waitUntil(lambda: bool(launcher.windows) or bool(launcher.last_error), timeout=60_000)
     assert not launcher.last_error, launcher.last_error
@@ -117,7 +117,7 @@ def newest(window: SnapshotWindow) -> float:
     return max(float(t[-1]) for t, _ in window.model.snapshot("p95").values() if len(t))
 
 
-def test_snapshot_window_is_read_only_with_journal_notes_and_pages(qtbot, files: Files,  # type: ignore[no-untyped-def]
+def test_snapshot_window_is_read_only_with_journal_notes_and_pages(qtbot, files: Files,
                                                                     launcher: ReplayLauncher) -> None:
     window = open_window(qtbot, launcher, files.snapshot)
     assert "incident.trimtab" in window.windowTitle()
@@ -148,7 +148,7 @@ def test_snapshot_window_is_read_only_with_journal_notes_and_pages(qtbot, files:
     assert window.grab().save(str(PNG))
 
 
-def test_scrubber_seek_moves_the_model_and_the_charts(qtbot, files: Files,  # type: ignore[no-untyped-def]
+def test_scrubber_seek_moves_the_model_and_the_charts(qtbot, files: Files,
                                                       launcher: ReplayLauncher) -> None:
     window = open_window(qtbot, launcher, files.snapshot)
     start, end = files.window
@@ -166,7 +166,7 @@ def test_scrubber_seek_moves_the_model_and_the_charts(qtbot, files: Files,  # ty
     assert newest(window) == pytest.approx(end)
 
 
-def test_drop_a_snapshot_on_the_live_window(qtbot, files: Files) -> None:  # type: ignore[no-untyped-def]
+def test_drop_a_snapshot_on_the_live_window(qtbot, files: Files) -> None:
     live = MainWindow(FleetModel())
     qtbot.addWidget(live)
     install_file_actions(live)
@@ -211,7 +211,7 @@ def _bad_files(folder: Path, good: Path, store: Store) -> dict[str, Path]:
             "not a snapshot": store.path, "missing": folder / "nothing.trimtab"}
 
 
-def test_bad_files_are_a_message_not_a_crash(qtbot, files: Files, launcher: ReplayLauncher,  # type: ignore[no-untyped-def]
+def test_bad_files_are_a_message_not_a_crash(qtbot, files: Files, launcher: ReplayLauncher,
                                              tmp_path: Path) -> None:
     for name, path in _bad_files(tmp_path, files.snapshot, files.store).items():
         launcher.last_error = ""
@@ -231,7 +231,7 @@ def _args(*argv: str) -> argparse.Namespace:
     return parser.parse_args(["open", *argv])
 
 
-def test_run_open_in_process(qtbot, files: Files) -> None:  # type: ignore[no-untyped-def]
+def test_run_open_in_process(qtbot, files: Files) -> None:
     seen: dict[str, object] = {}
 
     def look() -> None:
@@ -255,7 +255,7 @@ def test_run_open_in_process(qtbot, files: Files) -> None:  # type: ignore[no-un
     assert "trimtab: " in out.getvalue() and "Traceback" not in out.getvalue()
 
 
-def test_compare_holds_both_windows(qtbot, files: Files, launcher: ReplayLauncher) -> None:  # type: ignore[no-untyped-def]
+def test_compare_holds_both_windows(qtbot, files: Files, launcher: ReplayLauncher) -> None:
     window = open_window(qtbot, launcher, files.snapshot)
     job = window.compare_with(files.first_half)
     qtbot.waitUntil(lambda: job.view is not None or bool(job.error), timeout=60_000)
@@ -282,7 +282,7 @@ def test_compare_holds_both_windows(qtbot, files: Files, launcher: ReplayLaunche
     split.view.close()
 
 
-def test_history_of_the_live_store_opens_read_only(qtbot, files: Files) -> None:  # type: ignore[no-untyped-def]
+def test_history_of_the_live_store_opens_read_only(qtbot, files: Files) -> None:
     live = MainWindow(FleetModel(store=files.store))
     qtbot.addWidget(live)
     install_file_actions(live)
@@ -307,7 +307,7 @@ def test_history_of_the_live_store_opens_read_only(qtbot, files: Files) -> None:
     assert files.store.last_cycle() is not None  # the live store stays open and usable
 
 
-def test_run_open_screenshot_with_compare(qtbot, files: Files, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_run_open_screenshot_with_compare(qtbot, files: Files, tmp_path: Path) -> None:
     out = io.StringIO()
     shot = tmp_path / "open.png"
     args = _args(str(files.snapshot), "--compare", str(files.first_half), "--page", "routes",

@@ -133,7 +133,7 @@ def test_health_is_the_recorded_one_at_the_replay_clock(recording: Recording) ->
 
 
 @pytest.fixture
-def window(qtbot, recording: Recording) -> Iterator[SnapshotWindow]:  # type: ignore[no-untyped-def]
+def window(qtbot, recording: Recording) -> Iterator[SnapshotWindow]:
     launcher = ReplayLauncher(None, quiet=True)
     launcher.open_file(recording.path)
     try:
@@ -154,7 +154,7 @@ def _fleet_row(window: SnapshotWindow, name: str) -> dict[str, str]:
     return {h: table.column_texts(c)[row] for c, h in enumerate(headers)}
 
 
-def test_fleet_page_shows_recorded_health_and_replay_clock_ages(qtbot, window: SnapshotWindow,  # type: ignore[no-untyped-def]
+def test_fleet_page_shows_recorded_health_and_replay_clock_ages(qtbot, window: SnapshotWindow,
                                                                 recording: Recording) -> None:
     window.tabs.setCurrentWidget(window.fleet)
     window._force_refresh()
@@ -177,7 +177,7 @@ def test_fleet_page_shows_recorded_health_and_replay_clock_ages(qtbot, window: S
                                            "last scrape": "never", "error": NEVER}
 
 
-def test_annotations_are_markers_with_their_text(qtbot, window: SnapshotWindow,  # type: ignore[no-untyped-def]
+def test_annotations_are_markers_with_their_text(qtbot, window: SnapshotWindow,
                                                  recording: Recording) -> None:
     for chart in window.charts:
         assert set(chart.markers) == {"api-2#3", "note#0"}
@@ -192,7 +192,7 @@ def _headers(window: SnapshotWindow) -> list[str]:
     return list(window.routes.table.source.headers)
 
 
-def test_other_percentiles_are_recomputed_from_the_buckets(qtbot, window: SnapshotWindow) -> None:  # type: ignore[no-untyped-def]
+def test_other_percentiles_are_recomputed_from_the_buckets(qtbot, window: SnapshotWindow) -> None:
     window.tabs.setCurrentWidget(window.routes)
     window._force_refresh()
     before = _headers(window)
@@ -223,7 +223,7 @@ def test_other_percentiles_are_recomputed_from_the_buckets(qtbot, window: Snapsh
     assert window.grab().save(str(SHOTS / "trimtab-replay-percentiles.png"))
 
 
-def test_select_route_fills_the_charts_at_the_replay_clock(qtbot, window: SnapshotWindow) -> None:  # type: ignore[no-untyped-def]
+def test_select_route_fills_the_charts_at_the_replay_clock(qtbot, window: SnapshotWindow) -> None:
     window.tabs.setCurrentWidget(window.routes)
     window._force_refresh()
     routes = window.routes.table.column_texts(0)
@@ -231,7 +231,7 @@ def test_select_route_fills_the_charts_at_the_replay_clock(qtbot, window: Snapsh
     assert window.routes.percentiles.point_count() > 0
 
 
-def test_compare_two_ranges_refuses_bad_ranges_then_compares(qtbot, window: SnapshotWindow,  # type: ignore[no-untyped-def]
+def test_compare_two_ranges_refuses_bad_ranges_then_compares(qtbot, window: SnapshotWindow,
                                                             recording: Recording) -> None:
     start, end = recording.window
     dialog = window.ask_ranges()
@@ -259,7 +259,7 @@ def test_compare_two_ranges_refuses_bad_ranges_then_compares(qtbot, window: Snap
     job.view.close()
 
 
-def test_compare_before_after_a_change_from_its_card(qtbot, window: SnapshotWindow,  # type: ignore[no-untyped-def]
+def test_compare_before_after_a_change_from_its_card(qtbot, window: SnapshotWindow,
                                                      recording: Recording) -> None:
     window.show_change_card("api-2#3")
     buttons = [b for b in window.change_card.buttons.buttons()
@@ -275,9 +275,9 @@ def test_compare_before_after_a_change_from_its_card(qtbot, window: SnapshotWind
     assert a.end == t and b.start == t + 15.0
     assert a.end - a.start == pytest.approx(b.end - b.start) and a.start >= recording.window[0]
     assert a.label == "before api-2#3"
-    job.show_route(job.view.table.column_texts(0)[0])  # type: ignore[union-attr]
-    assert job.view.grab().save(str(SHOTS / "trimtab-compare-change.png"))  # type: ignore[union-attr]
-    job.view.close()  # type: ignore[union-attr]
+    job.show_route(job.view.table.column_texts(0)[0])
+    assert job.view.grab().save(str(SHOTS / "trimtab-compare-change.png"))
+    job.view.close()
     window.change_card.close()
     late = JournalRow(Agent("api-2", "http://127.0.0.1:1"), 4, recording.window[1] - 3.0,
                       "operator", "/x", "config", {}, {}, "", "accepted")

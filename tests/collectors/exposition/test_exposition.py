@@ -486,7 +486,7 @@ def _spy_fast_path(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     original = TargetParser._fast
 
     def spy(self: TargetParser, *args: object) -> Exposition | None:
-        result = original(self, *args)  # type: ignore[arg-type]
+        result = original(self, *args)
         answered.append(result is not None)
         return result
 

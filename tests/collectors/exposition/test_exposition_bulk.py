@@ -270,7 +270,7 @@ def test_lazy_exposition_compares_pickles_and_keeps_attribute_errors() -> None:
     assert clone == expo == parse(body)
     assert clone.samples == parse(body).samples
     with pytest.raises(AttributeError):
-        _ = expo.nonexistent  # type: ignore[attr-defined]
+        _ = expo.nonexistent
     assert Exposition().samples == [] and Exposition().columns() == ([], [], [], None)
 
 

@@ -197,8 +197,8 @@ def test_targets_report_health(prometheus: tuple[str, str]) -> None:
     assert by_job["demo"].scrape_url == f"{api_url}/metrics"
     assert by_job["demo"].health == "up" and by_job["demo"].last_error == ""
     assert by_job["dead"].health == "down" and "connection refused" in by_job["dead"].last_error
-    assert by_job["demo"].last_scrape.tzinfo is not None  # type: ignore[union-attr]
-    assert abs(by_job["demo"].last_scrape.timestamp() - time.time()) < 120  # type: ignore[union-attr]
+    assert by_job["demo"].last_scrape.tzinfo is not None
+    assert abs(by_job["demo"].last_scrape.timestamp() - time.time()) < 120
 
 
 def test_instant_query_answers_vector_matrix_and_scalar(prometheus: tuple[str, str]) -> None:

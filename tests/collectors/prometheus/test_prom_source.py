@@ -134,7 +134,7 @@ def setup() -> Iterator[Setup]:
 
 def _fleet_p95(model: FleetModel) -> dict[str, float]:
     routes = model.read(lambda m: dict(m.routes))
-    return {r: s.quantiles[0.95].value for r, s in routes.items()  # type: ignore[attr-defined]
+    return {r: s.quantiles[0.95].value for r, s in routes.items()
             if 0.95 in s.quantiles and s.rate > 0}
 
 
@@ -156,7 +156,7 @@ def test_live_poll_gives_the_same_p95_as_a_direct_scrape(setup: Setup) -> None:
             oldest = direct.read(lambda m: min(
                 (h[0][0] for h in m._history.values() if h), default=math.inf))
             return routes <= set(pair[0]) and routes <= set(pair[1]) and (
-                time.time() - oldest > 20)  # type: ignore[operator]
+                time.time() - oldest > 20)
         a, b = _poll(both, full_window, timeout=90)
     finally:
         collector.stop()
@@ -166,7 +166,7 @@ def test_live_poll_gives_the_same_p95_as_a_direct_scrape(setup: Setup) -> None:
         # Same counters, windows a scrape apart: the estimates agree closely.
         assert a[route] == pytest.approx(b[route], rel=0.25), (route, a, b)
     health = via_prom.read(lambda m: {h.name: (h.kind, h.ok_scrapes) for h in m.health.values()})
-    kinds = sorted(kind for kind, ok in health.values() if ok)  # type: ignore[attr-defined]
+    kinds = sorted(kind for kind, ok in health.values() if ok)
     assert kinds == ["balancer", "instance", "instance", "instance", "prometheus"], health
 
 
@@ -213,7 +213,7 @@ def test_history_cycles_stay_under_the_point_limit(setup: Setup) -> None:
         for r in results:
             replayed.ingest(r)
         replayed.tick(t)
-    assert {"/products/{id}", "/search"} <= set(replayed.read(lambda m: set(m.routes)))  # type: ignore[arg-type]
+    assert {"/products/{id}", "/search"} <= set(replayed.read(lambda m: set(m.routes)))
     month = list(source.cycles(now - 86_400 * 30, now, points=10**9))
     assert source.last_step.points <= MAX_POINTS and source.last_step.step >= 236
     assert len(month) <= MAX_POINTS
@@ -229,7 +229,7 @@ def test_a_failing_sink_does_not_end_polling() -> None:
     """One exception in the model (a bad series) must not silently stop a Prometheus source."""
     calls: list[str] = []
 
-    def sink(result) -> None:  # type: ignore[no-untyped-def]
+    def sink(result) -> None:
         calls.append(result.error)
         raise KeyError("le")
 

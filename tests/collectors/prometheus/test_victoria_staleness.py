@@ -61,7 +61,7 @@ def fleet(request: pytest.FixtureRequest) -> Iterator[Fleet]:
 
 def _total_rate(model: FleetModel) -> float:
     """Requests per second over all routes, as the cockpit shows them."""
-    return float(model.read(lambda m: sum(s.rate for s in m.routes.values())))  # type: ignore[arg-type]
+    return float(model.read(lambda m: sum(s.rate for s in m.routes.values())))
 
 
 def test_a_dead_instance_leaves_the_survivor_on_screen(fleet: Fleet) -> None:
@@ -81,7 +81,7 @@ def test_a_dead_instance_leaves_the_survivor_on_screen(fleet: Fleet) -> None:
         for _ in range(24):
             time.sleep(0.5)
             routes = model.read(lambda m: {r: s.rate for r, s in m.routes.items()})
-            readings.append((time.time() - killed, routes))  # type: ignore[arg-type]
+            readings.append((time.time() - killed, routes))
         # A further stretch, so that the rate window holds only post-kill scrapes.
         time.sleep(max(0.0, killed + 16.0 - time.time()))
         after = _total_rate(model)
