@@ -116,6 +116,7 @@ def test_readme_export_carries_journal_traces_and_targets(recorded: Recorded,
     assert f"routes.{ROUTE}.ttl" in page
 
 
+@pytest.mark.slow
 def test_what_cannot_be_included_is_said_everywhere(recorded: Recorded, tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}/metrics"  # nothing listens there
     config = tmp_path / "xdg"

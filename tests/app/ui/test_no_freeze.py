@@ -167,6 +167,7 @@ def watch_window(ports: list[int], wait: Callable[[int], None],
     return watchdog, model.read(lambda m: [h.ok_scrapes for h in m.health.values()])
 
 
+@pytest.mark.slow
 def test_window_with_50_targets_keeps_its_event_loop_running(
         qtbot, farm: list[int], switch_interval: None) -> None:
     watchdog, ok = watch_window(farm, qtbot.wait,

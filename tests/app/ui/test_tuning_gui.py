@@ -313,6 +313,7 @@ def wait_for_history(qtbot, model: FleetModel, metric: str, key: str, seconds: f
     qtbot.waitUntil(enough, timeout=int(seconds * 1000) + 30_000)
 
 
+@pytest.mark.slow
 def test_lowering_the_slow_instance_weight_moves_the_share(qtbot, fleet, model, window) -> None:
     wait_for_history(qtbot, model, "p95", "/search")
     driver = DialogDriver()
@@ -354,6 +355,7 @@ def test_lowering_the_slow_instance_weight_moves_the_share(qtbot, fleet, model, 
     driver.stop()
 
 
+@pytest.mark.slow
 def test_raising_the_ttl_raises_the_hit_ratio(qtbot, fleet, model, window) -> None:
     wait_for_history(qtbot, model, "hit_ratio", ROUTE)
     driver = DialogDriver()

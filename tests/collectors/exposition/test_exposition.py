@@ -341,6 +341,7 @@ def expositions(draw: st.DrawFn, openmetrics: bool) -> str:
 
 @settings(max_examples=200, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.slow
 @given(expositions(openmetrics=False))
 def test_fuzz_text_format_equals_reference(text: str) -> None:
     assert_same_as_reference(text, "text/plain; version=0.0.4")

@@ -138,6 +138,7 @@ def _fleet_p95(model: FleetModel) -> dict[str, float]:
             if 0.95 in s.quantiles and s.rate > 0}
 
 
+@pytest.mark.slow
 def test_live_poll_gives_the_same_p95_as_a_direct_scrape(setup: Setup) -> None:
     """Both models derive p95 per route over a 20 s window: through Prometheus and directly."""
     via_prom, direct = FleetModel(rate_window=20.0), FleetModel(rate_window=20.0)

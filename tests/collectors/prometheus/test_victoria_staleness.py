@@ -64,6 +64,7 @@ def _total_rate(model: FleetModel) -> float:
     return float(model.read(lambda m: sum(s.rate for s in m.routes.values())))
 
 
+@pytest.mark.slow
 def test_a_dead_instance_leaves_the_survivor_on_screen(fleet: Fleet) -> None:
     model = FleetModel()
     collector = PromCollector(PromSource(fleet.server, matchers='job="demo"'), model.ingest,
