@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,6 +17,7 @@ from trimtab.agent.procs import free_port, stop_all, wait_http
 from trimtab.demo.fleet import spawn_demo
 
 from tests.agent.balance.test_haproxy import backends, send  # noqa: F401 - module-scoped fixture
+from tests.support import wait_for
 
 TOKENS = "admin:write:w-secret-1,viewer:read:r-secret-1"
 WRITE = {"authorization": "Bearer w-secret-1"}
@@ -206,12 +206,3 @@ class echo_server:
 def up(url: str) -> dict[str, bool]:
     doc = httpx.get(f"{url}/_trimtab/balancer", headers=READ).json()
     return {s["name"]: s["up"] for s in doc["servers"]}
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise TimeoutError("condition not met")

@@ -17,6 +17,7 @@ from trimtab.agent.journal import Journal
 from trimtab.agent.procs import free_port, stop_all
 
 from tests.agent.balance.test_haproxy import HAProxy, backends, haproxy, send  # noqa: F401 - fixtures
+from tests.support import wait_for
 
 TOKENS = "admin:write:w-secret-2,viewer:read:r-secret-2"
 WRITE = {"authorization": "Bearer w-secret-2"}
@@ -69,15 +70,6 @@ def change(url: str, changes: dict[str, Any], **extra: Any) -> httpx.Response:
 
 def journal(url: str) -> list[dict[str, Any]]:
     return httpx.get(f"{url}{API}/journal", headers=READ).json()["entries"]
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise TimeoutError("condition not met")
 
 
 def test_weight_change_through_the_agent_shows_in_haproxy_and_traffic(

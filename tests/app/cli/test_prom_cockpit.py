@@ -7,8 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -26,6 +25,7 @@ from trimtab.demo.fleet import spawn_demo
 from trimtab.widgets.target_dialog import TargetDialog
 
 from tests.collectors.prometheus.prom_server import running_prometheus
+from tests.support import poll
 
 BAD_MAPPING = """\
 [[mapping]]
@@ -121,13 +121,8 @@ def test_dialog_offers_prometheus_with_its_url_hint(qtbot: QtBot) -> None:
 
 # ---------------------------------------------------------------- a real Prometheus
 
-def _wait(fn: object, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not fn():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
+def _wait(fn: Callable[[], object], timeout: float = 30.0) -> bool:
+    return bool(poll(fn, bool, timeout, interval=0.2))
 
 
 def test_target_manager_adds_and_removes_a_prometheus_source(tmp_path: Path, prom: Prom) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from trimtab.agent.procs import free_port
@@ -31,6 +31,8 @@ from trimtab.app.control.types import (
     ttl_table,
 )
 from trimtab.demo.fleet import DemoFleet
+
+from tests.support import wait_for
 
 SEARCH, ORDERS, PRODUCTS = "/search", "/orders", "/products/{id}"
 
@@ -74,13 +76,6 @@ def client(fleet: DemoFleet, instances: list[Agent], balancer: Agent
 def ttls(client: ControlClient, agents: list[Agent], route: str) -> dict[str, float | None]:
     """The route's TTL per instance name, read fresh."""
     return {a.name: client.read_config(a).ttl(route) for a in agents}
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
 
 
 def test_set_ttl_on_all_is_in_every_config_and_the_merged_journal(

@@ -27,6 +27,7 @@ from trimtab.collectors.scrape import ScrapeResult, ScrapeTarget
 from trimtab.demo.fleet import DemoFleet
 
 from tests.collectors.prometheus.prom_server import running_prometheus
+from tests.support import poll
 
 NAMES = ("trimtab_http_request_duration_seconds_bucket", "trimtab_http_requests_total",
          "trimtab_cache_requests_total", "trimtab_balancer_requests_total",
@@ -67,17 +68,17 @@ def _prom_values(client: httpx.Client, expr: str, t_ms: int, by: str) -> dict[st
 
 def _wait_for_history(client: httpx.Client, seconds: float, timeout: float = 120.0) -> None:
     """Until Prometheus holds ``seconds`` of samples with some 5xx and some cache hits."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def enough() -> bool:
         now_ms = round(time.time() * 1000)
         span = _prom_values(client, "max(timestamp(trimtab_http_requests_total)) - "
                             "min(min_over_time(timestamp(trimtab_http_requests_total)[5m:1s]))",
                             now_ms, "")
         errors = _prom_values(client, 'sum(trimtab_http_requests_total{status=~"5.*"})', now_ms, "")
         hits = _prom_values(client, 'sum(trimtab_cache_requests_total{result="hit"})', now_ms, "")
-        if span.get("", 0) >= seconds and errors.get("", 0) > 0 and hits.get("", 0) > 0:
-            return
-        time.sleep(2.0)
+        return span.get("", 0) >= seconds and errors.get("", 0) > 0 and hits.get("", 0) > 0
+
+    # On timeout the comparison below fails with the values it saw, as before.
+    poll(enough, bool, timeout, interval=2.0)
     pytest.fail(f"Prometheus did not gather {seconds} s of demo traffic in {timeout} s")
 
 

@@ -6,8 +6,9 @@ import asyncio
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import numpy as np
@@ -26,6 +27,9 @@ from trimtab.collectors.prometheus.api import (
 from trimtab.demo.fleet import spawn_demo
 
 from tests.collectors.prometheus.prom_server import running_prometheus
+from tests.support import poll
+
+_T = TypeVar("_T")
 
 P95 = ("histogram_quantile(0.95, sum by (le, route) "
        "(rate(trimtab_http_request_duration_seconds_bucket[30s])))")
@@ -117,13 +121,8 @@ def _traffic(api_url: str, stop: threading.Event) -> None:
             stop.wait(0.02)
 
 
-def _poll(fn: object, ok: object, timeout: float = 40.0) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()  # type: ignore[operator]
-        if ok(value) or time.monotonic() > deadline:  # type: ignore[operator]
-            return value
-        time.sleep(0.5)
+def _poll(fn: Callable[[], _T], ok: Callable[[_T], object], timeout: float = 40.0) -> _T:
+    return poll(fn, ok, timeout, interval=0.5)
 
 
 def test_p95_by_route_comes_back_from_a_real_prometheus(prometheus: tuple[str, str]) -> None:

@@ -25,6 +25,7 @@ from trimtab.collectors.scrape import ScrapeEngine, ScrapeResult, ScrapeTarget
 from trimtab.demo.fleet import DemoFleet
 
 from tests.collectors.prometheus.prom_server import running_prometheus
+from tests.support import poll
 
 ROOT = Path(__file__).resolve().parents[3]
 _T = TypeVar("_T")
@@ -36,13 +37,8 @@ class Setup(NamedTuple):
     app: str  # base URL of a starlette_exporter app (a foreign instrumentation)
 
 
-def _poll(fn: Callable[[], _T], ok: Callable[[_T], bool], timeout: float = 60.0) -> _T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if ok(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.5)
+def _poll(fn: Callable[[], _T], ok: Callable[[_T], object], timeout: float = 60.0) -> _T:
+    return poll(fn, ok, timeout, interval=0.5)
 
 
 def _poll_once(source: PromSource) -> list[ScrapeResult]:

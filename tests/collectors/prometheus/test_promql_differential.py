@@ -16,7 +16,6 @@ import random
 import re
 import struct
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -31,6 +30,7 @@ from trimtab.collectors.promql import (
 from tests.collectors.prometheus.prom_server import running_prometheus
 from tests.collectors.prometheus.static_exposition import serving_exposition
 from tests.conftest import require_binary
+from tests.support import poll
 
 METRIC = "tt_hq"
 SEED = 20240616
@@ -179,13 +179,12 @@ def prom_query(client: httpx.Client, base: str, query: str) -> list[dict]:
 
 
 def wait_for_scrape(client: httpx.Client, base: str, series: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def stored() -> bool:
         result = prom_query(client, base, f"count({METRIC}_bucket)")
-        if result and float(result[0]["value"][1]) == series:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"Prometheus did not store all {series} series within {timeout} s")
+        return bool(result) and float(result[0]["value"][1]) == series
+
+    if not poll(stored, bool, timeout, interval=0.2):
+        raise AssertionError(f"Prometheus did not store all {series} series within {timeout} s")
 
 
 def installed_fix() -> tuple[str, BucketFix]:
