@@ -32,6 +32,7 @@ from .limits import (
     next_due,
     read_body,
 )
+from .loop_thread import LoopThread
 from .mappings import MappingTable, Normaliser, for_exposition
 
 _log = logging.getLogger(__name__)
@@ -99,10 +100,7 @@ class ScrapeEngine:
     max_body_bytes: int = 16 * 1024 * 1024
     # Mapping tables for foreign instrumentations (built-ins plus the user's); None: built-ins.
     mappings: Sequence[MappingTable] | None = None
-    _thread: threading.Thread | None = None
-    _loop: asyncio.AbstractEventLoop | None = None
-    _stop: asyncio.Event | None = None
-    _ready: threading.Event = field(default_factory=threading.Event)
+    _runner: LoopThread | None = None
     _parsers: dict[str, TargetParser] = field(default_factory=dict)
     _normalisers: dict[str, Normaliser | None] = field(default_factory=dict)
     _checkers: dict[str, SeriesChecker] = field(default_factory=dict)
@@ -112,33 +110,32 @@ class ScrapeEngine:
     _client: httpx.AsyncClient | None = None
 
     def start(self) -> ScrapeEngine:
+        """Check every target, then start scraping in the ``trimtab-scrape`` thread; returns self."""
         for t in self.targets:
             _check(t)
-        self._thread = threading.Thread(target=self._run, name="trimtab-scrape", daemon=True)
-        self._thread.start()
-        self._ready.wait(5.0)
+        self._runner = LoopThread("trimtab-scrape", self._main)
+        self._runner.start()
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(timeout)
+        """Stop scraping (any thread; harmless before start and twice); scrapes in flight end."""
+        if self._runner is not None:
+            self._runner.stop(timeout)
 
-    def _run(self) -> None:
-        asyncio.run(self._main())
+    @property
+    def _thread(self) -> threading.Thread | None:
+        # The worker thread (benchmarks/fanout.py measures its CPU time).
+        return self._runner.thread if self._runner is not None else None
 
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        self._ready.set()
+    async def _main(self, stop: asyncio.Event) -> None:
         limits = httpx.Limits(max_connections=max(64, len(self.targets) * 2))
         async with httpx.AsyncClient(limits=limits, headers=HEADERS) as client:
             self._client = client
             for target in self.targets:
                 self._start_target(target)
-            cycle = asyncio.create_task(self._cycle_loop()) if self.on_cycle is not None else None
-            await self._stop.wait()
+            cycle = (asyncio.create_task(self._cycle_loop(stop)) if self.on_cycle is not None
+                     else None)
+            await stop.wait()
             tasks = [*self._tasks.values(), *([cycle] if cycle else [])]
             for task in tasks:
                 task.cancel()
@@ -147,13 +144,15 @@ class ScrapeEngine:
     def add_target(self, target: ScrapeTarget) -> None:
         """Start scraping ``target`` (any thread); its name must be new."""
         _check(target)
-        assert self._loop is not None, "start() the engine first"
-        self._loop.call_soon_threadsafe(self._start_target, target)
+        assert self._runner is not None and self._runner.loop is not None, \
+            "start() the engine first"
+        self._runner.call_soon(self._start_target, target)
 
     def remove_target(self, name: str) -> None:
         """Stop scraping the target called ``name`` (any thread)."""
-        assert self._loop is not None, "start() the engine first"
-        self._loop.call_soon_threadsafe(self._stop_target, name)
+        assert self._runner is not None and self._runner.loop is not None, \
+            "start() the engine first"
+        self._runner.call_soon(self._stop_target, name)
 
     def _start_target(self, target: ScrapeTarget) -> None:
         assert self._client is not None
@@ -216,9 +215,9 @@ class ScrapeEngine:
             self.on_config(target.name, None, str(exc) or type(exc).__name__)
             return ""
 
-    async def _cycle_loop(self) -> None:
-        assert self.on_cycle is not None and self._stop is not None
-        while not self._stop.is_set():
+    async def _cycle_loop(self, stop: asyncio.Event) -> None:
+        assert self.on_cycle is not None
+        while not stop.is_set():
             await asyncio.sleep(self.cycle_interval)
             try:
                 self.on_cycle(time.time())

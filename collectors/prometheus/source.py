@@ -43,7 +43,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ import numpy as np
 
 from .. import canonical
 from ..exposition import Exposition, Labels, Sample
+from ..loop_thread import LoopThread
 from ..mappings import MappingTable, Normaliser, builtin_tables, for_exposition
 from ..scrape import ScrapeResult, ScrapeTarget
 from .api import PromAPI, PromAPIError, Series, Step, SyncPromAPI, Target
@@ -280,40 +280,24 @@ class PromCollector:
     source: PromSource
     sink: Callable[[ScrapeResult], None]
     on_cycle: Callable[[float], None] | None = None
-    _thread: threading.Thread | None = None
-    _loop: asyncio.AbstractEventLoop | None = None
-    _stop: asyncio.Event | None = None
-    _ready: threading.Event = field(default_factory=threading.Event)
+    _runner: LoopThread | None = None
 
     def start(self) -> PromCollector:
-        """Start polling; returns self."""
-        self._thread = threading.Thread(target=self._run, name=f"trimtab-prom-{self.source.name}",
-                                        daemon=True)
-        self._thread.start()
-        self._ready.wait(5.0)
+        """Start polling in the ``trimtab-prom-<source name>`` thread; returns self."""
+        self._runner = LoopThread(f"trimtab-prom-{self.source.name}", self._main)
+        self._runner.start()
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop polling (any thread); a poll in flight is cancelled."""
-        if self._loop is not None and self._stop is not None:
-            try:
-                self._loop.call_soon_threadsafe(self._stop.set)
-            except RuntimeError:  # the loop already ended
-                pass
-        if self._thread is not None:
-            self._thread.join(timeout)
+        if self._runner is not None:
+            self._runner.stop(timeout)
 
-    def _run(self) -> None:
-        asyncio.run(self._main())
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        self._ready.set()
+    async def _main(self, stop: asyncio.Event) -> None:
         api = self.source.api()
         poller = asyncio.create_task(self._poll_loop(api))
         try:
-            await self._stop.wait()
+            await stop.wait()
         finally:
             poller.cancel()
             await asyncio.gather(poller, return_exceptions=True)
