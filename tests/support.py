@@ -1,4 +1,4 @@
-"""Helpers the tests share: one polling loop.
+"""Helpers the tests share: one polling loop, one uvicorn subprocess.
 
 Kept here (not in conftest.py) so that test modules import them by name; conftest.py holds
 fixtures only.
@@ -6,9 +6,17 @@ fixtures only.
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TypeVar
+
+from trimtab.agent.procs import free_port, stop_all, wait_http
+
+ROOT = Path(__file__).resolve().parents[1]
 
 _T = TypeVar("_T")
 
@@ -35,3 +43,41 @@ def wait_for(condition: Callable[[], object], timeout: float = 15.0, interval: f
     """Block until ``condition()`` is truthy; ``TimeoutError`` naming ``what`` if it never is."""
     if not poll(condition, bool, timeout, interval):
         raise TimeoutError(f"{what} not met within {timeout:g} s")
+
+
+# ---------------------------------------------------------------- uvicorn subprocess
+
+def start_uvicorn(app: str, log: Path, *, port: int | None = None, factory: bool = False,
+                  env: Mapping[str, str] | None = None, args: Sequence[str] = (),
+                  new_session: bool = False) -> tuple[subprocess.Popen[bytes], int]:
+    """Start ``uvicorn <app>`` on a free loopback port (or ``port``); (process, port).
+
+    Runs from the repository root so that ``tests.…`` apps import; output goes to ``log``.
+    ``env`` replaces the environment when given. The caller waits and stops it (``stop_all``);
+    :func:`uvicorn_server` does both.
+    """
+    port = free_port() if port is None else port
+    cmd = [sys.executable, "-m", "uvicorn", *(["--factory"] if factory else []), app,
+           "--app-dir", str(ROOT), "--host", "127.0.0.1", "--port", str(port),
+           "--log-level", "warning", *args]
+    with open(log, "wb") as out:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+                                env=dict(env) if env is not None else None,
+                                start_new_session=new_session)
+    return proc, port
+
+
+@contextlib.contextmanager
+def uvicorn_server(app: str, log: Path, *, ready: str = "/metrics", factory: bool = False,
+                   env: Mapping[str, str] | None = None) -> Iterator[str]:
+    """A uvicorn subprocess serving ``app``, answering 200 on ``ready``; yields its base URL.
+
+    Stopped (SIGTERM, then SIGKILL) on exit, also when it never became ready.
+    """
+    proc, port = start_uvicorn(app, log, factory=factory, env=env)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(base + ready, proc)
+        yield base
+    finally:
+        stop_all([proc])

@@ -17,7 +17,6 @@ import json
 import re
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from trimtab.agent.middleware import TrimtabMiddleware
-from trimtab.agent.procs import free_port, stop_all, wait_http
+from trimtab.agent.procs import stop_all, wait_http
+
+from tests.support import start_uvicorn
 
 # What the app reads (and reflects). Everything the agent neither keys nor bypasses on is absent
 # on purpose: an app that reflects any other header into a shared body must say so with Vary.
@@ -261,14 +262,7 @@ def test_random_multisets_never_change_what_the_second_client_gets(
 # --- Real uvicorn processes over raw sockets -----------------------------------------------------
 
 def _uvicorn(factory: str, log: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    root = Path(__file__).resolve().parents[2]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory",
-                                 f"tests.agent.test_cache_differential:{factory}", "--app-dir",
-                                 str(root), "--port", str(port), "--log-level", "warning"],
-                                stdout=out, stderr=subprocess.STDOUT, cwd=root)
-    return proc, port
+    return start_uvicorn(f"tests.agent.test_cache_differential:{factory}", log, factory=True)
 
 
 @pytest.fixture()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +13,8 @@ from typing import Any
 import httpx
 import pytest
 from trimtab.agent.procs import free_port, stop_all, wait_http
+
+from tests.support import start_uvicorn
 
 TOKENS = "alice:write:w-secret"
 W = {"authorization": "Bearer w-secret"}
@@ -26,12 +27,9 @@ def _uvicorn(port: int, log: Path, env_extra: dict[str, str],
            "TRIMTAB_SLOWNESS": "0", **env_extra}
     for name in unset:
         env.pop(name, None)
-    with open(log, "wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", FACTORY,
-                                 "--workers", "2", "--host", "127.0.0.1", "--port", str(port),
-                                 "--log-level", "warning"],
-                                stdout=out, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
+    # Its own session: the workers are stopped with the supervisor (see _stop_group).
+    return start_uvicorn(FACTORY, log, port=port, factory=True, env=env, args=("--workers", "2"),
+                         new_session=True)[0]
 
 
 @pytest.fixture()

@@ -6,7 +6,6 @@ import asyncio
 import itertools
 import random
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -23,9 +22,9 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 from trimtab.agent.buckets import LATENCY_BUCKETS
 from trimtab.agent.middleware import TrimtabMiddleware
-from trimtab.agent.procs import free_port, stop_all, wait_http
 
 from tests.conftest import require_binary
+from tests.support import uvicorn_server
 
 TOKENS = "alice:write:w-secret"
 
@@ -288,18 +287,9 @@ def test_metrics_pass_promtool_and_openmetrics_has_trace_exemplars(tmp_path: Pat
 
 @pytest.fixture()
 def server(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    root = Path(__file__).resolve().parents[2]
-    with open(tmp_path / "uvicorn.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory",
-                                 "tests.agent.test_middleware:uvicorn_factory", "--app-dir",
-                                 str(root), "--port", str(port), "--log-level", "warning"],
-                                stdout=log, stderr=subprocess.STDOUT, cwd=root)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/metrics", proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_all([proc])
+    with uvicorn_server("tests.agent.test_middleware:uvicorn_factory", tmp_path / "uvicorn.log",
+                        factory=True) as url:
+        yield url
 
 
 def _scrape(url: str) -> dict[tuple[tuple[str, str], ...], float]:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import math
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 import httpx
 import pytest
@@ -29,6 +27,7 @@ from trimtab.collectors.mappings import (
 from trimtab.collectors.promql import histogram_quantile, le_value
 
 from tests.conftest import require_binary
+from tests.support import start_uvicorn, uvicorn_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -189,23 +188,9 @@ SLOW_MS = 30
 def served_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str, str]]:
     """One uvicorn subprocess serving the app; yields (base url, metrics url, source)."""
     module, path, extra, source = APPS[request.param]
-    port = free_port()
-    env = {**os.environ, **extra}
-    log = open(tmp_path / "uvicorn.log", "wb")  # noqa: SIM115 - closed below
-    proc = _uvicorn(module, port, env, log)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_http(base + path, proc)
+    with uvicorn_server(f"tests.collectors.apps.{module}:app", tmp_path / "uvicorn.log",
+                        ready=path, env={**os.environ, **extra}) as base:
         yield base, base + path, source
-    finally:
-        stop_all([proc])
-        log.close()
-
-
-def _uvicorn(module: str, port: int, env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "uvicorn", f"tests.collectors.apps.{module}:app",
-                             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def _canonical(expo: Exposition, name: str, by: str) -> dict[str, float]:
@@ -280,7 +265,8 @@ def haproxy_fleet(tmp_path: Path) -> Iterator[tuple[str, str, RuntimeClient]]:
     cfg = tmp_path / "haproxy.cfg"
     cfg.write_text(HAPROXY_CFG.format(sock=tmp_path / "admin.sock", **ports))
     log = open(tmp_path / "fleet.log", "wb")  # noqa: SIM115 - closed below
-    procs = [_uvicorn("starlette_app", ports[s], dict(os.environ), log) for s in ("s1", "s2")]
+    procs = [start_uvicorn("tests.collectors.apps.starlette_app:app", tmp_path / f"{s}.log",
+                           port=ports[s])[0] for s in ("s1", "s2")]
     try:
         for s, proc in zip(("s1", "s2"), procs, strict=True):
             wait_http(f"http://127.0.0.1:{ports[s]}/metrics", proc)

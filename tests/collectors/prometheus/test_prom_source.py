@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +22,7 @@ from trimtab.collectors.scrape import ScrapeEngine, ScrapeResult, ScrapeTarget
 from trimtab.demo.fleet import DemoFleet
 
 from tests.collectors.prometheus.prom_server import running_prometheus
-from tests.support import poll
+from tests.support import poll, start_uvicorn
 
 ROOT = Path(__file__).resolve().parents[3]
 _T = TypeVar("_T")
@@ -109,11 +106,7 @@ def setup() -> Iterator[Setup]:
     """The demo fleet, a starlette_exporter app and a dead port, all scraped by Prometheus."""
     work = Path(tempfile.mkdtemp(prefix="trimtab-test-prom-"))
     fleet = DemoFleet(rps=100.0, log_dir=str(work))
-    port = free_port()
-    log = open(work / "uvicorn.log", "wb")  # noqa: SIM115 - closed below
-    app = subprocess.Popen([sys.executable, "-m", "uvicorn", "tests.collectors.apps.starlette_app:app",
-                            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-                           cwd=ROOT, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
+    app, port = start_uvicorn("tests.collectors.apps.starlette_app:app", work / "uvicorn.log")
     try:
         wait_http(f"http://127.0.0.1:{port}/metrics", app)
         fleet.start()
@@ -125,7 +118,6 @@ def setup() -> Iterator[Setup]:
     finally:
         fleet.stop()
         stop_all([app])
-        log.close()
 
 
 def _fleet_p95(model: FleetModel) -> dict[str, float]:
