@@ -33,8 +33,13 @@ from ..ui.pages.registry import index as page_index
 from .runtime import settle_runtime
 
 if TYPE_CHECKING:
+    from PySide6.QtCore import QCoreApplication
+
     from ..store.keeper import HistoryKeeper
     from ..store.store import Store
+    from ..ui.seams import ExportTargets
+    from ..ui.tuning import Tuning
+    from ..ui.window import MainWindow
 
 
 def start_collection(fleet: DemoFleet, model: FleetModel) -> ScrapeEngine:
@@ -44,7 +49,7 @@ def start_collection(fleet: DemoFleet, model: FleetModel) -> ScrapeEngine:
                         on_traces=model.ingest_traces, on_config=model.ingest_config).start()
 
 
-def _qt_app(args: argparse.Namespace) -> Any:
+def _qt_app(args: argparse.Namespace) -> QCoreApplication:
     if getattr(args, "screenshot", None):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtWidgets import QApplication
@@ -60,7 +65,8 @@ def _qt_app(args: argparse.Namespace) -> Any:
     return app
 
 
-def _run_window(app: Any, args: argparse.Namespace, make_window: Callable[[], Any],
+def _run_window(app: QCoreApplication, args: argparse.Namespace,
+                make_window: Callable[[], MainWindow],
                 banner: str) -> int:
     """Show the window, wire Ctrl-C and the screenshot option, run Qt's loop."""
     from PySide6.QtCore import QTimer
@@ -197,8 +203,7 @@ def _cockpit_config(args: argparse.Namespace) -> tuple[
     return path, scraped, proms, tables
 
 
-def _exporting(window: Any, targets: list[ScrapeTarget] | Callable[[], list[ScrapeTarget]]
-               ) -> Any:
+def _exporting(window: MainWindow, targets: ExportTargets) -> MainWindow:
     """The window, told its scrape targets: a snapshot lists them and redacts their tokens."""
     window.export_targets = targets
     return window
@@ -213,7 +218,7 @@ def _current_targets(path: Path, token: str, started: list[ScrapeTarget]) -> lis
         return started
 
 
-def make_tuning(token: str, targets: list[Any]) -> Any:
+def make_tuning(token: str, targets: list[Any]) -> Tuning:
     """The control side for these targets (instances and the first balancer)."""
     from ..control.types import Agent
     from ..ui.tuning import Tuning

@@ -7,10 +7,17 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TextIO
 
 from PySide6.QtCore import QMimeData, QSettings, QTimer, Slot
-from PySide6.QtGui import QAction, QKeySequence, QShortcut
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QKeySequence,
+    QShortcut,
+)
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -23,6 +30,7 @@ from PySide6.QtWidgets import (
 from trimtab.widgets.card import ChangeCard
 from trimtab.widgets.theme import THEMES
 
+from ..control.types import JournalRow
 from ..model import format as fmt
 from ..model.before_after import Comparison, bounding_changes, change_scope, compare_all
 from ..model.fleet import FleetModel
@@ -37,6 +45,7 @@ from .pages.overview import OverviewPage
 from .pages.registry import PAGES
 from .pages.routes import RoutesPage
 from .pages.traces import TracesPage
+from .seams import ExportTargets, Launcher, OpenPaths, RunningJob
 from .tuning import JOURNAL_POLL_MS, Tuning
 
 LIVE_WINDOWS = (("last 5 min", 300), ("last 15 min", 900), ("last 60 min", 3600))
@@ -49,10 +58,6 @@ class MainWindow(QMainWindow):
 
     routes_page = RoutesPage  # a replay window swaps in pages that read its replay clock
     fleet_page = FleetPage
-    # File → Open snapshot… and History…, and the launcher of the replay windows they open:
-    # set by ui.file_actions.install_file_actions (the window itself knows no replay window).
-    open_action: QAction
-    history_action: QAction
 
     def __init__(self, model: FleetModel, refresh_hz: float = 4.0,
                  targets: TargetManager | None = None, tuning: Tuning | None = None) -> None:
@@ -79,7 +84,7 @@ class MainWindow(QMainWindow):
             chart.user_ranged.connect(self._user_zoomed)
             chart.marker_clicked.connect(self.show_change_card)
         self.tuning = tuning
-        self.journal_rows: dict[str, Any] = {}
+        self.journal_rows: dict[str, JournalRow] = {}
         if tuning is not None:
             self._wire_tuning(tuning)
         self.tabs.currentChanged.connect(self._force_refresh)
@@ -100,21 +105,28 @@ class MainWindow(QMainWindow):
             QShortcut(QKeySequence(f"Ctrl+{index + 1}"), self,
                       activated=lambda i=index: self.tabs.setCurrentIndex(i))
         self._restore_layout()
-        self.launcher: Any = None  # a ReplayLauncher once file actions are installed
-        # Dropped .trimtab files go here (set with the file actions; None: drops are refused).
-        self.open_paths: Callable[[list[str]], object] | None = None
+        # File → Open snapshot… and History…, the launcher of the replay windows they open and
+        # where dropped .trimtab files go: set by ui.file_actions.install_file_actions (the
+        # window itself knows no replay window). None until then; drops are refused.
+        self.launcher: Launcher | None = None
+        self.open_paths: OpenPaths | None = None
+        self.open_action: QAction | None = None
+        self.history_action: QAction | None = None
         self.setAcceptDrops(True)
         from .export import add_export_action
 
         # The scrape targets, for an export's target list and its redaction of their tokens.
-        self.export_targets: list[Any] = []
+        # Set by whoever builds the window (cli.main); a replay window exports none.
+        self.export_targets: ExportTargets = []
+        # The export running now (ui.export keeps it here until it ends).
+        self.export_job: RunningJob | None = None
         self.export_snapshot_action = add_export_action(self)
 
-    def dragEnterEvent(self, event: Any) -> None:
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if self.open_paths is not None and snapshot_paths(event.mimeData()):
             event.acceptProposedAction()
 
-    def dropEvent(self, event: Any) -> None:
+    def dropEvent(self, event: QDropEvent) -> None:
         paths = snapshot_paths(event.mimeData())
         if self.open_paths is not None and paths:
             self.open_paths(paths)
@@ -397,7 +409,7 @@ class MainWindow(QMainWindow):
         self.theme_action.setChecked(theme == "light")
         self.set_theme(theme if theme in THEMES else "dark")
 
-    def closeEvent(self, event) -> None:
+    def closeEvent(self, event: QCloseEvent) -> None:
         if self.launcher is not None:
             self.launcher.stop()  # replay windows opened from here close with it
         if self.tuning is not None:
