@@ -116,7 +116,7 @@ class MainWindow(QMainWindow):
         from .export import add_export_action
 
         # The scrape targets, for an export's target list and its redaction of their tokens.
-        # Set by whoever builds the window (cli.main); a replay window exports none.
+        # Set by whoever builds the window (cli.main); nobody sets it on a replay window.
         self.export_targets: ExportTargets = []
         # The export running now (ui.export keeps it here until it ends).
         self.export_job: RunningJob | None = None
