@@ -1,4 +1,4 @@
-"""Helpers the tests share: one polling loop, one uvicorn subprocess.
+"""Helpers the tests share: one polling loop, one uvicorn subprocess, one HAProxy config.
 
 Kept here (not in conftest.py) so that test modules import them by name; conftest.py holds
 fixtures only.
@@ -81,3 +81,38 @@ def uvicorn_server(app: str, log: Path, *, ready: str = "/metrics", factory: boo
         yield base
     finally:
         stop_all([proc])
+
+
+# ---------------------------------------------------------------- HAProxy config
+
+def haproxy_config(port: int, servers: Mapping[str, str], *, sock: str | Path | None = None,
+                   tcp: int | None = None, prom: int | None = None,
+                   weights: Mapping[str, int] | None = None,
+                   backends: Mapping[str, str] | None = None) -> str:
+    """An haproxy.cfg: frontend ``fe`` on ``port`` before backend ``be`` and its ``servers``.
+
+    ``servers`` maps a server name to ``host:port``; every backend in ``backends`` (name to
+    balance algorithm, default ``{"be": "roundrobin"}``) lists all of them with ``weights``
+    (default 1). ``sock``/``tcp`` add admin-level stats sockets (runtime API) on a Unix path /
+    a loopback port; ``prom`` adds a frontend serving the Prometheus exporter on /metrics.
+    """
+    backends = {"be": "roundrobin"} if backends is None else backends
+    weights = weights or {}
+    lines = []
+    if sock is not None or tcp is not None:
+        lines.append("global")
+        if sock is not None:
+            lines.append(f"  stats socket {sock} mode 600 level admin")
+        if tcp is not None:
+            lines.append(f"  stats socket ipv4@127.0.0.1:{tcp} level admin")
+        lines.append("  stats timeout 5s")
+    lines += ["defaults", "  mode http", "  timeout connect 2s", "  timeout client 10s",
+              "  timeout server 10s",
+              "frontend fe", f"  bind 127.0.0.1:{port}", "  default_backend be"]
+    if prom is not None:
+        lines += ["frontend prom", f"  bind 127.0.0.1:{prom}",
+                  "  http-request use-service prometheus-exporter if { path /metrics }"]
+    for name, balance in backends.items():
+        lines += [f"backend {name}", f"  balance {balance}"]
+        lines += [f"  server {s} {addr} weight {weights.get(s, 1)}" for s, addr in servers.items()]
+    return "\n".join(lines) + "\n"

@@ -27,7 +27,7 @@ from trimtab.collectors.mappings import (
 from trimtab.collectors.promql import histogram_quantile, le_value
 
 from tests.conftest import require_binary
-from tests.support import start_uvicorn, uvicorn_server
+from tests.support import haproxy_config, start_uvicorn, uvicorn_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -236,34 +236,15 @@ def test_real_app_is_recognised_and_normalised(served_app: tuple[str, str, str])
     assert not math.isnan(q.value)
 
 
-HAPROXY_CFG = """\
-global
-  stats socket {sock} mode 600 level admin
-defaults
-  mode http
-  timeout connect 2s
-  timeout client 10s
-  timeout server 10s
-frontend fe
-  bind 127.0.0.1:{port}
-  default_backend be
-frontend prom
-  bind 127.0.0.1:{prom}
-  http-request use-service prometheus-exporter if {{ path /metrics }}
-backend be
-  balance roundrobin
-  server s1 127.0.0.1:{s1} weight 3
-  server s2 127.0.0.1:{s2} weight 1
-"""
-
-
 @pytest.fixture
 def haproxy_fleet(tmp_path: Path) -> Iterator[tuple[str, str, RuntimeClient]]:
     """HAProxy with its Prometheus exporter before two uvicorn backends: (front, metrics, client)."""
     binary = require_binary("haproxy")
     ports = {k: free_port() for k in ("port", "prom", "s1", "s2")}
     cfg = tmp_path / "haproxy.cfg"
-    cfg.write_text(HAPROXY_CFG.format(sock=tmp_path / "admin.sock", **ports))
+    cfg.write_text(haproxy_config(ports["port"], {s: f"127.0.0.1:{ports[s]}" for s in ("s1", "s2")},
+                                  sock=tmp_path / "admin.sock", prom=ports["prom"],
+                                  weights={"s1": 3, "s2": 1}))
     log = open(tmp_path / "fleet.log", "wb")  # noqa: SIM115 - closed below
     procs = [start_uvicorn("tests.collectors.apps.starlette_app:app", tmp_path / f"{s}.log",
                            port=ports[s])[0] for s in ("s1", "s2")]

@@ -26,29 +26,7 @@ from trimtab.agent.procs import free_port, stop_all, wait_http
 from trimtab.demo.fleet import spawn_demo
 
 from tests.conftest import require_binary
-
-CONFIG = """\
-global
-  stats socket {sock} mode 600 level admin
-  stats socket ipv4@127.0.0.1:{tcp} level admin
-  stats timeout 5s
-defaults
-  mode http
-  timeout connect 2s
-  timeout client 10s
-  timeout server 10s
-frontend fe
-  bind 127.0.0.1:{port}
-  default_backend be
-backend be
-  balance roundrobin
-  server s1 {s1} weight 1
-  server s2 {s2} weight 1
-backend bs
-  balance static-rr
-  server s1 {s1} weight 1
-  server s2 {s2} weight 1
-"""
+from tests.support import haproxy_config
 
 
 class HAProxy:
@@ -60,8 +38,9 @@ class HAProxy:
         self.port = free_port()
         self.cfg = workdir / "haproxy.cfg"
         addresses = {k: v.removeprefix("http://") for k, v in backends.items()}
-        self.cfg.write_text(CONFIG.format(sock=self.sock, tcp=self.tcp, port=self.port,
-                                          **addresses))
+        # Two backends over the same servers: "be" round-robin, "bs" static-rr.
+        self.cfg.write_text(haproxy_config(self.port, addresses, sock=self.sock, tcp=self.tcp,
+                                           backends={"be": "roundrobin", "bs": "static-rr"}))
         self.log = open(workdir / "haproxy.log", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen([binary, "-W", "-db", "-f", str(self.cfg)],
                                      stdout=self.log, stderr=subprocess.STDOUT)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import socket
 import subprocess
 import time
 from decimal import Decimal
@@ -37,6 +36,7 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families as parse_text_reference
 from prometheus_client.samples import Timestamp
+from trimtab.agent.procs import free_port
 from trimtab.collectors.exposition import (
     OPENMETRICS,
     TEXT,
@@ -47,6 +47,7 @@ from trimtab.collectors.exposition import (
 )
 
 from tests.conftest import require_binary
+from tests.support import haproxy_config
 
 CORPUS = Path(__file__).parent / "corpus"
 OM_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -178,26 +179,16 @@ def test_corpus_file_equals_reference(name: str) -> None:
     assert_same_parse(assert_same_as_reference(text.replace("\n", "\r\n")), expo)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_real_haproxy_prometheus_exporter_equals_reference(tmp_path: Path) -> None:
     haproxy = require_binary("haproxy")
-    port, backend_port = _free_port(), _free_port()
+    port, prom, backend = free_port(), free_port(), f"127.0.0.1:{free_port()}"
     config = tmp_path / "haproxy.cfg"
-    config.write_text(
-        "defaults\n  mode http\n  timeout connect 1s\n  timeout client 5s\n  timeout server 5s\n"
-        f"frontend fe\n  bind 127.0.0.1:{port}\n"
-        "  http-request use-service prometheus-exporter if { path /metrics }\n  default_backend api\n"
-        f"backend api\n  server api-1 127.0.0.1:{backend_port}\n  server api-2 127.0.0.1:{backend_port}\n")
+    config.write_text(haproxy_config(port, {"api-1": backend, "api-2": backend}, prom=prom))
     log = tmp_path / "haproxy.log"
     with log.open("wb") as stderr:
         proc = subprocess.Popen([haproxy, "-db", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=stderr)
     try:
-        body = _poll_metrics(f"http://127.0.0.1:{port}/metrics", proc, log)
+        body = _poll_metrics(f"http://127.0.0.1:{prom}/metrics", proc, log)
     finally:
         proc.terminate()
         try:
