@@ -26,6 +26,8 @@ from trimtab.app.targets import file as target_file
 from trimtab.collectors.limits import BodyReader, LimitExceeded, backoff_delay, next_due
 from trimtab.collectors.scrape import HEADERS, ScrapeEngine, ScrapeResult, ScrapeTarget
 
+from tests.support import wait_for
+
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 MIB = 1024 * 1024
 
@@ -152,13 +154,6 @@ def scrape(target: ScrapeTarget, engine: ScrapeEngine | None = None) -> ScrapeRe
     return asyncio.run(once())
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met before the deadline"
-        time.sleep(0.01)
-
-
 def test_sample_limit_fails_whole_scrape_and_model_sees_down(servers: Servers) -> None:
     url = servers.serve(static(Wire(), exposition(12_345)))
     over = scrape(ScrapeTarget("api", url, sample_limit=10_000))
@@ -251,7 +246,7 @@ def test_endless_chunked_body_is_cut_and_connection_closed(servers: Servers) -> 
     url = servers.serve(chunked(wire, b"#" * 65536, pause=0.0))
     result = scrape(ScrapeTarget("api", url, body_size_limit=1 * MIB))
     assert not result.up and result.error.startswith("body_size_limit exceeded: more than 1,048,576")
-    wait_until(lambda: wire.closed == 1)  # the server's writes fail: the client hung up
+    wait_for(lambda: wire.closed == 1)  # the server's writes fail: the client hung up
     assert wire.sent < 64 * MIB  # bounded by the limit plus socket buffers, not endless
 
 
@@ -261,7 +256,7 @@ def test_slow_drip_body_is_cut_at_the_timeout(servers: Servers) -> None:
     result = scrape(ScrapeTarget("api", url, interval=1.0, timeout=0.3))
     assert (result.up, result.error) == (False, "timed out after 0.3 s")
     assert result.duration >= 0.3
-    wait_until(lambda: wire.closed == 1)
+    wait_for(lambda: wire.closed == 1)
     assert wire.sent >= 2  # headers and body bytes did arrive: the timeout covers the body
 
 
@@ -298,7 +293,7 @@ def run_engine(targets: list[ScrapeTarget], done: Callable[[list[ScrapeResult]],
     results: list[ScrapeResult] = []
     engine = ScrapeEngine(targets, results.append).start()
     try:
-        wait_until(lambda: done(list(results)))
+        wait_for(lambda: done(list(results)))
     finally:
         engine.stop()
     return list(results)
@@ -436,6 +431,6 @@ def test_a_failing_sink_does_not_stop_scraping(servers: Servers) -> None:
     url = servers.serve(static(Wire(), exposition()))
     engine = ScrapeEngine([ScrapeTarget("api", url, interval=0.05, timeout=0.04)], sink).start()
     try:
-        wait_until(lambda: len(seen) >= 3)
+        wait_for(lambda: len(seen) >= 3)
     finally:
         engine.stop()
