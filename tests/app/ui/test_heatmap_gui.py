@@ -53,9 +53,13 @@ def test_heatmap_holds_the_selected_routes_bucket_rates(qtbot, window, model: Fl
     assert heat.bounds.tolist() == [*LATENCY_BUCKETS, math.inf]
     t, _, z = model.heat(ROUTE)
     rate_t, rate = model.snapshot("rate", None, [ROUTE])[ROUTE]
-    # The buckets of a tick add up to the route's request rate of that tick.
+    # The buckets of a tick add up to the route's request rate of that tick. Not to the
+    # digit: the request rate sums rate() over the per-status series, and a status series
+    # first seen inside the window (the demo's occasional 500) is extrapolated by
+    # Prometheus's first-sample rule, while the histogram's +Inf bucket has no such start
+    # (CI saw 15.04 against 14.85). Prometheus gives the same two numbers.
     i = int(np.searchsorted(rate_t, t[-1]))
-    assert float(np.nansum(z[-1])) == pytest.approx(rate[i], rel=1e-3)
+    assert float(np.nansum(z[-1])) == pytest.approx(rate[i], rel=0.05)
     assert rate[i] > 0
     # What the view holds: the cell under a point is that tick's bucket (hi bound inclusive).
     i = drawn_tick(heat, len(heat.t) - 1)
