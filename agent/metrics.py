@@ -26,6 +26,11 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
                            "CONNECT"})
 
 
+# Response body bytes: powers of 4 from 64 B to 16 MiB, so a page that doubles in size or a
+# body that compression shrinks moves a bucket, and an empty body (204, HEAD) sits in the first.
+SIZE_BUCKETS: tuple[float, ...] = tuple(float(64 * 4**k) for k in range(10))
+
+
 def method_label(method: str) -> str:
     """The method, or ``OTHER`` for anything non-standard."""
     return method if method in KNOWN_METHODS else "OTHER"
@@ -38,17 +43,28 @@ class _Hist:
     count: int = 0
     exemplars: dict[int, tuple[str, float, float]] = field(default_factory=dict)
 
+    def add(self, buckets: tuple[float, ...], value: float) -> int:
+        """Count ``value`` in its bucket (``le`` semantics) and return the bucket's index."""
+        index = bisect_left(buckets, value)
+        self.counts[index] += 1
+        self.total += value
+        self.count += 1
+        return index
+
 
 @dataclass
 class RouteMetrics:
-    """Request, latency, in-flight and cache counters keyed by route."""
+    """Request, latency, response size, in-flight and cache counters keyed by route."""
 
     prefix: str = "trimtab_http"
     route_label: str = "route"
     buckets: tuple[float, ...] = LATENCY_BUCKETS
+    size_buckets: tuple[float, ...] = SIZE_BUCKETS
     in_flight: int = 0
     requests: dict[tuple[str, str, str], int] = field(default_factory=dict)
     latency: dict[tuple[str, str], _Hist] = field(default_factory=dict)
+    # (route, method) -> response body bytes; only callers that see the body fill it.
+    sizes: dict[tuple[str, str], _Hist] = field(default_factory=dict)
     cache: dict[tuple[str, str], int] = field(default_factory=dict)
     # (route, reason) -> bypasses: the breakdown of ``cache[(route, "bypass")]``.
     cache_bypass: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -58,17 +74,22 @@ class RouteMetrics:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def observe(self, route: str, method: str, status: int, seconds: float,
-                trace_id: str | None = None) -> None:
-        """Record one finished request (``trace_id`` becomes the bucket's exemplar)."""
+                trace_id: str | None = None, body_bytes: int | None = None) -> None:
+        """Record one finished request (``trace_id`` becomes the bucket's exemplar).
+
+        ``body_bytes`` is the response body sent to the client (None: not known, not counted).
+        """
         key = (route, method)
         with self._lock:
             hist = self.latency.get(key)
             if hist is None:
                 hist = self.latency[key] = _Hist([0] * (len(self.buckets) + 1))
-            index = bisect_left(self.buckets, seconds)
-            hist.counts[index] += 1
-            hist.total += seconds
-            hist.count += 1
+            index = hist.add(self.buckets, seconds)
+            if body_bytes is not None:
+                size = self.sizes.get(key)
+                if size is None:
+                    size = self.sizes[key] = _Hist([0] * (len(self.size_buckets) + 1))
+                size.add(self.size_buckets, body_bytes)
             if trace_id is not None:
                 hist.exemplars[index] = (trace_id, seconds, time.time())
             rkey = (route, method, str(status))
@@ -115,6 +136,7 @@ class RouteMetricsCollector(Collector):
             requests = dict(m.requests)
             latency = {k: (list(h.counts), h.total, dict(h.exemplars))
                        for k, h in m.latency.items()}
+            sizes = {k: (list(h.counts), h.total) for k, h in m.sizes.items()}
             in_flight = m.in_flight
         reqs = CounterMetricFamily(f"{p}_requests", "HTTP requests by route, method and status.",
                                    labels=[m.route_label, "method", "status"])
@@ -126,7 +148,25 @@ class RouteMetricsCollector(Collector):
         flight.add_metric([], in_flight)
         yield flight
         if self._extras:
+            yield self._size_histogram(m, sizes)
             yield from self._extra_families(m)
+
+    @staticmethod
+    def _size_histogram(m: RouteMetrics,
+                        sizes: dict[tuple[str, str], tuple[list[int], float]]
+                        ) -> HistogramMetricFamily:
+        hist = HistogramMetricFamily(f"{m.prefix}_response_size_bytes",
+                                     "HTTP response body bytes sent, by route and method.",
+                                     labels=[m.route_label, "method"], unit="bytes")
+        bounds = [repr(b) for b in m.size_buckets] + ["+Inf"]
+        for (route, method), (counts, total) in sorted(sizes.items()):
+            running = 0
+            cumulative = []
+            for bound, n in zip(bounds, counts, strict=True):
+                running += n
+                cumulative.append((bound, running))
+            hist.add_metric([route, method], cumulative, total)
+        return hist
 
     def _histogram(self, m: RouteMetrics, latency: dict) -> HistogramMetricFamily:
         hist = HistogramMetricFamily(f"{m.prefix}_request_duration_seconds",

@@ -57,20 +57,27 @@ STATE_DIR_ENV = "TRIMTAB_STATE_DIR"
 
 
 class _Exchange:
-    """Watches one request's messages: status, completion, client disconnect."""
+    """Watches one request's messages: status, body bytes, completion, client disconnect."""
 
-    __slots__ = ("_receive", "_send", "complete", "disconnected", "started", "status")
+    __slots__ = ("_receive", "_send", "body_bytes", "complete", "disconnected", "head",
+                 "started", "status")
 
-    def __init__(self, send: Send, receive: Receive) -> None:
+    def __init__(self, send: Send, receive: Receive, head: bool = False) -> None:
         self._send, self._receive = send, receive
         self.status, self.started, self.complete, self.disconnected = 500, False, False, False
+        # Bytes handed to the server after any middleware inside us (compression included):
+        # what leaves. A HEAD response has no body on the wire whatever the app passes on.
+        self.head, self.body_bytes = head, 0
 
     async def send(self, message: MutableMapping[str, Any]) -> None:
         kind = message["type"]
         if kind == "http.response.start":
             self.status, self.started = message["status"], True
-        elif kind == "http.response.body" and not message.get("more_body", False):
-            self.complete = True
+        elif kind == "http.response.body":
+            if not self.head:
+                self.body_bytes += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                self.complete = True
         await self._send(message)
 
     async def receive(self) -> MutableMapping[str, Any]:
@@ -160,7 +167,7 @@ class TrimtabMiddleware:
         settings = self.config.settings()
         method = method_label(scope["method"])
         span, token = self.tracer.begin(_header(scope, b"traceparent"))
-        ex = _Exchange(send, receive)
+        ex = _Exchange(send, receive, head=method == "HEAD")
         route: str | None = None
         result = "off"
         self.metrics.in_flight += 1
@@ -194,7 +201,8 @@ class TrimtabMiddleware:
             # 499 (nginx): the client went away before the response was complete.
             status = 499 if ex.disconnected else ex.status
             seconds = time.perf_counter() - start
-            self.metrics.observe(route, method, status, seconds, span.trace_id)
+            self.metrics.observe(route, method, status, seconds, span.trace_id,
+                                 body_bytes=ex.body_bytes)
             self.tracer.end(span, token, route=route, method=method, status=status,
                             cache=result, seconds=seconds)
             if self.share is not None:

@@ -88,6 +88,7 @@ def _dump(m: RouteMetrics) -> dict[str, Any]:
             "latency": [[r, meth, h.counts, h.total, h.count,
                          {str(i): list(e) for i, e in h.exemplars.items()}]
                         for (r, meth), h in m.latency.items()],
+            "sizes": [[r, meth, h.counts, h.total, h.count] for (r, meth), h in m.sizes.items()],
             "cache": [[*k, n] for k, n in m.cache.items()],
             "cache_bypass": [[*k, n] for k, n in m.cache_bypass.items()],
             "exceptions": [[k, n] for k, n in m.exceptions.items()],
@@ -109,6 +110,11 @@ def _add(total: RouteMetrics, s: dict[str, Any]) -> None:
             mine = hist.exemplars.get(int(index))
             if mine is None or mine[2] < stamp:
                 hist.exemplars[int(index)] = (trace_id, value, stamp)
+    for route, method, counts, hsum, count in s.get("sizes", ()):
+        size = total.sizes.setdefault((route, method), _Hist([0] * len(counts)))
+        size.counts = [a + b for a, b in zip(size.counts, counts, strict=True)]
+        size.total += hsum
+        size.count += count
     for route, result, n in s["cache"]:
         total.cache[(route, result)] = total.cache.get((route, result), 0) + n
     for route, reason, n in s.get("cache_bypass", ()):
