@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from .errors import http_status_error, plain_error
 from .exposition import Exposition, ParseError, TargetParser
 from .limits import (
     LIMIT_DEFAULTS,
@@ -256,7 +257,7 @@ class ScrapeEngine:
             self._checkers.setdefault(target.name, SeriesChecker()).check(raw, target.limits)
             exposition = self._normalise(target.name, raw)
         except (TimeoutError, httpx.HTTPError, OSError, ParseError, ValueError) as exc:
-            error = str(exc) or type(exc).__name__
+            error = plain_error(exc)  # "connection refused", not "All connection attempts failed"
             if isinstance(exc, asyncio.TimeoutError):
                 error = f"timed out after {target.timeout:g} s"
             return ScrapeResult(target, started, False, time.perf_counter() - t0, error=error)
@@ -275,9 +276,12 @@ class ScrapeEngine:
         the connection (a half-read response is never returned to the pool)."""
         limit, limit_name = effective_body_limit(target.body_size_limit, self.max_body_bytes)
         async with client.stream("GET", target.url) as response:
-            if response.status_code != 200:
-                raise ValueError(f"HTTP {response.status_code}")
             headers = response.headers
+            kind = headers.get("content-type", "")
+            # One line, never the page: an HTML error page (or a web UI at a wrong path)
+            # would otherwise land in the Fleet table and the status bar.
+            if response.status_code != 200 or kind.lower().startswith("text/html"):
+                raise ValueError(http_status_error(response.status_code, kind))
             body = await read_body(response.aiter_raw(), headers.get("content-encoding", ""),
                                    headers.get("content-length"), limit, limit_name)
             content_type = headers.get("content-type", "text/plain")
