@@ -11,7 +11,8 @@ held, then announces them in one ``dataChanged`` so the proxy re-sorts once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 
 from PySide6.QtCore import QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QColor, QStandardItem, QStandardItemModel
@@ -23,24 +24,43 @@ ROW_KEY_ROLE = Qt.ItemDataRole.UserRole + 2
 HIGHLIGHT = QColor("#D55E00")
 _DISPLAY = Qt.ItemDataRole.DisplayRole
 _FOREGROUND = Qt.ItemDataRole.ForegroundRole
+_DIGITS = re.compile(r"\d+")
+
+
+def natural_key(text: str) -> str:
+    """A sort key ordering the numbers inside names by value: api-2 before api-10.
+
+    Digit runs are zero-padded, so the key stays a string (a cell's sort key is one value)
+    and compares the way a person reads the names.
+    """
+    return _DIGITS.sub(lambda m: m.group().zfill(20), text)
 
 
 class RowsModel(QStandardItemModel):
     """Rows of cells keyed by a row key; the Python side keeps what it last wrote."""
 
-    def __init__(self, headers: Sequence[str]) -> None:
+    def __init__(self, headers: Sequence[str], tooltips: Mapping[str, str] | None = None) -> None:
         super().__init__(0, len(headers))
-        self.headers = list(headers)
-        self.setHorizontalHeaderLabels(self.headers)
+        self.headers: list[str] = []
         self.rows: list[tuple[str, list[Cell]]] = []
         self.highlight: set[str] = set()
+        self._label(headers, tooltips)
 
-    def set_headers(self, headers: Sequence[str]) -> None:
-        """New columns; the rows are dropped (their cells no longer fit)."""
-        self.clear()
+    def _label(self, headers: Sequence[str], tooltips: Mapping[str, str] | None) -> None:
+        """Header texts, each with a tooltip: its full meaning, else the text itself (a
+        header too long for its column is still readable on hover)."""
         self.headers = list(headers)
         self.setColumnCount(len(self.headers))
         self.setHorizontalHeaderLabels(self.headers)
+        for i, text in enumerate(self.headers):
+            self.setHeaderData(i, Qt.Orientation.Horizontal, (tooltips or {}).get(text, text),
+                               Qt.ItemDataRole.ToolTipRole)
+
+    def set_headers(self, headers: Sequence[str], tooltips: Mapping[str, str] | None = None
+                    ) -> None:
+        """New columns; the rows are dropped (their cells no longer fit)."""
+        self.clear()
+        self._label(headers, tooltips)
         self.rows, self.highlight = [], set()
 
     def set_rows(self, rows: Sequence[tuple[str, Sequence[Cell]]], highlight: set[str]) -> None:
@@ -92,13 +112,19 @@ def _write(item: QStandardItem, cell: Cell, tint: bool) -> None:
 
 
 class SortableTable(QTableView):
-    """Rows keep their selection across refreshes; ``row_selected`` emits the row's key."""
+    """Rows keep their selection across refreshes; ``row_selected`` emits the row's key.
+
+    Every column is at least as wide as its header (a narrow table scrolls sideways
+    rather than eliding "proxy errors" to "proxy er…"), and each header's tooltip gives
+    its full meaning (``tooltips``: header text → explanation).
+    """
 
     row_selected = Signal(str)
 
-    def __init__(self, headers: Sequence[str], parent: QWidget | None = None) -> None:
+    def __init__(self, headers: Sequence[str], parent: QWidget | None = None,
+                 tooltips: Mapping[str, str] | None = None) -> None:
         super().__init__(parent)
-        self.source = RowsModel(headers)
+        self.source = RowsModel(headers, tooltips)
         self.proxy = QSortFilterProxyModel(self)
         self.proxy.setSourceModel(self.source)
         self.proxy.setSortRole(SORT_ROLE)
@@ -113,6 +139,7 @@ class SortableTable(QTableView):
         self.setSortingEnabled(True)
         self.selectionModel().selectionChanged.connect(self._emit_selection)
         self._sized = False
+        self.fit_headers()
 
     def set_rows(self, rows: Sequence[tuple[str, Sequence[Cell]]],
                  highlight: set[str] | None = None) -> None:
@@ -123,15 +150,26 @@ class SortableTable(QTableView):
             self.select_key(selected)
         if rows and not self._sized:  # size columns once: per-refresh sizing is costly
             self.resizeColumnsToContents()
+            self.fit_headers()
             self._sized = True
 
+    def fit_headers(self) -> None:
+        """Widen every column narrower than its header text (and sort arrow)."""
+        header = self.horizontalHeader()
+        for i in range(self.source.columnCount()):
+            wanted = header.sectionSizeHint(i)
+            if header.sectionSize(i) < wanted:
+                header.resizeSection(i, wanted)
+
     def set_headers(self, headers: Sequence[str], sort_column: int,
-                    order: Qt.SortOrder = Qt.SortOrder.DescendingOrder) -> None:
+                    order: Qt.SortOrder = Qt.SortOrder.DescendingOrder,
+                    tooltips: Mapping[str, str] | None = None) -> None:
         """New columns (the rows are dropped until the next ``set_rows``), sorted by
         ``sort_column``; the columns are sized to their content again."""
-        self.source.set_headers(headers)
+        self.source.set_headers(headers, tooltips)
         self.sortItems(sort_column, order)
         self._sized = False
+        self.fit_headers()
 
     def rowCount(self) -> int:
         return self.proxy.rowCount()

@@ -66,3 +66,31 @@ def test_new_headers_drop_the_rows_and_sort_by_the_given_column(qtbot) -> None:
         "route", "p50", "p99"]
     table.set_rows([(k, [(k, k), ("1", 1.0), (str(v), v)]) for k, v in (("/a", 3.0), ("/b", 7.0))])
     assert table.column_texts(0) == ["/b", "/a"]
+
+
+def test_natural_key_orders_numbers_by_value() -> None:
+    from trimtab.widgets.table import natural_key
+
+    names = ["api-10", "api-2", "api-1", "api-3"]
+    assert sorted(names, key=natural_key) == ["api-1", "api-2", "api-3", "api-10"]
+    assert sorted(["b", "A", "a"], key=natural_key) == ["A", "a", "b"]  # stable, case-aware
+
+
+def test_headers_are_never_elided_and_carry_their_full_meaning(qtbot) -> None:
+    headers = ("server", "proxy errors/s", "p95 via balancer")
+    tips = {"proxy errors/s": "Requests the balancer failed to proxy, per second"}
+    table = SortableTable(headers, tooltips=tips)
+    qtbot.addWidget(table)
+    table.resize(200, 200)  # far narrower than the headers: they scroll, never shrink
+    table.show()
+    header = table.horizontalHeader()
+    # before any row and after rows narrower than the headers
+    for _ in range(2):
+        for i in range(len(headers)):
+            assert header.sectionSize(i) >= header.sectionSizeHint(i), headers[i]
+        table.set_rows([("a", [("a", "a"), ("1", 1.0), ("2", 2.0)])])
+    tip = table.model().headerData(1, Qt.Orientation.Horizontal, Qt.ItemDataRole.ToolTipRole)
+    assert tip == tips["proxy errors/s"]
+    # a header without an explicit tooltip still names itself in full
+    assert table.model().headerData(2, Qt.Orientation.Horizontal,
+                                    Qt.ItemDataRole.ToolTipRole) == "p95 via balancer"
