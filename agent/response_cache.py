@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from .cache import (
@@ -41,6 +42,39 @@ App = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 _AMBIGUOUS = CachedResponse(0, (), b"", 0.0, 0.0)
 
 
+@dataclass
+class Lookup:
+    """The cache's answer before the app runs.
+
+    ``result`` is ``hit`` (``hit`` holds the entry), ``bypass`` (``reason`` says why: go
+    to the origin, store nothing), or ``miss``/``error`` (go to the origin; ``ok`` says
+    whether the store answered, so whether the response may be stored at ``base``).
+    """
+
+    result: str
+    reason: str
+    headers: HeaderMap
+    base: str = ""
+    with_creds: bool = False
+    ok: bool = False
+    hit: CachedResponse | None = field(default=None)
+
+
+def hit_headers(hit: CachedResponse) -> list[tuple[bytes, bytes]]:
+    """Response headers for a cache hit: the stored ones plus ``Age`` and the hit marker."""
+    age = str(max(0, int(time.time() - hit.stored_at))).encode()
+    return [*hit.headers, (b"age", age), (b"x-trimtab-cache", b"hit")]
+
+
+def miss_headers(request: HeaderMap, response: list[tuple[bytes, bytes]]
+                 ) -> list[tuple[bytes, bytes]] | None:
+    """The origin's response headers marked as a miss; None when the response varies on a
+    header the request repeats (no variant key can say which copy the app read)."""
+    if repeated(request, vary_names(response)):
+        return None
+    return [*response, (b"x-trimtab-cache", b"miss")]
+
+
 class ResponseCache:
     """Looks up, serves and stores responses for routes with a TTL."""
 
@@ -57,11 +91,38 @@ class ResponseCache:
                      ) -> tuple[str, str]:
         """Serve one request; returns (result, reason): result is hit, miss, bypass or error,
         reason says why a bypass went to the origin (``""`` otherwise)."""
+        found = await self.lookup(scope, route, allow_auth, span)
+        if found.result == "bypass":
+            await self._origin(app, scope, receive, send, span)
+            return "bypass", found.reason
+        if found.hit is not None:
+            await send({"type": "http.response.start", "status": found.hit.status,
+                        "headers": hit_headers(found.hit)})
+            await send({"type": "http.response.body",
+                        "body": b"" if scope["method"] == "HEAD" else found.hit.body})
+            return "hit", ""
+        captured = await self._origin_capture(app, scope, receive, send, span, found.headers)
+        if captured is not None and captured.get("ambiguous"):
+            return "bypass", REPEATED_HEADER
+        if captured is not None:
+            pending = self._store_later(found, captured.get("status", 500),
+                                        captured.get("headers", []), b"".join(captured["body"]),
+                                        ttl)
+            if pending is not None:
+                await pending
+        return found.result, ""
+
+    async def lookup(self, scope: MutableMapping[str, Any], route: str, allow_auth: bool,
+                     span: RequestSpan) -> Lookup:
+        """What the cache says about a request before the app runs (shared by ASGI and WSGI).
+
+        ``scope`` is ASGI-shaped (method, scheme, server, root_path, path, raw_path,
+        query_string, headers): :func:`~.cache.cache_key` reads those fields.
+        """
         headers = header_map(scope.get("headers"))
         reason = bypass_reason(headers, allow_auth)
         if reason is not None:
-            await self._origin(app, scope, receive, send, span)
-            return "bypass", reason
+            return Lookup("bypass", reason, headers)
         with_creds = has_credentials(headers)
         base = cache_key(route, scope, headers)
         t0, wall = time.perf_counter(), time.time()
@@ -69,25 +130,12 @@ class ResponseCache:
         if hit is _AMBIGUOUS:  # the stored response varies on a header this request repeats
             span.child("cache.lookup", wall, time.perf_counter() - t0, store=self.store.name,
                        result="bypass")
-            await self._origin(app, scope, receive, send, span)
-            return "bypass", REPEATED_HEADER
+            return Lookup("bypass", REPEATED_HEADER, headers)
         span.child("cache.lookup", wall, time.perf_counter() - t0, store=self.store.name,
                    result="hit" if hit else ("miss" if ok else "error"))
         if hit is not None and (not with_creds or hit.shared_with_auth):
-            age = str(max(0, int(time.time() - hit.stored_at))).encode()
-            await send({"type": "http.response.start", "status": hit.status,
-                        "headers": [*hit.headers, (b"age", age), (b"x-trimtab-cache", b"hit")]})
-            await send({"type": "http.response.body",
-                        "body": b"" if scope["method"] == "HEAD" else hit.body})
-            return "hit", ""
-        captured = await self._origin_capture(app, scope, receive, send, span, headers)
-        if captured is not None and captured.get("ambiguous"):
-            return "bypass", REPEATED_HEADER
-        if ok and captured is not None:
-            pending = self._store_later(base, headers, captured, ttl, with_creds)
-            if pending is not None:
-                await pending
-        return ("miss" if ok else "error"), ""
+            return Lookup("hit", "", headers, hit=hit)
+        return Lookup("miss" if ok else "error", "", headers, base, with_creds, ok)
 
     async def _lookup(self, base: str, headers: HeaderMap, now: float
                       ) -> tuple[CachedResponse | None, bool]:
@@ -138,11 +186,11 @@ class ResponseCache:
         async def capture(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 cap["status"], cap["headers"] = message["status"], list(message.get("headers", ()))
-                if repeated(headers, vary_names(cap["headers"])):
+                marked = miss_headers(headers, cap["headers"])
+                if marked is None:
                     cap["ambiguous"], cap["body"] = True, None
                 else:
-                    message = {**message,
-                               "headers": [*cap["headers"], (b"x-trimtab-cache", b"miss")]}
+                    message = {**message, "headers": marked}
             elif message["type"] == "http.response.body" and cap["body"] is not None:
                 chunk = message.get("body", b"")
                 cap["size"] += len(chunk)
@@ -159,26 +207,30 @@ class ResponseCache:
             return cap
         return cap if cap["body"] is not None and cap["complete"] else None
 
-    def _store_later(self, base: str, headers: HeaderMap, cap: dict[str, Any],
-                     ttl: float, with_creds: bool) -> Awaitable[None] | None:
+    def _store_later(self, found: Lookup, status: int, resp_headers: list[tuple[bytes, bytes]],
+                     body: bytes, ttl: float) -> Awaitable[None] | None:
         """Store a captured response: awaitable for in-process stores, a background task
         (the client already has its response) for remote ones."""
-        status, resp_headers = cap.get("status", 500), cap.get("headers", [])
-        if not response_storable(status, resp_headers):
-            return None
-        shared = bool(cache_directives(resp_headers) & {b"public", b"s-maxage"})
-        if with_creds and not shared:
-            return None  # RFC 9111 §3.5: a response to an authorised request needs public/s-maxage
-        now = time.time()
-        item = CachedResponse(status, tuple(resp_headers), b"".join(cap["body"]), now, now + ttl,
-                              (), shared)
-        vary = vary_names(resp_headers)
-        if not self._bounded:
-            return self._put(base, headers, item, vary)  # in-process: store before returning
-        task = asyncio.get_running_loop().create_task(self._put(base, headers, item, vary))
+        put = self.store_call(found, status, resp_headers, body, ttl)
+        if put is None or not self._bounded:
+            return put  # in-process: store before returning
+        task = asyncio.get_running_loop().create_task(put)  # type: ignore[arg-type]
         self._pending.add(task)  # keep a reference until done (asyncio holds only weak ones)
         task.add_done_callback(self._pending.discard)
         return None
+
+    def store_call(self, found: Lookup, status: int, resp_headers: list[tuple[bytes, bytes]],
+                   body: bytes, ttl: float) -> Coroutine[Any, Any, None] | None:
+        """The store operation for a complete origin response, or None when it must not be
+        stored (lookup failed, status, directives, credentials: RFC 9111 rules)."""
+        if not found.ok or not response_storable(status, resp_headers):
+            return None
+        shared = bool(cache_directives(resp_headers) & {b"public", b"s-maxage"})
+        if found.with_creds and not shared:
+            return None  # RFC 9111 §3.5: a response to an authorised request needs public/s-maxage
+        now = time.time()
+        item = CachedResponse(status, tuple(resp_headers), body, now, now + ttl, (), shared)
+        return self._put(found.base, found.headers, item, vary_names(resp_headers))
 
     async def _put(self, base: str, headers: HeaderMap, item: CachedResponse,
                    vary: tuple[bytes, ...]) -> None:
