@@ -1,0 +1,230 @@
+"""Where rate limit state lives: process memory, the shared state dir, or Redis.
+
+Every store keeps one number per key, the GCRA theoretical arrival time (see
+:func:`.ratelimit.gcra`), and makes each decision atomically:
+
+- :class:`MemoryBackend`: one process (a dict under a lock), at most
+  ``max_keys`` keys (default 100,000, about 15 MB). A key whose time has passed
+  is the same as an absent one, so those go first when the table is full; if
+  every key is still draining, the oldest is dropped (that client starts with a
+  full bucket again: bounded memory wins over exactness under a key flood).
+- :class:`FileBackend`: every worker of one instance (``uvicorn --workers N``)
+  through ``<state dir>/ratelimit-<instance>.bin``, a fixed table of ``slots``
+  16-byte slots (default 65,536: 1 MiB), read and written under an exclusive
+  ``flock`` per decision. A key probes 8 slots; when all hold other live keys,
+  the one closest to full is replaced (same trade as above).
+- :class:`RedisBackend`: every instance of a fleet, one Lua script per decision
+  (read, decide and write inside Redis, so two instances never race on a key),
+  with Redis's own clock so instances with skewed clocks agree. Keys expire by
+  themselves when their bucket is full again. **Redis down or slow fails open**:
+  each call is bounded by ``timeout`` (default 50 ms: socket timeout and an
+  overall bound), a failure lets the request through and is counted
+  (``trimtab_ratelimit_store_errors_total``), and for ``cooldown`` seconds
+  (default 1 s) Redis is not asked at all, so an outage adds no latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import os
+import struct
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from .ratelimit import Decision, gcra
+
+_SLOT = struct.Struct("<Qd")  # key hash, theoretical arrival time (unix seconds)
+_PROBES = 8
+
+
+class MemoryBackend:
+    """Per-process GCRA state, bounded to ``max_keys``."""
+
+    name = "memory"
+
+    def __init__(self, max_keys: int = 100_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_keys = max_keys
+        self._clock = clock
+        self._tat: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._tat)
+
+    def decide_sync(self, key: str, rate: float, burst: int) -> Decision:
+        """Decide and record one request for ``key``."""
+        with self._lock:
+            now = self._clock()
+            decision, new = gcra(self._tat.get(key), now, rate, burst)
+            if new is not None:
+                if key not in self._tat and len(self._tat) >= self.max_keys:
+                    self._make_room(now)
+                self._tat[key] = new
+            return decision
+
+    async def decide(self, key: str, rate: float, burst: int) -> Decision | None:
+        """:meth:`decide_sync` (never fails)."""
+        return self.decide_sync(key, rate, burst)
+
+    def _make_room(self, now: float) -> None:
+        expired = [k for k, tat in self._tat.items() if tat <= now]
+        for k in expired:  # a passed time is a full bucket: forgetting it changes nothing
+            del self._tat[k]
+        if len(self._tat) >= self.max_keys:
+            self._tat.popitem(last=False)
+
+
+class FileBackend:
+    """GCRA state shared by the workers of one instance through a fixed-size file."""
+
+    name = "file"
+
+    def __init__(self, path: str | os.PathLike[str], slots: int = 65536,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self.slots = slots
+        self._clock = clock
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_size != slots * _SLOT.size:  # new, or sized for other slots
+                os.ftruncate(fd, 0)
+                os.ftruncate(fd, slots * _SLOT.size)
+        finally:
+            os.close(fd)
+        self._fd = -1
+        self._pid = -1
+        self._lock = threading.Lock()
+
+    def decide_sync(self, key: str, rate: float, burst: int) -> Decision:
+        """Decide and record one request for ``key`` under the file lock."""
+        digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
+        digest = digest or 1  # 0 marks an empty slot
+        with self._lock:
+            fd = self._file()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                now = self._clock()
+                index, tat = self._find(fd, digest, now)
+                decision, new = gcra(tat, now, rate, burst)
+                if new is not None:
+                    os.pwrite(fd, _SLOT.pack(digest, new), index * _SLOT.size)
+                return decision
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    async def decide(self, key: str, rate: float, burst: int) -> Decision | None:
+        """:meth:`decide_sync`; an unreadable file fails open (None)."""
+        try:
+            return self.decide_sync(key, rate, burst)
+        except OSError:
+            return None
+
+    def close(self) -> None:
+        """Close the file (reopened on the next decision)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def _file(self) -> int:
+        # A forked worker must not share the parent's descriptor: flock locks are per open
+        # file description, so a shared one would let both hold "exclusive" at once.
+        if self._fd < 0 or self._pid != os.getpid():
+            self._fd = os.open(self.path, os.O_RDWR)
+            self._pid = os.getpid()
+        return self._fd
+
+    def _find(self, fd: int, digest: int, now: float) -> tuple[int, float | None]:
+        start = digest % self.slots
+        raw = os.pread(fd, _SLOT.size * _PROBES, start * _SLOT.size)
+        victim, victim_tat = start, float("inf")
+        for i in range(min(_PROBES, len(raw) // _SLOT.size)):
+            slot_hash, tat = _SLOT.unpack_from(raw, i * _SLOT.size)
+            if slot_hash == digest:
+                return start + i, tat
+            if slot_hash == 0 or tat <= now:
+                return start + i, None  # empty, or a full bucket nobody needs to remember
+            if tat < victim_tat:
+                victim, victim_tat = start + i, tat
+        return victim, None
+
+
+# KEYS[1]: the key; ARGV: interval (1/rate), tolerance ((burst-1)*interval), burst.
+# Floats leave Lua as strings: a Lua number in a reply is truncated to an integer.
+_GCRA_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local burst = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+if tat - now > tolerance then
+  return {0, tostring(tat - now - tolerance), tostring(tat - now), 0}
+end
+local new = tat + interval
+redis.call('SET', KEYS[1], string.format('%.6f', new), 'PX',
+           math.ceil((new - now) * 1000) + 1)
+local remaining = math.floor((burst * interval - (new - now)) / interval + 1e-9)
+if remaining < 0 then remaining = 0 end
+return {1, '0', tostring(new - now), remaining}
+"""
+
+
+class RedisBackend:
+    """GCRA state in Redis, shared by every instance; fails open, bounded in time."""
+
+    name = "redis"
+
+    def __init__(self, url: str = "redis://127.0.0.1:6379/0", namespace: str = "trimtab:rl:",
+                 timeout: float = 0.05, cooldown: float = 1.0) -> None:
+        self.url, self.namespace, self.timeout, self.cooldown = url, namespace, timeout, cooldown
+        self._client: aioredis.Redis | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._script: object = None
+        self._down_until = 0.0
+
+    async def decide(self, key: str, rate: float, burst: int) -> Decision | None:
+        """The decision from Redis, or None (fail open) on error, timeout or cool-down."""
+        if time.monotonic() < self._down_until:
+            return None
+        interval = 1.0 / rate
+        try:
+            script = self._script_for_loop()
+            reply = await asyncio.wait_for(
+                script(keys=[self.namespace + key],  # type: ignore[operator]
+                       args=[repr(interval), repr((burst - 1) * interval), str(burst)]),
+                self.timeout)
+            allowed, wait, reset, remaining = reply
+            return Decision(bool(int(allowed)), float(wait), float(reset), int(remaining))
+        except (RedisError, OSError, TimeoutError, ValueError, TypeError):
+            self._down_until = time.monotonic() + self.cooldown
+            return None
+
+    def _script_for_loop(self) -> object:
+        # redis.asyncio connections belong to the loop that opened them; a test or a
+        # server that runs a new loop gets its own client instead of a broken one.
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            self._client = aioredis.Redis.from_url(
+                self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
+                retry_on_timeout=False)
+            self._script = self._client.register_script(_GCRA_LUA)
+            self._loop = loop
+        return self._script
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
