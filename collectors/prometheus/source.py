@@ -51,11 +51,13 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from .. import canonical
+from ..errors import http_status_error, one_line
 from ..exposition import Exposition, Labels, Sample
+from ..limits import backoff_delay, next_due
 from ..loop_thread import LoopThread
 from ..mappings import MappingTable, Normaliser, builtin_tables, for_exposition
 from ..scrape import ScrapeResult, ScrapeTarget
-from .api import PromAPI, PromAPIError, Series, Step, SyncPromAPI, Target
+from .api import PromAPI, PromAPIError, PromQueryError, Series, Step, SyncPromAPI, Target
 
 _log = logging.getLogger(__name__)
 Cycle = tuple[float, list[ScrapeResult]]
@@ -230,7 +232,7 @@ class PromSource:
             series = await api.query(f"{self.query}[{window}s]", now)
         except PromAPIError as exc:
             return [ScrapeResult(self.target, now, False, time.perf_counter() - t0,
-                                 error=str(exc))]
+                                 error=self._plain(exc))]
         results = []
         for key, per_time in self._live.group(series).items():
             last = self._last.get(key, -math.inf)
@@ -240,6 +242,12 @@ class PromSource:
         results.sort(key=lambda r: r.timestamp)
         results.append(ScrapeResult(self.target, now, True, time.perf_counter() - t0))
         return results
+
+    def _plain(self, exc: PromAPIError) -> str:
+        """One line for the Fleet table: an HTTP error status without the page it came with."""
+        if exc.status is not None and exc.status >= 400 and not isinstance(exc, PromQueryError):
+            return f"{http_status_error(exc.status, '')} — no Prometheus API at {self.url}"
+        return one_line(str(exc))
 
     def _window(self, now: float) -> int:
         """Seconds to look back: since the oldest newest-scrape still followed, within backfill."""
@@ -305,20 +313,27 @@ class PromCollector:
 
     async def _poll_loop(self, api: PromAPI) -> None:
         loop = asyncio.get_running_loop()
-        next_at = loop.time()
+        interval = self.source.interval
+        next_at, failures = loop.time(), 0
         while True:
             now = time.time()
             try:
-                for result in await self.source.poll(api, now):
+                results = await self.source.poll(api, now)
+                # The server's own row is last: when it is down (unreachable, 404, 5xx) the
+                # next poll backs off as a dead scrape target does (1, 1, 2, 4 … intervals).
+                failures = 0 if results[-1].up else failures + 1
+                next_at = next_due(next_at, loop.time(), interval,
+                                   backoff_delay(interval, failures))
+                results[-1].next_attempt = now + (next_at - loop.time())
+                for result in results:
                     self.sink(result)
             except Exception:  # noqa: BLE001 - one bad series or model bug must not end polling
                 _log.exception("Prometheus poll of %s failed; polling continues", self.source.name)
+                next_at = next_due(next_at, loop.time(), interval, interval)
             if self.on_cycle is not None:
                 try:
                     self.on_cycle(now)
                 except Exception:  # noqa: BLE001 - a bug in one cycle must not stop every later one
                     _log.exception("Prometheus cycle callback failed; polling continues")
-            next_at += self.source.interval
-            if next_at < loop.time():  # fell behind: skip missed ticks, never poll back to back
-                next_at = loop.time() + self.source.interval
-            await asyncio.sleep(next_at - loop.time())
+            # next_due skips missed ticks: never polls back to back after falling behind
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
