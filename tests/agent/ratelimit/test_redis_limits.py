@@ -1,0 +1,107 @@
+"""The Redis rate limit store against a real redis-server: atomic, shared, fails open."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import redis
+from trimtab.agent.procs import free_port
+from trimtab.agent.ratelimit import ENFORCE, Limit, Limiter
+from trimtab.agent.ratelimit_store import RedisBackend
+
+from tests.agent.test_redis_store import redis_url  # noqa: F401  (the redis-server fixture)
+
+
+def hammer(url: str, key: str, rate: float, burst: int, n: int,
+           log: list[tuple[float, float, bool]]) -> None:
+    """``n`` decisions in a row from one instance (its own loop and connection)."""
+    async def run() -> None:
+        backend = RedisBackend(url, timeout=2.0)
+        for _ in range(n):
+            sent = time.time()
+            decision = await backend.decide(key, rate, burst)
+            assert decision is not None, "store failed during the test"
+            log.append((sent, time.time(), decision.allowed))
+        await backend.close()
+
+    asyncio.run(run())
+
+
+def run_instances(url: str, key: str, rate: float, burst: int, n: int, instances: int = 2
+                  ) -> list[tuple[float, float, bool]]:
+    log: list[tuple[float, float, bool]] = []
+    threads = [threading.Thread(target=hammer, args=(url, key, rate, burst, n, log))
+               for _ in range(instances)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert len(log) == n * instances
+    return log
+
+
+def test_two_instances_share_one_bucket_exactly(redis_url: str) -> None:  # noqa: F811
+    # 1,600 decisions from 4 instances on one key; refill is one per 1,000 s: exactly the burst.
+    log = run_instances(redis_url, "exact", 0.001, 250, 400, instances=4)
+    assert sum(allowed for _, _, allowed in log) == 250
+
+
+def test_allowed_equals_rate_times_t_plus_burst_within_one(redis_url: str) -> None:  # noqa: F811
+    rate, burst = 40.0, 60  # tolerance 1.5 s: a pause shorter than that loses no refill
+    log = run_instances(redis_url, "rated", rate, burst, 600)
+    allowed = sum(ok for _, _, ok in log)
+    start, end = min(s for s, _, _ in log), max(d for _, d, _ in log)
+    first_done = min(d for _, d, _ in log)
+    last_refused = max(s for s, _, ok in log if not ok)
+    # GCRA: never more than burst + rate * elapsed; and a refusal sent at time s proves the
+    # bucket was drained up to s (the first decision happened before first_done).
+    assert allowed <= burst + rate * (end - start) + 1
+    assert allowed >= burst + rate * (last_refused - first_done) - 1
+
+
+def test_slow_redis_fails_open_within_the_timeout_then_skips(redis_url: str) -> None:  # noqa: F811
+    admin = redis.Redis.from_url(redis_url)
+    backend = RedisBackend(redis_url, timeout=0.05, cooldown=30.0)
+    limiter = Limiter(backend)
+    lim = Limit("g", "*", "global", 0.001, 1, ENFORCE)
+    scope = {"type": "http", "client": ("1.2.3.4", 1), "headers": []}
+
+    async def run() -> list[bool]:
+        first = await limiter.check([lim], "/x", scope)
+        assert first is not None and not first.refuse
+        sleeper = threading.Thread(target=admin.execute_command, args=("DEBUG", "SLEEP", "1"))
+        sleeper.start()
+        await asyncio.sleep(0.2)  # let DEBUG SLEEP take Redis
+        refused = []
+        for _ in range(5):  # Redis is stuck: every answer lets the request through
+            verdict = await limiter.check([lim], "/x", scope)
+            assert verdict is not None
+            refused.append(verdict.refuse)
+        sleeper.join()
+        await backend.close()
+        return refused
+
+    assert asyncio.run(run()) == [False] * 5
+    _, errors = limiter.metrics.snapshot()
+    assert errors == {"redis": 5}
+    admin.close()
+
+
+def test_unreachable_and_killed_redis_fail_open(redis_url: str) -> None:  # noqa: F811
+    dead = RedisBackend(f"redis://127.0.0.1:{free_port()}/0", timeout=0.05, cooldown=0.0)
+    assert asyncio.run(dead.decide("k", 1.0, 1)) is None
+    backend = RedisBackend(redis_url, timeout=0.05, cooldown=0.0)
+
+    async def run() -> tuple[bool, object]:
+        before = await backend.decide("k", 0.001, 1)
+        try:
+            redis.Redis.from_url(redis_url).shutdown(nosave=True)
+        except redis.ConnectionError:
+            pass  # SHUTDOWN answers by closing the connection
+        after = await backend.decide("k", 0.001, 1)
+        return bool(before and before.allowed), after
+
+    allowed_before, after = asyncio.run(run())
+    assert allowed_before and after is None
