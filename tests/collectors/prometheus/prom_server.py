@@ -21,13 +21,17 @@ scrape_configs:
 """
 
 
-def config(jobs: Mapping[str, Sequence[str]]) -> str:
+def config(jobs: Mapping[str, Sequence[str]], rule_files: Sequence[Path] = ()) -> str:
     """A prometheus.yml: each job scrapes its metrics URLs (``http://host:port/path``) every second.
+
+    ``rule_files`` are loaded and evaluated every second.
 
     URLs of one job that differ in path become separate jobs ``job``, ``job-2``, ...
     (a Prometheus job has one ``metrics_path``).
     """
     out = [GLOBAL]
+    if rule_files:
+        out.insert(0, "rule_files: [" + ", ".join(f'"{p}"' for p in rule_files) + "]\n")
     for job, urls in jobs.items():
         by_path: dict[str, list[str]] = {}
         for url in urls:
@@ -41,11 +45,13 @@ def config(jobs: Mapping[str, Sequence[str]]) -> str:
 
 
 @contextmanager
-def running_prometheus(work: Path, jobs: Mapping[str, Sequence[str]]) -> Iterator[str]:
-    """Start Prometheus scraping ``jobs``; yields its base URL; always stopped afterwards."""
+def running_prometheus(work: Path, jobs: Mapping[str, Sequence[str]],
+                       rule_files: Sequence[Path] = ()) -> Iterator[str]:
+    """Start Prometheus scraping ``jobs`` (and evaluating ``rule_files``); yields its base URL;
+    always stopped afterwards."""
     binary = require_binary("prometheus")
     port = free_port()
-    (work / "prometheus.yml").write_text(config(jobs))
+    (work / "prometheus.yml").write_text(config(jobs, rule_files))
     log = open(work / "prometheus.log", "wb")  # noqa: SIM115 - closed below
     procs: list[subprocess.Popen[bytes]] = []
     try:
