@@ -10,6 +10,7 @@ A patch has the same shape minus ``version``/``instance``/``store`` and may set
 ``routes.<route>.ttl`` (number, 0..86400 s; 0 = not cached),
 ``routes.<route>.allow_auth`` (bool: serve requests with Authorization/Cookie
 from the shared cache when the response allows it) and ``cache.enabled``.
+It may also set ``limits.<name>`` (rate limits, see :mod:`.ratelimit_config`).
 It is validated whole: every error is reported with the field it names, and
 nothing is applied unless everything is valid.
 
@@ -35,6 +36,15 @@ from pathlib import Path
 from typing import Any
 
 from .params import shown
+from .ratelimit import Limit
+from .ratelimit_config import (
+    diff_limits,
+    limit_fields,
+    limits_of,
+    limits_values_at,
+    merge_limits,
+    validate_limits,
+)
 
 MAX_TTL = 86400.0
 PURGES = "_purges"  # hidden part of the file: cache purges every worker must replay
@@ -67,6 +77,7 @@ class Settings:
     enabled: bool
     ttls: dict[str, float]
     allow_auth: frozenset[str]
+    limits: tuple[Limit, ...] = ()
 
 
 def public(doc: dict[str, Any]) -> dict[str, Any]:
@@ -80,12 +91,17 @@ def etag_of(doc: dict[str, Any]) -> str:
     return f'"{doc["version"]}-{digest}"'
 
 
-def validate_patch(patch: Any, known_routes: Iterable[str]) -> list[FieldError]:
-    """Every problem in ``patch`` (empty when valid)."""
+def validate_patch(patch: Any, known_routes: Iterable[str],
+                   limits: dict[str, dict[str, Any]] | None = None) -> list[FieldError]:
+    """Every problem in ``patch`` (empty when valid); ``limits``: the document's current ones."""
     if not isinstance(patch, dict):
         return [FieldError("", "patch must be a JSON object")]
-    errors = [FieldError(k, "unknown field (allowed: routes, cache, reason)")
-              for k in patch if k not in ("routes", "cache", "reason")]
+    errors = [FieldError(k, "unknown field (allowed: routes, cache, limits, reason)")
+              for k in patch if k not in ("routes", "cache", "limits", "reason")]
+    known_routes = tuple(known_routes)
+    if "limits" in patch:
+        errors += [FieldError(f, m) for f, m in
+                   validate_limits(patch["limits"], limits or {}, known_routes)]
     if "reason" in patch and not isinstance(patch["reason"], str):
         errors.append(FieldError("reason", "must be a string"))
     errors += _validate_section(patch.get("cache", {}), "cache", CACHE_FIELDS)
@@ -143,7 +159,8 @@ class ConfigStore:
     """Holds the document; file-backed when ``path`` is given (shared by workers)."""
 
     def __init__(self, instance: str, ttls: dict[str, float], known_routes: Iterable[str],
-                 path: str | os.PathLike[str] | None = None, store_kind: str = "memory") -> None:
+                 path: str | os.PathLike[str] | None = None, store_kind: str = "memory",
+                 limits: Iterable[Limit] = ()) -> None:
         self.instance = instance
         self.known_routes = tuple(sorted(set(known_routes) | set(ttls)))
         self.path = Path(path) if path is not None else None
@@ -155,7 +172,8 @@ class ConfigStore:
         self._doc: dict[str, Any] = {"version": 1, "instance": instance,
                      "cache": {"enabled": True, "store": store_kind},
                      "routes": {r: {"ttl": float(ttls.get(r, 0.0)), "allow_auth": False}
-                                for r in self.known_routes}}
+                                for r in self.known_routes},
+                     "limits": {lim.name: limit_fields(lim) for lim in limits}}
         self._settings = _settings_of(self._doc)
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -212,7 +230,7 @@ class ConfigStore:
             current = etag_of(self._doc)
             if if_match is not None and if_match.strip() not in (current, "*"):
                 raise StaleVersion(current)
-            errors = validate_patch(patch, self.known_routes)
+            errors = validate_patch(patch, self.known_routes, self._doc["limits"])
             if errors:
                 raise PatchInvalid(errors)
             old, new = self._diff(patch)
@@ -261,6 +279,8 @@ class ConfigStore:
         if "routes" in fields:
             out["routes"] = {r: {k: self._doc["routes"].get(r, {}).get(k) for k in sub}
                              for r, sub in fields["routes"].items()}
+        if "limits" in fields:
+            out["limits"] = limits_values_at(self._doc["limits"], fields["limits"])
         return out
 
     def _diff(self, patch: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -277,6 +297,9 @@ class ConfigStore:
                     old.setdefault("routes", {}).setdefault(route, {})[key] = \
                         self._doc["routes"][route][key]
                     new.setdefault("routes", {}).setdefault(route, {})[key] = value
+        old_limits, new_limits = diff_limits(self._doc["limits"], patch.get("limits", {}))
+        if new_limits:
+            old["limits"], new["limits"] = old_limits, new_limits
         return old, new
 
     def _load(self) -> None:
@@ -287,6 +310,7 @@ class ConfigStore:
         # Routes the app no longer has are dropped; new ones start uncached.
         routes = {r: doc["routes"].get(r, self._doc["routes"].get(r)) for r in self.known_routes}
         doc["routes"] = routes
+        doc.setdefault("limits", {})  # a file written before rate limits existed
         self._replay_purges(doc)
         self._doc, self._settings = doc, _settings_of(doc)
         self._stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
@@ -317,13 +341,15 @@ def _merge(doc: dict[str, Any], new: dict[str, Any]) -> None:
         doc["cache"][key] = value
     for route, fields in new.get("routes", {}).items():
         doc["routes"][route].update(fields)
+    merge_limits(doc["limits"], new.get("limits", {}))
 
 
 def _settings_of(doc: dict[str, Any]) -> Settings:
     routes = doc["routes"]
     return Settings(doc["version"], bool(doc["cache"]["enabled"]),
                     {r: float(f["ttl"]) for r, f in routes.items() if f["ttl"] > 0},
-                    frozenset(r for r, f in routes.items() if f.get("allow_auth")))
+                    frozenset(r for r, f in routes.items() if f.get("allow_auth")),
+                    limits_of(doc.get("limits", {})))
 
 
 class _Flock:

@@ -130,7 +130,7 @@ def client_key(spec: str, scope: Scope) -> str:
         return str(client[0]) if client else NO_KEY
     kind, _, arg = spec.partition(":")
     if kind == "header":
-        value = _header(scope, arg.encode("latin-1"))
+        value = _header(scope, arg.lower().encode("latin-1"))
         return value.decode("latin-1") if value else NO_KEY
     if kind == "jwt":
         return _jwt_claim(_header(scope, b"authorization"), arg)
