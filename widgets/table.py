@@ -188,6 +188,10 @@ class SortableTable(QTableView):
                 return True
         return False
 
+    def keys(self) -> list[str]:
+        """Row keys in the current (sorted) order."""
+        return [self.proxy.index(r, 0).data(ROW_KEY_ROLE) for r in range(self.proxy.rowCount())]
+
     def column_texts(self, column: int) -> list[str]:
         """Display texts of one column in the current (sorted) order."""
         return [self.proxy.index(r, column).data() for r in range(self.proxy.rowCount())]

@@ -234,6 +234,14 @@ class TimeSeriesView(QWidget):
         """Finite points currently held (for tests and the status bar)."""
         return int(sum(np.isfinite(v).sum() for _, v in self.data.values()))
 
+    def set_empty_hint(self, text: str) -> None:
+        """What the chart says while it has nothing to draw (why it is empty)."""
+        self._empty.setText(text)
+
+    def empty_hint(self) -> str:
+        """The text shown while the chart is empty."""
+        return self._empty.text()
+
     def values_at(self, t: float) -> dict[str, float]:
         """Each series' value at the sample nearest before ``t`` (the crosshair readout)."""
         out = {}

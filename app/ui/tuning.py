@@ -259,6 +259,29 @@ class Tuning(QObject):
 
         self.runner.submit(lambda: self.client.revert(row, "reverted from the cockpit"), done)
 
+    def revert_many(self, parent: QWidget, rows: Sequence[ctl.JournalRow]) -> None:
+        """Undo one change made on several targets: each entry reverted on its own source,
+        one report naming any that failed."""
+        if len(rows) == 1:
+            self.revert(parent, rows[0])
+            return
+        todo = list(rows)
+
+        def work() -> list[tuple[ctl.JournalRow, ctl.Outcome]]:
+            return [(row, self.client.revert(row, "reverted from the cockpit")) for row in todo]
+
+        def done(pairs: Any) -> None:
+            self.refresh_journal()
+            if isinstance(pairs, Exception):
+                QMessageBox.warning(parent, "Undo", f"Nothing was confirmed: {pairs}")
+                return
+            failed = [f"• {row.source.name} #{row.id}: {o.status} — {o.message}"
+                      for row, o in pairs if o.status != ctl.APPLIED]
+            if failed:
+                QMessageBox.warning(parent, "Undo", "Not undone everywhere:\n" + "\n".join(failed))
+
+        self.runner.submit(work, done)
+
     def revert_since(self, parent: QWidget, since: float) -> None:
         def done(pairs: Any) -> None:
             self.refresh_journal()

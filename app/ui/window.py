@@ -235,10 +235,10 @@ class MainWindow(QMainWindow):
     @Slot(bool, str)
     def set_write_access(self, can_write: bool, reason: str) -> None:
         """Change controls are enabled only for a token with write scope; else say why."""
-        for button in (self.cache.change_button, self.cache.invalidate_button,
-                       self.balancer.change_button):
-            button.setEnabled(can_write)
-            button.setToolTip("" if can_write else f"Disabled: {reason}")
+        self.cache.set_write_access(can_write, reason)  # its buttons also need a selection
+        button = self.balancer.change_button
+        button.setEnabled(can_write)
+        button.setToolTip("" if can_write else f"Disabled: {reason}")
 
     @Slot(list)
     def show_changes(self, rows: list) -> None:

@@ -11,15 +11,33 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 from trimtab.widgets.share import ShareBarsView
-from trimtab.widgets.table import SortableTable
+from trimtab.widgets.table import SortableTable, natural_key
 from trimtab.widgets.timeseries import TimeSeriesView
 
 from ...model import format as fmt
 from ...model.fleet import FleetModel
 from .common import percent_series, sort_key
 
-BALANCER_HEADERS = ("server", "state", "health", "weight", "expected share", "observed share",
-                    "in flight", "p95 via balancer", "proxy errors")
+# Short headers so every column fits beside the bars on a 1,366 px screen; the tooltips
+# carry the full meaning.
+BALANCER_HEADERS = ("server", "state", "health", "weight", "expected", "observed",
+                    "in flight", "p95", "errors/s")
+BALANCER_TIPS = {
+    "server": "Backend server, as the balancer names it",
+    "state": "ready, drain (no new sessions) or maint (out of rotation)",
+    "health": "The balancer's health check: up or DOWN",
+    "weight": "The server's weight; its expected share is weight / Σ weights of ready servers",
+    "expected": "Expected share of requests: weight / Σ weights",
+    "observed": "Observed share of requests over the last 10 s",
+    "in flight": "Requests the balancer is proxying to the server right now",
+    "p95": "95th percentile latency of requests through the balancer to this server, with "
+           "the histogram bucket bounds it lies between",
+    "errors/s": "Requests the balancer failed to proxy to this server, per second",
+}
+NO_DATA = "No balancer data yet."
+NO_LATENCY_HISTOGRAM = ("No latency per backend from this balancer: HAProxy's exporter has no "
+                        "latency histogram (the share and the table need none). The built-in "
+                        "balancer reports one.")
 
 
 class BalancerPage(QWidget):
@@ -34,18 +52,21 @@ class BalancerPage(QWidget):
         self.change_button.setEnabled(False)
         self.change_button.setToolTip("Disabled: no control token")
         self.change_button.clicked.connect(self.weights_requested)
-        self.table = SortableTable(BALANCER_HEADERS)
+        self.table = SortableTable(BALANCER_HEADERS, tooltips=BALANCER_TIPS)
+        self.table.sortItems(0, Qt.SortOrder.AscendingOrder)  # api-1, api-2, api-3 as the bars
         self.bars = ShareBarsView()
         self.share_time = TimeSeriesView("Request share per backend over time", "share (%)", "",
-                                         "No balancer data yet.", y_range=(0, 100))
+                                         NO_DATA, y_range=(0, 100))
         self.latency = TimeSeriesView("p95 latency per backend (through the balancer)",
-                                      "p95 latency", "s", "No balancer data yet.")
+                                      "p95 latency", "s", NO_DATA)
         self.hint = QLabel("No balancer target yet: start the demo or add the balancer's "
                            "/_trimtab/metrics as a target.")
         top = QSplitter(Qt.Orientation.Horizontal)
         top.addWidget(self.table)
         top.addWidget(self.bars)
-        top.setSizes([760, 540])
+        top.setStretchFactor(0, 3)  # the table first: its columns must all show
+        top.setStretchFactor(1, 2)
+        top.setSizes([820, 480])
         bottom = QSplitter(Qt.Orientation.Horizontal)
         bottom.addWidget(self.share_time)
         bottom.addWidget(self.latency)
@@ -58,10 +79,15 @@ class BalancerPage(QWidget):
         layout.addWidget(split, 1)
         self.charts = [self.share_time, self.latency]
 
+    def latency_empty_text(self) -> str:
+        """What the p95 chart says while it has nothing to draw."""
+        return self.latency.empty_hint()
+
     def refresh(self, since: float) -> None:
-        rows = self.model.read(lambda m: list(m.share))
+        # One order everywhere: the table, the bars and the legends read api-1, api-2, api-3.
+        rows = sorted(self.model.read(lambda m: list(m.share)), key=lambda r: natural_key(r.server))
         self.table.set_rows([(r.server, [
-            (r.server, r.server), (r.state, r.state), ("up" if r.up else "DOWN", int(r.up)),
+            (r.server, natural_key(r.server)), (r.state, r.state), ("up" if r.up else "DOWN", int(r.up)),
             (f"{r.weight:g}", sort_key(r.weight)), (fmt.percent(r.expected), sort_key(r.expected)),
             (fmt.percent(r.observed), sort_key(r.observed)), (f"{r.in_flight:g}", r.in_flight),
             (fmt.quantile(r.p95), r.p95.value if r.p95 else -1.0),
@@ -70,4 +96,8 @@ class BalancerPage(QWidget):
         self.bars.set_rows([(r.server, r.expected, r.observed) for r in rows])
         self.hint.setVisible(not rows)
         self.share_time.set_series(percent_series(self.model.snapshot("share", since)))
-        self.latency.set_series(self.model.snapshot("lb_p95", since))
+        latency = self.model.snapshot("lb_p95", since)
+        # Servers listed but no latency series at all: the balancer exports no histogram
+        # (HAProxy's exporter), which no amount of waiting changes.
+        self.latency.set_empty_hint(NO_LATENCY_HISTOGRAM if rows and not latency else NO_DATA)
+        self.latency.set_series(latency)

@@ -28,6 +28,15 @@ from ...model.fleet import FleetModel
 TRACE_HEADERS = ("time", "route", "method", "status", "duration", "instance", "cache", "trace id",
                  "exemplar")
 EXEMPLAR_COLUMN = len(TRACE_HEADERS) - 1
+DURATION_COLUMN = TRACE_HEADERS.index("duration")
+TRACE_TIPS = {
+    "time": "When the request started (local time)",
+    "duration": "How long the request took at the instance",
+    "cache": "hit, miss or bypass of the response cache",
+    "exemplar": "★: the trace an instance attached to a latency bucket (an exemplar) of the "
+                "chosen route; listed first after a jump from a chart",
+}
+EXEMPLAR_FIRST = 1e12  # added to an exemplar's sort key (ms): exemplars first, then slowest
 ALL_ROUTES = "all routes"
 NO_TRACES = ("No traces yet: traces come from trimtab agents that the cockpit can read with a "
              "token (the demo's agents are set up for it).")
@@ -35,6 +44,12 @@ NO_TRACES = ("No traces yet: traces come from trimtab agents that the cockpit ca
 
 def _clock(unix: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(unix)) + f".{int(unix % 1 * 1000):03d}"
+
+
+def _sort_ms(trace: dict[str, Any]) -> float:
+    """A trace's duration as a sort key; an unknown (NaN) one sorts below every other."""
+    ms = float(trace["duration_ms"])
+    return -1.0 if math.isnan(ms) else ms
 
 
 def spans_of(trace: dict[str, Any]) -> list[Span]:
@@ -78,9 +93,11 @@ class TracesPage(QWidget):
         for control in (self.route.currentIndexChanged, self.min_ms.valueChanged,
                         self.max_ms.valueChanged, self.errors_only.toggled):
             control.connect(self._filters_changed)
-        self.table = SortableTable(TRACE_HEADERS)
-        # Exemplars first; otherwise the (stable) sort keeps the model's newest-first order.
-        self.table.sortItems(EXEMPLAR_COLUMN, Qt.SortOrder.DescendingOrder)
+        self.table = SortableTable(TRACE_HEADERS, tooltips=TRACE_TIPS)
+        # Slowest first; exemplars first while there are some, until the operator sorts.
+        self._auto_sort = True
+        self.table.sortItems(DURATION_COLUMN, Qt.SortOrder.DescendingOrder)
+        self.table.horizontalHeader().sectionClicked.connect(self._sorted_by_hand)
         self.table.row_selected.connect(self.show_trace)
         self.waterfall = WaterfallView()
         self.hint = QLabel(NO_TRACES)
@@ -114,7 +131,13 @@ class TracesPage(QWidget):
         self.route.setCurrentText(route)
         self.min_ms.setValue(min_ms)
         self.max_ms.setValue(max_ms if math.isfinite(max_ms) else 0.0)
+        self._auto_sort = True  # a jump shows its exemplars first again
         self.set_time_window(window)
+
+    @Slot(int)
+    def _sorted_by_hand(self, _column: int) -> None:
+        """The operator chose a sort: keep it, whatever the filters bring."""
+        self._auto_sort = False
 
     def set_time_window(self, window: tuple[float, float] | None) -> None:
         """Keep only traces that ended in ``window`` (None: any time)."""
@@ -145,12 +168,17 @@ class TracesPage(QWidget):
             (_clock(t["start"]), t["start"]),
             (t.get("route", ""), t.get("route", "")), (t.get("method", ""), t.get("method", "")),
             (str(t.get("status", "")), int(t.get("status", 0))),
-            (fmt.duration(t["duration_ms"] / 1000.0), t["duration_ms"]),
+            (fmt.duration(t["duration_ms"] / 1000.0), _sort_ms(t)),
             (t["instance"], t["instance"]), (t.get("cache", ""), t.get("cache", "")),
             (t["trace_id"], t["trace_id"]),
             ("★ exemplar" if t["trace_id"] in self.exemplar_ids else "",
-             float(t["trace_id"] in self.exemplar_ids))]) for key, t in self._by_key.items()],
+             EXEMPLAR_FIRST * (t["trace_id"] in self.exemplar_ids) + _sort_ms(t))])
+            for key, t in self._by_key.items()],
             highlight={k for k, t in self._by_key.items() if int(t.get("status", 0)) >= 500})
+        if self._auto_sort:
+            marked = any(t["trace_id"] in self.exemplar_ids for t in traces)
+            self.table.sortItems(EXEMPLAR_COLUMN if marked else DURATION_COLUMN,
+                                 Qt.SortOrder.DescendingOrder)
         if self.table.selected_key() is None and traces:
             self.table.selectRow(0)  # so the waterfall is never empty while traces exist
         errors = self.model.read(lambda m: dict(m.trace_errors))

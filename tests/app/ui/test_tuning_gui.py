@@ -135,7 +135,7 @@ def window(qtbot, fleet: DemoFleet, model: FleetModel):
     window = MainWindow(model, tuning=make_tuning(fleet.write_token, fleet.targets))
     qtbot.addWidget(window)
     window.show()
-    qtbot.waitUntil(lambda: window.cache.change_button.isEnabled(), timeout=15_000)
+    qtbot.waitUntil(lambda: window.cache.can_write, timeout=15_000)
     yield window
     window.close()
 
@@ -265,7 +265,7 @@ def test_an_instance_lost_midway_is_reported_and_the_rest_rolled_back(qtbot, fle
     window = MainWindow(model, tuning=tuning)
     qtbot.addWidget(window)
     window.show()
-    qtbot.waitUntil(lambda: window.cache.change_button.isEnabled(), timeout=15_000)
+    qtbot.waitUntil(lambda: window.cache.can_write, timeout=15_000)
     driver = DialogDriver()
 
     def lose_one_then_apply(widget: QWidget) -> bool:
