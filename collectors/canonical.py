@@ -8,6 +8,8 @@ from __future__ import annotations
 
 HIST_BUCKET = "trimtab_http_request_duration_seconds_bucket"
 REQUESTS = "trimtab_http_requests_total"
+SIZE_SUM = "trimtab_http_response_size_bytes_sum"  # response body bytes (histogram)
+SIZE_COUNT = "trimtab_http_response_size_bytes_count"
 CACHE = "trimtab_cache_requests_total"
 LB_REQUESTS = "trimtab_balancer_requests_total"
 LB_EXPECTED = "trimtab_balancer_expected_share"
@@ -22,6 +24,7 @@ PROCESS_START = "process_start_time_seconds"
 CREATED = {
     "trimtab_http_request_duration_seconds_created": "buckets",
     "trimtab_http_requests_created": "requests",  # also dates ``errors`` (same series)
+    "trimtab_http_response_size_bytes_created": "sizes",
     "trimtab_cache_requests_created": "cache",
     "trimtab_balancer_requests_created": "lb_requests",
     "trimtab_balancer_errors_created": "lb_errors",
@@ -31,6 +34,7 @@ CREATED = {
 ALL = (
     HIST_BUCKET, "trimtab_http_request_duration_seconds_created",
     REQUESTS, "trimtab_http_requests_created",
+    SIZE_SUM, SIZE_COUNT, "trimtab_http_response_size_bytes_created",
     CACHE, "trimtab_cache_requests_created",
     LB_REQUESTS, "trimtab_balancer_requests_created",
     LB_EXPECTED, LB_WEIGHT,

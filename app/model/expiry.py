@@ -15,11 +15,13 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from .extract import STATUS_CLASSES
 from .ring import Ring
 
 INSTANCE_SEP = "\x00"  # between route and instance in per-instance series keys
 # The series whose emptiness decides, and what goes with them.
-_ROUTE_METRICS = ("p50", "p95", "p99", "rate", "error_ratio")
+_ROUTE_METRICS = ("p50", "p95", "p99", "rate", "error_ratio", "size_mean",
+                  *(f"rate_{cls}" for cls in STATUS_CLASSES))
 _GROUPS: dict[str, tuple[str, ...]] = {
     "p95": _ROUTE_METRICS,  # no finite p95 for that long: no request was served
     "hit_ratio": ("hit_ratio",),

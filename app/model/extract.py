@@ -21,15 +21,34 @@ from trimtab.collectors.canonical import (
     LB_WEIGHT,
     PROCESS_START,
     REQUESTS,
+    SIZE_COUNT,
+    SIZE_SUM,
 )
 from trimtab.collectors.exposition import Exposition, Labels
 from trimtab.collectors.promql import restarted
 
 # What one counter series adds to: (Counters field, its key, sub-key), e.g.
-# ("buckets", route, le), ("requests", route, is_5xx), ("cache", (route, result), None),
+# ("buckets", route, le), ("requests", route, status class), ("sizes", route, "sum"|"count"),
+# ("cache", (route, result), None),
 # ("lb_requests", server, None), ("lb_errors", server, None), ("lb_buckets", server, le).
 # ``group[:2]`` is the (counter, key) a ``_created`` dates (Counters.reset_since).
 Group = tuple[str, Hashable, Hashable]
+
+# What an operator reads a route's answers by; 429 (rate limited) apart from the other 4xx.
+STATUS_CLASSES = ("2xx", "3xx", "4xx", "429", "5xx", "other")
+
+
+def status_class(status: str) -> str:
+    """The class of a ``status`` label value: ``"503"`` and ``"5xx"`` (instrumentations that
+    group codes) are ``"5xx"``, ``"429"`` is its own; 1xx, empty or odd values are ``"other"``.
+
+    By first character, as the PromQL of each class matches (``status=~"5.*"``), so the
+    5xx class is exactly what the error ratio counts.
+    """
+    if status == "429":
+        return "429"
+    head = status[:1]
+    return f"{head}xx" if head in ("2", "3", "4", "5") else "other"
 
 
 @dataclass(frozen=True, eq=False)
@@ -143,6 +162,12 @@ def extract(expo: Exposition) -> Counters:
             ids.append((name, labels))
             groups.append(rkey[2])
             column.append(value)
+        elif name == SIZE_SUM or name == SIZE_COUNT:
+            # Only the rates matter (mean bytes per response): no Counters field to fill.
+            route = dict(labels).get("route", "?")
+            ids.append((name, labels))
+            groups.append(("sizes", route, "sum" if name == SIZE_SUM else "count"))
+            column.append(value)
         elif name == CACHE:
             lab = dict(labels)
             ckey = (lab.get("route", "?"), lab.get("result", "?"))
@@ -197,10 +222,10 @@ def _bucket_key(labels: Labels) -> tuple[str, float, Group]:
 
 
 def _request_key(labels: Labels) -> tuple[str, bool, Group]:
-    """(route, is a 5xx, group) of a request counter sample."""
+    """(route, is a 5xx, group) of a request counter sample (grouped by status class)."""
     lab = dict(labels)
-    route, error = lab.get("route", "?"), lab.get("status", "").startswith("5")
-    return route, error, ("requests", route, error)
+    route, cls = lab.get("route", "?"), status_class(lab.get("status", ""))
+    return route, cls == "5xx", ("requests", route, cls)
 
 
 def _extract_restart_marker(out: Counters, name: str, labels: Labels, value: float) -> None:

@@ -25,7 +25,15 @@ from itertools import chain, pairwise, repeat
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
-from trimtab.collectors.canonical import CACHE, HIST_BUCKET, LB_BUCKET, LB_REQUESTS, REQUESTS
+from trimtab.collectors.canonical import (
+    CACHE,
+    HIST_BUCKET,
+    LB_BUCKET,
+    LB_REQUESTS,
+    REQUESTS,
+    SIZE_COUNT,
+    SIZE_SUM,
+)
 from trimtab.collectors.promql import Quantile, histogram_quantile, sum_buckets
 from trimtab.collectors.rates import (
     LEFT_OPEN,
@@ -38,13 +46,18 @@ from trimtab.collectors.scrape import ScrapeResult
 
 from ..store.store import Row, Store
 from .expiry import INSTANCE_SEP, drop, expired
-from .extract import Counters, Group, Layout, extract, make_layout
+from .extract import STATUS_CLASSES, Counters, Group, Layout, extract, make_layout
 from .heat import ExemplarLog, HeatRing, bucket_exemplars, bucket_rates
 from .ring import Ring
 
 T = TypeVar("T")  # what a FleetModel.read reader returns
 
 QUANTILES = (0.5, 0.95, 0.99)
+# Per-route request rate of each status class: series ``rate_2xx`` … ``rate_other``.
+CLASS_SERIES = {cls: f"rate_{cls}" for cls in STATUS_CLASSES}
+# The PromQL matchers on ``status`` of each class (extract.status_class, by first character).
+_CLASS_MATCHERS = {"2xx": '=~"2.*"', "3xx": '=~"3.*"', "4xx": '=~"4.*",status!="429"',
+                   "429": '="429"', "5xx": '=~"5.*"', "other": '!~"[2-5].*"'}
 EXPIRE_EVERY = 60  # cycles between two looks for expired series
 
 
@@ -76,6 +89,9 @@ class TargetHealth:
     ok_scrapes: int = 0
     failed_scrapes: int = 0
     next_attempt: float = 0.0  # unix time of the engine's next try (later than usual when backing off)
+    # Unix time discovery saw it leave (0.0: present). A gone target is neither up nor down:
+    # out of every fleet figure from then on, its series and stored history kept.
+    gone: float = 0.0
 
 
 @dataclass
@@ -86,6 +102,9 @@ class RouteStats:
     quantiles: dict[float, Quantile]
     rate: float  # requests per second, summed over instances
     error_ratio: float  # 5xx / all, NaN when idle
+    # requests per second by status class (extract.STATUS_CLASSES); classes not seen left out
+    status_rates: dict[str, float] = field(default_factory=dict)
+    size_mean: float = math.nan  # response body bytes per response; NaN: not exported or idle
 
     @property
     def time_spent(self) -> float:
@@ -137,6 +156,7 @@ class FleetModel:
     version: int = 0  # bumped when derived series, traces or configs change
     health_version: int = 0  # bumped on every scrape (target health only)
     health: dict[str, TargetHealth] = field(default_factory=dict)
+    departures: list[tuple[float, str]] = field(default_factory=list)  # (time, target) gone events
     series: dict[tuple[str, str], Ring] = field(default_factory=dict)
     heat_rings: dict[str, HeatRing] = field(default_factory=dict)  # route → latency heat rows
     exemplars: ExemplarLog = field(default_factory=ExemplarLog)
@@ -176,9 +196,13 @@ class FleetModel:
         examples = (bucket_exemplars(result.exposition, result.timestamp)
                     if result.exposition is not None and result.exposition.exemplars else [])
         with self.lock:
-            self.exemplars.add(examples)
             h = self.health.setdefault(result.target.name,
                                        TargetHealth(result.target.name, result.target.kind))
+            if h.gone:
+                if result.timestamp < h.gone:
+                    return  # a scrape in flight when it left: it stays gone
+                h.gone = 0.0  # the same name joined again
+            self.exemplars.add(examples)
             h.up, h.last_scrape, h.duration = result.up, result.timestamp, result.duration
             h.error = result.error
             h.next_attempt = result.next_attempt
@@ -271,6 +295,24 @@ class FleetModel:
             self._unions.pop(target, None)
             self.configs.pop(target, None)
             self.version += 1
+
+    def depart(self, target: str, when: float) -> None:
+        """Discovery no longer lists ``target``: mark it gone at ``when`` (any thread).
+
+        Unlike :meth:`forget`, its health row and series stay (shown as gone, its history
+        kept); its scrapes leave the rate window at once, so it never counts as down nor in
+        the fleet's rates and error ratio. ``departures`` gets the event for chart markers.
+        """
+        with self.lock:
+            h = self.health.get(target)
+            if h is None or h.gone:
+                return
+            h.gone = when
+            self._history.pop(target, None)
+            self._unions.pop(target, None)
+            self.departures.append((when, target))
+            self.version += 1
+            self.health_version += 1
 
     def tick(self, now: float) -> None:
         """Derive one point per series, evaluated at ``now`` (collector thread).
@@ -370,6 +412,7 @@ class FleetModel:
     def _derive_latency(self, now: float, windows: list[TargetWindow]) -> None:
         known = {k for m, k in self.series if m == "p95"}
         per_route = _bucket_rates(windows, "buckets")
+        classes, sizes = _route_sums(windows)
         stats: dict[str, RouteStats] = {}  # swapped in whole: readers never see it half built
         self._route_buckets = {}
         for route in sorted(set(per_route) | known):
@@ -381,16 +424,31 @@ class FleetModel:
             self._derive_per_instance(now, route, instances)
             for q, r in results.items():
                 self._append(f"p{round(q * 100)}", route, now, r.value if r else math.nan)
-            ok = sum(w.get(("requests", route, False)) for w in windows)
-            errs = sum(w.get(("requests", route, True)) for w in windows)
-            rate = ok + errs
-            error_ratio = errs / rate if rate else math.nan
+            by_class = classes.get(route, {})
+            rate = sum(by_class.values())
+            error_ratio = by_class.get("5xx", 0.0) / rate if rate else math.nan
             self._append("error_ratio", route, now, error_ratio)
             self._append("rate", route, now, rate)
+            self._derive_classes(now, route, by_class)
+            size_sum, size_count = sizes.get(route, (math.nan, math.nan))
+            size_mean = size_sum / size_count if size_count else math.nan
+            if size_count == size_count or ("size_mean", route) in self.series:
+                self._append("size_mean", route, now, size_mean)
             if any(r is not None for r in results.values()):
                 stats[route] = RouteStats(
-                    route, {q: r for q, r in results.items() if r is not None}, rate, error_ratio)
+                    route, {q: r for q, r in results.items() if r is not None}, rate, error_ratio,
+                    by_class, size_mean)
         self.routes = stats
+
+    def _derive_classes(self, now: float, route: str, by_class: dict[str, float]) -> None:
+        """One rate series per status class the route has answered with (only those: a ring
+        per class and route that never occurs would be memory spent on nothing)."""
+        for cls, metric in CLASS_SERIES.items():
+            value = by_class.get(cls)
+            if value is not None:
+                self._append(metric, route, now, value)
+            elif (metric, route) in self.series:  # seen before, none in this window
+                self._append(metric, route, now, 0.0 if by_class else math.nan)
 
     def _derive_per_instance(self, now: float, route: str,
                              instances: list[tuple[str, dict[float, float]]]) -> None:
@@ -499,7 +557,8 @@ class FleetModel:
             sel = _selector(HIST_BUCKET, route=route or None, instance=target or None)
             return (f"histogram_quantile(0.95, sum by (le, route, instance) "
                     f"(rate({sel}{w})))")
-        route_metrics = {"rate", "error_ratio", "hit_ratio", "heat", "cache"}
+        route_metrics = {"rate", "error_ratio", "hit_ratio", "heat", "cache", "size_mean",
+                         *CLASS_SERIES.values()}
         server_metrics = {"share", "lb_p95", "lb_error_rate"}
         if metric in route_metrics or _is_level(metric):
             by = "route"
@@ -518,6 +577,14 @@ class FleetModel:
             return f"sum by (route, result) (rate({_selector(CACHE, **label)}{w}))"
         if metric == "rate":
             return f"sum by (route) (rate({_selector(REQUESTS, **label)}{w}))"
+        if metric.startswith("rate_"):
+            sel = _selector(REQUESTS, **label)
+            matchers = "status" + _CLASS_MATCHERS[metric[len("rate_"):]]
+            sel = f"{sel[:-1]},{matchers}}}" if sel.endswith("}") else f"{sel}{{{matchers}}}"
+            return f"sum by (route) (rate({sel}{w}))"
+        if metric == "size_mean":
+            return (f"sum by (route) (rate({_selector(SIZE_SUM, **label)}{w}))"
+                    f" / sum by (route) (rate({_selector(SIZE_COUNT, **label)}{w}))")
         if metric == "error_ratio":
             return _ratio(REQUESTS, label, w, {"status": ("=~", "5.*")}, {})
         if metric == "hit_ratio":
@@ -649,6 +716,23 @@ def _bucket_rates(windows: list[TargetWindow], kind: str
             if group[0] == kind:
                 out.setdefault(group[1], {}).setdefault(w.target, {})[group[2]] = value  # type: ignore[index]
     return {key: list(per.items()) for key, per in out.items()}
+
+
+def _route_sums(windows: list[TargetWindow]
+                ) -> tuple[dict[str, dict[str, float]], dict[str, tuple[float, float]]]:
+    """(route → status class → requests/s, route → (body bytes/s, responses/s)), summed
+    over targets; one pass over the groups instead of a lookup per route and class."""
+    classes: dict[str, dict[str, float]] = {}
+    sizes: dict[str, list[float]] = {}
+    for w in windows:
+        for (kind, key, sub), value in w.rates.items():
+            if kind == "requests":
+                per = classes.setdefault(key, {})  # type: ignore[arg-type]
+                per[sub] = per.get(sub, 0.0) + value  # type: ignore[index]
+            elif kind == "sizes":
+                pair = sizes.setdefault(key, [0.0, 0.0])  # type: ignore[arg-type]
+                pair[sub == "count"] += value
+    return classes, {route: (pair[0], pair[1]) for route, pair in sizes.items()}
 
 
 def _is_level(metric: str) -> bool:
