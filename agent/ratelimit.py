@@ -120,6 +120,9 @@ class Backend(Protocol):
     async def decide(self, key: str, rate: float, burst: int) -> Decision | None:
         """The decision for ``key``; None when the store failed (the caller fails open)."""
 
+    def decide_sync(self, key: str, rate: float, burst: int) -> Decision | None:
+        """:meth:`decide` without an event loop."""
+
 
 def client_key(spec: str, scope: Scope) -> str:
     """The raw key value a limit's ``spec`` selects for this request (``-`` when absent)."""
@@ -241,11 +244,26 @@ class Limiter:
         applicable = [lim for lim in limits if lim.applies_to(route)]
         if not applicable:
             return None
+        decide = self.backend.decide
+        return self._judge(route, [
+            (lim, await decide(storage_key(lim, client_key(lim.key, scope)), lim.rate, lim.burst))
+            for lim in applicable])
+
+    def check_sync(self, limits: Sequence[Limit], route: str, scope: Scope) -> Verdict | None:
+        """:meth:`check` for a caller without an event loop (WSGI, a sync gate)."""
+        applicable = [lim for lim in limits if lim.applies_to(route)]
+        if not applicable:
+            return None
+        decide = self.backend.decide_sync
+        return self._judge(route, [
+            (lim, decide(storage_key(lim, client_key(lim.key, scope)), lim.rate, lim.burst))
+            for lim in applicable])
+
+    def _judge(self, route: str, decisions: list[tuple[Limit, Decision | None]]) -> Verdict:
+        """Count every decision and pick the answer: the strictest enforced refusal wins."""
         enforced: list[tuple[Limit, Decision]] = []
         refused: tuple[Limit, Decision] | None = None
-        for lim in applicable:
-            decision = await self.backend.decide(storage_key(lim, client_key(lim.key, scope)),
-                                                 lim.rate, lim.burst)
+        for lim, decision in decisions:
             if decision is None:  # store down or slow: fail open, never an outage
                 self.metrics.store_error(self.backend.name)
                 decision = Decision(True, 0.0, 0.0, lim.burst)

@@ -36,6 +36,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
+import redis
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -106,8 +107,14 @@ class FileBackend:
         self._pid = -1
         self._lock = threading.Lock()
 
-    def decide_sync(self, key: str, rate: float, burst: int) -> Decision:
-        """Decide and record one request for ``key`` under the file lock."""
+    def decide_sync(self, key: str, rate: float, burst: int) -> Decision | None:
+        """Decide and record one request for ``key`` under the file lock (None: I/O failed)."""
+        try:
+            return self._decide(key, rate, burst)
+        except OSError:
+            return None
+
+    def _decide(self, key: str, rate: float, burst: int) -> Decision:
         digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
         digest = digest or 1  # 0 marks an empty slot
         with self._lock:
@@ -124,11 +131,8 @@ class FileBackend:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
     async def decide(self, key: str, rate: float, burst: int) -> Decision | None:
-        """:meth:`decide_sync`; an unreadable file fails open (None)."""
-        try:
-            return self.decide_sync(key, rate, burst)
-        except OSError:
-            return None
+        """:meth:`decide_sync` (a flock held for microseconds: no need to leave the loop)."""
+        return self.decide_sync(key, rate, burst)
 
     def close(self) -> None:
         """Close the file (reopened on the next decision)."""
@@ -192,6 +196,8 @@ class RedisBackend:
         self._client: aioredis.Redis | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._script: object = None
+        self._sync_client: redis.Redis | None = None
+        self._sync_script: object = None
         self._down_until = 0.0
 
     async def decide(self, key: str, rate: float, burst: int) -> Decision | None:
@@ -201,12 +207,26 @@ class RedisBackend:
         interval = 1.0 / rate
         try:
             script = self._script_for_loop()
-            reply = await asyncio.wait_for(
-                script(keys=[self.namespace + key],  # type: ignore[operator]
-                       args=[repr(interval), repr((burst - 1) * interval), str(burst)]),
-                self.timeout)
-            allowed, wait, reset, remaining = reply
-            return Decision(bool(int(allowed)), float(wait), float(reset), int(remaining))
+            return _decision(await asyncio.wait_for(
+                script(keys=[self.namespace + key], args=_args(interval, burst)),  # type: ignore[operator]
+                self.timeout))
+        except (RedisError, OSError, TimeoutError, ValueError, TypeError):
+            self._down_until = time.monotonic() + self.cooldown
+            return None
+
+    def decide_sync(self, key: str, rate: float, burst: int) -> Decision | None:
+        """:meth:`decide` with a blocking client (WSGI workers), bounded by the socket timeout."""
+        if time.monotonic() < self._down_until:
+            return None
+        interval = 1.0 / rate
+        try:
+            if self._sync_script is None:
+                self._sync_client = redis.Redis.from_url(
+                    self.url, socket_timeout=self.timeout,
+                    socket_connect_timeout=self.timeout, retry_on_timeout=False)
+                self._sync_script = self._sync_client.register_script(_GCRA_LUA)
+            return _decision(self._sync_script(  # type: ignore[operator]
+                keys=[self.namespace + key], args=_args(interval, burst)))
         except (RedisError, OSError, TimeoutError, ValueError, TypeError):
             self._down_until = time.monotonic() + self.cooldown
             return None
@@ -224,7 +244,19 @@ class RedisBackend:
         return self._script
 
     async def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pools."""
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        if self._sync_client is not None:
+            self._sync_client.close()
+            self._sync_client, self._sync_script = None, None
+
+
+def _args(interval: float, burst: int) -> list[str]:
+    return [repr(interval), repr((burst - 1) * interval), str(burst)]
+
+
+def _decision(reply: list[bytes | int]) -> Decision:
+    allowed, wait, reset, remaining = reply
+    return Decision(bool(int(allowed)), float(wait), float(reset), int(remaining))

@@ -105,3 +105,12 @@ def test_unreachable_and_killed_redis_fail_open(redis_url: str) -> None:  # noqa
 
     allowed_before, after = asyncio.run(run())
     assert allowed_before and after is None
+
+
+def test_sync_client_shares_the_bucket_with_async_instances(redis_url: str) -> None:  # noqa: F811
+    sync = RedisBackend(redis_url, timeout=2.0)
+    allowed = [bool(d and d.allowed) for d in (sync.decide_sync("mixed", 0.001, 3)
+                                                for _ in range(2))]
+    log = run_instances(redis_url, "mixed", 0.001, 3, 5, instances=1)
+    assert allowed == [True, True] and sum(ok for _, _, ok in log) == 1
+    asyncio.run(sync.close())
