@@ -334,6 +334,18 @@ class Store:
         with self._lock:
             return None if self._last_cycle == 0 else (self._last_cycle, self._last_t)
 
+    def first_time(self) -> float | None:
+        """Unix time of the oldest data held in any tier, or None for an empty store.
+
+        How far back a window can look (an SLO's 28 days over a week-old store say so).
+        """
+        with self._snapshot() as (lease, head, _keys):
+            row = lease.conn.execute("SELECT MIN(t0) FROM blocks").fetchone()
+        times = [float(row[0])] if row is not None and row[0] is not None else []
+        if head:
+            times.append(min(entry.t for entry in head))
+        return min(times) if times else None
+
     # --- maintenance ---------------------------------------------------------------
 
     def apply_retention(self, now: float) -> RetentionReport:
