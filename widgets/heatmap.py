@@ -19,10 +19,11 @@ import pyqtgraph as pg
 from pyqtgraph.exporters import ImageExporter
 from pyqtgraph.GraphicsScene.mouseEvents import MouseClickEvent
 from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtGui import QPainter
+from PySide6.QtGui import QColor, QPainter
 from PySide6.QtSvg import QSvgGenerator
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from .marker_layer import ChangeMarkers
 from .theme import DARK, Theme
 
 MAX_COLUMNS = 20_000  # a day-long gap must not allocate a day of 1 s columns
@@ -122,7 +123,8 @@ class HeatmapView(QWidget):
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.readout)
         layout.addWidget(self._empty)
-        self.markers: dict[str, pg.InfiniteLine] = {}
+        self._markers = ChangeMarkers(self.plot.getPlotItem(), self.marker_clicked.emit)
+        self.markers = self._markers.lines  # key → its line (read-only use)
         self.t = np.empty(0)
         self.bounds = np.empty(0)
         self.z = np.empty((0, 0), dtype=np.float32)
@@ -269,24 +271,8 @@ class HeatmapView(QWidget):
         self.user_ranged.emit(*self.x_window())
 
     def set_markers(self, markers: list[tuple[str, float, str]]) -> None:
-        """Vertical lines at change times: (key, unix time, label); a click emits its key."""
-        wanted = {key for key, _, _ in markers}
-        for key in set(self.markers) - wanted:
-            self.plot.removeItem(self.markers.pop(key))
-        for key, t, label in markers:
-            if key in self.markers:
-                continue
-            line = pg.InfiniteLine(pos=t, angle=90, movable=False,
-                                   pen=pg.mkPen("#CC79A7", width=1, style=Qt.PenStyle.DashLine),
-                                   hoverPen=pg.mkPen("#CC79A7", width=3))
-            line.setToolTip(f"{label} — click for before/after")
-            line.sigClicked.connect(lambda _line, ev, key=key: self._marker_hit(key, ev))
-            self.plot.addItem(line, ignoreBounds=True)
-            self.markers[key] = line
-
-    def _marker_hit(self, key: str, ev: MouseClickEvent) -> None:
-        ev.accept()  # so the click is not also a cell click
-        self.marker_clicked.emit(key)
+        """Change markers: (key, unix time, label); a click on one emits ``marker_clicked``."""
+        self._markers.set(markers)
 
     def export(self, path: str) -> None:
         """Save as PNG or SVG (the picture) or CSV (time, then requests/s per bucket), by suffix."""
@@ -325,6 +311,9 @@ class HeatmapView(QWidget):
         self.colour_bar.axis.setPen(theme.foreground)
         self.colour_bar.axis.setTextPen(theme.foreground)
         self.plot.setTitle(self.plot.plotItem.titleLabel.text, color=theme.foreground)
+        veil = QColor(theme.background)
+        veil.setAlpha(200)  # marker labels stay readable over bright cells
+        self._markers.set_veil(veil)
 
 
 def describe(cell: Cell) -> str:

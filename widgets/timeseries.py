@@ -15,6 +15,7 @@ from PySide6.QtSvg import QSvgGenerator
 from PySide6.QtWidgets import QGraphicsItem, QLabel, QVBoxLayout, QWidget
 
 from .decimate import Decimated, decimate_many
+from .marker_layer import ChangeMarkers
 from .palette import colour
 from .theme import DARK, Theme
 from .timeseries_layer import StrokeLayer
@@ -83,7 +84,8 @@ class TimeSeriesView(QWidget):
         self.layer = StrokeLayer()
         self.plot.addItem(self.layer)
         self.data: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self.markers: dict[str, pg.InfiniteLine] = {}
+        self._markers = ChangeMarkers(self.plot.getPlotItem(), self.marker_clicked.emit)
+        self.markers = self._markers.lines  # key → its line (read-only use)
         self._drawn_view: tuple[float, float, int] | None = None
         vb.sigRangeChanged.connect(self._view_moved)
         vb.sigResized.connect(self._view_moved)
@@ -175,27 +177,8 @@ class TimeSeriesView(QWidget):
             self._draw(sorted(self.data))
 
     def set_markers(self, markers: list[tuple[str, float, str]]) -> None:
-        """Vertical lines at change times: (key, unix time, label); click one for its card."""
-        wanted = {key for key, _, _ in markers}
-        for key in set(self.markers) - wanted:
-            self.plot.removeItem(self.markers.pop(key))
-        for key, t, label in markers:
-            line = self.markers.get(key)
-            if line is None:
-                line = pg.InfiniteLine(pos=t, angle=90, movable=False,
-                                       pen=pg.mkPen("#CC79A7", width=1, style=Qt.PenStyle.DashLine),
-                                       hoverPen=pg.mkPen("#CC79A7", width=3),
-                                       # the label is a format string: route braces must not expand
-                                       label=label.replace("{", "{{").replace("}", "}}"),
-                                       # along the line, left of it, ending near the top:
-                                       # anchored below the top it ran out of the plot
-                                       labelOpts={"position": 0.97, "color": "#CC79A7",
-                                                  "fill": self._veil,
-                                                  "rotateAxis": (1, 0), "anchors": [(1, 1), (1, 1)]})
-                line.sigClicked.connect(lambda _line, ev, key=key: self._marker_hit(key, ev))
-                self.plot.addItem(line, ignoreBounds=True)
-                self.markers[key] = line
-            line.setToolTip(f"{label} — click for before/after")
+        """Change markers: (key, unix time, label); a click on one emits ``marker_clicked``."""
+        self._markers.set(markers)
 
     def set_x_window(self, start: float, end: float) -> None:
         """Show ``[start, end]`` (unix seconds) on the time axis; used for live windows."""
@@ -204,12 +187,6 @@ class TimeSeriesView(QWidget):
     def x_window(self) -> tuple[float, float]:
         (x0, x1), _ = self.plot.getPlotItem().getViewBox().viewRange()
         return float(x0), float(x1)
-
-    def _marker_hit(self, key: str, ev: MouseClickEvent) -> None:
-        # Accepting the click stops the scene offering it to the plot, so a marker
-        # click opens its card and is never also a pointClicked.
-        ev.accept()
-        self.marker_clicked.emit(key)
 
     def _mouse_clicked(self, ev: MouseClickEvent) -> None:
         """Left click on empty plot area → ``pointClicked(x, y)`` in data coordinates.
@@ -310,9 +287,7 @@ class TimeSeriesView(QWidget):
         self._veil = QColor(theme.background)
         self._veil.setAlpha(200)
         self.legend.setBrush(self._veil)
-        for line in self.markers.values():  # their labels sit on the same backdrop
-            line.label.fill = pg.mkBrush(self._veil)
-            line.label.update()
+        self._markers.set_veil(self._veil)  # marker labels sit on the same backdrop
         for item in self.legend.items:
             item[1].setText(item[1].text, color=theme.foreground)
 
