@@ -25,6 +25,11 @@ read token is journaled as a refusal, so :meth:`ControlClient.access` reads
     reads = client.read_configs(agents)                 # {agent: ConfigRead | ControlError}
     result = client.set_ttl(agents, "/products/{id}", 30, "peak", expected_etags(reads))
     client.rollback(result)                             # undo the applied part
+
+Rate limits are part of the instance config: :meth:`ControlClient.set_limit` and
+:meth:`ControlClient.delete_limit` are config patches (same ETags, journal and
+:meth:`~ControlClient.rollback`/:meth:`~ControlClient.revert`), and
+:meth:`ControlClient.read_limits` adds the agent's decision counts.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ from .types import (
     ControlError,
     FieldChange,
     JournalRow,
+    LimitsRead,
     Outcome,
     Reply,
     Unreachable,
@@ -66,6 +72,7 @@ from .types import (
     flatten_doc,
     instance_only,
     journal_row,
+    limit_views,
     to_revert,
 )
 
@@ -323,6 +330,35 @@ class ControlClient:
             changes = tuple(FieldChange(e["what"], e["old"], e["new"]) for e in applied)
         return Outcome(agent, APPLIED if ids else UNCHANGED, f"reverted #{jid}", (), 200, ids,
                        reply.etag, changes)
+
+    # -- rate limits ----------------------------------------------------------------------------
+
+    def read_limits(self, agent: Agent) -> LimitsRead:
+        """One instance's rate limits with this worker's counts; raises :class:`ControlError`."""
+        instance_only(agent)
+        reply = self._get(agent, "/_trimtab/limits")
+        body = reply.body if isinstance(reply.body, dict) else {}
+        if not isinstance(body.get("limits"), dict) or reply.etag is None:
+            raise ControlError(reply.status, "bad_reply", "limits answer without limits/ETag")
+        return LimitsRead(limit_views(body["limits"]), str(body.get("store", "")),
+                          int(body.get("store_errors", 0)), reply.etag)
+
+    def set_limit(self, agents: Iterable[Agent], name: str, fields: Mapping[str, Any],
+                  reason: str, expected: Mapping[Agent, str | None]) -> ChangeResult:
+        """Create or change the limit ``name`` (``route``, ``key``, ``rate``, ``burst``, ``mode``).
+
+        Values are sent as given, so the agent's validation speaks (422 naming the
+        field, e.g. ``limits['per-key'].rate``); ``expected`` holds the config ETags.
+        """
+        patch = {"limits": {name: dict(fields)}, "reason": reason}
+        shown = ", ".join(f"{k}={v!r}" for k, v in fields.items())
+        return self.patch_configs(agents, patch, expected, f"limit {name}: {shown}")
+
+    def delete_limit(self, agents: Iterable[Agent], name: str, reason: str,
+                     expected: Mapping[Agent, str | None]) -> ChangeResult:
+        """Remove the limit ``name`` (a revert re-creates it as it was)."""
+        patch = {"limits": {name: None}, "reason": reason}
+        return self.patch_configs(agents, patch, expected, f"remove limit {name}")
 
     # -- cache --------------------------------------------------------------------------------
 

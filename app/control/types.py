@@ -29,7 +29,9 @@ class Agent:
         """From a ScrapeTarget / fleet Target (``name``, ``url``, ``kind``)."""
         parts = urlsplit(target.url)
         kind = BALANCER if getattr(target, "kind", INSTANCE) == BALANCER else INSTANCE
-        return cls(target.name, f"{parts.scheme}://{parts.netloc}", kind)
+        # a discovered target may name its control endpoint apart from its scrape URL
+        base = getattr(target, "control_url", "") or f"{parts.scheme}://{parts.netloc}"
+        return cls(target.name, base.rstrip("/"), kind)
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,46 @@ class ConfigRead:
         """The route's TTL, None when the instance does not know the route."""
         entry = self.doc.get("routes", {}).get(route)
         return None if entry is None else float(entry["ttl"])
+
+    def limits(self) -> dict[str, LimitView]:
+        """The instance's rate limits (an agent without rate limits: none)."""
+        return limit_views(self.doc.get("limits") or {})
+
+
+@dataclass(frozen=True)
+class LimitView:
+    """One rate limit of an instance: its settings, and this worker's decision counts.
+
+    ``counts`` is route → {"allowed", "limited", "shadow_limited"} (empty from a
+    config read, which carries settings only).
+    """
+
+    name: str
+    route: str
+    key: str
+    rate: float
+    burst: int
+    mode: str
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LimitsRead:
+    """An instance's rate limits, its limit store, and the config ETag to change them with."""
+
+    limits: dict[str, LimitView]
+    store: str
+    store_errors: int
+    etag: str
+
+
+def limit_views(section: Mapping[str, Any]) -> dict[str, LimitView]:
+    """The ``limits`` part of a config document (or of ``GET /_trimtab/limits``), typed."""
+    return {name: LimitView(name, str(f["route"]), str(f["key"]), float(f["rate"]),
+                            int(f["burst"]), str(f.get("mode", "shadow")),
+                            {r: {k: int(v) for k, v in c.items()}
+                             for r, c in (f.get("counts") or {}).items()})
+            for name, f in section.items() if isinstance(f, dict)}
 
 
 @dataclass(frozen=True)
