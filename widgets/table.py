@@ -14,9 +14,17 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from PySide6.QtCore import QSortFilterProxyModel, Qt, Signal
+from PySide6.QtCore import QRegularExpression, QSettings, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QColor, QStandardItem, QStandardItemModel
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QTableView,
+    QWidget,
+)
 
 Cell = tuple[str, float | str]  # (display text, sort key)
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -200,3 +208,78 @@ class SortableTable(QTableView):
         key = self.selected_key()
         if key is not None:
             self.row_selected.emit(key)
+
+
+_GLOB_CHARS = frozenset("*?[")
+_CASELESS = QRegularExpression.PatternOption.CaseInsensitiveOption
+
+
+def filter_expression(text: str) -> tuple[QRegularExpression, bool]:
+    """(the expression a row key must match, whether ``text`` was read as a glob).
+
+    Plain text matches anywhere, ignoring case (``search`` finds ``/api/search/suggest``);
+    text with ``*``, ``?`` or ``[`` is a glob over the whole key, where ``*`` crosses ``/``
+    (``/api/*`` finds every route under /api). A glob Qt cannot read (``[1``) is searched
+    as plain text instead, so typing never hides every row by accident.
+    """
+    if _GLOB_CHARS & set(text):
+        pattern = QRegularExpression.wildcardToRegularExpression(
+            text, QRegularExpression.WildcardConversionOption.NonPathWildcardConversion)
+        glob = QRegularExpression(pattern, _CASELESS)
+        if glob.isValid():
+            return glob, True
+    return QRegularExpression(QRegularExpression.escape(text), _CASELESS), False
+
+
+class TableFilter(QWidget):
+    """A filter box for a :class:`SortableTable`'s rows (matched on the row key, the route).
+
+    The matching runs in the table's C++ proxy, so it costs no Python per row and rows that
+    arrive later are filtered too. With ``remember_as`` the text is kept in the user's
+    settings under that name (one per page) and restored when the page is built again.
+    """
+
+    def __init__(self, table: SortableTable, remember_as: str | None = None,
+                 noun: str = "routes", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.table = table
+        self._key = f"filter/{remember_as}" if remember_as else None
+        self._noun = noun
+        self.edit = QLineEdit()
+        self.edit.setClearButtonEnabled(True)
+        self.edit.setPlaceholderText(f"Filter {noun}: text, or a glob such as /api/*")
+        self.count = QLabel("")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.edit, 1)
+        layout.addWidget(self.count)
+        proxy = table.proxy
+        proxy.setFilterRole(ROW_KEY_ROLE)
+        proxy.setFilterKeyColumn(0)
+        for signal in (proxy.rowsInserted, proxy.rowsRemoved, proxy.modelReset,
+                       proxy.layoutChanged):
+            signal.connect(self._count)
+        self.edit.textChanged.connect(self._apply)
+        if self._key is not None:
+            self.edit.setText(str(QSettings("trimtab", "trimtab").value(self._key, "") or ""))
+        self._apply(self.edit.text())
+
+    def _apply(self, text: str) -> None:
+        expression, glob = filter_expression(text)
+        self.table.proxy.setFilterRegularExpression(expression)
+        if not text:
+            tip = "Shows every row"
+        elif glob:
+            tip = f"Glob over the whole {self._noun[:-1]}: * any text, ? one character"
+        elif _GLOB_CHARS & set(text):
+            tip = "Not a glob this can read (an unclosed [ ?): searched as text"
+        else:
+            tip = "Rows whose name contains this text (any case); * or ? make it a glob"
+        self.edit.setToolTip(tip)
+        if self._key is not None:
+            QSettings("trimtab", "trimtab").setValue(self._key, text)
+        self._count()
+
+    def _count(self, *_: object) -> None:
+        shown, total = self.table.proxy.rowCount(), self.table.source.rowCount()
+        self.count.setText(f"{shown} of {total} {self._noun}" if self.edit.text() else "")
