@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,12 @@ class WorkerMetricsShare:
             self.publish(now)
         elif not self._scheduled:
             self._scheduled = True
-            asyncio.get_running_loop().call_later(self.interval, self._trailing)
+            try:
+                asyncio.get_running_loop().call_later(self.interval, self._trailing)
+            except RuntimeError:  # a WSGI worker has no event loop: a timer thread instead
+                timer = threading.Timer(self.interval, self._trailing)
+                timer.daemon = True
+                timer.start()
 
     def _trailing(self) -> None:
         self._scheduled = False

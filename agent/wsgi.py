@@ -1,0 +1,330 @@
+"""A WSGI middleware: the same metrics, traces, response cache and control API as the ASGI one.
+
+Usage (any WSGI app; Flask and Django have helpers in :mod:`.flask` and :mod:`.django`
+that also name the routes by the framework's own templates)::
+
+    from trimtab.agent.wsgi import TrimtabWSGI
+    application = TrimtabWSGI(wsgi_app, instance="api-1", ttls={"/items/{id}": 10.0},
+                              patterns=("/items/{id}",), state_dir="/var/lib/trimtab")
+
+Everything but reading the environ and writing the response is :class:`~.core.AgentCore`,
+shared with :class:`~.middleware.TrimtabMiddleware`: the families on /metrics (names,
+labels, buckets), the config document, the journal, the control API and the cache rules
+are the same code. The request is described to the core as an ASGI-like scope built from
+the environ (:func:`scope_of`).
+
+Routes: a :class:`RouteSource` (the framework's route table) names a request by its
+template before the app runs (the TTL decision needs it) and lists every template (so each
+is configurable); without one, ``patterns`` or collapsed ids name it, as on the ASGI side.
+
+Workers: ``gunicorn -w N`` forks N processes. With a state dir (``state_dir`` or
+``$TRIMTAB_STATE_DIR``) they share config, journal, cache purges and /metrics as uvicorn
+workers do. Without one, a request served by a multi-process server
+(``wsgi.multiprocess``) fails loudly (500, logged) instead of letting workers diverge.
+
+The response cache runs on the in-memory store here: it needs no event loop, so a sync
+worker looks up and stores in-line. A remote store (Redis) is refused at start for now.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from http import HTTPStatus
+from typing import Any, Protocol
+
+from .auth import TokenAuth
+from .cache import MemoryStore, Store
+from .control import PREFIX
+from .core import AgentCore, Refusal, RequestRun, Scope, run_now
+from .response_cache import Lookup, hit_headers, miss_headers
+from .routes import UNMATCHED
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+MEMO_MAX = 4096  # (method, path) -> template memo, cleared when full (a flood stays bounded)
+
+
+class RouteSource(Protocol):
+    """A framework's route table as the WSGI middleware reads it."""
+
+    def templates(self) -> list[str]:
+        """Every route template the app declares (each becomes configurable)."""
+        ...
+
+    def match(self, environ: Environ) -> str | None:
+        """The template of the route serving this request, None when none does (404)."""
+        ...
+
+
+class WSGIRefused(RuntimeError):
+    """The agent refuses to serve (misconfiguration it must not hide)."""
+
+
+class TrimtabWSGI(AgentCore):
+    """Wraps a WSGI app; serves ``/metrics`` and ``/_trimtab/``; caches routes with a TTL."""
+
+    def __init__(self, app: WSGIApp, instance: str = "api",
+                 ttls: dict[str, float] | None = None, patterns: tuple[str, ...] = (),
+                 max_routes: int = 200, store: Store | None = None,
+                 metrics_path: str = "/metrics", tokens: TokenAuth | str | None = None,
+                 state_dir: str | None = None, trace_capacity: int = 2048,
+                 max_body: int = 64 * 1024, routes: RouteSource | None = None) -> None:
+        if store is not None and not isinstance(store, MemoryStore):
+            raise ValueError(f"TrimtabWSGI: store {store.name!r} is not supported yet; "
+                             "use the default in-memory store")
+        super().__init__(instance, ttls, patterns, max_routes, store, tokens, state_dir,
+                         trace_capacity, max_body,
+                         templates=routes.templates() if routes is not None else ())
+        self.app = app
+        self.metrics_path = metrics_path
+        self.routes = routes
+        self._memo: dict[tuple[str, str], str | None] = {}
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "") or "/"
+        if path == self.metrics_path:
+            return self._serve_metrics(environ, start_response)
+        if path.startswith(PREFIX):
+            return self._serve_control(environ, start_response)
+        if self.state is None and environ.get("wsgi.multiprocess"):
+            raise WSGIRefused(
+                "trimtab: a multi-process WSGI server needs a shared state dir "
+                "(state_dir= or TRIMTAB_STATE_DIR), or each worker would keep its own config")
+        return self._handle(environ, start_response)
+
+    # ------------------------------------------------------------ routes
+
+    def route_of(self, environ: Environ, scope: Scope) -> str:
+        """The route name of a request, known before the app runs."""
+        if self.routes is None:
+            return self.resolver.resolve(scope)
+        key = (scope["method"], scope["path"])
+        if key in self._memo:
+            template = self._memo[key]
+        else:
+            template = self.routes.match(environ)
+            if len(self._memo) >= MEMO_MAX:
+                self._memo.clear()
+            self._memo[key] = template
+        if template is None:
+            return UNMATCHED
+        return self.resolver.resolve_after({"route": _Template(template)})
+
+    # ------------------------------------------------------------ one request
+
+    def _handle(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        scope = scope_of(environ)
+        run = self.begin(scope["method"], _traceparent(environ))
+        route = UNMATCHED
+        try:
+            route = self.route_of(environ, scope)
+            refusal = self.admit(route, scope) if self.gates else None
+            if refusal is not None:
+                return self._refuse(run, route, scope, refusal, start_response)
+            ttl = self.ttl(run, route) or 0.0
+            found = None
+            if ttl:
+                found = run_now(self.cache.lookup(scope, route, route in run.settings.allow_auth,
+                                                  run.span))
+                if found.hit is not None:
+                    return self._hit(run, route, scope, found, start_response)
+            response = _Response(self, run, route, scope, found, ttl, start_response)
+            response.inner = self.app(environ, response.start_response)
+            return response
+        except Exception:
+            self.failed(route)
+            self.finish(run, route, 500, _whatif_key(scope), 0)
+            raise
+
+    def _hit(self, run: RequestRun, route: str, scope: Scope, found: Lookup,
+             start_response: StartResponse) -> list[bytes]:
+        assert found.hit is not None
+        body = b"" if scope["method"] == "HEAD" else found.hit.body
+        start_response(_status_line(found.hit.status), _str_headers(hit_headers(found.hit)))
+        self.cached(run, route, "hit")
+        self.finish(run, route, found.hit.status, _whatif_key(scope), len(body))
+        return [body]
+
+    def _refuse(self, run: RequestRun, route: str, scope: Scope, refusal: Refusal,
+                start_response: StartResponse) -> list[bytes]:
+        headers = [*refusal.headers, (b"content-length", str(len(refusal.body)).encode())]
+        start_response(_status_line(refusal.status), _str_headers(headers))
+        body = b"" if scope["method"] == "HEAD" else refusal.body
+        self.finish(run, route, refusal.status, _whatif_key(scope), len(body))
+        return [body]
+
+    # ------------------------------------------------------------ agent endpoints
+
+    def _serve_metrics(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
+        body, content_type = self.metrics_payload(environ.get("HTTP_ACCEPT", ""))
+        start_response("200 OK", [("Content-Type", content_type),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
+
+    def _serve_control(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
+        """The control API (async, shared with ASGI) run to completion in this thread."""
+        scope = scope_of(environ)
+        stream = environ.get("wsgi.input")
+        out: dict[str, Any] = {"status": 500, "headers": [], "body": []}
+
+        async def receive() -> dict[str, Any]:
+            # Bounded reads: the API counts and refuses past max_body itself.
+            chunk = stream.read(64 * 1024) if stream is not None else b""
+            return {"type": "http.request", "body": chunk, "more_body": bool(chunk)}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                out["status"], out["headers"] = message["status"], message.get("headers", [])
+            else:
+                out["body"].append(message.get("body", b""))
+
+        run_now(self.control(scope, receive, send))  # type: ignore[arg-type]
+        start_response(_status_line(out["status"]), _str_headers(out["headers"]))
+        return out["body"]
+
+
+class _Response:
+    """The app's response iterable, passed through; records the request when closed.
+
+    WSGI servers iterate the body after ``__call__`` returned and then call ``close()``
+    (PEP 3333), so the request ends there: that is when it is timed, counted and traced,
+    and when a complete cacheable body is stored.
+    """
+
+    def __init__(self, mw: TrimtabWSGI, run: RequestRun, route: str, scope: Scope,
+                 found: Lookup | None, ttl: float, server_start: StartResponse) -> None:
+        self.mw, self.run, self.route, self.scope = mw, run, route, scope
+        self.server_start = server_start
+        self.found, self.ttl = found, ttl
+        self.inner: Iterable[bytes] = ()
+        self.status = 500
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.sent = 0
+        self.complete = self.failed = self.closed = False
+        self.keep: list[bytes] | None = [] if found is not None else None
+        self.cache = (found.result, "") if found is not None else None
+        self.t0, self.wall = time.perf_counter(), time.time()
+
+    def start_response(self, status: str, headers: list[tuple[str, str]],
+                       exc_info: Any = None) -> Any:
+        """Seen by the app as ``start_response``: notes the status, marks cache misses."""
+        self.status = int(status.split(" ", 1)[0])
+        self.headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+        if self.found is not None:
+            marked = miss_headers(self.found.headers, self.headers)
+            if marked is None:  # varies on a header the request repeats: neither kept nor hit
+                self.keep, self.cache = None, ("bypass", "repeated_header")
+            else:
+                headers = _str_headers(marked)
+        return self.server_start(status, headers, exc_info)
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            for chunk in self.inner:
+                self._count(chunk)
+                yield chunk
+            self.complete = True
+        except Exception:
+            self.failed = True
+            raise
+
+    def _count(self, chunk: bytes) -> None:
+        if self.scope["method"] != "HEAD":
+            self.sent += len(chunk)
+        if self.keep is not None:
+            self.keep.append(chunk)
+            if self.sent > self.mw.cache.max_entry_bytes:
+                self.keep = None  # a huge or endless body is passed through, never kept
+
+    def close(self) -> None:
+        """Close the app's iterable, then record the request (once)."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            close = getattr(self.inner, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._record()
+
+    def _record(self) -> None:
+        mw, run, route = self.mw, self.run, self.route
+        run.span.child("handler", self.wall, time.perf_counter() - self.t0)
+        if self.failed:
+            mw.failed(route)
+        if self.cache is not None:
+            mw.cached(run, route, *self.cache)
+        if self.complete and self.keep is not None and self.found is not None:
+            put = mw.cache.store_call(self.found, self.status, self.headers,
+                                      b"".join(self.keep), self.ttl)
+            if put is not None:
+                run_now(put)
+        # Closed before the body was all sent and without an error: the client went away.
+        status = self.status if self.complete or self.failed else 499
+        mw.finish(run, route, status, _whatif_key(self.scope), self.sent)
+
+
+class _Template:
+    """A framework's route as :meth:`RouteResolver.resolve_after` reads one."""
+
+    __slots__ = ("path_format",)
+
+    def __init__(self, template: str) -> None:
+        self.path_format = template
+
+
+def scope_of(environ: Environ) -> Scope:
+    """An ASGI-shaped description of a WSGI request (what routes and cache keys read).
+
+    Header names are lower-cased with dashes, as ASGI servers give them; the path is
+    decoded as UTF-8 from the environ's latin-1 (PEP 3333) text.
+    """
+    headers: list[tuple[bytes, bytes]] = []
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            headers.append((key[5:].replace("_", "-").lower().encode("latin-1"),
+                            str(value).encode("latin-1")))
+        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
+            headers.append((key.replace("_", "-").lower().encode("latin-1"),
+                            str(value).encode("latin-1")))
+    raw_path = environ.get("PATH_INFO", "") or "/"
+    raw_uri = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    server = (environ.get("SERVER_NAME", ""), int(environ.get("SERVER_PORT") or 0))
+    return {
+        "type": "http", "method": environ.get("REQUEST_METHOD", "GET"),
+        "scheme": environ.get("wsgi.url_scheme", "http"), "server": server,
+        "root_path": _text(environ.get("SCRIPT_NAME", "")), "path": _text(raw_path),
+        "raw_path": (raw_uri.split("?", 1)[0] if raw_uri else raw_path).encode("latin-1"),
+        "query_string": environ.get("QUERY_STRING", "").encode("latin-1"),
+        "headers": headers,
+    }
+
+
+def _text(wsgi_str: str) -> str:
+    return wsgi_str.encode("latin-1").decode("utf-8", "replace")
+
+
+def _traceparent(environ: Environ) -> bytes | None:
+    value = environ.get("HTTP_TRACEPARENT")
+    return value.encode("latin-1") if value is not None else None
+
+
+def _whatif_key(scope: Scope) -> str:
+    query = scope["query_string"]
+    return f"{scope['path']}?{query.decode('latin-1')}" if query else scope["path"]
+
+
+def _status_line(status: int) -> str:
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"{status} Unknown"
+
+
+def _str_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
+
+
