@@ -42,7 +42,8 @@ def place_labels(items: Sequence[tuple[str, float, float]], plot_width: float,
 
     Left to right, each label goes right of its line, or left of it when it would run past
     the plot's right edge, in the first row where it keeps ``gap`` from every label there;
-    None when no row has room.
+    None when no row has room. A label and the stretch to its own line count as taken, so
+    no other line labelled in that row stands between a label and its line.
     """
     taken: list[list[tuple[float, float]]] = [[] for _ in range(rows)]
     out: dict[str, Placed | None] = {}
@@ -50,10 +51,11 @@ def place_labels(items: Sequence[tuple[str, float, float]], plot_width: float,
         left = x + gap
         if left + width > plot_width and x - gap - width >= 0:
             left = x - gap - width
+        a, b = min(left, x), max(left + width, x)
         out[key] = None
         for row, spans in enumerate(taken):
-            if all(left + width + gap <= a or left >= b + gap for a, b in spans):
-                spans.append((left, left + width))
+            if all(b + gap <= lo or a >= hi + gap for lo, hi in spans):
+                spans.append((a, b))
                 out[key] = Placed(left, row)
                 break
     return out

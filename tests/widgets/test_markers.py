@@ -12,7 +12,7 @@ from PySide6.QtTest import QTest
 from trimtab.app.control.types import BALANCER, Agent, JournalRow
 from trimtab.app.replay.change_markers import card, group_changes, marker_key, markers
 from trimtab.widgets.heatmap import HeatmapView
-from trimtab.widgets.marker_layer import CLICK_PX, place_labels
+from trimtab.widgets.marker_layer import CLICK_PX, Placed, place_labels
 from trimtab.widgets.timeseries import TimeSeriesView
 
 T = 1_700_000_000.0
@@ -171,6 +171,9 @@ def test_labels_of_two_changes_one_second_apart_do_not_overlap(qtbot, chart) -> 
 def test_labels_near_the_right_edge_turn_left_and_a_crowd_is_hidden() -> None:
     placed = place_labels([("a", 950.0, 100.0)], plot_width=1000.0)
     assert placed["a"] is not None and placed["a"].left + 100 <= 950
+    # one turned left is not put in a row beside a line whose label there points away
+    placed = place_labels([("a", 900.0, 50.0), ("b", 903.0, 200.0)], plot_width=1000.0)
+    assert placed == {"a": Placed(906.0, 0), "b": Placed(697.0, 1)}
     crowd = [(str(i), 100.0 + i, 80.0) for i in range(5)]
     placed = place_labels(crowd, plot_width=1000.0, rows=3)
     assert [p.row if p else None for p in placed.values()] == [0, 1, 2, None, None]
