@@ -1,34 +1,43 @@
-"""The Overview page: fleet-wide latency, rate, hit ratio and balancer share at a glance. GUI
-thread.
+"""The Overview page: a headline in words, then fleet-wide latency, rate, hit ratio and
+balancer share at a glance. GUI thread.
 """
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import (
-    QGridLayout,
-    QWidget,
-)
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
 from trimtab.widgets.share import ShareBarsView
 from trimtab.widgets.timeseries import TimeSeriesView
 
 from ...model.fleet import FleetModel
-from .common import TOP_ROUTES, percent_series
+from ...model.headline import Headline, headline
+from .common import TOP_ROUTES, percent_series, top_n
 
 
-def _top_routes(model: FleetModel) -> tuple[list[str], list[str]]:
+def _top_routes(model: FleetModel, shown: set[str], shown_cached: set[str]
+                ) -> tuple[list[str], list[str]]:
     """Routes ranked by time spent, and cached routes ranked by lookups (under the lock)."""
-    by_time = sorted(model.routes.values(), key=lambda s: s.time_spent, reverse=True)
-    by_lookups = sorted(model.cache, key=lambda c: c.hits + c.misses, reverse=True)
-    return ([s.route for s in by_time[:TOP_ROUTES]],
-            [c.route for c in by_lookups[:TOP_ROUTES]])
+    by_time = top_n({s.route: s.time_spent for s in model.routes.values()}, TOP_ROUTES, shown)
+    by_lookups = top_n({c.route: c.hits + c.misses for c in model.cache}, TOP_ROUTES,
+                       shown_cached)
+    return by_time, by_lookups
 
 
 class OverviewPage(QWidget):
-    """p95 per route, hit ratio per route, share over time, expected vs observed share."""
+    """The headline, p95 per route, hit ratio per route, share over time, expected vs observed."""
 
     def __init__(self, model: FleetModel) -> None:
         super().__init__()
         self.model = model
+        # The problem in words first: an operator reads a sentence faster than four charts.
+        self.headline = QLabel(Headline(None, None, 0, 0.0, float("nan")).text())
+        self.headline.setObjectName("headline")
+        self.headline.setWordWrap(True)
+        self.headline.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        font = self.headline.font()
+        font.setPointSizeF(font.pointSizeF() * 1.1)
+        self.headline.setFont(font)
+        self._facts = Headline(None, None, 0, 0.0, float("nan"))
         self.latency = TimeSeriesView(f"p95 latency, top {TOP_ROUTES} routes by time spent "
                                       "(fleet, rate window ≥ 10 s)",
                                       "p95 latency", "s",
@@ -40,19 +49,33 @@ class OverviewPage(QWidget):
         self.share_time = TimeSeriesView("Request share per backend over time", "share (%)", "",
                                          "No balancer data yet.", y_range=(0, 100))
         self.share_bars = ShareBarsView()
-        grid = QGridLayout(self)
+        grid = QGridLayout()
         grid.addWidget(self.latency, 0, 0)
         grid.addWidget(self.hit_ratio, 0, 1)
         grid.addWidget(self.share_time, 1, 0)
         grid.addWidget(self.share_bars, 1, 1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.headline)
+        layout.addLayout(grid, 1)
         self.charts = [self.latency, self.hit_ratio, self.share_time]
+
+    def headline_facts(self) -> Headline:
+        """What the headline strip says, as data (its text is ``headline.text()``)."""
+        return self._facts
 
     def refresh(self, since: float) -> None:
         # At most TOP_ROUTES curves per chart: 50 tangled lines help nobody (the Slow routes
         # page lists them all) and each curve costs paint time.
-        top, cached = self.model.read(_top_routes)
-        self.latency.set_series(self.model.snapshot("p95", since, top))
-        self.hit_ratio.set_series(percent_series(self.model.snapshot("hit_ratio", since, cached)))
+        top, cached = self.model.read(
+            lambda m: _top_routes(m, set(self.latency.data), set(self.hit_ratio.data)))
+        # keep_gone=False: a route that left the top N leaves the legend (it listed 11).
+        self.latency.set_series(self.model.snapshot("p95", since, top), keep_gone=False)
+        self.hit_ratio.set_series(percent_series(self.model.snapshot("hit_ratio", since, cached)),
+                                  keep_gone=False)
         self.share_time.set_series(percent_series(self.model.snapshot("share", since)))
         rows = self.model.read(lambda m: [(r.server, r.expected, r.observed) for r in m.share])
         self.share_bars.set_rows(rows)
+        self._facts = headline(self.model, since)
+        text = self._facts.text()
+        if text != self.headline.text():  # a relayout per refresh costs paint time
+            self.headline.setText(text)
