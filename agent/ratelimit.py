@@ -199,11 +199,14 @@ class RateLimitMetrics:
 class RateLimitCollector(Collector):
     """Exports :class:`RateLimitMetrics`: fresh families per scrape."""
 
-    def __init__(self, metrics: RateLimitMetrics) -> None:
+    def __init__(self, metrics: RateLimitMetrics,
+                 source: Callable[[], RateLimitMetrics] | None = None) -> None:
         self._m = metrics
+        self._source = source  # e.g. every worker's counters summed; default: ``metrics``
 
     def collect(self) -> Iterator[CounterMetricFamily]:
-        decisions, errors = self._m.snapshot()
+        m = self._source() if self._source is not None else self._m
+        decisions, errors = m.snapshot()
         fam = CounterMetricFamily(
             "trimtab_ratelimit_requests",
             "Rate limit decisions by route and limit: allowed, limited (answered 429) and "
@@ -300,11 +303,17 @@ def _sf_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-async def send_429(send: Send, verdict: Verdict) -> None:
-    """Answer a refused request: 429, a JSON body naming the limit, the rate limit headers."""
+def answer_429(verdict: Verdict) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """The refusal as (status, headers, body): a JSON body naming the limit, the limit headers."""
     body = json.dumps({"error": "rate_limited", "limit": verdict.limit,
                        "retry_after": verdict.retry_after}).encode()
     headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store"),
                (b"content-length", str(len(body)).encode()), *verdict.headers]
-    await send({"type": "http.response.start", "status": 429, "headers": headers})
+    return 429, headers, body
+
+
+async def send_429(send: Send, verdict: Verdict) -> None:
+    """Answer a refused request over ASGI (see :func:`answer_429`)."""
+    status, headers, body = answer_429(verdict)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

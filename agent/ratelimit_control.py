@@ -6,10 +6,10 @@
   open within ``timeout``, see :mod:`.ratelimit_store`).
 - ``GET /_trimtab/limits`` (read) → ``{"limits": {name: {route, key, rate,
   burst, mode, "counts": {route: {allowed, limited, shadow_limited}}}},
-  "store": kind, "store_errors": n, "worker": pid}`` with the config's ``ETag``:
+  "store": kind, "store_errors": n}`` with the config's ``ETag``:
   change limits with ``PATCH /_trimtab/config`` (``limits.<name>``, see
   :mod:`.ratelimit_config`), revert with ``POST /_trimtab/revert/{id}``. Counts
-  are this worker's since it started; ``/metrics`` has the same counters.
+  are the same counters as ``/metrics`` (every worker's, with a state dir).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from .ratelimit import (
     Verdict,
     send_429,
 )
+from .ratelimit_share import RateLimitShare
 from .ratelimit_store import FileBackend, MemoryBackend, RedisBackend
 
 STORE_ENV = "TRIMTAB_RATELIMIT_STORE"
@@ -59,14 +60,33 @@ def make_backend(spec: str | Backend | None, state_dir: str | None, instance: st
 
 
 class RateLimits:
-    """One agent's limiter: decides requests, answers 429s, exports and serves counters."""
+    """One agent's limiter: decides requests, answers 429s, exports and serves counters.
 
-    def __init__(self, backend: Backend, registry: CollectorRegistry | None = None) -> None:
+    With ``share`` (a state dir), /metrics sums every worker's counters.
+    """
+
+    def __init__(self, backend: Backend, registry: CollectorRegistry | None = None,
+                 share_dir: Path | None = None, instance: str = "api") -> None:
         self.metrics = RateLimitMetrics()
         self.limiter = Limiter(backend, self.metrics)
+        self.share = RateLimitShare(share_dir, instance, self.metrics) \
+            if share_dir is not None else None
         self._api: ControlAPI | None = None
         if registry is not None:
-            registry.register(RateLimitCollector(self.metrics))
+            registry.register(RateLimitCollector(
+                self.metrics, self.share.merged if self.share is not None else None))
+
+    @classmethod
+    def for_agent(cls, api: ControlAPI, registry: CollectorRegistry, instance: str,
+                  state_dir: str | os.PathLike[str] | None,
+                  store: str | Backend | None = None, timeout: float = 0.05) -> RateLimits:
+        """Everything an agent needs: the store, counters on /metrics, ``GET limits``."""
+        state = str(state_dir) if state_dir else None
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", instance)
+        limits = cls(make_backend(store, state, instance, timeout), registry,
+                     Path(state, "ratelimit-metrics") if state else None, safe)
+        limits.add_endpoints(api)
+        return limits
 
     async def guard(self, limits: tuple[Limit, ...], route: str, scope: Scope,
                     send: Send) -> tuple[bool, Send]:
@@ -79,12 +99,28 @@ class RateLimits:
         if not limits:
             return False, send
         verdict = await self.limiter.check(limits, route, scope)
+        if self.share is not None and verdict is not None:
+            self.share.maybe_publish()
         if verdict is None or not verdict.headers:
             return False, send
         if verdict.refuse:
             await send_429(send, verdict)
             return True, send
         return False, _with_headers(send, verdict)
+
+    def check_sync(self, limits: tuple[Limit, ...], route: str, scope: Scope
+                   ) -> Verdict | None:
+        """Decide a request without an event loop (WSGI); a refusal has ``refuse`` set.
+
+        The caller answers a refusal with :func:`.ratelimit.answer_429` and adds ``headers``
+        of an allowed verdict to the app's response.
+        """
+        if not limits:
+            return None
+        verdict = self.limiter.check_sync(limits, route, scope)
+        if self.share is not None and verdict is not None:
+            self.share.maybe_publish()
+        return verdict
 
     def add_endpoints(self, api: ControlAPI) -> None:
         """Serve ``GET /_trimtab/limits`` on ``api``."""
@@ -96,7 +132,7 @@ class RateLimits:
             raise ApiError(404, "not_found", f"no endpoint {req.scope['path']}")
         assert self._api is not None  # set by add_endpoints, the only way here
         doc, etag = self._api.config.document()
-        decisions, errors = self.metrics.snapshot()
+        decisions, errors = (self.share.merged() if self.share else self.metrics).snapshot()
         limits = {}
         for name, fields in doc.get("limits", {}).items():
             counts: dict[str, dict[str, int]] = {}
@@ -106,7 +142,7 @@ class RateLimits:
                                               "shadow_limited": 0})[result] = n
             limits[name] = {**fields, "counts": counts}
         return Reply(200, {"limits": limits, "store": self.limiter.backend.name,
-                           "store_errors": sum(errors.values()), "worker": os.getpid()},
+                           "store_errors": sum(errors.values())},
                      [(b"etag", etag.encode())])
 
 

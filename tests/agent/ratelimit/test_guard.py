@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -97,3 +99,31 @@ def test_store_choice(tmp_path: Any) -> None:
             assert "ratelimit store" in str(err)
         else:
             raise AssertionError(f"{bad} accepted")
+
+
+def _worker(directory: str) -> None:
+    from trimtab.agent.ratelimit import RateLimitMetrics as Metrics
+    from trimtab.agent.ratelimit_share import RateLimitShare as Share
+    metrics = Metrics()
+    for _ in range(3):
+        metrics.count("/items/{i}", "per-ip", "limited")
+    metrics.store_error("redis")
+    Share(Path(directory), "api", metrics).publish()
+
+
+def test_counters_of_every_worker_are_summed(tmp_path: Path) -> None:
+    registry = CollectorRegistry(auto_describe=False)
+    mine = RateLimits(MemoryBackend(), registry, tmp_path / "rl", "api")
+    assert mine.share is not None
+    mine.metrics.count("/items/{i}", "per-ip", "limited")
+    mine.share.publish()  # this worker's first publish: snapshots of dead workers go
+    ctx = multiprocessing.get_context("spawn")
+    proc = ctx.Process(target=_worker, args=(str(tmp_path / "rl"),))
+    proc.start()
+    proc.join(timeout=120)
+    assert proc.exitcode == 0
+    merged = mine.share.merged()
+    assert merged.decisions == {("/items/{i}", "per-ip", "limited"): 4}
+    assert merged.store_errors == {"redis": 1}
+    text = generate_latest(registry).decode()
+    assert 'result="limited",route="/items/{i}"} 4.0' in text
