@@ -65,7 +65,9 @@ class SLIReading:
 def latency_sli(buckets: Iterable[tuple[float, float]], threshold_s: float) -> SLIReading:
     """The share of requests at or under ``threshold_s`` seconds."""
     pairs = sorted((float(le), float(v)) for le, v in buckets)
-    if not pairs or pairs[-1][0] != math.inf:
+    if not pairs:  # no series had two samples in the window: no traffic seen, not a bad histogram
+        return SLIReading(math.nan, math.nan, math.nan, False, (math.nan, math.nan), "")
+    if pairs[-1][0] != math.inf:
         return SLIReading(math.nan, math.nan, math.nan, False, (math.nan, math.nan),
                           "no +Inf bucket: the histogram has no total to divide by")
     total = pairs[-1][1]

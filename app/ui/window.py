@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
+    QSystemTrayIcon,
     QTabWidget,
     QToolBar,
 )
@@ -35,6 +36,7 @@ from ..model import format as fmt
 from ..model.before_after import Comparison, bounding_changes, change_scope, compare_all
 from ..model.fleet import FleetModel
 from ..replay.change_markers import CARD_SETTLE, CARD_WINDOW, card, marker_key, markers
+from ..slo.file import slo_path
 from ..snapshot.schema import SUFFIX
 from ..targets.manager import TargetManager
 from .pages.balancer import BalancerPage
@@ -43,6 +45,7 @@ from .pages.fleet import FleetPage
 from .pages.journal import JournalPage
 from .pages.overview import OverviewPage
 from .pages.registry import PAGES
+from .pages.slo import SloPage
 from .pages.routes import RoutesPage
 from .pages.traces import TracesPage
 from .seams import ExportTargets, Launcher, OpenPaths, RunningJob
@@ -73,6 +76,9 @@ class MainWindow(QMainWindow):
         self.traces = TracesPage(model)
         self.journal = JournalPage(tuning)
         self.fleet = self.fleet_page(model, targets)
+        # SLOs live beside the targets file; a window without one (the demo) keeps them in memory.
+        self.slo = SloPage(model, slo_path(targets.path) if targets is not None else None)
+        self.slo.fast_burn.connect(self.notify_fast_burn)
         self.pages = [getattr(self, page.key) for page in PAGES]
         self.tabs = QTabWidget()
         for page, spec in zip(self.pages, PAGES):
@@ -94,6 +100,7 @@ class MainWindow(QMainWindow):
                              "or start the demo (trimtab demo).")
         self.statusBar().addWidget(self.status, 1)
         self.paused = False
+        self._tray: QSystemTrayIcon | None = None  # made on the first fast-burn notification
         self._seen_version = -1
         self._seen_health = -1
         self._fleet_at = 0.0  # monotonic time of the Fleet page's last refresh
@@ -239,6 +246,17 @@ class MainWindow(QMainWindow):
         button = self.balancer.change_button
         button.setEnabled(can_write)
         button.setToolTip("" if can_write else f"Disabled: {reason}")
+
+    @Slot(str, str)
+    def notify_fast_burn(self, name: str, message: str) -> None:
+        """A fast burn: a desktop notification where the desktop has a tray, and the status bar."""
+        self.statusBar().showMessage(f"⚠ {message}", 60_000)
+        if QSystemTrayIcon.isSystemTrayAvailable():
+            if self._tray is None:
+                self._tray = QSystemTrayIcon(self.windowIcon(), self)
+                self._tray.show()
+            self._tray.showMessage(f"SLO {name}: fast burn", message,
+                                   QSystemTrayIcon.MessageIcon.Warning, 30_000)
 
     @Slot(list)
     def show_changes(self, rows: list) -> None:

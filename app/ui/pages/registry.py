@@ -1,4 +1,4 @@
-"""The main window's pages, in tab order: the one list the window, ``--page`` and Ctrl+1…7 use.
+"""The main window's pages, in tab order: the one list the window, ``--page`` and Ctrl+1…8 use.
 
 Qt-free on purpose: the command line reads it to build ``--page`` before Qt is imported.
 """
@@ -24,6 +24,7 @@ PAGES = (
     Page("traces", "Traces"),
     Page("journal", "Journal"),
     Page("fleet", "Fleet"),
+    Page("slo", "SLOs"),
 )
 KEYS = tuple(page.key for page in PAGES)
 

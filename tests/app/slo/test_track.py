@@ -12,43 +12,16 @@ from trimtab.app.slo.definition import SLO, SLOError
 from trimtab.app.slo.file import load, save, slo_path
 from trimtab.app.slo.track import StoreSource, evaluate
 from trimtab.app.store.store import Store
-from trimtab.collectors.canonical import HIST_BUCKET, REQUESTS
 
-T0 = 1_700_000_000.0
-BOUNDS = ("0.1", "0.25", "+Inf")
-LATENCY = SLO("search-fast", "/search", "latency", 0.99, threshold_s=0.25)
-AVAIL = SLO("search-ok", "/search", "availability", 0.99)
+from tests.app.slo.history import AVAIL, LATENCY, T0, fill
+
 ALERTS = (BurnAlert(600.0, 60.0, 6.0, "page"), BurnAlert(1800.0, 300.0, 6.0, "page"))
-
-
-def _fill(store: Store, minutes: int = 20, slow_from: int = 10) -> None:
-    """Each instance serves 10 req/s; from ``slow_from`` min api-2 sends 2 of them over 0.25 s
-    and 1 of them as a 502."""
-    totals: dict[tuple[str, str], float] = {}
-    for second in range(minutes * 60 + 1):
-        rows = []
-        for inst in ("api-1", "api-2"):
-            slow = inst == "api-2" and second > slow_from * 60
-            per_bucket = {"0.1": 6.0, "0.25": 4.0 - (2.0 if slow else 0.0), "+Inf": 2.0 if slow else 0.0}
-            running = 0.0
-            for le in BOUNDS:
-                key = (inst, le)
-                running += per_bucket[le]
-                totals[key] = totals.get(key, 0.0) + (running if second else 0.0)
-                rows.append((inst, HIST_BUCKET, (("le", le), ("method", "GET"), ("route", "/search")),
-                             totals[key]))
-            for status, n in (("200", 9.0 if slow else 10.0), ("502", 1.0 if slow else 0.0)):
-                key = (inst, status)
-                totals[key] = totals.get(key, 0.0) + (n if second else 0.0)
-                rows.append((inst, REQUESTS, (("method", "GET"), ("route", "/search"),
-                                              ("status", status)), totals[key]))
-        store.write_cycle(T0 + second, rows)
 
 
 @pytest.fixture()
 def store(tmp_path: Path):
     with Store(tmp_path / "history.sqlite") as s:
-        _fill(s)
+        fill(s)
         yield s
 
 
