@@ -45,8 +45,8 @@ from .pages.fleet import FleetPage
 from .pages.journal import JournalPage
 from .pages.overview import OverviewPage
 from .pages.registry import PAGES
-from .pages.slo import SloPage
 from .pages.routes import RoutesPage
+from .pages.slo import SloPage
 from .pages.traces import TracesPage
 from .seams import ExportTargets, Launcher, OpenPaths, RunningJob
 from .tuning import JOURNAL_POLL_MS, Tuning
