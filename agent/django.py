@@ -10,7 +10,9 @@ Usage, in the project's ``wsgi.py``::
 A request is named ``/`` + the ``route`` of the ``ResolverMatch`` Django's resolver
 returns for its path (``/items/<int:id>/``, includes joined the way Django joins them),
 found before the view runs so the cache can answer first; a path nothing resolves is
-``<unmatched>``. Every URL pattern of the root URLconf is configurable. A per-request
+``<unmatched>``. A view that raises (Django answers 500 itself) is counted in
+``trimtab_http_exceptions_total`` through Django's ``got_request_exception`` signal. Every URL
+pattern of the root URLconf is configurable. A per-request
 ``request.urlconf`` (set by a middleware) is not seen: routes come from ``ROOT_URLCONF``.
 Django is not a dependency of the agent: import this module only in a Django project.
 """
@@ -21,9 +23,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from django.core.handlers.wsgi import get_path_info
+from django.core.signals import got_request_exception
 from django.urls import Resolver404, URLResolver, get_resolver, resolve
 
-from .wsgi import Environ, TrimtabWSGI, WSGIApp
+from .wsgi import FAILED_KEY, Environ, TrimtabWSGI, WSGIApp
 
 
 class DjangoRoutes:
@@ -56,4 +59,13 @@ def _walk(patterns: Sequence[Any], prefix: str) -> Iterator[str]:
 
 def instrument(application: WSGIApp, **options: Any) -> TrimtabWSGI:
     """Wrap a Django WSGI application; ``options`` go to :class:`~.wsgi.TrimtabWSGI`."""
+    got_request_exception.connect(_mark_failed, weak=False,
+                                  dispatch_uid="trimtab.agent.django.failed")
     return TrimtabWSGI(application, routes=DjangoRoutes(), **options)
+
+
+def _mark_failed(sender: Any, request: Any = None, **_: Any) -> None:
+    """Django turned a view's exception into a 500 itself: tell the middleware it raised."""
+    environ = getattr(request, "environ", None)
+    if environ is not None:
+        environ[FAILED_KEY] = True

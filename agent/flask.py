@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask
+from flask import Flask, got_request_exception, request
 from werkzeug.exceptions import HTTPException
 
-from .wsgi import Environ, TrimtabWSGI
+from .wsgi import FAILED_KEY, Environ, TrimtabWSGI
 
 
 class FlaskRoutes:
@@ -48,4 +48,10 @@ def instrument(app: Flask, **options: Any) -> TrimtabWSGI:
     """Wrap ``app.wsgi_app`` with the agent; ``options`` go to :class:`~.wsgi.TrimtabWSGI`."""
     middleware = TrimtabWSGI(app.wsgi_app, routes=FlaskRoutes(app), **options)
     app.wsgi_app = middleware  # type: ignore[method-assign]
+    got_request_exception.connect(_mark_failed, app, weak=False)
     return middleware
+
+
+def _mark_failed(sender: Flask, exception: BaseException, **_: Any) -> None:
+    """Flask turned a view's exception into a 500 itself: tell the middleware it raised."""
+    request.environ[FAILED_KEY] = True

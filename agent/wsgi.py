@@ -43,6 +43,9 @@ from .routes import UNMATCHED
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+# Set in the environ by a framework integration when the app caught a handler's exception
+# itself (Flask, Django answer 500 without raising): counted as the ASGI side counts a raise.
+FAILED_KEY = "trimtab.failed"
 MEMO_MAX = 4096  # (method, path) -> template memo, cleared when full (a flood stays bounded)
 
 
@@ -130,7 +133,7 @@ class TrimtabWSGI(AgentCore):
                                                   run.span))
                 if found.hit is not None:
                     return self._hit(run, route, scope, found, start_response)
-            response = _Response(self, run, route, scope, found, ttl, start_response)
+            response = _Response(self, run, route, environ, scope, found, ttl, start_response)
             response.inner = self.app(environ, response.start_response)
             return response
         except Exception:
@@ -193,10 +196,15 @@ class _Response:
     and when a complete cacheable body is stored.
     """
 
-    def __init__(self, mw: TrimtabWSGI, run: RequestRun, route: str, scope: Scope,
-                 found: Lookup | None, ttl: float, server_start: StartResponse) -> None:
+    def __init__(self, mw: TrimtabWSGI, run: RequestRun, route: str, environ: Environ,
+                 scope: Scope, found: Lookup | None, ttl: float, server_start: StartResponse
+                 ) -> None:
         self.mw, self.run, self.route, self.scope = mw, run, route, scope
-        self.server_start = server_start
+        self.environ, self.server_start = environ, server_start
+        # What the cache does with the response: (result, reason) to record, if it was asked.
+        self.cache = (found.result, found.reason) if found is not None else None
+        if found is not None and found.result == "bypass":
+            found = None  # to the origin untouched: nothing marked, nothing kept
         self.found, self.ttl = found, ttl
         self.inner: Iterable[bytes] = ()
         self.status = 500
@@ -204,7 +212,6 @@ class _Response:
         self.sent = 0
         self.complete = self.failed = self.closed = False
         self.keep: list[bytes] | None = [] if found is not None else None
-        self.cache = (found.result, "") if found is not None else None
         self.t0, self.wall = time.perf_counter(), time.time()
 
     def start_response(self, status: str, headers: list[tuple[str, str]],
@@ -253,7 +260,8 @@ class _Response:
     def _record(self) -> None:
         mw, run, route = self.mw, self.run, self.route
         run.span.child("handler", self.wall, time.perf_counter() - self.t0)
-        if self.failed:
+        # The app raised through us, or the framework caught it and said so (its signal).
+        if self.failed or self.environ.get(FAILED_KEY):
             mw.failed(route)
         if self.cache is not None:
             mw.cached(run, route, *self.cache)
