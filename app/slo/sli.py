@@ -56,6 +56,8 @@ class SLIReading:
         """``99.12 % (exact at le=0.25)`` or ``98.7 % (interpolated, 97.9–99.4 %)``."""
         if math.isnan(self.good):
             return "no traffic"
+        if self.exact and math.isnan(self.bound_s[1]):  # from status counts: no buckets
+            return f"{self.good * 100:.4g} %"
         if self.exact:
             return f"{self.good * 100:.4g} % (exact at le={self.bound_s[1]:g})"
         return (f"{self.good * 100:.4g} % (interpolated between le={self.bound_s[0]:g} and "

@@ -65,4 +65,5 @@ def test_no_traffic_is_nan_not_a_perfect_score() -> None:
 
 def test_availability() -> None:
     assert availability_sli(1.0, 1000.0).good == pytest.approx(0.999)
+    assert availability_sli(1.0, 1000.0).describe() == "99.9 %"
     assert availability_sli(5.0, 1.0).good == 0.0  # extrapolation noise never goes below 0
