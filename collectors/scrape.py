@@ -54,6 +54,9 @@ class ScrapeTarget:
     # Prometheus sources behind auth: the NAME of an environment variable holding a bearer
     # token (the token itself never goes into the targets file).
     token_env: str = ""
+    # The agent's control endpoint (scheme://host:port) when it is not on the scrape URL's
+    # address (discovery's __trimtab_control_url__, or control_url in the targets file).
+    control_url: str = ""
     # Prometheus' per-target limits; 0 = no limit. Exceeding one fails the whole scrape.
     body_size_limit: int = LIMIT_DEFAULTS["body_size_limit"]
     sample_limit: int = LIMIT_DEFAULTS["sample_limit"]
@@ -70,6 +73,8 @@ class ScrapeTarget:
     @property
     def agent_base(self) -> str:
         """``scheme://host:port`` of the agent serving this target."""
+        if self.control_url:
+            return self.control_url.rstrip("/")
         parts = urlsplit(self.url)
         return f"{parts.scheme}://{parts.netloc}"
 

@@ -15,12 +15,14 @@ import dataclasses
 import faulthandler
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from trimtab.agent.procs import stop_all
 from trimtab.collectors.mappings import MappingTable
 from trimtab.collectors.scrape import ScrapeEngine, ScrapeTarget
 from trimtab.demo.fleet import DemoFleet
@@ -143,10 +145,11 @@ def run_cockpit(args: argparse.Namespace) -> int:
 
     try:
         path, targets, proms, tables = _cockpit_config(args)
+        discovery = targets_file.load_discovery(path)
         settings = _history_settings(args, path)
     except (targets_file.TargetsError, history_settings.SettingsError) as exc:
-        print(f"trimtab: {exc}", file=sys.stderr)
-        return 2
+        return config_error(str(exc))
+    first_run = not path.exists() and not proms  # nothing to watch yet: greet, don't sit empty
     token = os.environ.get("TRIMTAB_TOKEN", "")  # read traces/configs, and change things if write
     targets = [dataclasses.replace(t, token=token) for t in targets]
     store_path = args.store or str(targets_file.default_path().parent / "history.sqlite")
@@ -161,20 +164,58 @@ def run_cockpit(args: argparse.Namespace) -> int:
     # The engine ticks the model once a second even without targets; Prometheus sources only feed it.
     engine = ScrapeEngine(targets, model.ingest, on_cycle=model.tick, mappings=tables,
                           on_traces=model.ingest_traces, on_config=model.ingest_config).start()
-    manager = TargetManager(path, engine, model, token, tables=tables)
+    manager = TargetManager(path, engine, model, token, tables=tables,
+                            names={t.name for t in targets})
+    demos: list[subprocess.Popen[bytes]] = []  # demo fleets started from the greeting
+
+    def make_window() -> MainWindow:
+        window = _exporting(MainWindow(
+            model, targets=manager, tuning=make_tuning(token, targets) if token else None),
+            lambda: _current_targets(path, token, targets) + manager.discovered())
+        if first_run:
+            window.fleet.greet_first_run(lambda: demos.append(_start_demo()))
+            window.tabs.setCurrentIndex(page_index("fleet"))
+        return window
+
     try:
         for prom, saved in proms:
             manager.start_prometheus(prom, saved)
+        if discovery:
+            manager.discover(discovery)
         banner = f"trimtab: {len(targets)} target(s) from {path}" + "".join(
-            f"; Prometheus {p.name} at {p.url}" for p, _ in proms)
-        return _run_window(app, args, lambda: _exporting(MainWindow(
-            model, targets=manager, tuning=make_tuning(token, targets) if token else None),
-            lambda: _current_targets(path, token, targets)), banner)
+            f"; Prometheus {p.name} at {p.url}" for p, _ in proms) + "".join(
+            f"; discovery {c.source.name}" for c in discovery)
+        if first_run:
+            banner += " (no targets file yet: the Fleet page offers Add target… and the demo)"
+        return _run_window(app, args, make_window, banner)
     finally:
+        stop_all(demos)
         manager.close()
         engine.stop()
         keeper.stop()
         store.close()
+
+
+def config_error(message: str) -> int:
+    """A configuration error stops the start: on stderr, and in a window when one can be
+    seen (a cockpit started from a desktop launcher has no terminal); exit status 2."""
+    print(f"trimtab: {message}", file=sys.stderr)
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if platform not in ("offscreen", "minimal") and (
+            os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        from PySide6.QtWidgets import QApplication
+
+        from ..ui.pages.fleet import config_error_box
+
+        app = QApplication.instance() or QApplication(sys.argv[:1])
+        config_error_box(message).exec()
+        del app
+    return 2
+
+
+def _start_demo() -> subprocess.Popen[bytes]:
+    """``trimtab demo`` in a process of its own (the greeting's *Start the demo*)."""
+    return subprocess.Popen([sys.executable, "-m", "trimtab.app.cli.main", "demo"])
 
 
 def _cockpit_config(args: argparse.Namespace) -> tuple[

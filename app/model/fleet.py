@@ -89,6 +89,7 @@ class TargetHealth:
     ok_scrapes: int = 0
     failed_scrapes: int = 0
     next_attempt: float = 0.0  # unix time of the engine's next try (later than usual when backing off)
+    url: str = ""  # what is scraped (the Fleet page's url column)
     # Unix time discovery saw it leave (0.0: present). A gone target is neither up nor down:
     # out of every fleet figure from then on, its series and stored history kept.
     gone: float = 0.0
@@ -204,6 +205,7 @@ class FleetModel:
                 h.gone = 0.0  # the same name joined again
             self.exemplars.add(examples)
             h.up, h.last_scrape, h.duration = result.up, result.timestamp, result.duration
+            h.url = result.target.url
             h.error = result.error
             h.next_attempt = result.next_attempt
             columns = result.exposition.columns() if result.exposition is not None else None

@@ -10,6 +10,14 @@
     # body_size_limit = 16777216, sample_limit = 100000, label_limit = 64,
     # label_name_length_limit = 256, label_value_length_limit = 4096
 
+``control_url = "http://host:9100"`` names the agent's control endpoint (``/_trimtab/…``)
+when it is not at the scrape URL's address.
+
+Besides the hand-written list, ``[[discovery]]`` tables find targets as Prometheus does
+(``kind = "file_sd" | "dns" | "http_sd"``, schema in
+:mod:`trimtab.collectors.discovery.config`); :mod:`trimtab.app.targets.discovery`
+applies what they find. Those targets are never written to this file.
+
 A ``kind = "prometheus"`` target is a Prometheus server (``url`` is its base URL,
 ``http://host:9090``, not a metrics endpoint): trimtab reads the series of all its
 targets from it (``interval`` = seconds between polls) instead of scraping them.
@@ -41,6 +49,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from trimtab.collectors.discovery.config import DiscoveryConfig, from_table
+from trimtab.collectors.discovery.groups import DiscoveryError
 from trimtab.collectors.limits import LIMIT_DEFAULTS, limit_problem
 from trimtab.collectors.mappings import MappingError, MappingTable, builtin_tables, load_file, merge
 from trimtab.collectors.scrape import ScrapeTarget
@@ -82,6 +92,12 @@ def validate(target: ScrapeTarget, existing: list[ScrapeTarget] = ()) -> ScrapeT
         if not ENV_NAME.fullmatch(target.token_env):
             raise TargetsError(f"{where} token_env: must be an environment variable's name "
                                f"(letters, digits, _), got {target.token_env!r}")
+    if target.control_url:
+        control = urlsplit(target.control_url)
+        if (control.scheme not in ("http", "https") or not control.netloc or control.username
+                or control.path.strip("/") or control.query):
+            raise TargetsError(f"{where} control_url: must be http(s)://host:port, "
+                               f"got {target.control_url!r}")
     if not 0 < target.timeout < target.interval <= 3600:
         raise TargetsError(f"{where} timeout/interval: need 0 < timeout < interval ≤ 3600 s, "
                            f"got {target.timeout} / {target.interval}")
@@ -154,12 +170,32 @@ def load(path: Path) -> list[ScrapeTarget]:
                                   str(entry.get("kind", "instance")),
                                   float(entry.get("interval", 1.0)), float(entry.get("timeout", 0.8)),
                                   token_env=str(entry.get("token_env", "")),
+                                  control_url=str(entry.get("control_url", "")),
                                   # limits pass as written: validate() names a wrong one
                                   **{k: entry[k] for k in LIMIT_DEFAULTS if k in entry})
         except (KeyError, TypeError, ValueError) as exc:
             raise TargetsError(f"{path}: target #{i}: missing or wrong field {exc}") from None
         out.append(validate(target, out))
     return out
+
+
+def load_discovery(path: Path) -> list[DiscoveryConfig]:
+    """The ``[[discovery]]`` tables of ``path`` as sources (missing file: none); each is
+    checked whole, and the first bad one raises TargetsError naming it and the field."""
+    if not path.exists():
+        return []
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise TargetsError(f"{path}: not valid TOML: {exc}") from None
+    tables = doc.get("discovery", [])
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise TargetsError(f"{path}: 'discovery' must be an array of tables ([[discovery]])")
+    taken: set[str] = set()
+    try:
+        return [from_table(table, i, path.parent, taken) for i, table in enumerate(tables, 1)]
+    except DiscoveryError as exc:
+        raise TargetsError(f"{path}: {exc}") from None
 
 
 HEADER = """\

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QTabWidget,
     QToolBar,
 )
+from trimtab.collectors.errors import one_line
 from trimtab.widgets.card import ChangeCard
 from trimtab.widgets.theme import THEMES
 
@@ -402,13 +403,17 @@ class MainWindow(QMainWindow):
         self.set_x_window(end - self.live_window, end)
 
     def _refresh_status(self) -> None:
-        health = self.model.read(lambda m: list(m.health.values()))
-        if not health:
+        everyone = self.model.read(lambda m: list(m.health.values()))
+        # Targets discovery dropped are gone, not down: out of the count, named apart.
+        health = [h for h in everyone if not h.gone]
+        if not everyone:
             return
         up = sum(1 for h in health if h.up)
-        last = max(h.last_scrape for h in health)
-        down = [f"{h.name}: {h.error}" for h in health if not h.up]
+        last = max(h.last_scrape for h in everyone)
+        down = [f"{h.name}: {one_line(h.error)}" for h in health if not h.up]
         text = f"{up}/{len(health)} targets up · last scrape {fmt.ago(time.time() - last)}"
+        if len(health) < len(everyone):
+            text += f" · {len(everyone) - len(health)} gone"
         if down:
             text += " · down: " + "; ".join(down)
         if self.model.store_error:
