@@ -89,14 +89,15 @@ def _field_problem(key: str, value: Any, known: set[str]) -> str:
             return f"unknown route {shown(value)} (known: {ANY_ROUTE}, " \
                    f"{', '.join(sorted(known))})"
     elif key == "key":
-        if not _valid_key(value):
+        if not valid_key(value):
             return f"must be ip, global, header:<name> or jwt:<claim>, got {shown(value)}"
     else:
         return f"unknown field (allowed: {', '.join(LIMIT_FIELDS)})"
     return ""
 
 
-def _valid_key(value: Any) -> bool:
+def valid_key(value: Any) -> bool:
+    """True for a key spec: ``ip``, ``global``, ``header:<name>`` or ``jwt:<claim>``."""
     if not isinstance(value, str):
         return False
     if value in ("ip", "global"):

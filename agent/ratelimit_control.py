@@ -10,12 +10,18 @@
   change limits with ``PATCH /_trimtab/config`` (``limits.<name>``, see
   :mod:`.ratelimit_config`), revert with ``POST /_trimtab/revert/{id}``. Counts
   are the same counters as ``/metrics`` (every worker's, with a state dir).
+- ``GET /_trimtab/limits/whatif?route=&key=ip&rate=&burst=&minutes=10`` (read) →
+  what that limit would have done to the route's recent traffic in this worker
+  (``requests``, ``limited``, ``limited_share``, ``keys``, ``limited_keys``,
+  ``top_limited``; see :mod:`.ratelimit_whatif`); 400 naming a bad parameter,
+  404 when the route or that key kind has no recorded arrivals.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +30,7 @@ from prometheus_client import CollectorRegistry
 
 from .auth import READ
 from .control import ApiError, ControlAPI, Reply, Request
+from .params import BadNumber, parse_finite, parse_uint
 from .ratelimit import (
     Backend,
     Limit,
@@ -35,8 +42,10 @@ from .ratelimit import (
     Verdict,
     send_429,
 )
+from .ratelimit_config import MAX_BURST, MAX_RATE, valid_key
 from .ratelimit_share import RateLimitShare
 from .ratelimit_store import FileBackend, MemoryBackend, RedisBackend
+from .ratelimit_whatif import ArrivalLog
 
 STORE_ENV = "TRIMTAB_RATELIMIT_STORE"
 
@@ -69,6 +78,7 @@ class RateLimits:
                  share_dir: Path | None = None, instance: str = "api") -> None:
         self.metrics = RateLimitMetrics()
         self.limiter = Limiter(backend, self.metrics)
+        self.arrivals = ArrivalLog()
         self.share = RateLimitShare(share_dir, instance, self.metrics) \
             if share_dir is not None else None
         self._api: ControlAPI | None = None
@@ -96,6 +106,7 @@ class RateLimits:
         run), else ``(False, send')`` where ``send'`` adds the enforced limits'
         RateLimit headers to the app's response (``send`` itself when none apply).
         """
+        self.arrivals.observe(route, limits, scope, time.monotonic())
         if not limits:
             return False, send
         verdict = await self.limiter.check(limits, route, scope)
@@ -115,6 +126,7 @@ class RateLimits:
         The caller answers a refusal with :func:`.ratelimit.answer_429` and adds ``headers``
         of an allowed verdict to the app's response.
         """
+        self.arrivals.observe(route, limits, scope, time.monotonic())
         if not limits:
             return None
         verdict = self.limiter.check_sync(limits, route, scope)
@@ -128,7 +140,10 @@ class RateLimits:
         api.add("GET", "limits", READ, self._read)
 
     async def _read(self, req: Request) -> Reply:
-        if req.scope["path"].rstrip("/") != "/_trimtab/limits":
+        path = req.scope["path"].rstrip("/")
+        if path == "/_trimtab/limits/whatif":
+            return self._whatif(req.query)
+        if path != "/_trimtab/limits":
             raise ApiError(404, "not_found", f"no endpoint {req.scope['path']}")
         assert self._api is not None  # set by add_endpoints, the only way here
         doc, etag = self._api.config.document()
@@ -153,3 +168,49 @@ def _with_headers(send: Send, verdict: Verdict) -> Send:
         await send(message)
 
     return wrapped
+
+    def _whatif(self, query: dict[str, str]) -> Reply:
+        route = query.get("route")
+        if not route:
+            raise ApiError(400, "bad_parameter", "route is required",
+                           routes=self.arrivals.routes())
+        key = query.get("key", "ip")
+        if not valid_key(key):
+            raise ApiError(400, "bad_parameter",
+                           "key must be ip, global, header:<name> or jwt:<claim>")
+        key = key.lower() if key.startswith("header:") else key
+        rate = _param(query, "rate", None, 0.0, MAX_RATE, "requests per second")
+        burst = int(_param(query, "burst", None, 1, MAX_BURST, "requests", integer=True))
+        window = self.arrivals.window / 60
+        minutes = _param(query, "minutes", min(10.0, window), 0.0, window, "minutes")
+        answer = self.arrivals.predict(route, key, rate, burst, minutes * 60,
+                                       time.monotonic())
+        if answer is None:
+            specs = self.arrivals.specs(route)
+            if not specs:
+                raise ApiError(404, "unknown_route", f"no traffic recorded for route {route!r}",
+                               routes=self.arrivals.routes())
+            raise ApiError(404, "key_not_recorded",
+                           f"arrivals on {route!r} are not recorded by {key}; add a limit "
+                           "with that key (mode off is enough) to start recording",
+                           keys=specs)
+        return Reply(200, answer)
+
+
+def _param(query: dict[str, str], name: str, default: float | None, low: float, high: float,
+           unit: str, integer: bool = False) -> float:
+    """A number in (low, high] (integers: [low, high]) from the query; 400 naming it."""
+    raw = query.get(name)
+    if raw is None or raw == "":
+        if default is None:
+            raise ApiError(400, "bad_parameter", f"{name} is required")
+        return default
+    try:
+        value = float(parse_uint(raw, name)) if integer else parse_finite(raw, name)
+    except BadNumber as err:
+        raise ApiError(400, "bad_parameter", str(err)) from None
+    if not (low <= value <= high if integer else low < value <= high):
+        raise ApiError(400, "bad_parameter",
+                       f"{name} must be {'from' if integer else 'above'} {low:g} "
+                       f"to {high:g} {unit}, got {value:g}")
+    return value

@@ -61,6 +61,7 @@ from .types import (
     FieldChange,
     JournalRow,
     LimitsRead,
+    LimitWhatIf,
     Outcome,
     Reply,
     Unreachable,
@@ -342,6 +343,19 @@ class ControlClient:
             raise ControlError(reply.status, "bad_reply", "limits answer without limits/ETag")
         return LimitsRead(limit_views(body["limits"]), str(body.get("store", "")),
                           int(body.get("store_errors", 0)), reply.etag)
+
+    def limits_whatif(self, agent: Agent, route: str, key: str, rate: float, burst: int,
+                      minutes: float = 10.0) -> LimitWhatIf:
+        """The share of ``route``'s recent requests (and keys) a limit would have refused."""
+        instance_only(agent)
+        params = {"route": route, "key": key, "rate": repr(float(rate)), "burst": str(burst),
+                  "minutes": repr(float(minutes))}
+        b = self._get(agent, "/_trimtab/limits/whatif", params).body
+        return LimitWhatIf(str(b["route"]), str(b["key"]), float(b["rate"]), int(b["burst"]),
+                           float(b["seconds"]), int(b["requests"]), int(b["limited"]),
+                           float(b["limited_share"]), int(b["keys"]), int(b["limited_keys"]),
+                           tuple((str(t["key"]), int(t["requests"]), int(t["limited"]))
+                                 for t in b["top_limited"]))
 
     def set_limit(self, agents: Iterable[Agent], name: str, fields: Mapping[str, Any],
                   reason: str, expected: Mapping[Agent, str | None]) -> ChangeResult:

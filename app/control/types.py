@@ -135,6 +135,23 @@ class LimitsRead:
     etag: str
 
 
+@dataclass(frozen=True)
+class LimitWhatIf:
+    """What a proposed limit would have done to a route's recent traffic on one worker."""
+
+    route: str
+    key: str
+    rate: float
+    burst: int
+    seconds: float  # how much traffic the answer covers
+    requests: int
+    limited: int
+    limited_share: float
+    keys: int
+    limited_keys: int
+    top_limited: tuple[tuple[str, int, int], ...]  # (key, requests, limited), most limited first
+
+
 def limit_views(section: Mapping[str, Any]) -> dict[str, LimitView]:
     """The ``limits`` part of a config document (or of ``GET /_trimtab/limits``), typed."""
     return {name: LimitView(name, str(f["route"]), str(f["key"]), float(f["rate"]),
