@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .dialog_fit import FittedDialog
 from .number_field import ERROR_STYLE, NumberField
 
 STATES = ("ready", "drain", "maint")
@@ -38,6 +39,7 @@ DRAINING = ("drain", "maint")  # states that take a server out of rotation
 # repeated because widgets never import the agent; a test holds them equal.
 MAX_TTL = 86400.0
 MAX_WEIGHT = 256
+CHECKS_PER_ROW = 4  # instance check boxes per row: twelve instances must not widen the dialog
 
 
 def _apply_buttons(dialog: QDialog) -> tuple[QDialogButtonBox, QPushButton]:
@@ -65,7 +67,7 @@ def _blocked_label() -> QLabel:
     return label
 
 
-class TtlDialog(QDialog):
+class TtlDialog(FittedDialog):
     """New TTL for one route on all instances, one canary, or a chosen set."""
 
     def __init__(self, route: str, current: Mapping[str, float], parent: QWidget | None = None,
@@ -96,6 +98,7 @@ class TtlDialog(QDialog):
         self.err_max = NumberField(0, 100, unit="%", hint="0 = no error-rate gate")
         self.err_max.setValue(1.0)
         self.preview = QLabel("Predicted hit ratio: asking the agents…")
+        self.preview.setWordWrap(True)  # the agent's grid is one long line
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -103,7 +106,7 @@ class TtlDialog(QDialog):
         boxes = QWidget()
         row = QGridLayout(boxes)
         for i, check in enumerate(self.checks.values()):
-            row.addWidget(check, 0, i)
+            row.addWidget(check, i // CHECKS_PER_ROW, i % CHECKS_PER_ROW)
         form = QFormLayout()
         form.addRow("New TTL", self.ttl)
         form.addRow(self.scope_all)
@@ -115,15 +118,19 @@ class TtlDialog(QDialog):
         form.addRow("Revert if its p95 exceeds", self.p95_max)
         form.addRow("… or its error rate exceeds", self.err_max)
         self.buttons, self.apply = _apply_buttons(self)
-        layout = QVBoxLayout(self)
+        body = QWidget()
+        layout = QVBoxLayout(body)
+        layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(form)
         layout.addWidget(self.preview)
         layout.addWidget(QLabel("<b>This changes:</b>"))
         layout.addWidget(self.summary)
-        layout.addWidget(QLabel("Entries already cached keep their old expiry; new ones use the "
-                                "new TTL. 0 s turns caching off; a gate at 0 is no gate."))
-        layout.addWidget(self.blocked)
-        layout.addWidget(self.buttons)
+        note = QLabel("Entries already cached keep their old expiry; new ones use the "
+                      "new TTL. 0 s turns caching off; a gate at 0 is no gate.")
+        note.setWordWrap(True)
+        layout.addWidget(note)
+        layout.addStretch(1)
+        self.install(body, self.blocked, self.buttons)
         for signal in (self.ttl.changed, self.watch.changed, self.p95_max.changed,
                        self.err_max.changed, self.reason.textChanged,
                        self.canary.currentIndexChanged, self.staged.toggled,
@@ -218,7 +225,7 @@ class TtlDialog(QDialog):
                              f"{self._whatif[nearest] * 100:.0f} %{self._whatif_note}\n{table}")
 
 
-class WeightsDialog(QDialog):
+class WeightsDialog(FittedDialog):
     """Weights (slider + typed field) and states per server, with the expected share previewed."""
 
     def __init__(self, servers: Sequence[tuple[str, int, str]],
@@ -270,7 +277,9 @@ class WeightsDialog(QDialog):
         self.summary.setWordWrap(True)
         self.blocked = _blocked_label()
         self.buttons, self.apply = _apply_buttons(self)
-        layout = QVBoxLayout(self)
+        body = QWidget()
+        layout = QVBoxLayout(body)
+        layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(grid)
         form = QFormLayout()
         form.addRow("Reason", self.reason)
@@ -278,8 +287,8 @@ class WeightsDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(QLabel("<b>This changes:</b>"))
         layout.addWidget(self.summary)
-        layout.addWidget(self.blocked)
-        layout.addWidget(self.buttons)
+        layout.addStretch(1)
+        self.install(body, self.blocked, self.buttons)
         self._update()
 
     @staticmethod

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtWidgets import (
-    QDialog,
     QDialogButtonBox,
     QFileDialog,
     QFormLayout,
@@ -17,6 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .dialog_fit import FittedDialog
 from .range_fields import RangeFields
 
 SUFFIX = ".trimtab"
@@ -24,7 +24,7 @@ INCIDENT_RANGES = (("last 15 min", 900), ("last 30 min", 1800), ("last 1 h", 360
                    ("last 6 h", 6 * 3600), ("from … to …", 0))
 
 
-class ExportDialog(RangeFields, QDialog):
+class ExportDialog(RangeFields, FittedDialog):
     """Range (last 15 min … 6 h, or from … to …), notes for the colleague, and the file.
 
     Export is refused with a message while the range is empty or reversed, the file
@@ -47,18 +47,20 @@ class ExportDialog(RangeFields, QDialog):
         where.addWidget(browse)
         self.error = QLabel("")
         self.error.setStyleSheet("color: #d9534f")
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save
-                                   | QDialogButtonBox.StandardButton.Cancel)
+        self.error.setWordWrap(True)  # it may name a long folder
+        self.buttons = buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save
+                                                  | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self._check)
         buttons.rejected.connect(self.reject)
-        form = QFormLayout(self)
+        body = QWidget()
+        form = QFormLayout(body)
+        form.setContentsMargins(0, 0, 0, 0)
         form.addRow("Range:", self.choice)
         form.addRow("From:", self.start)
         form.addRow("To:", self.end)
         form.addRow("Notes:", self.notes)
         form.addRow("File:", where)
-        form.addRow(self.error)
-        form.addRow(buttons)
+        self.install(body, self.error, buttons)
 
     def file(self) -> Path:
         """The chosen file, with ``.trimtab`` added when it has another ending."""

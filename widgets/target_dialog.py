@@ -14,7 +14,6 @@ import math
 from PySide6.QtCore import Slot
 from PySide6.QtWidgets import (
     QComboBox,
-    QDialog,
     QDialogButtonBox,
     QFormLayout,
     QLabel,
@@ -22,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .dialog_fit import FittedDialog
 from .number_field import NumberField
 
 URL_HINTS = {  # kind → (row label, placeholder); other kinds: a metrics endpoint
@@ -31,7 +31,7 @@ URL_HINTS = {  # kind → (row label, placeholder); other kinds: a metrics endpo
 METRICS_HINT = ("Metrics URL", "http://127.0.0.1:8000/metrics")
 
 
-class TargetDialog(QDialog):
+class TargetDialog(FittedDialog):
     """Name, URL, kind and interval of a target. ``values()`` returns them as typed."""
 
     def __init__(self, kinds: tuple[str, ...], parent: QWidget | None = None) -> None:
@@ -65,14 +65,15 @@ class TargetDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         self.interval.changed.connect(self._interval_changed)
-        self.form = form = QFormLayout(self)
+        body = QWidget()
+        self.form = form = QFormLayout(body)
+        form.setContentsMargins(0, 0, 0, 0)
         form.addRow("Name", self.name)
         form.addRow(self.url_label, self.url)
         form.addRow("Kind", self.kind)
         form.addRow("Token variable", self.token_env)
         form.addRow("Scrape interval", self.interval)
-        form.addRow(self.error)
-        form.addRow(buttons)
+        self.install(body, self.error, buttons)
         self._kind_changed(self.kind.currentText())
 
     @Slot(str)
