@@ -45,7 +45,7 @@ def test_p95_matches_histogram_quantile_check_values() -> None:
     # rate(x[10s]) at 101: 100 requests in the 10 s range (the counter was 0 at 100 s, so
     # Prometheus extrapolates nothing before that): 10 /s.
     assert stats.rate == pytest.approx(10.0)
-    assert fmt.quantile(stats.quantiles[0.95]) == "295 ms (200–300)"
+    assert fmt.quantile(stats.quantiles[0.95]) == "295 ms (200–300 ms)"
 
 
 def test_rates_are_summed_across_instances_before_the_quantile() -> None:
@@ -102,7 +102,7 @@ def test_inf_bucket_is_flagged_as_a_lower_bound() -> None:
 
 
 @pytest.mark.parametrize(("seconds", "text"), [
-    (0.000512, "512 µs"), (0.0042, "4.2 ms"), (0.1834, "183 ms"), (2.5, "2.50 s"),
+    (0.000512, "512 µs"), (0.0042, "4.20 ms"), (0.1834, "183 ms"), (2.5, "2.50 s"),
     (math.nan, "–"),
 ])
 def test_duration_format(seconds: float, text: str) -> None:
