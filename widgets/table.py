@@ -249,6 +249,9 @@ class TableFilter(QWidget):
         self.edit.setClearButtonEnabled(True)
         self.edit.setPlaceholderText(f"Filter {noun}: text, or a glob such as /api/*")
         self.count = QLabel("")
+        # Room for "120 of 250 routes" from the start: the box does not jump while typing.
+        self.count.setMinimumWidth(self.count.fontMetrics().horizontalAdvance(
+            f"0000 of 0000 {noun}"))
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.edit, 1)

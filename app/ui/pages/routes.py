@@ -1,15 +1,16 @@
-"""The Slow routes page: per-route quantiles from histogram buckets, and the selected route over
-time. GUI thread.
+"""The Slow routes page: per-route quantiles from histogram buckets, status classes and
+response size, and the selected route over time. GUI thread.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
+    QHBoxLayout,
     QLabel,
     QPushButton,
     QSplitter,
@@ -17,15 +18,46 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 from trimtab.widgets.heatmap import HeatmapView
-from trimtab.widgets.table import SortableTable
+from trimtab.widgets.table import ROW_KEY_ROLE, Cell, SortableTable, TableFilter
 from trimtab.widgets.timeseries import TimeSeriesView
 
 from ...model import format as fmt
-from ...model.fleet import QUANTILES, FleetModel, level_name
+from ...model.fleet import (
+    CLASS_SERIES,
+    QUANTILES,
+    STATUS_CLASSES,
+    FleetModel,
+    RouteStats,
+    level_name,
+)
 from .common import percent_series
 
-ROUTE_HEADERS = ("route", "p50 (bucket, ms)", "p95 (bucket, ms)", "p99 (bucket, ms)", "rate",
-                 "errors", "time spent (p95 × rate)")
+# The status classes that get a column (``other``, 1xx and odd labels, is rare: chart only).
+TABLE_CLASSES = ("2xx", "3xx", "4xx", "429", "5xx")
+# The route every series without a route label folds into (extract: ``lab.get("route", "?")``).
+UNLABELLED = "?"
+FOLD_REASON = ("the instrumentation sends no http.route label, so every path lands here; "
+               "see the README's instrumentation table for the fix")
+
+
+def route_headers(levels: Sequence[float]) -> tuple[str, ...]:
+    """The slow-routes table's headers for ``levels`` (fractions)."""
+    return ("route", *(f"{level_name(q)} (bucket, ms)" for q in levels), "req/s",
+            *TABLE_CLASSES, "size (mean)", "time spent (p95 × rate)")
+
+
+ROUTE_HEADERS = route_headers(QUANTILES)
+HEADER_TIPS = {
+    "req/s": "Requests per second, summed over instances, over the rate window",
+    **{cls: f"Share of the route's requests answered {cls}" for cls in TABLE_CLASSES},
+    "4xx": "Share of the route's requests answered 4xx other than 429",
+    "429": "Share of the route's requests refused as rate limited (429)",
+    "5xx": "Share of the route's requests answered 5xx (server errors)",
+    "size (mean)": "Mean response body per response, in bytes (the agent counts what it "
+                   "sends: after compression; HEAD counts 0)",
+    "time spent (p95 × rate)": "p95 × requests per second: seconds of handler time per "
+                               "second, the default ranking",
+}
 
 
 class RoutesPage(QWidget):
@@ -47,22 +79,33 @@ class RoutesPage(QWidget):
         self.traces_button.setToolTip("Open the Traces page filtered to the selected route's "
                                       "requests at least as slow as its p95")
         self.traces_button.clicked.connect(self._ask_traces)
-        self.table = SortableTable(ROUTE_HEADERS)
+        self.table = SortableTable(ROUTE_HEADERS, tooltips=HEADER_TIPS)
         self.table.sortItems(len(ROUTE_HEADERS) - 1, Qt.SortOrder.DescendingOrder)
         self.table.row_selected.connect(self.select_route)
+        self.filter = TableFilter(self.table, remember_as="routes")
         self.selected: str | None = None
         self.levels: tuple[float, ...] = QUANTILES  # the percentiles in the table and chart
         # Where a newly selected route's charts start; a replay window reads its own clock.
         self.since: Callable[[], float] = lambda: time.time() - 900
         self.percentiles = TimeSeriesView("Percentiles of the selected route", "latency", "s",
                                           "Select a route in the table to see its percentiles.")
+        # Scaled to the data: a 0.4 % error ratio drawn on 0–100 % is a flat line at zero.
         self.errors = TimeSeriesView("Error ratio (5xx) of the selected route", "errors (%)", "",
-                                     "Select a route in the table.", y_range=(0, 100))
+                                     "Select a route in the table.")
+        # Never below 0 % and at least one percentage point tall: a route without errors is
+        # a line at the bottom, not float noise around zero drawn as a wave.
+        self.errors.plot.getPlotItem().getViewBox().setLimits(yMin=0.0, minYRange=1.0)
+        self.statuses = TimeSeriesView("Requests per second by status class of the selected "
+                                       "route", "requests", "/s", "Select a route in the table.")
+        self.sizes = TimeSeriesView("Mean response size of the selected route", "body", "B",
+                                    "Select a route in the table. Needs the trimtab agent's "
+                                    "response size histogram.")
         self.instances = TimeSeriesView("p95 per instance of the selected route", "p95 latency",
                                         "s", "Select a route in the table.")
-        self.heatmap = HeatmapView("Latency heatmap of the selected route (click a cell for "
-                                   "its traces)",
+        self.heatmap = HeatmapView("Latency heatmap of the selected route",
                                    "Select a route in the table to see its latency buckets.")
+        self.heatmap.setToolTip("Click a cell for the traces of that time slice and latency "
+                                "range")
         self.heatmap.cellClicked.connect(self._heat_cell_clicked)
         for chart in (self.percentiles, self.instances):
             chart.pointClicked.connect(self._latency_point_clicked)
@@ -70,17 +113,22 @@ class RoutesPage(QWidget):
                            "(trimtab demo) or add a target.")
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.table)
-        for pair in ((self.percentiles, self.heatmap), (self.instances, self.errors)):
+        for trio in ((self.percentiles, self.heatmap, self.instances),
+                     (self.statuses, self.errors, self.sizes)):
             row = QSplitter(Qt.Orientation.Horizontal)
-            for chart in pair:
+            for chart in trio:
                 row.addWidget(chart)
             split.addWidget(row)
-        split.setSizes([200, 300, 260])
+        split.setSizes([220, 260, 260])
+        top = QHBoxLayout()
+        top.addWidget(self.filter, 1)
+        top.addWidget(self.traces_button)
         layout = QVBoxLayout(self)
         layout.addWidget(self.hint)
-        layout.addWidget(self.traces_button, 0, Qt.AlignmentFlag.AlignRight)
+        layout.addLayout(top)
         layout.addWidget(split, 1)
-        self.charts = [self.percentiles, self.heatmap, self.instances, self.errors]
+        self.charts = [self.percentiles, self.heatmap, self.instances, self.statuses,
+                       self.errors, self.sizes]
 
     @Slot(float, float, float, float)
     def _heat_cell_clicked(self, t0: float, t1: float, lo_s: float, hi_s: float) -> None:
@@ -112,26 +160,39 @@ class RoutesPage(QWidget):
         self.selected = route
         self.percentiles.plot.setTitle(f"Percentiles of {route}")
         self.errors.plot.setTitle(f"Error ratio (5xx) of {route}")
+        self.statuses.plot.setTitle(f"Requests per second by status class of {route}")
+        self.sizes.plot.setTitle(f"Mean response size of {route}")
         self.instances.plot.setTitle(f"p95 per instance of {route}")
-        self.heatmap.plot.setTitle(f"Latency heatmap of {route} (click a cell for its traces)")
+        self.heatmap.plot.setTitle(f"Latency heatmap of {route}")
         self.refresh(self.since())
+
+    def _row(self, s: RouteStats) -> list[Cell]:
+        name = s.route
+        if s.route == UNLABELLED:  # say why one route carries every path (issue 21.4)
+            name = f"{UNLABELLED} — {fmt.rate(s.rate)} folded: {FOLD_REASON}"
+        cells: list[Cell] = [(name, s.route)]
+        for level in self.levels:
+            est = s.quantiles.get(level)
+            cells.append((fmt.quantile(est), est.value if est else -1.0))
+        cells.append((fmt.rate(s.rate), s.rate))
+        for cls in TABLE_CLASSES:
+            part = s.status_rates.get(cls, 0.0) / s.rate if s.rate else math.nan
+            cells.append((fmt.percent(part), -1.0 if math.isnan(part) else part))
+        cells += [(byte_size(s.size_mean), -1.0 if math.isnan(s.size_mean) else s.size_mean),
+                  (f"{s.time_spent:.3f} s/s", s.time_spent)]
+        return cells
 
     def refresh(self, since: float) -> None:
         stats = self.model.read(lambda m: list(m.routes.values()))
-        rows = []
-        for s in stats:
-            cells = [(s.route, s.route)]
-            for level in self.levels:
-                est = s.quantiles.get(level)
-                cells.append((fmt.quantile(est), est.value if est else -1.0))
-            cells += [(fmt.rate(s.rate), s.rate),
-                      (fmt.percent(s.error_ratio), -1.0 if math.isnan(s.error_ratio) else s.error_ratio),
-                      (f"{s.time_spent:.3f} s/s", s.time_spent)]
-            rows.append((s.route, cells))
+        rows = [(s.route, self._row(s)) for s in stats]
         self.table.set_rows(rows)
         self.hint.setVisible(not rows)
-        if self.selected is None and rows:
-            self.table.selectRow(0)  # the most expensive route, so the charts are never idle
+        if self.selected is None and self.table.rowCount():
+            # The most expensive route, so the charts are never idle; not the fold of
+            # unlabelled requests when a real route is there (it says nothing about one path).
+            keys = [self.table.proxy.index(r, 0).data(ROW_KEY_ROLE)
+                    for r in range(self.table.rowCount())]
+            self.table.selectRow(next((i for i, k in enumerate(keys) if k != UNLABELLED), 0))
         if self.selected is None:
             return
         names = [level_name(q) for q in self.levels]
@@ -145,3 +206,22 @@ class RoutesPage(QWidget):
                                          "needs two scrapes.")
         err = self.model.snapshot("error_ratio", since, [self.selected])
         self.errors.set_series(percent_series({"5xx %": err[self.selected]} if err else {}))
+        by_class = {cls: self.model.snapshot(CLASS_SERIES[cls], since, [self.selected])
+                    for cls in STATUS_CLASSES}
+        # keep_gone=False: a route without 3xx has no 3xx entry in the legend.
+        self.statuses.set_series({cls: found[self.selected] for cls, found in by_class.items()
+                                  if self.selected in found}, keep_gone=False)
+        size = self.model.snapshot("size_mean", since, [self.selected])
+        self.sizes.set_series({"bytes per response": size[self.selected]} if size else {},
+                              keep_gone=False)
+
+
+def byte_size(n: float) -> str:
+    """``1536.0`` → ``"1.5 KiB"``: a body size in the unit that keeps the number short."""
+    if math.isnan(n):
+        return "–"
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024 or unit == "MiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024.0
+    raise AssertionError("unreachable")

@@ -9,16 +9,9 @@ import math
 from collections.abc import Callable, Sequence
 
 from ...model.fleet import FleetModel
-from ...replay.model import level_name
 from ...targets.manager import TargetManager
 from ..pages.fleet import FleetPage
-from ..pages.routes import RoutesPage
-
-
-def route_headers(levels: Sequence[float]) -> tuple[str, ...]:
-    """The slow-routes table's headers for ``levels`` (fractions)."""
-    return ("route", *(f"{level_name(q)} (bucket, ms)" for q in levels), "rate", "errors",
-            "time spent (p95 × rate)")
+from ..pages.routes import RoutesPage, route_headers
 
 
 class ReplayRoutesPage(RoutesPage):

@@ -44,7 +44,7 @@ MIX = {200: 6, 302: 1, 404: 3, 429: 2, 500: 4}  # requests per status between tw
 LIMITS = (1, 10, 100)  # /search pages: 16, 160 and 1600 bytes
 
 
-def _scrapes() -> list[str]:
+def agent_scrapes() -> list[str]:
     """/metrics before and after the measured requests (every series exists in both)."""
     app = _app()
 
@@ -73,7 +73,7 @@ def _scrapes() -> list[str]:
 @pytest.fixture(scope="module")
 def model() -> FleetModel:
     model = FleetModel(rate_window=10.0)
-    before, after = _scrapes()
+    before, after = agent_scrapes()
     model.ingest(ScrapeResult(API, 100.0, True, 0.01, parse(before), ""))
     model.ingest(ScrapeResult(API, 105.0, True, 0.01, parse(after), ""))
     model.tick(105.0)
