@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -38,6 +40,9 @@ class DemoFleet:
 
     Every agent gets the same two fresh tokens: ``read_token`` (the cockpit reads traces
     and config with it) and ``write_token`` (the operator's, for changes).
+
+    Logs and agent state go to ``log_dir``; without one the fleet makes a temporary
+    ``workdir`` and ``stop()`` removes it (a caller's ``log_dir`` is left alone).
     """
 
     rps: float = 100.0
@@ -47,6 +52,14 @@ class DemoFleet:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
     balancer_url: str = ""
+    workdir: str = ""  # logs, agent state (and the cockpit's history): log_dir or a temp dir
+    owns_workdir: bool = False
+
+    def __post_init__(self) -> None:
+        if self.log_dir is None:
+            self.workdir, self.owns_workdir = tempfile.mkdtemp(prefix="trimtab-demo-"), True
+        else:
+            self.workdir = self.log_dir
 
     def start(self) -> DemoFleet:
         try:
@@ -77,8 +90,8 @@ class DemoFleet:
         self._spawn("loadgen", ["loadgen", "--url", self.balancer_url, "--rps", str(self.rps)])
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
-        log = f"{self.log_dir}/{name}.log" if self.log_dir else None
-        state = os.path.join(self.log_dir or tempfile.mkdtemp(prefix="trimtab-demo-"), "state", name)
+        log = os.path.join(self.workdir, f"{name}.log")
+        state = os.path.join(self.workdir, "state", name)
         os.makedirs(state, exist_ok=True)
         env = {"TRIMTAB_TOKENS": f"operator:write:{self.write_token},cockpit:read:{self.read_token}",
                "TRIMTAB_STATE_DIR": state}
@@ -90,8 +103,33 @@ class DemoFleet:
     def pids(self) -> list[int]:
         return [p.pid for p in self.procs]
 
+    def instance_url(self) -> str:
+        """The first API instance's base URL (its control API is under /_trimtab/)."""
+        first = next(t for t in self.targets if t.kind == "instance")
+        return first.url.removesuffix("/metrics")
+
+    def curl_example(self, base_url: str | None = None) -> str:
+        """A ready-to-paste write with the demo's token: drop an instance's cached products."""
+        url = f"{base_url or self.instance_url()}/_trimtab/cache/invalidate"
+        body = '{"route": "/products/{id}", "reason": "tried from curl"}'
+        return shlex.join(["curl", "-s", "-X", "POST", "-H",
+                           f"Authorization: Bearer {self.write_token}", "-H",
+                           "Content-Type: application/json", "-d", body, url])
+
+    def token_lines(self) -> list[str]:
+        """What the demo prints for the operator: the write token and a curl to try it.
+
+        The token is fresh per run and valid only for this demo's loopback agents, so
+        showing it is the point (a real fleet's tokens are never printed).
+        """
+        return [f"trimtab: demo write token (this run only): {self.write_token}",
+                f"trimtab: try it: {self.curl_example()}"]
+
     def stop(self) -> None:
+        """Stop every process; remove the temporary workdir when the fleet made it."""
         stop_all(self.procs)
+        if self.owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> DemoFleet:
         return self.start()

@@ -17,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -104,6 +103,7 @@ def _run_window(app: QCoreApplication, args: argparse.Namespace,
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    from ..ui.demo_info import show_demo_info
     from ..ui.window import MainWindow
 
     try:
@@ -112,9 +112,10 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"trimtab: {exc}", file=sys.stderr)
         return 2
     app = _qt_app(args)
-    log_dir = tempfile.mkdtemp(prefix="trimtab-demo-")
-    print(f"trimtab: starting the demo fleet (logs in {log_dir}) ...", flush=True)
-    fleet = DemoFleet(rps=args.rps, log_dir=log_dir)
+    fleet = DemoFleet(rps=args.rps)  # its temporary directory goes with fleet.stop()
+    log_dir = fleet.workdir
+    print(f"trimtab: starting the demo fleet (logs in {log_dir}, removed on exit) ...",
+          flush=True)
     engine: ScrapeEngine | None = None
     model: FleetModel | None = None
     keeper: HistoryKeeper | None = None
@@ -124,11 +125,18 @@ def run_demo(args: argparse.Namespace) -> int:
         model = FleetModel(store=store)
         keeper = _keep(store)
         engine = scraping = start_collection(fleet, model)
-        banner = (f"trimtab: balancer at {fleet.balancer_url}; "
-                  + ", ".join(f"{t.name} {t.url}" for t in fleet.targets))
-        return _run_window(app, args, lambda: _exporting(MainWindow(
-            model, tuning=make_tuning(fleet.write_token, fleet.targets)), scraping.targets),
-            banner)
+        banner = "\n".join([f"trimtab: balancer at {fleet.balancer_url}; "
+                            + ", ".join(f"{t.name} {t.url}" for t in fleet.targets),
+                            *fleet.token_lines()])
+
+        def window() -> MainWindow:
+            made = _exporting(MainWindow(model, tuning=make_tuning(fleet.write_token,
+                                                                   fleet.targets)),
+                              scraping.targets)
+            show_demo_info(made, fleet.write_token, fleet.curl_example())
+            return made
+
+        return _run_window(app, args, window, banner)
     finally:
         if engine is not None:
             engine.stop()
