@@ -40,6 +40,8 @@ from .control import ControlAPI
 from .control_extras import add_extra_endpoints
 from .journal import Journal
 from .metrics import RouteMetrics, RouteMetricsCollector, method_label
+from .ratelimit import Backend
+from .ratelimit_control import RateLimits
 from .response_cache import ResponseCache
 from .routes import RouteResolver
 from .traces import RequestSpan, Tracer
@@ -92,7 +94,8 @@ class AgentCore:
                  state_dir: str | None = None, trace_capacity: int = 2048,
                  max_body: int = 64 * 1024, cache_timeout: float = 0.05,
                  framework_routes: Sequence[Any] | None = None,
-                 templates: Iterable[str] = ()) -> None:
+                 templates: Iterable[str] = (), ratelimit_store: str | Backend | None = None
+                 ) -> None:
         self.instance = instance
         self.metrics = RouteMetrics()
         self.resolver = RouteResolver(framework_routes, patterns, max_routes)
@@ -127,6 +130,10 @@ class AgentCore:
         self.registry.register(RouteMetricsCollector(
             self.metrics, instance, gauges=self._gauges, counters=self._counters,
             source=self._merged if self.state else None))
+        # Rate limits (the config's ``limits``): store, counters, GET /_trimtab/limits, gate.
+        self.ratelimits = RateLimits.for_agent(self.control, self.registry, instance,
+                                               self.state, ratelimit_store)
+        self.gates.append(self._rate_limit)
 
     # ------------------------------------------------------------ sharing between workers
 
@@ -189,6 +196,11 @@ class AgentCore:
             if refusal is not None:
                 return refusal
         return None
+
+    def _rate_limit(self, route: str, scope: Scope) -> Refusal | None:
+        """The rate limit gate: a 429 when an enforced limit refuses (:mod:`.ratelimit`)."""
+        refused = self.ratelimits.refusal(self.config.settings().limits, route, scope)
+        return None if refused is None else Refusal(*refused)
 
     def cached(self, run: RequestRun, route: str, result: str, reason: str = "") -> None:
         """Record what the response cache did for this request."""

@@ -85,10 +85,11 @@ class TrimtabMiddleware(AgentCore):
                  store: Store | None = None, metrics_path: str = "/metrics",
                  tokens: TokenAuth | str | None = None, state_dir: str | None = None,
                  trace_capacity: int = 2048, max_body: int = 64 * 1024,
-                 cache_timeout: float = 0.05) -> None:
+                 cache_timeout: float = 0.05, ratelimit_store: str | None = None) -> None:
         super().__init__(instance, ttls, patterns, max_routes, store, tokens, state_dir,
                          trace_capacity, max_body, cache_timeout,
-                         framework_routes=getattr(app, "routes", None))
+                         framework_routes=getattr(app, "routes", None),
+                         ratelimit_store=ratelimit_store)
         refuse_unshared_multiprocess(self.state is not None)  # before serving anything
         self.app = app
         self.metrics_path = metrics_path
