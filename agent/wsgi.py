@@ -300,7 +300,8 @@ def scope_of(environ: Environ) -> Scope:
                             str(value).encode("latin-1")))
     raw_path = environ.get("PATH_INFO", "") or "/"
     raw_uri = environ.get("RAW_URI") or environ.get("REQUEST_URI")
-    server = (environ.get("SERVER_NAME", ""), int(environ.get("SERVER_PORT") or 0))
+    server = (environ.get("SERVER_NAME", ""), _port(environ.get("SERVER_PORT")))
+    peer = environ.get("REMOTE_ADDR")
     return {
         "type": "http", "method": environ.get("REQUEST_METHOD", "GET"),
         "scheme": environ.get("wsgi.url_scheme", "http"), "server": server,
@@ -308,7 +309,14 @@ def scope_of(environ: Environ) -> Scope:
         "raw_path": (raw_uri.split("?", 1)[0] if raw_uri else raw_path).encode("latin-1"),
         "query_string": environ.get("QUERY_STRING", "").encode("latin-1"),
         "headers": headers,
+        # The peer as the server saw it (rate limits by ip); forwarded-for is not trusted.
+        "client": (peer, _port(environ.get("REMOTE_PORT"))) if peer else None,
     }
+
+
+def _port(value: Any) -> int:
+    text = str(value or "")
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 5 else 0
 
 
 def _text(wsgi_str: str) -> str:
