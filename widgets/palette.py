@@ -1,10 +1,62 @@
-"""Colours readable on dark and light backgrounds (Okabe–Ito, colour-blind safe)."""
+"""One colour per entity, everywhere: a route or a backend keeps its colour on every chart.
+
+Colours are readable on dark and light backgrounds (Okabe–Ito, colour-blind safe, then
+five more distinct hues). Percentile lines (p50/p95/p99) are not entities: they are drawn
+in neutral greys of different weight, so orange never means both a route and a p50.
+"""
 
 from __future__ import annotations
 
+import re
+import zlib
+
+# No grey (percentiles are grey) and no #CC79A7 (change markers are drawn in it).
 SERIES_COLOURS = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00",
-                  "#CC79A7", "#999999")
+                  "#8DD3C7", "#B15928", "#FB9A99", "#A6D854", "#BEBADA")
+SPAN_COLOURS = ("#7A828E", "#A3AAB4", "#5F6873")  # trace spans: greys, they are no entity
+# Width (px) of the n-th pass over the colours: once they are all taken, an entity gets a
+# used colour at another width, so two curves never look the same.
+PASS_WIDTHS = (1, 3, 2)
+QUANTILE = re.compile(r"^p\d+(\.\d+)?$")
+QUANTILE_COLOURS = {"p50": "#8A9099", "p90": "#B9BEC6", "p95": "#D0D4DA", "p99": "#F5F6F8"}
 
 
 def colour(index: int) -> str:
+    """The ``index``-th series colour (charts of things that are not entities: spans, bars)."""
     return SERIES_COLOURS[index % len(SERIES_COLOURS)]
+
+
+class Palette:
+    """Hands each key (route, backend, instance) one colour and width for the window's life.
+
+    A key prefers the colour its name hashes to (crc32, the same in every run), so a
+    route is usually the same colour from one session to the next; when another key holds
+    it, the next free one is taken. Distinct keys get distinct colours until all
+    ``SERIES_COLOURS`` are used, then distinct (colour, width) pairs.
+    """
+
+    def __init__(self) -> None:
+        self._styles: dict[str, tuple[str, int]] = {}
+
+    def style(self, key: str) -> tuple[str, int]:
+        """``(colour, pen width)`` of ``key``; the same on every call and every chart."""
+        style = self._styles.get(key)
+        if style is None:
+            style = self._styles[key] = self._assign(key)
+        return style
+
+    def colour(self, key: str) -> str:
+        return self.style(key)[0]
+
+    def _assign(self, key: str) -> tuple[str, int]:
+        if QUANTILE.match(key):
+            return QUANTILE_COLOURS.get(key, "#B9BEC6"), 1
+        taken = {s for k, s in self._styles.items() if not QUANTILE.match(k)}
+        n = len(SERIES_COLOURS)
+        start = zlib.crc32(key.encode("utf-8")) % n
+        for width in PASS_WIDTHS:
+            for i in range(n):
+                style = (SERIES_COLOURS[(start + i) % n], width)
+                if style not in taken:
+                    return style
+        return SERIES_COLOURS[start], PASS_WIDTHS[0]  # more keys than styles: share

@@ -7,17 +7,20 @@ import math
 import pyqtgraph as pg
 from PySide6.QtWidgets import QGraphicsItem, QLabel, QVBoxLayout, QWidget
 
+from .palette import Palette
 from .theme import DARK, Theme
 
 EXPECTED_COLOUR = "#999999"
-OBSERVED_COLOUR = "#56B4E9"
+OBSERVED_COLOUR = "#D0D4DA"  # the legend's sample only: each bar takes its backend's colour
 
 
 class ShareBarsView(QWidget):
-    """Bars per server: grey = expected (w / Σw), blue = observed over the rate window."""
+    """Bars per server: a grey outline = expected (w / Σw), filled in the backend's own colour
+    (the same as its line on every chart) = observed over the rate window."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, palette: Palette | None = None) -> None:
         super().__init__(parent)
+        self.palette = palette if palette is not None else Palette()
         self.plot = pg.PlotWidget()
         self.plot.setTitle("Balancer: expected vs observed share")
         self.plot.setLabel("left", "share of requests", units="%")
@@ -31,7 +34,8 @@ class ShareBarsView(QWidget):
         self.plot.setYRange(0, 100, padding=0.02)
         self.plot.setMouseEnabled(x=False, y=False)
         legend = self.plot.addLegend(offset=(-8, 8), labelTextSize="9pt")
-        self._expected = pg.BarGraphItem(x=[], height=[], width=0.35, brush=EXPECTED_COLOUR)
+        self._expected = pg.BarGraphItem(x=[], height=[], width=0.35, brush=None,
+                                         pen=pg.mkPen(EXPECTED_COLOUR, width=2))
         self._observed = pg.BarGraphItem(x=[], height=[], width=0.35, brush=OBSERVED_COLOUR)
         self.plot.addItem(self._expected)
         self.plot.addItem(self._observed)
@@ -54,6 +58,11 @@ class ShareBarsView(QWidget):
             self.plot.getAxis(name).setTextPen(theme.foreground)
         self.plot.setTitle(self.plot.plotItem.titleLabel.text, color=theme.foreground)
 
+    def set_palette(self, palette: Palette) -> None:
+        """Take the window's palette: a backend's bar in the colour of its line elsewhere."""
+        self.palette = palette
+        self.set_rows(self.rows)
+
     def set_rows(self, rows: list[tuple[str, float, float]]) -> None:
         """``rows`` = (server, expected 0..1, observed 0..1)."""
         self.rows = list(rows)
@@ -61,7 +70,8 @@ class ShareBarsView(QWidget):
         pct = [(0.0 if math.isnan(e) else e * 100, 0.0 if math.isnan(o) else o * 100)
                for _, e, o in rows]
         self._expected.setOpts(x=[x - 0.19 for x in xs], height=[e for e, _ in pct])
-        self._observed.setOpts(x=[x + 0.19 for x in xs], height=[o for _, o in pct])
+        self._observed.setOpts(x=[x + 0.19 for x in xs], height=[o for _, o in pct],
+                               brushes=[self.palette.colour(name) for name, _, _ in rows])
         self.plot.getAxis("bottom").setTicks([[(x, name) for x, (name, _, _) in zip(xs, rows)]])
         if rows:
             self.plot.setXRange(-0.6, len(rows) - 0.4, padding=0)

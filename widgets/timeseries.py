@@ -10,13 +10,14 @@ import pyqtgraph as pg
 from pyqtgraph.exporters import ImageExporter
 from pyqtgraph.GraphicsScene.mouseEvents import MouseClickEvent
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor, QPainter
+from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtSvg import QSvgGenerator
 from PySide6.QtWidgets import QGraphicsItem, QLabel, QVBoxLayout, QWidget
 
+from .axis import padded_range, value_text
 from .decimate import Decimated, decimate_many
 from .marker_layer import ChangeMarkers
-from .palette import colour
+from .palette import Palette
 from .theme import DARK, Theme
 from .timeseries_layer import StrokeLayer
 
@@ -36,12 +37,26 @@ class TimeSeriesView(QWidget):
     pointClicked = Signal(float, float)  # (x, y) in data coordinates of a left click in the plot
 
     def __init__(self, title: str, y_label: str, y_units: str, empty_hint: str,
-                 y_range: tuple[float, float] | None = None, parent: QWidget | None = None) -> None:
+                 y_range: tuple[float, float] | None = None, parent: QWidget | None = None,
+                 palette: Palette | None = None) -> None:
         super().__init__(parent)
+        # One palette per window, so a route has one colour on every chart (set_palette).
+        self.palette = palette if palette is not None else Palette()
         self.plot = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
         self.plot.setTitle(title)
         self._y_units = y_units
-        self.plot.setLabel("left", y_label, units=y_units)
+        self._fixed_y = y_range
+        left = self.plot.getAxis("left")
+        # pyqtgraph picks an SI prefix from the visible range: a latency axis read "s" at one
+        # moment and "ms" the next, and a unit that already had a prefix became "mms".
+        # Durations come in seconds and are always labelled in ms; nothing is prefixed.
+        left.enableAutoSIPrefix(False)
+        if y_units == "s":
+            left.setScale(1e3)
+        self.plot.setLabel("left", y_label, units="ms" if y_units == "s" else y_units)
+        # the smallest y span auto-range may show (data units), and the one in force
+        self._span_floor = 1e-3 if y_units == "s" else 1.0
+        self._min_span: float | None = None
         self.plot.setLabel("bottom", "time (local)")
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         for name in ("left", "bottom"):  # no finest tick level: its grid lines halve paint speed
@@ -80,7 +95,6 @@ class TimeSeriesView(QWidget):
         layout.addWidget(self._empty)
         # Legend entries only (their pen, their visibility); the layer draws the curves.
         self.curves: dict[str, pg.PlotDataItem] = {}
-        self._colours_used = 0
         self.layer = StrokeLayer()
         self.plot.addItem(self.layer)
         self.data: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -113,6 +127,26 @@ class TimeSeriesView(QWidget):
         self._draw(changed)
         has_points = any(np.isfinite(v).any() for _, v in series.values())
         self._empty.setVisible(not has_points)
+        if self._fixed_y is None:
+            self._keep_min_span()
+
+    def _keep_min_span(self) -> None:
+        """Give auto-range a minimum y span relative to the values shown: a near-constant
+        series is drawn flat with round ticks, not as float noise filling the height."""
+        finite = [v[np.isfinite(v)] for _, v in self.data.values()]
+        finite = [v for v in finite if len(v)]
+        span = None
+        if finite:
+            lo = min(float(v.min()) for v in finite)
+            hi = max(float(v.max()) for v in finite)
+            padded = padded_range(lo, hi, self._span_floor)
+            if padded != (lo, hi):
+                span = padded[1] - padded[0]
+        old = self._min_span
+        # setLimits re-ranges the view: only when the floor moved by more than a tenth
+        if (span is None) != (old is None) or (span and old and abs(span - old) > 0.1 * old):
+            self._min_span = span
+            self.plot.getPlotItem().getViewBox().setLimits(minYRange=span)
 
     def _view_for_decimation(self) -> tuple[float, float, int]:
         """The x range and pixel columns curves are decimated to.
@@ -153,13 +187,14 @@ class TimeSeriesView(QWidget):
             batch += [(k, d, self._colour(k)) for k, d in zip(members, decimated)]
         self.layer.set_curves(sorted(batch, key=lambda item: item[0]))
 
-    def _colour(self, key: str) -> QColor:
-        """The colour of ``key``'s curve; its legend entry is made on first use."""
+    def _colour(self, key: str) -> QPen:
+        """The pen of ``key``'s curve (the palette's colour and width for ``key``); its
+        legend entry is made on first use."""
         curve = self.curves.get(key)
         if curve is None:
             # a counter, not len(curves): a removed curve's colour is not handed out twice
-            curve = self.curves[key] = pg.PlotDataItem(pen=pg.mkPen(colour(self._colours_used)))
-            self._colours_used += 1
+            colour, width = self.palette.style(key)
+            curve = self.curves[key] = pg.PlotDataItem(pen=pg.mkPen(colour, width=width))
             curve.visibleChanged.connect(  # a removed curve is no longer in self.curves
                 lambda key=key, curve=curve: self.layer.set_visible(key, curve.isVisible()))
             self.legend.addItem(curve, key)
@@ -168,7 +203,18 @@ class TimeSeriesView(QWidget):
             sample, label = self.legend.items[-1]
             sample.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
             label.item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
-        return curve.opts["pen"].color()
+        return curve.opts["pen"]
+
+    def set_palette(self, palette: Palette) -> None:
+        """Take the window's palette (one colour per route or backend on every chart);
+        curves drawn so far take their colour from it."""
+        self.palette = palette
+        for key, curve in self.curves.items():
+            colour, width = palette.style(key)
+            curve.setPen(pg.mkPen(colour, width=width))
+            self.layer.set_curves([(key, EMPTY, curve.opts["pen"])])
+        if self.data:
+            self._draw(sorted(self.data))
 
     def _view_moved(self, *_: object) -> None:
         """Zoom, pan, a new live window or a resize: decimate again if the columns moved."""
@@ -300,11 +346,9 @@ class TimeSeriesView(QWidget):
         self._crosshair.setPos(t)
         self._crosshair.setVisible(True)
         values = self.values_at(t)
-        unit = f" {self._y_units}" if self._y_units else ""
         stamp = time.strftime("%H:%M:%S", time.localtime(t))
         self.readout.setText(f"{stamp}  " + "  ".join(
-            f"{k}: {pg.siFormat(v, suffix=self._y_units) if unit else f'{v:.1f}'}"
-            for k, v in sorted(values.items())))
+            f"{k}: {value_text(v, self._y_units)}" for k, v in sorted(values.items())))
 
 
 

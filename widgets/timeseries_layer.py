@@ -69,21 +69,25 @@ class StrokeLayer(pg.GraphicsObject):
         self.partial_redraws = 0
         self.shifts = 0
 
-    def set_curves(self, curves: list[tuple[str, Decimated, QColor]]) -> None:
-        """Draw each ``(key, decimated samples, colour)``; one repaint and bounds check for all."""
+    def set_curves(self, curves: list[tuple[str, Decimated, QColor | QPen]]) -> None:
+        """Draw each ``(key, decimated samples, colour or pen)``; one repaint and bounds check
+        for all. A colour draws 1 px wide (wider pens paint ~10x slower); a pen as given."""
         dirty: Span | None = None
         for key, d, colour in curves:
             new = segments(d)
+            pen = QPen(colour)
+            if not isinstance(colour, QPen):
+                pen.setWidth(1)
+            pen.setCosmetic(True)
             if key not in self._pens:
-                pen = QPen(colour)
-                pen.setWidth(1)  # wider pens paint ~10x slower
-                pen.setCosmetic(True)
                 self._pens[key] = pen
                 self._segs = dict(sorted({**self._segs, key: new}.items()))
                 change: Span | None = EVERYTHING
             else:
                 change = changed_span(self._segs[key], new)
                 self._segs[key] = new
+                if pen != self._pens[key]:  # a new colour (the window's palette arrived)
+                    self._pens[key], change = pen, EVERYTHING
             self._curve_bounds[key] = _bounds(new)
             if key not in self._hidden:
                 dirty = merge(dirty, change)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyqtgraph as pg
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from .palette import colour
+from .palette import SPAN_COLOURS
 from .theme import DARK, Theme
 
 Span = tuple[str, float, float]  # (label, start offset ms, duration ms)
@@ -18,6 +18,9 @@ class WaterfallView(QWidget):
         super().__init__(parent)
         self.plot = pg.PlotWidget()
         self.plot.setTitle("Trace waterfall")
+        # Offsets come in ms: pyqtgraph's SI prefixing made a sub-millisecond trace's axis
+        # read "mms" (milli-milliseconds). The unit stays ms, unprefixed.
+        self.plot.getAxis("bottom").enableAutoSIPrefix(False)
         self.plot.setLabel("bottom", "time since the request started", units="ms")
         self.plot.showGrid(x=True, alpha=0.25)
         self.plot.invertY(True)
@@ -36,7 +39,9 @@ class WaterfallView(QWidget):
         self.spans = list(spans)
         ys = list(range(len(spans)))
         self._bars.setOpts(x0=[s[1] for s in spans], y=ys, width=[max(s[2], 0.01) for s in spans],
-                           brushes=[colour(i) for i in ys])
+                           # greys (a span is no route or backend: no entity colour);
+                           # the request itself darkest, its children alternating
+                           brushes=[SPAN_COLOURS[0 if i == 0 else 1 + i % 2] for i in ys])
         self.plot.getAxis("left").setTicks([[(y, s[0]) for y, s in zip(ys, spans)]])
         self.plot.setTitle(title)
         if spans:

@@ -30,7 +30,9 @@ from PySide6.QtWidgets import (
 )
 from trimtab.collectors.errors import one_line
 from trimtab.widgets.card import ChangeCard
+from trimtab.widgets.palette import Palette
 from trimtab.widgets.theme import THEMES
+from trimtab.widgets.timeseries import TimeSeriesView
 
 from ..control.types import JournalRow
 from ..model import format as fmt
@@ -87,6 +89,11 @@ class MainWindow(QMainWindow):
         self.routes.traces_requested.connect(self.show_traces)
         self.routes.traces_window_requested.connect(self.show_trace_window)
         self.charts = [chart for page in self.pages for chart in page.charts]
+        self.palette = Palette()  # one colour per route or backend, on every chart
+        for chart in self.charts:
+            if isinstance(chart, TimeSeriesView):  # a heatmap has no per-entity colours
+                chart.set_palette(self.palette)
+        self.overview.share_bars.set_palette(self.palette)
         for chart in self.charts:  # zoom and pan stay in step on every chart
             chart.user_ranged.connect(self._user_zoomed)
             chart.marker_clicked.connect(self.show_change_card)
@@ -387,7 +394,7 @@ class MainWindow(QMainWindow):
         if end != self._shown_end:  # the axes only move (and repaint their text) in steps
             self._shown_end = end
             for chart in page.charts:  # type: ignore[attr-defined]
-                chart.set_x_window(end - self.live_window, end)
+                chart.set_x_window(self._live_start(end), end)
 
     def _live_end(self, now: float) -> float:
         """The live window's right edge, a little ahead of now and moved in LIVE_STEP steps.
@@ -398,9 +405,20 @@ class MainWindow(QMainWindow):
         """
         return math.ceil(now / LIVE_STEP) * LIVE_STEP
 
+    def _live_start(self, end: float) -> float:
+        """The live window's left edge: ``live_window`` before ``end``, or the first data
+        (in LIVE_STEP steps) while there is less history than that, so a fresh cockpit's
+        charts are not 90 % empty."""
+        first = self.model.read(lambda m: min((r.oldest() for r in m.series.values() if len(r)),
+                                              default=math.nan))
+        start = end - self.live_window
+        if math.isnan(first):
+            return start
+        return max(start, min(math.floor(first / LIVE_STEP) * LIVE_STEP, end - LIVE_STEP))
+
     def _follow_live(self) -> None:
         end = self._shown_end = self._live_end(self.clock())
-        self.set_x_window(end - self.live_window, end)
+        self.set_x_window(self._live_start(end), end)
 
     def _refresh_status(self) -> None:
         everyone = self.model.read(lambda m: list(m.health.values()))
