@@ -175,15 +175,6 @@ class RateLimits:
                            "store_errors": sum(errors.values())},
                      [(b"etag", etag.encode())])
 
-
-def _with_headers(send: Send, verdict: Verdict) -> Send:
-    async def wrapped(message: MutableMapping[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", ()), *verdict.headers]}
-        await send(message)
-
-    return wrapped
-
     def _whatif(self, query: dict[str, str]) -> Reply:
         route = query.get("route")
         if not route:
@@ -211,6 +202,14 @@ def _with_headers(send: Send, verdict: Verdict) -> Send:
                            keys=specs)
         return Reply(200, answer)
 
+
+def _with_headers(send: Send, verdict: Verdict) -> Send:
+    async def wrapped(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), *verdict.headers]}
+        await send(message)
+
+    return wrapped
 
 def _param(query: dict[str, str], name: str, default: float | None, low: float, high: float,
            unit: str, integer: bool = False) -> float:
