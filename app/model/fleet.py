@@ -580,10 +580,13 @@ class FleetModel:
         if metric == "rate":
             return f"sum by (route) (rate({_selector(REQUESTS, **label)}{w}))"
         if metric.startswith("rate_"):
-            sel = _selector(REQUESTS, **label)
+            whole = _selector(REQUESTS, **label)
             matchers = "status" + _CLASS_MATCHERS[metric[len("rate_"):]]
-            sel = f"{sel[:-1]},{matchers}}}" if sel.endswith("}") else f"{sel}{{{matchers}}}"
-            return f"sum by (route) (rate({sel}{w}))"
+            part = f"{whole[:-1]},{matchers}}}" if whole.endswith("}") else f"{whole}{{{matchers}}}"
+            # A route serving requests but none of this class reads 0, not "no value" (the
+            # model keeps no series for a class a route never answered with at all).
+            return (f"sum by (route) (rate({part}{w}))"
+                    f" or sum by (route) (rate({whole}{w})) * 0")
         if metric == "size_mean":
             return (f"sum by (route) (rate({_selector(SIZE_SUM, **label)}{w}))"
                     f" / sum by (route) (rate({_selector(SIZE_COUNT, **label)}{w}))")

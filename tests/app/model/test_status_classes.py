@@ -137,12 +137,16 @@ def test_status_class_of_a_label(status: str, cls: str) -> None:
 def test_promql_of_the_new_series() -> None:
     model = FleetModel()
     r = 'trimtab_http_requests_total{route="/x"'
-    assert model.promql("rate_2xx", "/x") == f'sum by (route) (rate({r},status=~"2.*"}}[10s]))'
+    zero = f' or sum by (route) (rate({r}}}[10s])) * 0'
+    assert model.promql("rate_2xx", "/x") == (
+        f'sum by (route) (rate({r},status=~"2.*"}}[10s])){zero}')
     assert model.promql("rate_4xx", "/x") == (
-        f'sum by (route) (rate({r},status=~"4.*",status!="429"}}[10s]))')
-    assert model.promql("rate_429", "/x") == f'sum by (route) (rate({r},status="429"}}[10s]))'
+        f'sum by (route) (rate({r},status=~"4.*",status!="429"}}[10s])){zero}')
+    assert model.promql("rate_429", "/x") == (
+        f'sum by (route) (rate({r},status="429"}}[10s])){zero}')
     assert model.promql("rate_other") == (
-        'sum by (route) (rate(trimtab_http_requests_total{status!~"[2-5].*"}[10s]))')
+        'sum by (route) (rate(trimtab_http_requests_total{status!~"[2-5].*"}[10s]))'
+        ' or sum by (route) (rate(trimtab_http_requests_total[10s])) * 0')
     assert model.promql("size_mean", "/x") == (
         'sum by (route) (rate(trimtab_http_response_size_bytes_sum{route="/x"}[10s]))'
         ' / sum by (route) (rate(trimtab_http_response_size_bytes_count{route="/x"}[10s]))')
