@@ -2,8 +2,8 @@
 
 For the Flask and the Django example: the cockpit's collectors scrape them and see the
 framework's route templates; a TTL change through the control API reaches every worker
-(each one serves hits afterwards); the journal holds one entry per change whichever worker
-answers; the control API refuses bad input as the ASGI agent does; /metrics has the ASGI
+(each one serves hits afterwards) and so does an invalidation; the journal holds one entry
+per change whichever worker answers; the control API refuses bad input as the ASGI agent does; /metrics has the ASGI
 agent's families.
 """
 
@@ -128,12 +128,28 @@ def test_a_ttl_change_reaches_every_worker_and_is_journaled_once(served: Served)
         return hit_by
 
     assert poll(one, lambda s: s == pids, timeout=90, interval=0.0) == pids
+    # An invalidation answered by one worker empties every worker's store: the first answer
+    # of each worker afterwards is a miss.
+    with httpx.Client(timeout=10.0) as client:
+        dropped = client.post(f"{served.base}/_trimtab/cache/invalidate", headers=W,
+                              json={"route": ITEMS, "reason": "new prices"})
+    assert dropped.status_code == 200, dropped.text
+    first: dict[int, str] = {}
+
+    def after() -> dict[int, str]:
+        resp = fresh_get(f"{served.base}/items/1")
+        first.setdefault(resp.json()["worker"], resp.headers.get("x-trimtab-cache", ""))
+        return first
+
+    assert poll(after, lambda f: set(f) == pids, timeout=90, interval=0.0) == \
+        dict.fromkeys(pids, "miss")
     assert set_ttl(served.base, 0, "stop caching").status_code == 200
-    # Whichever worker answers: two accepted changes, one entry each, and no more hits.
+    # Whichever worker answers: one journal entry per change, and no more hits.
     for _ in range(3 * WORKERS):
         entries = fresh_get(f"{served.base}/_trimtab/journal", R).json()["entries"]
         assert [(e["what"], e["result"], e["new"], e["reason"]) for e in entries] == [
             ("config", "accepted", {"routes": {ITEMS: {"ttl": 30.0}}}, "cache items"),
+            ("cache.invalidate", "accepted", {"route": ITEMS}, "new prices"),
             ("config", "accepted", {"routes": {ITEMS: {"ttl": 0.0}}}, "stop caching")]
         assert "x-trimtab-cache" not in fresh_get(f"{served.base}/items/1").headers
 
