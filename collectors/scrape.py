@@ -35,6 +35,7 @@ from .limits import (
 )
 from .loop_thread import LoopThread
 from .mappings import MappingTable, Normaliser, for_exposition
+from .origin_transport import OriginTransport
 
 _log = logging.getLogger(__name__)
 ACCEPT = "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1"
@@ -114,6 +115,9 @@ class ScrapeEngine:
     # Kept across remove/add of a name so a re-added target waits for a cancelled scrape.
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _client: httpx.AsyncClient | None = None
+    _transport: OriginTransport | None = None
+    _urls: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> scrape URL, agent base
+    _closing: set[asyncio.Task[None]] = field(default_factory=set)  # pools being closed
 
     def start(self) -> ScrapeEngine:
         """Check every target, then start scraping in the ``trimtab-scrape`` thread; returns self."""
@@ -134,8 +138,10 @@ class ScrapeEngine:
         return self._runner.thread if self._runner is not None else None
 
     async def _main(self, stop: asyncio.Event) -> None:
-        limits = httpx.Limits(max_connections=max(64, len(self.targets) * 2))
-        async with httpx.AsyncClient(limits=limits, headers=HEADERS) as client:
+        # One shared client, one pool per origin (see origin_transport): a shared pool's
+        # bookkeeping grows with the square of the targets on every request.
+        self._transport = OriginTransport(per_origin=max(64, len(self.targets) * 2))
+        async with httpx.AsyncClient(transport=self._transport, headers=HEADERS) as client:
             self._client = client
             for target in self.targets:
                 self._start_target(target)
@@ -165,6 +171,7 @@ class ScrapeEngine:
         if target.name in self._tasks:
             raise ValueError(f"target {target.name}: already scraped")
         self._tasks[target.name] = asyncio.create_task(self._target_loop(self._client, target))
+        self._urls[target.name] = (target.url, target.agent_base)
         if target.token and target.kind == "instance" and self.on_traces is not None:
             self._tasks[f"{target.name}\x00traces"] = asyncio.create_task(
                 self._traces_loop(self._client, target))
@@ -177,6 +184,13 @@ class ScrapeEngine:
         self._parsers.pop(name, None)
         self._normalisers.pop(name, None)
         self._checkers.pop(name, None)
+        gone = self._urls.pop(name, None)
+        if gone is not None and self._transport is not None:
+            in_use = {_origin(u) for urls in self._urls.values() for u in urls}
+            for url in {u for u in gone if _origin(u) not in in_use}:  # its pool would idle forever
+                task = asyncio.create_task(self._transport.forget(url))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
 
     async def _traces_loop(self, client: httpx.AsyncClient, target: ScrapeTarget) -> None:
         """Follow the agent's trace cursor and its config document (read token).
@@ -291,6 +305,12 @@ class ScrapeEngine:
                                    headers.get("content-length"), limit, limit_name)
             content_type = headers.get("content-type", "text/plain")
         return body.decode("utf-8"), content_type
+
+
+def _origin(url: str) -> tuple[bytes, bytes, int | None]:
+    """A URL's origin as :class:`OriginTransport` keys its pools (default ports as None)."""
+    parsed = httpx.URL(url)
+    return parsed.raw_scheme, parsed.raw_host, parsed.port
 
 
 def _check(target: ScrapeTarget) -> None:
