@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QLabel,
@@ -97,7 +100,12 @@ class BalancerPage(QWidget):
         self.hint.setVisible(not rows)
         self.share_time.set_series(percent_series(self.model.snapshot("share", since)))
         latency = self.model.snapshot("lb_p95", since)
-        # Servers listed but no latency series at all: the balancer exports no histogram
-        # (HAProxy's exporter), which no amount of waiting changes.
-        self.latency.set_empty_hint(NO_LATENCY_HISTOGRAM if rows and not latency else NO_DATA)
+        # Traffic measured (an observed share) but no p95 anywhere: the balancer exports no
+        # latency histogram (HAProxy's exporter), which no amount of waiting changes. (The
+        # built-in balancer's buckets get their rates in the same scrape as its requests.)
+        measured = any(not math.isnan(r.observed) for r in rows)
+        no_latency = all(r.p95 is None for r in rows) and not any(
+            np.isfinite(v).any() for _, v in latency.values())
+        self.latency.set_empty_hint(NO_LATENCY_HISTOGRAM if measured and no_latency
+                                    else NO_DATA)
         self.latency.set_series(latency)
