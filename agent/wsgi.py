@@ -73,13 +73,15 @@ class TrimtabWSGI(AgentCore):
                  max_routes: int = 200, store: Store | None = None,
                  metrics_path: str = "/metrics", tokens: TokenAuth | str | None = None,
                  state_dir: str | None = None, trace_capacity: int = 2048,
-                 max_body: int = 64 * 1024, routes: RouteSource | None = None) -> None:
+                 max_body: int = 64 * 1024, routes: RouteSource | None = None,
+                 ratelimit_store: str | None = None) -> None:
         if store is not None and not isinstance(store, MemoryStore):
             raise ValueError(f"TrimtabWSGI: store {store.name!r} is not supported yet; "
                              "use the default in-memory store")
         super().__init__(instance, ttls, patterns, max_routes, store, tokens, state_dir,
                          trace_capacity, max_body,
-                         templates=routes.templates() if routes is not None else ())
+                         templates=routes.templates() if routes is not None else (),
+                         ratelimit_store=ratelimit_store)
         self.app = app
         self.metrics_path = metrics_path
         self.routes = routes

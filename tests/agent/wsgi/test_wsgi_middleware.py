@@ -191,3 +191,24 @@ def test_a_remote_store_is_refused_for_now() -> None:
     with pytest.raises(ValueError, match="not supported"):
         TrimtabWSGI(flask_app(), store=RedisStore("redis://127.0.0.1:1"),
                     routes=FlaskRoutes(flask_app()))
+
+
+def test_an_enforced_rate_limit_answers_429_before_the_view() -> None:
+    wsgi, client = flask_agent()
+    etag = client.get("/_trimtab/config", headers=R).headers["etag"]
+    limit = {"route": ITEMS_FLASK, "key": "header:x-api-key", "rate": 1, "burst": 2,
+             "mode": "enforce"}
+    r = client.patch("/_trimtab/config", headers={**W, "if-match": etag},
+                     json={"limits": {"per-key": limit}, "reason": "greedy client"})
+    assert r.status_code == 200, r.text
+    greedy = [client.get("/items/1", headers={"x-api-key": "k1"}) for _ in range(4)]
+    assert [g.status_code for g in greedy] == [200, 200, 429, 429]
+    assert int(greedy[-1].headers["retry-after"]) >= 1
+    assert client.get("/items/1", headers={"x-api-key": "k2"}).status_code == 200  # own bucket
+    traces = client.get("/_trimtab/traces", headers=R).json()["traces"]
+    refused = [t for t in traces if t["status"] == 429]
+    assert len(refused) == 2 and all(t["route"] == ITEMS_FLASK for t in refused)
+    assert all("handler" not in [c["name"] for c in t["children"]] for t in refused)
+    text = client.get("/metrics").text
+    assert (f'trimtab_http_requests_total{{method="GET",route="{ITEMS_FLASK}",status="429"}} '
+            "2.0") in text
