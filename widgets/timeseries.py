@@ -17,10 +17,13 @@ from PySide6.QtWidgets import QGraphicsItem, QLabel, QVBoxLayout, QWidget
 from .axis import padded_range, value_text
 from .decimate import Decimated, decimate_many
 from .marker_layer import ChangeMarkers
-from .palette import Palette
+from .palette import OVERLAP_STYLES, Palette
 from .theme import DARK, Theme
 from .timeseries_layer import StrokeLayer
 
+OVERLAP_FRACTION = 0.02  # curves closer than this share of the y axis are drawn as one
+OVERLAP_SAMPLES = 60  # the recent samples compared to tell
+OVERLAP_MAX_CURVES = 12  # beyond, overlaps are the rule and dashes would only add noise
 MIN_COLUMNS = 100  # before the first layout the plot is a few pixels wide
 EMPTY = Decimated(np.array([]), np.array([]), "finite")
 
@@ -98,6 +101,7 @@ class TimeSeriesView(QWidget):
         self.layer = StrokeLayer()
         self.plot.addItem(self.layer)
         self.data: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._overlap_dash: dict[str, Qt.PenStyle] = {}  # curves dashed because they overlap
         self._markers = ChangeMarkers(self.plot.getPlotItem(), self.marker_clicked.emit)
         self.markers = self._markers.lines  # key → its line (read-only use)
         self._drawn_view: tuple[float, float, int] | None = None
@@ -129,6 +133,8 @@ class TimeSeriesView(QWidget):
         self._empty.setVisible(not has_points)
         if self._fixed_y is None:
             self._keep_min_span()
+        if changed:
+            self._mark_overlaps()
 
     def _keep_min_span(self) -> None:
         """Give auto-range a minimum y span relative to the values shown: a near-constant
@@ -193,8 +199,7 @@ class TimeSeriesView(QWidget):
         curve = self.curves.get(key)
         if curve is None:
             # a counter, not len(curves): a removed curve's colour is not handed out twice
-            colour, width = self.palette.style(key)
-            curve = self.curves[key] = pg.PlotDataItem(pen=pg.mkPen(colour, width=width))
+            curve = self.curves[key] = pg.PlotDataItem(pen=self._pen(key))
             curve.visibleChanged.connect(  # a removed curve is no longer in self.curves
                 lambda key=key, curve=curve: self.layer.set_visible(key, curve.isVisible()))
             self.legend.addItem(curve, key)
@@ -209,12 +214,42 @@ class TimeSeriesView(QWidget):
         """Take the window's palette (one colour per route or backend on every chart);
         curves drawn so far take their colour from it."""
         self.palette = palette
+        self._restyle()
+
+    def _pen(self, key: str) -> QPen:
+        """The palette's colour and width for ``key``; dashed when it lies on another curve."""
+        style = self.palette.style(key)
+        dash = self._overlap_dash.get(key, style.dash)
+        return pg.mkPen(style.colour, width=style.width, style=dash)
+
+    def _restyle(self) -> None:
+        """Give every curve its current pen (legend sample and stroke layer alike)."""
         for key, curve in self.curves.items():
-            colour, width = palette.style(key)
-            curve.setPen(pg.mkPen(colour, width=width))
+            curve.setPen(self._pen(key))
             self.layer.set_curves([(key, EMPTY, curve.opts["pen"])])
         if self.data:
             self._draw(sorted(self.data))
+
+    def _mark_overlaps(self) -> None:
+        """Dash a solid curve that lies on an earlier one (three share lines at 33 % drew as
+        one): the gaps of its dashes show the curve below. Once dashed, a curve stays
+        dashed on this chart, so its look does not flicker as the lines meet and part."""
+        keys = [k for k in sorted(self.data) if k in self.curves]
+        if len(keys) < 2 or len(keys) > OVERLAP_MAX_CURVES:
+            return
+        (_, _), (y0, y1) = self.plot.getPlotItem().getViewBox().viewRange()
+        close = OVERLAP_FRACTION * (y1 - y0)
+        recent = {k: self.data[k] for k in keys}
+        newly = False
+        for i, key in enumerate(keys):
+            if key in self._overlap_dash or self.palette.style(key).dash != Qt.PenStyle.SolidLine:
+                continue
+            if any(_coincide(recent[key], recent[other], close) for other in keys[:i]):
+                self._overlap_dash[key] = OVERLAP_STYLES[len(self._overlap_dash)
+                                                         % len(OVERLAP_STYLES)]
+                newly = True
+        if newly:
+            self._restyle()
 
     def _view_moved(self, *_: object) -> None:
         """Zoom, pan, a new live window or a resize: decimate again if the columns moved."""
@@ -350,6 +385,19 @@ class TimeSeriesView(QWidget):
         self.readout.setText(f"{stamp}  " + "  ".join(
             f"{k}: {value_text(v, self._y_units)}" for k, v in sorted(values.items())))
 
+
+
+def _coincide(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray],
+              close: float) -> bool:
+    """Whether two series sampled at the same times lie within ``close`` of each other at
+    most of their last OVERLAP_SAMPLES points (they would be drawn as one line)."""
+    (ta, va), (tb, vb) = a, b
+    n = min(len(ta), len(tb), OVERLAP_SAMPLES)
+    if n < 3 or not np.array_equal(ta[-n:], tb[-n:]):
+        return False
+    diff = np.abs(va[-n:] - vb[-n:])
+    diff = diff[np.isfinite(diff)]
+    return len(diff) >= 3 and float(np.median(diff)) <= close
 
 
 def _same(old: tuple[np.ndarray, np.ndarray] | None, new: tuple[np.ndarray, np.ndarray]) -> bool:

@@ -22,7 +22,7 @@ import numpy as np
 import pyqtgraph as pg
 from pyqtgraph.Qt import internals
 from PySide6.QtCore import QLineF, QRect, QRectF, Qt
-from PySide6.QtGui import QColor, QImage, QPainter, QPen, QTransform
+from PySide6.QtGui import QColor, QImage, QPainter, QPainterPath, QPen, QTransform
 from PySide6.QtWidgets import QStyleOptionGraphicsItem, QWidget
 
 from .decimate import Decimated
@@ -46,6 +46,19 @@ def _bounds(segs: np.ndarray) -> tuple[float, float, float, float] | None:
         return None
     x, y = segs[:, 0::2], segs[:, 1::2]
     return float(x.min()), float(x.max()), float(y.min()), float(y.max())
+
+
+def _dashed_path(segs: np.ndarray, m11: float, m22: float, dx: float, dy: float) -> QPainterPath:
+    """``segs`` in pixels as one path whose joined segments stay one subpath: drawn as
+    separate lines (a pixel column each) every segment restarted the dash pattern at "on",
+    and a dashed curve looked solid."""
+    x = segs[:, 0::2].ravel() * m11 + dx  # start, end, start, end, …
+    y = segs[:, 1::2].ravel() * m22 + dy
+    connect = np.ones(len(x), dtype=np.int32)
+    # an end joins the next start only where the curve goes on (no NaN gap in between)
+    connect[1:-1:2] = np.all(segs[1:, :2] == segs[:-1, 2:], axis=1)
+    connect[-1] = 0
+    return pg.arrayToQPath(x, y, connect=connect, finiteCheck=False)
 
 
 class StrokeLayer(pg.GraphicsObject):
@@ -266,9 +279,12 @@ class StrokeLayer(pg.GraphicsObject):
                 segs = segs[(segs[:, 2] >= from_x) & (segs[:, 0] <= to_x)]
             if not len(segs):
                 continue
+            p.setPen(self._pens[key])
+            if self._pens[key].style() != Qt.PenStyle.SolidLine:
+                p.drawPath(_dashed_path(segs, m11, m22, dx, dy))
+                continue
             self._lines.resize(len(segs))
             out = self._lines.ndarray()
             out[:, 0::2] = segs[:, 0::2] * m11 + dx
             out[:, 1::2] = segs[:, 1::2] * m22 + dy
-            p.setPen(self._pens[key])
             p.drawLines(*self._lines.drawargs())

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PySide6.QtCore import Qt
 from trimtab.widgets.axis import padded_range, value_text
 from trimtab.widgets.palette import SERIES_COLOURS, Palette
 from trimtab.widgets.timeseries import TimeSeriesView
+from trimtab.widgets.timeseries_layer import _dashed_path
 from trimtab.widgets.waterfall import WaterfallView
 
 ROUTES = [f"/route/{i}" for i in range(30)]
@@ -114,3 +116,41 @@ def test_waterfall_axis_reads_ms_not_mms(qtbot) -> None:
     view.set_spans("GET /search", [("GET /search", 0.0, 0.5), ("db", 0.1, 0.2)])  # under 1 ms
     label = view.plot.getAxis("bottom").labelString()
     assert "(ms)" in label and "mms" not in label
+
+
+def test_percentiles_differ_by_line_style() -> None:
+    palette = Palette()
+    styles = {key: palette.style(key) for key in ("p50", "p95", "p99")}
+    assert len({s.dash for s in styles.values()}) == 3
+    assert len({s.colour for s in styles.values()}) == 1
+
+
+def test_three_share_lines_at_a_third_are_told_apart_by_dashes(qtbot) -> None:
+    view = TimeSeriesView("share", "share (%)", "", "empty", y_range=(0, 100))
+    qtbot.addWidget(view)
+    view.resize(600, 300)
+    view.show()
+    t = np.arange(120.0)
+    rng = np.random.default_rng(3)
+    shares = {f"api-{i}": (t, 33.3 + rng.normal(0, 0.3, len(t))) for i in (1, 2, 3)}
+    shares["api-4"] = (t, t * 0 + 80.0)  # far from the others: stays solid
+    view.set_series(shares)
+    dashes = {k: c.opts["pen"].style() for k, c in view.curves.items()}
+    assert dashes["api-1"] == Qt.PenStyle.SolidLine  # the first keeps its solid line
+    assert dashes["api-2"] != Qt.PenStyle.SolidLine and dashes["api-3"] != Qt.PenStyle.SolidLine
+    assert dashes["api-2"] != dashes["api-3"]
+    assert dashes["api-4"] == Qt.PenStyle.SolidLine
+    # the stroke layer draws those dashes, not only the legend
+    assert view.layer._pens["api-2"].style() == dashes["api-2"]
+    # colours stay the entity's: a dash is added, the colour is not changed
+    assert view.curves["api-2"].opts["pen"].color().name().upper() == view.palette.colour("api-2")
+
+
+def test_a_dashed_curve_is_one_path_so_its_pattern_runs_on() -> None:
+    # Drawn as one line per pixel column, each segment restarted the dash at "on": solid.
+    x = np.arange(50.0)
+    segs = np.column_stack([x[:-1], x[:-1] * 0, x[1:], x[1:] * 0])
+    path = _dashed_path(segs, 1.0, 1.0, 0.0, 0.0)
+    assert len(path.toSubpathPolygons()) == 1
+    gap = np.delete(segs, 20, axis=0)  # a NaN gap in the data splits the curve in two
+    assert len(_dashed_path(gap, 1.0, 1.0, 0.0, 0.0).toSubpathPolygons()) == 2
