@@ -23,7 +23,7 @@ import threading
 from collections import deque
 from typing import Any
 
-from .ratelimit import Limit, Scope, client_key, gcra
+from .ratelimit import NO_KEY, Limit, Scope, client_key, gcra
 
 MAX_SHOWN_KEYS = 10
 
@@ -36,33 +36,62 @@ class ArrivalLog:
         self._log: dict[tuple[str, str], deque[tuple[float, str]]] = {}
         self._order: deque[tuple[str, str]] = deque()  # which series each arrival went to
         self._lock = threading.Lock()
+        # Per route, where one arrival goes: (key spec, series, its deque). Rebuilt when
+        # the limits change (the config hands out a new tuple then), so the request path
+        # does no set algebra and no lookups; a series' deque lives as long as the log.
+        self._limits: tuple[Limit, ...] | None = None
+        self._plans: dict[str, tuple[tuple[str, tuple[str, str], deque[tuple[float, str]]],
+                                     ...]] = {}
+        self._since_trim = 0
 
     def __len__(self) -> int:
         return len(self._order)
 
     def observe(self, route: str, limits: tuple[Limit, ...], scope: Scope, now: float) -> None:
         """Record one arrival on ``route`` under the IP and every limit key of the route."""
+        if limits is not self._limits:
+            self._limits, self._plans = limits, {}
+        plan = self._plans.get(route)
+        if plan is None:
+            plan = self._plan(route, limits)
+        with self._lock:
+            for spec, series, arrivals in plan:
+                if spec == "ip":  # the common case, inlined: it runs on every request
+                    client = scope.get("client")
+                    value = str(client[0]) if client else NO_KEY
+                elif spec.startswith("header:"):  # an API key is a secret: an opaque id
+                    value = f"#{hash(client_key(spec, scope)) & 0xFFFFFFFF:08x}"
+                else:
+                    value = client_key(spec, scope)
+                arrivals.append((now, value))
+                self._order.append(series)
+            # Over the cap: trim now; by age: every 256 arrivals is enough, since a
+            # prediction trims first (its answer never reaches past the window).
+            self._since_trim += 1
+            if len(self._order) > self.max_arrivals or self._since_trim >= 256:
+                self._since_trim = 0
+                self._trim(now)
+
+    def _plan(self, route: str, limits: tuple[Limit, ...]
+              ) -> tuple[tuple[str, tuple[str, str], deque[tuple[float, str]]], ...]:
         specs = {"ip"} | {lim.key for lim in limits
                           if lim.route == route or lim.route == "*"} - {"global"}
         with self._lock:
-            for spec in specs:
-                series = (route, spec)
-                value = client_key(spec, scope)
-                if spec.startswith("header:"):
-                    value = f"#{hash(value) & 0xFFFFFFFF:08x}"  # an API key is a secret
-                self._log.setdefault(series, deque()).append((now, value))
-                self._order.append(series)
-            self._trim(now)
+            plan = tuple((spec, (route, spec), self._log.setdefault((route, spec), deque()))
+                         for spec in sorted(specs))
+        self._plans[route] = plan
+        return plan
 
     def routes(self) -> list[str]:
         """Routes with recorded arrivals."""
         with self._lock:
-            return sorted({route for route, _ in self._log})
+            return sorted({route for (route, _), arrivals in self._log.items() if arrivals})
 
     def specs(self, route: str) -> list[str]:
         """Key kinds recorded for ``route`` (``global`` whenever any is)."""
         with self._lock:
-            found = sorted(spec for r, spec in self._log if r == route)
+            found = sorted(spec for (r, spec), arrivals in self._log.items()
+                           if r == route and arrivals)
         return [*found, "global"] if found else []
 
     def predict(self, route: str, key: str, rate: float, burst: int, seconds: float,
@@ -70,7 +99,7 @@ class ArrivalLog:
         """Replay the last ``seconds`` of ``route`` under the proposed limit; None: no record."""
         with self._lock:
             self._trim(now)
-            series = self._log.get((route, "ip" if key == "global" else key))
+            series = self._log.get((route, "ip" if key == "global" else key)) or None
             arrivals = [(t, "" if key == "global" else k) for t, k in series or ()
                         if t >= now - seconds]
         if series is None:
@@ -102,6 +131,4 @@ class ArrivalLog:
             if len(self._order) <= self.max_arrivals and arrivals[0][0] >= cutoff:
                 break
             self._order.popleft()
-            arrivals.popleft()
-            if not arrivals:
-                del self._log[series]
+            arrivals.popleft()  # an emptied series stays: a plan holds it

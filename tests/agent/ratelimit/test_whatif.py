@@ -65,6 +65,9 @@ def test_memory_is_bounded_in_count_and_age() -> None:
         log.observe(f"/r{i % 3}", (), scope(f"10.0.{i % 7}.1"), i / 100)
     assert len(log) == 1000
     log.observe("/r0", (), scope("10.9.9.9"), 200.0)  # 150 s later: all but this one are old
-    assert len(log) == 1 and log.routes() == ["/r0"]
-    answer = log.predict("/r0", "ip", 1.0, 1, 600, 200.0)
+    answer = log.predict("/r0", "ip", 1.0, 1, 600, 200.0)  # a prediction trims by age first
     assert answer is not None and answer["requests"] == 1
+    assert len(log) == 1 and log.routes() == ["/r0"]
+    for i in range(256):  # so do arrivals, every 256
+        log.observe("/r1", (), scope("10.0.0.1"), 300.0 + i / 1000)
+    assert log.routes() == ["/r1"] and len(log) == 256
