@@ -146,7 +146,9 @@ class SortableTable(QTableView):
         self.horizontalHeader().setStretchLastSection(True)
         self.setSortingEnabled(True)
         self.selectionModel().selectionChanged.connect(self._emit_selection)
+        self.setWordWrap(False)  # one line per cell: a grown value widens its column instead
         self._sized = False
+        self._fitted: list[int] = []  # per column: the longest text its width was fitted to
         self.fit_headers()
 
     def set_rows(self, rows: Sequence[tuple[str, Sequence[Cell]]],
@@ -156,10 +158,21 @@ class SortableTable(QTableView):
         self.source.set_rows(rows, highlight or set())
         if selected is not None and self.selected_key() != selected:
             self.select_key(selected)
-        if rows and not self._sized:  # size columns once: per-refresh sizing is costly
+        if not rows:
+            return
+        longest = [max(len(cells[c][0]) for _, cells in rows) for c in range(len(rows[0][1]))]
+        if not self._sized:  # size columns once: per-refresh sizing is costly
             self.resizeColumnsToContents()
             self.fit_headers()
-            self._sized = True
+            self._sized, self._fitted = True, longest
+            return
+        # A text longer than any the column was fitted to ("–" became "80.4 ms (69–87 ms)"):
+        # widen that column only; comparing lengths costs far less than measuring.
+        for c, n in enumerate(longest):
+            if c < len(self._fitted) and n > self._fitted[c]:
+                self._fitted[c] = n
+                if self.columnWidth(c) < self.sizeHintForColumn(c):
+                    self.resizeColumnToContents(c)
 
     def fit_headers(self) -> None:
         """Widen every column narrower than its header text (and sort arrow)."""
@@ -176,7 +189,7 @@ class SortableTable(QTableView):
         ``sort_column``; the columns are sized to their content again."""
         self.source.set_headers(headers, tooltips)
         self.sortItems(sort_column, order)
-        self._sized = False
+        self._sized, self._fitted = False, []
         self.fit_headers()
 
     def rowCount(self) -> int:

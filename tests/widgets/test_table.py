@@ -94,3 +94,16 @@ def test_headers_are_never_elided_and_carry_their_full_meaning(qtbot) -> None:
     # a header without an explicit tooltip still names itself in full
     assert table.model().headerData(2, Qt.Orientation.Horizontal,
                                     Qt.ItemDataRole.ToolTipRole) == "p95 via balancer"
+
+
+def test_a_column_widens_when_its_text_grows_and_never_wraps(qtbot) -> None:
+    table = SortableTable(("server", "p95", "errors/s"))  # p95 not last: the last stretches
+    qtbot.addWidget(table)
+    table.show()
+    table.set_rows([("a", [("api-1", "api-1"), ("–", -1.0), ("0/s", 0.0)])])  # sized once
+    narrow = table.columnWidth(1)
+    table.set_rows([("a", [("api-1", "api-1"), ("80.4 ms (69.4–86.7 ms)", 80.4), ("0/s", 0.0)])])
+    metrics = table.fontMetrics()
+    assert table.columnWidth(1) > narrow
+    assert table.columnWidth(1) >= metrics.horizontalAdvance("80.4 ms (69.4–86.7 ms)")
+    assert not table.wordWrap()  # a cell is one line: never "80.4 ms (69.4–86.7" / "ms)"
