@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from trimtab.widgets.table import SortableTable
+from trimtab.widgets.table import SortableTable, TableFilter
 from trimtab.widgets.timeseries import TimeSeriesView
 
 from ...model import format as fmt
@@ -71,6 +71,7 @@ class CachePage(QWidget):
         self.table.sortItems(3, Qt.SortOrder.DescendingOrder)
         self.table.row_selected.connect(self._route_selected)
         self.table.selectionModel().selectionChanged.connect(self._update_buttons)
+        self.filter = TableFilter(self.table, remember_as="cache")
         self._update_buttons()
         self._since: float | None = None
         self._title = ""
@@ -87,7 +88,7 @@ class CachePage(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.hint)
         buttons = QHBoxLayout()
-        buttons.addStretch(1)
+        buttons.addWidget(self.filter, 1)
         buttons.addWidget(self.invalidate_button)
         buttons.addWidget(self.change_button)
         layout.addLayout(buttons)

@@ -16,6 +16,7 @@ import pytest
 from PySide6.QtCore import QSettings
 from trimtab.app.cli.main import start_collection
 from trimtab.app.model.fleet import FleetModel
+from trimtab.app.ui.pages.cache import CachePage
 from trimtab.app.ui.pages.routes import ROUTE_HEADERS, RoutesPage, byte_size
 from trimtab.app.ui.window import MainWindow
 from trimtab.collectors.exposition import parse
@@ -40,6 +41,15 @@ def _otel(n: int) -> str:
             f"http_server_request_duration_seconds_sum{{{labels}}} {n * 0.01}\n")
 
 
+@pytest.fixture(autouse=True)
+def _forget_filters() -> Iterator[None]:
+    """Filters are remembered in the settings, which every test of this process shares: a
+    text left behind would filter another test's tables."""
+    QSettings("trimtab", "trimtab").remove("filter")
+    yield
+    QSettings("trimtab", "trimtab").remove("filter")
+
+
 @pytest.fixture(scope="module")
 def model() -> FleetModel:
     model = FleetModel(rate_window=10.0)
@@ -53,7 +63,6 @@ def model() -> FleetModel:
 
 @pytest.fixture()
 def page(qtbot, model: FleetModel) -> RoutesPage:
-    QSettings("trimtab", "trimtab").remove("filter")
     page = RoutesPage(model)
     qtbot.addWidget(page)
     page.since = lambda: 0.0
@@ -125,6 +134,18 @@ def test_filter_leaves_only_matching_rows_and_is_remembered(qtbot, page: RoutesP
     assert page.table.rowCount() == 3
 
 
+def test_cache_page_has_its_own_remembered_filter(qtbot, page: RoutesPage,
+                                                  model: FleetModel) -> None:
+    cache = CachePage(model)
+    qtbot.addWidget(cache)
+    cache.refresh(0.0)
+    assert {"/search", "/mixed"} <= set(cache.table.column_texts(0))
+    qtbot.keyClicks(cache.filter.edit, "/mi*")
+    assert cache.table.column_texts(0) == ["/mixed"]
+    assert page.filter.edit.text() == ""  # the Routes page keeps its own
+    assert page.table.rowCount() == 3
+
+
 @pytest.mark.parametrize(("n", "text"), [(0.0, "0 B"), (592.0, "592 B"), (1536.0, "1.5 KiB"),
                                          (3 * 2**20, "3.0 MiB"), (float("nan"), "–")])
 def test_byte_size(n: float, text: str) -> None:
@@ -145,7 +166,6 @@ def model_demo(fleet: DemoFleet) -> Iterator[FleetModel]:
 
 @pytest.mark.slow
 def test_demo_routes_page_filter_and_screenshot(qtbot, model_demo: FleetModel) -> None:
-    QSettings("trimtab", "trimtab").remove("filter")
     window = MainWindow(model_demo)
     qtbot.addWidget(window)
     window.resize(1366, 768)

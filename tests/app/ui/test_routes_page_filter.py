@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
 from PySide6.QtCore import QSettings
 from trimtab.widgets.table import SortableTable, TableFilter
 
 ROUTES = ("/search", "/products/{id}", "/orders", "/api/v1/search/suggest", "/a[1]")
+
+
+@pytest.fixture(autouse=True)
+def _forget_filters() -> Iterator[None]:
+    """Filters are remembered in the settings, which every test of this process shares: a
+    text left behind would filter another test's tables."""
+    QSettings("trimtab", "trimtab").remove("filter")
+    yield
+    QSettings("trimtab", "trimtab").remove("filter")
 
 
 def _table(qtbot) -> SortableTable:
@@ -68,7 +80,6 @@ def test_rows_arriving_later_are_filtered_too(qtbot) -> None:
 
 
 def test_the_text_is_remembered_per_page(qtbot) -> None:
-    QSettings("trimtab", "trimtab").remove("filter")
     first, other = _table(qtbot), _table(qtbot)
     box = TableFilter(first, remember_as="routes")
     qtbot.addWidget(box)
