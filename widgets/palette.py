@@ -15,7 +15,7 @@ from PySide6.QtCore import Qt
 
 # No grey (percentiles are grey) and no #CC79A7 (change markers are drawn in it).
 SERIES_COLOURS = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00",
-                  "#8DD3C7", "#B15928", "#FB9A99", "#A6D854", "#BEBADA")
+                  "#8DD3C7", "#B15928", "#FB9A99", "#A6D854", "#E7298A")
 SPAN_COLOURS = ("#7A828E", "#A3AAB4", "#5F6873")  # trace spans: greys, they are no entity
 # Width (px) of the n-th pass over the colours: once they are all taken, an entity gets a
 # used colour at another width, so two curves never look the same.

@@ -227,6 +227,8 @@ class TimeSeriesView(QWidget):
         for key, curve in self.curves.items():
             curve.setPen(self._pen(key))
             self.layer.set_curves([(key, EMPTY, curve.opts["pen"])])
+        for sample, _ in self.legend.items:  # cached as pixmaps: they repaint only when told
+            sample.update()
         if self.data:
             self._draw(sorted(self.data))
 

@@ -42,7 +42,7 @@ class BackendFact:
 
     name: str
     factor: float  # its p95 / its peers' median p95, geometric mean over routes, rate weighted
-    route: str  # the route of most time spent it was compared on (the example in the text)
+    route: str  # the route that pushes its factor up the most (the example in the text)
     p95: float  # its p95 on ``route`` (seconds)
     peers_p95: float  # the median p95 of the other instances on ``route`` (seconds)
 
@@ -160,8 +160,10 @@ def _standout(model: FleetModel, ranked: list[RouteStats], since: float | None
             if p95 <= 0 or peers <= 0:
                 continue
             logs.setdefault(name, []).append((stats.rate, math.log(p95 / peers)))
-            if name not in examples:  # routes come by time spent: the first matters most
-                examples[name] = (stats.time_spent, stats.route, p95, peers)
+            # the example named is the route that pushes its factor up the most
+            pull = stats.rate * math.log(p95 / peers)
+            if pull > examples.get(name, (-math.inf, "", 0.0, 0.0))[0]:
+                examples[name] = (pull, stats.route, p95, peers)
     factors = {name: math.exp(sum(w * x for w, x in pairs) / sum(w for w, _ in pairs))
                for name, pairs in logs.items() if sum(w for w, _ in pairs) > 0}
     if not factors:
