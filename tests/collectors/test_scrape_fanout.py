@@ -8,6 +8,9 @@ pool bookkeeping growing with the number of targets: the fan-out wall of issue 1
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -127,3 +130,46 @@ def test_removing_a_target_closes_its_idle_connection(servers: Servers) -> None:
     finally:
         engine.stop()
     assert all(r.up for r in results["kept"])
+
+
+# Run in a child process: an audit hook cannot be removed once added.
+_WATCH_IMPORTS = """
+import json, sys, threading, time
+from trimtab.collectors.scrape import ScrapeEngine, ScrapeTarget
+
+recording, seen, counts = threading.Event(), set(), {}
+def hook(event, args):
+    if event == "import" and recording.is_set() and threading.current_thread().name == "trimtab-scrape":
+        seen.add(args[0])
+sys.addaudithook(hook)
+
+def until(ok):
+    deadline = time.monotonic() + 60
+    while not ok():
+        assert time.monotonic() < deadline, counts
+        time.sleep(0.02)
+
+targets = [ScrapeTarget(f"t{i}", url, interval=0.3, timeout=0.25) for i, url in enumerate(sys.argv[1:])]
+engine = ScrapeEngine(targets, lambda r: counts.__setitem__(r.target.name, counts.get(r.target.name, 0) + 1))
+engine.start()
+try:
+    until(lambda: len(counts) == len(targets) and min(counts.values()) >= 2)
+    recording.set()
+    base = dict(counts)
+    until(lambda: all(counts[name] >= n + 3 for name, n in base.items()))
+    recording.clear()
+finally:
+    engine.stop()
+print(json.dumps(sorted(seen)))
+"""
+
+
+def test_steady_scrapes_look_for_no_module(servers: Servers) -> None:
+    """A scrape imports nothing once the engine runs: a module that is not installed is looked
+    for on disk at every attempt (httpcore tried ``import sniffio`` for each lock it set up,
+    a search of every sys.path entry, several times per scrape)."""
+    urls = [servers.serve(keep_alive(Connections(), exposition(5))) for _ in range(3)]
+    out = subprocess.run([sys.executable, "-c", _WATCH_IMPORTS, *urls], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[-1]) == []
