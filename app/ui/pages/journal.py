@@ -58,6 +58,13 @@ def _subject(path: str) -> str:
     return path
 
 
+def what_text(row: ctl.JournalRow) -> str:
+    """The kind of change: ``config``, ``server weight`` (the server is in old → new)."""
+    if row.what.startswith("servers.") and "." in row.what[len("servers."):]:
+        return f"server {row.what.rsplit('.', 1)[1]}"
+    return row.what
+
+
 def change_text(row: ctl.JournalRow) -> str:
     """Each field: ``TTL of /search: 0 s → 5 s``; ``api-3 weight: 1 → 0``."""
     return "; ".join(f"{_subject(c.path)}: {_value(c.path, c.old)} → {_value(c.path, c.new)}"
@@ -220,7 +227,7 @@ class JournalPage(QWidget):
             where = g.where()
             table.append((g.key, [
                 (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.time)), r.time),
-                (r.who, r.who), (where, natural_key(where)), (r.what, r.what),
+                (r.who, r.who), (where, natural_key(where)), (what_text(r), what_text(r)),
                 (changed, changed), (r.reason or "", r.reason or ""), (result, result)]))
         self.table.set_rows(table, highlight={g.key for g in groups
                                               if g.first.result != "accepted"})

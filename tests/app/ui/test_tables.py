@@ -184,6 +184,7 @@ def test_journal_groups_a_fleet_wide_change_and_links_its_revert(qtbot, tuning: 
     drain = texts[4].index("api-3 weight: 1 → 0")
     undo = texts[4].index("api-3 weight: 0 → 1")
     assert (where[drain], where[undo]) == (f"balancer #{weight.id}", f"balancer #{weight.id + 1}")
+    assert texts[3][drain] == texts[3][undo] == "server weight"  # the server is in old → new
     assert result[drain] == f"accepted · undone by #{weight.id + 1}"
     assert result[undo] == f"accepted · undoes #{weight.id}"
     assert page.table.select_key(page.keys_in_order()[drain])
