@@ -44,12 +44,23 @@ class Gates:
     """Limits the canary must stay within while watched (None = not checked).
 
     ``p95_ratio_max`` is relative to ``baseline_p95_ms`` given to the rollout (the
-    canary's p95 before the change), e.g. 1.2 = at most 20 % slower.
+    canary's p95 before the change), e.g. 1.2 = at most 20 % slower. ``burn_max`` is
+    the canary's error-budget burn rate over the SLO's short window (the workbook's
+    fast burn pages at 14.4): "abort if the canary burns faster than this".
     """
 
     p95_max_ms: float | None = None
     p95_ratio_max: float | None = None
     error_rate_max: float | None = None
+    burn_max: float | None = None
+
+    def check_burn(self, burn: float | None) -> str | None:
+        """Why the canary's burn rate fails the gate, or None (no SLO or no traffic: None)."""
+        if self.burn_max is None or burn is None or math.isnan(burn):
+            return None
+        if burn > self.burn_max:
+            return f"SLO burn rate {burn:.3g}× > {self.burn_max:g}×"
+        return None
 
     def check(self, p95_ms: float, error_rate: float, baseline_p95_ms: float | None
               ) -> str | None:
@@ -136,19 +147,22 @@ class Rollout:
         return max(0.0, self._watch_start + self.watch_seconds - self.clock())
 
     def observe(self, p95_ms: float, error_rate: float,
-                judged: Mapping[str, Comparison] | None = None) -> str:
+                judged: Mapping[str, Comparison] | None = None,
+                burn: float | None = None) -> str:
         """Check the canary's current numbers; a failing gate reverts the canary now.
 
         NaN (no traffic in the caller's window) is not a pass: it is not counted.
         ``judged``: the judge's verdicts on the canary's series since the change, checked
         too (:meth:`Gates.check_judged`); verdicts without enough data yet fail nothing.
+        ``burn``: the canary's SLO burn rate (:meth:`Gates.check_burn`).
         """
         if self.state != WATCHING:
             return self.state
         if math.isnan(p95_ms) or math.isnan(error_rate):
             return self.state
         self.samples += 1
-        failed = self.gates.check(p95_ms, error_rate, self.baseline_p95_ms)
+        failed = (self.gates.check(p95_ms, error_rate, self.baseline_p95_ms)
+                  or self.gates.check_burn(burn))
         if failed is not None:
             return self._revert_canary(f"gate failed on {self.canary.name}: {failed}")
         worse = self.gates.check_judged(judged or {})

@@ -39,10 +39,12 @@ class SampleSource(Protocol):
 
 
 class StoreSource:
-    """Samples from the cockpit's history store."""
+    """Samples from the cockpit's history store; ``targets`` keeps only those instances
+    (a canary's own burn rate during a staged rollout)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, targets: Iterable[str] | None = None) -> None:
         self.store = store
+        self.targets = frozenset(targets) if targets is not None else None
 
     def series(self, name: str, slo: SLO, start: float, end: float
                ) -> dict[SeriesKey, Samples]:
@@ -51,6 +53,8 @@ class StoreSource:
                                  max_points=POINTS_PER_WINDOW)
         out: dict[SeriesKey, Samples] = {}
         for key, (t, v) in found.items():
+            if self.targets is not None and key.target not in self.targets:
+                continue
             if slo.matches(dict(key.labels).get("route", "")):
                 out[key] = [(round(float(a) * 1000), float(b)) for a, b in zip(t, v, strict=True)]
         return out

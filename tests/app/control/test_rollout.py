@@ -115,6 +115,20 @@ def test_error_rate_gate(client: ControlClient, instances: list[Agent]) -> None:
     assert "error rate 5.00% > 2.00%" in rollout.events[-1].message
 
 
+def test_burn_rate_gate_reverts_a_canary_burning_its_slo(client: ControlClient,
+                                                        instances: list[Agent]) -> None:
+    """'Abort if the fast burn exceeds 14.4× on the canary' (issue 19), on real agents."""
+    gates = Gates(p95_max_ms=500, error_rate_max=0.02, burn_max=14.4)
+    rollout = make(client, instances[0], instances[1:], Clock(), gates)
+    rollout.start()
+    assert rollout.observe(90.0, 0.0, burn=None) == WATCHING  # no SLO on the route
+    assert rollout.observe(90.0, 0.0, burn=float("nan")) == WATCHING  # no traffic yet
+    assert rollout.observe(90.0, 0.0, burn=14.4) == WATCHING  # at the limit holds
+    assert rollout.observe(90.0, 0.0, burn=20.0) == ROLLED_BACK
+    assert "SLO burn rate 20× > 14.4×" in rollout.events[-1].message
+    assert set(route_ttls(client, instances).values()) == {0.0}
+
+
 def test_too_few_numbers_keep_watching(client: ControlClient, instances: list[Agent]) -> None:
     clock = Clock()
     rollout = make(client, instances[0], instances[1:], clock)

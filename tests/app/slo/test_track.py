@@ -47,6 +47,16 @@ def test_burn_rates_budget_and_sli_from_the_store(store: Store) -> None:
     assert [s.slo.name for s in statuses] == ["search-fast", "search-ok"]  # most spent first
 
 
+def test_one_instance_alone(store: Store) -> None:
+    """A canary's own burn: only api-2's series (20 % of its requests over 0.25 s)."""
+    [status] = evaluate([LATENCY], StoreSource(store, targets=["api-2"]), T0 + 20 * 60,
+                        sli_window_s=60.0, alerts=ALERTS)
+    assert status.burns[0].short_burn == pytest.approx(20.0, rel=1e-9)
+    [fine] = evaluate([LATENCY], StoreSource(store, targets=["api-1"]), T0 + 20 * 60,
+                      sli_window_s=60.0, alerts=ALERTS)
+    assert fine.burns[0].short_burn == 0.0
+
+
 def test_before_the_slowdown_nothing_burns(store: Store) -> None:
     [status] = evaluate([LATENCY], StoreSource(store), T0 + 9 * 60, alerts=ALERTS)
     assert status.burns[0].short_burn == 0.0 and not status.firing
