@@ -101,9 +101,13 @@ def headline(model: FleetModel, since: float | None = None) -> Headline:
     errors = sum(s.rate * s.error_ratio for s in routes.values() if not math.isnan(s.error_ratio))
     ranked = sorted(routes.values(), key=lambda s: (-s.time_spent, s.route))[:ROUTES_COMPARED]
     backend, compared = _standout(model, ranked, since)
+    # 429s are counted where targets label requests by status (RouteStats.status_rates)
+    measured = any(s.status_rates for s in routes.values())
+    limited = sum(s.status_rates.get("429", 0.0) for s in routes.values())
     return Headline(route=_slowest(routes, buckets, total_rate), backend=backend,
                     backends=compared, request_rate=total_rate,
-                    error_ratio=errors / total_rate if total_rate else math.nan)
+                    error_ratio=errors / total_rate if total_rate else math.nan,
+                    limited_ratio=limited / total_rate if measured and total_rate else math.nan)
 
 
 def _slowest(routes: dict[str, RouteStats], buckets: dict[str, list[tuple[float, float]]],

@@ -26,6 +26,8 @@ class Feed:
         self.routes: dict[str, tuple[float, float]] = {}  # route → (req/s, latency s)
         self.counts: dict[tuple[str, str], dict[float, float]] = {}
         self.lb = {"api-1": 0.0, "api-2": 0.0}
+        self.slowness = {"api-1": 1.0, "api-2": 1.0}
+        self.statuses = {"200": 1.0}  # share of requests answered with each status
 
     def clock(self) -> float:
         return self.now
@@ -38,7 +40,8 @@ class Feed:
                 for route, (rps, latency) in self.routes.items():
                     buckets = self.counts.setdefault((target.name, route), dict.fromkeys(LES, 0.0))
                     for le in LES:
-                        buckets[le] += rps / 2 if latency <= le else 0.0
+                        slow = latency * self.slowness[target.name]
+                        buckets[le] += rps / 2 if slow <= le else 0.0
                     for le, n in buckets.items():
                         bound = "+Inf" if math.isinf(le) else f"{le:g}"
                         lines.append(f'trimtab_http_request_duration_seconds_bucket{{route="{route}",'
@@ -46,7 +49,8 @@ class Feed:
                 lines.append("# TYPE trimtab_http_requests_total counter")
                 for route in self.routes:
                     n = self.counts[(target.name, route)][math.inf]
-                    lines.append(f'trimtab_http_requests_total{{route="{route}",status="200"}} {n}')
+                    lines += [f'trimtab_http_requests_total{{route="{route}",status="{status}"}} '
+                              f'{n * share}' for status, share in self.statuses.items()]
                 self._ingest(target, "\n".join(lines) + "\n")
             for server in self.lb:
                 self.lb[server] += 50.0
@@ -138,3 +142,37 @@ def test_a_backend_has_one_colour_on_every_chart(qtbot, window) -> None:
     assert routes["/a"].opts["pen"].color() != routes["/b"].opts["pen"].color()
     assert {window.palette.colour(k) for k in ("/a", "/b")}.isdisjoint(
         {window.palette.colour(k) for k in ("api-1", "api-2")})
+
+
+def test_headline_names_the_slow_route_backend_and_rates(qtbot, window) -> None:
+    feed = _feed(window)
+    feed.routes = {"/fast": (40.0, 0.02), "/slow": (10.0, 0.3), "/rare": (0.1, 0.9)}
+    feed.slowness["api-2"] = 3.0
+    feed.statuses = {"200": 0.85, "429": 0.10, "503": 0.05}
+    feed.step(15)
+    window._force_refresh()
+    facts = window.overview.headline_facts()
+    text = window.overview.headline.text()
+    # /rare is slower but carries 0.2 % of requests: the slowest route an operator should see
+    assert facts.route is not None and facts.route.route == "/slow"
+    assert text.startswith("Slowest route: /slow — p95 ")
+    # api-2 runs 3× slower: its p95 over its peer's (buckets make it 2.5–5×)
+    assert facts.backend is not None and facts.backend.name == "api-2" and facts.stands_out
+    assert 2.0 < facts.backend.factor < 6.0
+    assert f"Backend api-2 stands out: p95 {facts.backend.factor:.1f}× its peers'" in text
+    assert facts.error_ratio == pytest.approx(0.05, abs=1e-6)
+    assert facts.limited_ratio == pytest.approx(0.10, abs=1e-6)
+    assert "Errors: 5.0 % of " in text and "429s: 10.0 % of requests" in text
+    # time share: /slow spends more handler time than /fast although 4× rarer
+    assert 0.5 < facts.route.time_share < 1.0
+
+
+def test_headline_when_nothing_stands_out(qtbot, window) -> None:
+    feed = _feed(window)
+    feed.routes = {"/a": (10.0, 0.04)}
+    feed.step(15)
+    window._force_refresh()
+    facts = window.overview.headline_facts()
+    assert facts.backend is not None and not facts.stands_out
+    assert "No backend stands out" in window.overview.headline.text()
+    assert math.isnan(facts.limited_ratio) is False and facts.limited_ratio == 0.0
