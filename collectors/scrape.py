@@ -160,11 +160,14 @@ class ScrapeEngine:
             "start() the engine first"
         self._runner.call_soon(self._start_target, target)
 
-    def remove_target(self, name: str) -> None:
-        """Stop scraping the target called ``name`` (any thread)."""
+    def remove_target(self, name: str, then: Callable[[], object] | None = None) -> None:
+        """Stop scraping the target called ``name`` (any thread); ``then()`` runs on the
+        engine's thread once it is stopped: no result of it reaches the sink after that."""
         assert self._runner is not None and self._runner.loop is not None, \
             "start() the engine first"
         self._runner.call_soon(self._stop_target, name)
+        if then is not None:
+            self._runner.call_soon(then)
 
     def _start_target(self, target: ScrapeTarget) -> None:
         assert self._client is not None

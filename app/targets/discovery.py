@@ -117,10 +117,13 @@ class DiscoveryApplier:
                     token=self.token if item.kind == "instance" else "",
                     control_url=item.control_url)
             for name, target in state.targets.items():
-                if wanted.get(name) != target:  # left, or came back at another URL
+                if wanted.get(name) not in (None, target):  # came back at another URL
                     self.engine.remove_target(name)
-                    if name not in wanted:
-                        self.model.depart(name, now)
+                elif name not in wanted:
+                    # Marked gone once its scraping has stopped (on the engine's thread): a
+                    # scrape in flight can then no longer land after the mark and undo it.
+                    self.engine.remove_target(name, then=lambda n=name: self.model.depart(
+                        n, self.clock()))
             for name, target in wanted.items():
                 if state.targets.get(name) != target:
                     self.engine.add_target(target)

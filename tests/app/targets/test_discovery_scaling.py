@@ -130,7 +130,7 @@ def _scale(qtbot, tmp_path: Path, discovery: str, set_fleet: Callable[[list[str]
             assert all("<" not in r["error"] for r in rows.values())
             # gone: not counted as up or down, named apart in the status bar
             qtbot.waitUntil(lambda: f"{count}/{count + 1} targets up" in window.status.text(),
-                            timeout=10_000)
+                            timeout=int(WAIT * 1000))
             status = window.status.text()
             assert (f"{len(gone)} gone" in status) == bool(gone), status
             assert not any(n in status for n in gone), status
