@@ -38,6 +38,13 @@ TABLE_CLASSES = ("2xx", "3xx", "4xx", "429", "5xx")
 UNLABELLED = "?"
 FOLD_REASON = ("the instrumentation sends no http.route label, so every path lands here; "
                "see the README's instrumentation table for the fix")
+# Rows that stand for many paths, and why (the agent's names, agent/routes.py).
+FOLDS = {
+    UNLABELLED: ("folded", FOLD_REASON),
+    "<other>": ("folded", "more routes than the agent's max_routes cap; name them with "
+                          "patterns= or raise the cap"),
+    "<unmatched>": ("unmatched", "paths no route of the app matched (404s, scanners)"),
+}
 
 
 def route_headers(levels: Sequence[float]) -> tuple[str, ...]:
@@ -168,8 +175,9 @@ class RoutesPage(QWidget):
 
     def _row(self, s: RouteStats) -> list[Cell]:
         name = s.route
-        if s.route == UNLABELLED:  # say why one route carries every path (issue 21.4)
-            name = f"{UNLABELLED} — {fmt.rate(s.rate)} folded: {FOLD_REASON}"
+        fold = FOLDS.get(s.route)
+        if fold is not None:  # say why one row carries many paths (issue 21.4)
+            name = f"{s.route} — {fmt.rate(s.rate)} {fold[0]}: {fold[1]}"
         cells: list[Cell] = [(name, s.route)]
         for level in self.levels:
             est = s.quantiles.get(level)
@@ -189,10 +197,10 @@ class RoutesPage(QWidget):
         self.hint.setVisible(not rows)
         if self.selected is None and self.table.rowCount():
             # The most expensive route, so the charts are never idle; not the fold of
-            # unlabelled requests when a real route is there (it says nothing about one path).
+            # many paths when a real route is there (it says nothing about one path).
             keys = [self.table.proxy.index(r, 0).data(ROW_KEY_ROLE)
                     for r in range(self.table.rowCount())]
-            self.table.selectRow(next((i for i, k in enumerate(keys) if k != UNLABELLED), 0))
+            self.table.selectRow(next((i for i, k in enumerate(keys) if k not in FOLDS), 0))
         if self.selected is None:
             return
         names = [level_name(q) for q in self.levels]

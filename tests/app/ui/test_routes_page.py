@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QSettings
 from trimtab.app.cli.main import start_collection
+from trimtab.app.model import format as fmt
 from trimtab.app.model.fleet import FleetModel
 from trimtab.app.ui.pages.cache import CachePage
 from trimtab.app.ui.pages.routes import ROUTE_HEADERS, RoutesPage, byte_size
@@ -132,6 +133,30 @@ def test_filter_leaves_only_matching_rows_and_is_remembered(qtbot, page: RoutesP
     assert again.table.column_texts(0) == ["/search"]
     page.filter.edit.clear()
     assert page.table.rowCount() == 3
+
+
+def test_agent_fold_rows_say_why(qtbot) -> None:
+    def text(n: int) -> str:
+        lines = []
+        for route in ("<other>", "<unmatched>", "/real"):
+            lines += [f'trimtab_http_request_duration_seconds_bucket{{route="{route}",le="0.1"}} {n}',
+                      f'trimtab_http_request_duration_seconds_bucket{{route="{route}",le="+Inf"}} {n}',
+                      f'trimtab_http_requests_total{{route="{route}",status="404"}} {n}']
+        return "\n".join(lines) + "\n"
+
+    model = FleetModel()
+    for t, n in ((100.0, 0), (101.0, 10)):
+        model.ingest(ScrapeResult(API, t, True, 0.01, parse(text(n)), ""))
+    model.tick(101.0)
+    page = RoutesPage(model)
+    qtbot.addWidget(page)
+    page.refresh(0.0)
+    texts = page.table.column_texts(0)
+    rate = fmt.rate(model.routes["<other>"].rate)
+    assert f"<other> — {rate} folded: more routes than the agent's max_routes cap; name them " \
+           "with patterns= or raise the cap" in texts
+    assert any(t.startswith(f"<unmatched> — {rate} unmatched: paths no route") for t in texts)
+    assert page.selected == "/real"  # equal cost: the real route is shown, not a fold
 
 
 def test_cache_page_has_its_own_remembered_filter(qtbot, page: RoutesPage,
