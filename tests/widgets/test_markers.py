@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtTest import QTest
+from trimtab.app.control.actions import group_changes
 from trimtab.app.control.types import BALANCER, Agent, JournalRow
-from trimtab.app.replay.change_markers import card, group_changes, marker_key, markers
+from trimtab.app.replay.change_markers import card, marker_key, markers
 from trimtab.widgets.heatmap import HeatmapView
 from trimtab.widgets.marker_layer import CLICK_PX, Placed, place_labels
 from trimtab.widgets.timeseries import TimeSeriesView
