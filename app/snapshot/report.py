@@ -1,6 +1,7 @@
 """``trimtab snapshot report``: one self-contained HTML page from a snapshot.
 
-Summary, the slowest routes (fleet-wide p95 from histogram buckets over the
+One sentence on top (what was slow, what changed, what the judge says it did), a
+summary, the slowest routes (fleet-wide p95 from histogram buckets over the
 window), the change timeline with before/after cards (``before_after.compare``, the
 judge the live card and the rollout gates use, on the changed route's p95, the fleet
 p95 and the request rate), charts as embedded PNG data URIs (drawn by
@@ -24,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..control.actions import action_label, group_changes
+from ..control.types import JournalRow
 from ..model.before_after import (
     AS_INTENDED,
     AWAY,
@@ -42,20 +45,25 @@ from .stats import RouteLatency, latency_over_time, request_rate, route_latencie
 
 STEPS = 120  # chart / card resolution across the window
 TOP_ROUTES = 10
+TOP_TRACES = 200  # slowest traces listed; the page says when there are more
+DECIDED = (BETTER, WORSE, AS_INTENDED, AWAY)  # verdicts that say which way a change went
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf")
 CSS = """body{font:14px system-ui,sans-serif;margin:2em auto;max-width:1000px;color:#222}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;
 text-align:left;vertical-align:top}th{background:#f3f3f3}.card{border:1px solid #bbb;
 border-radius:6px;padding:.6em 1em;margin:.8em 0}.worse{color:#b00}.better{color:#070}
-pre{white-space:pre-wrap;background:#f7f7f7;padding:.5em}img{max-width:100%}"""
+pre{white-space:pre-wrap;background:#f7f7f7;padding:.5em}img{max-width:100%}
+.summary{font-size:16px;background:#f3f6fa;border-left:4px solid #4a78b0;padding:.6em 1em}"""
 
+# A change marker on a chart: (unix time, label), the label as every marker reads.
+Mark = tuple[float, str]
 # (curves {name: (times, values)}, title, base time, change marks) -> PNG bytes, b"" for none.
-ChartRenderer = Callable[[dict[str, tuple[np.ndarray, np.ndarray]], str, float, Sequence[float]],
+ChartRenderer = Callable[[dict[str, tuple[np.ndarray, np.ndarray]], str, float, Sequence[Mark]],
                          bytes]
 
 
 def no_charts(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, base: float,
-              marks: Sequence[float]) -> bytes:
+              marks: Sequence[Mark]) -> bytes:
     """A :data:`ChartRenderer` that draws nothing (a report without chart images)."""
     return b""
 
@@ -81,9 +89,11 @@ def render_html(snap: Snapshot, chart: ChartRenderer = no_charts) -> str:
     start, end = snap.window
     mids, p95 = latency_over_time(snap, start, end, STEPS)
     _, rates = request_rate(snap, start, end, STEPS)
-    total_rate = np.sum(list(rates.values()), axis=0) if rates else np.full(STEPS, np.nan)
+    total_rate = _total(rates)
     journal = snap.journal()
-    marks = [row.time for row in journal]
+    actions = group_changes(journal)
+    judged = _judge_all(snap, journal, actions, mids, p95, total_rate)
+    marks = [(g[0].time, action_label(g[0], g)) for g in actions]
     slow = route_latencies(snap, start, end)
     top = [r.route for r in slow[:5]]
     charts = [(title, chart(curves, title, start, marks) if _has_data(curves) else b"")
@@ -92,16 +102,82 @@ def render_html(snap: Snapshot, chart: ChartRenderer = no_charts) -> str:
                    {r: (mids, p95[r] * 1000) for r in [*top, "all routes"] if r in p95}),
                   ("requests/s by target", {t: (mids, v) for t, v in sorted(rates.items())}))]
     parts = [f"<h1>Incident report — {utc(start)} to {utc(end)}</h1>",
+             f'<p class="summary">{_e(_headline(snap, slow, actions, judged))}</p>',
              _summary(snap), "<h2>Slowest routes (p95 over the window)</h2>", _routes(slow),
-             "<h2>Charts</h2>",
+             "<h2>Charts</h2>", _coverage(snap, mids, p95, rates),
              *(f'<p><img alt="{html.escape(title)}" src="data:image/png;base64,'
                f'{base64.b64encode(png).decode()}"></p>' for title, png in charts if png),
              "<h2>Change timeline</h2>",
-             _timeline(snap, mids, p95, total_rate),
+             _timeline(snap, journal, actions, judged),
              "<h2>Annotations</h2>", _annotations(snap), "<h2>Slowest traces</h2>", _traces(snap)]
     return ("<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
             f"<title>trimtab incident report {utc(start)}</title><style>{CSS}</style></head>"
             f"<body>{''.join(parts)}</body></html>\n")
+
+
+def _total(rates: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Requests/s of all targets per step; NaN only where no target has data."""
+    if not rates:
+        return np.full(STEPS, np.nan)
+    stacked = np.array(list(rates.values()))
+    known = np.isfinite(stacked).any(axis=0)
+    return np.where(known, np.nansum(stacked, axis=0), np.nan)
+
+
+def _headline(snap: Snapshot, slow: Sequence[RouteLatency], actions: list[list[JournalRow]],
+              judged: Mapping[int, list[Comparison]]) -> str:
+    """One sentence: what was slow, what changed, what it did (the card's judge)."""
+    if slow:
+        q = slow[0].quantile
+        at_least = "≥ " if q.in_inf_bucket else ""
+        first = (f"{slow[0].route} was the slowest route (p95 {at_least}"
+                 f"{q.value * 1000:.0f} ms over the window)")
+    else:
+        first = "No request latency was recorded in the window"
+    if not actions:
+        if any(o["what"] in ("journal", "targets", "everything") for o in snap.omitted()):
+            return f"{first}; the change journal is not in this snapshot, so changes are unknown."
+        return f"{first}; no change was made in the window."
+    # The change to name: the first the judge could tell a direction for, else the first.
+    decided = [i for i, g in enumerate(actions)
+               if judged.get(i) and judged[i][0].direction in DECIDED]
+    i = decided[0] if decided else 0
+    group = actions[i]
+    when = dt.datetime.fromtimestamp(group[0].time, dt.UTC).strftime("%H:%M:%S UTC")
+    change = f"after {action_label(group[0], group)} at {when}"
+    found = judged.get(i)
+    if found:
+        c = found[0]
+        change += (f", {c.metric} was {c.label}, {format_value(c.metric, c.before)} → "
+                   f"{format_value(c.metric, c.after)}")
+    more = len(actions) - 1
+    if more:
+        change += f" ({more} more change{'s' if more > 1 else ''} in the timeline)"
+    return f"{first}; {change}."
+
+
+def _coverage(snap: Snapshot, mids: np.ndarray, p95: Mapping[str, np.ndarray],
+              rates: Mapping[str, np.ndarray]) -> str:
+    """Says which part of the window holds no samples (the charts leave it blank)."""
+    start, end = snap.window
+    step = (end - start) / STEPS
+    known = np.zeros(len(mids), dtype=bool)
+    for values in [*p95.values(), *rates.values()]:
+        known |= np.isfinite(values)
+    if not known.any():
+        return "<p>No samples in the window: nothing to chart.</p>"
+    first = float(mids[known][0] - step / 2)
+    last = float(mids[known][-1] + step / 2)
+    notes = []
+    if first - start >= step:
+        notes.append(f"before {utc(first)} (the first {(first - start) / 60:.1f} min of the "
+                     "window)")
+    if end - last >= step:
+        notes.append(f"after {utc(last)} (the last {(end - last) / 60:.1f} min)")
+    if not notes:
+        return ""
+    return (f"<p>No samples {' or '.join(_e(n) for n in notes)}: that time is left blank on "
+            "the charts (no data, not zero).</p>")
 
 
 def _has_data(curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> bool:
@@ -175,9 +251,11 @@ def _routes(slow: Sequence[RouteLatency]) -> str:
     return _table(("route", "p95 (ms)", "true value between (ms)", "requests"), rows)
 
 
-def _timeline(snap: Snapshot, mids: np.ndarray, p95: Mapping[str, np.ndarray],
-              rate: np.ndarray) -> str:
-    """A card per journal entry; each accepted change judged by the card's judge."""
+def _judge_all(snap: Snapshot, journal: Sequence[JournalRow], actions: list[list[JournalRow]],
+               mids: np.ndarray, p95: Mapping[str, np.ndarray], rate: np.ndarray
+               ) -> dict[int, list[Comparison]]:
+    """Each action (by index) judged by the card's judge: its routes' p95, the fleet p95
+    and the request rate."""
     start, end = snap.window
     step = (end - start) / STEPS
     # The card's windows, unless the report's steps are too coarse for them.
@@ -186,36 +264,54 @@ def _timeline(snap: Snapshot, mids: np.ndarray, p95: Mapping[str, np.ndarray],
     # A step's value covers the step: dated by its end, as the live model dates a point by
     # the end of its rate window, so no step straddling the change counts as "before".
     ends = mids + step / 2
-    journal = snap.journal()
     accepted = [(r.time, change_scope(c.path for c in r.changes)) for r in journal
                 if r.result == "accepted"]
-    cards = []
+    out = {}
+    for i, group in enumerate(actions):
+        row = group[0]
+        scope = change_scope(c.path for r in group for c in r.changes)
+        previous, following = bounding_changes(row.time, scope, accepted)
+        routes = sorted(s.removeprefix("route:") for s in scope if s.startswith("route:"))
+        curves = [(f"{r} p95", p95.get(r)) for r in routes]
+        curves += [("all routes p95", p95.get("all routes")), ("requests/s", rate)]
+        out[i] = [compare(ends, values, row.time, window=window, settle=settle,
+                          metric=metric, now=end, previous_change=previous,
+                          next_change=following)
+                  for metric, values in curves if values is not None]
+    return out
+
+
+def _timeline(snap: Snapshot, journal: Sequence[JournalRow], actions: list[list[JournalRow]],
+              judged: Mapping[int, list[Comparison]]) -> str:
+    """A card per action (one for a change sent to several targets), each judged by the
+    card's judge, and a card per refused change."""
+    items: list[tuple[float, str]] = []
+    for i, group in enumerate(actions):
+        row = group[0]
+        changes = "".join(
+            f"<li>{_e(r.source.name)}: {_e(c.path)}: {_e(json.dumps(c.old))} → "
+            f"{_e(json.dumps(c.new))}</li>" for r in group for c in r.changes)
+        items.append((row.time, _card(row, action_label(row, group), changes,
+                                      _cards(judged.get(i, [])))))
     for row in journal:
-        changes = "".join(f"<li>{_e(c.path)}: {_e(json.dumps(c.old))} → {_e(json.dumps(c.new))}</li>"
-                          for c in row.changes)
-        if row.result == "accepted":
-            scope = change_scope(c.path for c in row.changes)
-            previous, following = bounding_changes(row.time, scope, accepted)
-            routes = sorted(s.removeprefix("route:") for s in scope if s.startswith("route:"))
-            curves = [(f"{r} p95", p95.get(r)) for r in routes]
-            curves += [("all routes p95", p95.get("all routes")), ("requests/s", rate)]
-            found = [compare(ends, values, row.time, window=window, settle=settle,
-                             metric=metric, now=end, previous_change=previous,
-                             next_change=following)
-                     for metric, values in curves if values is not None]
-            judged = _cards(found)
-        else:
-            judged = f"<p>{_e(row.result)}: nothing changed, nothing to judge.</p>"
-        cards.append(
-            f'<div class="card"><b>{_e(utc(row.time))}</b> · {_e(row.source.name)} · '
-            f"{_e(row.who)} · {_e(row.what)} · <i>{_e(row.result)}</i>"
-            f"<ul>{changes}</ul><p>Reason: {_e(row.reason or '—')}"
-            f"{' · ' + _e(row.detail) if row.detail else ''}</p>{judged}</div>")
-    if cards:
-        return "".join(cards)
+        if row.result != "accepted":
+            changes = "".join(f"<li>{_e(c.path)}: {_e(json.dumps(c.old))} → "
+                              f"{_e(json.dumps(c.new))}</li>" for c in row.changes)
+            items.append((row.time, _card(
+                row, f"{row.what} · {row.source.name}", changes,
+                f"<p>{_e(row.result)}: nothing changed, nothing to judge.</p>")))
+    if items:
+        return "".join(card for _, card in sorted(items, key=lambda item: item[0]))
     if any(o["what"] in ("journal", "targets", "everything") for o in snap.omitted()):
         return "<p>The change journal was not included (see the summary): changes unknown.</p>"
     return "<p>No change in the window.</p>"
+
+
+def _card(row: JournalRow, label: str, changes: str, judged: str) -> str:
+    return (f'<div class="card"><b>{_e(label)}</b> · {_e(utc(row.time))} · '
+            f"{_e(row.who)} · <i>{_e(row.result)}</i>"
+            f"<ul>{changes}</ul><p>Reason: {_e(row.reason or '—')}"
+            f"{' · ' + _e(row.detail) if row.detail else ''}</p>{judged}</div>")
 
 
 # A verdict's colour in the page (the CSS classes .better / .worse).
@@ -241,10 +337,19 @@ def _annotations(snap: Snapshot) -> str:
 
 
 def _traces(snap: Snapshot) -> str:
-    slow = sorted(snap.traces(), key=lambda t: -(t.get("duration_ms") or 0.0))[:10]
-    return _table(("start", "route", "status", "instance", "cache", "ms", "spans"), [
-        (utc(t["start"]) if t.get("start") else "", t.get("route") or t.get("name") or "",
-         t.get("status", ""), t.get("instance") or "", t.get("cache") or "",
-         f"{t.get('duration_ms') or 0.0:.1f}",
-         ", ".join(f"{c['name']} {c.get('duration_ms') or 0:.1f} ms" for c in t["children"]))
-        for t in slow])
+    traces = snap.traces()
+    slow = sorted(traces, key=lambda t: -(t.get("duration_ms") or 0.0))[:TOP_TRACES]
+    n = len(traces)
+    if n > TOP_TRACES:
+        note = f"The list is capped: showing the {TOP_TRACES} slowest of {n:,} traces."
+    else:
+        note = f"All {n:,} trace{'' if n == 1 else 's'} in the snapshot, slowest first."
+    if any(o["what"] in ("traces", "everything") for o in snap.omitted()):
+        note += " Some traces could not be exported (see the summary)."
+    return f"<p>{_e(note)}</p>" + _table(
+        ("start", "route", "status", "instance", "cache", "ms", "spans"), [
+            (utc(t["start"]) if t.get("start") else "", t.get("route") or t.get("name") or "",
+             t.get("status", ""), t.get("instance") or "", t.get("cache") or "",
+             f"{t.get('duration_ms') or 0.0:.1f}",
+             ", ".join(f"{c['name']} {c.get('duration_ms') or 0:.1f} ms" for c in t["children"]))
+            for t in slow])

@@ -100,13 +100,36 @@ def latency_over_time(source: SeriesSource, start: float, end: float, steps: int
 
 def request_rate(source: SeriesSource, start: float, end: float, steps: int = 60,
                  name: str = REQUESTS) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Step mid-times and requests/s per target in each step."""
+    """Step mid-times and requests/s per target in each step; NaN where the target has no
+    samples (before its first, after its last, inside a gap longer than :data:`STALE`):
+    no data is a gap on a chart, never 0 requests/s."""
     edges = np.linspace(start, end, steps + 1)
     width = (end - start) / steps
     out: dict[str, np.ndarray] = {}
+    seen: dict[str, np.ndarray] = {}
     for key, (t, v) in source.query(name, start=start, end=end, max_points=_MAX_POINTS).items():
         at, inc = increases(t, v)
         idx = np.clip(np.searchsorted(edges, at, side="right") - 1, 0, steps - 1)
         acc = out.setdefault(key.target, np.zeros(steps))
         np.add.at(acc, idx, inc / width)
+        covered = seen.setdefault(key.target, np.zeros(steps, dtype=bool))
+        covered |= _covered(edges, t[~np.isnan(v)])
+    for target, acc in out.items():
+        acc[~seen[target]] = np.nan
     return (edges[:-1] + edges[1:]) / 2, out
+
+
+STALE = 300.0  # s: samples further apart than this leave a gap between them (Prometheus' lookback)
+
+
+def _covered(edges: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Which steps between ``edges`` lie wholly within a series sampled at times ``t``.
+
+    A step the series starts or ends inside holds part of a step's requests: shown as a
+    rate over the whole step it would read as a dip, so it is left out too."""
+    if not len(t):
+        return np.zeros(len(edges) - 1, dtype=bool)
+    covered = (edges[:-1] >= t[0]) & (edges[1:] <= t[-1])
+    for i in np.flatnonzero(np.diff(t) > STALE):
+        covered &= (edges[1:] <= t[i]) | (edges[:-1] >= t[i + 1])
+    return covered

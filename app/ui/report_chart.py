@@ -11,16 +11,19 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..snapshot.report import COLOURS, utc
+from ..snapshot.report import COLOURS, Mark, utc
 
 
 def png_chart(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, base: float,
-              marks: Sequence[float]) -> bytes:
-    """PNG bytes of a line chart; x in minutes since ``base``, a dashed line at each mark."""
+              marks: Sequence[Mark]) -> bytes:
+    """PNG bytes of a line chart; x in minutes since ``base``; a change marker at each mark,
+    labelled as on the cockpit's charts (labels in rows that never overlap). NaN is a gap."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # a report needs no display
     import pyqtgraph as pg
-    from PySide6.QtCore import QBuffer, QIODevice, Qt
+    from PySide6.QtCore import QBuffer, QIODevice
+    from PySide6.QtGui import QColor
     from PySide6.QtWidgets import QApplication
+    from trimtab.widgets.marker_layer import ChangeMarkers
 
     app = QApplication.instance() or QApplication([])
     plot = pg.PlotWidget(background="w")
@@ -32,9 +35,9 @@ def png_chart(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, base
         for i, (name, (t, v)) in enumerate(curves.items()):
             plot.plot((t - base) / 60, v, name=name, connect="finite",
                       pen=pg.mkPen(COLOURS[i % len(COLOURS)], width=1))
-        for m in marks:
-            plot.addItem(pg.InfiniteLine((m - base) / 60, angle=90,
-                                         pen=pg.mkPen("#888", style=Qt.PenStyle.DashLine)))
+        markers = ChangeMarkers(plot.getPlotItem(), lambda key: None)
+        markers.set_veil(QColor(255, 255, 255, 220))
+        markers.set([(f"{i}", (t - base) / 60, label) for i, (t, label) in enumerate(marks)])
         app.processEvents()
         buf = QBuffer()
         buf.open(QIODevice.OpenModeFlag.WriteOnly)
