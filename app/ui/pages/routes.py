@@ -36,14 +36,19 @@ from .common import percent_series
 TABLE_CLASSES = ("2xx", "3xx", "4xx", "429", "5xx")
 # The route every series without a route label folds into (extract: ``lab.get("route", "?")``).
 UNLABELLED = "?"
-FOLD_REASON = ("the instrumentation sends no http.route label, so every path lands here; "
-               "see the README's instrumentation table for the fix")
-# Rows that stand for many paths, and why (the agent's names, agent/routes.py).
+# Rows that stand for many paths (the agent's names in agent/routes.py): (what the row says
+# after its rate, short enough for the column; the full reason, in a note above the table).
 FOLDS = {
-    UNLABELLED: ("folded", FOLD_REASON),
-    "<other>": ("folded", "more routes than the agent's max_routes cap; name them with "
-                          "patterns= or raise the cap"),
-    "<unmatched>": ("unmatched", "paths no route of the app matched (404s, scanners)"),
+    UNLABELLED: ("folded: no http.route label (see README)",
+                 "Route ? holds every request whose instrumentation sends no http.route label "
+                 "(e.g. plain OpenTelemetry ASGI/WSGI middleware): all its paths land in one "
+                 "row. The README's instrumentation table gives the fix for each framework."),
+    "<other>": ("folded: over the agent's route cap",
+                "Route <other> holds the routes beyond the agent's max_routes cap: name them "
+                "with patterns= or raise the cap."),
+    "<unmatched>": ("unmatched: no route matched",
+                    "Route <unmatched> holds paths no route of the app matched (404s, "
+                    "scanners)."),
 }
 
 
@@ -132,6 +137,10 @@ class RoutesPage(QWidget):
         top.addWidget(self.traces_button)
         layout = QVBoxLayout(self)
         layout.addWidget(self.hint)
+        self.fold_note = QLabel("")
+        self.fold_note.setWordWrap(True)
+        self.fold_note.setVisible(False)
+        layout.addWidget(self.fold_note)
         layout.addLayout(top)
         layout.addWidget(split, 1)
         self.charts = [self.percentiles, self.heatmap, self.instances, self.statuses,
@@ -177,7 +186,7 @@ class RoutesPage(QWidget):
         name = s.route
         fold = FOLDS.get(s.route)
         if fold is not None:  # say why one row carries many paths (issue 21.4)
-            name = f"{s.route} — {fmt.rate(s.rate)} {fold[0]}: {fold[1]}"
+            name = f"{s.route} — {fmt.rate(s.rate)} {fold[0]}"
         cells: list[Cell] = [(name, s.route)]
         for level in self.levels:
             est = s.quantiles.get(level)
@@ -195,6 +204,9 @@ class RoutesPage(QWidget):
         rows = [(s.route, self._row(s)) for s in stats]
         self.table.set_rows(rows)
         self.hint.setVisible(not rows)
+        notes = [FOLDS[s.route][1] for s in stats if s.route in FOLDS]
+        self.fold_note.setText(" ".join(notes))
+        self.fold_note.setVisible(bool(notes))
         if self.selected is None and self.table.rowCount():
             # The most expensive route, so the charts are never idle; not the fold of
             # many paths when a real route is there (it says nothing about one path).

@@ -92,12 +92,16 @@ def test_table_shows_status_classes_and_size(page: RoutesPage) -> None:
 
 def test_unlabelled_route_says_why_and_is_not_selected_first(page: RoutesPage) -> None:
     row = _cells(page, "?")
-    assert row["route"].startswith("? — 200.0/s folded: ")
-    assert "http.route" in row["route"] and "README" in row["route"]
+    assert row["route"] == "? — 200.0/s folded: no http.route label (see README)"
+    assert not page.fold_note.isHidden()
+    assert "no http.route label" in page.fold_note.text()
+    assert "README's instrumentation table" in page.fold_note.text()
     assert row["size (mean)"] == "–"  # OTel sends no body size
     # It costs the most time (200 req/s), yet the charts open on a real route.
     assert page.table.column_texts(0)[0].startswith("? — ")
     assert page.selected == "/search" or page.selected == "/mixed"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    assert page.grab().save(str(SHOTS / "D_routes_fold.png"))
 
 
 def test_selected_route_charts_rate_by_class_errors_and_size(page: RoutesPage,
@@ -153,9 +157,9 @@ def test_agent_fold_rows_say_why(qtbot) -> None:
     page.refresh(0.0)
     texts = page.table.column_texts(0)
     rate = fmt.rate(model.routes["<other>"].rate)
-    assert f"<other> — {rate} folded: more routes than the agent's max_routes cap; name them " \
-           "with patterns= or raise the cap" in texts
-    assert any(t.startswith(f"<unmatched> — {rate} unmatched: paths no route") for t in texts)
+    assert f"<other> — {rate} folded: over the agent's route cap" in texts
+    assert f"<unmatched> — {rate} unmatched: no route matched" in texts
+    assert "max_routes" in page.fold_note.text() and "404s" in page.fold_note.text()
     assert page.selected == "/real"  # equal cost: the real route is shown, not a fold
 
 
