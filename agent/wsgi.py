@@ -22,16 +22,21 @@ Workers: ``gunicorn -w N`` forks N processes. With a state dir (``state_dir`` or
 workers do. Without one, a request served by a multi-process server
 (``wsgi.multiprocess``) fails loudly (500, logged) instead of letting workers diverge.
 
-The response cache runs on the in-memory store here: it needs no event loop, so a sync
-worker looks up and stores in-line. A remote store (Redis) is refused at start for now.
+The response cache's store: the in-memory one needs no event loop, so a sync worker looks
+up and stores in-line; a remote one (:class:`~.redis_store.RedisStore`, shared by every
+instance) runs on one event loop per worker process (:class:`StoreLoop`), each call bounded
+by the cache's timeout, and a dead Redis sends requests to the origin as on the ASGI side.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from http import HTTPStatus
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from .auth import TokenAuth
 from .cache import MemoryStore, Store
@@ -46,6 +51,7 @@ WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 # Set in the environ by a framework integration when the app caught a handler's exception
 # itself (Flask, Django answer 500 without raising): counted as the ASGI side counts a raise.
 FAILED_KEY = "trimtab.failed"
+_T = TypeVar("_T")
 MEMO_MAX = 4096  # (method, path) -> template memo, cleared when full (a flood stays bounded)
 
 
@@ -74,18 +80,17 @@ class TrimtabWSGI(AgentCore):
                  metrics_path: str = "/metrics", tokens: TokenAuth | str | None = None,
                  state_dir: str | None = None, trace_capacity: int = 2048,
                  max_body: int = 64 * 1024, routes: RouteSource | None = None,
-                 ratelimit_store: str | None = None) -> None:
-        if store is not None and not isinstance(store, MemoryStore):
-            raise ValueError(f"TrimtabWSGI: store {store.name!r} is not supported yet; "
-                             "use the default in-memory store")
+                 ratelimit_store: str | None = None, cache_timeout: float = 0.05) -> None:
         super().__init__(instance, ttls, patterns, max_routes, store, tokens, state_dir,
-                         trace_capacity, max_body,
+                         trace_capacity, max_body, cache_timeout,
                          templates=routes.templates() if routes is not None else (),
                          ratelimit_store=ratelimit_store)
         self.app = app
         self.metrics_path = metrics_path
         self.routes = routes
         self._memo: dict[tuple[str, str], str | None] = {}
+        # In-process stores finish at once; a remote one (Redis) needs an event loop.
+        self.store_loop = None if isinstance(self.store, MemoryStore) else StoreLoop()
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "") or "/"
@@ -98,6 +103,15 @@ class TrimtabWSGI(AgentCore):
                 "trimtab: a multi-process WSGI server needs a shared state dir "
                 "(state_dir= or TRIMTAB_STATE_DIR), or each worker would keep its own config")
         return self._handle(environ, start_response)
+
+    def close(self) -> None:
+        """Close a remote store and stop its event loop thread (a worker's exit, a test's end)."""
+        if self.store_loop is not None:
+            self.store_loop.stop(last=getattr(self.store, "close", None))
+
+    def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        """Run a cache or control coroutine to completion from this (request) thread."""
+        return run_now(coro) if self.store_loop is None else self.store_loop.run(coro)
 
     # ------------------------------------------------------------ routes
 
@@ -131,8 +145,8 @@ class TrimtabWSGI(AgentCore):
             ttl = self.ttl(run, route) or 0.0
             found = None
             if ttl:
-                found = run_now(self.cache.lookup(scope, route, route in run.settings.allow_auth,
-                                                  run.span))
+                found = self.run(self.cache.lookup(scope, route,
+                                                   route in run.settings.allow_auth, run.span))
                 if found.hit is not None:
                     return self._hit(run, route, scope, found, start_response)
             response = _Response(self, run, route, environ, scope, found, ttl, start_response)
@@ -185,7 +199,7 @@ class TrimtabWSGI(AgentCore):
             else:
                 out["body"].append(message.get("body", b""))
 
-        run_now(self.control(scope, receive, send))  # type: ignore[arg-type]
+        self.run(self.control(scope, receive, send))  # type: ignore[arg-type]
         start_response(_status_line(out["status"]), _str_headers(out["headers"]))
         return out["body"]
 
@@ -270,11 +284,81 @@ class _Response:
         if self.complete and self.keep is not None and self.found is not None:
             put = mw.cache.store_call(self.found, self.status, self.headers,
                                       b"".join(self.keep), self.ttl)
-            if put is not None:
+            if put is not None and mw.store_loop is not None:
+                mw.store_loop.submit(put)  # the client has its answer: store in the background
+            elif put is not None:
                 run_now(put)
         # Closed before the body was all sent and without an error: the client went away.
         status = self.status if self.complete or self.failed else 499
         mw.finish(run, route, status, _whatif_key(self.scope), self.sent)
+
+
+class StoreLoop:
+    """One event loop in a daemon thread of this process, for a store that does real I/O.
+
+    Request threads hand it the response cache's coroutines (each bounded by the cache's
+    timeout) and wait for the result. Started at first use in the serving process: an app
+    built before gunicorn forks (``--preload``) gets a loop per worker, not a dead thread.
+    """
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pid = 0
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """This process's loop, started on first use."""
+        with self._lock:
+            if self._loop is None or self._pid != os.getpid():
+                loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(target=_serve_forever, args=(loop,),
+                                                name="trimtab-wsgi-store", daemon=True)
+                self._thread.start()
+                self._loop, self._pid = loop, os.getpid()
+            return self._loop
+
+    def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        """Run ``coro`` on the loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop()).result()
+
+    def submit(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` on the loop without waiting (its failures are the cache's to count)."""
+        asyncio.run_coroutine_threadsafe(coro, self.loop())
+
+    def stop(self, timeout: float = 5.0,
+             last: Callable[[], Coroutine[Any, Any, Any]] | None = None) -> None:
+        """Let stores in flight finish (cancelled after ``timeout``), run ``last`` (closing
+        the store), then stop the loop and its thread; harmless unstarted, or twice."""
+        with self._lock:
+            loop, self._loop = self._loop, None
+        if loop is None or self._pid != os.getpid():
+            return
+
+        async def drain() -> None:
+            tasks = asyncio.all_tasks() - {asyncio.current_task()}
+            if tasks:
+                await asyncio.wait(tasks, timeout=timeout)
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            if last is not None:
+                await asyncio.wait_for(last(), timeout)
+
+        try:
+            asyncio.run_coroutine_threadsafe(drain(), loop).result(2 * timeout + 1.0)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            if self._thread is not None:
+                self._thread.join(timeout)
+
+
+def _serve_forever(loop: asyncio.AbstractEventLoop) -> None:
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()
 
 
 class _Template:

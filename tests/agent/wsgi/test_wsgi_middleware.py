@@ -13,9 +13,8 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from trimtab.agent.flask import FlaskRoutes, instrument
+from trimtab.agent.flask import instrument
 from trimtab.agent.middleware import TrimtabMiddleware
-from trimtab.agent.redis_store import RedisStore
 from trimtab.agent.wsgi import TrimtabWSGI, WSGIRefused
 from werkzeug.test import EnvironBuilder
 
@@ -185,12 +184,6 @@ def test_a_multiprocess_server_without_state_dir_is_refused(tmp_path: Path,
     environ = EnvironBuilder(path="/items/1").get_environ()
     environ["wsgi.multiprocess"] = True
     assert b"".join(shared(environ, lambda *a: None)) == b'{"id":1}\n'
-
-
-def test_a_remote_store_is_refused_for_now() -> None:
-    with pytest.raises(ValueError, match="not supported"):
-        TrimtabWSGI(flask_app(), store=RedisStore("redis://127.0.0.1:1"),
-                    routes=FlaskRoutes(flask_app()))
 
 
 def test_an_enforced_rate_limit_answers_429_before_the_view() -> None:
