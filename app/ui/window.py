@@ -44,7 +44,7 @@ from ..snapshot.schema import SUFFIX
 from ..targets.manager import TargetManager
 from .pages.balancer import BalancerPage
 from .pages.cache import CachePage
-from .pages.fleet import FleetPage
+from .pages.fleet import FleetPage, gone_markers
 from .pages.journal import JournalPage
 from .pages.overview import OverviewPage
 from .pages.registry import PAGES
@@ -99,6 +99,8 @@ class MainWindow(QMainWindow):
             chart.marker_clicked.connect(self.show_change_card)
         self.tuning = tuning
         self.journal_rows: dict[str, JournalRow] = {}
+        self._change_marks: list[tuple[str, float, str]] = []  # journal markers shown
+        self._departures_seen = 0  # model.departures already marked on the charts
         if tuning is not None:
             self._wire_tuning(tuning)
         self.tabs.currentChanged.connect(self._force_refresh)
@@ -270,7 +272,14 @@ class MainWindow(QMainWindow):
     def show_changes(self, rows: list) -> None:
         """Every accepted change is a marker on every chart."""
         self.journal_rows = {marker_key(r): r for r in rows}
-        marks = markers(rows)
+        self._change_marks = markers(rows)
+        self._show_markers()
+
+    def _show_markers(self) -> None:
+        """Changes and departures (targets discovery dropped) on every chart."""
+        departures = self.model.read(lambda m: list(m.departures))
+        self._departures_seen = len(departures)
+        marks = self._change_marks + gone_markers(departures)
         for chart in self.charts:
             chart.set_markers(marks)
 
@@ -376,6 +385,8 @@ class MainWindow(QMainWindow):
             return
         self._seen_version, self._seen_health = self.model.version, self.model.health_version
         self._refresh_status()
+        if len(self.model.departures) != self._departures_seen:  # a target left: mark it
+            self._show_markers()
         if data_moved:
             self.refresh_change_card()  # an open card follows the data, paused or not
         page = self.tabs.currentWidget()

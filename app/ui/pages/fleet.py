@@ -185,6 +185,16 @@ class FleetPage(QWidget):
             self.history_label.setText(history_text(self.model.store))
 
 
+def gone_markers(departures: list[tuple[float, str]]) -> list[tuple[str, float, str]]:
+    """Chart markers for targets discovery dropped: (key, time, label), one per second in
+    which any left (a scale-down drops several at once; one line names them all)."""
+    groups: dict[int, list[tuple[float, str]]] = {}
+    for when, name in departures:
+        groups.setdefault(int(when), []).append((when, name))
+    return [(f"gone@{second}", group[0][0], "gone: " + ", ".join(n for _, n in group))
+            for second, group in sorted(groups.items())]
+
+
 def config_error_box(message: str) -> QMessageBox:
     """The dialog a configuration error gets when the cockpit cannot start (not yet shown)."""
     box = QMessageBox(QMessageBox.Icon.Critical, "trimtab cannot start",

@@ -135,3 +135,29 @@ def test_a_config_error_stops_the_start_on_stderr_and_in_a_dialog(
     assert box.informativeText() == message
     assert box.grab().save(str(SHOTS / "F_config_error_dialog.png"))
     box.close()
+
+
+def test_departures_are_one_marker_per_moment_on_every_chart(qtbot) -> None:
+    """The model's "gone" events become chart markers (grouped by second, naming each
+    target); a click on one opens no change card (it is no change)."""
+    from trimtab.app.model.fleet import TargetHealth
+    from trimtab.app.ui.pages.fleet import gone_markers
+
+    model = FleetModel()
+    with model.lock:
+        for name in ("a:1", "b:1", "c:1"):
+            model.health[name] = TargetHealth(name, "instance", up=True)
+    model.depart("a:1", 1000.2)
+    model.depart("b:1", 1000.7)
+    model.depart("c:1", 1031.0)
+    assert gone_markers(model.departures) == [
+        ("gone@1000", 1000.2, "gone: a:1, b:1"), ("gone@1031", 1031.0, "gone: c:1")]
+    window = MainWindow(model)
+    qtbot.addWidget(window)
+    try:
+        qtbot.waitUntil(lambda: all(set(c.markers) == {"gone@1000", "gone@1031"}
+                                    for c in window.charts), timeout=10_000)
+        window.charts[0].marker_clicked.emit("gone@1000")
+        assert getattr(window, "change_card", None) is None
+    finally:
+        window.close()
