@@ -22,9 +22,15 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from django.core.handlers.wsgi import get_path_info
-from django.core.signals import got_request_exception
-from django.urls import Resolver404, URLResolver, get_resolver, resolve
+# Django ships no type information (django-stubs is a separate project): typed at our edge.
+from django.core.handlers.wsgi import get_path_info  # type: ignore[import-untyped]
+from django.core.signals import got_request_exception  # type: ignore[import-untyped]
+from django.urls import (  # type: ignore[import-untyped]
+    Resolver404,
+    URLResolver,
+    get_resolver,
+    resolve,
+)
 
 from .wsgi import FAILED_KEY, Environ, TrimtabWSGI, WSGIApp
 
