@@ -130,9 +130,11 @@ def extract(expo: Exposition) -> Counters:
     out = Counters()
     names, label_sets, values, _stamps = expo.columns()  # no Sample tuples built
     bucket_keys, request_keys = _BUCKET_KEYS, _REQUEST_KEYS
-    if len(bucket_keys) + len(request_keys) > _KEY_CACHE_MAX:  # bounded: label sets churn
+    size_routes = _SIZE_ROUTES
+    if len(bucket_keys) + len(request_keys) + len(size_routes) > _KEY_CACHE_MAX:  # bounded
         bucket_keys.clear()
         request_keys.clear()
+        size_routes.clear()
     buckets, requests, errors = out.buckets, out.requests, out.errors
     ids: list[tuple[str, Labels]] = []
     groups: list[Group] = []
@@ -164,7 +166,9 @@ def extract(expo: Exposition) -> Counters:
             column.append(value)
         elif name == SIZE_SUM or name == SIZE_COUNT:
             # Only the rates matter (mean bytes per response): no Counters field to fill.
-            route = dict(labels).get("route", "?")
+            route = size_routes.get(labels)
+            if route is None:
+                route = size_routes[labels] = dict(labels).get("route", "?")
             ids.append((name, labels))
             groups.append(("sizes", route, "sum" if name == SIZE_SUM else "count"))
             column.append(value)
@@ -203,6 +207,7 @@ def extract(expo: Exposition) -> Counters:
 # most of extract's time off the collector thread, which shares the GIL with the GUI.
 _BUCKET_KEYS: dict[Labels, tuple[str, float, Group]] = {}
 _REQUEST_KEYS: dict[Labels, tuple[str, bool, Group]] = {}
+_SIZE_ROUTES: dict[Labels, str] = {}
 _KEY_CACHE_MAX = 200_000
 
 
