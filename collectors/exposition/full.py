@@ -54,6 +54,23 @@ _FIRST, _SECOND, _THIRD = itemgetter(0), itemgetter(1), itemgetter(2)
 _NUMBERS = re.compile(rf"^(?:{_VALUE.pattern})$", re.MULTILINE)  # what _Floats accepts, one per line
 MIN_RUN = 16  # shorter runs: the per-line loop is as quick
 
+
+def _shapes(fmt: str) -> dict[str, tuple[tuple[str, ...], str | None, str | None, str]]:
+    """Per type: its sample name suffixes, the one that may carry an exemplar, the one that
+    needs a numeric bound label, and that label (buckets ``le``, summary quantiles
+    ``quantile``); found once here, not each time a family opens."""
+    om = fmt == OPENMETRICS
+    out = {}
+    for typ, suffixes in _SUFFIXES[fmt].items():
+        exemplar = {"histogram": "_bucket", "gaugehistogram": "_bucket", "counter": "_total"}.get(typ) if om else None
+        bounded, label = {"histogram": ("_bucket", "le"), "gaugehistogram": ("_bucket", "le"),
+                          "summary": ("", "quantile")}.get(typ, (None, ""))
+        out[typ] = (suffixes, exemplar, bounded, label)
+    return out
+
+
+_SHAPES = {fmt: _shapes(fmt) for fmt in (TEXT, OPENMETRICS)}
+
 def _bulk_values(floats: _Floats, tokens: list[str]) -> list[float] | None:
     """The tokens as floats; None if one is no number. New tokens are checked with one
     regex pass over all of them, as ``_Floats`` would check each."""
@@ -211,23 +228,23 @@ class _Full:
 
     def set_type(self, typ: str, fresh: bool = False) -> None:
         self.ftype = typ
-        self.allowed = tuple(self.family + s for s in _SUFFIXES[self.fmt][typ])
-        self.exemplar_names = {"histogram": (f"{self.family}_bucket",), "gaugehistogram": (f"{self.family}_bucket",),
-                               "counter": (f"{self.family}_total",)}.get(typ, ()) if self.om else ()
-        # Buckets need a numeric ``le``, summary quantiles a numeric ``quantile``.
-        self.bounded, self.bound_label = {"histogram": (f"{self.family}_bucket", "le"),
-                                          "gaugehistogram": (f"{self.family}_bucket", "le"),
-                                          "summary": (self.family, "quantile")}.get(typ, (None, ""))
+        family = self.family
+        suffixes, exemplar_suffix, bounded_suffix, self.bound_label = _SHAPES[self.fmt][typ]
+        self.allowed = (family,) if suffixes == ("",) else tuple(family + s for s in suffixes)
+        self.exemplar_names = () if exemplar_suffix is None else (family + exemplar_suffix,)
+        self.bounded = None if bounded_suffix is None else family + bounded_suffix
         if self.om:  # OpenMetrics: a family's lines are contiguous and its sample names its own
-            owned = {self.family, *self.allowed} if fresh else set(self.allowed) - {self.family}
+            owned = {family, *self.allowed} if fresh else set(self.allowed) - {family}
             for name in owned:
                 if name in self.claimed:
                     self.fail(f"metric family {name!r} appears twice (families must be contiguous)")
                 self.claimed.add(name)
 
     def metric_name(self, name: str) -> str:
-        if _METRIC_NAME.fullmatch(name) is None:
-            self.fail(f"invalid metric name {name!r}")
+        if name not in self.names_ok:  # a HELP and a TYPE line name each family twice
+            if _METRIC_NAME.fullmatch(name) is None:
+                self.fail(f"invalid metric name {name!r}")
+            self.names_ok.add(name)
         return name
 
     def text_comment(self, stripped: str) -> None:
