@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 from PySide6.QtCore import QRect
-from PySide6.QtWidgets import QAbstractButton, QDialog
+from PySide6.QtWidgets import QAbstractButton, QApplication, QDialog
 from trimtab.agent.whatif import GRID
 from trimtab.widgets.change_dialogs import TtlDialog, WeightsDialog
 from trimtab.widgets.export_dialog import ExportDialog
@@ -24,10 +24,17 @@ NAMES = [f"checkout-api-{n}.eu-west-1.internal" for n in range(1, 13)]  # twelve
 SERVERS = [f"checkout-api-{n}.eu-west-1.internal" for n in range(1, 25)]  # a big backend
 
 
+def settle() -> None:
+    """Run the queued layout requests (a what-if arriving re-lays the dialog out)."""
+    for _ in range(3):
+        QApplication.sendPostedEvents()
+        QApplication.processEvents()
+
+
 def assert_fits(qtbot, dialog: QDialog, buttons: list[QAbstractButton]) -> None:
     """The dialog's frame lies inside the laptop screen; each button is shown inside it."""
     qtbot.waitUntil(dialog.isVisible, timeout=5_000)
-    qtbot.wait(50)  # let queued layout requests run (a what-if arriving re-lays out)
+    settle()
     frame = dialog.frameGeometry()
     assert frame.width() <= LAPTOP.width() and frame.height() <= LAPTOP.height(), frame
     inside = dialog.rect()
@@ -65,7 +72,7 @@ def test_ttl_dialog_whatif_does_not_widen_it(qtbot, ttl_dialog: TtlDialog) -> No
     qtbot.waitUntil(dialog.isVisible, timeout=5_000)
     before = dialog.frameGeometry().width()
     dialog.set_whatif({ttl: 0.5 for ttl in GRID}, 10.0, 2000)
-    qtbot.wait(50)
+    settle()
     assert dialog.frameGeometry().width() <= max(before, 900)
 
 
