@@ -1,4 +1,4 @@
-"""``python -m trimtab.agent balance|haproxy``: the agent's processes beside a fleet.
+"""``python -m trimtab.agent balance|haproxy|sidecar``: the agent's processes beside a fleet.
 
 Every server goes through :func:`.serve.serve` (bind guard, read timeouts, connection cap);
 ``trimtab.agent.balance.proxy`` and ``trimtab.agent.balance.haproxy`` run as modules delegate here.
@@ -8,6 +8,7 @@ Every server goes through :func:`.serve.serve` (bind guard, read timeouts, conne
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from .serve import add_server_options, serve
@@ -33,6 +34,41 @@ def _haproxy(args: argparse.Namespace) -> None:
                     args.interval), args)
 
 
+def _sidecar(args: argparse.Namespace) -> None:
+    from .config import MAX_TTL
+    from .middleware import TrimtabMiddleware
+    from .sidecar import RoutesError, UpstreamProxy, load_openapi, routes_from_file
+
+    prog = "trimtab agent sidecar"
+    try:
+        templates: list[str] = []
+        if args.openapi:
+            templates += load_openapi(args.openapi)
+        if args.routes:
+            from pathlib import Path
+
+            templates += routes_from_file(Path(args.routes))
+        ttls = {}
+        for spec in args.ttl:
+            route, sep, value = spec.rpartition("=")
+            if not sep or not route.startswith("/"):
+                raise ValueError(f"--ttl {spec!r}: write ROUTE=SECONDS, e.g. /items/{{id}}=30")
+            try:
+                seconds = float(value)
+            except ValueError:
+                seconds = math.nan
+            if not 0 <= seconds <= MAX_TTL:  # NaN fails too
+                raise ValueError(f"--ttl {spec!r}: the ttl must be 0 to {MAX_TTL:g} seconds")
+            ttls[route] = seconds
+        proxy = UpstreamProxy(args.upstream, timeout=args.upstream_timeout)
+        app = TrimtabMiddleware(proxy, instance=args.instance, ttls=ttls,
+                                patterns=tuple(dict.fromkeys(templates)),
+                                state_dir=args.state_dir)
+    except (RoutesError, ValueError) as err:
+        sys.exit(f"{prog}: {err}")
+    serve(app, args, prog)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse ``argv`` (default: the command line) and run the chosen process."""
     parser = argparse.ArgumentParser(prog="trimtab-agent", description=__doc__)
@@ -56,6 +92,19 @@ def main(argv: list[str] | None = None) -> None:
     hap.add_argument("--timeout", type=float, default=2.0, help="runtime API timeout, s")
     hap.add_argument("--interval", type=float, default=1.0, help="reload check period, s")
     hap.set_defaults(func=_haproxy)
+    side = sub.add_parser("sidecar", help="the agent as a reverse proxy in front of any service")
+    add_server_options(side)
+    side.add_argument("--upstream", required=True, help="the service, e.g. http://127.0.0.1:8080")
+    side.add_argument("--instance", default="api", help="instance name in metrics and traces")
+    side.add_argument("--openapi", help="OpenAPI document (path or URL) naming the routes")
+    side.add_argument("--routes", help="routes file: one template per line, e.g. /items/{id}")
+    side.add_argument("--ttl", action="append", default=[], metavar="ROUTE=SECONDS",
+                      help="initial cache TTL of a route (changed live through the control API)")
+    side.add_argument("--state-dir", default=None,
+                      help="where config, journal and worker counters persist")
+    side.add_argument("--upstream-timeout", type=float, default=30.0,
+                      help="seconds to wait for the upstream's answer to start (504 after)")
+    side.set_defaults(func=_sidecar)
     args = parser.parse_args(argv)
     args.func(args)
 

@@ -174,6 +174,9 @@ def serve(app: Any, args: argparse.Namespace, prog: str = "trimtab agent") -> No
     limits = Limits(args.header_timeout, args.body_timeout, args.max_connections)
     # ws="none": an Upgrade request would hand the socket to a protocol without the guard,
     # and no agent endpoint speaks WebSocket.
+    # proxy_headers=False: uvicorn would otherwise take the client address from
+    # X-Forwarded-For whenever the peer is loopback, so anyone on the host could pick the
+    # address rate limits key on and the sidecar forwards. The peer is the client.
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False,
                 ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
-                http=protocol_for(limits), ws="none")
+                http=protocol_for(limits), ws="none", proxy_headers=False)
