@@ -12,6 +12,11 @@ Two figures, in one run:
 - the largest N one core sustains at S = 2,000: every target scraped every
   interval (no gap over 1.5 intervals, no failed scrape) and the collector
   thread below one core.
+- scaling: trimtab's CPU-seconds per million samples at 10 and at 200 targets, and
+  their ratio (the goal: flat within 20 %). A scrape that failed (timed out on a
+  machine too busy to give the thread its turn) delivers no samples but cost CPU, so
+  the line also gives the failed scrapes of both runs: with failures the ratio
+  overstates the growth.
 
 CPU is the collector thread's own clock (``pthread_getcpuclockid``). The targets
 are served by a separate process (one asyncio process, one port per target, as
@@ -357,10 +362,13 @@ def main() -> None:
     print(f"~{SAMPLES} samples per target, {INTERVAL:.0f} s interval, {seconds:.0f} s windows")
     peer = trial(run_peer, peer_n, warm, seconds)
     ours = trial(run_trimtab, peer_n, warm, seconds)
+    small, large = trial(run_trimtab, 10, warm, seconds), trial(run_trimtab, 200, warm, seconds)
     probe = trial(run_trimtab, 40, warm, seconds)
     best, failed_at = largest_sustained(probe, warm, seconds, probes)
     print(f"largest sustained N={best}" + (f"; N={failed_at:.0f} was not" if failed_at < math.inf
                                             else "; no failing N found within the probes"))
+    print(f"scaling: {small.per_million:.2f} CPU-s per M samples at N=10, {large.per_million:.2f} at N=200 "
+          f"({large.per_million / small.per_million:.2f}x; failed scrapes {small.failed} and {large.failed})")
     print(f"fanout: trimtab {ours.per_million:.2f} CPU-s per M samples vs prometheus_client "
           f"{peer.per_million:.1f} ({peer.per_million / ours.per_million:.1f}x); "
           f"one core sustains N={best} targets x {SAMPLES} samples")
