@@ -30,15 +30,16 @@ class FittedDialog(QDialog):
     def install(self, body: QWidget, *footer: QWidget) -> None:
         """Lay out ``body`` in a scroll area above ``footer`` (kept outside it)."""
         self.body = body
-        self.scroll = QScrollArea()
-        self.scroll.setWidget(body)
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
-        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.scroll, 1)
-        for widget in footer:
-            layout.addWidget(widget)
+        self.scroller = QScrollArea()
+        self.scroller.setWidget(body)
+        self.scroller.setWidgetResizable(True)
+        self.scroller.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroller.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.outer = QVBoxLayout(self)
+        self.outer.addWidget(self.scroller, 1)
+        self.footer = list(footer)
+        for widget in self.footer:
+            self.outer.addWidget(widget)
         body.installEventFilter(self)  # its content changed size: fit again
 
     def available(self) -> QRect:
@@ -63,17 +64,15 @@ class FittedDialog(QDialog):
 
     def _wanted_size(self) -> QSize:
         """Body and footer without scrolling (the scroll area's own hint is capped small)."""
-        layout = self.layout()
-        margins = layout.contentsMargins()
+        margins = self.outer.contentsMargins()
         body = self.body.sizeHint()
-        bar = self.scroll.verticalScrollBar().sizeHint().width()
+        bar = self.scroller.verticalScrollBar().sizeHint().width()
         width, height = body.width() + bar, body.height()
-        for i in range(1, layout.count()):
-            widget = layout.itemAt(i).widget()
-            if widget is not None and not widget.isHidden():
+        for widget in self.footer:
+            if not widget.isHidden():
                 hint = widget.sizeHint()
                 width = max(width, hint.width())
-                height += hint.height() + layout.spacing()
+                height += hint.height() + self.outer.spacing()
         return QSize(width + margins.left() + margins.right(),
                      height + margins.top() + margins.bottom())
 
