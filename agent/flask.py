@@ -1,6 +1,6 @@
 """Flask: the WSGI middleware naming requests by the app's URL rules (``request.url_rule``).
 
-Usage (after every blueprint and route is registered, so each rule is configurable)::
+Usage (rules registered later, by an app factory say, are adopted at the first request)::
 
     from trimtab.agent.flask import instrument
     instrument(app, instance="api-1", ttls={"/items/<int:id>": 10.0})

@@ -89,10 +89,13 @@ class TrimtabWSGI(AgentCore):
         self.metrics_path = metrics_path
         self.routes = routes
         self._memo: dict[tuple[str, str], str | None] = {}
+        self._adopted = False
         # In-process stores finish at once; a remote one (Redis) needs an event loop.
         self.store_loop = None if isinstance(self.store, MemoryStore) else StoreLoop()
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if not self._adopted:
+            self._adopt_routes()
         path = environ.get("PATH_INFO", "") or "/"
         if path == self.metrics_path:
             return self._serve_metrics(environ, start_response)
@@ -114,6 +117,16 @@ class TrimtabWSGI(AgentCore):
         return run_now(coro) if self.store_loop is None else self.store_loop.run(coro)
 
     # ------------------------------------------------------------ routes
+
+    def _adopt_routes(self) -> None:
+        """At the first request, make every route the framework has by now configurable.
+
+        An app factory registers blueprints after wrapping, and Django loads its URLconf
+        lazily; by the first request the table is final (Flask refuses changes after it).
+        """
+        self._adopted = True
+        if self.routes is not None:
+            self.config.add_routes(self.routes.templates())
 
     def route_of(self, environ: Environ, scope: Scope) -> str:
         """The route name of a request, known before the app runs."""

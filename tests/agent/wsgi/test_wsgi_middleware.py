@@ -205,3 +205,22 @@ def test_an_enforced_rate_limit_answers_429_before_the_view() -> None:
     text = client.get("/metrics").text
     assert (f'trimtab_http_requests_total{{method="GET",route="{ITEMS_FLASK}",status="429"}} '
             "2.0") in text
+
+
+def test_rules_added_after_instrument_become_configurable_at_the_first_request() -> None:
+    """Blueprints registered after ``instrument`` (the usual app-factory order) are not lost."""
+    app = flask_app()
+    instrument(app, instance="late", tokens=TOKENS)
+
+    @app.get("/late/<int:n>")
+    def late(n: int) -> str:
+        return str(n)
+
+    client = httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://api")
+    doc = client.get("/_trimtab/config", headers=R)
+    assert "/late/<int:n>" in doc.json()["routes"]
+    r = client.patch("/_trimtab/config", headers={**W, "if-match": doc.headers["etag"]},
+                     json={"routes": {"/late/<int:n>": {"ttl": 5}}})
+    assert r.status_code == 200, r.text
+    assert [client.get("/late/1").headers["x-trimtab-cache"] for _ in range(2)] == \
+        ["miss", "hit"]
