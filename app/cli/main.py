@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from ..store.keeper import HistoryKeeper
     from ..store.store import Store
+    from ..targets.manager import TargetManager
     from ..ui.seams import ExportTargets
     from ..ui.tuning import Tuning
     from ..ui.window import MainWindow
@@ -177,9 +178,12 @@ def run_cockpit(args: argparse.Namespace) -> int:
     demos: list[subprocess.Popen[bytes]] = []  # demo fleets started from the greeting
 
     def make_window() -> MainWindow:
-        window = _exporting(MainWindow(
-            model, targets=manager, tuning=make_tuning(token, targets) if token else None),
-            lambda: _current_targets(path, token, targets) + manager.discovered())
+        tuning = make_tuning(token, targets + manager.discovered()) if token else None
+        if tuning is not None and manager.discovery is not None:
+            manager.discovery.on_change = lambda: follow_instances(tuning, targets, manager)
+            follow_instances(tuning, targets, manager)  # what was found before the hook
+        window = _exporting(MainWindow(model, targets=manager, tuning=tuning),
+                            lambda: _current_targets(path, token, targets) + manager.discovered())
         if first_run:
             window.fleet.greet_first_run(lambda: demos.append(_start_demo()))
             window.tabs.setCurrentIndex(page_index("fleet"))
@@ -265,6 +269,15 @@ def _current_targets(path: Path, token: str, started: list[ScrapeTarget]) -> lis
         return [dataclasses.replace(t, token=token) for t in targets_file.load(path)]
     except (targets_file.TargetsError, OSError):
         return started
+
+
+def follow_instances(tuning: Tuning, static: list[ScrapeTarget], manager: TargetManager) -> None:
+    """Point ``tuning``'s changes at the file's instances and those discovery finds now
+    (any thread: the list is replaced whole, never edited in place)."""
+    from ..control.types import Agent
+
+    found = [*static, *manager.discovered()]
+    tuning.instances = [Agent.from_target(t) for t in found if t.kind == "instance"]
 
 
 def make_tuning(token: str, targets: list[Any]) -> Tuning:

@@ -64,6 +64,9 @@ class DiscoveryApplier:
     taken: Callable[[], Iterable[str]] = tuple  # names of the other targets (the file's)
     clock: Callable[[], float] = time.time
     status: dict[str, SourceStatus] = field(default_factory=dict)
+    # Called (discovery thread) after a refresh changed the targets: the cockpit points its
+    # control side (TTL and weight changes) at the instances found.
+    on_change: Callable[[], None] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _runner: DiscoveryRunner | None = None
 
@@ -127,4 +130,6 @@ class DiscoveryApplier:
             for name, target in wanted.items():
                 if state.targets.get(name) != target:
                     self.engine.add_target(target)
-            state.targets = wanted
+            changed, state.targets = wanted != state.targets, wanted
+        if changed and self.on_change is not None:
+            self.on_change()

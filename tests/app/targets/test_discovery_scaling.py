@@ -230,3 +230,33 @@ def test_discovered_targets_carry_their_control_endpoint(tmp_path: Path) -> None
                     'control_url = "http://h:2/_trimtab"\n')
     with pytest.raises(targets_file.TargetsError, match="control_url"):
         targets_file.load(path)
+
+
+def test_changes_go_to_the_instances_discovery_finds(qtbot, tmp_path: Path, instances: int) -> None:
+    """The control side (TTL and weight changes) follows discovery, at each target's
+    control endpoint (``__trimtab_control_url__``) when it names one."""
+    from trimtab.app.cli.main import follow_instances, make_tuning
+
+    fleet = tmp_path / "fleet.yaml"
+    first, second = (f"{ip}:{instances}" for ip in IPS[:2])
+    fleet.write_text(f"- targets: ['{first}']\n"
+                     f"- targets: ['{second}']\n"
+                     "  labels: {__trimtab_control_url__: 'http://127.0.0.99:9443/'}\n")
+    path = tmp_path / "targets.toml"
+    path.write_text('[[discovery]]\nkind = "file_sd"\nfiles = ["fleet.yaml"]\nrefresh = 0.5\n')
+    model = FleetModel()
+    engine = ScrapeEngine([], model.ingest, on_cycle=model.tick).start()
+    manager = TargetManager(path, engine, model, token="read-token")
+    tuning = make_tuning("write-token", [])
+    try:
+        applier = manager.discover(targets_file.load_discovery(path))
+        applier.on_change = lambda: follow_instances(tuning, [], manager)
+        follow_instances(tuning, [], manager)  # a refresh before the hook was set (as the cli)
+        qtbot.waitUntil(lambda: len(tuning.instances) == 2, timeout=30_000)
+        assert sorted((a.name, a.base_url) for a in tuning.instances) == [
+            (first, f"http://{first}"), (second, "http://127.0.0.99:9443")]
+        fleet.write_text(f"- targets: ['{second}']\n")
+        qtbot.waitUntil(lambda: [a.name for a in tuning.instances] == [second], timeout=30_000)
+    finally:
+        manager.close()
+        engine.stop()
