@@ -252,17 +252,23 @@ class Limiter:
             (lim, await decide(storage_key(lim, client_key(lim.key, scope)), lim.rate, lim.burst))
             for lim in applicable])
 
-    def check_sync(self, limits: Sequence[Limit], route: str, scope: Scope) -> Verdict | None:
-        """:meth:`check` for a caller without an event loop (WSGI, a sync gate)."""
+    def check_sync(self, limits: Sequence[Limit], route: str, scope: Scope,
+                   allowed_headers: bool = True) -> Verdict | None:
+        """:meth:`check` for a caller without an event loop (WSGI, a sync gate).
+
+        ``allowed_headers=False``: a caller that only answers refusals skips building the
+        RateLimit headers of an allowed request.
+        """
         applicable = [lim for lim in limits if lim.applies_to(route)]
         if not applicable:
             return None
         decide = self.backend.decide_sync
         return self._judge(route, [
             (lim, decide(storage_key(lim, client_key(lim.key, scope)), lim.rate, lim.burst))
-            for lim in applicable])
+            for lim in applicable], allowed_headers)
 
-    def _judge(self, route: str, decisions: list[tuple[Limit, Decision | None]]) -> Verdict:
+    def _judge(self, route: str, decisions: list[tuple[Limit, Decision | None]],
+               allowed_headers: bool = True) -> Verdict:
         """Count every decision and pick the answer: the strictest enforced refusal wins."""
         enforced: list[tuple[Limit, Decision]] = []
         refused: tuple[Limit, Decision] | None = None
@@ -280,6 +286,8 @@ class Limiter:
                     refused = (lim, decision)
             if lim.mode == ENFORCE:
                 enforced.append((lim, decision))
+        if refused is None and not allowed_headers:
+            return Verdict(False, [])
         return _verdict(enforced, refused)
 
 

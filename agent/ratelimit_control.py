@@ -120,8 +120,8 @@ class RateLimits:
             return True, send
         return False, _with_headers(send, verdict)
 
-    def check_sync(self, limits: tuple[Limit, ...], route: str, scope: Scope
-                   ) -> Verdict | None:
+    def check_sync(self, limits: tuple[Limit, ...], route: str, scope: Scope,
+                   allowed_headers: bool = True) -> Verdict | None:
         """Decide a request without an event loop (WSGI); a refusal has ``refuse`` set.
 
         The caller answers a refusal with :func:`.ratelimit.answer_429` and adds ``headers``
@@ -130,7 +130,7 @@ class RateLimits:
         self.arrivals.observe(route, limits, scope, time.monotonic())
         if not limits:
             return None
-        verdict = self.limiter.check_sync(limits, route, scope)
+        verdict = self.limiter.check_sync(limits, route, scope, allowed_headers)
         if self.share is not None and verdict is not None:
             self.share.maybe_publish()
         return verdict
@@ -143,7 +143,7 @@ class RateLimits:
         asked with a blocking call, bounded by its timeout and skipped in its cool-down).
         Headers leave out Content-Length, which the middleware adds.
         """
-        verdict = self.check_sync(limits, route, scope)
+        verdict = self.check_sync(limits, route, scope, allowed_headers=False)
         if verdict is None or not verdict.refuse:
             return None
         status, headers, body = answer_429(verdict)
