@@ -97,6 +97,7 @@ def test_limits_read_and_whatif_match_what_enforce_then_does(app: TrimtabMiddlew
         codes = [(await c.get(f"/products/{i}", headers={"x-api-key": k})).status_code
                  for i, k in enumerate(["greedy"] * 20 + ["calm"] * 10)]
         assert codes.count(429) == 20  # same load again: what the what-if predicted
+        assert app.metrics.requests[(PRODUCTS, "GET", "429")] == 20  # under the route
         r = await c.get("/_trimtab/limits", headers=R)
         assert r.status_code == 200 and r.headers["etag"].startswith('"')
         read = r.json()
