@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from trimtab.agent.middleware import TrimtabMiddleware
 from trimtab.agent.procs import free_port, stop_all, wait_http
 
@@ -58,7 +59,7 @@ def docstring_command(source: Path) -> tuple[dict[str, str], list[str]]:
 
 
 @contextlib.contextmanager
-def gunicorn(example: str, tmp: Path) -> Iterator[Served]:
+def gunicorn(example: str, tmp: Path, extra: tuple[str, ...] = ()) -> Iterator[Served]:
     """The example as its docstring runs it, on a free port, with this test's tokens/state."""
     env, args = docstring_command(EXAMPLES[example])
     assert {"TRIMTAB_TOKENS", "TRIMTAB_STATE_DIR"} <= set(env), env
@@ -71,7 +72,7 @@ def gunicorn(example: str, tmp: Path) -> Iterator[Served]:
     # No control socket (gunicorn 27 puts one in ~/.gunicorn, shared by every server), and
     # a short graceful stop: sync workers idle between requests leave at once anyway.
     cmd = [sys.executable, "-m", "gunicorn", "--no-control-socket", "--graceful-timeout", "3",
-           *args]
+           *extra, *args]
     with open(tmp / "gunicorn.log", "wb") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
@@ -218,3 +219,24 @@ def test_bad_input_and_metric_families_as_the_asgi_agent(served: Served) -> None
     got = poll(lambda: families(fresh_get(f"{served.base}/metrics").text),
                lambda fams: fams == wanted, timeout=30)
     assert got == wanted
+
+
+@pytest.mark.slow
+def test_an_app_built_before_fork_still_counts_every_worker(tmp_path: Path) -> None:
+    """``--preload`` builds the agent in the master: each worker must still publish its own
+    counters (named by the pid that serves), so /metrics sums all the requests once."""
+    with gunicorn("flask", tmp_path, extra=("--preload",)) as running:
+        pids = worker_pids(running.base)
+        for n in range(60):
+            assert fresh_get(f"{running.base}/items/{n}").status_code == 200
+        published = {int(p.stem.rsplit("-", 1)[1])
+                     for p in (running.state / "metrics").glob("*.json")}
+        assert published <= pids
+
+        def counted() -> float:
+            text = fresh_get(f"{running.base}/metrics").text
+            return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                       if s.name == "trimtab_http_requests_total"
+                       and s.labels["route"] == ITEMS)
+
+        assert poll(counted, lambda n: n == 60.0, timeout=30) == 60.0
