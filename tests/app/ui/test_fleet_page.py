@@ -161,3 +161,20 @@ def test_departures_are_one_marker_per_moment_on_every_chart(qtbot) -> None:
         assert getattr(window, "change_card", None) is None
     finally:
         window.close()
+
+
+def test_the_cockpit_greets_a_first_run_end_to_end(tmp_path: Path) -> None:
+    """``trimtab`` with no targets file opens on the Fleet page's greeting (a real process)."""
+    import os
+    import subprocess
+    import sys
+
+    shot = tmp_path / "first-run.png"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "trimtab.app.cli.main", "cockpit", "--screenshot", str(shot),
+         "--after", "1"], env=env, capture_output=True, text=True, timeout=180, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "no targets file yet: the Fleet page offers Add target… and the demo" in proc.stdout
+    assert shot.stat().st_size > 0
+    assert not (tmp_path / "cfg" / "trimtab" / "targets.toml").exists()  # nothing written
