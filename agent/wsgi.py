@@ -94,6 +94,11 @@ class TrimtabWSGI(AgentCore):
         self.store_loop = None if isinstance(self.store, MemoryStore) else StoreLoop()
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if self.state is None and environ.get("wsgi.multiprocess"):
+            # Every path: a PATCH or a scrape answered by one worker would speak for one only.
+            raise WSGIRefused(
+                "trimtab: a multi-process WSGI server needs a shared state dir "
+                "(state_dir= or TRIMTAB_STATE_DIR), or each worker would keep its own config")
         if not self._adopted:
             self._adopt_routes()
         path = environ.get("PATH_INFO", "") or "/"
@@ -101,10 +106,6 @@ class TrimtabWSGI(AgentCore):
             return self._serve_metrics(environ, start_response)
         if path.startswith(PREFIX):
             return self._serve_control(environ, start_response)
-        if self.state is None and environ.get("wsgi.multiprocess"):
-            raise WSGIRefused(
-                "trimtab: a multi-process WSGI server needs a shared state dir "
-                "(state_dir= or TRIMTAB_STATE_DIR), or each worker would keep its own config")
         return self._handle(environ, start_response)
 
     def close(self) -> None:

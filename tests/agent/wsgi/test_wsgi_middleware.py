@@ -176,10 +176,13 @@ def test_a_multiprocess_server_without_state_dir_is_refused(tmp_path: Path,
                                                             ) -> None:
     monkeypatch.delenv("TRIMTAB_STATE_DIR", raising=False)
     wsgi, _ = flask_agent()
-    environ = EnvironBuilder(path="/items/1").get_environ()
-    environ["wsgi.multiprocess"] = True
-    with pytest.raises(WSGIRefused, match="state dir"):
-        wsgi(environ, lambda *a: None)
+    for path in ("/items/1", "/metrics", "/_trimtab/config"):  # nothing one worker speaks for
+        environ = EnvironBuilder(path=path, method="PATCH" if "config" in path else "GET",
+                                 headers=W).get_environ()
+        environ["wsgi.multiprocess"] = True
+        with pytest.raises(WSGIRefused, match="state dir"):
+            wsgi(environ, lambda *a: None)
+    assert wsgi.journal.list() == []
     shared, _ = flask_agent(state_dir=str(tmp_path))
     environ = EnvironBuilder(path="/items/1").get_environ()
     environ["wsgi.multiprocess"] = True
