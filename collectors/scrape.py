@@ -216,7 +216,7 @@ class ScrapeEngine:
                 cursor = int(body["next"])
                 self.on_traces(target.name, list(body["traces"]), "")
             except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-                self.on_traces(target.name, [], str(exc) or type(exc).__name__)
+                self.on_traces(target.name, [], plain_error(exc))
             if self.on_config is not None:
                 etag = await self._poll_config(client, target, headers, etag)
             await asyncio.sleep(self.traces_interval)
@@ -235,7 +235,7 @@ class ScrapeEngine:
             self.on_config(target.name, response.json(), "")
             return response.headers.get("etag", "")
         except (httpx.HTTPError, ValueError) as exc:
-            self.on_config(target.name, None, str(exc) or type(exc).__name__)
+            self.on_config(target.name, None, plain_error(exc))
             return ""
 
     async def _cycle_loop(self, stop: asyncio.Event) -> None:

@@ -100,3 +100,28 @@ def test_tls_to_a_plain_http_port_reads_tls_error(html_server: str) -> None:
 def test_plain_error_of_a_timeout_and_of_something_else() -> None:
     assert plain_error(httpx.ReadTimeout("The read operation timed out")) == "timed out"
     assert plain_error(ValueError("bad\nthing")) == "bad thing"
+
+
+def test_trace_and_config_polls_of_a_dead_agent_read_connection_refused() -> None:
+    """The agent's /_trimtab/ polls (traces, config) use the same plain words."""
+    import threading as th
+
+    from tests.support import wait_for
+
+    errors: dict[str, str] = {}
+    lock = th.Lock()
+
+    def note(kind: str) -> object:
+        def record(_name: str, _items: object, error: str) -> None:
+            with lock:
+                errors.setdefault(kind, error)
+        return record
+
+    target = ScrapeTarget("dead", f"http://127.0.0.1:{free_port()}/metrics", token="t")
+    engine = ScrapeEngine([target], lambda _r: None, on_traces=note("traces"),
+                          on_config=note("config"), traces_interval=0.1).start()
+    try:
+        wait_for(lambda: len(errors) == 2, timeout=30, what="both polls to fail")
+    finally:
+        engine.stop()
+    assert errors == {"traces": "connection refused", "config": "connection refused"}
