@@ -165,10 +165,26 @@ def limits_values_at(current: dict[str, dict[str, Any]], asked: dict[str, Any]
     return out
 
 
-def limits_of(section: dict[str, dict[str, Any]]) -> tuple[Limit, ...]:
-    """The document's limits as :class:`Limit` values, by name."""
-    return tuple(Limit(name, f["route"], f["key"], float(f["rate"]), int(f["burst"]),
-                       f.get("mode", SHADOW)) for name, f in sorted(section.items()))
+def limits_of(section: Any) -> tuple[Limit, ...]:
+    """The document's limits as :class:`Limit` values, by name.
+
+    Raises ``ValueError`` for a limit PATCH would have refused (a hand-edited state
+    file with a rate of 0 must not divide by zero on the request path): the config
+    store then keeps the last good settings.
+    """
+    if not isinstance(section, dict):
+        raise ValueError("limits must be an object")
+    out = []
+    for name, f in sorted(section.items()):
+        if not isinstance(f, dict) or not isinstance(f.get("route"), str):
+            raise ValueError(f"limits[{shown(name)}]: not a limit")
+        for key in ("key", "rate", "burst", "mode"):
+            problem = _field_problem(key, f.get(key, SHADOW if key == "mode" else None), set())
+            if problem:
+                raise ValueError(f"limits[{shown(name)}].{key}: {problem}")
+        out.append(Limit(name, f["route"], f["key"], float(f["rate"]), int(f["burst"]),
+                         f.get("mode", SHADOW)))
+    return tuple(out)
 
 
 def limit_fields(limit: Limit) -> dict[str, Any]:

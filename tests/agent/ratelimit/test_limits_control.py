@@ -145,3 +145,25 @@ def test_limits_survive_a_restart_and_reach_other_workers(tmp_path: Path) -> Non
 
     run(one, body)
     assert [lim.name for lim in two.config.settings().limits] == ["g"]
+
+
+def test_a_hand_edited_file_with_a_bad_limit_never_fails_requests(tmp_path: Path) -> None:
+    import json
+
+    app = build_app("api-1", slowness=0.0, tokens=TOKENS, state_dir=str(tmp_path), seed=1)
+
+    async def body(c: httpx.AsyncClient) -> None:
+        r = await patch(c, {"limits": {"l": {**GOOD, "mode": "enforce", "burst": 1}}})
+        assert r.status_code == 200
+        path = tmp_path / "config-api-1.json"
+        for bad in (0, -1, "fast", None):
+            doc = json.loads(path.read_text())
+            doc["limits"]["l"]["rate"] = bad
+            doc["version"] += 1
+            path.write_text(json.dumps(doc))
+            statuses = [(await c.get(f"/products/{i}", headers={"x-api-key": "k"})).status_code
+                        for i in range(3)]
+            # the last good limits stay in force: the first request passes, then 429
+            assert 500 not in statuses and statuses.count(429) >= 2, (bad, statuses)
+
+    run(app, body)
