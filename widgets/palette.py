@@ -8,19 +8,24 @@ in one neutral grey, told apart by line style, so orange never means both a rout
 from __future__ import annotations
 
 import re
-import zlib
 from typing import NamedTuple
 
 from PySide6.QtCore import Qt
 
-# No grey (percentiles are grey) and no #CC79A7 (change markers are drawn in it).
+# Handed out in this order: the first six (Okabe–Ito) are the most distinct, so a small
+# fleet (the demo's 3 routes and 3 backends) never gets two look-alikes. No grey
+# (percentiles and status classes are grey) and no #CC79A7 (change markers are drawn in it).
 SERIES_COLOURS = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00",
-                  "#8DD3C7", "#B15928", "#FB9A99", "#A6D854", "#E7298A")
+                  "#9467BD", "#8DD3C7", "#B15928", "#FB9A99", "#E7298A")
 SPAN_COLOURS = ("#7A828E", "#A3AAB4", "#5F6873")  # trace spans: greys, they are no entity
 # Width (px) of the n-th pass over the colours: once they are all taken, an entity gets a
 # used colour at another width, so two curves never look the same.
 PASS_WIDTHS = (1, 3, 2)
+# Keys that are no entity: percentiles and HTTP status classes (extract.STATUS_CLASSES).
 QUANTILE = re.compile(r"^p\d+(\.\d+)?$")
+STATUS_STYLES = {"2xx": (1, Qt.PenStyle.SolidLine), "3xx": (1, Qt.PenStyle.DotLine),
+                 "4xx": (1, Qt.PenStyle.DashLine), "429": (2, Qt.PenStyle.DashDotLine),
+                 "5xx": (2, Qt.PenStyle.SolidLine), "other": (1, Qt.PenStyle.DashDotDotLine)}
 QUANTILE_COLOUR = "#9AA0A8"  # a mid grey: visible on the dark and the light background
 # Percentiles differ by line style, never by a colour an entity has.
 QUANTILE_STYLES = {"p50": Qt.PenStyle.DotLine, "p90": Qt.PenStyle.DashDotLine,
@@ -47,10 +52,9 @@ def colour(index: int) -> str:
 class Palette:
     """Hands each key (route, backend, instance) one colour and width for the window's life.
 
-    A key prefers the colour its name hashes to (crc32, the same in every run), so a
-    route is usually the same colour from one session to the next; when another key holds
-    it, the next free one is taken. Distinct keys get distinct colours until all
-    ``SERIES_COLOURS`` are used, then distinct (colour, width) pairs.
+    Keys get ``SERIES_COLOURS`` in the order they are first drawn, so distinct keys get
+    distinct colours until all are used, then distinct (colour, width) pairs. Percentiles
+    and status classes are no entity: one grey, told apart by line style and width.
     """
 
     def __init__(self) -> None:
@@ -69,12 +73,12 @@ class Palette:
     def _assign(self, key: str) -> Style:
         if QUANTILE.match(key):
             return Style(QUANTILE_COLOUR, 1, QUANTILE_STYLES.get(key, Qt.PenStyle.DashDotDotLine))
-        taken = {s for k, s in self._styles.items() if not QUANTILE.match(k)}
-        n = len(SERIES_COLOURS)
-        start = zlib.crc32(key.encode("utf-8")) % n
+        if key in STATUS_STYLES:
+            return Style(QUANTILE_COLOUR, *STATUS_STYLES[key])
+        taken = set(self._styles.values())
         for width in PASS_WIDTHS:
-            for i in range(n):
-                style = Style(SERIES_COLOURS[(start + i) % n], width)
-                if style not in taken:
-                    return style
-        return Style(SERIES_COLOURS[start])  # more keys than styles: share
+            for colour in SERIES_COLOURS:
+                if Style(colour, width) not in taken:
+                    return Style(colour, width)
+        # more keys than styles: they share, in turn
+        return Style(SERIES_COLOURS[len(self._styles) % len(SERIES_COLOURS)])

@@ -20,8 +20,9 @@ def test_a_key_keeps_its_style_whatever_order_charts_ask() -> None:
     first = {key: palette.style(key) for key in ROUTES}
     for key in reversed(ROUTES):
         assert palette.style(key) == first[key]
-    # the same key hashes to the same preferred colour in a fresh palette (another run)
-    assert Palette().colour("/search") == Palette().colour("/search")
+    # the first keys get the most distinct colours (Okabe–Ito), in the order first drawn
+    fresh = Palette()
+    assert [fresh.colour(k) for k in ("api-1", "api-2", "/search")] == list(SERIES_COLOURS[:3])
 
 
 def test_distinct_keys_get_distinct_colours_until_the_colours_run_out() -> None:
@@ -32,9 +33,9 @@ def test_distinct_keys_get_distinct_colours_until_the_colours_run_out() -> None:
     assert len(set(styles)) == len(ROUTES)  # beyond: (colour, width) pairs stay distinct
 
 
-def test_percentiles_are_grey_never_an_entity_colour() -> None:
+def test_percentiles_and_status_classes_are_grey_never_an_entity_colour() -> None:
     palette = Palette()
-    for key in ("p50", "p95", "p99", "p99.9"):
+    for key in ("p50", "p95", "p99", "p99.9", "2xx", "429", "5xx"):
         assert palette.colour(key) not in SERIES_COLOURS
     # and they take no colour away from the routes
     assert len({palette.colour(k) for k in ROUTES[:len(SERIES_COLOURS)]}) == len(SERIES_COLOURS)
