@@ -90,6 +90,10 @@ def test_memory_backend_stays_bounded_under_a_key_flood() -> None:
     ("jwt:sub", {"authorization": "Bearer not.a-jwt!.x"}, "1.1.1.1", "-"),
     ("jwt:sub", {"authorization": "Basic YWxpY2U6cHc="}, "1.1.1.1", "-"),
     ("jwt:sub", {"authorization": jwt([1, 2])}, "1.1.1.1", "-"),  # type: ignore[arg-type]
+    ("jwt:sub", {"authorization": "Bearer a." + base64.urlsafe_b64encode(
+        b'{"sub": ' + b"9" * 5000 + b"}").decode().rstrip("=") + ".c"}, "1.1.1.1", "-"),
+    ("jwt:sub", {"authorization": "Bearer a." + base64.urlsafe_b64encode(
+        b"[" * 9000).decode().rstrip("=") + ".c"}, "1.1.1.1", "-"),
 ])
 def test_client_key(spec: str, headers: dict[str, str], ip: str, expected: str) -> None:
     assert client_key(spec, scope(headers, ip)) == expected
