@@ -54,7 +54,7 @@ FOLDS = {
 
 def route_headers(levels: Sequence[float]) -> tuple[str, ...]:
     """The slow-routes table's headers for ``levels`` (fractions)."""
-    return ("route", *(f"{level_name(q)} (bucket, ms)" for q in levels), "req/s",
+    return ("route", *(f"{level_name(q)} (bucket)" for q in levels), "req/s",
             *TABLE_CLASSES, "size (mean)", "time spent (p95 × rate)")
 
 
@@ -107,8 +107,9 @@ class RoutesPage(QWidget):
         # Never below 0 % and at least one percentage point tall: a route without errors is
         # a line at the bottom, not float noise around zero drawn as a wave.
         self.errors.plot.getPlotItem().getViewBox().setLimits(yMin=0.0, minYRange=1.0)
-        self.statuses = TimeSeriesView("Requests per second by status class of the selected "
-                                       "route", "requests", "/s", "Select a route in the table.")
+        self.statuses = TimeSeriesView("Requests per second (all, and by status class) of the "
+                                       "selected route", "requests", "/s",
+                                       "Select a route in the table.")
         self.sizes = TimeSeriesView("Mean response size of the selected route", "body", "B",
                                     "Select a route in the table. Needs the trimtab agent's "
                                     "response size histogram.")
@@ -176,7 +177,7 @@ class RoutesPage(QWidget):
         self.selected = route
         self.percentiles.plot.setTitle(f"Percentiles of {route}")
         self.errors.plot.setTitle(f"Error ratio (5xx) of {route}")
-        self.statuses.plot.setTitle(f"Requests per second by status class of {route}")
+        self.statuses.plot.setTitle(f"Requests per second of {route}, by status class")
         self.sizes.plot.setTitle(f"Mean response size of {route}")
         self.instances.plot.setTitle(f"p95 per instance of {route}")
         self.heatmap.plot.setTitle(f"Latency heatmap of {route}")
@@ -196,7 +197,7 @@ class RoutesPage(QWidget):
             part = s.status_rates.get(cls, 0.0) / s.rate if s.rate else math.nan
             cells.append((fmt.percent(part), -1.0 if math.isnan(part) else part))
         cells += [(byte_size(s.size_mean), -1.0 if math.isnan(s.size_mean) else s.size_mean),
-                  (f"{s.time_spent:.3f} s/s", s.time_spent)]
+                  (fmt.time_spent(s.time_spent), s.time_spent)]
         return cells
 
     def refresh(self, since: float) -> None:
@@ -228,9 +229,13 @@ class RoutesPage(QWidget):
         self.errors.set_series(percent_series({"5xx %": err[self.selected]} if err else {}))
         by_class = {cls: self.model.snapshot(CLASS_SERIES[cls], since, [self.selected])
                     for cls in STATUS_CLASSES}
+        rates = {cls: found[self.selected] for cls, found in by_class.items()
+                 if self.selected in found}
+        total = self.model.snapshot("rate", since, [self.selected])
+        if total:
+            rates["all"] = total[self.selected]  # the route's request rate over time
         # keep_gone=False: a route without 3xx has no 3xx entry in the legend.
-        self.statuses.set_series({cls: found[self.selected] for cls, found in by_class.items()
-                                  if self.selected in found}, keep_gone=False)
+        self.statuses.set_series(rates, keep_gone=False)
         size = self.model.snapshot("size_mean", since, [self.selected])
         self.sizes.set_series({"bytes per response": size[self.selected]} if size else {},
                               keep_gone=False)

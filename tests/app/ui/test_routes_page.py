@@ -107,7 +107,9 @@ def test_unlabelled_route_says_why_and_is_not_selected_first(page: RoutesPage) -
 def test_selected_route_charts_rate_by_class_errors_and_size(page: RoutesPage,
                                                              model: FleetModel) -> None:
     page.select_route("/mixed")
-    assert set(page.statuses.data) == {"2xx", "3xx", "4xx", "429", "5xx"}
+    assert set(page.statuses.data) == {"all", "2xx", "3xx", "4xx", "429", "5xx"}
+    _, rate_all = page.statuses.data["all"]
+    assert rate_all[-1] == pytest.approx(model.routes["/mixed"].rate)
     _, rate_429 = page.statuses.data["429"]
     assert rate_429[-1] == pytest.approx(model.routes["/mixed"].status_rates["429"])
     _, err = page.errors.data["5xx %"]
@@ -117,7 +119,7 @@ def test_selected_route_charts_rate_by_class_errors_and_size(page: RoutesPage,
     top = page.errors.plot.getPlotItem().getViewBox().viewRange()[1][1]
     assert top < 50.0
     page.select_route("/search")
-    assert set(page.statuses.data) == {"2xx"}  # no legend entries for classes never seen
+    assert set(page.statuses.data) == {"all", "2xx"}  # no legend entry for a class never seen
     # No errors: 0 % at the bottom of a 0–1 % axis, not ±float noise around zero.
     page.errors.plot.getPlotItem().getViewBox().autoRange()
     low, high = page.errors.plot.getPlotItem().getViewBox().viewRange()[1]
