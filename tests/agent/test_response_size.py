@@ -186,3 +186,8 @@ def test_size_histogram_is_promtool_clean() -> None:
     check = subprocess.run([promtool, "check", "metrics"], input=text.encode(),
                            capture_output=True, timeout=30, check=False)
     assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
+
+
+def uvicorn_factory() -> TrimtabMiddleware:
+    """``uvicorn --factory tests.agent.test_response_size:uvicorn_factory``."""
+    return make_app()
