@@ -221,9 +221,10 @@ class TrimtabWSGI(AgentCore):
 class _Response:
     """The app's response iterable, passed through; records the request when closed.
 
-    WSGI servers iterate the body after ``__call__`` returned and then call ``close()``
-    (PEP 3333), so the request ends there: that is when it is timed, counted and traced,
-    and when a complete cacheable body is stored.
+    WSGI servers iterate the body after ``__call__`` returned, then call ``close()``
+    (PEP 3333): the request ends with its last byte, or at ``close()`` when the body was
+    cut short. That is when it is timed, counted and traced, and a complete cacheable body
+    stored.
     """
 
     def __init__(self, mw: TrimtabWSGI, run: RequestRun, route: str, environ: Environ,
@@ -240,7 +241,7 @@ class _Response:
         self.status = 500
         self.headers: list[tuple[bytes, bytes]] = []
         self.sent = 0
-        self.complete = self.failed = self.closed = False
+        self.complete = self.failed = self.closed = self.recorded = False
         self.keep: list[bytes] | None = [] if found is not None else None
         self.t0, self.wall = time.perf_counter(), time.time()
 
@@ -266,6 +267,9 @@ class _Response:
         except Exception:
             self.failed = True
             raise
+        # Recorded as the last byte is handed over (close() follows; a server that forgets
+        # to call it, against PEP 3333, must not leave the request in flight forever).
+        self._record()
 
     def _count(self, chunk: bytes) -> None:
         if self.scope["method"] != "HEAD":
@@ -276,7 +280,7 @@ class _Response:
                 self.keep = None  # a huge or endless body is passed through, never kept
 
     def close(self) -> None:
-        """Close the app's iterable, then record the request (once)."""
+        """Close the app's iterable, then record the request if the body did not end."""
         if self.closed:
             return
         self.closed = True
@@ -288,6 +292,9 @@ class _Response:
             self._record()
 
     def _record(self) -> None:
+        if self.recorded:
+            return
+        self.recorded = True
         mw, run, route = self.mw, self.run, self.route
         run.span.child("handler", self.wall, time.perf_counter() - self.t0)
         # The app raised through us, or the framework caught it and said so (its signal).
