@@ -364,12 +364,48 @@ class _Full:
             self.names_ok.add(name)
         elif brace >= 0 and head[-1] != "}":
             return None
+        if brace < 0:
+            hit = self.series[head] = (name, (), _NONE)
+            return hit
+        found = self.bound_last(head, brace) if 'le="' in head else None  # also finds 'quantile="'
+        if found is not None:
+            hit = self.series[head] = (name, *found)
+            return hit
         try:
-            labels, numeric = self.label_set(head[brace + 1:-1]) if brace >= 0 else ((), _NONE)
+            labels, numeric = self.label_set(head[brace + 1:-1])
         except ParseError:
             return None  # the regex path reports it, with its own reason
         hit = self.series[head] = (name, labels, numeric)
         return hit
+
+    def bound_last(self, head: str, brace: int) -> tuple[Labels, tuple[str, ...]] | None:
+        """``name{rest,le="x"}`` or ``name{le="x"}`` (likewise ``quantile``), as client_golang
+        writes buckets and quantiles: the labels and numeric bound labels ``label_set`` would
+        find, with C string methods and ``rest`` parsed once; None for any other text."""
+        before, sep, value = head.rpartition('="')
+        if not sep or brace > len(before) or value[-2:] != '"}':
+            return None
+        value = value[:-2]
+        rest, comma, label = before[brace + 1:].rpartition(",")
+        if label not in _BOUND_OK or '"' in value or "\\" in value or (comma and rest[-1:] != '"'):
+            return None
+        try:
+            numeric = _BOUND_OK[label] if self.floats[value] == self.floats[value] else _NONE  # not NaN
+        except ValueError:
+            numeric = _NONE
+        if not comma:
+            return ((label, value),), numeric
+        found = self.bases.get(rest)
+        if found is None:
+            try:
+                found = self.new_base(rest)
+            except ParseError:
+                return None
+        labels, slots = found
+        at = slots.get(label)
+        if at is None or len(slots) < 2:  # the label twice, or the other bound label in rest
+            return None
+        return (*labels[:at], (label, value), *labels[at:]), numeric
 
     def sample(self, i: int, line: str) -> None:
         """One sample line, by the full grammar: timestamps, exemplars, blanks, errors."""

@@ -1,0 +1,61 @@
+"""``_Full.bound_last``: buckets and quantiles written as client_golang writes them
+(``{rest,le="x"}``, ``{quantile="x"}``) read with string methods must give exactly what the
+label-set grammar gives, and refuse (None) whatever it cannot vouch for."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from trimtab.collectors.exposition import OPENMETRICS, TEXT, ParseError
+from trimtab.collectors.exposition.full import _Full
+from trimtab.collectors.exposition.grammar import _Floats
+
+from tests.collectors.exposition.test_exposition import OM_TYPE, assert_same_as_reference
+
+
+def _full(fmt: str) -> _Full:
+    return _Full(fmt, _Floats(), {}, {})
+
+
+def _by_grammar(fmt: str, block: str) -> object:
+    try:
+        return _full(fmt).label_set(block)
+    except ParseError as exc:
+        return exc.reason
+
+
+@pytest.mark.parametrize("block", [
+    'le="0.1"', 'quantile="0.5"', 'a="b",le="1"', 'a="b",quantile="NaN"', 'a="b",le="+Inf"',
+    'z="1",le="1"', 'a="b",le="x"', 'a="b",le=""', 'a="b",le="1",', 'a="b", le="1"', 'a="b",le="1" ',
+    'a="b\\"",le="1"', 'a="b\\\\",le="1"', 'a="b",le="1\\""', 'le="1",le="2"', 'quantile="1",le="2"',
+    'a="b",c="le=\\"1\\""', 'a="b,le="1"', 'a="b"x,le="1"', 'le="1"x', 'a="le=",le="2"',
+])
+@pytest.mark.parametrize("fmt", [TEXT, OPENMETRICS])
+def test_bound_last_equals_the_grammar_or_declines(block: str, fmt: str) -> None:
+    found = _full(fmt).bound_last("x{" + block + "}", 1)
+    if found is not None:
+        assert found == _by_grammar(fmt, block)
+
+
+_PIECES = st.sampled_from(['le="', 'quantile="', 'a="', 'z="', '"', ",", "\\", "1", "0.5", "NaN", " ", "=", "x"])
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(st.lists(_PIECES, max_size=10).map("".join), st.sampled_from([TEXT, OPENMETRICS]))
+def test_fuzz_bound_last_never_disagrees_with_the_grammar(block: str, fmt: str) -> None:
+    found = _full(fmt).bound_last("x{" + block + "}", 1)
+    if found is not None:
+        assert found == _by_grammar(fmt, block)
+
+
+def test_client_golang_spelling_equals_reference() -> None:
+    lines = ["# HELP h Latency.", "# TYPE h histogram"]
+    for handler in ("/a", "/b"):
+        lines += [f'h_bucket{{handler="{handler}",le="{le}"}} {k}' for k, le in enumerate(("0.1", "1", "+Inf"))]
+        lines += [f'h_sum{{handler="{handler}"}} 1.5', f'h_count{{handler="{handler}"}} 2']
+    lines += ["# HELP s Pauses.", "# TYPE s summary"]
+    lines += [f's{{quantile="{q}"}} {q}' for q in ("0", "0.5", "1")] + ["s_sum 3", "s_count 3"]
+    text = "\n".join(lines) + "\n"
+    assert_same_as_reference(text)
+    assert_same_as_reference(text + "# EOF\n", OM_TYPE)
