@@ -166,7 +166,9 @@ def scrape_corpus(workdir: Path, scrapes: int = SCRAPES) -> list[Body]:
         time.sleep(2.5)  # Prometheus has scraped every job a few times: its scrape families exist
         got: dict[tuple[str, str], list[str]] = {}
         types: dict[tuple[str, str], str] = {}
-        for _ in range(scrapes):
+        # One round first, not kept: a server's first /metrics request adds series (Prometheus's
+        # handler="/metrics" histogram), a start-up change, not what a target's scrapes see later.
+        for kept in [False] + [True] * scrapes:
             _traffic(client, base)
             time.sleep(0.3)  # the client program's thread and the servers' clocks move on
             for name, url in urls.items():
@@ -174,8 +176,8 @@ def scrape_corpus(workdir: Path, scrapes: int = SCRAPES) -> list[Body]:
                     response = client.get(url, headers={"accept": accept}).raise_for_status()
                     content_type = response.headers.get("content-type", "")
                     served = "openmetrics" if "application/openmetrics-text" in content_type else "text"
-                    if served != fmt:
-                        continue  # this program offers only the text format
+                    if served != fmt or not kept:
+                        continue  # this program offers only the text format, or a warm-up round
                     got.setdefault((name, fmt), []).append(response.text)
                     types[(name, fmt)] = content_type
     return [Body(f"{name} {fmt}", types[(name, fmt)], tuple(texts)) for (name, fmt), texts in got.items()]
