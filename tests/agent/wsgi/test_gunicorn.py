@@ -37,12 +37,14 @@ TOKENS = f"alice:write:{W_SECRET},bob:read:{R_SECRET}"
 W = {"authorization": f"Bearer {W_SECRET}"}
 R = {"authorization": f"Bearer {R_SECRET}"}
 ITEMS = "/items/<int:id>"
+ORDERS = {"flask": "/orders", "django": "/api/orders"}  # Django's sits under an include()
 EXAMPLES = {"flask": ROOT / "examples" / "flask_app.py",
             "django": ROOT / "examples" / "django_app" / "shop" / "wsgi.py"}
 
 
 @dataclass
 class Served:
+    example: str
     base: str
     state: Path
     proc: subprocess.Popen[bytes]
@@ -78,7 +80,7 @@ def gunicorn(example: str, tmp: Path, extra: tuple[str, ...] = ()) -> Iterator[S
                                 start_new_session=True)
     try:
         wait_http(f"http://127.0.0.1:{port}/metrics", proc, timeout=60)
-        yield Served(f"http://127.0.0.1:{port}", state, proc)
+        yield Served(example, f"http://127.0.0.1:{port}", state, proc)
     finally:
         stop_all([proc])
         with contextlib.suppress(ProcessLookupError):
@@ -178,6 +180,15 @@ def test_the_cockpit_scrapes_route_templates(served: Served) -> None:
         assert poll(seen, all, timeout=90, interval=0.2) == (True, True, True)
         assert model.read(lambda m: m.health["wsgi"].up)
         assert not model.read(lambda m: [r for r in m.routes if "/items/" in r and r != ITEMS])
+        # Every route the framework declares is configurable, includes joined as Django does.
+        orders = ORDERS[served.example]
+        assert {ITEMS, "/search", orders} <= set(model.read(lambda m: m.configs["wsgi"]["routes"]))
+        with httpx.Client(timeout=10.0) as client:
+            assert client.post(f"{served.base}{orders}", json=[1]).status_code == 201
+        # Another worker may answer the scrape: it sees the POST once its worker published.
+        assert f'route="{orders}",status="201"' in poll(
+            lambda: fresh_get(f"{served.base}/metrics").text,
+            lambda text: f'route="{orders}",status="201"' in text, timeout=30)
     finally:
         engine.stop()
 
