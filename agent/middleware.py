@@ -21,6 +21,9 @@ Usage::
   counters (:mod:`.worker_metrics`). Without one they live in memory and a
   multi-process worker refuses to start (never silent divergence). Traces and
   what-if stay per worker.
+
+Everything but reading and writing ASGI messages is :class:`~.core.AgentCore`, shared
+with the WSGI middleware (:mod:`.wsgi`).
 """
 
 from __future__ import annotations
