@@ -21,6 +21,7 @@ from trimtab.widgets.change_dialogs import TtlDialog, WeightsDialog
 from ..control import types as ctl
 from ..control.client import ControlClient
 from ..control.rollout import FINAL, Gates, Rollout
+from ..slo.burn import FAST
 from .control_worker import ControlRunner
 
 JOURNAL_POLL_MS = 3000
@@ -63,6 +64,9 @@ class Tuning(QObject):
         self.numbers: Callable[[str, str], tuple[float, float]] | None = None
         # (route, instance, change time) → the judge's verdicts on the canary (GUI thread)
         self.judged: Callable[[str, str, float], dict[str, Any]] | None = None
+        # (route, instance) → the canary's SLO burn rate over 5 min, None without an SLO
+        # on the route (read from the history store: called on the runner thread)
+        self.burn: Callable[[str, str], float | None] | None = None
         self.rollout: StagedRun | None = None
 
     @property
@@ -154,7 +158,9 @@ class Tuning(QObject):
             apply=lambda ts: self.client.set_ttl(ts, route, ttl, reason,
                                                  {a: etags.get(a) for a in ts}),
             rollback=lambda r: self.client.rollback(r, "staged rollout: a gate failed"),
-            gates=Gates(p95_max_ms=p95_max, error_rate_max=err_max), watch_seconds=watch)
+            # An SLO on the route adds the workbook's fast-burn gate on the canary's own series.
+            gates=Gates(p95_max_ms=p95_max, error_rate_max=err_max, burn_max=FAST.factor),
+            watch_seconds=watch)
         self.rollout = StagedRun(self, parent, rollout, route)
         self.rollout.begin()
 
@@ -326,8 +332,12 @@ class StagedRun(QObject):
                   if self.tuning.judged is not None else None)
         self._stepping = True
 
+        burn_of = self.tuning.burn
+        route, canary = self.route, self.rollout.canary.name
+
         def work() -> str:
-            self.rollout.observe(p95_ms, error_rate, judged)
+            burn = burn_of(route, canary) if burn_of is not None else None
+            self.rollout.observe(p95_ms, error_rate, judged, burn)
             return self.rollout.advance()
 
         self.tuning.runner.submit(work, self._after)

@@ -39,7 +39,9 @@ from ..model import format as fmt
 from ..model.before_after import Comparison, bounding_changes, change_scope, compare_all
 from ..model.fleet import FleetModel
 from ..replay.change_markers import CARD_SETTLE, CARD_WINDOW, card, marker_key, markers
+from ..slo.burn import FAST, burn_rate
 from ..slo.file import slo_path
+from ..slo.track import StoreSource, ratio
 from ..snapshot.schema import SUFFIX
 from ..targets.manager import TargetManager
 from .pages.balancer import BalancerPage
@@ -233,9 +235,23 @@ class MainWindow(QMainWindow):
         return compare_all(series, change_time, window=CARD_WINDOW, settle=CARD_SETTLE,
                            now=self.clock(), previous_change=previous)
 
+    def canary_burn(self, route: str, instance: str) -> float | None:
+        """The canary's own burn rate over 5 min, the highest of the SLOs on ``route``;
+        None when no SLO covers the route or there is no history store (runner thread)."""
+        store = self.model.store
+        slos = [s for s in self.slo.slos if s.matches(route)]
+        if store is None or not slos:
+            return None
+        source = StoreSource(store, targets=[instance])
+        at = self.clock()
+        burns = [burn_rate(ratio(source, s, at, FAST.short_s), s) for s in slos]
+        finite = [b for b in burns if not math.isnan(b)]
+        return max(finite) if finite else math.nan
+
     def _wire_tuning(self, tuning: Tuning) -> None:
         tuning.numbers = self.canary_numbers
         tuning.judged = self.canary_judged
+        tuning.burn = self.canary_burn
         self.cache.ttl_requested.connect(lambda route: tuning.change_ttl(self, route))
         self.cache.invalidate_requested.connect(lambda route: tuning.invalidate(self, route))
         self.balancer.weights_requested.connect(lambda: tuning.change_weights(self))

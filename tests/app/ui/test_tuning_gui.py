@@ -456,3 +456,33 @@ def test_staged_rollout_applies_to_the_rest_when_the_gates_hold(qtbot, fleet, wi
     finally:
         driver.stop()
         reset_ttls(fleet)
+
+
+def test_staged_rollout_reverts_a_canary_burning_its_slo(qtbot, fleet, model, window,
+                                                         tmp_path) -> None:
+    """An SLO on the route gates the canary on its own burn rate (issue 19): a promise no
+    instance keeps (99.9 % within 1 ms) burns ~1000× the budget, so the canary is reverted
+    although the p95 and error gates hold."""
+    from trimtab.app.slo.definition import SLO
+    from trimtab.app.store.store import Store
+
+    store = Store(tmp_path / "history.sqlite")
+    model.store = store
+    try:
+        window.slo.add(SLO("products-instant", ROUTE, "latency", 0.999, threshold_s=0.001))
+        qtbot.waitUntil(lambda: (store.last_cycle() or (0, 0.0))[0] > 12, timeout=30_000)
+        assert window.canary_burn(ROUTE, "api-2") > 14.4
+        assert window.canary_burn("/orders", "api-2") is None  # no SLO there: no gate
+        driver = DialogDriver()
+        driver.expect(staged_answer(45, "api-2", watch=30, p95_max_ms=60_000))
+        driver.expect(driver.click("OK"))
+        window.cache.ttl_requested.emit(ROUTE)
+        driver.wait_done(qtbot, 40_000)
+        driver.stop()
+        report = driver.texts[-1]
+        assert "gate failed on api-2: SLO burn rate" in report and "> 14.4×" in report
+        assert ttls(fleet) == {"api-1": 10.0, "api-2": 10.0, "api-3": 10.0}
+    finally:
+        model.store = None
+        store.close()
+        reset_ttls(fleet)
