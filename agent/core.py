@@ -211,7 +211,7 @@ class AgentCore:
         """Record that the app raised while serving ``route``."""
         self.metrics.exception(route)
 
-    def finish(self, run: RequestRun, route: str, status: int, whatif_key: str,
+    def finish(self, run: RequestRun, route: str, status: int, scope: Scope,
                body_bytes: int | None) -> None:
         """Record a finished request: metrics, what-if, trace; publish for other workers.
 
@@ -220,7 +220,7 @@ class AgentCore:
         with self._flight:
             self.metrics.in_flight -= 1
         if run.cacheable:
-            self.whatif.observe(route, whatif_key, time.time())
+            self.whatif.observe(route, whatif_key(scope), time.time())
         self.metrics.folded_routes = self.resolver.folded
         seconds = time.perf_counter() - run.start
         self.metrics.observe(route, run.method, status, seconds, run.span.trace_id,
@@ -230,6 +230,12 @@ class AgentCore:
         share = self.share
         if share is not None:
             share.maybe_publish(time.monotonic())
+
+
+def whatif_key(scope: Scope) -> str:
+    """What the what-if simulation counts as one cache entry: path and raw query."""
+    query = scope.get("query_string", b"")
+    return f"{scope['path']}?{query.decode('latin-1')}" if query else scope["path"]
 
 
 def run_now(coro: Coroutine[Any, Any, _T]) -> _T:

@@ -150,7 +150,7 @@ class TrimtabMiddleware(AgentCore):
             route = route or self.resolver.resolve_after(scope, root_path)
             # 499 (nginx): the client went away before the response was complete.
             status = 499 if ex.disconnected else ex.status
-            self.finish(run, route, status, _whatif_key(scope), ex.body_bytes)
+            self.finish(run, route, status, scope, ex.body_bytes)
 
     async def _origin(self, scope: Scope, ex: _Exchange, span: Any) -> None:
         t0, wall = time.perf_counter(), time.time()
@@ -181,7 +181,3 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
             return bytes(value)
     return None
 
-
-def _whatif_key(scope: Scope) -> str:
-    query = scope.get("query_string", b"")
-    return f"{scope['path']}?{query.decode('latin-1')}" if query else scope["path"]

@@ -168,7 +168,7 @@ class TrimtabWSGI(AgentCore):
             return response
         except Exception:
             self.failed(route)
-            self.finish(run, route, 500, _whatif_key(scope), 0)
+            self.finish(run, route, 500, scope, 0)
             raise
 
     def _hit(self, run: RequestRun, route: str, scope: Scope, found: Lookup,
@@ -177,7 +177,7 @@ class TrimtabWSGI(AgentCore):
         body = b"" if scope["method"] == "HEAD" else found.hit.body
         start_response(_status_line(found.hit.status), _str_headers(hit_headers(found.hit)))
         self.cached(run, route, "hit")
-        self.finish(run, route, found.hit.status, _whatif_key(scope), len(body))
+        self.finish(run, route, found.hit.status, scope, len(body))
         return [body]
 
     def _refuse(self, run: RequestRun, route: str, scope: Scope, refusal: Refusal,
@@ -185,7 +185,7 @@ class TrimtabWSGI(AgentCore):
         headers = [*refusal.headers, (b"content-length", str(len(refusal.body)).encode())]
         start_response(_status_line(refusal.status), _str_headers(headers))
         body = b"" if scope["method"] == "HEAD" else refusal.body
-        self.finish(run, route, refusal.status, _whatif_key(scope), len(body))
+        self.finish(run, route, refusal.status, scope, len(body))
         return [body]
 
     # ------------------------------------------------------------ agent endpoints
@@ -311,7 +311,7 @@ class _Response:
                 run_now(put)
         # Closed before the body was all sent and without an error: the client went away.
         status = self.status if self.complete or self.failed else 499
-        mw.finish(run, route, status, _whatif_key(self.scope), self.sent)
+        mw.finish(run, route, status, self.scope, self.sent)
 
 
 class StoreLoop:
@@ -433,11 +433,6 @@ def _text(wsgi_str: str) -> str:
 def _traceparent(environ: Environ) -> bytes | None:
     value = environ.get("HTTP_TRACEPARENT")
     return value.encode("latin-1") if value is not None else None
-
-
-def _whatif_key(scope: Scope) -> str:
-    query = scope["query_string"]
-    return f"{scope['path']}?{query.decode('latin-1')}" if query else scope["path"]
 
 
 def _status_line(status: int) -> str:

@@ -125,6 +125,9 @@ def test_cache_follows_live_ttls_and_the_safety_rules() -> None:
     text = client.get("/metrics").text
     assert (f'trimtab_cache_requests_total{{reason="credentials",result="bypass",'
             f'route="{ITEMS_FLASK}"}} 1.0') in text
+    # The what-if simulation saw the cacheable requests (keyed by path and query).
+    whatif = client.get("/_trimtab/cache/whatif", headers=R, params={"route": ITEMS_FLASK})
+    assert whatif.status_code == 200 and whatif.json()["current_ttl"] == 60.0, whatif.text
     # Invalidation through the control API drops the entry.
     assert client.post("/_trimtab/cache/invalidate", headers=W,
                        json={"route": ITEMS_FLASK}).json()["dropped"] >= 2
