@@ -41,7 +41,8 @@ class BackendFact:
     """The instance whose p95 is furthest above its peers' on the routes it serves."""
 
     name: str
-    factor: float  # its p95 / its peers' median p95, geometric mean over routes, rate weighted
+    factor: float  # its p95 / its peers' median p95: geometric mean over routes weighted by
+    # their time spent (p95 × rate)
     route: str  # the route that pushes its factor up the most (the example in the text)
     p95: float  # its p95 on ``route`` (seconds)
     peers_p95: float  # the median p95 of the other instances on ``route`` (seconds)
@@ -148,8 +149,8 @@ def _standout(model: FleetModel, ranked: list[RouteStats], since: float | None
 
     Per route, each fresh instance's p95 (its last sample, when taken at the route's
     latest tick) over the median of the others'; per instance, the geometric mean of
-    those ratios weighted by the route's rate, so a backend slow on the busy routes
-    counts more than one slow on a rare route.
+    those ratios weighted by the route's time spent, so a backend slow where the fleet
+    spends its time counts more than one slow on a rare or cheap route.
     """
     logs: dict[str, list[tuple[float, float]]] = {}  # instance → (weight, log ratio)
     examples: dict[str, tuple[float, str, float, float]] = {}  # instance → example
@@ -163,9 +164,12 @@ def _standout(model: FleetModel, ranked: list[RouteStats], since: float | None
             peers = statistics.median(v for other, v in latest.items() if other != name)
             if p95 <= 0 or peers <= 0:
                 continue
-            logs.setdefault(name, []).append((stats.rate, math.log(p95 / peers)))
+            # weighted by the route's time spent: a backend slow where the fleet's time goes
+            # matters most, and a fast cached route's noisy p95 (a few ms either way on a
+            # loaded host) cannot outvote it
+            logs.setdefault(name, []).append((stats.time_spent, math.log(p95 / peers)))
             # the example named is the route that pushes its factor up the most
-            pull = stats.rate * math.log(p95 / peers)
+            pull = stats.time_spent * math.log(p95 / peers)
             if pull > examples.get(name, (-math.inf, "", 0.0, 0.0))[0]:
                 examples[name] = (pull, stats.route, p95, peers)
     factors = {name: math.exp(sum(w * x for w, x in pairs) / sum(w for w, _ in pairs))

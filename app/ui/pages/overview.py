@@ -34,6 +34,9 @@ class OverviewPage(QWidget):
         self.headline.setObjectName("headline")
         self.headline.setWordWrap(True)
         self.headline.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # a strip set off from the charts, in the platform's colours (light or dark desktop)
+        self.headline.setStyleSheet("QLabel#headline { padding: 6px 10px; border-radius: 4px;"
+                                    " background: palette(alternate-base); }")
         font = self.headline.font()
         font.setPointSizeF(font.pointSizeF() * 1.1)
         self.headline.setFont(font)
