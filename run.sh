@@ -11,8 +11,9 @@ QT_LIBS="libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 libfreet
  libglib2.0-0 libx11-xcb1 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1
  libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1"
 # dnsmasq-base: the dnsmasq binary alone (the DNS discovery tests run it on a loopback port);
-# the "dnsmasq" package would also start a system resolver on port 53.
-TEST_PKGS="haproxy redis-server prometheus victoria-metrics dnsmasq-base nginx-light"
+# the "dnsmasq" package would also start a system resolver on port 53. nodejs: the service
+# behind the sidecar in examples/sidecar.
+TEST_PKGS="haproxy redis-server prometheus victoria-metrics dnsmasq-base nginx-light nodejs"
 PY=${PYTHON:-python3}
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
