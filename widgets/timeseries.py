@@ -141,18 +141,21 @@ class TimeSeriesView(QWidget):
         series is drawn flat with round ticks, not as float noise filling the height."""
         finite = [v[np.isfinite(v)] for _, v in self.data.values()]
         finite = [v for v in finite if len(v)]
-        span = None
+        span, floor = None, None
         if finite:
             lo = min(float(v.min()) for v in finite)
             hi = max(float(v.max()) for v in finite)
             padded = padded_range(lo, hi, self._span_floor)
             if padded != (lo, hi):
                 span = padded[1] - padded[0]
+                # widened around a value near 0, the axis must not show negative rates or
+                # ratios the data cannot have: the span starts at 0 instead
+                floor = 0.0 if lo >= 0 else None
         old = self._min_span
         # setLimits re-ranges the view: only when the floor moved by more than a tenth
         if (span is None) != (old is None) or (span and old and abs(span - old) > 0.1 * old):
             self._min_span = span
-            self.plot.getPlotItem().getViewBox().setLimits(minYRange=span)
+            self.plot.getPlotItem().getViewBox().setLimits(minYRange=span, yMin=floor)
 
     def _view_for_decimation(self) -> tuple[float, float, int]:
         """The x range and pixel columns curves are decimated to.

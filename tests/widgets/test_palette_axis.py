@@ -155,3 +155,16 @@ def test_a_dashed_curve_is_one_path_so_its_pattern_runs_on() -> None:
     assert len(path.toSubpathPolygons()) == 1
     gap = np.delete(segs, 20, axis=0)  # a NaN gap in the data splits the curve in two
     assert len(_dashed_path(gap, 1.0, 1.0, 0.0, 0.0).toSubpathPolygons()) == 2
+
+
+def test_a_flat_zero_error_ratio_is_not_drawn_on_a_negative_axis(qtbot) -> None:
+    view = TimeSeriesView("errors", "errors (%)", "", "empty")
+    qtbot.addWidget(view)
+    view.resize(600, 300)
+    view.show()
+    t = np.arange(30.0)
+    view.set_series({"5xx %": (t, t * 0.0)})
+    vb = view.plot.getPlotItem().getViewBox()
+    qtbot.waitUntil(lambda: vb.viewRange()[1][1] >= 0.99, timeout=5000)
+    y0, y1 = vb.viewRange()[1]
+    assert y0 >= 0.0 and y1 - y0 >= 0.99  # one percentage point at least, from 0
