@@ -41,6 +41,26 @@ _log = logging.getLogger(__name__)
 ACCEPT = "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1"
 # Like Prometheus: ask for gzip only; the body is decoded here, counting decoded bytes.
 HEADERS = {"accept": ACCEPT, "accept-encoding": "gzip"}
+SERVICE_MAX = 64  # characters of a service name: it prefixes every route it serves
+
+
+def service_problem(service: str) -> str | None:
+    """Why ``service`` cannot name a service (None: it can; ``""`` is the unnamed one).
+
+    It prefixes route keys (``shop · /items/{id}``), so no ``·`` or ``/`` (they would
+    make the key ambiguous), no control characters, no surrounding spaces, and short.
+    """
+    if not service:
+        return None
+    if not service.strip():
+        return "service: must not be blank (leave it out for the unnamed service)"
+    if len(service) > SERVICE_MAX:
+        return f"service: at most {SERVICE_MAX} characters, got {len(service)}"
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in service):
+        return f"service: must not hold control characters, got {service!r}"
+    if service != service.strip() or "·" in service or "/" in service:
+        return f"service: no leading/trailing spaces, '·' or '/', got {service!r}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -58,6 +78,9 @@ class ScrapeTarget:
     # The agent's control endpoint (scheme://host:port) when it is not on the scrape URL's
     # address (discovery's __trimtab_control_url__, or control_url in the targets file).
     control_url: str = ""
+    # The service this target is an instance of ("": the one unnamed service); its routes'
+    # keys are qualified with it (app.model.keys) so two services' /metrics stay apart.
+    service: str = ""
     # Prometheus' per-target limits; 0 = no limit. Exceeding one fails the whole scrape.
     body_size_limit: int = LIMIT_DEFAULTS["body_size_limit"]
     sample_limit: int = LIMIT_DEFAULTS["sample_limit"]

@@ -118,7 +118,7 @@ class DiscoveryApplier:
                 wanted[item.name] = ScrapeTarget(
                     item.name, item.url, item.kind, config.interval, config.timeout,
                     token=self.token if item.kind == "instance" else "",
-                    control_url=item.control_url)
+                    control_url=item.control_url, service=item.service)
             for name, target in state.targets.items():
                 if wanted.get(name) not in (None, target):  # came back at another URL
                     self.engine.remove_target(name)

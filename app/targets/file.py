@@ -10,6 +10,10 @@
     # body_size_limit = 16777216, sample_limit = 100000, label_limit = 64,
     # label_name_length_limit = 256, label_value_length_limit = 4096
 
+``service = "shop"`` names the service the target is an instance of: its routes are keyed
+``shop · /route`` so two services serving the same route name stay apart (leave it out
+for the one unnamed service).
+
 ``control_url = "http://host:9100"`` names the agent's control endpoint (``/_trimtab/…``)
 when it is not at the scrape URL's address.
 
@@ -53,7 +57,7 @@ from trimtab.collectors.discovery.config import DiscoveryConfig, from_table
 from trimtab.collectors.discovery.groups import DiscoveryError
 from trimtab.collectors.limits import LIMIT_DEFAULTS, limit_problem
 from trimtab.collectors.mappings import MappingError, MappingTable, builtin_tables, load_file, merge
-from trimtab.collectors.scrape import ScrapeTarget
+from trimtab.collectors.scrape import ScrapeTarget, service_problem
 
 from . import toml_edit
 
@@ -102,6 +106,9 @@ def validate(target: ScrapeTarget, existing: list[ScrapeTarget] = ()) -> ScrapeT
         raise TargetsError(f"{where} timeout/interval: need 0 < timeout < interval ≤ 3600 s, "
                            f"got {target.timeout} / {target.interval}")
     problem = limit_problem(target.limits._asdict())
+    if problem is not None:
+        raise TargetsError(f"{where} {problem}")
+    problem = service_problem(target.service)
     if problem is not None:
         raise TargetsError(f"{where} {problem}")
     if any(t.name == target.name for t in existing):
@@ -165,18 +172,47 @@ def load(path: Path) -> list[ScrapeTarget]:
         raise TargetsError(f"{path}: 'target' must be an array of tables ([[target]])")
     out: list[ScrapeTarget] = []
     for i, entry in enumerate(entries, 1):
+        if "service" in entry and not isinstance(entry["service"], str):
+            raise TargetsError(f"{path}:{_key_line(path, i, 'service')}target #{i} service: "
+                               f"must be a string, got {entry['service']!r}")
         try:
             target = ScrapeTarget(str(entry["name"]), str(entry["url"]),
                                   str(entry.get("kind", "instance")),
                                   float(entry.get("interval", 1.0)), float(entry.get("timeout", 0.8)),
                                   token_env=str(entry.get("token_env", "")),
                                   control_url=str(entry.get("control_url", "")),
+                                  service=entry.get("service", ""),
                                   # limits pass as written: validate() names a wrong one
                                   **{k: entry[k] for k in LIMIT_DEFAULTS if k in entry})
         except (KeyError, TypeError, ValueError) as exc:
             raise TargetsError(f"{path}: target #{i}: missing or wrong field {exc}") from None
-        out.append(validate(target, out))
+        try:
+            out.append(validate(target, out))
+        except TargetsError as exc:
+            if service_problem(target.service) is None:
+                raise
+            # A bad service is easy to miss in a long file: name the line it is on.
+            raise TargetsError(f"{path}:{_key_line(path, i, 'service')}{exc}") from None
     return out
+
+
+_TABLE = re.compile(r"\s*\[\[\s*target\s*\]\]")
+_HEADER = re.compile(r"\s*\[")
+
+
+def _key_line(path: Path, index: int, key: str) -> str:
+    """``" line N: "`` of ``key = …`` in the ``index``-th ``[[target]]`` table (1-based),
+    or ``" "`` when it is not written on a line of its own."""
+    tables = 0
+    key_re = re.compile(rf"\s*{re.escape(key)}\s*=")
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if _TABLE.match(line):
+            tables += 1
+        elif _HEADER.match(line) and tables == index:
+            break  # the next table began
+        elif tables == index and key_re.match(line):
+            return f" line {number}: "
+    return " "
 
 
 def load_discovery(path: Path) -> list[DiscoveryConfig]:

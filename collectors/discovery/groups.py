@@ -11,6 +11,11 @@ is given; trimtab does the same, and reads two labels of its own:
 
 Both start with ``__``, so Prometheus drops them after relabelling: one file can feed
 Prometheus and trimtab alike.
+
+The target's service (its routes are keyed ``service · /route``) is its ``service``
+label, else its ``job``, else the first ``__meta_…_service`` or ``__meta_…_service_name`` label in
+name order
+(``__meta_kubernetes_service_name``, ``__meta_consul_service``); none: the unnamed one.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
+
+from ..scrape import service_problem
 
 CONTROL_LABEL = "__trimtab_control_url__"
 KIND_LABEL = "__trimtab_kind__"
@@ -40,6 +47,7 @@ class Discovered:
     url: str  # what is scraped
     kind: str = "instance"
     control_url: str = ""  # scheme://host:port of the agent's control API
+    service: str = ""  # "" = the one unnamed service
     labels: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
@@ -103,4 +111,20 @@ def discovered(labels: Mapping[str, str]) -> Discovered:
             raise DiscoveryError(f"{address}: {CONTROL_LABEL} must be http(s)://host:port, "
                                  f"got {control!r}")
     name = labels.get("instance") or address
-    return Discovered(name, url, kind, control, dict(labels))
+    service = service_label(labels)
+    problem = service_problem(service)
+    if problem is not None:
+        raise DiscoveryError(f"{address}: {problem}")
+    return Discovered(name, url, kind, control, service, dict(labels))
+
+
+def service_label(labels: Mapping[str, str]) -> str:
+    """The service a target's labels name: ``service``, else ``job``, else the first
+    ``__meta_…_service`` / ``__meta_…_service_name`` label by name (``""`` when none has a
+    value; ``__meta_kubernetes_service_annotation_…`` and the like are not names)."""
+    for name in ("service", "job"):
+        if labels.get(name):
+            return labels[name]
+    meta = sorted(k for k in labels if k.startswith("__meta_") and labels[k]
+                  and k.endswith(("_service", "_service_name")))
+    return labels[meta[0]] if meta else ""
