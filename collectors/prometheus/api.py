@@ -21,6 +21,8 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import plain_error
+
 _T = TypeVar("_T")
 MAX_POINTS = 11_000  # Prometheus refuses a range query with more points per series
 
@@ -175,7 +177,9 @@ class PromAPI:
         try:
             reply = await self._client.get(url, params=params, headers=self._headers)
         except httpx.HTTPError as exc:
-            raise PromHTTPError(f"{url}: {type(exc).__name__}: {exc}") from None
+            # The words a failed scrape uses ("connection refused", "timed out"), not httpx's
+            # "ConnectError: All connection attempts failed"; the URL says which call.
+            raise PromHTTPError(f"{plain_error(exc)} ({url})") from None
         try:
             body = reply.json()
         except ValueError:

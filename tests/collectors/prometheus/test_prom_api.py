@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -69,9 +70,23 @@ def test_bad_ranges_are_refused(start: float, end: float, points: int, min_step:
 # ---------------------------------------------------------------- answers that are not data
 
 def test_unreachable_server_is_a_clear_http_error() -> None:
-    api = SyncPromAPI(f"http://127.0.0.1:{free_port()}", timeout=2.0)
-    with pytest.raises(PromHTTPError, match="ConnectError"):
+    """In the plain words of a failed scrape (collectors/errors.py), with the URL asked."""
+    base = f"http://127.0.0.1:{free_port()}"
+    api = SyncPromAPI(base, timeout=2.0)
+    with pytest.raises(PromHTTPError) as caught:
         api.targets()
+    assert str(caught.value) == f"connection refused ({base}/api/v1/targets)"
+    assert caught.value.status is None
+
+
+def test_a_server_that_never_answers_times_out_in_plain_words() -> None:
+    with socket.socket() as listener:  # listening, never accepting: the request hangs
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        base = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        with pytest.raises(PromHTTPError) as caught:
+            SyncPromAPI(base, timeout=0.5).targets()
+    assert str(caught.value) == f"timed out ({base}/api/v1/targets)"
 
 
 def test_malformed_answers_are_reported() -> None:
