@@ -27,6 +27,8 @@ from trimtab.collectors.canonical import (
 from trimtab.collectors.exposition import Exposition, Labels
 from trimtab.collectors.promql import restarted
 
+from .keys import route_key
+
 # What one counter series adds to: (Counters field, its key, sub-key), e.g.
 # ("buckets", route, le), ("requests", route, status class), ("sizes", route, "sum"|"count"),
 # ("cache", (route, result), None),
@@ -64,22 +66,27 @@ class Layout:
     groups: tuple[Group, ...]  # per column
     keys: tuple[Group, ...]  # the distinct groups, in first-seen order
     index: np.ndarray  # column → position in ``keys``
+    # The targets' service: the same series of two services group under different route keys.
+    service: str = ""
 
 
-def make_layout(series: tuple[tuple[str, Labels], ...], groups: list[Group]) -> Layout:
-    """The interned :class:`Layout` of these columns (``groups[i]`` belongs to ``series[i]``)."""
-    layout = _LAYOUTS.get(series)
+def make_layout(series: tuple[tuple[str, Labels], ...], groups: list[Group],
+                service: str = "") -> Layout:
+    """The interned :class:`Layout` of these columns (``groups[i]`` belongs to ``series[i]``)
+    for targets of ``service``."""
+    layout = _LAYOUTS.get((service, series))
     if layout is None:
         if len(_LAYOUTS) > _LAYOUTS_MAX:  # bounded: series churn must not grow it forever
             _LAYOUTS.clear()
         keys = list(dict.fromkeys(groups))
         position = {g: i for i, g in enumerate(keys)}
-        layout = _LAYOUTS[series] = Layout(series, tuple(groups), tuple(keys),
-                                           np.array([position[g] for g in groups], dtype=np.intp))
+        layout = _LAYOUTS[(service, series)] = Layout(
+            series, tuple(groups), tuple(keys),
+            np.array([position[g] for g in groups], dtype=np.intp), service)
     return layout
 
 
-_LAYOUTS: dict[tuple[tuple[str, Labels], ...], Layout] = {}
+_LAYOUTS: dict[tuple[str, tuple[tuple[str, Labels], ...]], Layout] = {}
 _LAYOUTS_MAX = 10_000
 EMPTY_LAYOUT = Layout((), (), (), np.empty(0, dtype=np.intp))
 
@@ -125,16 +132,19 @@ class Counters:
         return any(restarted(before.get(series), value) for series, value in after.items())
 
 
-def extract(expo: Exposition) -> Counters:
-    """Pick out what the cockpit charts; everything else is ignored here."""
+def extract(expo: Exposition, service: str = "") -> Counters:
+    """Pick out what the cockpit charts; everything else is ignored here.
+
+    Routes are keyed by :func:`~.keys.route_key` of ``service`` (the scraped target's).
+    """
     out = Counters()
     names, label_sets, values, _stamps = expo.columns()  # no Sample tuples built
-    bucket_keys, request_keys = _BUCKET_KEYS, _REQUEST_KEYS
-    size_routes = _SIZE_ROUTES
-    if len(bucket_keys) + len(request_keys) + len(size_routes) > _KEY_CACHE_MAX:  # bounded
-        bucket_keys.clear()
-        request_keys.clear()
-        size_routes.clear()
+    if sum(len(c) for caches in _KEY_CACHES.values() for c in caches) > _KEY_CACHE_MAX:
+        _KEY_CACHES.clear()  # bounded
+    caches = _KEY_CACHES.get(service)
+    if caches is None:
+        caches = _KEY_CACHES[service] = ({}, {}, {})
+    bucket_keys, request_keys, size_routes = caches
     buckets, requests, errors = out.buckets, out.requests, out.errors
     ids: list[tuple[str, Labels]] = []
     groups: list[Group] = []
@@ -143,7 +153,7 @@ def extract(expo: Exposition) -> Counters:
         if name == HIST_BUCKET:
             key = bucket_keys.get(labels)
             if key is None:
-                key = bucket_keys[labels] = _bucket_key(labels)
+                key = bucket_keys[labels] = _bucket_key(labels, service)
             if key[1] != key[1]:  # no usable "le": not a bucket this cockpit can place
                 continue
             per_route = buckets.get(key[0])
@@ -156,7 +166,7 @@ def extract(expo: Exposition) -> Counters:
         elif name == REQUESTS:
             rkey = request_keys.get(labels)
             if rkey is None:
-                rkey = request_keys[labels] = _request_key(labels)
+                rkey = request_keys[labels] = _request_key(labels, service)
             route = rkey[0]
             requests[route] = requests.get(route, 0.0) + value
             if rkey[1]:
@@ -168,13 +178,13 @@ def extract(expo: Exposition) -> Counters:
             # Only the rates matter (mean bytes per response): no Counters field to fill.
             route = size_routes.get(labels)
             if route is None:
-                route = size_routes[labels] = dict(labels).get("route", "?")
+                route = size_routes[labels] = route_key(service, dict(labels).get("route", "?"))
             ids.append((name, labels))
             groups.append(("sizes", route, "sum" if name == SIZE_SUM else "count"))
             column.append(value)
         elif name == CACHE:
             lab = dict(labels)
-            ckey = (lab.get("route", "?"), lab.get("result", "?"))
+            ckey = (route_key(service, lab.get("route", "?")), lab.get("result", "?"))
             out.cache[ckey] = out.cache.get(ckey, 0.0) + value  # bypass: one series per reason
             ids.append((name, labels))
             groups.append(("cache", ckey, None))
@@ -189,7 +199,7 @@ def extract(expo: Exposition) -> Counters:
                     groups.append(("lb_requests", server, None))
                     column.append(value)
         elif name in CREATED or name == PROCESS_START:
-            _extract_restart_marker(out, name, labels, value)
+            _extract_restart_marker(out, name, labels, value, service)
         elif name.startswith("trimtab_balancer_"):
             group = _extract_balancer(out, name, dict(labels), value)
             if group is not None:
@@ -197,7 +207,7 @@ def extract(expo: Exposition) -> Counters:
                 groups.append(group)
                 column.append(value)
     if ids:
-        out.layout = make_layout(tuple(ids), groups)
+        out.layout = make_layout(tuple(ids), groups, service)
         out.values = np.array(column, dtype=float)
     return out
 
@@ -205,13 +215,13 @@ def extract(expo: Exposition) -> Counters:
 # Label set → what extract() needs of it. The parser hands out the same label tuples scrape
 # after scrape, so decoding each (dict(labels), float(le)) once instead of per scrape takes
 # most of extract's time off the collector thread, which shares the GIL with the GUI.
-_BUCKET_KEYS: dict[Labels, tuple[str, float, Group]] = {}
-_REQUEST_KEYS: dict[Labels, tuple[str, bool, Group]] = {}
-_SIZE_ROUTES: dict[Labels, str] = {}
+# One (buckets, requests, sizes) triple per service: the same labels key another route there.
+_KEY_CACHES: dict[str, tuple[dict[Labels, tuple[str, float, Group]],
+                             dict[Labels, tuple[str, bool, Group]], dict[Labels, str]]] = {}
 _KEY_CACHE_MAX = 200_000
 
 
-def _bucket_key(labels: Labels) -> tuple[str, float, Group]:
+def _bucket_key(labels: Labels, service: str) -> tuple[str, float, Group]:
     """(route, le, group) of a latency bucket sample; le is NaN when missing or not a number.
 
     The parser accepts an untyped ``…_bucket`` without a numeric ``le``; raising here
@@ -222,18 +232,20 @@ def _bucket_key(labels: Labels) -> tuple[str, float, Group]:
         le = float(lab["le"])
     except (KeyError, ValueError):
         le = math.nan
-    route = lab.get("route", "?")
+    route = route_key(service, lab.get("route", "?"))
     return route, le, ("buckets", route, le)
 
 
-def _request_key(labels: Labels) -> tuple[str, bool, Group]:
+def _request_key(labels: Labels, service: str) -> tuple[str, bool, Group]:
     """(route, is a 5xx, group) of a request counter sample (grouped by status class)."""
     lab = dict(labels)
-    route, cls = lab.get("route", "?"), status_class(lab.get("status", ""))
+    route = route_key(service, lab.get("route", "?"))
+    cls = status_class(lab.get("status", ""))
     return route, cls == "5xx", ("requests", route, cls)
 
 
-def _extract_restart_marker(out: Counters, name: str, labels: Labels, value: float) -> None:
+def _extract_restart_marker(out: Counters, name: str, labels: Labels, value: float,
+                            service: str = "") -> None:
     if not math.isfinite(value):  # NaN != NaN would look like a restart at every scrape
         return
     if name == PROCESS_START:
@@ -242,11 +254,11 @@ def _extract_restart_marker(out: Counters, name: str, labels: Labels, value: flo
     counter, lab = CREATED[name], dict(labels)
     key: Hashable
     if counter == "cache":
-        key = (lab.get("route", "?"), lab.get("result", "?"))
+        key = (route_key(service, lab.get("route", "?")), lab.get("result", "?"))
     elif counter.startswith("lb_"):
         key = lab.get("server", "?")
     else:
-        key = lab.get("route", "?")
+        key = route_key(service, lab.get("route", "?"))
     out.created.setdefault((counter, key), {})[labels] = value
 
 

@@ -48,6 +48,7 @@ from ..store.store import Row, Store
 from .expiry import INSTANCE_SEP, drop, expired
 from .extract import STATUS_CLASSES, Counters, Group, Layout, extract, make_layout
 from .heat import ExemplarLog, HeatRing, bucket_exemplars, bucket_rates
+from .keys import route_key, split_route_key
 from .ring import Ring
 
 T = TypeVar("T")  # what a FleetModel.read reader returns
@@ -167,6 +168,7 @@ class FleetModel:
     traces: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=5000))
     trace_errors: dict[str, str] = field(default_factory=dict)
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # agent → config document
+    services: dict[str, str] = field(default_factory=dict)  # target → its service (keys.py)
     config_errors: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     store: Store | None = None  # when set, every cycle's raw samples are written to it
@@ -193,10 +195,17 @@ class FleetModel:
 
     def ingest(self, result: ScrapeResult) -> None:
         """Record one scrape (called from the collector thread)."""
-        counters = extract(result.exposition) if result.exposition is not None else None
+        service = result.target.service
+        counters = extract(result.exposition, service) if result.exposition is not None else None
         examples = (bucket_exemplars(result.exposition, result.timestamp)
                     if result.exposition is not None and result.exposition.exemplars else [])
+        if service:
+            examples = [(route_key(service, route), *rest) for route, *rest in examples]
         with self.lock:
+            if service:
+                self.services[result.target.name] = service
+            else:
+                self.services.pop(result.target.name, None)
             h = self.health.setdefault(result.target.name,
                                        TargetHealth(result.target.name, result.target.kind))
             if h.gone:
@@ -233,8 +242,11 @@ class FleetModel:
     def ingest_traces(self, target: str, traces: list[dict[str, Any]], error: str = "") -> None:
         """New traces from one agent, oldest first (collector thread); ``error`` when polling failed."""
         with self.lock:
+            service = self.services.get(target, "")
             for trace in traces:
                 trace.setdefault("instance", target)
+                if service and isinstance(trace.get("route"), str):
+                    trace["route"] = route_key(service, trace["route"])  # keyed as its series
                 self.traces.append(trace)
             if error:
                 self.trace_errors[target] = error
@@ -254,11 +266,17 @@ class FleetModel:
             self.version += 1
 
     def ttls(self, route: str) -> dict[str, float]:
-        """The TTL each agent currently has for ``route`` (agents without it are left out)."""
+        """The TTL each agent currently has for ``route`` (agents without it are left out).
+
+        A route key of a service (``shop · /items/{id}``) reads only that service's agents.
+        """
+        service, plain = split_route_key(route)
         with self.lock:
             out = {}
             for agent, doc in self.configs.items():
-                entry = doc.get("routes", {}).get(route)
+                if self.services.get(agent, "") != service:
+                    continue
+                entry = doc.get("routes", {}).get(plain)
                 if isinstance(entry, dict) and isinstance(entry.get("ttl"), int | float):
                     out[agent] = float(entry["ttl"])
             return out
@@ -296,6 +314,7 @@ class FleetModel:
             self._history.pop(target, None)
             self._unions.pop(target, None)
             self.configs.pop(target, None)
+            self.services.pop(target, None)
             self.version += 1
 
     def depart(self, target: str, when: float) -> None:
@@ -556,7 +575,9 @@ class FleetModel:
         w = f"[{promql_duration(self.window)}]"
         if metric == "p95_instance":
             route, _, target = (key or "").partition(INSTANCE_SEP)
-            sel = _selector(HIST_BUCKET, route=route or None, instance=target or None)
+            service, route = split_route_key(route)
+            sel = _selector(HIST_BUCKET, job=service or None, route=route or None,
+                            instance=target or None)
             return (f"histogram_quantile(0.95, sum by (le, route, instance) "
                     f"(rate({sel}{w})))")
         route_metrics = {"rate", "error_ratio", "hit_ratio", "heat", "cache", "size_mean",
@@ -568,7 +589,9 @@ class FleetModel:
             by = "server"
         else:
             raise ValueError(f"no PromQL for {metric!r}: not a series this model derives")
-        label = {by: key}
+        # A service's route key selects its job's series (Prometheus' job = the service).
+        service, plain = split_route_key(key) if key and by == "route" else ("", key)
+        label = {"job": service, by: plain} if service else {by: key}
         if _is_level(metric):
             q = _level_of(metric)
             return (f"histogram_quantile({q:g}, sum by (le, {by}) "
@@ -688,8 +711,8 @@ def _plan(distinct: tuple[Layout, ...]) -> UnionPlan:
     position = dict(zip(series, range(len(series))))
     columns = {id(lay): np.fromiter(map(position.__getitem__, lay.series), dtype=np.intp,
                                     count=len(lay.series)) for lay in distinct}
-    return UnionPlan(distinct, make_layout(series, list(map(group_of.__getitem__, series))),
-                     columns)
+    return UnionPlan(distinct, make_layout(series, list(map(group_of.__getitem__, series)),
+                                           distinct[0].service), columns)
 
 
 def _known_resets(counters: list[Counters], layout: Layout) -> np.ndarray | None:
