@@ -11,6 +11,9 @@ REQUESTS = "trimtab_http_requests_total"
 SIZE_SUM = "trimtab_http_response_size_bytes_sum"  # response body bytes (histogram)
 SIZE_COUNT = "trimtab_http_response_size_bytes_count"
 CACHE = "trimtab_cache_requests_total"
+# Rate limit decisions {route, limit, result=allowed|limited|shadow_limited}; the 429s
+# are also in REQUESTS{status="429"}.
+RATELIMIT = "trimtab_ratelimit_requests_total"
 LB_REQUESTS = "trimtab_balancer_requests_total"
 LB_EXPECTED = "trimtab_balancer_expected_share"
 LB_WEIGHT = "trimtab_balancer_server_weight"
@@ -26,6 +29,7 @@ CREATED = {
     "trimtab_http_requests_created": "requests",  # also dates ``errors`` (same series)
     "trimtab_http_response_size_bytes_created": "sizes",
     "trimtab_cache_requests_created": "cache",
+    "trimtab_ratelimit_requests_created": "ratelimit",
     "trimtab_balancer_requests_created": "lb_requests",
     "trimtab_balancer_errors_created": "lb_errors",
     "trimtab_balancer_upstream_request_duration_seconds_created": "lb_buckets",
@@ -36,6 +40,7 @@ ALL = (
     REQUESTS, "trimtab_http_requests_created",
     SIZE_SUM, SIZE_COUNT, "trimtab_http_response_size_bytes_created",
     CACHE, "trimtab_cache_requests_created",
+    RATELIMIT, "trimtab_ratelimit_requests_created",
     LB_REQUESTS, "trimtab_balancer_requests_created",
     LB_EXPECTED, LB_WEIGHT,
     LB_IN_FLIGHT, LB_UP, LB_STATE,

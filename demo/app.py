@@ -17,18 +17,28 @@ from trimtab.agent.middleware import TrimtabMiddleware
 from trimtab.agent.redis_store import RedisStore
 
 PRODUCTS_ROUTE = "/products/{id}"
+SEARCH_ROUTE = "/search"
+# The demo fleet's instances start with this limit (TRIMTAB_DEMO_LIMIT=1, set by DemoFleet):
+# per API key on /search, in shadow mode, at a rate the load generator's greedy client
+# exceeds on each instance (~4 requests/s of its ~12 at 100 requests/s) and the others
+# (under 1/s each) never reach. Shadow: counted as would-be-limited, nobody refused.
+DEMO_LIMIT_NAME = "per-key-search"
+DEMO_LIMIT = {"route": SEARCH_ROUTE, "key": "header:x-api-key", "rate": 2.0, "burst": 5,
+              "mode": "shadow"}
+DEMO_LIMIT_ENV = "TRIMTAB_DEMO_LIMIT"
 
 
 def build_app(instance: str, slowness: float = 1.0, product_ttl: float = 10.0,
               seed: int | None = None, tokens: TokenAuth | str | None = None,
               state_dir: str | None = None, redis_url: str | None = None,
-              **middleware: Any) -> TrimtabMiddleware:
+              demo_limit: bool | None = None, **middleware: Any) -> TrimtabMiddleware:
     """An API instance; ``slowness`` multiplies every handler's cost.
 
     ``tokens`` defaults to ``$TRIMTAB_TOKENS``, ``state_dir`` to
     ``$TRIMTAB_STATE_DIR`` and ``redis_url`` (a shared Redis response store
-    instead of the in-memory LRU) to ``$TRIMTAB_REDIS_URL``; other keywords go
-    to :class:`TrimtabMiddleware`.
+    instead of the in-memory LRU) to ``$TRIMTAB_REDIS_URL`` and ``demo_limit`` (start with
+    :data:`DEMO_LIMIT` when the config has no limit yet) to ``$TRIMTAB_DEMO_LIMIT`` = ``1``;
+    other keywords go to :class:`TrimtabMiddleware`.
     """
     rng = random.Random(seed)
 
@@ -60,8 +70,16 @@ def build_app(instance: str, slowness: float = 1.0, product_ttl: float = 10.0,
     redis_url = redis_url if redis_url is not None else os.environ.get("TRIMTAB_REDIS_URL")
     if redis_url and "store" not in middleware:
         middleware["store"] = RedisStore(redis_url)
-    return TrimtabMiddleware(app, instance=instance, ttls={PRODUCTS_ROUTE: product_ttl},
-                             tokens=tokens, state_dir=state_dir, **middleware)
+    agent = TrimtabMiddleware(app, instance=instance, ttls={PRODUCTS_ROUTE: product_ttl},
+                              tokens=tokens, state_dir=state_dir, **middleware)
+    if demo_limit is None:
+        demo_limit = os.environ.get(DEMO_LIMIT_ENV) == "1"
+    if demo_limit and not agent.config.document()[0].get("limits"):
+        # A starting value like the TTLs above, not an operator's change: set without a
+        # journal entry, and only on a config that has no limit yet (a state dir kept from
+        # an earlier run, where the operator may have removed it, is left as it is).
+        agent.config.apply({"limits": {DEMO_LIMIT_NAME: dict(DEMO_LIMIT)}}, None)
+    return agent
 
 
 def app_from_env() -> TrimtabMiddleware:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from trimtab.agent.procs import free_port, spawn, stop_all, wait_http
 
+from .app import DEMO_LIMIT_ENV
+
 DEMO_COMMANDS = ("instance", "loadgen")  # python -m trimtab.demo; the rest is the agent's
 
 
@@ -95,6 +97,8 @@ class DemoFleet:
         os.makedirs(state, exist_ok=True)
         env = {"TRIMTAB_TOKENS": f"operator:write:{self.write_token},cockpit:read:{self.read_token}",
                "TRIMTAB_STATE_DIR": state}
+        if args[0] == "instance":  # the instances start with the demo's shadow rate limit
+            env[DEMO_LIMIT_ENV] = "1"
         proc = (spawn_demo if args[0] in DEMO_COMMANDS else spawn)(args, log, env)
         self.procs.append(proc)
         return proc

@@ -1,4 +1,9 @@
-"""Open-loop traffic generator for the demo: ~N requests/s with a Zipf-like product mix."""
+"""Open-loop traffic generator for the demo: ~N requests/s with a Zipf-like product mix.
+
+Every request carries an API key (``x-api-key``): a few ordinary clients and one greedy
+one sending :data:`GREEDY_FACTOR` times as many requests as each of the others, so the
+demo's rate limit (:data:`trimtab.demo.app.DEMO_LIMIT`) has someone to catch.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,11 @@ import itertools
 import random
 
 import httpx
+
+API_KEY_HEADER = "x-api-key"
+CLIENT_KEYS = ("client-a", "client-b", "client-c", "client-d", "client-e")
+GREEDY_KEY = "greedy-bot"
+GREEDY_FACTOR = 5  # the greedy client sends this many times as much as each other client
 
 
 def zipf_weights(n: int, s: float = 1.1) -> list[float]:
@@ -24,6 +34,8 @@ class TrafficGenerator:
         self._rng = random.Random(seed)
         self._ids = list(range(1, products + 1))
         self._cum = list(itertools.accumulate(zipf_weights(products)))
+        self._keys = [*CLIENT_KEYS, GREEDY_KEY]
+        self._key_cum = list(itertools.accumulate([1.0] * len(CLIENT_KEYS) + [GREEDY_FACTOR]))
         self._sem = asyncio.Semaphore(max_in_flight)
         self.sent = 0
         self.failed = 0
@@ -55,13 +67,19 @@ class TrafficGenerator:
                 task.add_done_callback(tasks.discard)
             await asyncio.gather(*tasks, return_exceptions=True)
 
+    def next_key(self) -> str:
+        """The API key of the next request: the greedy client's as often as five others'."""
+        return self._rng.choices(self._keys, cum_weights=self._key_cum)[0]
+
     async def _one(self, client: httpx.AsyncClient) -> None:
         method, path = self.next_request()
+        headers = {API_KEY_HEADER: self.next_key()}
         try:
             if method == "POST":
-                await client.post(path, json={"sku": self._rng.randint(1, 999), "qty": 1})
+                await client.post(path, json={"sku": self._rng.randint(1, 999), "qty": 1},
+                                  headers=headers)
             else:
-                await client.get(path)
+                await client.get(path, headers=headers)
             self.sent += 1
         except httpx.HTTPError:
             self.failed += 1

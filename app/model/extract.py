@@ -20,6 +20,7 @@ from trimtab.collectors.canonical import (
     LB_UP,
     LB_WEIGHT,
     PROCESS_START,
+    RATELIMIT,
     REQUESTS,
     SIZE_COUNT,
     SIZE_SUM,
@@ -31,7 +32,7 @@ from .keys import route_key
 
 # What one counter series adds to: (Counters field, its key, sub-key), e.g.
 # ("buckets", route, le), ("requests", route, status class), ("sizes", route, "sum"|"count"),
-# ("cache", (route, result), None),
+# ("cache", (route, result), None), ("ratelimit", (route, limit), result),
 # ("lb_requests", server, None), ("lb_errors", server, None), ("lb_buckets", server, le).
 # ``group[:2]`` is the (counter, key) a ``_created`` dates (Counters.reset_since).
 Group = tuple[str, Hashable, Hashable]
@@ -189,6 +190,12 @@ def extract(expo: Exposition, service: str = "") -> Counters:
             ids.append((name, labels))
             groups.append(("cache", ckey, None))
             column.append(value)
+        elif name == RATELIMIT:  # rates only (allowed / limited / shadow_limited per limit)
+            lab = dict(labels)
+            ids.append((name, labels))
+            groups.append(("ratelimit", (lab.get("route", "?"), lab.get("limit", "?")),
+                           lab.get("result", "?")))
+            column.append(value)
         elif name in (LB_REQUESTS, LB_EXPECTED, LB_WEIGHT):
             server = dict(labels).get("server")
             if server is not None:  # a balancer series without its server is not placeable
@@ -255,6 +262,8 @@ def _extract_restart_marker(out: Counters, name: str, labels: Labels, value: flo
     key: Hashable
     if counter == "cache":
         key = (route_key(service, lab.get("route", "?")), lab.get("result", "?"))
+    elif counter == "ratelimit":
+        key = (lab.get("route", "?"), lab.get("limit", "?"))
     elif counter.startswith("lb_"):
         key = lab.get("server", "?")
     else:

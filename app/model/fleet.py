@@ -30,6 +30,7 @@ from trimtab.collectors.canonical import (
     HIST_BUCKET,
     LB_BUCKET,
     LB_REQUESTS,
+    RATELIMIT,
     REQUESTS,
     SIZE_COUNT,
     SIZE_SUM,
@@ -60,6 +61,21 @@ CLASS_SERIES = {cls: f"rate_{cls}" for cls in STATUS_CLASSES}
 _CLASS_MATCHERS = {"2xx": '=~"2.*"', "3xx": '=~"3.*"', "4xx": '=~"4.*",status!="429"',
                    "429": '="429"', "5xx": '=~"5.*"', "other": '!~"[2-5].*"'}
 EXPIRE_EVERY = 60  # cycles between two looks for expired series
+# Per route and limit, the rate of each rate-limit decision: series keyed limit_key(route, limit).
+LIMIT_SERIES = {"allowed": "limit_allowed", "limited": "limit_limited",
+                "shadow_limited": "limit_shadow"}
+LIMIT_SEP = "\x00"  # between route and limit name in the keys of the LIMIT_SERIES
+
+
+def limit_key(route: str, limit: str) -> str:
+    """The series key of one limit on one route."""
+    return f"{route}{LIMIT_SEP}{limit}"
+
+
+def split_limit_key(key: str) -> tuple[str, str]:
+    """``(route, limit)`` of a :func:`limit_key` (a limit name never holds the separator)."""
+    route, _, limit = key.rpartition(LIMIT_SEP)
+    return route, limit
 
 
 def level_name(q: float) -> str:
@@ -146,6 +162,18 @@ class CacheRow:
 
 
 @dataclass
+class LimitRow:
+    """One rate limit on one route of one instance over the rate window (per second)."""
+
+    route: str
+    limit: str
+    target: str
+    allowed: float
+    limited: float  # refused with a 429 (mode enforce)
+    shadow_limited: float  # would have been refused (mode shadow); served
+
+
+@dataclass
 class FleetModel:
     """Per-target counter history plus derived series (quantiles, hit ratio, share)."""
 
@@ -165,6 +193,7 @@ class FleetModel:
     routes: dict[str, RouteStats] = field(default_factory=dict)
     share: list[ShareRow] = field(default_factory=list)
     cache: list[CacheRow] = field(default_factory=list)
+    limits: list[LimitRow] = field(default_factory=list)  # per (route, limit, instance)
     traces: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=5000))
     trace_errors: dict[str, str] = field(default_factory=dict)
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # agent → config document
@@ -357,6 +386,7 @@ class FleetModel:
         self._points, self._heat_rows = [], []
         self._derive_latency(now, windows)
         self._derive_cache(now, windows)
+        self._derive_limits(now, windows)
         self._derive_share(now, windows)
         with self.lock:
             for metric, key, value in self._points:
@@ -524,6 +554,30 @@ class FleetModel:
         for row in self.cache:
             self._append("hit_ratio", row.route, now, row.hit_ratio)
 
+    def _derive_limits(self, now: float, windows: list[TargetWindow]) -> None:
+        """Rate limit decisions per route and limit: per instance (the table) and summed
+        over instances (the series, one per decision)."""
+        rows: list[LimitRow] = []
+        sums: dict[tuple[str, str], dict[str, float]] = {}
+        for w in windows:
+            mine: dict[tuple[str, str], dict[str, float]] = {}
+            for group, value in w.rates.items():
+                if group[0] == "ratelimit":
+                    mine.setdefault(group[1], {})[group[2]] = value  # type: ignore[index]
+            for (route, limit), per in sorted(mine.items()):
+                rows.append(LimitRow(route, limit, w.target, per.get("allowed", 0.0),
+                                     per.get("limited", 0.0), per.get("shadow_limited", 0.0)))
+                total = sums.setdefault((route, limit), {})
+                for result, value in per.items():
+                    total[result] = total.get(result, 0.0) + value
+        self.limits = rows
+        known = {k for m, k in self.series if m == "limit_allowed"}
+        for key in sorted(known | {limit_key(r, n) for r, n in sums}):
+            per = sums.get(split_limit_key(key))
+            for result, metric in LIMIT_SERIES.items():
+                # No fresh instance reports the limit now: a gap, not a zero.
+                self._append(metric, key, now, per.get(result, 0.0) if per else math.nan)
+
     def _derive_share(self, now: float, windows: list[TargetWindow]) -> None:
         lb = [w for w in windows if w.newest.lb_requests]
         if not lb:
@@ -573,6 +627,14 @@ class FleetModel:
         an unknown metric.
         """
         w = f"[{promql_duration(self.window)}]"
+        if metric in LIMIT_SERIES.values():
+            result = next(r for r, m in LIMIT_SERIES.items() if m == metric)
+            route, limit = split_limit_key(key) if key is not None else (None, None)
+            whole = _selector(RATELIMIT, route=route, limit=limit)
+            part = _selector(RATELIMIT, {"result": ("=", result)}, route=route, limit=limit)
+            # A limit that made no decision of this kind reads 0, as the model has it.
+            return (f"sum by (route, limit) (rate({part}{w}))"
+                    f" or sum by (route, limit) (rate({whole}{w})) * 0")
         if metric == "p95_instance":
             route, _, target = (key or "").partition(INSTANCE_SEP)
             service, route = split_route_key(route)
