@@ -14,6 +14,7 @@ import numpy as np
 from trimtab.collectors.promql import Quantile
 
 from . import format as fmt
+from .expiry import INSTANCE_SEP
 from .fleet import FleetModel, RouteStats
 
 # A route must carry this share of the fleet's requests to be named the slowest: a health
@@ -155,8 +156,9 @@ def _standout(model: FleetModel, ranked: list[RouteStats], since: float | None
     logs: dict[str, list[tuple[float, float]]] = {}  # instance → (weight, log ratio)
     examples: dict[str, tuple[float, str, float, float]] = {}  # instance → example
     seen: set[str] = set()
+    per_route = _instance_series(model, [s.route for s in ranked], since)
     for stats in ranked:
-        latest = _latest(model.instance_series(stats.route, since))
+        latest = _latest(per_route.get(stats.route, {}))
         seen |= set(latest)
         if len(latest) < 2:
             continue
@@ -179,6 +181,20 @@ def _standout(model: FleetModel, ranked: list[RouteStats], since: float | None
     name = max(factors, key=lambda n: (factors[n], n))
     _, route, p95, peers = examples[name]
     return BackendFact(name, factors[name], route, p95, peers), len(seen)
+
+
+def _instance_series(model: FleetModel, routes: list[str], since: float | None
+                     ) -> dict[str, dict[str, tuple]]:
+    """route → instance → its p95 series, for ``routes``: one pass over the model's keys
+    (FleetModel.instance_series per route scans them all, per route)."""
+    wanted = set(routes)
+    keys = model.read(lambda m: [k for metric, k in m.series if metric == "p95_instance"
+                                 and k.partition(INSTANCE_SEP)[0] in wanted])
+    out: dict[str, dict[str, tuple]] = {}
+    for key, series in model.snapshot("p95_instance", since, keys).items():
+        route, _, instance = key.partition(INSTANCE_SEP)
+        out.setdefault(route, {})[instance] = series
+    return out
 
 
 def _latest(series: dict[str, tuple]) -> dict[str, float]:

@@ -217,7 +217,9 @@ def _target_row(red: Redactor, target: Any) -> dict[str, Any]:
     return {"name": red.text(str(target.name)), "url": red.url(str(target.url)),
             "kind": str(getattr(target, "kind", "instance")),
             "interval": getattr(target, "interval", None),
-            "timeout": getattr(target, "timeout", None)}
+            "timeout": getattr(target, "timeout", None),
+            # keys its routes (shop · /search) in the reopened snapshot as in the cockpit
+            "service": str(getattr(target, "service", "") or "")}
 
 
 def _health_row(red: Redactor, name: str, health: Any) -> dict[str, Any]:

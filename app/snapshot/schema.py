@@ -30,7 +30,7 @@ CREATE TABLE rollups (series_id INTEGER NOT NULL REFERENCES series (id),
     step REAL NOT NULL, t REAL NOT NULL, last REAL, min REAL, max REAL, sum REAL,
     count INTEGER NOT NULL, PRIMARY KEY (series_id, step, t)) WITHOUT ROWID;
 CREATE TABLE targets (name TEXT PRIMARY KEY, url TEXT NOT NULL, kind TEXT NOT NULL,
-    interval REAL, timeout REAL);
+    interval REAL, timeout REAL, service TEXT NOT NULL DEFAULT '');
 CREATE TABLE health (target TEXT PRIMARY KEY, up INTEGER, last_scrape REAL, duration REAL,
     error TEXT, samples INTEGER, ok_scrapes INTEGER, failed_scrapes INTEGER);
 CREATE TABLE traces (id INTEGER PRIMARY KEY, trace_id TEXT, span_id TEXT, parent_id TEXT,
@@ -56,7 +56,8 @@ CREATE TEMP TABLE rollups (series_id INTEGER, step REAL, t REAL, last REAL, min 
     max REAL, sum REAL, count INTEGER);
 CREATE TEMP VIEW health AS SELECT name AS target, up, NULL AS last_scrape, NULL AS duration,
     error, NULL AS samples, NULL AS ok_scrapes, NULL AS failed_scrapes FROM main.targets;
-CREATE TEMP VIEW targets AS SELECT name, url, kind, interval, timeout FROM main.targets;
+CREATE TEMP VIEW targets AS SELECT name, url, kind, interval, timeout, '' AS service
+    FROM main.targets;
 CREATE TEMP VIEW journal AS SELECT id, source, source_kind, '' AS source_url, entry_id, time,
     who, target, what, old_json, new_json, reason, result, detail, NULL AS reverts
     FROM main.journal;

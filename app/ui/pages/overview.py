@@ -78,7 +78,10 @@ class OverviewPage(QWidget):
         self.share_time.set_series(percent_series(self.model.snapshot("share", since)))
         rows = self.model.read(lambda m: [(r.server, r.expected, r.observed) for r in m.share])
         self.share_bars.set_rows(rows)
-        self._facts = headline(self.model, since)
+        # The headline reads each instance's last p95: the last half minute is enough to
+        # copy (the live window may hold an hour of it).
+        ends = [float(t[-1]) for t, _ in self.latency.data.values() if len(t)]
+        self._facts = headline(self.model, max([since, *(end - 30.0 for end in ends)]))
         text = self._facts.text()
         if text != self.headline.text():  # a relayout per refresh costs paint time
             self.headline.setText(text)
