@@ -395,8 +395,45 @@ def scope_of(environ: Environ) -> Scope:
     """An ASGI-shaped description of a WSGI request (what routes and cache keys read).
 
     Header names are lower-cased with dashes, as ASGI servers give them; the path is
-    decoded as UTF-8 from the environ's latin-1 (PEP 3333) text.
+    decoded as UTF-8 from the environ's latin-1 (PEP 3333) text. The header list is built
+    on first use: most requests (no TTL, no rate limit) never read it.
     """
+    raw_path = environ.get("PATH_INFO", "") or "/"
+    raw_uri = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    peer = environ.get("REMOTE_ADDR")
+    return _Scope(environ, {
+        "type": "http", "method": environ.get("REQUEST_METHOD", "GET"),
+        "scheme": environ.get("wsgi.url_scheme", "http"),
+        "server": (environ.get("SERVER_NAME", ""), _port(environ.get("SERVER_PORT"))),
+        "root_path": _text(environ.get("SCRIPT_NAME", "")), "path": _text(raw_path),
+        "raw_path": (raw_uri.split("?", 1)[0] if raw_uri else raw_path).encode("latin-1"),
+        "query_string": environ.get("QUERY_STRING", "").encode("latin-1"),
+        # The peer as the server saw it (rate limits by ip); forwarded-for is not trusted.
+        "client": (peer, _port(environ.get("REMOTE_PORT"))) if peer else None,
+    })
+
+
+class _Scope(dict[str, Any]):
+    """A scope whose ``headers`` are made from the environ when first read."""
+
+    __slots__ = ("_environ",)
+
+    def __init__(self, environ: Environ, fields: dict[str, Any]) -> None:
+        super().__init__(fields)
+        self._environ = environ
+
+    def __missing__(self, key: str) -> Any:
+        if key != "headers":
+            raise KeyError(key)
+        headers = self["headers"] = _headers(self._environ)
+        return headers
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        """``dict.get`` that builds the headers too (callers read ``scope.get("headers")``)."""
+        return self[key] if key in self or key == "headers" else default
+
+
+def _headers(environ: Environ) -> list[tuple[bytes, bytes]]:
     headers: list[tuple[bytes, bytes]] = []
     for key, value in environ.items():
         if key.startswith("HTTP_"):
@@ -405,20 +442,7 @@ def scope_of(environ: Environ) -> Scope:
         elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
             headers.append((key.replace("_", "-").lower().encode("latin-1"),
                             str(value).encode("latin-1")))
-    raw_path = environ.get("PATH_INFO", "") or "/"
-    raw_uri = environ.get("RAW_URI") or environ.get("REQUEST_URI")
-    server = (environ.get("SERVER_NAME", ""), _port(environ.get("SERVER_PORT")))
-    peer = environ.get("REMOTE_ADDR")
-    return {
-        "type": "http", "method": environ.get("REQUEST_METHOD", "GET"),
-        "scheme": environ.get("wsgi.url_scheme", "http"), "server": server,
-        "root_path": _text(environ.get("SCRIPT_NAME", "")), "path": _text(raw_path),
-        "raw_path": (raw_uri.split("?", 1)[0] if raw_uri else raw_path).encode("latin-1"),
-        "query_string": environ.get("QUERY_STRING", "").encode("latin-1"),
-        "headers": headers,
-        # The peer as the server saw it (rate limits by ip); forwarded-for is not trusted.
-        "client": (peer, _port(environ.get("REMOTE_PORT"))) if peer else None,
-    }
+    return headers
 
 
 def _port(value: Any) -> int:
