@@ -48,6 +48,9 @@ class TimeSeriesView(QWidget):
         self.plot = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
         self.plot.setTitle(title)
         self._y_units = y_units
+        # the unit a CSV column is in: the data's (seconds stay seconds) or the label's "(%)"
+        self._csv_unit = y_units or (y_label[y_label.rfind("(") + 1:-1]
+                                     if y_label.endswith(")") and "(" in y_label else "")
         self._fixed_y = y_range
         left = self.plot.getAxis("left")
         # pyqtgraph picks an SI prefix from the visible range: a latency axis read "s" at one
@@ -355,7 +358,9 @@ class TimeSeriesView(QWidget):
             columns.append(col)
         with open(path, "w", encoding="utf-8", newline="") as fh:
             writer = csv.writer(fh)
-            writer.writerow(["time", *keys])
+            # units in the header: the chart shows ms, the file holds seconds
+            unit = f" ({self._csv_unit})" if self._csv_unit else ""
+            writer.writerow(["time (unix s)", *(f"{key}{unit}" for key in keys)])
             for i, ts in enumerate(times):
                 writer.writerow([f"{ts:.3f}", *("" if np.isnan(c[i]) else repr(float(c[i]))
                                                  for c in columns)])

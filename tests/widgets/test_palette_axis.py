@@ -168,3 +168,20 @@ def test_a_flat_zero_error_ratio_is_not_drawn_on_a_negative_axis(qtbot) -> None:
     qtbot.waitUntil(lambda: vb.viewRange()[1][1] >= 0.99, timeout=5000)
     y0, y1 = vb.viewRange()[1]
     assert y0 >= 0.0 and y1 - y0 >= 0.99  # one percentage point at least, from 0
+
+
+@pytest.mark.parametrize("label, units, column", [
+    ("p95 latency", "s", "/a (s)"),  # seconds, as the model holds them; the axis shows ms
+    ("hit ratio (%)", "", "/a (%)"),
+    ("requests", "", "/a"),
+])
+def test_csv_columns_say_their_unit(qtbot, tmp_path, label: str, units: str, column: str) -> None:
+    import csv
+
+    view = TimeSeriesView("chart", label, units, "empty")
+    qtbot.addWidget(view)
+    view.set_series({"/a": (np.array([1.0, 2.0]), np.array([0.25, 0.5]))})
+    view.export(str(tmp_path / "c.csv"))
+    rows = list(csv.reader((tmp_path / "c.csv").open()))
+    assert rows[0] == ["time (unix s)", column]
+    assert rows[1] == ["1.000", "0.25"]

@@ -29,7 +29,7 @@ def test_export_png_svg_csv(view: TimeSeriesView, tmp_path) -> None:
     assert "<svg" in (tmp_path / "c.svg").read_text()
     view.export(str(tmp_path / "c.csv"))
     rows = list(csv.reader((tmp_path / "c.csv").open()))
-    assert rows == [["time", "/a", "/b"], ["1.000", "0.1", ""], ["2.000", "", "0.5"],
+    assert rows == [["time (unix s)", "/a (s)", "/b (s)"], ["1.000", "0.1", ""], ["2.000", "", "0.5"],
                     ["3.000", "0.3", ""]]
     with pytest.raises(ValueError, match="png, .svg or .csv"):
         view.export(str(tmp_path / "c.gif"))

@@ -177,7 +177,7 @@ def test_export_the_charts_of_a_page(qtbot, model: FleetModel, tmp_path) -> None
     assert len(written) == 3
     with open(written[0]) as fh:
         header = fh.readline().strip().split(",")
-    assert header[0] == "time" and "/search" in header
+    assert header[0] == "time (unix s)" and "/search (s)" in header  # seconds, said so
     window.close()
 
 
