@@ -24,6 +24,8 @@ ratios 0–1, per-second rates) and the change time:
   "not shown to differ".
 - Direction per metric (:data:`KINDS`): latency and errors down = better, hit ratio up
   = better, a balancer share moving toward the share the new weights give = as intended;
+  requests limited (or would-be-limited) by a rate limit moving the way the change meant
+  (:func:`limit_intent`: a raised limit means fewer, enforcing means more) = as intended;
   a rate just changed.
 - Not enough data (fewer than ``min_parts`` before-parts with samples, or fewer than
   ``min_after`` samples after the settle period): ``beyond`` is None and the verdict says
@@ -49,7 +51,9 @@ TOGETHER = 2.0  # changes this close are one action fanned out to several agents
 class Kind:
     """What a metric is: which way is better, what values it can take, how it is shown."""
 
-    better: str | None  # "down" | "up" | "toward" (the new weights' share) | None
+    # "down" | "up" | "toward" (the new weights' share) | "intended" (the way the change
+    # meant it to move: limit_intent) | None
+    better: str | None
     low: float  # the band is clipped to [low, high]
     high: float
     unit: str  # "ms" (model holds seconds), "%" (model holds 0–1), "/s" or ""
@@ -63,15 +67,20 @@ ERRORS = Kind("down", 0.0, 1.0, "%", 1e-3)
 HIT_RATIO = Kind("up", 0.0, 1.0, "%", 1e-3)
 SHARE = Kind("toward", 0.0, 1.0, "%", 1e-3)
 RATE = Kind(None, 0.0, math.inf, "/s", 0.1)
+# Requests a rate limit refused (or would have): neither more nor fewer is better in itself,
+# only the way the change meant them to go (an operator tightening a limit wants more).
+LIMITED = Kind("intended", 0.0, math.inf, "/s", 0.1)
 OTHER = Kind(None, -math.inf, math.inf, "")
 KINDS: dict[str, Kind] = {
     "p50": LATENCY, "p90": LATENCY, "p95": LATENCY, "p99": LATENCY, "lb_p95": LATENCY,
     "error_ratio": ERRORS, "error_rate": ERRORS, "hit_ratio": HIT_RATIO, "share": SHARE,
-    "rate": RATE, "requests/s": RATE,
+    "rate": RATE, "requests/s": RATE, "allowed/s": RATE,
+    "limited/s": LIMITED, "would-be-limited/s": LIMITED,
 }
 
 # Direction words (Comparison.direction).
 BETTER, WORSE, AS_INTENDED, AWAY = "better", "worse", "as intended", "away from the new weights"
+AGAINST = "against the change"  # a limited rate moving the other way than the change meant
 CHANGED, WITHIN, UNKNOWN = "changed", "within spread", "unknown"
 
 Series = tuple[npt.ArrayLike, npt.ArrayLike]
@@ -213,10 +222,12 @@ def compare(times: npt.ArrayLike, values: npt.ArrayLike, change_time: float, *,
             now: float | None = None, previous_change: float | None = None,
             next_change: float | None = None, expected: float | None = None,
             sub_windows: int = 6, k: float = 2.0, min_parts: int = 3,
-            min_after: int = 3) -> Comparison:
+            min_after: int = 3, intended: str | None = None) -> Comparison:
     """Judge one metric's level after the change against its normal spread before it.
 
     ``expected``: for a share, the share the new weights give (the way "as intended" is).
+    ``intended``: for a limited rate, ``"down"`` or ``"up"``, the way the change meant it
+    to move (:func:`limit_intent`); None: it just changed.
     """
     t = np.asarray(times, dtype=float)
     v = np.asarray(values, dtype=float)
@@ -241,7 +252,7 @@ def compare(times: npt.ArrayLike, values: npt.ArrayLike, change_time: float, *,
         band = (max(kind.low, min(min(parts), b_mean - k * spread)),
                 min(kind.high, max(max(parts), b_mean + k * spread)))
         beyond = not band[0] <= a_mean <= band[1] and abs(delta) >= kind.resolution
-    direction = _direction(kind, b_mean, a_mean, beyond, expected)
+    direction = _direction(kind, b_mean, a_mean, beyond, expected, intended)
     label = _label(metric, direction, len(parts), min_parts, int(after.size), min_after,
                    expected)
     c = Comparison(metric, b_mean, a_mean, delta, pct, spread, band, int(before.size),
@@ -258,13 +269,67 @@ def compare_all(series: Mapping[str, Series], change_time: float, *,
                 now: float | None = None, previous_change: float | None = None,
                 next_change: float | None = None,
                 expected: Mapping[str, float] | None = None, sub_windows: int = 6,
-                k: float = 2.0) -> dict[str, Comparison]:
-    """:func:`compare` for each named series (``expected`` by the same names, for shares)."""
-    expected = expected or {}
+                k: float = 2.0, intended: Mapping[str, str] | None = None
+                ) -> dict[str, Comparison]:
+    """:func:`compare` for each named series (``expected`` by the same names, for shares;
+    ``intended`` likewise, for limited rates)."""
+    expected, intended = expected or {}, intended or {}
     return {name: compare(ts, vs, change_time, window=window, settle=settle, metric=name,
                           now=now, previous_change=previous_change, next_change=next_change,
-                          expected=expected.get(name), sub_windows=sub_windows, k=k)
+                          expected=expected.get(name), sub_windows=sub_windows, k=k,
+                          intended=intended.get(name))
             for name, (ts, vs) in series.items()}
+
+
+LIMITED_WORDS = ("limited/s", "would-be-limited/s")  # enforced refusals, shadow ones
+
+
+def limit_intent(changes: Iterable[tuple[str, object, object]]) -> dict[str, dict[str, str]]:
+    """Per rate limit a change touched, the way it meant each limited rate to move:
+    limit name → {"limited/s" | "would-be-limited/s": "down" | "up"}.
+
+    ``changes`` are ``(path, old, new)`` of the change's fields (``limits.<name>.rate``…).
+    A removed limit, or a raised rate or burst: fewer refused ("down"); a lowered one:
+    more ("up"). A mode switched to ``enforce`` means more 429s and, from ``shadow``,
+    fewer would-be-limited; back to ``shadow`` the reverse; ``off`` fewer of the one it
+    left. A rate raised and a burst lowered at once, or a new key, say nothing (left out).
+    """
+    fields: dict[str, dict[str, tuple[object, object]]] = {}
+    for path, old, new in changes:
+        parts = path.split(".")
+        if parts[0] == "limits" and len(parts) >= 3:
+            fields.setdefault(".".join(parts[1:-1]), {})[parts[-1]] = (old, new)
+    out = {}
+    for name, f in fields.items():
+        olds = [o for o, _ in f.values() if o is not None]
+        news = [n for _, n in f.values() if n is not None]
+        if not news:  # removed: nobody is refused by it any more
+            out[name] = dict.fromkeys(LIMITED_WORDS, "down")
+            continue
+        intent: dict[str, str] = {}
+        old_mode, new_mode = f.get("mode", (None, None))
+        if not olds:  # created (a new limit starts in shadow)
+            intent["limited/s" if new_mode == "enforce" else "would-be-limited/s"] = "up"
+        elif "mode" in f:
+            for mode, way in ((old_mode, "down"), (new_mode, "up")):
+                if mode == "enforce":
+                    intent["limited/s"] = way
+                elif mode == "shadow":
+                    intent["would-be-limited/s"] = way
+        else:
+            moves = {_way(*f[n]) for n in ("rate", "burst") if n in f}
+            if len(moves) == 1 and None not in moves and "key" not in f:
+                intent = dict.fromkeys(LIMITED_WORDS, moves.pop())  # type: ignore[arg-type]
+        if intent:
+            out[name] = intent
+    return out
+
+
+def _way(old: object, new: object) -> str | None:
+    """``"down"`` (fewer refused) when a rate or burst was raised, ``"up"`` when lowered."""
+    if not isinstance(old, int | float) or not isinstance(new, int | float) or old == new:
+        return None
+    return "down" if new > old else "up"
 
 
 def change_scope(paths: Iterable[str]) -> set[str]:
@@ -276,6 +341,8 @@ def change_scope(paths: Iterable[str]) -> set[str]:
             scope.add("route:" + path.removeprefix("routes.").rsplit(".", 1)[0])
         elif path.startswith("servers.") or path in ("servers", "policy"):
             scope.add("balancer")
+        elif path.startswith("limits.") and path.count(".") >= 2:  # limits.<name>.<field>
+            scope.add("limit:" + path.removeprefix("limits.").rsplit(".", 1)[0])
         else:
             scope.add(path)
     return scope
@@ -301,11 +368,15 @@ def bounding_changes(change_time: float, scope: set[str],
 
 
 def _direction(kind: Kind, before: float, after: float, beyond: bool | None,
-               expected: float | None) -> str:
+               expected: float | None, intended: str | None = None) -> str:
     if beyond is None:
         return UNKNOWN
     if not beyond:
         return WITHIN
+    if kind.better == "intended":
+        if intended not in ("down", "up"):
+            return CHANGED
+        return AS_INTENDED if (after < before) == (intended == "down") else AGAINST
     if kind.better == "toward":
         if expected is None:
             return CHANGED
@@ -323,6 +394,8 @@ def _label(metric: str, direction: str, parts: int, min_parts: int, n_after: int
     if direction == WITHIN:
         return "within the normal spread: not shown to differ"
     target = f" {format_value(metric, expected)}" if expected is not None else ""
+    if kind_of(metric) is LIMITED and direction in (AS_INTENDED, AGAINST):
+        return f"{direction} (beyond the normal spread)"
     if direction == AS_INTENDED:
         return f"as intended: moved toward the new weights' share{target}"
     if direction == AWAY:

@@ -16,11 +16,14 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtWidgets import QInputDialog, QMessageBox, QWidget
 from trimtab.agent.balance.policies import MAX_WEIGHT
 from trimtab.agent.config import MAX_TTL
+from trimtab.agent.ratelimit_config import MAX_BURST, MAX_RATE
 from trimtab.widgets.change_dialogs import TtlDialog, WeightsDialog
+from trimtab.widgets.limit_dialog import LimitDialog, LimitSettings
 
 from ..control import types as ctl
 from ..control.client import ControlClient
 from ..control.rollout import FINAL, Gates, Rollout
+from ..model.keys import split_route_key
 from ..slo.burn import FAST
 from .control_worker import ControlRunner
 
@@ -69,6 +72,16 @@ class Tuning(QObject):
         self.burn: Callable[[str, str], float | None] | None = None
         self.rollout: StagedRun | None = None
 
+    def serving(self, route: str) -> tuple[list[ctl.Agent], str]:
+        """(the instances serving ``route``, the route as their agents name it).
+
+        ``route`` is a route key (:mod:`trimtab.app.model.keys`): a service's key
+        (``shop · /items/{id}``) reaches only that service's instances, with the plain route;
+        an unqualified one, the instances of the unnamed service.
+        """
+        service, plain = split_route_key(route)
+        return [a for a in self.instances if a.service == service], plain
+
     @property
     def sources(self) -> list[ctl.Agent]:
         return [*self.instances, *([self.balancer] if self.balancer else [])]
@@ -109,11 +122,13 @@ class Tuning(QObject):
 
     def change_ttl(self, parent: QWidget, route: str, then: Callable[[], None] | None = None) -> None:
         """Read every instance's config (for ETags), then ask, preview, confirm and apply."""
+        instances, plain = self.serving(route)
+
         def ask(reads: Any) -> None:
             if isinstance(reads, Exception):
                 QMessageBox.warning(parent, "Change TTL", f"Could not read the configs: {reads}")
                 return
-            current = {a.name: r.ttl(route) or 0.0 for a, r in reads.items()
+            current = {a.name: r.ttl(plain) or 0.0 for a, r in reads.items()
                        if isinstance(r, ctl.ConfigRead)}
             failed = [a.name for a, r in reads.items() if not isinstance(r, ctl.ConfigRead)]
             if not current:
@@ -122,12 +137,16 @@ class Tuning(QObject):
                 return
             self._ttl_dialog(parent, route, current, reads, then)
 
-        self.runner.submit(lambda: self.client.read_configs(self.instances), ask)
+        if not instances:
+            QMessageBox.warning(parent, "Change TTL", f"No instance serves {route}.")
+            return
+        self.runner.submit(lambda: self.client.read_configs(instances), ask)
 
     def _ttl_dialog(self, parent: QWidget, route: str, current: dict[str, float],
                     reads: dict[ctl.Agent, Any], then: Callable[[], None] | None) -> None:
         dialog = TtlDialog(route, current, parent, max_ttl=MAX_TTL)  # the agent's own bound
-        probe = next(a for a in self.instances if a.name in current)
+        instances, plain = self.serving(route)
+        probe = next(a for a in instances if a.name in current)
 
         def show_whatif(w: Any) -> None:
             if isinstance(w, Exception):
@@ -135,17 +154,17 @@ class Tuning(QObject):
             else:
                 dialog.set_whatif(w.hit_ratio, w.current_ttl, w.requests)
 
-        self.runner.submit(lambda: self.client.whatif(probe, route), show_whatif)
+        self.runner.submit(lambda: self.client.whatif(probe, plain), show_whatif)
         if not dialog.exec() or (choice := dialog.choice()) is None:
             return  # cancelled; an invalid dialog never accepts, so nothing half-typed is sent
         names, ttl, reason = choice
-        agents = [a for a in self.instances if a.name in names]
+        agents = [a for a in instances if a.name in names]
         etags = ctl.expected_etags({a: reads[a] for a in agents})
         staged = dialog.staged_choice()
         if staged is not None:
             self._staged_ttl(parent, route, ttl, reason, agents, etags, staged)
             return
-        self.runner.submit(lambda: self.client.set_ttl(agents, route, ttl, reason, etags),
+        self.runner.submit(lambda: self.client.set_ttl(agents, plain, ttl, reason, etags),
                            lambda r: self.report(parent, "Change TTL", r, then))
 
     def _staged_ttl(self, parent: QWidget, route: str, ttl: float, reason: str,
@@ -153,9 +172,10 @@ class Tuning(QObject):
                     staged: tuple[str, float, float | None, float | None]) -> None:
         canary_name, watch, p95_max, err_max = staged
         canary = next(a for a in agents if a.name == canary_name)
+        plain = self.serving(route)[1]  # the agents' name of it; the gates read the key's series
         rollout = Rollout(
             canary, [a for a in agents if a is not canary],
-            apply=lambda ts: self.client.set_ttl(ts, route, ttl, reason,
+            apply=lambda ts: self.client.set_ttl(ts, plain, ttl, reason,
                                                  {a: etags.get(a) for a in ts}),
             rollback=lambda r: self.client.rollback(r, "staged rollout: a gate failed"),
             # An SLO on the route adds the workbook's fast-burn gate on the canary's own series.
@@ -166,14 +186,105 @@ class Tuning(QObject):
 
     def invalidate(self, parent: QWidget, route: str) -> None:
         """Drop the route's cached entries on every instance, after a confirmation with reason."""
+        agents, plain = self.serving(route)
         reason, ok = QInputDialog.getText(
             parent, "Invalidate cache", f"Drop every cached entry of {route} on "
-            f"{', '.join(a.name for a in self.instances)}.\nReason (recorded in the journal):")
+            f"{', '.join(a.name for a in agents)}.\nReason (recorded in the journal):")
         if not ok:
             return
-        agents = list(self.instances)
-        self.runner.submit(lambda: self.client.invalidate(agents, route=route, reason=reason),
+        self.runner.submit(lambda: self.client.invalidate(agents, route=plain, reason=reason),
                            lambda r: self.report(parent, "Invalidate cache", r))
+
+    # --- rate limits -----------------------------------------------------------------
+
+    def change_limit(self, parent: QWidget, name: str, mode: str | None = None,
+                     then: Callable[[], None] | None = None) -> None:
+        """Read every instance's config (for ETags and the limit as it is), then ask with
+        the what-if preview, and apply to the instances chosen (a config change: journaled,
+        revertible from the Journal page). ``mode`` presets the dialog's mode."""
+        def ask(reads: Any) -> None:
+            if isinstance(reads, Exception):
+                QMessageBox.warning(parent, "Change limit", f"Could not read the configs: {reads}")
+                return
+            current = {a.name: LimitSettings(v.route, v.key, v.rate, v.burst, v.mode)
+                       for a, r in reads.items() if isinstance(r, ctl.ConfigRead)
+                       for v in [r.limits().get(name)] if v is not None}
+            if not current:
+                QMessageBox.warning(parent, "Change limit",
+                                    f"No instance that answered has the limit {name}.")
+                return
+            self._limit_dialog(parent, name, current, reads, mode, then)
+
+        self.runner.submit(lambda: self.client.read_configs(self.instances), ask)
+
+    def _limit_dialog(self, parent: QWidget, name: str, current: dict[str, LimitSettings],
+                      reads: dict[ctl.Agent, Any], mode: str | None,
+                      then: Callable[[], None] | None) -> None:
+        dialog = LimitDialog(name, current, parent, mode=mode, max_rate=MAX_RATE,
+                             max_burst=MAX_BURST)  # the agent's own bounds
+        agents = [a for a in self.instances if a.name in current]
+        route = dialog.route
+
+        def preview(key: str, rate: float, burst: int) -> None:
+            def work() -> tuple[int, int, int, float, list[str]]:
+                requests = limited = clients = 0
+                seconds, failed = 0.0, []
+                for agent in agents:  # each instance replays its own arrivals
+                    try:
+                        w = self.client.limits_whatif(agent, route, key, rate, burst)
+                    except ctl.ControlError as err:
+                        failed.append(f"{agent.name}: {err}")
+                        continue
+                    requests, limited = requests + w.requests, limited + w.limited
+                    # Key values are hashed per instance: the same client cannot be told
+                    # apart across instances, so the most on any one instance is shown.
+                    clients, seconds = max(clients, w.limited_keys), max(seconds, w.seconds)
+                return requests, limited, clients, seconds, failed
+
+            def show(answer: Any) -> None:
+                if isinstance(answer, Exception):
+                    dialog.set_preview_error(str(answer))
+                    return
+                requests, limited, clients, seconds, failed = answer
+                if failed and len(failed) == len(agents):
+                    dialog.set_preview_error("; ".join(failed))
+                else:
+                    dialog.set_whatif(key, rate, burst, requests, limited, clients, seconds)
+
+            self.runner.submit(work, show)
+
+        dialog.preview_wanted.connect(preview)
+        if not dialog.exec() or (choice := dialog.choice()) is None:
+            return  # cancelled; an invalid dialog never accepts, so nothing half-typed is sent
+        names, fields, reason = choice
+        chosen = [a for a in agents if a.name in names]
+        etags = ctl.expected_etags({a: reads[a] for a in chosen})
+        self.runner.submit(lambda: self.client.set_limit(chosen, name, fields, reason, etags),
+                           lambda r: self.report(parent, "Change limit", r, then))
+
+    def remove_limit(self, parent: QWidget, name: str,
+                     then: Callable[[], None] | None = None) -> None:
+        """Remove the limit from every instance that has it, after a confirmation with reason."""
+        def ask(reads: Any) -> None:
+            if isinstance(reads, Exception):
+                QMessageBox.warning(parent, "Remove limit", f"Could not read the configs: {reads}")
+                return
+            agents = [a for a, r in reads.items()
+                      if isinstance(r, ctl.ConfigRead) and name in r.limits()]
+            if not agents:
+                QMessageBox.warning(parent, "Remove limit",
+                                    f"No instance that answered has the limit {name}.")
+                return
+            reason, ok = QInputDialog.getText(
+                parent, "Remove limit", f"Remove the rate limit {name} from "
+                f"{', '.join(a.name for a in agents)}.\nReason (recorded in the journal):")
+            if not ok:
+                return
+            etags = ctl.expected_etags({a: reads[a] for a in agents})
+            self.runner.submit(lambda: self.client.delete_limit(agents, name, reason, etags),
+                               lambda r: self.report(parent, "Remove limit", r, then))
+
+        self.runner.submit(lambda: self.client.read_configs(self.instances), ask)
 
     # --- weights and states ----------------------------------------------------------
 

@@ -48,6 +48,7 @@ from .pages.balancer import BalancerPage
 from .pages.cache import CachePage
 from .pages.fleet import FleetPage, gone_markers
 from .pages.journal import JournalPage
+from .pages.limits import LimitsPage
 from .pages.overview import OverviewPage
 from .pages.registry import PAGES
 from .pages.routes import RoutesPage
@@ -84,6 +85,7 @@ class MainWindow(QMainWindow):
         # SLOs live beside the targets file; a window without one (the demo) keeps them in memory.
         self.slo = SloPage(model, slo_path(targets.path) if targets is not None else None)
         self.slo.fast_burn.connect(self.notify_fast_burn)
+        self.limits = LimitsPage(model)
         self.pages = [getattr(self, page.key) for page in PAGES]
         self.tabs = QTabWidget()
         for page, spec in zip(self.pages, PAGES):
@@ -255,6 +257,10 @@ class MainWindow(QMainWindow):
         self.cache.ttl_requested.connect(lambda route: tuning.change_ttl(self, route))
         self.cache.invalidate_requested.connect(lambda route: tuning.invalidate(self, route))
         self.balancer.weights_requested.connect(lambda: tuning.change_weights(self))
+        self.limits.change_requested.connect(lambda name: tuning.change_limit(self, name))
+        self.limits.enforce_requested.connect(
+            lambda name: tuning.change_limit(self, name, mode="enforce"))
+        self.limits.remove_requested.connect(lambda name: tuning.remove_limit(self, name))
         tuning.access_changed.connect(self.set_write_access)
         tuning.access_changed.connect(self.journal.set_write_access)
         tuning.journal_changed.connect(self.show_changes)
@@ -269,6 +275,7 @@ class MainWindow(QMainWindow):
     def set_write_access(self, can_write: bool, reason: str) -> None:
         """Change controls are enabled only for a token with write scope; else say why."""
         self.cache.set_write_access(can_write, reason)  # its buttons also need a selection
+        self.limits.set_write_access(can_write, reason)
         button = self.balancer.change_button
         button.setEnabled(can_write)
         button.setToolTip("" if can_write else f"Disabled: {reason}")

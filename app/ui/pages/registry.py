@@ -1,4 +1,4 @@
-"""The main window's pages, in tab order: the one list the window, ``--page`` and Ctrl+1…8 use.
+"""The main window's pages, in tab order: the one list the window, ``--page`` and Ctrl+1…9 use.
 
 Qt-free on purpose: the command line reads it to build ``--page`` before Qt is imported.
 """
@@ -25,6 +25,7 @@ PAGES = (
     Page("journal", "Journal"),
     Page("fleet", "Fleet"),
     Page("slo", "SLOs"),
+    Page("limits", "Limits"),
 )
 KEYS = tuple(page.key for page in PAGES)
 

@@ -1,0 +1,196 @@
+"""The Limits page: every rate limit per instance with its decisions per second, and the
+limited / would-be-limited requests per route and limit over time. GUI thread."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSplitter, QVBoxLayout, QWidget
+from trimtab.widgets.table import SortableTable, TableFilter
+from trimtab.widgets.timeseries import TimeSeriesView
+
+from ...model import format as fmt
+from ...model.fleet import FleetModel, LimitRow, limit_key, split_limit_key
+from .common import TOP_ROUTES
+
+LIMIT_HEADERS = ("instance", "limit", "route", "key", "rate", "burst", "mode", "allowed/s",
+                 "limited/s", "would-be-limited/s")
+LIMIT_TIPS = {
+    "key": "What a client is told apart by: ip, global, header:<name> (an API key), jwt:<claim>",
+    "rate": "Requests per second each key may send, on this instance",
+    "burst": "Requests a key may send at once",
+    "mode": "off: not decided; shadow: counted, nobody refused; enforce: refused with 429",
+    "allowed/s": "Requests this limit let through, per second (rate window)",
+    "limited/s": "Requests this limit refused with 429 (mode enforce), per second",
+    "would-be-limited/s": "Requests this limit would have refused in shadow mode, per second "
+                          "(they were served)",
+}
+SELECT_FIRST = "Select a limit in the table first"
+ROW_SEP = "\x00"
+# The chart's two curves per route and limit, by their last word (the before/after card's
+# judge reads it too: app.model.before_after.KINDS).
+CURVES = {"limit_limited": "limited/s", "limit_shadow": "would-be-limited/s"}
+
+
+@dataclass(frozen=True)
+class LimitLine:
+    """One row of the table: a limit of one instance, on one route it decided on."""
+
+    instance: str
+    name: str
+    route: str  # the route counted (the limit's own route, or one route of a "*" limit)
+    key: str
+    rate: float
+    burst: int
+    mode: str
+    allowed: float
+    limited: float
+    shadow_limited: float
+
+    @property
+    def row_key(self) -> str:
+        return ROW_SEP.join((self.instance, self.name, self.route))
+
+
+def limit_lines(configs: Mapping[str, Mapping[str, Any]], rows: list[LimitRow]) -> list[LimitLine]:
+    """Each instance's limits (its config) with the decisions the model has for them; a limit
+    that decided nothing yet shows its own route with NaN rates."""
+    counted: dict[tuple[str, str], list[LimitRow]] = {}
+    for row in rows:
+        counted.setdefault((row.target, row.limit), []).append(row)
+    out = []
+    for instance, doc in sorted(configs.items()):
+        limits = doc.get("limits") or {}
+        for name, f in sorted(limits.items()):
+            if not isinstance(f, dict):
+                continue
+            settings = (str(f.get("key", "?")), float(f.get("rate", math.nan)),
+                        int(f.get("burst", 0)), str(f.get("mode", "?")))
+            seen = counted.get((instance, name))
+            if not seen:
+                out.append(LimitLine(instance, name, str(f.get("route", "?")), *settings,
+                                     math.nan, math.nan, math.nan))
+            for r in seen or ():
+                out.append(LimitLine(instance, name, r.route, *settings, r.allowed, r.limited,
+                                     r.shadow_limited))
+    return out
+
+
+def _rate_cell(value: float) -> tuple[str, float]:
+    return ("–", -1.0) if math.isnan(value) else (fmt.rate(value), value)
+
+
+class LimitsPage(QWidget):
+    """Rate limits as every instance has them, what they decide, and the buttons to change
+    them; the buttons act on the selected limit (on every instance that has it)."""
+
+    change_requested = Signal(str)  # limit name
+    enforce_requested = Signal(str)  # limit name: the Change dialog preset to enforce
+    remove_requested = Signal(str)  # limit name
+
+    def __init__(self, model: FleetModel) -> None:
+        super().__init__()
+        self.model = model
+        self.can_write, self._write_reason = False, "no control token"
+        self.lines: list[LimitLine] = []
+        self.change_button = QPushButton("Change limit…")
+        self.change_button.clicked.connect(lambda: self._ask(self.change_requested))
+        self.enforce_button = QPushButton("Shadow → enforce…")
+        self.enforce_button.clicked.connect(lambda: self._ask(self.enforce_requested))
+        self.remove_button = QPushButton("Remove…")
+        self.remove_button.clicked.connect(lambda: self._ask(self.remove_requested))
+        self.table = SortableTable(LIMIT_HEADERS, tooltips=LIMIT_TIPS)
+        self.table.sortItems(0, Qt.SortOrder.AscendingOrder)
+        self.table.selectionModel().selectionChanged.connect(self._update_buttons)
+        self.filter = TableFilter(self.table, remember_as="limits")
+        self.limited = TimeSeriesView(
+            "Limited (429) and would-be-limited (shadow) per route and limit", "requests/s",
+            "", "No rate limit has refused anyone, or would have: nothing to draw yet.")
+        self.hint = QLabel("No rate limits on the instances read so far. A limit is set through "
+                           "the agent's control API (limits.<name> in its config); the demo "
+                           "starts with one in shadow mode on /search.")
+        self.hint.setWordWrap(True)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.table)
+        split.addWidget(self.limited)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.hint)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.filter, 1)
+        for button in (self.remove_button, self.enforce_button, self.change_button):
+            buttons.addWidget(button)
+        layout.addLayout(buttons)
+        layout.addWidget(split, 1)
+        self.charts = [self.limited]
+        self._update_buttons()
+
+    def selected_limit(self) -> str | None:
+        """The name of the limit in the selected row."""
+        key = self.table.selected_key()
+        return key.split(ROW_SEP)[1] if key is not None else None
+
+    def select_limit(self, name: str) -> bool:
+        """Select the first row of the limit ``name``."""
+        for key in self.table.keys():
+            if key.split(ROW_SEP)[1] == name:
+                return self.table.select_key(key)
+        return False
+
+    def set_write_access(self, can_write: bool, reason: str) -> None:
+        """Whether the token may change things (``reason`` says why not)."""
+        self.can_write, self._write_reason = can_write, reason
+        self._update_buttons()
+
+    def _update_buttons(self, *_: object) -> None:
+        """Enabled with write access and a selected limit (enforce: only from shadow or off)."""
+        name = self.selected_limit()
+        modes = {line.mode for line in self.lines if line.name == name}
+        for button, verb, ok in (
+                (self.change_button, "Change the rate, burst, key or mode of", True),
+                (self.enforce_button, "Enforce", bool(modes - {"enforce"})),
+                (self.remove_button, "Remove", True)):
+            button.setEnabled(self.can_write and name is not None and ok)
+            button.setToolTip(f"Disabled: {self._write_reason}" if not self.can_write else
+                              f"Disabled: {SELECT_FIRST}" if name is None else
+                              f"{verb} {name} on every instance that has it" if ok else
+                              f"Disabled: {name} is enforced everywhere already")
+
+    def _ask(self, signal: Any) -> None:
+        name = self.selected_limit()
+        if name is not None:
+            signal.emit(name)
+
+    def refresh(self, since: float) -> None:
+        configs, rows = self.model.read(lambda m: (dict(m.configs), list(m.limits)))
+        self.lines = limit_lines(configs, rows)
+        self.table.set_rows([(line.row_key, [
+            (line.instance, line.instance), (line.name, line.name), (line.route, line.route),
+            (line.key, line.key), (f"{line.rate:g}/s", line.rate),
+            (f"{line.burst:,}", float(line.burst)), (line.mode, line.mode),
+            _rate_cell(line.allowed), _rate_cell(line.limited), _rate_cell(line.shadow_limited)])
+            for line in self.lines])
+        self.hint.setVisible(not self.lines)
+        self._update_buttons()
+        self._chart(since)
+
+    def _chart(self, since: float) -> None:
+        """Limited and would-be-limited of the busiest limits (fleet-wide, per route)."""
+        data = {metric: self.model.snapshot(metric, since) for metric in CURVES}
+        busiest: dict[str, float] = {}
+        for line in self.lines:
+            key = limit_key(line.route, line.name)
+            score = (0.0 if math.isnan(line.limited) else line.limited) + \
+                (0.0 if math.isnan(line.shadow_limited) else line.shadow_limited)
+            busiest[key] = busiest.get(key, 0.0) + score
+        keys = sorted(busiest, key=lambda k: (-busiest[k], k))[:TOP_ROUTES]
+        series = {}
+        for key in keys:
+            route, name = split_limit_key(key)
+            for metric, word in CURVES.items():
+                if key in data[metric]:
+                    series[f"{route} {name} {word}"] = data[metric][key]
+        self.limited.set_series(series, keep_gone=False)

@@ -1,0 +1,232 @@
+"""The Limits page and the Change limit… dialog on the real demo fleet: the greedy client
+caught by the shadow limit, bad input refused before anything reaches an agent, enforce
+giving 429s, and the revert from the Journal page putting shadow back."""
+
+from __future__ import annotations
+
+import math
+
+import httpx
+import pytest
+from PySide6.QtWidgets import QInputDialog, QMessageBox, QWidget
+from trimtab.agent.ratelimit_config import MAX_BURST, MAX_RATE
+from trimtab.app.cli.main import make_tuning
+from trimtab.app.model.fleet import FleetModel, limit_key
+from trimtab.demo.app import DEMO_LIMIT, DEMO_LIMIT_NAME, SEARCH_ROUTE
+from trimtab.demo.fleet import DemoFleet
+from trimtab.widgets import limit_dialog
+from trimtab.widgets.limit_dialog import LimitDialog
+
+from tests.app.ui.test_tuning_gui import DialogDriver
+
+pytestmark = pytest.mark.slow  # a demo fleet, a window and real traffic through a limit
+KEY = limit_key(SEARCH_ROUTE, DEMO_LIMIT_NAME)
+
+
+def _agents(fleet: DemoFleet) -> list[str]:
+    return [t.url.removesuffix("/metrics") for t in fleet.targets if t.kind == "instance"]
+
+
+def agent_state(fleet: DemoFleet) -> list[tuple[str, int, dict]]:
+    """Per instance: config ETag, journal length and the demo limit's settings."""
+    auth = {"authorization": f"Bearer {fleet.read_token}"}
+    out = []
+    for base in _agents(fleet):
+        config = httpx.get(f"{base}/_trimtab/config", headers=auth, timeout=10)
+        journal = httpx.get(f"{base}/_trimtab/journal", headers=auth, timeout=10).json()
+        entries = journal["entries"] if isinstance(journal, dict) else journal
+        out.append((config.headers["etag"], len(entries),
+                    config.json()["limits"].get(DEMO_LIMIT_NAME)))
+    return out
+
+
+def _last(model: FleetModel, metric: str, key: str) -> float:
+    series = model.snapshot(metric, keys=[key]).get(key)
+    if series is None or not len(series[1]):
+        return math.nan
+    return float(series[1][-1])
+
+
+@pytest.fixture(scope="module")
+def window(qapp, fleet: DemoFleet, model: FleetModel):
+    from trimtab.app.ui.window import MainWindow
+
+    from tests.support import wait_for
+
+    wait_for(lambda: len(model.routes) == 3, timeout=30, what="three routes served")
+    window = MainWindow(model, tuning=make_tuning(fleet.write_token, fleet.targets))
+    window.resize(1366, 768)
+    window.show()
+    window.tabs.setCurrentWidget(window.limits)
+    wait_for(lambda: (qapp.processEvents(), window.limits.can_write)[1], timeout=20,
+             what="write access")
+    yield window
+    window.close()
+
+
+def test_the_widget_bounds_are_the_agents() -> None:
+    assert (limit_dialog.MAX_RATE, limit_dialog.MAX_BURST) == (MAX_RATE, MAX_BURST)
+
+
+def test_the_shadow_limit_catches_the_greedy_client(qtbot, fleet, model, window) -> None:
+    page = window.limits
+    qtbot.waitUntil(lambda: _last(model, "limit_shadow", KEY) > 0, timeout=60_000)
+    qtbot.waitUntil(lambda: len(page.lines) == 3
+                    and any(line.shadow_limited > 0 for line in page.lines), timeout=20_000)
+    assert {(line.name, line.route, line.key, line.mode, line.rate, line.burst)
+            for line in page.lines} == {(DEMO_LIMIT_NAME, SEARCH_ROUTE, DEMO_LIMIT["key"],
+                                         "shadow", DEMO_LIMIT["rate"], DEMO_LIMIT["burst"])}
+    assert all(line.limited == 0 for line in page.lines)  # shadow refuses nobody
+    assert model.routes[SEARCH_ROUTE].status_rates.get("429", 0.0) == 0.0
+    shown = page.limited.data
+    assert f"{SEARCH_ROUTE} {DEMO_LIMIT_NAME} would-be-limited/s" in shown
+    # Only the greedy key would have been refused: one client, on every instance.
+    auth = {"authorization": f"Bearer {fleet.read_token}"}
+    for base in _agents(fleet):
+        w = httpx.get(f"{base}/_trimtab/limits/whatif", headers=auth, timeout=10, params={
+            "route": SEARCH_ROUTE, "key": DEMO_LIMIT["key"], "rate": "2", "burst": "5"}).json()
+        assert w["limited"] > 0 and w["limited_keys"] == 1, w
+
+
+BAD = [("rate", "0", "above 0, up to 1,000,000 req/s"),
+       ("rate", "-5", "above 0, up to 1,000,000 req/s"),
+       ("rate", "1e9", "above 0, up to 1,000,000 req/s"),
+       ("rate", "1000000000", "above 0, up to 1,000,000 req/s"),
+       ("burst", "0", "from 1 to 1e+06"),
+       ("key", "cookie:session", "ip, global, header:<name> or jwt:<claim>")]
+
+
+def test_bad_input_is_refused_naming_the_range_and_reaches_no_agent(qtbot, fleet,
+                                                                    window) -> None:
+    before = agent_state(fleet)
+    seen: list[str] = []
+
+    def fill(dialog: QWidget) -> bool:
+        if not isinstance(dialog, LimitDialog):
+            return False
+        for field, text, named in BAD:
+            dialog.rate.setText("2")
+            dialog.burst.setText("5")
+            dialog.key.setText(DEMO_LIMIT["key"])
+            dialog.reason.setText("trying bad input")
+            {"rate": dialog.rate.setText, "burst": dialog.burst.setText,
+             "key": dialog.key.setText}[field](text)
+            problem = dialog.problem() or ""
+            seen.append(problem)
+            assert named in problem, (field, text, problem)
+            assert not dialog.apply.isEnabled() and dialog.choice() is None
+            dialog.accept()  # Enter or a caller: refused while invalid
+            assert dialog.isVisible()
+        # Enforce with valid numbers but no reason: refused, the reason asked for.
+        dialog.rate.setText("2")
+        dialog.burst.setText("5")
+        dialog.key.setText(DEMO_LIMIT["key"])
+        dialog.mode.setCurrentText("enforce")
+        dialog.reason.setText("")
+        problem = dialog.problem() or ""
+        seen.append(problem)
+        assert "needs a reason" in problem and not dialog.apply.isEnabled()
+        dialog.accept()
+        assert dialog.isVisible()
+        dialog.reject()
+        return True
+
+    driver = DialogDriver()
+    driver.expect(fill)
+    window.limits.select_limit(DEMO_LIMIT_NAME)
+    assert window.limits.change_button.isEnabled()
+    window.limits.change_button.click()
+    driver.wait_done(qtbot, timeout=30_000)
+    driver.stop()
+    assert len(seen) == len(BAD) + 1
+    assert agent_state(fleet) == before  # no change, not even a refused one, was journaled
+
+
+def test_enforce_gives_429s_and_the_journal_revert_puts_shadow_back(qtbot, fleet, model,
+                                                                    window) -> None:
+    previews: list[str] = []
+
+    def enforce(dialog: QWidget) -> bool:
+        if not isinstance(dialog, LimitDialog):
+            return False
+        assert dialog.mode.currentText() == "enforce"  # the button presets it
+        if "would have refused" not in dialog.preview.text():
+            return False  # look again at the next poll: the what-if is on its way
+        previews.append(dialog.preview.text())
+        dialog.reason.setText("greedy client")
+        dialog.accept()
+        return True
+
+    driver = DialogDriver()
+    driver.expect(enforce)
+    driver.expect(driver.click("OK"))
+    window.limits.select_limit(DEMO_LIMIT_NAME)
+    window.limits.enforce_button.click()
+    driver.wait_done(qtbot, timeout=30_000)
+    assert "from 1 client" in previews[0], previews
+    assert all(f"api-{n}: applied" in driver.texts[-1] for n in (1, 2, 3)), driver.texts
+    assert {s[2]["mode"] for s in agent_state(fleet)} == {"enforce"}
+
+    # Enforced: the greedy client is refused, the refusals are the route's 429 class.
+    qtbot.waitUntil(lambda: _last(model, "limit_limited", KEY) > 0
+                    and _last(model, "rate_429", SEARCH_ROUTE) > 0, timeout=60_000)
+    qtbot.waitUntil(lambda: any(line.limited > 0 for line in window.limits.lines),
+                    timeout=20_000)
+    assert f"{SEARCH_ROUTE} {DEMO_LIMIT_NAME} limited/s" in window.limits.limited.data
+    assert "429" in model.routes[SEARCH_ROUTE].status_rates
+    # The change is a marker on the Limits chart.
+    qtbot.waitUntil(lambda: any(r.reason == "greedy client" for r in window.journal_rows.values()),
+                    timeout=20_000)
+    keys = [k for k, r in window.journal_rows.items() if r.reason == "greedy client"]
+    qtbot.waitUntil(lambda: bool(set(keys) & set(window.limits.limited.markers)), timeout=10_000)
+
+    # Revert from the Journal page: shadow again on every instance.
+    journal = window.journal
+    qtbot.waitUntil(lambda: any("greedy client" in t for t in journal.table.column_texts(5)),
+                    timeout=20_000)
+    row = journal.table.column_texts(5).index("greedy client")
+    journal.table.selectRow(row)
+    driver.expect(lambda w: isinstance(w, QMessageBox) and _press(w, "Yes"))
+    journal.revert_selected()
+    driver.wait_done(qtbot, timeout=30_000)
+    driver.stop()
+    qtbot.waitUntil(lambda: {s[2]["mode"] for s in agent_state(fleet)} == {"shadow"},
+                    timeout=20_000)
+
+
+def test_remove_then_revert_brings_the_limit_back(qtbot, fleet, window) -> None:
+    driver = DialogDriver()
+
+    def reason(widget: QWidget) -> bool:
+        if not isinstance(widget, QInputDialog):
+            return False
+        assert DEMO_LIMIT_NAME in widget.labelText()
+        widget.setTextValue("not needed")
+        widget.accept()
+        return True
+
+    driver.expect(reason)
+    driver.expect(driver.click("OK"))
+    qtbot.waitUntil(lambda: window.limits.select_limit(DEMO_LIMIT_NAME), timeout=10_000)
+    window.limits.remove_button.click()
+    driver.wait_done(qtbot, timeout=30_000)
+    assert all(s[2] is None for s in agent_state(fleet))
+    qtbot.waitUntil(lambda: not window.limits.lines, timeout=20_000)  # config re-read
+    journal = window.journal
+    qtbot.waitUntil(lambda: "not needed" in journal.table.column_texts(5), timeout=20_000)
+    journal.table.selectRow(journal.table.column_texts(5).index("not needed"))
+    driver.expect(lambda w: isinstance(w, QMessageBox) and _press(w, "Yes"))
+    journal.revert_selected()
+    driver.wait_done(qtbot, timeout=30_000)
+    driver.stop()
+    qtbot.waitUntil(lambda: all(s[2] is not None and s[2]["mode"] == "shadow"
+                                for s in agent_state(fleet)), timeout=20_000)
+
+
+def _press(box: QMessageBox, text: str) -> bool:
+    for button in box.buttons():
+        if button.text().replace("&", "") == text:
+            button.click()
+            return True
+    raise AssertionError(f"no {text!r} in {[b.text() for b in box.buttons()]}")
+
