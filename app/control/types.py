@@ -23,15 +23,16 @@ class Agent:
     name: str
     base_url: str  # scheme://host:port
     kind: str = INSTANCE
+    service: str = ""  # the service it is an instance of (a TTL change on its routes only)
 
     @classmethod
     def from_target(cls, target: Any) -> Agent:
-        """From a ScrapeTarget / fleet Target (``name``, ``url``, ``kind``)."""
+        """From a ScrapeTarget / fleet Target (``name``, ``url``, ``kind``, ``service``)."""
         parts = urlsplit(target.url)
         kind = BALANCER if getattr(target, "kind", INSTANCE) == BALANCER else INSTANCE
         # a discovered target may name its control endpoint apart from its scrape URL
         base = getattr(target, "control_url", "") or f"{parts.scheme}://{parts.netloc}"
-        return cls(target.name, base.rstrip("/"), kind)
+        return cls(target.name, base.rstrip("/"), kind, str(getattr(target, "service", "")))
 
 
 @dataclass(frozen=True)

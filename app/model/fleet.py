@@ -274,8 +274,10 @@ class FleetModel:
             service = self.services.get(target, "")
             for trace in traces:
                 trace.setdefault("instance", target)
-                if service and isinstance(trace.get("route"), str):
-                    trace["route"] = route_key(service, trace["route"])  # keyed as its series
+                route = trace.get("route")
+                # keyed as its series; a replayed trace was keyed when it was recorded
+                if service and isinstance(route, str) and split_route_key(route)[0] != service:
+                    trace["route"] = route_key(service, route)
                 self.traces.append(trace)
             if error:
                 self.trace_errors[target] = error

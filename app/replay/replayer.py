@@ -156,7 +156,8 @@ def _cycle_step(source: Source, start: float, end: float, probes: int = 8) -> fl
 def _targets(source: Source) -> dict[str, ScrapeTarget]:
     """Targets as the source knows them (a snapshot keeps url and kind; a store only names)."""
     info = getattr(source, "target_info", None)
-    known = {t.name: ScrapeTarget(t.name, t.url, t.kind) for t in info()} if info else {}
+    known = ({t.name: ScrapeTarget(t.name, t.url, t.kind, service=getattr(t, "service", ""))
+              for t in info()} if info else {})
     balancers = {k.target for k in source.series("trimtab_balancer_requests_total")}
     for key in source.series():
         if key.target not in known:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Literal
 
+from ..model.keys import split_route_key
+
 Kind = Literal["latency", "availability"]
 KINDS: tuple[Kind, ...] = ("latency", "availability")
 
@@ -98,8 +100,16 @@ class SLO:
         return 1.0 - self.objective
 
     def matches(self, route: str) -> bool:
-        """Whether ``route`` (a template) is covered by this SLO's route or pattern."""
-        return fnmatchcase(route, self.route) if "*" in self.route else route == self.route
+        """Whether ``route`` (a route key, :mod:`trimtab.app.model.keys`) is covered.
+
+        An SLO with a ``service`` covers only that service's keys (``shop · /search``);
+        one without covers the route of every service. The route part is matched against
+        this SLO's route or pattern.
+        """
+        service, plain = split_route_key(route)
+        if self.service and service != self.service:
+            return False
+        return fnmatchcase(plain, self.route) if "*" in self.route else plain == self.route
 
     def is_bad_status(self, status: str | int) -> bool:
         """Whether an answer with ``status`` breaks this (availability) SLO."""

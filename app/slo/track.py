@@ -13,12 +13,13 @@ a moment for a 28-day budget).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from trimtab.collectors.canonical import HIST_BUCKET, REQUESTS
 
+from ..model.keys import route_key
 from ..store.store import SeriesKey, Store
 from .burn import WORKBOOK_ALERTS, BurnAlert, Samples, burn_rate, error_ratio
 from .definition import SLO
@@ -40,11 +41,19 @@ class SampleSource(Protocol):
 
 class StoreSource:
     """Samples from the cockpit's history store; ``targets`` keeps only those instances
-    (a canary's own burn rate during a staged rollout)."""
+    (a canary's own burn rate during a staged rollout).
 
-    def __init__(self, store: Store, targets: Iterable[str] | None = None) -> None:
+    ``services`` (target → its service, :attr:`FleetModel.services`) keys each stored
+    series' route as the cockpit does, so an SLO with a service reads only that service's
+    instances. Without it the stored routes are matched plain (the caller has picked the
+    instances, as a canary's burn does).
+    """
+
+    def __init__(self, store: Store, targets: Iterable[str] | None = None,
+                 services: Mapping[str, str] | None = None) -> None:
         self.store = store
         self.targets = frozenset(targets) if targets is not None else None
+        self.services = dict(services) if services is not None else None
 
     def series(self, name: str, slo: SLO, start: float, end: float
                ) -> dict[SeriesKey, Samples]:
@@ -55,7 +64,12 @@ class StoreSource:
         for key, (t, v) in found.items():
             if self.targets is not None and key.target not in self.targets:
                 continue
-            if slo.matches(dict(key.labels).get("route", "")):
+            route = dict(key.labels).get("route", "")
+            if self.services is None:
+                covered = slo.matches(route_key(slo.service, route))
+            else:
+                covered = slo.matches(route_key(self.services.get(key.target, ""), route))
+            if covered:
                 out[key] = [(round(float(a) * 1000), float(b)) for a, b in zip(t, v, strict=True)]
         return out
 

@@ -33,6 +33,7 @@ class TargetInfo:
     interval: float | None
     timeout: float | None
     health: dict[str, Any]
+    service: str = ""  # "" = the unnamed service (and every target of an older snapshot)
 
 
 def open_snapshot(path: str | Path) -> Snapshot:
@@ -201,10 +202,15 @@ class Snapshot:
             hcur = self._conn.execute("SELECT * FROM health")
             cols = [c[0] for c in hcur.description]
             health = {r[0]: dict(zip(cols[1:], r[1:], strict=True)) for r in hcur.fetchall()}
+            columns = {r[1] for r in self._conn.execute("PRAGMA table_info(targets)")}
+            # A snapshot written before services has no such column: every target is "".
+            service = "service" if "service" in columns else "''"
             rows = self._conn.execute(
-                "SELECT name, url, kind, interval, timeout FROM targets ORDER BY name").fetchall()
-        return [TargetInfo(name, url, kind, interval, timeout, health.get(name, {}))
-                for name, url, kind, interval, timeout in rows]
+                f"SELECT name, url, kind, interval, timeout, {service} FROM targets "
+                "ORDER BY name").fetchall()
+        return [TargetInfo(name, url, kind, interval, timeout, health.get(name, {}),
+                           str(svc or ""))
+                for name, url, kind, interval, timeout, svc in rows]
 
     def close(self) -> None:
         """Close the file. Safe to call twice, and from another thread than a reader's.

@@ -23,6 +23,7 @@ from trimtab.widgets.limit_dialog import LimitDialog, LimitSettings
 from ..control import types as ctl
 from ..control.client import ControlClient
 from ..control.rollout import FINAL, Gates, Rollout
+from ..model.keys import split_route_key
 from ..slo.burn import FAST
 from .control_worker import ControlRunner
 
@@ -71,16 +72,36 @@ class Tuning(QObject):
         self.burn: Callable[[str, str], float | None] | None = None
         self.rollout: StagedRun | None = None
 
+    def serving(self, route: str) -> tuple[list[ctl.Agent], str]:
+        """(the instances serving ``route``, the route as their agents name it).
+
+        ``route`` is a route key (:mod:`trimtab.app.model.keys`): a service's key
+        (``shop · /items/{id}``) reaches only that service's instances, with the plain route;
+        an unqualified one, the instances of the unnamed service.
+        """
+        service, plain = split_route_key(route)
+        return [a for a in self.instances if a.service == service], plain
+
     @property
     def sources(self) -> list[ctl.Agent]:
         return [*self.instances, *([self.balancer] if self.balancer else [])]
 
     def start(self) -> None:
         """Find out whether the token may write, and start following the journals."""
-        probe = self.instances[0] if self.instances else self.balancer
-        if probe is not None:
-            self.runner.submit(lambda: self.client.access(probe), self._got_access)
+        probes = [*self.instances, *([self.balancer] if self.balancer else [])]
+        if probes:
+            self.runner.submit(lambda: self._first_access(probes), self._got_access)
         self.refresh_journal()
+
+    def _first_access(self, probes: list[ctl.Agent]) -> ctl.Access:
+        """The access of the first agent that answers (runner thread): with several
+        services, the first instance may be one without a trimtab agent."""
+        access = self.client.access(probes[0])
+        for agent in probes[1:]:
+            if access.read:
+                break
+            access = self.client.access(agent)
+        return access
 
     def _got_access(self, access: Any) -> None:
         if isinstance(access, Exception):
@@ -111,11 +132,13 @@ class Tuning(QObject):
 
     def change_ttl(self, parent: QWidget, route: str, then: Callable[[], None] | None = None) -> None:
         """Read every instance's config (for ETags), then ask, preview, confirm and apply."""
+        instances, plain = self.serving(route)
+
         def ask(reads: Any) -> None:
             if isinstance(reads, Exception):
                 QMessageBox.warning(parent, "Change TTL", f"Could not read the configs: {reads}")
                 return
-            current = {a.name: r.ttl(route) or 0.0 for a, r in reads.items()
+            current = {a.name: r.ttl(plain) or 0.0 for a, r in reads.items()
                        if isinstance(r, ctl.ConfigRead)}
             failed = [a.name for a, r in reads.items() if not isinstance(r, ctl.ConfigRead)]
             if not current:
@@ -124,12 +147,16 @@ class Tuning(QObject):
                 return
             self._ttl_dialog(parent, route, current, reads, then)
 
-        self.runner.submit(lambda: self.client.read_configs(self.instances), ask)
+        if not instances:
+            QMessageBox.warning(parent, "Change TTL", f"No instance serves {route}.")
+            return
+        self.runner.submit(lambda: self.client.read_configs(instances), ask)
 
     def _ttl_dialog(self, parent: QWidget, route: str, current: dict[str, float],
                     reads: dict[ctl.Agent, Any], then: Callable[[], None] | None) -> None:
         dialog = TtlDialog(route, current, parent, max_ttl=MAX_TTL)  # the agent's own bound
-        probe = next(a for a in self.instances if a.name in current)
+        instances, plain = self.serving(route)
+        probe = next(a for a in instances if a.name in current)
 
         def show_whatif(w: Any) -> None:
             if isinstance(w, Exception):
@@ -137,17 +164,17 @@ class Tuning(QObject):
             else:
                 dialog.set_whatif(w.hit_ratio, w.current_ttl, w.requests)
 
-        self.runner.submit(lambda: self.client.whatif(probe, route), show_whatif)
+        self.runner.submit(lambda: self.client.whatif(probe, plain), show_whatif)
         if not dialog.exec() or (choice := dialog.choice()) is None:
             return  # cancelled; an invalid dialog never accepts, so nothing half-typed is sent
         names, ttl, reason = choice
-        agents = [a for a in self.instances if a.name in names]
+        agents = [a for a in instances if a.name in names]
         etags = ctl.expected_etags({a: reads[a] for a in agents})
         staged = dialog.staged_choice()
         if staged is not None:
             self._staged_ttl(parent, route, ttl, reason, agents, etags, staged)
             return
-        self.runner.submit(lambda: self.client.set_ttl(agents, route, ttl, reason, etags),
+        self.runner.submit(lambda: self.client.set_ttl(agents, plain, ttl, reason, etags),
                            lambda r: self.report(parent, "Change TTL", r, then))
 
     def _staged_ttl(self, parent: QWidget, route: str, ttl: float, reason: str,
@@ -155,9 +182,10 @@ class Tuning(QObject):
                     staged: tuple[str, float, float | None, float | None]) -> None:
         canary_name, watch, p95_max, err_max = staged
         canary = next(a for a in agents if a.name == canary_name)
+        plain = self.serving(route)[1]  # the agents' name of it; the gates read the key's series
         rollout = Rollout(
             canary, [a for a in agents if a is not canary],
-            apply=lambda ts: self.client.set_ttl(ts, route, ttl, reason,
+            apply=lambda ts: self.client.set_ttl(ts, plain, ttl, reason,
                                                  {a: etags.get(a) for a in ts}),
             rollback=lambda r: self.client.rollback(r, "staged rollout: a gate failed"),
             # An SLO on the route adds the workbook's fast-burn gate on the canary's own series.
@@ -168,13 +196,13 @@ class Tuning(QObject):
 
     def invalidate(self, parent: QWidget, route: str) -> None:
         """Drop the route's cached entries on every instance, after a confirmation with reason."""
+        agents, plain = self.serving(route)
         reason, ok = QInputDialog.getText(
             parent, "Invalidate cache", f"Drop every cached entry of {route} on "
-            f"{', '.join(a.name for a in self.instances)}.\nReason (recorded in the journal):")
+            f"{', '.join(a.name for a in agents)}.\nReason (recorded in the journal):")
         if not ok:
             return
-        agents = list(self.instances)
-        self.runner.submit(lambda: self.client.invalidate(agents, route=route, reason=reason),
+        self.runner.submit(lambda: self.client.invalidate(agents, route=plain, reason=reason),
                            lambda r: self.report(parent, "Invalidate cache", r))
 
     # --- rate limits -----------------------------------------------------------------

@@ -129,7 +129,9 @@ class SloPage(QWidget):
         if store is None or not self.slos:
             return
         self._started = at
-        self._future = self._pool.submit(evaluate, list(self.slos), StoreSource(store), at)
+        services = self.model.read(lambda m: dict(m.services))  # an SLO's service: its targets
+        self._future = self._pool.submit(evaluate, list(self.slos),
+                                         StoreSource(store, services=services), at)
 
     def collect(self) -> bool:
         """Take a finished evaluation, if any; True when one was taken."""
