@@ -193,7 +193,8 @@ def extract(expo: Exposition, service: str = "") -> Counters:
         elif name == RATELIMIT:  # rates only (allowed / limited / shadow_limited per limit)
             lab = dict(labels)
             ids.append((name, labels))
-            groups.append(("ratelimit", (lab.get("route", "?"), lab.get("limit", "?")),
+            groups.append(("ratelimit", (route_key(service, lab.get("route", "?")),
+                                         lab.get("limit", "?")),
                            lab.get("result", "?")))
             column.append(value)
         elif name in (LB_REQUESTS, LB_EXPECTED, LB_WEIGHT):
@@ -263,7 +264,7 @@ def _extract_restart_marker(out: Counters, name: str, labels: Labels, value: flo
     if counter == "cache":
         key = (route_key(service, lab.get("route", "?")), lab.get("result", "?"))
     elif counter == "ratelimit":
-        key = (lab.get("route", "?"), lab.get("limit", "?"))
+        key = (route_key(service, lab.get("route", "?")), lab.get("limit", "?"))
     elif counter.startswith("lb_"):
         key = lab.get("server", "?")
     else:
