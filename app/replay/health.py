@@ -91,7 +91,7 @@ def _recorded(h: TargetHealth, rec: Recorded) -> None:
     h.error = str(stored.get("error") or "")
     if rec.at:
         h.last_scrape = rec.at
-    for name in ("duration", "samples", "ok_scrapes", "failed_scrapes"):
+    for name in ("duration", "samples", "ok_scrapes", "failed_scrapes", "gone"):
         value = stored.get(name)
         if value is not None:
             setattr(h, name, type(getattr(h, name))(value))

@@ -227,7 +227,9 @@ def _health_row(red: Redactor, name: str, health: Any) -> dict[str, Any]:
     return {"target": red.text(str(name)), "up": int(bool(h.get("up"))),
             "last_scrape": h.get("last_scrape"), "duration": h.get("duration"),
             "error": red.text(str(h.get("error") or "")), "samples": h.get("samples"),
-            "ok_scrapes": h.get("ok_scrapes"), "failed_scrapes": h.get("failed_scrapes")}
+            "ok_scrapes": h.get("ok_scrapes"), "failed_scrapes": h.get("failed_scrapes"),
+            # When discovery saw it leave (0.0: present): a gone target is not a down one.
+            "gone": float(h.get("gone") or 0.0)}
 
 
 def _omission_row(red: Redactor, item: Any) -> dict[str, str]:

@@ -220,7 +220,7 @@ def _summary(snap: Snapshot) -> str:
             ("series / samples", (f"{meta.get('series', len(snap.series()))} / "
                                   f"{meta.get('samples', '?')}")),
             ("journal entries", len(snap.journal())), ("traces", len(snap.traces()))]
-    targets = [(t.name, t.kind, t.url, _up(t.health.get("up")),
+    targets = [(t.name, t.kind, t.url, _up(t.health.get("up"), t.health.get("gone")),
                 t.health.get("error") or "") for t in snap.target_info()]
     notes = f"<h3>Notes</h3><pre>{_e(snap.notes)}</pre>" if snap.notes else ""
     return ("<h2>Summary</h2>" + _omitted(snap) + _table(("", ""), rows) + "<h3>Targets</h3>"
@@ -237,7 +237,9 @@ def _omitted(snap: Snapshot) -> str:
                       for o in items) + "</ul></div>")
 
 
-def _up(value: object) -> str:
+def _up(value: object, gone: object = None) -> str:
+    if gone:  # discovery saw it leave: neither up nor down (files before the column: None)
+        return "gone"
     return "up" if value == 1 else "down" if value == 0 else "?"
 
 

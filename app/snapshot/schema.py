@@ -32,7 +32,7 @@ CREATE TABLE rollups (series_id INTEGER NOT NULL REFERENCES series (id),
 CREATE TABLE targets (name TEXT PRIMARY KEY, url TEXT NOT NULL, kind TEXT NOT NULL,
     interval REAL, timeout REAL, service TEXT NOT NULL DEFAULT '');
 CREATE TABLE health (target TEXT PRIMARY KEY, up INTEGER, last_scrape REAL, duration REAL,
-    error TEXT, samples INTEGER, ok_scrapes INTEGER, failed_scrapes INTEGER);
+    error TEXT, samples INTEGER, ok_scrapes INTEGER, failed_scrapes INTEGER, gone REAL);
 CREATE TABLE traces (id INTEGER PRIMARY KEY, trace_id TEXT, span_id TEXT, parent_id TEXT,
     name TEXT, route TEXT, method TEXT, status INTEGER, instance TEXT, cache TEXT,
     start REAL, duration_ms REAL, extra_json TEXT NOT NULL DEFAULT '{}');
