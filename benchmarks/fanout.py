@@ -26,6 +26,10 @@ to show it was not the bottleneck. The payload is histogram-heavy, rendered by
 prometheus_client's ``generate_latest`` (default buckets, ``_created`` series).
 
 Run: ``.venv/bin/python benchmarks/fanout.py`` (about 2 minutes) or ``--quick``.
+``--in-process N ...`` measures the same per-scrape work without the network (each target's
+``TargetParser``, the engine's limit check and name mapping, ``FleetModel.ingest`` and one
+``tick`` per cycle, on the farm's bodies) for each N: CPU per million samples that no other
+program's load can turn into timeouts.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.parser import text_string_to_metric_families
 from trimtab.app.cli.runtime import settle_gc
 from trimtab.app.model.fleet import FleetModel
+from trimtab.collectors.exposition import TargetParser
+from trimtab.collectors.limits import SeriesChecker
 from trimtab.collectors.scrape import (
     ACCEPT,
     ScrapeEngine,
@@ -319,6 +325,34 @@ def run_peer(farm: Farm, warm: float, seconds: float) -> Trial:
         peer.stop()
 
 
+# --- without the network ----------------------------------------------------------------------
+
+def in_process(n: int, cycles: int = 12, warm: int = 3) -> float:
+    """CPU-seconds per million samples of the engine's per-scrape work and the model's tick
+    for ``n`` targets, ``warm`` cycles untimed (first scrapes are cold parses); prints a line."""
+    bodies = [raw.split(b"\r\n\r\n", 1)[1].decode() for raw in build_bodies(SAMPLES)]
+    targets = [ScrapeTarget(f"t{i}", f"http://127.0.0.1:9/t{i}", interval=INTERVAL, timeout=TIMEOUT)
+               for i in range(n)]
+    engine = ScrapeEngine(targets, lambda result: None)
+    parsers, checkers = [TargetParser() for _ in targets], [SeriesChecker() for _ in targets]
+    model, start, samples, cpu0 = FleetModel(), time.time() - cycles - warm, 0, 0.0
+    settle_gc()
+    for cycle in range(warm + cycles):
+        if cycle == warm:
+            samples, cpu0 = 0, time.process_time()
+        now = start + cycle
+        for i, target in enumerate(targets):
+            expo = parsers[i].parse(bodies[(i + cycle) % BODIES], "text/plain; version=0.0.4")
+            checkers[i].check(expo, target.limits)
+            expo = engine._normalise(target.name, expo)
+            samples += len(expo.columns()[0])
+            model.ingest(ScrapeResult(target, now + i / n, True, 0.01, expo))
+        model.tick(now + INTERVAL * 0.999)
+    per_million = (time.process_time() - cpu0) / samples * 1e6
+    print(f"in-process N={n:<4} {per_million:6.2f} CPU-s per M samples", flush=True)
+    return per_million
+
+
 # --- the run --------------------------------------------------------------------------------
 
 def trial(run: Callable[[Farm, float, float], Trial], n: int, warm: float, seconds: float) -> Trial:
@@ -353,9 +387,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description="Scrape fan-out: trimtab vs prometheus_client")
     ap.add_argument("--quick", action="store_true", help="shorter windows, fewer probes")
     ap.add_argument("--serve", nargs=2, type=int, metavar=("N", "S"), help=argparse.SUPPRESS)
+    ap.add_argument("--in-process", nargs="+", type=int, metavar="N",
+                    help="only the per-scrape work without the network, for each N")
     args = ap.parse_args()
     if args.serve:
         asyncio.run(serve(*args.serve))
+        return
+    if args.in_process:
+        figures = [in_process(n) for n in args.in_process]
+        print(f"in-process: {figures[-1] / figures[0]:.2f}x the CPU per sample at N={args.in_process[-1]} "
+              f"as at N={args.in_process[0]}")
         return
     warm, seconds, probes = (2.5, 4.0, 2) if args.quick else (3.0, 10.0, 5)
     peer_n = 4  # prometheus_client parses ~40k samples/s here: 4 x 2,000 per second is ~0.3 core
