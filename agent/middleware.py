@@ -76,6 +76,24 @@ class _Exchange:
         return message
 
 
+def routes_below(app: Any, depth: int = 16) -> Any:
+    """The route table of the first app down the ``.app`` chain that has one.
+
+    ``FastAPI.add_middleware(TrimtabMiddleware)`` wraps Starlette's exception middleware,
+    not the router: the table is one or two ``.app`` hops below. Found here, the routes
+    are known before the first request (a TTL for ``/items/{id}`` set right after start
+    is not "unknown route").
+    """
+    for _ in range(depth):
+        routes = getattr(app, "routes", None)
+        if routes is not None:
+            return routes
+        app = getattr(app, "app", None)
+        if app is None:
+            return None
+    return None
+
+
 class TrimtabMiddleware(AgentCore):
     """Wraps an ASGI app; serves ``/metrics`` and ``/_trimtab/``; caches routes with a TTL.
 
@@ -91,7 +109,7 @@ class TrimtabMiddleware(AgentCore):
                  cache_timeout: float = 0.05, ratelimit_store: str | None = None) -> None:
         super().__init__(instance, ttls, patterns, max_routes, store, tokens, state_dir,
                          trace_capacity, max_body, cache_timeout,
-                         framework_routes=getattr(app, "routes", None),
+                         framework_routes=routes_below(app),
                          ratelimit_store=ratelimit_store)
         refuse_unshared_multiprocess(self.state is not None)  # before serving anything
         self.app = app

@@ -368,3 +368,37 @@ def test_mounted_routes_keep_their_mount_prefix(cache: bool) -> None:
     assert routes == {"/v1/users/{uid}": 1, "/v2/users/{uid}": 2, "/users/{uid}": 1,
                       "<unmatched>": 1}
     assert "/v1/users/{uid}" in mw.config.known_routes
+
+
+def test_add_middleware_on_fastapi_knows_the_routes_before_the_first_request() -> None:
+    """``api.add_middleware(TrimtabMiddleware)``: a TTL for a templated route set as the very
+    first request is accepted (the route table is found below Starlette's own middleware)."""
+    import asyncio
+
+    import httpx
+    from fastapi import FastAPI
+    from trimtab.agent.middleware import TrimtabMiddleware
+
+    api = FastAPI()
+
+    @api.get("/items/{item_id}")
+    async def item(item_id: int) -> dict:
+        return {"id": item_id}
+
+    api.add_middleware(TrimtabMiddleware, instance="api-1", tokens="alice:write:w")
+    auth = {"authorization": "Bearer w"}
+
+    async def run() -> None:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api),
+                                     base_url="http://t") as c:
+            etag = (await c.get("/_trimtab/config", headers=auth)).headers["etag"]
+            r = await c.patch("/_trimtab/config", headers={**auth, "if-match": etag},
+                              json={"routes": {"/items/{item_id}": {"ttl": 30}},
+                                    "reason": "first thing after start"})
+            assert r.status_code == 200, r.text
+            first = await c.get("/items/7")
+            second = await c.get("/items/7")
+            assert (first.headers["x-trimtab-cache"], second.headers["x-trimtab-cache"]) == (
+                "miss", "hit")
+
+    asyncio.run(run())
