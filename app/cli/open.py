@@ -41,7 +41,7 @@ def run_open(args: argparse.Namespace, out: TextIO = sys.stderr) -> int:
     0 when the window was shown and closed; 2 (and one line on ``out``) when the
     file cannot be opened: missing, truncated, corrupt, a future schema, not a snapshot.
     """
-    if args.screenshot:
+    if args.screenshot or getattr(args, "charts", None):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
@@ -107,6 +107,36 @@ def _opened(window: SnapshotWindow, launcher: ReplayLauncher, args: argparse.Nam
         window.resize(1400, 860)
         QTimer.singleShot(int(args.after * 1000),
                           lambda: save_and_quit(window, args.screenshot, loop.exit, out))
+    elif getattr(args, "charts", None):
+        window.resize(1400, 860)
+        QTimer.singleShot(int(args.after * 1000),
+                          lambda: export_charts_and_quit(window, args.charts, args.page,
+                                                         loop.exit, out))
+
+
+def export_charts_and_quit(window: SnapshotWindow, path: str, page: str | None,
+                           quit: Any, out: TextIO) -> None:
+    """Export the charts of ``page`` (or of every page with charts) as ``path``'s format,
+    one file each (``STEM-<page>-<n>-<title>.EXT``), print each, then ``quit`` (0, or 2
+    on a bad path)."""
+    stem, dot, ext = path.rpartition(".")
+    keys = [page] if page else list(PAGES)
+    written: list[str] = []
+    try:
+        if not dot or ext.lower() not in ("png", "svg", "csv"):
+            raise ValueError(f"{path}: give the file a .png, .svg or .csv suffix")
+        for key in keys:
+            window.tabs.setCurrentIndex(page_index(key))
+            window._force_refresh()
+            if getattr(window.tabs.currentWidget(), "charts", None):
+                written += window.export_page(f"{stem}-{key}.{ext}")
+    except (OSError, ValueError) as exc:
+        print(f"trimtab: charts not exported: {exc}", file=out, flush=True)
+        quit(2)
+        return
+    for name in written:
+        print(f"trimtab: chart written to {name}", file=out, flush=True)
+    quit(0 if written else 2)
 
 
 def _say_omitted(window: SnapshotWindow, out: TextIO) -> None:

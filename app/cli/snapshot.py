@@ -29,6 +29,7 @@ from ..snapshot.redact import RedactionRules
 from ..snapshot.schema import SnapshotError
 from ..store.store import Store
 from ..targets import file as targets_file
+from ..ui.pages.registry import KEYS as PAGES
 
 _RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)([smhd])$")
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -82,6 +83,24 @@ def add_snapshot_commands(subparsers: Any) -> None:
     rep.add_argument("snapshot", metavar="FILE", help="a .trimtab file")
     rep.add_argument("--out", required=True, metavar="FILE", help="the HTML file to write")
     rep.set_defaults(func=cli_report)
+    charts = sub.add_parser("charts", help="export a snapshot's charts as PNG, SVG or CSV files")
+    charts.add_argument("snapshot", metavar="FILE", help="a .trimtab file")
+    charts.add_argument("--out", required=True, metavar="FILE.{png,svg,csv}",
+                        help="file name stem and format; one file per chart is written")
+    charts.add_argument("--page", choices=PAGES, help="only this page's charts (default: all)")
+    charts.add_argument("--after", type=float, default=1.0, metavar="SECONDS",
+                        help="seconds to wait after loading before exporting")
+    charts.set_defaults(func=cli_charts)
+
+
+def cli_charts(args: argparse.Namespace, out: TextIO = sys.stderr) -> int:
+    """The snapshot's charts as files, headless: 0, or 2 (one line) on a bad file or path."""
+    from .open import run_open
+
+    opened = argparse.Namespace(snapshot=args.snapshot, compare=None, page=args.page,
+                                theme=None, screenshot=None, after=args.after,
+                                charts=args.out)
+    return run_open(opened, out)
 
 
 def cli_export(args: argparse.Namespace, out: TextIO = sys.stderr) -> int:
