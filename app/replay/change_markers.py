@@ -22,8 +22,9 @@ from ..model.before_after import (
     display_scale,
     format_value,
     kind_of,
+    limit_intent,
 )
-from ..model.fleet import FleetModel
+from ..model.fleet import FleetModel, split_limit_key
 
 CARD_WINDOW = DEFAULT_WINDOW  # seconds judged on each side of the change
 CARD_SETTLE = DEFAULT_SETTLE  # seconds right after the change left out
@@ -113,7 +114,10 @@ def _set_weight(weights: dict[str, float], path: str, value: object) -> None:
 def _series_for(model: FleetModel, row: ctl.JournalRow, since: float) -> dict[str, tuple]:
     """The series a change can move: its route's latency/errors/hit ratio, or the shares."""
     routes = {c.path.split(".")[1] for c in row.changes if c.path.startswith("routes.")}
+    limits = {c.path.split(".")[1] for c in row.changes if c.path.startswith("limits.")}
     out: dict[str, tuple] = {}
+    if limits and not routes:
+        return _limit_series(model, limits, since)
     if routes:
         for route in sorted(routes):
             for metric in ("p50", "p95", "p99", "error_ratio", "hit_ratio"):
@@ -127,6 +131,26 @@ def _series_for(model: FleetModel, row: ctl.JournalRow, since: float) -> dict[st
         out[f"{server} p95"] = series
     for route, series in sorted(model.snapshot("p95", since).items()):
         out[f"{route} p95"] = series
+    return out
+
+
+def _limit_series(model: FleetModel, limits: set[str], since: float) -> dict[str, tuple]:
+    """A rate limit change: what its limits refused, would have, and let through, per route;
+    then the latency and errors of those routes."""
+    out: dict[str, tuple] = {}
+    routes = set()
+    for metric, word in (("limit_limited", "limited/s"), ("limit_shadow", "would-be-limited/s"),
+                         ("limit_allowed", "allowed/s")):
+        for key, series in sorted(model.snapshot(metric, since).items()):
+            route, name = split_limit_key(key)
+            if name in limits:
+                out[f"{route} {name} {word}"] = series
+                routes.add(route)
+    for route in sorted(routes):
+        for metric in ("p95", "error_ratio"):
+            series = model.snapshot(metric, since, [route]).get(route)
+            if series is not None:
+                out[f"{route} {metric}"] = series
     return out
 
 
@@ -154,9 +178,13 @@ def card(model: FleetModel, row: ctl.JournalRow, now: float | None = None,
     if previous is not None:
         since = max(since, previous)
     series = _series_for(model, row, since)
+    # A limit change meant its limited rates to move one way: "as intended" is that way.
+    ways = limit_intent((c.path, c.old, c.new) for c in row.changes)
+    intended = {name: way for name in series for limit, per in ways.items()
+                for word, way in per.items() if name.endswith(f" {limit} {word}")}
     results = compare_all(series, row.time, window=CARD_WINDOW, settle=CARD_SETTLE, now=now,
                           previous_change=previous, next_change=following,
-                          expected=new_shares(model, row, journal))
+                          expected=new_shares(model, row, journal), intended=intended)
     rows = [(name, format_value(name, c.before), format_value(name, c.after), c.change_text,
              c.band_text, c.label, f"{c.n_before} / {c.n_after}")
             for name, c in results.items()]

@@ -11,7 +11,9 @@ import pytest
 from PySide6.QtWidgets import QInputDialog, QMessageBox, QWidget
 from trimtab.agent.ratelimit_config import MAX_BURST, MAX_RATE
 from trimtab.app.cli.main import make_tuning
+from trimtab.app.model.before_after import AS_INTENDED
 from trimtab.app.model.fleet import FleetModel, limit_key
+from trimtab.app.replay.change_markers import card
 from trimtab.demo.app import DEMO_LIMIT, DEMO_LIMIT_NAME, SEARCH_ROUTE
 from trimtab.demo.fleet import DemoFleet
 from trimtab.widgets import limit_dialog
@@ -38,6 +40,12 @@ def agent_state(fleet: DemoFleet) -> list[tuple[str, int, dict]]:
         out.append((config.headers["etag"], len(entries),
                     config.json()["limits"].get(DEMO_LIMIT_NAME)))
     return out
+
+
+def _history(model: FleetModel, metric: str) -> float:
+    """Seconds of the demo limit's ``metric`` series held so far."""
+    series = model.snapshot(metric, keys=[KEY]).get(KEY)
+    return float(series[0][-1] - series[0][0]) if series is not None and len(series[0]) else 0.0
 
 
 def _last(model: FleetModel, metric: str, key: str) -> float:
@@ -157,6 +165,8 @@ def test_enforce_gives_429s_and_the_journal_revert_puts_shadow_back(qtbot, fleet
         dialog.accept()
         return True
 
+    # The before/after card needs a minute of "before" to know the normal spread.
+    qtbot.waitUntil(lambda: _history(model, "limit_shadow") >= 65.0, timeout=120_000)
     driver = DialogDriver()
     driver.expect(enforce)
     driver.expect(driver.click("OK"))
@@ -179,6 +189,18 @@ def test_enforce_gives_429s_and_the_journal_revert_puts_shadow_back(qtbot, fleet
                     timeout=20_000)
     keys = [k for k, r in window.journal_rows.items() if r.reason == "greedy client"]
     qtbot.waitUntil(lambda: bool(set(keys) & set(window.limits.limited.markers)), timeout=10_000)
+    # Its before/after card judges the refusals by what the change meant: more 429s and
+    # fewer would-be-limited after enforcing are "as intended".
+    row = window.journal_rows[keys[0]]
+    wanted = (f"{SEARCH_ROUTE} {DEMO_LIMIT_NAME} limited/s",
+              f"{SEARCH_ROUTE} {DEMO_LIMIT_NAME} would-be-limited/s")
+
+    def judged() -> dict[str, str]:
+        content = card(model, row, journal=window.journal_rows.values())
+        return {n: c.direction for n, c in content.comparisons.items() if n in wanted}
+
+    qtbot.waitUntil(lambda: set(judged().values()) == {AS_INTENDED}, timeout=60_000)
+    assert set(judged()) == set(wanted)
 
     # Revert from the Journal page: shadow again on every instance.
     journal = window.journal
