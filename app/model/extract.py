@@ -27,6 +27,7 @@ from trimtab.collectors.canonical import (
 )
 from trimtab.collectors.exposition import Exposition, Labels
 from trimtab.collectors.promql import restarted
+from trimtab.collectors.scrape import service_problem
 
 from .keys import route_key
 
@@ -136,7 +137,8 @@ class Counters:
 def extract(expo: Exposition, service: str = "") -> Counters:
     """Pick out what the cockpit charts; everything else is ignored here.
 
-    Routes are keyed by :func:`~.keys.route_key` of ``service`` (the scraped target's).
+    Routes are keyed by :func:`~.keys.route_key` of ``service`` (the scraped target's),
+    or of the series' own ``service`` label when it has a valid one (:func:`series_service`).
     """
     out = Counters()
     names, label_sets, values, _stamps = expo.columns()  # no Sample tuples built
@@ -179,13 +181,16 @@ def extract(expo: Exposition, service: str = "") -> Counters:
             # Only the rates matter (mean bytes per response): no Counters field to fill.
             route = size_routes.get(labels)
             if route is None:
-                route = size_routes[labels] = route_key(service, dict(labels).get("route", "?"))
+                lab = dict(labels)
+                route = size_routes[labels] = route_key(series_service(lab, service),
+                                                        lab.get("route", "?"))
             ids.append((name, labels))
             groups.append(("sizes", route, "sum" if name == SIZE_SUM else "count"))
             column.append(value)
         elif name == CACHE:
             lab = dict(labels)
-            ckey = (route_key(service, lab.get("route", "?")), lab.get("result", "?"))
+            ckey = (route_key(series_service(lab, service), lab.get("route", "?")),
+                    lab.get("result", "?"))
             out.cache[ckey] = out.cache.get(ckey, 0.0) + value  # bypass: one series per reason
             ids.append((name, labels))
             groups.append(("cache", ckey, None))
@@ -193,7 +198,8 @@ def extract(expo: Exposition, service: str = "") -> Counters:
         elif name == RATELIMIT:  # rates only (allowed / limited / shadow_limited per limit)
             lab = dict(labels)
             ids.append((name, labels))
-            groups.append(("ratelimit", (route_key(service, lab.get("route", "?")),
+            groups.append(("ratelimit", (route_key(series_service(lab, service),
+                                                   lab.get("route", "?")),
                                          lab.get("limit", "?")),
                            lab.get("result", "?")))
             column.append(value)
@@ -229,6 +235,17 @@ _KEY_CACHES: dict[str, tuple[dict[Labels, tuple[str, float, Group]],
 _KEY_CACHE_MAX = 200_000
 
 
+def series_service(lab: dict[str, str], service: str) -> str:
+    """The service a series belongs to: its own ``service`` label (an endpoint exporting
+    several services, or a mapping rendering one), else its target's ``service``.
+
+    A label no service name may carry (``collectors.scrape.service_problem``) falls back to
+    the target's: the series is kept, never lost or given an ambiguous key.
+    """
+    own = lab.get("service")
+    return own if own and service_problem(own) is None else service
+
+
 def _bucket_key(labels: Labels, service: str) -> tuple[str, float, Group]:
     """(route, le, group) of a latency bucket sample; le is NaN when missing or not a number.
 
@@ -240,14 +257,14 @@ def _bucket_key(labels: Labels, service: str) -> tuple[str, float, Group]:
         le = float(lab["le"])
     except (KeyError, ValueError):
         le = math.nan
-    route = route_key(service, lab.get("route", "?"))
+    route = route_key(series_service(lab, service), lab.get("route", "?"))
     return route, le, ("buckets", route, le)
 
 
 def _request_key(labels: Labels, service: str) -> tuple[str, bool, Group]:
     """(route, is a 5xx, group) of a request counter sample (grouped by status class)."""
     lab = dict(labels)
-    route = route_key(service, lab.get("route", "?"))
+    route = route_key(series_service(lab, service), lab.get("route", "?"))
     cls = status_class(lab.get("status", ""))
     return route, cls == "5xx", ("requests", route, cls)
 
@@ -262,13 +279,15 @@ def _extract_restart_marker(out: Counters, name: str, labels: Labels, value: flo
     counter, lab = CREATED[name], dict(labels)
     key: Hashable
     if counter == "cache":
-        key = (route_key(service, lab.get("route", "?")), lab.get("result", "?"))
+        key = (route_key(series_service(lab, service), lab.get("route", "?")),
+               lab.get("result", "?"))
     elif counter == "ratelimit":
-        key = (route_key(service, lab.get("route", "?")), lab.get("limit", "?"))
+        key = (route_key(series_service(lab, service), lab.get("route", "?")),
+               lab.get("limit", "?"))
     elif counter.startswith("lb_"):
         key = lab.get("server", "?")
     else:
-        key = route_key(service, lab.get("route", "?"))
+        key = route_key(series_service(lab, service), lab.get("route", "?"))
     out.created.setdefault((counter, key), {})[labels] = value
 
 

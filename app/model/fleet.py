@@ -640,8 +640,8 @@ class FleetModel:
         if metric == "p95_instance":
             route, _, target = (key or "").partition(INSTANCE_SEP)
             service, route = split_route_key(route)
-            sel = _selector(HIST_BUCKET, job=service or None, route=route or None,
-                            instance=target or None)
+            sel = _selector(HIST_BUCKET, **{self._service_label(service): service or None},
+                            route=route or None, instance=target or None)
             return (f"histogram_quantile(0.95, sum by (le, route, instance) "
                     f"(rate({sel}{w})))")
         route_metrics = {"rate", "error_ratio", "hit_ratio", "heat", "cache", "size_mean",
@@ -653,9 +653,10 @@ class FleetModel:
             by = "server"
         else:
             raise ValueError(f"no PromQL for {metric!r}: not a series this model derives")
-        # A service's route key selects its job's series (Prometheus' job = the service).
+        # A service's route key selects its job's series (Prometheus' job = the service),
+        # or the series' own service label when no target is of that service (extract.py).
         service, plain = split_route_key(key) if key and by == "route" else ("", key)
-        label = {"job": service, by: plain} if service else {by: key}
+        label = {self._service_label(service): service, by: plain} if service else {by: key}
         if _is_level(metric):
             q = _level_of(metric)
             return (f"histogram_quantile({q:g}, sum by (le, {by}) "
@@ -689,6 +690,11 @@ class FleetModel:
             return f"sum by (server) (rate({_selector('trimtab_balancer_errors_total', **label)}{w}))"
         return (f"sum by (server) (rate({_selector(LB_REQUESTS, **label)}{w}))"
                 f" / scalar(sum(rate({LB_REQUESTS}{w})))")
+
+    def _service_label(self, service: str) -> str:
+        """``job`` for a targets' service, ``service`` for one only a series label names."""
+        with self.lock:
+            return "job" if service in self.services.values() else "service"
 
     def snapshot(self, metric: str, since: float | None = None,
                  keys: Iterable[str] | None = None) -> dict[str, tuple]:

@@ -19,6 +19,7 @@ from typing import Protocol
 
 from trimtab.collectors.canonical import HIST_BUCKET, REQUESTS
 
+from ..model.extract import series_service
 from ..model.keys import route_key
 from ..store.store import SeriesKey, Store
 from .burn import WORKBOOK_ALERTS, BurnAlert, Samples, burn_rate, error_ratio
@@ -64,11 +65,13 @@ class StoreSource:
         for key, (t, v) in found.items():
             if self.targets is not None and key.target not in self.targets:
                 continue
-            route = dict(key.labels).get("route", "")
+            labels = dict(key.labels)
+            route = labels.get("route", "")
             if self.services is None:
                 covered = slo.matches(route_key(slo.service, route))
-            else:
-                covered = slo.matches(route_key(self.services.get(key.target, ""), route))
+            else:  # keyed as the model keys it (the series' own service label first)
+                service = series_service(labels, self.services.get(key.target, ""))
+                covered = slo.matches(route_key(service, route))
             if covered:
                 out[key] = [(round(float(a) * 1000), float(b)) for a, b in zip(t, v, strict=True)]
         return out

@@ -44,3 +44,30 @@ def test_same_series_of_two_services_are_two_routes() -> None:
         "shop · /items/{id}"] * 2
     assert '{job="api",route="/items/{id}"}' in model.promql("rate", route_key("api", "/items/{id}"))
     assert "job=" not in model.promql("rate", "/items/{id}")
+
+
+def test_the_instrumentations_own_service_label_keys_its_series() -> None:
+    """One endpoint exporting several services (a collector, a mapping that renders
+    ``service``): each series keyed by its own label; a label no service may carry (a '/')
+    falls back to the target's service rather than losing the series."""
+    def text(count: float) -> str:
+        out = "# TYPE trimtab_http_requests_total counter\n"
+        for service, n in (("cart", 1.0), ("users", 2.0), ("bad/name", 4.0)):
+            out += (f'trimtab_http_requests_total{{route="/health",service="{service}",'
+                    f'status="200"}} {n * count}\n')
+        return out + "# TYPE trimtab_http_request_duration_seconds histogram\n" + "".join(
+            f'trimtab_http_request_duration_seconds_bucket{{route="/health",service="{s}",'
+            f'le="{le}"}} {n * count}\n'
+            for s, n in (("cart", 1.0), ("users", 2.0), ("bad/name", 4.0)) for le in ("0.1", "+Inf"))
+
+    model = FleetModel()
+    target = ScrapeTarget("otel-collector", "http://127.0.0.1:4/metrics", service="edge")
+    for second in range(12):
+        model.ingest(ScrapeResult(target, T0 + second, True, 0.01, parse(text(10.0 * second)), ""))
+        model.tick(T0 + second)
+    rates = {key: stats.rate for key, stats in model.routes.items()}
+    assert rates == {route_key("cart", "/health"): pytest.approx(10.0),
+                     route_key("users", "/health"): pytest.approx(20.0),
+                     route_key("edge", "/health"): pytest.approx(40.0)}
+    assert '{service="cart",route="/health"}' in model.promql("rate", route_key("cart", "/health"))
+    assert '{job="edge",route="/health"}' in model.promql("rate", route_key("edge", "/health"))
