@@ -44,15 +44,16 @@ class TargetManager:
         return self.discovery
 
     def add(self, name: str, url: str, kind: str = "instance", interval: float = 1.0,
-            token_env: str = "") -> ScrapeTarget:
+            token_env: str = "", service: str = "") -> ScrapeTarget:
         """Validate, save and start collecting; raises TargetsError and changes nothing if invalid.
 
         ``token_env``: for a Prometheus source, the environment variable holding its bearer
-        token (it must be set now).
+        token (it must be set now). ``service``: the service it is an instance of
+        (``""``: the unnamed one).
         """
         target = ScrapeTarget(name, url, kind, interval, timeout=min(10.0, interval * 0.8),
                               token=self.token if kind != targets_file.PROMETHEUS else "",
-                              token_env=token_env)
+                              token_env=token_env, service=service)
         if name in self.collectors:  # a command-line source is not in the file
             raise targets_file.TargetsError(f"target {name!r}: the name is already used")
         found_by = self.discovery.origin(name) if self.discovery is not None else None

@@ -75,3 +75,27 @@ def test_route_keys_round_trip() -> None:
     assert split_route_key("/items/{id}") == ("", "/items/{id}")
     assert split_route_key("/a · b") == ("", "/a · b")  # a plain route holding the separator
     assert service_of("shop · /metrics") == "shop"
+
+
+def test_adding_a_target_with_a_service(tmp_path: Path) -> None:
+    """The manager (the Fleet page's Add target…) saves the service; a bad one changes
+    nothing: not the file, not the engine's targets."""
+    from trimtab.app.model.fleet import FleetModel
+    from trimtab.app.targets.manager import TargetManager
+    from trimtab.collectors.scrape import ScrapeEngine
+
+    path = tmp_path / "targets.toml"
+    path.write_text(GOOD, encoding="utf-8")
+    model = FleetModel()
+    engine = ScrapeEngine([], model.ingest).start()
+    try:
+        manager = TargetManager(path, engine, model)
+        with pytest.raises(targets_file.TargetsError, match="control characters"):
+            manager.add("cart-1", "http://127.0.0.1:8009/metrics", service="cart\x1b[2J")
+        assert path.read_text(encoding="utf-8") == GOOD and "cart-1" not in manager.names
+        added = manager.add("cart-1", "http://127.0.0.1:8009/metrics", service="cart")
+        assert added.service == "cart"
+        assert [t.service for t in targets_file.load(path)] == ["shop", "", "cart"]
+        assert 'service = "cart"' in path.read_text(encoding="utf-8")
+    finally:
+        engine.stop()
