@@ -63,6 +63,13 @@ class RateField(NumberField):
         return problem
 
 
+class BurstField(NumberField):
+    """A whole number of requests, its range written out (1 to 1,000,000, not 1e+06)."""
+
+    def range_text(self) -> str:
+        return f"a whole number from {self.minimum:,.0f} to {self.maximum:,.0f} {self.unit}".rstrip()
+
+
 class LimitDialog(FittedDialog):
     """Change one limit on every instance that has it, or on one of them.
 
@@ -86,7 +93,7 @@ class LimitDialog(FittedDialog):
         self.setWindowTitle(f"Change the rate limit {name} on {self.route}")
         self.rate = RateField(0, max_rate, unit="req/s", hint="requests per second per key")
         self.rate.setValue(first.rate)
-        self.burst = NumberField(1, max_burst, integer=True, unit="requests",
+        self.burst = BurstField(1, max_burst, integer=True, unit="requests",
                                  hint="requests let through at once")
         self.burst.setValue(first.burst)
         self.key = QLineEdit(first.key)
