@@ -70,12 +70,15 @@ RATE = Kind(None, 0.0, math.inf, "/s", 0.1)
 # Requests a rate limit refused (or would have): neither more nor fewer is better in itself,
 # only the way the change meant them to go (an operator tightening a limit wants more).
 LIMITED = Kind("intended", 0.0, math.inf, "/s", 0.1)
+# An SLO's error-budget burn rate (error ratio ÷ budget): lower is better.
+BURN = Kind("down", 0.0, math.inf, "×", 0.01)
 OTHER = Kind(None, -math.inf, math.inf, "")
 KINDS: dict[str, Kind] = {
     "p50": LATENCY, "p90": LATENCY, "p95": LATENCY, "p99": LATENCY, "lb_p95": LATENCY,
     "error_ratio": ERRORS, "error_rate": ERRORS, "hit_ratio": HIT_RATIO, "share": SHARE,
     "rate": RATE, "requests/s": RATE, "allowed/s": RATE,
     "limited/s": LIMITED, "would-be-limited/s": LIMITED,
+    "burn": BURN,
 }
 
 # Direction words (Comparison.direction).
@@ -105,6 +108,8 @@ def format_value(metric: str, value: float) -> str:
         return f"{value * 100:.1f} %"
     if unit == "/s":
         return f"{value:.1f}/s"
+    if unit == "×":
+        return f"{value:.2f}×"
     return f"{value:.4g}"
 
 

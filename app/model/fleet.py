@@ -217,6 +217,11 @@ class FleetModel:
     window: float = 0.0
     # sum by (le) (rate(bucket[W])) per route of the last tick, for subclasses' extra levels.
     _route_buckets: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    # More series derived each tick from what the tick worked out (SLO burn rates,
+    # app/slo/live.py): called on the collector thread after the model's own, with the
+    # model and the tick time; each returns (metric, key, value) points for that tick.
+    derivers: list[Callable[[FleetModel, float], Iterable[tuple[str, str, float]]]] = field(
+        default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.window:
@@ -390,6 +395,8 @@ class FleetModel:
         self._derive_cache(now, windows)
         self._derive_limits(now, windows)
         self._derive_share(now, windows)
+        for derive in list(self.derivers):
+            self._points.extend(derive(self, now))
         with self.lock:
             for metric, key, value in self._points:
                 ring = self.series.get((metric, key))
@@ -510,6 +517,11 @@ class FleetModel:
             q = histogram_quantile(0.95, sorted(buckets.items()))
             self._append("p95_instance", f"{route}{INSTANCE_SEP}{target}", now,
                          q.value if q else math.nan)
+
+    def route_buckets(self) -> dict[str, list[tuple[float, float]]]:
+        """``sum by (le) (rate(bucket[W]))`` per route key of this tick (collector thread: what a
+        deriver reads; rebuilt by each tick's latency step, before the derivers run)."""
+        return self._route_buckets
 
     def heat(self, route: str, since: float | None = None
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -25,6 +25,7 @@ from ..model.before_after import (
     limit_intent,
 )
 from ..model.fleet import FleetModel, split_limit_key
+from ..slo.definition import SLO
 
 CARD_WINDOW = DEFAULT_WINDOW  # seconds judged on each side of the change
 CARD_SETTLE = DEFAULT_SETTLE  # seconds right after the change left out
@@ -134,6 +135,17 @@ def _series_for(model: FleetModel, row: ctl.JournalRow, since: float) -> dict[st
     return out
 
 
+def _burn_series(model: FleetModel, row: ctl.JournalRow, since: float,
+                 slos: list[SLO]) -> dict[str, tuple]:
+    """``"<slo> burn"`` series of the SLOs the change can move (all for a balancer change)."""
+    routes = {c.path.split(".")[1] for c in row.changes if c.path.startswith("routes.")}
+    chosen = [s.name for s in slos if not routes or any(s.matches(r) for r in routes)]
+    if not chosen:
+        return {}
+    return {f"{name} burn": series
+            for name, series in sorted(model.snapshot("burn", since, chosen).items())}
+
+
 def _limit_series(model: FleetModel, limits: set[str], since: float) -> dict[str, tuple]:
     """A rate limit change: what its limits refused, would have, and let through, per route;
     then the latency and errors of those routes."""
@@ -165,11 +177,13 @@ def _chart(name: str, series: tuple, c: Comparison, t0: float) -> CardChart:
 
 
 def card(model: FleetModel, row: ctl.JournalRow, now: float | None = None,
-         journal: Iterable[ctl.JournalRow] = ()) -> CardContent:
+         journal: Iterable[ctl.JournalRow] = (), slos: Iterable[SLO] = ()) -> CardContent:
     """The before/after card of ``row``'s change at ``now``, judged by the one judge.
 
     ``journal``: the other changes known (the previous and next change to the same target
     bound the windows; a weight change's new shares are worked out from them).
+    ``slos``: the SLOs whose live burn rate (the model's ``burn`` series) the card judges
+    too: those on the changed routes, or every one for a balancer change.
     """
     now = time.time() if now is None else now
     journal = list(journal)
@@ -178,6 +192,7 @@ def card(model: FleetModel, row: ctl.JournalRow, now: float | None = None,
     if previous is not None:
         since = max(since, previous)
     series = _series_for(model, row, since)
+    series.update(_burn_series(model, row, since, list(slos)))
     # A limit change meant its limited rates to move one way: "as intended" is that way.
     ways = limit_intent((c.path, c.old, c.new) for c in row.changes)
     intended = {name: way for name in series for limit, per in ways.items()

@@ -312,7 +312,8 @@ class MainWindow(QMainWindow):
         row = self.journal_rows.get(key)
         if row is None:
             return
-        content = card(self.model, row, now=self.clock(), journal=self.journal_rows.values())
+        content = card(self.model, row, now=self.clock(), journal=self.journal_rows.values(),
+                       slos=self.slo.slos)
         self.change_card = ChangeCard(content.title, content.subtitle, content.rows, self,
                                       content.charts)
         self.change_card_key = key
@@ -328,7 +329,8 @@ class MainWindow(QMainWindow):
         if self.model.version == self.change_card_version:
             return
         self.change_card_version = self.model.version
-        content = card(self.model, row, now=self.clock(), journal=self.journal_rows.values())
+        content = card(self.model, row, now=self.clock(), journal=self.journal_rows.values(),
+                       slos=self.slo.slos)
         shown.set_content(content.subtitle, content.rows, content.charts)
 
     @Slot(str, float)

@@ -38,6 +38,7 @@ from ...model.fleet import FleetModel
 from ...slo import file as slo_file
 from ...slo import rules
 from ...slo.definition import SLO, SLOError, format_duration
+from ...slo.live import burn_deriver
 from ...slo.track import SloStatus, StoreSource, evaluate
 from ...store.settings import human_duration
 
@@ -78,6 +79,9 @@ class SloPage(QWidget):
             except SLOError as exc:
                 self.load_error = str(exc)
         self.statuses: list[SloStatus] = []
+        # The live model derives each SLO's burn over its rate window every tick (the
+        # before/after card judges it); the list read is always this page's current one.
+        model.derivers.append(burn_deriver(lambda: self.slos))
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slo")
         self._future: Future[list[SloStatus]] | None = None
         self._started = 0.0
