@@ -23,6 +23,9 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
 
+from ..slo import file as slo_file
+from ..slo.definition import SLO, SLOError
+from ..slo.file import slo_path
 from ..snapshot.agents import Omission, read_agents
 from ..snapshot.export import export_snapshot
 from ..snapshot.redact import RedactionRules
@@ -117,6 +120,7 @@ def cli_export(args: argparse.Namespace, out: TextIO = sys.stderr) -> int:
         if not store_path.is_file():
             raise ValueError(f"{store_path}: no history database (give --store FILE)")
         targets, omitted = _targets(args.targets)
+        slos = _slos(args.targets, out)
         rules = RedactionRules(query_params=RedactionRules().query_params
                                | frozenset(args.redact_param),
                                label_names=tuple(args.redact_label))
@@ -128,6 +132,7 @@ def cli_export(args: argparse.Namespace, out: TextIO = sys.stderr) -> int:
             info = export_snapshot(
                 store, args.out, start, end, targets=targets, journal=records.journal,
                 traces=records.traces, notes=args.notes, redaction=rules, omitted=omitted,
+                slos=slos,
                 progress=lambda done, total: print(f"\rexporting metrics {done}/{total}",
                                                    end="", file=out, flush=True))
     except (ValueError, OSError, sqlite3.Error) as exc:
@@ -177,6 +182,17 @@ def _targets(path: str | None) -> tuple[list[Any], list[Omission]]:
         return [], [Omission("targets", "all", why)]
     token = os.environ.get("TRIMTAB_TOKEN", "")
     return [dataclasses.replace(t, token=token) for t in targets_file.load(file)], []
+
+
+def _slos(targets: str | None, out: TextIO) -> list[SLO]:
+    """The cockpit's SLOs (``slos.yaml`` beside the targets file); a damaged file is said
+    on ``out`` and the export goes on without them."""
+    path = slo_path(Path(targets) if targets else targets_file.default_path())
+    try:
+        return slo_file.load(path)
+    except SLOError as exc:
+        print(f"trimtab: SLOs not included: {exc}", file=out)
+        return []
 
 
 @contextlib.contextmanager

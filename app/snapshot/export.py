@@ -28,6 +28,10 @@ from typing import Any
 import numpy as np
 import sqlite_utils
 
+from ..slo import openslo
+from ..slo.burn import burn_rate
+from ..slo.definition import SLO
+from ..slo.track import StoreSource, ratio
 from ..store.codec import Points
 from ..store.store import Store
 from .open import Snapshot, open_snapshot
@@ -68,13 +72,28 @@ def app_version() -> str:
         return "unknown"
 
 
+def _slo_row(red: Redactor, store: Store, slo: SLO, start: float, end: float) -> dict[str, Any]:
+    """What the window did to one SLO: its error ratio and burn over the window, and the share
+    of the SLO window's error budget the window consumed (burn × window ÷ SLO window)."""
+    error_ratio = ratio(StoreSource(store), slo, end, end - start)
+    burn = burn_rate(error_ratio, slo)
+    consumed = burn * (end - start) / slo.window_s if math.isfinite(burn) else math.nan
+    return {"name": slo.name, "summary": red.text(slo.summary()),
+            "error_ratio": _finite_or_none(error_ratio), "burn": _finite_or_none(burn),
+            "budget_consumed": _finite_or_none(consumed)}
+
+
+def _finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
 def export_snapshot(store: Store, out_path: str | Path, start: float, end: float, *,
                     traces: Iterable[Mapping[str, Any]] = (), journal: Iterable[Any] = (),
                     targets: Iterable[Any] = (), health: Mapping[str, Any] | None = None,
                     notes: str = "", annotations: Iterable[Any] = (),
                     redaction: RedactionRules | None = None,
                     progress: Progress | None = None,
-                    omitted: Iterable[Any] = ()) -> SnapshotInfo:
+                    omitted: Iterable[Any] = (), slos: Iterable[SLO] = ()) -> SnapshotInfo:
     """Write the window ``[start, end]`` (unix s) of ``store`` and the rest to ``out_path``.
 
     ``traces`` are trace dicts (``Tracer._as_dict`` shape), ``journal`` are
@@ -87,7 +106,10 @@ def export_snapshot(store: Store, out_path: str | Path, start: float, end: float
     total)`` is called as series names are exported. ``omitted`` says what the
     caller could not include and why (``Omission``s or dicts with ``what``,
     ``source``, ``why``): kept, redacted, as ``meta.omitted`` so a reader can
-    say so. An existing ``out_path`` is replaced only once the new file is complete.
+    say so. ``slos``: the objectives in force, written as OpenSLO (``meta.slos_openslo``)
+    with what the window did to each (``meta.slos``: error ratio, burn rate and the
+    share of the SLO window's budget the window consumed). An existing ``out_path`` is
+    replaced only once the new file is complete.
     """
     start, end = _window(start, end)
     targets = list(targets)
@@ -114,6 +136,10 @@ def export_snapshot(store: Store, out_path: str | Path, start: float, end: float
             "window_start": repr(start), "window_end": repr(end), "notes": red.text(notes),
             "redaction": json.dumps(rules.describe()),
             "omitted": json.dumps([_omission_row(red, o) for o in omitted])}
+    slos = list(slos)
+    if slos:
+        meta["slos_openslo"] = red.text(openslo.dumps(slos))
+        meta["slos"] = json.dumps([_slo_row(red, store, s, start, end) for s in slos])
     tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
     try:
         counts = _write(tmp, store, red, start, end, meta, tables, trace_rows, progress)

@@ -105,6 +105,33 @@ class Snapshot:
         return [{k: str(i.get(k, "")) for k in ("what", "source", "why")}
                 for i in items if isinstance(i, dict)]
 
+    def slos(self) -> list[dict[str, Any]]:
+        """The SLOs in force at export with what the window did to each (``name``,
+        ``summary``, ``error_ratio``, ``burn``, ``budget_consumed``; None = no traffic);
+        empty for a file without SLOs or written before them, or when damaged."""
+        try:
+            items = json.loads(self.meta.get("slos") or "[]")
+        except ValueError:
+            return []
+        if not isinstance(items, list):
+            return []
+        out = []
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            row: dict[str, Any] = {k: str(item.get(k, "")) for k in ("name", "summary")}
+            for k in ("error_ratio", "burn", "budget_consumed"):
+                v = item.get(k)
+                row[k] = float(v) if isinstance(v, int | float) and not isinstance(v, bool) \
+                    else None
+            out.append(row)
+        return out
+
+    @property
+    def slos_openslo(self) -> str:
+        """The SLO definitions as exported (OpenSLO YAML), for a colleague to import."""
+        return self.meta.get("slos_openslo", "")
+
     @property
     def notes(self) -> str:
         """The operator's notes (redacted at export)."""

@@ -103,7 +103,8 @@ def render_html(snap: Snapshot, chart: ChartRenderer = no_charts) -> str:
                   ("requests/s by target", {t: (mids, v) for t, v in sorted(rates.items())}))]
     parts = [f"<h1>Incident report — {utc(start)} to {utc(end)}</h1>",
              f'<p class="summary">{_e(_headline(snap, slow, actions, judged))}</p>',
-             _summary(snap), "<h2>Slowest routes (p95 over the window)</h2>", _routes(slow),
+             _summary(snap), *_promises(snap),
+             "<h2>Slowest routes (p95 over the window)</h2>", _routes(slow),
              "<h2>Charts</h2>", _coverage(snap, mids, p95, rates),
              *(f'<p><img alt="{html.escape(title)}" src="data:image/png;base64,'
                f'{base64.b64encode(png).decode()}"></p>' for title, png in charts if png),
@@ -330,6 +331,27 @@ def _cards(found: Sequence[Comparison]) -> str:
     return ("<table><tr><th>metric</th><th>before</th><th>after</th><th>change</th>"
             "<th>normal before</th><th>verdict</th><th>samples before / after</th></tr>"
             f"{rows}</table>")
+
+
+def _promises(snap: Snapshot) -> list[str]:
+    """The SLOs in force and what the window did to each; nothing when there were none."""
+    rows = snap.slos()
+    if not rows:
+        return []
+
+    def pct(x: float | None, digits: str = ".2f") -> str:
+        return "no traffic" if x is None else f"{x * 100:{digits}} %"
+
+    table = _table(("SLO", "promise", "errors in the window", "burn rate",
+                    "budget consumed by the window"),
+                   [(r["name"], r["summary"], pct(r["error_ratio"]),
+                     "no traffic" if r["burn"] is None else f"{r['burn']:.2f}×",
+                     pct(r["budget_consumed"], ".3g"))
+                    for r in sorted(rows, key=lambda r: -(r["budget_consumed"] or 0.0))])
+    return ["<h2>Promises (SLOs)</h2>",
+            "<p>Burn rate = the window's error ratio ÷ the error budget (1 − objective); "
+            "budget consumed = burn rate × window ÷ the SLO's window (28 d: a 1 h burn of "
+            "14.4× consumes 2 %).</p>", table]
 
 
 def _annotations(snap: Snapshot) -> str:

@@ -49,6 +49,8 @@ class ExportJob(QObject):
         self.health = model.read(lambda m: {k: dataclasses.replace(h)
                                             for k, h in m.health.items()})
         self.journal = list(window.journal_rows.values())
+        slo_page = getattr(window, "slo", None)  # the SLOs in force, with what the window did
+        self.slos = list(slo_page.slos) if slo_page is not None else []
         # A list, or a callable giving the current one (it may read the targets file:
         # called on the worker thread).
         self.targets_source = getattr(window, "export_targets", [])
@@ -89,7 +91,7 @@ class ExportJob(QObject):
         try:
             targets = list(source() if callable(source) else source)
             info = export_snapshot(self.store, path, start, end, traces=self.traces,
-                                   journal=self.journal, targets=targets,
+                                   journal=self.journal, targets=targets, slos=self.slos,
                                    health=self.health, notes=self.notes,
                                    progress=self._progress)
         except Cancelled:
