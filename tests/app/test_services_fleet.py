@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -160,8 +161,12 @@ def test_two_services_sharing_route_names_stay_apart_everywhere(qtbot, fleet: Fl
     qtbot.waitUntil(overview_shown, timeout=15_000)
     assert f"Slowest route: {SHOP}" in window.overview.headline.text()
     # A snapshot keeps each target's service; reopened, the replay keys the routes the same.
-    end = max(h.last_scrape for h in model.health.values())
-    info = export_snapshot(fleet.store, tmp_path / "services.trimtab", end - 20, end,
+    # Enough stored cycles that the replay has rates at its end (two scrapes in its window):
+    # the window starts at the store's first cycle and ends now.
+    first = poll(fleet.store.first_time, lambda t: t is not None and time.time() - t > 8.0,
+                 timeout=30.0)
+    assert first is not None and time.time() - first > 8.0
+    info = export_snapshot(fleet.store, tmp_path / "services.trimtab", first, time.time(),
                            targets=fleet.targets, health=dict(model.health),
                            traces=list(model.traces))
     session = snapshot_session(info.path)
