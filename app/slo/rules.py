@@ -70,6 +70,11 @@ def error_ratio_expr(slo: SLO, window_s: float, bounds: Sequence[float] | None =
     return f"1 - ({low} + ({high} - {low}) * {fraction!r})"
 
 
+def agent_bounds() -> tuple[float, ...]:
+    """The trimtab agent's latency bucket bounds (seconds)."""
+    return _agent_bounds()
+
+
 def _agent_bounds() -> tuple[float, ...]:
     from trimtab.agent.buckets import LATENCY_BUCKETS
 

@@ -60,6 +60,8 @@ class SLIReading:
             return f"{self.good * 100:.4g} %"
         if self.exact:
             return f"{self.good * 100:.4g} % (exact at le={self.bound_s[1]:g})"
+        if math.isnan(self.bound_s[1]):  # evaluated elsewhere (a Prometheus server)
+            return f"{self.good * 100:.4g} % (interpolated between bucket bounds)"
         return (f"{self.good * 100:.4g} % (interpolated between le={self.bound_s[0]:g} and "
                 f"le={self.bound_s[1]:g}: {self.low * 100:.4g}–{self.high * 100:.4g} %)")
 

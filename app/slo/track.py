@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from trimtab.collectors.canonical import HIST_BUCKET, REQUESTS
+from trimtab.collectors.prometheus.api import SyncPromAPI
 
 from ..model.extract import series_service
 from ..model.keys import route_key
 from ..store.store import SeriesKey, Store
+from . import rules
 from .burn import WORKBOOK_ALERTS, BurnAlert, Samples, burn_rate, error_ratio
 from .definition import SLO
 from .sli import SLIReading, availability_sli, latency_sli
@@ -80,6 +82,35 @@ class StoreSource:
         return self.store.first_time()
 
 
+class PrometheusSource:
+    """Error ratios evaluated by a Prometheus-compatible server, for windows longer than the
+    cockpit's history (28 days of raw samples are the server's to hold, not this process's).
+
+    It asks for the very expressions the exported rules record (:func:`.rules.error_ratio_expr`,
+    proven equal to the cockpit's arithmetic on the same samples), so the figures agree.
+    """
+
+    def __init__(self, url: str, headers: Mapping[str, str] | None = None,
+                 timeout: float = 10.0) -> None:
+        self.api = SyncPromAPI(url, timeout=timeout, headers=dict(headers or {}))
+
+    def error_ratio(self, slo: SLO, at: float, window_s: float) -> float:
+        """The SLO's error ratio over ``[at - window_s, at]``; NaN when the server has none.
+
+        PromAPIError (down, refused query) propagates: the page says why, not "no traffic".
+        """
+        found = self.api.query(rules.error_ratio_expr(slo, window_s), at)
+        values = [float(s.values[-1]) for s in found if len(s.values)]
+        return values[0] if values else math.nan
+
+    def series(self, name: str, slo: SLO, start: float, end: float
+               ) -> dict[SeriesKey, Samples]:
+        raise NotImplementedError("a Prometheus source answers error ratios, not samples")
+
+    def oldest(self) -> float | None:
+        return 0.0  # the server's retention is not known here: windows are taken as covered
+
+
 @dataclass(frozen=True)
 class WindowBurn:
     """One workbook row at one instant."""
@@ -128,8 +159,11 @@ def _grouped(series: dict[SeriesKey, Samples], label: str) -> dict[str, list[Sam
     return out
 
 
-def ratio(source: SampleSource, slo: SLO, at: float, window_s: float) -> float:
+def ratio(source: SampleSource | PrometheusSource, slo: SLO, at: float,
+          window_s: float) -> float:
     """The SLO's error ratio over ``[at - window_s, at]`` from ``source``."""
+    if isinstance(source, PrometheusSource):
+        return source.error_ratio(slo, at, window_s)
     start = at - window_s
     end_ms, range_ms = round(at * 1000), round(window_s * 1000)
     if slo.kind == "latency":
@@ -140,8 +174,14 @@ def ratio(source: SampleSource, slo: SLO, at: float, window_s: float) -> float:
     return error_ratio(slo, end_ms, range_ms, requests=requests)
 
 
-def reading(source: SampleSource, slo: SLO, at: float, window_s: float) -> SLIReading:
+def reading(source: SampleSource | PrometheusSource, slo: SLO, at: float,
+            window_s: float) -> SLIReading:
     """The SLI over the window, with the bucket bounds it rests on (latency) or exact."""
+    if isinstance(source, PrometheusSource):
+        good = 1.0 - source.error_ratio(slo, at, window_s)
+        exact = slo.kind == "availability" or any(
+            abs(b - (slo.threshold_s or 0.0)) <= 1e-9 * b for b in rules.agent_bounds())
+        return SLIReading(good, good, good, exact, (math.nan, math.nan))
     start = at - window_s
     end_ms, range_ms = round(at * 1000), round(window_s * 1000)
     from .burn import summed_rate
@@ -171,7 +211,8 @@ def _is_bound(le: str) -> bool:
     return True
 
 
-def evaluate(slos: Iterable[SLO], source: SampleSource, at: float, sli_window_s: float = 300.0,
+def evaluate(slos: Iterable[SLO], source: SampleSource | PrometheusSource, at: float,
+             sli_window_s: float = 300.0,
              alerts: Sequence[BurnAlert] = WORKBOOK_ALERTS) -> list[SloStatus]:
     """Every SLO at ``at``, sorted by budget remaining (the most spent first)."""
     oldest = source.oldest()

@@ -83,7 +83,8 @@ class MainWindow(QMainWindow):
         self.journal = JournalPage(tuning)
         self.fleet = self.fleet_page(model, targets)
         # SLOs live beside the targets file; a window without one (the demo) keeps them in memory.
-        self.slo = SloPage(model, slo_path(targets.path) if targets is not None else None)
+        self.slo = SloPage(model, slo_path(targets.path) if targets is not None else None,
+                           prometheus=lambda: prometheus_sources(targets))
         self.slo.fast_burn.connect(self.notify_fast_burn)
         self.limits = LimitsPage(model)
         self.pages = [getattr(self, page.key) for page in PAGES]
@@ -503,6 +504,14 @@ def snapshot_paths(mime: QMimeData) -> list[str]:
     """Local snapshot files (:data:`~trimtab.app.snapshot.schema.SUFFIX`) among dropped URLs."""
     return [url.toLocalFile() for url in mime.urls()
             if url.isLocalFile() and url.toLocalFile().lower().endswith(SUFFIX)]
+
+
+def prometheus_sources(targets: TargetManager | None) -> list[tuple[str, str, dict[str, str]]]:
+    """(name, url, auth headers) of every Prometheus source the cockpit reads."""
+    if targets is None:
+        return []
+    return [(name, c.source.url, dict(c.source.headers))
+            for name, c in sorted(targets.collectors.items())]
 
 
 def save_and_quit(window: MainWindow, path: str, quit: Callable[[int], object],

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QComboBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -29,6 +31,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from trimtab.collectors.prometheus.api import PromAPIError
 from trimtab.widgets.slo_dialog import SloDialog
 from trimtab.widgets.table import SortableTable
 from trimtab.widgets.timeseries import TimeSeriesView
@@ -39,7 +42,7 @@ from ...slo import file as slo_file
 from ...slo import rules
 from ...slo.definition import SLO, SLOError, format_duration
 from ...slo.live import burn_deriver
-from ...slo.track import SloStatus, StoreSource, evaluate
+from ...slo.track import PrometheusSource, SloStatus, StoreSource, evaluate
 from ...store.settings import human_duration
 
 EVERY_S = 5.0
@@ -67,10 +70,15 @@ class SloPage(QWidget):
 
     fast_burn = Signal(str, str)  # SLO name, message
 
-    def __init__(self, model: FleetModel, path: Path | None) -> None:
+    def __init__(self, model: FleetModel, path: Path | None,
+                 prometheus: Callable[[], list[tuple[str, str, dict[str, str]]]] | None = None
+                 ) -> None:
         super().__init__()
         self.model = model
         self.path = path
+        # (name, url, headers) of the Prometheus sources the cockpit reads: a budget over
+        # 28 days can be asked of one instead of the cockpit's own history.
+        self.prometheus = prometheus or (lambda: [])
         self.slos: list[SLO] = []
         self.load_error = ""
         if path is not None:
@@ -95,6 +103,12 @@ class SloPage(QWidget):
             "No SLO yet, or no traffic on its route: add one above.")
         self.hint = QLabel()
         self.hint.setWordWrap(True)
+        self.source = QComboBox()
+        self.source.setToolTip("Where burn rates and budgets come from: the cockpit's history "
+                               "(raw for hours, rollups for days), or a Prometheus source "
+                               "that holds the whole SLO window")
+        self.source.addItem("budget from: the cockpit's history", None)
+        self.source.currentIndexChanged.connect(self._source_changed)
         self.add_button = QPushButton("Add SLO…")
         self.add_button.clicked.connect(self.ask_add)
         self.remove_button = QPushButton("Remove the selected SLO")
@@ -105,6 +119,7 @@ class SloPage(QWidget):
         self.export_button.clicked.connect(self.ask_export)
         buttons = QHBoxLayout()
         buttons.addWidget(self.hint, 1)
+        buttons.addWidget(self.source)
         for button in (self.import_button, self.export_button, self.remove_button,
                        self.add_button):
             buttons.addWidget(button)
@@ -128,14 +143,41 @@ class SloPage(QWidget):
         self._show()
 
     def start_evaluation(self, at: float) -> None:
-        """Evaluate every SLO at ``at`` on the worker (no-op without a history store)."""
+        """Evaluate every SLO at ``at`` on the worker (no-op without a source)."""
+        self._offer_sources()
+        chosen = self.source.currentData()
         store = self.model.store
-        if store is None or not self.slos:
+        if not self.slos or (chosen is None and store is None):
             return
         self._started = at
-        services = self.model.read(lambda m: dict(m.services))  # an SLO's service: its targets
-        self._future = self._pool.submit(evaluate, list(self.slos),
-                                         StoreSource(store, services=services), at)
+        if chosen is not None:
+            _name, url, headers = chosen
+            source: StoreSource | PrometheusSource = PrometheusSource(url, headers)
+        else:
+            assert store is not None
+            services = self.model.read(lambda m: dict(m.services))  # an SLO's service
+            source = StoreSource(store, services=services)
+        self._future = self._pool.submit(evaluate, list(self.slos), source, at)
+
+    def _offer_sources(self) -> None:
+        """Keep the chooser's Prometheus entries in step with the cockpit's sources."""
+        offered = [self.source.itemData(i) for i in range(1, self.source.count())]
+        current = self.prometheus()
+        if offered == current:
+            return
+        chosen = self.source.currentData()
+        self.source.blockSignals(True)
+        while self.source.count() > 1:
+            self.source.removeItem(1)
+        for entry in current:
+            self.source.addItem(f"budget from: Prometheus {entry[0]}", entry)
+        self.source.setCurrentIndex(max(0, self.source.findData(chosen)) if chosen else 0)
+        self.source.blockSignals(False)
+
+    def _source_changed(self, _index: int) -> None:
+        self.statuses, self._history = [], {}
+        self._started = 0.0  # evaluate from the new source at the next refresh
+        self._show()
 
     def collect(self) -> bool:
         """Take a finished evaluation, if any; True when one was taken."""
@@ -145,7 +187,7 @@ class SloPage(QWidget):
         self._future = None
         try:
             statuses = future.result()
-        except (ValueError, OSError) as exc:  # a closed or damaged store: said, not raised
+        except (ValueError, OSError, PromAPIError) as exc:  # a closed store, a down server
             self.load_error = f"SLOs not evaluated: {exc}"
             return True
         names = {s.name for s in self.slos}

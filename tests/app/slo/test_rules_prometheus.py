@@ -21,6 +21,7 @@ import pytest
 from trimtab.app.slo.burn import BurnAlert, burn_rate, error_ratio
 from trimtab.app.slo.definition import SLO
 from trimtab.app.slo.rules import dumps, error_ratio_expr
+from trimtab.app.slo.track import PrometheusSource, evaluate
 from trimtab.demo.fleet import DemoFleet
 
 from tests.collectors.prometheus.prom_server import running_prometheus
@@ -87,16 +88,26 @@ def test_exported_rules_give_the_cockpits_burn_rates(tmp_path: Path) -> None:
                     for window in (10.0, 30.0):
                         expr = error_ratio_expr(slo, window)
                         result = _query(client, expr, t_ms)["result"]
-                        prom = float(result[0]["value"][1]) if result else math.nan
+                        theirs = float(result[0]["value"][1]) if result else math.nan
                         mine = _cockpit(client, slo, t_ms, round(window * 1000))
-                        where = f"{slo.name} [{window:g}s] at {t_ms}: {mine!r} vs {prom!r}"
-                        assert math.isnan(prom) == math.isnan(mine), where
-                        if math.isnan(prom):
+                        where = f"{slo.name} [{window:g}s] at {t_ms}: {mine!r} vs {theirs!r}"
+                        assert math.isnan(theirs) == math.isnan(mine), where
+                        if math.isnan(theirs):
                             continue
-                        diff = abs(mine - prom) / abs(prom) if prom else abs(mine)
+                        diff = abs(mine - theirs) / abs(theirs) if theirs else abs(mine)
                         compared += 1
                         burns.append(burn_rate(mine, slo))
                         worst = max(worst, (diff, where))
+            # The cockpit's long-window source asks the same server the same expressions.
+            source = PrometheusSource(prom)
+            for slo in SLOS:
+                direct = _query(client, error_ratio_expr(slo, 30.0), end_ms)["result"]
+                assert source.error_ratio(slo, end_ms / 1000, 30.0) == float(
+                    direct[0]["value"][1])
+            statuses = evaluate(SLOS, source, end_ms / 1000, sli_window_s=30.0,
+                                alerts=ALERTS)
+            assert {s.slo.name for s in statuses} == {s.name for s in SLOS}
+            assert all(s.budget_covered_s == s.slo.window_s for s in statuses)
     finally:
         fleet.stop()
     print(f"largest relative difference of SLO error ratios, trimtab vs Prometheus rules: "

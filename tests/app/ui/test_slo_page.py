@@ -103,6 +103,23 @@ def test_add_evaluate_sort_and_notify(qtbot, tmp_path: Path, store: Store) -> No
     win.grab().save(str(tmp_path / "slo_page.png"))
 
 
+def test_a_down_prometheus_source_is_said_not_taken_for_no_traffic(qtbot, tmp_path: Path) -> None:
+    from trimtab.agent.procs import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    page = SloPage(FleetModel(), tmp_path / "slos.yaml",
+                   prometheus=lambda: [("prom", dead, {})])
+    qtbot.addWidget(page)
+    page.add(LATENCY)
+    page.start_evaluation(T0)  # offers the source
+    assert page.source.count() == 2 and "Prometheus prom" in page.source.itemText(1)
+    page.source.setCurrentIndex(1)
+    page.start_evaluation(T0)
+    qtbot.waitUntil(page.collect, timeout=30_000)
+    page._show()
+    assert "connection refused" in page.hint.text() and page.statuses == []
+
+
 def test_export_writes_openslo_and_rules(qtbot, tmp_path: Path) -> None:
     page = SloPage(FleetModel(), None)
     qtbot.addWidget(page)
