@@ -73,6 +73,20 @@ class SloDialog(QDialog):
         self.kind.currentIndexChanged.connect(self._update)
         self._update()
 
+    def prefill(self, fields: dict[str, Any]) -> None:
+        """Show an existing definition (seconds and shares, as :meth:`fields` returns them)."""
+        self.setWindowTitle("Edit SLO")
+        self.add_button.setText("Save")
+        self.route.setCurrentText(fields["route"])
+        self.kind.setCurrentIndex(max(0, self.kind.findData(fields["kind"])))
+        self.name.setText(fields["name"])
+        self.objective.setText(f"{fields['objective'] * 100:.10g}")
+        self.window.setText(f"{fields['window_s'] / 86400:.10g}")
+        if fields.get("threshold_s") is not None:
+            self.threshold.setText(f"{fields['threshold_s'] * 1000:.10g}")
+        self.statuses.setText(", ".join(fields.get("bad_statuses") or ("5xx",)))
+        self._update()
+
     def fields(self) -> dict[str, Any] | None:
         """The definition's fields (seconds and shares), or None while one does not parse."""
         try:

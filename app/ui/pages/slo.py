@@ -10,6 +10,7 @@ episode; the window turns it into a desktop notification.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections import deque
@@ -111,6 +112,8 @@ class SloPage(QWidget):
         self.source.currentIndexChanged.connect(self._source_changed)
         self.add_button = QPushButton("Add SLO…")
         self.add_button.clicked.connect(self.ask_add)
+        self.edit_button = QPushButton("Edit the selected SLO…")
+        self.edit_button.clicked.connect(self.ask_edit)
         self.remove_button = QPushButton("Remove the selected SLO")
         self.remove_button.clicked.connect(self.remove_selected)
         self.import_button = QPushButton("Import OpenSLO…")
@@ -120,8 +123,8 @@ class SloPage(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.hint, 1)
         buttons.addWidget(self.source)
-        for button in (self.import_button, self.export_button, self.remove_button,
-                       self.add_button):
+        for button in (self.import_button, self.export_button, self.edit_button,
+                       self.remove_button, self.add_button):
             buttons.addWidget(button)
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.table)
@@ -260,13 +263,14 @@ class SloPage(QWidget):
 
     # --- editing -----------------------------------------------------------------
 
-    def check(self, fields: dict[str, Any]) -> str | None:
-        """What is wrong with a definition (shown in the dialog), or None."""
+    def check(self, fields: dict[str, Any], replacing: str | None = None) -> str | None:
+        """What is wrong with a definition (shown in the dialog), or None; ``replacing``:
+        the name of the SLO being edited (its own name is not taken)."""
         try:
             slo = SLO(**fields)
         except (SLOError, TypeError) as exc:
             return str(exc)
-        if any(s.name == slo.name for s in self.slos):
+        if any(s.name == slo.name and s.name != replacing for s in self.slos):
             return f"An SLO named {slo.name!r} exists already."
         if slo.kind == "latency":
             try:
@@ -280,6 +284,24 @@ class SloPage(QWidget):
         dialog = SloDialog(routes, self.check, self)
         if dialog.exec() and (fields := dialog.fields()) is not None:
             self.add(SLO(**fields))
+
+    def ask_edit(self) -> None:
+        """Edit the selected SLO in the same dialog; Save replaces it in place."""
+        name = self.table.selected_key()
+        old = next((s for s in self.slos if s.name == name), None)
+        if old is None:
+            return
+        routes = sorted(self.model.read(lambda m: list(m.routes)))
+        dialog = SloDialog(routes, lambda f: self.check(f, replacing=old.name), self)
+        dialog.prefill(dataclasses.asdict(old))
+        if dialog.exec() and (fields := dialog.fields()) is not None:
+            self.replace(old.name, SLO(**{**fields, "service": old.service,
+                                          "description": old.description}))
+
+    def replace(self, name: str, slo: SLO) -> None:
+        """Put ``slo`` where the SLO ``name`` was, and save; its burn history starts again."""
+        self._history.pop(name, None)
+        self._save([slo if s.name == name else s for s in self.slos])
 
     def add(self, slo: SLO) -> None:
         """Add one SLO and save the file; an SLOError changes nothing."""

@@ -132,3 +132,31 @@ def test_export_writes_openslo_and_rules(qtbot, tmp_path: Path) -> None:
     qtbot.addWidget(other)
     other.import_file(slos)
     assert other.slos == [LATENCY] and slo_file.load(tmp_path / "theirs.yaml") == [LATENCY]
+
+
+def test_edit_an_slo_in_place(qtbot, tmp_path: Path) -> None:
+    page = SloPage(FleetModel(), tmp_path / "slos.yaml")
+    qtbot.addWidget(page)
+    page.add(LATENCY)
+    page.add(AVAIL)
+    page.statuses = []
+    page._show()
+    dialog = SloDialog(["/search"], lambda f: page.check(f, replacing=LATENCY.name), page)
+    qtbot.addWidget(dialog)
+    from dataclasses import asdict
+
+    dialog.prefill(asdict(LATENCY))
+    assert dialog.add_button.isEnabled() and dialog.add_button.text() == "Save"
+    assert (dialog.objective.text(), dialog.threshold.text()) == ("99", "250")
+    dialog.name.setText(AVAIL.name)  # taking another SLO's name is refused
+    assert "exists already" in dialog.error.text() and not dialog.add_button.isEnabled()
+    dialog.name.setText(LATENCY.name)
+    dialog.threshold.setText("300")
+    fields = dialog.fields()
+    assert fields is not None and page.check(fields, replacing=LATENCY.name) is None
+    from trimtab.app.slo.definition import SLO
+
+    page.replace(LATENCY.name, SLO(**fields))
+    saved = slo_file.load(tmp_path / "slos.yaml")
+    assert [s.name for s in saved] == [LATENCY.name, AVAIL.name]
+    assert saved[0].threshold_s == pytest.approx(0.3)
