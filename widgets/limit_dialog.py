@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from PySide6.QtCore import QTimer, Signal
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QButtonGroup,
     QComboBox,
@@ -74,9 +75,10 @@ class LimitDialog(FittedDialog):
     """Change one limit on every instance that has it, or on one of them.
 
     ``current`` maps instance → its :class:`LimitSettings` (the fields start from the
-    first); ``mode`` presets the mode (the page's *Shadow → enforce* button). Each time
-    key, rate and burst are valid and settle, ``preview_wanted(key, rate, burst)`` asks
-    the caller for a what-if, answered with :meth:`set_whatif` (stale answers ignored).
+    first); ``mode`` presets the mode (the page's *Shadow → enforce* button). When shown,
+    and each time key, rate and burst are valid and settle, ``preview_wanted(key, rate,
+    burst)`` asks the caller for a what-if, answered with :meth:`set_whatif` (stale answers
+    ignored).
     """
 
     preview_wanted = Signal(str, float, int)
@@ -153,7 +155,11 @@ class LimitDialog(FittedDialog):
                        self.instance.currentIndexChanged, group.buttonToggled):
             signal.connect(self._update)
         self._update()
-        QTimer.singleShot(0, self._ask_preview)  # once the caller has connected
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        if self._asked is None:  # the first what-if: shown, so the caller has connected
+            QTimer.singleShot(0, self._ask_preview)
 
     # ------------------------------------------------------------------ what is chosen
 
