@@ -25,6 +25,7 @@ from ..model.before_after import (
     limit_intent,
 )
 from ..model.fleet import FleetModel, split_limit_key
+from ..model.keys import route_key
 from ..slo.definition import SLO
 
 CARD_WINDOW = DEFAULT_WINDOW  # seconds judged on each side of the change
@@ -112,9 +113,17 @@ def _set_weight(weights: dict[str, float], path: str, value: object) -> None:
             pass  # a refused or odd value: the weight stays as known
 
 
+def _route_keys(model: FleetModel, row: ctl.JournalRow) -> set[str]:
+    """The model's keys of the routes ``row`` changed: the journal names the plain route; an
+    instance of a service keys it ``service · route`` (app/model/keys.py)."""
+    service = row.source.service or model.read(lambda m: m.services.get(row.source.name, ""))
+    return {route_key(service, c.path.split(".")[1])
+            for c in row.changes if c.path.startswith("routes.")}
+
+
 def _series_for(model: FleetModel, row: ctl.JournalRow, since: float) -> dict[str, tuple]:
     """The series a change can move: its route's latency/errors/hit ratio, or the shares."""
-    routes = {c.path.split(".")[1] for c in row.changes if c.path.startswith("routes.")}
+    routes = _route_keys(model, row)
     limits = {c.path.split(".")[1] for c in row.changes if c.path.startswith("limits.")}
     out: dict[str, tuple] = {}
     if limits and not routes:
@@ -138,7 +147,7 @@ def _series_for(model: FleetModel, row: ctl.JournalRow, since: float) -> dict[st
 def _burn_series(model: FleetModel, row: ctl.JournalRow, since: float,
                  slos: list[SLO]) -> dict[str, tuple]:
     """``"<slo> burn"`` series of the SLOs the change can move (all for a balancer change)."""
-    routes = {c.path.split(".")[1] for c in row.changes if c.path.startswith("routes.")}
+    routes = _route_keys(model, row)
     chosen = [s.name for s in slos if not routes or any(s.matches(r) for r in routes)]
     if not chosen:
         return {}

@@ -21,6 +21,7 @@ from trimtab.agent.procs import stop_all, wait_http
 from trimtab.app.cli.main import make_tuning
 from trimtab.app.model.fleet import FleetModel
 from trimtab.app.model.keys import route_key
+from trimtab.app.replay.change_markers import card
 from trimtab.app.replay.session import snapshot_session
 from trimtab.app.snapshot.export import export_snapshot
 from trimtab.app.store.store import Store
@@ -199,6 +200,12 @@ def test_a_ttl_change_on_one_services_route_reaches_only_its_instances(qtbot, fl
         qtbot.waitUntil(lambda: fleet.model.ttls(CATALOG) == {"cat-1": 30.0}, timeout=15_000)
         assert fleet.model.ttls(API) == {"api-1": 10.0}
         assert fleet.model.ttls(PRODUCTS) == {}  # no agent of the unnamed service
+        # The change's card reads the service's own series (the journal names the plain route).
+        qtbot.waitUntil(lambda: any(r.reason == "catalog only"
+                                    for r in window.journal_rows.values()), timeout=15_000)
+        row = next(r for r in window.journal_rows.values() if r.reason == "catalog only")
+        content = card(fleet.model, row, journal=window.journal_rows.values())
+        assert f"{CATALOG} p95" in [name for name, *_ in content.rows]
     finally:
         driver.stop()
         auth = {"authorization": f"Bearer {fleet.write_token}"}
