@@ -200,3 +200,34 @@ def test_a_failing_paint_is_logged_not_fatal(view: TimeSeriesView, caplog, monke
     view.layer._image_key = None  # force a redraw on the next paint
     view.grab()
     assert "drawing the curves failed" in caplog.text
+
+
+def test_svg_axes_look_as_on_screen(view: TimeSeriesView, tmp_path) -> None:
+    """Issue 21.7: in SVG the grid lines must stay inside the plot, not run over the tick
+    labels. The SVG, drawn back by Qt's renderer, matches the on-screen picture in the axis
+    label strips (left and bottom) pixel for pixel within anti-aliasing noise."""
+    from PySide6.QtGui import QPainter
+    from PySide6.QtSvg import QSvgRenderer
+
+    t = 1_000_000.0 + np.arange(300, dtype=float)
+    view.set_series({"/a": (t, 0.1 + 0.05 * np.sin(t / 9.0)), "/b": (t, np.full(300, 0.05))})
+    view.set_x_window(t[0], t[-1])
+    qtbot_image = view.grab().toImage().convertToFormat(QImage.Format.Format_RGB32)
+    view.export(str(tmp_path / "c.svg"))
+    rendered = QImage(qtbot_image.size(), QImage.Format.Format_RGB32)
+    painter = QPainter(rendered)
+    QSvgRenderer(str(tmp_path / "c.svg")).render(painter)
+    painter.end()
+
+    def strip(image: QImage, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        return np.array([[image.pixelColor(x, y).lightness() for x in range(x0, x1, 2)]
+                         for y in range(y0, y1, 2)], dtype=float)
+
+    left = view.plot.getAxis("left").sceneBoundingRect()
+    bottom = view.plot.getAxis("bottom").sceneBoundingRect()
+    h = qtbot_image.height()
+    for x0, y0, x1, y1 in ((0, int(left.top()), int(left.right()) - 2, int(left.bottom())),
+                           (int(bottom.left()), int(bottom.top()) + 2, int(bottom.right()),
+                            min(h, int(bottom.bottom())))):
+        screen, svg = strip(qtbot_image, x0, y0, x1, y1), strip(rendered, x0, y0, x1, y1)
+        assert screen.size and np.mean(np.abs(screen - svg)) < 8.0, (x0, y0, x1, y1)
