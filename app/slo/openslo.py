@@ -40,10 +40,11 @@ def _quote(value: str) -> str:
 
 
 def route_matcher(slo: SLO) -> str:
-    """``route="/search"``, or ``route=~"/api/.*"`` for a pattern."""
-    if "*" in slo.route:
-        return f"route=~{_quote(slo.route_regex())}"
-    return f"route={_quote(slo.route)}"
+    """``route="/search"``, or ``route=~"/api/.*"`` for a pattern; an SLO of one service
+    also matches ``job="<service>"`` (a Prometheus job is the service, as the cockpit reads it)."""
+    route = (f"route=~{_quote(slo.route_regex())}" if "*" in slo.route
+             else f"route={_quote(slo.route)}")
+    return f"job={_quote(slo.service)},{route}" if slo.service else route
 
 
 def good_and_total(slo: SLO) -> tuple[str, str, str]:

@@ -30,7 +30,7 @@ def test_what_trimtab_writes_reads_back_equal() -> None:
     assert latency["objectives"][0]["target"] == 0.99
     ratio = latency["indicator"]["spec"]["ratioMetric"]
     assert ratio["good"]["metricSource"]["spec"]["query"] == (
-        'trimtab_http_request_duration_seconds_bucket{route="/search",le="0.3"}')
+        'trimtab_http_request_duration_seconds_bucket{job="shop",route="/search",le="0.3"}')
     assert docs[1]["spec"]["indicator"]["spec"]["ratioMetric"]["bad"]["metricSource"][
         "spec"]["query"] == 'trimtab_http_requests_total{route="/orders",status=~"5..|429"}'
     assert docs[2]["spec"]["indicator"]["spec"]["ratioMetric"]["total"]["metricSource"][

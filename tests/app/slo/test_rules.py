@@ -68,3 +68,9 @@ def test_a_threshold_beyond_every_bucket_cannot_be_exported() -> None:
     slow = SLO("slow", "/search", "latency", 0.99, threshold_s=60.0)
     with pytest.raises(SLOError, match="beyond the largest bucket"):
         dumps([slow])
+
+
+def test_an_slo_of_one_service_matches_its_job() -> None:
+    shop = SLO("shop-fast", "/search", "latency", 0.99, threshold_s=0.0555112, service="shop")
+    assert 'job="shop",route="/search"' in error_ratio_expr(shop, 300)
+    assert 'job=' not in error_ratio_expr(SLOS[1], 300)
