@@ -10,6 +10,7 @@ stopwatch); only the outcomes are asserted.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -217,3 +218,7 @@ def test_the_operators_minute_on_the_demo(qtbot, loop: Loop) -> None:
     except QtTimeout:
         pytest.fail(f"no 'better' for {burn}: {card_rows(window)}")
     print(f"operator loop: {[r for r in card_rows(window) if r[0] == burn]}")
+    shots = os.environ.get("TRIMTAB_SHOT_DIR")  # pictures of the card for the docs, on request
+    if shots:
+        window.change_card.grab().save(os.path.join(shots, "verdict-card.png"))
+        window.grab().save(os.path.join(shots, "verdict-window.png"))
