@@ -7,8 +7,10 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
+from PySide6.QtGui import QMouseEvent
 from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
 from trimtab.app.control.actions import group_changes
 from trimtab.app.control.types import BALANCER, Agent, JournalRow
 from trimtab.app.replay.change_markers import card, marker_key, markers
@@ -139,11 +141,19 @@ def test_hovering_beside_the_line_highlights_it(qtbot, chart) -> None:
 
 
 def hover(qtbot, view: TimeSeriesView, at: QPoint, seen: Callable[[], bool]) -> None:
-    jiggle = [at, at + QPoint(0, 1)]  # Qt sends no move to where the pointer already is
+    """Move the pointer over the chart until ``seen``. The move event is sent to the chart's
+    viewport itself: ``QTest.mouseMove`` goes through the screen's cursor, and in a full test
+    run another test's top-level window can lie under that point and take the move."""
+    viewport = view.plot.viewport()
+    jiggle = [at, at + QPoint(0, 1)]  # a move to where the pointer already is is dropped
 
     def moved() -> bool:
         jiggle.reverse()
-        QTest.mouseMove(view.plot.viewport(), jiggle[0])
+        local = QPointF(jiggle[0])
+        event = QMouseEvent(QEvent.Type.MouseMove, local, viewport.mapToGlobal(local),
+                            Qt.MouseButton.NoButton, Qt.MouseButton.NoButton,
+                            Qt.KeyboardModifier.NoModifier)
+        QApplication.sendEvent(viewport, event)
         return seen()
     qtbot.waitUntil(moved, timeout=5000)
 
