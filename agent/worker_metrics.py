@@ -27,24 +27,53 @@ from .metrics import RouteMetrics, _Hist
 from .procs import alive
 
 
-class WorkerMetricsShare:
-    """Publishes this worker's :class:`RouteMetrics` and merges everyone's."""
+class SnapshotShare:
+    """One worker's counters published as ``<dir>/<instance>-<pid>.json`` and every
+    worker's summed: the mechanism this module describes, for any kind of counters.
 
-    def __init__(self, directory: Path, instance: str, metrics: RouteMetrics,
-                 interval: float = 1.0) -> None:
+    A subclass says what a snapshot holds (:meth:`dump`), what an empty sum is
+    (:meth:`empty`) and how one snapshot adds into it (:meth:`add`).
+    """
+
+    def __init__(self, directory: Path, instance: str, interval: float = 1.0) -> None:
         self.dir = directory
         self.instance = instance
-        self.metrics = metrics
         self.interval = interval
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.path = self.dir / f"{instance}-{os.getpid()}.json"
+        self._pid = -1
+        self._pinned: Path | None = None
         self._last = 0.0
         self._scheduled = False
-        self._forget_dead()
 
-    def maybe_publish(self, now: float) -> None:
+    @property
+    def path(self) -> Path:
+        """This process's snapshot, named at use: a worker forked after the share was made
+        (``gunicorn --preload``) gets its own, and removes dead workers' on first use."""
+        if self._pinned is not None:
+            return self._pinned
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._forget_dead()
+        return self.dir / f"{self.instance}-{self._pid}.json"
+
+    @path.setter
+    def path(self, value: Path) -> None:
+        """Pin the snapshot's file (a test playing another worker)."""
+        self._pinned = value
+
+    def dump(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def empty(self) -> Any:
+        raise NotImplementedError
+
+    def add(self, total: Any, snapshot: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def maybe_publish(self, now: float | None = None) -> None:
         """Publish if the last snapshot is older than ``interval``, else make sure a
         trailing publish follows, so the last requests of a burst are not left out."""
+        now = time.monotonic() if now is None else now
         if now - self._last >= self.interval:
             self.publish(now)
         elif not self._scheduled:
@@ -63,21 +92,20 @@ class WorkerMetricsShare:
     def publish(self, now: float | None = None) -> None:
         """Write this worker's snapshot atomically."""
         self._last = time.monotonic() if now is None else now
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(_dump(self.metrics)))
-        os.replace(tmp, self.path)
+        path = self.path
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.dump()))
+        os.replace(tmp, path)
 
-    def merged(self) -> RouteMetrics:
+    def merged(self) -> Any:
         """Every worker's counters summed (this worker's published first)."""
         self.publish()
-        total = RouteMetrics(prefix=self.metrics.prefix, route_label=self.metrics.route_label,
-                             buckets=self.metrics.buckets)
+        total = self.empty()
         for path in sorted(self.dir.glob(f"{self.instance}-*.json")):
             try:
-                snapshot = json.loads(path.read_text())
-            except (OSError, ValueError):
+                self.add(total, json.loads(path.read_text()))
+            except (OSError, ValueError, KeyError, TypeError):
                 continue  # a worker between write and replace, or gone: next scrape has it
-            _add(total, snapshot)
         return total
 
     def _forget_dead(self) -> None:
@@ -85,6 +113,26 @@ class WorkerMetricsShare:
             pid = path.stem.rsplit("-", 1)[-1]
             if pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)):
                 path.unlink(missing_ok=True)
+
+
+class WorkerMetricsShare(SnapshotShare):
+    """Publishes this worker's :class:`RouteMetrics` and merges everyone's."""
+
+    def __init__(self, directory: Path, instance: str, metrics: RouteMetrics,
+                 interval: float = 1.0) -> None:
+        super().__init__(directory, instance, interval)
+        self.metrics = metrics
+        _ = self.path  # name this worker's file and drop dead workers' now
+
+    def dump(self) -> dict[str, Any]:
+        return _dump(self.metrics)
+
+    def empty(self) -> RouteMetrics:
+        return RouteMetrics(prefix=self.metrics.prefix, route_label=self.metrics.route_label,
+                            buckets=self.metrics.buckets)
+
+    def add(self, total: RouteMetrics, snapshot: dict[str, Any]) -> None:
+        _add(total, snapshot)
 
 
 def _dump(m: RouteMetrics) -> dict[str, Any]:
