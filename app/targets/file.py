@@ -159,14 +159,19 @@ def load_mappings(path: Path) -> list[MappingTable]:
     return merge(builtin_tables(), user)
 
 
+def _toml(path: Path) -> dict:
+    """The targets file as TOML; TargetsError naming the file when it is not."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise TargetsError(f"{path}: not valid TOML: {exc}") from None
+
+
 def load(path: Path) -> list[ScrapeTarget]:
     """Targets from ``path``; a missing file is an empty list."""
     if not path.exists():
         return []
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise TargetsError(f"{path}: not valid TOML: {exc}") from None
+    doc = _toml(path)
     entries = doc.get("target", [])
     if not isinstance(entries, list):
         raise TargetsError(f"{path}: 'target' must be an array of tables ([[target]])")
@@ -220,10 +225,7 @@ def load_discovery(path: Path) -> list[DiscoveryConfig]:
     checked whole, and the first bad one raises TargetsError naming it and the field."""
     if not path.exists():
         return []
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise TargetsError(f"{path}: not valid TOML: {exc}") from None
+    doc = _toml(path)
     tables = doc.get("discovery", [])
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
         raise TargetsError(f"{path}: 'discovery' must be an array of tables ([[discovery]])")
