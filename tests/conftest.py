@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 
 import pytest
 
@@ -27,3 +28,25 @@ def require_binary(name: str) -> str:
         pytest.fail(message + " — CI must install it (.ci/run)")
     pytest.skip(message)
     raise AssertionError("unreachable")
+
+
+@pytest.fixture(autouse=True)
+def _own_qsettings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Each test reads and writes its own QSettings folder.
+
+    The cockpit remembers a table's filter text, the window's tab, geometry and theme in
+    ``QSettings("trimtab", "trimtab")``; shared by the whole process, a filter one test typed
+    hid rows from the next test's table. Qt resolves the user-scope path once per process, so
+    the XDG_CONFIG_HOME above only isolates runs; ``QSettings.setPath`` moves every settings
+    object made after it. A folder of its own (not ``tmp_path``) so that a test listing its
+    ``tmp_path`` finds only its own files. Agent-only installs have no Qt: nothing to isolate.
+    """
+    try:
+        from PySide6.QtCore import QSettings
+    except ImportError:
+        yield
+        return
+    folder = str(tmp_path_factory.mktemp("qsettings"))
+    for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
+        QSettings.setPath(fmt, QSettings.Scope.UserScope, folder)
+    yield
