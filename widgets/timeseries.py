@@ -9,15 +9,24 @@ import numpy as np
 import pyqtgraph as pg
 from pyqtgraph.exporters import ImageExporter
 from pyqtgraph.GraphicsScene.mouseEvents import MouseClickEvent
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtCore import QEvent, QObject, QPointF, Qt, Signal
+from PySide6.QtGui import QColor, QHelpEvent, QPainter, QPen
 from PySide6.QtSvg import QSvgGenerator
-from PySide6.QtWidgets import QGraphicsItem, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGraphicsItem, QLabel, QToolTip, QVBoxLayout, QWidget
 
 from .axis import padded_range, value_text
 from .decimate import Decimated, decimate_many
 from .marker_layer import ChangeMarkers
 from .palette import OVERLAP_STYLES, Palette
+from .promql_menu import (
+    CurvePromql,
+    PromqlViewBox,
+    add_copy_shortcut,
+    copy_to_clipboard,
+    joined,
+    menu_label,
+    tooltip_html,
+)
 from .theme import DARK, Theme
 from .timeseries_layer import StrokeLayer
 
@@ -26,6 +35,7 @@ OVERLAP_SAMPLES = 60  # the recent samples compared to tell
 OVERLAP_MAX_CURVES = 12  # beyond, overlaps are the rule and dashes would only add noise
 MIN_COLUMNS = 100  # before the first layout the plot is a few pixels wide
 EMPTY = Decimated(np.array([]), np.array([]), "finite")
+NEAR_CURVE_PX = 6.0  # a right-click this close to a curve (vertically) means that curve
 
 
 class TimeSeriesView(QWidget):
@@ -45,8 +55,16 @@ class TimeSeriesView(QWidget):
         super().__init__(parent)
         # One palette per window, so a route has one colour on every chart (set_palette).
         self.palette = palette if palette is not None else Palette()
-        self.plot = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
+        self._promql: CurvePromql | None = None
+        self._promql_lead = ""
+        vb = PromqlViewBox()
+        vb.promql_target = self._menu_target
+        self.plot = pg.PlotWidget(viewBox=vb,
+                                  axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
         self.plot.setTitle(title)
+        # Hovering the title, a legend name or a curve shows the PromQL it equals.
+        self.plot.viewport().installEventFilter(self)
+        add_copy_shortcut(self, self.copy_promql)
         self._y_units = y_units
         # the unit a CSV column is in: the data's (seconds stay seconds) or the label's "(%)"
         self._csv_unit = y_units or (y_label[y_label.rfind("(") + 1:-1]
@@ -83,7 +101,6 @@ class TimeSeriesView(QWidget):
         if y_range is not None:
             self.plot.setYRange(*y_range, padding=0.02)
             self.plot.getPlotItem().getViewBox().setLimits(yMin=y_range[0] - 0.05)
-        vb = self.plot.getPlotItem().getViewBox()
         vb.sigRangeChangedManually.connect(self._manual_range)
         self._crosshair = pg.InfiniteLine(angle=90, movable=False)
         self._crosshair.setVisible(False)
@@ -111,6 +128,85 @@ class TimeSeriesView(QWidget):
         vb.sigRangeChanged.connect(self._view_moved)
         vb.sigResized.connect(self._view_moved)
         self.apply_theme(DARK)
+
+    def set_promql(self, promql: CurvePromql | None, lead: str = "") -> None:
+        """What each curve equals: ``promql(legend name)`` gives its expression (asked when
+        the menu, tooltip or Ctrl+Shift+C needs it); ``lead`` heads the tooltip (e.g. that
+        the chart shows a ratio as percent)."""
+        self._promql, self._promql_lead = promql, lead
+
+    def shown_keys(self) -> list[str]:
+        """The curves in the legend's order that have data and are not hidden."""
+        return [k for k in sorted(self.data) if k in self.curves and self.curves[k].isVisible()]
+
+    def promql_text(self, key: str | None = None) -> str:
+        """The text "Copy as PromQL" puts on the clipboard: ``key``'s expression, or with
+        ``key`` None every shown curve's (one per line, its legend name as a comment)."""
+        if self._promql is None:
+            return ""
+        keys = self.shown_keys() if key is None else [key]
+        return joined([(k, self._promql(k)) for k in keys])
+
+    def copy_promql(self, key: str | None = None) -> str:
+        """Copy :meth:`promql_text` to the clipboard (nothing when the chart has none)."""
+        text = self.promql_text(key)
+        if text:
+            copy_to_clipboard(text)
+        return text
+
+    def curve_at(self, scene_pos: QPointF) -> str | None:
+        """The curve under a scene position: its legend entry, or a curve drawn within
+        NEAR_CURVE_PX pixels above or below; None elsewhere."""
+        for sample, label in self.legend.items:
+            if (label.sceneBoundingRect().contains(scene_pos)
+                    or sample.sceneBoundingRect().contains(scene_pos)):
+                return str(label.text)
+        vb = self.plot.getPlotItem().getViewBox()
+        if not vb.sceneBoundingRect().contains(scene_pos):
+            return None
+        point = vb.mapSceneToView(scene_pos)
+        _, px_height = vb.viewPixelSize()
+        best, best_px = None, NEAR_CURVE_PX
+        for key in self.shown_keys():
+            y = _value_at(*self.data[key], point.x())
+            if y is not None and px_height > 0 and abs(y - point.y()) / px_height <= best_px:
+                best, best_px = key, abs(y - point.y()) / px_height
+        return best
+
+    def _menu_target(self, scene_pos: QPointF) -> tuple[str, bool, str] | None:
+        if self._promql is None:
+            return None
+        key = self.curve_at(scene_pos)
+        if key is None:
+            label, enabled = menu_label(None, None, len(self.shown_keys()))
+            return label, enabled, self.promql_text()
+        answer = self._promql(key)
+        label, enabled = menu_label(key, answer, 1)
+        return label, enabled, self.promql_text(key) if enabled else ""
+
+    def promql_tooltip(self, scene_pos: QPointF) -> str:
+        """The tooltip at a scene position: every curve's expression over the title, one
+        curve's over its legend entry or line; empty elsewhere."""
+        if self._promql is None:
+            return ""
+        title = self.plot.getPlotItem().titleLabel
+        if title.sceneBoundingRect().contains(scene_pos):
+            keys = self.shown_keys()
+        else:
+            key = self.curve_at(scene_pos)
+            keys = [key] if key is not None else []
+        if not keys:
+            return ""
+        return tooltip_html([(k, self._promql(k)) for k in keys], self._promql_lead)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        if watched is self.plot.viewport() and event.type() == QEvent.Type.ToolTip:
+            assert isinstance(event, QHelpEvent)
+            text = self.promql_tooltip(self.plot.mapToScene(event.pos()))
+            if text:
+                QToolTip.showText(event.globalPos(), text, self.plot.viewport())
+                return True
+        return super().eventFilter(watched, event)
 
     def set_series(self, series: dict[str, tuple[np.ndarray, np.ndarray]],
                    keep_gone: bool = True) -> None:
@@ -408,6 +504,20 @@ def _coincide(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]
     diff = np.abs(va[-n:] - vb[-n:])
     diff = diff[np.isfinite(diff)]
     return len(diff) >= 3 and float(np.median(diff)) <= close
+
+
+def _value_at(t: np.ndarray, v: np.ndarray, x: float) -> float | None:
+    """The curve's height at time ``x``: interpolated between the samples around it, the
+    sample itself at an end; None where the curve has a gap or no data."""
+    i = int(np.searchsorted(t, x))
+    if len(t) == 0 or i == 0 and x < t[0] or i == len(t):
+        return None
+    if t[i] == x or i == 0:
+        return float(v[i]) if np.isfinite(v[i]) else None
+    a, b = float(v[i - 1]), float(v[i])
+    if not (np.isfinite(a) and np.isfinite(b)):
+        return None
+    return a + (b - a) * (x - float(t[i - 1])) / (float(t[i]) - float(t[i - 1]))
 
 
 def _same(old: tuple[np.ndarray, np.ndarray] | None, new: tuple[np.ndarray, np.ndarray]) -> bool:
