@@ -14,16 +14,37 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from PySide6.QtCore import QRegularExpression, QSettings, QSortFilterProxyModel, Qt, Signal
-from PySide6.QtGui import QColor, QStandardItem, QStandardItemModel
+from PySide6.QtCore import (
+    QEvent,
+    QModelIndex,
+    QObject,
+    QPoint,
+    QRegularExpression,
+    QSettings,
+    QSortFilterProxyModel,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QColor, QHelpEvent, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMenu,
     QTableView,
+    QToolTip,
     QWidget,
+)
+
+from .promql_menu import (
+    CellPromql,
+    add_copy_shortcut,
+    copy_to_clipboard,
+    joined,
+    menu_label,
+    tooltip_html,
 )
 
 Cell = tuple[str, float | str]  # (display text, sort key)
@@ -150,6 +171,94 @@ class SortableTable(QTableView):
         self._sized = False
         self._fitted: list[int] = []  # per column: the longest text its width was fitted to
         self.fit_headers()
+        self._promql: CellPromql | None = None
+        self.promql_menu: QMenu | None = None  # the last "Copy as PromQL" menu shown
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.customContextMenuRequested.connect(self._cell_menu)
+        header = self.horizontalHeader()
+        header.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        header.customContextMenuRequested.connect(self._header_menu)
+        header.viewport().installEventFilter(self)  # header tooltips name the column's PromQL
+        add_copy_shortcut(self, self.copy_promql)
+
+    def set_promql(self, promql: CellPromql | None) -> None:
+        """What each derived number equals: ``promql(row key, header)`` gives a cell's
+        expression (its route or backend in the label matcher), ``promql(None, header)``
+        the column's for every row (``by`` the label); None for a column of plain facts."""
+        self._promql = promql
+
+    def promql_text(self, index: QModelIndex | None = None) -> str:
+        """The expression of the cell at ``index`` (a proxy index; default: the current
+        cell), or "" when it has none."""
+        index = self.currentIndex() if index is None else index
+        if self._promql is None or not index.isValid():
+            return ""
+        answer = self._promql(index.data(ROW_KEY_ROLE), self.source.headers[index.column()])
+        return answer if isinstance(answer, str) else ""
+
+    def copy_promql(self) -> str:
+        """Copy the current cell's expression (Ctrl+Shift+C); "" when it has none."""
+        text = self.promql_text()
+        if text:
+            copy_to_clipboard(text)
+        return text
+
+    def column_tooltip(self, column: int) -> str:
+        """A header's tooltip: its meaning, then the PromQL of the column (or why none)."""
+        if not 0 <= column < len(self.source.headers):
+            return ""
+        header = self.source.headers[column]
+        meaning = self.source.headerData(column, Qt.Orientation.Horizontal,
+                                         Qt.ItemDataRole.ToolTipRole) or header
+        answer = self._promql(None, header) if self._promql is not None else None
+        if answer is None:
+            return ""
+        return tooltip_html([("", answer)], str(meaning))
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        header = self.horizontalHeader()
+        if watched is header.viewport() and event.type() == QEvent.Type.ToolTip:
+            assert isinstance(event, QHelpEvent)
+            text = self.column_tooltip(header.logicalIndexAt(event.pos()))
+            if text:
+                QToolTip.showText(event.globalPos(), text, header.viewport())
+                return True
+        return super().eventFilter(watched, event)
+
+    def _menu(self, label: str, enabled: bool, text: str, at: QPoint) -> None:
+        menu = QMenu(self)
+        menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        action = menu.addAction(label)
+        action.setEnabled(enabled)
+        action.triggered.connect(lambda: copy_to_clipboard(text))
+        self.promql_menu = menu
+        menu.popup(at)
+
+    def _cell_menu(self, pos: QPoint) -> None:
+        index = self.indexAt(pos)
+        if self._promql is None or not index.isValid():
+            return
+        header = self.source.headers[index.column()]
+        key = index.data(ROW_KEY_ROLE)
+        answer = self._promql(key, header)
+        if answer is None:
+            return
+        label, enabled = menu_label(f"{header} of {key}", answer, 1)
+        self._menu(label, enabled, answer if isinstance(answer, str) else "",
+                   self.viewport().mapToGlobal(pos))
+
+    def _header_menu(self, pos: QPoint) -> None:
+        header = self.horizontalHeader()
+        column = header.logicalIndexAt(pos)
+        if self._promql is None or not 0 <= column < len(self.source.headers):
+            return
+        name = self.source.headers[column]
+        answer = self._promql(None, name)
+        if answer is None:
+            return
+        label, enabled = menu_label(f"{name} (every row)", answer, 1)
+        self._menu(label, enabled, joined([(name, answer)]) if enabled else "",
+                   header.viewport().mapToGlobal(pos))
 
     def set_rows(self, rows: Sequence[tuple[str, Sequence[Cell]]],
                  highlight: set[str] | None = None) -> None:
