@@ -12,18 +12,27 @@ from __future__ import annotations
 import csv
 import math
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 import pyqtgraph as pg
 from pyqtgraph.exporters import ImageExporter
 from pyqtgraph.GraphicsScene.mouseEvents import MouseClickEvent
-from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QPainter
+from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QHelpEvent, QPainter
 from PySide6.QtSvg import QSvgGenerator
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QToolTip, QVBoxLayout, QWidget
 
 from .marker_layer import ChangeMarkers
+from .promql_menu import (
+    Answer,
+    PromqlViewBox,
+    add_copy_shortcut,
+    copy_to_clipboard,
+    menu_label,
+    tooltip_html,
+)
 from .theme import DARK, Theme
 
 MAX_COLUMNS = 20_000  # a day-long gap must not allocate a day of 1 s columns
@@ -97,7 +106,14 @@ class HeatmapView(QWidget):
 
     def __init__(self, title: str, empty_hint: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.plot = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
+        self._promql: Callable[[], Answer] | None = None
+        self._promql_lead = ""
+        vb = PromqlViewBox()
+        vb.promql_target = self._menu_target
+        self.plot = pg.PlotWidget(viewBox=vb,
+                                  axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
+        self.plot.viewport().installEventFilter(self)  # the title's tooltip names the PromQL
+        add_copy_shortcut(self, self.copy_promql)
         self.plot.setTitle(title)
         self.plot.setLabel("left", "latency bucket (log)")
         self.plot.setLabel("bottom", "time (local)")
@@ -135,6 +151,44 @@ class HeatmapView(QWidget):
         self._x0, self._dt = 0.0, 1.0
         self.levels = (0.0, 0.0)  # log10 req/s at the bottom and top of the colour bar
         self.apply_theme(DARK)
+
+    def set_promql(self, promql: Callable[[], Answer] | None, lead: str = "") -> None:
+        """What the heatmap equals: ``promql()`` gives the expression (asked when the menu,
+        the title's tooltip or Ctrl+Shift+C needs it); ``lead`` heads the tooltip."""
+        self._promql, self._promql_lead = promql, lead
+
+    def promql_text(self) -> str:
+        """The expression "Copy as PromQL" copies ("" when there is none)."""
+        answer = self._promql() if self._promql is not None else None
+        return answer if isinstance(answer, str) else ""
+
+    def copy_promql(self) -> str:
+        """Copy :meth:`promql_text` to the clipboard (Ctrl+Shift+C)."""
+        text = self.promql_text()
+        if text:
+            copy_to_clipboard(text)
+        return text
+
+    def _menu_target(self, _scene_pos: QPointF) -> tuple[str, bool, str] | None:
+        answer = self._promql() if self._promql is not None else None
+        if answer is None:
+            return None
+        if isinstance(answer, str):
+            return menu_label(None, None, 1)[0], True, answer
+        return *menu_label("this heatmap", answer, 1), ""
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        if (watched is self.plot.viewport() and event.type() == QEvent.Type.ToolTip
+                and self._promql is not None):
+            assert isinstance(event, QHelpEvent)
+            title = self.plot.getPlotItem().titleLabel.sceneBoundingRect()
+            answer = self._promql()
+            if title.contains(self.plot.mapToScene(event.pos())) and answer is not None:
+                QToolTip.showText(event.globalPos(), tooltip_html([("", answer)],
+                                                                  self._promql_lead),
+                                  self.plot.viewport())
+                return True
+        return super().eventFilter(watched, event)
 
     def set_heat(self, t: np.ndarray, bounds: np.ndarray, z: np.ndarray,
                  empty_text: str | None = None) -> None:
