@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..control import types as ctl
-from ..control.actions import action_label, group_changes, group_of
+from ..control.actions import action_label, group_changes, group_of, limit_routes
 from ..model.before_after import (
     DEFAULT_SETTLE,
     DEFAULT_WINDOW,
@@ -37,12 +37,16 @@ def marker_key(row: ctl.JournalRow) -> str:
     return f"{row.source.name}#{row.id}"
 
 
-def markers(rows: list[ctl.JournalRow]) -> list[tuple[str, float, str]]:
+def markers(rows: list[ctl.JournalRow], routes: dict[str, str] | None = None
+            ) -> list[tuple[str, float, str]]:
     """One marker per action (key and time of its first row), naming every target it touched.
 
-    Accepted changes only: a refused change changed nothing on the charts.
+    Accepted changes only: a refused change changed nothing on the charts. ``routes``
+    (limit name → route, :func:`~trimtab.app.control.actions.limit_routes`) names the route
+    of a rate limit change whose journal entry does not.
     """
-    return [(marker_key(g[0]), g[0].time, action_label(g[0], g)) for g in group_changes(rows)]
+    return [(marker_key(g[0]), g[0].time, action_label(g[0], g, routes))
+            for g in group_changes(rows)]
 
 
 @dataclass(frozen=True)
@@ -221,7 +225,8 @@ def card(model: FleetModel, row: ctl.JournalRow, now: float | None = None,
               for name, c in list(results.items())[:CARD_CHARTS]]
     when = time.strftime("%H:%M:%S", time.localtime(row.time))
     title = f"Change {marker_key(row)} at {when}"
-    label = action_label(row, group_of(row, journal))
+    label = action_label(row, group_of(row, journal),
+                         limit_routes(model.read(lambda m: dict(m.configs))))
     return CardContent(title, _subtitle(row, label, results, now, previous, following), rows,
                        charts, results)
 

@@ -34,6 +34,7 @@ from trimtab.widgets.palette import Palette
 from trimtab.widgets.theme import THEMES
 from trimtab.widgets.timeseries import TimeSeriesView
 
+from ..control.actions import limit_routes
 from ..control.types import JournalRow
 from ..model import format as fmt
 from ..model.before_after import Comparison, bounding_changes, change_scope, compare_all
@@ -296,7 +297,8 @@ class MainWindow(QMainWindow):
     def show_changes(self, rows: list) -> None:
         """Every accepted change is a marker on every chart."""
         self.journal_rows = {marker_key(r): r for r in rows}
-        self._change_marks = markers(rows)
+        routes = limit_routes(self.model.read(lambda m: dict(m.configs)))  # a limit's route
+        self._change_marks = markers(rows, routes)
         self._show_markers()
 
     def _show_markers(self) -> None:

@@ -21,6 +21,7 @@ from trimtab.widgets.table import SortableTable, natural_key
 from trimtab.widgets.timeseries import TimeSeriesView
 
 from ...control import client as ctl
+from ...control.actions import limit_field, limit_texts
 from ..tuning import Tuning
 
 JOURNAL_HEADERS = ("time", "who", "where", "what", "old → new", "reason", "result")
@@ -66,9 +67,11 @@ def what_text(row: ctl.JournalRow) -> str:
 
 
 def change_text(row: ctl.JournalRow) -> str:
-    """Each field: ``TTL of /search: 0 s → 5 s``; ``api-3 weight: 1 → 0``."""
-    return "; ".join(f"{_subject(c.path)}: {_value(c.path, c.old)} → {_value(c.path, c.new)}"
-                     for c in row.changes) or "–"
+    """Each field: ``TTL of /search: 0 s → 5 s``; ``api-3 weight: 1 → 0``; a rate limit as a
+    marker says it: ``Limit per-key: shadow → enforce``."""
+    others = [c for c in row.changes if limit_field(c.path) is None]
+    return "; ".join([f"{_subject(c.path)}: {_value(c.path, c.old)} → {_value(c.path, c.new)}"
+                      for c in others] + limit_texts(row.changes)) or "–"
 
 
 def row_key(row: ctl.JournalRow) -> str:
@@ -165,9 +168,11 @@ def revert_prompt(group: ChangeGroup) -> str:
     """What undoing does, in words: ``Undo change #1 on balancer: set api-3 weight back
     from 0 to 1?`` (never the change itself again)."""
     row = group.first
-    back = "; ".join(f"set {'the ' if c.path.startswith('routes.') else ''}{_subject(c.path)} "
-                     f"back from {_value(c.path, c.new)} to {_value(c.path, c.old)}"
-                     for c in row.changes) or f"undo {row.what}"
+    others = [c for c in row.changes if limit_field(c.path) is None]
+    undo_limits = limit_texts(ctl.FieldChange(c.path, c.new, c.old) for c in row.changes)
+    back = "; ".join([f"set {'the ' if c.path.startswith('routes.') else ''}{_subject(c.path)} "
+                      f"back from {_value(c.path, c.new)} to {_value(c.path, c.old)}"
+                      for c in others] + undo_limits) or f"undo {row.what}"
     if len(group.rows) == 1:
         return f"Undo change #{row.id} on {row.source.name}: {back}?"
     return f"Undo this change on {group.names()}: {back}?"
