@@ -32,7 +32,7 @@ METRICS_HINT = ("Metrics URL", "http://127.0.0.1:8000/metrics")
 
 
 class TargetDialog(FittedDialog):
-    """Name, URL, kind and interval of a target. ``values()`` returns them as typed."""
+    """Name, URL, kind, service and interval of a target. ``values()`` returns them as typed."""
 
     def __init__(self, kinds: tuple[str, ...], parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -50,6 +50,11 @@ class TargetDialog(FittedDialog):
         self.token_env.setToolTip("The environment variable holding a bearer token for a "
                                   "Prometheus behind an authenticating proxy (the token "
                                   "itself is never saved)")
+        self.service_name = QLineEdit()
+        self.service_name.setPlaceholderText("optional: shop")
+        self.service_name.setToolTip("The service this target is an instance of: its routes "
+                                     "read \"shop · /route\", apart from other services' routes "
+                                     "of the same name. Empty: the one unnamed service.")
         self.interval = NumberField(0.2, 3600.0, unit="s")
         self.interval.setValue(1.0)
         self.error = QLabel("")
@@ -71,6 +76,7 @@ class TargetDialog(FittedDialog):
         form.addRow("Name", self.name)
         form.addRow(self.url_label, self.url)
         form.addRow("Kind", self.kind)
+        form.addRow("Service", self.service_name)
         form.addRow("Token variable", self.token_env)
         form.addRow("Scrape interval", self.interval)
         self.install(body, self.error, buttons)
@@ -82,6 +88,8 @@ class TargetDialog(FittedDialog):
         self.url_label.setText(label)
         self.url.setPlaceholderText(placeholder)
         self.form.setRowVisible(self.token_env, kind == "prometheus")  # only it takes one
+        # A Prometheus source names each series' service itself (its job label).
+        self.form.setRowVisible(self.service_name, kind != "prometheus")
 
     @Slot()
     def _interval_changed(self) -> None:
@@ -103,6 +111,10 @@ class TargetDialog(FittedDialog):
     def token_variable(self) -> str:
         """For a Prometheus source: the environment variable holding its token ("" = none)."""
         return self.token_env.text().strip() if self.kind.currentText() == "prometheus" else ""
+
+    def service(self) -> str:
+        """The service typed ("" = the unnamed one); the targets file validates it."""
+        return self.service_name.text().strip() if self.kind.currentText() != "prometheus" else ""
 
     def show_error(self, message: str) -> None:
         """Show why the last values were refused (the dialog stays open)."""

@@ -110,6 +110,7 @@ class TargetHealth:
     # Unix time discovery saw it leave (0.0: present). A gone target is neither up nor down:
     # out of every fleet figure from then on, its series and stored history kept.
     gone: float = 0.0
+    service: str = ""  # the service the target is an instance of ("" = the unnamed one)
 
 
 @dataclass
@@ -242,6 +243,7 @@ class FleetModel:
                 self.services.pop(result.target.name, None)
             h = self.health.setdefault(result.target.name,
                                        TargetHealth(result.target.name, result.target.kind))
+            h.service = service
             if h.gone:
                 if result.timestamp < h.gone:
                     return  # a scrape in flight when it left: it stays gone

@@ -32,6 +32,7 @@ class Recorded:
     kind: str
     interval: float | None
     health: dict[str, Any]
+    service: str = ""
 
     @property
     def at(self) -> float:
@@ -52,7 +53,8 @@ class RecordedHealth:
         """From a snapshot's ``target_info()``; a store (no such method) gives derived health only."""
         info = getattr(source, "target_info", None)
         found: Iterable[Any] = info() if info is not None else ()
-        return cls({t.name: Recorded(t.name, t.kind, t.interval, dict(t.health)) for t in found},
+        return cls({t.name: Recorded(t.name, t.kind, t.interval, dict(t.health),
+                                     str(getattr(t, "service", "") or "")) for t in found},
                    resolution)
 
     def stale_limit(self, model: FleetModel, name: str) -> float:
@@ -66,9 +68,12 @@ class RecordedHealth:
         with model.lock:
             for name, rec in self.targets.items():
                 if name not in model.health:
-                    model.health[name] = TargetHealth(name, rec.kind, error=NEVER)
+                    model.health[name] = TargetHealth(name, rec.kind, error=NEVER,
+                                                      service=rec.service)
             for name, h in model.health.items():
                 rec = self.targets.get(name)
+                if rec is not None and rec.service:
+                    h.service = rec.service
                 if rec is not None and rec.health and (clock >= end or start <= rec.at <= clock):
                     _recorded(h, rec)
                     continue

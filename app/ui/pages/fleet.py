@@ -34,7 +34,7 @@ from ...store.store import Store
 from ...targets.file import KINDS, TargetsError
 from ...targets.manager import TargetManager
 
-FLEET_HEADERS = ("target", "kind", "state", "last scrape", "scrape duration", "samples",
+FLEET_HEADERS = ("target", "service", "kind", "state", "last scrape", "scrape duration", "samples",
                  "failed scrapes", "error", "url")
 GONE = "gone"
 GREETING = ("<b>Welcome to trimtab.</b> There is no targets file yet ({path}).<br>"
@@ -65,7 +65,7 @@ class FirstRunGreeting(QFrame):
 
 
 class FleetPage(QWidget):
-    """Targets with up/down/gone, last scrape, scrape duration, the error text and the URL;
+    """Targets with their service (when any is named), up/down/gone, last scrape, scrape duration, the error text and the URL;
     add / remove; discovery's sources; config errors; the first-run greeting."""
 
     def __init__(self, model: FleetModel, manager: TargetManager | None = None,
@@ -148,7 +148,8 @@ class FleetPage(QWidget):
         while dialog.exec():
             name, url, kind, interval = dialog.values()
             try:
-                self.manager.add(name, url, kind, interval, token_env=dialog.token_variable())
+                self.manager.add(name, url, kind, interval, token_env=dialog.token_variable(),
+                                 service=dialog.service())
                 return
             except TargetsError as exc:
                 dialog.show_error(str(exc))
@@ -172,6 +173,9 @@ class FleetPage(QWidget):
                 down.add(h.name)
             rows.append((h.name, fleet_cells(h, now)))
         self.table.set_rows(rows, highlight=down)
+        # One unnamed service (the demo, most single-service fleets): no service column.
+        self.table.setColumnHidden(FLEET_HEADERS.index("service"),
+                                   not any(h.service for h in health))
         greet = self.first_run and not rows
         self.greeting.setVisible(greet)
         self.greeting.demo_button.setVisible(self.start_demo is not None)
@@ -221,7 +225,8 @@ def fleet_cells(h: TargetHealth, now: float) -> list[tuple[str, float | str]]:
     gone = getattr(h, "gone", 0.0)  # a replay's recorded health may predate discovery
     state = (GONE, -1) if gone else ("up" if h.up else "DOWN", int(h.up))
     url = getattr(h, "url", "")
-    return [(h.name, h.name), (h.kind, h.kind), state, ago,
+    service = getattr(h, "service", "")
+    return [(h.name, h.name), (service or "—", service), (h.kind, h.kind), state, ago,
             (fmt.duration(h.duration), h.duration), (str(h.samples), h.samples),
             (f"{h.failed_scrapes} of {h.ok_scrapes + h.failed_scrapes}", h.failed_scrapes),
             (_error_text(h, now), h.error or ""), (url, url)]

@@ -68,6 +68,7 @@ def test_fleet_page_adds_and_removes_targets(qtbot, tmp_path: Path) -> None:
     from trimtab.agent.procs import free_port, stop_all, wait_http
     from trimtab.app.model.fleet import FleetModel
     from trimtab.app.targets.manager import TargetManager
+    from trimtab.app.ui.pages.fleet import FLEET_HEADERS
     from trimtab.app.ui.window import MainWindow
     from trimtab.collectors.scrape import ScrapeEngine
     from trimtab.demo.fleet import spawn_demo
@@ -87,7 +88,8 @@ def test_fleet_page_adds_and_removes_targets(qtbot, tmp_path: Path) -> None:
         with pytest.raises(tf.TargetsError):
             window.fleet.manager.add("bad", "nope")
         window.fleet.manager.add("api-x", f"http://127.0.0.1:{port}/metrics")
-        qtbot.waitUntil(lambda: window.fleet.table.column_texts(2) == ["up"], timeout=10_000)
+        state = FLEET_HEADERS.index("state")
+        qtbot.waitUntil(lambda: window.fleet.table.column_texts(state) == ["up"], timeout=10_000)
         assert [t.name for t in tf.load(path)] == ["api-x"]
         assert window.fleet.table.select_key("api-x")
         window.fleet.remove_selected()
@@ -118,6 +120,7 @@ def test_fleet_page_says_when_a_dead_target_is_retried(qtbot, tmp_path: Path) ->
     from trimtab.agent.procs import free_port
     from trimtab.app.model.fleet import FleetModel
     from trimtab.app.targets.manager import TargetManager
+    from trimtab.app.ui.pages.fleet import FLEET_HEADERS
     from trimtab.app.ui.window import MainWindow
     from trimtab.collectors.scrape import ScrapeEngine
 
@@ -130,8 +133,9 @@ def test_fleet_page_says_when_a_dead_target_is_retried(qtbot, tmp_path: Path) ->
         window.tabs.setCurrentWidget(window.fleet)
         window.fleet.manager.add("gone", f"http://127.0.0.1:{free_port()}/metrics",
                                  interval=0.5)
+        error = FLEET_HEADERS.index("error")
         qtbot.waitUntil(lambda: any("retrying in" in text
-                                    for text in window.fleet.table.column_texts(7)),
+                                    for text in window.fleet.table.column_texts(error)),
                         timeout=30_000)
         health = model.read(lambda m: m.health["gone"])
         assert not health.up and health.failed_scrapes >= 3

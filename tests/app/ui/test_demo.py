@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from trimtab.agent.procs import alive
 from trimtab.app.model.fleet import FleetModel
+from trimtab.app.ui.pages.fleet import FLEET_HEADERS
 from trimtab.demo.fleet import DemoFleet
 
 
@@ -107,7 +108,7 @@ def test_fleet_page_lists_every_target_up(qtbot, model: FleetModel) -> None:
     window.show()
     window.tabs.setCurrentWidget(window.fleet)
     qtbot.waitUntil(lambda: window.fleet.table.rowCount() == 4, timeout=20_000)
-    qtbot.waitUntil(lambda: set(window.fleet.table.column_texts(2)) == {"up"}, timeout=10_000)
+    qtbot.waitUntil(lambda: set(window.fleet.table.column_texts(FLEET_HEADERS.index("state"))) == {"up"}, timeout=10_000)
     window.close()
 
 
