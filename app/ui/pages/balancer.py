@@ -19,6 +19,7 @@ from trimtab.widgets.timeseries import TimeSeriesView
 
 from ...model import format as fmt
 from ...model.fleet import FleetModel
+from . import promql
 from .common import percent_series, sort_key
 
 # Short headers so every column fits beside the bars on a 1,366 px screen; the tooltips
@@ -81,6 +82,10 @@ class BalancerPage(QWidget):
         layout.addWidget(self.change_button, 0, Qt.AlignmentFlag.AlignRight)
         layout.addWidget(split, 1)
         self.charts = [self.share_time, self.latency]
+        self.table.set_promql(promql.balancer_cell(model))
+        self.bars.set_promql(promql.share_bar(model), promql.EXPECTED_LEAD)
+        self.share_time.set_promql(promql.by_route(model, "share"), promql.PERCENT_LEAD)
+        self.latency.set_promql(promql.by_route(model, "lb_p95"))
 
     def latency_empty_text(self) -> str:
         """What the p95 chart says while it has nothing to draw."""

@@ -16,6 +16,7 @@ from trimtab.widgets.timeseries import TimeSeriesView
 
 from ...model import format as fmt
 from ...model.fleet import FleetModel
+from . import promql
 from .common import TOP_ROUTES, percent_series, sort_key
 
 CACHE_HEADERS = ("route", "TTL (per instance)", "hit ratio", "hits/s", "misses/s", "bypasses/s")
@@ -94,6 +95,8 @@ class CachePage(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(split, 1)
         self.charts = [self.hit_ratio]
+        self.table.set_promql(promql.cache_cell(model))
+        self.hit_ratio.set_promql(promql.by_route(model, "hit_ratio"), promql.PERCENT_LEAD)
 
     def set_write_access(self, can_write: bool, reason: str) -> None:
         """Whether the token may change things (``reason`` says why not)."""

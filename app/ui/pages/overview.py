@@ -11,6 +11,7 @@ from trimtab.widgets.timeseries import TimeSeriesView
 
 from ...model.fleet import FleetModel
 from ...model.headline import Headline, headline
+from . import promql
 from .common import TOP_ROUTES, percent_series, top_n
 
 
@@ -61,6 +62,13 @@ class OverviewPage(QWidget):
         layout.addWidget(self.headline)
         layout.addLayout(grid, 1)
         self.charts = [self.latency, self.hit_ratio, self.share_time]
+        # "Copy as PromQL": each curve's expression, for Grafana or the Prometheus UI.
+        self.latency.set_promql(promql.by_route(model, "p95"),
+                                "Fleet p95 per route: histogram_quantile over the buckets "
+                                "summed across instances.")
+        self.hit_ratio.set_promql(promql.by_route(model, "hit_ratio"), promql.PERCENT_LEAD)
+        self.share_time.set_promql(promql.by_route(model, "share"), promql.PERCENT_LEAD)
+        self.share_bars.set_promql(promql.share_bar(model), promql.EXPECTED_LEAD)
 
     def headline_facts(self) -> Headline:
         """What the headline strip says, as data (its text is ``headline.text()``)."""

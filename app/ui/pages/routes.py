@@ -30,6 +30,7 @@ from ...model.fleet import (
     RouteStats,
     level_name,
 )
+from . import promql
 from .common import percent_series
 
 # The status classes that get a column (``other``, 1xx and odd labels, is rare: chart only).
@@ -146,6 +147,22 @@ class RoutesPage(QWidget):
         layout.addWidget(split, 1)
         self.charts = [self.percentiles, self.heatmap, self.instances, self.statuses,
                        self.errors, self.sizes]
+        self._wire_promql()
+
+    def _wire_promql(self) -> None:
+        """"Copy as PromQL" on the table and on the selected route's charts."""
+        self.table.set_promql(promql.route_cell(self.model, TABLE_CLASSES))
+        charts = promql.selected_route_charts(self.model, lambda: self.selected)
+        self.percentiles.set_promql(charts["percentiles"])
+        self.instances.set_promql(charts["instances"], "The instance label stands for the "
+                                  "target's name in the cockpit.")
+        self.statuses.set_promql(charts["statuses"])
+        self.errors.set_promql(charts["errors"], promql.PERCENT_LEAD)
+        self.sizes.set_promql(charts["sizes"])
+        self.heatmap.set_promql(
+            lambda: promql.series(self.model, "heat", self.selected)
+            if self.selected is not None else None,
+            "Cumulative buckets (le): each cell is the difference of two neighbouring ones.")
 
     @Slot(float, float, float, float)
     def _heat_cell_clicked(self, t0: float, t1: float, lo_s: float, hi_s: float) -> None:

@@ -45,6 +45,7 @@ from ...slo.definition import SLO, SLOError, format_duration
 from ...slo.live import burn_deriver
 from ...slo.track import PrometheusSource, SloStatus, StoreSource, evaluate
 from ...store.settings import human_duration
+from . import promql
 
 EVERY_S = 5.0
 HISTORY_POINTS = 2000  # burn-rate points kept per SLO for the chart
@@ -54,9 +55,10 @@ TOOLTIPS = {
     "SLI now (5 min)": "Share of good requests over the last 5 minutes; between two bucket "
                        "bounds it is interpolated and the range it can carry is shown.",
     "fast burn (1 h / 5 min)": "Error ratio ÷ budget over 1 h and 5 min; 14.4 on both pages "
-                               "(2 % of a 30-day budget in one hour).",
+                               "(2 % of a 30-day budget in one hour). Right-click an SLO's "
+                               "cell: Copy as PromQL.",
     "budget left": "Share of the error budget not yet spent over the SLO window "
-                   "(negative: overspent).",
+                   "(negative: overspent). Right-click an SLO's cell: Copy as PromQL.",
     "history": "How much of the SLO window the cockpit's history holds.",
     "alerts": "Workbook rows firing now: both their long and short windows burn too fast.",
 }
@@ -133,7 +135,17 @@ class SloPage(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(split, 1)
         self.charts = [self.burn_chart]
+        self.table.set_promql(promql.slo_cell(self._find))
+        self.burn_chart.set_promql(
+            lambda name: (promql.slo_burn(slo, promql.SHORT_BURN_S)
+                          if (slo := self._find(name)) is not None else None),
+            "Burn rate = error ratio over 5 min ÷ (1 − objective); trimtab evaluates it on its "
+            "own history, or on the Prometheus source chosen.")
         self._show_hint()
+
+    def _find(self, name: str) -> SLO | None:
+        """The SLO named ``name``, or None."""
+        return next((s for s in self.slos if s.name == name), None)
 
     # --- evaluation ------------------------------------------------------------
 

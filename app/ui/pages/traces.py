@@ -24,6 +24,7 @@ from trimtab.widgets.waterfall import Span, WaterfallView
 
 from ...model import format as fmt
 from ...model.fleet import FleetModel
+from . import promql
 
 TRACE_HEADERS = ("time", "route", "method", "status", "duration", "instance", "cache", "trace id",
                  "exemplar")
@@ -99,6 +100,7 @@ class TracesPage(QWidget):
         self.table.sortItems(DURATION_COLUMN, Qt.SortOrder.DescendingOrder)
         self.table.horizontalHeader().sectionClicked.connect(self._sorted_by_hand)
         self.table.row_selected.connect(self.show_trace)
+        self.table.set_promql(promql.trace_cell)  # a trace is one request: no PromQL
         self.waterfall = WaterfallView()
         self.hint = QLabel(NO_TRACES)
         self.hint.setWordWrap(True)
