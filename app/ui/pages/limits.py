@@ -15,6 +15,7 @@ from trimtab.widgets.timeseries import TimeSeriesView
 
 from ...model import format as fmt
 from ...model.fleet import FleetModel, LimitRow, limit_key, split_limit_key
+from . import promql
 from .common import TOP_ROUTES
 
 LIMIT_HEADERS = ("instance", "limit", "route", "key", "rate", "burst", "mode", "allowed/s",
@@ -126,6 +127,9 @@ class LimitsPage(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(split, 1)
         self.charts = [self.limited]
+        self._curves: dict[str, tuple[str, str]] = {}  # legend name → (metric, limit key)
+        self.table.set_promql(promql.limit_cell(model, _split_row))
+        self.limited.set_promql(promql.limit_curves(model, lambda: self._curves))
         self._update_buttons()
 
     def selected_limit(self) -> str | None:
@@ -187,10 +191,18 @@ class LimitsPage(QWidget):
                 (0.0 if math.isnan(line.shadow_limited) else line.shadow_limited)
             busiest[key] = busiest.get(key, 0.0) + score
         keys = sorted(busiest, key=lambda k: (-busiest[k], k))[:TOP_ROUTES]
-        series = {}
+        series, curves = {}, {}
         for key in keys:
             route, name = split_limit_key(key)
             for metric, word in CURVES.items():
                 if key in data[metric]:
                     series[f"{route} {name} {word}"] = data[metric][key]
+                    curves[f"{route} {name} {word}"] = (metric, key)
+        self._curves = curves
         self.limited.set_series(series, keep_gone=False)
+
+
+def _split_row(row_key: str) -> tuple[str, str, str]:
+    """(instance, limit, route) of a table row's key (LimitLine.row_key)."""
+    instance, name, route = row_key.split(ROW_SEP, 2)
+    return instance, name, route
