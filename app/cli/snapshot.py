@@ -110,8 +110,8 @@ def cli_export(args: argparse.Namespace, out: TextIO = sys.stderr) -> int:
     """Export ``[--from, --to]`` of the history store to ``--out``; 0 on success, 2 on bad input.
 
     Like the cockpit's File → Export: the metrics from the store; the targets from
-    the targets file; the journal and traces from those targets' agents (read token
-    in ``TRIMTAB_TOKEN``). What cannot be included is said on ``out``, one line
+    the targets file; the journal, traces and rate limits from those targets' agents (read
+    token in ``TRIMTAB_TOKEN``). What cannot be included is said on ``out``, one line
     each, and recorded in the snapshot (``meta.omitted``) for its readers.
     """
     try:
@@ -132,7 +132,7 @@ def cli_export(args: argparse.Namespace, out: TextIO = sys.stderr) -> int:
             info = export_snapshot(
                 store, args.out, start, end, targets=targets, journal=records.journal,
                 traces=records.traces, notes=args.notes, redaction=rules, omitted=omitted,
-                slos=slos,
+                slos=slos, configs=records.configs,
                 progress=lambda done, total: print(f"\rexporting metrics {done}/{total}",
                                                    end="", file=out, flush=True))
     except (ValueError, OSError, sqlite3.Error) as exc:

@@ -28,6 +28,7 @@ from trimtab.collectors.scrape import ScrapeResult, ScrapeTarget
 from ..model.fleet import FleetModel, TargetHealth
 from ..store.store import SeriesKey
 from .health import RecordedHealth
+from .limits import RecordedLimits
 from .model import ReplayModel
 
 Cycle = tuple[float, list[ScrapeResult]]
@@ -221,6 +222,7 @@ class Replayer:
     checkpoint_every: int = CHECKPOINT_EVERY
     resolution: float = 0.0  # seconds per replayed cycle; 0: every stored cycle
     recorded: RecordedHealth | None = None  # target health as the source recorded it
+    limits: RecordedLimits | None = None  # rate limits as the source recorded them
     checkpoints: list[Checkpoint] = field(default_factory=list)
     _since_checkpoint: int = 0
     _trace_times: list[float] = field(default_factory=list)
@@ -269,6 +271,8 @@ class Replayer:
         self.clock = t
         if self.recorded is not None:  # stored samples alone would show every target up
             self.recorded.apply(self.model, t, self.start, self.end)
+        if self.limits is not None:  # the samples hold decisions, not the limits themselves
+            self.limits.apply(self.model, t)
         return t
 
     def step(self, seconds: float) -> float:

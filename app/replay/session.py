@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .limits import RecordedLimits
 from .replayer import Replayer
 
 
@@ -35,7 +36,9 @@ def snapshot_session(path: str | Path) -> ReplaySession:
     snap = open_snapshot(path)
     try:
         replayer = Replayer.for_window(snap, *snap.window, traces=snap.traces())
-        return ReplaySession(f"{Path(path).name} — read-only snapshot", replayer, snap.journal(),
+        journal = snap.journal()
+        replayer.limits = RecordedLimits.from_source(snap, journal)
+        return ReplaySession(f"{Path(path).name} — read-only snapshot", replayer, journal,
                              snap.notes, snap, snap.annotations(), owns_source=True)
     except Exception:
         snap.close()

@@ -1,4 +1,5 @@
-"""What the headless export asks the agents for: their change journal and traces.
+"""What the headless export asks the agents for: their change journal, traces and config
+(the rate limits).
 
 The cockpit's File → Export holds both already (it polls them live); ``trimtab
 snapshot export`` runs without a cockpit, so it reads them from the agents named
@@ -18,7 +19,7 @@ from typing import Any
 import httpx
 
 from ..control.client import ControlClient
-from ..control.types import INSTANCE, Agent, JournalRow
+from ..control.types import INSTANCE, Agent, ControlError, JournalRow
 
 TRACE_PAGE = 1000  # the agent's largest page
 MAX_TRACE_PAGES = 200  # a bound, whatever an agent answers
@@ -46,13 +47,15 @@ class AgentRecords:
 
     journal: list[JournalRow] = field(default_factory=list)
     traces: list[dict[str, Any]] = field(default_factory=list)
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # instance → document
     omitted: list[Omission] = field(default_factory=list)
 
 
 def read_agents(targets: Sequence[Any], token: str, start: float, end: float,
                 timeout: float = 3.0) -> AgentRecords:
-    """The journal (instances and balancers) and traces (instances, as the cockpit
-    polls them) of ``targets`` in ``[start, end]``; an omission for every part missing."""
+    """The journal (instances and balancers), traces and config documents (instances, as
+    the cockpit polls them) of ``targets`` in ``[start, end]``; an omission for every part
+    missing."""
     out = AgentRecords()
     agents = [Agent.from_target(t) for t in targets
               if getattr(t, "kind", INSTANCE) in ("instance", "balancer")]
@@ -61,13 +64,22 @@ def read_agents(targets: Sequence[Any], token: str, start: float, end: float,
     if not token:
         why = ("no read token: set TRIMTAB_TOKEN to the agents' read (or write) token, "
                "as for the cockpit")
-        out.omitted += [Omission("journal", "all", why), Omission("traces", "all", why)]
+        out.omitted += [Omission(what, "all", why) for what in ("journal", "traces", "limits")]
         return out
+    instances = [a for a in agents if a.kind == INSTANCE]
     with ControlClient(token, timeout=timeout) as client:
+        # Every entry from the start on, also after the window: the limits are read now
+        # and worked back to the window's end through the later changes (snapshot/limits).
         rows, errors = client.journal(agents, since=start)
-    out.journal = [r for r in rows if r.time <= end]
+        reads = client.read_configs(instances)
+    out.journal = rows
     out.omitted += [Omission("journal", agent.name, _why(err.status, err.message))
                     for agent, err in errors.items()]
+    for agent, read in reads.items():
+        if isinstance(read, ControlError):
+            out.omitted.append(Omission("limits", agent.name, _why(read.status, read.message)))
+        else:
+            out.configs[agent.name] = read.doc
     with httpx.Client(timeout=timeout, headers={"Authorization": f"Bearer {token}"}) as http:
         for agent in agents:
             if agent.kind == INSTANCE:

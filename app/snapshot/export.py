@@ -34,6 +34,7 @@ from ..slo.definition import SLO
 from ..slo.track import StoreSource, ratio
 from ..store.codec import Points
 from ..store.store import Store
+from .limits import limits_at, limits_of
 from .open import Snapshot, open_snapshot
 from .redact import RedactionRules, Redactor
 from .schema import FORMAT, SCHEMA, SCHEMA_VERSION, SnapshotError
@@ -93,7 +94,8 @@ def export_snapshot(store: Store, out_path: str | Path, start: float, end: float
                     notes: str = "", annotations: Iterable[Any] = (),
                     redaction: RedactionRules | None = None,
                     progress: Progress | None = None,
-                    omitted: Iterable[Any] = (), slos: Iterable[SLO] = ()) -> SnapshotInfo:
+                    omitted: Iterable[Any] = (), slos: Iterable[SLO] = (),
+                    configs: Mapping[str, Mapping[str, Any]] | None = None) -> SnapshotInfo:
     """Write the window ``[start, end]`` (unix s) of ``store`` and the rest to ``out_path``.
 
     ``traces`` are trace dicts (``Tracer._as_dict`` shape), ``journal`` are
@@ -108,8 +110,11 @@ def export_snapshot(store: Store, out_path: str | Path, start: float, end: float
     ``source``, ``why``): kept, redacted, as ``meta.omitted`` so a reader can
     say so. ``slos``: the objectives in force, written as OpenSLO (``meta.slos_openslo``)
     with what the window did to each (``meta.slos``: error ratio, burn rate and the
-    share of the SLO window's budget the window consumed). An existing ``out_path`` is
-    replaced only once the new file is complete.
+    share of the SLO window's budget the window consumed). ``configs``: each instance
+    agent's config document as read now (target name → document); the rate limits in
+    it, as they were at the window's end (changes in ``journal`` after it undone), go to
+    the ``limits`` table, redacted (a limit's key spec stays, see ``Redactor.limit``).
+    An existing ``out_path`` is replaced only once the new file is complete.
     """
     start, end = _window(start, end)
     targets = list(targets)
@@ -122,7 +127,9 @@ def export_snapshot(store: Store, out_path: str | Path, start: float, end: float
     if out.is_dir() or out.resolve() == Path(store.path).resolve():
         raise ValueError(f"{out}: choose a new file name (it is a folder or the history itself)")
     # Everything but the samples is small: redact it all before the file exists.
+    journal = list(journal)
     tables = {
+        "limits": _limit_rows(red, limits_at(limits_of(configs or {}), journal, end)),
         "targets": [_target_row(red, t) for t in targets],
         "health": [_health_row(red, name, h) for name, h in (health or {}).items()],
         "annotations": [_annotation_row(red, a) for a in annotations],
@@ -258,6 +265,34 @@ def _health_row(red: Redactor, name: str, health: Any) -> dict[str, Any]:
             "gone": float(h.get("gone") or 0.0)}
 
 
+def _limit_rows(red: Redactor, limits: Mapping[str, Mapping[str, Mapping[str, Any]]]
+                ) -> list[dict[str, Any]]:
+    """One row per agent and limit: its settings, redacted; a number that is not one is
+    left out (NULL) rather than written as text a reader would trip on."""
+    rows = []
+    for agent, named in sorted(limits.items()):
+        for name, fields in sorted(named.items()):
+            f = red.limit(fields)
+            rows.append({"agent": red.text(agent), "name": red.text(name),
+                         "route": _text_or_none(f.get("route")),
+                         "key": _text_or_none(f.get("key")),
+                         "rate": _number(f.get("rate"), float),
+                         "burst": _number(f.get("burst"), int),
+                         "mode": _text_or_none(f.get("mode"))})
+    return rows
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _number(value: Any, kind: type) -> float | int | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value):
+        return None
+    return kind(value)
+
+
 def _omission_row(red: Redactor, item: Any) -> dict[str, str]:
     o = item.as_dict() if hasattr(item, "as_dict") else _as_dict(item)
     return {k: red.text(str(o.get(k) or "")) for k in ("what", "source", "why")}
@@ -286,8 +321,8 @@ def _journal_row(red: Redactor, entry: Any) -> dict[str, Any]:
             "entry_id": int(e.get("id", e.get("entry_id", 0))), "time": float(e["time"]),
             "who": red.text(str(e.get("who") or "")), "target": red.text(str(e.get("target") or "")),
             "what": red.text(str(e.get("what") or "")),
-            "old_json": json.dumps(red.value(e.get("old")), sort_keys=True),
-            "new_json": json.dumps(red.value(e.get("new")), sort_keys=True),
+            "old_json": json.dumps(red.config(e.get("old")), sort_keys=True),
+            "new_json": json.dumps(red.config(e.get("new")), sort_keys=True),
             "reason": red.text(str(e.get("reason") or "")), "result": str(e.get("result") or ""),
             "detail": red.text(str(e.get("detail") or "")), "reverts": e.get("reverts")}
 

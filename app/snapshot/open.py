@@ -127,6 +127,30 @@ class Snapshot:
             out.append(row)
         return out
 
+    def limits(self) -> list[dict[str, Any]]:
+        """The rate limits each instance had at the window's end: ``agent``, ``name``,
+        ``route``, ``key`` (what tells clients apart: ``ip``, ``header:x-api-key``…),
+        ``rate``, ``burst``, ``mode``; empty for a file written before limits were kept."""
+        with self._reading("limits"):
+            tables = {r[0] for r in self._conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "limits" not in tables:
+                return []
+            cur = self._conn.execute("SELECT agent, name, route, key, rate, burst, mode "
+                                     "FROM limits ORDER BY agent, name")
+            cols = [c[0] for c in cur.description]
+            return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+    def limits_by_agent(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """:meth:`limits` as agent → limit name → settings, the shape of the ``limits``
+        section of each agent's config document (settings that are NULL left out)."""
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for row in self.limits():
+            fields = {k: row[k] for k in ("route", "key", "rate", "burst", "mode")
+                      if row[k] is not None}
+            out.setdefault(row["agent"], {})[row["name"]] = fields
+        return out
+
     @property
     def slos_openslo(self) -> str:
         """The SLO definitions as exported (OpenSLO YAML), for a colleague to import."""

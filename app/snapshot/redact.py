@@ -26,6 +26,9 @@ values, journal entries, notes):
   matching a configured value pattern;
 - literal secrets (e.g. every target's agent token) anywhere in any string.
 
+A rate limit's ``key`` setting (``header:x-api-key``) is no secret: it names what tells
+clients apart, and is kept when it has that form (``Redactor.limit``).
+
 Redaction is deterministic (the same input gives the same output), so a
 redacted target name still joins its series, samples and health rows.
 """
@@ -39,6 +42,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, quote, urlsplit, urlunsplit
+
+from trimtab.agent.ratelimit_config import valid_key
 
 MASK = "REDACTED"
 DEFAULT_QUERY_PARAMS = frozenset({
@@ -249,6 +254,32 @@ class Redactor:
             hidden = any(p.search(name) for p in self._label_names) or self.is_sensitive_key(name)
             out.append((name, MASK if hidden else self.text(value)))
         return tuple(out)
+
+    def limit(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """A rate limit's settings (``route``, ``key``, ``rate``, ``burst``, ``mode``).
+
+        ``key`` names *what* tells clients apart (``ip``, ``global``, ``header:x-api-key``,
+        ``jwt:sub``), never a client's key value: kept when it has that form (the generic
+        rules would mask any field called ``key``), masked otherwise. Numbers stay; every
+        other string is redacted as text.
+        """
+        out: dict[str, Any] = {}
+        for name, v in fields.items():
+            if name == "key" and isinstance(v, str):
+                out["key"] = v if valid_key(v) and self.text(v) == v else MASK
+            else:
+                out[self.text(str(name))] = self.value(v)
+        return out
+
+    def config(self, doc: Any) -> Any:
+        """A config document or patch (journal ``old``/``new``) as :meth:`value` redacts it,
+        its ``limits`` section through :meth:`limit` (a limit's key spec is no secret)."""
+        if not isinstance(doc, Mapping) or not isinstance(doc.get("limits"), Mapping):
+            return self.value(doc)
+        out = self.value({k: v for k, v in doc.items() if k != "limits"})
+        out["limits"] = {self.text(str(name)): self.limit(f) if isinstance(f, Mapping)
+                         else self.value(f) for name, f in doc["limits"].items()}
+        return out
 
     def value(self, value: Any) -> Any:
         """A JSON-like value (dicts, lists, strings, numbers) with every string redacted

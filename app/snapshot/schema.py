@@ -45,7 +45,12 @@ CREATE TABLE journal (id INTEGER PRIMARY KEY, source TEXT NOT NULL, source_kind 
     detail TEXT, reverts INTEGER);
 CREATE TABLE annotations (id INTEGER PRIMARY KEY, time REAL NOT NULL, text TEXT NOT NULL,
     kind TEXT NOT NULL DEFAULT 'note', target TEXT);
+CREATE TABLE limits (agent TEXT NOT NULL, name TEXT NOT NULL, route TEXT, key TEXT,
+    rate REAL, burst INTEGER, mode TEXT, PRIMARY KEY (agent, name));
 """
+# Tables added within version 2 (no version bump: a reader that does not know one ignores
+# it); a file written before one has none of it, and reads as holding nothing there.
+OPTIONAL = {"limits"}
 
 # Version 1 (the previous release) differs: samples' value column is ``value``;
 # no rollups, health or annotations tables (health was ``up``/``error`` columns of
@@ -177,6 +182,7 @@ NUMERIC = {
     "spans": {"start": ("real", "integer", "null"), "duration_ms": ("real", "integer", "null")},
     "annotations": {"time": ("real", "integer")},
     "targets": {"interval": ("real", "integer", "null"), "timeout": ("real", "integer", "null")},
+    "limits": {"rate": ("real", "integer", "null"), "burst": ("integer", "null")},
 }
 
 
@@ -204,7 +210,10 @@ def _wal_size(path: Path) -> int:
 
 def _check_types(conn: sqlite3.Connection, path: Path) -> None:
     """The first column holding a value of the wrong type names the table, column and type."""
+    present = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     for table, columns in NUMERIC.items():
+        if table in OPTIONAL and table not in present:
+            continue
         for column, allowed in columns.items():
             marks = ", ".join("?" * len(allowed))
             found = conn.execute(f"SELECT typeof({column}), quote({column}) FROM {table} "

@@ -1,6 +1,7 @@
 """File → Export incident snapshot… (Ctrl+Shift+S): a range of the cockpit's history,
-with the traces, change journal, target health and the operator's notes, written as one
-redacted ``.trimtab`` file (``export_snapshot``) on a worker thread, with progress.
+with the traces, change journal, target health, rate limits and the operator's notes,
+written as one redacted ``.trimtab`` file (``export_snapshot``) on a worker thread, with
+progress.
 
 The live store is read directly: its reads run beside the collector's writes
 (``Store.query``), so exporting an hour of history never holds up scraping.
@@ -8,6 +9,7 @@ The live store is read directly: its reads run beside the collector's writes
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import sqlite3
 import threading
@@ -49,6 +51,8 @@ class ExportJob(QObject):
         self.health = model.read(lambda m: {k: dataclasses.replace(h)
                                             for k, h in m.health.items()})
         self.journal = list(window.journal_rows.values())
+        # The agents' config documents as last read: their rate limits go into the file.
+        self.configs = model.read(lambda m: copy.deepcopy(m.configs))
         slo_page = getattr(window, "slo", None)  # the SLOs in force, with what the window did
         self.slos = list(slo_page.slos) if slo_page is not None else []
         # A list, or a callable giving the current one (it may read the targets file:
@@ -80,7 +84,7 @@ class ExportJob(QObject):
         self._thread.join()  # its emit was the worker's last act: returns at once
         for signal in (self.progressed, self.done, self.failed):
             signal.disconnect()
-        self.traces, self.journal, self.health = [], [], {}
+        self.traces, self.journal, self.health, self.configs = [], [], {}, {}
 
     def finished(self) -> bool:
         return self.info is not None or bool(self.error)
@@ -92,6 +96,7 @@ class ExportJob(QObject):
             targets = list(source() if callable(source) else source)
             info = export_snapshot(self.store, path, start, end, traces=self.traces,
                                    journal=self.journal, targets=targets, slos=self.slos,
+                                   configs=self.configs,
                                    health=self.health, notes=self.notes,
                                    progress=self._progress)
         except Cancelled:
