@@ -394,8 +394,14 @@ def _direction(kind: Kind, before: float, after: float, beyond: bool | None,
 def _label(metric: str, direction: str, parts: int, min_parts: int, n_after: int,
            min_after: int, expected: float | None) -> str:
     if direction == UNKNOWN:
-        return (f"not enough data yet ({parts} of {min_parts} before-parts with samples, "
-                f"{n_after} of {min_after} samples after the settle period)")
+        # Name only what is short: "6 of 3 before-parts" read as nonsense when the
+        # before side was fine and only the after side lacked samples.
+        short = []
+        if parts < min_parts:
+            short.append(f"only {parts} of the {min_parts} before-parts needed have samples")
+        if n_after < min_after:
+            short.append(f"{n_after} of the {min_after} samples needed after the settle period")
+        return f"not enough data yet ({'; '.join(short) or 'no comparable samples'})"
     if direction == WITHIN:
         return "within the normal spread: not shown to differ"
     target = f" {format_value(metric, expected)}" if expected is not None else ""

@@ -150,10 +150,13 @@ def test_gaps_are_ignored_and_too_little_data_says_how_much() -> None:
     empty = compare(t[t < CHANGE], v[t < CHANGE], CHANGE, window=300, settle=30,
                     metric="error_rate")
     assert empty.beyond is None and math.isnan(empty.after)
-    assert "not enough data yet" in empty.verdict and "0 of 3 samples after" in empty.verdict
+    assert ("; not enough data yet (0 of the 3 samples needed after the settle period); "
+            in empty.verdict)  # the before side was fine: not named
     sparse = compare(np.array([CHANGE - 10, CHANGE + 40]), np.array([1.0, 2.0]), CHANGE,
                      window=300, settle=30)
-    assert sparse.beyond is None and "1 of 3 before-parts" in sparse.verdict
+    assert sparse.beyond is None
+    assert "not enough data yet (only 1 of the 3 before-parts needed have samples; " in \
+        sparse.verdict
 
 
 def test_the_verdict_does_not_fade_as_the_after_window_grows() -> None:
