@@ -56,10 +56,11 @@ def narrowed(expr: str, metric: str, label: str, value: str) -> str:
     """``expr`` with ``label="value"`` added to every selector of ``metric`` in it.
 
     E.g. the model's cache expression (by route and result) narrowed to the hits. A
-    metric named in ``expr`` only as a prefix of a longer name is left alone.
+    name that only contains ``metric`` (``sum``, ``m_total``) is left alone.
     """
     matcher = f"{label}={quote(value)}"
-    pattern = re.compile(re.escape(metric) + r"(?![A-Za-z0-9_:])(\{)?")
+    # whole names only: "m" is neither in "sum" nor in "m_total"
+    pattern = re.compile(r"(?<![A-Za-z0-9_:])" + re.escape(metric) + r"(?![A-Za-z0-9_:])(\{)?")
 
     def add(match: re.Match[str]) -> str:
         return f"{metric}{{{matcher}," if match.group(1) else f"{metric}{{{matcher}}}"
