@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import time
 
 import numpy as np
@@ -135,6 +136,11 @@ class TimeSeriesView(QWidget):
         the chart shows a ratio as percent)."""
         self._promql, self._promql_lead = promql, lead
 
+    def legend_label(self, key: str) -> pg.LabelItem:
+        """The legend's label of ``key``'s curve (its text is HTML-escaped)."""
+        return next(label for sample, label in self.legend.items
+                    if sample.item is self.curves[key])
+
     def shown_keys(self) -> list[str]:
         """The curves in the legend's order that have data and are not hidden."""
         return [k for k in sorted(self.data) if k in self.curves and self.curves[k].isVisible()]
@@ -157,10 +163,11 @@ class TimeSeriesView(QWidget):
     def curve_at(self, scene_pos: QPointF) -> str | None:
         """The curve under a scene position: its legend entry, or a curve drawn within
         NEAR_CURVE_PX pixels above or below; None elsewhere."""
+        key_of = {id(curve): key for key, curve in self.curves.items()}
         for sample, label in self.legend.items:
             if (label.sceneBoundingRect().contains(scene_pos)
                     or sample.sceneBoundingRect().contains(scene_pos)):
-                return str(label.text)
+                return key_of.get(id(sample.item))
         vb = self.plot.getPlotItem().getViewBox()
         if not vb.sceneBoundingRect().contains(scene_pos):
             return None
@@ -304,7 +311,8 @@ class TimeSeriesView(QWidget):
             curve = self.curves[key] = pg.PlotDataItem(pen=self._pen(key))
             curve.visibleChanged.connect(  # a removed curve is no longer in self.curves
                 lambda key=key, curve=curve: self.layer.set_visible(key, curve.isVisible()))
-            self.legend.addItem(curve, key)
+            # pyqtgraph's labels are rich text: a route "<other>" would be drawn as nothing
+            self.legend.addItem(curve, html.escape(key, quote=False))
             # Cached as pixmaps: each sample and label is a Python paint() otherwise, and a
             # chart of 10 routes repainted them all whenever anything under them moved.
             sample, label = self.legend.items[-1]

@@ -149,3 +149,12 @@ def test_a_gap_under_the_cursor_is_no_curve(view: TimeSeriesView) -> None:
     assert view.curve_at(scene) is None
     scene = view.plot.getPlotItem().getViewBox().mapViewToScene(QPointF(30.0, 20.0))
     assert view.curve_at(scene) == "/a"
+
+
+def test_a_legend_shows_a_route_that_looks_like_a_tag(view: TimeSeriesView) -> None:
+    # pyqtgraph's labels are rich text: "<other>" (the agent's fold) was drawn as nothing
+    label = next(label for sample, label in view.legend.items
+                 if sample.item is view.curves["<other>"])
+    assert label.item.toPlainText() == "<other>"
+    scene = label.sceneBoundingRect().center()
+    assert view.curve_at(scene) == "<other>"

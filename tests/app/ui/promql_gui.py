@@ -23,7 +23,7 @@ def _copied(qtbot, act) -> str:
 
 def legend_copy(qtbot, chart: TimeSeriesView, name: str) -> str:
     """Right-click the legend entry ``name`` and choose its Copy as PromQL."""
-    label = next(label for _, label in chart.legend.items if label.text == name)
+    label = chart.legend_label(name)
     where = chart.plot.mapFromScene(label.sceneBoundingRect().center())
     vb = chart.plot.getPlotItem().getViewBox()
 
