@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .promql_menu import Answer, NoPromql
 from .table import SortableTable
 
 CARD_HEADERS = ("metric", "before", "after", "change", "normal before", "verdict",
@@ -34,6 +35,20 @@ CHART_COLUMNS = 3
 BEFORE_FILL = QColor(90, 140, 220, 40)
 AFTER_FILL = QColor(60, 170, 90, 40)
 BAND_PEN = pg.mkPen((90, 140, 220), width=1, style=Qt.PenStyle.DashLine)
+# What the judged columns are, said where "Copy as PromQL" would give an expression.
+JUDGED = {
+    "before": "the mean of the metric's points in the window before the change",
+    "after": "the mean of the metric's points in the window after the change",
+    "change": "after ÷ before",
+    "normal before": "the spread of the metric's points before the change",
+    "verdict": "the before/after judge: the change weighed against the normal spread and "
+               "the route's SLO",
+}
+
+
+def _judged(_row: str | None, header: str) -> Answer:
+    reason = JUDGED.get(header)
+    return NoPromql(reason) if reason is not None else None
 
 
 class CardChartData(Protocol):
@@ -92,6 +107,7 @@ class ChangeCard(QDialog):
         self.setWindowTitle(title)
         self.resize(1100, 640)
         self.table = SortableTable(CARD_HEADERS)
+        self.table.set_promql(_judged)  # judged numbers: no PromQL, and the tooltip says so
         self.subtitle = QLabel()
         self.subtitle.setWordWrap(True)
         self.charts: list[MiniChart] = []
