@@ -111,8 +111,11 @@ class ReplayLauncher(QObject):
             text = text or "cancelled"
         self.last_error = text
         if not self.quiet and text != "cancelled":
+            shown = breakable(text)
             self.error_box = QMessageBox(QMessageBox.Icon.Warning, "trimtab: cannot open",
-                                         text, QMessageBox.StandardButton.Ok, self.parent_widget)
+                                         shown, QMessageBox.StandardButton.Ok, self.parent_widget)
+            if shown != text:  # the exact text (a long path) to copy, without break marks
+                self.error_box.setDetailedText(text)
             self.error_box.open()  # not exec(): the other windows keep running
         self.failed.emit(text)
 
@@ -303,4 +306,14 @@ class SnapshotWindow(CompareActions, MainWindow):
         # layout, and it has no journal poll or control pool to stop.
         QMainWindow.closeEvent(self, event)
         self.closed.emit()
+
+
+LONG_WORD = 60  # characters; a longer unbroken word (a deep path) would widen a message box
+
+
+def breakable(text: str) -> str:
+    """``text`` with a zero-width space after each ``/`` of its long words, so that a
+    message box wraps a 400-character path instead of growing 800 px wide."""
+    return " ".join(word.replace("/", "/\u200b") if len(word) > LONG_WORD else word
+                    for word in text.split(" "))
 
