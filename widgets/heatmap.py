@@ -178,7 +178,8 @@ class HeatmapView(QWidget):
         return *menu_label("this heatmap", answer, 1), ""
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
-        if (watched is self.plot.viewport() and event.type() == QEvent.Type.ToolTip
+        # the type first: every paint and mouse move of the plot passes here
+        if (event.type() == QEvent.Type.ToolTip and watched is self.plot.viewport()
                 and self._promql is not None):
             assert isinstance(event, QHelpEvent)
             title = self.plot.getPlotItem().titleLabel.sceneBoundingRect()

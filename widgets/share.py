@@ -150,7 +150,8 @@ class ShareBarsView(QWidget):
         return label, enabled, self.promql_text(bar) if enabled else ""
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
-        if (watched is self.plot.viewport() and event.type() == QEvent.Type.ToolTip
+        # the type first: every paint and mouse move of the plot passes here
+        if (event.type() == QEvent.Type.ToolTip and watched is self.plot.viewport()
                 and self._promql is not None):
             assert isinstance(event, QHelpEvent)
             pos = self.plot.mapToScene(event.pos())

@@ -216,9 +216,10 @@ class SortableTable(QTableView):
         return tooltip_html([("", answer)], str(meaning))
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
-        header = self.horizontalHeader()
-        if watched is header.viewport() and event.type() == QEvent.Type.ToolTip:
+        # the type first: every paint and mouse move of the header passes here
+        if event.type() == QEvent.Type.ToolTip and watched is self.horizontalHeader().viewport():
             assert isinstance(event, QHelpEvent)
+            header = self.horizontalHeader()
             text = self.column_tooltip(header.logicalIndexAt(event.pos()))
             if text:
                 QToolTip.showText(event.globalPos(), text, header.viewport())

@@ -207,7 +207,8 @@ class TimeSeriesView(QWidget):
         return tooltip_html([(k, self._promql(k)) for k in keys], self._promql_lead)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
-        if watched is self.plot.viewport() and event.type() == QEvent.Type.ToolTip:
+        # the type first: every paint and mouse move of the plot passes here
+        if event.type() == QEvent.Type.ToolTip and watched is self.plot.viewport():
             assert isinstance(event, QHelpEvent)
             text = self.promql_tooltip(self.plot.mapToScene(event.pos()))
             if text:
