@@ -81,6 +81,8 @@ class ScrapeTarget:
     # The service this target is an instance of ("": the one unnamed service); its routes'
     # keys are qualified with it (app.model.keys) so two services' /metrics stay apart.
     service: str = ""
+    # A Prometheus source only: "job" = each of its targets' job label names their service.
+    service_from: str = ""
     # Prometheus' per-target limits; 0 = no limit. Exceeding one fails the whole scrape.
     body_size_limit: int = LIMIT_DEFAULTS["body_size_limit"]
     sample_limit: int = LIMIT_DEFAULTS["sample_limit"]

@@ -14,6 +14,10 @@
 ``shop · /route`` so two services serving the same route name stay apart (leave it out
 for the one unnamed service).
 
+For a Prometheus source, ``service_from = "job"`` makes each of its targets' ``job``
+label their service (Prometheus' job is usually the service): without it, every target it
+reads is of the one unnamed service and same-named routes of different jobs add up.
+
 ``control_url = "http://host:9100"`` names the agent's control endpoint (``/_trimtab/…``)
 when it is not at the scrape URL's address.
 
@@ -96,6 +100,16 @@ def validate(target: ScrapeTarget, existing: list[ScrapeTarget] = ()) -> ScrapeT
         if not ENV_NAME.fullmatch(target.token_env):
             raise TargetsError(f"{where} token_env: must be an environment variable's name "
                                f"(letters, digits, _), got {target.token_env!r}")
+    if target.service_from:
+        if target.kind != PROMETHEUS:
+            raise TargetsError(f"{where} service_from: only a Prometheus source takes one "
+                               "(name an instance's service with service = …)")
+        if target.service_from != "job":
+            raise TargetsError(f"{where} service_from: must be \"job\", "
+                               f"got {target.service_from!r}")
+    if target.kind == PROMETHEUS and target.service:
+        raise TargetsError(f"{where} service: a Prometheus source reads many services; "
+                           "use service_from = \"job\"")
     if target.control_url:
         control = urlsplit(target.control_url)
         if (control.scheme not in ("http", "https") or not control.netloc or control.username
@@ -187,6 +201,7 @@ def load(path: Path) -> list[ScrapeTarget]:
                                   token_env=str(entry.get("token_env", "")),
                                   control_url=str(entry.get("control_url", "")),
                                   service=entry.get("service", ""),
+                                  service_from=str(entry.get("service_from", "")),
                                   # limits pass as written: validate() names a wrong one
                                   **{k: entry[k] for k in LIMIT_DEFAULTS if k in entry})
         except (KeyError, TypeError, ValueError) as exc:

@@ -79,7 +79,8 @@ class TargetManager:
         # not held below the interval as a scrape's is: a loaded Prometheus is not "down".
         source = PromSource(target.url, name=target.name, tables=self.tables,
                             interval=target.interval, timeout=max(target.timeout, 5.0),
-                            headers=targets_file.auth_headers(target))
+                            headers=targets_file.auth_headers(target),
+                            service_from=target.service_from)
         collector = self.collectors[target.name] = PromCollector(source, self.model.ingest).start()
         self.names.add(target.name)
         if not saved:

@@ -103,6 +103,9 @@ class _Converter:
     base_url: str
     tables: Sequence[MappingTable]
     interval: float = 1.0
+    # "job": each target's job label names its service (routes keyed "job · /route");
+    # "": every target is of the one unnamed service, as a direct scrape without one.
+    service_from: str = ""
     _normalisers: dict[Key, Normaliser | None] = field(default_factory=dict)
     _targets: dict[Key, ScrapeTarget] = field(default_factory=dict)
     _labels: dict[tuple[tuple[str, str], ...], Labels] = field(default_factory=dict)
@@ -167,7 +170,9 @@ class _Converter:
         if expo is not None and any(s.name.startswith("trimtab_balancer_") for s in expo.samples):
             kind = "balancer"
         url = health.scrape_url if health is not None else f"{self.base_url}#{job}/{instance}"
-        target = ScrapeTarget(name, url, kind, self.interval, self.interval * 0.8)
+        service = job if self.service_from == "job" else ""
+        target = ScrapeTarget(name, url, kind, self.interval, self.interval * 0.8,
+                              service=service)
         if expo is not None:  # decided on data; a first failed scrape is not the final word
             self._targets[key] = target
         return target
@@ -193,7 +198,7 @@ class PromSource:
     def __init__(self, url: str, name: str = "prometheus",
                  tables: Sequence[MappingTable] | None = None, matchers: str = "",
                  interval: float = 1.0, backfill: float = 15.0, timeout: float = 10.0,
-                 headers: Mapping[str, str] | None = None) -> None:
+                 headers: Mapping[str, str] | None = None, service_from: str = "") -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"Prometheus url: must be http(s)://host:port, got {url!r}")
@@ -207,7 +212,10 @@ class PromSource:
         self.headers = dict(headers or {})
         self.target = ScrapeTarget(name, self.url, "prometheus", interval, interval * 0.8)
         self.last_step: Step | None = None
-        self._live = _Converter(name, self.url, self.tables, interval)
+        if service_from not in ("", "job"):
+            raise ValueError(f"service_from: must be 'job' or empty, got {service_from!r}")
+        self.service_from = service_from
+        self._live = _Converter(name, self.url, self.tables, interval, service_from)
         self._last: dict[Key, float] = {}  # newest scrape time handed on, per target
 
     def api(self) -> PromAPI:
@@ -267,7 +275,7 @@ class PromSource:
         answer = api.query_range(self.query, start, end, points)
         self.last_step = answer.step
         step = answer.step.step
-        converter = _Converter(self.name, self.url, self.tables, step)
+        converter = _Converter(self.name, self.url, self.tables, step, self.service_from)
         grouped = converter.group(answer.series)
         by_time: dict[float, list[tuple[Key, _Scrape]]] = {}
         for key, per_time in grouped.items():
