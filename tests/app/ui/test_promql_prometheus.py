@@ -7,7 +7,9 @@ sides read the same samples) and the model ticks at instants T. The real window,
 shows that model; the test copies through its menus and shortcut, reads the real clipboard,
 and asks Prometheus's HTTP API for each expression at ``time=T``: the Overview's p95 chart
 (one curve from its legend's menu, every curve by Ctrl+Shift+C), the Slow routes page's
-request rate chart (the "all" curve) and its table's req/s and 5xx cells.
+request rate chart (the "all" curve) and its table's req/s and 5xx cells; the Cache table's
+hit ratio and hits/s (the model's expression narrowed to one result) and the Balancer
+table's observed share.
 """
 
 from __future__ import annotations
@@ -55,10 +57,10 @@ class Check:
         self.client, self.t_ms = client, t_ms
         self.worst, self.compared = 0.0, 0
 
-    def same(self, expr: str, route: str, mine: float) -> None:
-        got = _prom_values(self.client, expr, self.t_ms, "route")
-        assert set(got) == {route}, (expr, got)  # one series: the route filled in
-        theirs = got[route]
+    def same(self, expr: str, key: str, mine: float, by: str = "route") -> None:
+        got = _prom_values(self.client, expr, self.t_ms, by)
+        assert set(got) == {key}, (expr, got)  # one series: the route or server filled in
+        theirs = got[key]
         if math.isnan(theirs) and math.isnan(mine):
             return
         assert not (math.isnan(theirs) or math.isnan(mine)), (expr, mine, theirs)
@@ -91,12 +93,13 @@ def test_copied_promql_equals_the_shown_number_in_prometheus(qtbot, tmp_path: Pa
             check = Check(client, t_ms)
             _overview(qtbot, window, check)
             _routes(qtbot, window, check)
+            _cache_and_balancer(qtbot, window, check)
             window.close()
     finally:
         fleet.stop()
     print(f"largest relative difference copied PromQL vs the window: {check.worst:.3e} "
           f"over {check.compared} values")
-    assert check.compared >= 8
+    assert check.compared >= 12
 
 
 def _overview(qtbot, window: MainWindow, check: Check) -> None:
@@ -126,3 +129,23 @@ def _routes(qtbot, window: MainWindow, check: Check) -> None:
     qtbot.waitUntil(lambda: "all" in page.statuses.shown_keys(), timeout=30_000)
     check.same(legend_copy(qtbot, page.statuses, "all"), route,
                _last(window.model, "rate", route, check.t_ms))
+
+
+def _cache_and_balancer(qtbot, window: MainWindow, check: Check) -> None:
+    page = window.cache
+    window.tabs.setCurrentWidget(page)
+    rows = {r.route: r for r in window.model.read(lambda m: list(m.cache))
+            if r.hits + r.misses > 0}
+    assert rows  # _wait_for_history waited for cache hits
+    qtbot.waitUntil(lambda: set(rows) <= set(page.table.keys()), timeout=30_000)
+    for route, row in rows.items():
+        check.same(cell_copy(qtbot, page.table, route, "hit ratio"), route, row.hit_ratio)
+        check.same(cell_copy(qtbot, page.table, route, "hits/s"), route, row.hits)
+    page = window.balancer
+    window.tabs.setCurrentWidget(page)
+    servers = {r.server: r for r in window.model.read(lambda m: list(m.share))}
+    assert servers
+    qtbot.waitUntil(lambda: set(servers) == set(page.table.keys()), timeout=30_000)
+    for server, row in servers.items():
+        check.same(cell_copy(qtbot, page.table, server, "observed"), server, row.observed,
+                   by="server")
