@@ -23,9 +23,9 @@ both with a JSON body naming the upstream, and are traced as such.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
-import socket
 from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from .traces import current_traceparent
+from .upstream import UpstreamError, UpstreamPool, UpstreamTimeout
 
 # RFC 9110 §7.6.1 connection-specific fields, plus the proxy's own: never forwarded.
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
@@ -71,16 +72,12 @@ class UpstreamProxy:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"upstream must be an http(s)://host[:port] URL, not {upstream!r}")
         self.upstream = upstream.rstrip("/")
-        self._prefix = parts.path.rstrip("/")
-        # TCP_NODELAY: httpcore writes a request's head and body as separate sends; with
-        # Nagle's algorithm the second waits for the upstream's delayed ACK (~40 ms).
-        transport = httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_connections=max_connections,
-                                max_keepalive_connections=max_connections),
-            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
-        self._client = httpx.AsyncClient(
-            transport=transport, timeout=httpx.Timeout(timeout, connect=connect_timeout),
-            follow_redirects=False, trust_env=False)  # a proxy passes redirects on as they are
+        self._prefix = parts.path.rstrip("/").encode("latin-1")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        # Redirects pass on as they are (a proxy never follows them); no environment proxy.
+        self.pool = UpstreamPool(parts.scheme, parts.hostname, port, timeout=timeout,
+                                 connect_timeout=connect_timeout,
+                                 max_connections=max_connections)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -89,17 +86,14 @@ class UpstreamProxy:
                 if message["type"] == "lifespan.startup":
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
-                    await self._client.aclose()
+                    await self.pool.aclose()
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         if scope["type"] != "http":
             return
         await self._forward(scope, receive, send)
 
-    def _request(self, scope: dict[str, Any], receive: Any) -> httpx.Request:
-        raw = scope.get("raw_path") or scope["path"].encode()
-        query = scope.get("query_string", b"")
-        target = (self._prefix.encode() + raw + (b"?" + query if query else b"")).decode("latin-1")
+    def _headers(self, scope: dict[str, Any]) -> list[tuple[bytes, bytes]]:
         headers = forward_headers(scope["headers"])
         headers = [(k, v) for k, v in headers if k.lower() != b"traceparent"]
         traceparent = current_traceparent()
@@ -115,41 +109,41 @@ class UpstreamProxy:
                             (prior + b", " if prior else b"") + client.encode("latin-1")))
         if not any(k.lower() == b"x-forwarded-proto" for k, _ in headers):
             headers.append((b"x-forwarded-proto", scope.get("scheme", "http").encode()))
-        has_body = any(k.lower() in (b"content-length", b"transfer-encoding")
-                       for k, _ in scope["headers"])
-        content = _body(receive) if has_body else None
-        return self._client.build_request(scope["method"], self.upstream + target,
-                                          headers=headers, content=content)
+        return headers
 
     async def _forward(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        raw = scope.get("raw_path") or scope["path"].encode()
+        query = scope.get("query_string", b"")
+        target = self._prefix + raw + (b"?" + query if query else b"")
+        has_body = any(k.lower() in (b"content-length", b"transfer-encoding")
+                       for k, _ in scope["headers"])
         try:
-            request = self._request(scope, receive)
-            response = await self._client.send(request, stream=True)
-        except httpx.TimeoutException:
-            await _error(send, 504, f"upstream {self.upstream} did not answer in time")
+            response = await self.pool.request(scope["method"], target, self._headers(scope),
+                                               _body(receive) if has_body else None)
+        except UpstreamTimeout as exc:
+            await _error(send, 504, f"upstream {self.upstream} {exc}")
             return
-        except httpx.TransportError as exc:
-            await _error(send, 502, f"upstream {self.upstream} unreachable: "
-                                    f"{type(exc).__name__}")
+        except UpstreamError as exc:
+            await _error(send, 502, f"upstream {self.upstream} {exc}")
             return
         try:
-            raw_headers = response.headers.raw
-            headers = [(k.lower(), v) for k, v in forward_headers(raw_headers)]
-            await send({"type": "http.response.start", "status": response.status_code,
+            headers = [(k.lower(), v) for k, v in forward_headers(response.headers)]
+            await send({"type": "http.response.start", "status": response.status,
                         "headers": headers})
-            async for chunk in response.aiter_raw():
-                if chunk:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            async for chunk in response.body():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except httpx.HTTPError:
+        except (UpstreamError, TimeoutError, OSError, asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError, ValueError):
             # The upstream broke off mid-body: the status is sent, so the client sees a
             # truncated body (its Content-Length or chunking says so); nothing else to do.
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            await response.aclose()
+            response.aclose()
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        """Close the idle upstream connections."""
+        await self.pool.aclose()
 
 
 async def _body(receive: Any) -> AsyncIterator[bytes]:
