@@ -84,6 +84,11 @@ class UpstreamResponse:
     _keep: bool = True
     _done: bool = field(default=False)
 
+    @property
+    def length(self) -> int | None:
+        """The body's length when the answer says it (0 when it has none), else None."""
+        return self._length if self._framing in ("length", "none") else None
+
     async def body(self) -> AsyncIterator[bytes]:
         """The body's bytes as they arrive (chunked framing removed)."""
         conn = self._conn
@@ -99,6 +104,8 @@ class UpstreamResponse:
                 if not chunk:
                     raise UpstreamError("the upstream closed the connection mid-body")
                 left -= len(chunk)
+                if not left:
+                    self._done = True  # before the last yield: a caller may stop there
                 yield chunk
         elif self._framing == "chunked":
             while True:
