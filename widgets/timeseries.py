@@ -405,6 +405,12 @@ class TimeSeriesView(QWidget):
         """Finite points currently held (for tests and the status bar)."""
         return int(sum(np.isfinite(v).sum() for _, v in self.data.values()))
 
+    def hasHeightForWidth(self) -> bool:  # noqa: N802 - Qt's name
+        """No: the chart takes the height its layout gives it. The wrapped empty-state line
+        made the view height-for-width, and a grid then gave a chart showing that line a
+        whole row's height and squashed the row below to its minimum."""
+        return False
+
     def set_empty_hint(self, text: str) -> None:
         """What the chart says while it has nothing to draw (why it is empty)."""
         self._empty.setText(text)

@@ -58,6 +58,10 @@ class OverviewPage(QWidget):
         grid.addWidget(self.hit_ratio, 0, 1)
         grid.addWidget(self.share_time, 1, 0)
         grid.addWidget(self.share_bars, 1, 1)
+        # Equal rows and columns, whichever charts show their empty-state line.
+        for i in (0, 1):
+            grid.setRowStretch(i, 1)
+            grid.setColumnStretch(i, 1)
         layout = QVBoxLayout(self)
         layout.addWidget(self.headline)
         layout.addLayout(grid, 1)
