@@ -130,11 +130,12 @@ def test_what_cannot_be_included_is_said_everywhere(recorded: Recorded, tmp_path
     assert proc.returncode == 0, proc.stderr
     assert "not included: journal of api-9: agent unreachable" in proc.stderr, proc.stderr
     assert "not included: traces of api-9: agent unreachable" in proc.stderr
+    assert "not included: limits of api-9: agent unreachable" in proc.stderr
     assert "INCOMPLETE" in proc.stderr
     with open_snapshot(out) as snap:
         assert len(snap.journal()) == CHANGES  # the live agents' changes are all there
         assert {(o["what"], o["source"]) for o in snap.omitted()} == {
-            ("journal", "api-9"), ("traces", "api-9")}
+            ("journal", "api-9"), ("traces", "api-9"), ("limits", "api-9")}
     nothing = tmp_path / "no-token.trimtab"
     proc = _cli(config, "snapshot", "export", "--from=-30m", "--out", str(nothing),
                 "--store", str(history), token=None)
