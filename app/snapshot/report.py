@@ -21,6 +21,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,11 +42,19 @@ from ..model.before_after import (
     format_value,
 )
 from .open import Snapshot, open_snapshot
-from .stats import RouteLatency, latency_over_time, request_rate, route_latencies
+from .stats import (
+    RouteLatency,
+    latency_over_time,
+    limit_rates,
+    request_rate,
+    route_latencies,
+    status_shares,
+)
 
 STEPS = 120  # chart / card resolution across the window
 TOP_ROUTES = 10
 TOP_TRACES = 200  # slowest traces listed; the page says when there are more
+TOP_LIMITS = 6  # limits (route and name) charted: those that refused or would have most
 DECIDED = (BETTER, WORSE, AS_INTENDED, AWAY)  # verdicts that say which way a change went
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf")
 CSS = """body{font:14px system-ui,sans-serif;margin:2em auto;max-width:1000px;color:#222}
@@ -95,6 +104,7 @@ def render_html(snap: Snapshot, chart: ChartRenderer = no_charts) -> str:
     judged = _judge_all(snap, journal, actions, mids, p95, total_rate)
     marks = [(g[0].time, action_label(g[0], g)) for g in actions]
     slow = route_latencies(snap, start, end)
+    limits = _LimitFigures.of(snap, actions)
     top = [r.route for r in slow[:5]]
     charts = [(title, chart(curves, title, start, marks) if _has_data(curves) else b"")
               for title, curves in (
@@ -104,16 +114,81 @@ def render_html(snap: Snapshot, chart: ChartRenderer = no_charts) -> str:
     parts = [f"<h1>Incident report — {utc(start)} to {utc(end)}</h1>",
              f'<p class="summary">{_e(_headline(snap, slow, actions, judged))}</p>',
              _summary(snap), *_promises(snap),
-             "<h2>Slowest routes (p95 over the window)</h2>", _routes(slow),
+             "<h2>Slowest routes (p95 over the window)</h2>",
+             _routes(slow, limits.shares if limits else None),
              "<h2>Charts</h2>", _coverage(snap, mids, p95, rates),
-             *(f'<p><img alt="{html.escape(title)}" src="data:image/png;base64,'
-               f'{base64.b64encode(png).decode()}"></p>' for title, png in charts if png),
+             *(_image(title, png) for title, png in charts if png),
+             *(limits.section(chart, start) if limits else ()),
              "<h2>Change timeline</h2>",
              _timeline(snap, journal, actions, judged),
              "<h2>Annotations</h2>", _annotations(snap), "<h2>Slowest traces</h2>", _traces(snap)]
     return ("<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
             f"<title>trimtab incident report {utc(start)}</title><style>{CSS}</style></head>"
             f"<body>{''.join(parts)}</body></html>\n")
+
+
+def _image(title: str, png: bytes) -> str:
+    return (f'<p><img alt="{html.escape(title)}" src="data:image/png;base64,'
+            f'{base64.b64encode(png).decode()}"></p>')
+
+
+@dataclass(frozen=True)
+class _LimitFigures:
+    """What the Rate limits section shows: the limits at the window's end, the decisions
+    per step per (route, limit), the limit changes and each route's 429 share."""
+
+    limits: list[dict[str, object]]
+    mids: np.ndarray
+    rates: dict[tuple[str, str], dict[str, np.ndarray]]
+    marks: list[Mark]
+    shares: dict[str, float]
+    step: float
+
+    @classmethod
+    def of(cls, snap: Snapshot, actions: list[list[JournalRow]]) -> _LimitFigures | None:
+        """None when the window had no limit: none configured, none deciding, none changed."""
+        start, end = snap.window
+        limits = snap.limits()
+        mids, rates = limit_rates(snap, start, end, STEPS)
+        changes = [g for g in actions
+                   if any(c.path.startswith("limits.") for r in g for c in r.changes)]
+        if not (limits or rates or changes):
+            return None
+        marks = [(g[0].time, action_label(g[0], g)) for g in changes]
+        return cls(limits, mids, rates, marks, status_shares(snap, start, end),
+                   (end - start) / STEPS)
+
+    def section(self, chart: ChartRenderer, start: float) -> list[str]:
+        title = "Rate limits: limited (429) and would-be-limited (shadow) requests/s"
+        busiest = sorted(self.rates, key=lambda k: (-self._total(k, "limited")
+                                                    - self._total(k, "shadow_limited"), k))
+        curves = {}
+        for route, name in busiest[:TOP_LIMITS]:
+            per = self.rates[(route, name)]
+            curves[f"{route} {name} limited/s"] = (self.mids, per["limited"])
+            curves[f"{route} {name} would-be-limited/s"] = (self.mids, per["shadow_limited"])
+        png = chart(curves, title, start, self.marks) if _has_data(curves) else b""
+        settings = _table(
+            ("instance", "limit", "route", "key", "rate", "burst", "mode"),
+            [(r["agent"], r["name"], r["route"] or "?", r["key"] or "?",
+              "?" if r["rate"] is None else f"{r['rate']:g}/s",
+              "?" if r["burst"] is None else f"{r['burst']:,}", r["mode"] or "?")
+             for r in self.limits]) if self.limits else \
+            "<p>No limit was set at the end of the window.</p>"
+        decided = _table(
+            ("route", "limit", "allowed", "limited (429)", "would-be-limited (shadow)"),
+            [(route, name, *(f"{self._total((route, name), r):,.0f}"
+                             for r in ("allowed", "limited", "shadow_limited")))
+             for route, name in sorted(self.rates)])
+        return ["<h2>Rate limits</h2>", "<h3>Limits and modes at the end of the window</h3>",
+                settings, "<h3>Requests each limit decided on in the window</h3>", decided,
+                *([_image(title, png)] if png else []),
+                f"<p>{len(self.marks)} limit change{'' if len(self.marks) == 1 else 's'} in "
+                "the window (marked on the chart; see the change timeline).</p>"]
+
+    def _total(self, which: tuple[str, str], result: str) -> float:
+        """Requests over the window (the per-step rates × the step)."""
+        return float(np.nansum(self.rates[which][result]) * self.step)
 
 
 def _total(rates: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -244,14 +319,20 @@ def _up(value: object, gone: object = None) -> str:
     return "up" if value == 1 else "down" if value == 0 else "?"
 
 
-def _routes(slow: Sequence[RouteLatency]) -> str:
+def _routes(slow: Sequence[RouteLatency], shares: Mapping[str, float] | None = None) -> str:
+    """The slowest routes; with ``shares`` (a window with rate limits) each route's share of
+    requests answered 429."""
     rows = []
     for r in slow[:TOP_ROUTES]:
         q = r.quantile  # in the +Inf bucket the value is only a lower bound
         value = f"≥ {q.value * 1000:.1f}" if q.in_inf_bucket else f"{q.value * 1000:.1f}"
-        rows.append((r.route, value, f"{q.lower * 1000:g}–{q.upper * 1000:g}",
-                     f"{r.requests:.0f}"))
-    return _table(("route", "p95 (ms)", "true value between (ms)", "requests"), rows)
+        row = [r.route, value, f"{q.lower * 1000:g}–{q.upper * 1000:g}", f"{r.requests:.0f}"]
+        if shares is not None:
+            share = shares.get(r.route)
+            row.append("–" if share is None else f"{share * 100:.2f} %")
+        rows.append(row)
+    head = ["route", "p95 (ms)", "true value between (ms)", "requests"]
+    return _table([*head, "429 share"] if shares is not None else head, rows)
 
 
 def _judge_all(snap: Snapshot, journal: Sequence[JournalRow], actions: list[list[JournalRow]],

@@ -18,6 +18,8 @@ from trimtab.collectors.promql import Quantile, histogram_quantile, le_value
 
 HIST = "trimtab_http_request_duration_seconds_bucket"
 REQUESTS = "trimtab_http_requests_total"
+RATELIMIT = "trimtab_ratelimit_requests_total"
+LIMIT_RESULTS = ("allowed", "limited", "shadow_limited")
 _MAX_POINTS = 4000  # per series; "last" keeps counter increases exact between points
 
 
@@ -133,3 +135,48 @@ def _covered(edges: np.ndarray, t: np.ndarray) -> np.ndarray:
     for i in np.flatnonzero(np.diff(t) > STALE):
         covered &= (edges[1:] <= t[i]) | (edges[:-1] >= t[i + 1])
     return covered
+
+
+def limit_rates(source: SeriesSource, start: float, end: float, steps: int = 60
+                ) -> tuple[np.ndarray, dict[tuple[str, str], dict[str, np.ndarray]]]:
+    """Step mid-times and, per ``(route, limit)``, each decision's requests/s per step summed
+    over instances (``allowed``, ``limited``, ``shadow_limited``; NaN where no instance has
+    samples of that limit). An empty dict: no limit decided anything in the window."""
+    edges = np.linspace(start, end, steps + 1)
+    width = (end - start) / steps
+    out: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+    seen: dict[tuple[str, str], np.ndarray] = {}
+    for key, (t, v) in source.query(RATELIMIT, start=start, end=end,
+                                    max_points=_MAX_POINTS).items():
+        labels = dict(key.labels)
+        result = labels.get("result")
+        if result not in LIMIT_RESULTS:
+            continue
+        which = (labels.get("route", "?"), labels.get("limit", "?"))
+        at, inc = increases(t, v)
+        idx = np.clip(np.searchsorted(edges, at, side="right") - 1, 0, steps - 1)
+        per = out.setdefault(which, {r: np.zeros(steps) for r in LIMIT_RESULTS})
+        np.add.at(per[result], idx, inc / width)
+        covered = seen.setdefault(which, np.zeros(steps, dtype=bool))
+        covered |= _covered(edges, t[~np.isnan(v)])
+    for which, per in out.items():
+        for values in per.values():
+            values[~seen[which]] = np.nan
+    return (edges[:-1] + edges[1:]) / 2, out
+
+
+def status_shares(source: SeriesSource, start: float, end: float, status: str = "429",
+                  name: str = REQUESTS) -> dict[str, float]:
+    """Per route, the share of its requests in ``[start, end]`` answered with ``status``
+    (summed over instances; counter increases, resets understood); routes without requests
+    left out."""
+    part: dict[str, float] = {}
+    whole: dict[str, float] = {}
+    for key, (t, v) in source.query(name, start=start, end=end, max_points=_MAX_POINTS).items():
+        labels = dict(key.labels)
+        route = labels.get("route", "?")
+        added = float(increases(t, v)[1].sum())
+        whole[route] = whole.get(route, 0.0) + added
+        if labels.get("status") == status:
+            part[route] = part.get(route, 0.0) + added
+    return {route: part.get(route, 0.0) / total for route, total in whole.items() if total > 0}
