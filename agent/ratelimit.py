@@ -241,6 +241,8 @@ class Limiter:
     def __init__(self, backend: Backend, metrics: RateLimitMetrics | None = None) -> None:
         self.backend = backend
         self.metrics = metrics or RateLimitMetrics()
+        # Told of every refusal and would-be refusal (the top limited keys); None: nobody.
+        self.on_refused: Callable[[Limit, Scope], None] | None = None
 
     async def check(self, limits: Sequence[Limit], route: str, scope: Scope) -> Verdict | None:
         """Decide every limit on ``route``; None when none applies (the common, cheap case)."""
@@ -250,7 +252,7 @@ class Limiter:
         decide = self.backend.decide
         return self._judge(route, [
             (lim, await decide(storage_key(lim, client_key(lim.key, scope)), lim.rate, lim.burst))
-            for lim in applicable])
+            for lim in applicable], scope)
 
     def check_sync(self, limits: Sequence[Limit], route: str, scope: Scope,
                    allowed_headers: bool = True) -> Verdict | None:
@@ -265,9 +267,9 @@ class Limiter:
         decide = self.backend.decide_sync
         return self._judge(route, [
             (lim, decide(storage_key(lim, client_key(lim.key, scope)), lim.rate, lim.burst))
-            for lim in applicable], allowed_headers)
+            for lim in applicable], scope, allowed_headers)
 
-    def _judge(self, route: str, decisions: list[tuple[Limit, Decision | None]],
+    def _judge(self, route: str, decisions: list[tuple[Limit, Decision | None]], scope: Scope,
                allowed_headers: bool = True) -> Verdict:
         """Count every decision and pick the answer: the strictest enforced refusal wins."""
         enforced: list[tuple[Limit, Decision]] = []
@@ -284,6 +286,8 @@ class Limiter:
                 self.metrics.count(route, lim.name, LIMITED)
                 if refused is None or decision.retry_after > refused[1].retry_after:
                     refused = (lim, decision)
+            if not decision.allowed and self.on_refused is not None:
+                self.on_refused(lim, scope)
             if lim.mode == ENFORCE:
                 enforced.append((lim, decision))
         if refused is None and not allowed_headers:

@@ -46,6 +46,7 @@ from .ratelimit import (
 from .ratelimit_config import MAX_BURST, MAX_RATE, valid_key
 from .ratelimit_share import RateLimitShare
 from .ratelimit_store import FileBackend, MemoryBackend, RedisBackend
+from .ratelimit_topkeys import TopKeys
 from .ratelimit_whatif import ArrivalLog
 
 STORE_ENV = "TRIMTAB_RATELIMIT_STORE"
@@ -79,6 +80,8 @@ class RateLimits:
                  share_dir: Path | None = None, instance: str = "api") -> None:
         self.metrics = RateLimitMetrics()
         self.limiter = Limiter(backend, self.metrics)
+        self.top_keys = TopKeys()
+        self.limiter.on_refused = self.top_keys.refused
         self.arrivals = ArrivalLog()
         self.share = RateLimitShare(share_dir, instance, self.metrics) \
             if share_dir is not None else None
@@ -164,13 +167,18 @@ class RateLimits:
         doc, etag = self._api.config.document()
         decisions, errors = (self.share.merged() if self.share else self.metrics).snapshot()
         limits = {}
-        for name, fields in doc.get("limits", {}).items():
+        configured = doc.get("limits", {})
+        self.top_keys.forget(set(configured))
+        seconds = self.top_keys.seconds()
+        for name, fields in configured.items():
             counts: dict[str, dict[str, int]] = {}
             for (route, limit, result), n in decisions.items():
                 if limit == name:
                     counts.setdefault(route, {"allowed": 0, "limited": 0,
                                               "shadow_limited": 0})[result] = n
-            limits[name] = {**fields, "counts": counts}
+            # The keys refused most (this worker's decisions; header keys as opaque ids).
+            limits[name] = {**fields, "counts": counts, "top_keys": self.top_keys.top(name),
+                            "top_keys_seconds": seconds}
         return Reply(200, {"limits": limits, "store": self.limiter.backend.name,
                            "store_errors": sum(errors.values())},
                      [(b"etag", etag.encode())])
