@@ -42,6 +42,7 @@ from typing import Any, Self, TypeVar
 
 import httpx
 
+from .top_keys import InstanceTopKeys, TopKeys, merge, parse_instance
 from .types import (
     APPLIED,
     CONFLICT,
@@ -86,8 +87,9 @@ T = TypeVar("T")
 class ControlClient:
     """Talks to agents and balancers with one bearer token (never logged or shown)."""
 
-    def __init__(self, token: str, timeout: float = 3.0, max_workers: int = 8) -> None:
-        self._client = httpx.Client(timeout=timeout,
+    def __init__(self, token: str, timeout: float = 3.0, max_workers: int = 8,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self._client = httpx.Client(timeout=timeout, transport=transport,
                                     headers={"Authorization": f"Bearer {token}"})
         self.timeout, self.max_workers = timeout, max_workers
         self._lock = threading.Lock()
@@ -343,6 +345,24 @@ class ControlClient:
             raise ControlError(reply.status, "bad_reply", "limits answer without limits/ETag")
         return LimitsRead(limit_views(body["limits"]), str(body.get("store", "")),
                           int(body.get("store_errors", 0)), reply.etag)
+
+    def top_keys(self, agents: Iterable[Agent], name: str) -> TopKeys:
+        """The keys limit ``name`` refused most (or would have, in shadow mode) on every
+        instance that has it, summed by key (:func:`.top_keys.merge`). An agent too old to
+        report them is listed in ``unsupported``; one that fails, in ``errors``."""
+        def one(agent: Agent) -> InstanceTopKeys | None | Exception:
+            try:
+                return parse_instance(agent.name, self._get(agent, "/_trimtab/limits").body,
+                                      name)
+            except LookupError as err:  # the instance has no such limit: not part of it
+                return err
+            except ControlError as err:
+                return err
+            except ValueError as err:
+                return ValueError(f"unreadable top keys: {err}")
+        answers = self._fan_out([a for a in agents if a.kind == INSTANCE], one)
+        return merge(name, {a.name: r for a, r in answers.items()
+                            if not isinstance(r, LookupError)})
 
     def limits_whatif(self, agent: Agent, route: str, key: str, rate: float, burst: int,
                       minutes: float = 10.0) -> LimitWhatIf:

@@ -272,6 +272,12 @@ class Tuning(QObject):
         self.runner.submit(lambda: self.client.set_limit(chosen, name, fields, reason, etags),
                            lambda r: self.report(parent, "Change limit", r, then))
 
+    def top_keys(self, name: str, done: Callable[[Any], None]) -> None:
+        """Ask every instance for the keys limit ``name`` refused most, off the GUI thread;
+        ``done`` gets the merged :class:`~trimtab.app.control.top_keys.TopKeys` (or the
+        exception) on the GUI thread."""
+        self.runner.submit(lambda: self.client.top_keys(self.instances, name), done)
+
     def remove_limit(self, parent: QWidget, name: str,
                      then: Callable[[], None] | None = None) -> None:
         """Remove the limit from every instance that has it, after a confirmation with reason."""

@@ -263,6 +263,7 @@ class MainWindow(QMainWindow):
         self.limits.enforce_requested.connect(
             lambda name: tuning.change_limit(self, name, mode="enforce"))
         self.limits.remove_requested.connect(lambda name: tuning.remove_limit(self, name))
+        self.limits.top_keys_source = tuning.top_keys
         tuning.access_changed.connect(self.set_write_access)
         tuning.access_changed.connect(self.journal.set_write_access)
         tuning.journal_changed.connect(self.show_changes)

@@ -4,7 +4,8 @@ limited / would-be-limited requests per route and limit over time. GUI thread.""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,10 +14,12 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSplitter, QVBox
 from trimtab.widgets.table import SortableTable, TableFilter
 from trimtab.widgets.timeseries import TimeSeriesView
 
+from ...control.top_keys import TopKeys
 from ...model import format as fmt
 from ...model.fleet import FleetModel, LimitRow, limit_key, split_limit_key
 from . import promql
 from .common import TOP_ROUTES
+from .top_keys import NO_SOURCE, PICK, TopKeysPanel
 
 LIMIT_HEADERS = ("instance", "limit", "route", "key", "rate", "burst", "mode", "allowed/s",
                  "limited/s", "would-be-limited/s")
@@ -35,6 +38,10 @@ ROW_SEP = "\x00"
 # The chart's two curves per route and limit, by their last word (the before/after card's
 # judge reads it too: app.model.before_after.KINDS).
 CURVES = {"limit_limited": "limited/s", "limit_shadow": "would-be-limited/s"}
+TOP_KEYS_EVERY = 5.0  # seconds between two asks for the selected limit's top keys
+TOP_KEYS_PATIENCE = 30.0  # an ask unanswered this long is given up (asked again)
+# (limit name, where the answer goes) → asks the agents off the GUI thread (Tuning.top_keys)
+TopKeysSource = Callable[[str, Callable[[object], None]], None]
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,7 @@ class LimitsPage(QWidget):
         self.table = SortableTable(LIMIT_HEADERS, tooltips=LIMIT_TIPS)
         self.table.sortItems(0, Qt.SortOrder.AscendingOrder)
         self.table.selectionModel().selectionChanged.connect(self._update_buttons)
+        self.table.selectionModel().selectionChanged.connect(self._ask_top_keys)
         self.filter = TableFilter(self.table, remember_as="limits")
         self.limited = TimeSeriesView(
             "Limited (429) and would-be-limited (shadow) per route and limit", "requests/s",
@@ -115,9 +123,18 @@ class LimitsPage(QWidget):
                            "the agent's control API (limits.<name> in its config); the demo "
                            "starts with one in shadow mode on /search.")
         self.hint.setWordWrap(True)
+        self.top_keys = TopKeysPanel()
+        self.top_keys_source: TopKeysSource | None = None  # set when there is a control token
+        self._asked: tuple[str, float] | None = None  # (limit, monotonic time) asked last
+        self._answered: tuple[str, float] | None = None  # (limit, monotonic time) shown last
+        below = QSplitter(Qt.Orientation.Horizontal)
+        below.addWidget(self.limited)
+        below.addWidget(self.top_keys)
+        below.setStretchFactor(0, 3)
+        below.setStretchFactor(1, 2)
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.table)
-        split.addWidget(self.limited)
+        split.addWidget(below)
         layout = QVBoxLayout(self)
         layout.addWidget(self.hint)
         buttons = QHBoxLayout()
@@ -163,6 +180,37 @@ class LimitsPage(QWidget):
                               f"{verb} {name} on every instance that has it" if ok else
                               f"Disabled: {name} is enforced everywhere already")
 
+    def _ask_top_keys(self, *_: object) -> None:
+        """Ask for the selected limit's top keys: at once for a newly selected limit, then
+        every TOP_KEYS_EVERY seconds; never twice at once for the same limit."""
+        name = self.selected_limit()
+        if name is None:
+            self.top_keys.say(PICK)
+            return
+        if self.top_keys_source is None:
+            self.top_keys.say(NO_SOURCE)
+            return
+        now = time.monotonic()
+        if self._asked is not None and self._asked[0] == name:
+            age, in_flight = now - self._asked[1], self._answered != self._asked
+            if age < (TOP_KEYS_PATIENCE if in_flight else TOP_KEYS_EVERY):
+                return  # asked already: still in flight, or answered a moment ago
+        if self.top_keys.shown is None or self.top_keys.shown.limit != name:
+            self.top_keys.say(f"Asking the agents which keys {name} refused most…")
+        asked = self._asked = (name, now)
+        self.top_keys_source(name, lambda answer: self._got_top_keys(asked, answer))
+
+    def _got_top_keys(self, asked: tuple[str, float], answer: object) -> None:
+        """Show an answer (TopKeys, or the exception the ask raised) unless another limit
+        was selected, or asked for, since."""
+        if asked != self._asked or asked[0] != self.selected_limit():
+            return
+        self._answered = asked
+        if isinstance(answer, TopKeys | Exception):
+            self.top_keys.show_keys(answer)
+        else:
+            self.top_keys.show_keys(TypeError(f"unexpected answer {type(answer).__name__}"))
+
     def _ask(self, signal: Any) -> None:
         name = self.selected_limit()
         if name is not None:
@@ -179,6 +227,7 @@ class LimitsPage(QWidget):
             for line in self.lines])
         self.hint.setVisible(not self.lines)
         self._update_buttons()
+        self._ask_top_keys()
         self._chart(since)
 
     def _chart(self, since: float) -> None:

@@ -17,6 +17,7 @@ from trimtab.app.model.fleet import FleetModel, limit_key
 from trimtab.app.replay.change_markers import card
 from trimtab.demo.app import DEMO_LIMIT, DEMO_LIMIT_NAME, SEARCH_ROUTE
 from trimtab.demo.fleet import DemoFleet
+from trimtab.demo.loadgen import GREEDY_KEY
 from trimtab.widgets import limit_dialog
 from trimtab.widgets.limit_dialog import LimitDialog
 
@@ -101,6 +102,33 @@ def test_the_shadow_limit_catches_the_greedy_client(qtbot, fleet, model, window)
         top = w["top_limited"][0]
         assert top["limited"] >= 0.8 * w["limited"], w
         assert top["requests"] >= 0.3 * w["requests"], w  # half of /search is the greedy key
+
+
+def test_the_top_limited_keys_name_the_greedy_client_without_its_key(qtbot, fleet,
+                                                                     window) -> None:
+    page = window.limits
+    qtbot.waitUntil(lambda: page.select_limit(DEMO_LIMIT_NAME), timeout=20_000)
+    auth = {"authorization": f"Bearer {fleet.read_token}"}
+    reported = "top_keys" in httpx.get(f"{_agents(fleet)[0]}/_trimtab/limits", headers=auth,
+                                       timeout=10).json()["limits"][DEMO_LIMIT_NAME]
+    if not reported:  # an agent older than top keys: said, never a crash
+        qtbot.waitUntil(lambda: "upgrade the agent" in page.top_keys.state.text(),
+                        timeout=30_000)
+        assert page.top_keys.table.model().rowCount() == 0
+        return
+    # The greedy client sends half of /search: by far the most refused key on each instance.
+    qtbot.waitUntil(lambda: page.top_keys.shown is not None and bool(page.top_keys.shown.keys)
+                    and len(page.top_keys.shown.reporting) == 3, timeout=60_000)
+    shown = page.top_keys.shown
+    first = shown.keys[0]
+    assert first.key.startswith("#") and first.shadow_limited > 0 and first.limited == 0, shown
+    # An API key's id is salted per agent: the greedy client is one row per instance, and
+    # those rows carry most of the refusals (each instance's what-if says >= 80 %).
+    assert sum(k.share for k in shown.keys[:3]) >= 0.6, shown
+    assert {i for k in shown.keys for i in k.instances} == {"api-1", "api-2", "api-3"}
+    texts = [page.top_keys.table.model().index(r, c).data()
+             for r in range(page.top_keys.table.model().rowCount()) for c in range(6)]
+    assert not any(GREEDY_KEY in str(t) for t in texts)  # an API key never in clear
 
 
 BAD = [("rate", "0", "above 0, up to 1,000,000 req/s"),
@@ -199,6 +227,10 @@ def test_enforce_gives_429s_and_the_journal_revert_puts_shadow_back(qtbot, fleet
                     timeout=20_000)
     keys = [k for k, r in window.journal_rows.items() if r.reason == "greedy client"]
     qtbot.waitUntil(lambda: bool(set(keys) & set(window.limits.limited.markers)), timeout=10_000)
+    # Its label says it as an operator would, with the route from the instances' configs.
+    labels = {key: label for key, _, label in window._change_marks}
+    assert labels[next(k for k in keys if k in labels)] == (
+        f"Limit {DEMO_LIMIT_NAME} on {SEARCH_ROUTE}: shadow → enforce · api-1, api-2, api-3")
     # Its before/after card judges the refusals by what the change meant: more 429s and
     # fewer would-be-limited after enforcing are "as intended".
     row = window.journal_rows[keys[0]]
