@@ -47,12 +47,25 @@ class Gates:
     canary's p95 before the change), e.g. 1.2 = at most 20 % slower. ``burn_max`` is
     the canary's error-budget burn rate over the SLO's short window (the workbook's
     fast burn pages at 14.4): "abort if the canary burns faster than this".
+    ``refused_max`` is the share (0..1) of the canary's requests on the route refused
+    with 429 by the rate limit being changed: "abort if the canary turns away more than
+    this" (a rate limit change; 429s are not errors, so the error gate never sees them).
     """
 
     p95_max_ms: float | None = None
     p95_ratio_max: float | None = None
     error_rate_max: float | None = None
     burn_max: float | None = None
+    refused_max: float | None = None
+
+    def check_refused(self, share: float | None) -> str | None:
+        """Why the canary's 429 share fails the gate, or None (no gate, or NaN/None: the
+        limit decided nothing, so it refused nobody)."""
+        if self.refused_max is None or share is None or math.isnan(share):
+            return None
+        if share > self.refused_max:
+            return f"429 share {share:.1%} > {self.refused_max:.1%}"
+        return None
 
     def check_burn(self, burn: float | None) -> str | None:
         """Why the canary's burn rate fails the gate, or None (no SLO or no traffic: None)."""
@@ -148,13 +161,14 @@ class Rollout:
 
     def observe(self, p95_ms: float, error_rate: float,
                 judged: Mapping[str, Comparison] | None = None,
-                burn: float | None = None) -> str:
+                burn: float | None = None, refused: float | None = None) -> str:
         """Check the canary's current numbers; a failing gate reverts the canary now.
 
         NaN (no traffic in the caller's window) is not a pass: it is not counted.
         ``judged``: the judge's verdicts on the canary's series since the change, checked
         too (:meth:`Gates.check_judged`); verdicts without enough data yet fail nothing.
         ``burn``: the canary's SLO burn rate (:meth:`Gates.check_burn`).
+        ``refused``: the canary's 429 share of the route (:meth:`Gates.check_refused`).
         """
         if self.state != WATCHING:
             return self.state
@@ -162,7 +176,7 @@ class Rollout:
             return self.state
         self.samples += 1
         failed = (self.gates.check(p95_ms, error_rate, self.baseline_p95_ms)
-                  or self.gates.check_burn(burn))
+                  or self.gates.check_burn(burn) or self.gates.check_refused(refused))
         if failed is not None:
             return self._revert_canary(f"gate failed on {self.canary.name}: {failed}")
         worse = self.gates.check_judged(judged or {})

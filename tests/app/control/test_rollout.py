@@ -19,6 +19,7 @@ from trimtab.app.control.rollout import (
     Rollout,
 )
 from trimtab.app.control.types import APPLIED, UNCHANGED, Agent, ChangeResult
+from trimtab.demo.app import DEMO_LIMIT_NAME
 from trimtab.demo.fleet import DemoFleet
 
 ROUTE = "/search"
@@ -174,3 +175,38 @@ def test_gates_check_is_pure() -> None:
     assert gates.check(299, 0.01, None) is None
     assert gates.check(301, 0.0, None) == "p95 301.0 ms > 300 ms"
     assert Gates(p95_ratio_max=2).check(500, 0.5, None) is None  # no baseline: not checked
+
+
+def limit_modes(client: ControlClient, agents: list[Agent]) -> dict[str, str]:
+    return {a.name: client.read_config(a).limits()[DEMO_LIMIT_NAME].mode for a in agents}
+
+
+def test_429_share_gate_reverts_a_limit_change_on_the_canary_only(
+        client: ControlClient, instances: list[Agent]) -> None:
+    """A rate limit change staged like a TTL one (issue 18): the canary's share of the route
+    refused with 429 is a gate; above it, only the canary had the change, and it is undone."""
+    etags = {a: client.read_config(a).etag for a in instances}
+    rollout = Rollout(
+        instances[0], instances[1:],
+        lambda ts: client.set_limit(ts, DEMO_LIMIT_NAME, {"mode": "enforce"}, "staged",
+                                    {a: etags[a] for a in ts}),
+        client.rollback, Gates(error_rate_max=0.02, refused_max=0.10), 120, clock=Clock())
+    assert rollout.start() == WATCHING
+    assert limit_modes(client, instances) == {"api-1": "enforce", "api-2": "shadow",
+                                              "api-3": "shadow"}
+    assert rollout.observe(90.0, 0.0, refused=None) == WATCHING  # no limit decided yet
+    assert rollout.observe(90.0, 0.0, refused=float("nan")) == WATCHING
+    assert rollout.observe(90.0, 0.0, refused=0.10) == WATCHING  # at the gate holds
+    assert rollout.samples == 3
+    assert rollout.observe(90.0, 0.0, refused=0.45) == ROLLED_BACK
+    assert "429 share 45.0% > 10.0%" in rollout.events[-1].message
+    assert "canary reverted automatically" in rollout.events[-1].message
+    assert set(limit_modes(client, instances).values()) == {"shadow"}
+
+
+def test_the_refused_gate_is_pure() -> None:
+    gates = Gates(refused_max=0.05)
+    assert gates.check_refused(0.05) is None and gates.check_refused(None) is None
+    assert gates.check_refused(float("nan")) is None  # the limit decided nothing
+    assert gates.check_refused(0.051) == "429 share 5.1% > 5.0%"
+    assert Gates().check_refused(1.0) is None  # no gate
