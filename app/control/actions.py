@@ -9,6 +9,7 @@ says it, not as its config path: ``Limit per-key on /search: shadow → enforce 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -147,7 +148,8 @@ def _limit_text(name: str, olds: dict[str, list[Any]], news: dict[str, Any],
 
 
 def _names_text(rows: list[ctl.JournalRow]) -> str:
-    names = list(dict.fromkeys(r.source.name for r in rows))
+    # In natural order (api-2 before api-10), whatever order the fan-out's answers came in.
+    names = sorted(dict.fromkeys(r.source.name for r in rows), key=_natural)
     if len(names) > MAX_NAMED:
         return ", ".join(names[:MAX_NAMED - 1]) + f" +{len(names) - MAX_NAMED + 1} more"
     return ", ".join(names)
@@ -214,4 +216,9 @@ def group_of(row: ctl.JournalRow, journal: Iterable[ctl.JournalRow]) -> list[ctl
 def _key(row: ctl.JournalRow) -> tuple[str, int]:
     return row.source.name, row.id
 
+
+def _natural(name: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key reading digit runs as numbers: api-2 before api-10."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part)
+                 for part in re.split(r"(\d+)", name) if part)
 
