@@ -28,6 +28,10 @@ _GROUPS: dict[str, tuple[str, ...]] = {
     "share": ("share", "lb_p95"),
     "p95_instance": ("p95_instance",),  # an instance gone from a route still served
 }
+# A rate limit's series (route and limit in the key): dropped when none of the three saw a
+# decision (a finite rate above 0) for that long. The agent keeps exporting a removed
+# limit's counters, so their rate reads 0, not NaN: emptiness alone would never come.
+_LIMIT_METRICS = ("limit_allowed", "limit_limited", "limit_shadow")
 
 
 def expired(series: Mapping[tuple[str, str], Ring], now: float,
@@ -42,6 +46,12 @@ def expired(series: Mapping[tuple[str, str], Ring], now: float,
     gone_keys: set[tuple[str, str]] = set()
     gone_routes: list[str] = []
     for (metric, key), ring in series.items():
+        if metric == _LIMIT_METRICS[0]:
+            rings = [series.get((m, key)) for m in _LIMIT_METRICS]
+            if all(r is None or _silent(r, now, expire_after, idle_is_zero=True)
+                   for r in rings):
+                gone_keys.update((m, key) for m in _LIMIT_METRICS)
+            continue
         group = _GROUPS.get(metric)
         if group is None or not _silent(ring, now, expire_after):
             continue
@@ -54,8 +64,9 @@ def expired(series: Mapping[tuple[str, str], Ring], now: float,
     return [k for k in gone_keys if k in series], gone_routes
 
 
-def _silent(ring: Ring, now: float, expire_after: float) -> bool:
-    """No finite point in the last ``expire_after`` seconds, and old enough to judge.
+def _silent(ring: Ring, now: float, expire_after: float, idle_is_zero: bool = False) -> bool:
+    """No finite point (``idle_is_zero``: none above 0) in the last ``expire_after``
+    seconds, and old enough to judge.
 
     A full ring is judged on what it holds: with the default capacity (3600 points at
     1 s) and an hour's ``expire_after`` its oldest point is never quite an hour old.
@@ -65,6 +76,8 @@ def _silent(ring: Ring, now: float, expire_after: float) -> bool:
     if len(ring) < ring.capacity and now - ring.oldest() < expire_after:
         return False  # too young to judge (a route that just appeared)
     _, recent = ring.arrays(now - expire_after)  # only the part that decides
+    if idle_is_zero:
+        return not (np.isfinite(recent) & (recent > 0)).any()
     return not np.isfinite(recent).any()
 
 

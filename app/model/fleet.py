@@ -588,7 +588,11 @@ class FleetModel:
                     total[result] = total.get(result, 0.0) + value
         self.limits = rows
         known = {k for m, k in self.series if m == "limit_allowed"}
-        for key in sorted(known | {limit_key(r, n) for r, n in sums}):
+        # A limit gets series from its first decision on: the agent keeps exporting a
+        # removed limit's counters, and re-adding it at rate 0 would undo its expiry.
+        deciding = {limit_key(r, n) for (r, n), per in sums.items()
+                    if any(v > 0 for v in per.values())}
+        for key in sorted(known | deciding):
             per = sums.get(split_limit_key(key))
             for result, metric in LIMIT_SERIES.items():
                 # No fresh instance reports the limit now: a gap, not a zero.
