@@ -16,6 +16,7 @@ from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QButtonGroup,
+    QCheckBox,
     QComboBox,
     QFormLayout,
     QLabel,
@@ -38,6 +39,11 @@ ENFORCE = "enforce"
 # The keys the agent accepts (its ratelimit_config): ip, global, header:<token>, jwt:<claim>.
 _KEY = re.compile(r"ip|global|header:[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}|jwt:[A-Za-z0-9_.:-]{1,64}")
 PREVIEW_DELAY_MS = 400  # typing pauses this long before a what-if is asked for
+# A staged change's defaults: the canary is watched this long and reverted when more than
+# this share of its requests on the route is refused with 429, or fails.
+WATCH_S, MIN_WATCH_S, MAX_WATCH_S = 120.0, 5.0, 3600.0
+REFUSED_GATE_PCT = 5.0
+ERROR_GATE_PCT = 1.0
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,16 @@ class LimitDialog(FittedDialog):
         self.instance.addItems(list(self.current))
         self.reason = QLineEdit()
         self.reason.setPlaceholderText("why (recorded in the journal)")
+        self.staged = QCheckBox("staged: a canary first, watched against gates, then the rest")
+        self.canary = QComboBox()
+        self.canary.addItems(list(self.current))
+        self.watch = NumberField(MIN_WATCH_S, MAX_WATCH_S, unit="s",
+                                 hint="how long the canary alone has the change")
+        self.watch.setValue(WATCH_S)
+        self.refused_max = NumberField(0, 100, unit="%", hint="0 = no 429-share gate")
+        self.refused_max.setValue(REFUSED_GATE_PCT)
+        self.err_max = NumberField(0, 100, unit="%", hint="0 = no error-rate gate")
+        self.err_max.setValue(ERROR_GATE_PCT)
         self.preview = QLabel("What-if: asking the agents…")
         self.preview.setWordWrap(True)
         self.summary = QLabel("")
@@ -129,6 +145,17 @@ class LimitDialog(FittedDialog):
         form.addRow(self.scope_all)
         form.addRow(self.scope_one, self.instance)
         form.addRow("Reason", self.reason)
+        form.addRow(self.staged)
+        # The staged rows show only while staged (a short dialog otherwise), aligned with
+        # the rows above.
+        self._staged_rows = (self.canary, self.watch, self.refused_max, self.err_max)
+        form.addRow("Canary (first alone)", self.canary)
+        form.addRow("Watch the canary for", self.watch)
+        form.addRow("Revert if its 429 share exceeds", self.refused_max)
+        form.addRow("… or its error rate exceeds", self.err_max)
+        self.form = form
+        for widget in self._staged_rows:
+            form.setRowVisible(widget, False)
         self.buttons, self.apply = _apply_buttons(self)
         body = QWidget()
         layout = QVBoxLayout(body)
@@ -138,7 +165,8 @@ class LimitDialog(FittedDialog):
         layout.addWidget(QLabel("<b>This changes:</b>"))
         layout.addWidget(self.summary)
         note = QLabel("shadow: counted as would-be-limited, nobody refused; enforce: refused "
-                      "with 429 before the app runs; off: not decided (arrivals recorded).")
+                      "with 429 before the app runs; off: not decided (arrivals recorded). "
+                      "A gate at 0 is no gate.")
         note.setWordWrap(True)
         layout.addWidget(note)
         layout.addStretch(1)
@@ -152,8 +180,11 @@ class LimitDialog(FittedDialog):
             signal.connect(self._timer.start)
         for signal in (self.rate.changed, self.burst.changed, self.key.textChanged,
                        self.mode.currentIndexChanged, self.reason.textChanged,
-                       self.instance.currentIndexChanged, group.buttonToggled):
+                       self.instance.currentIndexChanged, group.buttonToggled,
+                       self.staged.toggled, self.canary.currentIndexChanged,
+                       self.watch.changed, self.refused_max.changed, self.err_max.changed):
             signal.connect(self._update)
+        self.staged.toggled.connect(self._staged_toggled)
         self._update()
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt's name
@@ -164,8 +195,31 @@ class LimitDialog(FittedDialog):
     # ------------------------------------------------------------------ what is chosen
 
     def targets(self) -> list[str]:
-        """The instances the change would touch."""
-        return list(self.current) if self.scope_all.isChecked() else [self.instance.currentText()]
+        """The instances the change would touch (staged: every one with the limit)."""
+        if self.scope_all.isChecked() or self.staged.isChecked():
+            return list(self.current)
+        return [self.instance.currentText()]
+
+    def _staged_toggled(self, staged: bool) -> None:
+        """A staged change goes everywhere, the canary first: the one-instance scope is off."""
+        for widget in self._staged_rows:
+            self.form.setRowVisible(widget, staged)
+        if staged:
+            self.scope_all.setChecked(True)
+        for widget in (self.scope_one, self.instance):
+            widget.setEnabled(not staged)
+            widget.setToolTip("a staged change reaches every instance, the canary first"
+                              if staged else "")
+
+    def staged_choice(self) -> tuple[str, float, float | None, float | None] | None:
+        """(canary, watch seconds, error-rate gate 0..1, 429-share gate 0..1) when staged
+        and valid, else None; a gate at 0 is None (no gate)."""
+        if not self.staged.isChecked() or self.problem() is not None:
+            return None
+        watch, err, refused = self.watch.value(), self.err_max.value(), self.refused_max.value()
+        assert watch is not None and err is not None and refused is not None  # problem() said so
+        return (self.canary.currentText(), float(watch), err / 100.0 or None,
+                refused / 100.0 or None)
 
     def key_problem(self) -> str | None:
         """Why the client key is not one the agent accepts, or None."""
@@ -192,6 +246,12 @@ class LimitDialog(FittedDialog):
         key_error = self.key_problem()
         if key_error is not None:
             return f"Client key: {key_error}"
+        if self.staged.isChecked():
+            for label, field in (("Watch", self.watch), ("429-share gate", self.refused_max),
+                                 ("error-rate gate", self.err_max)):
+                error = field.problem()
+                if error is not None:
+                    return f"{label}: {error}"
         fields = self.fields()
         assert fields is not None  # every field is valid here
         targets = self.targets()
@@ -271,4 +331,11 @@ class LimitDialog(FittedDialog):
                 ("burst", str(now.burst), str(fields["burst"])), ("key", now.key, fields["key"]),
                 ("mode", now.mode, fields["mode"])) if old != new]
             lines.append(f"{target}: {', '.join(parts) or 'unchanged'}")
-        self.summary.setText(f"{self.name} on {self.route}: " + "; ".join(lines))
+        text = f"{self.name} on {self.route}: " + "; ".join(lines)
+        if self.staged.isChecked():
+            text += (f" — first {self.canary.currentText()} only, the rest after the watch if "
+                     "the gates hold; the canary reverted automatically if one fails")
+            if fields["mode"] != ENFORCE:
+                text += (f" (in {fields['mode']} mode nobody is refused: the 429-share gate "
+                         "has nothing to watch)")
+        self.summary.setText(text)
