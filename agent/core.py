@@ -4,8 +4,13 @@ The ASGI middleware (:mod:`.middleware`) and the WSGI middleware (:mod:`.wsgi`) 
 only in how they read a request and write a response. Everything else lives here once:
 the instance's state (metrics, route resolver, live config, journal, tokens, tracer,
 what-if, response cache, control API, worker sharing) and the steps of one request —
-begin (timing, trace span, in-flight), the TTL decision, admission (the rate-limit hook),
-finish (metrics, what-if, trace, publishing for the other workers).
+begin (timing, trace span, in-flight), the TTL decision, admission (rate limits and other
+gates), finish (metrics, what-if, trace, publishing for the other workers).
+
+Admission differs by side on purpose: the WSGI middleware (a worker thread per request, no
+event loop) decides rate limits with :meth:`AgentCore.admit`, which may block on the store;
+the ASGI middleware awaits :meth:`AgentCore.admit_async`, so a slow Redis store makes the
+request it decides wait, never the event loop and the other requests of the worker.
 
 Requests are described ASGI-style (a ``scope`` mapping with ``method``, ``path``,
 ``root_path``, ``query_string``, ``headers``, ...): the WSGI side builds one from the
@@ -25,7 +30,15 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,7 +53,7 @@ from .control import ControlAPI
 from .control_extras import add_extra_endpoints
 from .journal import Journal
 from .metrics import RouteMetrics, RouteMetricsCollector, method_label
-from .ratelimit import Backend
+from .ratelimit import Backend, answer_429
 from .ratelimit_control import RateLimits
 from .response_cache import ResponseCache
 from .routes import RouteResolver
@@ -64,7 +77,10 @@ class Refusal:
 
 
 # A gate sees (route, scope) before the app runs and refuses or lets the request through.
+# Gates are synchronous and must not wait on I/O (the ASGI side runs them on its event loop).
 Gate = Callable[[str, Scope], Refusal | None]
+Header = tuple[bytes, bytes]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -121,7 +137,7 @@ class AgentCore:
             memory = self.store
             self.config.on_purge = memory.drop_prefix
             self.control.health_extra = lambda: {"cache_entries": len(memory)}
-        # Rate limits and other admission checks register here (see :meth:`admit`).
+        # Admission checks other than rate limits register here (see :meth:`admit`).
         self.gates: list[Gate] = []
         self._share: WorkerMetricsShare | None = None
         self._share_pid = 0
@@ -133,7 +149,6 @@ class AgentCore:
         # Rate limits (the config's ``limits``): store, counters, GET /_trimtab/limits, gate.
         self.ratelimits = RateLimits.for_agent(self.control, self.registry, instance,
                                                self.state, ratelimit_store)
-        self.gates.append(self._rate_limit)
 
     # ------------------------------------------------------------ sharing between workers
 
@@ -185,22 +200,43 @@ class AgentCore:
         """The TTL to serve ``route`` with from the cache, or None (not cacheable now)."""
         return run.settings.ttls.get(route) if run.cacheable else None
 
-    def admit(self, route: str, scope: Scope) -> Refusal | None:
-        """The first refusal of a registered gate (rate limits), or None: call the app.
+    def admit(self, run: RequestRun, route: str, scope: Scope
+              ) -> tuple[Refusal | None, list[Header]]:
+        """Admission without an event loop (WSGI): ``(refusal, [])`` or ``(None, headers)``.
 
-        Both middlewares call this once the route is known and before the app or the
-        cache runs; a refusal is sent as is and recorded like any response.
+        The first refusal of a registered gate, else the rate limits' (a 429). An allowed
+        request gets the enforced limits' ``RateLimit-Policy``/``RateLimit`` headers to add
+        to whatever answers it (the app or a cache hit); shadow limits add none. The store is
+        asked with a blocking call (bounded by its timeout): right for a sync worker only.
         """
         for gate in self.gates:
             refusal = gate(route, scope)
             if refusal is not None:
-                return refusal
-        return None
+                return refusal, []
+        verdict = self.ratelimits.check_sync(run.settings.limits, route, scope)
+        if verdict is None:
+            return None, []
+        if verdict.refuse:
+            status, headers, body = answer_429(verdict)
+            return Refusal(status, tuple(h for h in headers if h[0] != b"content-length"),
+                           body), []
+        return None, verdict.headers
 
-    def _rate_limit(self, route: str, scope: Scope) -> Refusal | None:
-        """The rate limit gate: a 429 when an enforced limit refuses (:mod:`.ratelimit`)."""
-        refused = self.ratelimits.refusal(self.config.settings().limits, route, scope)
-        return None if refused is None else Refusal(*refused)
+    async def admit_async(self, run: RequestRun, route: str, scope: Scope, send: Send
+                          ) -> tuple[Refusal | None, bool, Send]:
+        """Admission on an event loop (ASGI): ``(refusal, answered, send')``.
+
+        A gate's refusal is returned for the caller to send; a rate limit's 429 is sent
+        here through ``send`` (``answered``). Otherwise ``send'`` adds the enforced limits'
+        RateLimit headers to the response. The store is awaited: waiting on it suspends
+        this request only.
+        """
+        for gate in self.gates:
+            refusal = gate(route, scope)
+            if refusal is not None:
+                return refusal, False, send
+        answered, send = await self.ratelimits.guard(run.settings.limits, route, scope, send)
+        return None, answered, send
 
     def cached(self, run: RequestRun, route: str, result: str, reason: str = "") -> None:
         """Record what the response cache did for this request."""

@@ -15,6 +15,10 @@ Usage::
   ``GET traces`` (:mod:`.traces`), ``GET cache/whatif?route=&ttls=``
   (:mod:`.whatif`) and ``POST cache/invalidate`` with ``{"route": ...}`` or
   ``{"prefix": ...}`` (journaled).
+- Rate limits (the config's ``limits``, :mod:`.ratelimit_control`) are decided before
+  the app runs and awaited: a slow Redis store holds the request it decides, never the
+  event loop. A refusal is a 429; an allowed answer (from the app or the cache) carries
+  the enforced limits' ``RateLimit-Policy``/``RateLimit`` headers; shadow limits add none.
 - With a ``state_dir`` the config and journal are files shared by every worker
   (``uvicorn --workers N``) and kept across restarts, cache invalidations are
   replayed by every worker's memory store, and /metrics sums every worker's
@@ -38,6 +42,7 @@ from .cache import Store
 from .config import refuse_unshared_multiprocess
 from .control import PREFIX
 from .core import AgentCore, Refusal
+from .ratelimit import Backend
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -106,7 +111,8 @@ class TrimtabMiddleware(AgentCore):
                  store: Store | None = None, metrics_path: str = "/metrics",
                  tokens: TokenAuth | str | None = None, state_dir: str | None = None,
                  trace_capacity: int = 2048, max_body: int = 64 * 1024,
-                 cache_timeout: float = 0.05, ratelimit_store: str | None = None) -> None:
+                 cache_timeout: float = 0.05,
+                 ratelimit_store: str | Backend | None = None) -> None:
         super().__init__(instance, ttls, patterns, max_routes, store, tokens, state_dir,
                          trace_capacity, max_body, cache_timeout,
                          framework_routes=routes_below(app),
@@ -142,21 +148,26 @@ class TrimtabMiddleware(AgentCore):
         ex = _Exchange(send, receive, head=run.method == "HEAD")
         route: str | None = None
         try:
-            refusal = self.admit(self.resolver.peek(scope), scope) if self.gates else None
-            if refusal is not None:
-                await _send_refusal(ex.send, refusal)
             # Peek first: a request without a TTL must not take a slot under the route cap
             # before the app had a chance to name its route (resolve_after, below).
-            elif self.ttl(run, self.resolver.peek(scope)):
+            peeked = self.resolver.peek(scope)
+            # Awaited: a rate limit store that is slow to answer holds this request only.
+            refusal, answered, send = await self.admit_async(run, peeked, scope, ex.send)
+            if refusal is not None:
+                await _send_refusal(ex.send, refusal)
+                answered = True
+            elif not answered and self.ttl(run, peeked):
                 route = self.resolver.resolve(scope)
                 ttl = self.ttl(run, route)  # none for <other>: a folded route is not cached
                 if ttl:
+                    # ``send`` adds the RateLimit headers outside the cache: a hit gets
+                    # fresh ones, and what the cache keeps is the app's answer alone.
                     result, reason = await self.cache.handle(
-                        self.app, scope, ex.receive, ex.send, route, ttl,
+                        self.app, scope, ex.receive, send, route, ttl,
                         route in run.settings.allow_auth, run.span)
                     self.cached(run, route, result, reason)
-            if refusal is None and run.result == "off":
-                await self._origin(scope, ex, run.span)
+            if not answered and run.result == "off":
+                await self._origin(scope, ex.receive, send, run.span)
         except asyncio.CancelledError:
             ex.disconnected = True  # some servers cancel the app when the client goes away
             raise
@@ -170,10 +181,10 @@ class TrimtabMiddleware(AgentCore):
             status = 499 if ex.disconnected else ex.status
             self.finish(run, route, status, scope, ex.body_bytes)
 
-    async def _origin(self, scope: Scope, ex: _Exchange, span: Any) -> None:
+    async def _origin(self, scope: Scope, receive: Receive, send: Send, span: Any) -> None:
         t0, wall = time.perf_counter(), time.time()
         try:
-            await self.app(scope, ex.receive, ex.send)
+            await self.app(scope, receive, send)
         finally:
             span.child("handler", wall, time.perf_counter() - t0)
 

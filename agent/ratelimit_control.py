@@ -40,7 +40,6 @@ from .ratelimit import (
     Scope,
     Send,
     Verdict,
-    answer_429,
     send_429,
 )
 from .ratelimit_config import MAX_BURST, MAX_RATE, valid_key
@@ -137,20 +136,6 @@ class RateLimits:
         if self.share is not None and verdict is not None:
             self.share.maybe_publish()
         return verdict
-
-    def refusal(self, limits: tuple[Limit, ...], route: str, scope: Scope
-                ) -> tuple[int, tuple[tuple[bytes, bytes], ...], bytes] | None:
-        """The agent core's gate: (status, headers, body) of a 429, or None to go on.
-
-        Synchronous, for both middlewares' ``admit`` (on ASGI, a Redis store is then
-        asked with a blocking call, bounded by its timeout and skipped in its cool-down).
-        Headers leave out Content-Length, which the middleware adds.
-        """
-        verdict = self.check_sync(limits, route, scope, allowed_headers=False)
-        if verdict is None or not verdict.refuse:
-            return None
-        status, headers, body = answer_429(verdict)
-        return status, tuple(h for h in headers if h[0] != b"content-length"), body
 
     def add_endpoints(self, api: ControlAPI) -> None:
         """Serve ``GET /_trimtab/limits`` on ``api``."""

@@ -153,7 +153,7 @@ class TrimtabWSGI(AgentCore):
         route = UNMATCHED
         try:
             route = self.route_of(environ, scope)
-            refusal = self.admit(route, scope) if self.gates else None
+            refusal, _ = self.admit(run, route, scope)
             if refusal is not None:
                 return self._refuse(run, route, scope, refusal, start_response)
             ttl = self.ttl(run, route) or 0.0
