@@ -15,14 +15,21 @@ from .serve import add_server_options, serve
 
 
 def _balance(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from .balance.limits_builtin import limits_from_cli
     from .balance.proxy import Balancer, parse_servers
     from .journal import Journal
+    from .sidecar import routes_from_file
 
     try:
+        routes = routes_from_file(Path(args.routes)) if args.routes else []
         app = Balancer(parse_servers(args.servers, args.weight), policy=args.policy,
                        health_path=args.health_path, health_interval=args.health_interval,
-                       journal=Journal(args.journal))
-    except ValueError as err:
+                       journal=Journal(args.journal),
+                       limits=limits_from_cli(args.limit, args.limits), routes=routes,
+                       ratelimit_store=args.ratelimit_store, state_dir=args.state_dir)
+    except ValueError as err:  # RoutesError is one
         sys.exit(f"trimtab agent balance: {err}")
     serve(app, args)
 
@@ -80,6 +87,19 @@ def main(argv: list[str] | None = None) -> None:
     bal.add_argument("--health-path", default=None, help="e.g. /healthz; no checks if unset")
     bal.add_argument("--health-interval", type=float, default=1.0)
     bal.add_argument("--journal", default=None, help="JSONL journal file (memory if unset)")
+    bal.add_argument("--routes", help="routes file: one template per line, e.g. /items/{id}; "
+                     "without it every request's route is '*' for rate limits")
+    bal.add_argument("--limits", metavar="FILE",
+                     help="start-up rate limits: JSON object name -> {route, key, rate, burst, "
+                     "mode}; changed live under /_trimtab/balancer/limits")
+    bal.add_argument("--limit", action="append", default=[],
+                     metavar="NAME:route=R,key=K,rate=N,burst=N,mode=M",
+                     help="one start-up rate limit (repeatable; mode defaults to shadow)")
+    bal.add_argument("--ratelimit-store", default=None,
+                     help="memory, file (needs --state-dir) or a redis:// URL "
+                     "(default: $TRIMTAB_RATELIMIT_STORE, else file with --state-dir, else memory)")
+    bal.add_argument("--state-dir", default=None,
+                     help="where the 'file' rate limit store keeps its table")
     bal.add_argument("servers", nargs="+", metavar="NAME=URL")
     bal.set_defaults(func=_balance)
     hap = sub.add_parser("haproxy", help="control a real HAProxy through its runtime API")

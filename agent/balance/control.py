@@ -13,6 +13,8 @@ Served under ``/_trimtab/balancer``:
 - ``POST /_trimtab/balancer/revert/{id}`` (write; body ``{"reason", "force"}`` or
   ``?force=1``): the entry's old value as a new change; 404 unknown id, 409 when
   the field changed since that entry.
+- ``GET/PATCH /_trimtab/balancer/limits``: rate limits, when the back-end has
+  them (:mod:`.limits`); their entries revert through the same ``revert/{id}``.
 
 Errors: ``{"error": code, "message", "status", "field"}`` (+ ``errors`` on 422),
 the shape of the agent's own control API. The token is checked before the path:
@@ -32,7 +34,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import parse_qs
 
 from ..auth import READ, WRITE, AuthError, Principal, TokenAuth
@@ -57,6 +59,9 @@ from .policies import (
     split_what,
 )
 
+if TYPE_CHECKING:
+    from .limits import LimitsApi
+
 __all__ = ["PREFIX", "Backend", "BackendError", "ControlApp", "desired_from_journal",
            "error_body"]
 
@@ -72,17 +77,20 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 class HTTPError(Exception):
     """An API refusal: status and a JSON body naming the field."""
 
-    def __init__(self, status: int, field: str, message: str) -> None:
+    def __init__(self, status: int, field: str, message: str,
+                 errors: list[tuple[str, str]] | None = None) -> None:
         super().__init__(message)
         self.status, self.field, self.message = status, field, message
+        self.errors = errors
 
 
-def error_body(status: int, field: str, message: str) -> dict[str, Any]:
-    """The agent control API's error shape: code, message, status; 422 lists the field."""
+def error_body(status: int, field: str, message: str,
+               errors: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """The agent control API's error shape: code, message, status; 422 lists the fields."""
     body: dict[str, Any] = {"error": ERROR_CODES.get(status, "error"), "message": message,
                             "status": status, "field": field}
     if status == 422:
-        body["errors"] = [{"field": field, "message": message}]
+        body["errors"] = [{"field": f, "message": m} for f, m in errors or [(field, message)]]
     return body
 
 
@@ -90,8 +98,10 @@ class ControlApp:
     """ASGI handler for ``/_trimtab/balancer...`` over one :class:`Backend`."""
 
     def __init__(self, backend: Backend, auth: TokenAuth, journal: Journal,
-                 window: float = 30.0, interval: float = 1.0) -> None:
+                 window: float = 30.0, interval: float = 1.0,
+                 limits: LimitsApi | None = None) -> None:
         self.backend, self.auth, self.journal = backend, auth, journal
+        self.limits = limits  # rate limits under PREFIX/limits (see .limits), if any
         self.window, self.interval = window, interval
         self.shares = ShareWindow()
         self._lock = asyncio.Lock()  # one change at a time: If-Match check and apply are atomic
@@ -152,6 +162,9 @@ class ControlApp:
         routes = {(PREFIX, "GET"): (READ, self._get), (PREFIX, "PATCH"): (WRITE, self._patch),
                   (PREFIX + "/journal", "GET"): (READ, self._journal),
                   (PREFIX + "/revert", "POST"): (WRITE, self._revert)}
+        if self.limits is not None:
+            routes[(PREFIX + "/limits", "GET")] = (READ, self._limits_get)
+            routes[(PREFIX + "/limits", "PATCH")] = (WRITE, self._limits_patch)
         try:
             # Authenticate before routing: without a token, not even which paths exist leaks.
             who = self.auth.authenticate(scope["headers"], need=READ)
@@ -178,7 +191,8 @@ class ControlApp:
         try:
             status, body, headers = await handler(scope, receive, who)
         except HTTPError as err:
-            status, body, headers = err.status, error_body(err.status, err.field, err.message), []
+            status, headers = err.status, []
+            body = error_body(err.status, err.field, err.message, err.errors)
         except BackendError as err:
             status, body, headers = err.status, error_body(err.status, "backend", str(err)), []
         await _json(send, status, body, headers)
@@ -200,6 +214,15 @@ class ControlApp:
         doc, tag = await self.document(window)
         doc = {**doc, "who": who.name, "scopes": sorted(who.scopes)}  # see the agent's health
         return 200, doc, [(b"etag", tag.encode())]
+
+    async def _limits_get(self, scope: dict[str, Any], receive: Any, who: Principal) -> _Reply:
+        assert self.limits is not None  # routed only when set
+        return await self.limits.get(self, scope, receive, who)
+
+    async def _limits_patch(self, scope: dict[str, Any], receive: Any,
+                            who: Principal) -> _Reply:
+        assert self.limits is not None  # routed only when set
+        return await self.limits.patch(self, scope, receive, who)
 
     async def _journal(self, scope: dict[str, Any], receive: Any, who: Principal) -> _Reply:
         """``?since=<id>&limit=<n>`` → this balancer's entries and the ``next`` cursor."""
@@ -250,10 +273,13 @@ class ControlApp:
         if entry is None or entry.target != self.backend.target:
             self._refuse(who, "revert", None, shown(raw_id), reason, 404, "id",
                          f"no change {shown(raw_id)} of this balancer in the journal")
+        if self.limits is not None and entry.what.startswith("limits.") and \
+                entry.result == ACCEPTED:
+            return await self.limits.revert(self, entry, who, reason, force)
         parsed = split_what(entry.what)
         if parsed is None or entry.result != ACCEPTED:
             self._refuse(who, "revert", None, entry.id, reason, 422, "id",
-                         f"entry {entry.id} is not an accepted server change")
+                         f"entry {entry.id} is not an accepted server or limit change")
         server, field = parsed
         async with self._lock:
             servers = await self._servers_or_journal(who, {server: {field: entry.old}}, reason)

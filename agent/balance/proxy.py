@@ -9,6 +9,9 @@
 - W3C ``traceparent`` propagated; one span per proxied request (with a child for
   the upstream call), served from ``/_trimtab/traces`` (read token) in the same
   format as the agent middleware's traces (:mod:`.traces`).
+- Rate limits (:mod:`.limits_builtin`) decided before a server is chosen: a refused
+  request is answered 429 here and never forwarded; limits are read and changed
+  under ``/_trimtab/balancer/limits`` (:mod:`.limits`).
 - Metrics under ``/_trimtab/metrics`` (no token: the cockpit scrapes them), so
   they never collide with the proxied API's paths.
 """
@@ -19,7 +22,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -33,9 +36,13 @@ from ..auth import READ, AuthError, TokenAuth
 from ..journal import Journal
 from ..metrics import RouteMetrics, RouteMetricsCollector
 from ..params import BadNumber, is_uint, parse_finite, parse_uint, shown
+from ..ratelimit import Backend as LimitStore
+from ..ratelimit import send_429
 from ..routes import collapse_ids
 from ..traces import Tracer
 from .control import ControlApp, error_body
+from .limits import LimitsApi
+from .limits_builtin import BuiltinLimits
 from .policies import (
     STATES,
     BackendError,
@@ -135,7 +142,10 @@ class Balancer:
                  health_path: str | None = None, health_interval: float = 1.0,
                  fall: int = 2, rise: int = 2, auth: TokenAuth | None = None,
                  journal: Journal | None = None, max_traces: int = 2048,
-                 max_body: int = 16 * 1024 * 1024) -> None:
+                 max_body: int = 16 * 1024 * 1024, limits: Mapping[str, Any] | None = None,
+                 routes: Sequence[str] = (), ratelimit_store: str | LimitStore | None = None,
+                 state_dir: str | None = None) -> None:
+        """``limits``/``routes``/``ratelimit_store``/``state_dir``: see :mod:`.limits_builtin`."""
         self.servers = list(servers)
         if len({s.name for s in self.servers}) != len(self.servers) or not self.servers:
             raise ValueError("servers must be non-empty with unique names")
@@ -147,8 +157,11 @@ class Balancer:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(BalancerCollector(self))
         self.registry.register(RouteMetricsCollector(self.latency, "balancer", extras=False))
+        self.ratelimits = BuiltinLimits(limits, routes, ratelimit_store, state_dir,
+                                        self.registry)
         self.auth = auth if auth is not None else TokenAuth.from_env()
-        self.control = ControlApp(BuiltinBackend(self), self.auth, journal or Journal(None))
+        self.control = ControlApp(BuiltinBackend(self), self.auth, journal or Journal(None),
+                                  limits=LimitsApi(self.ratelimits))
         self.tracer = Tracer("balancer", max_traces)
         self.max_body = max_body  # bodies are buffered whole, so they are bounded
         self._pool = UpstreamPool(timeout=timeout)
@@ -189,14 +202,21 @@ class Balancer:
                 body = error_body(404, "path", f"not a balancer endpoint: {shown(path, 200)}")
                 await _respond(send, 404, json.dumps(body).encode(), b"application/json")
         else:
+            # Limits first: a refused request costs no pick, no body read, no upstream call.
+            verdict = await self.ratelimits.check(scope)
+            if verdict is not None and verdict.refuse:
+                await send_429(send, verdict)
+                return
             client = (scope.get("client") or ("", 0))[0]
             server = self.policy.pick(self.servers, client)
             if server is None:
                 await _respond(send, 503, b'{"error":"no server is ready"}', b"application/json")
                 return
-            await self._proxy(server, scope, receive, send)
+            await self._proxy(server, scope, receive, send,
+                              verdict.headers if verdict is not None else [])
 
-    async def _proxy(self, server: Server, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def _proxy(self, server: Server, scope: dict[str, Any], receive: Any, send: Any,
+                     limit_headers: list[tuple[bytes, bytes]]) -> None:
         body = await _read_body(receive, self.max_body)
         if body is None:
             await _respond(send, 413, b'{"error":"request body too large"}', b"application/json")
@@ -216,7 +236,8 @@ class Balancer:
             upstream = await self._pool.request(server.url, scope["method"],
                                                 target.decode("latin-1"), headers, body)
             status = upstream.status
-            await _respond(send, status, upstream.body, None, upstream.headers)
+            await _respond(send, status, upstream.body, None,
+                           [*upstream.headers, *limit_headers])
         except UpstreamError:
             server.errors += 1
             await _respond(send, 502, b'{"error":"upstream failed"}', b"application/json")
@@ -289,6 +310,7 @@ class Balancer:
         await self.control.stop()
         await self._client.aclose()
         await self._pool.aclose()
+        await self.ratelimits.aclose()
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
