@@ -22,6 +22,11 @@ Workers: ``gunicorn -w N`` forks N processes. With a state dir (``state_dir`` or
 workers do. Without one, a request served by a multi-process server
 (``wsgi.multiprocess``) fails loudly (500, logged) instead of letting workers diverge.
 
+Rate limits: decided before the app with a blocking call to their store (a sync worker has
+no event loop to hold; a Redis store is bounded by its timeout). A refusal is a 429; an
+allowed answer, a cache hit included, carries the enforced limits' ``RateLimit-Policy`` and
+``RateLimit`` headers (added to what the client gets, never to what the cache keeps).
+
 The response cache's store: the in-memory one needs no event loop, so a sync worker looks
 up and stores in-line; a remote one (:class:`~.redis_store.RedisStore`, shared by every
 instance) runs on one event loop per worker process (:class:`StoreLoop`), each call bounded
@@ -153,7 +158,7 @@ class TrimtabWSGI(AgentCore):
         route = UNMATCHED
         try:
             route = self.route_of(environ, scope)
-            refusal, _ = self.admit(run, route, scope)
+            refusal, limit_headers = self.admit(run, route, scope)
             if refusal is not None:
                 return self._refuse(run, route, scope, refusal, start_response)
             ttl = self.ttl(run, route) or 0.0
@@ -162,8 +167,9 @@ class TrimtabWSGI(AgentCore):
                 found = self.run(self.cache.lookup(scope, route,
                                                    route in run.settings.allow_auth, run.span))
                 if found.hit is not None:
-                    return self._hit(run, route, scope, found, start_response)
-            response = _Response(self, run, route, environ, scope, found, ttl, start_response)
+                    return self._hit(run, route, scope, found, start_response, limit_headers)
+            response = _Response(self, run, route, environ, scope, found, ttl, start_response,
+                                 _str_headers(limit_headers))
             response.inner = self.app(environ, response.start_response)
             return response
         except Exception:
@@ -172,10 +178,13 @@ class TrimtabWSGI(AgentCore):
             raise
 
     def _hit(self, run: RequestRun, route: str, scope: Scope, found: Lookup,
-             start_response: StartResponse) -> list[bytes]:
+             start_response: StartResponse, limit_headers: list[tuple[bytes, bytes]]
+             ) -> list[bytes]:
         assert found.hit is not None
         body = b"" if scope["method"] == "HEAD" else found.hit.body
-        start_response(_status_line(found.hit.status), _str_headers(hit_headers(found.hit)))
+        # The rate limits' headers are this request's, never part of the stored answer.
+        start_response(_status_line(found.hit.status),
+                       _str_headers([*hit_headers(found.hit), *limit_headers]))
         self.cached(run, route, "hit")
         self.finish(run, route, found.hit.status, scope, len(body))
         return [body]
@@ -228,9 +237,10 @@ class _Response:
     """
 
     def __init__(self, mw: TrimtabWSGI, run: RequestRun, route: str, environ: Environ,
-                 scope: Scope, found: Lookup | None, ttl: float, server_start: StartResponse
-                 ) -> None:
+                 scope: Scope, found: Lookup | None, ttl: float, server_start: StartResponse,
+                 limit_headers: list[tuple[str, str]]) -> None:
         self.mw, self.run, self.route, self.scope = mw, run, route, scope
+        self.limit_headers = limit_headers  # RateLimit headers of enforced limits, if any
         self.environ, self.server_start = environ, server_start
         # What the cache does with the response: (result, reason) to record, if it was asked.
         self.cache = (found.result, found.reason) if found is not None else None
@@ -247,7 +257,8 @@ class _Response:
 
     def start_response(self, status: str, headers: list[tuple[str, str]],
                        exc_info: Any = None) -> Any:
-        """Seen by the app as ``start_response``: notes the status, marks cache misses."""
+        """Seen by the app as ``start_response``: notes the status, marks cache misses,
+        adds the rate limits' headers (to what the client gets, not to what is cached)."""
         self.status = int(status.split(" ", 1)[0])
         self.headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
         if self.found is not None:
@@ -256,6 +267,8 @@ class _Response:
                 self.keep, self.cache = None, ("bypass", "repeated_header")
             else:
                 headers = _str_headers(marked)
+        if self.limit_headers:
+            headers = [*headers, *self.limit_headers]
         return self.server_start(status, headers, exc_info)
 
     def __iter__(self) -> Iterator[bytes]:
