@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from trimtab.collectors.canonical import (
@@ -132,6 +133,78 @@ class Counters:
         if not before or not after:
             return False
         return any(restarted(before.get(series), value) for series, value in after.items())
+
+    def same_markers(self, old: Counters) -> bool:
+        """``old.start == self.start and old.created == self.created``, without building
+        ``created`` when both scrapes came from one :class:`~.extractor.Extractor` plan with
+        equal marker values (a NaN among them takes the dict comparison, which is exact)."""
+        if old.start != self.start:
+            return False
+        mine, theirs = self.__dict__.get("_marks"), old.__dict__.get("_marks")
+        if (mine is not None and theirs is not None and mine[0] is theirs[0]
+                and np.array_equal(mine[1], theirs[1])):
+            return True
+        return old.created == self.created
+
+    @classmethod
+    def planned(cls, fields: dict[str, Any], marks: tuple[tuple[tuple[tuple[str, Hashable], Labels], ...],
+                                                         np.ndarray]) -> Counters:
+        """Counters of a planned extraction (:mod:`.extractor`): ``fields`` holds ``layout``,
+        ``values``, ``start`` and the balancer gauges; the per-route sums (``buckets``,
+        ``requests``, ``errors``, ``cache``, ``lb_buckets``) are worked out from the counter
+        columns, and ``created`` from ``marks`` (each ``_created`` column's (field, key) and
+        labels, and their values), on first read: the model reads neither per scrape."""
+        out = cls.__new__(cls)
+        out.__dict__.update(fields)
+        out.__dict__["_marks"] = marks
+        return out
+
+    if not TYPE_CHECKING:  # mypy must keep checking every other attribute name
+        def __getattr__(self, name: str) -> Any:
+            """The fields :meth:`planned` Counters fill on first read (only then is this called)."""
+            d = self.__dict__
+            if name in _SUMMED and "layout" in d:
+                d.update(_sums(d["layout"], d["values"]))
+                return d[name]
+            if name == "created" and "_marks" in d:
+                created = d["created"] = _created(*d["_marks"])
+                return created
+            raise AttributeError(name)
+
+
+_SUMMED = frozenset(("buckets", "requests", "errors", "cache", "lb_buckets"))
+
+
+def _sums(layout: Layout, values: np.ndarray) -> dict[str, dict[Any, Any]]:
+    """The summed :class:`Counters` fields from its counter columns, added in column order
+    as :func:`extract` adds them sample by sample (so every float is the same)."""
+    buckets: dict[str, dict[float, float]] = {}
+    requests: dict[str, float] = {}
+    errors: dict[str, float] = {}
+    cache: dict[tuple[str, str], float] = {}
+    lb_buckets: dict[str, dict[float, float]] = {}
+    for (kind, key, sub), value in zip(layout.groups, values.tolist()):
+        if kind == "buckets" or kind == "lb_buckets":
+            per = (buckets if kind == "buckets" else lb_buckets).setdefault(key, {})  # type: ignore[arg-type]
+            per[sub] = per.get(sub, 0.0) + value  # type: ignore[index]
+        elif kind == "requests":
+            requests[key] = requests.get(key, 0.0) + value  # type: ignore[index]
+            if sub == "5xx":
+                errors[key] = errors.get(key, 0.0) + value  # type: ignore[index]
+        elif kind == "cache":
+            cache[key] = cache.get(key, 0.0) + value  # type: ignore[index]
+    return {"buckets": buckets, "requests": requests, "errors": errors, "cache": cache,
+            "lb_buckets": lb_buckets}
+
+
+def _created(ids: tuple[tuple[tuple[str, Hashable], Labels], ...],
+             values: np.ndarray) -> dict[tuple[str, Hashable], dict[Labels, float]]:
+    """``Counters.created`` of the ``_created`` columns ``ids`` holding ``values``."""
+    out: dict[tuple[str, Hashable], dict[Labels, float]] = {}
+    for (key, labels), value in zip(ids, values.tolist()):
+        if math.isfinite(value):  # as _extract_restart_marker
+            out.setdefault(key, {})[labels] = value
+    return out
 
 
 def extract(expo: Exposition, service: str = "") -> Counters:
@@ -276,6 +349,11 @@ def _extract_restart_marker(out: Counters, name: str, labels: Labels, value: flo
     if name == PROCESS_START:
         out.start = value
         return
+    out.created.setdefault(marker_key(name, labels, service), {})[labels] = value
+
+
+def marker_key(name: str, labels: Labels, service: str = "") -> tuple[str, Hashable]:
+    """The (Counters field, key) a ``_created`` sample ``name`` of ``labels`` dates."""
     counter, lab = CREATED[name], dict(labels)
     key: Hashable
     if counter == "cache":
@@ -288,7 +366,7 @@ def _extract_restart_marker(out: Counters, name: str, labels: Labels, value: flo
         key = lab.get("server", "?")
     else:
         key = route_key(series_service(lab, service), lab.get("route", "?"))
-    out.created.setdefault((counter, key), {})[labels] = value
+    return counter, key
 
 
 def _extract_balancer(out: Counters, name: str, lab: dict[str, str],

@@ -47,7 +47,8 @@ from trimtab.collectors.scrape import ScrapeResult
 
 from ..store.store import Row, Store
 from .expiry import INSTANCE_SEP, drop, expired
-from .extract import STATUS_CLASSES, Counters, Group, Layout, extract, make_layout
+from .extract import STATUS_CLASSES, Counters, Group, Layout, make_layout
+from .extractor import Extractor
 from .heat import ExemplarLog, HeatRing, bucket_exemplars, bucket_rates
 from .keys import route_key, split_route_key
 from .ring import Ring
@@ -212,6 +213,9 @@ class FleetModel:
     # consecutive ticks see the same layouts, so the plan is worked out once, not per tick.
     _unions: dict[str, UnionPlan] = field(default_factory=dict)
     _history: dict[str, deque[tuple[float, Counters]]] = field(default_factory=dict)
+    # Per target, the extraction plan of its current layout (extractor.py): the per-sample
+    # decisions of extract() made once per layout, each scrape's values taken by numpy gathers.
+    _extractors: dict[str, Extractor] = field(default_factory=dict)
     _cycles: int = 0
     # The range [W] of the last tick: rate_window, or wider when a slow target needs it
     # (two of its scrape intervals); the one range every series of that tick used.
@@ -231,7 +235,12 @@ class FleetModel:
     def ingest(self, result: ScrapeResult) -> None:
         """Record one scrape (called from the collector thread)."""
         service = result.target.service
-        counters = extract(result.exposition, service) if result.exposition is not None else None
+        counters = None
+        if result.exposition is not None:
+            extractor = self._extractors.get(result.target.name)
+            if extractor is None:
+                extractor = self._extractors.setdefault(result.target.name, Extractor())
+            counters = extractor.extract(result.exposition, service)
         examples = (bucket_exemplars(result.exposition, result.timestamp)
                     if result.exposition is not None and result.exposition.exemplars else [])
         if service:
@@ -351,6 +360,7 @@ class FleetModel:
             self.health.pop(target, None)
             self._history.pop(target, None)
             self._unions.pop(target, None)
+            self._extractors.pop(target, None)
             self.configs.pop(target, None)
             self.services.pop(target, None)
             self.version += 1
@@ -369,6 +379,7 @@ class FleetModel:
             h.gone = when
             self._history.pop(target, None)
             self._unions.pop(target, None)
+            self._extractors.pop(target, None)
             self.departures.append((when, target))
             self.version += 1
             self.health_version += 1
@@ -809,7 +820,7 @@ def _known_resets(counters: list[Counters], layout: Layout) -> np.ndarray | None
     columns: dict[tuple[str, Any], list[int]] | None = None
     for i in range(1, len(counters)):
         old, new = counters[i - 1], counters[i]
-        if old.start == new.start and old.created == new.created:
+        if new.same_markers(old):  # old.start == new.start and old.created == new.created
             continue  # the usual case: nothing restarted
         if columns is None:
             columns = {}
