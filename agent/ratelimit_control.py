@@ -43,9 +43,9 @@ from .ratelimit import (
     send_429,
 )
 from .ratelimit_config import MAX_BURST, MAX_RATE, valid_key
-from .ratelimit_share import RateLimitShare
+from .ratelimit_share import RateLimitShare, TopKeysShare
 from .ratelimit_store import FileBackend, MemoryBackend, RedisBackend
-from .ratelimit_topkeys import TopKeys
+from .ratelimit_topkeys import KeyIds, MergedTop, TopKeys
 from .ratelimit_whatif import ArrivalLog
 
 STORE_ENV = "TRIMTAB_RATELIMIT_STORE"
@@ -79,11 +79,15 @@ class RateLimits:
                  share_dir: Path | None = None, instance: str = "api") -> None:
         self.metrics = RateLimitMetrics()
         self.limiter = Limiter(backend, self.metrics)
-        self.top_keys = TopKeys()
-        self.limiter.on_refused = self.top_keys.refused
-        self.arrivals = ArrivalLog()
+        # API keys shown as ids keyed by a secret of the state dir: one id in every worker.
+        ids = KeyIds(share_dir.parent if share_dir is not None else None)
+        self.top_keys = TopKeys(ids=ids)
+        self.limiter.on_refused = self._refused
+        self.arrivals = ArrivalLog(ids=ids)
         self.share = RateLimitShare(share_dir, instance, self.metrics) \
             if share_dir is not None else None
+        self.top_share = TopKeysShare(share_dir.with_name("ratelimit-topkeys"), instance,
+                                      self.top_keys) if share_dir is not None else None
         self._api: ControlAPI | None = None
         if registry is not None:
             registry.register(RateLimitCollector(
@@ -100,6 +104,11 @@ class RateLimits:
                      Path(state, "ratelimit-metrics") if state else None, safe)
         limits.add_endpoints(api)
         return limits
+
+    def _refused(self, limit: Limit, scope: Scope) -> None:
+        self.top_keys.refused(limit, scope)
+        if self.top_share is not None:
+            self.top_share.maybe_publish()
 
     async def guard(self, limits: tuple[Limit, ...], route: str, scope: Scope,
                     send: Send) -> tuple[bool, Send]:
@@ -154,15 +163,19 @@ class RateLimits:
         limits = {}
         configured = doc.get("limits", {})
         self.top_keys.forget(set(configured))
+        # The keys refused most: every worker's, with a state dir (header keys as ids).
+        top: TopKeys | MergedTop = self.top_keys
         seconds = self.top_keys.seconds()
+        if self.top_share is not None:
+            top = self.top_share.merged()
+            seconds = round(max(seconds, top.seconds), 3)
         for name, fields in configured.items():
             counts: dict[str, dict[str, int]] = {}
             for (route, limit, result), n in decisions.items():
                 if limit == name:
                     counts.setdefault(route, {"allowed": 0, "limited": 0,
                                               "shadow_limited": 0})[result] = n
-            # The keys refused most (this worker's decisions; header keys as opaque ids).
-            limits[name] = {**fields, "counts": counts, "top_keys": self.top_keys.top(name),
+            limits[name] = {**fields, "counts": counts, "top_keys": top.top(name),
                             "top_keys_seconds": seconds}
         return Reply(200, {"limits": limits, "store": self.limiter.backend.name,
                            "store_errors": sum(errors.values())},

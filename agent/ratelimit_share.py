@@ -7,6 +7,11 @@ The same mechanism as :mod:`.worker_metrics` (:class:`~.worker_metrics.SnapshotS
 trailing write after a burst, and always right before it answers a scrape; the
 scrape sums every snapshot. A dead worker's snapshot is kept until the next
 worker start removes it, so sums stay monotonic while workers live.
+
+:class:`TopKeysShare` does the same for the top limited keys
+(:mod:`.ratelimit_topkeys`) in ``<state dir>/ratelimit-topkeys/``: published while a
+worker refuses, merged by key when ``GET /_trimtab/limits`` is answered; tallies older
+than the span (a dead or idle worker's) are left out, so they never stay forever.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .ratelimit import RateLimitMetrics
+from .ratelimit_topkeys import MergedTop, TopKeys
 from .worker_metrics import SnapshotShare
 
 
@@ -39,3 +45,21 @@ class RateLimitShare(SnapshotShare):
             total.decisions[key] = total.decisions.get(key, 0) + int(n)
         for store, n in snapshot["store_errors"].items():
             total.store_errors[store] = total.store_errors.get(store, 0) + int(n)
+
+
+class TopKeysShare(SnapshotShare):
+    """Publishes this worker's top-key tallies and merges every worker's."""
+
+    def __init__(self, directory: Path, instance: str, top: TopKeys,
+                 interval: float = 1.0) -> None:
+        super().__init__(directory, instance, interval)
+        self.top = top
+
+    def dump(self) -> dict[str, Any]:
+        return self.top.dump()
+
+    def empty(self) -> MergedTop:
+        return MergedTop(self.top.span)
+
+    def add(self, total: MergedTop, snapshot: dict[str, Any]) -> None:
+        total.add(snapshot)

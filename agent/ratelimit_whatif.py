@@ -13,17 +13,20 @@ Per worker process, like the cache what-if: under ``uvicorn --workers N`` each
 worker answers for the traffic it served.
 
 Key values: an IP or a JWT claim (a user id) is shown as it is; a header value
-(an API key: a secret) only as an opaque id, ``#`` and 8 hex digits, stable
-within the worker process.
+(an API key: a secret) only as an opaque id, ``#`` and 8 hex digits, the same
+id as the top limited keys give it (:class:`~.ratelimit_topkeys.KeyIds`: one per value in
+every worker of an instance with a state dir).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from .ratelimit import NO_KEY, Limit, Scope, client_key, gcra
+from .ratelimit_topkeys import KeyIds
 
 MAX_SHOWN_KEYS = 10
 
@@ -31,8 +34,10 @@ MAX_SHOWN_KEYS = 10
 class ArrivalLog:
     """Recent arrivals per (route, key kind), bounded in count and age."""
 
-    def __init__(self, max_arrivals: int = 100_000, window: float = 600.0) -> None:
+    def __init__(self, max_arrivals: int = 100_000, window: float = 600.0,
+                 ids: Callable[[str], str] | None = None) -> None:
         self.max_arrivals, self.window = max_arrivals, window
+        self.ids = ids if ids is not None else KeyIds()
         self._log: dict[tuple[str, str], deque[tuple[float, str]]] = {}
         self._order: deque[tuple[str, str]] = deque()  # which series each arrival went to
         self._lock = threading.Lock()
@@ -60,7 +65,7 @@ class ArrivalLog:
                     client = scope.get("client")
                     value = str(client[0]) if client else NO_KEY
                 elif spec.startswith("header:"):  # an API key is a secret: an opaque id
-                    value = f"#{hash(client_key(spec, scope)) & 0xFFFFFFFF:08x}"
+                    value = self.ids(client_key(spec, scope))
                 else:
                     value = client_key(spec, scope)
                 arrivals.append((now, value))
