@@ -105,9 +105,12 @@ def test_a_change_reaches_every_worker_at_once(tmp_path: Path) -> None:
         assert Counter(r.status_code for r in fresh(base, 10)) == {429: 10}
         # Every worker's counts, whichever worker answers the scrape (the other worker
         # publishes its snapshot within a second).
+        # (Shadow counts polled too: a worker's last shadow decisions may wait for its
+        # trailing publish while the final requests all went to the other worker.)
         found = poll(lambda: counters(base), lambda f: total(
             f, "trimtab_ratelimit_requests_total", result="limited") == 39 and total(
-            f, "trimtab_http_requests_total", status="429") == 39, timeout=30)
+            f, "trimtab_http_requests_total", status="429") == 39 and total(
+            f, "trimtab_ratelimit_requests_total", result="shadow_limited") == 30, timeout=30)
         assert total(found, "trimtab_http_requests_total", status="429") == 39
         assert total(found, "trimtab_ratelimit_requests_total", result="limited") == 39
         assert total(found, "trimtab_ratelimit_requests_total", result="shadow_limited") == 30
