@@ -23,7 +23,7 @@ from trimtab.widgets.limit_dialog import LimitDialog, LimitSettings
 from ..control import types as ctl
 from ..control.client import ControlClient
 from ..control.rollout import FINAL, Gates, Rollout
-from ..model.keys import split_route_key
+from ..model.keys import route_key, split_route_key
 from ..slo.burn import FAST
 from .control_worker import ControlRunner
 
@@ -70,6 +70,9 @@ class Tuning(QObject):
         # (route, instance) → the canary's SLO burn rate over 5 min, None without an SLO
         # on the route (read from the history store: called on the runner thread)
         self.burn: Callable[[str, str], float | None] | None = None
+        # (route, limit, instance) → the canary's share (0..1) of the route's requests that
+        # limit refused with 429, None when it decided nothing, from the model (GUI thread)
+        self.refused: Callable[[str, str, str], float | None] | None = None
         self.rollout: StagedRun | None = None
 
     def serving(self, route: str) -> tuple[list[ctl.Agent], str]:
@@ -269,8 +272,33 @@ class Tuning(QObject):
         names, fields, reason = choice
         chosen = [a for a in agents if a.name in names]
         etags = ctl.expected_etags({a: reads[a] for a in chosen})
+        staged = dialog.staged_choice()
+        if staged is not None:
+            self._staged_limit(parent, name, route, fields, reason, chosen, etags, staged)
+            return
         self.runner.submit(lambda: self.client.set_limit(chosen, name, fields, reason, etags),
                            lambda r: self.report(parent, "Change limit", r, then))
+
+    def _staged_limit(self, parent: QWidget, name: str, route: str, fields: dict[str, object],
+                      reason: str, agents: list[ctl.Agent], etags: dict[ctl.Agent, str | None],
+                      staged: tuple[str, float, float | None, float | None]) -> None:
+        """The limit change on the canary, watched against its error rate and its share of
+        ``route`` (the limit's route, as the agents name it) refused with 429, then on the
+        rest; or the canary reverted (journaled) and the rest never touched."""
+        canary_name, watch, err_max, refused_max = staged
+        canary = next(a for a in agents if a.name == canary_name)
+        rollout = Rollout(
+            canary, [a for a in agents if a is not canary],
+            apply=lambda ts: self.client.set_limit(ts, name, fields, reason,
+                                                   {a: etags.get(a) for a in ts}),
+            rollback=lambda r: self.client.rollback(r, "staged rollout: a gate failed"),
+            # An SLO on the route adds the workbook's fast-burn gate on the canary's own series.
+            gates=Gates(error_rate_max=err_max, refused_max=refused_max, burn_max=FAST.factor),
+            watch_seconds=watch)
+        # The model keys the canary's series by its service's route key.
+        self.rollout = StagedRun(self, parent, rollout, route_key(canary.service, route),
+                                 limit=name)
+        self.rollout.begin()
 
     def top_keys(self, name: str, done: Callable[[Any], None]) -> None:
         """Ask every instance for the keys limit ``name`` refused most, off the GUI thread;
@@ -437,11 +465,18 @@ class Tuning(QObject):
 
 class StagedRun(QObject):
     """Drives a :class:`Rollout`: canary first, the model's numbers fed to it every 2 s,
-    the rest applied after the watch, or the canary reverted when a gate fails."""
+    the rest applied after the watch, or the canary reverted when a gate fails.
 
-    def __init__(self, tuning: Tuning, parent: QWidget, rollout: Rollout, route: str) -> None:
+    ``route`` is the route key of the canary's series. ``limit``: the change is to that rate
+    limit (on ``route``), and the canary's share of the route refused with 429 by it
+    (``Tuning.refused``) is fed to the 429-share gate too; None (a TTL) feeds none.
+    """
+
+    def __init__(self, tuning: Tuning, parent: QWidget, rollout: Rollout, route: str,
+                 limit: str | None = None) -> None:
         super().__init__(tuning)
         self.tuning, self.parent_widget, self.rollout, self.route = tuning, parent, rollout, route
+        self.limit = limit
         self._timer = QTimer(self)
         self._timer.timeout.connect(self._step)
         self._stepping = False
@@ -457,6 +492,8 @@ class StagedRun(QObject):
         p95_ms, error_rate = self.tuning.numbers(self.route, self.rollout.canary.name)
         judged = (self.tuning.judged(self.route, self.rollout.canary.name, self.started)
                   if self.tuning.judged is not None else None)
+        refused = (self.tuning.refused(self.route, self.limit, self.rollout.canary.name)
+                   if self.limit is not None and self.tuning.refused is not None else None)
         self._stepping = True
 
         burn_of = self.tuning.burn
@@ -464,7 +501,7 @@ class StagedRun(QObject):
 
         def work() -> str:
             burn = burn_of(route, canary) if burn_of is not None else None
-            self.rollout.observe(p95_ms, error_rate, judged, burn)
+            self.rollout.observe(p95_ms, error_rate, judged, burn, refused)
             return self.rollout.advance()
 
         self.tuning.runner.submit(work, self._after)

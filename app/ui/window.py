@@ -39,6 +39,7 @@ from ..control.types import JournalRow
 from ..model import format as fmt
 from ..model.before_after import Comparison, bounding_changes, change_scope, compare_all
 from ..model.fleet import FleetModel
+from ..model.limit_share import refused_share
 from ..replay.change_markers import CARD_SETTLE, CARD_WINDOW, card, marker_key, markers
 from ..slo.burn import FAST, burn_rate
 from ..slo.file import slo_path
@@ -256,6 +257,8 @@ class MainWindow(QMainWindow):
         tuning.numbers = self.canary_numbers
         tuning.judged = self.canary_judged
         tuning.burn = self.canary_burn
+        tuning.refused = lambda route, limit, instance: refused_share(  # a limit's 429 gate
+            self.model.limits, route, limit, instance)
         self.cache.ttl_requested.connect(lambda route: tuning.change_ttl(self, route))
         self.cache.invalidate_requested.connect(lambda route: tuning.invalidate(self, route))
         self.balancer.weights_requested.connect(lambda: tuning.change_weights(self))
