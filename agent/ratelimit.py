@@ -295,15 +295,36 @@ class Limiter:
         return _verdict(enforced, refused)
 
 
+# RateLimit-Policy values by the enforced limits they list (the same on every request until
+# the limits change: built once, not per allowed request); cleared when it grows past 256.
+_POLICIES: dict[tuple[Limit, ...], bytes] = {}
+
+
+def _policy(limits: tuple[Limit, ...]) -> bytes:
+    value = _POLICIES.get(limits)
+    if value is None:
+        if len(_POLICIES) >= 256:
+            _POLICIES.clear()
+        value = _POLICIES[limits] = ", ".join(
+            f"{_sf_string(lim.name)};q={lim.burst};w={lim.window()}" for lim in limits).encode()
+    return value
+
+
 def _verdict(enforced: list[tuple[Limit, Decision]],
              refused: tuple[Limit, Decision] | None) -> Verdict:
     if not enforced:
         return Verdict(False, [])  # shadow only: the answer must look exactly as without it
-    policy = ", ".join(f"{_sf_string(lim.name)};q={lim.burst};w={lim.window()}"
-                       for lim, _ in enforced)
-    lim, dec = refused or min(enforced, key=lambda ld: (ld[1].remaining, -ld[1].reset))
-    current = f"{_sf_string(lim.name)};r={dec.remaining};t={math.ceil(dec.reset)}"
-    headers = [(b"ratelimit-policy", policy.encode()), (b"ratelimit", current.encode())]
+    policy = _policy(tuple(lim for lim, _ in enforced))
+    if refused is not None:
+        lim, dec = refused
+    elif len(enforced) == 1:
+        lim, dec = enforced[0]
+    else:
+        lim, dec = min(enforced, key=lambda ld: (ld[1].remaining, -ld[1].reset))
+    current = f'"{lim.name}";r={dec.remaining};t={math.ceil(dec.reset)}' \
+        if '"' not in lim.name and "\\" not in lim.name else \
+        f"{_sf_string(lim.name)};r={dec.remaining};t={math.ceil(dec.reset)}"
+    headers = [(b"ratelimit-policy", policy), (b"ratelimit", current.encode())]
     if refused is None:
         return Verdict(False, headers)
     wait = max(1, math.ceil(refused[1].retry_after))
