@@ -153,6 +153,9 @@ class _Full:
         self.le_pairs: dict[str, tuple[Labels, tuple[str, ...]]] = {}  # see _bulk_series
         self.le_rests: dict[str, tuple[Labels, Labels]] = {}
         self.plain_sets: dict[str, Labels | None] = {}
+        self.tail_sets: dict[str, tuple[Labels, tuple[str, ...]] | tuple[None, None]] = {"": ((), _NONE)}  # body.py
+        self.bound_pairs: dict[tuple[str, str], tuple[Labels, tuple[str, ...]] | None] = {}  # body.py
+        self.bound_arounds: dict[tuple[str, str, str], tuple[Labels, Labels] | None] = {}  # body.py
 
     def fail(self, reason: str) -> NoReturn:
         line = self.lines[self.i] if self.i < len(self.lines) else ""

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from operator import itemgetter
+from itertools import compress, repeat
+from operator import add, is_, itemgetter
 
-from .types import _NUM, _VALUE, OPENMETRICS, TEXT, Exemplar, Labels
+from .types import _NUM, _VALUE, OPENMETRICS, TEXT, Exemplar, Labels, _tuple_new
 
 _NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 _QUOTED = r'"([^"\\]*(?:\\.[^"\\]*)*)"'  # unrolled loops: sre runs them far faster than alternations
@@ -152,3 +153,53 @@ def _unescape(text: str, escapes: dict[str, str]) -> str:
     if "\\" not in text:
         return text
     return _UNESCAPE.sub(lambda m: escapes.get(m[1], m[0]), text)
+
+
+# What follows an OpenMetrics value, in its usual shape, one token per line: an optional
+# timestamp, then an optional exemplar with one label whose value has no escape (a trace id).
+# Every match is also a match of the full grammar (_REST_RE); anything else takes that path.
+_OM_RESTS = re.compile(r'^([^ \n]+)(?: ([^ #\n][^ \n]*))?'
+                       r'(?: # \{([a-zA-Z_][a-zA-Z0-9_]*)="([^"\\\n]*)"\} ([^ \n]+)(?: ([^ \n]+))?)?$',
+                       re.MULTILINE)
+_OM_STAMPS = re.compile(rf"^{_TS[OPENMETRICS].pattern}$", re.MULTILINE)
+
+
+def om_rests(floats: _Floats, exemplar_ok: frozenset[int], tokens: list[str], values: list[float | None],
+             exemplars: dict[int, Exemplar]) -> tuple[list[float | None] | None] | None:
+    """Fill in ``values[k]`` where it is None from ``tokens[k]``, what follows an OpenMetrics
+    sample line's series (value, timestamp, exemplar) in the usual shape, read with one regex
+    pass over all of them (a scrape of exemplar-carrying buckets has one per bucket that saw
+    an observation, and their trace ids change every scrape); exemplars go to ``exemplars``.
+    Returns (timestamps or None,); None, with nothing changed, when one is of another shape;
+    ValueError on anything invalid (an exemplar outside ``exemplar_ok`` included)."""
+    missing = list(compress(range(len(values)), map(is_, values, repeat(None))))
+    rows = _OM_RESTS.findall("\n".join(map(tokens.__getitem__, missing)))
+    if len(rows) != len(missing):
+        return None
+    value_tokens, ts_tokens, names, label_values, xv_tokens, xts_tokens = zip(*rows) if rows else ((),) * 6
+    list(map(values.__setitem__, missing, map(floats.__getitem__, value_tokens)))  # in C
+    timestamps: list[float | None] | None = None
+    if any(ts_tokens):
+        timestamps = [None] * len(values)
+        stamped = list(map(bool, ts_tokens))
+        stamps = list(compress(ts_tokens, stamped))
+        if len(_OM_STAMPS.findall("\n".join(stamps))) != len(stamps):
+            raise ValueError("invalid timestamp")
+        list(map(timestamps.__setitem__, compress(missing, stamped), map(float, stamps)))
+    if any(names):
+        carrying = list(map(bool, names))
+        at = list(compress(missing, carrying))
+        names, label_values = list(compress(names, carrying)), list(compress(label_values, carrying))
+        if (not exemplar_ok.issuperset(at) or "__name__" in names
+                or max(map(add, map(len, names), map(len, label_values))) > _MAX_EXEMPLAR_LABEL_CHARS):
+            raise ValueError("exemplar not allowed here, or invalid")
+        xts_tokens = list(compress(xts_tokens, carrying))
+        xts_given = list(filter(None, xts_tokens))
+        if len(_OM_STAMPS.findall("\n".join(xts_given))) != len(xts_given):
+            raise ValueError("invalid exemplar timestamp")
+        xvalues = map(floats.__getitem__, compress(xv_tokens, carrying))
+        xstamps = (map(float, xts_tokens) if len(xts_given) == len(xts_tokens)
+                   else (float(t) if t else None for t in xts_tokens))
+        exemplars.update(zip(at, map(_tuple_new, repeat(Exemplar),
+                                      zip(zip(zip(names, label_values)), xvalues, xstamps))))
+    return (timestamps,)

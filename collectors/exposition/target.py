@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import re
-from itertools import compress, repeat
-from operator import add, is_
-
+from . import body
 from .full import _Full, _Layout
 from .grammar import (
-    _MAX_EXEMPLAR_LABEL_CHARS,
     _REST_RE,
-    _TS,
     _Base,
     _exemplar,
     _Floats,
     _Series,
     _split_lines,
     _timestamp,
+    om_rests,
 )
-from .types import OPENMETRICS, Exemplar, Exposition, _gc_paused, _tuple_new, detect_format
-
-# What follows an OpenMetrics value, in its usual shape, one token per line: an optional
-# timestamp, then an optional exemplar with one label whose value has no escape (a trace id).
-# Every match is also a match of the full grammar (_REST_RE); anything else takes that path.
-_OM_RESTS = re.compile(r'^([^ \n]+)(?: ([^ #\n][^ \n]*))?'
-                       r'(?: # \{([a-zA-Z_][a-zA-Z0-9_]*)="([^"\\\n]*)"\} ([^ \n]+)(?: ([^ \n]+))?)?$',
-                       re.MULTILINE)
-_OM_STAMPS = re.compile(rf"^{_TS[OPENMETRICS].pattern}$", re.MULTILINE)
+from .types import OPENMETRICS, Exemplar, Exposition, _gc_paused, detect_format
 
 
 class TargetParser:
@@ -67,7 +55,12 @@ class TargetParser:
         full = _Full(fmt, self._floats, self._series, self._bases)
         full.pending = self._pending
         with _gc_paused():
-            expo = full.run(lines)
+            got = body.parse_body(full, lines, text) if body.ENABLED and body.pays(text, full.om) else None
+            if got is None:  # not in the plain shape, or an error: line by line, which names it
+                full = _Full(fmt, self._floats, self._series, self._bases)
+                full.pending = self._pending
+                got = full.run(lines)
+            expo = got
             self._layout = full.layout(len(lines))
         self._trim(len(full.values))
         return expo
@@ -130,42 +123,8 @@ class TargetParser:
 
     def _om_rests(self, layout: _Layout, tokens: list[str], values: list[float | None],
                   exemplars: dict[int, Exemplar]) -> tuple[list[float | None] | None] | None:
-        """``_rests`` for OpenMetrics tokens of the usual shape, read with one regex pass over
-        all of them (a scrape of exemplar-carrying buckets has one per bucket that saw an
-        observation, and their trace ids change every scrape); None, with nothing changed,
-        when one is of another shape. ValueError on anything invalid, as ``_rests``."""
-        missing = list(compress(range(len(values)), map(is_, values, repeat(None))))
-        rows = _OM_RESTS.findall("\n".join(map(tokens.__getitem__, missing)))
-        if len(rows) != len(missing):
-            return None
-        floats = self._floats
-        value_tokens, ts_tokens, names, label_values, xv_tokens, xts_tokens = zip(*rows) if rows else ((),) * 6
-        list(map(values.__setitem__, missing, map(floats.__getitem__, value_tokens)))  # in C
-        timestamps: list[float | None] | None = None
-        if any(ts_tokens):
-            timestamps = [None] * len(values)
-            stamped = list(map(bool, ts_tokens))
-            stamps = list(compress(ts_tokens, stamped))
-            if len(_OM_STAMPS.findall("\n".join(stamps))) != len(stamps):
-                raise ValueError("invalid timestamp")
-            list(map(timestamps.__setitem__, compress(missing, stamped), map(float, stamps)))
-        if any(names):
-            carrying = list(map(bool, names))
-            at = list(compress(missing, carrying))
-            names, label_values = list(compress(names, carrying)), list(compress(label_values, carrying))
-            if (not layout.exemplar_ok.issuperset(at) or "__name__" in names
-                    or max(map(add, map(len, names), map(len, label_values))) > _MAX_EXEMPLAR_LABEL_CHARS):
-                raise ValueError("exemplar not allowed here, or invalid")
-            xts_tokens = list(compress(xts_tokens, carrying))
-            xts_given = list(filter(None, xts_tokens))
-            if len(_OM_STAMPS.findall("\n".join(xts_given))) != len(xts_given):
-                raise ValueError("invalid exemplar timestamp")
-            xvalues = map(floats.__getitem__, compress(xv_tokens, carrying))
-            xstamps = (map(float, xts_tokens) if len(xts_given) == len(xts_tokens)
-                       else (float(t) if t else None for t in xts_tokens))
-            exemplars.update(zip(at, map(_tuple_new, repeat(Exemplar),
-                                          zip(zip(zip(names, label_values)), xvalues, xstamps))))
-        return (timestamps,)
+        """``_rests`` for OpenMetrics tokens of the usual shape (see :func:`.grammar.om_rests`)."""
+        return om_rests(self._floats, layout.exemplar_ok, tokens, values, exemplars)
 
     def _trim(self, n_samples: int) -> None:
         """Keep the caches bounded when series or values churn."""

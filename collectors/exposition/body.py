@@ -1,0 +1,437 @@
+"""A first scrape read as a whole body: every line classified, every comment and every
+sample line read in C-level passes over the body, Python run per distinct label set.
+
+The per-line loop of :class:`.full._Full` costs a few microseconds of Python per line and
+per family (a HELP and a TYPE line, a family opened, a sample run cut). Real bodies have
+many small families: the Prometheus server's own ``/metrics`` is 156 families of one or two
+samples. Here the whole body is read at once:
+
+- lines are classified by their first character (``#``, a sample, blank);
+- all HELP/TYPE/UNIT lines are cut with one ``str.split`` pass and checked together;
+- the family of each sample is the name of the last comment line before it (a bisection of
+  the line offsets); its type decides which sample names and bound labels it allows;
+- all sample lines are cut at their last space; their series are resolved per distinct
+  label set text, their values with one regex pass; OpenMetrics lines with a timestamp or
+  an exemplar are cut where their series ends and read with one regex pass over all of them.
+
+It only ever accepts. The body must be in the shape real programs write: each family's
+comment lines together and before its samples, no family twice, every sample inside the
+family its comments opened, no timestamps in the text format, no duplicate series, no error
+anywhere. Anything else (and every error) makes :func:`parse_body` return None with no
+effect but validated cache entries; the per-line loop then reads the body and reports any
+error exactly as before. Set ``ENABLED = False`` to always take the per-line loop.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from itertools import compress, repeat
+from operator import add, contains, eq, is_, is_not, itemgetter, ne, not_, or_, sub
+
+from .full import _SHAPES, _bulk_values, _Full
+from .grammar import (
+    _BOUND_OK,
+    _HELP_ESCAPES,
+    _LABELS,
+    _NONE,
+    _SUFFIXES,
+    _Series,
+    _unescape,
+    om_rests,
+)
+from .types import OPENMETRICS, TEXT, Exemplar, Exposition, Labels, ParseError
+
+ENABLED = True
+
+_FIRST_CHAR = itemgetter(slice(0, 1))
+_FIRST, _SECOND, _THIRD = itemgetter(0), itemgetter(1), itemgetter(2)
+_NAMES = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", re.MULTILINE)  # one valid metric name per line
+_KINDS = {TEXT: frozenset(("HELP", "TYPE")), OPENMETRICS: frozenset(("HELP", "TYPE", "UNIT"))}
+_LITERAL = frozenset(("", "#"))  # first characters of lines that are no sample line
+_BAD = (None, None)  # a label set text that is no valid label set
+_DEFAULT_TYPE = {TEXT: "untyped", OPENMETRICS: "unknown"}
+_ALL_BUT_LAST = itemgetter(slice(None, -1))
+# Separators between the label sets joined by _label_sets (0.0.4 allows a trailing comma) and after the last
+_BREAKS = {TEXT: ("\n", ",\n"), OPENMETRICS: ("\n",)}
+_LAST_SEPS = {TEXT: ("", ","), OPENMETRICS: ("",)}
+
+
+def _pairs(fmt: str) -> tuple[frozenset[tuple[str, str]], dict[tuple[str, str], str], frozenset[tuple[str, str]]]:
+    """Keyed by (family type, sample name suffix): the samples a family may hold, those that
+    need a numeric bound label (→ that label), those that may carry an exemplar."""
+    allowed = frozenset((typ, suffix) for typ, suffixes in _SUFFIXES[fmt].items() for suffix in suffixes)
+    bounded, exemplar = {}, set()
+    for typ, (_, exemplar_suffix, bounded_suffix, label) in _SHAPES[fmt].items():
+        if bounded_suffix is not None:
+            bounded[(typ, bounded_suffix)] = label
+        if exemplar_suffix is not None:
+            exemplar.add((typ, exemplar_suffix))
+    return allowed, bounded, frozenset(exemplar)
+
+
+_PAIRS = {fmt: _pairs(fmt) for fmt in (TEXT, OPENMETRICS)}
+
+
+def pays(text: str, om: bool) -> bool:
+    """Whether this path is likely quicker than the per-line loop's run-at-a-time bulk path,
+    which reads long sample runs well: on bodies of many small families (a comment line in
+    every five or more), or OpenMetrics exemplars (lines the bulk path leaves to the grammar).
+    Measured on the real corpus (benchmarks/parse.py): the Prometheus server's and HAProxy's
+    own metrics, client_python's OpenMetrics; histogram-heavy bodies are quicker without."""
+    return 5 * text.count("\n#") >= text.count("\n") or (om and " # {" in text)
+
+
+def parse_body(full: _Full, lines: list[str], text: str) -> Exposition | None:
+    """The exposition ``full.run(lines)`` would return, with ``full`` left as ``layout()``
+    needs it; None (nothing returned, ``full`` to be discarded) if the body is not plainly
+    in the shape this path reads, or holds any error. ``text`` is the body ``lines`` came from."""
+    om, fmt, n = full.om, full.fmt, len(lines)
+    if not n or (om and lines[-1] != "# EOF"):
+        return None
+    firsts = list(map(_FIRST_CHAR, lines))
+    if om:
+        firsts.pop()  # the final "# EOF"
+    starts = set(firsts)
+    if " " in starts or "\t" in starts or ("" in starts and om):
+        return None  # indented lines, blanks in OpenMetrics: the per-line loop reads them
+    scan = len(firsts)
+    is_comment = list(map("#".__eq__, firsts))
+    comment_idx = list(compress(range(scan), is_comment))
+    if "" in starts:
+        literal_idx = list(compress(range(scan), map(_LITERAL.__contains__, firsts)))
+        sample_idx = list(compress(range(scan), map(not_, map(_LITERAL.__contains__, firsts))))
+    else:
+        literal_idx = comment_idx if not om else [*comment_idx]
+        sample_idx = list(compress(range(scan), map(not_, is_comment)))
+    if om:
+        literal_idx.append(n - 1)
+    if not comment_idx or (sample_idx and sample_idx[0] < comment_idx[0]):
+        return None  # samples before any comment open families of their own
+    meta = _comments(full, list(compress(lines, is_comment)), text)
+    if meta is None:
+        return None
+    cnames, types, helps, units = meta
+    # Families: a comment line naming another family than the one before opens it; each
+    # family's comment lines are adjacent (so all before its samples) and no family opens twice.
+    same = list(map(eq, cnames[1:], cnames[:-1]))
+    if any(compress(map(ne, map(sub, comment_idx[1:], comment_idx[:-1]), repeat(1)), same)):
+        return None
+    openings = [cnames[0], *compress(cnames[1:], map(not_, same))]
+    if len(set(openings)) != len(openings):
+        return None
+    typemap = dict.fromkeys(openings, _DEFAULT_TYPE[fmt])
+    typemap.update(types)
+    if om and not _claims_distinct(openings, typemap):
+        return None
+    samples = _samples(full, [*map(lines.__getitem__, sample_idx)], sample_idx, comment_idx, cnames, typemap)
+    if samples is None:
+        return None
+    series, values, stamps, exemplars, prefixes, exemplar_ok = samples
+    full.lines, full.literal, full.sample_lines, full.prefixes = lines, literal_idx, sample_idx, prefixes
+    full.hits, full.values, full.exemplar_ok = series, values, exemplar_ok
+    full.names, full.labels = tuple(map(_FIRST, series)), tuple(map(_SECOND, series))
+    full.stamp_list, full.timestamped = stamps, stamps is not None
+    expo = full.expo
+    expo.types, expo.helps, expo.units, expo.exemplars = types, helps, units, exemplars
+    keys = zip(full.names, full.labels, repeat(None) if stamps is None else stamps)
+    if len(set(keys)) != len(values):
+        return None  # a duplicate series: the per-line loop names the line
+    return Exposition.from_columns((full.names, full.labels, values, stamps), types, helps, units,
+                                   exemplars, fmt)
+
+
+def _comments(full: _Full, comment_lines: list[str], text: str
+              ) -> tuple[tuple[str, ...], dict[str, str], dict[str, str], dict[str, str]] | None:
+    """Names of the comment lines, in order, and the TYPE, HELP and UNIT tables; None if one
+    is not a plain HELP/TYPE(/UNIT) line with single spaces, or is wrong."""
+    om, fmt = full.om, full.fmt
+    parts = list(map(str.split, comment_lines, repeat(" "), repeat(3)))
+    if sum(map(len, parts)) != 4 * len(parts):
+        return None  # fewer than four parts somewhere: no text after the name, or no name
+    hashes, kinds, cnames, rests = zip(*parts)
+    if hashes.count("#") != len(hashes) or not _KINDS[fmt].issuperset(kinds):
+        return None
+    new_names = set(cnames).difference(full.names_ok)
+    if len(_NAMES.findall("\n".join(new_names))) != len(new_names):
+        return None
+    full.names_ok.update(new_names)
+    is_help = list(map("HELP".__eq__, kinds))
+    help_names, help_rests = list(compress(cnames, is_help)), list(compress(rests, is_help))
+    is_type = list(map("TYPE".__eq__, kinds))
+    type_names, type_rests = list(compress(cnames, is_type)), list(compress(rests, is_type))
+    if len(set(help_names)) != len(help_names) or len(set(type_names)) != len(type_names):
+        return None
+    if not _SUFFIXES[fmt].keys() >= set(type_rests):
+        return None
+    units: dict[str, str] = {}
+    if om:
+        if len(help_names) + len(type_names) != len(cnames):
+            is_unit = list(map(not_, map(or_, is_help, is_type)))
+            unit_names = list(compress(cnames, is_unit))
+            unit_rests = list(compress(rests, is_unit))
+            if len(set(unit_names)) != len(unit_names):
+                return None
+            for name, unit in zip(unit_names, unit_rests):
+                if unit and not name.endswith("_" + unit):
+                    return None
+            units = dict(zip(unit_names, unit_rests))
+    elif any(map(str.isspace, map(_FIRST_CHAR, help_rests))) or any(
+            map(str.endswith, help_rests, repeat((" ", "\t")))):
+        return None  # the per-line loop strips blanks around a 0.0.4 HELP text
+    if "\\" in text:
+        help_rests = list(map(_unescape, help_rests, repeat(_HELP_ESCAPES[fmt])))
+    return cnames, dict(zip(type_names, type_rests)), dict(zip(help_names, help_rests)), units
+
+
+def _claims_distinct(openings: list[str], typemap: dict[str, str]) -> bool:
+    """OpenMetrics: no sample name is owned by two families (each owns its name and its
+    name with each suffix its type allows)."""
+    claims = list(openings)
+    open_types = list(map(typemap.__getitem__, openings))
+    for typ in set(open_types):
+        of_type = list(compress(openings, map(typ.__eq__, open_types)))
+        for suffix in _SUFFIXES[OPENMETRICS][typ]:
+            if suffix:
+                claims.extend(map(add, of_type, repeat(suffix)))
+    return len(set(claims)) == len(claims)
+
+
+def _samples(full: _Full, sample_lines: list[str], sample_idx: list[int], comment_idx: list[int],
+             cnames: tuple[str, ...], typemap: dict[str, str]
+             ) -> tuple[list[_Series], list[float], list[float | None] | None, dict[int, Exemplar],
+                        list[str], list[int]] | None:
+    """Series, values, timestamps, exemplars, prefixes and exemplar-carrying indexes of the
+    sample lines; None if one is not plain, or breaks its family's rules."""
+    parts = list(map(str.rpartition, sample_lines, repeat(" ")))
+    heads, tokens = list(map(_FIRST, parts)), list(map(_THIRD, parts))
+    series = _resolve(full, heads)
+    odd = list(compress(range(len(series)), map(is_, series, repeat(None))))
+    if odd and not full.om:
+        return None  # timestamps, odd blanks, errors
+    if odd and not _odd_lines(full, sample_lines, odd, series, tokens):
+        return None
+    # each line up to its value: without the value token, or (odd lines) what follows the series
+    prefixes = list(map(str.removesuffix, sample_lines, tokens))
+    ns = len(series)
+    families = list(map((None, *cnames).__getitem__, map(bisect_right, repeat(comment_idx), sample_idx)))
+    names = list(map(_FIRST, series))
+    if not all(map(str.startswith, names, families)):
+        return None
+    pairs = list(zip(map(typemap.__getitem__, families), map(str.removeprefix, names, families)))
+    allowed, bounded, exemplar_pairs = _PAIRS[full.fmt]
+    if not allowed.issuperset(pairs):
+        return None  # a sample outside its family (the per-line loop opens a family for it)
+    need = list(map(bounded.get, pairs))
+    if any(need) and not all(map(contains, compress(map(_THIRD, series), need), filter(None, need))):
+        return None  # a bucket without a numeric le, a quantile without a numeric quantile
+    exemplar_ok = list(compress(range(ns), map(exemplar_pairs.__contains__, pairs))) if full.om else []
+    exemplars: dict[int, Exemplar] = {}
+    stamps = None
+    if not odd:
+        values = _bulk_values(full.floats, tokens)
+        if values is None:
+            return None
+        full.pending.append((heads, series))
+    else:
+        is_odd = [False] * ns
+        list(map(is_odd.__setitem__, odd, repeat(True)))
+        plain_idx = list(compress(range(ns), map(not_, is_odd)))
+        found = _bulk_values(full.floats, list(map(tokens.__getitem__, plain_idx)))
+        if found is None:
+            return None
+        some: list[float | None] = [None] * ns
+        list(map(some.__setitem__, plain_idx, found))
+        try:  # the values, timestamps and exemplars of the odd lines, in one regex pass
+            done = om_rests(full.floats, frozenset(exemplar_ok), tokens, some, exemplars)
+        except ValueError:
+            return None
+        if done is None:
+            return None
+        stamps, values = done[0], some
+    return series, values, stamps, exemplars, prefixes, exemplar_ok  # type: ignore[return-value]
+
+
+def _odd_lines(full: _Full, sample_lines: list[str], odd: list[int], series: list[_Series | None],
+               tokens: list[str]) -> bool:
+    """OpenMetrics lines whose text before the last space is no series (a timestamp or an
+    exemplar follows the value): cut where the series ends, ``tokens[k]`` becomes what follows
+    it. False if one still is no series."""
+    heads = []
+    for k in odd:
+        line = sample_lines[k]
+        space, brace = line.find(" "), line.find("{")
+        cut = line.find("} ") + 1 if 0 <= brace < space else space
+        if cut <= 0:
+            return False
+        heads.append(line[:cut])
+        tokens[k] = line[cut + 1:]
+    found = _resolve(full, heads)
+    if None in found:
+        return False
+    list(map(series.__setitem__, odd, found))
+    return True
+
+
+def _resolve(full: _Full, heads: list[str]) -> list[_Series | None]:
+    """Name, labels and numeric bound labels of each ``name`` or ``name{labels}``; None
+    where the text is anything else. Each distinct label set text is parsed once."""
+    by_brace = list(map(str.partition, heads, repeat("{")))
+    names = list(map(_FIRST, by_brace))
+    new_names = set(names).difference(full.names_ok)
+    bad_names: set[str] = set()
+    if new_names:
+        good = _NAMES.findall("\n".join(new_names))
+        full.names_ok.update(good)
+        if len(good) != len(new_names):
+            bad_names = new_names.difference(good)
+    tails = list(map(_THIRD, by_brace))  # "" or "labels}"
+    cache = full.tail_sets
+    new = list(set(tails).difference(cache))
+    if new:
+        _new_tails(full, new)
+    found = list(map(cache.__getitem__, tails))
+    out: list[_Series | None] = list(zip(names, map(_FIRST, found), map(_SECOND, found)))
+    if bad_names or any(map(is_, found, repeat(_BAD))):
+        for k, (name, hit) in enumerate(zip(names, found)):
+            if hit is _BAD or name in bad_names:
+                out[k] = None
+    return out
+
+
+def _new_tails(full: _Full, tails: list[str]) -> None:
+    """Enter the label sets of new ``labels}`` texts into ``full.tail_sets``.
+
+    In C-level passes over all of them: a label set without a bound label with one regex
+    split over them all; a bucket or quantile (``le``/``quantile`` first or last, as
+    client_python and client_golang write them) as the bound pair spliced into the rest of
+    its label set, parsed once per distinct rest. Any other text by ``_Full.label_set``.
+    """
+    cache = full.tail_sets
+    closed = list(map(str.endswith, tails, repeat("}")))
+    if not all(closed):
+        cache.update(zip(compress(tails, map(not_, closed)), repeat(_BAD)))
+        tails = list(compress(tails, closed))
+    blocks = list(map(_ALL_BUT_LAST, tails))
+    bound = list(map(contains, blocks, repeat('le="')))  # also finds 'quantile="'
+    plain = list(map(not_, bound))
+    left: list[str] = []  # tails for label_set
+    plain_tails, plain_blocks = list(compress(tails, plain)), list(compress(blocks, plain))
+    if plain_blocks:
+        found = _label_sets(full, plain_blocks)
+        if found is None:
+            left += plain_tails
+        else:
+            cache.update(zip(plain_tails, zip(found, repeat(_NONE))))
+    bound_tails, bound_blocks = list(compress(tails, bound)), list(compress(blocks, bound))
+    fronts = list(map(str.startswith, bound_blocks, repeat(('le="', 'quantile="'))))
+    for front in (True, False):  # le="x",rest (client_python); rest,le="x" or le="x" (client_golang)
+        these = fronts if front else list(map(not_, fronts))
+        these_tails, these_blocks = list(compress(bound_tails, these)), list(compress(bound_blocks, these))
+        if not these_blocks:
+            continue
+        found_bound = _bound_split(full, these_blocks, front)
+        done = list(map(is_not, found_bound, repeat(None)))
+        cache.update(zip(compress(these_tails, done), compress(found_bound, done)))
+        left += compress(these_tails, map(not_, done))
+    for tail in left:
+        cache[tail] = _tail(full, tail)
+
+
+def _label_sets(full: _Full, blocks: list[str]) -> list[Labels] | None:
+    """Sorted labels of label set texts without escapes, as ``_label_block`` finds them, with
+    one regex split over all of them; None if one of them is not plainly a label set (each
+    then goes through ``_Full.label_set``, which reports what is wrong)."""
+    joined = "\n".join(blocks)
+    if "\\" in joined or "" in blocks:
+        return None
+    parts = _LABELS[full.fmt].split(joined)
+    seps = parts[0::3]
+    inner = seps[1:-1]
+    breaks = _BREAKS[full.fmt]
+    n_breaks = sum(map(inner.count, breaks))
+    if (seps[0] or seps[-1] not in _LAST_SEPS[full.fmt] or n_breaks != len(blocks) - 1
+            or inner.count(",") + n_breaks != len(inner)):
+        return None  # a value across blocks (so a broken quote), blanks, anything else
+    names, values = parts[1::3], parts[2::3]
+    if "__name__" in names:
+        return None
+    bounds = [0, *compress(range(1, len(inner) + 1), map(breaks.__contains__, inner)), len(names)]
+    slices = list(map(slice, bounds[:-1], bounds[1:]))
+    name_lists = list(map(names.__getitem__, slices))
+    if list(map(len, map(set, name_lists))) != list(map(sub, bounds[1:], bounds[:-1])):
+        return None  # a label twice in one set
+    return list(map(tuple, map(sorted, map(zip, name_lists, map(values.__getitem__, slices)))))
+
+
+def _bound_split(full: _Full, blocks: list[str], front: bool
+                 ) -> list[tuple[Labels, tuple[str, ...]] | None]:
+    """Label sets holding ``le``/``quantile`` last (``front``: first) with a plain value: the
+    bound pair spliced into the labels of the rest (which must hold neither bound label);
+    None for a block of any other shape."""
+    if front:  # le="x",rest
+        cut = list(map(str.partition, blocks, repeat('",')))
+        rests, commas = list(map(_THIRD, cut)), list(map(_SECOND, cut))
+        first = list(map(str.partition, map(_FIRST, cut), repeat('="')))
+        labels, values = list(map(_FIRST, first)), list(map(add, map(_THIRD, first), repeat('"')))
+    else:  # rest,le="x" or le="x"
+        cut = list(map(str.rpartition, blocks, repeat('="')))
+        before = list(map(str.rpartition, map(_FIRST, cut), repeat(",")))
+        rests, commas, labels = list(map(_FIRST, before)), list(map(_SECOND, before)), list(map(_THIRD, before))
+        values = list(map(_THIRD, cut))  # x"
+    pair_keys = list(zip(labels, values))
+    pair_cache, around_cache = full.bound_pairs, full.bound_arounds
+    for key in set(pair_keys).difference(pair_cache):
+        pair_cache[key] = _pair(full, *key)
+    pairs = list(map(pair_cache.__getitem__, pair_keys))
+    ok = list(map(is_not, pairs, repeat(None)))  # only then is the rest worth parsing
+    around_keys = list(zip(compress(labels, ok), compress(rests, ok), compress(commas, ok)))
+    for key in set(around_keys).difference(around_cache):
+        around_cache[key] = _around(full, *key)
+    arounds: list[tuple[Labels, Labels] | None] = [None] * len(blocks)
+    list(map(arounds.__setitem__, compress(range(len(blocks)), ok), map(around_cache.__getitem__, around_keys)))
+    ok = list(map(is_not, arounds, repeat(None)))
+    out: list[tuple[Labels, tuple[str, ...]] | None] = [None] * len(blocks)
+    good_pairs, good_arounds = list(compress(pairs, ok)), list(compress(arounds, ok))
+    labels_of = map(add, map(add, map(_FIRST, good_arounds), map(_FIRST, good_pairs)), map(_SECOND, good_arounds))
+    list(map(out.__setitem__, compress(range(len(blocks)), ok), zip(labels_of, map(_SECOND, good_pairs))))
+    return out
+
+
+def _pair(full: _Full, label: str, quoted: str) -> tuple[Labels, tuple[str, ...]] | None:
+    """(label, ``x"``) → (((label, x),), the numeric bound labels), if x is a plain value."""
+    value = quoted[:-1]
+    if label not in _BOUND_OK or quoted[-1:] != '"' or '"' in value or "\\" in value:
+        return None
+    try:
+        number = full.floats[value]
+    except ValueError:
+        return ((label, value),), _NONE
+    return ((label, value),), _BOUND_OK[label] if number == number else _NONE  # NaN bounds nothing
+
+
+def _around(full: _Full, label: str, rest: str, comma: str) -> tuple[Labels, Labels] | None:
+    """The labels of ``rest`` before and after where ``label`` sorts in, if ``rest`` is a label
+    set holding neither bound label (or nothing, when no comma joins it)."""
+    if not comma:
+        return ((), ()) if not rest else None
+    if rest[-1:] != '"':
+        return None
+    try:
+        labels, slots = full.bases.get(rest) or full.new_base(rest)
+    except ParseError:
+        return None
+    if len(slots) < 2:
+        return None
+    at = slots[label]
+    return labels[:at], labels[at:]
+
+
+def _tail(full: _Full, tail: str) -> tuple[Labels, tuple[str, ...]] | tuple[None, None]:
+    """``labels}`` → what ``label_set`` finds in ``labels``; _BAD if it is no label set."""
+    if tail[-1:] != "}":
+        return _BAD
+    try:
+        return full.label_set(tail[:-1])
+    except ParseError:
+        return _BAD
