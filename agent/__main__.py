@@ -37,8 +37,12 @@ def _balance(args: argparse.Namespace) -> None:
 def _haproxy(args: argparse.Namespace) -> None:
     from .balance.haproxy import build_app
 
-    serve(build_app(args.socket, args.backend, args.journal, not args.no_reapply, args.timeout,
-                    args.interval), args)
+    try:
+        app = build_app(args.socket, args.backend, args.journal, not args.no_reapply,
+                        args.timeout, args.interval, args.limits_map, args.limits_counts)
+    except ValueError as err:
+        sys.exit(f"trimtab agent haproxy: {err}")
+    serve(app, args)
 
 
 def _sidecar(args: argparse.Namespace) -> None:
@@ -111,6 +115,11 @@ def main(argv: list[str] | None = None) -> None:
                      help="after an HAProxy reload, report drift instead of re-applying")
     hap.add_argument("--timeout", type=float, default=2.0, help="runtime API timeout, s")
     hap.add_argument("--interval", type=float, default=1.0, help="reload check period, s")
+    hap.add_argument("--limits-map", default=None, metavar="PATH",
+                     help="the HAProxy map holding rate limits, as named in its config "
+                     "(see trimtab.agent.balance.limits_haproxy); enables /_trimtab/balancer/limits")
+    hap.add_argument("--limits-counts", default=None, metavar="TABLE",
+                     help="stick-table whose gpc values count allowed/limited/shadow_limited")
     hap.set_defaults(func=_haproxy)
     side = sub.add_parser("sidecar", help="the agent as a reverse proxy in front of any service")
     add_server_options(side)

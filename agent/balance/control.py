@@ -147,6 +147,9 @@ class ControlApp:
         async with self._lock:
             for event in await self.backend.reconcile():
                 self.journal.record(target=self.backend.target, **event)
+            if self.limits is not None:
+                for event in await self.limits.backend.reconcile():
+                    self.journal.record(target=self.limits.backend.target, **event)
             servers = await self.backend.servers()
         self.shares.add({s.name: s.picks for s in servers})
 

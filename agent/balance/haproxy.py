@@ -379,19 +379,32 @@ class HAProxyBackend:
 
 
 def build_app(socket_path: str, backend: str, journal_path: str | None, reapply: bool = True,
-              timeout: float = 2.0, interval: float = 1.0) -> Any:
-    """The HAProxy control agent as an ASGI app; desired state is seeded from the journal."""
+              timeout: float = 2.0, interval: float = 1.0, limits_map: str | None = None,
+              limits_counts: str | None = None) -> Any:
+    """The HAProxy control agent as an ASGI app; desired state is seeded from the journal.
+
+    ``limits_map`` (and ``limits_counts``, the counts table): rate limits under
+    ``/_trimtab/balancer/limits`` (:mod:`.limits_haproxy`).
+    """
     from ..auth import TokenAuth
     from ..journal import Journal
     from .control import ControlApp, desired_from_journal
+    from .limits import LimitsApi
+    from .limits_haproxy import HAProxyLimits, desired_limits_from_journal
 
     journal = Journal(journal_path)
     target = f"haproxy/{backend}"
     desired = {name: Desired(weight=v.get("weight"), state=v.get("state"))
                for name, v in desired_from_journal(journal, target).items()}
     adapter = HAProxyAdapter(RuntimeClient(socket_path, timeout), backend, reapply, desired)
+    limits = None
+    if limits_map:
+        limits = LimitsApi(HAProxyLimits(RuntimeClient(socket_path, timeout), limits_map, target,
+                                         limits_counts, desired_limits_from_journal(journal,
+                                                                                    target),
+                                         reapply))
     return ControlApp(HAProxyBackend(adapter), TokenAuth.from_env(), journal,
-                      interval=interval)
+                      interval=interval, limits=limits)
 
 
 def main(argv: list[str] | None = None) -> None:

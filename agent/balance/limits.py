@@ -63,6 +63,9 @@ class LimitsBackend(Protocol):
     async def counts(self) -> Counts:
         """Decisions per (route, limit, result) so far."""
 
+    async def reconcile(self) -> list[dict[str, Any]]:
+        """Journal-ready events of desired values re-applied (an HAProxy reload)."""
+
     def extra(self) -> dict[str, Any]:
         """Back-end specific fields for the GET document."""
 

@@ -106,6 +106,10 @@ class BuiltinLimits:
         """The counters ``/_trimtab/metrics`` exports."""
         return self.metrics.snapshot()[0]
 
+    async def reconcile(self) -> list[dict[str, Any]]:
+        """Nothing to reconcile: the balancer's memory is the truth."""
+        return []
+
     async def aclose(self) -> None:
         """Close the store's connections (Redis) or file (state dir)."""
         close = getattr(self.limiter.backend, "close", None)
