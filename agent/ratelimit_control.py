@@ -3,7 +3,10 @@
 - Store (``ratelimit_store``, default ``$TRIMTAB_RATELIMIT_STORE``): ``memory``
   (per process), ``file`` (every worker of the instance, through the state dir;
   the default when there is one), or a ``redis://`` URL (every instance; fails
-  open within ``timeout``, see :mod:`.ratelimit_store`).
+  open within ``timeout``, see :mod:`.ratelimit_store`). An agent's Redis timeout is
+  250 ms: the ASGI side awaits the store, so a slow Redis holds only the request it
+  decides, and a tighter bound made decisions of concurrent requests on a busy worker
+  time out (their event loop turns count too) and fail open for the whole cool-down.
 - ``GET /_trimtab/limits`` (read) → ``{"limits": {name: {route, key, rate,
   burst, mode, "counts": {route: {allowed, limited, shadow_limited}}}},
   "store": kind, "store_errors": n}`` with the config's ``ETag``:
@@ -52,7 +55,7 @@ STORE_ENV = "TRIMTAB_RATELIMIT_STORE"
 
 
 def make_backend(spec: str | Backend | None, state_dir: str | None, instance: str,
-                 timeout: float = 0.05) -> Backend:
+                 timeout: float = 0.25) -> Backend:
     """The store ``spec`` names (see the module docstring); refuses an unknown one."""
     if spec is not None and not isinstance(spec, str):
         return spec
@@ -96,7 +99,7 @@ class RateLimits:
     @classmethod
     def for_agent(cls, api: ControlAPI, registry: CollectorRegistry, instance: str,
                   state_dir: str | os.PathLike[str] | None,
-                  store: str | Backend | None = None, timeout: float = 0.05) -> RateLimits:
+                  store: str | Backend | None = None, timeout: float = 0.25) -> RateLimits:
         """Everything an agent needs: the store, counters on /metrics, ``GET limits``."""
         state = str(state_dir) if state_dir else None
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", instance)
