@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from trimtab.agent.balance.limits_builtin import limits_from_cli, parse_limit_flag
 from trimtab.agent.procs import free_port, stop_all, wait_http
 
+from tests.agent.test_redis_store import redis_url  # noqa: F401 - the redis-server fixture
 from tests.conftest import require_binary
 
 TOKENS = "admin:write:w-secret-9,viewer:read:r-secret-9"
@@ -437,3 +438,14 @@ def test_file_store_in_the_state_dir(start: Starter, tmp_path: Path,
     other = start("--state-dir", str(tmp_path), "--limit", "g:" + SLOW + ",mode=enforce")
     assert burst_of(other, 1)[0].status_code == 429
     assert seen(upstreams) == 3
+
+
+def test_two_balancers_share_one_limit_through_redis(start: Starter, redis_url: str,  # noqa: F811
+                                                     upstreams: list[Upstream]) -> None:
+    a = start("--ratelimit-store", redis_url, "--limit", "g:" + SLOW + ",mode=enforce")
+    b = start("--ratelimit-store", redis_url, "--limit", "g:" + SLOW + ",mode=enforce")
+    assert limits(a).json()["store"] == "redis"
+    got = [r.status_code for r in burst_of(a, 2)] + [r.status_code for r in burst_of(b, 3)]
+    assert got == [200, 200, 200, 429, 429]  # one bucket of three for both
+    assert seen(upstreams) == 3
+    assert limits(b).json()["store_errors"] == 0
