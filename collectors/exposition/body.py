@@ -326,14 +326,18 @@ def _new_tails(full: _Full, tails: list[str]) -> None:
     bound_tails, bound_blocks = list(compress(tails, bound)), list(compress(blocks, bound))
     fronts = list(map(str.startswith, bound_blocks, repeat(('le="', 'quantile="'))))
     for front in (True, False):  # le="x",rest (client_python); rest,le="x" or le="x" (client_golang)
-        these = fronts if front else list(map(not_, fronts))
+        these = fronts if front else [True] * len(bound_blocks)
         these_tails, these_blocks = list(compress(bound_tails, these)), list(compress(bound_blocks, these))
         if not these_blocks:
             continue
         found_bound = _bound_split(full, these_blocks, front)
         done = list(map(is_not, found_bound, repeat(None)))
         cache.update(zip(compress(these_tails, done), compress(found_bound, done)))
-        left += compress(these_tails, map(not_, done))
+        if front:  # the rest (a lone le="x" among them) are tried the other way
+            rest = list(map(not_, map(cache.__contains__, bound_tails)))
+            bound_tails, bound_blocks = list(compress(bound_tails, rest)), list(compress(bound_blocks, rest))
+        else:
+            left += compress(these_tails, map(not_, done))
     for tail in left:
         cache[tail] = _tail(full, tail)
 
