@@ -100,13 +100,22 @@ def gcra(tat: float | None, now: float, rate: float, burst: int
 
     Returns the decision and the new ``tat`` to store (None: store nothing, the
     request was refused and consumes nothing).
+
+    Under one limit a stored ``tat`` is never more than ``burst`` intervals ahead.
+    One stored under an earlier, stricter limit can be far more (1 request/10 s with
+    burst 3: 30 s), and after the operator raises the limit the client would wait
+    out the old limit. So a ``tat`` beyond the current limit's empty bucket is
+    capped there, and the cap is stored even on a refusal: a raised limit judges a
+    drained client from its very next request, refilling at the new rate.
     """
     interval = 1.0 / rate
     tolerance = (burst - 1) * interval
-    base = now if tat is None or tat < now else tat
+    full = now + burst * interval  # an empty bucket under this limit
+    capped = tat is not None and tat > full
+    base = now if tat is None or tat < now else min(tat, full)
     if base - now > tolerance:
         wait = base - now - tolerance
-        return Decision(False, wait, base - now, 0), None
+        return Decision(False, wait, base - now, 0), (base if capped else None)
     new = base + interval
     remaining = int((burst * interval - (new - now)) / interval + 1e-9)
     return Decision(True, 0.0, new - now, max(0, remaining)), new

@@ -164,6 +164,8 @@ class FileBackend:
 
 
 # KEYS[1]: the key; ARGV: interval (1/rate), tolerance ((burst-1)*interval), burst.
+# A stored time beyond this limit's empty bucket (left by a stricter limit) is capped, as
+# in :func:`.ratelimit.gcra`, so a raised limit judges a drained client at once.
 # Floats leave Lua as strings: a Lua number in a reply is truncated to an integer.
 _GCRA_LUA = """
 local t = redis.call('TIME')
@@ -173,7 +175,14 @@ local tolerance = tonumber(ARGV[2])
 local burst = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
+local full = now + burst * interval
+local capped = tat > full
+if capped then tat = full end
 if tat - now > tolerance then
+  if capped then
+    redis.call('SET', KEYS[1], string.format('%.6f', tat), 'PX',
+               math.ceil((tat - now) * 1000) + 1)
+  end
   return {0, tostring(tat - now - tolerance), tostring(tat - now), 0}
 end
 local new = tat + interval

@@ -62,6 +62,44 @@ def test_gcra_burst_then_one_per_interval() -> None:
     assert decision.allowed and decision.remaining == 0
 
 
+def test_raising_a_limit_frees_a_drained_client_within_one_new_interval() -> None:
+    # Drained at 1 request/10 s (burst 3): the stored time is ~30 s ahead. Raised to 100/s,
+    # the client must not wait out the old limit's 30 s: the new limit judges it.
+    tat = None
+    for _ in range(3):
+        decision, tat = gcra(tat, 0.0, rate=0.1, burst=3)
+        assert decision.allowed
+    assert not gcra(tat, 0.0, 0.1, 3)[0].allowed
+    # Its first request meets an empty bucket under the new limit (capped and stored)...
+    refused, stored = gcra(tat, 0.0, rate=100.0, burst=3)
+    assert not refused.allowed and refused.retry_after == pytest.approx(0.01)
+    assert stored == pytest.approx(0.03)
+    # ...which refills at the new rate: one interval later it passes.
+    allowed, new = gcra(stored, 0.01, rate=100.0, burst=3)
+    assert allowed.allowed and new == pytest.approx(0.04)
+
+
+def test_a_constant_limit_is_unchanged_by_the_cap() -> None:
+    # The cap is a no-op while the limit stays the same: every stored time is at most
+    # burst intervals ahead.
+    tat, allowed = None, 0
+    for i in range(2000):
+        decision, new = gcra(tat, i * 0.013, rate=50.0, burst=7)
+        if decision.allowed:
+            allowed, tat = allowed + 1, new
+    assert allowed == 7 + int(50.0 * 1999 * 0.013)
+
+
+def test_memory_backend_honours_a_raised_limit_within_one_interval() -> None:
+    clock = FakeClock()
+    backend = MemoryBackend(clock=clock)
+    assert sum(backend.decide_sync("k", 0.1, 3).allowed for _ in range(10)) == 3
+    clock.now += 0.02
+    assert not backend.decide_sync("k", 100.0, 3).allowed  # empty under the new limit
+    clock.now += 0.01
+    assert backend.decide_sync("k", 100.0, 3).allowed  # not 30 s later
+
+
 def test_memory_backend_allows_rate_times_t_plus_burst_exactly() -> None:
     clock = FakeClock()
     backend = MemoryBackend(clock=clock)

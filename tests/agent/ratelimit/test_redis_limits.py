@@ -61,6 +61,32 @@ def test_allowed_equals_rate_times_t_plus_burst_within_one(redis_url: str) -> No
     assert allowed >= burst + rate * (last_refused - first_done) - 1
 
 
+def test_a_raised_limit_judges_a_drained_client_by_the_new_limit(redis_url: str) -> None:  # noqa: F811
+    # Drained at 1 request/10 s (its stored time ~30 s ahead), then raised to 100/s: the
+    # client must pass within a few new intervals, not after the old limit's 30 s. The
+    # sync client shares the script, so both paths are checked.
+    async def run() -> None:
+        backend = RedisBackend(redis_url, timeout=2.0)
+        try:
+            seen = [(await backend.decide("raised", 0.1, 3)) for _ in range(5)]
+            assert [d is not None and d.allowed for d in seen] == [True] * 3 + [False] * 2
+            first = await backend.decide("raised", 100.0, 3)
+            assert first is not None and first.retry_after <= 0.011, first
+            await asyncio.sleep(0.05)
+            later = await backend.decide("raised", 100.0, 3)
+            assert later is not None and later.allowed, later
+        finally:
+            await backend.close()
+
+    asyncio.run(run())
+    sync = RedisBackend(redis_url, timeout=2.0)
+    assert [sync.decide_sync("raised-sync", 0.1, 3).allowed for _ in range(4)] == \
+        [True] * 3 + [False]
+    sync.decide_sync("raised-sync", 100.0, 3)
+    time.sleep(0.05)
+    assert sync.decide_sync("raised-sync", 100.0, 3).allowed
+
+
 def test_slow_redis_fails_open_within_the_timeout_then_skips(redis_url: str) -> None:  # noqa: F811
     admin = redis.Redis.from_url(redis_url)
     backend = RedisBackend(redis_url, timeout=0.05, cooldown=30.0)
