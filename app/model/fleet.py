@@ -222,6 +222,8 @@ class FleetModel:
     window: float = 0.0
     # sum by (le) (rate(bucket[W])) per route of the last tick, for subclasses' extra levels.
     _route_buckets: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    # (route, target) → that target's own 5xx ratio at the last tick, swapped in whole.
+    _instance_errors: dict[tuple[str, str], float] = field(default_factory=dict)
     # More series derived each tick from what the tick worked out (SLO burn rates,
     # app/slo/live.py): called on the collector thread after the model's own, with the
     # model and the tick time; each returns (metric, key, value) points for that tick.
@@ -485,7 +487,7 @@ class FleetModel:
     def _derive_latency(self, now: float, windows: list[TargetWindow]) -> None:
         known = {k for m, k in self.series if m == "p95"}
         per_route = _bucket_rates(windows, "buckets")
-        classes, sizes = _route_sums(windows)
+        classes, sizes, self._instance_errors = _route_sums(windows)
         stats: dict[str, RouteStats] = {}  # swapped in whole: readers never see it half built
         self._route_buckets = {}
         for route in sorted(set(per_route) | known):
@@ -559,6 +561,12 @@ class FleetModel:
         observed in ``[t0, t1]`` with a latency in ``(lo_s, hi_s]`` seconds."""
         with self.lock:
             return self.exemplars.trace_ids(route, t0, t1, lo_s, hi_s)
+
+    def instance_error_ratio(self, route: str, instance: str) -> float:
+        """``instance``'s own 5xx share of ``route`` at the last tick (a staged rollout's
+        canary is judged by it, not by the route's fleet-wide ratio, which the healthy
+        instances dilute); NaN when it served none of ``route`` in the window."""
+        return self._instance_errors.get((route, instance), math.nan)
 
     def instance_series(self, route: str, since: float | None = None) -> dict[str, tuple]:
         """p95 per instance of ``route``, keyed by instance (GUI thread)."""
@@ -846,20 +854,27 @@ def _bucket_rates(windows: list[TargetWindow], kind: str
 
 
 def _route_sums(windows: list[TargetWindow]
-                ) -> tuple[dict[str, dict[str, float]], dict[str, tuple[float, float]]]:
+                ) -> tuple[dict[str, dict[str, float]], dict[str, tuple[float, float]],
+                           dict[tuple[str, str], float]]:
     """(route → status class → requests/s, route → (body bytes/s, responses/s)), summed
-    over targets; one pass over the groups instead of a lookup per route and class."""
+    over targets, and (route, target) → that target's own 5xx ratio; one pass over the
+    groups instead of a lookup per route and class."""
     classes: dict[str, dict[str, float]] = {}
     sizes: dict[str, list[float]] = {}
+    own: dict[tuple[str, str], list[float]] = {}  # (route, target) → [5xx/s, all/s]
     for w in windows:
         for (kind, key, sub), value in w.rates.items():
             if kind == "requests":
                 per = classes.setdefault(key, {})  # type: ignore[arg-type]
                 per[sub] = per.get(sub, 0.0) + value  # type: ignore[index]
+                tally = own.setdefault((key, w.target), [0.0, 0.0])  # type: ignore[arg-type]
+                tally[0] += value if sub == "5xx" else 0.0
+                tally[1] += value
             elif kind == "sizes":
                 pair = sizes.setdefault(key, [0.0, 0.0])  # type: ignore[arg-type]
                 pair[sub == "count"] += value
-    return classes, {route: (pair[0], pair[1]) for route, pair in sizes.items()}
+    errors = {k: (bad / total if total else math.nan) for k, (bad, total) in own.items()}
+    return classes, {route: (pair[0], pair[1]) for route, pair in sizes.items()}, errors
 
 
 def _is_level(metric: str) -> bool:

@@ -215,13 +215,14 @@ class MainWindow(QMainWindow):
         return written
 
     def canary_numbers(self, route: str, instance: str) -> tuple[float, float]:
-        """The canary's latest p95 (ms) for ``route``, and the route's latest error ratio."""
+        """The canary's latest p95 (ms) for ``route`` and its own error ratio there (the
+        route's fleet-wide ratio would let the healthy instances dilute a failing canary;
+        0 while it served none of the route)."""
         _t, v = self.model.instance_series(route).get(instance, ((), ()))
         finite = [x for x in v if not math.isnan(x)]
         p95 = finite[-1] * 1000.0 if finite else float("nan")
-        errors = self.model.snapshot("error_ratio", None, [route]).get(route)
-        last = [x for x in errors[1] if not math.isnan(x)] if errors else []
-        return p95, (last[-1] if last else 0.0)
+        errors = self.model.instance_error_ratio(route, instance)
+        return p95, (0.0 if math.isnan(errors) else errors)
 
     def canary_judged(self, route: str, instance: str, change_time: float
                       ) -> dict[str, Comparison]:

@@ -60,6 +60,21 @@ def test_rates_are_summed_across_instances_before_the_quantile() -> None:
     assert p95.value == pytest.approx(0.3 + 0.15 * (190 - 100) / 100)
 
 
+def test_each_instance_has_its_own_error_ratio() -> None:
+    # A canary failing 30 % of /r beside a healthy peer reads 15 % route-wide: a staged
+    # rollout's error gate must see the canary's own 30 %.
+    model = FleetModel()
+    for target, errors in ((API, 30), (API2, 0)):
+        scrape(model, target, 100.0, exposition(0))
+        scrape(model, target, 101.0, exposition(100, errors=errors))
+    model.tick(101.0)
+    assert model.routes["/r"].error_ratio == pytest.approx(0.15)
+    assert model.instance_error_ratio("/r", "api-1") == pytest.approx(0.30)
+    assert model.instance_error_ratio("/r", "api-2") == 0.0
+    assert math.isnan(model.instance_error_ratio("/r", "api-9"))  # serves nothing here
+    assert math.isnan(model.instance_error_ratio("/nowhere", "api-1"))
+
+
 def test_counter_reset_is_never_a_negative_rate() -> None:
     model = FleetModel()
     scrape(model, API, 100.0, exposition(500))
