@@ -41,6 +41,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from .ratelimit import Decision, gcra
+from .resp import RespClient, RespError, RespReplyError, parse_url
 
 _SLOT = struct.Struct("<Qd")  # key hash, theoretical arrival time (unix seconds)
 _PROBES = 8
@@ -200,9 +201,17 @@ class RedisBackend:
     name = "redis"
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", namespace: str = "trimtab:rl:",
-                 timeout: float = 0.05, cooldown: float = 1.0) -> None:
+                 timeout: float = 0.25, cooldown: float = 1.0) -> None:
         self.url, self.namespace, self.timeout, self.cooldown = url, namespace, timeout, cooldown
-        self._client: aioredis.Redis | None = None
+        self.sha = hashlib.sha1(_GCRA_LUA.encode()).hexdigest()
+        # EVALSHA <sha> 1: the head of every decision's command (see resp.pack).
+        self._head = b"*7\r\n$7\r\nEVALSHA\r\n$40\r\n%b\r\n$1\r\n1\r\n" % self.sha.encode()
+        self._tails: dict[tuple[float, int], bytes] = {}
+        self._own_client = url.startswith(("redis://", "unix://"))
+        if self._own_client:
+            parse_url(url)  # a bad URL fails here, not on every request
+        self._resp: RespClient | None = None
+        self._client: aioredis.Redis | None = None  # rediss:// (TLS): redis-py's client
         self._loop: asyncio.AbstractEventLoop | None = None
         self._script: object = None
         self._sync_client: redis.Redis | None = None
@@ -213,13 +222,25 @@ class RedisBackend:
         """The decision from Redis, or None (fail open) on error, timeout or cool-down."""
         if time.monotonic() < self._down_until:
             return None
-        interval = 1.0 / rate
         try:
-            script = self._script_for_loop()
-            return _decision(await asyncio.wait_for(
-                script(keys=[self.namespace + key], args=_args(interval, burst)),  # type: ignore[operator]
-                self.timeout))
-        except (RedisError, OSError, TimeoutError, ValueError, TypeError):
+            if not self._own_client:
+                return await self._decide_redis_py(key, rate, burst)
+            loop = asyncio.get_running_loop()
+            client = self._resp if self._loop is loop else self._client_for(loop)
+            tail = self._tails.get((rate, burst)) or self._tail(rate, burst)
+            name = (self.namespace + key).encode()
+            future = client.send(b"%b$%d\r\n%b\r\n%b" % (self._head, len(name), name, tail))
+            if future is None:  # not connected: connect and decide, bounded as a whole
+                async with asyncio.timeout(self.timeout):
+                    return _decision(await self._evalsha(client, name, rate, burst))
+            try:
+                return _decision(await future)  # bounded by the connection's watchdog
+            except RespReplyError as err:
+                if not str(err).startswith("NOSCRIPT"):
+                    raise
+            return _decision(await client.call(b"EVAL", _GCRA_LUA, 1, name,
+                                               *_args(1.0 / rate, burst)))
+        except (RespError, RedisError, OSError, TimeoutError, ValueError, TypeError):
             self._down_until = time.monotonic() + self.cooldown
             return None
 
@@ -240,9 +261,32 @@ class RedisBackend:
             self._down_until = time.monotonic() + self.cooldown
             return None
 
-    def _script_for_loop(self) -> object:
-        # redis.asyncio connections belong to the loop that opened them; a test or a
-        # server that runs a new loop gets its own client instead of a broken one.
+    def _client_for(self, loop: asyncio.AbstractEventLoop) -> RespClient:
+        # A connection belongs to the loop that opened it; a test or a server that runs a
+        # new loop gets its own client (the old one's socket goes with the old loop).
+        self._resp, self._loop = RespClient(self.url, self.timeout), loop
+        return self._resp
+
+    def _tail(self, rate: float, burst: int) -> bytes:
+        """The packed ARGV of a limit (a handful of limits: cached, bounded all the same)."""
+        if len(self._tails) > 1024:
+            self._tails.clear()
+        tail = b"".join(b"$%d\r\n%b\r\n" % (len(a), a.encode())
+                        for a in _args(1.0 / rate, burst))
+        self._tails[(rate, burst)] = tail
+        return tail
+
+    async def _evalsha(self, client: RespClient, name: bytes, rate: float, burst: int) -> object:
+        args = _args(1.0 / rate, burst)
+        try:
+            return await client.call(b"EVALSHA", self.sha, 1, name, *args)
+        except RespReplyError as err:
+            if not str(err).startswith("NOSCRIPT"):
+                raise
+        return await client.call(b"EVAL", _GCRA_LUA, 1, name, *args)
+
+    async def _decide_redis_py(self, key: str, rate: float, burst: int) -> Decision:
+        # rediss:// (TLS) only: redis.asyncio connections belong to the loop that opened them.
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
             self._client = aioredis.Redis.from_url(
@@ -250,10 +294,16 @@ class RedisBackend:
                 retry_on_timeout=False)
             self._script = self._client.register_script(_GCRA_LUA)
             self._loop = loop
-        return self._script
+        return _decision(await asyncio.wait_for(
+            self._script(keys=[self.namespace + key],  # type: ignore[operator]
+                         args=_args(1.0 / rate, burst)), self.timeout))
 
     async def close(self) -> None:
-        """Close the connection pools."""
+        """Close the connections."""
+        if self._resp is not None:
+            if self._loop is asyncio.get_running_loop():
+                await self._resp.close()
+            self._resp, self._loop = None, None
         if self._client is not None:
             await self._client.aclose()
             self._client = None
