@@ -41,7 +41,7 @@ from .grammar import (
     _timestamp,
     _unescape,
 )
-from .types import _VALUE, OPENMETRICS, TEXT, Exemplar, Exposition, Labels, ParseError
+from .types import OPENMETRICS, TEXT, Exemplar, Exposition, Labels, ParseError
 
 _FIRST_CHAR = itemgetter(slice(0, 1))
 _NAME_OF, _LABELS_OF = itemgetter(0), itemgetter(1)
@@ -51,7 +51,6 @@ _HEAD_OF, _TOKEN_OF = itemgetter(0), itemgetter(2)
 _NAME_OF, _LABELS_OF = itemgetter(0), itemgetter(1)
 _NUMERIC_OF = itemgetter(2)
 _FIRST, _SECOND, _THIRD = itemgetter(0), itemgetter(1), itemgetter(2)
-_NUMBERS = re.compile(rf"^(?:{_VALUE.pattern})$", re.MULTILINE)  # what _Floats accepts, one per line
 MIN_RUN = 16  # shorter runs: the per-line loop is as quick
 
 
@@ -74,12 +73,9 @@ _SHAPES = {fmt: _shapes(fmt) for fmt in (TEXT, OPENMETRICS)}
 def _bulk_values(floats: _Floats, tokens: list[str]) -> list[float] | None:
     """The tokens as floats; None if one is no number. New tokens are checked with one
     regex pass over all of them, as ``_Floats`` would check each."""
-    new = set(tokens).difference(floats)
-    if new:
-        if len(_NUMBERS.findall("\n".join(new))) != len(new):  # a token per line, or no match
-            return None
-        floats.update(zip(new, map(float, new)))
-    return list(map(floats.__getitem__, tokens))
+    floats.learn(tokens)
+    values = list(map(floats.get, tokens))
+    return None if None in values else values  # type: ignore[return-value]
 
 _NO_PAIR: tuple[tuple[tuple[str, str], ...], tuple[str, ...]] = ((), _NONE)
 

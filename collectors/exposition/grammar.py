@@ -4,9 +4,9 @@ both the full parser (:mod:`.expo_full`) and the per-target fast paths share."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from itertools import compress, repeat
-from operator import add, is_, itemgetter
+from collections.abc import Callable, Iterable
+from itertools import compress, filterfalse, repeat
+from operator import add, contains, is_, itemgetter, not_
 
 from .types import _NUM, _VALUE, OPENMETRICS, TEXT, Exemplar, Labels, _tuple_new
 
@@ -74,6 +74,30 @@ def _picker(indexes: list[int]) -> Callable[[list[str]], tuple[str, ...]]:
     return lambda seq: tuple(seq[i] for i in indexes)
 
 
+# A token made of these characters, without a signed NaN, that float() reads is a value of the
+# grammar (_VALUE): float() also takes blanks, underscores, non-ASCII digits and "+nan". Made of
+# the second set's, it is an OpenMetrics timestamp (_NUM: no NaN or Inf).
+_NUMBER_CHARS = str.maketrans("", "", "0123456789.eE+-iInNfFtTyYaA\n")
+_STAMP_CHARS = str.maketrans("", "", "0123456789.eE+-\n")
+
+
+def _numbers(tokens: list[str], stamps: bool = False) -> list[float] | None:
+    """Each token as a float if every one is a value (``stamps``: an OpenMetrics timestamp) of
+    the grammar, checked together by their characters and read by ``float`` in one C pass;
+    None if one is not. No token may hold a newline."""
+    joined = "\n".join(tokens)
+    if joined.translate(_STAMP_CHARS if stamps else _NUMBER_CHARS):
+        return None
+    if not stamps:
+        lower = joined.lower()
+        if "+n" in lower or "-n" in lower:  # a signed NaN
+            return None
+    try:
+        return list(map(float, tokens))
+    except ValueError:  # "1e", "+", "nan3", ""
+        return None
+
+
 class _Floats(dict[str, float]):
     """Value token → float; a token is validated once, when first seen."""
 
@@ -82,6 +106,25 @@ class _Floats(dict[str, float]):
             raise ValueError(f"invalid value {token!r}")
         value = self[token] = float(token)
         return value
+
+    def learn(self, tokens: Iterable[str]) -> None:
+        """Enter the tokens not known yet that are valid numbers, all at once (``__missing__``
+        runs Python per token, a microsecond each, and a target's scrape brings tens of new
+        values); those that are no number (a value with an exemplar after it) stay out.
+        ``filterfalse``, not ``set.difference``: that walks the whole cache, not the tokens,
+        when given a dict subclass. No token may hold a newline."""
+        new = list(set(filterfalse(self.__contains__, tokens)))
+        if not new:
+            return
+        if any(map(contains, new, repeat(" "))):  # a timestamp or an exemplar after the value
+            new = list(compress(new, map(not_, map(contains, new, repeat(" ")))))
+        found = _numbers(new)
+        if found is not None:
+            self.update(zip(new, found))
+            return
+        for token in new:  # some are no number: the valid ones one at a time
+            if _VALUE.fullmatch(token) is not None:
+                self[token] = float(token)
 
 
 def _label_block(block: str, om: bool) -> Labels:
@@ -164,6 +207,58 @@ _OM_RESTS = re.compile(r'^([^ \n]+)(?: ([^ #\n][^ \n]*))?'
 _OM_STAMPS = re.compile(rf"^{_TS[OPENMETRICS].pattern}$", re.MULTILINE)
 
 
+_EXEMPLAR_HEAD = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_]*)")
+_exemplar_names: dict[str, str | None] = {}  # "{name" → name, if a valid label name (not __name__)
+_LABEL_END = itemgetter(slice(None, -2))  # 'value"}' → value
+
+
+def _exemplar_name(head: str) -> str | None:
+    if len(_exemplar_names) > 256:
+        _exemplar_names.clear()
+    match = _EXEMPLAR_HEAD.fullmatch(head)
+    name = _exemplar_names[head] = None if match is None or match[1] == "__name__" else match[1]
+    return name
+
+
+def om_exemplar_rows(floats: _Floats, exemplar_ok: frozenset[int], tokens: list[str],
+                     values: list[float | None], exemplars: dict[int, Exemplar], missing: list[int]) -> bool:
+    """``om_rests`` for the commonest tails, without a regex pass over their text: every
+    ``tokens[k]`` at ``missing`` is ``value # {name="text"} value timestamp`` (all with an
+    exemplar timestamp, or none), one exemplar label, no escape, no timestamp on the sample.
+    Cut by ``str.split`` and ``str.partition`` passes, numbers checked together (see
+    ``_numbers``). False, with nothing changed, for anything else (the regex then reads it,
+    and finds any error)."""
+    rows = list(map(str.split, map(tokens.__getitem__, missing), repeat(" ")))
+    widths = set(map(len, rows))
+    if len(widths) != 1 or not widths <= {4, 5} or not exemplar_ok.issuperset(missing):
+        return False
+    columns = list(zip(*rows))
+    value_tokens, hashes, label_texts, xv_tokens = columns[:4]
+    if hashes.count("#") != len(hashes):
+        return False
+    heads, seps, ends = zip(*map(str.partition, label_texts, repeat('="')))
+    joined_ends = "\n".join(ends)
+    if (seps.count('="') != len(seps) or joined_ends.count('"') != len(ends) or "\\" in joined_ends
+            or not all(map(str.endswith, ends, repeat('"}')))):
+        return False  # no single label, an escape or a quote in its value, text after the brace
+    names_of = _exemplar_names
+    for head in set(heads).difference(names_of):
+        _exemplar_name(head)
+    names = list(map(names_of.get, heads))
+    if None in names or max(map(len, ends)) - 2 + max(map(len, names)) > _MAX_EXEMPLAR_LABEL_CHARS:
+        return False  # not a label name, or perhaps too long: the regex path decides
+    floats.learn(value_tokens)
+    found = list(map(floats.get, value_tokens))
+    xvalues = _numbers(xv_tokens)  # type: ignore[arg-type]
+    xstamps = _numbers(columns[4], stamps=True) if len(columns) == 5 else repeat(None)  # type: ignore[arg-type]
+    if None in found or xvalues is None or xstamps is None:
+        return False
+    list(map(values.__setitem__, missing, found))
+    label_sets = zip(zip(names, map(_LABEL_END, ends)))
+    exemplars.update(zip(missing, map(_tuple_new, repeat(Exemplar), zip(label_sets, xvalues, xstamps))))
+    return True
+
+
 def om_rests(floats: _Floats, exemplar_ok: frozenset[int], tokens: list[str], values: list[float | None],
              exemplars: dict[int, Exemplar]) -> tuple[list[float | None] | None] | None:
     """Fill in ``values[k]`` where it is None from ``tokens[k]``, what follows an OpenMetrics
@@ -173,10 +268,13 @@ def om_rests(floats: _Floats, exemplar_ok: frozenset[int], tokens: list[str], va
     Returns (timestamps or None,); None, with nothing changed, when one is of another shape;
     ValueError on anything invalid (an exemplar outside ``exemplar_ok`` included)."""
     missing = list(compress(range(len(values)), map(is_, values, repeat(None))))
+    if om_exemplar_rows(floats, exemplar_ok, tokens, values, exemplars, missing):
+        return (None,)
     rows = _OM_RESTS.findall("\n".join(map(tokens.__getitem__, missing)))
     if len(rows) != len(missing):
         return None
     value_tokens, ts_tokens, names, label_values, xv_tokens, xts_tokens = zip(*rows) if rows else ((),) * 6
+    floats.learn(value_tokens + xv_tokens)
     list(map(values.__setitem__, missing, map(floats.__getitem__, value_tokens)))  # in C
     timestamps: list[float | None] | None = None
     if any(ts_tokens):

@@ -35,6 +35,9 @@ class TargetParser:
         self._layout: _Layout | None = None
         self._pending: list[tuple[list[str], list[_Series]]] = []  # series cache entries to add
         self._fmt = ""
+        # Values new to the cache in the last value-only parse; a target whose values move
+        # brings tens a scrape, and reading those together is quicker than one by one.
+        self._churn = 1 << 30
 
     def parse(self, text: str, content_type: str | None = None) -> Exposition:
         """Parse one scrape of this target; raises :class:`ParseError`."""
@@ -79,14 +82,19 @@ class TargetParser:
             return None
         exemplars: dict[int, Exemplar] = {}
         timestamps = None
-        try:  # one C pass when every token is a plain value (new ones are checked and cached)
-            values: list[float | None] = list(map(self._floats.__getitem__, tokens))
+        floats = self._floats
+        known = len(floats)
+        if self._churn * 16 > len(tokens):  # many new values last time: check them all at once
+            floats.learn(tokens)
+        try:  # one C pass when every token is a plain value (any new one checked and cached)
+            values: list[float | None] = list(map(floats.__getitem__, tokens))
         except ValueError:  # a timestamp or exemplar follows some value, or something is wrong
-            values = list(map(self._floats.get, tokens))  # None: not seen, or more than a value
+            values = list(map(floats.get, tokens))  # None: not a number, or more than a value
             try:
                 timestamps = self._rests(layout, tokens, values, exemplars)
             except ValueError:
                 return None
+        self._churn = len(floats) - known
         self._trim(len(values))
         types, helps, units = layout.meta
         return Exposition.from_columns((layout.names, layout.labels, values, timestamps),  # type: ignore[arg-type]
