@@ -29,7 +29,10 @@ read token is journaled as a refusal, so :meth:`ControlClient.access` reads
 Rate limits are part of the instance config: :meth:`ControlClient.set_limit` and
 :meth:`ControlClient.delete_limit` are config patches (same ETags, journal and
 :meth:`~ControlClient.rollback`/:meth:`~ControlClient.revert`), and
-:meth:`ControlClient.read_limits` adds the agent's decision counts.
+:meth:`ControlClient.read_limits` adds the agent's decision counts. A balancer's own
+limits (``/_trimtab/balancer/limits``, their own ETag and journal) are read and changed with
+:meth:`~ControlClient.read_balancer_limits`, :meth:`~ControlClient.set_balancer_limit` and
+:meth:`~ControlClient.delete_balancer_limit`, with the same return types.
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ from .types import (
     balancer_state,
     comparable,
     diff_docs,
+    entry_changes,
     flatten_doc,
     instance_only,
     journal_row,
@@ -81,6 +85,7 @@ from .types import (
 # Errors that prove the request never reached the agent; any other may have been applied.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 _SEEN_MAX = 512
+BALANCER_LIMITS = "/_trimtab/balancer/limits"
 T = TypeVar("T")
 
 
@@ -330,7 +335,8 @@ class ControlClient:
             self._remember(agent, reply.etag, reply.body)
             applied = reply.body.get("applied") or []
             ids = tuple(int(e["id"]) for e in applied)
-            changes = tuple(FieldChange(e["what"], e["old"], e["new"]) for e in applied)
+            changes = tuple(c for e in applied
+                            for c in entry_changes(e["what"], e["old"], e["new"]))
         return Outcome(agent, APPLIED if ids else UNCHANGED, f"reverted #{jid}", (), 200, ids,
                        reply.etag, changes)
 
@@ -393,6 +399,60 @@ class ControlClient:
         """Remove the limit ``name`` (a revert re-creates it as it was)."""
         patch = {"limits": {name: None}, "reason": reason}
         return self.patch_configs(agents, patch, expected, f"remove limit {name}")
+
+    # -- rate limits at the balancer ------------------------------------------------------------
+
+    def read_balancer_limits(self, balancer: Agent | str) -> LimitsRead:
+        """The balancer's rate limits with its decision counts and their ETag (its own, apart
+        from the servers'); raises :class:`ControlError` (404: a balancer without limits)."""
+        agent = as_balancer(balancer)
+        reply = self._get(agent, BALANCER_LIMITS)
+        body = reply.body if isinstance(reply.body, dict) else {}
+        if not isinstance(body.get("limits"), dict) or reply.etag is None:
+            raise ControlError(reply.status, "bad_reply", "limits answer without limits/ETag")
+        self._remember(agent, reply.etag, body)
+        return LimitsRead(limit_views(body["limits"]), str(body.get("store", "")),
+                          int(body.get("store_errors", 0)), reply.etag)
+
+    def set_balancer_limit(self, balancer: Agent | str, name: str, fields: Mapping[str, Any],
+                           reason: str, etag: str) -> ChangeResult:
+        """Create or change the balancer's limit ``name`` with ``If-Match: etag`` (from
+        :meth:`read_balancer_limits`). Sent as given: the balancer's validation speaks (422
+        naming the field; the HAProxy adapter also refuses what HAProxy cannot do live)."""
+        shown = ", ".join(f"{k}={v!r}" for k, v in fields.items())
+        return self._patch_balancer_limits(as_balancer(balancer), {name: dict(fields)}, reason,
+                                           etag, f"limit {name}: {shown}")
+
+    def delete_balancer_limit(self, balancer: Agent | str, name: str, reason: str,
+                              etag: str) -> ChangeResult:
+        """Remove the balancer's limit ``name`` (a revert re-creates it as it was)."""
+        return self._patch_balancer_limits(as_balancer(balancer), {name: None}, reason, etag,
+                                           f"remove limit {name}")
+
+    def _patch_balancer_limits(self, agent: Agent, section: dict[str, Any], reason: str,
+                               etag: str, description: str) -> ChangeResult:
+        body = {"limits": section, "reason": reason}
+        try:
+            reply = self._call(agent, "PATCH", BALANCER_LIMITS, json=body,
+                               headers={"If-Match": etag})
+            if reply.status == 412:
+                now = self._get(agent, BALANCER_LIMITS)
+                self._remember(agent, now.etag, now.body)
+                outcome = self._conflict(agent, etag, now.body, now.etag, reply.message())
+            elif reply.status != 200:
+                outcome = self._failure(agent, reply)
+            else:
+                outcome = self._balancer_applied(agent, reply)
+        except Unreachable as err:
+            outcome = err.outcome(agent)
+        except ControlError as err:
+            outcome = Outcome(agent, CONFLICT, f"changed meanwhile; re-read failed: {err}",
+                              (), 412)
+
+        def again(todo: list[Agent], etags: dict[Agent, str | None]) -> ChangeResult:
+            return self._patch_balancer_limits(agent, section, reason,
+                                               etags.get(agent) or etag, description)
+        return ChangeResult(description, {agent: outcome}, again, {agent: etag})
 
     # -- cache --------------------------------------------------------------------------------
 
@@ -487,9 +547,9 @@ class ControlClient:
         applied = [e for e in reply.body.get("applied") or [] if e.get("old") != e.get("new")]
         if not applied:
             return Outcome(agent, UNCHANGED, "already so", (), 200, etag=reply.etag)
+        changes = tuple(c for e in applied for c in entry_changes(e["what"], e["old"], e["new"]))
         return Outcome(agent, APPLIED, "", (), 200, tuple(int(e["id"]) for e in applied),
-                       reply.etag, tuple(FieldChange(e["what"], e["old"], e["new"])
-                                         for e in applied))
+                       reply.etag, changes)
 
     # -- journal ------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 APPLIED, UNCHANGED, REFUSED, GUARD_RAIL = "applied", "unchanged", "refused", "guard_rail"
 CONFLICT, UNREACHABLE, UNKNOWN, ERROR = "conflict", "unreachable", "unknown", "error"
 INSTANCE, BALANCER = "instance", "balancer"
+LIMITS_PREFIX = "limits."  # a balancer journals each limit as its own entry: limits.<name>
 
 
 @dataclass(frozen=True)
@@ -223,7 +224,10 @@ class JournalRow:
 
     @property
     def changes(self) -> tuple[FieldChange, ...]:
-        """old → new per field (a config patch is flattened to field paths)."""
+        """old → new per field (a config patch is flattened to field paths; a balancer's
+        ``limits.<name>`` entry to ``limits.<name>.<field>``, as an instance's reads)."""
+        if self.what.startswith(LIMITS_PREFIX):
+            return limit_entry_changes(self.what, self.old, self.new)
         if isinstance(self.old, dict) or isinstance(self.new, dict):
             if self.old is None:  # refused patch: only what was asked
                 return tuple(FieldChange(p, None, v) for p, v in flatten_doc(self.new).items())
@@ -232,9 +236,29 @@ class JournalRow:
 
     @property
     def revertible(self) -> bool:
-        """An accepted config or server change (not an invalidation or a refusal)."""
+        """An accepted config, server or balancer limit change (not an invalidation or a
+        refusal)."""
         return self.result == "accepted" and (self.what == "config"
-                                              or self.what.startswith("servers."))
+                                              or self.what.startswith("servers.")
+                                              or self.what.startswith(LIMITS_PREFIX))
+
+
+def entry_changes(what: str, old: Any, new: Any) -> tuple[FieldChange, ...]:
+    """A balancer's journal entry (or an ``applied`` one of its answers) as field changes:
+    a server's field as it is, a limit's per field (:func:`limit_entry_changes`)."""
+    if what.startswith(LIMITS_PREFIX):
+        return limit_entry_changes(what, old, new)
+    return (FieldChange(what, old, new),)
+
+
+def limit_entry_changes(what: str, old: Any, new: Any) -> tuple[FieldChange, ...]:
+    """A balancer's journal entry of one limit (``what`` = ``limits.<name>``, old and new its
+    changed fields, None for a limit created or removed) as field changes
+    ``limits.<name>.<field>``: the paths an instance's config change has."""
+    before = old if isinstance(old, dict) else {}
+    after = new if isinstance(new, dict) else {}
+    return tuple(FieldChange(f"{what}.{f}", before.get(f), after.get(f))
+                 for f in sorted(set(before) | set(after)) if before.get(f) != after.get(f))
 
 
 def flatten_doc(doc: Any, prefix: str = "") -> dict[str, Any]:
@@ -359,6 +383,9 @@ def comparable(doc: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(doc.get("servers"), list):
         return {"servers": {s["name"]: {"weight": s["weight"], "state": s["state"]}
                             for s in doc["servers"]}}
+    if isinstance(doc.get("limits"), dict) and "target" in doc:  # a balancer's limits
+        return {"limits": {n: {k: v for k, v in f.items() if k != "counts"}
+                           for n, f in doc["limits"].items() if isinstance(f, dict)}}
     return {k: v for k, v in doc.items() if k not in ("version", "instance")}
 
 
