@@ -19,7 +19,9 @@ keyed BLAKE2b of the value (:class:`KeyIds`). The key is a random secret kept in
 dir (``ratelimit-keyid.secret``, mode 0600, made once by whichever worker comes first), so
 every worker of an instance gives one API key the same id; without a state dir it is per
 process. Ids differ between instances (each has its own secret) and reveal nothing of the
-value to whoever lacks the secret.
+value to whoever lacks the secret. ``TRIMTAB_KEYID_SECRET`` (at least 16 characters, the
+same on every instance; the demo sets one) replaces the state dir's secret, so one client
+has one id on every instance and the cockpit adds its refusals up across the fleet.
 
 Workers: with a state dir, each worker publishes its two tallies (with their ages) to
 ``<state dir>/ratelimit-topkeys/<instance>-<pid>.json`` at most once a second while it
@@ -46,6 +48,8 @@ SHOWN = 20  # keys in an answer
 SPAN = 600.0  # seconds: an answer covers between half of it and all of it
 
 SECRET_FILE = "ratelimit-keyid.secret"
+SECRET_ENV = "TRIMTAB_KEYID_SECRET"  # a fleet-wide secret: one id per key on every instance
+MIN_SECRET = 16  # characters: a short one would let an id be brute-forced back to a weak key
 _MEMO = 4096  # value -> id memo, cleared when full (a key flood stays bounded)
 
 __all__ = ["CAPACITY", "MAX_LIMITS", "SHOWN", "SPAN", "KeyIds", "MergedTop", "TopKeys", "merge_tallies",
@@ -56,12 +60,13 @@ class KeyIds:
     """Opaque ids of secret key values: ``#`` and 8 hex digits of a keyed BLAKE2b.
 
     ``state_dir``: the secret is shared through it by every worker of the instance (one id
-    per value in every worker); None: a random secret of this process.
+    per value in every worker); None: a random secret of this process. ``$TRIMTAB_KEYID_SECRET``
+    overrides both (ValueError here, at start-up, when it is shorter than 16 characters).
     """
 
     def __init__(self, state_dir: str | os.PathLike[str] | None = None) -> None:
         self.state_dir = Path(state_dir) if state_dir else None
-        self._secret: bytes | None = None
+        self._secret: bytes | None = _fleet_secret()
         self._memo: dict[str, str] = {}
 
     def __call__(self, value: str) -> str:
@@ -103,6 +108,18 @@ class KeyIds:
             finally:
                 tmp.unlink(missing_ok=True)
         raise OSError(f"{path}: not a 32-byte secret (remove it to make a new one)")
+
+
+def _fleet_secret() -> bytes | None:
+    """The 32-byte key derived from ``$TRIMTAB_KEYID_SECRET``; None when it is unset."""
+    value = os.environ.get(SECRET_ENV)
+    if value is None:
+        return None
+    if len(value.strip()) < MIN_SECRET:  # never echo it: it is a secret, even a bad one
+        raise ValueError(f"{SECRET_ENV} must be at least {MIN_SECRET} characters (the same "
+                         f"on every instance), or unset for a secret per instance")
+    return hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=32,
+                           person=b"trimtab-keyid").digest()
 
 
 def shown_key(spec: str, scope: Scope, ids: Callable[[str], str]) -> str:

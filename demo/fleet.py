@@ -51,6 +51,9 @@ class DemoFleet:
     log_dir: str | None = None
     read_token: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     write_token: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+    # One key-id secret for the fleet: the greedy client's API key has one id on every
+    # instance, so the Limits page's top keys add its refusals up (TRIMTAB_KEYID_SECRET).
+    keyid_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
     balancer_url: str = ""
@@ -96,7 +99,7 @@ class DemoFleet:
         state = os.path.join(self.workdir, "state", name)
         os.makedirs(state, exist_ok=True)
         env = {"TRIMTAB_TOKENS": f"operator:write:{self.write_token},cockpit:read:{self.read_token}",
-               "TRIMTAB_STATE_DIR": state}
+               "TRIMTAB_STATE_DIR": state, "TRIMTAB_KEYID_SECRET": self.keyid_secret}
         if args[0] == "instance":  # the instances start with the demo's shadow rate limit
             env[DEMO_LIMIT_ENV] = "1"
         proc = (spawn_demo if args[0] in DEMO_COMMANDS else spawn)(args, log, env)

@@ -4,9 +4,10 @@ Each agent answers ``GET /_trimtab/limits`` with, per limit, ``"top_keys": [{"ke
 "limited", "shadow_limited"}, ...]`` (the keys refused most, or that would have been in
 shadow mode, from its real decisions) and ``"top_keys_seconds"`` (the span they cover).
 An agent merges its own workers, so one key has one entry per agent. Across instances the
-entries are summed by key string: an IP or a JWT claim reads the same everywhere, while an
-API key is only an opaque ``#xxxxxxxx`` id salted per agent, so the same client behind
-two instances stays two rows (they cannot be told to be the same; never shown in clear).
+entries are summed by key string: an IP or a JWT claim reads the same everywhere, and an
+API key is an opaque ``#xxxxxxxx`` id (never shown in clear) that is the same everywhere
+when the instances share ``TRIMTAB_KEYID_SECRET`` (the demo does). Without it each agent
+salts its own, so the same client behind two instances stays two rows.
 
 An agent older than the field answers without ``top_keys``: it is "not reported", never
 an error and never a crash.

@@ -46,6 +46,30 @@ def test_a_truncated_secret_is_refused_not_used(tmp_path: Path) -> None:
         KeyIds(tmp_path)("k")
 
 
+def test_a_fleet_secret_gives_one_id_on_every_instance(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each instance's own secret shows the one greedy client as one key per instance (the
+    # cockpit's panel then listed three "clients" at a third each). TRIMTAB_KEYID_SECRET,
+    # set alike on every instance, makes the id fleet-wide; it wins over the state dir's.
+    monkeypatch.setenv("TRIMTAB_KEYID_SECRET", "fleet-wide secret of the test")
+    one = KeyIds(tmp_path / "a")(GREEDY)
+    assert KeyIds(tmp_path / "b")(GREEDY) == one == KeyIds(None)(GREEDY)
+    assert one.startswith("#") and len(one) == 9
+    assert not (tmp_path / "a" / SECRET_FILE).exists()  # nothing of it written to disk
+    monkeypatch.setenv("TRIMTAB_KEYID_SECRET", "another fleet's secret")
+    assert KeyIds(None)(GREEDY) != one
+
+
+@pytest.mark.parametrize("bad", ["", "short", " " * 20])
+def test_a_weak_fleet_secret_is_refused_at_start(bad: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Refused when the agent starts (KeyIds is made then), not at the first refusal, and
+    # the message names the variable but never echoes its value.
+    monkeypatch.setenv("TRIMTAB_KEYID_SECRET", bad)
+    with pytest.raises(ValueError, match="TRIMTAB_KEYID_SECRET") as err:
+        KeyIds(None)
+    assert bad.strip() == "" or bad not in str(err.value)
+
+
 def test_merged_tallies_sum_by_key_and_drop_old_ones() -> None:
     class Clock:
         t = 0.0
