@@ -220,20 +220,21 @@ def _exemplar_name(head: str) -> str | None:
     return name
 
 
-def om_exemplar_rows(floats: _Floats, exemplar_ok: frozenset[int], tokens: list[str],
-                     values: list[float | None], exemplars: dict[int, Exemplar], missing: list[int]) -> bool:
+def om_exemplar_rows(exemplar_ok: frozenset[int], tokens: list[str], values: list[float | None],
+                     exemplars: dict[int, Exemplar], missing: list[int]) -> bool:
     """``om_rests`` for the commonest tails, without a regex pass over their text: every
     ``tokens[k]`` at ``missing`` is ``value # {name="text"} value timestamp`` (all with an
     exemplar timestamp, or none), one exemplar label, no escape, no timestamp on the sample.
     Cut by ``str.split`` and ``str.partition`` passes, numbers checked together (see
     ``_numbers``). False, with nothing changed, for anything else (the regex then reads it,
     and finds any error)."""
-    rows = list(map(str.split, map(tokens.__getitem__, missing), repeat(" ")))
-    widths = set(map(len, rows))
-    if len(widths) != 1 or not widths <= {4, 5} or not exemplar_ok.issuperset(missing):
+    tails = list(map(tokens.__getitem__, missing))
+    widths = set(map(str.count, tails, repeat(" ")))  # blanks in each: 3 or 4 (no timestamp, or one)
+    if len(widths) != 1 or not widths <= {3, 4} or not exemplar_ok.issuperset(missing):
         return False
-    columns = list(zip(*rows))
-    value_tokens, hashes, label_texts, xv_tokens = columns[:4]
+    width = widths.pop() + 1
+    cells = " ".join(tails).split(" ")  # one pass for all, no list per line: row k is cells[k*width:][:width]
+    value_tokens, hashes, label_texts, xv_tokens = (cells[i::width] for i in range(4))
     if hashes.count("#") != len(hashes):
         return False
     heads, seps, ends = zip(*map(str.partition, label_texts, repeat('="')))
@@ -247,15 +248,15 @@ def om_exemplar_rows(floats: _Floats, exemplar_ok: frozenset[int], tokens: list[
     names = list(map(names_of.get, heads))
     if None in names or max(map(len, ends)) - 2 + max(map(len, names)) > _MAX_EXEMPLAR_LABEL_CHARS:
         return False  # not a label name, or perhaps too long: the regex path decides
-    floats.learn(value_tokens)
-    found = list(map(floats.get, value_tokens))
-    xvalues = _numbers(xv_tokens)  # type: ignore[arg-type]
-    xstamps = _numbers(columns[4], stamps=True) if len(columns) == 5 else repeat(None)  # type: ignore[arg-type]
-    if None in found or xvalues is None or xstamps is None:
+    # Not through the value cache: what follows these values changes with them every scrape.
+    numbers = _numbers(value_tokens + xv_tokens)
+    xstamps = _numbers(cells[4::width], stamps=True) if width == 5 else repeat(None)
+    if numbers is None or xstamps is None:
         return False
-    list(map(values.__setitem__, missing, found))
+    n = len(missing)
+    list(map(values.__setitem__, missing, numbers[:n]))
     label_sets = zip(zip(names, map(_LABEL_END, ends)))
-    exemplars.update(zip(missing, map(_tuple_new, repeat(Exemplar), zip(label_sets, xvalues, xstamps))))
+    exemplars.update(zip(missing, map(_tuple_new, repeat(Exemplar), zip(label_sets, numbers[n:], xstamps))))
     return True
 
 
@@ -268,7 +269,7 @@ def om_rests(floats: _Floats, exemplar_ok: frozenset[int], tokens: list[str], va
     Returns (timestamps or None,); None, with nothing changed, when one is of another shape;
     ValueError on anything invalid (an exemplar outside ``exemplar_ok`` included)."""
     missing = list(compress(range(len(values)), map(is_, values, repeat(None))))
-    if om_exemplar_rows(floats, exemplar_ok, tokens, values, exemplars, missing):
+    if om_exemplar_rows(exemplar_ok, tokens, values, exemplars, missing):
         return (None,)
     rows = _OM_RESTS.findall("\n".join(map(tokens.__getitem__, missing)))
     if len(rows) != len(missing):

@@ -302,3 +302,9 @@ def test_numbers_answer_as_the_grammar_does(token: str) -> None:
 
 def test_exemplar_on_a_gauge_among_valid_ones_after_a_cached_layout() -> None:
     _same_error_and_nothing_kept(_om(), _om("8", "4", temp='21.5 # {trace_id="g"} 1 2'), _om("9", "4"), OM_TYPE)
+
+
+@pytest.mark.parametrize("tail", [' # {trace_id="a"}', ' # {trace_id="a"} 1 2 3', ' {trace_id="a"} 1 2', " # 1 2"])
+def test_malformed_exemplar_on_every_line_after_a_cached_layout(tail: str) -> None:
+    """Every tail of one wrong shape: the same number of cells in each row proves nothing."""
+    _same_error_and_nothing_kept(_om(), _om("8", "4", (tail,) * 4), _om("9", "4"), OM_TYPE)
