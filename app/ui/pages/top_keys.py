@@ -16,8 +16,9 @@ from ...model import format as fmt
 TOP_HEADERS = ("key", "limited", "would-be-limited", "refused/s", "share", "instances")
 TOP_TIPS = {
     "key": "The client as the limit tells it apart: an IP or a JWT claim in clear; an API key "
-           "only as an opaque #id, salted per instance (one client behind two instances is "
-           "two rows, and its key is never shown)",
+           "only as an opaque #id, never the key (the same on every instance when they share "
+           "TRIMTAB_KEYID_SECRET; otherwise salted per instance, and one client behind two "
+           "instances is two rows)",
     "limited": "Requests of this key refused with 429 (mode enforce) over the span",
     "would-be-limited": "Requests of this key the limit would have refused in shadow mode "
                         "over the span (they were served)",
