@@ -127,6 +127,8 @@ class ScrapeEngine:
     on_cycle: Callable[[float], None] | None = None
     on_traces: Callable[[str, list[dict[str, Any]], str], None] | None = None
     on_config: Callable[[str, dict[str, Any] | None, str], None] | None = None
+    # A balancer's rate limits (GET /_trimtab/balancer/limits, read token), as on_config.
+    on_balancer_limits: Callable[[str, dict[str, Any] | None, str], None] | None = None
     traces_interval: float = 2.0
     cycle_interval: float = 1.0
     max_body_bytes: int = 16 * 1024 * 1024
@@ -203,6 +205,10 @@ class ScrapeEngine:
         if target.token and target.kind == "instance" and self.on_traces is not None:
             self._tasks[f"{target.name}\x00traces"] = asyncio.create_task(
                 self._traces_loop(self._client, target))
+        if target.token and target.kind == "balancer" and self.on_balancer_limits is not None:
+            # The slot an instance's traces loop has: stopped with the target (_stop_target).
+            self._tasks[f"{target.name}\x00traces"] = asyncio.create_task(
+                self._balancer_limits_loop(self._client, target))
 
     def _stop_target(self, name: str) -> None:
         for key in (name, f"{name}\x00traces"):
@@ -262,6 +268,31 @@ class ScrapeEngine:
         except (httpx.HTTPError, ValueError) as exc:
             self.on_config(target.name, None, plain_error(exc))
             return ""
+
+    async def _balancer_limits_loop(self, client: httpx.AsyncClient,
+                                    target: ScrapeTarget) -> None:
+        """Follow the balancer's rate limits (settings and counts) every traces interval.
+
+        A balancer without limits (404: the HAProxy adapter without a limits map) is asked
+        again only every minute; a failure goes to ``on_balancer_limits`` as an error text.
+        """
+        assert self.on_balancer_limits is not None
+        headers = {"authorization": f"Bearer {target.token}"}
+        while True:
+            pause = self.traces_interval
+            try:
+                response = await client.get(f"{target.agent_base}/_trimtab/balancer/limits",
+                                            headers=headers, timeout=target.timeout)
+                if response.status_code == 404:
+                    self.on_balancer_limits(target.name, None, "")
+                    pause = max(pause, 60.0)
+                elif response.status_code != 200:
+                    raise ValueError(f"balancer limits: HTTP {response.status_code}")
+                else:
+                    self.on_balancer_limits(target.name, response.json(), "")
+            except (httpx.HTTPError, ValueError) as exc:
+                self.on_balancer_limits(target.name, None, plain_error(exc))
+            await asyncio.sleep(pause)
 
     async def _cycle_loop(self, stop: asyncio.Event) -> None:
         assert self.on_cycle is not None

@@ -91,14 +91,21 @@ class LimitDialog(FittedDialog):
 
     def __init__(self, name: str, current: Mapping[str, LimitSettings],
                  parent: QWidget | None = None, mode: str | None = None,
-                 max_rate: float = MAX_RATE, max_burst: int = MAX_BURST) -> None:
+                 max_rate: float = MAX_RATE, max_burst: int = MAX_BURST,
+                 at_balancer: bool = False) -> None:
+        """``at_balancer``: ``current`` holds one balancer's limit (no scope, no staged
+        rollout: the balancer is one place)."""
         super().__init__(parent)
         if not current:
             raise ValueError("no instance has this limit")
+        if at_balancer and len(current) != 1:
+            raise ValueError("a balancer's limit is changed on that one balancer")
         self.name, self.current = name, dict(sorted(current.items()))
+        self.at_balancer = at_balancer
         first = next(iter(self.current.values()))
         self.route = first.route
-        self.setWindowTitle(f"Change the rate limit {name} on {self.route}")
+        self.setWindowTitle(f"Change the rate limit {name} on {self.route}" + (
+            f" at the balancer {next(iter(self.current))}" if at_balancer else ""))
         self.rate = RateField(0, max_rate, unit="req/s", hint="requests per second per key")
         self.rate.setValue(first.rate)
         self.burst = BurstField(1, max_burst, integer=True, unit="requests",
@@ -135,7 +142,16 @@ class LimitDialog(FittedDialog):
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
         self.blocked = _blocked_label()
+        # What the agent answered to the last Apply it refused (shown when the dialog is
+        # opened again with the values as typed; cleared by any edit).
+        self.refusal = _blocked_label()
+        self.refusal.setWordWrap(True)
+        self.refusal.hide()
+        self._refused: dict[str, object] | None = None
         form = QFormLayout()
+        if at_balancer:
+            form.addRow("Balancer", QLabel(f"{next(iter(self.current))} — decided before a "
+                                           "server is chosen; the instances are not changed"))
         form.addRow("Route", QLabel(self.route))
         form.addRow("Rate", self.rate)
         form.addRow("Burst", self.burst)
@@ -156,17 +172,21 @@ class LimitDialog(FittedDialog):
         self.form = form
         for widget in self._staged_rows:
             form.setRowVisible(widget, False)
+        if at_balancer:  # one place: no instance to pick, no canary
+            for widget in (self.scope_all, self.scope_one, self.staged):
+                form.setRowVisible(widget, False)
         self.buttons, self.apply = _apply_buttons(self)
         body = QWidget()
         layout = QVBoxLayout(body)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(form)
+        layout.addWidget(self.refusal)
         layout.addWidget(self.preview)
         layout.addWidget(QLabel("<b>This changes:</b>"))
         layout.addWidget(self.summary)
         note = QLabel("shadow: counted as would-be-limited, nobody refused; enforce: refused "
-                      "with 429 before the app runs; off: not decided (arrivals recorded). "
-                      "A gate at 0 is no gate.")
+                      "with 429 before the app runs; off: not decided (arrivals recorded)."
+                      + ("" if at_balancer else " A gate at 0 is no gate."))
         note.setWordWrap(True)
         layout.addWidget(note)
         layout.addStretch(1)
@@ -261,6 +281,8 @@ class LimitDialog(FittedDialog):
             return None
         if fields["mode"] == ENFORCE and any(self.current[t].mode != ENFORCE for t in targets):
             return "Enforcing a limit refuses requests: it needs a reason (recorded in the journal)."
+        if self.at_balancer:
+            return "A change at the balancer needs a reason (recorded in the journal)."
         if len(targets) == len(self.current):
             return "A change on every instance needs a reason (recorded in the journal)."
         return None
@@ -312,7 +334,17 @@ class LimitDialog(FittedDialog):
         """Say why there is no what-if preview."""
         self.preview.setText(f"No what-if preview: {message}")
 
+    def show_refusal(self, message: str) -> None:
+        """The agent refused the values as typed (nothing changed): say its words, so they
+        can be corrected; hidden again by the next edit."""
+        self._refused = self.fields()
+        self.refusal.setText(f"Refused, nothing changed: {message}")
+        self.refusal.show()
+
     def _update(self, *_: object) -> None:
+        if self._refused is not None and self.fields() != self._refused:
+            self._refused = None
+            self.refusal.hide()
         problem = self.problem()
         self.apply.setEnabled(problem is None)
         self.blocked.setText(problem or "")

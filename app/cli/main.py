@@ -48,7 +48,8 @@ def start_collection(fleet: DemoFleet, model: FleetModel) -> ScrapeEngine:
     """Scrape every fleet target each second into ``model``."""
     targets = [ScrapeTarget(t.name, t.url, t.kind, token=t.token) for t in fleet.targets]
     return ScrapeEngine(targets, model.ingest, on_cycle=model.tick,
-                        on_traces=model.ingest_traces, on_config=model.ingest_config).start()
+                        on_traces=model.ingest_traces, on_config=model.ingest_config,
+                        on_balancer_limits=model.ingest_balancer_limits).start()
 
 
 def _qt_app(args: argparse.Namespace) -> QCoreApplication:
@@ -172,7 +173,8 @@ def run_cockpit(args: argparse.Namespace) -> int:
     keeper = _keep(store)
     # The engine ticks the model once a second even without targets; Prometheus sources only feed it.
     engine = ScrapeEngine(targets, model.ingest, on_cycle=model.tick, mappings=tables,
-                          on_traces=model.ingest_traces, on_config=model.ingest_config).start()
+                          on_traces=model.ingest_traces, on_config=model.ingest_config,
+                          on_balancer_limits=model.ingest_balancer_limits).start()
     manager = TargetManager(path, engine, model, token, tables=tables,
                             names={t.name for t in targets})
     demos: list[subprocess.Popen[bytes]] = []  # demo fleets started from the greeting

@@ -199,6 +199,9 @@ class FleetModel:
     traces: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=5000))
     trace_errors: dict[str, str] = field(default_factory=dict)
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # agent → config document
+    # balancer → its rate limits (GET /_trimtab/balancer/limits: name → route, key, rate,
+    # burst, mode), kept apart from the instances' configs: changed at the balancer's API
+    balancer_limits: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     services: dict[str, str] = field(default_factory=dict)  # target → its service (keys.py)
     config_errors: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -314,6 +317,26 @@ class FleetModel:
                 self.config_errors[target] = error
             self.version += 1
 
+    def ingest_balancer_limits(self, target: str, doc: dict[str, Any] | None,
+                               error: str = "") -> None:
+        """A balancer's limits document (collector thread): None without an error is a
+        balancer without limits; with one, the last limits read stay shown."""
+        with self.lock:
+            before = (self.balancer_limits.get(target), self.config_errors.get(target))
+            if doc is not None:
+                limits = doc.get("limits")
+                self.balancer_limits[target] = {
+                    str(n): {k: v for k, v in f.items() if k != "counts"}
+                    for n, f in (limits.items() if isinstance(limits, dict) else ())
+                    if isinstance(f, dict)}
+                self.config_errors.pop(target, None)
+            elif not error:
+                self.balancer_limits.pop(target, None)
+            if error:
+                self.config_errors[target] = error
+            if (self.balancer_limits.get(target), self.config_errors.get(target)) != before:
+                self.version += 1  # polled every few seconds: views redraw on a change only
+
     def ttls(self, route: str) -> dict[str, float]:
         """The TTL each agent currently has for ``route`` (agents without it are left out).
 
@@ -364,6 +387,7 @@ class FleetModel:
             self._unions.pop(target, None)
             self._extractors.pop(target, None)
             self.configs.pop(target, None)
+            self.balancer_limits.pop(target, None)
             self.services.pop(target, None)
             self.version += 1
 
@@ -744,6 +768,12 @@ class FleetModel:
                     continue
                 out[key] = ring.arrays(since)
             return out
+
+    def limit_configs(self) -> dict[str, dict[str, Any]]:
+        """Every target's limits as config documents (``{"limits": ...}``): the instances'
+        configs and each balancer's limits. Call under the lock (:meth:`read`)."""
+        return {**self.configs, **{b: {"limits": limits}
+                                   for b, limits in self.balancer_limits.items()}}
 
     def read(self, fn: Callable[[FleetModel], T]) -> T:
         """Run ``fn`` under the lock, for consistent multi-field reads."""

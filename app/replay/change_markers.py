@@ -226,7 +226,7 @@ def card(model: FleetModel, row: ctl.JournalRow, now: float | None = None,
     when = time.strftime("%H:%M:%S", time.localtime(row.time))
     title = f"Change {marker_key(row)} at {when}"
     label = action_label(row, group_of(row, journal),
-                         limit_routes(model.read(lambda m: dict(m.configs))))
+                         limit_routes(model.read(lambda m: m.limit_configs())))
     return CardContent(title, _subtitle(row, label, results, now, previous, following), rows,
                        charts, results)
 

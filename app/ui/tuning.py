@@ -330,6 +330,93 @@ class Tuning(QObject):
 
         self.runner.submit(lambda: self.client.read_configs(self.instances), ask)
 
+    # --- rate limits at the balancer --------------------------------------------------
+
+    def _balancer_named(self, parent: QWidget, title: str, balancer: str) -> ctl.Agent | None:
+        if self.balancer is None or self.balancer.name != balancer:
+            QMessageBox.warning(parent, title, f"No control endpoint for the balancer {balancer}.")
+            return None
+        return self.balancer
+
+    def change_balancer_limit(self, parent: QWidget, balancer: str, name: str,
+                              mode: str | None = None,
+                              then: Callable[[], None] | None = None) -> None:
+        """Change the balancer's own limit ``name`` (its ``/_trimtab/balancer/limits``, never
+        the instances): read it with its ETag, ask, apply; journaled and revertible on the
+        balancer. A value the balancer refuses (422: e.g. what the HAProxy adapter cannot do
+        live) opens the dialog again as typed, with the balancer's words; nothing changed."""
+        agent = self._balancer_named(parent, "Change limit", balancer)
+        if agent is None:
+            return
+
+        def ask(read: Any) -> None:
+            if isinstance(read, Exception):
+                QMessageBox.warning(parent, "Change limit",
+                                    f"Could not read the balancer's limits: {read}")
+                return
+            view = read.limits.get(name)
+            if view is None:
+                QMessageBox.warning(parent, "Change limit",
+                                    f"The balancer {agent.name} has no limit {name} now.")
+                return
+            current = {agent.name: LimitSettings(view.route, view.key, view.rate, view.burst,
+                                                 view.mode)}
+            dialog = LimitDialog(name, current, parent, mode=mode, max_rate=MAX_RATE,
+                                 max_burst=MAX_BURST, at_balancer=True)
+            dialog.preview_wanted.connect(lambda *_: dialog.set_preview_error(
+                "not offered by the balancer (the instances' agents replay their own traffic; "
+                "the balancer keeps no arrivals to replay)"))
+            self._balancer_limit_dialog(parent, agent, dialog, read.etag, then)
+
+        self.runner.submit(lambda: self.client.read_balancer_limits(agent), ask)
+
+    def _balancer_limit_dialog(self, parent: QWidget, agent: ctl.Agent, dialog: LimitDialog,
+                               etag: str, then: Callable[[], None] | None) -> None:
+        if not dialog.exec() or (choice := dialog.choice()) is None:
+            return  # cancelled; an invalid dialog never accepts, so nothing half-typed is sent
+        _, fields, reason = choice
+
+        def done(result: Any) -> None:
+            outcome = None if isinstance(result, Exception) else result.outcomes.get(agent)
+            if outcome is not None and outcome.status == ctl.REFUSED and \
+                    outcome.http_status == 422:
+                self.refresh_journal()  # the refusal is journaled on the balancer
+                dialog.show_refusal(outcome.message)
+                self._balancer_limit_dialog(parent, agent, dialog, etag, then)
+                return
+            self.report(parent, "Change limit", result, then)
+
+        self.runner.submit(lambda: self.client.set_balancer_limit(agent, dialog.name, fields,
+                                                                  reason, etag), done)
+
+    def remove_balancer_limit(self, parent: QWidget, balancer: str, name: str,
+                              then: Callable[[], None] | None = None) -> None:
+        """Remove the balancer's own limit ``name`` after a confirmation with reason (the
+        HAProxy adapter refuses: its limits live in HAProxy's config; its words are shown)."""
+        agent = self._balancer_named(parent, "Remove limit", balancer)
+        if agent is None:
+            return
+
+        def ask(read: Any) -> None:
+            if isinstance(read, Exception):
+                QMessageBox.warning(parent, "Remove limit",
+                                    f"Could not read the balancer's limits: {read}")
+                return
+            if name not in read.limits:
+                QMessageBox.warning(parent, "Remove limit",
+                                    f"The balancer {agent.name} has no limit {name} now.")
+                return
+            reason, ok = QInputDialog.getText(
+                parent, "Remove limit", f"Remove the rate limit {name} from the balancer "
+                f"{agent.name} (the instances keep theirs).\nReason (recorded in the journal):")
+            if not ok:
+                return
+            self.runner.submit(
+                lambda: self.client.delete_balancer_limit(agent, name, reason, read.etag),
+                lambda r: self.report(parent, "Remove limit", r, then))
+
+        self.runner.submit(lambda: self.client.read_balancer_limits(agent), ask)
+
     # --- weights and states ----------------------------------------------------------
 
     def change_weights(self, parent: QWidget, then: Callable[[], None] | None = None) -> None:

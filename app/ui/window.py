@@ -267,6 +267,13 @@ class MainWindow(QMainWindow):
         self.limits.enforce_requested.connect(
             lambda name: tuning.change_limit(self, name, mode="enforce"))
         self.limits.remove_requested.connect(lambda name: tuning.remove_limit(self, name))
+        self.limits.balancer_change_requested.connect(
+            lambda balancer, name: tuning.change_balancer_limit(self, balancer, name))
+        self.limits.balancer_enforce_requested.connect(
+            lambda balancer, name: tuning.change_balancer_limit(self, balancer, name,
+                                                                mode="enforce"))
+        self.limits.balancer_remove_requested.connect(
+            lambda balancer, name: tuning.remove_balancer_limit(self, balancer, name))
         self.limits.top_keys_source = tuning.top_keys
         tuning.access_changed.connect(self.set_write_access)
         tuning.access_changed.connect(self.journal.set_write_access)
@@ -302,7 +309,7 @@ class MainWindow(QMainWindow):
     def show_changes(self, rows: list) -> None:
         """Every accepted change is a marker on every chart."""
         self.journal_rows = {marker_key(r): r for r in rows}
-        routes = limit_routes(self.model.read(lambda m: dict(m.configs)))  # a limit's route
+        routes = limit_routes(self.model.read(lambda m: m.limit_configs()))  # a limit's route
         self._change_marks = markers(rows, routes)
         self._show_markers()
 

@@ -24,8 +24,10 @@ from .top_keys import NO_SOURCE, PICK, TopKeysPanel
 LIMIT_HEADERS = ("instance", "limit", "route", "key", "rate", "burst", "mode", "allowed/s",
                  "limited/s", "would-be-limited/s")
 LIMIT_TIPS = {
+    "instance": "Where the limit is decided: an instance's agent, or the balancer (before a "
+                "server is chosen; changed at the balancer, never on the instances)",
     "key": "What a client is told apart by: ip, global, header:<name> (an API key), jwt:<claim>",
-    "rate": "Requests per second each key may send, on this instance",
+    "rate": "Requests per second each key may send, on this instance (or balancer)",
     "burst": "Requests a key may send at once",
     "mode": "off: not decided; shadow: counted, nobody refused; enforce: refused with 429",
     "allowed/s": "Requests this limit let through, per second (rate window)",
@@ -34,6 +36,7 @@ LIMIT_TIPS = {
                           "(they were served)",
 }
 SELECT_FIRST = "Select a limit in the table first"
+AT_BALANCER = "Not reported by the balancer (only the instances' agents keep them)."
 ROW_SEP = "\x00"
 # The chart's two curves per route and limit, by their last word (the before/after card's
 # judge reads it too: app.model.before_after.KINDS).
@@ -58,21 +61,34 @@ class LimitLine:
     allowed: float
     limited: float
     shadow_limited: float
+    at_balancer: bool = False  # ``instance`` is a balancer: changed at its own limits API
 
     @property
     def row_key(self) -> str:
         return ROW_SEP.join((self.instance, self.name, self.route))
 
+    @property
+    def where(self) -> str:
+        """The instance column: the target's name; a balancer's says it is one when the
+        name does not (``lb-1 (balancer)``)."""
+        if self.at_balancer and "balancer" not in self.instance.lower():
+            return f"{self.instance} (balancer)"
+        return self.instance
 
-def limit_lines(configs: Mapping[str, Mapping[str, Any]], rows: list[LimitRow]) -> list[LimitLine]:
-    """Each instance's limits (its config) with the decisions the model has for them; a limit
-    that decided nothing yet shows its own route with NaN rates."""
+
+def limit_lines(configs: Mapping[str, Mapping[str, Any]], rows: list[LimitRow],
+                balancers: Mapping[str, Mapping[str, Any]] | None = None) -> list[LimitLine]:
+    """Each instance's limits (its config) and each balancer's (``balancers``: balancer →
+    name → settings) with the decisions the model has for them; a limit that decided
+    nothing yet shows its own route with NaN rates."""
     counted: dict[tuple[str, str], list[LimitRow]] = {}
     for row in rows:
         counted.setdefault((row.target, row.limit), []).append(row)
+    owners = [(instance, doc.get("limits") or {}, False)
+              for instance, doc in sorted(configs.items())]
+    owners += [(balancer, limits, True) for balancer, limits in sorted((balancers or {}).items())]
     out = []
-    for instance, doc in sorted(configs.items()):
-        limits = doc.get("limits") or {}
+    for instance, limits, at_balancer in owners:
         for name, f in sorted(limits.items()):
             if not isinstance(f, dict):
                 continue
@@ -81,10 +97,10 @@ def limit_lines(configs: Mapping[str, Mapping[str, Any]], rows: list[LimitRow]) 
             seen = counted.get((instance, name))
             if not seen:
                 out.append(LimitLine(instance, name, str(f.get("route", "?")), *settings,
-                                     math.nan, math.nan, math.nan))
+                                     math.nan, math.nan, math.nan, at_balancer))
             for r in seen or ():
                 out.append(LimitLine(instance, name, r.route, *settings, r.allowed, r.limited,
-                                     r.shadow_limited))
+                                     r.shadow_limited, at_balancer))
     return out
 
 
@@ -99,6 +115,10 @@ class LimitsPage(QWidget):
     change_requested = Signal(str)  # limit name
     enforce_requested = Signal(str)  # limit name: the Change dialog preset to enforce
     remove_requested = Signal(str)  # limit name
+    # The same three for a balancer's row: (balancer, limit name); never sent to instances.
+    balancer_change_requested = Signal(str, str)
+    balancer_enforce_requested = Signal(str, str)
+    balancer_remove_requested = Signal(str, str)
 
     def __init__(self, model: FleetModel) -> None:
         super().__init__()
@@ -106,11 +126,14 @@ class LimitsPage(QWidget):
         self.can_write, self._write_reason = False, "no control token"
         self.lines: list[LimitLine] = []
         self.change_button = QPushButton("Change limit…")
-        self.change_button.clicked.connect(lambda: self._ask(self.change_requested))
+        self.change_button.clicked.connect(
+            lambda: self._ask(self.change_requested, self.balancer_change_requested))
         self.enforce_button = QPushButton("Shadow → enforce…")
-        self.enforce_button.clicked.connect(lambda: self._ask(self.enforce_requested))
+        self.enforce_button.clicked.connect(
+            lambda: self._ask(self.enforce_requested, self.balancer_enforce_requested))
         self.remove_button = QPushButton("Remove…")
-        self.remove_button.clicked.connect(lambda: self._ask(self.remove_requested))
+        self.remove_button.clicked.connect(
+            lambda: self._ask(self.remove_requested, self.balancer_remove_requested))
         self.table = SortableTable(LIMIT_HEADERS, tooltips=LIMIT_TIPS)
         self.table.sortItems(0, Qt.SortOrder.AscendingOrder)
         self.table.selectionModel().selectionChanged.connect(self._update_buttons)
@@ -119,9 +142,10 @@ class LimitsPage(QWidget):
         self.limited = TimeSeriesView(
             "Limited (429) and would-be-limited (shadow) per route and limit", "requests/s",
             "", "No rate limit has refused anyone, or would have: nothing to draw yet.")
-        self.hint = QLabel("No rate limits on the instances read so far. A limit is set through "
-                           "the agent's control API (limits.<name> in its config); the demo "
-                           "starts with one in shadow mode on /search.")
+        self.hint = QLabel("No rate limits on the instances or the balancer read so far. A "
+                           "limit is set through the agent's control API (limits.<name> in its "
+                           "config) or the balancer's (--limit); the demo starts with one in "
+                           "shadow mode on /search.")
         self.hint.setWordWrap(True)
         self.top_keys = TopKeysPanel()
         self.top_keys_source: TopKeysSource | None = None  # set when there is a control token
@@ -154,6 +178,19 @@ class LimitsPage(QWidget):
         key = self.table.selected_key()
         return key.split(ROW_SEP)[1] if key is not None else None
 
+    def selected_balancer(self) -> str | None:
+        """The balancer of the selected row, None for an instance's limit (or no selection)."""
+        key = self.table.selected_key()
+        line = next((line for line in self.lines if line.row_key == key), None)
+        return line.instance if line is not None and line.at_balancer else None
+
+    def select_balancer_limit(self, balancer: str, name: str) -> bool:
+        """Select the first row of the balancer's limit ``name``."""
+        for line in self.lines:
+            if line.at_balancer and (line.instance, line.name) == (balancer, name):
+                return self.table.select_key(line.row_key)
+        return False
+
     def select_limit(self, name: str) -> bool:
         """Select the first row of the limit ``name``."""
         for key in self.table.keys():
@@ -168,8 +205,12 @@ class LimitsPage(QWidget):
 
     def _update_buttons(self, *_: object) -> None:
         """Enabled with write access and a selected limit (enforce: only from shadow or off)."""
-        name = self.selected_limit()
-        modes = {line.mode for line in self.lines if line.name == name}
+        name, balancer = self.selected_limit(), self.selected_balancer()
+        # A balancer's limit is its own; an instance limit's name spans every instance.
+        modes = {line.mode for line in self.lines if line.name == name
+                 and (line.instance == balancer if balancer else not line.at_balancer)}
+        where = f"at the balancer {balancer} (not on the instances)" if balancer else \
+            "on every instance that has it"
         for button, verb, ok in (
                 (self.change_button, "Change the rate, burst, key or mode of", True),
                 (self.enforce_button, "Enforce", bool(modes - {"enforce"})),
@@ -177,8 +218,9 @@ class LimitsPage(QWidget):
             button.setEnabled(self.can_write and name is not None and ok)
             button.setToolTip(f"Disabled: {self._write_reason}" if not self.can_write else
                               f"Disabled: {SELECT_FIRST}" if name is None else
-                              f"{verb} {name} on every instance that has it" if ok else
-                              f"Disabled: {name} is enforced everywhere already")
+                              f"{verb} {name} {where}" if ok else
+                              f"Disabled: {name} is enforced " +
+                              (f"at {balancer} already" if balancer else "everywhere already"))
 
     def _ask_top_keys(self, *_: object) -> None:
         """Ask for the selected limit's top keys: at once for a newly selected limit, then
@@ -186,6 +228,10 @@ class LimitsPage(QWidget):
         name = self.selected_limit()
         if name is None:
             self.top_keys.say(PICK)
+            return
+        if self.selected_balancer() is not None:
+            self._asked = None
+            self.top_keys.say(AT_BALANCER)
             return
         if self.top_keys_source is None:
             self.top_keys.say(NO_SOURCE)
@@ -211,16 +257,20 @@ class LimitsPage(QWidget):
         else:
             self.top_keys.show_keys(TypeError(f"unexpected answer {type(answer).__name__}"))
 
-    def _ask(self, signal: Any) -> None:
-        name = self.selected_limit()
-        if name is not None:
+    def _ask(self, signal: Any, at_balancer: Any) -> None:
+        """The selected limit's intent: a balancer's row to its balancer, never the instances."""
+        name, balancer = self.selected_limit(), self.selected_balancer()
+        if name is not None and balancer is not None:
+            at_balancer.emit(balancer, name)
+        elif name is not None:
             signal.emit(name)
 
     def refresh(self, since: float) -> None:
-        configs, rows = self.model.read(lambda m: (dict(m.configs), list(m.limits)))
-        self.lines = limit_lines(configs, rows)
+        configs, rows, balancers = self.model.read(
+            lambda m: (dict(m.configs), list(m.limits), dict(m.balancer_limits)))
+        self.lines = limit_lines(configs, rows, balancers)
         self.table.set_rows([(line.row_key, [
-            (line.instance, line.instance), (line.name, line.name), (line.route, line.route),
+            (line.where, line.where), (line.name, line.name), (line.route, line.route),
             (line.key, line.key), (f"{line.rate:g}/s", line.rate),
             (f"{line.burst:,}", float(line.burst)), (line.mode, line.mode),
             _rate_cell(line.allowed), _rate_cell(line.limited), _rate_cell(line.shadow_limited)])
