@@ -20,11 +20,13 @@ PRODUCTS_ROUTE = "/products/{id}"
 SEARCH_ROUTE = "/search"
 # The demo fleet's instances start with this limit (TRIMTAB_DEMO_LIMIT=1, set by DemoFleet):
 # per API key on /search, in shadow mode, at a rate the load generator's greedy client
-# exceeds on each instance (~4 requests/s of its ~12 at 100 requests/s) and the others
-# (under 1/s each) do not reach, even in a chance burst of ten. Shadow: counted as
-# would-be-limited, nobody refused.
+# exceeds on each instance (~5.6 requests/s of its ~17 at 100 requests/s) and the others
+# (~0.6/s each) do not reach, even in a chance burst of ten. The margin holds on a host so
+# loaded that the generator sends a third of its rate (greedy ~1.9/s per instance): a
+# machine shared with a CI run did that to the earlier 2/s limit and a 5× greedy client.
+# Shadow: counted as would-be-limited, nobody refused.
 DEMO_LIMIT_NAME = "per-key-search"
-DEMO_LIMIT = {"route": SEARCH_ROUTE, "key": "header:x-api-key", "rate": 2.0, "burst": 10,
+DEMO_LIMIT = {"route": SEARCH_ROUTE, "key": "header:x-api-key", "rate": 1.0, "burst": 10,
               "mode": "shadow"}
 DEMO_LIMIT_ENV = "TRIMTAB_DEMO_LIMIT"
 

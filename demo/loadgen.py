@@ -16,7 +16,7 @@ import httpx
 API_KEY_HEADER = "x-api-key"
 CLIENT_KEYS = ("client-a", "client-b", "client-c", "client-d", "client-e")
 GREEDY_KEY = "greedy-bot"
-GREEDY_FACTOR = 5  # the greedy client sends this many times as much as each other client
+GREEDY_FACTOR = 10  # the greedy client sends this many times as much as each other client
 
 
 def zipf_weights(n: int, s: float = 1.1) -> list[float]:
@@ -68,7 +68,8 @@ class TrafficGenerator:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     def next_key(self) -> str:
-        """The API key of the next request: the greedy client's as often as five others'."""
+        """The API key of the next request: the greedy client's twice as often as the five
+        others' together."""
         return self._rng.choices(self._keys, cum_weights=self._key_cum)[0]
 
     async def _one(self, client: httpx.AsyncClient) -> None:

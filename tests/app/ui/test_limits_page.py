@@ -81,7 +81,7 @@ def test_the_widget_bounds_are_the_agents() -> None:
 def test_the_shadow_limit_catches_the_greedy_client(qtbot, fleet, model, window) -> None:
     page = window.limits
     qtbot.waitUntil(lambda: _last(model, "limit_shadow", KEY) > 0, timeout=60_000)
-    # Every instance has caught the greedy client (burst 10 spent, 2/s exceeded) by then.
+    # Every instance has caught the greedy client (burst 10 spent, 1/s exceeded) by then.
     qtbot.waitUntil(lambda: len(page.lines) == 3
                     and all(line.shadow_limited > 0 for line in page.lines), timeout=60_000)
     assert {(line.name, line.route, line.key, line.mode, line.rate, line.burst)
@@ -101,7 +101,7 @@ def test_the_shadow_limit_catches_the_greedy_client(qtbot, fleet, model, window)
         assert w["limited"] > 0 and w["limited_keys"] >= 1, w
         top = w["top_limited"][0]
         assert top["limited"] >= 0.8 * w["limited"], w
-        assert top["requests"] >= 0.3 * w["requests"], w  # half of /search is the greedy key
+        assert top["requests"] >= 0.4 * w["requests"], w  # 2/3 of /search is the greedy key
 
 
 def test_the_top_limited_keys_name_the_greedy_client_without_its_key(qtbot, fleet,
@@ -116,7 +116,7 @@ def test_the_top_limited_keys_name_the_greedy_client_without_its_key(qtbot, flee
                         timeout=30_000)
         assert page.top_keys.table.model().rowCount() == 0
         return
-    # The greedy client sends half of /search: by far the most refused key on each instance.
+    # The greedy client sends 2/3 of /search: by far the most refused key on each instance.
     # The demo gives its instances one key-id secret (TRIMTAB_KEYID_SECRET), so the greedy
     # client is one row, refused on all three instances: the cockpit adds its refusals up.
     qtbot.waitUntil(lambda: page.top_keys.shown is not None and bool(page.top_keys.shown.keys)
