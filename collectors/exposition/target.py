@@ -16,6 +16,10 @@ from .grammar import (
 )
 from .types import OPENMETRICS, Exemplar, Exposition, _gc_paused, detect_format
 
+# Read the new values of a scrape together (``_Floats.learn``) when the last one brought more
+# than one per LEARN_SHARE samples; fewer are quicker one by one as the values pass meets them.
+LEARN_SHARE = 16
+
 
 class TargetParser:
     """Parses successive scrapes of one target, reusing what repeats.
@@ -84,11 +88,12 @@ class TargetParser:
         timestamps = None
         floats = self._floats
         known = len(floats)
-        if self._churn * 16 > len(tokens):  # many new values last time: check them all at once
+        if self._churn * LEARN_SHARE > len(tokens):  # many new values last time: check them all at once
             floats.learn(tokens)
         try:  # one C pass when every token is a plain value (any new one checked and cached)
             values: list[float | None] = list(map(floats.__getitem__, tokens))
         except ValueError:  # a timestamp or exemplar follows some value, or something is wrong
+            floats.learn(tokens)  # new plain values after the token that stopped the pass
             values = list(map(floats.get, tokens))  # None: not a number, or more than a value
             try:
                 timestamps = self._rests(layout, tokens, values, exemplars)

@@ -308,3 +308,14 @@ def test_exemplar_on_a_gauge_among_valid_ones_after_a_cached_layout() -> None:
 def test_malformed_exemplar_on_every_line_after_a_cached_layout(tail: str) -> None:
     """Every tail of one wrong shape: the same number of cells in each row proves nothing."""
     _same_error_and_nothing_kept(_om(), _om("8", "4", (tail,) * 4), _om("9", "4"), OM_TYPE)
+
+
+def test_new_plain_values_after_an_exemplar_still_take_the_split_path(split_rows: list[bool]) -> None:
+    """A target whose values barely move (values read one by one): the pass stops at the first
+    exemplar; the new plain values after it are learnt too, so the tails alone are left."""
+    warm = TargetParser()
+    warm.parse(_om(), OM_TYPE)
+    warm.parse(_om(), OM_TYPE)  # nothing new: the next values are read one by one
+    split_rows.clear()
+    _same(warm, _om("8", "4", temp="22.5"), OM_TYPE)
+    assert split_rows[0] is True
