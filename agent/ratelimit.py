@@ -94,6 +94,13 @@ class Decision:
     remaining: int
 
 
+def _whole_seconds(seconds: float) -> int:
+    """``seconds`` rounded up to a whole second for a header, ignoring float noise: the times
+    are differences of clock readings, so a 1,000 s refill can come out 1000.0000000000018,
+    which ``ceil`` alone made 1001."""
+    return math.ceil(seconds - 1e-6)
+
+
 def gcra(tat: float | None, now: float, rate: float, burst: int
          ) -> tuple[Decision, float | None]:
     """Decide one request against the stored theoretical arrival time ``tat``.
@@ -113,7 +120,11 @@ def gcra(tat: float | None, now: float, rate: float, burst: int
     full = now + burst * interval  # an empty bucket under this limit
     capped = tat is not None and tat > full
     base = now if tat is None or tat < now else min(tat, full)
-    if base - now > tolerance:
+    # Clock readings are large floats: (now + 1000) - now can be 1000.0000000000018, and a
+    # burst spent at one instant then refused its last request. Compare past that noise
+    # (a few ulps of the magnitudes involved: 0.07 ns at a monotonic clock of 16,000 s).
+    noise = 4e-15 * (abs(now) + tolerance + 1.0)
+    if base - now > tolerance + noise:
         wait = base - now - tolerance
         return Decision(False, wait, base - now, 0), (base if capped else None)
     new = base + interval
@@ -330,13 +341,14 @@ def _verdict(enforced: list[tuple[Limit, Decision]],
         lim, dec = enforced[0]
     else:
         lim, dec = min(enforced, key=lambda ld: (ld[1].remaining, -ld[1].reset))
-    current = f'"{lim.name}";r={dec.remaining};t={math.ceil(dec.reset)}' \
+    reset = _whole_seconds(dec.reset)
+    current = f'"{lim.name}";r={dec.remaining};t={reset}' \
         if '"' not in lim.name and "\\" not in lim.name else \
-        f"{_sf_string(lim.name)};r={dec.remaining};t={math.ceil(dec.reset)}"
+        f"{_sf_string(lim.name)};r={dec.remaining};t={reset}"
     headers = [(b"ratelimit-policy", policy), (b"ratelimit", current.encode())]
     if refused is None:
         return Verdict(False, headers)
-    wait = max(1, math.ceil(refused[1].retry_after))
+    wait = max(1, _whole_seconds(refused[1].retry_after))
     return Verdict(True, [*headers, (b"retry-after", str(wait).encode())], wait, lim.name)
 
 

@@ -59,6 +59,17 @@ def test_enforce_answers_429_without_calling_the_app() -> None:
     assert refused.headers["retry-after"] == "1000" and "x-app" not in refused.headers
 
 
+def test_whole_seconds_stay_whole_whatever_the_clock_reads() -> None:
+    # (16383.693775260499 + 1000) - 16383.693775260499 is 1000.0000000000018 in floats: the
+    # headers said t=1001 for a 1,000 s refill (the test above failed 2 runs in 5 once).
+    calls: list[str] = []
+    limits = RateLimits(MemoryBackend(clock=lambda: 16383.693775260499))
+    rule = Limit("per-ip", "/items/{i}", "ip", 0.001, 3, ENFORCE)
+    replies = get(guarded(limits, (rule,), calls), 4)
+    assert replies[0].headers["ratelimit"] == '"per-ip";r=2;t=1000'
+    assert replies[3].headers["retry-after"] == "1000"
+
+
 def test_shadow_answers_exactly_as_without_limits() -> None:
     calls: list[str] = []
     shadow = RateLimits(MemoryBackend())

@@ -62,6 +62,18 @@ def test_gcra_burst_then_one_per_interval() -> None:
     assert decision.allowed and decision.remaining == 0
 
 
+@pytest.mark.parametrize("now", [0.0, 16383.693775260499, 1_765_000_000.123456])
+def test_a_burst_at_one_instant_passes_whole_whatever_the_clock_reads(now: float) -> None:
+    # At 16383.693775260499, (now + 1000) + 1000 - now is 2000.0000000000018 > 2000: the
+    # third of a burst of 3 was refused, for 1.8e-12 s.
+    tat, allowed = None, 0
+    for _ in range(5):
+        decision, new = gcra(tat, now, rate=0.001, burst=3)
+        if decision.allowed:
+            allowed, tat = allowed + 1, new
+    assert allowed == 3
+
+
 def test_raising_a_limit_frees_a_drained_client_within_one_new_interval() -> None:
     # Drained at 1 request/10 s (burst 3): the stored time is ~30 s ahead. Raised to 100/s,
     # the client must not wait out the old limit's 30 s: the new limit judges it.
