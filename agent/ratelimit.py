@@ -122,8 +122,11 @@ def gcra(tat: float | None, now: float, rate: float, burst: int
     base = now if tat is None or tat < now else min(tat, full)
     # Clock readings are large floats: (now + 1000) - now can be 1000.0000000000018, and a
     # burst spent at one instant then refused its last request. Compare past that noise
-    # (a few ulps of the magnitudes involved: 0.07 ns at a monotonic clock of 16,000 s).
-    noise = 4e-15 * (abs(now) + tolerance + 1.0)
+    # (a few ulps of the magnitudes involved: 0.07 ns at a monotonic clock of 16,000 s, 7 µs
+    # at a unix one), but never past half an interval: at 200,000/s the interval is 5 µs,
+    # and an allowance of 7 µs let every request through. (A stored time is at most a whole
+    # interval past the tolerance, so half an interval still refuses it.)
+    noise = min(4e-15 * (abs(now) + tolerance + 1.0), interval * 0.5)
     if base - now > tolerance + noise:
         wait = base - now - tolerance
         return Decision(False, wait, base - now, 0), (base if capped else None)
