@@ -69,7 +69,10 @@ def make_backend(spec: str | Backend | None, state_dir: str | None, instance: st
         return FileBackend(Path(state_dir, f"ratelimit-{safe}.bin"))
     if spec.startswith(("redis://", "rediss://", "unix://")):
         return RedisBackend(spec, timeout=timeout)
-    raise ValueError(f"ratelimit store must be memory, file or a redis:// URL, got {spec!r}")
+    # Never the spec itself: a mistyped URL may carry a password.
+    scheme = spec.partition("://")[0] if "://" in spec else None
+    got = f"a {scheme}:// URL" if scheme else "none of them (not shown: it may hold a password)"
+    raise ValueError(f"ratelimit store must be memory, file or a redis:// URL, got {got}")
 
 
 class RateLimits:

@@ -225,7 +225,8 @@ class RedisBackend:
 
     async def decide(self, key: str, rate: float, burst: int) -> Decision | None:
         """The decision from Redis, or None (fail open) on error, timeout or cool-down."""
-        if time.monotonic() < self._down_until:
+        started = time.monotonic()
+        if started < self._down_until:
             return None
         try:
             if not self._own_client:
@@ -243,8 +244,11 @@ class RedisBackend:
             except RespReplyError as err:
                 if not str(err).startswith("NOSCRIPT"):
                     raise
-            return _decision(await client.call(b"EVAL", _GCRA_LUA, 1, name,
-                                               *_args(1.0 / rate, burst)))
+            # Within what is left of this decision's bound: the watchdog would give the
+            # fallback a window of its own, and the decision could wait twice the timeout.
+            async with asyncio.timeout(max(0.0, self.timeout - (time.monotonic() - started))):
+                return _decision(await client.call(b"EVAL", _GCRA_LUA, 1, name,
+                                                   *_args(1.0 / rate, burst)))
         except (RespError, RedisError, OSError, TimeoutError, ValueError, TypeError):
             self._down_until = time.monotonic() + self.cooldown
             return None

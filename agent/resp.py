@@ -54,8 +54,10 @@ Address = tuple[str | None, int | None, str | None, str | None, str | None, int]
 def parse_url(url: str) -> Address:
     """``(host, port, unix path, username, password, db)`` of a ``redis://`` or ``unix://`` URL."""
     parts = urlsplit(url)
+    # Messages name the part at fault, never the URL: it may carry a password.
     if parts.scheme not in ("redis", "unix"):
-        raise ValueError(f"only redis:// and unix:// URLs, got {url!r}")
+        raise ValueError(f"only redis:// and unix:// URLs, got a {parts.scheme or 'schemeless'}"
+                         " URL")
     query = parse_qs(parts.query)
     username = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password else None
@@ -63,13 +65,13 @@ def parse_url(url: str) -> Address:
     if parts.scheme == "unix":
         host, port, path, db_text = None, None, parts.path, "0"
         if not path:
-            raise ValueError(f"no socket path in {url!r}")
+            raise ValueError("no socket path in the unix:// URL")
     else:
         host, port, path = parts.hostname or "127.0.0.1", parts.port or 6379, None
         db_text = parts.path.lstrip("/") or "0"
     db_text = query["db"][0] if "db" in query else db_text
     if not db_text.isdigit():
-        raise ValueError(f"the database in {url!r} is not a number")
+        raise ValueError(f"the database in the {parts.scheme}:// URL is not a number")
     return host, port, path, username, password, int(db_text)
 
 
@@ -287,6 +289,10 @@ class RespClient:
             if conn is not None:
                 conn.close()
             raise
+        # Adopted here, not only by a waiting caller: every caller may have given up (its
+        # own bound ends first) while this attempt still succeeded, and a connection owned
+        # by nobody stayed open beside the next one.
+        self._conn = conn
         return conn
 
     async def close(self) -> None:
