@@ -118,7 +118,9 @@ def _fleet_secret() -> bytes | None:
     if len(value.strip()) < MIN_SECRET:  # never echo it: it is a secret, even a bad one
         raise ValueError(f"{SECRET_ENV} must be at least {MIN_SECRET} characters (the same "
                          f"on every instance), or unset for a secret per instance")
-    return hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=32,
+    # Stripped as it was measured: a trailing newline (a secret file mounted as an env var)
+    # on one instance must not give it ids of its own.
+    return hashlib.blake2b(value.strip().encode("utf-8", "surrogatepass"), digest_size=32,
                            person=b"trimtab-keyid").digest()
 
 

@@ -289,9 +289,14 @@ class ScrapeEngine:
                 elif response.status_code != 200:
                     raise ValueError(f"balancer limits: HTTP {response.status_code}")
                 else:
-                    self.on_balancer_limits(target.name, response.json(), "")
+                    doc = response.json()
+                    if not isinstance(doc, dict):
+                        raise ValueError("balancer limits: not a JSON object")
+                    self.on_balancer_limits(target.name, doc, "")
             except (httpx.HTTPError, ValueError) as exc:
                 self.on_balancer_limits(target.name, None, plain_error(exc))
+            except Exception as exc:  # noqa: BLE001 -- a bad answer must not end the polling
+                self.on_balancer_limits(target.name, None, f"balancer limits: {exc}")
             await asyncio.sleep(pause)
 
     async def _cycle_loop(self, stop: asyncio.Event) -> None:

@@ -320,7 +320,12 @@ class FleetModel:
     def ingest_balancer_limits(self, target: str, doc: dict[str, Any] | None,
                                error: str = "") -> None:
         """A balancer's limits document (collector thread): None without an error is a
-        balancer without limits; with one, the last limits read stay shown."""
+        balancer without limits; with one, the last limits read stay shown. An answer of
+        another shape (not an object, or ``limits`` not one) is such an error, never a raise
+        that would end the engine's polling."""
+        if doc is not None and not (isinstance(doc, dict)
+                                    and isinstance(doc.get("limits", {}), dict)):
+            doc, error = None, "balancer limits: not a JSON object with a limits object"
         with self.lock:
             before = (self.balancer_limits.get(target), self.config_errors.get(target))
             if doc is not None:

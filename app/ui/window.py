@@ -216,13 +216,17 @@ class MainWindow(QMainWindow):
 
     def canary_numbers(self, route: str, instance: str) -> tuple[float, float]:
         """The canary's latest p95 (ms) for ``route`` and its own error ratio there (the
-        route's fleet-wide ratio would let the healthy instances dilute a failing canary;
-        0 while it served none of the route)."""
-        _t, v = self.model.instance_series(route).get(instance, ((), ()))
-        finite = [x for x in v if not math.isnan(x)]
-        p95 = finite[-1] * 1000.0 if finite else float("nan")
-        errors = self.model.instance_error_ratio(route, instance)
-        return p95, (0.0 if math.isnan(errors) else errors)
+        route's fleet-wide ratio would let the healthy instances dilute a failing canary).
+
+        NaN when the canary served none of the route lately: its last p95 older than three
+        rate windows, no requests in the last one. A crashed or ejected canary then passes
+        no gate (``Rollout.observe`` does not count NaN) instead of reading 0 % errors with
+        the p95 it had before it stopped.
+        """
+        t, v = self.model.instance_series(route).get(instance, ((), ()))
+        fresh = len(t) > 0 and t[-1] >= self.clock() - 3.0 * self.model.rate_window
+        p95 = v[-1] * 1000.0 if fresh else math.nan
+        return p95, self.model.instance_error_ratio(route, instance)
 
     def canary_judged(self, route: str, instance: str, change_time: float
                       ) -> dict[str, Comparison]:

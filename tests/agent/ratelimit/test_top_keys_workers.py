@@ -56,6 +56,8 @@ def test_a_fleet_secret_gives_one_id_on_every_instance(tmp_path: Path,
     assert KeyIds(tmp_path / "b")(GREEDY) == one == KeyIds(None)(GREEDY)
     assert one.startswith("#") and len(one) == 9
     assert not (tmp_path / "a" / SECRET_FILE).exists()  # nothing of it written to disk
+    monkeypatch.setenv("TRIMTAB_KEYID_SECRET", "fleet-wide secret of the test\n")
+    assert KeyIds(None)(GREEDY) == one  # a trailing newline (a mounted secret) is no other
     monkeypatch.setenv("TRIMTAB_KEYID_SECRET", "another fleet's secret")
     assert KeyIds(None)(GREEDY) != one
 

@@ -278,3 +278,14 @@ def test_with_the_defaults_a_gone_route_and_a_gone_instance_expire_at_exact_1_s_
     assert ("p95", "/gone") not in model.series and "/gone" not in model.heat_rings
     assert ("p95", "/r") in model.series
     assert list(model.instance_series("/r")) == ["api-1"]
+
+
+def test_a_balancer_limits_answer_that_is_not_an_object_is_an_error_not_a_crash() -> None:
+    # A 200 whose JSON is a list used to raise in the scrape engine's loop and end it: the
+    # balancer's rows froze until the target was added again.
+    model = FleetModel()
+    model.ingest_balancer_limits("lb", {"limits": {"per-ip": {"route": "*", "rate": 1.0}}})
+    for bad in (["not", "an", "object"], "text", 3, {"limits": ["x"]}):
+        model.ingest_balancer_limits("lb", bad)  # type: ignore[arg-type]
+    assert model.balancer_limits["lb"] == {"per-ip": {"route": "*", "rate": 1.0}}
+    assert "not a JSON object" in model.config_errors["lb"]

@@ -18,6 +18,7 @@ def test_the_canary_is_judged_by_its_own_errors(qtbot) -> None:
         scrape(model, target, 101.0, exposition(100, at, errors=errors))
     model.tick(101.0)
     window = MainWindow(model)
+    window.clock = lambda: 101.0  # the scrapes' time
     qtbot.addWidget(window)
     try:
         assert model.routes["/r"].error_ratio == 0.2  # 40 of 200 route-wide
@@ -25,7 +26,11 @@ def test_the_canary_is_judged_by_its_own_errors(qtbot) -> None:
         assert errors == 0.4  # the canary's own 40 of 100
         assert 300.0 < p95_ms <= 450.0  # its own bucket (0.3–0.45 s), not the peer's
         assert window.canary_numbers("/r", "api-2")[1] == 0.0
-        p95_ms, errors = window.canary_numbers("/r", "api-9")  # serves none of /r
-        assert math.isnan(p95_ms) and errors == 0.0
+        # A canary serving none of /r (crashed, ejected) passes no gate: NaN, not 0 %.
+        p95_ms, errors = window.canary_numbers("/r", "api-9")
+        assert math.isnan(p95_ms) and math.isnan(errors)
+        # Nor does one whose last p95 is old: it stopped serving a minute ago.
+        window.clock = lambda: 161.0
+        assert math.isnan(window.canary_numbers("/r", "api-1")[0])
     finally:
         window.close()
