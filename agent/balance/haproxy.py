@@ -317,6 +317,23 @@ class HAProxyAdapter:
         return done, failed
 
 
+async def runtime_call(fn: Callable[..., T], *args: Any) -> T:
+    """Run a blocking runtime-API call off the event loop; its failures as the control
+    API's answers (bad input or a refusal 422, no answer 504, anything else 503). Shared by
+    the weights adapter and the rate-limit adapter (limits_haproxy.py)."""
+    started = time.monotonic()
+    try:
+        return await asyncio.to_thread(fn, *args)
+    except InvalidInput as err:
+        raise BackendError(422, str(err)) from err
+    except HAProxyRefused as err:
+        raise BackendError(422, str(err)) from err
+    except HAProxyTimeout as err:
+        raise BackendError(504, f"{err} (after {time.monotonic() - started:.1f} s)") from err
+    except HAProxyError as err:
+        raise BackendError(503, str(err)) from err
+
+
 class HAProxyBackend:
     """The control API's view of an :class:`HAProxyAdapter`; socket calls run in a thread."""
 
@@ -328,16 +345,7 @@ class HAProxyBackend:
         self.reloads = 0
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        try:
-            return await asyncio.to_thread(fn, *args)
-        except InvalidInput as err:
-            raise BackendError(422, str(err)) from err
-        except HAProxyRefused as err:
-            raise BackendError(422, str(err)) from err
-        except HAProxyTimeout as err:
-            raise BackendError(504, str(err)) from err
-        except HAProxyError as err:
-            raise BackendError(503, str(err)) from err
+        return await runtime_call(fn, *args)
 
     async def servers(self) -> list[ServerStatus]:
         """Live servers from ``show stat`` and ``show servers state``."""

@@ -42,22 +42,17 @@ behind its back on a running HAProxy is reported as drift, never fought.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from ..journal import ACCEPTED, Journal
 from ..ratelimit import ENFORCE, OFF, SHADOW
-from .haproxy import HAProxyError, HAProxyRefused, HAProxyTimeout, InvalidInput, RuntimeClient
+from .haproxy import HAProxyError, HAProxyRefused, RuntimeClient, runtime_call
 from .limits import LIMITS_PREFIX, Counts
-from .policies import BackendError
 
 __all__ = ["HAProxyLimits", "desired_limits_from_journal"]
 
-T = TypeVar("T")
 MODE_NUMBER = {OFF: 0, SHADOW: 1, ENFORCE: 2}
 NUMBER_MODE = {str(v): k for k, v in MODE_NUMBER.items()}
 _PATH = re.compile(r"^[A-Za-z0-9_./@#-]{1,256}$")
@@ -137,7 +132,7 @@ class HAProxyLimits:
 
     async def current(self) -> dict[str, dict[str, Any]]:
         """The live limits, from ``show map``."""
-        return (await _call(self._read))[0]
+        return (await runtime_call(self._read))[0]
 
     def routes(self) -> list[str]:
         """The routes the map's limits name (set when the limits were last read)."""
@@ -148,7 +143,7 @@ class HAProxyLimits:
         if self.counts_table is None:
             return {}
         current = await self.current()
-        answer = await _call(self.client.command, f"show table {self.counts_table}")
+        answer = await runtime_call(self.client.command, f"show table {self.counts_table}")
         values: dict[int, int] = {}
         for line in answer.splitlines():
             if "key=trimtab " in line:
@@ -229,7 +224,7 @@ class HAProxyLimits:
 
     async def replace(self, limits: dict[str, dict[str, Any]]) -> None:
         """``set map`` of each changed limit and mode; rolled back if HAProxy refuses one."""
-        await _call(self._replace, limits)
+        await runtime_call(self._replace, limits)
 
     # ---------------------------------------------------------------- reloads
     def _reconcile(self) -> list[dict[str, Any]]:
@@ -262,7 +257,7 @@ class HAProxyLimits:
 
     async def reconcile(self) -> list[dict[str, Any]]:
         """Re-apply desired map values after a reload (or at start); journal-ready events."""
-        return await _call(self._reconcile)
+        return await runtime_call(self._reconcile)
 
     def extra(self) -> dict[str, Any]:
         """The map, each limit's period, drift and map problems."""
@@ -271,18 +266,3 @@ class HAProxyLimits:
                 "drift": list(self.drift), "map_problems": list(self.map_problems),
                 "note": "HAProxy: N requests per period (burst N, rate N/period); limits are "
                         "created, deleted, re-routed and re-keyed in its config only"}
-
-
-async def _call(fn: Callable[..., T], *args: Any) -> T:
-    started = time.monotonic()
-    try:
-        return await asyncio.to_thread(fn, *args)
-    except InvalidInput as err:
-        raise BackendError(422, str(err)) from err
-    except HAProxyRefused as err:
-        raise BackendError(422, str(err)) from err
-    except HAProxyTimeout as err:
-        raise BackendError(504, f"{err} (after {time.monotonic() - started:.1f} s)") from err
-    except HAProxyError as err:
-        raise BackendError(503, str(err)) from err
-
