@@ -431,28 +431,9 @@ class ControlClient:
 
     def _patch_balancer_limits(self, agent: Agent, section: dict[str, Any], reason: str,
                                etag: str, description: str) -> ChangeResult:
-        body = {"limits": section, "reason": reason}
-        try:
-            reply = self._call(agent, "PATCH", BALANCER_LIMITS, json=body,
-                               headers={"If-Match": etag})
-            if reply.status == 412:
-                now = self._get(agent, BALANCER_LIMITS)
-                self._remember(agent, now.etag, now.body)
-                outcome = self._conflict(agent, etag, now.body, now.etag, reply.message())
-            elif reply.status != 200:
-                outcome = self._failure(agent, reply)
-            else:
-                outcome = self._balancer_applied(agent, reply)
-        except Unreachable as err:
-            outcome = err.outcome(agent)
-        except ControlError as err:
-            outcome = Outcome(agent, CONFLICT, f"changed meanwhile; re-read failed: {err}",
-                              (), 412)
-
-        def again(todo: list[Agent], etags: dict[Agent, str | None]) -> ChangeResult:
-            return self._patch_balancer_limits(agent, section, reason,
-                                               etags.get(agent) or etag, description)
-        return ChangeResult(description, {agent: outcome}, again, {agent: etag})
+        return self._patch_if_match(
+            agent, BALANCER_LIMITS, {"limits": section, "reason": reason}, etag, description,
+            lambda e: self._patch_balancer_limits(agent, section, reason, e, description))
 
     # -- cache --------------------------------------------------------------------------------
 
@@ -519,12 +500,19 @@ class ControlClient:
 
     def _patch_balancer(self, agent: Agent, spec: dict[str, Any], reason: str, etag: str,
                         force: bool, description: str) -> ChangeResult:
-        body = {"servers": spec, "reason": reason, "force": force}
+        return self._patch_if_match(
+            agent, "/_trimtab/balancer", {"servers": spec, "reason": reason, "force": force},
+            etag, description,
+            lambda e: self._patch_balancer(agent, spec, reason, e, force, description))
+
+    def _patch_if_match(self, agent: Agent, path: str, body: dict[str, Any], etag: str,
+                        description: str, retry: Callable[[str], ChangeResult]) -> ChangeResult:
+        """PATCH one balancer document (its servers or its limits) under ``If-Match``; a 412
+        re-reads it and says what changed meanwhile; ``retry`` sends again with a new ETag."""
         try:
-            reply = self._call(agent, "PATCH", "/_trimtab/balancer", json=body,
-                               headers={"If-Match": etag})
+            reply = self._call(agent, "PATCH", path, json=body, headers={"If-Match": etag})
             if reply.status == 412:
-                now = self._get(agent, "/_trimtab/balancer")
+                now = self._get(agent, path)
                 self._remember(agent, now.etag, now.body)
                 outcome = self._conflict(agent, etag, now.body, now.etag, reply.message())
             elif reply.status != 200:
@@ -538,8 +526,7 @@ class ControlClient:
                               (), 412)
 
         def again(todo: list[Agent], etags: dict[Agent, str | None]) -> ChangeResult:
-            return self._patch_balancer(agent, spec, reason, etags.get(agent) or etag, force,
-                                        description)
+            return retry(etags.get(agent) or etag)
         return ChangeResult(description, {agent: outcome}, again, {agent: etag})
 
     def _balancer_applied(self, agent: Agent, reply: Reply) -> Outcome:
