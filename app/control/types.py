@@ -14,7 +14,9 @@ from urllib.parse import urlsplit
 APPLIED, UNCHANGED, REFUSED, GUARD_RAIL = "applied", "unchanged", "refused", "guard_rail"
 CONFLICT, UNREACHABLE, UNKNOWN, ERROR = "conflict", "unreachable", "unknown", "error"
 INSTANCE, BALANCER = "instance", "balancer"
+SKIPPED = "skipped"  # not sent: a revert the source would refuse (JournalRow.not_revertible)
 LIMITS_PREFIX = "limits."  # a balancer journals each limit as its own entry: limits.<name>
+LIMIT_MODES = ("off", "shadow", "enforce")
 
 
 @dataclass(frozen=True)
@@ -235,12 +237,56 @@ class JournalRow:
         return (FieldChange(self.what, self.old, self.new),)
 
     @property
+    def setting_change(self) -> bool:
+        """A change of a config, a server or a balancer's limit (not an invalidation, a
+        refused request or a read)."""
+        return self.what == "config" or self.what.startswith(("servers.", LIMITS_PREFIX))
+
+    @property
+    def not_revertible(self) -> str:
+        """Why undoing this entry would be refused ("" when it can be undone).
+
+        The HAProxy adapter journals its re-apply of the desired limits after a reload
+        with HAProxy's map values (``{"mode": "2"}`` → ``{"mode": 0}``, ``{"limit": "3"}``),
+        not a limit's settings: the balancer answers a revert of one 409 (the values never
+        read back equal), then 422 when forced (``"2"`` is no mode). Undoing the operator's
+        change it restored is what sets the limit back.
+        """
+        if self.result != "accepted":
+            return f"only accepted changes can be undone (this one was {self.result or 'not applied'})"
+        if not self.setting_change:
+            return (f"{self.what} changed no setting: nothing to set back (dropped cache "
+                    "entries stay dropped)" if self.what == "cache.invalidate" else
+                    f"{self.what} changed no setting: nothing to set back")
+        if self.what.startswith(LIMITS_PREFIX) and not all(
+                side is None or limit_settings(side) is not None for side in (self.old, self.new)):
+            return ("the balancer re-applied HAProxy map values after a reload (" +
+                    ", ".join(f"{c.path.removeprefix(self.what + '.')} {c.old!r} → {c.new!r}"
+                              for c in self.changes) +
+                    "), not a limit's settings: it refuses to set them back (422); undo the "
+                    "change it restored, or change the limit")
+        return ""
+
+    @property
     def revertible(self) -> bool:
-        """An accepted config, server or balancer limit change (not an invalidation or a
-        refusal)."""
-        return self.result == "accepted" and (self.what == "config"
-                                              or self.what.startswith("servers.")
-                                              or self.what.startswith(LIMITS_PREFIX))
+        """An accepted config, server or balancer limit change its source can set back (not
+        an invalidation, a refusal or an HAProxy re-apply: :attr:`not_revertible`)."""
+        return not self.not_revertible
+
+
+def limit_settings(value: Any) -> dict[str, Any] | None:
+    """``value`` when it reads as (some of) a rate limit's settings as a limits document
+    holds them (``route``/``key`` text, ``rate`` a number, ``burst`` an int, ``mode`` one of
+    :data:`LIMIT_MODES`), else None: e.g. the HAProxy adapter's map values."""
+    if not isinstance(value, Mapping):
+        return None
+    checks: dict[str, Callable[[Any], bool]] = {
+        "route": lambda v: isinstance(v, str), "key": lambda v: isinstance(v, str),
+        "rate": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+        "burst": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "mode": lambda v: v in LIMIT_MODES}
+    ok = all(k in checks and checks[k](v) for k, v in value.items())
+    return dict(value) if ok else None
 
 
 def entry_changes(what: str, old: Any, new: Any) -> tuple[FieldChange, ...]:

@@ -191,6 +191,7 @@ class JournalPage(QWidget):
         self.since.setDisplayFormat("yyyy-MM-dd HH:mm:ss")
         self.revert_since_button = QPushButton("Revert everything since")
         self.revert_button.clicked.connect(self.revert_selected)
+        self.can_write, self._write_reason = False, "no control token"
         self.revert_since_button.clicked.connect(self.revert_since)
         self.hint = QLabel("No changes yet. Change a TTL on the Cache page or weights on the "
                            "Balancer page; every change, accepted or refused, is listed here."
@@ -209,6 +210,7 @@ class JournalPage(QWidget):
         self.charts: list[TimeSeriesView] = []
         self.groups: dict[str, ChangeGroup] = {}
         self.undone: dict[tuple[str, int], ctl.JournalRow] = {}
+        self.table.selectionModel().selectionChanged.connect(self._update_revert_button)
         self.set_write_access(bool(tuning and tuning.can_write is not False),
                               tuning.write_reason if tuning else "no control token")
         if tuning is not None:
@@ -216,9 +218,21 @@ class JournalPage(QWidget):
 
     @Slot(bool, str)
     def set_write_access(self, can_write: bool, reason: str) -> None:
-        for button in (self.revert_button, self.revert_since_button):
-            button.setEnabled(can_write)
-            button.setToolTip("" if can_write else f"Disabled: {reason}")
+        self.can_write, self._write_reason = can_write, reason
+        self.revert_since_button.setEnabled(can_write)
+        self.revert_since_button.setToolTip("" if can_write else f"Disabled: {reason}")
+        self._update_revert_button()
+
+    @Slot()
+    def _update_revert_button(self, *_: object) -> None:
+        """Enabled with write access, unless the selected change cannot be undone: then
+        disabled with the reason (an HAProxy re-apply, a refusal, an invalidation)."""
+        group = self.selected_group()
+        why = "" if group is None else group.first.not_revertible
+        self.revert_button.setEnabled(self.can_write and not why)
+        self.revert_button.setToolTip(f"Disabled: {self._write_reason}" if not self.can_write
+                                      else f"Disabled: this change cannot be undone: {why}"
+                                      if why else "")
 
     @Slot(list)
     def show_rows(self, rows: list[ctl.JournalRow]) -> None:
@@ -237,6 +251,7 @@ class JournalPage(QWidget):
         self.table.set_rows(table, highlight={g.key for g in groups
                                               if g.first.result != "accepted"})
         self.hint.setVisible(not rows)
+        self._update_revert_button()
 
     def keys_in_order(self) -> list[str]:
         """The groups' keys in the table's current (sorted) order."""
@@ -256,8 +271,8 @@ class JournalPage(QWidget):
         if group is None or self.tuning is None:
             return
         if not group.first.revertible:
-            QMessageBox.information(self, "Undo", "Only accepted config or server changes can "
-                                    "be undone (an undo is a new change).")
+            QMessageBox.information(self, "Undo", "This change cannot be undone: "
+                                    f"{group.first.not_revertible}.")
             return
         undone = [self.undone[(r.source.name, r.id)] for r in group.rows
                   if (r.source.name, r.id) in self.undone]
@@ -276,5 +291,17 @@ class JournalPage(QWidget):
         since = self.since.dateTime().toSecsSinceEpoch()
         if QMessageBox.question(self, "Revert everything since",
                                 f"Revert every accepted change since {self.since.text()}, "
-                                "newest first?") == QMessageBox.StandardButton.Yes:
+                                "newest first?" + self._skipped_since(float(since))
+                                ) == QMessageBox.StandardButton.Yes:
             self.tuning.revert_since(self, float(since))
+
+    def _skipped_since(self, since: float) -> str:
+        """The shown changes since ``since`` that will be skipped, and why (or "")."""
+        skipped = [g for g in self.groups.values() if g.first.time >= since
+                   and g.first.result == "accepted" and g.first.setting_change
+                   and not g.first.revertible]
+        if not skipped:
+            return ""
+        return (f"\n\n{len(skipped)} of them cannot be undone and will be skipped:\n" +
+                "\n".join(f"• {g.where()}: {g.first.not_revertible}"
+                           for g in sorted(skipped, key=lambda g: -g.first.time)))

@@ -46,3 +46,24 @@ def test_a_conflict_compares_settings_not_live_counts() -> None:
                                  "mode": "shadow", "counts": {"*": {"allowed": 3}}}}}
     assert comparable(doc) == {"limits": {"per-ip": {"route": "*", "key": "ip", "rate": 1.0,
                                                      "burst": 2, "mode": "shadow"}}}
+
+
+def test_an_haproxy_reapply_of_map_values_is_not_revertible_and_says_why() -> None:
+    """The HAProxy adapter journals its re-apply after a reload with map values; the agent
+    refuses to set those back (409, then 422 forced): never offered as an undo."""
+    for old, new in (({"mode": "2"}, {"mode": 0}), ({"limit": "3"}, {"limit": 5}),
+                     ({"mode": None}, {"mode": 1}), ({"rate": True}, {"rate": 1.0}),
+                     ({"mode": "shadow"}, ["enforce"])):
+        r = row("limits.per-ip", old, new)
+        assert not r.revertible, (old, new)
+        assert "HAProxy map values" in r.not_revertible and "422" in r.not_revertible
+        assert r.setting_change
+    assert "mode '2' → 0" in row("limits.per-ip", {"mode": "2"}, {"mode": 0}).not_revertible
+    # The operator's own changes stay revertible: a partial change, a creation, a removal.
+    fields = {"route": "/search", "key": "ip", "rate": 2, "burst": 10, "mode": "enforce"}
+    for old, new in (({"mode": "off"}, {"mode": "shadow"}), (None, fields), (fields, None)):
+        assert row("limits.per-ip", old, new).not_revertible == ""
+    refused = row("limits.per-ip", {"mode": "shadow"}, {"mode": "enforce"}, "refused")
+    assert "this one was refused" in refused.not_revertible
+    flushed = row("cache.invalidate", None, {"route": "/search"})
+    assert not flushed.setting_change and "dropped cache entries" in flushed.not_revertible
