@@ -23,7 +23,10 @@ are served by a separate process (one asyncio process, one port per target, as
 tests/app/ui/metrics_farm.py does, but keep-alive and with precomputed bodies
 rotated per scrape so serving stays cheap); its CPU is not counted, only printed
 to show it was not the bottleneck. The payload is histogram-heavy, rendered by
-prometheus_client's ``generate_latest`` (default buckets, ``_created`` series).
+prometheus_client's ``generate_latest`` (default buckets, ``_created`` series): 60
+successive scrapes per target whose counters only grow, as a real program's do, so the
+ring's wrap is a counter reset once a minute per target (a real fleet restarts far less
+often; with 6 bodies every range held a reset and the model never took its steady path).
 
 Run: ``.venv/bin/python benchmarks/fanout.py`` (about 2 minutes) or ``--quick``.
 ``--in-process N ...`` measures the same per-scrape work without the network (each target's
@@ -64,7 +67,7 @@ from trimtab.collectors.scrape import (
 )
 
 SAMPLES = 2000
-BODIES = 6  # distinct scrapes per target, rotated; consecutive ones always differ
+BODIES = 60  # successive scrapes per target, rotated: values grow, the wrap is a counter reset
 INTERVAL, TIMEOUT = 1.0, 0.8
 METHODS, STATUSES = ("GET", "POST"), ("200", "500")
 PER_COMBO = 20  # 15 default buckets + _count + _sum + _created, counter _total + _created

@@ -176,3 +176,36 @@ def extrapolated_rates(times_ms: np.ndarray, values: np.ndarray, end_ms: int, ra
             rates = rates / range_seconds(range_ms)
     out[valid] = rates[valid]
     return out, valid
+
+
+def steady_rates(first_t: int, last_t: int, n: int, first_v: np.ndarray, last_v: np.ndarray,
+                 end_ms: int, range_ms: int) -> np.ndarray:
+    """Counter ``rate`` of ``k`` series known to have no reset in the range: every series has
+    a sample in each of the ``n >= 2`` scrapes (the first at ``first_t``, the last at
+    ``last_t``, values ``first_v[k]`` and ``last_v[k]``) and no value is lower than the one
+    before it (nor follows a known restart).
+
+    :func:`extrapolated_rates` of that case, float for float, without the ``n × k`` work: it
+    needs only the two end scrapes. The live model knows the case from its ingest (each scrape
+    compared once with the one before), which is nearly every tick of a steady fleet.
+    """
+    if n < 2:
+        raise ValueError(f"a rate needs two scrapes, got {n}")
+    first_v = np.asarray(first_v, dtype=float)
+    last_v = np.asarray(last_v, dtype=float)
+    result = last_v - first_v
+    range_start = end_ms - range_ms
+    # The same int64 → float64 steps as extrapolated_rates' arrays take, so equal bits.
+    to_start = np.float64((np.int64(first_t) - range_start) / 1000)
+    to_end = np.float64((end_ms - np.int64(last_t)) / 1000)
+    sampled = np.float64((np.int64(last_t) - np.int64(first_t)) / 1000)
+    average = sampled / np.int64(n - 1)
+    threshold = average * 1.1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        to_zero = sampled * (first_v / result)
+        use_zero = (result > 0) & (first_v >= 0) & (to_zero < to_start)
+        starts = np.where(use_zero, to_zero, to_start)
+        interval = sampled + np.where(starts < threshold, starts, average / 2)
+        interval = interval + (to_end if to_end < threshold else average / 2)
+        rates = result * (interval / sampled)
+        return rates / range_seconds(range_ms)

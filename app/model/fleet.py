@@ -41,6 +41,7 @@ from trimtab.collectors.rates import (
     extrapolated_rates,
     in_range,
     promql_duration,
+    steady_rates,
     to_ms,
 )
 from trimtab.collectors.scrape import ScrapeResult
@@ -275,6 +276,8 @@ class FleetModel:
                 h.failed_scrapes += 1
             if counters is not None:
                 hist = self._history.setdefault(result.target.name, deque())
+                if hist:
+                    _mark_if_steady(hist[-1][1], counters)
                 hist.append((result.timestamp, counters))
                 # Keep only what the rate window needs: old snapshots are millions of small
                 # objects for the garbage collector to walk (history lives in the store).
@@ -789,9 +792,16 @@ class FleetModel:
 def _target_window(target: str, entries: list[tuple[float, Counters]], end_ms: int,
                    range_ms: int, unions: dict[str, UnionPlan]) -> TargetWindow:
     """Per-series ``rate(x[W])`` of one target's scrapes in the range, summed by group."""
-    times = np.array([to_ms(t) for t, _ in entries], dtype=np.int64)
     counters = [c for _, c in entries]
     first = counters[0].layout
+    if first.series and all(c.__dict__.get(STEADY_AFTER) == id(p) for p, c in pairwise(counters)):
+        # The usual tick: same series throughout, none reset (known since ingest), so the
+        # two end scrapes give every rate, float for float as the full matrix would.
+        rates = steady_rates(to_ms(entries[0][0]), to_ms(entries[-1][0]), len(counters),
+                             counters[0].values, counters[-1].values, end_ms, range_ms)
+        sums = np.bincount(first.index, weights=rates, minlength=len(first.keys))
+        return TargetWindow(target, counters[-1], dict(zip(first.keys, sums.tolist())))
+    times = np.array([to_ms(t) for t, _ in entries], dtype=np.int64)
     present: np.ndarray | None = None
     if all(c.layout is first for c in counters):  # the usual case: the same series throughout
         layout = first
@@ -810,6 +820,19 @@ def _target_window(target: str, entries: list[tuple[float, Counters]], end_ms: i
         return TargetWindow(target, counters[-1], dict(zip(layout.keys, sums.tolist())))
     return TargetWindow(target, counters[-1],
                         {layout.keys[g]: float(sums[g]) for g in np.flatnonzero(seen)})
+
+
+STEADY_AFTER = "_steady_after"  # Counters.__dict__ key: id of the scrape it continues without reset
+
+
+def _mark_if_steady(old: Counters, new: Counters) -> None:
+    """Mark ``new`` as continuing ``old`` (the target's previous scrape) when a rate over the
+    two needs no reset handling: the same series, no value lower than before and the same
+    restart markers (``extrapolated_rates`` would find no drop and ``_known_resets`` none).
+    One comparison per series per scrape, so the tick can skip the ``n × k`` reset scan."""
+    if (new.layout is old.layout and new.layout.series and new.same_markers(old)
+            and not np.any(new.values < old.values)):
+        new.__dict__[STEADY_AFTER] = id(old)  # old stays alive while both are in a window
 
 
 class UnionPlan(NamedTuple):

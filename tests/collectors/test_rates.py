@@ -16,6 +16,7 @@ from trimtab.collectors.rates import (
     in_range,
     promql_duration,
     range_seconds,
+    steady_rates,
     window_slice,
 )
 
@@ -90,6 +91,35 @@ def test_vectorised_equals_the_line_by_line_copy() -> None:
                 assert rates[j] == pytest.approx(want, rel=1e-12, abs=1e-12)
             else:
                 assert np.isnan(rates[j])
+
+
+def test_the_steady_case_from_the_two_end_scrapes_equals_the_full_matrix_bit_for_bit() -> None:
+    """No reset in the range: the ends alone give extrapolated_rates' very floats, including
+    NaN values, flat series (0 increase), a negative or huge first value, scrapes off the
+    second and ranges the samples do not fill."""
+    rng = np.random.default_rng(11)
+    checked = 0
+    for _ in range(2000):
+        n, k = int(rng.integers(2, 16)), int(rng.integers(1, 40))
+        step = int(rng.choice([1000, 997, 250, 15_000]))
+        times = 1_700_000_000_000 + np.cumsum(rng.integers(step - 40, step + 40, n))
+        steps = rng.choice([0.0, 1.0, 0.5, 3.0, 1e-9], size=(n, k)) * rng.integers(0, 5, (n, k))
+        values = rng.choice([0.0, 5.0, -3.0, 1e12, np.nan], size=k) + np.cumsum(steps, axis=0)
+        end = int(times[-1] + rng.integers(0, 3000))
+        rng_ms = int(rng.choice([10_000, 11_000, 30_000, 60_000]))
+        keep = times >= end - rng_ms
+        if keep.sum() < 2:
+            continue
+        times, values = times[keep], values[keep]
+        full, valid = extrapolated_rates(times, values, end, rng_ms)
+        ends = steady_rates(int(times[0]), int(times[-1]), len(times), values[0], values[-1],
+                            end, rng_ms)
+        assert valid.all()
+        assert np.array_equal(full, ends, equal_nan=True)
+        checked += k
+    assert checked > 10_000
+    with pytest.raises(ValueError, match="two scrapes"):
+        steady_rates(T, T, 1, np.zeros(1), np.zeros(1), T, 10_000)
 
 
 def test_bad_shapes_and_ranges_are_refused() -> None:
