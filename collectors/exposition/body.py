@@ -24,10 +24,11 @@ error exactly as before. Set ``ENABLED = False`` to always take the per-line loo
 
 from __future__ import annotations
 
+import math
 import re
 from bisect import bisect_right
 from itertools import compress, repeat
-from operator import add, contains, eq, is_, is_not, itemgetter, ne, not_, or_, sub
+from operator import add, and_, contains, eq, is_, is_not, itemgetter, ne, not_, or_, sub
 
 from .full import _SHAPES, _bulk_values, _Full
 from .grammar import (
@@ -43,6 +44,7 @@ from .grammar import (
 from .types import OPENMETRICS, TEXT, Exemplar, Exposition, Labels, ParseError
 
 ENABLED = True
+_NAN = math.nan
 
 _FIRST_CHAR = itemgetter(slice(0, 1))
 _FIRST, _SECOND, _THIRD = itemgetter(0), itemgetter(1), itemgetter(2)
@@ -73,15 +75,14 @@ def _pairs(fmt: str) -> tuple[frozenset[tuple[str, str]], dict[tuple[str, str], 
 _PAIRS = {fmt: _pairs(fmt) for fmt in (TEXT, OPENMETRICS)}
 
 
-def pays(text: str, om: bool) -> bool:
+def pays(text: str, om: bool, n_lines: int) -> bool:
     """Whether this path is likely quicker than the per-line loop's run-at-a-time bulk path,
     which reads long sample runs well: on bodies of many small families (a comment line in
     every five or more), or OpenMetrics exemplars on one line in five or more (lines the bulk
     path leaves to the grammar).
     Measured on the real corpus (benchmarks/parse.py): the Prometheus server's and HAProxy's
     own metrics, client_python's OpenMetrics; histogram-heavy bodies are quicker without."""
-    lines = text.count("\n")
-    return 5 * text.count("\n#") >= lines or (om and 5 * text.count(" # {") >= lines)
+    return 5 * text.count("\n#") >= n_lines or (om and 5 * text.count(" # {") >= n_lines)
 
 
 def parse_body(full: _Full, lines: list[str], text: str) -> Exposition | None:
@@ -98,14 +99,15 @@ def parse_body(full: _Full, lines: list[str], text: str) -> Exposition | None:
     if " " in starts or "\t" in starts or ("" in starts and om):
         return None  # indented lines, blanks in OpenMetrics: the per-line loop reads them
     scan = len(firsts)
-    is_comment = list(map("#".__eq__, firsts))
+    is_comment = list(map(eq, firsts, repeat("#")))  # operator.eq: "#".__eq__ is thrice as slow
     comment_idx = list(compress(range(scan), is_comment))
-    if "" in starts:
+    blanks = "" in starts
+    if blanks:
         literal_idx = list(compress(range(scan), map(_LITERAL.__contains__, firsts)))
         sample_idx = list(compress(range(scan), map(not_, map(_LITERAL.__contains__, firsts))))
     else:
         literal_idx = comment_idx if not om else [*comment_idx]
-        sample_idx = list(compress(range(scan), map(not_, is_comment)))
+        sample_idx = list(compress(range(scan), map(ne, firsts, repeat("#"))))
     if om:
         literal_idx.append(n - 1)
     if not comment_idx or (sample_idx and sample_idx[0] < comment_idx[0]):
@@ -126,11 +128,12 @@ def parse_body(full: _Full, lines: list[str], text: str) -> Exposition | None:
     typemap.update(types)
     if om and not _claims_distinct(openings, typemap):
         return None
-    samples = _samples(full, [*map(lines.__getitem__, sample_idx)], sample_idx, comment_idx, cnames, typemap)
+    samples = _samples(full, [*map(lines.__getitem__, sample_idx)], sample_idx, comment_idx, cnames, typemap,
+                       blanks)
     if samples is None:
         return None
-    series, values, stamps, exemplars, prefixes, exemplar_ok = samples
-    full.lines, full.literal, full.sample_lines, full.prefixes = lines, literal_idx, sample_idx, prefixes
+    series, values, stamps, exemplars, prefix_of, exemplar_ok = samples
+    full.lines, full.literal, full.sample_lines, full.prefix_of = lines, literal_idx, sample_idx, prefix_of
     full.hits, full.values, full.exemplar_ok = series, values, exemplar_ok
     full.names, full.labels = tuple(map(_FIRST, series)), tuple(map(_SECOND, series))
     full.stamp_list, full.timestamped = stamps, stamps is not None
@@ -200,11 +203,13 @@ def _claims_distinct(openings: list[str], typemap: dict[str, str]) -> bool:
 
 
 def _samples(full: _Full, sample_lines: list[str], sample_idx: list[int], comment_idx: list[int],
-             cnames: tuple[str, ...], typemap: dict[str, str]
+             cnames: tuple[str, ...], typemap: dict[str, str], blanks: bool
              ) -> tuple[list[_Series], list[float], list[float | None] | None, dict[int, Exemplar],
-                        list[str], list[int]] | None:
-    """Series, values, timestamps, exemplars, prefixes and exemplar-carrying indexes of the
-    sample lines; None if one is not plain, or breaks its family's rules."""
+                        tuple[list[str], list[str]], list[int]] | None:
+    """Series, values, timestamps, exemplars, what the prefixes are cut from (the sample lines
+    and the text after each prefix: only a next scrape's fast path needs them) and
+    exemplar-carrying indexes of the sample lines; None if one is not plain, or breaks its
+    family's rules. ``blanks``: whether blank lines are among the lines."""
     parts = list(map(str.rpartition, sample_lines, repeat(" ")))
     heads, tokens = list(map(_FIRST, parts)), list(map(_THIRD, parts))
     series = _resolve(full, heads)
@@ -213,10 +218,11 @@ def _samples(full: _Full, sample_lines: list[str], sample_idx: list[int], commen
         return None  # timestamps, odd blanks, errors
     if odd and not _odd_lines(full, sample_lines, odd, series, tokens):
         return None
-    # each line up to its value: without the value token, or (odd lines) what follows the series
-    prefixes = list(map(str.removesuffix, sample_lines, tokens))
     ns = len(series)
-    families = list(map((None, *cnames).__getitem__, map(bisect_right, repeat(comment_idx), sample_idx)))
+    # the family of each sample: the name of the last comment line before it; without blank
+    # lines, the comment lines before the k-th sample line (line i) are i - k
+    at = map(sub, sample_idx, range(ns)) if not blanks else map(bisect_right, repeat(comment_idx), sample_idx)
+    families = list(map((None, *cnames).__getitem__, at))
     names = list(map(_FIRST, series))
     if not all(map(str.startswith, names, families)):
         return None
@@ -251,7 +257,8 @@ def _samples(full: _Full, sample_lines: list[str], sample_idx: list[int], commen
         if done is None:
             return None
         stamps, values = done[0], some
-    return series, values, stamps, exemplars, prefixes, exemplar_ok  # type: ignore[return-value]
+    # each line up to its value: without the value token, or (odd lines) what follows the series
+    return series, values, stamps, exemplars, (sample_lines, tokens), exemplar_ok  # type: ignore[return-value]
 
 
 def _odd_lines(full: _Full, sample_lines: list[str], odd: list[int], series: list[_Series | None],
@@ -326,7 +333,9 @@ def _new_tails(full: _Full, tails: list[str]) -> None:
         else:
             cache.update(zip(plain_tails, zip(found, repeat(_NONE))))
     bound_tails, bound_blocks = list(compress(tails, bound)), list(compress(blocks, bound))
-    fronts = list(map(str.startswith, bound_blocks, repeat(('le="', 'quantile="'))))
+    # le="x",rest first; a lone pair (no '",') is read the other way
+    fronts = list(map(and_, map(str.startswith, bound_blocks, repeat(('le="', 'quantile="'))),
+                      map(contains, bound_blocks, repeat('",'))))
     for front in (True, False):  # le="x",rest (client_python); rest,le="x" or le="x" (client_golang)
         these = fronts if front else [True] * len(bound_blocks)
         these_tails, these_blocks = list(compress(bound_tails, these)), list(compress(bound_blocks, these))
@@ -387,8 +396,9 @@ def _bound_split(full: _Full, blocks: list[str], front: bool
         values = list(map(_THIRD, cut))  # x"
     pair_keys = list(zip(labels, values))
     pair_cache, around_cache = full.bound_pairs, full.bound_arounds
-    for key in set(pair_keys).difference(pair_cache):
-        pair_cache[key] = _pair(full, *key)
+    new_keys = list(set(pair_keys).difference(pair_cache))
+    if new_keys:
+        _new_pairs(full, new_keys)
     pairs = list(map(pair_cache.__getitem__, pair_keys))
     ok = list(map(is_not, pairs, repeat(None)))  # only then is the rest worth parsing
     around_keys = list(zip(compress(labels, ok), compress(rests, ok), compress(commas, ok)))
@@ -402,6 +412,36 @@ def _bound_split(full: _Full, blocks: list[str], front: bool
     labels_of = map(add, map(add, map(_FIRST, good_arounds), map(_FIRST, good_pairs)), map(_SECOND, good_arounds))
     list(map(out.__setitem__, compress(range(len(blocks)), ok), zip(labels_of, map(_SECOND, good_pairs))))
     return out
+
+
+def _new_pairs(full: _Full, keys: list[tuple[str, str]]) -> None:
+    """Enter ``_pair`` of each new (label, ``x"``) into ``full.bound_pairs``, in C passes when
+    every one is a bound label with a value without quote or backslash (the values checked and
+    read together by ``_Floats.learn``); any other through ``_pair``, one by one."""
+    labels, quoted = zip(*keys)
+    values = list(map(_ALL_BUT_LAST, quoted))
+    joined = "\n".join(values)
+    if ('"' in joined or "\\" in joined or not _BOUND_OK.keys() >= set(labels)
+            or not all(map(str.endswith, quoted, repeat('"')))):
+        odd = list(map(_odd_pair, labels, quoted))
+        full.bound_pairs.update(zip(compress(keys, odd), map(_pair, repeat(full), compress(labels, odd),
+                                                              compress(quoted, odd))))
+        if all(odd):
+            return
+        keep = list(map(not_, odd))
+        keys, labels, values = list(compress(keys, keep)), list(compress(labels, keep)), list(compress(values, keep))
+    floats = full.floats
+    floats.learn(values)
+    numbers = list(map(floats.get, values, repeat(_NAN)))  # NaN too for what is no number
+    numeric = list(map(_BOUND_OK.__getitem__, labels))
+    for k in compress(range(len(values)), map(ne, numbers, numbers)):  # no number, or NaN
+        numeric[k] = _NONE
+    full.bound_pairs.update(zip(keys, zip(zip(zip(labels, values)), numeric)))
+
+
+def _odd_pair(label: str, quoted: str) -> bool:
+    """Whether (label, ``x"``) is not a bound label with a value free of quotes and backslashes."""
+    return label not in _BOUND_OK or quoted[-1:] != '"' or '"' in quoted[:-1] or "\\" in quoted
 
 
 def _pair(full: _Full, label: str, quoted: str) -> tuple[Labels, tuple[str, ...]] | None:

@@ -138,6 +138,7 @@ class _Full:
         self.exemplar_ok: list[int] = []  # indexes of samples that may carry an exemplar
         self.literal: list[int] = []
         self.prefixes: list[str] = []
+        self.prefix_of: tuple[list[str], list[str]] | None = None  # body.py: prefixes = lines minus these tails
         self.hits: list[_Series] = []  # each sample's series and value, in order
         self.values: list[float] = []
         self.stamps: dict[int, float] = {}  # sample index → timestamp, for the few that have one
@@ -214,6 +215,8 @@ class _Full:
         if self.timestamped and len(set(zip(names, labels))) != len(names):
             return None  # new timestamps could make them duplicates: the full parser must check
         literal_lines = pick(self.lines)
+        if self.prefix_of is not None:
+            self.prefixes = list(map(str.removesuffix, *self.prefix_of))
         fixed_chars = sum(map(len, self.prefixes)) + sum(map(len, literal_lines))
         return _Layout(self.fmt, n_lines, pick, literal_lines, _picker(self.sample_lines),
                        self.prefixes, fixed_chars, names, labels,

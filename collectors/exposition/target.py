@@ -37,6 +37,9 @@ class TargetParser:
         self._series: dict[str, _Series] = {}
         self._bases: dict[str, _Base] = {}
         self._layout: _Layout | None = None
+        # The last full parse, whose layout is built when the next scrape comes: a parser
+        # that reads one scrape only never needs it.
+        self._unbuilt: tuple[_Full, int] | None = None
         self._pending: list[tuple[list[str], list[_Series]]] = []  # series cache entries to add
         self._fmt = ""
         # Values new to the cache in the last value-only parse; a target whose values move
@@ -48,8 +51,13 @@ class TargetParser:
         fmt = detect_format(text, content_type)
         if fmt != self._fmt:  # the caches hold text checked by one format's rules only
             self._series, self._bases, self._layout, self._pending = {}, {}, None, []
+            self._unbuilt = None
             self._fmt = fmt
         lines, n_chars = _split_lines(text)
+        if self._unbuilt is not None:
+            last, n_last = self._unbuilt
+            self._unbuilt = None
+            self._layout = last.layout(n_last)
         layout = self._layout
         if layout is not None and layout.fmt == fmt and layout.n_lines == len(lines):
             expo = self._fast(layout, lines, n_chars)
@@ -62,13 +70,13 @@ class TargetParser:
         full = _Full(fmt, self._floats, self._series, self._bases)
         full.pending = self._pending
         with _gc_paused():
-            got = body.parse_body(full, lines, text) if body.ENABLED and body.pays(text, full.om) else None
+            got = body.parse_body(full, lines, text) if body.ENABLED and body.pays(text, full.om, len(lines)) else None
             if got is None:  # not in the plain shape, or an error: line by line, which names it
                 full = _Full(fmt, self._floats, self._series, self._bases)
                 full.pending = self._pending
                 got = full.run(lines)
             expo = got
-            self._layout = full.layout(len(lines))
+            self._unbuilt = (full, len(lines))
         self._trim(len(full.values))
         return expo
 
