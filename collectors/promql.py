@@ -8,7 +8,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from itertools import pairwise
 from operator import itemgetter
+
+import numpy as np
 
 from .exposition import parse_number
 
@@ -157,6 +160,62 @@ def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]], *,
         rank -= counts[b - 1]
     value = start + (end - start) * _divide(rank, count)
     return None if math.isnan(value) else Quantile(value, start, end)
+
+
+def histogram_quantiles(q: float, bounds: Sequence[float], counts: np.ndarray, *,
+                        fix: BucketFix = DEFAULT_BUCKET_FIX) -> list[Quantile | None]:
+    """:func:`histogram_quantile` of ``q`` over each row of ``counts`` (``counts[i, j]`` is
+    histogram ``i``'s cumulative count at ``bounds[j]``), the same :class:`Quantile`, bit for
+    bit, as one call per row.
+
+    For many histograms of one shape at once (each instance's p95 of a route, every tick):
+    with ascending distinct bounds ending at +Inf, ``ENVELOPE`` repair and finite counts,
+    the repair is a running maximum, Go's ``sort.Search`` over counts that now rise is the
+    number of counts below the rank, and ``bucketQuantile``'s arithmetic runs in the same
+    order on whole columns. Rows with a NaN or infinite count, and every other shape, take
+    :func:`histogram_quantile` itself.
+    """
+    bounds = [float(b) for b in bounds]
+    counts = np.asarray(counts, dtype=float)
+    if counts.ndim != 2 or counts.shape[1] != len(bounds):
+        raise ValueError(f"counts must be (histograms, {len(bounds)}), got {counts.shape}")
+    if not (fix is BucketFix.ENVELOPE and len(bounds) >= 2 and not math.isnan(q) and 0 <= q <= 1
+            and bounds[-1] == math.inf and all(a < b for a, b in pairwise(bounds))):
+        return [histogram_quantile(q, list(zip(bounds, row)), fix=fix) for row in counts.tolist()]
+    out: list[Quantile | None] = [None] * counts.shape[0]
+    finite = np.isfinite(counts).all(axis=1)
+    for i in np.flatnonzero(~finite).tolist():
+        out[i] = histogram_quantile(q, list(zip(bounds, counts[i].tolist())), fix=fix)
+    rows = np.flatnonzero(finite)
+    if not len(rows):
+        return out
+    fixed = np.maximum.accumulate(counts[rows], axis=1)  # _envelope, without NaN to keep
+    total = fixed[:, -1]
+    rank = q * total
+    b = (fixed[:, :-1] < rank[:, None]).sum(axis=1)  # sort.Search over rising counts
+    last = len(bounds) - 1
+    at = np.arange(len(rows))
+    edges = np.array(bounds)
+    end = edges[np.minimum(b, last - 1)]
+    after = b > 0
+    below = fixed[at, np.maximum(b - 1, 0)]
+    start = np.where(after, edges[np.maximum(b - 1, 0)], 0.0)
+    count = np.where(after, fixed[at, b] - below, fixed[at, b])
+    rank = np.where(after, rank - below, rank)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = start + (end - start) * (rank / count)
+    second = bounds[-2]
+    for i, bi, v, lo, hi, t in zip(rows.tolist(), b.tolist(), value.tolist(), start.tolist(),
+                                   end.tolist(), total.tolist()):
+        if t == 0:
+            continue
+        if bi == last:
+            out[i] = Quantile(second, second, math.inf, True)
+        elif bi == 0 and hi <= 0:
+            out[i] = Quantile(hi, -math.inf, hi)
+        elif v == v:  # NaN (0/0) has no value
+            out[i] = Quantile(v, lo, hi)
+    return out
 
 
 def _divide(a: float, b: float) -> float:

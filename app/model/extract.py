@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -87,6 +88,47 @@ def make_layout(series: tuple[tuple[str, Labels], ...], groups: list[Group],
             series, tuple(groups), tuple(keys),
             np.array([position[g] for g in groups], dtype=np.intp), service)
     return layout
+
+
+def kind_plan(layout: Layout) -> dict[str, tuple[tuple[Group, ...], list[int]]]:
+    """``layout.keys`` split by kind (a group's first item: "buckets", "requests", ...):
+    kind → (its groups, their positions in ``keys``), in key order. Worked out once per
+    layout (interned, so once per target layout), so a consumer of one kind of rates walks
+    that kind only, not every group of every target each tick."""
+    plan = layout.__dict__.get("_kinds")
+    if plan is None:
+        found: dict[str, tuple[list[Group], list[int]]] = {}
+        for i, group in enumerate(layout.keys):
+            keys, positions = found.setdefault(group[0], ([], []))
+            keys.append(group)
+            positions.append(i)
+        plan = {kind: (tuple(keys), positions) for kind, (keys, positions) in found.items()}
+        layout.__dict__["_kinds"] = plan  # frozen, but a cache of its own keys is no change
+    return plan
+
+
+def bucket_plan(layout: Layout, kind: str
+                ) -> list[tuple[Hashable, tuple[Any, ...], Callable[[list[float]], tuple[float, ...]]]]:
+    """The ``kind`` bucket groups (``(kind, key, le)``) by key: [(key, its bounds, a getter
+    of their values from values aligned with ``layout.keys``)], keys in first-seen order,
+    bounds in key order."""
+    cache = layout.__dict__.setdefault("_buckets", {})
+    plan = cache.get(kind)
+    if plan is None:
+        keys, positions = kind_plan(layout).get(kind, ((), []))
+        by_key: dict[Hashable, tuple[list[Any], list[int]]] = {}
+        for group, at in zip(keys, positions):
+            les, where = by_key.setdefault(group[1], ([], []))
+            les.append(group[2])
+            where.append(at)
+        # itemgetter of one position gives a value, not a 1-tuple: wrap that case.
+        plan = cache[kind] = [(key, tuple(les), itemgetter(*where) if len(where) > 1
+                               else _one(where[0])) for key, (les, where) in by_key.items()]
+    return plan
+
+
+def _one(position: int) -> Callable[[list[float]], tuple[float, ...]]:
+    return lambda values: (values[position],)
 
 
 _LAYOUTS: dict[tuple[str, tuple[tuple[str, Labels], ...]], Layout] = {}
