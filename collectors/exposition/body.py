@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import re
+import string
 from bisect import bisect_right
 from itertools import compress, repeat
 from operator import add, and_, contains, eq, is_, is_not, itemgetter, ne, not_, or_, sub
@@ -37,7 +38,6 @@ from .grammar import (
     _LABELS,
     _NONE,
     _SUFFIXES,
-    _Series,
     _unescape,
     om_rests,
 )
@@ -49,9 +49,12 @@ _NAN = math.nan
 _FIRST_CHAR = itemgetter(slice(0, 1))
 _FIRST, _SECOND, _THIRD = itemgetter(0), itemgetter(1), itemgetter(2)
 _NAMES = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", re.MULTILINE)  # one valid metric name per line
+_NAME_CHARS = str.maketrans("", "", string.ascii_letters + string.digits + "_:\n")  # deleted: what names hold
+_DIGIT_FIRST = re.compile(r"\n[0-9]")
 _KINDS = {TEXT: frozenset(("HELP", "TYPE")), OPENMETRICS: frozenset(("HELP", "TYPE", "UNIT"))}
 _LITERAL = frozenset(("", "#"))  # first characters of lines that are no sample line
 _BAD = (None, None)  # a label set text that is no valid label set
+_Found = tuple[Labels, tuple[str, ...]]  # labels, and which bound labels hold a number
 _DEFAULT_TYPE = {TEXT: "untyped", OPENMETRICS: "unknown"}
 _ALL_BUT_LAST = itemgetter(slice(None, -1))
 # Separators between the label sets joined by _label_sets (0.0.4 allows a trailing comma) and after the last
@@ -132,10 +135,10 @@ def parse_body(full: _Full, lines: list[str], text: str) -> Exposition | None:
                        blanks)
     if samples is None:
         return None
-    series, values, stamps, exemplars, prefix_of, exemplar_ok = samples
+    names, found, values, stamps, exemplars, prefix_of, exemplar_ok = samples
     full.lines, full.literal, full.sample_lines, full.prefix_of = lines, literal_idx, sample_idx, prefix_of
-    full.hits, full.values, full.exemplar_ok = series, values, exemplar_ok
-    full.names, full.labels = tuple(map(_FIRST, series)), tuple(map(_SECOND, series))
+    full.values, full.exemplar_ok = values, exemplar_ok
+    full.names, full.labels = tuple(names), tuple(map(_FIRST, found))
     full.stamp_list, full.timestamped = stamps, stamps is not None
     expo = full.expo
     expo.types, expo.helps, expo.units, expo.exemplars = types, helps, units, exemplars
@@ -158,12 +161,12 @@ def _comments(full: _Full, comment_lines: list[str], text: str
     if hashes.count("#") != len(hashes) or not _KINDS[fmt].issuperset(kinds):
         return None
     new_names = set(cnames).difference(full.names_ok)
-    if len(_NAMES.findall("\n".join(new_names))) != len(new_names):
+    if not _all_names(new_names):
         return None
     full.names_ok.update(new_names)
-    is_help = list(map("HELP".__eq__, kinds))
+    is_help = list(map(eq, kinds, repeat("HELP")))
     help_names, help_rests = list(compress(cnames, is_help)), list(compress(rests, is_help))
-    is_type = list(map("TYPE".__eq__, kinds))
+    is_type = list(map(eq, kinds, repeat("TYPE")))
     type_names, type_rests = list(compress(cnames, is_type)), list(compress(rests, is_type))
     if len(set(help_names)) != len(help_names) or len(set(type_names)) != len(type_names):
         return None
@@ -181,9 +184,8 @@ def _comments(full: _Full, comment_lines: list[str], text: str
                 if unit and not name.endswith("_" + unit):
                     return None
             units = dict(zip(unit_names, unit_rests))
-    elif any(map(str.isspace, map(_FIRST_CHAR, help_rests))) or any(
-            map(str.endswith, help_rests, repeat((" ", "\t")))):
-        return None  # the per-line loop strips blanks around a 0.0.4 HELP text
+    elif list(map(str.rstrip, map(str.lstrip, help_rests), repeat(" \t"))) != help_rests:
+        return None  # the per-line loop strips blanks around a 0.0.4 HELP text (any whitespace before it)
     if "\\" in text:
         help_rests = list(map(_unescape, help_rests, repeat(_HELP_ESCAPES[fmt])))
     return cnames, dict(zip(type_names, type_rests)), dict(zip(help_names, help_rests)), units
@@ -204,26 +206,24 @@ def _claims_distinct(openings: list[str], typemap: dict[str, str]) -> bool:
 
 def _samples(full: _Full, sample_lines: list[str], sample_idx: list[int], comment_idx: list[int],
              cnames: tuple[str, ...], typemap: dict[str, str], blanks: bool
-             ) -> tuple[list[_Series], list[float], list[float | None] | None, dict[int, Exemplar],
+             ) -> tuple[list[str], list[_Found], list[float], list[float | None] | None, dict[int, Exemplar],
                         tuple[list[str], list[str]], list[int]] | None:
-    """Series, values, timestamps, exemplars, what the prefixes are cut from (the sample lines
-    and the text after each prefix: only a next scrape's fast path needs them) and
-    exemplar-carrying indexes of the sample lines; None if one is not plain, or breaks its
-    family's rules. ``blanks``: whether blank lines are among the lines."""
+    """Names, (labels, numeric bound labels), values, timestamps, exemplars, what the prefixes
+    are cut from (the sample lines and the text after each prefix: only a next scrape's fast
+    path needs them) and exemplar-carrying indexes of the sample lines; None if one is not
+    plain, or breaks its family's rules. ``blanks``: whether blank lines are among the lines."""
     parts = list(map(str.rpartition, sample_lines, repeat(" ")))
     heads, tokens = list(map(_FIRST, parts)), list(map(_THIRD, parts))
-    series = _resolve(full, heads)
-    odd = list(compress(range(len(series)), map(is_, series, repeat(None))))
+    names, found, odd = _resolve(full, heads)
     if odd and not full.om:
         return None  # timestamps, odd blanks, errors
-    if odd and not _odd_lines(full, sample_lines, odd, series, tokens):
+    if odd and not _odd_lines(full, sample_lines, odd, names, found, tokens):
         return None
-    ns = len(series)
+    ns = len(names)
     # the family of each sample: the name of the last comment line before it; without blank
     # lines, the comment lines before the k-th sample line (line i) are i - k
     at = map(sub, sample_idx, range(ns)) if not blanks else map(bisect_right, repeat(comment_idx), sample_idx)
     families = list(map((None, *cnames).__getitem__, at))
-    names = list(map(_FIRST, series))
     if not all(map(str.startswith, names, families)):
         return None
     pairs = list(zip(map(typemap.__getitem__, families), map(str.removeprefix, names, families)))
@@ -231,7 +231,7 @@ def _samples(full: _Full, sample_lines: list[str], sample_idx: list[int], commen
     if not allowed.issuperset(pairs):
         return None  # a sample outside its family (the per-line loop opens a family for it)
     need = list(map(bounded.get, pairs))
-    if any(need) and not all(map(contains, compress(map(_THIRD, series), need), filter(None, need))):
+    if any(need) and not all(map(contains, compress(map(_SECOND, found), need), filter(None, need))):
         return None  # a bucket without a numeric le, a quantile without a numeric quantile
     exemplar_ok = list(compress(range(ns), map(exemplar_pairs.__contains__, pairs))) if full.om else []
     exemplars: dict[int, Exemplar] = {}
@@ -240,16 +240,17 @@ def _samples(full: _Full, sample_lines: list[str], sample_idx: list[int], commen
         values = _bulk_values(full.floats, tokens)
         if values is None:
             return None
-        full.pending.append((heads, series))
+        # the series cache entries, built only if a next scrape needs them
+        full.pending.append((heads, zip(names, map(_FIRST, found), map(_SECOND, found))))
     else:
         is_odd = [False] * ns
         list(map(is_odd.__setitem__, odd, repeat(True)))
         plain_idx = list(compress(range(ns), map(not_, is_odd)))
-        found = _bulk_values(full.floats, list(map(tokens.__getitem__, plain_idx)))
-        if found is None:
+        plain_values = _bulk_values(full.floats, list(map(tokens.__getitem__, plain_idx)))
+        if plain_values is None:
             return None
         some: list[float | None] = [None] * ns
-        list(map(some.__setitem__, plain_idx, found))
+        list(map(some.__setitem__, plain_idx, plain_values))
         try:  # the values, timestamps and exemplars of the odd lines, in one regex pass
             done = om_rests(full.floats, frozenset(exemplar_ok), tokens, some, exemplars)
         except ValueError:
@@ -258,10 +259,10 @@ def _samples(full: _Full, sample_lines: list[str], sample_idx: list[int], commen
             return None
         stamps, values = done[0], some
     # each line up to its value: without the value token, or (odd lines) what follows the series
-    return series, values, stamps, exemplars, (sample_lines, tokens), exemplar_ok  # type: ignore[return-value]
+    return names, found, values, stamps, exemplars, (sample_lines, tokens), exemplar_ok  # type: ignore[return-value]
 
 
-def _odd_lines(full: _Full, sample_lines: list[str], odd: list[int], series: list[_Series | None],
+def _odd_lines(full: _Full, sample_lines: list[str], odd: list[int], names: list[str], found: list[_Found],
                tokens: list[str]) -> bool:
     """OpenMetrics lines whose text before the last space is no series (a timestamp or an
     exemplar follows the value): cut where the series ends, ``tokens[k]`` becomes what follows
@@ -275,24 +276,28 @@ def _odd_lines(full: _Full, sample_lines: list[str], odd: list[int], series: lis
             return False
         heads.append(line[:cut])
         tokens[k] = line[cut + 1:]
-    found = _resolve(full, heads)
-    if None in found:
+    odd_names, odd_found, still = _resolve(full, heads)
+    if still:
         return False
-    list(map(series.__setitem__, odd, found))
+    list(map(names.__setitem__, odd, odd_names))
+    list(map(found.__setitem__, odd, odd_found))
     return True
 
 
-def _resolve(full: _Full, heads: list[str]) -> list[_Series | None]:
-    """Name, labels and numeric bound labels of each ``name`` or ``name{labels}``; None
-    where the text is anything else. Each distinct label set text is parsed once."""
+def _resolve(full: _Full, heads: list[str]) -> tuple[list[str], list[_Found], list[int]]:
+    """The name and the (labels, numeric bound labels) of each ``name`` or ``name{labels}``,
+    and the indexes of the heads that are anything else. Each distinct label set text is
+    parsed once."""
     by_brace = list(map(str.partition, heads, repeat("{")))
     names = list(map(_FIRST, by_brace))
     new_names = set(names).difference(full.names_ok)
     bad_names: set[str] = set()
     if new_names:
-        good = _NAMES.findall("\n".join(new_names))
-        full.names_ok.update(good)
-        if len(good) != len(new_names):
+        if _all_names(new_names):
+            full.names_ok.update(new_names)
+        else:
+            good = _NAMES.findall("\n".join(new_names))
+            full.names_ok.update(good)
             bad_names = new_names.difference(good)
     tails = list(map(_THIRD, by_brace))  # "" or "labels}"
     cache = full.tail_sets
@@ -300,12 +305,16 @@ def _resolve(full: _Full, heads: list[str]) -> list[_Series | None]:
     if new:
         _new_tails(full, new)
     found = list(map(cache.__getitem__, tails))
-    out: list[_Series | None] = list(zip(names, map(_FIRST, found), map(_SECOND, found)))
+    odd: list[int] = []
     if bad_names or any(map(is_, found, repeat(_BAD))):
-        for k, (name, hit) in enumerate(zip(names, found)):
-            if hit is _BAD or name in bad_names:
-                out[k] = None
-    return out
+        odd = [k for k, (name, hit) in enumerate(zip(names, found)) if hit is _BAD or name in bad_names]
+    return names, found, odd  # type: ignore[return-value]
+
+
+def _all_names(names: set[str]) -> bool:
+    """Whether every one is a valid metric name: by their characters, then no digit first."""
+    joined = "\n".join(names)
+    return not joined.translate(_NAME_CHARS) and "" not in names and _DIGIT_FIRST.search("\n" + joined) is None
 
 
 def _new_tails(full: _Full, tails: list[str]) -> None:

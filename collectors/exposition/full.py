@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import compress, repeat
 from operator import add, contains, eq, is_, is_not, itemgetter, not_, or_
@@ -146,7 +146,7 @@ class _Full:
         self.names: tuple[str, ...] = ()  # set at the end of run()
         self.labels: tuple[Labels, ...] = ()
         self.breaks: list[int] | None = None  # indexes of lines that are no sample line
-        self.pending: list[tuple[list[str], list[_Series]]] = []  # new series cache entries
+        self.pending: list[tuple[list[str], Iterable[_Series]]] = []  # new series cache entries
         self.le_pairs: dict[str, tuple[Labels, tuple[str, ...]]] = {}  # see _bulk_series
         self.le_rests: dict[str, tuple[Labels, Labels]] = {}
         self.plain_sets: dict[str, Labels | None] = {}

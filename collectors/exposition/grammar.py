@@ -113,7 +113,7 @@ class _Floats(dict[str, float]):
         values); those that are no number (a value with an exemplar after it) stay out.
         ``filterfalse``, not ``set.difference``: that walks the whole cache, not the tokens,
         when given a dict subclass. No token may hold a newline."""
-        new = list(set(filterfalse(self.__contains__, tokens)))
+        new = list(set(filterfalse(self.__contains__, tokens)) if self else set(tokens))
         if not new:
             return
         if any(map(contains, new, repeat(" "))):  # a timestamp or an exemplar after the value

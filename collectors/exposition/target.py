@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from . import body
 from .full import _Full, _Layout
 from .grammar import (
@@ -40,7 +42,7 @@ class TargetParser:
         # The last full parse, whose layout is built when the next scrape comes: a parser
         # that reads one scrape only never needs it.
         self._unbuilt: tuple[_Full, int] | None = None
-        self._pending: list[tuple[list[str], list[_Series]]] = []  # series cache entries to add
+        self._pending: list[tuple[list[str], Iterable[_Series]]] = []  # series cache entries to add
         self._fmt = ""
         # Values new to the cache in the last value-only parse; a target whose values move
         # brings tens a scrape, and reading those together is quicker than one by one.
