@@ -132,7 +132,7 @@ def cli_export(args: argparse.Namespace, out: TextIO = sys.stderr) -> int:
             info = export_snapshot(
                 store, args.out, start, end, targets=targets, journal=records.journal,
                 traces=records.traces, notes=args.notes, redaction=rules, omitted=omitted,
-                slos=slos, configs=records.configs,
+                slos=slos, configs=records.configs, balancer_limits=records.balancer_limits,
                 progress=lambda done, total: print(f"\rexporting metrics {done}/{total}",
                                                    end="", file=out, flush=True))
     except (ValueError, OSError, sqlite3.Error) as exc:

@@ -442,6 +442,12 @@ def instance_only(agent: Agent) -> None:
         raise ControlError(0, "not_an_instance", f"{agent.name} is a balancer, not an instance")
 
 
+def balancer_label(name: str) -> str:
+    """A balancer's name where instances' names stand too (the Limits page, the report):
+    ``lb-1 (balancer)``, or the name alone when it says so already."""
+    return name if "balancer" in name.lower() else f"{name} (balancer)"
+
+
 def as_balancer(balancer: Agent | str) -> Agent:
     if isinstance(balancer, Agent):
         return balancer if balancer.kind == BALANCER else \

@@ -48,14 +48,16 @@ class AgentRecords:
     journal: list[JournalRow] = field(default_factory=list)
     traces: list[dict[str, Any]] = field(default_factory=list)
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # instance → document
+    # balancer → its own limits (name → settings), as FleetModel.balancer_limits holds them
+    balancer_limits: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     omitted: list[Omission] = field(default_factory=list)
 
 
 def read_agents(targets: Sequence[Any], token: str, start: float, end: float,
                 timeout: float = 3.0) -> AgentRecords:
     """The journal (instances and balancers), traces and config documents (instances, as
-    the cockpit polls them) of ``targets`` in ``[start, end]``; an omission for every part
-    missing."""
+    the cockpit polls them) and each balancer's own limits of ``targets`` in ``[start,
+    end]``; an omission for every part missing (a balancer without limits is none)."""
     out = AgentRecords()
     agents = [Agent.from_target(t) for t in targets
               if getattr(t, "kind", INSTANCE) in ("instance", "balancer")]
@@ -72,6 +74,9 @@ def read_agents(targets: Sequence[Any], token: str, start: float, end: float,
         # and worked back to the window's end through the later changes (snapshot/limits).
         rows, errors = client.journal(agents, since=start)
         reads = client.read_configs(instances)
+        for agent in agents:
+            if agent.kind != INSTANCE:
+                _balancer_limits(client, agent, out)
     out.journal = rows
     out.omitted += [Omission("journal", agent.name, _why(err.status, err.message))
                     for agent, err in errors.items()]
@@ -88,6 +93,20 @@ def read_agents(targets: Sequence[Any], token: str, start: float, end: float,
                 out.omitted += missing
     out.traces.sort(key=lambda t: t.get("start") or 0.0)
     return out
+
+
+def _balancer_limits(client: ControlClient, agent: Agent, out: AgentRecords) -> None:
+    """A balancer's own limits into ``out`` (404: it has none), or the omission."""
+    try:
+        read = client.read_balancer_limits(agent)
+    except ControlError as err:
+        if err.status != 404:
+            out.omitted.append(Omission("balancer limits", agent.name,
+                                        _why(err.status, err.message)))
+        return
+    out.balancer_limits[agent.name] = {
+        name: {"route": v.route, "key": v.key, "rate": v.rate, "burst": v.burst,
+               "mode": v.mode} for name, v in read.limits.items()}
 
 
 def _why(status: int, message: str) -> str:

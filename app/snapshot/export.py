@@ -28,13 +28,14 @@ from typing import Any
 import numpy as np
 import sqlite_utils
 
+from ..control.types import LIMITS_PREFIX
 from ..slo import openslo
 from ..slo.burn import burn_rate
 from ..slo.definition import SLO
 from ..slo.track import StoreSource, ratio
 from ..store.codec import Points
 from ..store.store import Store
-from .limits import limits_at, limits_of
+from .limits import balancer_limits_at, limits_at, limits_of
 from .open import Snapshot, open_snapshot
 from .redact import RedactionRules, Redactor
 from .schema import FORMAT, SCHEMA, SCHEMA_VERSION, SnapshotError
@@ -95,7 +96,9 @@ def export_snapshot(store: Store, out_path: str | Path, start: float, end: float
                     redaction: RedactionRules | None = None,
                     progress: Progress | None = None,
                     omitted: Iterable[Any] = (), slos: Iterable[SLO] = (),
-                    configs: Mapping[str, Mapping[str, Any]] | None = None) -> SnapshotInfo:
+                    configs: Mapping[str, Mapping[str, Any]] | None = None,
+                    balancer_limits: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None
+                    ) -> SnapshotInfo:
     """Write the window ``[start, end]`` (unix s) of ``store`` and the rest to ``out_path``.
 
     ``traces`` are trace dicts (``Tracer._as_dict`` shape), ``journal`` are
@@ -114,6 +117,9 @@ def export_snapshot(store: Store, out_path: str | Path, start: float, end: float
     agent's config document as read now (target name → document); the rate limits in
     it, as they were at the window's end (changes in ``journal`` after it undone), go to
     the ``limits`` table, redacted (a limit's key spec stays, see ``Redactor.limit``).
+    ``balancer_limits``: each balancer's own limits as read now (balancer target name →
+    limit name → settings, as ``FleetModel.balancer_limits``), likewise worked back through
+    its ``limits.<name>`` journal entries to the window's end, to ``balancer_limits``.
     An existing ``out_path`` is replaced only once the new file is complete.
     """
     start, end = _window(start, end)
@@ -130,6 +136,8 @@ def export_snapshot(store: Store, out_path: str | Path, start: float, end: float
     journal = list(journal)
     tables = {
         "limits": _limit_rows(red, limits_at(limits_of(configs or {}), journal, end)),
+        "balancer_limits": _limit_rows(red, balancer_limits_at(
+            _settings_of(balancer_limits or {}), journal, end), owner="balancer"),
         "targets": [_target_row(red, t) for t in targets],
         "health": [_health_row(red, name, h) for name, h in (health or {}).items()],
         "annotations": [_annotation_row(red, a) for a in annotations],
@@ -265,15 +273,23 @@ def _health_row(red: Redactor, name: str, health: Any) -> dict[str, Any]:
             "gone": float(h.get("gone") or 0.0)}
 
 
-def _limit_rows(red: Redactor, limits: Mapping[str, Mapping[str, Mapping[str, Any]]]
-                ) -> list[dict[str, Any]]:
-    """One row per agent and limit: its settings, redacted; a number that is not one is
-    left out (NULL) rather than written as text a reader would trip on."""
+def _settings_of(limits: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Owner → limit name → settings, whatever else a caller's mapping holds left out."""
+    return {str(owner): {str(name): dict(fields) for name, fields in named.items()
+                         if isinstance(fields, Mapping)}
+            for owner, named in limits.items() if isinstance(named, Mapping)}
+
+
+def _limit_rows(red: Redactor, limits: Mapping[str, Mapping[str, Mapping[str, Any]]],
+                owner: str = "agent") -> list[dict[str, Any]]:
+    """One row per agent (or balancer: ``owner``) and limit: its settings, redacted; a
+    number that is not one is left out (NULL) rather than written as text a reader would
+    trip on."""
     rows = []
     for agent, named in sorted(limits.items()):
         for name, fields in sorted(named.items()):
             f = red.limit(fields)
-            rows.append({"agent": red.text(agent), "name": red.text(name),
+            rows.append({owner: red.text(agent), "name": red.text(name),
                          "route": _text_or_none(f.get("route")),
                          "key": _text_or_none(f.get("key")),
                          "rate": _number(f.get("rate"), float),
@@ -321,10 +337,19 @@ def _journal_row(red: Redactor, entry: Any) -> dict[str, Any]:
             "entry_id": int(e.get("id", e.get("entry_id", 0))), "time": float(e["time"]),
             "who": red.text(str(e.get("who") or "")), "target": red.text(str(e.get("target") or "")),
             "what": red.text(str(e.get("what") or "")),
-            "old_json": json.dumps(red.config(e.get("old")), sort_keys=True),
-            "new_json": json.dumps(red.config(e.get("new")), sort_keys=True),
+            "old_json": json.dumps(_redact_change(red, e, "old"), sort_keys=True),
+            "new_json": json.dumps(_redact_change(red, e, "new"), sort_keys=True),
             "reason": red.text(str(e.get("reason") or "")), "result": str(e.get("result") or ""),
             "detail": red.text(str(e.get("detail") or "")), "reverts": e.get("reverts")}
+
+
+def _redact_change(red: Redactor, entry: Mapping[str, Any], side: str) -> Any:
+    """A journal entry's ``old`` or ``new``: a balancer's ``limits.<name>`` settings as a
+    limit's (its key spec kept, as an instance's config keeps it), anything else as config."""
+    value = entry.get(side)
+    if str(entry.get("what") or "").startswith(LIMITS_PREFIX) and isinstance(value, Mapping):
+        return red.limit(value)
+    return red.config(value)
 
 
 def _in_window(trace: Mapping[str, Any], start: float, end: float) -> bool:

@@ -131,25 +131,44 @@ class Snapshot:
         """The rate limits each instance had at the window's end: ``agent``, ``name``,
         ``route``, ``key`` (what tells clients apart: ``ip``, ``header:x-api-key``…),
         ``rate``, ``burst``, ``mode``; empty for a file written before limits were kept."""
-        with self._reading("limits"):
-            tables = {r[0] for r in self._conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if "limits" not in tables:
-                return []
-            cur = self._conn.execute("SELECT agent, name, route, key, rate, burst, mode "
-                                     "FROM limits ORDER BY agent, name")
-            cols = [c[0] for c in cur.description]
-            return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+        return self._limit_rows("limits", "agent")
 
     def limits_by_agent(self) -> dict[str, dict[str, dict[str, Any]]]:
         """:meth:`limits` as agent → limit name → settings, the shape of the ``limits``
         section of each agent's config document (settings that are NULL left out)."""
-        out: dict[str, dict[str, dict[str, Any]]] = {}
-        for row in self.limits():
-            fields = {k: row[k] for k in ("route", "key", "rate", "burst", "mode")
-                      if row[k] is not None}
-            out.setdefault(row["agent"], {})[row["name"]] = fields
-        return out
+        return _by_owner(self.limits(), "agent")
+
+    def balancer_limits(self) -> list[dict[str, Any]]:
+        """Each balancer's own rate limits at the window's end (``GET
+        /_trimtab/balancer/limits``): ``balancer``, ``name``, ``route``, ``key``, ``rate``,
+        ``burst``, ``mode``; empty for a file written before they were kept. Damage (a
+        name that is not text, a column missing) is a :class:`SnapshotError`."""
+        return self._limit_rows("balancer_limits", "balancer")
+
+    def balancer_limits_by_name(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """:meth:`balancer_limits` as balancer → limit name → settings, the shape of
+        ``FleetModel.balancer_limits`` (settings that are NULL left out)."""
+        return _by_owner(self.balancer_limits(), "balancer")
+
+    def _limit_rows(self, table: str, owner: str) -> list[dict[str, Any]]:
+        """The rows of an optional limits table (none when the file predates it)."""
+        with self._reading(table.replace("_", " ")):
+            tables = {r[0] for r in self._conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if table not in tables:
+                return []
+            cur = self._conn.execute(f"SELECT {owner}, name, route, key, rate, burst, mode "
+                                     f"FROM {table} ORDER BY {owner}, name")
+            cols = [c[0] for c in cur.description]
+            rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+            for row in rows:  # numbers were checked on open (schema.NUMERIC); text here
+                for col in (owner, "name", "route", "key", "mode"):
+                    value = row[col]
+                    if not isinstance(value, str) and (value is not None or col in
+                                                       (owner, "name")):
+                        raise ValueError(f"{table}.{col} holds {_sql_type(value)} "
+                                         f"({value!r:.40}) where text belongs")
+            return rows
 
     @property
     def slos_openslo(self) -> str:
@@ -299,6 +318,22 @@ def _window(meta: dict[str, str], path: Path) -> tuple[float, float]:
         raise SnapshotError(f"{path}: corrupt snapshot: the window ends ({times[1]!r}) "
                             f"before it starts ({times[0]!r}); ask for a new export")
     return times[0], times[1]
+
+
+def _by_owner(rows: list[dict[str, Any]], owner: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """Limit rows as owner → limit name → settings (NULL settings left out)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in rows:
+        fields = {k: row[k] for k in ("route", "key", "rate", "burst", "mode")
+                  if row[k] is not None}
+        out.setdefault(row[owner], {})[row["name"]] = fields
+    return out
+
+
+def _sql_type(value: Any) -> str:
+    """SQLite's name for the type of a value read back (as ``typeof`` says it)."""
+    return {int: "integer", float: "real", bytes: "blob", type(None): "null"}.get(
+        type(value), type(value).__name__)
 
 
 def _object(text: str) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..control.actions import action_label, group_changes
-from ..control.types import JournalRow
+from ..control.types import JournalRow, balancer_label
 from ..model.before_after import (
     AS_INTENDED,
     AWAY,
@@ -134,8 +134,9 @@ def _image(title: str, png: bytes) -> str:
 
 @dataclass(frozen=True)
 class _LimitFigures:
-    """What the Rate limits section shows: the limits at the window's end, the decisions
-    per step per (route, limit), the limit changes and each route's 429 share."""
+    """What the Rate limits section shows: the limits at the window's end (the instances' and
+    each balancer's own), the decisions per step per (route, limit), the limit changes and
+    each route's 429 share."""
 
     limits: list[dict[str, object]]
     mids: np.ndarray
@@ -148,7 +149,8 @@ class _LimitFigures:
     def of(cls, snap: Snapshot, actions: list[list[JournalRow]]) -> _LimitFigures | None:
         """None when the window had no limit: none configured, none deciding, none changed."""
         start, end = snap.window
-        limits = snap.limits()
+        limits = [*snap.limits(), *({**r, "agent": balancer_label(r["balancer"])}
+                                    for r in snap.balancer_limits())]
         mids, rates = limit_rates(snap, start, end, STEPS)
         changes = [g for g in actions
                    if any(c.path.startswith("limits.") for r in g for c in r.changes)]

@@ -47,10 +47,12 @@ CREATE TABLE annotations (id INTEGER PRIMARY KEY, time REAL NOT NULL, text TEXT 
     kind TEXT NOT NULL DEFAULT 'note', target TEXT);
 CREATE TABLE limits (agent TEXT NOT NULL, name TEXT NOT NULL, route TEXT, key TEXT,
     rate REAL, burst INTEGER, mode TEXT, PRIMARY KEY (agent, name));
+CREATE TABLE balancer_limits (balancer TEXT NOT NULL, name TEXT NOT NULL, route TEXT,
+    key TEXT, rate REAL, burst INTEGER, mode TEXT, PRIMARY KEY (balancer, name));
 """
 # Tables added within version 2 (no version bump: a reader that does not know one ignores
 # it); a file written before one has none of it, and reads as holding nothing there.
-OPTIONAL = {"limits"}
+OPTIONAL = {"limits", "balancer_limits"}
 
 # Version 1 (the previous release) differs: samples' value column is ``value``;
 # no rollups, health or annotations tables (health was ``up``/``error`` columns of
@@ -183,6 +185,7 @@ NUMERIC = {
     "annotations": {"time": ("real", "integer")},
     "targets": {"interval": ("real", "integer", "null"), "timeout": ("real", "integer", "null")},
     "limits": {"rate": ("real", "integer", "null"), "burst": ("integer", "null")},
+    "balancer_limits": {"rate": ("real", "integer", "null"), "burst": ("integer", "null")},
 }
 
 

@@ -53,6 +53,8 @@ class ExportJob(QObject):
         self.journal = list(window.journal_rows.values())
         # The agents' config documents as last read: their rate limits go into the file.
         self.configs = model.read(lambda m: copy.deepcopy(m.configs))
+        # Each balancer's own limits as last read (GET /_trimtab/balancer/limits).
+        self.balancer_limits = model.read(lambda m: copy.deepcopy(m.balancer_limits))
         slo_page = getattr(window, "slo", None)  # the SLOs in force, with what the window did
         self.slos = list(slo_page.slos) if slo_page is not None else []
         # A list, or a callable giving the current one (it may read the targets file:
@@ -85,6 +87,7 @@ class ExportJob(QObject):
         for signal in (self.progressed, self.done, self.failed):
             signal.disconnect()
         self.traces, self.journal, self.health, self.configs = [], [], {}, {}
+        self.balancer_limits = {}
 
     def finished(self) -> bool:
         return self.info is not None or bool(self.error)
@@ -97,6 +100,7 @@ class ExportJob(QObject):
             info = export_snapshot(self.store, path, start, end, traces=self.traces,
                                    journal=self.journal, targets=targets, slos=self.slos,
                                    configs=self.configs,
+                                   balancer_limits=self.balancer_limits,
                                    health=self.health, notes=self.notes,
                                    progress=self._progress)
         except Cancelled:

@@ -15,6 +15,7 @@ from trimtab.widgets.table import SortableTable, TableFilter
 from trimtab.widgets.timeseries import TimeSeriesView
 
 from ...control.top_keys import TopKeys
+from ...control.types import balancer_label
 from ...model import format as fmt
 from ...model.fleet import FleetModel, LimitRow, limit_key, split_limit_key
 from . import promql
@@ -71,9 +72,7 @@ class LimitLine:
     def where(self) -> str:
         """The instance column: the target's name; a balancer's says it is one when the
         name does not (``lb-1 (balancer)``)."""
-        if self.at_balancer and "balancer" not in self.instance.lower():
-            return f"{self.instance} (balancer)"
-        return self.instance
+        return balancer_label(self.instance) if self.at_balancer else self.instance
 
 
 def limit_lines(configs: Mapping[str, Mapping[str, Any]], rows: list[LimitRow],

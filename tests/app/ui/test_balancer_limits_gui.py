@@ -26,6 +26,7 @@ from trimtab.app.cli.main import make_tuning
 from trimtab.app.control.client import ControlClient
 from trimtab.app.control.types import APPLIED, CONFLICT, REFUSED, Agent
 from trimtab.app.model.fleet import FleetModel, limit_key
+from trimtab.app.store.store import Store
 from trimtab.collectors.scrape import ScrapeEngine, ScrapeTarget
 from trimtab.widgets.limit_dialog import LimitDialog
 
@@ -78,7 +79,8 @@ class Traffic:
 class Setup:
     """Upstream, balancer process, traffic, scrape engine and model; all stopped by close()."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: Store | None = None) -> None:
+        """``store``: the model's history database (a snapshot can be exported from it)."""
         self.upstream = Upstream("u1")
         self.procs: list[subprocess.Popen[bytes]] = []
         self.traffic: Traffic | None = None
@@ -95,7 +97,7 @@ class Setup:
             wait_http(f"{self.url}/_trimtab/metrics", proc)
             self.target = ScrapeTarget(BALANCER, f"{self.url}/_trimtab/metrics", "balancer",
                                        token=WRITE_TOKEN)
-            self.model = FleetModel()
+            self.model = FleetModel(store=store)
             self.engine = ScrapeEngine(
                 [self.target], self.model.ingest, on_cycle=self.model.tick,
                 on_config=self.model.ingest_config,
