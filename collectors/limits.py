@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import AsyncIterator, Mapping
-from operator import is_
+from itertools import chain
+from operator import is_, itemgetter
 from typing import NamedTuple
 
 from .exposition import Exposition, Labels
@@ -173,12 +174,27 @@ class SeriesChecker:
         elif n == len(self._last) and all(map(is_, label_sets, self._last)):
             return  # the steady state: the same label objects as the last good scrape
         fresh = set(map(id, label_sets)).difference(self._ok)
-        for name, labels in zip(names, label_sets):
-            if id(labels) in fresh:
-                _check_labels(name, labels, limits)
+        if not _within_limits([labels for labels in label_sets if id(labels) in fresh], limits):
+            for name, labels in zip(names, label_sets):  # name the first that is over
+                if id(labels) in fresh:
+                    _check_labels(name, labels, limits)
         # Only after every sample passed: a refused scrape must not mark anything as checked.
         self._last = list(label_sets)
         self._ok.update(zip(map(id, self._last), self._last))
+
+
+def _within_limits(label_sets: list[Labels], limits: Limits) -> bool:
+    """Whether every label set passes, told by C-level passes over all of them (a target's
+    first scrape checks thousands; one Python loop per label was 2 ms of a 2,000-sample
+    target's first scrape). False only says one may not: :func:`_check_labels` finds it."""
+    unlimited = math.inf
+    if max(map(len, label_sets), default=0) > (limits.label_limit or unlimited):
+        return False
+    pairs = list(chain.from_iterable(label_sets))
+    longest_name = max(map(len, map(itemgetter(0), pairs)), default=0)
+    longest_value = max(map(len, map(itemgetter(1), pairs)), default=0)
+    return (longest_name <= (limits.label_name_length_limit or unlimited)
+            and longest_value <= (limits.label_value_length_limit or unlimited))
 
 
 def _check_labels(name: str, labels: Labels, limits: Limits) -> None:

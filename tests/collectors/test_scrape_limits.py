@@ -23,7 +23,15 @@ import httpx
 import pytest
 from trimtab.app.model.fleet import FleetModel
 from trimtab.app.targets import file as target_file
-from trimtab.collectors.limits import BodyReader, LimitExceeded, backoff_delay, next_due
+from trimtab.collectors.exposition import parse
+from trimtab.collectors.limits import (
+    BodyReader,
+    LimitExceeded,
+    Limits,
+    SeriesChecker,
+    backoff_delay,
+    next_due,
+)
 from trimtab.collectors.scrape import HEADERS, ScrapeEngine, ScrapeResult, ScrapeTarget
 
 from tests.support import wait_for
@@ -434,3 +442,26 @@ def test_a_failing_sink_does_not_stop_scraping(servers: Servers) -> None:
         wait_for(lambda: len(seen) >= 3)
     finally:
         engine.stop()
+
+
+@pytest.mark.parametrize(("field", "at_limit", "over"), [
+    ("label_limit", 'a="1",b="2"', 'a="1",b="2",c="3"'),
+    ("label_name_length_limit", 'ab="1"', 'abc="1"'),
+    ("label_value_length_limit", 'a="12"', 'a="123"'),
+])
+def test_each_label_limit_holds_to_the_character_and_0_is_no_limit(
+        field: str, at_limit: str, over: str) -> None:
+    """The first scrape's label sets are judged together (C-level passes), then one by one
+    only when that says one may be over: the limit itself passes, one more is refused, a
+    long value does not count against the name limit nor a long name against the value's."""
+    limits = Limits(**{"label_limit": 0, "label_name_length_limit": 0,
+                       "label_value_length_limit": 0, field: 2})
+    body = "".join(f'm_{i}{{x="1"}} 1\n' for i in range(300))  # many fine label sets too
+    SeriesChecker().check(parse(body + f"demo_total{{{at_limit}}} 1\n"), limits)
+    with pytest.raises(LimitExceeded, match=f"^{field} exceeded") as refused:
+        SeriesChecker().check(parse(body + f"demo_total{{{over}}} 1\n"), limits)
+    assert "demo_total" in str(refused.value)
+    SeriesChecker().check(parse(body + f"demo_total{{{over}}} 1\n"), Limits(0, 0, 0, 0, 0))
+    other = {"label_name_length_limit": 'a="' + "v" * 50 + '"',
+             "label_value_length_limit": "a" * 50 + '="1"', "label_limit": 'a="1"'}[field]
+    SeriesChecker().check(parse(body + f"demo_total{{{other}}} 1\n"), limits)
