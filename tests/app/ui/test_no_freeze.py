@@ -130,11 +130,13 @@ def test_bad_gil_switch_interval_is_refused_and_nothing_changes(switch_interval:
 
 
 def watch_window(ports: list[int], wait: Callable[[int], None],
-                 wait_until: Callable[[Callable[[], bool], int], None]) -> tuple[StallWatchdog, list[int]]:
+                 wait_until: Callable[[Callable[[], bool], int], None],
+                 routes: int = 10) -> tuple[StallWatchdog, list[int]]:
     """The scenario: a window on ``ports``, each page watched in turn while data streams in.
 
     Returns the watchdog and each target's count of good scrapes. Shared with
-    ``benchmarks/no_freeze.py`` (``wait``/``wait_until`` are qtbot's or the benchmark's).
+    ``benchmarks/no_freeze.py`` (``wait``/``wait_until`` are qtbot's or the benchmark's);
+    ``routes`` is how many the targets serve (the pages are watched once all have data).
     """
     from trimtab.app.ui.window import MainWindow
 
@@ -147,7 +149,7 @@ def watch_window(ports: list[int], wait: Callable[[int], None],
     settle_runtime()  # as `trimtab` does once its window is up
     watchdog = StallWatchdog()
     try:
-        wait_until(lambda: len(model.routes) == 10, 20_000)
+        wait_until(lambda: len(model.routes) == routes, 20_000 + 100 * len(ports))
         pages = [window.overview, window.routes, window.fleet]
         for page in pages:  # first paint of each page (fonts, layout) is not a steady-state stall
             window.tabs.setCurrentWidget(page)
