@@ -35,6 +35,7 @@ from .full import _SHAPES, _bulk_values, _Full
 from .grammar import (
     _BOUND_OK,
     _HELP_ESCAPES,
+    _LABEL_ESCAPES,
     _LABELS,
     _NONE,
     _SUFFIXES,
@@ -57,6 +58,7 @@ _BAD = (None, None)  # a label set text that is no valid label set
 _Found = tuple[Labels, tuple[str, ...]]  # labels, and which bound labels hold a number
 _DEFAULT_TYPE = {TEXT: "untyped", OPENMETRICS: "unknown"}
 _ALL_BUT_LAST = itemgetter(slice(None, -1))
+_AFTER_LE = itemgetter(slice(4, None))  # 'le="x' -> x
 # Separators between the label sets joined by _label_sets (0.0.4 allows a trailing comma) and after the last
 _BREAKS = {TEXT: ("\n", ",\n"), OPENMETRICS: ("\n",)}
 _LAST_SEPS = {TEXT: ("", ","), OPENMETRICS: ("",)}
@@ -342,6 +344,21 @@ def _new_tails(full: _Full, tails: list[str]) -> None:
         else:
             cache.update(zip(plain_tails, zip(found, repeat(_NONE))))
     bound_tails, bound_blocks = list(compress(tails, bound)), list(compress(blocks, bound))
+    if bound_blocks:  # le="x",rest (client_python's buckets) by their own cut first
+        le_front = list(map(and_, map(str.startswith, bound_blocks, repeat('le="')),
+                            map(contains, bound_blocks, repeat('",'))))
+        every = all(le_front)
+        if every or any(le_front):
+            found_front = _le_front(full, bound_blocks if every else list(compress(bound_blocks, le_front)))
+            front_tails = bound_tails if every else list(compress(bound_tails, le_front))
+            if every and None not in found_front:
+                cache.update(zip(front_tails, found_front))
+                bound_tails, bound_blocks = [], []
+            else:
+                done = list(map(is_not, found_front, repeat(None)))
+                cache.update(zip(compress(front_tails, done), compress(found_front, done)))
+                rest = list(map(not_, map(cache.__contains__, bound_tails)))
+                bound_tails, bound_blocks = list(compress(bound_tails, rest)), list(compress(bound_blocks, rest))
     # le="x",rest first; a lone pair (no '",') is read the other way
     fronts = list(map(and_, map(str.startswith, bound_blocks, repeat(('le="', 'quantile="'))),
                       map(contains, bound_blocks, repeat('",'))))
@@ -362,12 +379,37 @@ def _new_tails(full: _Full, tails: list[str]) -> None:
         cache[tail] = _tail(full, tail)
 
 
+def _le_front(full: _Full, blocks: list[str]) -> list[_Found | None]:
+    """``_bound_split`` for blocks ``le="x",rest``: cut once at the first ``",``; the pair is
+    found once per distinct ``le="x`` and the labels around it once per distinct rest."""
+    cut = list(map(str.partition, blocks, repeat('",')))
+    firsts, rests = list(map(_FIRST, cut)), list(map(_THIRD, cut))
+    pairs_of, arounds_of = full.front_pairs, full.front_arounds
+    new = list(set(firsts).difference(pairs_of))
+    if new:
+        keys = list(zip(repeat("le"), map(add, map(_AFTER_LE, new), repeat('"'))))
+        pair_cache = full.bound_pairs
+        new_keys = list(set(keys).difference(pair_cache))
+        if new_keys:
+            _new_pairs(full, new_keys)
+        pairs_of.update(zip(new, map(pair_cache.__getitem__, keys)))
+    for rest in set(rests).difference(arounds_of):
+        arounds_of[rest] = _around(full, "le", rest, '",')
+    pairs = list(map(pairs_of.__getitem__, firsts))
+    arounds = list(map(arounds_of.__getitem__, rests))
+    if None in pairs or None in arounds:
+        return [None if pair is None or around is None else (around[0] + pair[0] + around[1], pair[1])
+                for pair, around in zip(pairs, arounds)]
+    labels = map(add, map(add, map(_FIRST, arounds), map(_FIRST, pairs)), map(_SECOND, arounds))
+    return list(zip(labels, map(_SECOND, pairs)))
+
+
 def _label_sets(full: _Full, blocks: list[str]) -> list[Labels] | None:
-    """Sorted labels of label set texts without escapes, as ``_label_block`` finds them, with
-    one regex split over all of them; None if one of them is not plainly a label set (each
-    then goes through ``_Full.label_set``, which reports what is wrong)."""
+    """Sorted labels of label set texts, as ``_label_block`` finds them, with one regex split
+    over all of them (values with an escape then unescaped); None if one of them is not plainly
+    a label set (each then goes through ``_Full.label_set``, which reports what is wrong)."""
     joined = "\n".join(blocks)
-    if "\\" in joined or "" in blocks:
+    if "" in blocks:
         return None
     parts = _LABELS[full.fmt].split(joined)
     seps = parts[0::3]
@@ -380,6 +422,8 @@ def _label_sets(full: _Full, blocks: list[str]) -> list[Labels] | None:
     names, values = parts[1::3], parts[2::3]
     if "__name__" in names:
         return None
+    if "\\" in joined:  # a backslash can only be in a value: the regex took any other as a separator
+        values = list(map(_unescape, values, repeat(_LABEL_ESCAPES)))
     bounds = [0, *compress(range(1, len(inner) + 1), map(breaks.__contains__, inner)), len(names)]
     slices = list(map(slice, bounds[:-1], bounds[1:]))
     name_lists = list(map(names.__getitem__, slices))

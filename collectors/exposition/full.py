@@ -153,6 +153,8 @@ class _Full:
         self.tail_sets: dict[str, tuple[Labels, tuple[str, ...]] | tuple[None, None]] = {"": ((), _NONE)}  # body.py
         self.bound_pairs: dict[tuple[str, str], tuple[Labels, tuple[str, ...]] | None] = {}  # body.py
         self.bound_arounds: dict[tuple[str, str, str], tuple[Labels, Labels] | None] = {}  # body.py
+        self.front_pairs: dict[str, tuple[Labels, tuple[str, ...]] | None] = {}  # body.py: 'le="x' -> pair
+        self.front_arounds: dict[str, tuple[Labels, Labels] | None] = {}  # body.py: rest -> labels around le
 
     def fail(self, reason: str) -> NoReturn:
         line = self.lines[self.i] if self.i < len(self.lines) else ""
