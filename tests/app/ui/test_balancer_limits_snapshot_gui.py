@@ -188,8 +188,7 @@ def test_the_reopened_limits_page_shows_them_as_at_the_replay_clock(
                     timeout=30_000)
     _t, limited = window.limits.limited.data[f"* {LIMIT} limited/s"]
     assert np.nanmax(limited) > 0
-    window.limits.grab().save(str(tmp_path / "limits-end.png"))
-    shutil.copy(tmp_path / "limits-end.png", Path("/tmp") / "trimtab-balancer-limits-end.png")
+    assert window.limits.grab().save(str(tmp_path / "limits-end.png"))  # to look at
     # Before the change: in shadow, and the other limit not created yet.
     window.scrubber.slider.setValue(int(recorded["change"] - start) - 1)
     qtbot.waitUntil(lambda: _balancer_rows(window).get(LIMIT, ("",) * 6)[5] == "shadow",
@@ -198,9 +197,7 @@ def test_the_reopened_limits_page_shows_them_as_at_the_replay_clock(
     qtbot.waitUntil(lambda: f"* {LIMIT} would-be-limited/s" in window.limits.limited.data,
                     timeout=30_000)
     assert not window.limits.change_button.isEnabled()  # a snapshot is read-only
-    window.limits.grab().save(str(tmp_path / "limits-before.png"))
-    shutil.copy(tmp_path / "limits-before.png",
-                Path("/tmp") / "trimtab-balancer-limits-before.png")
+    assert window.limits.grab().save(str(tmp_path / "limits-before.png"))
 
 
 def test_the_headless_export_reads_them_from_the_balancer(
