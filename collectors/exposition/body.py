@@ -80,26 +80,32 @@ def _pairs(fmt: str) -> tuple[frozenset[tuple[str, str]], dict[tuple[str, str], 
 _PAIRS = {fmt: _pairs(fmt) for fmt in (TEXT, OPENMETRICS)}
 
 
-def pays(text: str, om: bool, n_lines: int) -> bool:
+def first_chars(lines: list[str]) -> list[str]:
+    """The first character of each line ("" for a blank one); both paths classify lines by it."""
+    return list(map(_FIRST_CHAR, lines))
+
+
+def pays(text: str, om: bool, n_lines: int, n_comments: int) -> bool:
     """Whether this path is likely quicker than the per-line loop's run-at-a-time bulk path,
-    which reads long sample runs well: on bodies of many small families (a comment line in
-    every five or more), or OpenMetrics exemplars on one line in five or more (lines the bulk
-    path leaves to the grammar).
+    which reads long sample runs well: on bodies with a comment line in every ten or more, or
+    with OpenMetrics exemplars (lines the bulk path leaves to the grammar).
     Measured on the real corpus (benchmarks/parse.py): the Prometheus server's and HAProxy's
-    own metrics, client_python's OpenMetrics; histogram-heavy bodies are quicker without."""
-    return 5 * text.count("\n#") >= n_lines or (om and 5 * text.count(" # {") >= n_lines)
+    own metrics, client_python's text and OpenMetrics, the demo's OpenMetrics; the demo's
+    histogram-heavy text (a comment line in eleven) is quicker without."""
+    return 10 * n_comments >= n_lines or (om and " # {" in text)
 
 
-def parse_body(full: _Full, lines: list[str], text: str) -> Exposition | None:
+def parse_body(full: _Full, lines: list[str], text: str, firsts: list[str] | None = None) -> Exposition | None:
     """The exposition ``full.run(lines)`` would return, with ``full`` left as ``layout()``
     needs it; None (nothing returned, ``full`` to be discarded) if the body is not plainly
     in the shape this path reads, or holds any error. ``text`` is the body ``lines`` came from."""
     om, fmt, n = full.om, full.fmt, len(lines)
     if not n or (om and lines[-1] != "# EOF"):
         return None
-    firsts = list(map(_FIRST_CHAR, lines))
+    if firsts is None:
+        firsts = first_chars(lines)
     if om:
-        firsts.pop()  # the final "# EOF"
+        firsts = firsts[:-1]  # not the final "# EOF"
     starts = set(firsts)
     if " " in starts or "\t" in starts or ("" in starts and om):
         return None  # indented lines, blanks in OpenMetrics: the per-line loop reads them

@@ -146,6 +146,7 @@ class _Full:
         self.names: tuple[str, ...] = ()  # set at the end of run()
         self.labels: tuple[Labels, ...] = ()
         self.breaks: list[int] | None = None  # indexes of lines that are no sample line
+        self.firsts: list[str] | None = None  # the first character of each line, if known
         self.pending: list[tuple[list[str], Iterable[_Series]]] = []  # new series cache entries
         self.le_pairs: dict[str, tuple[Labels, tuple[str, ...]]] = {}  # see _bulk_series
         self.le_rests: dict[str, tuple[Labels, Labels]] = {}
@@ -342,7 +343,7 @@ class _Full:
     def run_end(self, i: int) -> int:
         """Where the run of sample lines starting at ``i`` ends (the next comment or blank)."""
         if self.breaks is None:  # found once per scrape, in C
-            firsts = map(_FIRST_CHAR, self.lines)
+            firsts = map(_FIRST_CHAR, self.lines) if self.firsts is None else self.firsts
             self.breaks = list(compress(range(len(self.lines)), map(_BREAKS.__contains__, firsts)))
         k = bisect_right(self.breaks, i)
         return self.breaks[k] if k < len(self.breaks) else len(self.lines)

@@ -72,10 +72,13 @@ class TargetParser:
         full = _Full(fmt, self._floats, self._series, self._bases)
         full.pending = self._pending
         with _gc_paused():
-            got = body.parse_body(full, lines, text) if body.ENABLED and body.pays(text, full.om, len(lines)) else None
+            firsts = body.first_chars(lines)
+            take = body.ENABLED and body.pays(text, full.om, len(lines), firsts.count("#"))
+            got = body.parse_body(full, lines, text, firsts) if take else None
             if got is None:  # not in the plain shape, or an error: line by line, which names it
                 full = _Full(fmt, self._floats, self._series, self._bases)
                 full.pending = self._pending
+                full.firsts = firsts
                 got = full.run(lines)
             expo = got
             self._unbuilt = (full, len(lines))
