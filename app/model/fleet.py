@@ -812,14 +812,26 @@ class FleetModel:
     def snapshot(self, metric: str, since: float | None = None,
                  keys: Iterable[str] | None = None) -> dict[str, tuple]:
         """Copies of the series of one metric keyed by route or server, from ``since`` on."""
-        wanted = set(keys) if keys is not None else None
         with self.lock:
-            out = {}
-            for (m, key), ring in self.series.items():
-                if m != metric or (wanted is not None and key not in wanted):
-                    continue
-                out[key] = ring.arrays(since)
-            return out
+            return {key: ring.arrays(since) for key, ring in self._rings(metric, keys)}
+
+    def _rings(self, metric: str, keys: Iterable[str] | None) -> list[tuple[str, Ring]]:
+        """(key, ring) of one metric's series, of ``keys`` only when given (looked up, not
+        found by a scan of every series: a page asks for one route's few series, and 200
+        targets hold thousands). Call under the lock."""
+        if keys is None:
+            return [(key, ring) for (m, key), ring in self.series.items() if m == metric]
+        found = ((key, self.series.get((metric, key))) for key in dict.fromkeys(keys))
+        return [(key, ring) for key, ring in found if ring is not None]
+
+    def last_points(self, metric: str, since: float | None = None,
+                    keys: Iterable[str] | None = None) -> dict[str, tuple[float, float]]:
+        """Each series of one metric's newest finite point (time, value) from ``since`` on,
+        keyed as :meth:`snapshot`; series without one are left out. No copies of the
+        windows: one look at each ring's newest point in the usual case."""
+        with self.lock:
+            points = ((key, ring.last_finite(since)) for key, ring in self._rings(metric, keys))
+            return {key: point for key, point in points if point is not None}
 
     def limit_configs(self) -> dict[str, dict[str, Any]]:
         """Every target's limits as config documents (``{"limits": ...}``): the instances'

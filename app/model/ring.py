@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -54,6 +56,24 @@ class Ring:
         if len(parts) == 1:
             return parts[0][0].copy(), parts[0][1].copy()
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def last_finite(self, since: float | None = None) -> tuple[float, float] | None:
+        """(time, value) of the newest point with a finite value (at ``t >= since`` when
+        given), None without one. The newest point is looked at alone first (the usual
+        case), so reading it costs no copy of the window."""
+        if self._n == 0:
+            return None
+        i = self._head - 1
+        t, v = float(self._t[i]), float(self._v[i])
+        if since is not None and t < since:
+            return None
+        if math.isfinite(v):
+            return t, v
+        times, values = self.arrays(since)
+        finite = np.flatnonzero(np.isfinite(values))
+        if not finite.size:
+            return None
+        return float(times[finite[-1]]), float(values[finite[-1]])
 
     def last(self) -> float:
         return float(self._v[self._head - 1]) if self._n else float("nan")
