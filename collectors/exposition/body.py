@@ -116,9 +116,12 @@ def parse_body(full: _Full, lines: list[str], text: str, firsts: list[str] | Non
     if blanks:
         literal_idx = list(compress(range(scan), map(_LITERAL.__contains__, firsts)))
         sample_idx = list(compress(range(scan), map(not_, map(_LITERAL.__contains__, firsts))))
+        sample_lines = list(map(lines.__getitem__, sample_idx))
     else:
         literal_idx = comment_idx if not om else [*comment_idx]
-        sample_idx = list(compress(range(scan), map(ne, firsts, repeat("#"))))
+        is_sample = list(map(ne, firsts, repeat("#")))
+        sample_idx = list(compress(range(scan), is_sample))
+        sample_lines = list(compress(lines, is_sample))
     if om:
         literal_idx.append(n - 1)
     if not comment_idx or (sample_idx and sample_idx[0] < comment_idx[0]):
@@ -139,8 +142,7 @@ def parse_body(full: _Full, lines: list[str], text: str, firsts: list[str] | Non
     typemap.update(types)
     if om and not _claims_distinct(openings, typemap):
         return None
-    samples = _samples(full, [*map(lines.__getitem__, sample_idx)], sample_idx, comment_idx, cnames, typemap,
-                       blanks)
+    samples = _samples(full, sample_lines, sample_idx, comment_idx, cnames, typemap, blanks)
     if samples is None:
         return None
     names, found, values, stamps, exemplars, prefix_of, exemplar_ok = samples
@@ -150,7 +152,7 @@ def parse_body(full: _Full, lines: list[str], text: str, firsts: list[str] | Non
     full.stamp_list, full.timestamped = stamps, stamps is not None
     expo = full.expo
     expo.types, expo.helps, expo.units, expo.exemplars = types, helps, units, exemplars
-    keys = zip(full.names, full.labels, repeat(None) if stamps is None else stamps)
+    keys = zip(full.names, full.labels) if stamps is None else zip(full.names, full.labels, stamps)
     if len(set(keys)) != len(values):
         return None  # a duplicate series: the per-line loop names the line
     return Exposition.from_columns((full.names, full.labels, values, stamps), types, helps, units,
@@ -458,19 +460,16 @@ def _bound_split(full: _Full, blocks: list[str], front: bool
     new_keys = list(set(pair_keys).difference(pair_cache))
     if new_keys:
         _new_pairs(full, new_keys)
-    pairs = list(map(pair_cache.__getitem__, pair_keys))
-    ok = list(map(is_not, pairs, repeat(None)))  # only then is the rest worth parsing
-    around_keys = list(zip(compress(labels, ok), compress(rests, ok), compress(commas, ok)))
+    around_keys = list(zip(labels, rests, commas))
     for key in set(around_keys).difference(around_cache):
         around_cache[key] = _around(full, *key)
-    arounds: list[tuple[Labels, Labels] | None] = [None] * len(blocks)
-    list(map(arounds.__setitem__, compress(range(len(blocks)), ok), map(around_cache.__getitem__, around_keys)))
-    ok = list(map(is_not, arounds, repeat(None)))
-    out: list[tuple[Labels, tuple[str, ...]] | None] = [None] * len(blocks)
-    good_pairs, good_arounds = list(compress(pairs, ok)), list(compress(arounds, ok))
-    labels_of = map(add, map(add, map(_FIRST, good_arounds), map(_FIRST, good_pairs)), map(_SECOND, good_arounds))
-    list(map(out.__setitem__, compress(range(len(blocks)), ok), zip(labels_of, map(_SECOND, good_pairs))))
-    return out
+    pairs = list(map(pair_cache.__getitem__, pair_keys))
+    arounds = list(map(around_cache.__getitem__, around_keys))
+    if None in pairs or None in arounds:
+        return [None if pair is None or around is None else (around[0] + pair[0] + around[1], pair[1])
+                for pair, around in zip(pairs, arounds)]
+    labels_of = map(add, map(add, map(_FIRST, arounds), map(_FIRST, pairs)), map(_SECOND, arounds))
+    return list(zip(labels_of, map(_SECOND, pairs)))
 
 
 def _new_pairs(full: _Full, keys: list[tuple[str, str]]) -> None:
@@ -526,9 +525,9 @@ def _around(full: _Full, label: str, rest: str, comma: str) -> tuple[Labels, Lab
         labels, slots = full.bases.get(rest) or full.new_base(rest)
     except ParseError:
         return None
-    if len(slots) < 2:
+    at = slots.get(label)
+    if at is None or len(slots) < 2:  # no bound label, or the other bound label in rest
         return None
-    at = slots[label]
     return labels[:at], labels[at:]
 
 

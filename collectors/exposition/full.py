@@ -157,6 +157,14 @@ class _Full:
         self.front_pairs: dict[str, tuple[Labels, tuple[str, ...]] | None] = {}  # body.py: 'le="x' -> pair
         self.front_arounds: dict[str, tuple[Labels, Labels] | None] = {}  # body.py: rest -> labels around le
 
+    def release(self) -> None:
+        """Drop what only this parse needed, keeping what ``layout`` reads: freed now, the
+        young-generation collection after the parse does not walk it, nor a later one."""
+        self.names_ok = self.sampled = self.claimed = set()
+        self.hits, self.stamps, self.breaks, self.firsts = [], {}, None, None
+        self.le_pairs, self.le_rests, self.plain_sets, self.tail_sets = {}, {}, {}, {}
+        self.bound_pairs, self.bound_arounds, self.front_pairs, self.front_arounds = {}, {}, {}, {}
+
     def fail(self, reason: str) -> NoReturn:
         line = self.lines[self.i] if self.i < len(self.lines) else ""
         raise ParseError(self.i + 1, line, reason)

@@ -82,6 +82,8 @@ class TargetParser:
                 got = full.run(lines)
             expo = got
             self._unbuilt = (full, len(lines))
+            full.release()
+            del firsts
         self._trim(len(full.values))
         return expo
 
