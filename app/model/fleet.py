@@ -850,7 +850,8 @@ def _target_window(target: str, entries: list[tuple[float, Counters]], end_ms: i
     """Per-series ``rate(x[W])`` of one target's scrapes in the range, summed by group."""
     counters = [c for _, c in entries]
     first = counters[0].layout
-    if first.series and all(c.__dict__.get(STEADY_AFTER) == id(p) for p, c in pairwise(counters)):
+    if len(counters) >= 2 and first.series and all(
+            c.__dict__.get(STEADY_AFTER) == id(p) for p, c in pairwise(counters)):
         # The usual tick: same series throughout, none reset (known since ingest), so the
         # two end scrapes give every rate, float for float as the full matrix would.
         rates = steady_rates(to_ms(entries[0][0]), to_ms(entries[-1][0]), len(counters),
@@ -888,8 +889,10 @@ def _mark_if_steady(old: Counters, new: Counters) -> None:
     restart markers (``extrapolated_rates`` would find no drop and ``_known_resets`` none).
     One comparison per series per scrape, so the tick can skip the ``n × k`` reset scan."""
     if (new.layout is old.layout and new.layout.series and new.same_markers(old)
-            and not np.any(new.values < old.values)):
+            and not np.less(new.values, old.values).any()):
         new.__dict__[STEADY_AFTER] = id(old)  # old stays alive while both are in a window
+    else:  # never a stale mark, should a scrape ever be appended twice
+        new.__dict__.pop(STEADY_AFTER, None)
 
 
 class UnionPlan(NamedTuple):

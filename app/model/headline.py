@@ -183,7 +183,8 @@ def _standout(model: FleetModel, ranked: list[RouteStats], since: float | None
 
 
 def _medians_without_each(values: list[float]) -> list[float]:
-    """For each value, ``statistics.median`` of all the others (the same float): from one
+    """For each value, ``statistics.median`` of all the others (the same float, but for the
+    sign of a zero median, which the caller's ``<= 0`` test does not see): from one
     sorted copy, not a sort of the other n - 1 per value (200 instances × 10 routes was
     most of a 200-target Overview refresh). Values are finite (``_latest`` keeps those)."""
     ordered = sorted(values)
