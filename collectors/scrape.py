@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from . import http1
 from .errors import http_status_error, plain_error
 from .exposition import Exposition, ParseError, TargetParser
 from .limits import (
@@ -40,7 +41,7 @@ from .origin_transport import OriginTransport
 _log = logging.getLogger(__name__)
 ACCEPT = "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1"
 # Like Prometheus: ask for gzip only; the body is decoded here, counting decoded bytes.
-HEADERS = {"accept": ACCEPT, "accept-encoding": "gzip"}
+HEADERS = {"accept": ACCEPT, "accept-encoding": "gzip", "user-agent": "trimtab"}
 SERVICE_MAX = 64  # characters of a service name: it prefixes every route it serves
 
 
@@ -145,6 +146,10 @@ class ScrapeEngine:
     _transport: OriginTransport | None = None
     _urls: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> scrape URL, agent base
     _closing: set[asyncio.Task[None]] = field(default_factory=set)  # pools being closed
+    # Plain http:// scrapes bypass httpx (collectors.http1): each target's prepared request
+    # (None: it needs httpx) and its kept-alive connection.
+    _plain: dict[str, http1.Request | None] = field(default_factory=dict)
+    _http1: http1.Http1Scraper = field(default_factory=http1.Http1Scraper)
 
     def start(self) -> ScrapeEngine:
         """Check every target, then start scraping in the ``trimtab-scrape`` thread; returns self."""
@@ -179,6 +184,7 @@ class ScrapeEngine:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            self._http1.close_all()
 
     def add_target(self, target: ScrapeTarget) -> None:
         """Start scraping ``target`` (any thread); its name must be new."""
@@ -218,6 +224,8 @@ class ScrapeEngine:
         self._parsers.pop(name, None)
         self._normalisers.pop(name, None)
         self._checkers.pop(name, None)
+        self._plain.pop(name, None)
+        self._http1.close(name)
         gone = self._urls.pop(name, None)
         if gone is not None and self._transport is not None:
             in_use = {_origin(u) for urls in self._urls.values() for u in urls}
@@ -358,6 +366,13 @@ class ScrapeEngine:
         limit counts decoded bytes during decompression; leaving the block early closes
         the connection (a half-read response is never returned to the pool)."""
         limit, limit_name = effective_body_limit(target.body_size_limit, self.max_body_bytes)
+        if target.name not in self._plain:  # once per target: TLS, credentials or a proxy → httpx
+            self._plain[target.name] = (http1.Request(target.url, HEADERS)
+                                        if http1.plain_http(target.url) else None)
+        request = self._plain[target.name]
+        if request is not None:
+            body, content_type = await self._http1.get(target.name, request, limit, limit_name)
+            return body.decode("utf-8"), content_type
         async with client.stream("GET", target.url) as response:
             headers = response.headers
             kind = headers.get("content-type", "")
