@@ -64,20 +64,6 @@ _BREAKS = {TEXT: ("\n", ",\n"), OPENMETRICS: ("\n",)}
 _LAST_SEPS = {TEXT: ("", ","), OPENMETRICS: ("",)}
 
 
-def _pairs(fmt: str) -> tuple[frozenset[tuple[str, str]], dict[tuple[str, str], str], frozenset[tuple[str, str]]]:
-    """Keyed by (family type, sample name suffix): the samples a family may hold, those that
-    need a numeric bound label (→ that label), those that may carry an exemplar."""
-    allowed = frozenset((typ, suffix) for typ, suffixes in _SUFFIXES[fmt].items() for suffix in suffixes)
-    bounded, exemplar = {}, set()
-    for typ, (_, exemplar_suffix, bounded_suffix, label) in _SHAPES[fmt].items():
-        if bounded_suffix is not None:
-            bounded[(typ, bounded_suffix)] = label
-        if exemplar_suffix is not None:
-            exemplar.add((typ, exemplar_suffix))
-    return allowed, bounded, frozenset(exemplar)
-
-
-_PAIRS = {fmt: _pairs(fmt) for fmt in (TEXT, OPENMETRICS)}
 
 
 def first_chars(lines: list[str]) -> list[str]:
@@ -142,7 +128,7 @@ def parse_body(full: _Full, lines: list[str], text: str, firsts: list[str] | Non
     typemap.update(types)
     if om and not _claims_distinct(openings, typemap):
         return None
-    samples = _samples(full, sample_lines, sample_idx, comment_idx, cnames, typemap, blanks)
+    samples = _samples(full, sample_lines, sample_idx, comment_idx, cnames, openings, typemap, blanks)
     if samples is None:
         return None
     names, found, values, stamps, exemplars, prefix_of, exemplar_ok = samples
@@ -201,6 +187,29 @@ def _comments(full: _Full, comment_lines: list[str], text: str
     return cnames, dict(zip(type_names, type_rests)), dict(zip(help_names, help_rests)), units
 
 
+def _owners(fmt: str, openings: list[str], typemap: dict[str, str]) -> tuple[dict[str, str], dict[str, str],
+                                                                             set[str]]:
+    """Each sample name the families may hold → its family, those that need a numeric bound
+    label → that label, and those that may carry an exemplar; built per type and suffix in C
+    passes over the families. A name two families may hold maps to one of them: a sample of
+    the other is then declined (the per-line loop reads it)."""
+    owner: dict[str, str] = {}
+    need_of: dict[str, str] = {}
+    may_carry: set[str] = set()
+    open_types = list(map(typemap.__getitem__, openings))
+    for typ in set(open_types):
+        of_type = list(compress(openings, map(eq, open_types, repeat(typ))))
+        suffixes, exemplar_suffix, bounded_suffix, label = _SHAPES[fmt][typ]
+        for suffix in suffixes:
+            names = list(map(add, of_type, repeat(suffix))) if suffix else of_type
+            owner.update(zip(names, of_type))
+            if suffix == bounded_suffix:
+                need_of.update(zip(names, repeat(label)))
+            if suffix == exemplar_suffix:
+                may_carry.update(names)
+    return owner, need_of, may_carry
+
+
 def _claims_distinct(openings: list[str], typemap: dict[str, str]) -> bool:
     """OpenMetrics: no sample name is owned by two families (each owns its name and its
     name with each suffix its type allows)."""
@@ -215,7 +224,7 @@ def _claims_distinct(openings: list[str], typemap: dict[str, str]) -> bool:
 
 
 def _samples(full: _Full, sample_lines: list[str], sample_idx: list[int], comment_idx: list[int],
-             cnames: tuple[str, ...], typemap: dict[str, str], blanks: bool
+             cnames: tuple[str, ...], openings: list[str], typemap: dict[str, str], blanks: bool
              ) -> tuple[list[str], list[_Found], list[float], list[float | None] | None, dict[int, Exemplar],
                         tuple[list[str], list[str]], list[int]] | None:
     """Names, (labels, numeric bound labels), values, timestamps, exemplars, what the prefixes
@@ -224,7 +233,9 @@ def _samples(full: _Full, sample_lines: list[str], sample_idx: list[int], commen
     plain, or breaks its family's rules. ``blanks``: whether blank lines are among the lines."""
     parts = list(map(str.rpartition, sample_lines, repeat(" ")))
     heads, tokens = list(map(_FIRST, parts)), list(map(_THIRD, parts))
-    names, found, odd = _resolve(full, heads)
+    # 0.0.4: the names are not checked here: each must be its family's name with a suffix its
+    # type allows (below), and the family names were checked
+    names, found, odd = _resolve(full, heads, full.om)
     if odd and not full.om:
         return None  # timestamps, odd blanks, errors
     if odd and not _odd_lines(full, sample_lines, odd, names, found, tokens):
@@ -234,16 +245,13 @@ def _samples(full: _Full, sample_lines: list[str], sample_idx: list[int], commen
     # lines, the comment lines before the k-th sample line (line i) are i - k
     at = map(sub, sample_idx, range(ns)) if not blanks else map(bisect_right, repeat(comment_idx), sample_idx)
     families = list(map((None, *cnames).__getitem__, at))
-    if not all(map(str.startswith, names, families)):
-        return None
-    pairs = list(zip(map(typemap.__getitem__, families), map(str.removeprefix, names, families)))
-    allowed, bounded, exemplar_pairs = _PAIRS[full.fmt]
-    if not allowed.issuperset(pairs):
+    owner, need_of, may_carry = _owners(full.fmt, openings, typemap)
+    if list(map(owner.get, names)) != families:
         return None  # a sample outside its family (the per-line loop opens a family for it)
-    need = list(map(bounded.get, pairs))
+    need = list(map(need_of.get, names)) if need_of else ()
     if any(need) and not all(map(contains, compress(map(_SECOND, found), need), filter(None, need))):
         return None  # a bucket without a numeric le, a quantile without a numeric quantile
-    exemplar_ok = list(compress(range(ns), map(exemplar_pairs.__contains__, pairs))) if full.om else []
+    exemplar_ok = list(compress(range(ns), map(may_carry.__contains__, names))) if full.om else []
     exemplars: dict[int, Exemplar] = {}
     stamps = None
     if not odd:
@@ -294,13 +302,13 @@ def _odd_lines(full: _Full, sample_lines: list[str], odd: list[int], names: list
     return True
 
 
-def _resolve(full: _Full, heads: list[str]) -> tuple[list[str], list[_Found], list[int]]:
+def _resolve(full: _Full, heads: list[str], check_names: bool = True) -> tuple[list[str], list[_Found], list[int]]:
     """The name and the (labels, numeric bound labels) of each ``name`` or ``name{labels}``,
-    and the indexes of the heads that are anything else. Each distinct label set text is
-    parsed once."""
+    and the indexes of the heads that are anything else (``check_names``: an invalid name
+    too). Each distinct label set text is parsed once."""
     by_brace = list(map(str.partition, heads, repeat("{")))
     names = list(map(_FIRST, by_brace))
-    new_names = set(names).difference(full.names_ok)
+    new_names = set(names).difference(full.names_ok) if check_names else ()
     bad_names: set[str] = set()
     if new_names:
         if _all_names(new_names):
