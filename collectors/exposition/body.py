@@ -344,8 +344,8 @@ def _new_tails(full: _Full, tails: list[str]) -> None:
     its label set, parsed once per distinct rest. Any other text by ``_Full.label_set``.
     """
     cache = full.tail_sets
-    closed = list(map(str.endswith, tails, repeat("}")))
-    if not all(closed):
+    if not all(map(str.endswith, tails, repeat("}"))):
+        closed = list(map(str.endswith, tails, repeat("}")))
         cache.update(zip(compress(tails, map(not_, closed)), repeat(_BAD)))
         tails = list(compress(tails, closed))
     blocks = list(map(_ALL_BUT_LAST, tails))
@@ -375,22 +375,24 @@ def _new_tails(full: _Full, tails: list[str]) -> None:
                 cache.update(zip(compress(front_tails, done), compress(found_front, done)))
                 rest = list(map(not_, map(cache.__contains__, bound_tails)))
                 bound_tails, bound_blocks = list(compress(bound_tails, rest)), list(compress(bound_blocks, rest))
-    # le="x",rest first; a lone pair (no '",') is read the other way
+    # quantile="x",rest first; a lone pair (no '",') is read the other way
     fronts = list(map(and_, map(str.startswith, bound_blocks, repeat(('le="', 'quantile="'))),
                       map(contains, bound_blocks, repeat('",'))))
-    for front in (True, False):  # le="x",rest (client_python); rest,le="x" or le="x" (client_golang)
-        these = fronts if front else [True] * len(bound_blocks)
-        these_tails, these_blocks = list(compress(bound_tails, these)), list(compress(bound_blocks, these))
-        if not these_blocks:
-            continue
-        found_bound = _bound_split(full, these_blocks, front)
+    if any(fronts):
+        these_tails, these_blocks = list(compress(bound_tails, fronts)), list(compress(bound_blocks, fronts))
+        found_bound = _bound_split(full, these_blocks, True)
         done = list(map(is_not, found_bound, repeat(None)))
         cache.update(zip(compress(these_tails, done), compress(found_bound, done)))
-        if front:  # the rest (a lone le="x" among them) are tried the other way
-            rest = list(map(not_, map(cache.__contains__, bound_tails)))
-            bound_tails, bound_blocks = list(compress(bound_tails, rest)), list(compress(bound_blocks, rest))
+        rest = list(map(not_, map(cache.__contains__, bound_tails)))
+        bound_tails, bound_blocks = list(compress(bound_tails, rest)), list(compress(bound_blocks, rest))
+    if bound_blocks:  # rest,le="x" or le="x" (client_golang)
+        found_bound = _bound_split(full, bound_blocks, False)
+        if None in found_bound:
+            done = list(map(is_not, found_bound, repeat(None)))
+            cache.update(zip(compress(bound_tails, done), compress(found_bound, done)))
+            left += compress(bound_tails, map(not_, done))
         else:
-            left += compress(these_tails, map(not_, done))
+            cache.update(zip(bound_tails, found_bound))
     for tail in left:
         cache[tail] = _tail(full, tail)
 
