@@ -75,10 +75,12 @@ def _silent(ring: Ring, now: float, expire_after: float, idle_is_zero: bool = Fa
         return False
     if len(ring) < ring.capacity and now - ring.oldest() < expire_after:
         return False  # too young to judge (a route that just appeared)
-    _, recent = ring.arrays(now - expire_after)  # only the part that decides
     if idle_is_zero:
+        _, recent = ring.arrays(now - expire_after)  # only the part that decides
         return not (np.isfinite(recent) & (recent > 0)).any()
-    return not np.isfinite(recent).any()
+    # The newest point decides in the usual case, without copying an hour of each of
+    # thousands of series under the model's lock (200 targets: 5,000 p95 per instance).
+    return ring.last_finite(now - expire_after) is None
 
 
 def drop(series: dict[tuple[str, str], Ring], heat_rings: dict, keys: Iterable[tuple[str, str]],
