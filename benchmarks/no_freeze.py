@@ -63,7 +63,14 @@ def _farm(fanout: int) -> tuple[subprocess.Popen[str], int]:
 
 
 def main(runs: int, fanout: int) -> None:
+    from trimtab.app.ui.gc import GuiThreadCollector
+
     app = QApplication.instance() or QApplication([])  # noqa: F841 - kept alive for the runs
+    # As `trimtab` starts (app/cli/main.py): cyclic garbage is collected on the GUI thread
+    # only, from a timer, so a full collection shows here as the GUI thread's own stall (the
+    # tests' package fixture does the same). Without it the scrape thread collected, and its
+    # passes showed only as the model's lock held longer.
+    GuiThreadCollector(app).start()
     farm, routes = _farm(fanout)
     own: list[float] = []
     try:
