@@ -413,13 +413,7 @@ def _le_front(full: _Full, blocks: list[str]) -> list[_Found | None]:
         pairs_of.update(zip(new, map(pair_cache.__getitem__, keys)))
     for rest in set(rests).difference(arounds_of):
         arounds_of[rest] = _around(full, "le", rest, '",')
-    pairs = list(map(pairs_of.__getitem__, firsts))
-    arounds = list(map(arounds_of.__getitem__, rests))
-    if None in pairs or None in arounds:
-        return [None if pair is None or around is None else (around[0] + pair[0] + around[1], pair[1])
-                for pair, around in zip(pairs, arounds)]
-    labels = map(add, map(add, map(_FIRST, arounds), map(_FIRST, pairs)), map(_SECOND, arounds))
-    return list(zip(labels, map(_SECOND, pairs)))
+    return _splice(list(map(pairs_of.__getitem__, firsts)), list(map(arounds_of.__getitem__, rests)))
 
 
 def _label_sets(full: _Full, blocks: list[str]) -> list[Labels] | None:
@@ -473,13 +467,18 @@ def _bound_split(full: _Full, blocks: list[str], front: bool
     around_keys = list(zip(labels, rests, commas))
     for key in set(around_keys).difference(around_cache):
         around_cache[key] = _around(full, *key)
-    pairs = list(map(pair_cache.__getitem__, pair_keys))
-    arounds = list(map(around_cache.__getitem__, around_keys))
+    return _splice(list(map(pair_cache.__getitem__, pair_keys)),
+                   list(map(around_cache.__getitem__, around_keys)))
+
+
+def _splice(pairs: list, arounds: list) -> list[_Found | None]:
+    """Each bound pair (its label, its bound) spliced between the labels around it (the
+    rest's labels before and after it); None where either is None (not a plain block)."""
     if None in pairs or None in arounds:
         return [None if pair is None or around is None else (around[0] + pair[0] + around[1], pair[1])
                 for pair, around in zip(pairs, arounds)]
-    labels_of = map(add, map(add, map(_FIRST, arounds), map(_FIRST, pairs)), map(_SECOND, arounds))
-    return list(zip(labels_of, map(_SECOND, pairs)))
+    labels = map(add, map(add, map(_FIRST, arounds), map(_FIRST, pairs)), map(_SECOND, arounds))
+    return list(zip(labels, map(_SECOND, pairs)))
 
 
 def _new_pairs(full: _Full, keys: list[tuple[str, str]]) -> None:
