@@ -61,6 +61,13 @@ def plain_error(exc: BaseException) -> str:
     return one_line(str(exc)) or type(exc).__name__
 
 
+def refuse_non_metrics(status: int, content_type: str) -> None:
+    """ValueError (one line, never the page) unless the answer is a 200 that is not a web
+    page: an HTML error page, or a web UI at a wrong path, must not land in the Fleet table."""
+    if status != 200 or content_type.lower().startswith("text/html"):
+        raise ValueError(http_status_error(status, content_type))
+
+
 def http_status_error(status: int, content_type: str) -> str:
     """``HTTP 404 Not Found``, plus ``— not a Prometheus /metrics endpoint (got text/html)``
     when the answer is a web page (Prometheus never serves HTML on /metrics)."""

@@ -14,7 +14,8 @@ skipped), or one delimited by the server closing (HTTP/1.0). Failures raise what
 engine already reports: ``httpx.ConnectError`` with the cause chained (so
 ``plain_error`` says *connection refused*, *DNS failure: host*),
 ``httpx.RemoteProtocolError`` for a malformed or cut answer, ``ValueError`` for a
-non-200 status (:func:`http_status_error`), ``LimitExceeded`` for a body over the limit.
+non-200 status or a web page (:func:`refuse_non_metrics`), ``LimitExceeded`` for a body
+over the limit.
 A connection is kept only after a whole answer was read from it; an idle one the server
 closed meanwhile is replaced once, transparently, as httpx's pool does.
 """
@@ -28,7 +29,7 @@ from collections.abc import AsyncIterator, Mapping
 
 import httpx
 
-from .errors import http_status_error
+from .errors import refuse_non_metrics
 from .limits import read_body
 
 HEAD_LIMIT = 64 * 1024  # bytes of status line and headers (httpx/h11: 64 KiB too)
@@ -93,8 +94,7 @@ class Http1Scraper:
                 conn = await _connect(request)
                 status, headers = await _exchange(conn, request)
             kind = headers.get("content-type", "")
-            if status != 200 or kind.lower().startswith("text/html"):
-                raise ValueError(http_status_error(status, kind))
+            refuse_non_metrics(status, kind)
             body, keep = await _body(conn[0], headers, limit, limit_name)
         except BaseException:
             conn[1].close()

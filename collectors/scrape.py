@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from . import http1
-from .errors import http_status_error, plain_error
+from .errors import plain_error, refuse_non_metrics
 from .exposition import Exposition, ParseError, TargetParser
 from .limits import (
     LIMIT_DEFAULTS,
@@ -375,11 +375,7 @@ class ScrapeEngine:
             return body.decode("utf-8"), content_type
         async with client.stream("GET", target.url) as response:
             headers = response.headers
-            kind = headers.get("content-type", "")
-            # One line, never the page: an HTML error page (or a web UI at a wrong path)
-            # would otherwise land in the Fleet table and the status bar.
-            if response.status_code != 200 or kind.lower().startswith("text/html"):
-                raise ValueError(http_status_error(response.status_code, kind))
+            refuse_non_metrics(response.status_code, headers.get("content-type", ""))
             body = await read_body(response.aiter_raw(), headers.get("content-encoding", ""),
                                    headers.get("content-length"), limit, limit_name)
             content_type = headers.get("content-type", "text/plain")
