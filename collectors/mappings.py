@@ -244,7 +244,8 @@ def detect_all(expo: Exposition, tables: Iterable[MappingTable] | None = None) -
     recognised by nothing: mapping it would duplicate its series.
     """
     seen: dict[str, set[str]] = {}
-    for name, labels, _v, _t in expo.samples:
+    names, label_sets, _values, _stamps = expo.columns()  # no Sample tuple built for this
+    for name, labels in zip(names, label_sets):
         if name.startswith("trimtab_"):
             return []
         if name not in seen:

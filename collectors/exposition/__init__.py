@@ -17,7 +17,9 @@ metadata order, ``# EOF``, family contiguity in OpenMetrics).
 repeats the previous scrape up to its value, only what follows (value,
 timestamp, exemplar) is read. A first scrape reads long runs of plain sample
 lines a run at a time and parses each label set once per histogram group (the
-labels beside ``le`` repeat on every bucket).
+labels beside ``le`` repeat on every bucket). The parsers of one format share
+what they learnt (text → series and label sets), so a fleet's targets that print
+the same lines parse and hold them once; :func:`forget_shared_caches` starts over.
 
 Samples come back as columns (:meth:`Exposition.columns`); ``.samples`` builds
 the :class:`Sample` tuples on first read. Reading the columns is the cheap way.
@@ -33,7 +35,7 @@ TYPE after the family's samples and duplicate series are errors; CRLF line
 ends are accepted in both formats.
 """
 
-from .target import TargetParser
+from .target import TargetParser, forget_shared_caches
 from .types import (
     OPENMETRICS,
     TEXT,
@@ -47,7 +49,7 @@ from .types import (
 )
 
 __all__ = ["OPENMETRICS", "TEXT", "Exemplar", "Exposition", "Labels", "ParseError", "Sample", "TargetParser",
-           "detect_format", "parse", "parse_number"]
+           "detect_format", "forget_shared_caches", "parse", "parse_number"]
 
 
 def parse(text: str, content_type: str | None = None) -> Exposition:

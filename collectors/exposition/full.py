@@ -77,7 +77,17 @@ def _bulk_values(floats: _Floats, tokens: list[str]) -> list[float] | None:
     values = list(map(floats.get, tokens))
     return None if None in values else values  # type: ignore[return-value]
 
+
 _NO_PAIR: tuple[tuple[tuple[str, str], ...], tuple[str, ...]] = ((), _NONE)
+# body.py's cache: a label set's text (``labels}``, or "" for none) → its labels and its
+# numeric bound labels, or (None, None) when the text is no valid label set
+_Tail = tuple[Labels, tuple[str, ...]] | tuple[None, None]
+
+
+def new_tails() -> dict[str, _Tail]:
+    """An empty label-set cache for body.py (the text of no label set is known)."""
+    return {"": ((), _NONE)}
+
 
 _NO_SPLIT: tuple[Labels, Labels] = ((), ())
 
@@ -117,9 +127,10 @@ class _Full:
     """One run of the full parser over the lines of one scrape."""
 
     def __init__(self, fmt: str, floats: _Floats, series: dict[str, _Series],
-                 bases: dict[str, _Base]) -> None:
+                 bases: dict[str, _Base], tails: dict[str, _Tail] | None = None) -> None:
         self.fmt, self.om, self.floats = fmt, fmt == OPENMETRICS, floats
-        self.series, self.bases = series, bases  # kept by the TargetParser between scrapes
+        # kept between scrapes (the TargetParser's, or shared by all targets of this format)
+        self.series, self.bases = series, bases
         self.names_ok: set[str] = set()  # metric names already validated
         self.pattern = _SAMPLE[fmt]
         self.expo = Exposition(format=fmt)
@@ -151,7 +162,7 @@ class _Full:
         self.le_pairs: dict[str, tuple[Labels, tuple[str, ...]]] = {}  # see _bulk_series
         self.le_rests: dict[str, tuple[Labels, Labels]] = {}
         self.plain_sets: dict[str, Labels | None] = {}
-        self.tail_sets: dict[str, tuple[Labels, tuple[str, ...]] | tuple[None, None]] = {"": ((), _NONE)}  # body.py
+        self.tail_sets: dict[str, _Tail] = new_tails() if tails is None else tails  # body.py
         self.bound_pairs: dict[tuple[str, str], tuple[Labels, tuple[str, ...]] | None] = {}  # body.py
         self.bound_arounds: dict[tuple[str, str, str], tuple[Labels, Labels] | None] = {}  # body.py
         self.front_pairs: dict[str, tuple[Labels, tuple[str, ...]] | None] = {}  # body.py: 'le="x' -> pair

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
 
 from . import body
-from .full import _Full, _Layout
+from .full import _Full, _Layout, _Tail, new_tails
 from .grammar import (
     _REST_RE,
     _Base,
@@ -23,6 +24,67 @@ from .types import OPENMETRICS, Exemplar, Exposition, _gc_paused, detect_format
 LEARN_SHARE = 16
 
 
+class SharedCaches:
+    """What every :class:`TargetParser` of one format in this process reuses: each text
+    before a value (a series), each label set's text, and their parsed tuples.
+
+    The instances of one service print the same lines up to their values (the same
+    routes, methods, statuses; the instance label is the scraper's), so a target's first
+    scrape finds the label sets another target's first scrape parsed: no second parse, and
+    no second copy. The copies mattered beyond memory: a label set is a nest of tuples that
+    the cyclic collector walks until it has untracked it, one nesting level per collection;
+    200 targets' first scrapes left ~600,000 of them tracked, and each collection that
+    walked them stalled the window ~200 ms (issue 16).
+
+    Entries are keyed by exact text and hold immutable tuples, so what one target's parse
+    found holds for another's. Safe across threads under the GIL: the dicts are never
+    cleared in place (a parse may be reading them), only replaced (:meth:`trim`), and the
+    series entries a parse leaves pending are popped by one parse each.
+    """
+
+    def __init__(self) -> None:
+        self.series: dict[str, _Series] = {}
+        self.bases: dict[str, _Base] = {}
+        self.tails: dict[str, _Tail] = new_tails()  # body.py's label sets
+        self.pending: list[tuple[list[str], Iterable[_Series]]] = []  # series entries to add
+        self.parsers: weakref.WeakSet[TargetParser] = weakref.WeakSet()
+
+    def flush(self) -> None:
+        """Enter the series a parse found and left pending (built only when wanted)."""
+        pending, series = self.pending, self.series
+        while pending:
+            try:
+                heads, found = pending.pop()
+            except IndexError:  # another thread took the last one
+                break
+            series.update(zip(heads, found))
+
+    def trim(self, n_samples: int) -> None:
+        """Start over when series or label sets churn: more than twice a target's samples
+        per target sharing these caches (the bound each target's own caches had)."""
+        limit = 2 * n_samples * max(1, len(self.parsers)) + 1024
+        if len(self.series) > limit or len(self.tails) > limit or len(self.bases) > limit:
+            self.series, self.bases, self.tails, self.pending = {}, {}, new_tails(), []
+
+
+_SHARED: dict[str, SharedCaches] = {}
+_NOT_YET = SharedCaches()  # a parser's before its first parse (never parsed into)
+
+
+def shared_caches(fmt: str) -> SharedCaches:
+    """The caches the parsers of format ``fmt`` share in this process."""
+    caches = _SHARED.get(fmt)
+    if caches is None:
+        caches = _SHARED.setdefault(fmt, SharedCaches())
+    return caches
+
+
+def forget_shared_caches() -> None:
+    """Drop what every parser learnt: the next parser of each format starts cold (the
+    benchmark's cold parse; parsers already made keep what they hold)."""
+    _SHARED.clear()
+
+
 class TargetParser:
     """Parses successive scrapes of one target, reusing what repeats.
 
@@ -31,18 +93,17 @@ class TargetParser:
     unchanged and valid, so only the values (and any timestamp or exemplar
     after them) are read. Otherwise the full parser runs, with the text before
     each value and each label set cached by their exact text, so a changed
-    line is always parsed anew. Not thread-safe: one per target.
+    line is always parsed anew; those caches are shared with the other targets
+    (:class:`SharedCaches`). Not thread-safe: one per target.
     """
 
     def __init__(self) -> None:
         self._floats = _Floats()
-        self._series: dict[str, _Series] = {}
-        self._bases: dict[str, _Base] = {}
+        self._shared = _NOT_YET  # the format's shared caches from the first parse on
         self._layout: _Layout | None = None
         # The last full parse, whose layout is built when the next scrape comes: a parser
         # that reads one scrape only never needs it.
         self._unbuilt: tuple[_Full, int] | None = None
-        self._pending: list[tuple[list[str], Iterable[_Series]]] = []  # series cache entries to add
         self._fmt = ""
         # Values new to the cache in the last value-only parse; a target whose values move
         # brings tens a scrape, and reading those together is quicker than one by one.
@@ -52,8 +113,9 @@ class TargetParser:
         """Parse one scrape of this target; raises :class:`ParseError`."""
         fmt = detect_format(text, content_type)
         if fmt != self._fmt:  # the caches hold text checked by one format's rules only
-            self._series, self._bases, self._layout, self._pending = {}, {}, None, []
-            self._unbuilt = None
+            self._shared = shared_caches(fmt)
+            self._shared.parsers.add(self)
+            self._layout, self._unbuilt = None, None
             self._fmt = fmt
         lines, n_chars = _split_lines(text)
         if self._unbuilt is not None:
@@ -66,18 +128,17 @@ class TargetParser:
             if expo is not None:
                 return expo
         self._layout = None
-        for heads, found in self._pending:  # what the last full parse found, now wanted
-            self._series.update(zip(heads, found))
-        self._pending.clear()
-        full = _Full(fmt, self._floats, self._series, self._bases)
-        full.pending = self._pending
+        shared = self._shared
+        shared.flush()  # what earlier full parses found, now wanted
+        full = _Full(fmt, self._floats, shared.series, shared.bases, shared.tails)
+        full.pending = shared.pending
         with _gc_paused():
             firsts = body.first_chars(lines)
             take = body.ENABLED and body.pays(text, full.om, len(lines), firsts.count("#"))
             got = body.parse_body(full, lines, text, firsts) if take else None
             if got is None:  # not in the plain shape, or an error: line by line, which names it
-                full = _Full(fmt, self._floats, self._series, self._bases)
-                full.pending = self._pending
+                full = _Full(fmt, self._floats, shared.series, shared.bases, shared.tails)
+                full.pending = shared.pending
                 full.firsts = firsts
                 got = full.run(lines)
             expo = got
@@ -158,7 +219,4 @@ class TargetParser:
         """Keep the caches bounded when series or values churn."""
         if len(self._floats) > 4 * n_samples + 4096:
             self._floats.clear()
-        if len(self._series) > 2 * n_samples + 1024:
-            self._series.clear()
-            self._pending.clear()
-            self._bases.clear()
+        self._shared.trim(n_samples)
