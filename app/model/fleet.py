@@ -649,11 +649,34 @@ class FleetModel:
 
     def instance_series(self, route: str, since: float | None = None) -> dict[str, tuple]:
         """p95 per instance of ``route``, keyed by instance (GUI thread)."""
-        prefix = f"{route}{INSTANCE_SEP}"
-        with self.lock:  # copy only this route's series, not every route's (5 of ~250)
-            keys = [k for m, k in self.series if m == "p95_instance" and k.startswith(prefix)]
+        prefix, keys = self._instance_keys(route)  # copy only this route's series (5 of ~250)
         return {key[len(prefix):]: series
                 for key, series in self.snapshot("p95_instance", since, keys).items()}
+
+    def _instance_keys(self, route: str) -> tuple[str, list[str]]:
+        prefix = f"{route}{INSTANCE_SEP}"
+        with self.lock:
+            return prefix, [k for m, k in self.series if m == "p95_instance" and k.startswith(prefix)]
+
+    def slowest_instances(self, route: str, n: int, since: float | None = None
+                          ) -> tuple[dict[str, tuple], int]:
+        """The p95 series of ``route``'s ``n`` instances with the highest newest p95 (GUI
+        thread), keyed by instance, and how many instances the route has.
+
+        A chart of 200 instances' lines is a blur with a legend taller than the chart (and
+        pyqtgraph lays a legend out in time quadratic in its entries: ~1 s for 200); the
+        slow ones are what the operator looks for. Instances without a finite p95 since
+        ``since`` come last; ties go by name, so the chosen set only moves with the data.
+        """
+        if n <= 0:
+            raise ValueError(f"n must be a positive number of instances, not {n!r}")
+        prefix, keys = self._instance_keys(route)
+        total = len(keys)
+        if total > n:
+            newest = self.last_points("p95_instance", since, keys)
+            keys = sorted(keys, key=lambda k: (-newest[k][1] if k in newest else math.inf, k))[:n]
+        return ({key[len(prefix):]: series
+                 for key, series in self.snapshot("p95_instance", since, keys).items()}, total)
 
     def _derive_cache(self, now: float, windows: list[TargetWindow]) -> None:
         rates: dict[tuple[str, str], float] = {}

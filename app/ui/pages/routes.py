@@ -37,6 +37,9 @@ from .common import percent_series
 TABLE_CLASSES = ("2xx", "3xx", "4xx", "429", "5xx")
 # The route every series without a route label folds into (extract: ``lab.get("route", "?")``).
 UNLABELLED = "?"
+# The instances chart draws at most this many (the slowest by their newest p95): 200 lines
+# are a blur under a legend taller than the chart, and slow to lay out.
+INSTANCE_LINES = 5
 # Rows that stand for many paths (the agent's names in agent/routes.py): (what the row says
 # after its rate, short enough for the column; the full reason, in a note above the table).
 FOLDS = {
@@ -97,6 +100,7 @@ class RoutesPage(QWidget):
         self.table.row_selected.connect(self.select_route)
         self.filter = TableFilter(self.table, remember_as="routes")
         self.selected: str | None = None
+        self._instances_title = ""
         self.levels: tuple[float, ...] = QUANTILES  # the percentiles in the table and chart
         # Where a newly selected route's charts start; a replay window reads its own clock.
         self.since: Callable[[], float] = lambda: time.time() - 900
@@ -196,7 +200,8 @@ class RoutesPage(QWidget):
         self.errors.plot.setTitle(f"Error ratio (5xx) of {route}")
         self.statuses.plot.setTitle(f"Requests per second of {route}, by status class")
         self.sizes.plot.setTitle(f"Mean response size of {route}")
-        self.instances.plot.setTitle(f"p95 per instance of {route}")
+        self._instances_title = f"p95 per instance of {route}"
+        self.instances.plot.setTitle(self._instances_title)
         self.heatmap.plot.setTitle(f"Latency heatmap of {route}")
         self.refresh(self.since())
 
@@ -238,7 +243,14 @@ class RoutesPage(QWidget):
         # keep_gone=False: percentiles dropped from the levels leave the legend too.
         self.percentiles.set_series({k: v for k, v in found.items() if v is not None},
                                     keep_gone=False)
-        self.instances.set_series(self.model.instance_series(self.selected, since))
+        slowest, total = self.model.slowest_instances(self.selected, INSTANCE_LINES, since)
+        title = (f"p95 per instance of {self.selected}" if total <= INSTANCE_LINES else
+                 f"{INSTANCE_LINES} slowest of {total} instances: p95 of {self.selected}")
+        if title != self._instances_title:  # a title change re-lays the plot out
+            self._instances_title = title
+            self.instances.plot.setTitle(title)
+        # Of many instances, the slowest few: one leaving them leaves the legend too.
+        self.instances.set_series(slowest, keep_gone=total <= INSTANCE_LINES)
         self.heatmap.set_heat(*self.model.heat(self.selected, since),
                               empty_text="No latency buckets of this route yet: its histogram "
                                          "needs two scrapes.")
