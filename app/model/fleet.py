@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, pairwise, repeat
 from typing import Any, NamedTuple, TypeVar
@@ -35,6 +35,7 @@ from trimtab.collectors.canonical import (
     SIZE_COUNT,
     SIZE_SUM,
 )
+from trimtab.collectors.exposition import Labels
 from trimtab.collectors.promql import Quantile, histogram_quantile, histogram_quantiles, sum_buckets
 from trimtab.collectors.rates import (
     LEFT_OPEN,
@@ -245,9 +246,11 @@ class FleetModel:
     lock: threading.Lock = field(default_factory=threading.Lock)
     store: Store | None = None  # when set, every cycle's raw samples are written to it
     store_error: str = ""
-    # Rows for the next store cycle, per target: a target scraped twice between two ticks
-    # keeps its newest scrape (a cycle holds one value per series; two would be refused).
-    _pending: dict[str, list[Row]] = field(default_factory=dict)
+    # For the next store cycle, per target, its last scrape's names, label sets and values:
+    # a target scraped twice between two ticks keeps its newest scrape (a cycle holds one
+    # value per series; two would be refused).
+    _pending: dict[str, tuple[Sequence[str], Sequence[Labels], Sequence[float]]] = field(
+        default_factory=dict)
     _points: list[tuple[str, str, float]] = field(default_factory=list)
     _heat_rows: list[tuple[str, np.ndarray, np.ndarray]] = field(default_factory=list)
     # Per target, the column plan of its last range whose series changed (see _union):
@@ -323,9 +326,11 @@ class FleetModel:
                 while len(hist) > 4 and hist[1][0] < result.timestamp - window - 1.0:
                     hist.popleft()
                 if self.store is not None and columns is not None:
+                    # The columns, not a row tuple per sample (made when the tick writes them):
+                    # 200 targets' 2,000 tuples a second were young objects each collection
+                    # on the GUI thread walked (issue 16).
                     names, label_sets, values, _stamps = columns  # no Sample tuples built
-                    self._pending[result.target.name] = list(
-                        zip(repeat(result.target.name), names, label_sets, values))
+                    self._pending[result.target.name] = (names, label_sets, values)
             # Only health changed: derived series move once per cycle, in tick().
             self.health_version += 1
 
@@ -473,7 +478,6 @@ class FleetModel:
         end_ms, range_ms = to_ms(now), to_ms(window)
         windows = [_target_window(target, entries, end_ms, range_ms, self._unions)
                    for target, entries in selected]
-        rows = [row for target_rows in pending.values() for row in target_rows]
         self._points, self._heat_rows = [], []
         self._derive_latency(now, windows)
         self._derive_cache(now, windows)
@@ -503,12 +507,15 @@ class FleetModel:
             if self._cycles % EXPIRE_EVERY == 0:
                 drop(self.series, self.heat_rings, *expired(self.series, now, self.expire_after))
             self.version += 1
-        self._persist(now, rows)
+        self._persist(now, pending)
 
-    def _persist(self, now: float, rows: list[Row]) -> None:
+    def _persist(self, now: float,
+                 pending: dict[str, tuple[Sequence[str], Sequence[Labels], Sequence[float]]]) -> None:
         """One store transaction per cycle, outside the model lock (the GUI never waits on disk)."""
-        if self.store is None or not rows:
+        if self.store is None or not any(len(names) for names, _, _ in pending.values()):
             return
+        rows: Iterable[Row] = chain.from_iterable(
+            zip(repeat(target), *columns) for target, columns in pending.items())
         try:
             self.store.write_cycle(now, rows)
             self.store_error = ""

@@ -8,9 +8,12 @@ pool bookkeeping growing with the number of targets: the fan-out wall of issue 1
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import subprocess
 import sys
+import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -173,3 +176,21 @@ def test_steady_scrapes_look_for_no_module(servers: Servers) -> None:
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.splitlines()[-1]) == []
+
+
+def test_a_target_waiting_for_its_next_scrape_holds_nothing_of_its_last(servers: Servers) -> None:
+    """What the sink was handed is the sink's: the engine keeps no reference to it while
+    the target sleeps, so a scrape's values die with the consumer's last use. Held, 200
+    targets' last scrapes (a list of 2,000 values each) were young objects that every
+    collection on the cockpit's GUI thread walked (issue 16)."""
+    url = servers.serve(keep_alive(Connections(), exposition(20)))
+    seen: list[weakref.ref] = []
+    engine = ScrapeEngine([ScrapeTarget("slow", url, interval=2.0, timeout=1.0)],
+                          lambda r: seen.append(weakref.ref(r.exposition))).start()
+    try:
+        wait_for(lambda: bool(seen), timeout=30, what="the first scrape")
+        time.sleep(0.2)  # the target is asleep until its next scrape, 2 s away
+        gc.collect()
+        assert seen[0]() is None, gc.get_referrers(seen[0]())
+    finally:
+        engine.stop()
