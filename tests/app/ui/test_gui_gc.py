@@ -141,3 +141,30 @@ def test_only_the_gui_thread_may_create_one() -> None:
     worker.join()
     assert len(errors) == 1 and "GUI thread" in str(errors[0])
     assert not gc.isenabled()  # nothing switched
+
+
+def test_the_middle_generation_is_walked_after_every_few_young_passes(qtbot, gui_thread_gc) -> None:
+    """Survivors of young passes are walked once in a middle pass however often it runs;
+    after every MIDDLE_EVERY young passes (not CPython's 10) each pass is that much smaller:
+    at 200 targets one was a 35-43 ms stall of the window (issue 16)."""
+    from trimtab.app.ui.gc import MIDDLE_EVERY
+
+    assert MIDDLE_EVERY < gc.get_threshold()[1]  # sooner than CPython's own rule
+    collector = GuiThreadCollector()
+    passes: list[int] = []
+
+    def record(phase: str, info: dict) -> None:
+        if phase == "start":
+            passes.append(info["generation"])
+
+    kept: list[list[dict]] = []
+    gc.collect(1)  # start with no young pass counted towards the middle one
+    gc.callbacks.append(record)
+    try:
+        for _ in range(4 * (MIDDLE_EVERY + 1)):
+            kept.append([{"n": i} for i in range(2 * gc.get_threshold()[0])])  # a young pass due
+            collector.collect_due()
+    finally:
+        gc.callbacks.remove(record)
+    assert 2 not in passes, passes  # nothing here makes a full pass due
+    assert passes == ([0] * MIDDLE_EVERY + [1]) * 4, passes
