@@ -179,7 +179,7 @@ def _split_bound(block: str) -> tuple[tuple[str, str], str] | None:
     """``le="x",rest`` or ``rest,le="x"`` (likewise ``quantile``) → (pair, rest), if x is plain."""
     for name, head, tail in _BOUND_SPLITS:
         if block.startswith(head):
-            cut = block.find('",')
+            cut = block.find('",', len(head))
             value, rest = block[len(head):cut], block[cut + 2:]
             if cut > 0 and rest and "\\" not in value and '"' not in value:
                 return (name, value), rest

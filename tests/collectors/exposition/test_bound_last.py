@@ -59,3 +59,19 @@ def test_client_golang_spelling_equals_reference() -> None:
     text = "\n".join(lines) + "\n"
     assert_same_as_reference(text)
     assert_same_as_reference(text + "# EOF\n", OM_TYPE)
+
+
+@pytest.mark.parametrize("text", [
+    'g{le=",a",z="1"} 1\n',
+    'g{quantile=",",z="1"} 2\n',
+    'g{le=",",z=","} 3\n',
+    "# TYPE h histogram\n" + "".join(f'h_bucket{{le="{le}",a=",{i}"}} {k}\n' for i in range(40)
+                                     for k, le in enumerate(("0.1", "1", "+Inf"))),
+], ids=["le", "quantile", "both commas", "bucket runs"])
+@pytest.mark.parametrize("openmetrics", [False, True], ids=["text", "openmetrics"])
+def test_a_bound_label_value_that_starts_with_a_comma_is_read_as_prometheus_client_reads_it(
+        text: str, openmetrics: bool) -> None:
+    # The bound pair was cut at the first '",' of the label set, the end of the value's
+    # opening quote: 'le=",a"' was refused as a malformed label set.
+    assert_same_as_reference(text + "# EOF\n" if openmetrics else text,
+                             OM_TYPE if openmetrics else None)
