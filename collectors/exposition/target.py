@@ -47,7 +47,8 @@ class SharedCaches:
         self.bases: dict[str, _Base] = {}
         self.tails: dict[str, _Tail] = new_tails()  # body.py's label sets
         self.pending: list[tuple[list[str], Iterable[_Series]]] = []  # series entries to add
-        self.parsers: weakref.WeakSet[TargetParser] = weakref.WeakSet()
+        # each parser's samples in its last full parse: the caches' bound is their sum
+        self.samples: weakref.WeakKeyDictionary[TargetParser, int] = weakref.WeakKeyDictionary()
 
     def flush(self) -> None:
         """Enter the series a parse found and left pending (built only when wanted)."""
@@ -59,11 +60,15 @@ class SharedCaches:
                 break
             series.update(zip(heads, found))
 
-    def trim(self, n_samples: int) -> None:
-        """Start over when series or label sets churn: more than twice a target's samples
-        per target sharing these caches (the bound each target's own caches had)."""
-        limit = 2 * n_samples * max(1, len(self.parsers)) + 1024
-        if len(self.series) > limit or len(self.tails) > limit or len(self.bases) > limit:
+    def trim(self, parser: TargetParser, n_samples: int) -> None:
+        """After a full parse of ``parser`` that read ``n_samples``: start over when series or
+        label sets churn, beyond twice the samples of all the parsers sharing these caches
+        (the sum of the bounds each target's own caches had)."""
+        self.samples[parser] = n_samples
+        biggest = max(len(self.series), len(self.tails), len(self.bases))
+        if biggest <= 2 * n_samples + 1024:  # within this one target's bound: no sum needed
+            return
+        if biggest > 2 * sum(self.samples.values()) + 1024:
             self.series, self.bases, self.tails, self.pending = {}, {}, new_tails(), []
 
 
@@ -113,8 +118,8 @@ class TargetParser:
         """Parse one scrape of this target; raises :class:`ParseError`."""
         fmt = detect_format(text, content_type)
         if fmt != self._fmt:  # the caches hold text checked by one format's rules only
+            self._shared.samples.pop(self, None)  # its samples no longer count for the other format
             self._shared = shared_caches(fmt)
-            self._shared.parsers.add(self)
             self._layout, self._unbuilt = None, None
             self._fmt = fmt
         lines, n_chars = _split_lines(text)
@@ -146,6 +151,7 @@ class TargetParser:
             full.release()
             del firsts
         self._trim(len(full.values))
+        self._shared.trim(self, len(full.values))  # what a value-only parse reads adds nothing
         return expo
 
     def _fast(self, layout: _Layout, lines: list[str], n_chars: int) -> Exposition | None:
@@ -216,7 +222,6 @@ class TargetParser:
         return om_rests(self._floats, layout.exemplar_ok, tokens, values, exemplars)
 
     def _trim(self, n_samples: int) -> None:
-        """Keep the caches bounded when series or values churn."""
+        """Keep the value cache bounded when values churn."""
         if len(self._floats) > 4 * n_samples + 4096:
             self._floats.clear()
-        self._shared.trim(n_samples)
