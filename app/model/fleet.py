@@ -675,20 +675,26 @@ class FleetModel:
     def slowest_instances(self, route: str, n: int, since: float | None = None
                           ) -> tuple[dict[str, tuple], int]:
         """The p95 series of ``route``'s ``n`` instances with the highest newest p95 (GUI
-        thread), keyed by instance, and how many instances the route has.
+        thread), keyed by instance, and how many instances that choice was made among.
 
         A chart of 200 instances' lines is a blur with a legend taller than the chart (and
         pyqtgraph lays a legend out in time quadratic in its entries: ~1 s for 200); the
-        slow ones are what the operator looks for. Instances without a finite p95 since
-        ``since`` come last; ties go by name, so the chosen set only moves with the data.
+        slow ones are what the operator looks for. With ``n`` or fewer instances, all of
+        them (and their count). With more, only instances with a p95 at most ``stale_after``
+        older than the route's newest compete: one that left keeps its series for a while,
+        and its last p95 must not hold a place. Ties go by name.
         """
         if n <= 0:
             raise ValueError(f"n must be a positive number of instances, not {n!r}")
         prefix, keys = self._instance_keys(route)
-        total = len(keys)
-        if total > n:
+        if len(keys) > n:
             newest = self.last_points("p95_instance", since, keys)
-            keys = sorted(keys, key=lambda k: (-newest[k][1] if k in newest else math.inf, k))[:n]
+            latest = max((t for t, _ in newest.values()), default=math.nan)
+            keys = [k for k, (t, _) in newest.items() if t >= latest - self.stale_after]
+            total = len(keys)
+            keys = sorted(keys, key=lambda k: (-newest[k][1], k))[:n]
+        else:
+            total = len(keys)
         return ({key[len(prefix):]: series
                  for key, series in self.snapshot("p95_instance", since, keys).items()}, total)
 

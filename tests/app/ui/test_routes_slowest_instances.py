@@ -44,6 +44,24 @@ def _fleet(instances: int) -> FleetModel:
     return model
 
 
+def test_an_instance_that_left_holds_no_place_among_the_slowest() -> None:
+    model = _fleet(12)
+    gone = ScrapeTarget("api-gone", "http://127.0.0.1:8999/metrics")
+    for t, requests in ((100.0, 1000), (105.0, 2000)):  # the slowest of all, then it left
+        model.ingest(ScrapeResult(gone, t, True, 0.01, parse(_scrape(90, requests)), ""))
+    model.tick(105.0)
+    series, _ = model.slowest_instances("/orders", 3)
+    assert "api-gone" in series  # still reporting at the route's newest tick
+    for t, requests in ((110.0, 3000), (115.0, 4000), (120.0, 5000), (125.0, 6000)):
+        for i in range(12):
+            target = ScrapeTarget(f"api-{i:02d}", f"http://127.0.0.1:{9000 + i}/metrics")
+            model.ingest(ScrapeResult(target, t, True, 0.01, parse(_scrape(i, requests)), ""))
+        model.tick(t)
+    series, total = model.slowest_instances("/orders", 3)
+    assert sorted(series) == ["api-09", "api-10", "api-11"] and total == 12
+    assert "api-gone" in model.instance_series("/orders")  # its series is kept, not drawn
+
+
 def test_a_bad_count_is_refused() -> None:
     model = _fleet(2)
     for bad in (0, -3):
