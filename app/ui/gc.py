@@ -83,6 +83,14 @@ class GuiThreadCollector(QObject):
         due = [g for g in (2, 1, 0) if (count[g] >= MIDDLE_EVERY if g == 1 else count[g] > threshold[g])]
         if due[:1] == [2] and self._pending <= FULL_RATIO * self._old_total:
             due.pop(0)  # as CPython: a full pass waits until enough objects grew old
+        elif due[:1] == [2]:
+            # The estimate counts all that middle passes moved to the oldest generation, also
+            # what died there since (a scrape's objects alive at that moment): look at what
+            # it holds now, and walk it all only once it really grew by FULL_RATIO.
+            grown = len(gc.get_objects(2)) - self._old_total
+            if grown <= FULL_RATIO * self._old_total:
+                self._pending = max(0, grown)
+                due.pop(0)
         if not due:
             return 0
         generation = due[0]
