@@ -576,15 +576,17 @@ class ControlClient:
         A change and its revert, both since ``since``, cancel out and are skipped (also
         along chains: a revert of a revert). Each entry reports for itself, e.g. a
         conflict where a field was changed again since: nothing is overwritten silently.
-        An accepted change its source would refuse to set back (an HAProxy re-apply, see
-        ``JournalRow.not_revertible``) is not sent: it reports :data:`SKIPPED` and why.
+        An accepted entry that cannot be set back (an HAProxy re-apply, a cache invalidation:
+        see ``JournalRow.not_revertible``) is not sent: it reports :data:`SKIPPED` and why, so
+        the operator reads that the dropped entries stay dropped rather than nothing at all.
         """
         rows, errors = self.journal(sources, since)
         todo = to_revert(rows)
         report = [(r, self.revert(r, reason)) for r in todo]
         report += [(r, Outcome(r.source, SKIPPED, f"not undone: {r.not_revertible}"))
                    for r in sorted(rows, key=lambda r: (r.time, r.id), reverse=True)
-                   if r.result == "accepted" and r.setting_change and not r.revertible]
+                   if r.result == "accepted" and not r.revertible
+                   and (r.setting_change or r.what == "cache.invalidate")]
         for agent, err in errors.items():
             stub = JournalRow(agent, 0, since, "", agent.name, "journal", None, None, "", "")
             report.append((stub, Outcome(agent, UNREACHABLE if err.status == 0 else ERROR,

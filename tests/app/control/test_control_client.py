@@ -19,6 +19,7 @@ from trimtab.app.control.types import (
     CONFLICT,
     GUARD_RAIL,
     REFUSED,
+    SKIPPED,
     UNCHANGED,
     UNKNOWN,
     UNREACHABLE,
@@ -67,7 +68,9 @@ def client(fleet: DemoFleet, instances: list[Agent], balancer: Agent
             yield c
         finally:
             report = c.revert_since([*instances, balancer], since, "test cleanup")
-            assert all(o.status in (APPLIED, UNCHANGED) for _, o in report), report
+            # an invalidation is reported, not undone: its dropped entries stay dropped
+            assert all(o.status in (APPLIED, UNCHANGED) or (o.status == SKIPPED and r.what == "cache.invalidate")
+                       for r, o in report), report
             defaults = ttl_table(c.read_configs(instances))
             assert [defaults[r][a] for r in (SEARCH, ORDERS) for a in instances] == [0.0] * 6
             assert [s.weight for s in c.read_balancer(balancer).servers] == [1, 1, 1]
@@ -319,11 +322,18 @@ def test_whatif_and_invalidate(client: ControlClient, instances: list[Agent]) ->
     with pytest.raises(ControlError) as err:
         client.whatif(agent, "/nope", [5])
     assert err.value.status == 404 and "/nope" in err.value.message
+    since = time.time()
     dropped = client.invalidate(instances, route=PRODUCTS, reason="purge")
     assert {o.status for o in dropped.outcomes.values()} == {APPLIED}
     assert {o.message for o in client.rollback(dropped).outcomes.values()} == {"not revertible"}
     bad = client.invalidate(instances[:1], route="/nope", reason="purge")
     assert bad.outcomes[agent].status == REFUSED and bad.outcomes[agent].fields == ("route",)
+    # "Revert everything since" says what it did not undo: it was silent about invalidations
+    report = client.revert_since(instances, since, "undo")
+    assert [(r.source, o.status) for r, o in report] == [(r.source, SKIPPED) for r, _ in report]
+    assert sorted(r.source.name for r, _ in report) == sorted(a.name for a in instances)
+    assert all(r.what == "cache.invalidate" and "dropped cache entries stay dropped" in o.message
+               for r, o in report), report
 
 
 def test_token_is_never_shown(fleet: DemoFleet) -> None:
