@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, pairwise, repeat
 from typing import Any, NamedTuple, TypeVar
@@ -261,6 +261,9 @@ class FleetModel:
     # decisions of extract() made once per layout, each scrape's values taken by numpy gathers.
     _extractors: dict[str, Extractor] = field(default_factory=dict)
     _cycles: int = 0
+    # (oldest point of all series, (_cycles // EXPIRE_EVERY, series) when found): see
+    # oldest_point.
+    _oldest: tuple[float, tuple[int, int]] = (math.nan, (-1, -1))
     # The range [W] of the last tick: rate_window, or wider when a slow target needs it
     # (two of its scrape intervals); the one range every series of that tick used.
     window: float = 0.0
@@ -672,9 +675,9 @@ class FleetModel:
         with self.lock:
             return prefix, [k for m, k in self.series if m == "p95_instance" and k.startswith(prefix)]
 
-    def slowest_instances(self, route: str, n: int, since: float | None = None
-                          ) -> tuple[dict[str, tuple], int]:
-        """The p95 series of ``route``'s ``n`` instances with the highest newest p95 (GUI
+    def slowest_instances(self, route: str, n: int, since: float | None = None,
+                          shown: Collection[str] = ()) -> tuple[dict[str, tuple], int]:
+        """The p95 series of ``n`` of ``route``'s slowest instances by their newest p95 (GUI
         thread), keyed by instance, and how many instances that choice was made among.
 
         A chart of 200 instances' lines is a blur with a legend taller than the chart (and
@@ -683,6 +686,11 @@ class FleetModel:
         them (and their count). With more, only instances with a p95 at most ``stale_after``
         older than the route's newest compete: one that left keeps its series for a while,
         and its last p95 must not hold a place. Ties go by name.
+
+        ``shown``: the instances drawn now. One of them keeps its place while it is still
+        among the ``2 n`` slowest, so near-equal instances trading ranks do not swap lines
+        and legend entries every scrape (unreadable, and each swap rebuilt a legend entry:
+        the Routes page's slowest refreshes at 200 targets). The slowest is always in.
         """
         if n <= 0:
             raise ValueError(f"n must be a positive number of instances, not {n!r}")
@@ -692,7 +700,12 @@ class FleetModel:
             latest = max((t for t, _ in newest.values()), default=math.nan)
             keys = [k for k, (t, _) in newest.items() if t >= latest - self.stale_after]
             total = len(keys)
-            keys = sorted(keys, key=lambda k: (-newest[k][1], k))[:n]
+            ranked = sorted(keys, key=lambda k: (-newest[k][1], k))
+            kept = [k for k in ranked[:2 * n] if k[len(prefix):] in shown][:n]
+            if ranked and ranked[0] not in kept:
+                kept = [ranked[0], *kept[:n - 1]]
+            kept_set = set(kept)
+            keys = kept + [k for k in ranked if k not in kept_set][:n - len(kept)]
         else:
             total = len(keys)
         return ({key[len(prefix):]: series
@@ -881,6 +894,25 @@ class FleetModel:
         configs and each balancer's limits. Call under the lock (:meth:`read`)."""
         return {**self.configs, **{b: {"limits": limits}
                                    for b, limits in self.balancer_limits.items()}}
+
+    def oldest_point(self) -> float:
+        """The time of the oldest point any series holds, NaN with none (GUI thread).
+
+        Found by looking at every series (~31,000 at 200 targets: ~9 ms of the GUI thread,
+        once per step of the live window's edge), so it is looked for again only when the
+        number of series changed (a replay's rewind drops some), while there is none, or
+        once expiry may have dropped some (every EXPIRE_EVERY ticks). Between those it can
+        only move later as full rings drop their oldest point, by less than the rings' span:
+        a chart's left edge is what it sets, not a number anyone reads.
+        """
+        with self.lock:
+            oldest, seen = self._oldest
+            now = (self._cycles // EXPIRE_EVERY, len(self.series))
+            if math.isnan(oldest) or now != seen:
+                oldest = min((r.oldest() for r in self.series.values() if len(r)),
+                             default=math.nan)
+                self._oldest = (oldest, now)
+            return oldest
 
     def read(self, fn: Callable[[FleetModel], T]) -> T:
         """Run ``fn`` under the lock, for consistent multi-field reads."""

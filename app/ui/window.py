@@ -464,8 +464,7 @@ class MainWindow(QMainWindow):
         """The live window's left edge: ``live_window`` before ``end``, or the first data
         (in LIVE_STEP steps) while there is less history than that, so a fresh cockpit's
         charts are not 90 % empty."""
-        first = self.model.read(lambda m: min((r.oldest() for r in m.series.values() if len(r)),
-                                              default=math.nan))
+        first = self.model.oldest_point()
         start = end - self.live_window
         if math.isnan(first):
             return start

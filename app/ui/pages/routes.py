@@ -101,6 +101,7 @@ class RoutesPage(QWidget):
         self.filter = TableFilter(self.table, remember_as="routes")
         self.selected: str | None = None
         self._instances_title = ""
+        self._instances_of: str | None = None  # the route the instances chart was drawn for
         self.levels: tuple[float, ...] = QUANTILES  # the percentiles in the table and chart
         # Where a newly selected route's charts start; a replay window reads its own clock.
         self.since: Callable[[], float] = lambda: time.time() - 900
@@ -193,9 +194,18 @@ class RoutesPage(QWidget):
         p95 = stats.quantiles.get(0.95) if stats is not None else None
         self.traces_requested.emit(self.selected, p95.value * 1000.0 if p95 else 0.0)
 
+    def _instances_shown(self) -> set[str]:
+        """The instances the instances chart draws for the selected route (none just after
+        a route was chosen: another route's slowest have no claim on this one's chart)."""
+        if self._instances_of != self.selected:
+            self._instances_of = self.selected
+            return set()
+        return set(self.instances.data)
+
     @Slot(str)
     def select_route(self, route: str) -> None:
         self.selected = route
+        self._instances_of = None  # the instances chart starts over, by rank only
         self.percentiles.plot.setTitle(f"Percentiles of {route}")
         self.errors.plot.setTitle(f"Error ratio (5xx) of {route}")
         self.statuses.plot.setTitle(f"Requests per second of {route}, by status class")
@@ -243,9 +253,13 @@ class RoutesPage(QWidget):
         # keep_gone=False: percentiles dropped from the levels leave the legend too.
         self.percentiles.set_series({k: v for k, v in found.items() if v is not None},
                                     keep_gone=False)
-        slowest, total = self.model.slowest_instances(self.selected, INSTANCE_LINES, since)
+        # The lines drawn now keep their places while still among the slowest: no swap of
+        # lines and legend entries every scrape between instances of near-equal p95.
+        slowest, total = self.model.slowest_instances(self.selected, INSTANCE_LINES, since,
+                                                      shown=self._instances_shown())
         title = (f"p95 per instance of {self.selected}" if total <= INSTANCE_LINES else
-                 f"{INSTANCE_LINES} slowest of {total} instances: p95 of {self.selected}")
+                 f"{INSTANCE_LINES} of the {2 * INSTANCE_LINES} slowest of {total} instances: "
+                 f"p95 of {self.selected}")
         if title != self._instances_title:  # a title change re-lays the plot out
             self._instances_title = title
             self.instances.plot.setTitle(title)

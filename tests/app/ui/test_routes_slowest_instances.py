@@ -93,7 +93,8 @@ def test_the_page_draws_the_slowest_and_its_title_says_so(qtbot) -> None:
     page.refresh(0.0)
     page.select_route("/orders")
     title = page.instances.plot.getPlotItem().titleLabel.text
-    assert f"{INSTANCE_LINES} slowest of {3 * INSTANCE_LINES} instances: p95 of /orders" in title
+    assert (f"{INSTANCE_LINES} of the {2 * INSTANCE_LINES} slowest of {3 * INSTANCE_LINES} "
+            "instances: p95 of /orders") in title
     slowest = {f"api-{i:02d}" for i in range(2 * INSTANCE_LINES, 3 * INSTANCE_LINES)}
     assert set(page.instances.data) == slowest
     assert len(page.instances.legend.items) == INSTANCE_LINES
@@ -108,3 +109,38 @@ def test_a_route_of_few_instances_draws_them_all_under_the_plain_title(qtbot) ->
     page.select_route("/orders")
     assert "p95 per instance of /orders" in page.instances.plot.getPlotItem().titleLabel.text
     assert set(page.instances.data) == {f"api-{i:02d}" for i in range(4)}
+
+
+def test_a_shown_instance_keeps_its_place_while_among_the_2n_slowest() -> None:
+    model = _fleet(30)  # api-29 the slowest, api-00 the fastest
+    shown = {"api-21", "api-22", "api-12"}  # two among the 10 slowest, one not
+    series, total = model.slowest_instances("/orders", 5, shown=shown)
+    assert total == 30
+    # the slowest always; the two shown within the 10 slowest stay; api-12 (18th) does not;
+    # the places left go by rank
+    assert sorted(series) == ["api-21", "api-22", "api-27", "api-28", "api-29"]
+    # all shown within the 10 slowest but not the slowest: it takes the lowest-ranked's place
+    shown = {f"api-{i}" for i in range(20, 25)}
+    assert sorted(model.slowest_instances("/orders", 5, shown=shown)[0]) == [
+        "api-21", "api-22", "api-23", "api-24", "api-29"]
+    # nothing shown: the plain top n
+    assert sorted(model.slowest_instances("/orders", 5)[0]) == [
+        f"api-{i}" for i in range(25, 30)]
+
+
+def test_the_page_keeps_its_lines_between_refreshes_and_starts_over_when_a_route_is_chosen(
+        qtbot) -> None:
+    model = _fleet(3 * INSTANCE_LINES)
+    page = RoutesPage(model)
+    qtbot.addWidget(page)
+    page.since = lambda: 0.0
+    page.refresh(0.0)
+    page.select_route("/orders")
+    everyone = model.instance_series("/orders")
+    kept = [f"api-{i:02d}" for i in (INSTANCE_LINES + 1, INSTANCE_LINES + 2)]  # 8th, 9th
+    page.instances.set_series({k: everyone[k] for k in kept}, keep_gone=False)
+    page.refresh(0.0)
+    top = [f"api-{i:02d}" for i in range(3 * INSTANCE_LINES - 1, 0, -1)]  # slowest first
+    assert set(page.instances.data) == {*kept, *top[:INSTANCE_LINES - 2]}
+    page.select_route("/orders")  # chosen again: a fresh start, by rank only
+    assert set(page.instances.data) == set(top[:INSTANCE_LINES])
