@@ -253,6 +253,7 @@ class FleetModel:
         default_factory=dict)
     _points: list[tuple[str, str, float]] = field(default_factory=list)
     _heat_rows: list[tuple[str, np.ndarray, np.ndarray]] = field(default_factory=list)
+    _latest_now: dict[str, tuple[float, dict[str, float]]] = field(default_factory=dict)
     # Per target, the column plan of its last range whose series changed (see _union):
     # consecutive ticks see the same layouts, so the plan is worked out once, not per tick.
     _unions: dict[str, UnionPlan] = field(default_factory=dict)
@@ -269,6 +270,9 @@ class FleetModel:
     window: float = 0.0
     # sum by (le) (rate(bucket[W])) per route of the last tick, for subclasses' extra levels.
     _route_buckets: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    # route → (tick, instance → p95) of the route's latest tick where any instance had a
+    # finite p95: what the headline compares (see instance_latest). Swapped in whole.
+    _instance_latest: dict[str, tuple[float, dict[str, float]]] = field(default_factory=dict)
     # (route, target) → that target's own 5xx ratio at the last tick, swapped in whole.
     _instance_errors: dict[tuple[str, str], float] = field(default_factory=dict)
     # More series derived each tick from what the tick worked out (SLO burn rates,
@@ -482,6 +486,7 @@ class FleetModel:
         windows = [_target_window(target, entries, end_ms, range_ms, self._unions)
                    for target, entries in selected]
         self._points, self._heat_rows = [], []
+        self._latest_now = dict(self._instance_latest)  # routes without a finite p95 keep theirs
         self._derive_latency(now, windows)
         self._derive_cache(now, windows)
         self._derive_limits(now, windows)
@@ -506,6 +511,7 @@ class FleetModel:
                 if heat is None:
                     heat = self.heat_rings[route] = HeatRing(self.capacity, bounds)
                 heat.append(now, bounds, values)
+            self._instance_latest = self._latest_now
             self._cycles += 1
             if self._cycles % EXPIRE_EVERY == 0:
                 drop(self.series, self.heat_rings, *expired(self.series, now, self.expire_after))
@@ -625,9 +631,14 @@ class FleetModel:
         else:
             results = [histogram_quantile(0.95, sorted(zip(les, values)))
                        for _, les, values in instances]
+        latest: dict[str, float] = {}
         for (target, _, _), q in zip(instances, results):
-            self._append("p95_instance", f"{route}{INSTANCE_SEP}{target}", now,
-                         q.value if q else math.nan)
+            value = q.value if q else math.nan
+            self._append("p95_instance", f"{route}{INSTANCE_SEP}{target}", now, value)
+            if math.isfinite(value):
+                latest[target] = value
+        if latest:
+            self._latest_now[route] = (now, latest)
 
     def route_buckets(self) -> dict[str, list[tuple[float, float]]]:
         """``sum by (le) (rate(bucket[W]))`` per route key of this tick (collector thread: what a
@@ -674,6 +685,22 @@ class FleetModel:
         prefix = f"{route}{INSTANCE_SEP}"
         with self.lock:
             return prefix, [k for m, k in self.series if m == "p95_instance" and k.startswith(prefix)]
+
+    def instance_latest(self, routes: Iterable[str], since: float | None = None
+                        ) -> dict[str, dict[str, float]]:
+        """route → instance → p95, for each of ``routes`` at its latest tick where any of
+        its instances had a finite p95 (at or after ``since``), the instances with one then
+        (GUI thread). That is: of the instances' newest finite ``p95_instance`` points, those
+        at the newest time. Kept by each tick, so no look at every series (at 200 targets the
+        16,000 p95 series were most of an Overview refresh's time)."""
+        with self.lock:
+            found = self._instance_latest
+        out = {}
+        for route in routes:
+            t, values = found.get(route, (math.nan, {}))
+            if values and (since is None or t >= since):
+                out[route] = values
+        return out
 
     def slowest_instances(self, route: str, n: int, since: float | None = None,
                           shown: Collection[str] = ()) -> tuple[dict[str, tuple], int]:

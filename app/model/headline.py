@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from trimtab.collectors.promql import Quantile
 
 from . import format as fmt
-from .expiry import INSTANCE_SEP
 from .fleet import FleetModel, RouteStats
 
 # A route must carry this share of the fleet's requests to be named the slowest: a health
@@ -155,26 +154,32 @@ def _standout(model: FleetModel, ranked: list[RouteStats], since: float | None
     logs: dict[str, list[tuple[float, float]]] = {}  # instance → (weight, log ratio)
     examples: dict[str, tuple[float, str, float, float]] = {}  # instance → example
     seen: set[str] = set()
-    per_route = _instance_series(model, [s.route for s in ranked], since)
+    per_route = model.instance_latest([s.route for s in ranked], since)
+    no_example = (-math.inf, "", 0.0, 0.0)
     for stats in ranked:
-        latest = _latest(per_route.get(stats.route, {}))
-        seen |= set(latest)
+        latest = per_route.get(stats.route, {})
+        seen.update(latest)
         if len(latest) < 2:
             continue
+        # weighted by the route's time spent: a backend slow where the fleet's time goes
+        # matters most, and a fast cached route's noisy p95 (a few ms either way on a
+        # loaded host) cannot outvote it
+        weight = stats.time_spent  # a property worked out on each read: once per route
         others_median = _medians_without_each(list(latest.values()))
         for (name, p95), peers in zip(latest.items(), others_median):
             if p95 <= 0 or peers <= 0:
                 continue
-            # weighted by the route's time spent: a backend slow where the fleet's time goes
-            # matters most, and a fast cached route's noisy p95 (a few ms either way on a
-            # loaded host) cannot outvote it
-            logs.setdefault(name, []).append((stats.time_spent, math.log(p95 / peers)))
+            log_ratio = math.log(p95 / peers)
+            logs.setdefault(name, []).append((weight, log_ratio))
             # the example named is the route that pushes its factor up the most
-            pull = stats.time_spent * math.log(p95 / peers)
-            if pull > examples.get(name, (-math.inf, "", 0.0, 0.0))[0]:
+            pull = weight * log_ratio
+            if pull > examples.get(name, no_example)[0]:
                 examples[name] = (pull, stats.route, p95, peers)
-    factors = {name: math.exp(sum(w * x for w, x in pairs) / sum(w for w, _ in pairs))
-               for name, pairs in logs.items() if sum(w for w, _ in pairs) > 0}
+    factors = {}
+    for name, pairs in logs.items():
+        weights = sum(w for w, _ in pairs)
+        if weights > 0:
+            factors[name] = math.exp(sum(w * x for w, x in pairs) / weights)
     if not factors:
         return None, len(seen)
     name = max(factors, key=lambda n: (factors[n], n))
@@ -186,7 +191,7 @@ def _medians_without_each(values: list[float]) -> list[float]:
     """For each value, ``statistics.median`` of all the others (the same float, but for the
     sign of a zero median, which the caller's ``<= 0`` test does not see): from one
     sorted copy, not a sort of the other n - 1 per value (200 instances × 10 routes was
-    most of a 200-target Overview refresh). Values are finite (``_latest`` keeps those)."""
+    most of a 200-target Overview refresh). Values are finite (``instance_latest``'s)."""
     ordered = sorted(values)
     m = len(ordered) - 1  # how many others each one has
     half = m // 2
@@ -204,24 +209,3 @@ def _medians_without_each(values: list[float]) -> list[float]:
     return out
 
 
-def _instance_series(model: FleetModel, routes: list[str], since: float | None
-                     ) -> dict[str, dict[str, tuple[float, float]]]:
-    """route → instance → the newest finite point of its p95 series, for ``routes``: one
-    pass over the model's keys (FleetModel.instance_series per route scans them all, per
-    route) and no copy of the series (200 instances × 10 routes were 2,000 copies)."""
-    wanted = set(routes)
-    keys = model.read(lambda m: [k for metric, k in m.series if metric == "p95_instance"
-                                 and k.partition(INSTANCE_SEP)[0] in wanted])
-    out: dict[str, dict[str, tuple[float, float]]] = {}
-    for key, point in model.last_points("p95_instance", since, keys).items():
-        route, _, instance = key.partition(INSTANCE_SEP)
-        out.setdefault(route, {})[instance] = point
-    return out
-
-
-def _latest(last: dict[str, tuple[float, float]]) -> dict[str, float]:
-    """Each instance's last finite p95, keeping only instances sampled at the latest tick."""
-    if not last:
-        return {}
-    newest = max(t for t, _ in last.values())
-    return {name: v for name, (t, v) in last.items() if t == newest}

@@ -198,7 +198,8 @@ class Checkpoint:
     lengths: dict[tuple[str, str], int]
     history: dict[str, deque[Any]]
     health: dict[str, TargetHealth]
-    tables: tuple[Any, Any, Any]  # routes, share, cache (replaced whole on every tick)
+    # routes, share, cache and the instances' latest p95 (each replaced whole on every tick)
+    tables: tuple[Any, Any, Any, Any]
     heat: dict[str, int] = field(default_factory=dict)  # heat rows per route
 
 
@@ -336,7 +337,7 @@ class Replayer:
             return Checkpoint(
                 t, {k: len(r) for k, r in m.series.items()},
                 {k: deque(h) for k, h in m._history.items()},  # entries are never mutated
-                copy.deepcopy(m.health), (m.routes, m.share, m.cache),
+                copy.deepcopy(m.health), (m.routes, m.share, m.cache, m._instance_latest),
                 {route: len(ring) for route, ring in m.heat_rings.items()})
 
     def _restore(self, cp: Checkpoint) -> None:
@@ -360,7 +361,7 @@ class Replayer:
                     _truncate(m.heat_rings[route], n)
             m._history = {k: deque(h) for k, h in cp.history.items()}
             m.health = copy.deepcopy(cp.health)
-            m.routes, m.share, m.cache = cp.tables
+            m.routes, m.share, m.cache, m._instance_latest = cp.tables
             m.traces.clear()
             m.version += 1
             m.health_version += 1

@@ -157,6 +157,11 @@ def test_seek_back_and_forward_gives_the_same_model(recorded: Recorded) -> None:
     newest = max(float(t[-1]) for t, _ in replayer.model.snapshot("p95").values())
     assert middle - 2.0 < newest <= middle  # the model's newest point follows the clock
     assert all(float(tr["start"]) <= middle for tr in replayer.model.traces)
+    # what the headline compares is rewound too: as a replay that never went further
+    fresh = Replayer.for_window(recorded.store, start, end, traces=recorded.traces)
+    fresh.seek(middle)
+    routes = list(fresh.model.routes)
+    assert replayer.model.instance_latest(routes) == fresh.model.instance_latest(routes) != {}
     replayer.seek(first + 3)
     replayer.step(5.0)
     assert replayer.clock == first + 8
