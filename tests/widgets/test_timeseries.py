@@ -93,6 +93,31 @@ def test_a_series_gone_leaves_the_legend_when_asked(view: TimeSeriesView) -> Non
     assert len(view.layer.segments_of("/c")) > 0
 
 
+def test_a_key_that_comes_as_another_leaves_takes_its_entry_relabelled(
+        view: TimeSeriesView) -> None:
+    """A changing top N (the Routes page's slowest instances) relabels the entry of a key
+    that left for a key that came, instead of removing one entry and making another."""
+    t, v = hour()
+    view.set_x_window(t[0], t[-1])
+    view.set_series({"/a": (t, v), "/b": (t, v * 2)}, keep_gone=False)
+    b = view.curves["/b"]
+    colour_b = b.opts["pen"].color().name()
+    b.setVisible(False)  # what a click on its legend entry does
+    assert "/b" in view.layer._hidden
+    view.set_series({"/a": (t, v), "/c": (t, v * 3)}, keep_gone=False)
+    assert view.curves["/c"] is b and set(view.curves) == {"/a", "/c"}
+    assert sorted(label.text for _, label in view.legend.items) == ["/a", "/c"]
+    assert b.isVisible() and "/c" not in view.layer._hidden  # a new line is shown
+    assert b.opts["pen"].color().name() == view._pen("/c").color().name() != colour_b
+    assert len(view.layer.segments_of("/c")) > 0
+    with pytest.raises(KeyError):
+        view.layer.segments_of("/b")
+    b.setVisible(False)  # a click on the entry now hides /c, not a /b that left
+    assert view.layer._hidden == {"/c"}
+    view.set_series({"/a": (t, v)}, keep_gone=False)  # nothing came: the entry goes
+    assert [label.text for _, label in view.legend.items] == ["/a"]
+
+
 def test_nan_gap_stays_a_gap_on_screen(view: TimeSeriesView) -> None:
     t, v = hour()
     v[1000:2000] = np.nan
