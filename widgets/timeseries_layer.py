@@ -48,6 +48,24 @@ def _bounds(segs: np.ndarray) -> tuple[float, float, float, float] | None:
     return float(x.min()), float(x.max()), float(y.min()), float(y.max())
 
 
+def snap_out(lo: float, hi: float) -> tuple[float, float]:
+    """``[lo, hi]`` widened out to multiples of a round step (1, 2 or 5 × 10^k) of about an
+    eighth of its span: the y range auto-ranged to.
+
+    With the exact data range, each new point or one leaving the live window moved the y
+    range by a hair and every axis of the page laid out its ticks and labels again on every
+    refresh (a third of a page's paint at 200 targets). Snapped, the range moves only when
+    the data crosses a step; it never goes below 0 for data that does not.
+    """
+    span = hi - lo
+    if not span > 0:
+        span = abs(hi) or 1.0
+    raw = span / 8.0
+    power = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1.0, 2.0, 5.0, 10.0) if m * power >= raw * (1 - 1e-12))
+    return math.floor(lo / step) * step, math.ceil(hi / step) * step
+
+
 def _dashed_path(segs: np.ndarray, m11: float, m22: float, dx: float, dy: float) -> QPainterPath:
     """``segs`` in pixels as one path whose joined segments stay one subpath: drawn as
     separate lines (a pixel column each) every segment restarted the dash pattern at "on",
@@ -144,10 +162,13 @@ class StrokeLayer(pg.GraphicsObject):
 
     def dataBounds(self, ax: int, frac: float = 1.0,
                    orthoRange: tuple | None = None) -> tuple[float | None, float | None]:
-        """Data range on axis ``ax`` (0 = x, 1 = y) for the ViewBox's auto-range."""
+        """Data range on axis ``ax`` (0 = x, 1 = y) for the ViewBox's auto-range; y widened
+        out to the grid of :func:`snap_out`."""
         if self._bounds is None:
             return None, None
-        return (self._bounds[0], self._bounds[1]) if ax == 0 else (self._bounds[2], self._bounds[3])
+        if ax == 0:
+            return self._bounds[0], self._bounds[1]
+        return snap_out(self._bounds[2], self._bounds[3])
 
     def view_moved(self, view_rect: QRectF) -> None:
         """The ViewBox's visible rect (data coordinates): what this item may paint over."""

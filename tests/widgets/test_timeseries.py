@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PySide6.QtGui import QImage
 from trimtab.widgets.timeseries import TimeSeriesView
+from trimtab.widgets.timeseries_layer import snap_out
 
 
 @pytest.fixture
@@ -206,11 +207,42 @@ def test_legend_hides_a_curve_and_the_y_range_follows(view: TimeSeriesView) -> N
     t, v = hour(spike_at=100)
     view.set_x_window(t[0], t[-1])
     view.set_series({"/a": (t, v), "/b": (t, v * 0.1)})
-    assert view.layer.dataBounds(1) == pytest.approx((0.02, 5.0))
+    assert view.layer.dataBounds(1) == pytest.approx((0.0, 5.0))  # data 0.02-5.0, snapped
     view.curves["/a"].setVisible(False)  # what a click on its legend sample does
-    assert view.layer.dataBounds(1) == pytest.approx((0.02, 0.5))
+    assert view.layer.dataBounds(1) == pytest.approx((0.0, 0.5))
     view.curves["/a"].setVisible(True)
-    assert view.layer.dataBounds(1) == pytest.approx((0.02, 5.0))
+    assert view.layer.dataBounds(1) == pytest.approx((0.0, 5.0))
+
+
+def test_the_y_range_snaps_out_to_round_steps_and_holds_while_the_data_moves_a_little(
+        view: TimeSeriesView, qtbot) -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(2000):
+        lo, hi = sorted(rng.uniform(-1, 1, 2) * 10.0 ** rng.integers(-6, 7, 2))
+        a, b = snap_out(lo, hi)
+        assert a <= lo and b >= hi  # the data stays inside
+        assert (hi - lo) == 0 or b - a <= 3.0 * (hi - lo)  # a step is about an eighth
+        if lo >= 0:
+            assert a >= 0  # no negative axis for data that has none
+    t, _ = hour()
+    v = 0.1 + 0.09 * rng.random(len(t))  # 0.1-0.19 s: snapped to 0.1-0.2 (steps of 0.02)
+    view.set_x_window(t[0], t[-1])
+    box = view.plot.getPlotItem().getViewBox()
+
+    def y_range(values: np.ndarray) -> list[float]:
+        view.set_series({"/a": (t, values)})
+        qtbot.wait(1)
+        box.updateAutoRange()
+        return box.viewRange()[1]
+
+    before = y_range(v)
+    assert before[0] <= 0.1 and before[1] >= 0.2
+    moved = v.copy()
+    moved[-1] = 0.195  # a new point a little above the rest: no new range, no relayout
+    assert y_range(moved) == before
+    moved = moved.copy()
+    moved[-1] = 0.5  # one well above: the range follows
+    assert y_range(moved)[1] > 0.5
 
 
 def test_a_failing_paint_is_logged_not_fatal(view: TimeSeriesView, caplog, monkeypatch) -> None:

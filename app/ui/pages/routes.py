@@ -258,8 +258,8 @@ class RoutesPage(QWidget):
         slowest, total = self.model.slowest_instances(self.selected, INSTANCE_LINES, since,
                                                       shown=self._instances_shown())
         title = (f"p95 per instance of {self.selected}" if total <= INSTANCE_LINES else
-                 f"{INSTANCE_LINES} of the {2 * INSTANCE_LINES} slowest of {total} instances: "
-                 f"p95 of {self.selected}")
+                 f"p95 per instance: {INSTANCE_LINES} of the {2 * INSTANCE_LINES} slowest of "
+                 f"{total}")  # short: the route is in every other chart's title
         if title != self._instances_title:  # a title change re-lays the plot out
             self._instances_title = title
             self.instances.plot.setTitle(title)
