@@ -159,7 +159,12 @@ class ResponseCache:
             self.metrics.cache_error(self.store.name, f"{op}_skipped")
             return False
         try:
-            return await (asyncio.wait_for(coro, self.timeout) if self._bounded else coro)
+            if not self._bounded:
+                return await coro
+            # asyncio.timeout, not wait_for: 3.11's wait_for drops a cancel (a client that
+            # went away) that comes as the store's answer does, and the request went on.
+            async with asyncio.timeout(self.timeout):
+                return await coro
         except Exception:  # noqa: BLE001 - any store failure must fall back to the origin
             self.metrics.cache_error(self.store.name, op)
             self._down_until = time.monotonic() + self.cooldown

@@ -377,7 +377,8 @@ class StoreLoop:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
             if last is not None:
-                await asyncio.wait_for(last(), timeout)
+                async with asyncio.timeout(timeout):  # not wait_for: it can drop a cancel (3.11)
+                    await last()
 
         try:
             asyncio.run_coroutine_threadsafe(drain(), loop).result(2 * timeout + 1.0)

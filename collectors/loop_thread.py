@@ -21,6 +21,23 @@ Main = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 _CANCEL_GRACE = 1.0
 
 
+async def cancel_all(tasks: list[asyncio.Task[Any]], recancel_s: float = 0.05) -> None:
+    """Cancel ``tasks`` and wait until every one has ended, cancelling again any that goes on.
+
+    A task can lose a cancel: Python 3.11's ``asyncio.wait_for`` returns the inner result
+    and drops a cancel that comes as the awaited call ends (and so may any library that
+    catches ``CancelledError`` in the wrong place). One cancel and a ``gather`` then wait
+    for a loop that scrapes on forever. Exceptions the tasks ended with are retrieved.
+    """
+    pending = [task for task in tasks if not task.done()]
+    while pending:
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=recancel_s)
+        pending = [task for task in pending if not task.done()]
+    await asyncio.gather(*tasks, return_exceptions=True)  # all done: only retrieves
+
+
 class LoopThread:
     """Runs ``main(stop)`` on a new event loop in a daemon thread called ``name``."""
 

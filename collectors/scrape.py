@@ -34,7 +34,7 @@ from .limits import (
     next_due,
     read_body,
 )
-from .loop_thread import LoopThread
+from .loop_thread import LoopThread, cancel_all
 from .mappings import MappingTable, Normaliser, for_exposition
 from .origin_transport import OriginTransport
 
@@ -180,10 +180,7 @@ class ScrapeEngine:
             cycle = (asyncio.create_task(self._cycle_loop(stop)) if self.on_cycle is not None
                      else None)
             await stop.wait()
-            tasks = [*self._tasks.values(), *([cycle] if cycle else [])]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_all([*self._tasks.values(), *([cycle] if cycle else [])])
             self._http1.close_all()
 
     def add_target(self, target: ScrapeTarget) -> None:
@@ -344,7 +341,11 @@ class ScrapeEngine:
         started = time.time()
         t0 = time.perf_counter()
         try:
-            body, content_type = await asyncio.wait_for(self._fetch(client, target), target.timeout)
+            # asyncio.timeout, not wait_for: 3.11's wait_for returns the fetch's result and
+            # drops a cancel that comes as the fetch ends, and the target's loop went on
+            # scraping after stop() (which then waited 5 s for it). No task per scrape either.
+            async with asyncio.timeout(target.timeout):
+                body, content_type = await self._fetch(client, target)
             parser = self._parsers.setdefault(target.name, TargetParser())
             raw = parser.parse(body, content_type)
             # Limits apply to what the target exposed, before any renaming; a refusal drops it all.
