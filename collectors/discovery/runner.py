@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..errors import one_line
-from ..loop_thread import LoopThread
+from ..loop_thread import LoopThread, cancel_all
 from .groups import Discovered, DiscoveryError
 
 _log = logging.getLogger(__name__)
@@ -57,9 +57,7 @@ class DiscoveryRunner:
         try:
             await stop.wait()
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_all(tasks)  # again and again if one loses its cancel
 
     async def _follow(self, source: Source) -> None:
         while True:

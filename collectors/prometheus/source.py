@@ -54,7 +54,7 @@ from .. import canonical
 from ..errors import http_status_error, one_line
 from ..exposition import Exposition, Labels, Sample
 from ..limits import backoff_delay, next_due
-from ..loop_thread import LoopThread
+from ..loop_thread import LoopThread, cancel_all
 from ..mappings import MappingTable, Normaliser, builtin_tables, for_exposition
 from ..scrape import ScrapeResult, ScrapeTarget
 from .api import PromAPI, PromAPIError, PromQueryError, Series, Step, SyncPromAPI, Target
@@ -315,8 +315,7 @@ class PromCollector:
         try:
             await stop.wait()
         finally:
-            poller.cancel()
-            await asyncio.gather(poller, return_exceptions=True)
+            await cancel_all([poller])  # again and again if it loses its cancel
             await api.aclose()
 
     async def _poll_loop(self, api: PromAPI) -> None:
