@@ -61,9 +61,12 @@ def snap_out(lo: float, hi: float) -> tuple[float, float]:
     if not span > 0:
         span = abs(hi) or 1.0
     raw = span / 8.0
+    if not (math.isfinite(raw) and raw >= 1e-300):  # at the ends of the float range: as is
+        return lo, hi
     power = 10.0 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1.0, 2.0, 5.0, 10.0) if m * power >= raw * (1 - 1e-12))
-    return math.floor(lo / step) * step, math.ceil(hi / step) * step
+    snapped = math.floor(lo / step) * step, math.ceil(hi / step) * step
+    return snapped if all(map(math.isfinite, snapped)) else (lo, hi)
 
 
 def _dashed_path(segs: np.ndarray, m11: float, m22: float, dx: float, dy: float) -> QPainterPath:

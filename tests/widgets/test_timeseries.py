@@ -224,6 +224,9 @@ def test_the_y_range_snaps_out_to_round_steps_and_holds_while_the_data_moves_a_l
         assert (hi - lo) == 0 or b - a <= 3.0 * (hi - lo)  # a step is about an eighth
         if lo >= 0:
             assert a >= 0  # no negative axis for data that has none
+    # a scrape may hold any finite float: the ends of the range are drawn as they are
+    for lo, hi in ((-1.7e308, 1.7e308), (1.7e308, 1.7e308), (0.0, 5e-324), (-5e-324, 0.0)):
+        assert snap_out(lo, hi) == (lo, hi)
     t, _ = hour()
     v = 0.1 + 0.09 * rng.random(len(t))  # 0.1-0.19 s: snapped to 0.1-0.2 (steps of 0.02)
     view.set_x_window(t[0], t[-1])
