@@ -140,6 +140,8 @@ class ScrapeEngine:
     _normalisers: dict[str, Normaliser | None] = field(default_factory=dict)
     _checkers: dict[str, SeriesChecker] = field(default_factory=dict)
     _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    # Removed targets' tasks until they end, and the tasks that cancel them until then.
+    _leaving: set[asyncio.Task[Any]] = field(default_factory=set)
     # Kept across remove/add of a name so a re-added target waits for a cancelled scrape.
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _client: httpx.AsyncClient | None = None
@@ -180,7 +182,7 @@ class ScrapeEngine:
             cycle = (asyncio.create_task(self._cycle_loop(stop)) if self.on_cycle is not None
                      else None)
             await stop.wait()
-            await cancel_all([*self._tasks.values(), *([cycle] if cycle else [])])
+            await cancel_all([*self._tasks.values(), *self._leaving, *([cycle] if cycle else [])])
             self._http1.close_all()
 
     def add_target(self, target: ScrapeTarget) -> None:
@@ -217,7 +219,13 @@ class ScrapeEngine:
         for key in (name, f"{name}\x00traces"):
             task = self._tasks.pop(key, None)
             if task is not None:
-                task.cancel()
+                task.cancel()  # now: then() (remove_target) runs before the task's next step
+                # Cancelled again until it ends (a lost cancel must not leave it scraping),
+                # and waited for by stop() like the others.
+                ender = asyncio.create_task(cancel_all([task]))
+                for leaving in (task, ender):
+                    self._leaving.add(leaving)
+                    leaving.add_done_callback(self._leaving.discard)
         self._parsers.pop(name, None)
         self._normalisers.pop(name, None)
         self._checkers.pop(name, None)

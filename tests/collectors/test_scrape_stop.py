@@ -93,3 +93,39 @@ def test_stop_ends_the_engine_even_when_a_scrape_loses_its_cancel(caplog) -> Non
         engine.stop()
     assert "did not stop" not in caplog.text
     assert engine._thread is not None and not engine._thread.is_alive()
+
+
+def test_a_removed_target_whose_scrape_loses_its_cancel_stops_all_the_same(caplog) -> None:
+    target = ScrapeTarget("t", "http://127.0.0.1:9/metrics", interval=0.2, timeout=0.1)
+    engine = ScrapeEngine([target], lambda result: None)
+    calls: list[float] = []
+    scraping, removed = threading.Event(), threading.Event()
+
+    async def losing_scrape(client: object, t: ScrapeTarget) -> ScrapeResult:
+        calls.append(0.0)
+        scraping.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            pass  # lost: without a second cancel the loop scrapes on every 0.2 s
+        return ScrapeResult(t, 0.0, False, 0.0, error="lost")
+
+    engine.scrape_once = losing_scrape  # type: ignore[method-assign]
+    engine.start()
+    try:
+        assert scraping.wait(5.0)
+        engine.remove_target("t", then=removed.set)
+        assert removed.wait(5.0)
+        done = threading.Event()
+        for _ in range(50):  # the task and the one cancelling it end
+            engine._runner.call_soon(lambda: not engine._leaving and done.set())  # type: ignore[union-attr]
+            if done.wait(0.1):
+                break
+        assert done.is_set()
+        scrapes = len(calls)
+        threading.Event().wait(0.6)  # three more scrapes if its loop went on
+        assert len(calls) == scrapes
+    finally:
+        with caplog.at_level(logging.WARNING):
+            engine.stop()
+    assert "did not stop" not in caplog.text
