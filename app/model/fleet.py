@@ -515,6 +515,10 @@ class FleetModel:
             self._cycles += 1
             if self._cycles % EXPIRE_EVERY == 0:
                 drop(self.series, self.heat_rings, *expired(self.series, now, self.expire_after))
+                # A route's entry is as old as its instances' newest p95: their series went.
+                self._instance_latest = {
+                    route: entry for route, entry in self._instance_latest.items()
+                    if entry[0] >= now - self.expire_after}
             self.version += 1
         self._persist(now, pending)
 

@@ -257,9 +257,14 @@ class RoutesPage(QWidget):
         # lines and legend entries every scrape between instances of near-equal p95.
         slowest, total = self.model.slowest_instances(self.selected, INSTANCE_LINES, since,
                                                       shown=self._instances_shown())
-        title = (f"p95 per instance of {self.selected}" if total <= INSTANCE_LINES else
-                 f"p95 per instance: {INSTANCE_LINES} of the {2 * INSTANCE_LINES} slowest of "
-                 f"{total}")  # short: the route is in every other chart's title
+        # Short: the route is in every other chart's title.
+        if total <= INSTANCE_LINES:
+            title = f"p95 per instance of {self.selected}"
+        elif total <= 2 * INSTANCE_LINES:  # any of them may keep its place
+            title = f"p95 per instance: {INSTANCE_LINES} of {total}, the slowest among them"
+        else:
+            title = (f"p95 per instance: {INSTANCE_LINES} of the {2 * INSTANCE_LINES} slowest "
+                     f"of {total}")
         if title != self._instances_title:  # a title change re-lays the plot out
             self._instances_title = title
             self.instances.plot.setTitle(title)

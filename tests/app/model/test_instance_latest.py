@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from trimtab.app.model.expiry import INSTANCE_SEP
-from trimtab.app.model.fleet import FleetModel
+from trimtab.app.model.fleet import EXPIRE_EVERY, FleetModel
 from trimtab.collectors.exposition import parse
 from trimtab.collectors.scrape import ScrapeResult, ScrapeTarget
 
@@ -80,3 +80,21 @@ def test_the_latest_p95_of_each_route_is_what_a_scan_of_every_series_finds() -> 
     # /quiet's last rate is from the tick whose window still held the scrape of 100
     assert "/quiet" in model.instance_latest(routes, 110.0)
     assert "/quiet" not in model.instance_latest(routes, 111.0)
+
+
+def test_a_route_whose_instance_series_expired_is_gone_from_it_too() -> None:
+    model = FleetModel(rate_window=10.0, expire_after=30.0)
+    for k in range(EXPIRE_EVERY + 5):  # one expiry pass, 5 s ticks
+        t = 100.0 + 5 * k
+        for i in range(3):
+            routes = {"/orders": (i, 1000 * (k + 1)),
+                      "/quiet": (i, 500 * min(k + 1, 3))}  # serves nothing after the 3rd scrape
+            target = ScrapeTarget(f"api-{i}", f"http://127.0.0.1:{9000 + i}/metrics")
+            model.ingest(ScrapeResult(target, t, True, 0.01, parse(_scrape(routes)), ""))
+        model.tick(t)
+    wanted = ["/orders", "/quiet"]
+    # its instances' p95 series expired with their finite points (an idle histogram still
+    # exported makes them again, all NaN): the scan finds nothing of /quiet
+    assert model.instance_latest(wanted) == _scan(model, wanted, None)
+    assert list(model.instance_latest(wanted)) == ["/orders"]
+    assert "/quiet" not in model._instance_latest  # not carried from tick to tick for ever

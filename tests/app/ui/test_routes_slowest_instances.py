@@ -100,6 +100,17 @@ def test_the_page_draws_the_slowest_and_its_title_says_so(qtbot) -> None:
     assert len(page.instances.legend.items) == INSTANCE_LINES
 
 
+def test_a_route_of_up_to_2n_instances_says_n_of_how_many(qtbot) -> None:
+    model = _fleet(INSTANCE_LINES + 2)
+    page = RoutesPage(model)
+    qtbot.addWidget(page)
+    page.since = lambda: 0.0
+    page.refresh(0.0)
+    page.select_route("/orders")
+    title = page.instances.plot.getPlotItem().titleLabel.text
+    assert f"p95 per instance: {INSTANCE_LINES} of {INSTANCE_LINES + 2}, the slowest" in title
+
+
 def test_a_route_of_few_instances_draws_them_all_under_the_plain_title(qtbot) -> None:
     model = _fleet(4)
     page = RoutesPage(model)
