@@ -56,6 +56,7 @@ from .extract import (
     Layout,
     _bucket_key,
     _request_key,
+    canonical_order,
     make_layout,
     marker_key,
     series_service,
@@ -124,7 +125,8 @@ def build_plan(names: tuple[str, ...], label_sets: tuple[Labels, ...], service: 
         ids.append((name, labels))
         groups.append(group)
 
-    for at, (name, labels) in enumerate(zip(names, label_sets)):
+    for at in canonical_order(names, label_sets):  # in the order extract() reads them
+        name, labels = names[at], label_sets[at]
         if name == HIST_BUCKET:
             key = bucket_keys.get(labels)
             if key is None:

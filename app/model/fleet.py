@@ -479,7 +479,9 @@ class FleetModel:
         """
         with self.lock:
             window = self._fleet_window(now)
-            selected = list(self._select(now, window))
+            # By target name: the sums over instances then add in one order, live or in a
+            # replay (whose targets come sorted), to the last bit (see canonical_order).
+            selected = sorted(self._select(now, window), key=_target_name)
             pending, self._pending = self._pending, {}
         self.window = window
         end_ms, range_ms = to_ms(now), to_ms(window)
@@ -984,6 +986,10 @@ def _target_window(target: str, entries: list[tuple[float, Counters]], end_ms: i
         return TargetWindow(target, counters[-1], None, layout, values)
     return TargetWindow(target, counters[-1],
                         {layout.keys[g]: float(sums[g]) for g in np.flatnonzero(seen)})
+
+
+def _target_name(selected: tuple[str, Any]) -> str:
+    return selected[0]
 
 
 STEADY_AFTER = "_steady_after"  # Counters.__dict__ key: id of the scrape it continues without reset
