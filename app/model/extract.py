@@ -351,13 +351,15 @@ def canonical_order(names: Sequence[str], label_sets: Sequence[Labels]) -> list[
     difference moved a p50 whose rank fell exactly on a bucket boundary by a whole bucket
     (a replay test failed now and then on a loaded host).
     """
-    found = _ORDERS.get((names, label_sets)) if isinstance(names, tuple) else None
+    # Only tuples are kept (a list is no dict key): the plans' layouts, not extract()'s lists.
+    cacheable = isinstance(names, tuple) and isinstance(label_sets, tuple)
+    found = _ORDERS.get((names, label_sets)) if cacheable else None
     if found is None:
         # ~3 ms for 2,000 samples: once per layout, and once for a fleet whose targets
         # print the same series (their parsers hand out the same label tuples)
         keys = list(zip(names, map(sorted, label_sets)))
         found = sorted(range(len(keys)), key=keys.__getitem__)
-        if isinstance(names, tuple) and isinstance(label_sets, tuple):
+        if cacheable:
             if len(_ORDERS) > _ORDERS_MAX:
                 _ORDERS.clear()  # bounded: series churn must not grow it forever
             _ORDERS[(names, label_sets)] = found

@@ -67,3 +67,14 @@ def test_a_fleet_ingested_in_another_order_gives_the_same_bits() -> None:
     for metric in ("p50", "p95", "rate"):
         for key, (t, v) in one.snapshot(metric).items():
             assert np.array_equal(other.snapshot(metric)[key][1], v, equal_nan=True), metric
+
+
+def test_the_order_of_names_and_label_sets_of_any_sequence_types() -> None:
+    from trimtab.app.model.extract import canonical_order
+
+    names = ("b", "a", "a")
+    labels = [(("x", "2"),), (("y", "1"), ("x", "1")), (("x", "0"),)]  # a list: no dict key
+    assert canonical_order(names, labels) == [2, 1, 0]
+    assert canonical_order(list(names), tuple(labels)) == [2, 1, 0]
+    assert canonical_order(names, tuple(labels)) == [2, 1, 0]  # cached
+    assert canonical_order(names, tuple(labels)) == [2, 1, 0]
