@@ -7,6 +7,10 @@
   250 ms: the ASGI side awaits the store, so a slow Redis holds only the request it
   decides, and a tighter bound made decisions of concurrent requests on a busy worker
   time out (their event loop turns count too) and fail open for the whole cool-down.
+  ``$TRIMTAB_RATELIMIT_LEASE`` (seconds, 0 to 1, default 0.05; 0: none) is how long a
+  token Redis granted to a hot key in a batch may wait here to be spent (see
+  :class:`.ratelimit_store.Leases`: no round trip per request on a busy key, at most
+  ``rate * lease`` admitted early in any window, never more over the long run).
 - ``GET /_trimtab/limits`` (read) → ``{"limits": {name: {route, key, rate,
   burst, mode, "counts": {route: {allowed, limited, shadow_limited}}}},
   "store": kind, "store_errors": n}`` with the config's ``ETag``:
@@ -52,6 +56,8 @@ from .ratelimit_topkeys import KeyIds, MergedTop, TopKeys
 from .ratelimit_whatif import ArrivalLog
 
 STORE_ENV = "TRIMTAB_RATELIMIT_STORE"
+LEASE_ENV = "TRIMTAB_RATELIMIT_LEASE"
+DEFAULT_LEASE = 0.05
 
 
 def make_backend(spec: str | Backend | None, state_dir: str | None, instance: str,
@@ -68,11 +74,26 @@ def make_backend(spec: str | Backend | None, state_dir: str | None, instance: st
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", instance)
         return FileBackend(Path(state_dir, f"ratelimit-{safe}.bin"))
     if spec.startswith(("redis://", "rediss://", "unix://")):
-        return RedisBackend(spec, timeout=timeout)
+        return RedisBackend(spec, timeout=timeout, lease=_lease_setting())
     # Never the spec itself: a mistyped URL may carry a password.
     scheme = spec.partition("://")[0] if "://" in spec else None
     got = f"a {scheme}:// URL" if scheme else "none of them (not shown: it may hold a password)"
     raise ValueError(f"ratelimit store must be memory, file or a redis:// URL, got {got}")
+
+
+def _lease_setting() -> float:
+    """``$TRIMTAB_RATELIMIT_LEASE`` in seconds (0 to 1); a bad value stops the agent by name."""
+    raw = os.environ.get(LEASE_ENV)
+    if raw is None or raw.strip() == "":
+        return DEFAULT_LEASE
+    try:
+        value = parse_finite(raw.strip(), LEASE_ENV)
+    except BadNumber as err:
+        raise ValueError(f"{err}, in seconds (0 turns leases off)") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{LEASE_ENV} must be between 0 and 1 second (0 turns leases off), "
+                         f"got {value!r}")
+    return value
 
 
 class RateLimits:

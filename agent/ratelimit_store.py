@@ -20,7 +20,18 @@ Every store keeps one number per key, the GCRA theoretical arrival time (see
   each call is bounded by ``timeout`` (default 250 ms, an agent's default too: see
   :mod:`.ratelimit_control`), a failure lets the request through and is counted
   (``trimtab_ratelimit_store_errors_total``), and for ``cooldown`` seconds
-  (default 1 s) Redis is not asked at all, so an outage adds no latency. The ASGI
+  (default 1 s) Redis is not asked at all, so an outage adds no latency.
+  **Leases** (:class:`Leases`; ``lease`` seconds, default 0.05, 0 turns them off): a key
+  that keeps spending its lease before it runs out asks Redis for several tokens at once
+  (doubling, up to ``rate * lease`` and half the burst) and spends them here without a
+  round trip; a refusal is remembered until its ``Retry-After`` has passed (nobody can
+  make a token appear sooner: the same limit's refusals need no round trip either). A
+  leased token is taken from the shared bucket when Redis grants it, so the fleet never
+  admits more than the limit over the long run; it is spent within ``lease`` seconds or
+  dropped, so in any window the fleet admits at most ``rate * lease`` more than the limit
+  (tokens granted just before the window) and wastes at most a lease per instance when a
+  key goes quiet. Below 2 tokens per lease (``rate * lease < 2``, under 40/s at 50 ms)
+  every request asks Redis, exactly as with leases off. The ASGI
   side (:meth:`RedisBackend.decide`) talks to ``redis://`` and ``unix://`` URLs
   through :mod:`.resp`, one auto-pipelined connection per event loop (redis-py's
   asyncio client cost 70-90 µs of CPU per decision); the blocking WSGI side
@@ -40,6 +51,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
@@ -169,7 +181,107 @@ class FileBackend:
         return victim, None
 
 
-# KEYS[1]: the key; ARGV: interval (1/rate), tolerance ((burst-1)*interval), burst.
+class _Lease:
+    """What one instance holds for one key: leased tokens, or a refusal until a time."""
+
+    __slots__ = ("limit", "left", "until", "size", "remaining", "full_at", "refused_until")
+
+    def __init__(self, limit: tuple[float, int]) -> None:
+        self.limit = limit  # (rate, burst): a changed limit finds no lease of its own
+        self.left = 0  # tokens granted and not spent yet
+        self.until = 0.0  # when unspent tokens are dropped (monotonic)
+        self.size = 1  # tokens the last grant held
+        self.remaining = 0  # Redis's remaining after that grant
+        self.full_at = 0.0  # when the bucket is full again, as Redis saw it (monotonic)
+        self.refused_until = 0.0  # refused: no token for anyone before then (monotonic)
+
+
+class Leases:
+    """Tokens a :class:`RedisBackend` took for hot keys, and the refusals it remembers.
+
+    ``seconds`` is how long a leased token may wait to be spent (0: no leases, every
+    decision asks Redis). A key that spends its lease before it expires asks for twice
+    as many next time; one that leaves tokens asks for what it spent; a refused key
+    starts again at one. At most ``max_keys`` keys are held (expired ones are dropped
+    first, then all: a dropped lease wastes its tokens, it never grants extra).
+    """
+
+    def __init__(self, seconds: float = 0.05, max_keys: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds, self.max_keys, self._clock = seconds, max_keys, clock
+        self._held: dict[str, _Lease] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def take(self, key: str, rate: float, burst: int) -> tuple[Decision | None, int]:
+        """A decision made from what is held (else None) and the tokens to ask Redis for."""
+        if not self.seconds:
+            return None, 1
+        now = self._clock()
+        with self._lock:
+            lease = self._held.get(key)
+            if lease is None or lease.limit != (rate, burst):
+                return None, 1
+            if lease.left and now < lease.until:
+                lease.left -= 1
+                return Decision(True, 0.0, max(0.0, lease.full_at - now),
+                                lease.remaining + lease.left), 0
+            if now < lease.refused_until:
+                return Decision(False, lease.refused_until - now,
+                                max(0.0, lease.full_at - now), 0), 0
+            if lease.refused_until:
+                size = 1
+            elif now < lease.until:  # spent before it expired: the key wants more
+                size = lease.size * 2
+            else:
+                size = max(1, lease.size - lease.left)
+        return None, max(1, min(size, burst // 2, int(rate * self.seconds)))
+
+    def record(self, key: str, rate: float, burst: int, granted: int,
+               decision: Decision) -> Decision:
+        """Keep what Redis granted beyond this request (or its refusal); this request's decision.
+
+        ``decision`` is Redis's answer for all ``granted`` tokens (its remaining counts
+        them all spent).
+        """
+        if not self.seconds:
+            return decision
+        now = self._clock()
+        with self._lock:
+            if len(self._held) >= self.max_keys:
+                self._prune(now)
+            lease = self._held.get(key)
+            if lease is None or lease.limit != (rate, burst):
+                lease = self._held[key] = _Lease((rate, burst))
+            lease.full_at = now + decision.reset
+            if not granted:
+                lease.left, lease.size, lease.refused_until = 0, 1, now + decision.retry_after
+                return decision
+            if lease.left and now < lease.until:  # two grants met: the earlier expiry holds
+                lease.left += granted - 1
+            else:
+                lease.left, lease.until = granted - 1, now + self.seconds
+            lease.size, lease.remaining, lease.refused_until = granted, decision.remaining, 0.0
+        return Decision(True, 0.0, decision.reset, decision.remaining + granted - 1)
+
+    def clear(self) -> None:
+        """Drop every lease (their tokens are wasted, never granted twice)."""
+        with self._lock:
+            self._held.clear()
+
+    def _prune(self, now: float) -> None:
+        for key in [k for k, v in self._held.items()
+                    if now >= v.until and now >= v.refused_until]:
+            del self._held[key]
+        if len(self._held) >= self.max_keys:
+            self._held.clear()
+
+
+# KEYS[1]: the key; ARGV: interval (1/rate), tolerance ((burst-1)*interval), burst, and how
+# many tokens are wanted (a lease: see :class:`Leases`); at most as many as fit are granted.
+# The reply's first element is the number granted (0: refused, nothing consumed).
 # A stored time beyond this limit's empty bucket (left by a stricter limit) is capped, as
 # in :func:`.ratelimit.gcra`, so a raised limit judges a drained client at once.
 # Floats leave Lua as strings: a Lua number in a reply is truncated to an integer.
@@ -179,6 +291,7 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
 local burst = tonumber(ARGV[3])
+local want = tonumber(ARGV[4])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
 local full = now + burst * interval
@@ -191,12 +304,15 @@ if tat - now > tolerance then
   end
   return {0, tostring(tat - now - tolerance), tostring(tat - now), 0}
 end
-local new = tat + interval
+local granted = math.floor((tolerance - (tat - now)) / interval + 1e-9) + 1
+if granted > want then granted = want end
+if granted < 1 then granted = 1 end
+local new = tat + granted * interval
 redis.call('SET', KEYS[1], string.format('%.6f', new), 'PX',
            math.ceil((new - now) * 1000) + 1)
 local remaining = math.floor((burst * interval - (new - now)) / interval + 1e-9)
 if remaining < 0 then remaining = 0 end
-return {1, '0', tostring(new - now), remaining}
+return {granted, '0', tostring(new - now), remaining}
 """
 
 
@@ -206,12 +322,13 @@ class RedisBackend:
     name = "redis"
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", namespace: str = "trimtab:rl:",
-                 timeout: float = 0.25, cooldown: float = 1.0) -> None:
+                 timeout: float = 0.25, cooldown: float = 1.0, lease: float = 0.05) -> None:
         self.url, self.namespace, self.timeout, self.cooldown = url, namespace, timeout, cooldown
+        self.leases = Leases(lease)
         self.sha = hashlib.sha1(_GCRA_LUA.encode()).hexdigest()
         # EVALSHA <sha> 1: the head of every decision's command (see resp.pack).
-        self._head = b"*7\r\n$7\r\nEVALSHA\r\n$40\r\n%b\r\n$1\r\n1\r\n" % self.sha.encode()
-        self._tails: dict[tuple[float, int], bytes] = {}
+        self._head = b"*8\r\n$7\r\nEVALSHA\r\n$40\r\n%b\r\n$1\r\n1\r\n" % self.sha.encode()
+        self._tails: dict[tuple[float, int, int], bytes] = {}
         self._own_client = url.startswith(("redis://", "unix://"))
         if self._own_client:
             parse_url(url)  # a bad URL fails here, not on every request
@@ -224,37 +341,47 @@ class RedisBackend:
         self._down_until = 0.0
 
     async def decide(self, key: str, rate: float, burst: int) -> Decision | None:
-        """The decision from Redis, or None (fail open) on error, timeout or cool-down."""
+        """The decision from a lease or Redis, or None (fail open) on error, timeout or cool-down."""
+        held, want = self.leases.take(key, rate, burst)
+        if held is not None:
+            return held
         started = time.monotonic()
         if started < self._down_until:
             return None
         try:
             if not self._own_client:
-                return await self._decide_redis_py(key, rate, burst)
+                reply = await self._decide_redis_py(key, rate, burst, want)
+                return self.leases.record(key, rate, burst, *_decision(reply))
             loop = asyncio.get_running_loop()
             client = self._resp if self._loop is loop else self._client_for(loop)
-            tail = self._tails.get((rate, burst)) or self._tail(rate, burst)
+            tail = self._tails.get((rate, burst, want)) or self._tail(rate, burst, want)
             name = (self.namespace + key).encode()
             future = client.send(b"%b$%d\r\n%b\r\n%b" % (self._head, len(name), name, tail))
             if future is None:  # not connected: connect and decide, bounded as a whole
                 async with asyncio.timeout(self.timeout):
-                    return _decision(await self._evalsha(client, name, rate, burst))
+                    reply = await self._evalsha(client, name, rate, burst, want)
+                return self.leases.record(key, rate, burst, *_decision(reply))
             try:
-                return _decision(await future)  # bounded by the connection's watchdog
+                reply = await future  # bounded by the connection's watchdog
+                return self.leases.record(key, rate, burst, *_decision(reply))
             except RespReplyError as err:
                 if not str(err).startswith("NOSCRIPT"):
                     raise
             # Within what is left of this decision's bound: the watchdog would give the
             # fallback a window of its own, and the decision could wait twice the timeout.
             async with asyncio.timeout(max(0.0, self.timeout - (time.monotonic() - started))):
-                return _decision(await client.call(b"EVAL", _GCRA_LUA, 1, name,
-                                                   *_args(1.0 / rate, burst)))
+                reply = await client.call(b"EVAL", _GCRA_LUA, 1, name,
+                                          *_args(1.0 / rate, burst, want))
+            return self.leases.record(key, rate, burst, *_decision(reply))
         except (RespError, RedisError, OSError, TimeoutError, ValueError, TypeError):
             self._down_until = time.monotonic() + self.cooldown
             return None
 
     def decide_sync(self, key: str, rate: float, burst: int) -> Decision | None:
         """:meth:`decide` with a blocking client (WSGI workers), bounded by the socket timeout."""
+        held, want = self.leases.take(key, rate, burst)
+        if held is not None:
+            return held
         if time.monotonic() < self._down_until:
             return None
         interval = 1.0 / rate
@@ -264,8 +391,9 @@ class RedisBackend:
                     self.url, socket_timeout=self.timeout,
                     socket_connect_timeout=self.timeout, retry_on_timeout=False)
                 self._sync_script = self._sync_client.register_script(_GCRA_LUA)
-            return _decision(self._sync_script(  # type: ignore[operator]
-                keys=[self.namespace + key], args=_args(interval, burst)))
+            reply = self._sync_script(  # type: ignore[operator]
+                keys=[self.namespace + key], args=_args(interval, burst, want))
+            return self.leases.record(key, rate, burst, *_decision(reply))
         except (RedisError, OSError, TimeoutError, ValueError, TypeError):
             self._down_until = time.monotonic() + self.cooldown
             return None
@@ -276,17 +404,18 @@ class RedisBackend:
         self._resp, self._loop = RespClient(self.url, self.timeout), loop
         return self._resp
 
-    def _tail(self, rate: float, burst: int) -> bytes:
-        """The packed ARGV of a limit (a handful of limits: cached, bounded all the same)."""
+    def _tail(self, rate: float, burst: int, want: int) -> bytes:
+        """The packed ARGV of a limit and lease size (a handful: cached, bounded all the same)."""
         if len(self._tails) > 1024:
             self._tails.clear()
         tail = b"".join(b"$%d\r\n%b\r\n" % (len(a), a.encode())
-                        for a in _args(1.0 / rate, burst))
-        self._tails[(rate, burst)] = tail
+                        for a in _args(1.0 / rate, burst, want))
+        self._tails[(rate, burst, want)] = tail
         return tail
 
-    async def _evalsha(self, client: RespClient, name: bytes, rate: float, burst: int) -> object:
-        args = _args(1.0 / rate, burst)
+    async def _evalsha(self, client: RespClient, name: bytes, rate: float, burst: int,
+                       want: int) -> Any:
+        args = _args(1.0 / rate, burst, want)
         try:
             return await client.call(b"EVALSHA", self.sha, 1, name, *args)
         except RespReplyError as err:
@@ -294,7 +423,7 @@ class RedisBackend:
                 raise
         return await client.call(b"EVAL", _GCRA_LUA, 1, name, *args)
 
-    async def _decide_redis_py(self, key: str, rate: float, burst: int) -> Decision:
+    async def _decide_redis_py(self, key: str, rate: float, burst: int, want: int) -> Any:
         # rediss:// (TLS) only: redis.asyncio connections belong to the loop that opened them.
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
@@ -304,8 +433,8 @@ class RedisBackend:
             self._script = self._client.register_script(_GCRA_LUA)
             self._loop = loop
         async with asyncio.timeout(self.timeout):  # not wait_for: it can drop a cancel (3.11)
-            return _decision(await self._script(keys=[self.namespace + key],  # type: ignore[operator]
-                                                args=_args(1.0 / rate, burst)))
+            return await self._script(keys=[self.namespace + key],  # type: ignore[operator]
+                                      args=_args(1.0 / rate, burst, want))
 
     async def close(self) -> None:
         """Close the connections."""
@@ -321,10 +450,12 @@ class RedisBackend:
             self._sync_client, self._sync_script = None, None
 
 
-def _args(interval: float, burst: int) -> list[str]:
-    return [repr(interval), repr((burst - 1) * interval), str(burst)]
+def _args(interval: float, burst: int, want: int) -> list[str]:
+    return [repr(interval), repr((burst - 1) * interval), str(burst), str(want)]
 
 
-def _decision(reply: list[bytes | int]) -> Decision:
-    allowed, wait, reset, remaining = reply
-    return Decision(bool(int(allowed)), float(wait), float(reset), int(remaining))
+def _decision(reply: list[bytes | int]) -> tuple[int, Decision]:
+    """Tokens granted and Redis's decision (its remaining counts them all spent)."""
+    granted, wait, reset, remaining = reply
+    count = int(granted)
+    return count, Decision(count > 0, float(wait), float(reset), int(remaining))

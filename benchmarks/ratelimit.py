@@ -6,7 +6,9 @@ The same trivial FastAPI endpoint (``GET /items/{item_id}``) is called in proces
 - bare FastAPI, and slowapi (its pure-ASGI middleware, a default limit on every route,
   keyed by client address) with memory storage and with a real ``redis-server``;
 - the trimtab middleware without limits, and with one enforced per-IP limit on the
-  route, memory store and the same Redis.
+  route, memory store and the same Redis: with its default leases (a busy key spends
+  tokens Redis granted in batches, see ``agent/ratelimit_store.py``), and with leases off
+  (``TRIMTAB_RATELIMIT_LEASE=0``: one round trip per request, as slowapi makes).
 
 Limits are far above the load, so every request is decided and allowed: the figure is
 the cost of a decision. Before timing, a copy of each limited variant with a limit of 1
@@ -17,7 +19,8 @@ minus trimtab without limits (the middleware's own metrics and traces are
 ``benchmarks/agent_overhead.py``'s subject). CPU time of this process, fastest of
 interleaved rounds, as in ``agent_overhead.py``. Redis time spent in the server is not
 this process's CPU time for either. The last line is the worse of the two ratios
-(memory, Redis) of trimtab's added µs to slowapi's: goal ≤ 0.5.
+(memory, Redis with the default leases) of trimtab's added µs to slowapi's: goal ≤ 0.5;
+the line before it gives the Redis ratio with leases off too.
 
 Run: ``.venv/bin/python benchmarks/ratelimit.py [--requests 3000] [--rounds 7]``
 """
@@ -41,6 +44,7 @@ from slowapi.middleware import SlowAPIASGIMiddleware
 from slowapi.util import get_remote_address
 from trimtab.agent.middleware import TrimtabMiddleware
 from trimtab.agent.procs import free_port, stop_all
+from trimtab.agent.ratelimit_store import RedisBackend
 
 ROUTE = "/items/{item_id}"
 
@@ -64,7 +68,7 @@ def _slowapi(storage: str, per_second: int) -> FastAPI:
     return app
 
 
-def _trimtab(store: str | None, rate: float | None) -> Any:
+def _trimtab(store: str | RedisBackend | None, rate: float | None) -> Any:
     layer = TrimtabMiddleware(_fastapi(), instance="bench", tokens="b:write:bench-token",
                               state_dir=None, ratelimit_store=store or "memory")
     layer.config.apply({"cache": {"enabled": False}}, None)
@@ -133,6 +137,7 @@ async def _prove_they_limit(url: str) -> None:
         "slowapi redis": lambda: _slowapi(url, 1),
         "trimtab memory": lambda: _trimtab("memory", 1.0),
         "trimtab redis": lambda: _trimtab(url, 1.0),
+        "trimtab redis, no lease": lambda: _trimtab(RedisBackend(url, lease=0.0), 1.0),
     }
     for name, make in checks.items():
         _, statuses = await _one_round(make(), 200)
@@ -154,6 +159,8 @@ async def main(requests: int, rounds: int) -> None:
                 "trimtab, no limit": _trimtab(None, None),
                 "trimtab limit, memory": _trimtab("memory", float(huge)),
                 "trimtab limit, Redis": _trimtab(url, float(huge)),
+                "trimtab limit, Redis, no lease": _trimtab(RedisBackend(url, lease=0.0),
+                                                           float(huge)),
             }
             for app in apps.values():
                 await _one_round(app, 300)  # warm-up: lazy stacks, connections
@@ -172,14 +179,18 @@ async def main(requests: int, rounds: int) -> None:
         "slowapi, Redis": us["slowapi, Redis"] - us["bare FastAPI"],
         "trimtab limit, memory": us["trimtab limit, memory"] - us["trimtab, no limit"],
         "trimtab limit, Redis": us["trimtab limit, Redis"] - us["trimtab, no limit"],
+        "trimtab limit, Redis, no lease":
+            us["trimtab limit, Redis, no lease"] - us["trimtab, no limit"],
     }
-    print(f"{'variant':28s} {'µs/req':>8s} {'limiter adds':>13s}")
+    print(f"{'variant':32s} {'µs/req':>8s} {'limiter adds':>13s}")
     for name, micros in us.items():
         extra = f"{added[name]:13.1f}" if name in added else ""
-        print(f"{name:28s} {micros:8.1f} {extra}")
+        print(f"{name:32s} {micros:8.1f} {extra}")
     memory = added["trimtab limit, memory"] / added["slowapi, memory"]
     remote = added["trimtab limit, Redis"] / added["slowapi, Redis"]
-    print(f"ratio trimtab / slowapi, memory: {memory:.2f}; Redis: {remote:.2f}")
+    exact = added["trimtab limit, Redis, no lease"] / added["slowapi, Redis"]
+    print(f"ratio trimtab / slowapi, memory: {memory:.2f}; Redis: {remote:.2f} "
+          f"(leases off: {exact:.2f})")
     print(f"ratio trimtab / slowapi (µs a limit adds per request, worse of the two): "
           f"{max(memory, remote):.2f}")
 
