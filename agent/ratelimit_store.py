@@ -23,15 +23,15 @@ Every store keeps one number per key, the GCRA theoretical arrival time (see
   (default 1 s) Redis is not asked at all, so an outage adds no latency.
   **Leases** (:class:`Leases`; ``lease`` seconds, default 0.05, 0 turns them off): a key
   that keeps spending its lease before it runs out asks Redis for several tokens at once
-  (doubling, up to ``rate * lease`` and half the burst) and spends them here without a
-  round trip; a refusal is remembered until its ``Retry-After`` has passed (nobody can
-  make a token appear sooner: the same limit's refusals need no round trip either). A
-  leased token is taken from the shared bucket when Redis grants it, so the fleet never
-  admits more than the limit over the long run; it is spent within ``lease`` seconds or
-  dropped, so in any window the fleet admits at most ``rate * lease`` more than the limit
-  (tokens granted just before the window) and wastes at most a lease per instance when a
-  key goes quiet. Below 2 tokens per lease (``rate * lease < 2``, under 40/s at 50 ms)
-  every request asks Redis, exactly as with leases off. The ASGI
+  (doubling, up to ``rate * lease`` and half the burst per ask; requests arriving while
+  one is asked for ask for one each) and spends them here without a round trip; a
+  refusal is remembered until its ``Retry-After`` has passed (nobody can make a token
+  appear sooner: the same limit's refusals need no round trip either). A leased token
+  is taken from the shared bucket when Redis grants it, so the fleet never admits more
+  than the limit over the long run; it is spent within ``lease`` seconds of the ask or
+  dropped, so in any window an instance admits at most one batch early, and a key
+  that goes quiet wastes what is left of its lease. With ``rate * lease < 2`` (under
+  40/s at 50 ms) or a burst under 4, every request asks Redis, exactly as with leases off. The ASGI
   side (:meth:`RedisBackend.decide`) talks to ``redis://`` and ``unix://`` URLs
   through :mod:`.resp`, one auto-pipelined connection per event loop (redis-py's
   asyncio client cost 70-90 µs of CPU per decision); the blocking WSGI side
@@ -184,7 +184,8 @@ class FileBackend:
 class _Lease:
     """What one instance holds for one key: leased tokens, or a refusal until a time."""
 
-    __slots__ = ("limit", "left", "until", "size", "remaining", "full_at", "refused_until")
+    __slots__ = ("limit", "left", "until", "size", "remaining", "full_at", "refused_until",
+                 "asking_until")
 
     def __init__(self, limit: tuple[float, int]) -> None:
         self.limit = limit  # (rate, burst): a changed limit finds no lease of its own
@@ -194,6 +195,7 @@ class _Lease:
         self.remaining = 0  # Redis's remaining after that grant
         self.full_at = 0.0  # when the bucket is full again, as Redis saw it (monotonic)
         self.refused_until = 0.0  # refused: no token for anyone before then (monotonic)
+        self.asking_until = 0.0  # a batch is being asked for (until its answer or timeout)
 
 
 class Leases:
@@ -202,13 +204,20 @@ class Leases:
     ``seconds`` is how long a leased token may wait to be spent (0: no leases, every
     decision asks Redis). A key that spends its lease before it expires asks for twice
     as many next time; one that leaves tokens asks for what it spent; a refused key
-    starts again at one. At most ``max_keys`` keys are held (expired ones are dropped
-    first, then all: a dropped lease wastes its tokens, it never grants extra).
+    starts again at one. While a batch is being asked for, requests of the same key that
+    arrive meanwhile ask for one token each (so concurrent requests do not each take a
+    batch and drain the bucket between them). At most ``max_keys`` keys are held (expired
+    ones are dropped first, then all: a dropped lease wastes its tokens, never grants extra).
+
+    Times are the moments the asks were *sent* (``sent`` of :meth:`record`): Redis decided
+    after that, so a lease expires at most ``seconds`` after its grant and a refusal is
+    never remembered past Redis's own ``Retry-After``.
     """
 
     def __init__(self, seconds: float = 0.05, max_keys: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.seconds, self.max_keys, self._clock = seconds, max_keys, clock
+                 clock: Callable[[], float] = time.monotonic, ask_timeout: float = 1.0) -> None:
+        self.seconds, self.max_keys, self.clock = seconds, max_keys, clock
+        self.ask_timeout = ask_timeout  # a batch ask that never answered stops counting then
         self._held: dict[str, _Lease] = {}
         self._lock = threading.Lock()
 
@@ -219,7 +228,7 @@ class Leases:
         """A decision made from what is held (else None) and the tokens to ask Redis for."""
         if not self.seconds:
             return None, 1
-        now = self._clock()
+        now = self.clock()
         with self._lock:
             lease = self._held.get(key)
             if lease is None or lease.limit != (rate, burst):
@@ -231,40 +240,49 @@ class Leases:
             if now < lease.refused_until:
                 return Decision(False, lease.refused_until - now,
                                 max(0.0, lease.full_at - now), 0), 0
-            if lease.refused_until:
-                size = 1
-            elif now < lease.until:  # spent before it expired: the key wants more
+            if now < lease.asking_until or lease.refused_until:
+                return None, 1
+            if now < lease.until:  # spent before it expired: the key wants more
                 size = lease.size * 2
             else:
                 size = max(1, lease.size - lease.left)
-        return None, max(1, min(size, burst // 2, int(rate * self.seconds)))
+            size = max(1, min(size, burst // 2, int(rate * self.seconds)))
+            if size > 1:
+                lease.asking_until = now + self.ask_timeout
+        return None, size
 
-    def record(self, key: str, rate: float, burst: int, granted: int,
-               decision: Decision) -> Decision:
+    def record(self, key: str, rate: float, burst: int, granted: int, decision: Decision,
+               sent: float) -> Decision:
         """Keep what Redis granted beyond this request (or its refusal); this request's decision.
 
         ``decision`` is Redis's answer for all ``granted`` tokens (its remaining counts
-        them all spent).
+        them all spent); ``sent`` is when the ask was sent (this object's clock).
         """
         if not self.seconds:
             return decision
-        now = self._clock()
         with self._lock:
             if len(self._held) >= self.max_keys:
-                self._prune(now)
+                self._prune(self.clock())
             lease = self._held.get(key)
             if lease is None or lease.limit != (rate, burst):
                 lease = self._held[key] = _Lease((rate, burst))
-            lease.full_at = now + decision.reset
+            lease.asking_until = 0.0
+            lease.full_at = sent + decision.reset
             if not granted:
-                lease.left, lease.size, lease.refused_until = 0, 1, now + decision.retry_after
+                if lease.left and self.clock() < lease.until:
+                    # Refused because this instance's own concurrent asks took the tokens:
+                    # they are here, so spend one rather than refuse and waste them.
+                    lease.left -= 1
+                    return Decision(True, 0.0, decision.reset, lease.remaining + lease.left)
+                lease.left, lease.size = 0, 1
+                lease.refused_until = sent + decision.retry_after
                 return decision
-            if lease.left and now < lease.until:  # two grants met: the earlier expiry holds
+            if lease.left and self.clock() < lease.until:  # grants met: the earlier expiry
                 lease.left += granted - 1
             else:
-                lease.left, lease.until = granted - 1, now + self.seconds
+                lease.left, lease.until = granted - 1, sent + self.seconds
             lease.size, lease.remaining, lease.refused_until = granted, decision.remaining, 0.0
-        return Decision(True, 0.0, decision.reset, decision.remaining + granted - 1)
+            return Decision(True, 0.0, decision.reset, decision.remaining + lease.left)
 
     def clear(self) -> None:
         """Drop every lease (their tokens are wasted, never granted twice)."""
@@ -324,7 +342,7 @@ class RedisBackend:
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", namespace: str = "trimtab:rl:",
                  timeout: float = 0.25, cooldown: float = 1.0, lease: float = 0.05) -> None:
         self.url, self.namespace, self.timeout, self.cooldown = url, namespace, timeout, cooldown
-        self.leases = Leases(lease)
+        self.leases = Leases(lease, ask_timeout=timeout)
         self.sha = hashlib.sha1(_GCRA_LUA.encode()).hexdigest()
         # EVALSHA <sha> 1: the head of every decision's command (see resp.pack).
         self._head = b"*8\r\n$7\r\nEVALSHA\r\n$40\r\n%b\r\n$1\r\n1\r\n" % self.sha.encode()
@@ -342,16 +360,16 @@ class RedisBackend:
 
     async def decide(self, key: str, rate: float, burst: int) -> Decision | None:
         """The decision from a lease or Redis, or None (fail open) on error, timeout or cool-down."""
+        started = time.monotonic()  # also when the ask is sent (the leases' clock)
         held, want = self.leases.take(key, rate, burst)
         if held is not None:
             return held
-        started = time.monotonic()
         if started < self._down_until:
             return None
         try:
             if not self._own_client:
                 reply = await self._decide_redis_py(key, rate, burst, want)
-                return self.leases.record(key, rate, burst, *_decision(reply))
+                return self.leases.record(key, rate, burst, *_decision(reply), started)
             loop = asyncio.get_running_loop()
             client = self._resp if self._loop is loop else self._client_for(loop)
             tail = self._tails.get((rate, burst, want)) or self._tail(rate, burst, want)
@@ -360,10 +378,10 @@ class RedisBackend:
             if future is None:  # not connected: connect and decide, bounded as a whole
                 async with asyncio.timeout(self.timeout):
                     reply = await self._evalsha(client, name, rate, burst, want)
-                return self.leases.record(key, rate, burst, *_decision(reply))
+                return self.leases.record(key, rate, burst, *_decision(reply), started)
             try:
                 reply = await future  # bounded by the connection's watchdog
-                return self.leases.record(key, rate, burst, *_decision(reply))
+                return self.leases.record(key, rate, burst, *_decision(reply), started)
             except RespReplyError as err:
                 if not str(err).startswith("NOSCRIPT"):
                     raise
@@ -372,17 +390,18 @@ class RedisBackend:
             async with asyncio.timeout(max(0.0, self.timeout - (time.monotonic() - started))):
                 reply = await client.call(b"EVAL", _GCRA_LUA, 1, name,
                                           *_args(1.0 / rate, burst, want))
-            return self.leases.record(key, rate, burst, *_decision(reply))
+            return self.leases.record(key, rate, burst, *_decision(reply), started)
         except (RespError, RedisError, OSError, TimeoutError, ValueError, TypeError):
             self._down_until = time.monotonic() + self.cooldown
             return None
 
     def decide_sync(self, key: str, rate: float, burst: int) -> Decision | None:
         """:meth:`decide` with a blocking client (WSGI workers), bounded by the socket timeout."""
+        started = time.monotonic()
         held, want = self.leases.take(key, rate, burst)
         if held is not None:
             return held
-        if time.monotonic() < self._down_until:
+        if started < self._down_until:
             return None
         interval = 1.0 / rate
         try:
@@ -393,7 +412,7 @@ class RedisBackend:
                 self._sync_script = self._sync_client.register_script(_GCRA_LUA)
             reply = self._sync_script(  # type: ignore[operator]
                 keys=[self.namespace + key], args=_args(interval, burst, want))
-            return self.leases.record(key, rate, burst, *_decision(reply))
+            return self.leases.record(key, rate, burst, *_decision(reply), started)
         except (RedisError, OSError, TimeoutError, ValueError, TypeError):
             self._down_until = time.monotonic() + self.cooldown
             return None
