@@ -15,6 +15,11 @@ Served under ``/_trimtab/balancer``:
   the field changed since that entry.
 - ``GET/PATCH /_trimtab/balancer/limits``: rate limits, when the back-end has
   them (:mod:`.limits`); their entries revert through the same ``revert/{id}``.
+- ``GET <metrics_path>`` (the HAProxy agent: ``/metrics``; no token, as an instance's
+  ``/metrics``): the limits' decisions as ``trimtab_ratelimit_requests_total{route,
+  limit,result}``, read from the back-end at each scrape (HAProxy: its counts table),
+  so the cockpit charts them like an instance's; 503 with the reason when the back-end
+  does not answer (the scrape fails visibly, no stale or made-up zero).
 
 Errors: ``{"error": code, "message", "status", "field"}`` (+ ``errors`` on 422),
 the shape of the agent's own control API. The token is checked before the path:
@@ -37,10 +42,14 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import parse_qs
 
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
 from ..auth import READ, WRITE, AuthError, Principal, TokenAuth
 from ..control import parse_json
 from ..journal import ACCEPTED, REFUSED, Journal
 from ..params import BadNumber, is_uint, parse_finite, parse_uint, shown
+from ..ratelimit import RateLimitCollector, RateLimitMetrics
 from .policies import (
     FIELDS,
     Backend,
@@ -99,9 +108,10 @@ class ControlApp:
 
     def __init__(self, backend: Backend, auth: TokenAuth, journal: Journal,
                  window: float = 30.0, interval: float = 1.0,
-                 limits: LimitsApi | None = None) -> None:
+                 limits: LimitsApi | None = None, metrics_path: str | None = None) -> None:
         self.backend, self.auth, self.journal = backend, auth, journal
         self.limits = limits  # rate limits under PREFIX/limits (see .limits), if any
+        self.metrics_path = metrics_path  # the limits' counters, open like /metrics
         self.window, self.interval = window, interval
         self.shares = ShareWindow()
         self._lock = asyncio.Lock()  # one change at a time: If-Match check and apply are atomic
@@ -130,6 +140,27 @@ class ControlApp:
             except Exception:  # noqa: BLE001 - a dead loop would silently stop reload repair
                 _log.exception("balancer control loop failed; retrying")
             await asyncio.sleep(self.interval)
+
+    async def _metrics(self, send: Send, accept: str, head: bool = False) -> None:
+        """The limits' decision counters, text or OpenMetrics by ``accept`` (see the module doc)."""
+        decisions = RateLimitMetrics()
+        try:
+            if self.limits is not None:
+                decisions.decisions.update(await self.limits.backend.counts())
+        except BackendError as err:
+            data, status = f"limits' counts unavailable: {err}\n".encode(), err.status
+            if status < 500:
+                status = 503
+            content_type = b"text/plain; charset=utf-8"
+        else:
+            registry = CollectorRegistry(auto_describe=False)
+            registry.register(RateLimitCollector(decisions))
+            encoder, kind = choose_encoder(accept)
+            data, status, content_type = encoder(registry), 200, kind.encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", content_type), (b"cache-control", b"no-store"),
+                                (b"content-length", str(len(data)).encode())]})
+        await send({"type": "http.response.body", "body": b"" if head else data})
 
     async def _lifespan(self, receive: Any, send: Send) -> None:
         while True:
@@ -160,6 +191,10 @@ class ControlApp:
         if scope["type"] != "http":
             return
         path, method = scope["path"].rstrip("/"), scope["method"]
+        if path == self.metrics_path and method in ("GET", "HEAD"):
+            accept = dict(scope["headers"]).get(b"accept", b"").decode("latin-1")
+            await self._metrics(send, accept, head=method == "HEAD")
+            return
         if path.startswith(PREFIX + "/revert/"):
             path = PREFIX + "/revert"  # the id is read from scope["path"] by the handler
         routes = {(PREFIX, "GET"): (READ, self._get), (PREFIX, "PATCH"): (WRITE, self._patch),

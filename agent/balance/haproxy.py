@@ -392,7 +392,7 @@ def build_app(socket_path: str, backend: str, journal_path: str | None, reapply:
     """The HAProxy control agent as an ASGI app; desired state is seeded from the journal.
 
     ``limits_map`` (and ``limits_counts``, the counts table): rate limits under
-    ``/_trimtab/balancer/limits`` (:mod:`.limits_haproxy`).
+    ``/_trimtab/balancer/limits`` (:mod:`.limits_haproxy`), their decisions on ``/metrics``.
     """
     from ..auth import TokenAuth
     from ..journal import Journal
@@ -412,7 +412,7 @@ def build_app(socket_path: str, backend: str, journal_path: str | None, reapply:
                                                                                     target),
                                          reapply))
     return ControlApp(HAProxyBackend(adapter), TokenAuth.from_env(), journal,
-                      interval=interval, limits=limits)
+                      interval=interval, limits=limits, metrics_path="/metrics")
 
 
 def main(argv: list[str] | None = None) -> None:
