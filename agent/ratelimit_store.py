@@ -48,6 +48,7 @@ import os
 import struct
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -350,10 +351,15 @@ class RedisBackend:
         self._own_client = url.startswith(("redis://", "unix://"))
         if self._own_client:
             parse_url(url)  # a bad URL fails here, not on every request
-        self._resp: RespClient | None = None
-        self._client: aioredis.Redis | None = None  # rediss:// (TLS): redis-py's client
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._script: object = None
+        # A connection belongs to the loop that opened it: one client per event loop, kept
+        # while the loop lives. ``_current`` is the last used (loop, client), read as one
+        # tuple so that a thread running another loop can never hand this one its client.
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RespClient] = \
+            weakref.WeakKeyDictionary()
+        self._current: tuple[asyncio.AbstractEventLoop | None, RespClient | None] = (None, None)
+        # rediss:// (TLS): redis-py's client and the script registered on it, per loop too.
+        self._py_clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[aioredis.Redis, Any]] = weakref.WeakKeyDictionary()
         self._sync_client: redis.Redis | None = None
         self._sync_script: object = None
         self._down_until = 0.0
@@ -371,7 +377,8 @@ class RedisBackend:
                 reply = await self._decide_redis_py(key, rate, burst, want)
                 return self.leases.record(key, rate, burst, *_decision(reply), started)
             loop = asyncio.get_running_loop()
-            client = self._resp if self._loop is loop else self._client_for(loop)
+            current = self._current
+            client = current[1] if current[0] is loop else self._client_for(loop)
             tail = self._tails.get((rate, burst, want)) or self._tail(rate, burst, want)
             name = (self.namespace + key).encode()
             future = client.send(b"%b$%d\r\n%b\r\n%b" % (self._head, len(name), name, tail))
@@ -418,10 +425,12 @@ class RedisBackend:
             return None
 
     def _client_for(self, loop: asyncio.AbstractEventLoop) -> RespClient:
-        # A connection belongs to the loop that opened it; a test or a server that runs a
-        # new loop gets its own client (the old one's socket goes with the old loop).
-        self._resp, self._loop = RespClient(self.url, self.timeout), loop
-        return self._resp
+        """This loop's client (made on its first decision): loops taking turns keep theirs."""
+        client = self._clients.get(loop)
+        if client is None:
+            client = self._clients[loop] = RespClient(self.url, self.timeout)
+        self._current = (loop, client)
+        return client
 
     def _tail(self, rate: float, burst: int, want: int) -> bytes:
         """The packed ARGV of a limit and lease size (a handful: cached, bounded all the same)."""
@@ -445,25 +454,26 @@ class RedisBackend:
     async def _decide_redis_py(self, key: str, rate: float, burst: int, want: int) -> Any:
         # rediss:// (TLS) only: redis.asyncio connections belong to the loop that opened them.
         loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            self._client = aioredis.Redis.from_url(
+        made = self._py_clients.get(loop)
+        if made is None:
+            client = aioredis.Redis.from_url(
                 self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
                 retry_on_timeout=False)
-            self._script = self._client.register_script(_GCRA_LUA)
-            self._loop = loop
+            made = self._py_clients[loop] = (client, client.register_script(_GCRA_LUA))
         async with asyncio.timeout(self.timeout):  # not wait_for: it can drop a cancel (3.11)
-            return await self._script(keys=[self.namespace + key],  # type: ignore[operator]
-                                      args=_args(1.0 / rate, burst, want))
+            return await made[1](keys=[self.namespace + key], args=_args(1.0 / rate, burst, want))
 
     async def close(self) -> None:
-        """Close the connections."""
-        if self._resp is not None:
-            if self._loop is asyncio.get_running_loop():
-                await self._resp.close()
-            self._resp, self._loop = None, None
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        """Close this loop's connections and the blocking client (other loops' go with them)."""
+        loop = asyncio.get_running_loop()
+        client = self._clients.pop(loop, None)
+        if client is not None:
+            await client.close()
+        if self._current[0] is loop:
+            self._current = (None, None)
+        made = self._py_clients.pop(loop, None)
+        if made is not None:
+            await made[0].aclose()
         if self._sync_client is not None:
             self._sync_client.close()
             self._sync_client, self._sync_script = None, None

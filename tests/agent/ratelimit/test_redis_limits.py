@@ -12,6 +12,7 @@ from trimtab.agent.ratelimit import ENFORCE, Limit, Limiter
 from trimtab.agent.ratelimit_store import RedisBackend
 
 from tests.agent.test_redis_store import redis_url  # noqa: F401  (the redis-server fixture)
+from tests.support import poll
 
 
 def hammer(url: str, key: str, rate: float, burst: int, n: int,
@@ -140,3 +141,24 @@ def test_sync_client_shares_the_bucket_with_async_instances(redis_url: str) -> N
     log = run_instances(redis_url, "mixed", 0.001, 3, 5, instances=1)
     assert allowed == [True, True] and sum(ok for _, _, ok in log) == 1
     asyncio.run(sync.close())
+
+
+def test_loops_taking_turns_keep_one_connection_each(redis_url: str) -> None:  # noqa: F811
+    # Two event loops deciding in turn through one backend (an embedding that runs a loop
+    # per thread): each keeps its own connection; a new one per switch piled them up.
+    admin = redis.Redis.from_url(redis_url)
+    before = len(admin.client_list())
+    backend = RedisBackend(redis_url, timeout=2.0, lease=0.0)
+    loops = [asyncio.new_event_loop(), asyncio.new_event_loop()]
+    try:
+        allowed = [loops[i % 2].run_until_complete(backend.decide("turns", 0.001, 30))
+                   for i in range(20)]
+        assert all(d is not None and d.allowed for d in allowed)
+        assert len(admin.client_list()) - before == 2
+        for loop in loops:
+            loop.run_until_complete(backend.close())
+        assert poll(lambda: len(admin.client_list()), lambda n: n == before) == before
+    finally:
+        for loop in loops:
+            loop.close()
+        admin.close()
