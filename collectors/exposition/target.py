@@ -170,12 +170,14 @@ class TargetParser:
         timestamps = None
         floats = self._floats
         known = len(floats)
-        if self._churn * LEARN_SHARE > len(tokens):  # many new values last time: check them all at once
+        learnt = self._churn * LEARN_SHARE > len(tokens)
+        if learnt:  # many new values last time: check them all at once
             floats.learn(tokens)
         try:  # one C pass when every token is a plain value (any new one checked and cached)
             values: list[float | None] = list(map(floats.__getitem__, tokens))
         except ValueError:  # a timestamp or exemplar follows some value, or something is wrong
-            floats.learn(tokens)  # new plain values after the token that stopped the pass
+            if not learnt:  # else every new plain value is in already: learning again finds none
+                floats.learn(tokens)  # new plain values after the token that stopped the pass
             values = list(map(floats.get, tokens))  # None: not a number, or more than a value
             try:
                 timestamps = self._rests(layout, tokens, values, exemplars)
