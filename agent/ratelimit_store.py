@@ -29,7 +29,8 @@ Every store keeps one number per key, the GCRA theoretical arrival time (see
   appear sooner: the same limit's refusals need no round trip either). A leased token
   is taken from the shared bucket when Redis grants it, so the fleet never admits more
   than the limit over the long run; it is spent within ``lease`` seconds of the ask or
-  dropped, so in any window an instance admits at most one batch early, and a key
+  dropped, so in any window an instance admits early only what the lease before granted
+  it (about one batch), and a key
   that goes quiet wastes what is left of its lease. With ``rate * lease < 2`` (under
   40/s at 50 ms) or a burst under 4, every request asks Redis, exactly as with leases off. The ASGI
   side (:meth:`RedisBackend.decide`) talks to ``redis://`` and ``unix://`` URLs
@@ -253,11 +254,13 @@ class Leases:
         return None, size
 
     def record(self, key: str, rate: float, burst: int, granted: int, decision: Decision,
-               sent: float) -> Decision:
+               sent: float, want: int = 1) -> Decision:
         """Keep what Redis granted beyond this request (or its refusal); this request's decision.
 
         ``decision`` is Redis's answer for all ``granted`` tokens (its remaining counts
-        them all spent); ``sent`` is when the ask was sent (this object's clock).
+        them all spent); ``sent`` is when the ask of ``want`` tokens was sent (this
+        object's clock). Only the answer to a batch ends the batch's asking window, and a
+        single token never shrinks the next batch.
         """
         if not self.seconds:
             return decision
@@ -267,7 +270,8 @@ class Leases:
             lease = self._held.get(key)
             if lease is None or lease.limit != (rate, burst):
                 lease = self._held[key] = _Lease((rate, burst))
-            lease.asking_until = 0.0
+            if want > 1:
+                lease.asking_until = 0.0
             lease.full_at = sent + decision.reset
             if not granted:
                 if lease.left and self.clock() < lease.until:
@@ -282,7 +286,8 @@ class Leases:
                 lease.left += granted - 1
             else:
                 lease.left, lease.until = granted - 1, sent + self.seconds
-            lease.size, lease.remaining, lease.refused_until = granted, decision.remaining, 0.0
+            lease.size = granted if want > 1 else max(lease.size, granted)
+            lease.remaining, lease.refused_until = decision.remaining, 0.0
             return Decision(True, 0.0, decision.reset, decision.remaining + lease.left)
 
     def clear(self) -> None:
@@ -375,7 +380,7 @@ class RedisBackend:
         try:
             if not self._own_client:
                 reply = await self._decide_redis_py(key, rate, burst, want)
-                return self.leases.record(key, rate, burst, *_decision(reply), started)
+                return self.leases.record(key, rate, burst, *_decision(reply), started, want)
             loop = asyncio.get_running_loop()
             current = self._current
             client = current[1] if current[0] is loop else self._client_for(loop)
@@ -385,10 +390,10 @@ class RedisBackend:
             if future is None:  # not connected: connect and decide, bounded as a whole
                 async with asyncio.timeout(self.timeout):
                     reply = await self._evalsha(client, name, rate, burst, want)
-                return self.leases.record(key, rate, burst, *_decision(reply), started)
+                return self.leases.record(key, rate, burst, *_decision(reply), started, want)
             try:
                 reply = await future  # bounded by the connection's watchdog
-                return self.leases.record(key, rate, burst, *_decision(reply), started)
+                return self.leases.record(key, rate, burst, *_decision(reply), started, want)
             except RespReplyError as err:
                 if not str(err).startswith("NOSCRIPT"):
                     raise
@@ -397,7 +402,7 @@ class RedisBackend:
             async with asyncio.timeout(max(0.0, self.timeout - (time.monotonic() - started))):
                 reply = await client.call(b"EVAL", _GCRA_LUA, 1, name,
                                           *_args(1.0 / rate, burst, want))
-            return self.leases.record(key, rate, burst, *_decision(reply), started)
+            return self.leases.record(key, rate, burst, *_decision(reply), started, want)
         except (RespError, RedisError, OSError, TimeoutError, ValueError, TypeError):
             self._down_until = time.monotonic() + self.cooldown
             return None
@@ -419,7 +424,7 @@ class RedisBackend:
                 self._sync_script = self._sync_client.register_script(_GCRA_LUA)
             reply = self._sync_script(  # type: ignore[operator]
                 keys=[self.namespace + key], args=_args(interval, burst, want))
-            return self.leases.record(key, rate, burst, *_decision(reply), started)
+            return self.leases.record(key, rate, burst, *_decision(reply), started, want)
         except (RedisError, OSError, TimeoutError, ValueError, TypeError):
             self._down_until = time.monotonic() + self.cooldown
             return None
@@ -428,6 +433,9 @@ class RedisBackend:
         """This loop's client (made on its first decision): loops taking turns keep theirs."""
         client = self._clients.get(loop)
         if client is None:
+            # A client's connection refers to its loop, so an entry never leaves the weak
+            # dict by itself: drop those of closed loops (their sockets close when collected).
+            _forget_closed(self._clients)
             client = self._clients[loop] = RespClient(self.url, self.timeout)
         self._current = (loop, client)
         return client
@@ -456,6 +464,7 @@ class RedisBackend:
         loop = asyncio.get_running_loop()
         made = self._py_clients.get(loop)
         if made is None:
+            _forget_closed(self._py_clients)
             client = aioredis.Redis.from_url(
                 self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
                 retry_on_timeout=False)
@@ -464,7 +473,8 @@ class RedisBackend:
             return await made[1](keys=[self.namespace + key], args=_args(1.0 / rate, burst, want))
 
     async def close(self) -> None:
-        """Close this loop's connections and the blocking client (other loops' go with them)."""
+        """Close this loop's connections and the blocking client (a closed loop's client is
+        dropped when another loop first decides)."""
         loop = asyncio.get_running_loop()
         client = self._clients.pop(loop, None)
         if client is not None:
@@ -477,6 +487,11 @@ class RedisBackend:
         if self._sync_client is not None:
             self._sync_client.close()
             self._sync_client, self._sync_script = None, None
+
+
+def _forget_closed(clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]) -> None:
+    for loop in [loop for loop in list(clients) if loop.is_closed()]:
+        clients.pop(loop, None)
 
 
 def _args(interval: float, burst: int, want: int) -> list[str]:

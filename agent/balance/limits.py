@@ -4,7 +4,9 @@ Served by :class:`~.control.ControlApp` when it is given a :class:`LimitsApi`:
 
 - ``GET /_trimtab/balancer/limits`` (read) → ``{"version", "target", "routes",
   "limits": {name: {route, key, rate, burst, mode, "counts": {route: {allowed,
-  limited, shadow_limited}}}}, ...}`` with an ``ETag`` (a hash of the limits).
+  limited, shadow_limited}}}}, ...}`` with an ``ETag`` (a hash of the limits); when the
+  counts cannot be read (HAProxy: no such counts table), empty counts and
+  ``"counts_error"`` saying why.
 - ``PATCH /_trimtab/balancer/limits`` (write, ``If-Match`` of that ETag):
   ``{"limits": {name: {fields} | null}, "reason": "..."}``. The fields and their
   rules are the agent's own (:mod:`..ratelimit_config`, validated by the same
@@ -85,7 +87,10 @@ class LimitsApi:
     async def document(self) -> tuple[dict[str, Any], str]:
         """The GET body and its ETag."""
         current = await self.backend.current()
-        counts = await self.backend.counts()
+        try:
+            counts, counts_error = await self.backend.counts(), None
+        except BackendError as err:  # the limits still read; the counts say why they do not
+            counts, counts_error = {}, str(err)
         tag = limits_etag(current)
         limits = {}
         for name, fields in sorted(current.items()):
@@ -95,9 +100,12 @@ class LimitsApi:
                     per_route.setdefault(route, {"allowed": 0, "limited": 0,
                                                  "shadow_limited": 0})[result] = n
             limits[name] = {**fields, "counts": per_route}
-        return {"version": tag, "target": self.backend.target,
-                "routes": ["*", *self.backend.routes()], "limits": limits,
-                **self.backend.extra()}, tag
+        doc = {"version": tag, "target": self.backend.target,
+               "routes": ["*", *self.backend.routes()], "limits": limits,
+               **self.backend.extra()}
+        if counts_error is not None:
+            doc["counts_error"] = counts_error
+        return doc, tag
 
     async def get(self, app: ControlApp, scope: dict[str, Any], receive: Any,
                   who: Principal) -> _Reply:

@@ -50,6 +50,7 @@ from ..journal import ACCEPTED, Journal
 from ..ratelimit import ENFORCE, OFF, SHADOW
 from .haproxy import HAProxyError, HAProxyRefused, RuntimeClient, runtime_call
 from .limits import LIMITS_PREFIX, Counts
+from .policies import BackendError
 
 __all__ = ["HAProxyLimits", "desired_limits_from_journal"]
 
@@ -144,6 +145,9 @@ class HAProxyLimits:
             return {}
         current = await self.current()
         answer = await runtime_call(self.client.command, f"show table {self.counts_table}")
+        if not answer.lstrip().startswith("# table:"):  # e.g. a misspelt table: no zeros
+            raise BackendError(503, f"counts table {self.counts_table!r}: HAProxy answered "
+                                    f"{answer.strip()[:200] or 'nothing'!r}")
         values: dict[int, int] = {}
         for line in answer.splitlines():
             if "key=trimtab " in line:

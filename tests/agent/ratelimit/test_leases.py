@@ -24,11 +24,14 @@ class Clock:
 
 
 def granted(leases: Leases, key: str, rate: float, burst: int, n: int,
-            remaining: int = 50, reset: float = 0.5, sent: float | None = None) -> Decision:
-    """What the backend does with Redis's answer of ``n`` tokens (asked at ``sent``)."""
+            remaining: int = 50, reset: float = 0.5, sent: float | None = None,
+            want: int | None = None) -> Decision:
+    """What the backend does with Redis's answer of ``n`` tokens to an ask of ``want`` (by
+    default ``n``, at least one) sent at ``sent``."""
     return leases.record(key, rate, burst, n,
                          Decision(n > 0, 0.0 if n else 0.25, reset, remaining),
-                         leases.clock() if sent is None else sent)
+                         leases.clock() if sent is None else sent,
+                         max(1, n) if want is None else want)
 
 
 def test_a_key_spending_its_lease_in_time_asks_for_twice_as_many_up_to_the_cap() -> None:
@@ -86,9 +89,15 @@ def test_requests_arriving_while_a_batch_is_asked_for_ask_for_one_each() -> None
     assert leases.take("k", 1000.0, 1000) == (None, 2)  # the batch, in flight
     assert leases.take("k", 1000.0, 1000) == (None, 1)  # meanwhile: one each
     assert leases.take("k", 1000.0, 1000) == (None, 1)
+    granted(leases, "k", 1000.0, 1000, 1)  # a single token's answer lands first:
+    assert leases.take("k", 1000.0, 1000) == (None, 1)  # the batch is still being asked for
     granted(leases, "k", 1000.0, 1000, 2)
     held, _ = leases.take("k", 1000.0, 1000)
     assert held is not None and held.allowed
+    granted(leases, "k", 1000.0, 1000, 1, want=1)  # a late single never shrinks the batch
+    while (ask := leases.take("k", 1000.0, 1000))[0] is not None:
+        pass
+    assert ask == (None, 4)  # the batch of 2 spent in time: twice as many
 
 
 def test_a_refusal_caused_by_our_own_concurrent_grant_spends_the_held_tokens() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 
@@ -161,4 +162,21 @@ def test_loops_taking_turns_keep_one_connection_each(redis_url: str) -> None:  #
     finally:
         for loop in loops:
             loop.close()
+        admin.close()
+
+
+def test_a_loop_per_decision_leaves_no_connections_behind(redis_url: str) -> None:  # noqa: F811
+    # asyncio.run per call (a script, a test, a sync wrapper): each run's loop is closed
+    # after it; its client must not be kept (nor its connection open) by the backend.
+    admin = redis.Redis.from_url(redis_url)
+    before = len(admin.client_list())
+    backend = RedisBackend(redis_url, timeout=2.0, lease=0.0)
+    try:
+        for _ in range(20):
+            decision = asyncio.run(backend.decide("runs", 0.001, 30))
+            assert decision is not None and decision.allowed
+        gc.collect()
+        assert len(backend._clients) <= 1
+        assert poll(lambda: len(admin.client_list()) - before, lambda n: n <= 1) <= 1
+    finally:
         admin.close()

@@ -19,7 +19,7 @@ from trimtab.app.model.fleet import FleetModel, LimitRow
 from trimtab.collectors.scrape import ScrapeEngine, ScrapeTarget
 
 from tests.agent.balance.test_balancer_limits import Upstream, upstreams  # noqa: F401
-from tests.agent.balance.test_haproxy_limits import TOKENS, Fleet, codes, patch
+from tests.agent.balance.test_haproxy_limits import READ, TOKENS, Fleet, codes, patch
 from tests.conftest import require_binary
 from tests.support import poll
 
@@ -74,6 +74,17 @@ def test_haproxy_going_away_fails_the_scrape_with_the_reason(fleet: Fleet) -> No
     answer = httpx.get(agent + "/metrics", timeout=30)
     assert answer.status_code in (503, 504), answer.text
     assert "limits' counts unavailable" in answer.text
+
+
+def test_a_misspelt_counts_table_is_an_error_not_zero_counts(fleet: Fleet) -> None:
+    agent = fleet.agent("--limits-counts", "st_cuonts")  # the last one given wins
+    assert codes(fleet.url, 4) == [200, 200, 200, 429]
+    answer = httpx.get(agent + "/metrics", timeout=10)
+    assert answer.status_code == 503 and "st_cuonts" in answer.text, answer.text
+    doc = httpx.get(agent + "/_trimtab/balancer/limits", headers=READ, timeout=10)
+    assert doc.status_code == 200  # the limits still read and change; the counts say why not
+    assert "st_cuonts" in doc.json()["counts_error"]
+    assert doc.json()["limits"]["per-ip"]["counts"] == {}
 
 
 def test_a_target_on_the_agent_charts_the_haproxy_limit(fleet: Fleet) -> None:
