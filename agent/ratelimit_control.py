@@ -9,8 +9,8 @@
   time out (their event loop turns count too) and fail open for the whole cool-down.
   ``$TRIMTAB_RATELIMIT_LEASE`` (seconds, 0 to 1, default 0.05; 0: none) is how long a
   token Redis granted to a hot key in a batch may wait here to be spent (see
-  :class:`.ratelimit_store.Leases`: no round trip per request on a busy key, at most
-  ``rate * lease`` admitted early in any window, never more over the long run).
+  :class:`.ratelimit_store.Leases`: no round trip per request on a busy key; early in a
+  window by at most what the lease before granted, never more over the long run).
 - ``GET /_trimtab/limits`` (read) → ``{"limits": {name: {route, key, rate,
   burst, mode, "counts": {route: {allowed, limited, shadow_limited}}}},
   "store": kind, "store_errors": n}`` with the config's ``ETag``:

@@ -30,9 +30,9 @@ Every store keeps one number per key, the GCRA theoretical arrival time (see
   is taken from the shared bucket when Redis grants it, so the fleet never admits more
   than the limit over the long run; it is spent within ``lease`` seconds of the ask or
   dropped, so in any window an instance admits early only what the lease before granted
-  it (about one batch), and a key
-  that goes quiet wastes what is left of its lease. With ``rate * lease < 2`` (under
-  40/s at 50 ms) or a burst under 4, every request asks Redis, exactly as with leases off. The ASGI
+  it (about one batch), and a key that goes quiet wastes what is left of its lease. With
+  ``rate * lease < 2`` (under 40/s at 50 ms) or a burst under 4, every request asks
+  Redis, exactly as with leases off. The ASGI
   side (:meth:`RedisBackend.decide`) talks to ``redis://`` and ``unix://`` URLs
   through :mod:`.resp`, one auto-pipelined connection per event loop (redis-py's
   asyncio client cost 70-90 µs of CPU per decision); the blocking WSGI side
@@ -264,9 +264,10 @@ class Leases:
         """
         if not self.seconds:
             return decision
+        now = self.clock()
         with self._lock:
             if len(self._held) >= self.max_keys:
-                self._prune(self.clock())
+                self._prune(now)
             lease = self._held.get(key)
             if lease is None or lease.limit != (rate, burst):
                 lease = self._held[key] = _Lease((rate, burst))
@@ -274,7 +275,7 @@ class Leases:
                 lease.asking_until = 0.0
             lease.full_at = sent + decision.reset
             if not granted:
-                if lease.left and self.clock() < lease.until:
+                if lease.left and now < lease.until:
                     # Refused because this instance's own concurrent asks took the tokens:
                     # they are here, so spend one rather than refuse and waste them.
                     lease.left -= 1
@@ -282,18 +283,13 @@ class Leases:
                 lease.left, lease.size = 0, 1
                 lease.refused_until = sent + decision.retry_after
                 return decision
-            if lease.left and self.clock() < lease.until:  # grants met: the earlier expiry
+            if lease.left and now < lease.until:  # grants met: the earlier expiry
                 lease.left += granted - 1
             else:
                 lease.left, lease.until = granted - 1, sent + self.seconds
             lease.size = granted if want > 1 else max(lease.size, granted)
             lease.remaining, lease.refused_until = decision.remaining, 0.0
             return Decision(True, 0.0, decision.reset, decision.remaining + lease.left)
-
-    def clear(self) -> None:
-        """Drop every lease (their tokens are wasted, never granted twice)."""
-        with self._lock:
-            self._held.clear()
 
     def _prune(self, now: float) -> None:
         for key in [k for k, v in self._held.items()
@@ -378,34 +374,33 @@ class RedisBackend:
         if started < self._down_until:
             return None
         try:
-            if not self._own_client:
-                reply = await self._decide_redis_py(key, rate, burst, want)
-                return self.leases.record(key, rate, burst, *_decision(reply), started, want)
-            loop = asyncio.get_running_loop()
-            current = self._current
-            client = current[1] if current[0] is loop else self._client_for(loop)
-            tail = self._tails.get((rate, burst, want)) or self._tail(rate, burst, want)
-            name = (self.namespace + key).encode()
-            future = client.send(b"%b$%d\r\n%b\r\n%b" % (self._head, len(name), name, tail))
-            if future is None:  # not connected: connect and decide, bounded as a whole
-                async with asyncio.timeout(self.timeout):
-                    reply = await self._evalsha(client, name, rate, burst, want)
-                return self.leases.record(key, rate, burst, *_decision(reply), started, want)
-            try:
-                reply = await future  # bounded by the connection's watchdog
-                return self.leases.record(key, rate, burst, *_decision(reply), started, want)
-            except RespReplyError as err:
-                if not str(err).startswith("NOSCRIPT"):
-                    raise
-            # Within what is left of this decision's bound: the watchdog would give the
-            # fallback a window of its own, and the decision could wait twice the timeout.
-            async with asyncio.timeout(max(0.0, self.timeout - (time.monotonic() - started))):
-                reply = await client.call(b"EVAL", _GCRA_LUA, 1, name,
-                                          *_args(1.0 / rate, burst, want))
+            reply = await (self._ask(key, rate, burst, want, started) if self._own_client
+                           else self._decide_redis_py(key, rate, burst, want))
             return self.leases.record(key, rate, burst, *_decision(reply), started, want)
         except (RespError, RedisError, OSError, TimeoutError, ValueError, TypeError):
             self._down_until = time.monotonic() + self.cooldown
             return None
+
+    async def _ask(self, key: str, rate: float, burst: int, want: int, started: float) -> Any:
+        """The script's reply for ``want`` tokens of ``key`` through this loop's own client."""
+        loop = asyncio.get_running_loop()
+        current = self._current
+        client = current[1] if current[0] is loop else self._client_for(loop)
+        tail = self._tails.get((rate, burst, want)) or self._tail(rate, burst, want)
+        name = (self.namespace + key).encode()
+        future = client.send(b"%b$%d\r\n%b\r\n%b" % (self._head, len(name), name, tail))
+        if future is None:  # not connected: connect and decide, bounded as a whole
+            async with asyncio.timeout(self.timeout):
+                return await self._evalsha(client, name, rate, burst, want)
+        try:
+            return await future  # bounded by the connection's watchdog
+        except RespReplyError as err:
+            if not str(err).startswith("NOSCRIPT"):
+                raise
+        # Within what is left of this decision's bound: the watchdog would give the
+        # fallback a window of its own, and the decision could wait twice the timeout.
+        async with asyncio.timeout(max(0.0, self.timeout - (time.monotonic() - started))):
+            return await client.call(b"EVAL", _GCRA_LUA, 1, name, *_args(1.0 / rate, burst, want))
 
     def decide_sync(self, key: str, rate: float, burst: int) -> Decision | None:
         """:meth:`decide` with a blocking client (WSGI workers), bounded by the socket timeout."""

@@ -18,8 +18,8 @@ Served under ``/_trimtab/balancer``:
 - ``GET <metrics_path>`` (the HAProxy agent: ``/metrics``; no token, as an instance's
   ``/metrics``): the limits' decisions as ``trimtab_ratelimit_requests_total{route,
   limit,result}``, read from the back-end at each scrape (HAProxy: its counts table),
-  so the cockpit charts them like an instance's; 503 with the reason when the back-end
-  does not answer (the scrape fails visibly, no stale or made-up zero).
+  so the cockpit charts them like an instance's; 503 (504 on a timeout) with the reason
+  when the back-end does not answer (the scrape fails visibly, no stale or made-up zero).
 
 Errors: ``{"error": code, "message", "status", "field"}`` (+ ``errors`` on 422),
 the shape of the agent's own control API. The token is checked before the path:

@@ -9,30 +9,16 @@ like an instance's. Real HAProxy 2.6, real agent process, real scrape engine.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from trimtab.app.model.fleet import FleetModel, LimitRow
 from trimtab.collectors.scrape import ScrapeEngine, ScrapeTarget
 
-from tests.agent.balance.test_balancer_limits import Upstream, upstreams  # noqa: F401
-from tests.agent.balance.test_haproxy_limits import READ, TOKENS, Fleet, codes, patch
+from tests.agent.balance.test_balancer_limits import upstreams  # noqa: F401  (the fixtures)
+from tests.agent.balance.test_haproxy_limits import READ, Fleet, codes, fleet, patch  # noqa: F401
 from tests.conftest import require_binary
 from tests.support import poll
-
-
-@pytest.fixture
-def fleet(tmp_path: Path, upstreams: list[Upstream],  # noqa: F811
-          monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
-    monkeypatch.setenv("TRIMTAB_TOKENS", TOKENS)
-    f = Fleet(tmp_path, upstreams)
-    try:
-        yield f
-    finally:
-        f.close()
 
 
 def decisions(text: str) -> dict[tuple[str, str, str], float]:
@@ -41,7 +27,7 @@ def decisions(text: str) -> dict[tuple[str, str, str], float]:
             if s.name == "trimtab_ratelimit_requests_total"}
 
 
-def test_the_agents_metrics_carry_the_counts_table_without_a_token(fleet: Fleet) -> None:
+def test_the_agents_metrics_carry_the_counts_table_without_a_token(fleet: Fleet) -> None:  # noqa: F811
     agent = fleet.agent()
     empty = httpx.get(agent + "/metrics", timeout=10)
     assert empty.status_code == 200 and decisions(empty.text) == {}
@@ -67,7 +53,7 @@ def test_the_agents_metrics_carry_the_counts_table_without_a_token(fleet: Fleet)
     assert httpx.get(agent + "/_trimtab/balancer/limits", timeout=10).status_code == 401
 
 
-def test_haproxy_going_away_fails_the_scrape_with_the_reason(fleet: Fleet) -> None:
+def test_haproxy_going_away_fails_the_scrape_with_the_reason(fleet: Fleet) -> None:  # noqa: F811
     agent = fleet.agent()
     fleet.haproxy.kill()
     fleet.haproxy.wait(timeout=10)
@@ -76,7 +62,7 @@ def test_haproxy_going_away_fails_the_scrape_with_the_reason(fleet: Fleet) -> No
     assert "limits' counts unavailable" in answer.text
 
 
-def test_a_misspelt_counts_table_is_an_error_not_zero_counts(fleet: Fleet) -> None:
+def test_a_misspelt_counts_table_is_an_error_not_zero_counts(fleet: Fleet) -> None:  # noqa: F811
     agent = fleet.agent("--limits-counts", "st_cuonts")  # the last one given wins
     assert codes(fleet.url, 4) == [200, 200, 200, 429]
     answer = httpx.get(agent + "/metrics", timeout=10)
@@ -87,7 +73,7 @@ def test_a_misspelt_counts_table_is_an_error_not_zero_counts(fleet: Fleet) -> No
     assert doc.json()["limits"]["per-ip"]["counts"] == {}
 
 
-def test_a_target_on_the_agent_charts_the_haproxy_limit(fleet: Fleet) -> None:
+def test_a_target_on_the_agent_charts_the_haproxy_limit(fleet: Fleet) -> None:  # noqa: F811
     agent = fleet.agent()
     model = FleetModel()
     target = ScrapeTarget("haproxy-limits", agent + "/metrics", "balancer",
