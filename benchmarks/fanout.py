@@ -67,6 +67,7 @@ from trimtab.collectors.scrape import (
     ScrapeTarget,
     scrape_offset,
 )
+from trimtab.collectors.scrape_process import COLLECTORS, ScrapeProcess
 
 SAMPLES = 2000
 BODIES = 60  # successive scrapes per target, rotated: values grow, the wrap is a counter reset
@@ -140,10 +141,8 @@ class Farm:
         self.urls = [f"http://127.0.0.1:{p}/metrics" for p in line.split()]
 
     def cpu(self) -> float:
-        """The farm's CPU-seconds so far (utime + stime from /proc)."""
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """The farm's CPU-seconds so far."""
+        return process_cpu(self.proc.pid)
 
     def close(self) -> None:
         self.proc.terminate()
@@ -223,21 +222,35 @@ def thread_cpu(thread: threading.Thread) -> float:
     return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
 
 
-def measure(who: str, farm: Farm, tally: Tally, thread: threading.Thread,
+def process_cpu(pid: int) -> float:
+    """CPU-seconds used so far by process ``pid`` (utime + stime from /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(who: str, farm: Farm, tally: Tally, cpu: Callable[[], float],
             warm: float, seconds: float) -> Trial:
-    """Let the collector settle for ``warm`` s, then count ``seconds`` of its work."""
+    """Let the collector settle for ``warm`` s, then count ``seconds`` of its work
+    (``cpu()``: the collector's CPU-seconds so far)."""
     time.sleep(warm)  # first scrapes (cold parses) and the targets' offsets pass
     tally.since = time.time()
-    cpu0, farm0 = thread_cpu(thread), farm.cpu()
+    cpu0, farm0 = cpu(), farm.cpu()
     time.sleep(seconds)
-    cpu1, farm1, until = thread_cpu(thread), farm.cpu(), time.time()
+    cpu1, farm1, until = cpu(), farm.cpu(), time.time()
     samples, failed, missed = tally.window([f"t{i}" for i in range(len(farm.urls))], until)
     return Trial(who, len(farm.urls), until - tally.since, cpu1 - cpu0, samples, failed, missed,
                  farm1 - farm0)
 
 
+COLLECTOR = ["process"]  # --collector: where trimtab's scraping runs
+
+
 def run_trimtab(farm: Farm, warm: float, seconds: float) -> Trial:
-    """trimtab's collector as the cockpit wires it: engine → FleetModel.ingest / tick."""
+    """trimtab's collector as the cockpit wires it: engine → FleetModel.ingest / tick.
+
+    With ``--collector process`` (the cockpit's default) the CPU is the scrape process's and
+    the cockpit thread's that feeds the model, together: "one core" holds for their sum."""
     model, tally = FleetModel(), Tally()
 
     def sink(result: ScrapeResult) -> None:
@@ -249,10 +262,18 @@ def run_trimtab(farm: Farm, warm: float, seconds: float) -> Trial:
     targets = [ScrapeTarget(f"t{i}", url, interval=INTERVAL, timeout=TIMEOUT)
                for i, url in enumerate(farm.urls)]
     settle_gc()
-    engine = ScrapeEngine(targets, sink, on_cycle=model.tick, cycle_interval=INTERVAL).start()
+    kind = COLLECTOR[0]
+    engine = COLLECTORS[kind](targets, sink, on_cycle=model.tick, cycle_interval=INTERVAL).start()
     try:
-        assert engine._thread is not None  # the collector thread whose CPU is measured
-        return measure("trimtab", farm, tally, engine._thread, warm, seconds)
+        thread = engine._thread  # the collector thread (in process mode: the one feeding the model)
+        assert thread is not None
+        pid = engine.pid if isinstance(engine, ScrapeProcess) else None
+
+        def cpu() -> float:
+            assert thread is not None
+            return thread_cpu(thread) + (process_cpu(pid) if pid is not None else 0.0)
+
+        return measure(f"trimtab ({kind})", farm, tally, cpu, warm, seconds)
     finally:
         engine.stop()
 
@@ -325,7 +346,7 @@ def run_peer(farm: Farm, warm: float, seconds: float) -> Trial:
     settle_gc()
     peer = PeerScraper(farm.urls, tally.record).start()
     try:
-        return measure("prometheus_client", farm, tally, peer.thread, warm, seconds)
+        return measure("prometheus_client", farm, tally, lambda: thread_cpu(peer.thread), warm, seconds)
     finally:
         peer.stop()
 
@@ -394,7 +415,11 @@ def main() -> None:
     ap.add_argument("--serve", nargs=2, type=int, metavar=("N", "S"), help=argparse.SUPPRESS)
     ap.add_argument("--in-process", nargs="+", type=int, metavar="N",
                     help="only the per-scrape work without the network, for each N")
+    ap.add_argument("--collector", choices=("process", "thread"), default="process",
+                    help="trimtab scrapes in a process of its own (the default, as the cockpit) "
+                         "or in a thread")
     args = ap.parse_args()
+    COLLECTOR[0] = args.collector
     if args.serve:
         asyncio.run(serve(*args.serve))
         return

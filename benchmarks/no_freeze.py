@@ -62,7 +62,7 @@ def _farm(fanout: int) -> tuple[subprocess.Popen[str], int]:
                              str(N_TARGETS)], stdout=subprocess.PIPE, text=True), 10
 
 
-def main(runs: int, fanout: int) -> None:
+def main(runs: int, fanout: int, collector: str) -> None:
     from trimtab.app.ui.gc import GuiThreadCollector
 
     app = QApplication.instance() or QApplication([])  # noqa: F841 - kept alive for the runs
@@ -82,7 +82,7 @@ def main(runs: int, fanout: int) -> None:
             switch = sys.getswitchinterval()
             started = time.monotonic()
             try:
-                watchdog, ok = watch_window(ports, _wait, _wait_until, routes)
+                watchdog, ok = watch_window(ports, _wait, _wait_until, routes, collector)
             finally:
                 sys.setswitchinterval(switch)
             seconds = time.monotonic() - started
@@ -104,5 +104,7 @@ if __name__ == "__main__":
     ap.add_argument("runs", nargs="?", type=int, default=3)
     ap.add_argument("--fanout", type=int, default=0, metavar="N",
                     help="N targets x 2,000 samples from benchmarks/fanout.py's farm")
+    ap.add_argument("--collector", choices=("process", "thread"), default="process",
+                    help="scrape in a process of its own (as trimtab does) or in a thread")
     args = ap.parse_args()
-    main(args.runs, args.fanout)
+    main(args.runs, args.fanout, args.collector)

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from trimtab.agent.procs import stop_all
 from trimtab.collectors.mappings import MappingTable
-from trimtab.collectors.scrape import ScrapeEngine, ScrapeTarget
+from trimtab.collectors.scrape import ScrapeTarget
+from trimtab.collectors.scrape_process import Scraper, collector_class
 from trimtab.demo.fleet import DemoFleet
 
 from ..model.fleet import FleetModel
@@ -44,12 +45,30 @@ if TYPE_CHECKING:
     from ..ui.window import MainWindow
 
 
-def start_collection(fleet: DemoFleet, model: FleetModel) -> ScrapeEngine:
+def start_collection(fleet: DemoFleet, model: FleetModel) -> Scraper:
     """Scrape every fleet target each second into ``model``."""
     targets = [ScrapeTarget(t.name, t.url, t.kind, token=t.token) for t in fleet.targets]
-    return ScrapeEngine(targets, model.ingest, on_cycle=model.tick,
-                        on_traces=model.ingest_traces, on_config=model.ingest_config,
-                        on_balancer_limits=model.ingest_balancer_limits).start()
+    return start_scraper(targets, model)
+
+
+def start_scraper(targets: list[ScrapeTarget], model: FleetModel,
+                  mappings: list[MappingTable] | None = None) -> Scraper:
+    """Scrape ``targets`` into ``model`` where ``TRIMTAB_COLLECTOR`` says (checked earlier by
+    :func:`collector_problem`): in a process of its own by default, so parsing never holds
+    the GUI thread's GIL."""
+    return collector_class(os.environ)(
+        targets, model.ingest, on_cycle=model.tick, mappings=mappings,
+        on_traces=model.ingest_traces, on_config=model.ingest_config,
+        on_balancer_limits=model.ingest_balancer_limits).start()
+
+
+def collector_problem() -> str | None:
+    """Why ``TRIMTAB_COLLECTOR`` cannot be used (None: it can)."""
+    try:
+        collector_class(os.environ)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _qt_app(args: argparse.Namespace) -> QCoreApplication:
@@ -113,12 +132,16 @@ def run_demo(args: argparse.Namespace) -> int:
     except history_settings.SettingsError as exc:
         print(f"trimtab: {exc}", file=sys.stderr)
         return 2
+    problem = collector_problem()
+    if problem is not None:
+        print(f"trimtab: {problem}", file=sys.stderr)
+        return 2
     app = _qt_app(args)
     fleet = DemoFleet(rps=args.rps)  # its temporary directory goes with fleet.stop()
     log_dir = fleet.workdir
     print(f"trimtab: starting the demo fleet (logs in {log_dir}, removed on exit) ...",
           flush=True)
-    engine: ScrapeEngine | None = None
+    engine: Scraper | None = None
     model: FleetModel | None = None
     keeper: HistoryKeeper | None = None
     try:
@@ -159,6 +182,9 @@ def run_cockpit(args: argparse.Namespace) -> int:
         settings = _history_settings(args, path)
     except (targets_file.TargetsError, history_settings.SettingsError) as exc:
         return config_error(str(exc))
+    problem = collector_problem()
+    if problem is not None:
+        return config_error(problem)
     first_run = not path.exists() and not proms  # nothing to watch yet: greet, don't sit empty
     token = os.environ.get("TRIMTAB_TOKEN", "")  # read traces/configs, and change things if write
     targets = [dataclasses.replace(t, token=token) for t in targets]
@@ -172,9 +198,7 @@ def run_cockpit(args: argparse.Namespace) -> int:
     model = FleetModel(store=store)
     keeper = _keep(store)
     # The engine ticks the model once a second even without targets; Prometheus sources only feed it.
-    engine = ScrapeEngine(targets, model.ingest, on_cycle=model.tick, mappings=tables,
-                          on_traces=model.ingest_traces, on_config=model.ingest_config,
-                          on_balancer_limits=model.ingest_balancer_limits).start()
+    engine = start_scraper(targets, model, tables)
     manager = TargetManager(path, engine, model, token, tables=tables,
                             names={t.name for t in targets})
     demos: list[subprocess.Popen[bytes]] = []  # demo fleets started from the greeting

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from trimtab.collectors.discovery.config import DiscoveryConfig
 from trimtab.collectors.discovery.groups import Discovered
 from trimtab.collectors.discovery.runner import DiscoveryRunner
-from trimtab.collectors.scrape import ScrapeEngine, ScrapeTarget
+from trimtab.collectors.scrape import ScrapeTarget
+from trimtab.collectors.scrape_process import Scraper
 
 from ..model.fleet import FleetModel
 
@@ -57,7 +58,7 @@ _KIND_OF = {"FileSD": "file_sd", "DnsSD": "dns", "HttpSD": "http_sd"}
 class DiscoveryApplier:
     """Keeps the engine's and model's targets in step with every discovery source."""
 
-    engine: ScrapeEngine
+    engine: Scraper
     model: FleetModel
     configs: Sequence[DiscoveryConfig]
     token: str = field(default="", repr=False)  # read token for discovered instances' agents

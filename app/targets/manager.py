@@ -1,6 +1,6 @@
 """Keeps the targets file, the collectors and the model in step (Qt-free).
 
-Instances and balancers are scraped by the one :class:`ScrapeEngine`; each
+Instances and balancers are scraped by the one scraper (:data:`Scraper`); each
 ``kind = "prometheus"`` target gets its own :class:`PromCollector` feeding the same
 model (the engine's cycle ticks the model, so the collectors do not). Targets found by
 ``[[discovery]]`` tables come and go through :attr:`TargetManager.discovery`.
@@ -14,7 +14,8 @@ from pathlib import Path
 
 from trimtab.collectors.mappings import MappingTable
 from trimtab.collectors.prometheus.source import PromCollector, PromSource
-from trimtab.collectors.scrape import ScrapeEngine, ScrapeTarget
+from trimtab.collectors.scrape import ScrapeTarget
+from trimtab.collectors.scrape_process import Scraper
 
 from ..model.fleet import FleetModel
 from . import file as targets_file
@@ -26,7 +27,7 @@ class TargetManager:
     """Adding or removing a target writes the file first, then tells the collectors and model."""
 
     path: Path
-    engine: ScrapeEngine
+    engine: Scraper
     model: FleetModel
     token: str = field(default="", repr=False)  # given to new targets in memory, never saved
     tables: Sequence[MappingTable] | None = None  # mapping tables (None: built-ins)

@@ -31,6 +31,7 @@ from PySide6.QtCore import QElapsedTimer, QTimer
 from trimtab.app.cli.runtime import settle_runtime, share_gil_with_gui
 from trimtab.app.model.fleet import FleetModel
 from trimtab.collectors.scrape import ScrapeEngine, ScrapeTarget
+from trimtab.collectors.scrape_process import ScrapeProcess
 
 N_TARGETS = 50
 GOAL_MS = 100  # issue 6: the app's own share of a stall, measured by benchmarks/no_freeze.py
@@ -131,19 +132,22 @@ def test_bad_gil_switch_interval_is_refused_and_nothing_changes(switch_interval:
 
 def watch_window(ports: list[int], wait: Callable[[int], None],
                  wait_until: Callable[[Callable[[], bool], int], None],
-                 routes: int = 10) -> tuple[StallWatchdog, list[int]]:
+                 routes: int = 10, collector: str = "process"
+                 ) -> tuple[StallWatchdog, list[int]]:
     """The scenario: a window on ``ports``, each page watched in turn while data streams in.
 
     Returns the watchdog and each target's count of good scrapes. Shared with
     ``benchmarks/no_freeze.py`` (``wait``/``wait_until`` are qtbot's or the benchmark's);
-    ``routes`` is how many the targets serve (the pages are watched once all have data).
+    ``routes`` is how many the targets serve (the pages are watched once all have data);
+    ``collector`` is where scraping runs: its own process (as ``trimtab`` does) or a thread.
     """
     from trimtab.app.ui.window import MainWindow
 
     model = FleetModel()
     targets = [ScrapeTarget(f"farm-{i}", f"http://127.0.0.1:{p}/metrics")
                for i, p in enumerate(ports)]
-    engine = ScrapeEngine(targets, model.ingest, on_cycle=model.tick).start()
+    engine = {"process": ScrapeProcess, "thread": ScrapeEngine}[collector](
+        targets, model.ingest, on_cycle=model.tick).start()
     window = MainWindow(model)
     window.show()
     settle_runtime()  # as `trimtab` does once its window is up
