@@ -85,11 +85,12 @@ def main(runs: int, fanout: int, collector: str) -> None:
                 watchdog, ok = watch_window(ports, _wait, _wait_until, routes, collector)
             finally:
                 sys.setswitchinterval(switch)
-            seconds = time.monotonic() - started
+            seconds, watched = time.monotonic() - started, watchdog.watched_s
             own.append(watchdog.worst_own_ms)
-            print(f"run {run + 1}: {watchdog.report()}; {len(ports)} targets: good scrapes "
-                  f"per target per s min {min(ok) / seconds:.2f}, median "
-                  f"{statistics.median(ok) / seconds:.2f} over {seconds:.0f} s", flush=True)
+            print(f"run {run + 1} ({collector}): {watchdog.report()}; {len(ports)} targets: good "
+                  f"scrapes per target per s while watched min {min(ok) / watched:.2f}, median "
+                  f"{statistics.median(ok) / watched:.2f} over {watched:.0f} of {seconds:.0f} s",
+                  flush=True)
     finally:
         farm.kill()
         farm.wait()

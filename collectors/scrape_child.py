@@ -9,12 +9,13 @@ messages :mod:`.scrape_process` reads. It exits when told to stop or when the co
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import threading
 from multiprocessing.connection import Connection
 from typing import Any
 
-from .scrape import ScrapeEngine, ScrapeResult
+from .scrape import ScrapeEngine, ScrapeResult, ScrapeTarget
 
 _log = logging.getLogger("trimtab.collectors.scrape_child")
 
@@ -26,7 +27,10 @@ class Sender:
     def __init__(self, out: Connection) -> None:
         self._out = out
         self._lock = threading.Lock()
-        self._sent: dict[str, tuple[Any, ...]] = {}  # target -> the layout last sent
+        self._sent: dict[int, tuple[Any, ...]] = {}  # generation -> the layout last sent
+        # id(target) -> its generation (the cockpit's number for this add of the target); the
+        # target is kept so its id is not reused while the entry lives.
+        self._gens: dict[int, tuple[int, ScrapeTarget]] = {}
         self.broken = threading.Event()  # the cockpit is gone
 
     def send(self, message: tuple[Any, ...]) -> None:
@@ -38,30 +42,38 @@ class Sender:
             except OSError:  # the cockpit closed its end: stop scraping for nobody
                 self.broken.set()
 
+    def track(self, target: ScrapeTarget, gen: int) -> ScrapeTarget:
+        """Tag the results of ``target`` (this object: an add) with ``gen``; returns it."""
+        self._gens[id(target)] = (gen, target)
+        return target
+
     def result(self, result: ScrapeResult) -> None:
-        name = result.target.name
+        gen = self._gens[id(result.target)][0]
         expo = result.exposition
         if expo is None:
-            self.send(("down", name, result.timestamp, result.duration, result.error,
+            self.send(("down", gen, result.timestamp, result.duration, result.error,
                        result.next_attempt))
             return
         names, labels, values, stamps = expo.columns()
         # Tuples: a full parse hands out lists, the value-only parses after it tuples; equal
         # layouts must compare equal either way (or every full parse would resend twice).
         names, labels = tuple(names), tuple(labels)
-        last = self._sent.get(name)
+        last = self._sent.get(gen)
         if (last is None or not _same(last[0], names) or not _same(last[1], labels)
                 or last[2] != expo.types or last[3] != expo.helps or last[4] != expo.units
                 or last[5] != expo.format):
             layout = (names, labels, expo.types, expo.helps, expo.units, expo.format)
-            self._sent[name] = layout
-            self.send(("layout", name, *layout))
-        self.send(("values", name, result.timestamp, result.duration, result.next_attempt,
+            self._sent[gen] = layout
+            self.send(("layout", gen, *layout))
+        self.send(("values", gen, result.timestamp, result.duration, result.next_attempt,
                    values, stamps, expo.exemplars))
 
-    def forget(self, name: str, seq: int) -> None:
-        """``name`` has stopped: its next layout is sent whole; the cockpit hears ``seq``."""
-        self._sent.pop(name, None)
+    def forget(self, target: ScrapeTarget | None, seq: int) -> None:
+        """``target`` has stopped (None: there was none of that name): its entries go; the
+        cockpit hears ``seq``."""
+        if target is not None:
+            gen, _ = self._gens.pop(id(target), (None, None))
+            self._sent.pop(gen, None)  # type: ignore[arg-type]
         self.send(("removed", seq))
 
 
@@ -71,6 +83,9 @@ def _same(last: Any, now: Any) -> bool:
 
 
 def main(argv: list[str]) -> int:
+    # Ctrl-C in the terminal reaches the whole process group: the cockpit stops this process
+    # itself (a "stop" command, or its end of the pipe closing), after its own shutdown.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="trimtab scrape process: %(message)s")
     commands = Connection(int(argv[1]), writable=False)
     sender = Sender(Connection(int(argv[2]), readable=False))
@@ -81,23 +96,26 @@ def main(argv: list[str]) -> int:
     def forward(what: str) -> Any:
         return lambda *args: sender.send((what, *args))
 
+    by_name = {target.name: sender.track(target, gen) for gen, target in config["targets"]}
     engine = ScrapeEngine(
-        config["targets"], sender.result,
-        on_cycle=forward("cycle") if config["cycle"] else None,
+        list(by_name.values()), sender.result,
         on_traces=forward("traces") if config["traces"] else None,
         on_config=forward("config") if config["config"] else None,
         on_balancer_limits=forward("limits") if config["limits"] else None,
-        traces_interval=config["traces_interval"], cycle_interval=config["cycle_interval"],
-        max_body_bytes=config["max_body_bytes"], mappings=config["mappings"]).start()
+        traces_interval=config["traces_interval"], max_body_bytes=config["max_body_bytes"],
+        mappings=config["mappings"]).start()
     sender.send(("ready",))
     try:
         while not sender.broken.is_set():
             message = commands.recv()  # EOFError once the cockpit is gone
             if message[0] == "add":
-                engine.add_target(message[1])
+                _, target, gen = message
+                by_name[target.name] = sender.track(target, gen)
+                engine.add_target(target)
             elif message[0] == "remove":
-                name, seq = message[1], message[2]
-                engine.remove_target(name, then=lambda n=name, s=seq: sender.forget(n, s))
+                _, name, seq = message
+                gone = by_name.pop(name, None)
+                engine.remove_target(name, then=lambda t=gone, s=seq: sender.forget(t, s))
             elif message[0] == "stop":
                 break
             else:

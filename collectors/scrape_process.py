@@ -18,12 +18,16 @@ the model's extractor keeps its fast path (it checks them by identity).
 
 If the child dies (killed, out of memory), it is started again with the current targets
 after a pause that doubles up to 30 s; the scrapes in between are lost, as in a restart of
-Prometheus, and the log says why.
+Prometheus, and the log says why. The cycle (``on_cycle``, the model's tick) is timed here,
+not in the child, so it goes on meanwhile. The child ignores Ctrl-C (the terminal sends it
+to the whole process group): it ends when told to or when this process is gone.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -42,9 +46,9 @@ _log = logging.getLogger(__name__)
 CHILD_MODULE = "trimtab.collectors.scrape_child"
 _RESTART_FIRST_S, _RESTART_MAX_S = 0.5, 30.0
 _READY_TIMEOUT_S = 60.0  # a cold start on a busy machine imports httpx and the parser
+_IDLE_S = 1.0  # how long the reader waits for a message when it has no cycle to keep
 # Messages that go to a callback as they come: kind -> the callback's attribute.
-_CALLBACKS = {"cycle": "on_cycle", "traces": "on_traces", "config": "on_config",
-              "limits": "on_balancer_limits"}
+_CALLBACKS = {"traces": "on_traces", "config": "on_config", "limits": "on_balancer_limits"}
 
 
 @dataclass
@@ -61,7 +65,14 @@ class _Layout:
 
 @dataclass
 class ScrapeProcess:
-    """Scrapes ``targets`` in a child process and hands each result to ``sink`` (see module)."""
+    """Scrapes ``targets`` in a child process and hands each result to ``sink`` (see module).
+
+    Each target added gets a generation number that the child's messages carry: a result of
+    a removed target still in the pipe when a target of the same name is added again names
+    the target it was scraped for, as the thread engine's results do. ``on_cycle`` is called
+    from this process's ``trimtab-scrape`` thread every ``cycle_interval`` s, also while the
+    child is being started again, so the model keeps ticking (and Prometheus sources with it).
+    """
 
     targets: Sequence[ScrapeTarget]
     sink: Callable[[ScrapeResult], None]
@@ -75,13 +86,12 @@ class ScrapeProcess:
     mappings: Sequence[MappingTable] | None = None
     # How many times the child was started again after it died (tests and the log read it).
     restarts: int = 0
-    _active: dict[str, ScrapeTarget] = field(default_factory=dict)  # scraped now, by name
-    # Every target a result may still name: removed ones stay until the child confirms.
-    _known: dict[str, ScrapeTarget] = field(default_factory=dict)
-    _layouts: dict[str, _Layout] = field(default_factory=dict)
-    _then: dict[int, tuple[str, ScrapeTarget | None, Callable[[], object] | None]] = field(
-        default_factory=dict)
-    _seq: int = 0
+    _active: dict[str, tuple[int, ScrapeTarget]] = field(default_factory=dict)  # name -> (gen, t)
+    _known: dict[int, ScrapeTarget] = field(default_factory=dict)  # every gen a message may name
+    _layouts: dict[int, _Layout] = field(default_factory=dict)
+    # remove_target's acknowledgements awaited: seq -> (gen removed or None, then)
+    _then: dict[int, tuple[int | None, Callable[[], object] | None]] = field(default_factory=dict)
+    _seq: int = 0  # generations and acknowledgements alike
     _lock: threading.Lock = field(default_factory=threading.Lock)  # commands and the child
     _child: subprocess.Popen[bytes] | None = None
     _commands: Connection | None = None
@@ -92,15 +102,27 @@ class ScrapeProcess:
     def start(self) -> ScrapeProcess:
         """Check every target, start the child and the ``trimtab-scrape`` thread; returns self.
 
-        Raises RuntimeError (with the child's exit status) if the child cannot start.
+        Raises ValueError for a bad target and RuntimeError (with the child's exit status) if
+        the child cannot start; either way nothing is left running.
         """
+        if self._reader is not None:
+            raise RuntimeError("the scrape process was started already")
+        names = [t.name for t in self.targets]
         for target in self.targets:
             _check(target)
+        if len(set(names)) != len(names):
+            raise ValueError(f"targets: a name twice among {names}")
         for target in self.targets:
-            if target.name in self._active:
-                raise ValueError(f"target {target.name}: already scraped")
-            self._active[target.name] = self._known[target.name] = target
-        results = self._spawn()
+            gen = self._next()
+            self._active[target.name] = (gen, target)
+            self._known[gen] = target
+        try:
+            results, _ = self._spawn()
+        except BaseException:
+            self._active.clear()
+            self._known.clear()
+            raise
+        assert results is not None  # only a stop() racing a restart gets None
         self._reader = threading.Thread(target=self._read, args=(results,), name="trimtab-scrape",
                                         daemon=True)
         self._reader.start()
@@ -120,10 +142,13 @@ class ScrapeProcess:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop scraping (any thread; harmless before start and twice): the child ends its
         scrapes in flight and exits, killed if it has not after ``timeout`` s."""
+        if self._reader is None:
+            return  # never started: nothing runs, and a later start() works as usual
         with self._lock:
             self._stopping = True
             self._send(("stop",))
             child = self._child
+        self._stopped.set()  # a reader pausing before a restart gives up
         if child is not None:
             try:
                 child.wait(timeout)
@@ -131,9 +156,8 @@ class ScrapeProcess:
                 _log.warning("the scrape process did not stop within %g s; killing it", timeout)
                 child.kill()
                 child.wait()
-        self._stopped.set()  # a reader pausing before a restart gives up
         reader = self._reader
-        if reader is not None and reader is not threading.current_thread():
+        if reader is not threading.current_thread():
             reader.join(timeout)
         with self._lock:
             if self._commands is not None:
@@ -146,27 +170,43 @@ class ScrapeProcess:
         with self._lock:
             if target.name in self._active:
                 raise ValueError(f"target {target.name}: already scraped")
-            self._active[target.name] = self._known[target.name] = target
-            self._send(("add", target))
+            gen = self._next()
+            self._active[target.name] = (gen, target)
+            self._known[gen] = target
+            self._send(("add", target, gen))
 
     def remove_target(self, name: str, then: Callable[[], object] | None = None) -> None:
         """Stop scraping the target called ``name`` (any thread); ``then()`` runs on the
         ``trimtab-scrape`` thread once it is stopped: no result of it reaches the sink after."""
         with self._lock:
-            self._active.pop(name, None)
-            self._seq += 1
-            self._then[self._seq] = (name, self._known.get(name), then)
-            self._send(("remove", name, self._seq))
+            gen, _ = self._active.pop(name, (None, None))
+            seq = self._next()
+            self._then[seq] = (gen, then)
+            # With no child (it died and is being started again) the command goes nowhere:
+            # the next child never has the target, and is not started before this is settled.
+            self._send(("remove", name, seq))
+
+    def _next(self) -> int:
+        self._seq += 1
+        return self._seq
 
     # -------------------------------------------------------------------- the child
 
-    def _spawn(self) -> Connection:
-        """Start a child scraping the active targets (under no lock; the caller holds none)."""
+    def _spawn(self) -> tuple[Connection | None, dict[int, tuple[int | None, Callable[[], object] | None]]]:
+        """Start a child scraping the active targets (the caller holds no lock).
+
+        Returns its results connection (None: stop() came first, no child is left) and the
+        removals no child will acknowledge: the new one never had their targets.
+        """
         results_r, results_w = os.pipe()
         commands_r, commands_w = os.pipe()
+        for fd in (results_w, commands_w):
+            _widen(fd)
         try:
+            # -P: the cockpit's working directory is not on the child's import path (a stray
+            # httpx.py there would run in the process that holds the tokens).
             child = subprocess.Popen(
-                [sys.executable, "-m", CHILD_MODULE, str(commands_r), str(results_w)],
+                [sys.executable, "-P", "-m", CHILD_MODULE, str(commands_r), str(results_w)],
                 pass_fds=(commands_r, results_w), stdin=subprocess.DEVNULL)
         except BaseException:
             for fd in (results_r, results_w, commands_r, commands_w):
@@ -177,30 +217,40 @@ class ScrapeProcess:
         results = Connection(results_r, writable=False)
         commands = Connection(commands_w, readable=False)
         with self._lock:
+            if self._stopping:
+                child.kill()
+                child.wait()
+                results.close()
+                commands.close()
+                return None, {}
             self._child, self._commands = child, commands
             self._layouts.clear()
-            config = {"targets": list(self._active.values()), "cycle": self.on_cycle is not None,
+            settled, self._then = self._then, {}
+            config = {"targets": list(self._active.values()),
                       "traces": self.on_traces is not None, "config": self.on_config is not None,
                       "limits": self.on_balancer_limits is not None,
                       "traces_interval": self.traces_interval,
-                      "cycle_interval": self.cycle_interval,
                       "max_body_bytes": self.max_body_bytes,
                       "mappings": None if self.mappings is None else list(self.mappings)}
             self._send(("config", config))
-        if not results.poll(_READY_TIMEOUT_S):
-            child.kill()
-            child.wait()
-            results.close()
-            raise RuntimeError(f"the scrape process did not start within {_READY_TIMEOUT_S:g} s")
         try:
-            first = results.recv()
+            first = results.recv() if results.poll(_READY_TIMEOUT_S) else None
         except EOFError:
-            results.close()
-            raise RuntimeError(f"the scrape process exited at start (status {child.wait()}); "
-                               "its error is on stderr") from None
+            first = None
         if first != ("ready",):
-            raise RuntimeError(f"the scrape process started with {first!r}, not ready")
-        return results
+            with self._lock:
+                self._child = None
+                if self._commands is commands:
+                    self._commands = None
+                self._then.update(settled)  # still to be settled by whoever comes next
+            if child.poll() is None:
+                child.kill()
+            status = child.wait()
+            results.close()
+            commands.close()
+            raise RuntimeError(f"the scrape process did not start (status {status}, "
+                               f"sent {first!r}); its error is on stderr")
+        return results, settled
 
     def _send(self, message: tuple[Any, ...]) -> None:
         """Send a command (caller holds the lock); a dead child is the reader's to restart."""
@@ -212,116 +262,142 @@ class ScrapeProcess:
             pass
 
     def _read(self, results: Connection) -> None:
-        """The ``trimtab-scrape`` thread: what the child sends, to the callbacks, until stop."""
+        """The ``trimtab-scrape`` thread: what the child sends goes to the callbacks, a cycle
+        every ``cycle_interval`` s, a dead child is started again; until stop()."""
         pause = _RESTART_FIRST_S
+        started = time.monotonic()
+        next_cycle = started + self.cycle_interval
+        current: Connection | None = results
+        restart_at = math.inf
         while True:
-            started = time.monotonic()
+            now = time.monotonic()
+            if self.on_cycle is not None and now >= next_cycle:
+                next_cycle = max(next_cycle + self.cycle_interval, now)
+                self._call("cycle", self.on_cycle, time.time())
+                continue  # the clock moved on during the tick: look again
+            wait = next_cycle - now if self.on_cycle is not None else _IDLE_S
+            if current is None:  # the child is down: tick on until it is time to restart
+                if self._stopped.is_set():
+                    return
+                if now < restart_at:
+                    self._stopped.wait(min(wait, restart_at - now))
+                    continue
+                current = self._respawn()
+                if current is None:
+                    restart_at = time.monotonic() + pause
+                    pause = min(pause * 2, _RESTART_MAX_S)
+                else:
+                    started = time.monotonic()
+                continue
             try:
-                while True:
-                    self._dispatch(results.recv())
-            except EOFError:
+                if current.poll(wait):
+                    self._dispatch(current.recv())
+                continue
+            except EOFError:  # the child exited: told to stop (all it sent is read), or died
                 pass
             except Exception:  # noqa: BLE001 - a garbled message: start over, never go silent
                 _log.exception("the scrape process sent what could not be read")
-            results.close()
-            with self._lock:
-                child, self._child = self._child, None
-                if self._commands is not None:
-                    self._commands.close()
-                    self._commands = None
-                stopping = self._stopping
-            if child is not None and child.poll() is None:
-                child.kill()
-            status = child.wait() if child is not None else None
-            self._release_removed()  # their targets are not in the new child's config
-            if stopping:
+            current.close()
+            current = None
+            status = self._bury()
+            if self._stopping:
                 return
             if time.monotonic() - started > 60.0:
                 pause = _RESTART_FIRST_S  # it had run a good while: a new failure, not a loop
             _log.error("the scrape process ended (status %s); starting it again in %g s",
                        status, pause)
-            if self._stopped.wait(pause):
-                return
+            restart_at = time.monotonic() + pause
             pause = min(pause * 2, _RESTART_MAX_S)
-            try:
-                results = self._spawn()
-            except (OSError, RuntimeError) as exc:
-                _log.error("the scrape process could not start again: %s", exc)
-                results = _closed_connection()
-            self.restarts += 1
 
-    def _release_removed(self) -> None:
-        """Run every pending ``then``: a dead child scrapes nothing more of those targets."""
+    def _bury(self) -> int | None:
+        """Reap the child (killed if still running): its exit status, None if there was none."""
         with self._lock:
-            pending, self._then = self._then, {}
-        for seq in sorted(pending):
-            self._removed(*pending[seq])
+            child, self._child = self._child, None
+            if self._commands is not None:
+                self._commands.close()
+                self._commands = None
+        if child is None:
+            return None
+        if child.poll() is None:
+            child.kill()
+        return child.wait()
 
-    def _removed(self, name: str, target: ScrapeTarget | None,
-                 then: Callable[[], object] | None) -> None:
-        with self._lock:
-            if self._known.get(name) is target and name not in self._active:
-                self._known.pop(name, None)
-                self._layouts.pop(name, None)
+    def _respawn(self) -> Connection | None:
+        """A new child, its targets the active ones; None if it could not start (or stop came)."""
+        try:
+            results, settled = self._spawn()
+        except (OSError, RuntimeError) as exc:
+            _log.error("the scrape process could not start again: %s", exc)
+            return None
+        if results is None:
+            return None
+        self.restarts += 1
+        for seq in sorted(settled):  # removed while no child ran: nothing more of them comes
+            self._removed(*settled[seq])
+        return results
+
+    def _removed(self, gen: int | None, then: Callable[[], object] | None) -> None:
+        if gen is not None:
+            self._known.pop(gen, None)
+            self._layouts.pop(gen, None)
         if then is not None:
-            try:
-                then()
-            except Exception:  # noqa: BLE001 - as the thread engine: logged, scraping goes on
-                _log.exception("a remove_target callback failed for %s", name)
+            self._call("remove_target then", then)
+
+    @staticmethod
+    def _call(what: str, callback: Callable[..., object], *args: Any) -> None:
+        try:
+            callback(*args)
+        except Exception:  # noqa: BLE001 - a callback's bug must not stop every later scrape
+            _log.exception("scrape callback failed on %s; scraping goes on", what)
 
     def _dispatch(self, message: tuple[Any, ...]) -> None:
         """One message: a malformed one raises (the reader starts the child again); a
         callback's error is logged and the next message is read, as the thread engine does."""
         kind = message[0]
-        call: Callable[[], object] | None = None
         if kind == "values" or kind == "down":
             result = self._result(message)
             if result is not None:
-                call = lambda: self.sink(result)  # noqa: E731
+                self._call("sink", self.sink, result)
         elif kind == "layout":
-            _, name, names, labels, types, helps, units, fmt = message
-            self._layouts[name] = _Layout(names, labels, types, helps, units, fmt)
+            _, gen, names, labels, types, helps, units, fmt = message
+            self._layouts[gen] = _Layout(names, labels, types, helps, units, fmt)
         elif kind == "removed":
             with self._lock:
                 entry = self._then.pop(message[1], None)
             if entry is not None:
-                call = lambda: self._removed(*entry)  # noqa: E731
+                self._removed(*entry)
         elif kind in _CALLBACKS:
             callback = getattr(self, _CALLBACKS[kind])
             if callback is not None:
-                call = lambda: callback(*message[1:])  # noqa: E731
+                self._call(kind, callback, *message[1:])
         else:
             raise ValueError(f"unknown message {kind!r} from the scrape process")
-        if call is None:
-            return
-        try:
-            call()
-        except Exception:  # noqa: BLE001 - a callback's bug must not stop every later scrape
-            _log.exception("scrape callback failed on %r; scraping goes on", kind)
 
     def _result(self, message: tuple[Any, ...]) -> ScrapeResult | None:
         """The result a "values" or "down" message carries (None: its target has left)."""
         if message[0] == "down":
-            _, name, timestamp, duration, error, next_attempt = message
+            _, gen, timestamp, duration, error, next_attempt = message
             expo, up = None, False
         else:
-            _, name, timestamp, duration, next_attempt, values, stamps, exemplars = message
-            layout = self._layouts[name]  # a KeyError is a malformed stream: start over
+            _, gen, timestamp, duration, next_attempt, values, stamps, exemplars = message
+            layout = self._layouts[gen]  # a KeyError is a malformed stream: start over
             expo = Exposition.from_columns((layout.names, layout.labels, values, stamps),
                                            layout.types, layout.helps, layout.units,
                                            exemplars, layout.fmt)
             up, error = True, ""
-        target = self._known.get(name)
+        target = self._known.get(gen)
         if target is None:
             return None  # removed and confirmed: a result already on its way is dropped
         return ScrapeResult(target, timestamp, up, duration, expo, error, next_attempt)
 
 
-def _closed_connection() -> Connection:
-    """A connection whose first read is EOF: the reader's loop then tries again later."""
-    read_fd, write_fd = os.pipe()
-    os.close(write_fd)
-    return Connection(read_fd, writable=False)
+def _widen(fd: int) -> None:
+    """A 1 MiB pipe (Linux; the default 64 KiB): a config of thousands of targets must not
+    block the caller of start() while the child is still importing."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 1 << 20)  # type: ignore[attr-defined]
+    except (AttributeError, OSError):  # not Linux, or above /proc/sys/fs/pipe-max-size
+        pass
 
 
 Scraper = ScrapeEngine | ScrapeProcess  # what the cockpit scrapes with: the same interface

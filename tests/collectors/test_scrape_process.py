@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from trimtab.collectors import scrape_process
 from trimtab.collectors.exposition import Exemplar
 from trimtab.collectors.scrape import ScrapeEngine, ScrapeResult, ScrapeTarget
 from trimtab.collectors.scrape_process import COLLECTOR_ENV, ScrapeProcess, collector_class
@@ -282,3 +284,124 @@ def test_the_process_exits_when_the_cockpit_is_killed(farm: _Farm, tmp_path: obj
     finally:
         cockpit.kill()
         cockpit.wait()
+
+
+# ------------------------------------------------------------- found in review (each failed before)
+
+
+def test_a_target_removed_while_the_process_is_down_is_settled(farm: _Farm) -> None:
+    sink = _Sink()
+    engine = ScrapeProcess([ScrapeTarget("a", farm.urls[0]), ScrapeTarget("b", farm.urls[1])],
+                           sink).start()
+    removed = threading.Event()
+    try:
+        _wait(lambda: len(sink.ok("a")) >= 1)
+        first = engine.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        _wait(lambda: engine.pid is None, 10)  # buried, not yet started again
+        engine.remove_target("a", then=removed.set)
+        assert removed.wait(10)  # the new child never had it: settled when it starts
+        count = len(sink.ok("a"))
+        _wait(lambda: len(sink.ok("b")) >= 3)
+        assert len(sink.ok("a")) == count
+        assert engine._known.keys() == {engine._active["b"][0]}
+    finally:
+        engine.stop()
+
+
+def test_a_result_names_the_target_it_was_scraped_for_when_the_name_comes_back() -> None:
+    old = _Farm(1, b"# TYPE which gauge\nwhich 1\n", "text/plain; version=0.0.4")
+    new = _Farm(1, b"# TYPE which gauge\nwhich 2\n", "text/plain; version=0.0.4")
+    got: list[ScrapeResult] = []
+
+    def slow(result: ScrapeResult) -> None:  # results queue in the pipe behind it
+        got.append(result)
+        time.sleep(0.2)
+
+    engine = ScrapeProcess([ScrapeTarget("n", old.urls[0], interval=0.1, timeout=0.05,
+                                         service="old")], slow).start()
+    try:
+        _wait(lambda: len(got) >= 2)
+        engine.remove_target("n")
+        engine.add_target(ScrapeTarget("n", new.urls[0], service="new"))
+        _wait(lambda: any(r.target.service == "new" and r.up for r in list(got)))
+    finally:
+        engine.stop()
+        old.close()
+        new.close()
+    for result in got:
+        if result.up:
+            assert result.exposition is not None
+            which = result.exposition.samples[0].value
+            assert (result.target.url, result.target.service) == (
+                (old.urls[0], "old") if which == 1 else (new.urls[0], "new"))
+
+
+def test_the_cockpits_working_directory_is_not_on_the_childs_import_path(
+        farm: _Farm, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    marker = tmp_path / "planted-ran"
+    (tmp_path / "httpx.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.chdir(tmp_path)
+    sink = _Sink()
+    engine = ScrapeProcess([ScrapeTarget("a", farm.urls[0])], sink).start()
+    try:
+        _wait(lambda: len(sink.ok("a")) >= 1)
+    finally:
+        engine.stop()
+    assert not marker.exists()
+
+
+def test_the_cycle_goes_on_while_the_process_is_started_again(farm: _Farm) -> None:
+    cycles: list[float] = []
+    sink = _Sink()
+    engine = ScrapeProcess([ScrapeTarget("a", farm.urls[0])], sink, on_cycle=cycles.append,
+                           cycle_interval=0.05).start()
+    try:
+        _wait(lambda: len(sink.ok("a")) >= 1)
+        first = engine.pid
+        assert first is not None
+        killed = time.time()
+        os.kill(first, signal.SIGKILL)
+        _wait(lambda: engine.restarts == 1 and len(sink.ok("a")) >= 3)
+        during = [t for t in cycles if t > killed]
+        # The restart pause alone is 0.5 s: from the child, no cycle came in that time.
+        assert len(during) >= 2 and max(b - a for a, b in zip([killed, *during], during)) < 0.4
+    finally:
+        engine.stop()
+
+
+def test_ctrl_c_in_the_terminal_leaves_scraping_to_the_cockpit(farm: _Farm) -> None:
+    sink = _Sink()
+    engine = ScrapeProcess([ScrapeTarget("a", farm.urls[0])], sink).start()
+    try:
+        _wait(lambda: len(sink.ok("a")) >= 1)
+        pid = engine.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGINT)
+        count = len(sink.ok("a"))
+        _wait(lambda: len(sink.ok("a")) >= count + 2)
+        assert engine.pid == pid and engine.restarts == 0
+    finally:
+        engine.stop()
+
+
+def test_stop_before_start_and_a_failed_start_leave_it_usable(
+        farm: _Farm, monkeypatch: pytest.MonkeyPatch) -> None:
+    sink = _Sink()
+    engine = ScrapeProcess([ScrapeTarget("a", farm.urls[0])], sink)
+    engine.stop()  # before start: nothing to stop, and start still works
+    monkeypatch.setattr(scrape_process, "CHILD_MODULE", "trimtab.collectors.no_such_module")
+    with pytest.raises(RuntimeError, match="did not start"):
+        engine.start()
+    assert engine.pid is None and engine._active == {}
+    monkeypatch.undo()
+    engine.start()
+    try:
+        _wait(lambda: len(sink.ok("a")) >= 1)
+        first = engine.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)  # the one stop() before start did not stop restarts
+        _wait(lambda: engine.restarts == 1)
+    finally:
+        engine.stop()

@@ -71,6 +71,7 @@ class StallWatchdog:
         # time the process got during it (the rest the OS gave to other programs).
         self.worst_own_ms = 0.0
         self.ticks = 0
+        self.watched_s = 0.0  # set by watch_window: from the first watched page to the last
         self._cpu = (0.0, 0.0)
         self._first = True
         self._clock = QElapsedTimer()
@@ -136,7 +137,8 @@ def watch_window(ports: list[int], wait: Callable[[int], None],
                  ) -> tuple[StallWatchdog, list[int]]:
     """The scenario: a window on ``ports``, each page watched in turn while data streams in.
 
-    Returns the watchdog and each target's count of good scrapes. Shared with
+    Returns the watchdog (``watched_s``: how long the pages were watched) and each target's
+    count of good scrapes while they were. Shared with
     ``benchmarks/no_freeze.py`` (``wait``/``wait_until`` are qtbot's or the benchmark's);
     ``routes`` is how many the targets serve (the pages are watched once all have data);
     ``collector`` is where scraping runs: its own process (as ``trimtab`` does) or a thread.
@@ -152,12 +154,17 @@ def watch_window(ports: list[int], wait: Callable[[int], None],
     window.show()
     settle_runtime()  # as `trimtab` does once its window is up
     watchdog = StallWatchdog()
+
+    def good() -> dict[str, int]:
+        return model.read(lambda m: {name: h.ok_scrapes for name, h in m.health.items()})
+
     try:
         wait_until(lambda: len(model.routes) == routes, 20_000 + 100 * len(ports))
         pages = [window.overview, window.routes, window.fleet]
         for page in pages:  # first paint of each page (fonts, layout) is not a steady-state stall
             window.tabs.setCurrentWidget(page)
             wait(300)
+        before, started = good(), time.monotonic()
         for page in pages:
             window.tabs.setCurrentWidget(page)
             wait(300)  # the switch's own repaint, not a stall
@@ -167,10 +174,12 @@ def watch_window(ports: list[int], wait: Callable[[int], None],
             while time.monotonic() < deadline:
                 wait(100)
             watchdog.stop()
+        watchdog.watched_s = time.monotonic() - started
+        after = good()
     finally:
         engine.stop()
         window.close()
-    return watchdog, model.read(lambda m: [h.ok_scrapes for h in m.health.values()])
+    return watchdog, [after[name] - before.get(name, 0) for name in after]
 
 
 @pytest.mark.slow
