@@ -97,6 +97,7 @@ def main(argv: list[str]) -> int:
         return lambda *args: sender.send((what, *args))
 
     by_name = {target.name: sender.track(target, gen) for gen, target in config["targets"]}
+    sender.send(("ready",))  # first: the engine's results may come as soon as it starts
     engine = ScrapeEngine(
         list(by_name.values()), sender.result,
         on_traces=forward("traces") if config["traces"] else None,
@@ -104,7 +105,6 @@ def main(argv: list[str]) -> int:
         on_balancer_limits=forward("limits") if config["limits"] else None,
         traces_interval=config["traces_interval"], max_body_bytes=config["max_body_bytes"],
         mappings=config["mappings"]).start()
-    sender.send(("ready",))
     try:
         while not sender.broken.is_set():
             message = commands.recv()  # EOFError once the cockpit is gone

@@ -25,7 +25,6 @@ to the whole process group): it ends when told to or when this process is gone.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import math
 import os
@@ -46,6 +45,10 @@ _log = logging.getLogger(__name__)
 CHILD_MODULE = "trimtab.collectors.scrape_child"
 _RESTART_FIRST_S, _RESTART_MAX_S = 0.5, 30.0
 _READY_TIMEOUT_S = 60.0  # a cold start on a busy machine imports httpx and the parser
+class _Stopping(Exception):
+    """stop() came while a child was being started: it is not used."""
+
+
 _IDLE_S = 1.0  # how long the reader waits for a message when it has no cycle to keep
 # Messages that go to a callback as they come: kind -> the callback's attribute.
 _CALLBACKS = {"traces": "on_traces", "config": "on_config", "limits": "on_balancer_limits"}
@@ -89,8 +92,10 @@ class ScrapeProcess:
     _active: dict[str, tuple[int, ScrapeTarget]] = field(default_factory=dict)  # name -> (gen, t)
     _known: dict[int, ScrapeTarget] = field(default_factory=dict)  # every gen a message may name
     _layouts: dict[int, _Layout] = field(default_factory=dict)
-    # remove_target's acknowledgements awaited: seq -> (gen removed or None, then)
-    _then: dict[int, tuple[int | None, Callable[[], object] | None]] = field(default_factory=dict)
+    # remove_target's acknowledgements awaited: seq -> (gen removed or None, then, whether
+    # the command went to a running child)
+    _then: dict[int, tuple[int | None, Callable[[], object] | None, bool]] = field(
+        default_factory=dict)
     _seq: int = 0  # generations and acknowledgements alike
     _lock: threading.Lock = field(default_factory=threading.Lock)  # commands and the child
     _child: subprocess.Popen[bytes] | None = None
@@ -102,11 +107,15 @@ class ScrapeProcess:
     def start(self) -> ScrapeProcess:
         """Check every target, start the child and the ``trimtab-scrape`` thread; returns self.
 
-        Raises ValueError for a bad target and RuntimeError (with the child's exit status) if
-        the child cannot start; either way nothing is left running.
+        Waits until the child is ready. Raises ValueError for a bad target or interval and
+        RuntimeError (with the child's exit status) if the child cannot start; either way
+        nothing is left running.
         """
         if self._reader is not None:
             raise RuntimeError("the scrape process was started already")
+        if not self.cycle_interval > 0:
+            raise ValueError(f"cycle_interval must be a positive number of seconds, "
+                             f"not {self.cycle_interval!r}")
         names = [t.name for t in self.targets]
         for target in self.targets:
             _check(target)
@@ -117,7 +126,9 @@ class ScrapeProcess:
             self._active[target.name] = (gen, target)
             self._known[gen] = target
         try:
-            results, _ = self._spawn()
+            results = self._spawn()
+            if results is not None:
+                self._ready(results)
         except BaseException:
             self._active.clear()
             self._known.clear()
@@ -141,7 +152,8 @@ class ScrapeProcess:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop scraping (any thread; harmless before start and twice): the child ends its
-        scrapes in flight and exits, killed if it has not after ``timeout`` s."""
+        scrapes in flight and exits, killed if it has not after ``timeout`` s; then the
+        ``trimtab-scrape`` thread gets ``timeout`` s more to deliver what it sent."""
         if self._reader is None:
             return  # never started: nothing runs, and a later start() works as usual
         with self._lock:
@@ -167,6 +179,7 @@ class ScrapeProcess:
     def add_target(self, target: ScrapeTarget) -> None:
         """Start scraping ``target`` (any thread); its name must be new."""
         _check(target)
+        self._started()
         with self._lock:
             if target.name in self._active:
                 raise ValueError(f"target {target.name}: already scraped")
@@ -178,13 +191,18 @@ class ScrapeProcess:
     def remove_target(self, name: str, then: Callable[[], object] | None = None) -> None:
         """Stop scraping the target called ``name`` (any thread); ``then()`` runs on the
         ``trimtab-scrape`` thread once it is stopped: no result of it reaches the sink after."""
+        self._started()
         with self._lock:
             gen, _ = self._active.pop(name, (None, None))
             seq = self._next()
-            self._then[seq] = (gen, then)
             # With no child (it died and is being started again) the command goes nowhere:
-            # the next child never has the target, and is not started before this is settled.
+            # the next child never has the target, and the reader settles it (_settle).
+            self._then[seq] = (gen, then, self._commands is not None)
             self._send(("remove", name, seq))
+
+    def _started(self) -> None:
+        if self._reader is None:  # as the thread engine: targets change once it runs
+            raise RuntimeError("start() the scrape process first")
 
     def _next(self) -> int:
         self._seq += 1
@@ -192,14 +210,17 @@ class ScrapeProcess:
 
     # -------------------------------------------------------------------- the child
 
-    def _spawn(self) -> tuple[Connection | None, dict[int, tuple[int | None, Callable[[], object] | None]]]:
-        """Start a child scraping the active targets (the caller holds no lock).
-
-        Returns its results connection (None: stop() came first, no child is left) and the
-        removals no child will acknowledge: the new one never had their targets.
-        """
+    def _spawn(self) -> Connection | None:
+        """Start a child scraping the active targets (the caller holds no lock) and send it
+        its config; returns its results connection, None if stop() came first (no child is
+        left). Does not wait for the child: see :meth:`_ready`."""
         results_r, results_w = os.pipe()
-        commands_r, commands_w = os.pipe()
+        try:
+            commands_r, commands_w = os.pipe()
+        except BaseException:
+            os.close(results_r)
+            os.close(results_w)
+            raise
         for fd in (results_w, commands_w):
             _widen(fd)
         try:
@@ -216,41 +237,58 @@ class ScrapeProcess:
         os.close(results_w)
         results = Connection(results_r, writable=False)
         commands = Connection(commands_w, readable=False)
-        with self._lock:
-            if self._stopping:
-                child.kill()
-                child.wait()
-                results.close()
-                commands.close()
-                return None, {}
-            self._child, self._commands = child, commands
-            self._layouts.clear()
-            settled, self._then = self._then, {}
-            config = {"targets": list(self._active.values()),
-                      "traces": self.on_traces is not None, "config": self.on_config is not None,
-                      "limits": self.on_balancer_limits is not None,
-                      "traces_interval": self.traces_interval,
-                      "max_body_bytes": self.max_body_bytes,
-                      "mappings": None if self.mappings is None else list(self.mappings)}
-            self._send(("config", config))
+        try:
+            with self._lock:
+                if self._stopping:
+                    raise _Stopping
+                self._child, self._commands = child, commands
+                self._layouts.clear()
+                config = {"targets": list(self._active.values()),
+                          "traces": self.on_traces is not None,
+                          "config": self.on_config is not None,
+                          "limits": self.on_balancer_limits is not None,
+                          "traces_interval": self.traces_interval,
+                          "max_body_bytes": self.max_body_bytes,
+                          "mappings": None if self.mappings is None else list(self.mappings)}
+                commands.send(("config", config))
+        except BaseException as exc:  # stop() came first, a config that would not pickle, ...
+            self._abandon(child, results, commands)
+            if isinstance(exc, _Stopping):
+                return None
+            raise
+        return results
+
+    def _ready(self, results: Connection) -> None:
+        """Wait (start() only) for the child's first message, which says it is ready."""
         try:
             first = results.recv() if results.poll(_READY_TIMEOUT_S) else None
         except EOFError:
             first = None
+        except BaseException:  # Ctrl-C while waiting: nothing is left running
+            self._abandon(self._child, results, self._commands)
+            raise
         if first != ("ready",):
-            with self._lock:
-                self._child = None
-                if self._commands is commands:
-                    self._commands = None
-                self._then.update(settled)  # still to be settled by whoever comes next
-            if child.poll() is None:
-                child.kill()
-            status = child.wait()
-            results.close()
-            commands.close()
+            child = self._child
+            self._abandon(child, results, self._commands)
+            status = child.returncode if child is not None else None
             raise RuntimeError(f"the scrape process did not start (status {status}, "
                                f"sent {first!r}); its error is on stderr")
-        return results, settled
+
+    def _abandon(self, child: subprocess.Popen[bytes] | None, results: Connection,
+                 commands: Connection | None) -> None:
+        """Kill and reap a child that will not be used, and close its pipes."""
+        with self._lock:
+            if self._child is child:
+                self._child = None
+            if self._commands is commands:
+                self._commands = None
+        if child is not None:
+            if child.poll() is None:
+                child.kill()
+            child.wait()
+        results.close()
+        if commands is not None:
+            commands.close()
 
     def _send(self, message: tuple[Any, ...]) -> None:
         """Send a command (caller holds the lock); a dead child is the reader's to restart."""
@@ -269,15 +307,18 @@ class ScrapeProcess:
         next_cycle = started + self.cycle_interval
         current: Connection | None = results
         restart_at = math.inf
+        ready_by = math.inf  # a new child must say it is ready by then
         while True:
             now = time.monotonic()
             if self.on_cycle is not None and now >= next_cycle:
-                next_cycle = max(next_cycle + self.cycle_interval, now)
                 self._call("cycle", self.on_cycle, time.time())
-                continue  # the clock moved on during the tick: look again
-            wait = next_cycle - now if self.on_cycle is not None else _IDLE_S
-            if current is None:  # the child is down: tick on until it is time to restart
-                if self._stopped.is_set():
+                # From the end of the tick, as the thread engine sleeps after each: a tick
+                # slower than the interval must not starve the reading below.
+                next_cycle = time.monotonic() + self.cycle_interval
+            wait = max(0.0, next_cycle - now) if self.on_cycle is not None else _IDLE_S
+            if current is None:  # the child is down
+                self._settle()  # removals meanwhile: no child has their targets
+                if self._stopping:
                     return
                 if now < restart_at:
                     self._stopped.wait(min(wait, restart_at - now))
@@ -288,19 +329,28 @@ class ScrapeProcess:
                     pause = min(pause * 2, _RESTART_MAX_S)
                 else:
                     started = time.monotonic()
+                    ready_by = started + _READY_TIMEOUT_S
                 continue
             try:
-                if current.poll(wait):
-                    self._dispatch(current.recv())
-                continue
+                if current.poll(min(wait, max(0.0, ready_by - now))):
+                    message = current.recv()
+                    if message == ("ready",):
+                        ready_by = math.inf
+                    else:
+                        self._dispatch(message)
+                    continue
+                if time.monotonic() < ready_by:
+                    continue
+                _log.error("the scrape process did not start within %g s", _READY_TIMEOUT_S)
             except EOFError:  # the child exited: told to stop (all it sent is read), or died
                 pass
             except Exception:  # noqa: BLE001 - a garbled message: start over, never go silent
                 _log.exception("the scrape process sent what could not be read")
             current.close()
-            current = None
+            current, ready_by = None, math.inf
             status = self._bury()
             if self._stopping:
+                self._settle()
                 return
             if time.monotonic() - started > 60.0:
                 pause = _RESTART_FIRST_S  # it had run a good while: a new failure, not a loop
@@ -323,18 +373,31 @@ class ScrapeProcess:
         return child.wait()
 
     def _respawn(self) -> Connection | None:
-        """A new child, its targets the active ones; None if it could not start (or stop came)."""
+        """A new child, its targets the active ones (ready or not: the loop waits for it);
+        None if it could not start (or stop came)."""
         try:
-            results, settled = self._spawn()
-        except (OSError, RuntimeError) as exc:
+            results = self._spawn()
+        except Exception as exc:  # noqa: BLE001 - the reader must live on to try again
             _log.error("the scrape process could not start again: %s", exc)
             return None
-        if results is None:
-            return None
-        self.restarts += 1
-        for seq in sorted(settled):  # removed while no child ran: nothing more of them comes
-            self._removed(*settled[seq])
+        if results is not None:
+            self.restarts += 1
+            self._settle(only_unsent=True)  # removed until the new child got its config
         return results
+
+    def _settle(self, only_unsent: bool = False) -> None:
+        """Run the ``then`` of removals no child will acknowledge. With no child running:
+        all of them (the last one's messages are all read). Right after a child started
+        (``only_unsent``): those whose command went to no child (its target was not in the
+        new one's config)."""
+        with self._lock:
+            pending = {seq: entry for seq, entry in self._then.items()
+                       if not (only_unsent and entry[2])}
+            for seq in pending:
+                del self._then[seq]
+        for seq in sorted(pending):
+            gen, then, _ = pending[seq]
+            self._removed(gen, then)
 
     def _removed(self, gen: int | None, then: Callable[[], object] | None) -> None:
         if gen is not None:
@@ -365,7 +428,7 @@ class ScrapeProcess:
             with self._lock:
                 entry = self._then.pop(message[1], None)
             if entry is not None:
-                self._removed(*entry)
+                self._removed(entry[0], entry[1])
         elif kind in _CALLBACKS:
             callback = getattr(self, _CALLBACKS[kind])
             if callback is not None:
@@ -395,8 +458,10 @@ def _widen(fd: int) -> None:
     """A 1 MiB pipe (Linux; the default 64 KiB): a config of thousands of targets must not
     block the caller of start() while the child is still importing."""
     try:
+        import fcntl  # POSIX only
+
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 1 << 20)  # type: ignore[attr-defined]
-    except (AttributeError, OSError):  # not Linux, or above /proc/sys/fs/pipe-max-size
+    except (ImportError, AttributeError, OSError):  # not Linux, or over fs/pipe-max-size
         pass
 
 

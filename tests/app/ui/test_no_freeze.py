@@ -19,6 +19,7 @@ of machine) is not counted as a stall; everything between switches is.
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -57,13 +58,16 @@ class StallWatchdog:
     For the worst stall it also keeps the CPU time the GUI thread and the whole process got
     during it, which tells what the loop waited on: GUI work (the GUI thread ran most of it),
     another thread holding the GIL (the process ran, the GUI thread did not), or the machine
-    (the process got little CPU: the OS ran other programs).
+    (the process got little CPU: the OS ran other programs). It also keeps how long cyclic
+    garbage collection ran during it (any thread; the cockpit collects on the GUI thread).
     """
 
     def __init__(self, period_ms: int = 10) -> None:
         self.period_ms = period_ms
         self.worst_ms = 0.0
         self.worst_cpu_ms = (0.0, 0.0)  # (GUI thread, process) CPU during the worst stall
+        self.worst_gc = (0.0, -1)  # (ms of garbage collection, oldest generation) during it
+        self._gc_ms, self._gc_gen, self._gc_started = 0.0, -1, 0.0
         self.gaps: list[float] = []
         self.page = ""  # the page being watched, for the report
         self.worst_page = ""
@@ -83,15 +87,28 @@ class StallWatchdog:
         self._clock.start()
         self._cpu = (time.thread_time(), time.process_time())
         self._first = True
+        self._gc_ms, self._gc_gen = 0.0, -1
+        if self._on_gc not in gc.callbacks:
+            gc.callbacks.append(self._on_gc)
         self._timer.start(self.period_ms)
 
     def stop(self) -> None:
         self._timer.stop()
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self._gc_ms += (time.perf_counter() - self._gc_started) * 1e3
+            self._gc_gen = max(self._gc_gen, info["generation"])
 
     def _tick(self) -> None:
         elapsed = self._clock.restart()
         cpu, before = (time.thread_time(), time.process_time()), self._cpu
         self._cpu = cpu
+        collected, self._gc_ms, self._gc_gen = (self._gc_ms, self._gc_gen), 0.0, -1
         self.ticks += 1
         if not self._first:
             gap = elapsed - self.period_ms
@@ -100,15 +117,19 @@ class StallWatchdog:
             if gap > self.worst_ms:
                 self.worst_ms = gap
                 self.worst_cpu_ms = ((cpu[0] - before[0]) * 1e3, (cpu[1] - before[1]) * 1e3)
+                self.worst_gc = collected
                 self.worst_page = self.page
         self._first = False
 
     def report(self) -> str:
         """The worst stall, what ran during it, and the next worst ones (ms)."""
         gui, proc = self.worst_cpu_ms
+        gc_ms, gen = self.worst_gc
         top = sorted(self.gaps, reverse=True)[:5]
+        collected = f"{gc_ms:.0f} ms" + (f" (up to gen {gen})" if gen >= 0 else "")
         return (f"worst event-loop stall: {self.worst_ms:.0f} ms over {self.ticks} ticks "
                 f"(on {self.worst_page}; CPU during it: GUI thread {gui:.0f} ms, process {proc:.0f} ms; "
+                f"garbage collection {collected}; "
                 f"top gaps {[round(g) for g in top]}; load {os.getloadavg()[0]:.2f}); "
                 f"worst stall capped by this process's CPU: {self.worst_own_ms:.0f} ms")
 
