@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -87,6 +88,9 @@ class ScrapeProcess:
     cycle_interval: float = 1.0
     max_body_bytes: int = 16 * 1024 * 1024
     mappings: Sequence[MappingTable] | None = None
+    # Why no scrape arrives, for the operator ("scrape process killed by SIGKILL; ..."), and
+    # "" once a new child is ready; called on the ``trimtab-scrape`` thread.
+    on_status: Callable[[str], None] | None = None
     # How many times the child was started again after it died (tests and the log read it).
     restarts: int = 0
     _active: dict[str, tuple[int, ScrapeTarget]] = field(default_factory=dict)  # name -> (gen, t)
@@ -336,12 +340,13 @@ class ScrapeProcess:
                     message = current.recv()
                     if message == ("ready",):
                         ready_by = math.inf
+                        self._status("")
                     else:
                         self._dispatch(message)
                     continue
                 if time.monotonic() < ready_by:
                     continue
-                _log.error("the scrape process did not start within %g s", _READY_TIMEOUT_S)
+                self._status(f"scrape process did not start within {_READY_TIMEOUT_S:g} s")
             except EOFError:  # the child exited: told to stop (all it sent is read), or died
                 pass
             except Exception:  # noqa: BLE001 - a garbled message: start over, never go silent
@@ -354,10 +359,17 @@ class ScrapeProcess:
                 return
             if time.monotonic() - started > 60.0:
                 pause = _RESTART_FIRST_S  # it had run a good while: a new failure, not a loop
-            _log.error("the scrape process ended (status %s); starting it again in %g s",
-                       status, pause)
+            self._status(f"scrape process {_how_it_ended(status)}; "
+                         f"starting it again in {pause:g} s")
             restart_at = time.monotonic() + pause
             pause = min(pause * 2, _RESTART_MAX_S)
+
+    def _status(self, text: str) -> None:
+        """Log a problem and tell ``on_status`` (``""``: scraping again)."""
+        if text:
+            _log.error("%s", text)
+        if self.on_status is not None:
+            self._call("status", self.on_status, text)
 
     def _bury(self) -> int | None:
         """Reap the child (killed if still running): its exit status, None if there was none."""
@@ -378,7 +390,7 @@ class ScrapeProcess:
         try:
             results = self._spawn()
         except Exception as exc:  # noqa: BLE001 - the reader must live on to try again
-            _log.error("the scrape process could not start again: %s", exc)
+            self._status(f"scrape process could not start again: {exc}")
             return None
         if results is not None:
             self.restarts += 1
@@ -452,6 +464,16 @@ class ScrapeProcess:
         if target is None:
             return None  # removed and confirmed: a result already on its way is dropped
         return ScrapeResult(target, timestamp, up, duration, expo, error, next_attempt)
+
+
+def _how_it_ended(status: int | None) -> str:
+    """``killed by SIGKILL``, ``exited with status 1``: as an operator reads it."""
+    if status is not None and status < 0:
+        try:
+            return f"killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"killed by signal {-status}"
+    return f"exited with status {status}"
 
 
 def _widen(fd: int) -> None:

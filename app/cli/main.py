@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from trimtab.agent.procs import stop_all
 from trimtab.collectors.mappings import MappingTable
 from trimtab.collectors.scrape import ScrapeTarget
-from trimtab.collectors.scrape_process import Scraper, collector_class
+from trimtab.collectors.scrape_process import ScrapeProcess, Scraper, collector_class
 from trimtab.demo.fleet import DemoFleet
 
 from ..model.fleet import FleetModel
@@ -56,10 +56,13 @@ def start_scraper(targets: list[ScrapeTarget], model: FleetModel,
     """Scrape ``targets`` into ``model`` where ``TRIMTAB_COLLECTOR`` says (checked earlier by
     :func:`collector_problem`): in a process of its own by default, so parsing never holds
     the GUI thread's GIL."""
-    return collector_class(os.environ)(
-        targets, model.ingest, on_cycle=model.tick, mappings=mappings,
-        on_traces=model.ingest_traces, on_config=model.ingest_config,
-        on_balancer_limits=model.ingest_balancer_limits).start()
+    kind = collector_class(os.environ)
+    callbacks: dict[str, Any] = {
+        "on_cycle": model.tick, "on_traces": model.ingest_traces,
+        "on_config": model.ingest_config, "on_balancer_limits": model.ingest_balancer_limits}
+    if kind is ScrapeProcess:  # the status bar says why no scrape arrives while it restarts
+        callbacks["on_status"] = model.collector_status
+    return kind(targets, model.ingest, mappings=mappings, **callbacks).start()
 
 
 def collector_problem() -> str | None:

@@ -246,6 +246,8 @@ class FleetModel:
     lock: threading.Lock = field(default_factory=threading.Lock)
     store: Store | None = None  # when set, every cycle's raw samples are written to it
     store_error: str = ""
+    # Why no scrape arrives (the scrape process died and is being started again); "" when fine.
+    collector_error: str = ""
     # For the next store cycle, per target, its last scrape's names, label sets and values:
     # a target scraped twice between two ticks keeps its newest scrape (a cycle holds one
     # value per series; two would be refused).
@@ -339,6 +341,12 @@ class FleetModel:
                     names, label_sets, values, _stamps = columns  # no Sample tuples built
                     self._pending[result.target.name] = (names, label_sets, values)
             # Only health changed: derived series move once per cycle, in tick().
+            self.health_version += 1
+
+    def collector_status(self, text: str) -> None:
+        """Why no scrape arrives ("" once scraping again): the scrape process's ``on_status``."""
+        with self.lock:
+            self.collector_error = text
             self.health_version += 1
 
     def ingest_traces(self, target: str, traces: list[dict[str, Any]], error: str = "") -> None:

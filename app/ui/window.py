@@ -490,6 +490,8 @@ class MainWindow(QMainWindow):
             text += " · down: " + "; ".join(down)
         if self.model.store_error:
             text += " · " + self.model.store_error
+        if self.model.collector_error:
+            text += " · " + self.model.collector_error
         if self.paused:
             text += " · PAUSED (Space to resume)"
         self.status.setText(text)

@@ -239,7 +239,8 @@ def test_add_and_remove_then_no_result_after_then(farm: _Farm) -> None:
 
 def test_a_killed_process_is_started_again_with_the_current_targets(farm: _Farm) -> None:
     sink = _Sink()
-    engine = ScrapeProcess([ScrapeTarget("a", farm.urls[0])], sink).start()
+    said: list[str] = []
+    engine = ScrapeProcess([ScrapeTarget("a", farm.urls[0])], sink, on_status=said.append).start()
     try:
         engine.add_target(ScrapeTarget("b", farm.urls[1]))
         _wait(lambda: len(sink.ok("b")) >= 1)
@@ -250,6 +251,7 @@ def test_a_killed_process_is_started_again_with_the_current_targets(farm: _Farm)
         before = {name: len(sink.ok(name)) for name in "ab"}
         _wait(lambda: all(len(sink.ok(name)) >= before[name] + 2 for name in "ab"))
         assert not _alive(first)
+        assert said == ["scrape process killed by SIGKILL; starting it again in 0.5 s", ""]
     finally:
         engine.stop()
 
