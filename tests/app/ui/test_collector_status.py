@@ -7,10 +7,8 @@ killer would.
 
 from __future__ import annotations
 
-import http.server
 import os
 import signal
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -20,31 +18,15 @@ from trimtab.app.ui.window import MainWindow
 from trimtab.collectors.scrape import ScrapeTarget
 from trimtab.collectors.scrape_process import COLLECTOR_ENV, ScrapeProcess
 
-BODY = b"# TYPE up_total counter\nup_total 1\n"
+from tests.collectors.prometheus.static_exposition import serving_exposition
+
+BODY = "# TYPE up_total counter\nup_total 1\n"
 
 
 @pytest.fixture
 def metrics_url() -> Iterator[str]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(BODY)))
-            self.end_headers()
-            self.wfile.write(BODY)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/metrics"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving_exposition(BODY) as url:
+        yield url
 
 
 def test_a_killed_scrape_process_shows_in_the_status_bar_until_it_is_back(
