@@ -119,6 +119,10 @@ class _Layout:
     labels: tuple[Labels, ...]
     exemplar_ok: frozenset[int]  # samples whose family allows an exemplar
     meta: tuple[dict[str, str], dict[str, str], dict[str, str]]  # types, helps, units
+    # For _steady.read_values: per line, the literal line or the sample's prefix, and its kind
+    # (0 literal, 1 sample, 2 sample whose family allows an exemplar)
+    plan: tuple[str, ...]
+    kinds: bytes
 
 
 
@@ -240,10 +244,16 @@ class _Full:
         if self.prefix_of is not None:
             self.prefixes = list(map(str.removesuffix, *self.prefix_of))
         fixed_chars = sum(map(len, self.prefixes)) + sum(map(len, literal_lines))
+        plan, kinds = list(self.lines), bytearray(n_lines)  # the literal lines stay as they are
+        list(map(plan.__setitem__, self.sample_lines, self.prefixes))
+        list(map(kinds.__setitem__, self.sample_lines, repeat(1)))
+        for k in self.exemplar_ok:
+            kinds[self.sample_lines[k]] = 2
         return _Layout(self.fmt, n_lines, pick, literal_lines, _picker(self.sample_lines),
                        self.prefixes, fixed_chars, names, labels,
                        frozenset(self.exemplar_ok),
-                       (dict(self.expo.types), dict(self.expo.helps), dict(self.expo.units)))
+                       (dict(self.expo.types), dict(self.expo.helps), dict(self.expo.units)),
+                       tuple(plan), bytes(kinds))
 
     def start_family(self, name: str, typ: str | None) -> None:
         """A HELP/TYPE/UNIT line or a sample outside the current family opens a family."""

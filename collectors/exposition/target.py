@@ -19,6 +19,14 @@ from .grammar import (
 )
 from .types import OPENMETRICS, Exemplar, Exposition, _gc_paused, detect_format
 
+try:  # the value-only read in C; the package installs without it where no C compiler is
+    from . import _steady
+except ImportError:  # pragma: no cover - CI builds it (tests/collectors/exposition/test_steady_c.py)
+    _steady = None
+
+# Whether a repeated scrape's values are read in C (the tests compare both paths).
+STEADY_IN_C = _steady is not None
+
 # Read the new values of a scrape together (``_Floats.learn``) when the last one brought more
 # than one per LEARN_SHARE samples; fewer are quicker one by one as the values pass meets them.
 LEARN_SHARE = 16
@@ -113,6 +121,9 @@ class TargetParser:
         # Values new to the cache in the last value-only parse; a target whose values move
         # brings tens a scrape, and reading those together is quicker than one by one.
         self._churn = 1 << 30
+        # What _steady.read_values saw last (value tokens and their floats): a value whose
+        # token repeats is not read again. Any layout's memo is right (see _steady.c).
+        self._memo: object = None
 
     def parse(self, text: str, content_type: str | None = None) -> Exposition:
         """Parse one scrape of this target; raises :class:`ParseError`."""
@@ -122,12 +133,16 @@ class TargetParser:
             self._shared = shared_caches(fmt)
             self._layout, self._unbuilt = None, None
             self._fmt = fmt
-        lines, n_chars = _split_lines(text)
         if self._unbuilt is not None:
             last, n_last = self._unbuilt
             self._unbuilt = None
             self._layout = last.layout(n_last)
         layout = self._layout
+        if layout is not None and layout.fmt == fmt and STEADY_IN_C:
+            expo = self._fast_c(layout, text)
+            if expo is not None:
+                return expo
+        lines, n_chars = _split_lines(text)
         if layout is not None and layout.fmt == fmt and layout.n_lines == len(lines):
             expo = self._fast(layout, lines, n_chars)
             if expo is not None:
@@ -153,6 +168,31 @@ class TargetParser:
         self._trim(len(full.values))
         self._shared.trim(self, len(full.values))  # what a value-only parse reads adds nothing
         return expo
+
+    def _fast_c(self, layout: _Layout, text: str) -> Exposition | None:
+        """:meth:`_fast` in one C pass over the body (``_steady.read_values``): no line or
+        token object is made, each plain value is read from the text as float() reads it,
+        and OpenMetrics exemplars of the usual shape with it. What C hands back as text (a
+        timestamp after a value, an exemplar of another shape, anything it doubts) is read
+        here as :meth:`_fast` reads it. None when the scrape differs from the layout in more
+        than its values, or when C cannot tell (a carriage return): :meth:`_fast` decides."""
+        got = _steady.read_values(text, layout.plan, layout.kinds, len(layout.names), Exemplar, self._memo)
+        if got is None:
+            return None
+        values, odd, exemplars, self._memo = got
+        timestamps = None
+        if odd:
+            tokens = values  # only the tokens at ``odd`` are read, and those are str
+            values = list(values)
+            for k in odd:
+                values[k] = None
+            try:
+                timestamps = self._rests(layout, tokens, values, exemplars)
+            except ValueError:
+                return None
+        types, helps, units = layout.meta
+        return Exposition.from_columns((layout.names, layout.labels, values, timestamps),  # type: ignore[arg-type]
+                                       dict(types), dict(helps), dict(units), exemplars, layout.fmt)
 
     def _fast(self, layout: _Layout, lines: list[str], n_chars: int) -> Exposition | None:
         """Values, timestamps, exemplars only; None when anything else differs (the full

@@ -18,6 +18,9 @@ from tests.collectors.exposition.test_exposition import (
     assert_same_parse,
 )
 
+# every test twice: values read by the C reader, then by the Python path (conftest)
+pytestmark = pytest.mark.usefixtures("steady_path")
+
 
 def _body(observations: int) -> str:
     registry = CollectorRegistry()

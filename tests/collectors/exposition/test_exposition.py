@@ -49,6 +49,9 @@ from trimtab.collectors.exposition import (
 from tests.conftest import require_binary
 from tests.support import haproxy_config
 
+# every test twice: values read by the C reader, then by the Python path (conftest)
+pytestmark = pytest.mark.usefixtures("steady_path")
+
 CORPUS = Path(__file__).parent / "corpus"
 OM_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
@@ -473,16 +476,28 @@ def _histogram_bodies(n: int) -> list[str]:
 
 
 def _spy_fast_path(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """Records, per parse that tried it, whether the value-only path answered."""
+    """Records, per parse that tried it, whether the value-only path answered (the C reader,
+    ``_fast_c``, or the Python one, ``_fast``, which runs when C declines or is off)."""
     answered: list[bool] = []
-    original = TargetParser._fast
+    tried: list[bool] = []
+    for name in ("_fast_c", "_fast"):
+        def spy(self: TargetParser, *args: object, _original=getattr(TargetParser, name)) -> Exposition | None:
+            result = _original(self, *args)
+            tried.append(result is not None)
+            return result
 
-    def spy(self: TargetParser, *args: object) -> Exposition | None:
-        result = original(self, *args)
-        answered.append(result is not None)
-        return result
+        monkeypatch.setattr(TargetParser, name, spy)
+    parse_once = TargetParser.parse
 
-    monkeypatch.setattr(TargetParser, "_fast", spy)
+    def parse_spied(self: TargetParser, *args: object) -> Exposition:
+        tried.clear()
+        try:
+            return parse_once(self, *args)  # type: ignore[arg-type]
+        finally:
+            if tried:
+                answered.append(any(tried))
+
+    monkeypatch.setattr(TargetParser, "parse", parse_spied)
     return answered
 
 

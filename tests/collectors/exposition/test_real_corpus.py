@@ -22,7 +22,8 @@ from tests.collectors.exposition.test_exposition import (
 )
 from tests.conftest import require_binary
 
-pytestmark = pytest.mark.slow  # four real programs, several scrapes each
+# four real programs, several scrapes each; each body's steady parse with the C reader and without
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("steady_path")]
 
 
 @pytest.fixture(scope="module")

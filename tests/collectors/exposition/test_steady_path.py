@@ -13,7 +13,14 @@ from __future__ import annotations
 import math
 
 import pytest
-from trimtab.collectors.exposition import Exposition, ParseError, TargetParser, grammar, parse
+from trimtab.collectors.exposition import (
+    Exposition,
+    ParseError,
+    TargetParser,
+    grammar,
+    parse,
+    target,
+)
 from trimtab.collectors.exposition import body as expo_body
 from trimtab.collectors.exposition.grammar import _Floats, _numbers
 from trimtab.collectors.exposition.types import _NUM, _VALUE
@@ -23,6 +30,9 @@ from tests.collectors.exposition.test_exposition import (
     assert_same_as_reference,
     assert_same_parse,
 )
+
+# every test twice: values read by the C reader, then by the Python path (conftest)
+pytestmark = pytest.mark.usefixtures("steady_path")
 
 TEXT_TYPE = "text/plain; version=0.0.4"
 _PATH_B = r'/b \"q\" \\ x\ny'  # escaped quote, backslash and newline in a label value
@@ -99,8 +109,10 @@ def _same(warm: TargetParser, text: str, content_type: str) -> Exposition:
 
 
 @pytest.fixture
-def split_rows(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """What each ``om_exemplar_rows`` call answered (True: it read the tails)."""
+def split_rows(monkeypatch: pytest.MonkeyPatch, steady_path: str) -> list[bool]:
+    """What each ``om_exemplar_rows`` call answered (True: it read the tails). The Python
+    path's reader: with the C reader on, the warm parse reads the tails in C and never calls it."""
+    monkeypatch.setattr(target, "STEADY_IN_C", False)
     answers: list[bool] = []
     real = grammar.om_exemplar_rows
 
