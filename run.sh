@@ -35,8 +35,8 @@ python_env() {
   "$PY" -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
-  # The parser's C value reader (collectors/exposition/_steady.c) is built at install: a C
-  # compiler and Python's headers. Without them the install goes on and reads values in Python.
+  # The parser's C helpers (collectors/exposition/_native.c) are built at install: a C compiler
+  # and Python's headers. Without them the install goes on and parses in Python (slower).
   command -v cc >/dev/null 2>&1 || apt_install gcc libc6-dev
   "$PY" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
     || apt_install python3-dev

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trimtab.agent.procs import stop_all
-from trimtab.collectors.exposition import target as exposition_target
+from trimtab.collectors.exposition import native
 from trimtab.collectors.mappings import MappingTable
 from trimtab.collectors.scrape import ScrapeTarget
 from trimtab.collectors.scrape_process import ScrapeProcess, Scraper, collector_class
@@ -75,13 +75,13 @@ def collector_problem() -> str | None:
     return None
 
 
-def steady_reader_note() -> str | None:
-    """What to tell the operator when the parser's C value reader was not built (None: it was).
+def native_note() -> str | None:
+    """What to tell the operator when the parser's C helpers were not built (None: they were).
     Nothing breaks without it, but a fleet costs more CPU to scrape, so it is said, not hidden."""
-    if exposition_target.STEADY_IN_C:
+    if native.ENABLED:
         return None
-    return ("note: the parser's C value reader is not built (no C compiler or Python headers when "
-            "trimtab was installed); repeated scrapes are read in Python, several times slower. "
+    return ("note: the parser's C helpers are not built (no C compiler or Python headers when "
+            "trimtab was installed); scrapes are parsed in Python, several times slower. "
             "Install gcc and python3-dev, then install trimtab again (./run.sh demo does both).")
 
 
@@ -150,7 +150,7 @@ def run_demo(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"trimtab: {problem}", file=sys.stderr)
         return 2
-    if (note := steady_reader_note()) is not None:
+    if (note := native_note()) is not None:
         print(f"trimtab: {note}", file=sys.stderr)
     app = _qt_app(args)
     fleet = DemoFleet(rps=args.rps)  # its temporary directory goes with fleet.stop()
@@ -201,7 +201,7 @@ def run_cockpit(args: argparse.Namespace) -> int:
     problem = collector_problem()
     if problem is not None:
         return config_error(problem)
-    if (note := steady_reader_note()) is not None:
+    if (note := native_note()) is not None:
         print(f"trimtab: {note}", file=sys.stderr)
     first_run = not path.exists() and not proms  # nothing to watch yet: greet, don't sit empty
     token = os.environ.get("TRIMTAB_TOKEN", "")  # read traces/configs, and change things if write

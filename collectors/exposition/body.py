@@ -31,6 +31,7 @@ from bisect import bisect_right
 from itertools import compress, repeat
 from operator import add, and_, contains, eq, is_, is_not, itemgetter, ne, not_, or_, sub
 
+from . import native
 from .full import _SHAPES, _bulk_values, _Full
 from .grammar import (
     _BOUND_OK,
@@ -342,8 +343,18 @@ def _new_tails(full: _Full, tails: list[str]) -> None:
     split over them all; a bucket or quantile (``le``/``quantile`` first or last, as
     client_python and client_golang write them) as the bound pair spliced into the rest of
     its label set, parsed once per distinct rest. Any other text by ``_Full.label_set``.
+    With the C helpers (``native``), every label set of the plain shape is read in C first
+    (``label_sets``), and only the others here.
     """
     cache = full.tail_sets
+    if native.ENABLED:  # in C, every label set of the plain shape; the others below
+        found = native.c.label_sets(tails, full.om, _NONE, _BOUND_OK["le"], _BOUND_OK["quantile"])  # type: ignore[union-attr]
+        if None not in found:
+            cache.update(zip(tails, found))
+            return
+        done = list(map(is_not, found, repeat(None)))
+        cache.update(zip(compress(tails, done), compress(found, done)))
+        tails = list(compress(tails, map(not_, done)))
     if not all(map(str.endswith, tails, repeat("}"))):
         closed = list(map(str.endswith, tails, repeat("}")))
         cache.update(zip(compress(tails, map(not_, closed)), repeat(_BAD)))

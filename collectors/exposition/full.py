@@ -119,7 +119,7 @@ class _Layout:
     labels: tuple[Labels, ...]
     exemplar_ok: frozenset[int]  # samples whose family allows an exemplar
     meta: tuple[dict[str, str], dict[str, str], dict[str, str]]  # types, helps, units
-    # For _steady.read_values: per line, the literal line or the sample's prefix, and its kind
+    # For the C read_values (native.py): per line, the literal line or the sample's prefix, and its kind
     # (0 literal, 1 sample, 2 sample whose family allows an exemplar)
     plan: tuple[str, ...]
     kinds: bytes

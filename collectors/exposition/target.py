@@ -5,7 +5,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterable
 
-from . import body
+from . import body, native
 from .full import _Full, _Layout, _Tail, new_tails
 from .grammar import (
     _REST_RE,
@@ -18,14 +18,6 @@ from .grammar import (
     om_rests,
 )
 from .types import OPENMETRICS, Exemplar, Exposition, _gc_paused, detect_format
-
-try:  # the value-only read in C; the package installs without it where no C compiler is
-    from . import _steady
-except ImportError:  # pragma: no cover - CI builds it (tests/collectors/exposition/test_steady_c.py)
-    _steady = None
-
-# Whether a repeated scrape's values are read in C (the tests compare both paths).
-STEADY_IN_C = _steady is not None
 
 # Read the new values of a scrape together (``_Floats.learn``) when the last one brought more
 # than one per LEARN_SHARE samples; fewer are quicker one by one as the values pass meets them.
@@ -121,8 +113,8 @@ class TargetParser:
         # Values new to the cache in the last value-only parse; a target whose values move
         # brings tens a scrape, and reading those together is quicker than one by one.
         self._churn = 1 << 30
-        # What _steady.read_values saw last (value tokens and their floats): a value whose
-        # token repeats is not read again. Any layout's memo is right (see _steady.c).
+        # What read_values (C) saw last (value tokens and their floats): a value whose
+        # token repeats is not read again. Any layout's memo is right (see _native.c).
         self._memo: object = None
 
     def parse(self, text: str, content_type: str | None = None) -> Exposition:
@@ -138,7 +130,7 @@ class TargetParser:
             self._unbuilt = None
             self._layout = last.layout(n_last)
         layout = self._layout
-        if layout is not None and layout.fmt == fmt and STEADY_IN_C:
+        if layout is not None and layout.fmt == fmt and native.ENABLED:
             expo = self._fast_c(layout, text)
             if expo is not None:
                 return expo
@@ -170,13 +162,14 @@ class TargetParser:
         return expo
 
     def _fast_c(self, layout: _Layout, text: str) -> Exposition | None:
-        """:meth:`_fast` in one C pass over the body (``_steady.read_values``): no line or
+        """:meth:`_fast` in one C pass over the body (``native.c.read_values``): no line or
         token object is made, each plain value is read from the text as float() reads it,
         and OpenMetrics exemplars of the usual shape with it. What C hands back as text (a
         timestamp after a value, an exemplar of another shape, anything it doubts) is read
         here as :meth:`_fast` reads it. None when the scrape differs from the layout in more
         than its values, or when C cannot tell (a carriage return): :meth:`_fast` decides."""
-        got = _steady.read_values(text, layout.plan, layout.kinds, len(layout.names), Exemplar, self._memo)
+        got = native.c.read_values(  # type: ignore[union-attr]
+            text, layout.plan, layout.kinds, len(layout.names), Exemplar, self._memo)
         if got is None:
             return None
         values, odd, exemplars, self._memo = got

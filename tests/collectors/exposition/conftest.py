@@ -4,7 +4,7 @@ The parsers of a process share what they learnt (``SharedCaches``); without this
 meant to exercise a first scrape's label-set parsing could find those label sets cached
 by another test and never run the code it checks.
 
-``steady_path`` runs a module's tests once with the C value reader and once without it.
+``reader`` runs a module's tests once with the parser's C helpers and once without them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from trimtab.collectors.exposition import forget_shared_caches, target
+from trimtab.collectors.exposition import forget_shared_caches, native
 
 
 @pytest.fixture(autouse=True)
@@ -23,22 +23,23 @@ def _cold_parsers() -> Iterator[None]:
     forget_shared_caches()
 
 
-def require_steady_c() -> None:
-    """The C value reader (``_steady``) is built: fail under CI, which must build it; skip
-    elsewhere (an install without a C compiler reads values in Python)."""
-    if not target.STEADY_IN_C:
-        message = "trimtab.collectors.exposition._steady is not built (no C compiler at install?)"
+def require_native() -> None:
+    """The parser's C helpers (``_native``) are built: fail under CI, which must build them;
+    skip elsewhere (an install without a C compiler parses in Python)."""
+    if not native.ENABLED:
+        message = "trimtab.collectors.exposition._native is not built (no C compiler at install?)"
         if os.environ.get("CI"):
             pytest.fail(message + " — CI must build it (run.sh installs gcc)")
         pytest.skip(message)
 
 
 @pytest.fixture(params=["c", "python"])
-def steady_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Each test of a module that uses it runs twice: a repeated scrape's values read by the
-    C reader (``_steady.read_values``), then by the Python path alone. Both must answer alike."""
+def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test of a module that uses it runs twice: with the parser's C helpers (a repeated
+    scrape's values, a first scrape's label sets), then with its Python paths alone. Both
+    must answer alike."""
     if request.param == "c":
-        require_steady_c()
+        require_native()
     else:
-        monkeypatch.setattr(target, "STEADY_IN_C", False)
+        monkeypatch.setattr(native, "ENABLED", False)
     return request.param

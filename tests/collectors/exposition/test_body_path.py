@@ -20,6 +20,9 @@ from trimtab.collectors.exposition.full import _Full
 from trimtab.collectors.exposition.grammar import _Floats, _split_lines
 from trimtab.collectors.exposition.types import detect_format
 
+# every test twice: with the parser's C helpers, then with its Python paths alone (conftest)
+pytestmark = pytest.mark.usefixtures("reader")
+
 CORPUS = Path(__file__).parent / "corpus"
 OM_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 _VALUES = ["0", "1", "2.5", "-3e-2", "NaN", "+Inf", "-Inf", "1e+06", "17.0", "x", "", "0x1", "1 2", "1 # {a=\"b\"} 2"]

@@ -13,6 +13,9 @@ from trimtab.collectors.exposition.grammar import _Floats
 
 from tests.collectors.exposition.test_exposition import OM_TYPE, assert_same_as_reference
 
+# every test twice: with the parser's C helpers, then with its Python paths alone (conftest)
+pytestmark = pytest.mark.usefixtures("reader")
+
 
 def _full(fmt: str) -> _Full:
     return _Full(fmt, _Floats(), {}, {})

@@ -18,8 +18,8 @@ from tests.collectors.exposition.test_exposition import (
     assert_same_parse,
 )
 
-# every test twice: values read by the C reader, then by the Python path (conftest)
-pytestmark = pytest.mark.usefixtures("steady_path")
+# every test twice: with the parser's C helpers, then with its Python paths alone (conftest)
+pytestmark = pytest.mark.usefixtures("reader")
 
 
 def _body(observations: int) -> str:

@@ -49,8 +49,8 @@ from trimtab.collectors.exposition import (
 from tests.conftest import require_binary
 from tests.support import haproxy_config
 
-# every test twice: values read by the C reader, then by the Python path (conftest)
-pytestmark = pytest.mark.usefixtures("steady_path")
+# every test twice: with the parser's C helpers, then with its Python paths alone (conftest)
+pytestmark = pytest.mark.usefixtures("reader")
 
 CORPUS = Path(__file__).parent / "corpus"
 OM_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"

@@ -22,8 +22,8 @@ from tests.collectors.exposition.test_exposition import (
 )
 from tests.conftest import require_binary
 
-# four real programs, several scrapes each; each body's steady parse with the C reader and without
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("steady_path")]
+# four real programs, several scrapes each; each body parsed with the parser's C helpers and without
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("reader")]
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,9 @@ from tests.collectors.exposition.test_exposition import (
     reference_metadata,
 )
 
+# every test twice: with the parser's C helpers, then with its Python paths alone (conftest)
+pytestmark = pytest.mark.usefixtures("reader")
+
 TEXT_TYPE = "text/plain; version=0.0.4"
 OM_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 

@@ -18,8 +18,8 @@ from trimtab.collectors.exposition import (
     ParseError,
     TargetParser,
     grammar,
+    native,
     parse,
-    target,
 )
 from trimtab.collectors.exposition import body as expo_body
 from trimtab.collectors.exposition.grammar import _Floats, _numbers
@@ -31,8 +31,8 @@ from tests.collectors.exposition.test_exposition import (
     assert_same_parse,
 )
 
-# every test twice: values read by the C reader, then by the Python path (conftest)
-pytestmark = pytest.mark.usefixtures("steady_path")
+# every test twice: with the parser's C helpers, then with its Python paths alone (conftest)
+pytestmark = pytest.mark.usefixtures("reader")
 
 TEXT_TYPE = "text/plain; version=0.0.4"
 _PATH_B = r'/b \"q\" \\ x\ny'  # escaped quote, backslash and newline in a label value
@@ -109,10 +109,10 @@ def _same(warm: TargetParser, text: str, content_type: str) -> Exposition:
 
 
 @pytest.fixture
-def split_rows(monkeypatch: pytest.MonkeyPatch, steady_path: str) -> list[bool]:
+def split_rows(monkeypatch: pytest.MonkeyPatch, reader: str) -> list[bool]:
     """What each ``om_exemplar_rows`` call answered (True: it read the tails). The Python
     path's reader: with the C reader on, the warm parse reads the tails in C and never calls it."""
-    monkeypatch.setattr(target, "STEADY_IN_C", False)
+    monkeypatch.setattr(native, "ENABLED", False)
     answers: list[bool] = []
     real = grammar.om_exemplar_rows
 

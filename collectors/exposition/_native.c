@@ -496,14 +496,206 @@ error:
     return NULL;
 }
 
+/* ---- a first scrape's label sets ------------------------------------------------------- */
+
+#define MAX_LABELS 64 /* more in one set: handed back (Python reads it) */
+
+typedef struct {
+    const char *name, *value; /* value: raw, between the quotes */
+    Py_ssize_t name_len, value_len;
+    int escaped; /* the raw value holds a backslash */
+} label_t;
+
+/* ``value`` unescaped as the grammar does (backslash-backslash, backslash-n and
+ * backslash-quote; any other backslash stays as written), as a str; NULL on error. */
+static PyObject *unescaped(const char *s, Py_ssize_t n)
+{
+    char *buf = PyMem_Malloc((size_t)n + 1), *out = buf;
+    PyObject *result;
+    if (buf == NULL)
+        return PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (s[i] == '\\' && i + 1 < n && (s[i + 1] == '\\' || s[i + 1] == 'n' || s[i + 1] == '"')) {
+            *out++ = s[i + 1] == 'n' ? '\n' : s[i + 1];
+            i++;
+        } else {
+            *out++ = s[i];
+        }
+    }
+    result = PyUnicode_DecodeUTF8(buf, out - buf, "strict");
+    PyMem_Free(buf);
+    return result;
+}
+
+static int name_before(const label_t *a, const label_t *b)
+{
+    Py_ssize_t n = a->name_len < b->name_len ? a->name_len : b->name_len;
+    int c = memcmp(a->name, b->name, (size_t)n);
+    return c < 0 || (c == 0 && a->name_len < b->name_len);
+}
+
+/* Whether a bound label's value is a number, as grammar._is_number says (a value, not NaN). */
+static int bound_number(const label_t *label)
+{
+    return !label->escaped && is_value(label->value, label->value_len) &&
+           label->value[label->value_len - 1] != 'n' && label->value[label->value_len - 1] != 'N';
+}
+
+/* One ``labels}`` text in its plain shape: name="value" pairs joined by commas (0.0.4: one
+ * trailing comma allowed), no blank, names valid, none twice, no __name__, then the closing
+ * brace. (labels, numeric) as ``_Full.label_set`` finds them; Py_None (new reference) for any
+ * other text, whether or not it is valid (Python reads it and names any error). */
+static PyObject *label_set(const char *s, Py_ssize_t n, int om, PyObject *none, PyObject *le,
+                           PyObject *quantile)
+{
+    label_t labels[MAX_LABELS];
+    int count = 0;
+    Py_ssize_t i = 0, end = n - 1;
+    if (n < 2 || s[end] != '}')
+        Py_RETURN_NONE; /* not closed, or {} (Python's path keeps its shared empty labels) */
+    while (i < end) {
+        label_t *label = &labels[count];
+        if (count == MAX_LABELS)
+            Py_RETURN_NONE;
+        label->name = s + i;
+        while (i < end && s[i] != '=')
+            i++;
+        label->name_len = s + i - label->name;
+        if (!is_label_name(label->name, label->name_len) || i + 1 >= end || s[i + 1] != '"')
+            Py_RETURN_NONE; /* includes __name__, an error Python names */
+        i += 2;
+        label->value = s + i;
+        label->escaped = 0;
+        while (i < end && s[i] != '"') {
+            if (s[i] == '\\') {
+                label->escaped = 1;
+                i++; /* the escaped character, whatever it is */
+            }
+            i++;
+        }
+        if (i >= end)
+            Py_RETURN_NONE; /* no closing quote before the brace */
+        label->value_len = s + i - label->value;
+        i++; /* the closing quote */
+        for (int j = 0; j < count; j++)
+            if (labels[j].name_len == label->name_len &&
+                memcmp(labels[j].name, label->name, (size_t)label->name_len) == 0)
+                Py_RETURN_NONE; /* a label twice: an error Python names */
+        count++;
+        if (i == end)
+            break;
+        if (s[i] != ',')
+            Py_RETURN_NONE;
+        i++;
+        if (i == end && om)
+            Py_RETURN_NONE; /* a trailing comma: an OpenMetrics error */
+    }
+    /* sorted by name (names are ASCII: byte order is code point order, as sorted() uses) */
+    for (int a = 1; a < count; a++) {
+        label_t key = labels[a];
+        int b = a - 1;
+        for (; b >= 0 && name_before(&key, &labels[b]); b--)
+            labels[b + 1] = labels[b];
+        labels[b + 1] = key;
+    }
+    PyObject *numeric = none;
+    for (int j = 0; j < count; j++) {
+        PyObject *bound = NULL;
+        if (labels[j].name_len == 2 && memcmp(labels[j].name, "le", 2) == 0)
+            bound = le;
+        else if (labels[j].name_len == 8 && memcmp(labels[j].name, "quantile", 8) == 0)
+            bound = quantile;
+        if (bound != NULL && bound_number(&labels[j])) {
+            if (numeric != none)
+                Py_RETURN_NONE; /* both bound labels hold a number: Python's path */
+            numeric = bound;
+        }
+    }
+    PyObject *tuple = PyTuple_New(count);
+    if (tuple == NULL)
+        return NULL;
+    for (int j = 0; j < count; j++) {
+        PyObject *name = PyUnicode_FromStringAndSize(labels[j].name, labels[j].name_len), *value;
+        if (name == NULL)
+            goto fail;
+        PyUnicode_InternInPlace(&name); /* one "route" for every label set that has one */
+        value = labels[j].escaped ? unescaped(labels[j].value, labels[j].value_len)
+                                  : PyUnicode_DecodeUTF8(labels[j].value, labels[j].value_len, "strict");
+        if (value == NULL) {
+            Py_DECREF(name);
+            goto fail;
+        }
+        PyObject *pair = PyTuple_New(2);
+        if (pair == NULL) {
+            Py_DECREF(name);
+            Py_DECREF(value);
+            goto fail;
+        }
+        PyTuple_SET_ITEM(pair, 0, name);
+        PyTuple_SET_ITEM(pair, 1, value);
+        PyTuple_SET_ITEM(tuple, j, pair);
+    }
+    return Py_BuildValue("(NO)", tuple, numeric);
+fail:
+    Py_DECREF(tuple); /* unset items are NULL, which tuple deallocation skips */
+    return NULL;
+}
+
+PyDoc_STRVAR(label_sets_doc,
+"label_sets(tails, om, none, le, quantile) -> list\n\n"
+"For each ``labels}`` text (what follows a sample name's opening brace), (labels, numeric) as\n"
+"``_Full.label_set`` finds them: labels sorted by name and unescaped; numeric ``le`` or\n"
+"``quantile`` (the objects given) when that bound label holds a number, else ``none``. None\n"
+"for a text of any other shape, valid or not (blanks, {}, errors): Python's path reads it.");
+
+static PyObject *label_sets(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5 || !PyList_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "label_sets(tails: list, om: bool, none, le, quantile)");
+        return NULL;
+    }
+    int om = PyObject_IsTrue(args[1]);
+    if (om < 0)
+        return NULL;
+    PyObject *tails = args[0];
+    Py_ssize_t n = PyList_GET_SIZE(tails);
+    PyObject *out = PyList_New(n);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *tail = PyList_GET_ITEM(tails, k), *found;
+        Py_ssize_t size;
+        const char *s;
+        if (!PyUnicode_Check(tail)) {
+            PyErr_SetString(PyExc_TypeError, "label_sets: every tail must be a str");
+            Py_DECREF(out);
+            return NULL;
+        }
+        s = PyUnicode_AsUTF8AndSize(tail, &size);
+        if (s == NULL) { /* a lone surrogate */
+            PyErr_Clear();
+            found = Py_NewRef(Py_None);
+        } else {
+            found = label_set(s, size, om, args[2], args[3], args[4]);
+            if (found == NULL) {
+                Py_DECREF(out);
+                return NULL;
+            }
+        }
+        PyList_SET_ITEM(out, k, found);
+    }
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"read_values", (PyCFunction)(void (*)(void))read_values, METH_FASTCALL, read_values_doc},
+    {"label_sets", (PyCFunction)(void (*)(void))label_sets, METH_FASTCALL, label_sets_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_steady",
-    "The value-only read of a repeated scrape (see TargetParser._fast).", -1, methods,
+    PyModuleDef_HEAD_INIT, "_native",
+    "The exposition parser's C helpers (see native.py).", -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__steady(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }

@@ -1,4 +1,4 @@
-"""The C value reader (``_steady.read_values``) against the Python value-only path.
+"""The C value reader (``native.c.read_values``, _native.c) against the Python value-only path.
 
 A warm parser (it has read the target's last scrape) reads the next scrape's values in C
 when nothing but the values changed. It must answer exactly as the Python path does: the
@@ -23,12 +23,12 @@ from trimtab.collectors.exposition import (
     ParseError,
     TargetParser,
     forget_shared_caches,
+    native,
     parse,
-    target,
 )
 from trimtab.collectors.exposition.types import _VALUE
 
-from tests.collectors.exposition.conftest import require_steady_c
+from tests.collectors.exposition.conftest import require_native
 from tests.collectors.exposition.test_exposition import OM_TYPE
 
 TEXT_TYPE = "text/plain; version=0.0.4"
@@ -67,17 +67,17 @@ BASES = {"text": (TEXT_BASE, TEXT_TYPE), "openmetrics": (OM_BASE, OM_TYPE)}
 
 @pytest.fixture(autouse=True)
 def _built() -> None:
-    require_steady_c()
+    require_native()
 
 
 @contextmanager
 def _values_in_c(on: bool) -> Iterator[None]:
-    saved = target.STEADY_IN_C
-    target.STEADY_IN_C = on
+    saved = native.ENABLED
+    native.ENABLED = on
     try:
         yield
     finally:
-        target.STEADY_IN_C = saved
+        native.ENABLED = saved
 
 
 def _bits(x: float | None) -> object:
@@ -228,7 +228,7 @@ def _steady_read(base: str, text: str, content_type: str) -> object:
     warm = _warm(base, content_type)
     layout = warm._layout
     assert layout is not None
-    return target._steady.read_values(text, layout.plan, layout.kinds, len(layout.names), Exemplar, None)
+    return native.c.read_values(text, layout.plan, layout.kinds, len(layout.names), Exemplar, None)
 
 
 def test_a_lone_surrogate_is_left_to_the_python_path() -> None:
@@ -280,7 +280,7 @@ def test_a_repeated_token_comes_from_the_memo_whatever_layout_it_came_from() -> 
     warm = _warm(TEXT_BASE, TEXT_TYPE)
     layout = warm._layout
     assert layout is not None
-    read = target._steady.read_values
+    read = native.c.read_values
     first = read(TEXT_BASE, layout.plan, layout.kinds, len(layout.names), Exemplar, None)
     values, _, _, memo = first
     again = read(TEXT_BASE, layout.plan, layout.kinds, len(layout.names), Exemplar, memo)
@@ -307,18 +307,18 @@ def test_a_memo_that_is_not_one_is_refused_or_ignored(memo: object) -> None:
     assert layout is not None
     args = (TEXT_BASE, layout.plan, layout.kinds, len(layout.names), Exemplar)
     if isinstance(memo, tuple) and len(memo) == 3 and isinstance(memo[0], bytes) and isinstance(memo[2], tuple):
-        got = target._steady.read_values(*args, memo)  # spans past the tuple: nothing taken from it
-        assert list(map(_bits, got[0])) == list(map(_bits, target._steady.read_values(*args, None)[0]))
+        got = native.c.read_values(*args, memo)  # spans past the tuple: nothing taken from it
+        assert list(map(_bits, got[0])) == list(map(_bits, native.c.read_values(*args, None)[0]))
     else:
         with pytest.raises(TypeError, match="memo"):
-            target._steady.read_values(*args, memo)
+            native.c.read_values(*args, memo)
 
 
 def test_arguments_that_do_not_fit_are_refused() -> None:
     warm = _warm(TEXT_BASE, TEXT_TYPE)
     layout = warm._layout
     assert layout is not None
-    read = target._steady.read_values
+    read = native.c.read_values
     n = len(layout.names)
     with pytest.raises(TypeError):
         read(TEXT_BASE.encode(), layout.plan, layout.kinds, n, Exemplar, None)
