@@ -16,12 +16,16 @@ body is several successive scrapes of its target, values changed in between.
 - reference: prometheus_client's parser for the body's format on the first scrape (it keeps
   nothing between calls, so its cold and steady are the same).
 
+trimtab's parser runs with its C helpers (``collectors/exposition/_native.c``: a repeated
+scrape's values, a first scrape's label sets) when the install built them, as ``trimtab`` does;
+``--python`` turns them off to measure the Python paths alone. The first line says which ran.
+
 trimtab's parse returns columns (``Exposition.columns()``): the parse alone is timed, as the
 scrape engine reads it. Timings interleave the parsers and take medians of CPU time per parse
 (the machine is shared and noisy). The last line is the figure: the *minimum* over bodies of
 the steady and of the cold ratio.
 
-Run: ``.venv/bin/python benchmarks/parse.py``
+Run: ``.venv/bin/python benchmarks/parse.py [--python]``
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from prometheus_client.openmetrics.parser import (  # noqa: E402
     text_string_to_metric_families as parse_om_reference,
 )
 from prometheus_client.parser import text_string_to_metric_families as parse_text_reference  # noqa: E402
-from trimtab.collectors.exposition import TargetParser, forget_shared_caches  # noqa: E402
+from trimtab.collectors.exposition import TargetParser, forget_shared_caches, native  # noqa: E402
 
 from benchmarks.corpus import Body, build_corpus  # noqa: E402
 
@@ -93,6 +97,11 @@ def measure(body: Body) -> dict[str, float]:
 
 
 def main() -> None:
+    if "--python" in sys.argv[1:]:
+        native.ENABLED = False
+    elif not native.ENABLED:
+        print("note: the C helpers are not built (no C compiler at install): the Python paths run")
+    print(f"trimtab's parser: {'C helpers and Python' if native.ENABLED else 'Python paths alone'}")
     corpus = build_corpus()
     steady_ratios, cold_ratios = {}, {}
     for body in corpus:
