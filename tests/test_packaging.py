@@ -122,7 +122,7 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     src = tmp / "src"
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
         ".git", ".venv", ".hypothesis", "__pycache__", "*.egg-info", "build", "dist", "tests",
-        "benchmarks"))
+        "benchmarks", "*.so"))  # the C helpers are built from their source by the wheel build
     out = tmp / "dist"
     for project in (src / "packaging" / "agent", src):
         _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
@@ -215,8 +215,13 @@ def test_both_wheels_install_together_without_a_file_in_common(
     python = _venv(tmp_path / "venv-both", agent, cockpit)
     with capsys.disabled():
         print(f"\ncockpit + agent venv: {_size_mb(tmp_path / 'venv-both'):.0f} MB")
+    # the parser's C helpers were compiled into the cockpit's wheel, and the parser uses them
+    assert [f for f in cockpit_files if f.startswith("trimtab/collectors/exposition/_native.")
+            and f.endswith(".so")], sorted(cockpit_files)
     probe = ("import trimtab.app, trimtab.agent, trimtab.app.model.fleet, "
              "trimtab.agent.middleware, trimtab.demo.app, pyqtgraph, numpy, PySide6.QtCore\n"
+             "from trimtab.collectors.exposition import native\n"
+             "assert native.ENABLED, 'C helpers not importable'\n"
              "print(trimtab.agent.__file__)")
     where = _run([python, "-I", "-c", probe], env=_clean_env()).stdout.strip()
     assert where.startswith(str(tmp_path / "venv-both")), where
