@@ -183,6 +183,9 @@ class TargetParser:
                 timestamps = self._rests(layout, tokens, values, exemplars)
             except ValueError:
                 return None
+            if len(exemplars) > 1:  # C's first, then those read here: in sample order, as _fast gives
+                exemplars = dict(sorted(exemplars.items()))
+            self._trim(len(values))  # _rests cached what it read: keep the cache bounded
         types, helps, units = layout.meta
         return Exposition.from_columns((layout.names, layout.labels, values, timestamps),  # type: ignore[arg-type]
                                        dict(types), dict(helps), dict(units), exemplars, layout.fmt)

@@ -87,8 +87,8 @@ def _bits(x: float | None) -> object:
 
 def _normalised(expo: Exposition) -> tuple[object, ...]:
     names, labels, values, stamps = expo.columns()
-    exemplars = {k: (e.labels, _bits(e.value), _bits(e.timestamp), type(e) is Exemplar)
-                 for k, e in expo.exemplars.items()}
+    exemplars = [(k, e.labels, _bits(e.value), _bits(e.timestamp), type(e) is Exemplar)
+                 for k, e in expo.exemplars.items()]  # in their order: consumers iterate them
     return (tuple(names), tuple(labels), tuple(map(_bits, values)),
             None if stamps is None else tuple(map(_bits, stamps)),
             exemplars, expo.types, expo.helps, expo.units, expo.format)
@@ -270,8 +270,8 @@ def test_exemplars_are_read_in_c_with_their_values() -> None:
     assert c_answered
     values, exemplars = got[1][2], got[1][4]
     assert values[0] == _bits(9.0)
-    assert exemplars[0] == ((("trace_id", "ffff"),), _bits(2.5), _bits(1796584980.1), True)
-    assert exemplars[3] == ((("span_id", "ü"),), _bits(3.5), _bits(1796584980.0), True)
+    assert exemplars[0] == (0, (("trace_id", "ffff"),), _bits(2.5), _bits(1796584980.1), True)
+    assert exemplars[2] == (3, (("span_id", "ü"),), _bits(3.5), _bits(1796584980.0), True)
 
 
 # --- the memo and the arguments --------------------------------------------------------------
@@ -333,3 +333,31 @@ def test_arguments_that_do_not_fit_are_refused() -> None:
     assert read(TEXT_BASE, layout.plan, layout.kinds, n - 1, Exemplar, None) is None  # not this layout
     with pytest.raises(TypeError):
         read(TEXT_BASE, tuple(map(str.encode, layout.plan)), layout.kinds, n, Exemplar, None)
+
+
+# --- what C hands back to Python -------------------------------------------------------------
+
+def test_tokens_handed_back_do_not_grow_the_value_cache_without_bound() -> None:
+    """Timestamps after the values (handed back to Python, which caches each token it reads):
+    the cache stays within the parser's bound, with the C reader as without it."""
+    def scrape(i: int) -> str:
+        return "".join(f'req_total{{route="/r{j}"}} {i * 1000 + j} {1700000000000 + i}\n' for j in range(50))
+    sizes = {}
+    for on in (True, False):
+        with _values_in_c(on):
+            warm = TargetParser()
+            for i in range(300):
+                warm.parse(scrape(i), TEXT_TYPE)
+            sizes[on] = len(warm._floats)
+    assert sizes[True] <= 4 * 50 + 4096 and sizes[False] <= 4 * 50 + 4096, sizes
+
+
+def test_exemplars_come_in_sample_order_when_some_are_handed_back() -> None:
+    base = '# TYPE a counter\na_total{r="1"} 1 # {id="x"} 1\na_total{r="2"} 1 # {id="y"} 1\n# EOF\n'
+    text = base.replace('{id="x"}', '{id="x\\\\"}')  # an escape: C hands this exemplar back
+    for on in (True, False):
+        forget_shared_caches()
+        with _values_in_c(on):
+            expo = _warm(base, OM_TYPE).parse(text, OM_TYPE)
+        assert list(expo.exemplars) == [0, 1], on
+        assert list(expo.exemplars) == list(parse(text, OM_TYPE).exemplars)
