@@ -671,12 +671,26 @@ static PyObject *label_sets(PyObject *module, PyObject *const *args, Py_ssize_t 
             Py_DECREF(out);
             return NULL;
         }
-        s = PyUnicode_AsUTF8AndSize(tail, &size);
+        /* An ASCII str is its own UTF-8. Any other is encoded into a temporary: asked for
+         * its UTF-8, a str keeps a copy inside it for life, and these are cache keys. */
+        PyObject *encoded = NULL;
+        if (PyUnicode_READY(tail) < 0) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        if (PyUnicode_IS_ASCII(tail)) {
+            s = PyUnicode_AsUTF8AndSize(tail, &size);
+        } else {
+            encoded = PyUnicode_AsUTF8String(tail);
+            s = encoded != NULL ? PyBytes_AS_STRING(encoded) : NULL;
+            size = encoded != NULL ? PyBytes_GET_SIZE(encoded) : 0;
+        }
         if (s == NULL) { /* a lone surrogate */
             PyErr_Clear();
             found = Py_NewRef(Py_None);
         } else {
             found = label_set(s, size, om, args[2], args[3], args[4]);
+            Py_XDECREF(encoded);
             if (found == NULL) {
                 Py_DECREF(out);
                 return NULL;

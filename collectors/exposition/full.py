@@ -484,9 +484,14 @@ class _Full:
         split = _split_bound(block) if bounded else None
         if split is None:
             labels = (self.bases.get(block) or self.new_base(block))[0]
-            return labels, _numeric(labels) if bounded else _NONE
+            # "le" also finds 0.0.4's le = "1" (blanks around =) and any quantile
+            return labels, _numeric(labels) if "le" in block else _NONE
         pair, rest = split
-        rest_labels, slots = self.bases.get(rest) or self.new_base(rest)
+        try:
+            rest_labels, slots = self.bases.get(rest) or self.new_base(rest)
+        except ParseError:  # the cut fell inside a quoted value (a="x,le="): the whole block decides
+            labels = (self.bases.get(block) or self.new_base(block))[0]
+            return labels, _numeric(labels)
         i = slots.get(pair[0])
         if i is None:
             self.fail(f"label {pair[0]!r} appears twice in one label set")

@@ -78,3 +78,29 @@ def test_a_bound_label_value_that_starts_with_a_comma_is_read_as_prometheus_clie
     # opening quote: 'le=",a"' was refused as a malformed label set.
     assert_same_as_reference(text + "# EOF\n" if openmetrics else text,
                              OM_TYPE if openmetrics else None)
+
+
+@pytest.mark.parametrize("labels", [
+    'a=",le="', 'x="1",b=",quantile="', 'z="x\\",le="', 'le=",quantile="', 'a="le=\\"1\\""',
+])
+@pytest.mark.parametrize("content_type", [None, OM_TYPE])
+def test_a_bound_label_written_inside_a_value_is_part_of_the_value(labels: str, content_type: str | None) -> None:
+    """``,le="`` inside a quoted value is no bound label: the label set is valid, the same on
+    every path (the whole-body path, the per-line loop) and as prometheus_client reads it."""
+    om = content_type == OM_TYPE
+    head = "# TYPE m gauge\n"
+    short = head + f"m{{{labels}}} 1\n" + ("# EOF\n" if om else "")
+    long_ = head + f"m{{{labels}}} 1\n" + "".join(f'm{{i="{i}"}} {i}\n' for i in range(60)) + ("# EOF\n" if om else "")
+    for text in (short, long_):
+        assert_same_as_reference(text, content_type)
+
+
+@pytest.mark.parametrize("block", ['le = "1"', 'le="1" ', ' le="1"', 'le\t=\t"1"', 'route="/", le = "0.5"'])
+def test_a_bucket_bound_written_with_blanks_is_numeric(block: str) -> None:
+    """0.0.4 allows blanks around ``=`` and after commas: ``le = "1"`` is a bucket's bound."""
+    text = f'# TYPE h histogram\nh_bucket{{{block}}} 1\nh_bucket{{le="+Inf"}} 2\nh_sum 1\nh_count 2\n'
+    many = text + "".join(f'# TYPE g{i} gauge\ng{i}{{le = "{i}"}} {i}\n' for i in range(40))  # whole-body path
+    long_ = text + "".join(f'h_bucket{{le="{i}",x="{i}"}} {i}\n' for i in range(60))  # the per-line loop
+    for body in (text, many, long_):
+        expo = assert_same_as_reference(body)
+        assert dict(expo.samples[0].labels)["le"] in ("1", "0.5")

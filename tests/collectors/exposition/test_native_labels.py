@@ -9,6 +9,8 @@ and without it, errors included.
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -132,3 +134,12 @@ def test_any_body_parses_alike_with_and_without_the_c_label_sets(tails: list[str
         finally:
             native.ENABLED = saved
     assert outcomes[0] == outcomes[1], text
+
+
+def test_reading_a_label_set_leaves_no_utf8_copy_in_the_cached_text() -> None:
+    """The tails are the shared caches' keys, kept for the life of the process: reading one
+    in C must not leave a UTF-8 copy of a non-ASCII one inside it (twice its memory)."""
+    tail = "route=\"" + "é" * 200 + "\"}"
+    before = sys.getsizeof(tail)
+    assert _c([tail], TEXT)[0] == ((("route", "é" * 200),), ())
+    assert sys.getsizeof(tail) == before
