@@ -24,6 +24,15 @@ from .types import OPENMETRICS, Exemplar, Exposition, _gc_paused, detect_format
 LEARN_SHARE = 16
 
 
+def _value_only(layout: _Layout, values: list[float | None], timestamps: list[float | None] | None,
+                exemplars: dict[int, Exemplar]) -> Exposition:
+    """A value-only parse's exposition: the layout's series and metadata (copies of the
+    metadata, which the caller may change) with this scrape's values."""
+    types, helps, units = layout.meta
+    return Exposition.from_columns((layout.names, layout.labels, values, timestamps),  # type: ignore[arg-type]
+                                   dict(types), dict(helps), dict(units), exemplars, layout.fmt)
+
+
 class SharedCaches:
     """What every :class:`TargetParser` of one format in this process reuses: each text
     before a value (a series), each label set's text, and their parsed tuples.
@@ -186,9 +195,7 @@ class TargetParser:
             if len(exemplars) > 1:  # C's first, then those read here: in sample order, as _fast gives
                 exemplars = dict(sorted(exemplars.items()))
             self._trim(len(values))  # _rests cached what it read: keep the cache bounded
-        types, helps, units = layout.meta
-        return Exposition.from_columns((layout.names, layout.labels, values, timestamps),  # type: ignore[arg-type]
-                                       dict(types), dict(helps), dict(units), exemplars, layout.fmt)
+        return _value_only(layout, values, timestamps, exemplars)
 
     def _fast(self, layout: _Layout, lines: list[str], n_chars: int) -> Exposition | None:
         """Values, timestamps, exemplars only; None when anything else differs (the full
@@ -221,9 +228,7 @@ class TargetParser:
                 return None
         self._churn = len(floats) - known
         self._trim(len(values))
-        types, helps, units = layout.meta
-        return Exposition.from_columns((layout.names, layout.labels, values, timestamps),  # type: ignore[arg-type]
-                                       dict(types), dict(helps), dict(units), exemplars, layout.fmt)
+        return _value_only(layout, values, timestamps, exemplars)
 
     def _rests(self, layout: _Layout, tokens: list[str], values: list[float | None],
                exemplars: dict[int, Exemplar]) -> list[float | None] | None:
